@@ -1,0 +1,112 @@
+// Package scheduler owns sopilot's view of Slurm: one Backend interface with
+// two real implementations (the Slurm command-line tools in slurmcli and the
+// slurmrestd REST API in slurmrest), the job description they submit, the
+// job states they report, and the batch-script renderer that turns a
+// validated job description into a script without ever interpolating a user
+// value into shell code unquoted.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Backend is how the controller talks to Slurm. Implementations must be safe
+// for concurrent use.
+type Backend interface {
+	// Submit creates one batch job and returns its Slurm job id.
+	Submit(ctx context.Context, job JobSpec) (JobID string, err error)
+	// Jobs returns the state of every job Slurm still knows whose id is in
+	// ids, with one query to slurmctld however many ids there are. Ids Slurm
+	// has forgotten are simply absent from the result.
+	Jobs(ctx context.Context, ids []string) ([]JobStatus, error)
+	// FindByComment returns the jobs Slurm still knows whose comment starts
+	// with prefix (one query). The controller uses it to adopt jobs it
+	// submitted but had not recorded before a crash.
+	FindByComment(ctx context.Context, prefix string) ([]JobStatus, error)
+	// Cancel asks Slurm to cancel the job. Cancelling a job that has already
+	// ended or that Slurm has forgotten returns nil.
+	Cancel(ctx context.Context, jobID string) error
+	// Name says which backend this is ("cli" or "rest"), for logs and metrics.
+	Name() string
+}
+
+// Sentinel errors. Backends wrap them so callers can use errors.Is.
+var (
+	// ErrUnavailable means slurmctld (or slurmrestd) could not be reached;
+	// the operation may succeed if retried.
+	ErrUnavailable = errors.New("slurm unavailable")
+	// ErrRejected means Slurm refused the request (bad partition, too many
+	// nodes, invalid dependency, ...). Retrying the same request will not help.
+	ErrRejected = errors.New("slurm rejected the request")
+)
+
+// JobSpec is everything needed to submit one batch job. All fields must
+// already be validated (see run validation); backends pass them to Slurm as
+// separate, typed arguments, never through a shell.
+type JobSpec struct {
+	Name         string // --job-name
+	Partition    string // --partition; empty = cluster default
+	Nodes        int    // --nodes
+	TasksPerNode int    // --ntasks-per-node
+	GPUsPerNode  int    // --gres=gpu:N; 0 = none
+	CPUsPerTask  int    // --cpus-per-task; 0 = Slurm default
+	TimeLimit    time.Duration
+	WorkDir      string // --chdir; absolute
+	// OutputPath is the job's stdout/stderr file (--output, --error);
+	// absolute, may contain Slurm's %j and %x patterns.
+	OutputPath string
+	// Comment is written into the job's comment field; the controller puts
+	// its idempotency key here.
+	Comment string
+	// Dependencies are Slurm job ids this job waits for (afterok).
+	Dependencies []string
+	// Environment is the complete environment of the batch step, on top of
+	// what Slurm itself sets. Nothing from the controller's own environment
+	// leaks into the job.
+	Environment map[string]string
+	// Script is the complete batch script (starts with #!), as rendered by
+	// RenderScript.
+	Script string
+}
+
+// State is a Slurm job state reduced to what sopilot distinguishes.
+type State string
+
+// Job states as Slurm names them (base state, flags removed).
+const (
+	StatePending     State = "PENDING"
+	StateRunning     State = "RUNNING"
+	StateSuspended   State = "SUSPENDED"
+	StateCompleting  State = "COMPLETING"
+	StateCompleted   State = "COMPLETED"
+	StateFailed      State = "FAILED"
+	StateCancelled   State = "CANCELLED"
+	StateTimeout     State = "TIMEOUT"
+	StateNodeFail    State = "NODE_FAIL"
+	StatePreempted   State = "PREEMPTED"
+	StateOutOfMemory State = "OUT_OF_MEMORY"
+	StateBootFail    State = "BOOT_FAIL"
+	StateDeadline    State = "DEADLINE"
+)
+
+// JobStatus is one job as Slurm reports it.
+type JobStatus struct {
+	JobID string
+	Name  string
+	// State is Slurm's base state string, upper case, without flags
+	// ("RUNNING", "COMPLETED", "CONFIGURING", ...). Unknown states are
+	// passed through as Slurm spelled them.
+	State   string
+	Reason  string // Slurm's reason ("None", "Resources", "Dependency", ...)
+	Comment string
+	// Nodes is the compact Slurm node list ("worker-[0-1]"); empty while pending.
+	Nodes string
+	// ExitCode is the batch script's exit status; -1 when unknown. Signal is
+	// the terminating signal, 0 if none.
+	ExitCode  int
+	Signal    int
+	StartTime time.Time // zero when not started
+	EndTime   time.Time // zero when not ended
+}
