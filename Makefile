@@ -1,0 +1,62 @@
+# sopilot — developer targets. `make help` lists them.
+SHELL := bash
+BIN   := $(CURDIR)/bin
+export PATH := $(BIN):$(PATH)
+
+BUF_VERSION         := v1.75.0
+STATICCHECK_VERSION := v0.8.2
+GRPCURL_VERSION     := v1.9.4
+
+.PHONY: help
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/buf:
+	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+$(BIN)/grpcurl:
+	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+.PHONY: tools
+tools: $(BIN)/buf $(BIN)/staticcheck $(BIN)/grpcurl ## install pinned tools into ./bin
+
+.PHONY: generate
+generate: $(BIN)/buf ## regenerate pkg/ from proto/ (buf, local plugins pinned in go.mod)
+	buf generate
+
+.PHONY: check-generated
+check-generated: generate ## fail if generated code differs from proto/
+	@if [ -n "$$(git status --porcelain -- pkg)" ]; then \
+	  echo "generated code is stale: run 'make generate' and commit pkg/:"; git status --short -- pkg; exit 1; fi
+
+.PHONY: lint
+lint: $(BIN)/buf $(BIN)/staticcheck ## gofmt, go vet, staticcheck, buf lint
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	staticcheck ./...
+	buf lint
+
+.PHONY: build
+build: ## build the binaries into ./bin
+	go build -o $(BIN)/ ./cmd/...
+
+.PHONY: test
+test: ## THE test command: installs what it needs, starts a local Slurm cluster, runs lint and every test
+	hack/test.sh
+
+.PHONY: test-unit
+test-unit: ## tests only, against a cluster you started (tests needing Slurm skip if it is absent)
+	go test -race ./...
+
+.PHONY: cluster-up
+cluster-up: ## start the local Slurm cluster (root; installs Debian packages if missing)
+	hack/slurm/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## stop the local Slurm cluster
+	hack/slurm/cluster.sh down
+
+.PHONY: bench
+bench: ## benchmarks of docs/benchmarks.md (needs the local cluster)
+	hack/bench.sh

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/sopilot/sopilot/internal/api"
+	"github.com/sopilot/sopilot/internal/config"
+	"github.com/sopilot/sopilot/internal/controller"
+	"github.com/sopilot/sopilot/internal/metrics"
+	"github.com/sopilot/sopilot/internal/run"
+	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmcli"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmrest"
+	"github.com/sopilot/sopilot/internal/server"
+	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+const summary = `
+controller - sopilot's control plane for Slurm GPU clusters.
+
+Submits runs to Slurm, tracks them to the end with one batched query per
+poll, keeps their history in a bbolt file, and serves the gRPC API
+(reflection on: try "grpcurl -plaintext 127.0.0.1:50051 list") and
+Prometheus metrics.
+
+Examples:
+  # Local cluster, Slurm command-line tools:
+  controller --db /var/lib/sopilot/controller.db
+  # slurmrestd with a JWT key (mints its own tokens):
+  controller --scheduler rest --slurmrestd-url http://127.0.0.1:6820 \
+             --slurm-user root --slurm-jwt-key-file /etc/slurm/jwt_hs256.key
+`
+
+// usageError marks errors in the command line, which exit with status 2.
+type usageError struct{ error }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+type options struct {
+	grpcAddr, metricsAddr, db                 string
+	scheduler, slurmConf                      string
+	restURL, restVersion, restUser, restToken string
+	restKeyFile                               string
+	pollInterval, minJobAge, shutdownGrace    time.Duration
+	slurmTimeout                              time.Duration
+	workDir, outputDir                        string
+	maxNodes, maxGPUsPerNode                  int
+	maxTimeLimit                              time.Duration
+	logLevel, logFormat                       string
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:50051", "address of the gRPC API (host:port)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9477", "address of the HTTP server for /metrics and /healthz; empty disables it")
+	fs.StringVar(&o.db, "db", "/var/lib/sopilot/controller.db", "bbolt file holding run history (created if missing; its directory too)")
+	fs.StringVar(&o.scheduler, "scheduler", "cli", `how to reach Slurm: "cli" (sbatch/squeue/scancel) or "rest" (slurmrestd)`)
+	fs.StringVar(&o.slurmConf, "slurm-conf", "", "slurm.conf for the cli scheduler (sets SLURM_CONF for the Slurm tools); empty: Slurm's default")
+	fs.DurationVar(&o.slurmTimeout, "slurm-timeout", 30*time.Second, "time limit of one request to Slurm")
+	fs.StringVar(&o.restURL, "slurmrestd-url", "", "slurmrestd address for --scheduler=rest: http://host:port or unix:///path")
+	fs.StringVar(&o.restVersion, "slurmrestd-api-version", "v0.0.38", "slurmrestd OpenAPI version, v0.0.38 (Slurm 22.05) to v0.0.44")
+	fs.StringVar(&o.restUser, "slurm-user", "", "Slurm user name for slurmrestd (X-SLURM-USER-NAME)")
+	fs.StringVar(&o.restToken, "slurm-jwt", "", "a fixed slurmrestd token (from 'scontrol token'); prefer --slurm-jwt-key-file")
+	fs.StringVar(&o.restKeyFile, "slurm-jwt-key-file", "", "Slurm's JWT HS256 key file; the controller mints short-lived tokens from it")
+	fs.DurationVar(&o.pollInterval, "poll-interval", 5*time.Second, "how often all active runs are refreshed from Slurm (one query per poll)")
+	fs.DurationVar(&o.minJobAge, "min-job-age", 300*time.Second, "Slurm's MinJobAge: how long Slurm lists finished jobs; poll-interval must be well below it")
+	fs.StringVar(&o.workDir, "default-workdir", "/tmp", "working directory of runs whose spec sets none")
+	fs.StringVar(&o.outputDir, "default-output-dir", "", "directory for runs' output files when the spec sets none (default: --default-workdir)")
+	fs.IntVar(&o.maxNodes, "max-nodes", 1024, "largest nodes count a run may ask for")
+	fs.IntVar(&o.maxGPUsPerNode, "max-gpus-per-node", 8, "largest GPUs-per-node a run may ask for")
+	fs.DurationVar(&o.maxTimeLimit, "max-time-limit", 30*24*time.Hour, "longest time limit a run may ask for")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for open calls before closing them")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.Usage = config.Usage(fs, stderr, summary)
+	if err := config.Parse(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if o.outputDir == "" {
+		o.outputDir = o.workDir
+	}
+	var problems []error
+	if o.scheduler != "cli" && o.scheduler != "rest" {
+		problems = append(problems, fmt.Errorf(`--scheduler must be "cli" or "rest", got %q`, o.scheduler))
+	}
+	if o.scheduler == "rest" && o.restURL == "" {
+		problems = append(problems, errors.New("--scheduler=rest needs --slurmrestd-url"))
+	}
+	if o.pollInterval <= 0 || o.pollInterval > o.minJobAge/4 {
+		problems = append(problems, fmt.Errorf("--poll-interval must be positive and at most a quarter of --min-job-age (%s), or finished jobs may be forgotten before they are seen; got %s", o.minJobAge, o.pollInterval))
+	}
+	for name, dir := range map[string]string{"--default-workdir": o.workDir, "--default-output-dir": o.outputDir} {
+		if !filepath.IsAbs(dir) {
+			problems = append(problems, fmt.Errorf("%s must be an absolute path, got %q", name, dir))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, usageError{errors.Join(problems...)}
+	}
+	return o, nil
+}
+
+func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, usageError{fmt.Errorf(`--log-format must be "text" or "json", got %q`, o.logFormat)}
+}
+
+func newBackend(o *options, logger *slog.Logger) (scheduler.Backend, error) {
+	if o.scheduler == "rest" {
+		b, err := slurmrest.New(slurmrest.Config{
+			BaseURL:    o.restURL,
+			APIVersion: o.restVersion,
+			UserName:   o.restUser,
+			Token:      o.restToken,
+			JWTKeyFile: o.restKeyFile,
+			Timeout:    o.slurmTimeout,
+		}, logger.With("component", "slurmrest"))
+		if err != nil {
+			return nil, usageError{fmt.Errorf("slurmrestd settings: %w", err)}
+		}
+		return b, nil
+	}
+	return slurmcli.New(slurmcli.Config{SlurmConf: o.slurmConf, Timeout: o.slurmTimeout}, logger.With("component", "slurmcli")), nil
+}
+
+// run is the whole controller; main only adds signals and the exit status.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(o, stderr)
+	if err != nil {
+		return err
+	}
+	backend, err := newBackend(o, logger)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(o.db), 0o750); err != nil {
+		return fmt.Errorf("create directory for --db: %w", err)
+	}
+	st, err := store.Open(o.db, store.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("open run history %s: %w", o.db, err)
+	}
+	defer st.Close()
+
+	m := metrics.NewController()
+	limits := run.DefaultLimits()
+	limits.MaxNodes, limits.MaxGPUsPerNode, limits.MaxTimeLimit = o.maxNodes, o.maxGPUsPerNode, o.maxTimeLimit
+	svc := controller.New(controller.Config{
+		PollInterval:     o.pollInterval,
+		MinJobAge:        o.minJobAge,
+		DefaultWorkDir:   o.workDir,
+		DefaultOutputDir: o.outputDir,
+		Limits:           limits,
+	}, st, backend, logger, m)
+
+	grpcSrv, health := server.NewGRPC(logger, m)
+	apipb.RegisterRunServiceServer(grpcSrv, api.NewRunServer(svc, logger))
+	apipb.RegisterNodeServiceServer(grpcSrv, &api.NodeServer{})
+	apipb.RegisterComparisonServiceServer(grpcSrv, &api.ComparisonServer{})
+	agentpb.RegisterAgentServiceServer(grpcSrv, &api.AgentServer{})
+	m.GRPC.InitializeMetrics(grpcSrv)
+
+	grpcLis, err := net.Listen("tcp", o.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --grpc-addr: %w", err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if o.metricsAddr != "" {
+		httpLis, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			grpcLis.Close()
+			return fmt.Errorf("listen on --metrics-addr: %w", err)
+		}
+		logger.Info("metrics listening", "addr", httpLis.Addr().String())
+		g.Go(func() error { return server.ServeHTTP(gctx, server.NewMetricsHTTP(m), httpLis, o.shutdownGrace) })
+	}
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error { return server.ServeGRPC(gctx, grpcSrv, grpcLis, o.shutdownGrace) })
+	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	logger.Info("controller ready", "grpc_addr", grpcLis.Addr().String(), "scheduler", backend.Name(), "db", o.db)
+	fmt.Fprintf(stdout, "controller listening on %s\n", grpcLis.Addr())
+	err = g.Wait()
+	health.Shutdown()
+	logger.Info("controller stopped")
+	return err
+}

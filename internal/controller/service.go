@@ -1,0 +1,471 @@
+// Package controller owns the life of runs: it validates and records a run
+// before submitting it to Slurm exactly once, tracks every active run with
+// one batched Slurm query per poll, adopts jobs it submitted but had not
+// recorded before a crash, and tells watchers about every change.
+//
+// The order of operations is what makes it crash-safe:
+//
+//  1. CreateRun commits the run (state PENDING, no Slurm job id) and its
+//     request_id to the store before anything reaches Slurm.
+//  2. The job is submitted with the comment "sopilot:run=<run id>".
+//  3. The Slurm job id is committed to the run.
+//
+// A crash between 1 and 3 leaves a run without a job id. The tracker finds
+// such runs, looks for a Slurm job carrying their comment (one query for all
+// of them) and adopts it; if there is none and the run is younger than
+// Slurm's MinJobAge (so a job, had it been created, would still be listed)
+// it submits again; otherwise it marks the run LOST rather than risk a
+// second job.
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/sopilot/sopilot/internal/metrics"
+	"github.com/sopilot/sopilot/internal/run"
+	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/store"
+)
+
+// CommentPrefix starts the comment of every Slurm job the controller submits.
+const CommentPrefix = "sopilot:run="
+
+// Sentinel errors; the API maps them to gRPC codes.
+var (
+	// ErrNotFound: no run with that id.
+	ErrNotFound = errors.New("run not found")
+	// ErrRequestIDReused: the request_id was used before with a different spec.
+	ErrRequestIDReused = errors.New("request_id was already used with a different spec")
+	// ErrFailedPrecondition: the request is valid but the world is not in a
+	// state that allows it (a dependency that failed, Slurm refusing the job).
+	ErrFailedPrecondition = errors.New("failed precondition")
+	// ErrBusy: the run is being submitted right now; retry shortly.
+	ErrBusy = errors.New("run is being submitted")
+)
+
+// Store is the persistence the controller needs (implemented by
+// internal/store over bbolt).
+type Store interface {
+	CreateRun(ctx context.Context, r *run.Run) (*run.Run, bool, error)
+	GetRun(ctx context.Context, id string) (*run.Run, error)
+	UpdateRun(ctx context.Context, id string, fn func(*run.Run) bool) (*run.Run, error)
+	UpdateRuns(ctx context.Context, ids []string, fn func(*run.Run) bool) ([]*run.Run, error)
+	ReleaseRequestID(ctx context.Context, requestID string) error
+	ActiveRuns(ctx context.Context) ([]*run.Run, error)
+	ListRuns(ctx context.Context, q store.ListQuery) ([]*run.Run, string, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config tunes the controller.
+type Config struct {
+	// PollInterval is how often all active runs are refreshed from Slurm,
+	// with one query. Must be well below Slurm's MinJobAge.
+	PollInterval time.Duration
+	// MinJobAge is Slurm's MinJobAge: how long Slurm lists a finished job.
+	// Unconfirmed submissions older than this are not resubmitted.
+	MinJobAge time.Duration
+	// DefaultWorkDir and DefaultOutputDir apply when a spec leaves them empty.
+	DefaultWorkDir   string
+	DefaultOutputDir string
+	Limits           run.Limits
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.PollInterval <= 0 {
+		c.PollInterval = 5 * time.Second
+	}
+	if c.MinJobAge <= 0 {
+		c.MinJobAge = 300 * time.Second
+	}
+	if c.DefaultWorkDir == "" {
+		c.DefaultWorkDir = "/tmp"
+	}
+	if c.DefaultOutputDir == "" {
+		c.DefaultOutputDir = c.DefaultWorkDir
+	}
+	if c.Limits == (run.Limits{}) {
+		c.Limits = run.DefaultLimits()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Service is the run controller. Create it with New and start its tracker
+// with Run.
+type Service struct {
+	cfg     Config
+	store   Store
+	backend scheduler.Backend
+	log     *slog.Logger
+	metrics *metrics.Controller
+	hub     *hub
+
+	mu       sync.Mutex
+	inflight map[string]struct{} // run ids whose submission is under way
+}
+
+// New builds a controller. metrics may be nil.
+func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m *metrics.Controller) *Service {
+	cfg.setDefaults()
+	if m != nil {
+		backend = &instrumented{Backend: backend, m: m}
+	}
+	return &Service{
+		cfg:      cfg,
+		store:    st,
+		backend:  backend,
+		log:      logger.With("component", "controller"),
+		metrics:  m,
+		hub:      newHub(),
+		inflight: map[string]struct{}{},
+	}
+}
+
+// Create validates spec, records the run and submits it to Slurm. A
+// request_id seen before returns the run created then (and submits nothing).
+func (s *Service) Create(ctx context.Context, spec run.Spec, requestID string) (*run.Run, error) {
+	spec.Normalize()
+	if spec.WorkingDirectory == "" {
+		spec.WorkingDirectory = s.cfg.DefaultWorkDir
+	}
+	if spec.OutputDirectory == "" {
+		spec.OutputDirectory = s.cfg.DefaultOutputDir
+	}
+	if err := run.Validate(spec, s.cfg.Limits); err != nil {
+		s.countCreate("rejected")
+		return nil, err
+	}
+	if requestID == "" {
+		requestID = "generated-" + newID()
+	} else if err := run.ValidateRequestID(requestID); err != nil {
+		s.countCreate("rejected")
+		return nil, err
+	}
+	deps, err := s.resolveDependencies(ctx, spec.DependsOn)
+	if err != nil {
+		s.countCreate("rejected")
+		return nil, err
+	}
+
+	now := s.cfg.Now().UTC()
+	r := &run.Run{
+		ID:         newID(),
+		RequestID:  requestID,
+		Spec:       spec,
+		State:      run.StatePending,
+		Reason:     "submitting to Slurm",
+		OutputPath: path.Join(spec.OutputDirectory, spec.JobName+"-%j.out"),
+		CreateTime: now,
+		UpdateTime: now,
+	}
+	s.markInflight(r.ID, true)
+	defer s.markInflight(r.ID, false)
+
+	stored, created, err := s.store.CreateRun(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("record run: %w", err)
+	}
+	if !created {
+		if !reflect.DeepEqual(stored.Spec, spec) {
+			s.countCreate("rejected")
+			return nil, fmt.Errorf("request_id %q belongs to run %s: %w", requestID, stored.ID, ErrRequestIDReused)
+		}
+		s.countCreate("deduplicated")
+		return stored, nil
+	}
+	s.log.Info("run recorded", "run_id", r.ID, "request_id", requestID, "job_name", spec.JobName)
+	return s.submit(ctx, r, deps)
+}
+
+// submit sends a recorded run to Slurm and records the outcome.
+func (s *Service) submit(ctx context.Context, r *run.Run, deps []string) (*run.Run, error) {
+	job, err := jobSpec(r, deps)
+	if err != nil {
+		// Validation passed, so this is a bug; do not leave the run pending.
+		return s.failSubmit(ctx, r, err)
+	}
+	jobID, err := s.backend.Submit(ctx, job)
+	switch {
+	case err == nil:
+	case errors.Is(err, scheduler.ErrRejected):
+		return s.failSubmit(ctx, r, err)
+	default:
+		// Slurm may or may not have created the job. Leave the run
+		// unsubmitted: the tracker adopts the job if it exists, or submits
+		// it again while that is still safe.
+		s.log.Warn("submission not confirmed; the tracker will retry", "run_id", r.ID, "err", err)
+		s.countCreate("deferred")
+		updated, uerr := s.store.UpdateRun(context.WithoutCancel(ctx), r.ID, func(x *run.Run) bool {
+			x.Reason = "waiting to submit: " + err.Error()
+			x.UpdateTime = s.cfg.Now().UTC()
+			return true
+		})
+		if uerr != nil {
+			return nil, fmt.Errorf("record deferred submission: %w", uerr)
+		}
+		s.hub.publish(updated)
+		return updated, nil
+	}
+	updated, err := s.recordSubmitted(context.WithoutCancel(ctx), r.ID, jobID)
+	if err != nil {
+		return nil, err
+	}
+	s.countCreate("created")
+	s.log.Info("run submitted", "run_id", r.ID, "slurm_job_id", jobID)
+	return updated, nil
+}
+
+func (s *Service) recordSubmitted(ctx context.Context, runID, jobID string) (*run.Run, error) {
+	now := s.cfg.Now().UTC()
+	updated, err := s.store.UpdateRun(ctx, runID, func(x *run.Run) bool {
+		if x.Submitted() {
+			return false
+		}
+		x.SlurmJobID = jobID
+		x.SubmitTime = now
+		x.UpdateTime = now
+		x.Reason = ""
+		x.OutputPath = strings.ReplaceAll(x.OutputPath, "%j", jobID)
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record slurm job %s for run %s: %w", jobID, runID, err)
+	}
+	s.hub.publish(updated)
+	return updated, nil
+}
+
+func (s *Service) failSubmit(ctx context.Context, r *run.Run, cause error) (*run.Run, error) {
+	ctx = context.WithoutCancel(ctx)
+	now := s.cfg.Now().UTC()
+	updated, err := s.store.UpdateRun(ctx, r.ID, func(x *run.Run) bool {
+		return x.MarkFailed("submission refused by Slurm: "+cause.Error(), now)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record refused submission: %w", err)
+	}
+	// The refused run stays in history, but its request_id is freed so the
+	// client can correct the spec and retry with the same key.
+	if err := s.store.ReleaseRequestID(ctx, r.RequestID); err != nil {
+		s.log.Error("release request_id", "run_id", r.ID, "err", err)
+	}
+	s.countTransitions(updated.State)
+	s.hub.publish(updated)
+	s.countCreate("rejected")
+	return nil, fmt.Errorf("submit run %s: %w: %w", r.ID, ErrFailedPrecondition, cause)
+}
+
+// resolveDependencies turns run ids into Slurm job ids for afterok. A
+// dependency that already completed is satisfied and dropped (Slurm may
+// have forgotten its job); one that ended any other way can never be.
+func (s *Service) resolveDependencies(ctx context.Context, ids []string) ([]string, error) {
+	var jobs []string
+	var verr run.ValidationError
+	for i, id := range ids {
+		field := fmt.Sprintf("spec.depends_on[%d]", i)
+		dep, err := s.store.GetRun(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			verr.Violations = append(verr.Violations, run.FieldViolation{Field: field, Description: fmt.Sprintf("no run with id %q", id)})
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up dependency %s: %w", id, err)
+		}
+		switch {
+		case dep.State == run.StateCompleted:
+		case dep.State.Terminal():
+			return nil, fmt.Errorf("dependency %s ended %s, so this run could never start: %w", id, dep.State, ErrFailedPrecondition)
+		case !dep.Submitted():
+			return nil, fmt.Errorf("dependency %s is not yet accepted by Slurm; retry in a few seconds: %w", id, ErrFailedPrecondition)
+		default:
+			jobs = append(jobs, dep.SlurmJobID)
+		}
+	}
+	if len(verr.Violations) > 0 {
+		return nil, &verr
+	}
+	return jobs, nil
+}
+
+// Get returns one run.
+func (s *Service) Get(ctx context.Context, id string) (*run.Run, error) {
+	r, err := s.store.GetRun(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("run %q: %w", id, ErrNotFound)
+	}
+	return r, err
+}
+
+// List returns a page of runs, newest first.
+func (s *Service) List(ctx context.Context, q store.ListQuery) ([]*run.Run, string, error) {
+	return s.store.ListRuns(ctx, q)
+}
+
+// Cancel asks Slurm to cancel the run's job and returns the run as Slurm
+// then reports it. A run that already ended is returned unchanged.
+func (s *Service) Cancel(ctx context.Context, id string) (*run.Run, error) {
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.State.Terminal() {
+		return r, nil
+	}
+	if s.isInflight(id) {
+		return nil, fmt.Errorf("run %s: %w; retry in a moment", id, ErrBusy)
+	}
+	if !r.Submitted() {
+		updated, err := s.cancelUnsubmitted(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !updated.Submitted() || updated.State.Terminal() {
+			return updated, nil
+		}
+		r = updated // adopted meanwhile: cancel it in Slurm
+	}
+	if err := s.backend.Cancel(ctx, r.SlurmJobID); err != nil {
+		return nil, fmt.Errorf("cancel run %s (slurm job %s): %w", id, r.SlurmJobID, err)
+	}
+	s.log.Info("run cancelled", "run_id", id, "slurm_job_id", r.SlurmJobID)
+	// Refresh this one run now so the caller sees Slurm's answer.
+	changed, err := s.refresh(ctx, []*run.Run{r})
+	if err != nil {
+		s.log.Warn("refresh after cancel", "run_id", id, "err", err)
+	}
+	for _, c := range changed {
+		if c.ID == id {
+			return c, nil
+		}
+	}
+	return s.Get(ctx, id)
+}
+
+// cancelUnsubmitted ends a run that never reached Slurm (or whose
+// submission is unconfirmed) so that the tracker never submits it.
+func (s *Service) cancelUnsubmitted(ctx context.Context, id string) (*run.Run, error) {
+	s.markInflight(id, true)
+	defer s.markInflight(id, false)
+	now := s.cfg.Now().UTC()
+	updated, err := s.store.UpdateRun(ctx, id, func(x *run.Run) bool {
+		if x.State.Terminal() || x.Submitted() {
+			return false
+		}
+		x.State = run.StateCancelled
+		x.Reason = "cancelled before Slurm accepted the job"
+		x.EndTime, x.UpdateTime = now, now
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if updated.State == run.StateCancelled && !updated.Submitted() {
+		s.countTransitions(updated.State)
+		s.hub.publish(updated)
+	}
+	return updated, nil
+}
+
+// Watch calls send with the run's current state, then with every change,
+// until the run is terminal, ctx ends, or send fails.
+func (s *Service) Watch(ctx context.Context, id string, send func(*run.Run) error) error {
+	ch, cancel := s.hub.subscribe(id)
+	defer cancel()
+	r, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	last := r.UpdateTime
+	if err := send(r); err != nil {
+		return err
+	}
+	for !r.State.Terminal() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case next := <-ch:
+			if !next.UpdateTime.After(last) && next.State == r.State {
+				continue
+			}
+			r, last = next, next.UpdateTime
+			if err := send(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Service) markInflight(id string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.inflight[id] = struct{}{}
+	} else {
+		delete(s.inflight, id)
+	}
+}
+
+func (s *Service) isInflight(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.inflight[id]
+	return ok
+}
+
+func (s *Service) countCreate(result string) {
+	if s.metrics != nil {
+		s.metrics.RunsCreated.WithLabelValues(result).Inc()
+	}
+}
+
+// jobSpec turns a recorded run into the job Slurm gets.
+func jobSpec(r *run.Run, deps []string) (scheduler.JobSpec, error) {
+	sp := r.Spec
+	job := scheduler.JobSpec{
+		Name:         sp.JobName,
+		Partition:    sp.Partition,
+		Nodes:        sp.Nodes,
+		TasksPerNode: sp.TasksPerNode,
+		GPUsPerNode:  sp.GPUsPerNode,
+		CPUsPerTask:  sp.CPUsPerTask,
+		TimeLimit:    sp.TimeLimit,
+		WorkDir:      sp.WorkingDirectory,
+		OutputPath:   r.OutputPath,
+		Comment:      CommentPrefix + r.ID,
+		Dependencies: deps,
+		Environment:  map[string]string{},
+	}
+	for k, v := range sp.Environment {
+		job.Environment[k] = v
+	}
+	// Tell the job who it is, so scripts and later tools can find their run.
+	job.Environment["SOPILOT_RUN_ID"] = r.ID
+	script, err := scheduler.RenderScript(job, sp.Argv, sp.Script)
+	if err != nil {
+		return scheduler.JobSpec{}, fmt.Errorf("render batch script: %w", err)
+	}
+	job.Script = script
+	return job, nil
+}
+
+// newID returns a run id: "r-" and a lower-case ULID, so ids sort by
+// creation time and never collide across controller restarts.
+func newID() string {
+	return "r-" + strings.ToLower(ulid.MustNew(ulid.Now(), rand.Reader).String())
+}
