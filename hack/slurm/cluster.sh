@@ -1,0 +1,398 @@
+#!/usr/bin/env bash
+# cluster.sh — a real, single-host Slurm 22.05 cluster for sopilot's tests.
+#
+#   hack/slurm/cluster.sh up            start (or finish starting) the cluster
+#   hack/slurm/cluster.sh down [--purge] stop it; --purge also deletes the state dir
+#   hack/slurm/cluster.sh status        exit 0 iff the cluster is up and usable
+#   hack/slurm/cluster.sh env           print export lines:  eval "$(hack/slurm/cluster.sh env)"
+#
+# Layout: one slurmctld, two slurmd (worker-0, worker-1, same host, one port
+# each, 8 fake GPUs each), one slurmrestd (OpenAPI v0.0.38, JWT auth), munged.
+# Everything except munge's own directories lives in $SOPILOT_SLURM_DIR
+# (default /tmp/sopilot-slurm): config, spool, state, logs, pid files, the
+# JWT key and the fake GPU device files. Nothing is written to /etc/slurm;
+# every Slurm tool is pointed at our slurm.conf through SLURM_CONF.
+#
+# Must run as root (it starts daemons, creates users and device nodes).
+# Overridable ports: SOPILOT_SLURMCTLD_PORT (6817), SOPILOT_SLURMD_PORT
+# (6818, worker-1 gets +1), SOPILOT_SLURMRESTD_PORT (6820).
+set -euo pipefail
+
+DIR=${SOPILOT_SLURM_DIR:-/tmp/sopilot-slurm}
+CTLD_PORT=${SOPILOT_SLURMCTLD_PORT:-6817}
+SLURMD_PORT=${SOPILOT_SLURMD_PORT:-6818}
+REST_PORT=${SOPILOT_SLURMRESTD_PORT:-6820}
+REST_USER=slurmrest
+# The user REST clients authenticate as (the token's user, sent as
+# X-SLURM-USER-NAME). root works once slurmrestd runs with SLURM_JWT=daemon
+# (see start_slurmrestd). Another name is created as a system user if missing;
+# its jobs can use $DIR/work (mode 1777) as working/output directory.
+JWT_USER=${SOPILOT_SLURM_JWT_USER:-root}
+NODES=(worker-0 worker-1)
+GPUS_PER_NODE=8
+TOKEN_LIFESPAN=${SOPILOT_SLURM_JWT_LIFESPAN:-86400}
+WAIT_SECONDS=${SOPILOT_SLURM_WAIT:-60}
+
+CONF=$DIR/etc/slurm.conf
+JWT_KEY=$DIR/etc/jwt_hs256.key
+RUN=$DIR/run
+LOG=$DIR/log
+HOST=$(hostname)
+
+export SLURM_CONF=$CONF
+unset SLURM_JWT
+
+log() { echo "cluster.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
+
+# ---------------------------------------------------------------- packages
+ensure_packages() {
+	local pkgs=(slurm-wlm slurmrestd munge slurm-client) missing=() p
+	for p in "${pkgs[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	((${#missing[@]} == 0)) && return 0
+	log "installing missing packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y "${pkgs[@]}"
+}
+
+# ---------------------------------------------------------------- helpers
+# pid_alive FILE: the pid in FILE names a live (not zombie) process whose
+# command is the daemon the file is named after (guards against pid reuse).
+pid_alive() {
+	local f=$1 pid comm state
+	[[ -s $f ]] || return 1
+	pid=$(<"$f")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+	case $(basename "$f" .pid) in
+	slurmctld) [[ $comm == slurmctld ]] ;;
+	slurmd-*) [[ $comm == slurmd ]] ;;
+	slurmrestd) [[ $comm == slurmrestd || $comm == setpriv || $comm == env ]] ;;
+	*) true ;;
+	esac || return 1
+	state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
+	[[ $state != Z ]]
+}
+
+tail_log() {
+	local f=$1
+	if [[ -f $f ]]; then
+		log "---- last lines of $f ----"
+		tail -n 30 "$f" >&2 || true
+	else
+		log "($f does not exist)"
+	fi
+}
+
+# ---------------------------------------------------------------- munge
+munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+
+ensure_munge() {
+	mkdir -p /run/munge /etc/munge /var/lib/munge /var/log/munge
+	chown munge:munge /run/munge /etc/munge /var/lib/munge /var/log/munge
+	chmod 0755 /run/munge
+	chmod 0700 /etc/munge /var/lib/munge /var/log/munge
+	if [[ ! -s /etc/munge/munge.key ]]; then
+		log "creating /etc/munge/munge.key"
+		if command -v mungekey >/dev/null; then
+			mungekey --create --keyfile=/etc/munge/munge.key --force
+		else
+			dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+		fi
+	fi
+	chown munge:munge /etc/munge/munge.key
+	chmod 0400 /etc/munge/munge.key
+	munge_ok && return 0
+	if ! pgrep -x munged >/dev/null; then
+		log "starting munged"
+		rm -f /run/munge/munge.socket.2.lock
+		runuser -u munge -- /usr/sbin/munged
+	fi
+	local i
+	for ((i = 0; i < 20; i++)); do
+		munge_ok && return 0
+		sleep 0.5
+	done
+	tail_log /var/log/munge/munged.log
+	die "munged is not answering"
+}
+
+# ---------------------------------------------------------------- config
+write_if_changed() { # write_if_changed FILE MODE  (content on stdin)
+	local f=$1 mode=$2 tmp
+	tmp=$(mktemp "$f.XXXXXX")
+	cat >"$tmp"
+	chmod "$mode" "$tmp"
+	if [[ -f $f ]] && cmp -s "$tmp" "$f"; then
+		rm -f "$tmp"
+	else
+		mv -f "$tmp" "$f"
+	fi
+}
+
+ensure_layout() {
+	mkdir -p "$DIR" "$DIR/etc" "$DIR/state" "$DIR/spool" "$DIR/dev" "$DIR/work" "$RUN" "$LOG"
+	chmod 1777 "$DIR/work" # working/output dir any job user may use
+	# slurmrestd runs as $REST_USER and must read slurm.conf.
+	chmod 0755 "$DIR" "$DIR/etc" "$RUN" "$LOG"
+	chmod 0700 "$DIR/state"
+	local n i
+	for n in "${NODES[@]}"; do mkdir -p "$DIR/spool/$n"; done
+	# Fake GPUs: slurmd drops a gpu GRES without File=, and File= must name
+	# character devices; c 1 3 is the same device as /dev/null.
+	for ((i = 0; i < GPUS_PER_NODE; i++)); do
+		[[ -c $DIR/dev/nvidia$i ]] || { rm -f "$DIR/dev/nvidia$i"; mknod "$DIR/dev/nvidia$i" c 1 3; }
+	done
+	if [[ ! -s $JWT_KEY ]]; then
+		log "creating JWT key $JWT_KEY"
+		(umask 077 && dd if=/dev/urandom of="$JWT_KEY" bs=32 count=2 status=none)
+	fi
+	chown root:root "$JWT_KEY" # SlurmUser=root
+	chmod 0600 "$JWT_KEY"
+}
+
+ensure_user() { # ensure_user NAME SHELL
+	id -u "$1" >/dev/null 2>&1 && return 0
+	log "creating system user $1"
+	useradd --system --user-group --no-create-home --home-dir /nonexistent --shell "$2" "$1"
+}
+
+ensure_users() {
+	ensure_user "$REST_USER" /usr/sbin/nologin
+	[[ $JWT_USER == root ]] || ensure_user "$JWT_USER" /bin/bash
+}
+
+write_config() {
+	local i
+	{
+		cat <<EOF
+# Generated by hack/slurm/cluster.sh; edits are overwritten by "up".
+ClusterName=sopilot
+SlurmctldHost=$HOST(127.0.0.1)
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$JWT_KEY
+
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool/%n
+SlurmctldPidFile=$RUN/slurmctld.pid
+SlurmdPidFile=$RUN/slurmd-%n.pid
+SlurmctldLogFile=$LOG/slurmctld.log
+SlurmdLogFile=$LOG/slurmd-%n.log
+SlurmctldDebug=info
+SlurmdDebug=info
+PlugStackConfig=$DIR/etc/plugstack.conf
+
+SwitchType=switch/none
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+GresTypes=gpu
+# Lets each slurmd claim more CPUs/memory than this machine has.
+SlurmdParameters=config_overrides
+ReturnToService=2
+MinJobAge=300
+SlurmctldTimeout=10
+SlurmdTimeout=10
+InactiveLimit=0
+KillWait=5
+Waittime=0
+MailProg=/bin/true
+
+EOF
+		for i in "${!NODES[@]}"; do
+			echo "NodeName=${NODES[$i]} NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$((SLURMD_PORT + i)) CPUs=32 RealMemory=8192 Gres=gpu:$GPUS_PER_NODE State=UNKNOWN"
+		done
+		echo "PartitionName=main Nodes=$(IFS=,; echo "${NODES[*]}") Default=YES MaxTime=INFINITE State=UP"
+	} | write_if_changed "$CONF" 0644
+	echo "AutoDetect=off
+Name=gpu File=$DIR/dev/nvidia[0-$((GPUS_PER_NODE - 1))]" | write_if_changed "$DIR/etc/gres.conf" 0644
+	: | write_if_changed "$DIR/etc/plugstack.conf" 0644
+}
+
+# ---------------------------------------------------------------- daemons
+start_slurmctld() {
+	pid_alive "$RUN/slurmctld.pid" && return 0
+	log "starting slurmctld"
+	slurmctld || { tail_log "$LOG/slurmctld.log"; die "slurmctld failed to start"; }
+}
+
+start_slurmd() {
+	local n=$1
+	pid_alive "$RUN/slurmd-$n.pid" && return 0
+	log "starting slurmd $n"
+	slurmd -N "$n" || { tail_log "$LOG/slurmd-$n.log"; die "slurmd $n failed to start"; }
+}
+
+start_slurmrestd() {
+	pid_alive "$RUN/slurmrestd.pid" && return 0
+	log "starting slurmrestd on 127.0.0.1:$REST_PORT as $REST_USER"
+	[[ -f $LOG/slurmrestd.log ]] && mv -f "$LOG/slurmrestd.log" "$LOG/slurmrestd.log.old"
+	# slurmrestd refuses to run as root or as SlurmUser. In 22.05 it must
+	# run with SLURM_JWT=daemon: that makes auth/jwt its default auth plugin
+	# so that it can forward each client's token to slurmctld. Without it
+	# the default is auth/munge, which refuses every token ("Rejecting
+	# thread config token for user root") and every request gets HTTP 401.
+	# It needs no JWT key itself: slurmctld checks the tokens.
+	setsid setpriv --reuid="$REST_USER" --regid="$REST_USER" --init-groups \
+		env SLURM_JWT=daemon SLURM_CONF="$CONF" \
+		slurmrestd -s v0.0.38 -a rest_auth/jwt "127.0.0.1:$REST_PORT" \
+		</dev/null >>"$LOG/slurmrestd.log" 2>&1 &
+	echo $! >"$RUN/slurmrestd.pid"
+}
+
+nodes_idle() {
+	local out
+	out=$(sinfo --noheader --Node --format='%N %t' 2>/dev/null) || return 1
+	local n
+	for n in "${NODES[@]}"; do
+		grep -Eq "^$n (idle|mix|alloc)\$" <<<"$out" || return 1
+	done
+}
+
+new_token() {
+	local out
+	out=$(scontrol token username="$JWT_USER" lifespan="$TOKEN_LIFESPAN") || return 1
+	out=${out#SLURM_JWT=}
+	[[ -n $out ]] || return 1
+	printf '%s\n' "$out"
+}
+
+rest_ok() { # rest_ok TOKEN
+	local code
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+		-H "X-SLURM-USER-NAME: $JWT_USER" -H "X-SLURM-USER-TOKEN: $1" \
+		"http://127.0.0.1:$REST_PORT/slurm/v0.0.38/diag") || return 1
+	[[ $code == 200 ]]
+}
+
+wait_ready() {
+	local deadline=$((SECONDS + WAIT_SECONDS)) token=""
+	until nodes_idle; do
+		if ((SECONDS >= deadline)); then
+			sinfo --Node >&2 || true
+			tail_log "$LOG/slurmctld.log"
+			for n in "${NODES[@]}"; do tail_log "$LOG/slurmd-$n.log"; done
+			die "nodes did not become idle within ${WAIT_SECONDS}s"
+		fi
+		if ! pid_alive "$RUN/slurmctld.pid"; then
+			# slurmctld writes its pid file a little after forking.
+			sleep 1
+			pid_alive "$RUN/slurmctld.pid" || { tail_log "$LOG/slurmctld.log"; die "slurmctld exited"; }
+		fi
+		sleep 1
+	done
+	until token=$(new_token 2>/dev/null) && rest_ok "$token"; do
+		if ((SECONDS >= deadline)) || ! pid_alive "$RUN/slurmrestd.pid"; then
+			tail_log "$LOG/slurmrestd.log"
+			die "slurmrestd is not answering on 127.0.0.1:$REST_PORT"
+		fi
+		sleep 1
+	done
+}
+
+cmd_up() {
+	need_root
+	ensure_packages
+	ensure_munge
+	ensure_users
+	ensure_layout
+	write_config
+	start_slurmctld
+	local n
+	for n in "${NODES[@]}"; do start_slurmd "$n"; done
+	start_slurmrestd
+	wait_ready
+	log "cluster is up (state in $DIR)"
+	cmd_env
+}
+
+stop_pidfile() { # stop_pidfile NAME FILE
+	local name=$1 f=$2 pid i
+	if ! pid_alive "$f"; then
+		rm -f "$f"
+		return 0
+	fi
+	pid=$(<"$f")
+	log "stopping $name (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 60; i++)); do
+		pid_alive "$f" || { rm -f "$f"; return 0; }
+		sleep 0.5
+	done
+	log "$name did not exit after 30s; sending SIGKILL"
+	kill -KILL "$pid" 2>/dev/null || true
+	rm -f "$f"
+}
+
+cmd_down() {
+	need_root
+	local purge=0 n
+	[[ ${1:-} == --purge ]] && purge=1
+	if [[ -d $DIR ]]; then
+		stop_pidfile slurmrestd "$RUN/slurmrestd.pid"
+		for n in "${NODES[@]}"; do stop_pidfile "slurmd $n" "$RUN/slurmd-$n.pid"; done
+		stop_pidfile slurmctld "$RUN/slurmctld.pid"
+	fi
+	if ((purge)); then
+		case $DIR in
+		"" | / | /tmp | /root | /home | /etc | /var) die "refusing to purge $DIR" ;;
+		esac
+		log "removing $DIR"
+		rm -rf -- "$DIR"
+	fi
+}
+
+cmd_status() {
+	local ok=0 n token
+	munge_ok || { log "munge is not working"; ok=1; }
+	pid_alive "$RUN/slurmctld.pid" || { log "slurmctld is not running"; ok=1; }
+	for n in "${NODES[@]}"; do
+		pid_alive "$RUN/slurmd-$n.pid" || { log "slurmd $n is not running"; ok=1; }
+	done
+	pid_alive "$RUN/slurmrestd.pid" || { log "slurmrestd is not running"; ok=1; }
+	((ok == 0)) || return 1
+	nodes_idle || { log "nodes are not all up:"; sinfo --Node >&2 || true; return 1; }
+	token=$(new_token) || { log "scontrol token failed"; return 1; }
+	rest_ok "$token" || { log "slurmrestd does not accept a fresh token"; return 1; }
+	echo "sopilot slurm cluster is up ($DIR)"
+}
+
+cmd_env() {
+	[[ -f $CONF ]] || die "no cluster config at $CONF; run: $0 up"
+	local token
+	token=$(new_token) || die "scontrol token failed (is the cluster up?)"
+	printf 'export SLURM_CONF=%q\n' "$CONF"
+	printf 'export SOPILOT_SLURMRESTD_URL=%q\n' "http://127.0.0.1:$REST_PORT"
+	printf 'export SOPILOT_SLURM_JWT=%q\n' "$token"
+	printf 'export SOPILOT_SLURM_JWT_USER=%q\n' "$JWT_USER"
+	printf 'export SOPILOT_SLURM_WORKDIR=%q\n' "$DIR/work"
+	printf 'export SOPILOT_SLURM_JWT_KEY_FILE=%q\n' "$JWT_KEY"
+}
+
+case ${1:-} in
+up) cmd_up ;;
+down) shift; cmd_down "$@" ;;
+status) cmd_status ;;
+env) cmd_env ;;
+*)
+	echo "usage: $0 up|down [--purge]|status|env" >&2
+	exit 2
+	;;
+esac
