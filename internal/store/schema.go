@@ -1,0 +1,152 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sopilot/sopilot/internal/run"
+)
+
+// The on-disk schema, version 1. Every bucket is top-level; there are no
+// nested buckets. "seq" is the 8-byte big-endian uint64 that the runs
+// bucket's NextSequence handed out when the run was created: it starts at 1,
+// is never reused, and orders runs by creation, so a cursor walking a bucket
+// keyed by seq backwards walks runs newest first.
+//
+//	meta         "schema_version"   -> uint64, 8 bytes big-endian
+//	runs         seq                -> JSON of run.Run (encoding/json.Marshal)
+//	run_ids      run id             -> seq
+//	request_ids  request id         -> run id
+//	active       seq                -> empty (exactly the runs whose state is not terminal)
+//	by_state     state (1 byte) seq -> empty (exactly one entry per run, for its current state)
+//
+// Invariants, kept by writing the record and every index entry in the same
+// transaction (checkIndexes in the tests verifies them after every mutation):
+//
+//   - runs and run_ids are in one-to-one correspondence: run_ids[r.ID] is the
+//     seq of the record whose ID is r.ID.
+//   - request_ids[k] = id only if the run id exists and its RequestID is k.
+//     A run whose request id was released (ReleaseRequestID) has no entry,
+//     or its request id now maps to the newer run a retry created.
+//   - active holds seq for exactly the runs with !State.Terminal().
+//   - by_state holds byte(State)||seq for exactly every run; States fit a
+//     byte (they are validated against run.ParseState before any write).
+//
+// Records are never deleted; the history is append-only apart from updates
+// of a record in place.
+//
+// Values in runs are exactly encoding/json.Marshal of run.Run, so their
+// field names are run.Run's JSON tags. Filtered ListRuns calls read
+// "create_time", "spec"."job_name" and "spec"."labels" straight from that
+// JSON (jsonscan.go) before decoding a record; renaming those tags needs a
+// migration that rewrites every record (TestMatchRawAgreesWithMatch fails
+// first).
+//
+// ListRuns page tokens are not stored; their format is described at
+// encodePageToken in list.go.
+//
+// Schema changes go through migrations: a new version appends a function to
+// migrations; Open applies every missing one, oldest first, and stores the
+// new version, all in one transaction, so a crash leaves the old version
+// intact. A file whose version is newer than len(migrations()) is refused
+// with ErrUnsupportedVersion rather than being read with the wrong layout.
+var (
+	bucketMeta       = []byte("meta")
+	bucketRuns       = []byte("runs")
+	bucketRunIDs     = []byte("run_ids")
+	bucketRequestIDs = []byte("request_ids")
+	bucketActive     = []byte("active")
+	bucketByState    = []byte("by_state")
+
+	keySchemaVersion = []byte("schema_version")
+)
+
+// migration moves a database from version i to i+1, where i is its index in
+// migrations(). It runs inside the Open transaction.
+type migration struct {
+	name string
+	fn   func(tx *bolt.Tx) error
+}
+
+// migrations returns the schema history. Append only; never edit a released
+// entry. The schema version of a database is the number of migrations
+// applied to it, and the current version is len(migrations()).
+func migrations() []migration {
+	return []migration{
+		{name: "v1: runs, run_ids, request_ids, active, by_state", fn: migrateV1},
+	}
+}
+
+func migrateV1(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketRuns, bucketRunIDs, bucketRequestIDs, bucketActive, bucketByState} {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("create bucket %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// migrate brings the database to len(ms) by applying the missing migrations
+// in tx. An empty file is at version 0; a file that has buckets but no meta
+// bucket is not a sopilot store and is refused.
+func migrate(tx *bolt.Tx, ms []migration) error {
+	var version uint64
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		foreign := false
+		_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			foreign = true
+			return errors.New("stop")
+		})
+		if foreign {
+			return fmt.Errorf("%w: file has buckets but no %q bucket; not a sopilot store", ErrUnsupportedVersion, bucketMeta)
+		}
+		var err error
+		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+			return fmt.Errorf("create bucket %q: %w", bucketMeta, err)
+		}
+	} else {
+		v := meta.Get(keySchemaVersion)
+		if len(v) != 8 {
+			return fmt.Errorf("%w: schema version key is %d bytes, want 8", ErrUnsupportedVersion, len(v))
+		}
+		version = binary.BigEndian.Uint64(v)
+	}
+	if version > uint64(len(ms)) {
+		return fmt.Errorf("%w: database schema version is %d, this build knows up to %d; upgrade sopilot", ErrUnsupportedVersion, version, len(ms))
+	}
+	for i := version; i < uint64(len(ms)); i++ {
+		if err := ms[i].fn(tx); err != nil {
+			return fmt.Errorf("migration to version %d (%s): %w", i+1, ms[i].name, err)
+		}
+	}
+	if version == uint64(len(ms)) {
+		return nil
+	}
+	return meta.Put(keySchemaVersion, seqKey(uint64(len(ms))))
+}
+
+// seqKey encodes a sequence as an 8-byte big-endian key.
+func seqKey(seq uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, seq)
+	return k
+}
+
+// stateKey is the by_state key of the run with this state and sequence.
+func stateKey(s run.State, seq uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = byte(s)
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+// validState reports whether s is one of the states run knows (and so fits
+// the one byte by_state gives it).
+func validState(s run.State) bool {
+	p, ok := run.ParseState(s.String())
+	return ok && p == s
+}
