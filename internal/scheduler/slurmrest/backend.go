@@ -1,0 +1,347 @@
+package slurmrest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sopilot/sopilot/internal/scheduler"
+)
+
+// maxBody bounds what is read of one answer; a job listing of a busy
+// cluster is a few MiB.
+const maxBody = 256 << 20
+
+// Backend is a scheduler.Backend that talks to slurmrestd. It is safe for
+// concurrent use.
+type Backend struct {
+	version apiVersion
+	ep      endpoint
+	user    string
+	tokens  tokenSource
+	client  *http.Client
+	timeout time.Duration
+	logger  *slog.Logger
+}
+
+var _ scheduler.Backend = (*Backend)(nil)
+
+// New checks cfg and returns a Backend. It does not contact slurmrestd. A
+// nil logger discards logs.
+func New(cfg Config, logger *slog.Logger) (*Backend, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	v, ep, err := cfg.validate()
+	if err != nil {
+		return nil, fmt.Errorf("slurmrest: %w", err)
+	}
+	client, err := httpClient(cfg.HTTPClient, ep)
+	if err != nil {
+		return nil, fmt.Errorf("slurmrest: %w", err)
+	}
+	b := &Backend{
+		version: v,
+		ep:      ep,
+		user:    cfg.UserName,
+		client:  client,
+		timeout: cfg.Timeout,
+		logger:  logger.With("backend", "rest", "api_version", v.name),
+	}
+	if cfg.JWTKeyFile != "" {
+		b.tokens = &jwtMinter{
+			keyFile:  cfg.JWTKeyFile,
+			user:     cfg.UserName,
+			lifetime: cfg.TokenLifetime,
+			now:      cfg.now,
+			logger:   b.logger,
+		}
+	} else {
+		b.tokens = newStaticToken(cfg.Token, cfg.now)
+	}
+	if v.minor > 44 {
+		b.logger.Warn("slurmrest: API version newer than the ones this package was written for; using the v0.0.44 request shape",
+			"api_version", v.name)
+	}
+	return b, nil
+}
+
+// httpClient returns the client to use: the injected one, or a default one;
+// for a unix socket, a copy whose transport dials the socket.
+func httpClient(c *http.Client, ep endpoint) (*http.Client, error) {
+	if c == nil {
+		c = &http.Client{}
+	}
+	if ep.socket == "" {
+		return c, nil
+	}
+	var tr *http.Transport
+	switch t := c.Transport.(type) {
+	case nil:
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	case *http.Transport:
+		tr = t.Clone()
+	default:
+		return nil, fmt.Errorf("unix socket base URL needs an *http.Transport, the injected client has %T", c.Transport)
+	}
+	socket := ep.socket
+	tr.Proxy = nil
+	tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}
+	cc := *c
+	cc.Transport = tr
+	return &cc, nil
+}
+
+// Name implements scheduler.Backend.
+func (b *Backend) Name() string { return "rest" }
+
+// response is a completed HTTP exchange with a 2xx status and no errors.
+type response struct {
+	status int
+	body   []byte
+}
+
+// do sends one request to /slurm/{version}/{path} and returns the answer,
+// or an error classified as ErrUnavailable, ErrRejected or ErrUnauthorized.
+// Errors listed in a 2xx answer are returned as *APIError too.
+func (b *Backend) do(ctx context.Context, method, path string, body []byte) (*response, error) {
+	u := *b.ep.base
+	u.Path = u.Path + "/slurm/" + b.version.name + "/" + path
+	display := "/slurm/" + b.version.name + "/" + path
+
+	token, err := b.tokens.token()
+	if err != nil {
+		return nil, fmt.Errorf("slurmrestd %s %s: get token: %w", method, display, err)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, fmt.Errorf("slurmrestd %s %s: %w", method, display, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if b.user != "" {
+		req.Header.Set("X-SLURM-USER-NAME", b.user)
+	}
+	req.Header.Set("X-SLURM-USER-TOKEN", token)
+	req.Header.Set("User-Agent", "sopilot-slurmrest")
+
+	start := time.Now()
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.logger.Debug("slurmrest: request failed", "method", method, "path", display,
+			"duration", time.Since(start), "err", err)
+		return nil, transportError(ctx, method, display, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, transportError(ctx, method, display, fmt.Errorf("read answer: %w", err))
+	}
+	if len(data) > maxBody {
+		return nil, fmt.Errorf("slurmrestd %s %s: answer larger than %d bytes", method, display, maxBody)
+	}
+	b.logger.Debug("slurmrest: request", "method", method, "path", display,
+		"status", resp.StatusCode, "duration", time.Since(start), "bytes", len(data))
+
+	entries, isJSON := parseErrors(data)
+	for _, w := range parseWarnings(data) {
+		b.logger.Warn("slurmrest: slurmrestd warning", "method", method, "path", display, "warning", w)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 && len(entries) == 0 {
+		if !isJSON {
+			return nil, fmt.Errorf("slurmrestd %s %s: HTTP %d with a body that is not a JSON object: %q",
+				method, display, resp.StatusCode, snippet(data))
+		}
+		return &response{status: resp.StatusCode, body: data}, nil
+	}
+	apiErr := &APIError{
+		Method:     method,
+		Path:       display,
+		StatusCode: resp.StatusCode,
+		Errors:     entries,
+		kind:       classify(method, resp.StatusCode, entries),
+	}
+	if len(entries) == 0 {
+		apiErr.Body = snippet(data)
+	}
+	return &response{status: resp.StatusCode, body: data}, apiErr
+}
+
+// transportError classifies a failed exchange: always ErrUnavailable, plus
+// the caller's context error when it was the caller who gave up.
+func transportError(ctx context.Context, method, path string, err error) error {
+	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("slurmrestd %s %s: %w: %w (%w)", method, path, scheduler.ErrUnavailable, err, cerr)
+	}
+	return fmt.Errorf("slurmrestd %s %s: %w: %w", method, path, scheduler.ErrUnavailable, err)
+}
+
+// snippet is the start of a body for an error message.
+func snippet(data []byte) string {
+	const n = 200
+	s := strings.TrimSpace(string(data))
+	if len(s) > n {
+		s = s[:n]
+		for !utf8.ValidString(s) && len(s) > 0 {
+			s = s[:len(s)-1]
+		}
+		s += "..."
+	}
+	return s
+}
+
+// Submit implements scheduler.Backend.
+func (b *Backend) Submit(ctx context.Context, job scheduler.JobSpec) (string, error) {
+	body, err := submitBody(b.version, job)
+	if err != nil {
+		return "", fmt.Errorf("slurmrest: submit %q: %w", job.Name, err)
+	}
+	resp, err := b.do(ctx, http.MethodPost, "job/submit", body)
+	if err != nil {
+		// A job Slurm created despite reporting an error (a non-fatal
+		// job_submit return code: slurmrestd 23.11+ then answers 500 with
+		// the job id) must not be submitted again: return its id.
+		var apiErr *APIError
+		if resp != nil && errors.As(err, &apiErr) {
+			if id, ok := parseSubmit(resp.body); ok {
+				b.logger.Warn("slurmrest: job submitted with errors", "job_id", id, "errors", apiErr.Errors)
+				return id, nil
+			}
+		}
+		return "", fmt.Errorf("slurmrest: submit %q: %w", job.Name, err)
+	}
+	id, ok := parseSubmit(resp.body)
+	if !ok {
+		return "", fmt.Errorf("slurmrest: submit %q: %w: %q", job.Name, errNoJobID, snippet(resp.body))
+	}
+	b.logger.Info("slurmrest: submitted job", "job_id", id, "name", job.Name, "comment", job.Comment)
+	return id, nil
+}
+
+// list fetches every job slurmctld knows, in one request.
+func (b *Backend) list(ctx context.Context) ([]scheduler.JobStatus, error) {
+	resp, err := b.do(ctx, http.MethodGet, "jobs", nil)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := parseJobs(resp.body)
+	if err != nil {
+		return nil, fmt.Errorf("slurmrestd GET jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// Jobs implements scheduler.Backend: one listing, filtered to ids. No ids,
+// no request.
+func (b *Backend) Jobs(ctx context.Context, ids []string) ([]scheduler.JobStatus, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[strings.TrimSpace(id)] = true
+	}
+	all, err := b.list(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("slurmrest: jobs: %w", err)
+	}
+	out := make([]scheduler.JobStatus, 0, len(ids))
+	for _, j := range all {
+		if want[j.JobID] {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}
+
+// FindByComment implements scheduler.Backend: one listing, filtered to
+// comments starting with prefix.
+func (b *Backend) FindByComment(ctx context.Context, prefix string) ([]scheduler.JobStatus, error) {
+	all, err := b.list(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("slurmrest: find by comment %q: %w", prefix, err)
+	}
+	out := []scheduler.JobStatus{}
+	for _, j := range all {
+		if strings.HasPrefix(j.Comment, prefix) {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}
+
+var jobIDRE = regexp.MustCompile(`^[0-9]+$`)
+
+// Cancel implements scheduler.Backend with DELETE /slurm/{ver}/job/{id}.
+// slurmrestd sends SIGKILL to the whole job when no signal is given (what
+// scancel does), in every version. A job that already ended
+// (ESLURM_ALREADY_DONE) or that Slurm does not know (ESLURM_INVALID_JOB_ID,
+// HTTP 500 in 22.05 and 404 later) is not an error.
+func (b *Backend) Cancel(ctx context.Context, jobID string) error {
+	jobID = strings.TrimSpace(jobID)
+	if !jobIDRE.MatchString(jobID) {
+		return fmt.Errorf("slurmrest: cancel job %q: %w: not a job id", jobID, scheduler.ErrRejected)
+	}
+	_, err := b.do(ctx, http.MethodDelete, "job/"+url.PathEscape(jobID), nil)
+	var apiErr *APIError
+	if err != nil && errors.As(err, &apiErr) && (apiErr.Has(errnoInvalidJobID) || apiErr.Has(errnoAlreadyDone)) {
+		b.logger.Debug("slurmrest: cancel of a finished or unknown job", "job_id", jobID, "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("slurmrest: cancel job %s: %w", jobID, err)
+	}
+	b.logger.Info("slurmrest: cancelled job", "job_id", jobID)
+	return nil
+}
+
+// probeJobID is a job id that cannot exist (Slurm job ids stay below
+// 0x03ff0000), for Check.
+const probeJobID = "2147483647"
+
+// Check tells whether slurmrestd is reachable and slurmctld accepts the
+// credentials, without changing anything: it asks to cancel a job id that
+// cannot exist, which makes slurmrestd contact slurmctld with the token.
+// Slurm answers "Invalid job id" when all is well. It returns an error
+// wrapping ErrUnauthorized when the credentials are refused (on 22.05
+// slurmctld then drops the connection: error 5005), and one wrapping
+// scheduler.ErrUnavailable when slurmrestd or slurmctld cannot be reached.
+// Use it at startup: on Slurm 22.05 a refused token is otherwise
+// indistinguishable from an unreachable slurmctld in job listings.
+func (b *Backend) Check(ctx context.Context) error {
+	_, err := b.do(ctx, http.MethodDelete, "job/"+probeJobID, nil)
+	var apiErr *APIError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &apiErr) && apiErr.Has(errnoInvalidJobID):
+		return nil
+	case errors.As(err, &apiErr) && (apiErr.Has(errnoZeroBytes) || apiErr.Has(errnoUnspecified)):
+		return fmt.Errorf("slurmrest: check: %w: slurmctld dropped a request carrying the token "+
+			"(invalid, expired or wrongly signed JWT, or a token the user name does not match): %v", ErrUnauthorized, err)
+	default:
+		return fmt.Errorf("slurmrest: check: %w", err)
+	}
+}

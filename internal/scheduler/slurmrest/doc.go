@@ -1,0 +1,49 @@
+// Package slurmrest implements scheduler.Backend on top of slurmrestd, Slurm's
+// REST API daemon.
+//
+// One Backend speaks one OpenAPI plugin version, chosen by Config.APIVersion:
+//
+//   - v0.0.38 (Slurm 21.08–23.02, the default; what our 22.05 test cluster
+//     serves). Job submission goes through sbatch's option parser inside
+//     slurmrestd, so the request keys are sbatch's long options: the
+//     environment is a JSON object of strings, GPUs are requested with
+//     "gres": "gpu:N" ("tres_per_node" is an unknown key there), the time
+//     limit is a plain number of minutes, "nodes" must be a number (the
+//     [min, max] array of the OpenAPI document is silently ignored by 22.05)
+//     and "tasks" must be sent explicitly (sbatch computes it client side).
+//     Job listings carry job_state as one string, exit_code as the raw
+//     wait(2) status (768 for "exit 3") and times as Unix seconds.
+//   - v0.0.39 and v0.0.40 up to v0.0.44 (Slurm 23.02–25.11, data_parser
+//     plugins; what Soperator clusters run). The script goes into job.script,
+//     the environment is an array of "NAME=value" strings, GPUs are
+//     "tres_per_node": "gres/gpu:N" and the time limit is a
+//     {"set","infinite","number"} structure. Listings carry job_state as an
+//     array (base state first, then flags), exit_code as an object with
+//     status, return_code and signal, and times as number structures.
+//
+// Listings are parsed by one defensive parser (parseJobs) that accepts every
+// shape above, so a Backend configured for the wrong version still reads jobs
+// correctly; only submission depends on the version.
+//
+// Authentication is slurmrestd's rest_auth/jwt: every request carries
+// X-SLURM-USER-NAME and X-SLURM-USER-TOKEN. The token is either fixed
+// (Config.Token) or minted by the Backend itself from Slurm's HS256 key
+// (Config.JWTKeyFile), with the claims Slurm's auth/jwt plugin reads: iat,
+// exp and sun (the Slurm user name). Minted tokens are renewed well before
+// they expire.
+//
+// Errors wrap exactly one of scheduler.ErrUnavailable (slurmrestd or
+// slurmctld could not be reached, timed out, or answered 5xx without a Slurm
+// verdict), scheduler.ErrRejected (Slurm refused the request; the Slurm
+// error text is kept, see APIError) or ErrUnauthorized (the credentials were
+// refused; retrying will not help until they are fixed). Slurm's own error
+// numbers decide the class, not the HTTP status alone: slurmrestd 22.05
+// answers every Slurm error, a bad partition included, with HTTP 500. It
+// also answers a refused JWT not with 401 but like an unreachable slurmctld
+// (error -1 on listings, 5005 on submit and cancel), so those stay
+// ErrUnavailable, with a hint in the message; Backend.Check tells the two
+// apart and is meant for startup. An expired static token is caught before
+// it is sent. Answers that cannot be understood at all (a 200 that is not
+// JSON, a listing without "jobs", a submit answer without job_id) wrap none
+// of the three: they mean a version mismatch or something in the way.
+package slurmrest

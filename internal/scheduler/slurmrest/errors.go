@@ -1,0 +1,212 @@
+package slurmrest
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/sopilot/sopilot/internal/scheduler"
+)
+
+// ErrUnauthorized means slurmrestd or slurmctld refused the credentials
+// (missing, malformed, expired or wrongly signed token, or a user name the
+// token does not allow). Retrying with the same configuration will not help.
+var ErrUnauthorized = errors.New("slurm refused the credentials")
+
+// Slurm error numbers (slurm/slurm_errno.h) this package acts on. They have
+// been stable since at least Slurm 20.02.
+const (
+	errnoUnspecified        = -1   // SLURM_ERROR
+	errnoCommConnection     = 1001 // SLURM_COMMUNICATIONS_CONNECTION_ERROR
+	errnoCommShutdown       = 1004 // SLURM_COMMUNICATIONS_SHUTDOWN_ERROR
+	errnoProtocolAuth       = 1007 // SLURM_PROTOCOL_AUTHENTICATION_ERROR
+	errnoMissingSocket      = 1013 // SLURM_COMMUNICATIONS_MISSING_SOCKET_ERROR
+	errnoCtldCommFirst      = 1800 // SLURMCTLD_COMMUNICATIONS_CONNECTION_ERROR
+	errnoCtldCommLast       = 1804 // SLURMCTLD_COMMUNICATIONS_BACKOFF (23.11+)
+	errnoDescToRecordCopy   = 2007 // ESLURM_ERROR_ON_DESC_TO_RECORD_COPY: "try again"
+	errnoInvalidJobID       = 2017 // ESLURM_INVALID_JOB_ID
+	errnoAlreadyDone        = 2021 // ESLURM_ALREADY_DONE
+	errnoInStandbyMode      = 2027 // ESLURM_IN_STANDBY_MODE
+	errnoInStandbyUseBackup = 2131 // ESLURM_IN_STANDBY_USE_BACKUP
+	errnoSocketFirst        = 5000 // SLURM_PROTOCOL_SOCKET_IMPL_ZERO_RECV_LENGTH
+	errnoZeroBytes          = 5005 // SLURM_PROTOCOL_SOCKET_ZERO_BYTES_SENT
+	errnoSocketLast         = errnoZeroBytes
+	errnoAuthFirst          = 6000 // ESLURM_AUTH_CRED_INVALID
+	errnoAuthLast           = 6099 // the auth block (6000-6011 used so far)
+	errnoDBConnection       = 7000 // ESLURM_DB_CONNECTION
+	errnoRESTAuthFail       = 9003 // ESLURM_REST_AUTH_FAIL (newer Slurm)
+)
+
+// APIErrorEntry is one element of the "errors" array of a slurmrestd answer.
+type APIErrorEntry struct {
+	// Number is Slurm's error number (error_number, or error_code in some
+	// v0.0.38 answers); 0 when absent.
+	Number int
+	// Error is Slurm's short text for Number ("Invalid partition name
+	// specified").
+	Error string
+	// Description is the long form, when slurmrestd gave one.
+	Description string
+	// Source names where slurmrestd detected the error.
+	Source string
+}
+
+func (e APIErrorEntry) String() string {
+	var parts []string
+	if e.Description != "" {
+		parts = append(parts, e.Description)
+	}
+	if e.Error != "" && e.Error != e.Description {
+		parts = append(parts, e.Error)
+	}
+	s := strings.Join(parts, ": ")
+	if s == "" {
+		s = "unspecified error"
+	}
+	if e.Number != 0 {
+		s = fmt.Sprintf("%s (slurm error %d)", s, e.Number)
+	}
+	return s
+}
+
+// APIError is a request slurmrestd answered with an error. It unwraps to
+// exactly one of scheduler.ErrRejected, scheduler.ErrUnavailable or
+// ErrUnauthorized.
+type APIError struct {
+	Method     string
+	Path       string
+	StatusCode int // HTTP status; 200 when Slurm reported errors in a 200 answer
+	Errors     []APIErrorEntry
+	// Body is the start of a non-JSON answer, for the message.
+	Body string
+	kind error
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "slurmrestd %s %s: HTTP %d", e.Method, e.Path, e.StatusCode)
+	for i, entry := range e.Errors {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(entry.String())
+	}
+	if len(e.Errors) == 0 && e.Body != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Body)
+	}
+	if e.Has(errnoUnspecified) || e.Has(errnoZeroBytes) {
+		b.WriteString(" [slurmctld unreachable or dropping the request; Slurm 22.05 also answers an" +
+			" invalid, expired or wrongly signed JWT, or a token for another user, this way:" +
+			" Backend.Check tells which, slurmctld's log says why]")
+	}
+	fmt.Fprintf(&b, " (%v)", e.kind)
+	return b.String()
+}
+
+// Unwrap returns the sentinel that classifies the error.
+func (e *APIError) Unwrap() error { return e.kind }
+
+// Has reports whether Slurm reported error number n.
+func (e *APIError) Has(n int) bool {
+	for _, entry := range e.Errors {
+		if entry.Number == n {
+			return true
+		}
+	}
+	return false
+}
+
+// transientErrno reports Slurm error numbers that mean "slurmctld (or
+// slurmdbd) could not be reached or is not in charge right now": a retry may
+// succeed.
+func transientErrno(n int) bool {
+	switch {
+	case n >= errnoCommConnection && n <= errnoCommShutdown,
+		n == errnoMissingSocket,
+		n >= errnoCtldCommFirst && n <= errnoCtldCommLast,
+		n >= errnoSocketFirst && n <= errnoSocketLast,
+		n == errnoDescToRecordCopy,
+		n == errnoInStandbyMode, n == errnoInStandbyUseBackup,
+		n == errnoDBConnection:
+		return true
+	}
+	// Plain errno values slurmrestd passes through from failed RPCs:
+	// EINTR, EAGAIN, ECONNRESET, ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH.
+	switch n {
+	case 4, 11, 104, 110, 111, 113:
+		return true
+	}
+	return false
+}
+
+// authErrno reports Slurm error numbers that mean the credentials were
+// refused.
+func authErrno(n int) bool {
+	return n == errnoProtocolAuth || n == errnoRESTAuthFail ||
+		(n >= errnoAuthFirst && n <= errnoAuthLast)
+}
+
+// classify decides which sentinel an error answer to method wraps. Slurm's
+// error numbers win over the HTTP status because slurmrestd 22.05 answers
+// every failed RPC with 500, a bad partition as much as an unreachable
+// slurmctld.
+func classify(method string, status int, entries []APIErrorEntry) error {
+	if status == http.StatusUnauthorized || status == http.StatusForbidden ||
+		status == http.StatusNetworkAuthenticationRequired {
+		return ErrUnauthorized
+	}
+	numbered := false
+	for _, e := range entries {
+		if authErrno(e.Number) {
+			return ErrUnauthorized
+		}
+	}
+	for _, e := range entries {
+		if transientErrno(e.Number) {
+			return scheduler.ErrUnavailable
+		}
+		if e.Number != 0 {
+			numbered = true
+		}
+	}
+	if onlyUnspecified(entries) && method == http.MethodGet {
+		// slurmrestd 22.05 reports a failed slurm_load_jobs() as SLURM_ERROR
+		// both when slurmctld is down and when it refused the JWT (captured:
+		// controller-down-jobs.json and auth-bad-token.json are the same
+		// body). Either way nothing was refused on its merits; Check tells
+		// the two apart.
+		return scheduler.ErrUnavailable
+	}
+	switch {
+	case numbered:
+		// Slurm gave a verdict: whatever the HTTP status, it is a refusal.
+		return scheduler.ErrRejected
+	case status == http.StatusBadGateway || status == http.StatusServiceUnavailable ||
+		status == http.StatusGatewayTimeout || status == http.StatusTooManyRequests:
+		return scheduler.ErrUnavailable
+	case status >= 500:
+		// No Slurm verdict: slurmrestd itself (or a proxy) failed.
+		return scheduler.ErrUnavailable
+	default:
+		return scheduler.ErrRejected
+	}
+}
+
+// onlyUnspecified reports whether the numbered entries are all SLURM_ERROR.
+func onlyUnspecified(entries []APIErrorEntry) bool {
+	seen := false
+	for _, e := range entries {
+		switch e.Number {
+		case 0:
+		case errnoUnspecified:
+			seen = true
+		default:
+			return false
+		}
+	}
+	return seen
+}
