@@ -67,6 +67,10 @@ func submit(t *testing.T, b *Backend, spec scheduler.JobSpec) string {
 		t.Fatalf("Submit(%s): %v", spec.Name, err)
 	}
 	t.Logf("submitted %s as job %s", spec.Name, id)
+	if spec.OutputPath != "" {
+		out := strings.ReplaceAll(spec.OutputPath, "%j", id)
+		t.Cleanup(func() { _ = os.Remove(out) })
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
