@@ -61,8 +61,9 @@ const (
 )
 
 // reservedEnvPrefixes are environment key prefixes a spec may not set:
-// Slurm's own variables and sopilot's.
-var reservedEnvPrefixes = []string{"SLURM_", "SOPILOT_"}
+// Slurm's own variables, the SRUN_/SBATCH_/SALLOC_ input variables that
+// would silently change how the job is launched, and sopilot's.
+var reservedEnvPrefixes = []string{"SLURM_", "SRUN_", "SBATCH_", "SALLOC_", "SOPILOT_"}
 
 // FieldViolation is one broken rule: which field (as a path in the API's
 // terms, e.g. `spec.environment["PATH"]` or `spec.argv[3]`) and what is wrong
@@ -342,13 +343,24 @@ func envKeyProblem(k string) string {
 	}
 	for _, p := range reservedEnvPrefixes {
 		if strings.HasPrefix(k, p) {
-			return fmt.Sprintf("key must not start with %s or %s (reserved for Slurm and sopilot)", reservedEnvPrefixes[0], reservedEnvPrefixes[1])
+			return "key must not start with " + strings.Join(reservedEnvPrefixes, ", ") + " (reserved for Slurm and sopilot)"
 		}
 	}
 	return ""
 }
 
+// Counts of labels and dependencies: generous, but bounded so one request
+// cannot make the record (or Slurm's dependency string) arbitrarily large.
+const (
+	maxLabels       = 64
+	maxDependencies = 64
+)
+
 func validateDependsOn(vs *violations, deps []string) {
+	if len(deps) > maxDependencies {
+		vs.add("spec.depends_on", "must list at most %d runs; got %d", maxDependencies, len(deps))
+		return
+	}
 	seen := make(map[string]int, len(deps))
 	for i, d := range deps {
 		field := "spec.depends_on[" + strconv.Itoa(i) + "]"
@@ -375,6 +387,10 @@ func isRunID(id string) bool {
 }
 
 func validateLabels(vs *violations, labels map[string]string) {
+	if len(labels) > maxLabels {
+		vs.add("spec.labels", "must have at most %d labels; got %d", maxLabels, len(labels))
+		return
+	}
 	for _, k := range sortedKeys(labels) {
 		v := labels[k]
 		field := "spec.labels[" + strconv.Quote(k) + "]"

@@ -4,6 +4,7 @@ package run_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -147,6 +148,20 @@ func TestValidateRules(t *testing.T) {
 		{"environment key empty", func(s *run.Spec) { s.Environment = map[string]string{"": "1"} }, []string{`spec.environment[""]`}},
 		{"environment key SLURM_", func(s *run.Spec) { s.Environment = map[string]string{"SLURM_NTASKS": "1"} }, []string{`spec.environment["SLURM_NTASKS"]`}},
 		{"environment key SOPILOT_", func(s *run.Spec) { s.Environment = map[string]string{"SOPILOT_RUN_ID": "1"} }, []string{`spec.environment["SOPILOT_RUN_ID"]`}},
+		{"environment key SRUN_ changes the launch", func(s *run.Spec) { s.Environment = map[string]string{"SRUN_CPUS_PER_TASK": "9"} }, []string{`spec.environment["SRUN_CPUS_PER_TASK"]`}},
+		{"environment key SBATCH_", func(s *run.Spec) { s.Environment = map[string]string{"SBATCH_PARTITION": "x"} }, []string{`spec.environment["SBATCH_PARTITION"]`}},
+		{"too many labels", func(s *run.Spec) {
+			s.Labels = map[string]string{}
+			for i := range 65 {
+				s.Labels[fmt.Sprintf("k%d", i)] = "v"
+			}
+		}, []string{"spec.labels"}},
+		{"too many dependencies", func(s *run.Spec) {
+			s.DependsOn = nil
+			for i := range 65 {
+				s.DependsOn = append(s.DependsOn, fmt.Sprintf("r-%d", i))
+			}
+		}, []string{"spec.depends_on"}},
 		{"environment value NUL", func(s *run.Spec) { s.Environment = map[string]string{"A": "x\x00"} }, []string{`spec.environment["A"]`}},
 		{"environment too big", func(s *run.Spec) {
 			s.Environment = map[string]string{"A": strings.Repeat("x", 40<<10), "B": strings.Repeat("x", 40<<10)}

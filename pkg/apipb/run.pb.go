@@ -128,23 +128,31 @@ type RunSpec struct {
 	// The command, exactly one of argv and script.
 	// argv is started once per task with srun, like the seed's
 	// `srun python3 train.py`. Each element reaches the program unchanged.
+	// Elements are non-empty, without NUL or CR LF, at most 131071 bytes; a
+	// lone ":" is refused (srun reads it as a heterogeneous-job separator).
 	Argv []string `protobuf:"bytes,8,rep,name=argv,proto3" json:"argv,omitempty"`
 	// script is a bash script body that runs once, on the first node of the
-	// allocation; it calls srun itself where it wants parallel tasks.
+	// allocation; it calls srun itself where it wants parallel tasks. Its own
+	// #SBATCH lines are ignored (the spec's fields decide). Not blank; no NUL
+	// or CR LF line ends; at most 1 MiB.
 	Script string `protobuf:"bytes,9,opt,name=script,proto3" json:"script,omitempty"`
 	// Absolute working directory of the job (--chdir). Default: the
-	// controller's configured default.
+	// controller's configured default. Paths here and below are clean
+	// absolute paths of [A-Za-z0-9._/+@-], without "..", at most 4096 bytes.
 	WorkingDirectory string `protobuf:"bytes,10,opt,name=working_directory,json=workingDirectory,proto3" json:"working_directory,omitempty"`
 	// Environment variables of the job. Keys match [A-Za-z_][A-Za-z0-9_]*;
-	// keys starting with SLURM_ or SOPILOT_ are reserved.
+	// keys starting with SLURM_, SRUN_, SBATCH_, SALLOC_ or SOPILOT_ are
+	// reserved. The job's environment is exactly this plus PATH, HOME, LANG
+	// and SOPILOT_RUN_ID: nothing of the controller's own leaks in.
 	Environment map[string]string `protobuf:"bytes,11,rep,name=environment,proto3" json:"environment,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Absolute directory for the job's output file <job_name>-<job_id>.out.
 	// Default: the controller's configured output directory.
 	OutputDirectory string `protobuf:"bytes,12,opt,name=output_directory,json=outputDirectory,proto3" json:"output_directory,omitempty"`
 	// Ids of runs that must complete successfully before this one starts
-	// (Slurm afterok dependencies).
+	// (Slurm afterok dependencies); at most 64.
 	DependsOn []string `protobuf:"bytes,13,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
-	// Labels for filtering: keys [a-z0-9_.-/]{1,63}, values up to 256 characters.
+	// Labels for filtering, at most 64: keys [a-z0-9_.-/]{1,63}, values up to
+	// 256 characters.
 	Labels map[string]string `protobuf:"bytes,14,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Absolute path of the per-sample results file this run writes, picked up
 	// when it completes. Optional.
