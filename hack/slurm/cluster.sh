@@ -13,6 +13,12 @@
 # JWT key and the fake GPU device files. Nothing is written to /etc/slurm;
 # every Slurm tool is pointed at our slurm.conf through SLURM_CONF.
 #
+# `env` prints SLURM_CONF, SOPILOT_SLURMRESTD_URL (http://127.0.0.1:PORT),
+# SOPILOT_SLURM_JWT (a fresh token, valid 24 h, for SOPILOT_SLURM_JWT_USER,
+# root by default; send both as X-SLURM-USER-TOKEN / X-SLURM-USER-NAME),
+# SOPILOT_SLURM_JWT_KEY_FILE and SOPILOT_SLURM_WORKDIR (a mode 1777 dir on
+# the "nodes" for job working directories and output).
+#
 # Must run as root (it starts daemons, creates users and device nodes).
 # Overridable ports: SOPILOT_SLURMCTLD_PORT (6817), SOPILOT_SLURMD_PORT
 # (6818, worker-1 gets +1), SOPILOT_SLURMRESTD_PORT (6820).
@@ -257,6 +263,8 @@ start_slurmrestd() {
 	echo $! >"$RUN/slurmrestd.pid"
 }
 
+# nodes_idle: every node is up and schedulable (idle, or busy with jobs that
+# survived a restart); "idle*" (not responding), down and drain are not.
 nodes_idle() {
 	local out
 	out=$(sinfo --noheader --Node --format='%N %t' 2>/dev/null) || return 1

@@ -1,0 +1,223 @@
+package slurmcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sopilot/sopilot/internal/scheduler"
+)
+
+var _ scheduler.Backend = (*Backend)(nil)
+
+// DefaultTimeout is the per-command time limit when Config.Timeout is zero.
+// With slurmctld down, sbatch, squeue and scancel give up after about 9 s
+// and scontrol show job after about 18 s (measured on 22.05).
+const DefaultTimeout = 30 * time.Second
+
+// Config says where the Slurm tools are and how long one may run.
+type Config struct {
+	// Paths of the tools; empty means the bare name, looked up on the
+	// controller's PATH when the command runs.
+	Sbatch, Squeue, Scancel, Scontrol string
+	// SlurmConf is the slurm.conf the tools read (SLURM_CONF). Empty means
+	// the controller's own SLURM_CONF if it has one, else Slurm's default.
+	SlurmConf string
+	// Timeout bounds each command; zero means DefaultTimeout.
+	Timeout time.Duration
+	// Location is the time zone Slurm prints times in (slurmctld's local
+	// time as seen by the tools); nil means time.Local.
+	Location *time.Location
+}
+
+// Backend runs Slurm's command-line tools. It is safe for concurrent use.
+type Backend struct {
+	cfg    Config
+	base   baseEnv
+	runner runner
+	log    *slog.Logger
+}
+
+// New returns a Backend; it runs nothing until called.
+func New(cfg Config, logger *slog.Logger) *Backend {
+	return newBackend(cfg, logger, execRunner{}, os.Getenv)
+}
+
+func newBackend(cfg Config, logger *slog.Logger, r runner, getenv func(string) string) *Backend {
+	def := func(p *string, name string) {
+		if *p == "" {
+			*p = name
+		}
+	}
+	def(&cfg.Sbatch, "sbatch")
+	def(&cfg.Squeue, "squeue")
+	def(&cfg.Scancel, "scancel")
+	def(&cfg.Scontrol, "scontrol")
+	if cfg.SlurmConf == "" {
+		cfg.SlurmConf = getenv("SLURM_CONF")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.Local
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	base := baseEnv{path: getenv("PATH"), home: getenv("HOME"), slurmConf: cfg.SlurmConf}
+	if base.path == "" {
+		base.path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	}
+	if base.home == "" {
+		base.home = "/"
+	}
+	return &Backend{cfg: cfg, base: base, runner: r, log: logger}
+}
+
+// Name implements scheduler.Backend.
+func (b *Backend) Name() string { return "cli" }
+
+// Submit runs sbatch --parsable with the script on stdin.
+func (b *Backend) Submit(ctx context.Context, job scheduler.JobSpec) (string, error) {
+	args, err := sbatchArgs(job)
+	if err != nil {
+		return "", fmt.Errorf("sbatch: %w", err)
+	}
+	c := command{path: b.cfg.Sbatch, args: args, env: sbatchEnv(b.base, job), stdin: job.Script}
+	res, err := b.run(ctx, "sbatch", c)
+	if err != nil {
+		return "", err
+	}
+	if res.exitCode != 0 {
+		return "", toolError("sbatch", res, scheduler.ErrRejected)
+	}
+	id, err := parseSbatch(res.stdout)
+	if err != nil {
+		// sbatch said it succeeded; a job may exist. Neither sentinel:
+		// the caller must look for it (FindByComment), not resubmit blindly.
+		return "", fmt.Errorf("sbatch: %w", err)
+	}
+	if msg := strings.TrimSpace(string(res.stderr)); msg != "" {
+		b.log.Warn("sbatch succeeded with messages", "job_id", id, "stderr", truncate(msg, 1024))
+	}
+	b.log.Debug("submitted", "job_id", id, "name", job.Name, "comment", job.Comment)
+	return id, nil
+}
+
+// Jobs lists every job with one squeue call and keeps those in ids.
+func (b *Backend) Jobs(ctx context.Context, ids []string) ([]scheduler.JobStatus, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[strings.TrimSpace(id)] = true
+	}
+	return b.list(ctx, func(id string) bool { return want[id] }, func(st scheduler.JobStatus) bool { return want[st.JobID] })
+}
+
+// FindByComment lists every job with one squeue call and keeps those whose
+// comment starts with prefix.
+func (b *Backend) FindByComment(ctx context.Context, prefix string) ([]scheduler.JobStatus, error) {
+	return b.list(ctx, func(string) bool { return false }, func(st scheduler.JobStatus) bool {
+		return strings.HasPrefix(st.Comment, prefix)
+	})
+}
+
+// list runs squeue once and returns the jobs keep accepts. A malformed
+// record is skipped with a warning unless its job id is one mustRead
+// accepts: then the whole call fails rather than report that job absent.
+func (b *Backend) list(ctx context.Context, mustRead func(id string) bool, keep func(scheduler.JobStatus) bool) ([]scheduler.JobStatus, error) {
+	res, err := b.run(ctx, "squeue", command{path: b.cfg.Squeue, args: squeueArgs(), env: toolEnv(b.base)})
+	if err != nil {
+		return nil, err
+	}
+	if res.exitCode != 0 {
+		return nil, toolError("squeue", res, nil)
+	}
+	var out []scheduler.JobStatus
+	for _, rec := range parseSqueue(res.stdout, b.cfg.Location) {
+		if rec.err != nil {
+			if mustRead(rec.status.JobID) {
+				return nil, fmt.Errorf("squeue: %w", rec.err)
+			}
+			b.log.Warn("skipping unreadable squeue record", "error", rec.err)
+			continue
+		}
+		if keep(rec.status) {
+			out = append(out, rec.status)
+		}
+	}
+	return out, nil
+}
+
+// Cancel runs scancel. A job that has ended or that Slurm has forgotten is
+// not an error (scancel itself exits 0 for both in 22.05).
+func (b *Backend) Cancel(ctx context.Context, jobID string) error {
+	if !isJobID(jobID) {
+		return fmt.Errorf("scancel: %w: %q is not a job id", scheduler.ErrRejected, truncate(jobID, 40))
+	}
+	res, err := b.run(ctx, "scancel", command{path: b.cfg.Scancel, args: []string{jobID}, env: toolEnv(b.base)})
+	if err != nil {
+		return err
+	}
+	if res.exitCode == 0 || isGoneJob(string(res.stderr)) {
+		return nil
+	}
+	return toolError("scancel", res, nil)
+}
+
+// Ping asks slurmctld whether it is up (scontrol ping), for health checks.
+func (b *Backend) Ping(ctx context.Context) error {
+	res, err := b.run(ctx, "scontrol", command{path: b.cfg.Scontrol, args: []string{"ping"}, env: toolEnv(b.base)})
+	if err != nil {
+		return err
+	}
+	// "Slurmctld(primary) at vm is UP"; exit status 1 and "DOWN" when not.
+	if res.exitCode != 0 || !strings.Contains(string(res.stdout), " is UP") {
+		return fmt.Errorf("scontrol ping: %w: %s", scheduler.ErrUnavailable,
+			truncate(strings.TrimSpace(string(res.stdout)+" "+toolMessage("scontrol", res.stderr)), 512))
+	}
+	return nil
+}
+
+// run runs c under the per-command timeout. Failing to start the tool, a
+// timeout and a kill are ErrUnavailable; the caller's own cancellation is
+// returned as such.
+func (b *Backend) run(ctx context.Context, tool string, c command) (result, error) {
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	res, err := b.runner.run(cctx, c)
+	took := time.Since(start)
+	b.log.Debug("slurm command", "tool", tool, "args", len(c.args), "exit", res.exitCode, "took", took, "error", err)
+	if err == nil {
+		return res, nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return res, fmt.Errorf("%s: %w", tool, ctxErr)
+	}
+	if errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		return res, fmt.Errorf("%s: %w: no answer within %s", tool, scheduler.ErrUnavailable, b.cfg.Timeout)
+	}
+	return res, fmt.Errorf("%s: %w: %w", tool, scheduler.ErrUnavailable, err)
+}
+
+// toolError turns a non-zero exit into an error: ErrUnavailable when the
+// tool says slurmctld could not be reached, else refusal (nil: a plain
+// error) with the tool's message.
+func toolError(tool string, res result, refusal error) error {
+	msg := toolMessage(tool, res.stderr)
+	if isUnavailable(string(res.stderr)) {
+		return fmt.Errorf("%s: %w: %s", tool, scheduler.ErrUnavailable, msg)
+	}
+	if refusal != nil {
+		return fmt.Errorf("%s: %w: %s", tool, refusal, msg)
+	}
+	return fmt.Errorf("%s: exit status %d: %s", tool, res.exitCode, msg)
+}
