@@ -14,7 +14,7 @@
 # every Slurm tool is pointed at our slurm.conf through SLURM_CONF.
 #
 # `env` prints SLURM_CONF, SOPILOT_SLURMRESTD_URL (http://127.0.0.1:PORT),
-# SOPILOT_SLURM_JWT (a fresh token, valid 24 h, for SOPILOT_SLURM_JWT_USER,
+# SOPILOT_SLURM_TOKEN (a fresh token, valid 24 h, for SOPILOT_SLURM_USER,
 # root by default; send both as X-SLURM-USER-TOKEN / X-SLURM-USER-NAME),
 # SOPILOT_SLURM_JWT_KEY_FILE and SOPILOT_SLURM_WORKDIR (a mode 1777 dir on
 # the "nodes" for job working directories and output).
@@ -33,7 +33,7 @@ REST_USER=slurmrest
 # X-SLURM-USER-NAME). root works once slurmrestd runs with SLURM_JWT=daemon
 # (see start_slurmrestd). Another name is created as a system user if missing;
 # its jobs can use $DIR/work (mode 1777) as working/output directory.
-JWT_USER=${SOPILOT_SLURM_JWT_USER:-root}
+JWT_USER=${SOPILOT_SLURM_USER:-root}
 NODES=(worker-0 worker-1)
 GPUS_PER_NODE=8
 TOKEN_LIFESPAN=${SOPILOT_SLURM_JWT_LIFESPAN:-86400}
@@ -388,8 +388,8 @@ cmd_env() {
 	token=$(new_token) || die "scontrol token failed (is the cluster up?)"
 	printf 'export SLURM_CONF=%q\n' "$CONF"
 	printf 'export SOPILOT_SLURMRESTD_URL=%q\n' "http://127.0.0.1:$REST_PORT"
-	printf 'export SOPILOT_SLURM_JWT=%q\n' "$token"
-	printf 'export SOPILOT_SLURM_JWT_USER=%q\n' "$JWT_USER"
+	printf 'export SOPILOT_SLURM_TOKEN=%q\n' "$token"
+	printf 'export SOPILOT_SLURM_USER=%q\n' "$JWT_USER"
 	printf 'export SOPILOT_SLURM_WORKDIR=%q\n' "$DIR/work"
 	printf 'export SOPILOT_SLURM_JWT_KEY_FILE=%q\n' "$JWT_KEY"
 }

@@ -8,7 +8,7 @@
 //
 // The cluster is found either through the environment that
 // `eval "$(hack/slurm/cluster.sh env)"` sets (SLURM_CONF,
-// SOPILOT_SLURMRESTD_URL, SOPILOT_SLURM_JWT, ...), or, when SLURM_CONF is
+// SOPILOT_SLURMRESTD_URL, SOPILOT_SLURM_TOKEN, ...), or, when SLURM_CONF is
 // not set, through the default state directory
 // (${SOPILOT_SLURM_DIR:-/tmp/sopilot-slurm}): then `cluster.sh status` must
 // pass and `cluster.sh env` provides the values.
@@ -90,8 +90,8 @@ func lookup() (Env, string) {
 		env := Env{
 			SlurmConf:  conf,
 			RESTURL:    os.Getenv("SOPILOT_SLURMRESTD_URL"),
-			JWT:        os.Getenv("SOPILOT_SLURM_JWT"),
-			JWTUser:    os.Getenv("SOPILOT_SLURM_JWT_USER"),
+			JWT:        os.Getenv("SOPILOT_SLURM_TOKEN"),
+			JWTUser:    os.Getenv("SOPILOT_SLURM_USER"),
 			JWTKeyFile: os.Getenv("SOPILOT_SLURM_JWT_KEY_FILE"),
 			WorkDir:    os.Getenv("SOPILOT_SLURM_WORKDIR"),
 		}
@@ -128,8 +128,8 @@ func lookup() (Env, string) {
 	env := Env{
 		SlurmConf:  vars["SLURM_CONF"],
 		RESTURL:    vars["SOPILOT_SLURMRESTD_URL"],
-		JWT:        vars["SOPILOT_SLURM_JWT"],
-		JWTUser:    vars["SOPILOT_SLURM_JWT_USER"],
+		JWT:        vars["SOPILOT_SLURM_TOKEN"],
+		JWTUser:    vars["SOPILOT_SLURM_USER"],
 		JWTKeyFile: vars["SOPILOT_SLURM_JWT_KEY_FILE"],
 		WorkDir:    vars["SOPILOT_SLURM_WORKDIR"],
 	}

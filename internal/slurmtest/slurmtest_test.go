@@ -5,7 +5,7 @@ import "testing"
 func TestParseExports(t *testing.T) {
 	out := "export SLURM_CONF=/tmp/sopilot-slurm/etc/slurm.conf\n" +
 		"export SOPILOT_SLURMRESTD_URL=http://127.0.0.1:6820\n" +
-		"export SOPILOT_SLURM_JWT=eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJyb290In0.sig-_x\n" +
+		"export SOPILOT_SLURM_TOKEN=eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJyb290In0.sig-_x\n" +
 		"export SOPILOT_SLURM_WORKDIR=/tmp/with\\ space\n" +
 		"export QUOTED='a b'\n" +
 		"not an export\n"
@@ -13,7 +13,7 @@ func TestParseExports(t *testing.T) {
 	want := map[string]string{
 		"SLURM_CONF":             "/tmp/sopilot-slurm/etc/slurm.conf",
 		"SOPILOT_SLURMRESTD_URL": "http://127.0.0.1:6820",
-		"SOPILOT_SLURM_JWT":      "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJyb290In0.sig-_x",
+		"SOPILOT_SLURM_TOKEN":    "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJyb290In0.sig-_x",
 		"SOPILOT_SLURM_WORKDIR":  "/tmp/with space",
 		"QUOTED":                 "a b",
 	}
