@@ -60,3 +60,7 @@ cluster-down: ## stop the local Slurm cluster
 .PHONY: bench
 bench: ## benchmarks of docs/benchmarks.md (needs the local cluster)
 	hack/bench.sh
+
+.PHONY: demo
+demo: ## THE main command: the seed's 2x8-GPU job through the controller on a local Slurm cluster
+	hack/demo.sh

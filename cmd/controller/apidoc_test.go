@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sopilot/sopilot/internal/slurmtest"
+)
+
+var shBlockRE = regexp.MustCompile("(?s)```sh\n(.*?)```")
+
+// TestAPIDocExamples runs every ```sh block of docs/api.md, in order, in one
+// bash, so the documented grpcurl calls are known to work as written.
+func TestAPIDocExamples(t *testing.T) {
+	slurmtest.Require(t)
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Fatal("docs/api.md uses jq: apt-get install jq (make test installs it)")
+	}
+	if l, err := net.Listen("tcp", "127.0.0.1:50051"); err != nil {
+		t.Skipf("port 50051, which docs/api.md uses, is taken (a controller already running?): %v", err)
+	} else {
+		l.Close()
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	for _, m := range shBlockRE.FindAllStringSubmatch(string(doc), -1) {
+		blocks = append(blocks, m[1])
+	}
+	if len(blocks) < 8 {
+		t.Fatalf("found %d sh blocks in docs/api.md; the test's pattern is out of date", len(blocks))
+	}
+	os.Remove("/tmp/sopilot-api-doc.db")
+	script := "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + strings.Join(blocks, "\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		log, _ := os.ReadFile("/tmp/sopilot-api-doc.log")
+		t.Fatalf("docs/api.md examples failed: %v\n%s\ncontroller log tail:\n%s", err, out, tail(string(log), 3000))
+	}
+	for _, want := range []string{`"status": "SERVING"`, "RUN_STATE_COMPLETED", "RUN_STATE_CANCELLED", "spec.nodes", "worker-[0-1]"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("examples' output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
