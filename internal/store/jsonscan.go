@@ -106,15 +106,23 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// skipString returns the index just past the string that starts at b[i].
+// skipString returns the index just past the string that starts at b[i]:
+// the first quote after it that follows an even number of backslashes.
 func skipString(b []byte, i int) (int, error) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1, nil
+	for j := i + 1; j < len(b); {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			break
 		}
+		q := j + k
+		escaped := false
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			escaped = !escaped
+		}
+		if !escaped {
+			return q + 1, nil
+		}
+		j = q + 1
 	}
 	return 0, errJSONScan
 }

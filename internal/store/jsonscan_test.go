@@ -27,6 +27,7 @@ func TestJSONField(t *testing.T) {
 		{name: "object value", obj: `{"a":{"k":[1,{"x":"]}"}]},"b":2}`, key: "a", want: `{"k":[1,{"x":"]}"}]}`, wantFound: true},
 		{name: "escaped key", obj: `{"\u0061":true}`, key: "a", want: `true`, wantFound: true},
 		{name: "escaped quote in string", obj: `{"a":"x\"y","b":null}`, key: "b", want: `null`, wantFound: true},
+		{name: "backslashes before a quote", obj: `{"a":"x\\","b":"\\\"}","c":3}`, key: "c", want: `3`, wantFound: true},
 		{name: "repeated key: last wins", obj: `{"a":1,"a":2}`, key: "a", want: `2`, wantFound: true},
 		{name: "whitespace", obj: " {\n \"a\" : [ 1 , 2 ] ,\t\"b\": -1.5e3 }", key: "b", want: `-1.5e3`, wantFound: true},
 		{name: "not an object", obj: `[1]`, key: "a", wantErr: true},
@@ -58,6 +59,7 @@ func FuzzJSONField(f *testing.F) {
 	f.Add(data, "create_time")
 	f.Add([]byte(`{"a":{"b":[1,"]"]},"c":"\"}"}`), "c")
 	f.Add([]byte(`{"\u0061":1, "a" :2}`), "a")
+	f.Add([]byte(`{"a":"x\\","b":"\\\"}","c":3}`), "c")
 	f.Fuzz(func(t *testing.T, obj []byte, key string) {
 		raw, found, err := jsonField(obj, key)
 		if err != nil {

@@ -259,12 +259,14 @@ func (f *filter) matchRaw(record []byte) (bool, error) {
 		if !found {
 			return false, nil
 		}
-		got, err := jsonString(raw)
-		if err != nil {
-			return false, err
+		if string(raw) == "null" { // decodes as ""
+			raw = []byte(`""`)
 		}
-		if got != want {
-			return false, nil
+		if raw[0] != '"' {
+			return false, errJSONScan
+		}
+		if eq, err := stringEquals(raw, want); err != nil || !eq {
+			return false, err
 		}
 	}
 	return true, nil
