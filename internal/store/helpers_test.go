@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,11 +28,10 @@ func newTestStore(t testing.TB) (*Store, string) {
 	return openTestStore(t, path), path
 }
 
-// openTestStore opens path (NoSync) and, at cleanup, checks every index
-// against the records and runs bbolt's own consistency check, failing the
-// test on any error, then closes the store. A store the test closed itself
-// is skipped (the test reopened the file and that store has its own
-// cleanup).
+// openTestStore opens path (NoSync) and, at cleanup, runs Check (bbolt's
+// tx.Check and every index against the records), failing the test on any
+// error, then closes the store. A store the test closed itself is skipped
+// (the test reopened the file and that store has its own cleanup).
 func openTestStore(t testing.TB, path string) *Store {
 	t.Helper()
 	s, err := Open(path, Options{NoSync: true, Timeout: time.Second})
@@ -44,8 +42,9 @@ func openTestStore(t testing.TB, path string) *Store {
 		if err := s.db.View(func(*bolt.Tx) error { return nil }); errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 			return
 		}
-		checkIndexes(t, s)
-		checkBolt(t, s)
+		if err := s.Check(); err != nil {
+			t.Errorf("Check at cleanup:\n%v", err)
+		}
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
@@ -68,116 +67,12 @@ func checkBolt(t testing.TB, s *Store) {
 }
 
 // checkIndexes verifies the invariants listed in schema.go: every index
-// agrees with the records.
+// agrees with the records. Tests call it after each mutation sequence.
 func checkIndexes(t testing.TB, s *Store) {
 	t.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b, err := bucketsOf(tx)
-		if err != nil {
-			return err
-		}
-		if v := tx.Bucket(bucketMeta).Get(keySchemaVersion); len(v) != 8 || binary.BigEndian.Uint64(v) != uint64(len(migrations())) {
-			t.Errorf("schema version = %x, want %d", v, len(migrations()))
-		}
-		bySeq := map[uint64]*run.Run{}
-		var maxSeq uint64
-		if err := b.runs.ForEach(func(k, v []byte) error {
-			if len(k) != 8 {
-				t.Errorf("runs key %x is not 8 bytes", k)
-				return nil
-			}
-			seq := binary.BigEndian.Uint64(k)
-			r, err := decodeRun(seq, v)
-			if err != nil {
-				t.Errorf("runs[%d]: %v", seq, err)
-				return nil
-			}
-			bySeq[seq] = r
-			maxSeq = max(maxSeq, seq)
-			return nil
-		}); err != nil {
-			return err
-		}
-		if b.runs.Sequence() < maxSeq {
-			t.Errorf("runs sequence %d is below the largest key %d", b.runs.Sequence(), maxSeq)
-		}
-
-		// run_ids: a bijection onto runs.
-		ids := map[string]uint64{}
-		if err := b.runIDs.ForEach(func(k, v []byte) error {
-			if len(v) != 8 {
-				t.Errorf("run_ids[%s] = %x, not 8 bytes", k, v)
-				return nil
-			}
-			ids[string(k)] = binary.BigEndian.Uint64(v)
-			return nil
-		}); err != nil {
-			return err
-		}
-		if len(ids) != len(bySeq) {
-			t.Errorf("run_ids has %d entries, runs has %d", len(ids), len(bySeq))
-		}
-		for seq, r := range bySeq {
-			if got, ok := ids[r.ID]; !ok || got != seq {
-				t.Errorf("run_ids[%s] = %d (present %v), want %d", r.ID, got, ok, seq)
-			}
-		}
-
-		// request_ids: each entry names an existing run with that request id.
-		if err := b.requestIDs.ForEach(func(k, v []byte) error {
-			seq, ok := ids[string(v)]
-			switch {
-			case !ok:
-				t.Errorf("request_ids[%s] = %s, an unknown run", k, v)
-			case bySeq[seq].RequestID != string(k):
-				t.Errorf("request_ids[%s] = %s, whose request id is %s", k, v, bySeq[seq].RequestID)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-
-		// active: exactly the non-terminal runs.
-		active := map[uint64]bool{}
-		if err := b.active.ForEach(func(k, v []byte) error {
-			if len(k) != 8 || len(v) != 0 {
-				t.Errorf("active entry %x=%x malformed", k, v)
-				return nil
-			}
-			active[binary.BigEndian.Uint64(k)] = true
-			return nil
-		}); err != nil {
-			return err
-		}
-		for seq, r := range bySeq {
-			if active[seq] == r.State.Terminal() {
-				t.Errorf("run %s (seq %d, %s): in active = %v", r.ID, seq, r.State, active[seq])
-			}
-		}
-		for seq := range active {
-			if bySeq[seq] == nil {
-				t.Errorf("active holds %d, which is no record", seq)
-			}
-		}
-
-		// by_state: exactly one entry per run, for its state.
-		n := 0
-		if err := b.byState.ForEach(func(k, v []byte) error {
-			n++
-			if len(k) != 9 || len(v) != 0 {
-				t.Errorf("by_state entry %x=%x malformed", k, v)
-				return nil
-			}
-			seq := binary.BigEndian.Uint64(k[1:])
-			if r := bySeq[seq]; r == nil || byte(r.State) != k[0] {
-				t.Errorf("by_state entry state %d seq %d does not match record %+v", k[0], seq, r)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		if n != len(bySeq) {
-			t.Errorf("by_state has %d entries, runs has %d", n, len(bySeq))
+		for _, err := range checkIndexesTx(tx) {
+			t.Error(err)
 		}
 		return nil
 	})

@@ -999,3 +999,50 @@ func TestUpdateRunPanicRollsBack(t *testing.T) {
 	sameRun(t, "run after a panicking update", got, r)
 	checkIndexes(t, s)
 }
+
+func TestCheckFindsBrokenIndexes(t *testing.T) {
+	tests := []struct {
+		name    string
+		corrupt func(tx *bolt.Tx, seq uint64) error
+		want    string
+	}{
+		{"active entry missing", func(tx *bolt.Tx, seq uint64) error {
+			return tx.Bucket(bucketActive).Delete(seqKey(seq))
+		}, "in active = false"},
+		{"stray by_state entry", func(tx *bolt.Tx, seq uint64) error {
+			return tx.Bucket(bucketByState).Put(stateKey(run.StateFailed, seq), nil)
+		}, "by_state has 3 entries, runs has 2"},
+		{"request id of an unknown run", func(tx *bolt.Tx, seq uint64) error {
+			return tx.Bucket(bucketRequestIDs).Put([]byte("q"), []byte("ghost"))
+		}, `request_ids["q"] = "ghost", an unknown run`},
+		{"run id pointing elsewhere", func(tx *bolt.Tx, seq uint64) error {
+			return tx.Bucket(bucketRunIDs).Put([]byte(testRun(1, 0).ID), seqKey(seq+1))
+		}, "run_ids"},
+		{"undecodable record", func(tx *bolt.Tx, seq uint64) error {
+			return tx.Bucket(bucketRuns).Put(seqKey(seq), []byte("{"))
+		}, "decode record"},
+		{"wrong schema version", func(tx *bolt.Tx, seq uint64) error {
+			return tx.Bucket(bucketMeta).Put(keySchemaVersion, seqKey(7))
+		}, "schema version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Open(filepath.Join(t.TempDir(), "runs.db"), Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			mustCreate(t, s, testRun(1, run.StatePending))
+			mustCreate(t, s, testRun(2, run.StatePending))
+			if err := s.Check(); err != nil {
+				t.Fatalf("Check of a sound store: %v", err)
+			}
+			if err := s.db.Update(func(tx *bolt.Tx) error { return tt.corrupt(tx, 1) }); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Check(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Check = %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
