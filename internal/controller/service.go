@@ -20,12 +20,13 @@ package controller
 
 import (
 	"context"
+	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +62,7 @@ type Store interface {
 	GetRun(ctx context.Context, id string) (*run.Run, error)
 	UpdateRun(ctx context.Context, id string, fn func(*run.Run) bool) (*run.Run, error)
 	UpdateRuns(ctx context.Context, ids []string, fn func(*run.Run) bool) ([]*run.Run, error)
-	ReleaseRequestID(ctx context.Context, requestID string) error
+	ReleaseRequestID(ctx context.Context, requestID, runID string) error
 	ActiveRuns(ctx context.Context) ([]*run.Run, error)
 	ListRuns(ctx context.Context, q store.ListQuery) ([]*run.Run, string, error)
 }
@@ -181,7 +182,7 @@ func (s *Service) Create(ctx context.Context, spec run.Spec, requestID string) (
 		return nil, fmt.Errorf("record run: %w", err)
 	}
 	if !created {
-		if !reflect.DeepEqual(stored.Spec, spec) {
+		if !sameSpec(stored.Spec, spec) {
 			s.countCreate("rejected")
 			return nil, fmt.Errorf("request_id %q belongs to run %s: %w", requestID, stored.ID, ErrRequestIDReused)
 		}
@@ -261,7 +262,7 @@ func (s *Service) failSubmit(ctx context.Context, r *run.Run, cause error) (*run
 	}
 	// The refused run stays in history, but its request_id is freed so the
 	// client can correct the spec and retry with the same key.
-	if err := s.store.ReleaseRequestID(ctx, r.RequestID); err != nil {
+	if err := s.store.ReleaseRequestID(ctx, r.RequestID, r.ID); err != nil {
 		s.log.Error("release request_id", "run_id", r.ID, "err", err)
 	}
 	s.countTransitions(updated.State)
@@ -432,6 +433,14 @@ func (s *Service) countCreate(result string) {
 	if s.metrics != nil {
 		s.metrics.RunsCreated.WithLabelValues(result).Inc()
 	}
+}
+
+// sameSpec compares specs as stored: the record went through JSON, where an
+// empty list or map and a missing one are the same thing.
+func sameSpec(a, b run.Spec) bool {
+	ja, erra := json.Marshal(a)
+	jb, errb := json.Marshal(b)
+	return erra == nil && errb == nil && bytes.Equal(ja, jb)
 }
 
 // jobSpec turns a recorded run into the job Slurm gets.

@@ -182,6 +182,13 @@ func TestCreateSubmitsOnceAndRecordsJob(t *testing.T) {
 		t.Errorf("retry created run %s (first %s), jobs submitted %d", again.ID, r.ID, len(fx.slurm.submitted))
 	}
 
+	// The same spec with empty (not nil) lists and maps is the same spec.
+	same := seedSpec()
+	same.Environment, same.DependsOn = map[string]string{}, []string{}
+	if again, err := fx.svc.Create(ctx, same, "req-1"); err != nil || again.ID != r.ID {
+		t.Errorf("retry with empty maps: run %v, err %v", again, err)
+	}
+
 	other := seedSpec()
 	other.Nodes = 1
 	if _, err := fx.svc.Create(ctx, other, "req-1"); !errors.Is(err, ErrRequestIDReused) {

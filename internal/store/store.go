@@ -426,15 +426,20 @@ func (s *Store) UpdateRuns(ctx context.Context, ids []string, fn func(*run.Run) 
 
 // ReleaseRequestID removes the request-id index entry of a run whose
 // submission Slurm refused, so a client retry creates a new run; the failed
-// run stays in history and GetRun still finds it. It fails with ErrNotFound
-// if the request id maps to no run, and with ErrAlreadySubmitted if the run
-// it maps to has a Slurm job id.
-func (s *Store) ReleaseRequestID(ctx context.Context, requestID string) error {
+// run stays in history and GetRun still finds it. It releases the key only
+// while it still maps to runID, so a late release cannot free the key of a
+// newer run created by a retry. It fails with ErrNotFound if the request id
+// maps to no run or to another run, and with ErrAlreadySubmitted if the run
+// has a Slurm job id.
+func (s *Store) ReleaseRequestID(ctx context.Context, requestID, runID string) error {
 	return s.update(ctx, func(b *buckets) error {
 		key := []byte(requestID)
 		id := b.requestIDs.Get(key)
 		if id == nil {
 			return fmt.Errorf("%w: request id %q", ErrNotFound, requestID)
+		}
+		if string(id) != runID {
+			return fmt.Errorf("%w: request id %q now belongs to run %s, not %s", ErrNotFound, requestID, id, runID)
 		}
 		_, r, err := b.get(string(id))
 		if err != nil {

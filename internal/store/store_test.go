@@ -523,16 +523,18 @@ func TestReleaseRequestID(t *testing.T) {
 	tests := []struct {
 		name      string
 		requestID string
+		runID     string
 		wantErr   error
 	}{
-		{"refused submission", refused.RequestID, nil},
-		{"released twice", refused.RequestID, ErrNotFound},
-		{"unknown request id", "nope", ErrNotFound},
-		{"submitted run keeps its request id", accepted.RequestID, ErrAlreadySubmitted},
+		{"key of another run is kept", refused.RequestID, accepted.ID, ErrNotFound},
+		{"refused submission", refused.RequestID, refused.ID, nil},
+		{"released twice", refused.RequestID, refused.ID, ErrNotFound},
+		{"unknown request id", "nope", refused.ID, ErrNotFound},
+		{"submitted run keeps its request id", accepted.RequestID, accepted.ID, ErrAlreadySubmitted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := s.ReleaseRequestID(ctx, tt.requestID); !errors.Is(err, tt.wantErr) {
+			if err := s.ReleaseRequestID(ctx, tt.requestID, tt.runID); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("ReleaseRequestID(%s) = %v, want %v", tt.requestID, err, tt.wantErr)
 			}
 			checkIndexes(t, s)
@@ -584,7 +586,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if _, err := s.UpdateRun(ctx, testRun(3, 0).ID, func(r *run.Run) bool { return r.MarkFailed("refused", now) }); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ReleaseRequestID(ctx, testRun(3, 0).RequestID); err != nil {
+	if err := s.ReleaseRequestID(ctx, testRun(3, 0).RequestID, testRun(3, 0).ID); err != nil {
 		t.Fatal(err)
 	}
 	before := listAll(t, s, ListQuery{PageSize: 7})
@@ -834,7 +836,7 @@ func TestCanceledContext(t *testing.T) {
 		{"GetRunByRequestID", func() error { _, err := s.GetRunByRequestID(ctx, r.RequestID); return err }},
 		{"UpdateRun", func() error { _, err := s.UpdateRun(ctx, r.ID, never); return err }},
 		{"UpdateRuns", func() error { _, err := s.UpdateRuns(ctx, []string{r.ID}, never); return err }},
-		{"ReleaseRequestID", func() error { return s.ReleaseRequestID(ctx, r.RequestID) }},
+		{"ReleaseRequestID", func() error { return s.ReleaseRequestID(ctx, r.RequestID, r.ID) }},
 		{"ActiveRuns", func() error { _, err := s.ActiveRuns(ctx); return err }},
 		{"ListRuns", func() error { _, _, err := s.ListRuns(ctx, ListQuery{}); return err }},
 	}
