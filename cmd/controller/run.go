@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 	"github.com/sopilot/sopilot/internal/config"
 	"github.com/sopilot/sopilot/internal/controller"
 	"github.com/sopilot/sopilot/internal/metrics"
-	"github.com/sopilot/sopilot/internal/run"
+	runmodel "github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/scheduler/slurmcli"
 	"github.com/sopilot/sopilot/internal/scheduler/slurmrest"
@@ -81,7 +82,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.slurmTimeout, "slurm-timeout", 30*time.Second, "time limit of one request to Slurm")
 	fs.StringVar(&o.restURL, "slurmrestd-url", "", "slurmrestd address for --scheduler=rest: http://host:port or unix:///path")
 	fs.StringVar(&o.restVersion, "slurmrestd-api-version", "v0.0.38", "slurmrestd OpenAPI version, v0.0.38 (Slurm 22.05) to v0.0.44")
-	fs.StringVar(&o.restUser, "slurm-user", "", "Slurm user name for slurmrestd (X-SLURM-USER-NAME)")
+	fs.StringVar(&o.restUser, "slurm-user", "", "Slurm user name for slurmrestd (X-SLURM-USER-NAME); default: the user running the controller")
 	fs.StringVar(&o.restToken, "slurm-jwt", "", "a fixed slurmrestd token (from 'scontrol token'); prefer --slurm-jwt-key-file")
 	fs.StringVar(&o.restKeyFile, "slurm-jwt-key-file", "", "Slurm's JWT HS256 key file; the controller mints short-lived tokens from it")
 	fs.DurationVar(&o.pollInterval, "poll-interval", 5*time.Second, "how often all active runs are refreshed from Slurm (one query per poll)")
@@ -142,6 +143,11 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 
 func newBackend(o *options, logger *slog.Logger) (scheduler.Backend, error) {
 	if o.scheduler == "rest" {
+		if o.restUser == "" {
+			if u, err := user.Current(); err == nil {
+				o.restUser = u.Username
+			}
+		}
 		b, err := slurmrest.New(slurmrest.Config{
 			BaseURL:    o.restURL,
 			APIVersion: o.restVersion,
@@ -185,7 +191,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer st.Close()
 
 	m := metrics.NewController()
-	limits := run.DefaultLimits()
+	limits := runmodel.DefaultLimits()
 	limits.MaxNodes, limits.MaxGPUsPerNode, limits.MaxTimeLimit = o.maxNodes, o.maxGPUsPerNode, o.maxTimeLimit
 	svc := controller.New(controller.Config{
 		PollInterval:     o.pollInterval,

@@ -1,0 +1,485 @@
+package main
+
+// End-to-end tests: the real controller binary, killed with SIGKILL and
+// restarted, against the real local Slurm cluster, driven over real gRPC.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sopilot/sopilot/internal/slurmtest"
+	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// controllerBinary builds the controller once per test process.
+func controllerBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sopilot-controller-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "controller")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// proc is one running controller process.
+type proc struct {
+	cmd    *exec.Cmd
+	addr   string
+	conn   *grpc.ClientConn
+	runs   apipb.RunServiceClient
+	stderr *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var listenRE = regexp.MustCompile(`controller listening on (\S+)`)
+
+// startController starts the binary on a free port with db, and extra flags.
+func startController(t *testing.T, env slurmtest.Env, db string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{
+		"--db", db, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "",
+		"--poll-interval", "1s", "--default-workdir", t.TempDir(), "--log-level", "debug",
+	}, extra...)
+	cmd := exec.Command(controllerBinary(t), args...)
+	cmd.Env = append(os.Environ(), "SLURM_CONF="+env.SlurmConf)
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}}
+	cmd.Stderr = p.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("controller stderr:\n%s", p.stderr.String())
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+				lines <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case p.addr = <-lines:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("controller did not start:\n%s", p.stderr.String())
+	}
+	p.conn, err = grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.conn.Close() })
+	p.runs = apipb.NewRunServiceClient(p.conn)
+	return p
+}
+
+func (p *proc) kill9(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+}
+
+func seedShape(name string) *apipb.RunSpec {
+	return &apipb.RunSpec{
+		JobName: name, Nodes: 2, TasksPerNode: 8, GpusPerNode: 8,
+		TimeLimit: durationpb.New(5 * time.Minute),
+		Script:    "srun bash -c 'echo rank=$SLURM_PROCID gpus=$CUDA_VISIBLE_DEVICES host=$SLURMD_NODENAME'\n",
+		Labels:    map[string]string{"test": "e2e"},
+	}
+}
+
+// waitState watches the run until it reaches a terminal state.
+func waitTerminal(t *testing.T, c apipb.RunServiceClient, id string, within time.Duration) *apipb.Run {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	stream, err := c.WatchRun(ctx, &apipb.WatchRunRequest{RunId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *apipb.Run
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return last
+		}
+		if err != nil {
+			t.Fatalf("watch %s: %v (last state %v)", id, err, last.GetState())
+		}
+		last = resp.GetRun()
+	}
+}
+
+func TestSeedJobCompletesAndSurvivesKill9(t *testing.T) {
+	env := slurmtest.Require(t)
+	db := filepath.Join(t.TempDir(), "controller.db")
+	p := startController(t, env, db)
+	ctx := context.Background()
+
+	resp, err := p.runs.CreateRun(ctx, &apipb.CreateRunRequest{Spec: seedShape("e2e-seed"), RequestId: "e2e-seed-" + fmt.Sprint(time.Now().UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.GetRun().GetId()
+	if resp.GetRun().GetSlurmJobId() == "" || resp.GetRun().GetState() != apipb.RunState_RUN_STATE_PENDING {
+		t.Fatalf("created run = %v", resp.GetRun())
+	}
+	final := waitTerminal(t, p.runs, id, 3*time.Minute)
+	if final.GetState() != apipb.RunState_RUN_STATE_COMPLETED || final.GetExitCode() != 0 {
+		t.Fatalf("final = %v", final)
+	}
+	if got := strings.Join(final.GetNodes(), ","); got != "worker-0,worker-1" {
+		t.Errorf("nodes = %q, want worker-0,worker-1", got)
+	}
+	out, err := os.ReadFile(final.GetOutputPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(out), "rank="); n != 16 {
+		t.Errorf("output has %d rank lines, want 16 (2 nodes x 8 tasks):\n%s", n, out)
+	}
+
+	p.kill9(t)
+	p2 := startController(t, env, db)
+	got, err := p2.runs.GetRun(ctx, &apipb.GetRunRequest{RunId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetRun().GetState() != apipb.RunState_RUN_STATE_COMPLETED || got.GetRun().GetSlurmJobId() != final.GetSlurmJobId() {
+		t.Errorf("after kill -9: %v", got.GetRun())
+	}
+	list, err := p2.runs.ListRuns(ctx, &apipb.ListRunsRequest{Labels: map[string]string{"test": "e2e"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetRuns()) != 1 || list.GetRuns()[0].GetId() != id {
+		t.Errorf("history after restart = %v", list.GetRuns())
+	}
+	hc, err := healthpb.NewHealthClient(p2.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health = %v, %v", hc, err)
+	}
+}
+
+func TestRetriedCreateRunMakesOneSlurmJob(t *testing.T) {
+	env := slurmtest.Require(t)
+	p := startController(t, env, filepath.Join(t.TempDir(), "c.db"))
+	ctx := context.Background()
+	spec := &apipb.RunSpec{JobName: "e2e-idem", Nodes: 1, TimeLimit: durationpb.New(time.Minute), Argv: []string{"true"}}
+	key := fmt.Sprintf("idem-%d", time.Now().UnixNano())
+	var ids []string
+	for range 3 {
+		resp, err := p.runs.CreateRun(ctx, &apipb.CreateRunRequest{Spec: spec, RequestId: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, resp.GetRun().GetId()+"/"+resp.GetRun().GetSlurmJobId())
+	}
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Fatalf("retries returned different runs/jobs: %v", ids)
+	}
+	runID := strings.SplitN(ids[0], "/", 2)[0]
+	if n := countSlurmJobsWithComment(t, env, "sopilot:run="+runID); n != 1 {
+		t.Errorf("%d Slurm jobs carry run %s, want 1", n, runID)
+	}
+	waitTerminal(t, p.runs, runID, 2*time.Minute)
+}
+
+func countSlurmJobsWithComment(t *testing.T, env slurmtest.Env, comment string) int {
+	t.Helper()
+	cmd := exec.Command("squeue", "--all", "--noheader", "--states=all", "--format=%k")
+	cmd.Env = append(os.Environ(), "SLURM_CONF="+env.SlurmConf)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("squeue: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(line) == comment {
+			n++
+		}
+	}
+	return n
+}
+
+func TestBadInputIsRejectedWithFieldViolationsAndSubmitsNothing(t *testing.T) {
+	env := slurmtest.Require(t)
+	p := startController(t, env, filepath.Join(t.TempDir(), "c.db"))
+	ctx := context.Background()
+	bad := &apipb.RunSpec{
+		JobName: "bad name; rm -rf /", Nodes: 0, TimeLimit: durationpb.New(time.Minute),
+		Argv: []string{"true"}, Environment: map[string]string{"SLURM_JOB_ID": "1"},
+	}
+	_, err := p.runs.CreateRun(ctx, &apipb.CreateRunRequest{Spec: bad, RequestId: "bad-1"})
+	st := status.Convert(err)
+	if st.Code() != codes.InvalidArgument {
+		t.Fatalf("code = %v (%v), want InvalidArgument", st.Code(), err)
+	}
+	fields := map[string]bool{}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				fields[v.GetField()] = true
+			}
+		}
+	}
+	for _, f := range []string{"spec.job_name", "spec.nodes", `spec.environment["SLURM_JOB_ID"]`} {
+		if !fields[f] {
+			t.Errorf("no field violation for %s; got %v", f, fields)
+		}
+	}
+	list, err := p.runs.ListRuns(ctx, &apipb.ListRunsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.GetRuns()) != 0 {
+		t.Errorf("bad input stored %d runs", len(list.GetRuns()))
+	}
+	if _, err := p.runs.GetRun(ctx, &apipb.GetRunRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("GetRun without id: %v", err)
+	}
+	if _, err := p.runs.GetRun(ctx, &apipb.GetRunRequest{RunId: "r-unknown"}); status.Code(err) != codes.NotFound {
+		t.Errorf("GetRun unknown: %v", err)
+	}
+	if _, err := p.runs.ListRuns(ctx, &apipb.ListRunsRequest{PageToken: "garbage"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("ListRuns with a bad token: %v", err)
+	}
+	if _, err := apipb.NewNodeServiceClient(p.conn).ListNodes(ctx, &apipb.ListNodesRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("NodeService: %v, want Unimplemented", err)
+	}
+}
+
+func TestCancelRunningRun(t *testing.T) {
+	env := slurmtest.Require(t)
+	p := startController(t, env, filepath.Join(t.TempDir(), "c.db"))
+	ctx := context.Background()
+	resp, err := p.runs.CreateRun(ctx, &apipb.CreateRunRequest{Spec: &apipb.RunSpec{
+		JobName: "e2e-cancel", Nodes: 1, TimeLimit: durationpb.New(5 * time.Minute), Argv: []string{"sleep", "300"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.GetRun().GetId()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		g, err := p.runs.GetRun(ctx, &apipb.GetRunRequest{RunId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.GetRun().GetState() == apipb.RunState_RUN_STATE_RUNNING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run never started: %v", g.GetRun())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if _, err := p.runs.CancelRun(ctx, &apipb.CancelRunRequest{RunId: id}); err != nil {
+		t.Fatal(err)
+	}
+	final := waitTerminal(t, p.runs, id, time.Minute)
+	if final.GetState() != apipb.RunState_RUN_STATE_CANCELLED {
+		t.Errorf("final = %v", final.GetState())
+	}
+}
+
+// Runs acknowledged to a client survive a SIGKILL in the middle of a burst
+// of CreateRun calls, the bbolt file passes its consistency check, and the
+// restarted controller gives every acknowledged run exactly one Slurm job.
+func TestKill9DuringCreatesLosesNoAcknowledgedRun(t *testing.T) {
+	env := slurmtest.Require(t)
+	db := filepath.Join(t.TempDir(), "c.db")
+	p := startController(t, env, db)
+
+	var (
+		mu    sync.Mutex
+		acked = map[string]string{} // run id → request id
+		wg    sync.WaitGroup
+	)
+	label := fmt.Sprintf("kill9-%d", time.Now().UnixNano())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				key := fmt.Sprintf("kill9-%d-%d-%d", time.Now().UnixNano(), w, i)
+				resp, err := p.runs.CreateRun(ctx, &apipb.CreateRunRequest{RequestId: key, Spec: &apipb.RunSpec{
+					JobName: "e2e-kill9", Nodes: 1, TimeLimit: durationpb.New(time.Minute), Argv: []string{"true"},
+					Labels: map[string]string{"test": label},
+				}})
+				if err != nil {
+					return // the controller died mid-call: not acknowledged
+				}
+				mu.Lock()
+				acked[resp.GetRun().GetId()] = key
+				mu.Unlock()
+			}
+		}()
+	}
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 12 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.kill9(t)
+	cancel()
+	wg.Wait()
+
+	st, err := store.Open(db, store.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Check(); err != nil {
+		t.Fatalf("bbolt check after kill -9: %v", err)
+	}
+	for id, key := range acked {
+		r, err := st.GetRun(context.Background(), id)
+		if err != nil {
+			t.Errorf("acknowledged run %s lost: %v", id, err)
+			continue
+		}
+		if r.RequestID != key {
+			t.Errorf("run %s has request id %q, want %q", id, r.RequestID, key)
+		}
+	}
+	st.Close()
+
+	p2 := startController(t, env, db)
+	// Every run in the history, acknowledged or caught mid-call, ends up with
+	// exactly one Slurm job (adopted or submitted after the restart), or is
+	// LOST without one; none has two.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		list, err := p2.runs.ListRuns(context.Background(), &apipb.ListRunsRequest{Labels: map[string]string{"test": label}, PageSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var waiting []string
+		for _, r := range list.GetRuns() {
+			if r.GetSlurmJobId() == "" && r.GetState() != apipb.RunState_RUN_STATE_LOST {
+				waiting = append(waiting, r.GetId())
+			}
+		}
+		if len(waiting) == 0 {
+			if len(list.GetRuns()) < len(acked) {
+				t.Fatalf("history has %d runs, fewer than the %d acknowledged", len(list.GetRuns()), len(acked))
+			}
+			for _, r := range list.GetRuns() {
+				want := 1
+				if r.GetState() == apipb.RunState_RUN_STATE_LOST && r.GetSlurmJobId() == "" {
+					want = 0
+				}
+				if n := countSlurmJobsWithComment(t, env, "sopilot:run="+r.GetId()); n != want {
+					t.Errorf("run %s (%v) has %d Slurm jobs, want %d", r.GetId(), r.GetState(), n, want)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runs %v never got a Slurm job after the restart", waiting)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%d runs acknowledged before SIGKILL; all present, each with one Slurm job", len(acked))
+}
+
+// The same seed-shaped run through slurmrestd, with tokens the controller
+// mints itself from Slurm's JWT key.
+func TestSeedJobThroughSlurmrestd(t *testing.T) {
+	env := slurmtest.Require(t)
+	if env.RESTURL == "" || env.JWTKeyFile == "" {
+		t.Fatal("the local cluster gave no slurmrestd URL or JWT key (hack/slurm/cluster.sh env)")
+	}
+	p := startController(t, env, filepath.Join(t.TempDir(), "rest.db"),
+		"--scheduler", "rest", "--slurmrestd-url", env.RESTURL,
+		"--slurm-user", env.JWTUser, "--slurm-jwt-key-file", env.JWTKeyFile)
+	ctx := context.Background()
+	resp, err := p.runs.CreateRun(ctx, &apipb.CreateRunRequest{Spec: seedShape("e2e-rest"), RequestId: fmt.Sprintf("rest-%d", time.Now().UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := waitTerminal(t, p.runs, resp.GetRun().GetId(), 3*time.Minute)
+	if final.GetState() != apipb.RunState_RUN_STATE_COMPLETED || final.GetExitCode() != 0 || final.GetNodeList() != "worker-[0-1]" {
+		t.Fatalf("final = %v", final)
+	}
+	out, err := os.ReadFile(final.GetOutputPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(out), "rank="); n != 16 {
+		t.Errorf("output has %d rank lines, want 16:\n%s", n, out)
+	}
+}
