@@ -167,8 +167,17 @@ type baseEnv struct {
 	path, home, slurmConf string
 }
 
-// squeueArgs lists every job Slurm still knows, in any state: --all also
-// shows hidden partitions; no --jobs (see the package comment).
+// squeueArgs lists every job Slurm still knows, in any state, in the
+// delimited format (QueryFormat): --all also shows hidden partitions; no
+// --jobs (see the package comment).
 func squeueArgs() []string {
 	return []string{"--all", "--noheader", "--states=all", "--Format=" + squeueFormat()}
+}
+
+// squeueJSONArgs lists every job Slurm still knows as one JSON document
+// (QueryJSON). 22.05 ignores the filters with --json and dumps every job
+// anyway; newer versions honour them, so they are passed for the same
+// listing everywhere.
+func squeueJSONArgs() []string {
+	return []string{"--all", "--states=all", "--json"}
 }

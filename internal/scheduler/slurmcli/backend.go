@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmjson"
 )
 
 var _ scheduler.Backend = (*Backend)(nil)
@@ -18,6 +20,21 @@ var _ scheduler.Backend = (*Backend)(nil)
 // With slurmctld down, sbatch, squeue and scancel give up after about 9 s
 // and scontrol show job after about 18 s (measured on 22.05).
 const DefaultTimeout = 30 * time.Second
+
+// Query modes of Config.Query: how Jobs and FindByComment ask squeue.
+const (
+	// QueryAuto (the default) uses squeue --json and, the first time squeue
+	// says it cannot print JSON (an older squeue without the option, or a
+	// Slurm without its openapi/data_parser or serializer/json plugin),
+	// falls back to QueryFormat for the life of the Backend, with one
+	// warning in the log.
+	QueryAuto = "auto"
+	// QueryJSON always uses squeue --json: one slurmctld RPC per call.
+	QueryJSON = "json"
+	// QueryFormat always uses squeue --Format with ASCII separators: two
+	// slurmctld RPCs per call on Slurm 22.05.
+	QueryFormat = "format"
+)
 
 // Config says where the Slurm tools are and how long one may run.
 type Config struct {
@@ -30,8 +47,13 @@ type Config struct {
 	// Timeout bounds each command; zero means DefaultTimeout.
 	Timeout time.Duration
 	// Location is the time zone Slurm prints times in (slurmctld's local
-	// time as seen by the tools); nil means time.Local.
+	// time as seen by the tools); nil means time.Local. Only the format
+	// query reads local times; squeue --json prints Unix times.
 	Location *time.Location
+	// Query is how job state is read: QueryAuto (also ""), QueryJSON or
+	// QueryFormat; see the package comment. Any other value is logged and
+	// treated as QueryAuto.
+	Query string
 }
 
 // Backend runs Slurm's command-line tools. It is safe for concurrent use.
@@ -40,6 +62,9 @@ type Backend struct {
 	base   baseEnv
 	runner runner
 	log    *slog.Logger
+	// noJSON is set once squeue has said it cannot print JSON (QueryAuto):
+	// from then on every listing uses the format query.
+	noJSON atomic.Bool
 }
 
 // New returns a Backend; it runs nothing until called.
@@ -68,6 +93,16 @@ func newBackend(cfg Config, logger *slog.Logger, r runner, getenv func(string) s
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	switch q := strings.ToLower(strings.TrimSpace(cfg.Query)); q {
+	case "", QueryAuto:
+		cfg.Query = QueryAuto
+	case QueryJSON, QueryFormat:
+		cfg.Query = q
+	default:
+		logger.Warn("unknown squeue query mode, using auto", "query", truncate(cfg.Query, 40),
+			"valid", []string{QueryAuto, QueryJSON, QueryFormat})
+		cfg.Query = QueryAuto
 	}
 	base := baseEnv{path: getenv("PATH"), home: getenv("HOME"), slurmConf: cfg.SlurmConf}
 	if base.path == "" {
@@ -129,10 +164,79 @@ func (b *Backend) FindByComment(ctx context.Context, prefix string) ([]scheduler
 	})
 }
 
-// list runs squeue once and returns the jobs keep accepts. A malformed
-// record is skipped with a warning unless its job id is one mustRead
-// accepts: then the whole call fails rather than report that job absent.
+// list runs squeue once and returns the jobs keep accepts, reading squeue's
+// JSON or delimited output as Config.Query says. In QueryAuto, the one call
+// that finds squeue unable to print JSON runs squeue a second time, in the
+// format query, and so do all later calls.
 func (b *Backend) list(ctx context.Context, mustRead func(id string) bool, keep func(scheduler.JobStatus) bool) ([]scheduler.JobStatus, error) {
+	if b.cfg.Query == QueryFormat || b.noJSON.Load() {
+		return b.listFormat(ctx, mustRead, keep)
+	}
+	jobs, err := b.listJSON(ctx)
+	if err == nil {
+		var out []scheduler.JobStatus
+		for _, st := range jobs {
+			if keep(st) {
+				out = append(out, st)
+			}
+		}
+		return out, nil
+	}
+	if !errors.Is(err, errNoJSON) {
+		return nil, err
+	}
+	if b.cfg.Query == QueryJSON {
+		return nil, fmt.Errorf("%w (query mode %q; %q or %q would fall back to squeue --Format)", err, QueryJSON, QueryAuto, QueryFormat)
+	}
+	if b.noJSON.CompareAndSwap(false, true) {
+		b.log.Warn("squeue cannot print JSON; listing jobs with squeue --Format from now on (2 slurmctld RPCs per listing instead of 1)",
+			"squeue", b.cfg.Squeue, "error", err)
+	}
+	return b.listFormat(ctx, mustRead, keep)
+}
+
+// errNoJSON means squeue cannot print JSON at all: it does not know
+// --json, or a plugin it needs for it is missing.
+var errNoJSON = errors.New("squeue cannot print JSON")
+
+// listJSON runs squeue --json once and returns every job it lists, with
+// slurmcli's rules applied (finalizeStatus). The document is read by
+// slurmjson.ParseJobs, the parser of slurmrestd's listings: squeue --json
+// prints the same openapi/data_parser document. A job without a usable id
+// is skipped there; a document that is not a job listing fails the call.
+func (b *Backend) listJSON(ctx context.Context) ([]scheduler.JobStatus, error) {
+	res, err := b.run(ctx, "squeue", command{path: b.cfg.Squeue, args: squeueJSONArgs(), env: toolEnv(b.base)})
+	if err != nil {
+		return nil, err
+	}
+	if res.exitCode != 0 {
+		stderr := string(res.stderr)
+		if !isUnavailable(stderr) && isNoJSON(stderr) {
+			return nil, fmt.Errorf("squeue: %w: %s", errNoJSON, toolMessage("squeue", res.stderr))
+		}
+		// 22.05 reports a failed listing on stderr, as the format query
+		// does; a newer squeue may put it in the document's "errors"
+		// instead (not seen here), which must not read as a refusal.
+		if !isUnavailable(stderr) && isUnavailable(string(res.stdout)) {
+			return nil, fmt.Errorf("squeue: %w: %s", scheduler.ErrUnavailable, truncate(strings.Join(strings.Fields(string(res.stdout)), " "), 512))
+		}
+		return nil, toolError("squeue", res, nil)
+	}
+	jobs, err := slurmjson.ParseJobs(res.stdout)
+	if err != nil {
+		return nil, fmt.Errorf("squeue --json: %w (output starts %q)", err, truncate(string(res.stdout), 120))
+	}
+	for i := range jobs {
+		jobs[i] = finalizeStatus(jobs[i])
+	}
+	return jobs, nil
+}
+
+// listFormat runs squeue --Format once and returns the jobs keep accepts. A
+// malformed record is skipped with a warning unless its job id is one
+// mustRead accepts: then the whole call fails rather than report that job
+// absent.
+func (b *Backend) listFormat(ctx context.Context, mustRead func(id string) bool, keep func(scheduler.JobStatus) bool) ([]scheduler.JobStatus, error) {
 	res, err := b.run(ctx, "squeue", command{path: b.cfg.Squeue, args: squeueArgs(), env: toolEnv(b.base)})
 	if err != nil {
 		return nil, err

@@ -225,7 +225,7 @@ func TestJobs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := replay(t, "squeue-all")
-			got, err := newTestBackend(Config{Squeue: "/opt/squeue"}, r).Jobs(context.Background(), tt.ids)
+			got, err := newTestBackend(Config{Squeue: "/opt/squeue", Query: QueryFormat}, r).Jobs(context.Background(), tt.ids)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -254,7 +254,7 @@ func TestJobs(t *testing.T) {
 }
 
 func TestJobsValues(t *testing.T) {
-	got, err := newTestBackend(Config{}, replay(t, "squeue-all")).Jobs(context.Background(), []string{"2"})
+	got, err := newTestBackend(Config{Query: QueryFormat}, replay(t, "squeue-all")).Jobs(context.Background(), []string{"2"})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Jobs = %v, %v", got, err)
 	}
@@ -272,7 +272,7 @@ func TestJobsMalformedRecords(t *testing.T) {
 	r := &fakeRunner{reply: func(context.Context, command) (result, error) {
 		return result{stdout: []byte(bad + good)}, nil
 	}}
-	b := newTestBackend(Config{}, r)
+	b := newTestBackend(Config{Query: QueryFormat}, r)
 	got, err := b.Jobs(context.Background(), []string{"7"})
 	if err != nil || len(got) != 1 || got[0].JobID != "7" {
 		t.Errorf("another job's bad record: Jobs = %+v, %v; want job 7", got, err)
@@ -312,7 +312,7 @@ func TestFindByComment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.prefix, func(t *testing.T) {
 			r := replay(t, "squeue-all")
-			got, err := newTestBackend(Config{}, r).FindByComment(context.Background(), tt.prefix)
+			got, err := newTestBackend(Config{Query: QueryFormat}, r).FindByComment(context.Background(), tt.prefix)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -445,7 +445,7 @@ func TestName(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
-	r := replay(t, "squeue-all")
+	r := replay(t, "squeue-json")
 	b := newTestBackend(Config{}, r)
 	var wg sync.WaitGroup
 	for i := range 16 {

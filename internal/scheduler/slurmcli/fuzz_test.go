@@ -1,6 +1,8 @@
 package slurmcli
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +55,45 @@ func FuzzParseSqueue(f *testing.F) {
 				if strings.ContainsAny(s, fieldSep+recordSep) {
 					t.Fatalf("separator left in field %q", s)
 				}
+			}
+		}
+	})
+}
+
+// FuzzSqueueJSON runs any squeue --json output through the backend's JSON
+// path (slurmjson.ParseJobs, then finalizeStatus) and checks slurmcli's
+// rules hold for every job reported.
+func FuzzSqueueJSON(f *testing.F) {
+	addFixtureSeeds(f, "squeue-json*.stdout")
+	f.Add([]byte(`{"jobs":[{"job_id":1,"job_state":["PENDING"],"start_time":5,"end_time":6,"exit_code":768}]}`))
+	f.Add([]byte(`{"jobs":[{"job_id":2,"job_state":"CANCELLED","nodes":"","start_time":5,"end_time":6,"exit_code":15}]}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := &fakeRunner{reply: func(context.Context, command) (result, error) { return result{stdout: in}, nil }}
+		jobs, err := newTestBackend(Config{Query: QueryJSON}, r).FindByComment(context.Background(), "")
+		if err != nil {
+			if errors.Is(err, scheduler.ErrUnavailable) || errors.Is(err, errNoJSON) {
+				t.Fatalf("bad output taken for %v", err)
+			}
+			return
+		}
+		for _, st := range jobs {
+			if !isJobID(st.JobID) {
+				t.Fatalf("job id %q", st.JobID)
+			}
+			if !isFinal(st.State) && (st.ExitCode != -1 || st.Signal != 0) {
+				t.Fatalf("exit code of an unfinished job: %+v", st)
+			}
+			if st.ExitCode < -1 || st.ExitCode > 255 || st.Signal < 0 || st.Signal > 255 {
+				t.Fatalf("exit %d signal %d", st.ExitCode, st.Signal)
+			}
+			if isPending(st.State) && (!st.StartTime.IsZero() || !st.EndTime.IsZero()) {
+				t.Fatalf("pending job with times: %+v", st)
+			}
+			if isEnded(st.State) && st.Nodes == "" && !st.StartTime.IsZero() {
+				t.Fatalf("job that never had nodes with a start time: %+v", st)
+			}
+			if !isPending(st.State) && !isEnded(st.State) && !st.EndTime.IsZero() {
+				t.Fatalf("running job with an end time: %+v", st)
 			}
 		}
 	})

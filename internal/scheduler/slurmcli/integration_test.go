@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +215,176 @@ func TestLiveFindByComment(t *testing.T) {
 	}
 	if len(found) != 1 || found[0].JobID != id || found[0].Comment != job.Comment {
 		t.Fatalf("FindByComment = %+v, want only job %s (not %s)", found, id, other)
+	}
+}
+
+// sdiagCounts runs sdiag and returns slurmctld's RPC counters by message
+// type ("REQUEST_JOB_INFO" -> count) since slurmctld started or the last
+// sdiag --reset.
+func sdiagCounts(t testing.TB, env slurmtest.Env) map[string]int {
+	t.Helper()
+	cmd := exec.Command("sdiag")
+	cmd.Env = env.Environ()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sdiag: %v", err)
+	}
+	counts := map[string]int{}
+	inTypes := false
+	for line := range strings.SplitSeq(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(line, "Remote Procedure Call statistics by message type"):
+			inTypes = true
+			continue
+		case strings.HasPrefix(line, "Remote Procedure Call statistics by user"), strings.HasPrefix(line, "Pending RPC"):
+			inTypes = false
+		}
+		if !inTypes {
+			continue
+		}
+		// "\tREQUEST_JOB_INFO   ( 2003) count:263    ave_time:1513   total_time:397974"
+		f := strings.Fields(line)
+		_, c, ok := strings.Cut(line, "count:")
+		if len(f) == 0 || !ok {
+			continue
+		}
+		n, err := strconv.Atoi(strings.Fields(c)[0])
+		if err != nil {
+			t.Fatalf("sdiag line %q: %v", line, err)
+		}
+		counts[f[0]] = n
+	}
+	if len(counts) == 0 {
+		t.Fatalf("sdiag printed no RPC statistics:\n%s", out)
+	}
+	return counts
+}
+
+// TestLiveListingRPCs measures with sdiag what one Jobs call costs
+// slurmctld: squeue --json is one REQUEST_JOB_INFO; the --Format query adds
+// a REQUEST_PARTITION_INFO. Jobs asks for 30 ids, as a controller polling
+// its active runs would.
+//
+// sdiag's counters are cluster-wide and cannot be narrowed to this
+// process: its per-user table does not help, since every client of the test
+// cluster (other test packages running at the same time, other engineers)
+// is root. Concurrent RPCs can only add to a difference of two readings,
+// so each count is taken as its minimum over several tries: that is this
+// call's own cost as long as one try was not disturbed, and a try that saw
+// a counter go backwards (sdiag --reset) is discarded. The reading before
+// the call costs one REQUEST_STATS_INFO, which slurmctld records after
+// answering it, so it shows in the reading after and is subtracted.
+func TestLiveListingRPCs(t *testing.T) {
+	env := slurmtest.Require(t)
+	ids := make([]string, 30)
+	for i := range ids {
+		ids[i] = strconv.Itoa(4000000000 + i) // never real; the RPC is the same
+	}
+	const (
+		jobInfo  = "REQUEST_JOB_INFO"
+		partInfo = "REQUEST_PARTITION_INFO"
+		total    = "all RPCs"
+		tries    = 8
+	)
+	tests := []struct {
+		query string
+		want  map[string]int
+	}{
+		{QueryJSON, map[string]int{jobInfo: 1, partInfo: 0, total: 1}},
+		{QueryFormat, map[string]int{jobInfo: 1, partInfo: 1, total: 2}},
+		{QueryAuto, map[string]int{jobInfo: 1, partInfo: 0, total: 1}},
+	}
+	sum := func(m map[string]int) (n int) {
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			b := New(Config{SlurmConf: env.SlurmConf, Timeout: 60 * time.Second, Query: tt.query}, nil)
+			minimum := map[string]int{}
+			valid := 0
+			for try := range tries {
+				before := sdiagCounts(t, env)
+				if _, err := b.Jobs(context.Background(), ids); err != nil {
+					t.Fatalf("Jobs: %v", err)
+				}
+				after := sdiagCounts(t, env)
+				delta := map[string]int{
+					jobInfo:  after[jobInfo] - before[jobInfo],
+					partInfo: after[partInfo] - before[partInfo],
+					total:    sum(after) - sum(before) - 1, // the first sdiag's own RPC
+				}
+				t.Logf("try %d: %v", try, delta)
+				if delta[jobInfo] < 0 || delta[partInfo] < 0 || delta[total] < 0 {
+					continue // counters were reset in between
+				}
+				for k, v := range delta {
+					if m, ok := minimum[k]; !ok || v < m {
+						minimum[k] = v
+					}
+				}
+				valid++
+			}
+			if valid == 0 {
+				t.Fatal("sdiag counters went backwards in every try")
+			}
+			for k, want := range tt.want {
+				if minimum[k] != want {
+					t.Errorf("%s per Jobs call: %d (minimum over %d tries), want %d", k, minimum[k], valid, want)
+				}
+			}
+			t.Logf("one Jobs call with %d ids, query %s: %v", len(ids), tt.query, minimum)
+		})
+	}
+}
+
+// BenchmarkLiveJobs500 times one Jobs call for 500 jobs in each query mode.
+// It submits 500 held jobs (they never run) and cancels them all at the
+// end; run it on purpose only:
+//
+//	go test -run '^$' -bench LiveJobs500 -benchtime 20x ./internal/scheduler/slurmcli
+func BenchmarkLiveJobs500(b *testing.B) {
+	env := slurmtest.Require(b)
+	const n = 500
+	tag := fmt.Sprintf("slurmcli-bench:%d", time.Now().UnixNano())
+	ids := make([]string, 0, n)
+	b.Cleanup(func() {
+		for len(ids) > 0 {
+			chunk := ids[:min(len(ids), 100)]
+			ids = ids[len(chunk):]
+			cmd := exec.Command("scancel", chunk...)
+			cmd.Env = env.Environ()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Errorf("scancel: %v: %s", err, out)
+			}
+		}
+	})
+	for range n {
+		cmd := exec.Command("sbatch", "--parsable", "--hold", "--job-name=slurmcli-bench", "--comment="+tag,
+			"--time=1", "--chdir="+env.WorkDir, "--output=/dev/null", "--wrap=true")
+		cmd.Env = env.Environ()
+		out, err := cmd.Output()
+		if err != nil {
+			b.Fatalf("sbatch: %v", err)
+		}
+		id, err := parseSbatch(out)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	want := slices.Clone(ids)
+	for _, q := range []string{QueryJSON, QueryFormat} {
+		b.Run(q, func(b *testing.B) {
+			be := New(Config{SlurmConf: env.SlurmConf, Timeout: 60 * time.Second, Query: q}, nil)
+			for b.Loop() {
+				jobs, err := be.Jobs(context.Background(), want)
+				if err != nil || len(jobs) != n {
+					b.Fatalf("Jobs = %d jobs, %v", len(jobs), err)
+				}
+			}
+		})
 	}
 }

@@ -124,29 +124,42 @@ func parseSqueueRecord(rec string, loc *time.Location) squeueRecord {
 		Comment: nullToEmpty(f[4]),
 		Nodes:   nullToEmpty(strings.TrimSpace(f[5])),
 	}
-	st.ExitCode, st.Signal = -1, 0
-	if isFinal(st.State) {
-		st.ExitCode, st.Signal = decodeWaitStatus(f[6])
-	}
+	st.ExitCode, st.Signal = decodeWaitStatus(f[6])
 	start, errStart := parseSlurmTime(f[7], loc)
 	end, errEnd := parseSlurmTime(f[8], loc)
 	if err := errors.Join(errStart, errEnd); err != nil {
 		return squeueRecord{status: scheduler.JobStatus{JobID: id}, err: fmt.Errorf("squeue record for job %s: %w", id, err)}
 	}
-	// squeue prints expected times for jobs that have not started or ended,
-	// and start = end = cancel time for a job cancelled before it ran.
+	st.StartTime, st.EndTime = start, end
+	return squeueRecord{status: finalizeStatus(st)}
+}
+
+// finalizeStatus applies slurmcli's rules for what is known about a job to
+// a status read from either squeue output (format or JSON), so that both
+// query modes report the same values:
+//
+//   - the exit code and signal are final only in a final state (COMPLETING
+//     and running jobs report -1, 0);
+//   - squeue reports expected times for jobs that have not started or
+//     ended: a pending job has neither, a running one no end yet;
+//   - a job that ended without ever getting nodes (cancelled while pending,
+//     refused at submission) has no start time, although Slurm reports
+//     start = end = the time it ended.
+func finalizeStatus(st scheduler.JobStatus) scheduler.JobStatus {
+	if !isFinal(st.State) {
+		st.ExitCode, st.Signal = -1, 0
+	}
 	switch {
 	case isPending(st.State):
-		start, end = time.Time{}, time.Time{}
+		st.StartTime, st.EndTime = time.Time{}, time.Time{}
 	case isEnded(st.State):
 		if st.Nodes == "" {
-			start = time.Time{}
+			st.StartTime = time.Time{}
 		}
 	default: // running, suspended, configuring, ...
-		end = time.Time{}
+		st.EndTime = time.Time{}
 	}
-	st.StartTime, st.EndTime = start, end
-	return squeueRecord{status: st}
+	return st
 }
 
 // baseState upper-cases Slurm's state and drops anything after the first
@@ -245,6 +258,32 @@ var unavailableMarkers = []string{
 func isUnavailable(stderr string) bool {
 	s := strings.ToLower(stderr)
 	for _, m := range unavailableMarkers {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// noJSONMarkers are what squeue prints when it cannot print JSON: getopt's
+// message for an unknown option (squeue before 21.08), and the plugin
+// loader's for a missing openapi (21.08-23.02), data_parser (23.02 and
+// later) or serializer/json plugin, e.g. "squeue: fatal: Unable to find
+// plugin: openapi/v0.0.38" (captured on 22.05).
+var noJSONMarkers = []string{
+	"unrecognized option",
+	"unknown option",
+	"invalid option",
+	"openapi/",
+	"data_parser",
+	"serializer/json",
+}
+
+// isNoJSON reports whether squeue's stderr says it cannot print JSON, as
+// opposed to failing for another reason.
+func isNoJSON(stderr string) bool {
+	s := strings.ToLower(stderr)
+	for _, m := range noJSONMarkers {
 		if strings.Contains(s, m) {
 			return true
 		}

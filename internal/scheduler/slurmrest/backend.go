@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmjson"
 )
 
 // maxBody bounds what is read of one answer; a job listing of a busy
@@ -246,7 +247,7 @@ func (b *Backend) list(ctx context.Context) ([]scheduler.JobStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := parseJobs(resp.body)
+	jobs, err := slurmjson.ParseJobs(resp.body)
 	if err != nil {
 		return nil, fmt.Errorf("slurmrestd GET jobs: %w", err)
 	}

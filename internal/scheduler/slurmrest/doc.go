@@ -21,9 +21,10 @@
 //     array (base state first, then flags), exit_code as an object with
 //     status, return_code and signal, and times as number structures.
 //
-// Listings are parsed by one defensive parser (parseJobs) that accepts every
-// shape above, so a Backend configured for the wrong version still reads jobs
-// correctly; only submission depends on the version.
+// Listings are parsed by one defensive parser, slurmjson.ParseJobs (shared
+// with slurmcli, whose squeue --json prints the same documents), that
+// accepts every shape above, so a Backend configured for the wrong version
+// still reads jobs correctly; only submission depends on the version.
 //
 // Authentication is slurmrestd's rest_auth/jwt: every request carries
 // X-SLURM-USER-NAME and X-SLURM-USER-TOKEN. The token is either fixed

@@ -1,0 +1,369 @@
+package slurmjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sopilot/sopilot/internal/scheduler"
+)
+
+// Slurm's "no value" markers for 32-bit fields (NO_VAL, INFINITE). Numbers
+// at or above NoVal are never real ids, times or exit statuses.
+const (
+	NoVal    = 0xfffffffe
+	Infinite = 0xffffffff
+)
+
+// ParseJobs reads the job list of a slurmrestd GET /slurm/{ver}/jobs answer,
+// or of `squeue --json`, in any of the shapes Slurm has used:
+//
+//   - v0.0.38: job_state "RUNNING", exit_code the raw wait(2) status (768
+//     for "exit 3"), times in Unix seconds, nodes "worker-[0-1]";
+//   - v0.0.39: like v0.0.38 but exit_code a {"set","infinite","number"}
+//     structure around the raw status;
+//   - v0.0.40 and later: job_state ["RUNNING","COMPLETING"] (base state
+//     first, then flags), exit_code {"status":["EXITED"],"return_code":
+//     {"set":true,"infinite":false,"number":3},"signal":{"id":{...},
+//     "name":"..."}}, times {"set":true,"infinite":false,"number":1700000000}.
+//
+// A field that is missing, null or of an unexpected type yields the zero
+// value; a job without a usable job_id is skipped. Only a body that is not a
+// JSON object, or whose "jobs" is missing or not an array, is an error.
+func ParseJobs(data []byte) ([]scheduler.JobStatus, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("decode job list: %w", err)
+	}
+	if doc == nil {
+		return nil, errors.New("decode job list: not a JSON object")
+	}
+	raw, ok := doc["jobs"]
+	if !ok {
+		return nil, errors.New("decode job list: no \"jobs\" field")
+	}
+	var items []json.RawMessage
+	if isNull(raw) {
+		return []scheduler.JobStatus{}, nil
+	}
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, fmt.Errorf("decode job list: \"jobs\" is not an array: %w", err)
+	}
+	out := make([]scheduler.JobStatus, 0, len(items))
+	for _, item := range items {
+		if js, ok := parseJob(item); ok {
+			out = append(out, js)
+		}
+	}
+	return out, nil
+}
+
+// parseJob converts one job object; ok is false when it has no job id.
+func parseJob(item json.RawMessage) (scheduler.JobStatus, bool) {
+	var f map[string]json.RawMessage
+	if err := json.Unmarshal(item, &f); err != nil || f == nil {
+		return scheduler.JobStatus{}, false
+	}
+	id, ok := Int(f["job_id"])
+	if !ok || id <= 0 || id >= NoVal {
+		return scheduler.JobStatus{}, false
+	}
+	js := scheduler.JobStatus{
+		JobID:     strconv.FormatInt(id, 10),
+		Name:      String(f["name"]),
+		State:     flexState(f["job_state"]),
+		Reason:    String(f["state_reason"]),
+		Comment:   String(f["comment"]),
+		Nodes:     String(f["nodes"]),
+		StartTime: flexTime(f["start_time"]),
+		EndTime:   flexTime(f["end_time"]),
+	}
+	js.ExitCode, js.Signal = flexExit(f["exit_code"])
+	if !started(js.State) {
+		// A pending job's start_time is the backfill scheduler's estimate.
+		js.StartTime = time.Time{}
+	}
+	if !ended(js.State) {
+		// Slurm reports 0 (or PENDING) for a job that has not finished, and
+		// end_time is the expected end of a running job: neither is known yet.
+		js.ExitCode, js.Signal = -1, 0
+		js.EndTime = time.Time{}
+	}
+	return js, true
+}
+
+// ended reports whether a job in state s has finished running its batch
+// script, so its exit code and end time are final. Unknown states are
+// treated as ended so that Slurm's values are passed through.
+func ended(s string) bool {
+	switch s {
+	case "PENDING", "RUNNING", "SUSPENDED", "CONFIGURING", "REQUEUED",
+		"REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "STOPPED", "RESIZING",
+		"SIGNALING", "UPDATE_DB", "POWER_UP_NODE", "":
+		return false
+	}
+	return true
+}
+
+// started reports whether a job in state s has (or had) its allocation.
+// Pending, held and requeued jobs have not: their start_time is an estimate
+// or a previous run's.
+func started(s string) bool {
+	switch s {
+	case "PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "":
+		return false
+	}
+	return true
+}
+
+// baseStates are Slurm's job base states (JOB_STATE_BASE); everything else
+// in a v0.0.40+ job_state array is a flag.
+var baseStates = map[string]bool{
+	"PENDING": true, "RUNNING": true, "SUSPENDED": true, "COMPLETED": true,
+	"CANCELLED": true, "FAILED": true, "TIMEOUT": true, "NODE_FAIL": true,
+	"PREEMPTED": true, "BOOT_FAIL": true, "DEADLINE": true, "OUT_OF_MEMORY": true,
+}
+
+// flexState reads job_state: a string (v0.0.38/39, where Slurm already
+// replaced the base state by the most important flag, e.g. "COMPLETING"), or
+// an array whose base state is the first entry that is not a flag.
+func flexState(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '[' {
+		var list []json.RawMessage
+		if json.Unmarshal(raw, &list) != nil {
+			return ""
+		}
+		first := ""
+		for _, e := range list {
+			s := normState(String(e))
+			if s == "" {
+				continue
+			}
+			if baseStates[s] {
+				return s
+			}
+			if first == "" {
+				first = s
+			}
+		}
+		return first
+	}
+	return normState(String(raw))
+}
+
+func normState(s string) string { return strings.ToUpper(strings.TrimSpace(s)) }
+
+// flexExit reads exit_code and returns the exit status and signal. A number
+// (or a number structure) is the raw wait(2) status Slurm stores; an object
+// with return_code/signal is the v0.0.40+ verbose form. Unknown is (-1, 0).
+// A job killed by a signal has exit status 0, as in Slurm's "0:9".
+func flexExit(raw json.RawMessage) (code, signal int) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || isNull(raw) {
+		return -1, 0
+	}
+	if raw[0] == '{' {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) != nil {
+			return -1, 0
+		}
+		_, hasRC := obj["return_code"]
+		_, hasSig := obj["signal"]
+		_, hasStatus := obj["status"]
+		if hasRC || hasSig || hasStatus {
+			return verboseExit(obj)
+		}
+	}
+	v, ok := Int(raw)
+	if !ok {
+		return -1, 0
+	}
+	return waitStatus(v)
+}
+
+// waitStatus decodes a raw wait(2) status as Linux encodes it: the low 7
+// bits are the terminating signal (0: exited, 0x7f: stopped), bits 8-15
+// the exit status.
+func waitStatus(v int64) (code, signal int) {
+	if v < 0 || v >= NoVal {
+		return -1, 0
+	}
+	low := int(v & 0x7f)
+	switch low {
+	case 0:
+		return int((v >> 8) & 0xff), 0
+	case 0x7f:
+		return -1, 0
+	default:
+		return 0, low
+	}
+}
+
+func verboseExit(obj map[string]json.RawMessage) (code, signal int) {
+	rc, rcOK := Int(obj["return_code"])
+	if rcOK && (rc < 0 || rc >= NoVal) {
+		rcOK = false
+	}
+	sig := 0
+	if sraw, ok := obj["signal"]; ok {
+		var so map[string]json.RawMessage
+		if json.Unmarshal(sraw, &so) == nil && so != nil {
+			if id, ok := Int(so["id"]); ok && id > 0 && id < 256 {
+				sig = int(id)
+			} else if n := signalNumber(String(so["name"])); n > 0 {
+				sig = n
+			}
+		} else if id, ok := Int(sraw); ok && id > 0 && id < 256 {
+			sig = int(id)
+		}
+	}
+	switch {
+	case sig > 0 && rcOK:
+		return int(rc), sig
+	case sig > 0:
+		return 0, sig
+	case rcOK:
+		return int(rc), 0
+	}
+	return -1, 0
+}
+
+// signalNumber maps Slurm's signal names (with or without "SIG") to Linux
+// numbers; 0 when unknown.
+func signalNumber(name string) int {
+	name = strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(name)), "SIG")
+	if n, err := strconv.Atoi(name); err == nil && n > 0 && n < 256 {
+		return n // sig_num2name prints numbers it has no name for
+	}
+	switch name {
+	case "HUP":
+		return 1
+	case "INT":
+		return 2
+	case "QUIT":
+		return 3
+	case "ILL":
+		return 4
+	case "TRAP":
+		return 5
+	case "ABRT":
+		return 6
+	case "BUS":
+		return 7
+	case "FPE":
+		return 8
+	case "KILL":
+		return 9
+	case "USR1":
+		return 10
+	case "SEGV":
+		return 11
+	case "USR2":
+		return 12
+	case "PIPE":
+		return 13
+	case "ALRM":
+		return 14
+	case "TERM":
+		return 15
+	case "XCPU":
+		return 24
+	}
+	return 0
+}
+
+// flexTime reads a Unix time (number, numeric string or number structure);
+// 0, unset and infinite are the zero time.
+func flexTime(raw json.RawMessage) time.Time {
+	v, ok := Int(raw)
+	if !ok || v <= 0 || v >= NoVal {
+		return time.Time{}
+	}
+	return time.Unix(v, 0).UTC()
+}
+
+// String reads a JSON string leniently: numbers and booleans give their
+// JSON text, anything else (objects, arrays, null, invalid JSON) "".
+func String(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return ""
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return ""
+		}
+		return s
+	case '{', '[', 'n':
+		return ""
+	default:
+		return string(raw)
+	}
+}
+
+// Int reads an integer from a JSON number, a numeric string or a Slurm
+// number structure {"set":bool,"infinite":bool,"number":n}. ok is false for
+// anything else, for an unset or infinite structure, and for numbers that
+// are not integers or do not fit in int64.
+func Int(raw json.RawMessage) (int64, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return 0, false
+	}
+	switch raw[0] {
+	case '{':
+		var s struct {
+			Set      *bool           `json:"set"`
+			Infinite *bool           `json:"infinite"`
+			Number   json.RawMessage `json:"number"`
+		}
+		if json.Unmarshal(raw, &s) != nil {
+			return 0, false
+		}
+		if (s.Set != nil && !*s.Set) || (s.Infinite != nil && *s.Infinite) {
+			return 0, false
+		}
+		n := bytes.TrimSpace(s.Number)
+		if len(n) == 0 || n[0] == '{' {
+			return 0, false
+		}
+		return Int(n)
+	case '"':
+		var str string
+		if json.Unmarshal(raw, &str) != nil {
+			return 0, false
+		}
+		return parseIntText(strings.TrimSpace(str))
+	case 't', 'f', 'n', '[':
+		return 0, false
+	default:
+		return parseIntText(string(raw))
+	}
+}
+
+func parseIntText(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return v, true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f != math.Trunc(f) ||
+		f >= math.MaxInt64 || f <= math.MinInt64 {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+func isNull(raw json.RawMessage) bool {
+	return bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
