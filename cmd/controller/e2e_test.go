@@ -39,7 +39,7 @@ var (
 )
 
 // controllerBinary builds the controller once per test process.
-func controllerBinary(t *testing.T) string {
+func controllerBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sopilot-controller-bin")
@@ -48,7 +48,11 @@ func controllerBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "controller")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		args := []string{"build", "-o", binPath}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -88,12 +92,15 @@ func (l *lockedBuffer) String() string {
 var listenRE = regexp.MustCompile(`controller listening on (\S+)`)
 
 // startController starts the binary on a free port with db, and extra flags.
-func startController(t *testing.T, env slurmtest.Env, db string, extra ...string) *proc {
+func startController(t testing.TB, env slurmtest.Env, db string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{
 		"--db", db, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "",
 		"--poll-interval", "1s", "--default-workdir", t.TempDir(), "--log-level", "debug",
 	}, extra...)
+	if _, ok := t.(*testing.B); ok {
+		args = append(args, "--log-level", "warn")
+	}
 	cmd := exec.Command(controllerBinary(t), args...)
 	cmd.Env = append(os.Environ(), "SLURM_CONF="+env.SlurmConf)
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}}
@@ -138,7 +145,7 @@ func startController(t *testing.T, env slurmtest.Env, db string, extra ...string
 	return p
 }
 
-func (p *proc) kill9(t *testing.T) {
+func (p *proc) kill9(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -252,7 +259,7 @@ func TestRetriedCreateRunMakesOneSlurmJob(t *testing.T) {
 	waitTerminal(t, p.runs, runID, 2*time.Minute)
 }
 
-func countSlurmJobsWithComment(t *testing.T, env slurmtest.Env, comment string) int {
+func countSlurmJobsWithComment(t testing.TB, env slurmtest.Env, comment string) int {
 	t.Helper()
 	cmd := exec.Command("squeue", "--all", "--noheader", "--states=all", "--format=%k")
 	cmd.Env = append(os.Environ(), "SLURM_CONF="+env.SlurmConf)
