@@ -9,7 +9,9 @@ import (
 // grpcurl see them today; each answers UNIMPLEMENTED until its feature lands.
 
 // NodeServer will serve node health and remediation.
-type NodeServer struct{ apipb.UnimplementedNodeServiceServer }
+type NodeServer struct {
+	apipb.UnimplementedNodeServiceServer
+}
 
 // ComparisonServer will serve run comparisons.
 type ComparisonServer struct {
@@ -17,4 +19,6 @@ type ComparisonServer struct {
 }
 
 // AgentServer will accept node agents' streams.
-type AgentServer struct{ agentpb.UnimplementedAgentServiceServer }
+type AgentServer struct {
+	agentpb.UnimplementedAgentServiceServer
+}

@@ -19,8 +19,8 @@
 package controller
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"

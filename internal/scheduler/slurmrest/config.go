@@ -137,25 +137,25 @@ func (c *Config) validate() (apiVersion, endpoint, error) {
 	}
 	switch {
 	case c.Token != "" && c.JWTKeyFile != "":
-		return apiVersion{}, endpoint{}, errors.New("set either Token or JWTKeyFile, not both")
+		return apiVersion{}, endpoint{}, errors.New("both a token and a JWT key file were given: use one (the key file is better: tokens are minted and renewed)")
 	case c.Token == "" && c.JWTKeyFile == "":
-		return apiVersion{}, endpoint{}, errors.New("no credentials: set Token or JWTKeyFile")
+		return apiVersion{}, endpoint{}, errors.New("no credentials: give a token or a JWT key file")
 	case c.JWTKeyFile != "" && c.UserName == "":
-		return apiVersion{}, endpoint{}, errors.New("UserName is required to mint tokens from JWTKeyFile")
+		return apiVersion{}, endpoint{}, errors.New("a user name is required to mint tokens from a JWT key file")
 	case strings.ContainsAny(c.Token, "\r\n") || strings.ContainsAny(c.UserName, "\r\n"):
-		return apiVersion{}, endpoint{}, errors.New("Token and UserName must not contain line breaks")
+		return apiVersion{}, endpoint{}, errors.New("the token and user name must not contain line breaks")
 	}
 	if c.TokenLifetime == 0 {
 		c.TokenLifetime = DefaultTokenLifetime
 	}
 	if c.TokenLifetime < MinTokenLifetime {
-		return apiVersion{}, endpoint{}, fmt.Errorf("TokenLifetime %v is shorter than %v", c.TokenLifetime, MinTokenLifetime)
+		return apiVersion{}, endpoint{}, fmt.Errorf("token lifetime %v is shorter than %v", c.TokenLifetime, MinTokenLifetime)
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
 	if c.Timeout < 0 {
-		return apiVersion{}, endpoint{}, fmt.Errorf("Timeout %v is negative", c.Timeout)
+		return apiVersion{}, endpoint{}, fmt.Errorf("timeout %v is negative", c.Timeout)
 	}
 	if c.now == nil {
 		c.now = time.Now

@@ -136,7 +136,7 @@ func TestIntegration_SeedShapeCompletes(t *testing.T) {
 [ "$FOO" = "bar baz \$x" ] || exit 14
 [ "$LANG" = C.UTF-8 ] || exit 15
 [ "$PATH" = /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin ] || exit 16
-[ -z "${SOPILOT_SLURM_JWT:-}" ] || exit 17
+[ -z "${SOPILOT_SLURM_TOKEN:-}" ] && [ -z "${SOPILOT_SLURM_JWT_KEY_FILE:-}" ] || exit 17
 [ "$(srun hostname | wc -l)" = 16 ] || exit 18
 srun true
 `)
