@@ -59,7 +59,7 @@ func exitCode(err error) int {
 
 type options struct {
 	grpcAddr, metricsAddr, db                 string
-	scheduler, slurmConf                      string
+	scheduler, slurmConf, slurmQuery          string
 	restURL, restVersion, restUser, restToken string
 	restKeyFile                               string
 	pollInterval, minJobAge, shutdownGrace    time.Duration
@@ -79,6 +79,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.db, "db", "/var/lib/sopilot/controller.db", "bbolt file holding run history (created if missing; its directory too)")
 	fs.StringVar(&o.scheduler, "scheduler", "cli", `how to reach Slurm: "cli" (sbatch/squeue/scancel) or "rest" (slurmrestd)`)
 	fs.StringVar(&o.slurmConf, "slurm-conf", "", "slurm.conf for the cli scheduler (sets SLURM_CONF for the Slurm tools); empty: Slurm's default")
+	fs.StringVar(&o.slurmQuery, "slurm-query", "auto", `how the cli scheduler lists jobs: "json" (squeue --json: 1 slurmctld RPC per poll), "format" (squeue --Format: 2 RPCs, less CPU), or "auto" (json, falling back to format where squeue cannot print JSON)`)
 	fs.DurationVar(&o.slurmTimeout, "slurm-timeout", 30*time.Second, "time limit of one request to Slurm")
 	fs.StringVar(&o.restURL, "slurmrestd-url", "", "slurmrestd address for --scheduler=rest: http://host:port or unix:///path")
 	fs.StringVar(&o.restVersion, "slurmrestd-api-version", "v0.0.38", "slurmrestd OpenAPI version, v0.0.38 (Slurm 22.05) to v0.0.44")
@@ -108,6 +109,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	var problems []error
 	if o.scheduler != "cli" && o.scheduler != "rest" {
 		problems = append(problems, fmt.Errorf(`--scheduler must be "cli" or "rest", got %q`, o.scheduler))
+	}
+	if o.slurmQuery != "auto" && o.slurmQuery != "json" && o.slurmQuery != "format" {
+		problems = append(problems, fmt.Errorf(`--slurm-query must be "auto", "json" or "format", got %q`, o.slurmQuery))
 	}
 	if o.scheduler == "rest" && o.restURL == "" {
 		problems = append(problems, errors.New("--scheduler=rest needs --slurmrestd-url"))
@@ -161,7 +165,7 @@ func newBackend(o *options, logger *slog.Logger) (scheduler.Backend, error) {
 		}
 		return b, nil
 	}
-	return slurmcli.New(slurmcli.Config{SlurmConf: o.slurmConf, Timeout: o.slurmTimeout}, logger.With("component", "slurmcli")), nil
+	return slurmcli.New(slurmcli.Config{SlurmConf: o.slurmConf, Timeout: o.slurmTimeout, Query: o.slurmQuery}, logger.With("component", "slurmcli")), nil
 }
 
 // run is the whole controller; main only adds signals and the exit status.

@@ -20,6 +20,7 @@ func TestRunFlags(t *testing.T) {
 		{name: "help teaches flags and variables", args: []string{"--help"},
 			wantOut: []string{"grpcurl -plaintext", "--scheduler", "[SOPILOT_SCHEDULER]", "--slurm-jwt-key-file", "(default 5s)"}},
 		{name: "unknown scheduler", args: []string{"--scheduler", "pbs"}, wantErr: `--scheduler must be "cli" or "rest", got "pbs"`, wantUsage: true},
+		{name: "unknown query mode", args: []string{"--slurm-query", "xml"}, wantErr: `--slurm-query must be "auto", "json" or "format"`, wantUsage: true},
 		{name: "rest needs a url", args: []string{"--scheduler", "rest"}, wantErr: "needs --slurmrestd-url", wantUsage: true},
 		{name: "poll slower than MinJobAge allows", args: []string{"--poll-interval", "2m"}, wantErr: "at most a quarter of --min-job-age", wantUsage: true},
 		{name: "bad env var is named", env: map[string]string{"SOPILOT_POLL_INTERVAL": "often"}, wantErr: "SOPILOT_POLL_INTERVAL", wantUsage: true},
