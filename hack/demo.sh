@@ -22,6 +22,7 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "tools and the local Slurm cluster"
+command -v jq >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq; }
 make --no-print-directory tools build >/dev/null
 if ! hack/slurm/cluster.sh status >/dev/null 2>&1; then started_cluster=1; hack/slurm/cluster.sh up >/dev/null; fi
 eval "$(hack/slurm/cluster.sh env)"

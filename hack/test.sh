@@ -14,8 +14,10 @@ if ! command -v go >/dev/null; then
   echo "Go is not on PATH: install Go 1.26 or newer first" >&2
   exit 1
 fi
-if ! command -v git >/dev/null || ! command -v make >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq git make
+missing=()
+for tool in git make jq curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
 started=0

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make bench: the benchmarks behind docs/benchmarks.md. Needs root and the
+# local Slurm cluster (started here if it is not running, and stopped again).
+# Takes about 6 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "make bench uses the local Slurm cluster and needs root" >&2; exit 1; }
+started=0
+trap '[ "$started" = 1 ] && hack/slurm/cluster.sh down >/dev/null || true' EXIT
+if ! hack/slurm/cluster.sh status >/dev/null 2>&1; then started=1; hack/slurm/cluster.sh up >/dev/null; fi
+eval "$(hack/slurm/cluster.sh env)"
+
+echo "== ListRuns over 100,000 stored runs; CreateRun and a 500-run poll update in the store"
+go test -run XXX -bench . -benchtime 2s -count 5 -benchmem ./internal/store/
+echo "== CreateRun through the controller vs bare sbatch on the same cluster (5 x 60 pairs)"
+go test -run XXX -bench BenchmarkCreateRunVsSbatch -benchtime 60x -count 5 ./cmd/controller/
+echo "== slurmctld RPCs while the controller tracks 500 active runs (5 s poll, 60 s window)"
+for mode in json format; do
+  echo "-- --slurm-query=$mode"
+  SOPILOT_SLURM_QUERY=$mode go test -run XXX -bench BenchmarkTrackerLoad500 -benchtime 1x -v ./cmd/controller/ |
+    grep -E 'bench_test|^Benchmark'
+done
