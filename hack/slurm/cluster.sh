@@ -114,12 +114,21 @@ ensure_munge() {
 	chown munge:munge /etc/munge/munge.key
 	chmod 0400 /etc/munge/munge.key
 	munge_ok && return 0
-	if ! pgrep -x munged >/dev/null; then
-		log "starting munged"
-		rm -f /run/munge/munge.socket.2.lock
-		runuser -u munge -- /usr/sbin/munged
-	fi
 	local i
+	# A munged that is alive but does not answer (its socket was removed,
+	# say by a package reinstall) is restarted. pgrep also lists zombies (a
+	# killed munged whose parent never reaped it); only live ones count.
+	if pgrep -x -r R,S,D munged >/dev/null; then
+		log "munged is running but not answering; restarting it"
+		pkill -x munged || true
+		for ((i = 0; i < 20; i++)); do
+			pgrep -x -r R,S,D munged >/dev/null || break
+			sleep 0.25
+		done
+	fi
+	log "starting munged"
+	rm -f /run/munge/munge.socket.2.lock
+	runuser -u munge -- /usr/sbin/munged
 	for ((i = 0; i < 20; i++)); do
 		munge_ok && return 0
 		sleep 0.5
