@@ -9,6 +9,8 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -109,4 +111,51 @@ type JobStatus struct {
 	Signal    int
 	StartTime time.Time // zero when not started
 	EndTime   time.Time // zero when not ended
+}
+
+// Option is one sbatch option: Name without the leading "--".
+type Option struct{ Name, Value string }
+
+// Options returns the sbatch options that describe job, in a fixed order.
+// The CLI backend passes them as argv elements and RenderScript writes the
+// same list as #SBATCH lines, so the script a user reads says exactly what
+// was submitted.
+func (j JobSpec) Options() []Option {
+	var opts []Option
+	add := func(name, value string) { opts = append(opts, Option{name, value}) }
+	if j.Name != "" {
+		add("job-name", j.Name)
+	}
+	if j.Partition != "" {
+		add("partition", j.Partition)
+	}
+	if j.Nodes > 0 {
+		add("nodes", strconv.Itoa(j.Nodes))
+	}
+	if j.TasksPerNode > 0 {
+		add("ntasks-per-node", strconv.Itoa(j.TasksPerNode))
+	}
+	if j.GPUsPerNode > 0 {
+		add("gres", "gpu:"+strconv.Itoa(j.GPUsPerNode))
+	}
+	if j.CPUsPerTask > 0 {
+		add("cpus-per-task", strconv.Itoa(j.CPUsPerTask))
+	}
+	if j.TimeLimit > 0 {
+		add("time", FormatTimeLimit(j.TimeLimit))
+	}
+	if j.WorkDir != "" {
+		add("chdir", j.WorkDir)
+	}
+	if j.OutputPath != "" {
+		add("output", j.OutputPath)
+		add("error", j.OutputPath)
+	}
+	if j.Comment != "" {
+		add("comment", j.Comment)
+	}
+	if len(j.Dependencies) > 0 {
+		add("dependency", "afterok:"+strings.Join(j.Dependencies, ":"))
+	}
+	return opts
 }

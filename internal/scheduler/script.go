@@ -64,31 +64,8 @@ func RenderScript(job JobSpec, argv []string, script string) (string, error) {
 		b.WriteString(value)
 		b.WriteByte('\n')
 	}
-	directive("job-name", job.Name)
-	if job.Partition != "" {
-		directive("partition", job.Partition)
-	}
-	directive("nodes", strconv.Itoa(job.Nodes))
-	directive("ntasks-per-node", strconv.Itoa(job.TasksPerNode))
-	if job.GPUsPerNode > 0 {
-		directive("gres", "gpu:"+strconv.Itoa(job.GPUsPerNode))
-	}
-	if job.CPUsPerTask > 0 {
-		directive("cpus-per-task", strconv.Itoa(job.CPUsPerTask))
-	}
-	directive("time", FormatTimeLimit(job.TimeLimit))
-	if job.WorkDir != "" {
-		directive("chdir", job.WorkDir)
-	}
-	if job.OutputPath != "" {
-		directive("output", job.OutputPath)
-		directive("error", job.OutputPath)
-	}
-	if job.Comment != "" {
-		directive("comment", job.Comment)
-	}
-	if len(job.Dependencies) > 0 {
-		directive("dependency", "afterok:"+strings.Join(job.Dependencies, ":"))
+	for _, o := range job.Options() {
+		directive(o.Name, o.Value)
 	}
 	b.WriteString(headerComment)
 	b.WriteString(":\n")

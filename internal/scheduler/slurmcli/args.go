@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
 )
@@ -19,42 +17,10 @@ func sbatchArgs(job scheduler.JobSpec) ([]string, error) {
 		return nil, err
 	}
 	args := []string{"--parsable"}
-	add := func(opt, val string) { args = append(args, "--"+opt+"="+val) }
-	if job.Name != "" {
-		add("job-name", job.Name)
+	for _, o := range job.Options() {
+		args = append(args, "--"+o.Name+"="+o.Value)
 	}
-	if job.Partition != "" {
-		add("partition", job.Partition)
-	}
-	if job.Nodes > 0 {
-		add("nodes", strconv.Itoa(job.Nodes))
-	}
-	if job.TasksPerNode > 0 {
-		add("ntasks-per-node", strconv.Itoa(job.TasksPerNode))
-	}
-	if job.GPUsPerNode > 0 {
-		add("gres", "gpu:"+strconv.Itoa(job.GPUsPerNode))
-	}
-	if job.CPUsPerTask > 0 {
-		add("cpus-per-task", strconv.Itoa(job.CPUsPerTask))
-	}
-	if job.TimeLimit > 0 {
-		add("time", formatTimeLimit(job.TimeLimit))
-	}
-	if job.WorkDir != "" {
-		add("chdir", job.WorkDir)
-	}
-	if job.OutputPath != "" {
-		add("output", job.OutputPath)
-		add("error", job.OutputPath)
-	}
-	if job.Comment != "" {
-		add("comment", job.Comment)
-	}
-	if len(job.Dependencies) > 0 {
-		add("dependency", "afterok:"+strings.Join(job.Dependencies, ":"))
-	}
-	add("export", "ALL")
+	args = append(args, "--export=ALL")
 	return args, nil
 }
 
@@ -118,19 +84,6 @@ func validEnvKey(k string) bool {
 		}
 	}
 	return true
-}
-
-// formatTimeLimit formats d as Slurm's D-HH:MM:SS, rounded up to whole
-// seconds. sbatch accepts seconds and rounds the limit up to whole minutes
-// (measured on 22.05: 0-00:00:30 -> 00:01:00, 1-02:03:04 -> 1-02:04:00).
-// d must be positive: 0-00:00:00 would mean no limit at all.
-func formatTimeLimit(d time.Duration) string {
-	secs := int64(d / time.Second)
-	if d%time.Second != 0 {
-		secs++
-	}
-	days, rest := secs/86400, secs%86400
-	return fmt.Sprintf("%d-%02d:%02d:%02d", days, rest/3600, rest/60%60, rest%60)
 }
 
 // sbatchEnv is the complete environment of the sbatch process, which

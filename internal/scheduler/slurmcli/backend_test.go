@@ -93,7 +93,7 @@ func TestSubmitCommand(t *testing.T) {
 		"--ntasks-per-node=8",
 		"--gres=gpu:8",
 		"--cpus-per-task=4",
-		"--time=0-01:30:02",
+		"--time=01:30:02",
 		"--chdir=/data/run 1",
 		"--output=/data/run 1/%x-%j.out",
 		"--error=/data/run 1/%x-%j.out",
@@ -418,25 +418,6 @@ func TestPing(t *testing.T) {
 	}
 }
 
-func TestFormatTimeLimit(t *testing.T) {
-	tests := []struct {
-		in   time.Duration
-		want string
-	}{
-		{time.Nanosecond, "0-00:00:01"},
-		{30 * time.Second, "0-00:00:30"},
-		{5 * time.Minute, "0-00:05:00"},
-		{90*time.Minute + time.Millisecond, "0-01:30:01"},
-		{24 * time.Hour, "1-00:00:00"},
-		{26*time.Hour + 3*time.Minute + 4*time.Second, "1-02:03:04"},
-		{30 * 24 * time.Hour, "30-00:00:00"},
-	}
-	for _, tt := range tests {
-		if got := formatTimeLimit(tt.in); got != tt.want {
-			t.Errorf("formatTimeLimit(%s) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
 
 func TestName(t *testing.T) {
 	if got := New(Config{}, nil).Name(); got != "cli" {
@@ -461,5 +442,37 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if len(r.calls) != 16 {
 		t.Errorf("%d commands, want 16", len(r.calls))
+	}
+}
+
+// The #SBATCH lines a user reads in the script say exactly what sbatch got.
+func TestArgsMatchScriptDirectives(t *testing.T) {
+	job := scheduler.JobSpec{
+		Name: "train", Partition: "main", Nodes: 2, TasksPerNode: 8, GPUsPerNode: 8, CPUsPerTask: 4,
+		TimeLimit: 6 * time.Hour, WorkDir: "/jail/demo", OutputPath: "/jail/demo/train-%j.out",
+		Comment: "sopilot:run=r-1", Dependencies: []string{"11", "12"},
+	}
+	script, err := scheduler.RenderScript(job, []string{"python3", "train.py"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Script = script
+	args, err := sbatchArgs(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var directives []string
+	for _, line := range strings.Split(script, "\n") {
+		if d, ok := strings.CutPrefix(line, "#SBATCH "); ok {
+			directives = append(directives, d)
+		}
+	}
+	want := append([]string{"--parsable"}, directives...)
+	want = append(want, "--export=ALL")
+	if strings.Join(args, "\n") != strings.Join(want, "\n") {
+		t.Errorf("sbatch args:\n%s\nscript directives (+ --parsable, --export=ALL):\n%s", strings.Join(args, "\n"), strings.Join(want, "\n"))
+	}
+	if len(directives) != 12 {
+		t.Errorf("%d directives, want 12 (every field of the job): %v", len(directives), directives)
 	}
 }

@@ -172,7 +172,7 @@ func FuzzSbatchArgs(f *testing.F) {
 			}
 		}
 		if limit > 0 {
-			want := "--time=" + formatTimeLimit(time.Duration(limit))
+			want := "--time=" + scheduler.FormatTimeLimit(time.Duration(limit))
 			if !contains(args, want) || strings.HasSuffix(want, "=0-00:00:00") {
 				t.Fatalf("time limit %d: args %q", limit, args)
 			}
