@@ -418,7 +418,6 @@ func TestPing(t *testing.T) {
 	}
 }
 
-
 func TestName(t *testing.T) {
 	if got := New(Config{}, nil).Name(); got != "cli" {
 		t.Errorf("Name() = %q", got)
