@@ -66,4 +66,4 @@ bin/grpcurl -plaintext -d '{"labels": {"demo": "seed"}}' "$addr" sopilot.api.v1.
 
 step "the job's output"
 out=$(bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/GetRun | sed -n 's/.*"outputPath": "\(.*\)".*/\1/p')
-sort "$out"
+sort -k2,2n "$out"
