@@ -1,0 +1,2 @@
+// Package stats owns sopilot's comparisons of runs.
+package stats

@@ -1,0 +1,92 @@
+package stats
+
+import (
+	"math"
+	"slices"
+)
+
+// Summary describes one sample. Std is the sample standard deviation (n−1
+// denominator); it is 0 when N = 1, where it is undefined. Quantiles are
+// Hyndman & Fan type 7 (linear interpolation between order statistics, the
+// default of numpy.percentile and R's quantile).
+type Summary struct {
+	N    int
+	Mean float64
+	Std  float64
+	Min  float64
+	P50  float64
+	P90  float64
+	Max  float64
+}
+
+// Summarize describes x. It fails on an empty x and on NaN or ±Inf (a
+// *NonFiniteError naming input "x").
+func Summarize(x []float64) (Summary, error) {
+	return summarize("x", x)
+}
+
+func summarize(input string, x []float64) (Summary, error) {
+	if err := checkFinite(input, x); err != nil {
+		return Summary{}, err
+	}
+	s := slices.Clone(x)
+	sortFloat64s(s)
+	mean, ss := meanAndSS(x)
+	sum := Summary{
+		N:    len(x),
+		Mean: mean,
+		Min:  s[0],
+		P50:  quantileSorted(s, 0.5),
+		P90:  quantileSorted(s, 0.9),
+		Max:  s[len(s)-1],
+	}
+	if len(x) > 1 {
+		sum.Std = math.Sqrt(ss / float64(len(x)-1))
+	}
+	return sum, nil
+}
+
+// meanAndSS returns the mean of x and Σ(xᵢ − mean)², by two passes with the
+// usual correction term (Chan, Golub & LeVeque 1983) so that a large common
+// offset does not cost precision. len(x) must be > 0 and every value finite.
+func meanAndSS(x []float64) (mean, ss float64) {
+	n := float64(len(x))
+	var sum float64
+	for _, v := range x {
+		sum += v
+	}
+	if math.IsInf(sum, 0) {
+		// Finite values whose sum overflows: sum the scaled values instead.
+		sum = 0
+		for _, v := range x {
+			sum += v / n
+		}
+		mean = sum
+	} else {
+		mean = sum / n
+	}
+	var dev, sq float64
+	for _, v := range x {
+		d := v - mean
+		dev += d
+		sq += d * d
+	}
+	mean += dev / n
+	ss = sq - dev*dev/n
+	if ss < 0 {
+		ss = 0
+	}
+	return mean, ss
+}
+
+// quantileSorted returns the type-7 quantile q of sorted, non-empty s:
+// h = (n−1)q, Q = s[⌊h⌋] + (h−⌊h⌋)(s[⌊h⌋+1] − s[⌊h⌋]).
+func quantileSorted(s []float64, q float64) float64 {
+	h := float64(len(s)-1) * q
+	lo := int(math.Floor(h))
+	if lo >= len(s)-1 {
+		return s[len(s)-1]
+	}
+	frac := h - float64(lo)
+	return s[lo] + frac*(s[lo+1]-s[lo])
+}
