@@ -1,0 +1,227 @@
+package preflight
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Enablement says whether a module call creates anything.
+type Enablement string
+
+const (
+	Enabled  Enablement = "enabled"
+	Disabled Enablement = "disabled" // count = 0 or an empty for_each
+	Unknown  Enablement = "unknown"  // count/for_each need values only known at plan time
+)
+
+// MissingModule is a local module call whose source directory is missing.
+type MissingModule struct {
+	Call *ModuleCall
+	// State is Disabled when count/for_each evaluate to nothing with the
+	// tfvars (e.g. `count = var.nfs.enabled ? 1 : 0` with nfs.enabled =
+	// false), Enabled when they evaluate to something or are absent.
+	State Enablement
+	// Because is the expression that decided State, e.g.
+	// "count = var.nfs.enabled ? 1 : 0".
+	Because string
+	// Arguments are the call's arguments; Outputs are the outputs the
+	// calling module reads from it. A stub module must declare both.
+	Arguments []string
+	Outputs   []string
+}
+
+// MissingModules finds local module calls whose directory does not exist,
+// and whether each is switched off in the tfvars.
+func MissingModules(c *Config) []MissingModule {
+	var out []MissingModule
+	for _, call := range c.Calls {
+		if !call.Missing {
+			continue
+		}
+		mm := MissingModule{Call: call, State: Enabled}
+		var vars map[string]cty.Value
+		if call.Caller.Rel == "." {
+			vars = c.Vars // tfvars feed the root module only
+		}
+		for _, meta := range []string{"count", "for_each"} {
+			attr, ok := call.Block.Body.Attributes[meta]
+			if !ok {
+				continue
+			}
+			mm.State = evalEnablement(attr.Expr, meta, vars)
+			mm.Because = meta + " = " + strings.TrimSpace(string(attr.Expr.Range().SliceBytes(call.File.Src)))
+		}
+		for name := range call.Block.Body.Attributes {
+			switch name {
+			case "source", "version", "count", "for_each", "providers", "depends_on":
+				continue
+			}
+			mm.Arguments = append(mm.Arguments, name)
+		}
+		slices.Sort(mm.Arguments)
+		mm.Outputs = outputsRead(call.Caller, call.Name)
+		out = append(out, mm)
+	}
+	return out
+}
+
+func evalEnablement(expr hclsyntax.Expression, meta string, vars map[string]cty.Value) Enablement {
+	if vars == nil {
+		return Unknown
+	}
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.ObjectVal(vars)}}
+	v, diags := expr.Value(ctx)
+	if diags.HasErrors() || !v.IsWhollyKnown() || v.IsNull() {
+		return Unknown
+	}
+	switch meta {
+	case "count":
+		if !v.Type().Equals(cty.Number) {
+			return Unknown
+		}
+		if v.Equals(cty.Zero).True() {
+			return Disabled
+		}
+		return Enabled
+	default:
+		ty := v.Type()
+		if !(ty.IsMapType() || ty.IsSetType() || ty.IsObjectType()) {
+			return Unknown
+		}
+		if v.LengthInt() == 0 {
+			return Disabled
+		}
+		return Enabled
+	}
+}
+
+// outputsRead lists the attributes the module m reads from module.<name>,
+// e.g. nfs_export_path from `module.nfs-server[0].nfs_export_path`.
+func outputsRead(m *Module, name string) []string {
+	seen := map[string]bool{}
+	for _, f := range m.Files {
+		if f.Body == nil {
+			continue
+		}
+		_ = hclsyntax.VisitAll(f.Body, func(n hclsyntax.Node) hcl.Diagnostics {
+			st, ok := n.(*hclsyntax.ScopeTraversalExpr)
+			if !ok || len(st.Traversal) < 2 || st.Traversal.RootName() != "module" {
+				return nil
+			}
+			if a, ok := st.Traversal[1].(hcl.TraverseAttr); !ok || a.Name != name {
+				return nil
+			}
+			for _, step := range st.Traversal[2:] { // skip [0] / ["key"], take the attribute
+				if a, ok := step.(hcl.TraverseAttr); ok {
+					seen[a.Name] = true
+					break
+				}
+				if _, ok := step.(hcl.TraverseIndex); !ok {
+					break
+				}
+			}
+			return nil
+		})
+	}
+	var out []string
+	for k := range seen {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Modules reports missing module directories (seed problem 7: the
+// installation referenced nfs-server, gpu-operator and network-operator
+// modules that were not on disk, and `terraform init` stopped with
+// "Unreadable module directory"). Terraform loads every module at init,
+// even one whose count is 0, so a disabled module still needs a directory:
+// a stub will do. An enabled one must be restored.
+func Modules(c *Config) []Finding {
+	var out []Finding
+	for _, mm := range MissingModules(c) {
+		call := mm.Call
+		loc := Location{File: call.File.Path, Line: call.Line, What: fmt.Sprintf("module %q", call.Name)}
+		rel, err := filepath.Rel(c.Dir, call.Dir)
+		if err != nil {
+			rel = call.Dir
+		}
+		f := Finding{
+			Check: CheckModules, Severity: Error, SeedProblem: 7,
+			Summary:   fmt.Sprintf("module %q (%s) points at %s, which does not exist", call.Name, loc.File+":"+fmt.Sprint(loc.Line), rel),
+			Locations: []Location{loc},
+		}
+		switch mm.State {
+		case Disabled:
+			f.Detail = fmt.Sprintf("The module is disabled (%s evaluates to nothing with your tfvars), but `terraform init` "+
+				"reads every module directory anyway and stops with \"Unreadable module directory\".", mm.Because)
+			f.Fix = "restore the module directory from the full solution library checkout, or write a stub module " +
+				"(`sopilot cluster preflight --write-stubs` writes one declaring the arguments " +
+				listOrNone(mm.Arguments) + " and the outputs " + listOrNone(mm.Outputs) + ")"
+		case Unknown:
+			f.Detail = fmt.Sprintf("Whether it is enabled depends on %s, which is only known at plan time; "+
+				"`terraform init` stops with \"Unreadable module directory\" either way.", mm.Because)
+			f.Fix = "restore the module directory from the full solution library checkout (clone the whole repository, " +
+				"not only the installation directory)"
+		default:
+			because := "it has no count or for_each"
+			if mm.Because != "" {
+				because = mm.Because + " evaluates to something with your tfvars"
+			}
+			f.Detail = fmt.Sprintf("The module is enabled (%s): the cluster needs it. "+
+				"`terraform init` stops with \"Unreadable module directory\".", because)
+			f.Fix = "restore the module directory from the full solution library checkout (clone the whole repository, " +
+				"not only the installation directory); if you do not need the feature, disable it in terraform.tfvars " +
+				"(e.g. `nfs = { enabled = false }`) and then write a stub with `sopilot cluster preflight --write-stubs`"
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func listOrNone(xs []string) string {
+	if len(xs) == 0 {
+		return "(none)"
+	}
+	return strings.Join(xs, ", ")
+}
+
+// ErrModuleEnabled is returned by WriteStub for a module that is not
+// disabled: a stub would silently drop part of the cluster.
+var ErrModuleEnabled = errors.New("module is not disabled in the tfvars; restore it instead of stubbing it")
+
+// WriteStub writes a stub module into the missing directory of a disabled
+// module call: a variable for each argument the call passes (type any,
+// default null) and a null output for each output the caller reads. It
+// returns the file written.
+func WriteStub(mm MissingModule) (string, error) {
+	if mm.State != Disabled {
+		return "", fmt.Errorf("module %q: %w", mm.Call.Name, ErrModuleEnabled)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Stub written by `sopilot cluster preflight --write-stubs`.\n")
+	fmt.Fprintf(&b, "# Module %q is disabled (%s) but Terraform reads every module\n", mm.Call.Name, mm.Because)
+	fmt.Fprintf(&b, "# directory at init. Replace this with the real module before enabling it.\n\n")
+	for _, a := range mm.Arguments {
+		fmt.Fprintf(&b, "variable %q {\n  type    = any\n  default = null\n}\n\n", a)
+	}
+	for _, o := range mm.Outputs {
+		fmt.Fprintf(&b, "output %q {\n  value = null\n}\n\n", o)
+	}
+	if err := os.MkdirAll(mm.Call.Dir, 0o755); err != nil {
+		return "", fmt.Errorf("write stub for module %q: %w", mm.Call.Name, err)
+	}
+	path := filepath.Join(mm.Call.Dir, "main.tf")
+	if err := os.WriteFile(path, []byte(strings.TrimRight(b.String(), "\n")+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write stub for module %q: %w", mm.Call.Name, err)
+	}
+	return path, nil
+}
