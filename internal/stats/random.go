@@ -98,18 +98,16 @@ func (r *rng) binomialInversion(n int64, p float64) int64 {
 }
 
 // stirlingTail returns fc(k) = ln k! − [(k+½)ln(k+1) − (k+1) + ln√(2π)],
-// the error of Stirling's formula for ln k!, from a table for k ≤ 9 and the
-// asymptotic series in k+1 beyond.
+// the error of Stirling's formula for ln k! (stirlingCorrection at k+1),
+// from a table for small k where the series is not yet accurate.
 func stirlingTail(k float64) float64 {
-	if k <= 9 {
+	if k < float64(len(stirlingTailTable)) {
 		return stirlingTailTable[int(k)]
 	}
-	kp1 := k + 1
-	z := 1 / (kp1 * kp1)
-	return (1.0/12 - (1.0/360-z/1260)*z) / kp1
+	return stirlingCorrection(k + 1)
 }
 
-var stirlingTailTable = func() (t [10]float64) {
+var stirlingTailTable = func() (t [15]float64) {
 	for k := range t {
 		fk := float64(k)
 		lf, _ := math.Lgamma(fk + 1)

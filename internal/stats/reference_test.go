@@ -41,10 +41,10 @@ type reference struct {
 		Statistic, PValue float64
 		Method            string
 	} `json:"mcnemar"`
-	TTwoSided []struct{ T, DF, P float64 } `json:"t_two_sided"`
-	TQuantile []struct{ Q, DF, T float64 } `json:"t_quantile"`
+	TTwoSided []struct{ T, DF, P float64 }       `json:"t_two_sided"`
+	TQuantile []struct{ Q, DF, T float64 }       `json:"t_quantile"`
 	IncBeta   []struct{ A, B, X, Value float64 } `json:"inc_beta"`
-	NormalQ   []struct{ Q, Z float64 } `json:"normal_quantile"`
+	NormalQ   []struct{ Q, Z float64 }           `json:"normal_quantile"`
 }
 
 func loadReference(t *testing.T) reference {
