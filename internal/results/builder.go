@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"hash/maphash"
 	"math"
+	"slices"
 	"sort"
+	"strings"
 )
 
 // Builder accumulates records one at a time (the gRPC handler feeds it chunk
@@ -18,6 +20,7 @@ type Builder struct {
 	columns map[string]int // metric name -> column, first-seen order until Finish
 	names   []string       // column names in first-seen order
 	fields  []field        // scratch for Add
+	cols    []int          // scratch for add
 	done    bool
 }
 
@@ -51,7 +54,7 @@ func (b *Builder) Add(sampleID string, values map[string]float64) error {
 	for name, v := range values {
 		fields = append(fields, field{name: name, value: v})
 	}
-	sort.Slice(fields, func(i, j int) bool { return fields[i].name < fields[j].name })
+	slices.SortFunc(fields, func(x, y field) int { return strings.Compare(x.name, y.name) })
 	b.fields = fields
 	if err := b.add(sampleID, fields); err != nil {
 		return err
@@ -76,8 +79,13 @@ func (b *Builder) add(id string, fields []field) *Error {
 	}
 	present, newMetrics := 0, 0
 	var firstNew string
+	cols := b.cols[:0] // column of each field; -1 for a new metric
 	for _, f := range fields {
-		_, known := b.columns[f.name]
+		j, known := b.columns[f.name]
+		if !known {
+			j = -1
+		}
+		cols = append(cols, j)
 		if !known {
 			if msg := validateName(f.name); msg != "" {
 				return invalid(rec, ValuesField(f.name), "%s", msg)
@@ -117,31 +125,30 @@ func (b *Builder) add(id string, fields []field) *Error {
 
 	s.ids = append(s.ids, id...)
 	s.idEnds = append(s.idEnds, uint32(len(s.ids)))
-	for _, f := range fields {
-		if f.absent {
+	for k, f := range fields {
+		if f.absent || cols[k] >= 0 {
 			continue
 		}
-		if _, known := b.columns[f.name]; !known {
-			col := make([]float64, rec, rec+1)
-			for i := range col {
-				col[i] = absent
-			}
-			b.columns[f.name] = len(b.names)
-			b.names = append(b.names, f.name)
-			s.columns = append(s.columns, col)
-			s.present = append(s.present, 0)
+		col := make([]float64, rec, rec+1)
+		for i := range col {
+			col[i] = absent
 		}
+		cols[k] = len(b.names)
+		b.columns[f.name] = cols[k]
+		b.names = append(b.names, f.name)
+		s.columns = append(s.columns, col)
+		s.present = append(s.present, 0)
 	}
 	for j := range s.columns {
 		s.columns[j] = append(s.columns[j], absent)
 	}
-	for _, f := range fields {
+	for k, f := range fields {
 		if !f.absent {
-			j := b.columns[f.name]
-			s.columns[j][rec] = f.value
-			s.present[j]++
+			s.columns[cols[k]][rec] = f.value
+			s.present[cols[k]]++
 		}
 	}
+	b.cols = cols
 	s.index.insert(s, rec)
 	return nil
 }

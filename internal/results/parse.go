@@ -239,25 +239,32 @@ func (p *lineParser) readObject(fields *[]field, run bool) *Error {
 // readField reads the value of the key in p.str into fields.
 func (p *lineParser) readField(fields *[]field, run bool) *Error {
 	name := p.b.intern(p.str)
-	fieldName, record := ValuesField(name), p.record
 	limit := p.b.lim.MaxMetrics
 	if run {
-		fieldName, record, limit = RunMetricsField(name), -1, p.b.lim.MaxRunMetrics
+		limit = p.b.lim.MaxRunMetrics
+	}
+	// The field's name is only spelled out for an error: building it for
+	// every value would be most of what a line allocates.
+	bad := func(format string, args ...any) *Error {
+		if run {
+			return invalid(-1, RunMetricsField(name), format, args...)
+		}
+		return invalid(p.record, ValuesField(name), format, args...)
 	}
 	for _, f := range *fields {
 		if f.name == name {
-			return invalid(record, fieldName, "key appears twice in the line")
+			return bad("key appears twice in the line")
 		}
 	}
 	if len(*fields) >= limit {
-		return invalid(record, fieldName, "more than %d values in one line", limit)
+		return bad("more than %d values in one line", limit)
 	}
 	f := field{name: name}
 	switch c := p.peek(); {
 	case c == '-' || c >= '0' && c <= '9':
 		v, err := p.readNumber()
 		if err != nil {
-			return invalid(record, fieldName, "%s", err)
+			return bad("%s", err)
 		}
 		f.value = v
 	case p.literal("true"):
@@ -267,7 +274,7 @@ func (p *lineParser) readField(fields *[]field, run bool) *Error {
 	case p.literal("null"):
 		f.absent = true
 	default:
-		return invalid(record, fieldName, "must be a number, true, false or null, got %s", p.kind())
+		return bad("must be a number, true, false or null, got %s", p.kind())
 	}
 	*fields = append(*fields, f)
 	return nil

@@ -10,7 +10,7 @@ import (
 	"github.com/sopilot/sopilot/internal/run"
 )
 
-// The on-disk schema, version 1. Every bucket is top-level; there are no
+// The on-disk schema, version 2. Every bucket is top-level; there are no
 // nested buckets. "seq" is the 8-byte big-endian uint64 that the runs
 // bucket's NextSequence handed out when the run was created: it starts at 1,
 // is never reused, and orders runs by creation, so a cursor walking a bucket
@@ -22,6 +22,16 @@ import (
 //	request_ids  request id         -> run id
 //	active       seq                -> empty (exactly the runs whose state is not terminal)
 //	by_state     state (1 byte) seq -> empty (exactly one entry per run, for its current state)
+//	results      seq piece          -> piece of the run's encoded results (v2)
+//
+// results holds each run's per-sample results (results.Encode's bytes, a
+// version byte, a columnar body and a CRC-32C) cut into pieces of at most
+// resultsPieceSize (1 MiB) so that no bbolt value grows past a few pages'
+// worth of overflow; piece is a 4-byte big-endian number counting from 0,
+// so a run's pieces are adjacent and in order under the 8-byte prefix seq.
+// PutResults deletes every piece of the run and writes the new ones in one
+// transaction, so a reader sees the old results or the new, never a mix.
+// 1M samples with 3 metrics and 14-byte ids take 39 MB, 38 pieces.
 //
 // Invariants, kept by writing the record and every index entry in the same
 // transaction (checkIndexes in the tests verifies them after every mutation):
@@ -34,6 +44,9 @@ import (
 //   - active holds seq for exactly the runs with !State.Terminal().
 //   - by_state holds byte(State)||seq for exactly every run; States fit a
 //     byte (they are validated against run.ParseState before any write).
+//   - results keys are seq||piece for a seq of a stored run, each run's
+//     pieces numbered 0..n-1 without gaps, each 1 to resultsPieceSize
+//     bytes, and their concatenation decodes (checkResultsTx verifies this).
 //
 // Records are never deleted; the history is append-only apart from updates
 // of a record in place.
@@ -60,6 +73,7 @@ var (
 	bucketRequestIDs = []byte("request_ids")
 	bucketActive     = []byte("active")
 	bucketByState    = []byte("by_state")
+	bucketResults    = []byte("results")
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -77,6 +91,7 @@ type migration struct {
 func migrations() []migration {
 	return []migration{
 		{name: "v1: runs, run_ids, request_ids, active, by_state", fn: migrateV1},
+		{name: "v2: results", fn: migrateV2},
 	}
 }
 
@@ -85,6 +100,13 @@ func migrateV1(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucket(name); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}
+	}
+	return nil
+}
+
+func migrateV2(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucket(bucketResults); err != nil {
+		return fmt.Errorf("create bucket %q: %w", bucketResults, err)
 	}
 	return nil
 }
