@@ -76,7 +76,8 @@ func newResampler(of string, x []float64, mean, ss float64) resampler {
 	if ss == 0 {
 		return constantResampler{ResampleInfo{Of: of, N: n, Method: ResampleConstant}, mean}
 	}
-	if b := newBinnedResampler(of, x, mean, ss, binVarianceShare); b != nil {
+	// Bin only when it is cheaper than drawing n indices per resample.
+	if b := newBinnedResampler(of, x, mean, ss, binVarianceShare); b.ri.Bins*binnedCostFactor < n {
 		return b
 	}
 	return newNaiveResampler(of, x, mean)
@@ -130,8 +131,7 @@ type binnedResampler struct {
 }
 
 // newBinnedResampler bins x into equal-width bins of width h = 2√(tol·S²)
-// (S² = ss/n) and returns nil when binning would not be cheaper than the
-// naive bootstrap.
+// (S² = ss/n > 0), so that W ≤ h²/4 = tol·S².
 func newBinnedResampler(of string, x []float64, mean, ss, tol float64) *binnedResampler {
 	n := len(x)
 	popVar := ss / float64(n)
@@ -166,9 +166,6 @@ func newBinnedResampler(of string, x []float64, mean, ss, tol float64) *binnedRe
 		if c > 0 {
 			m++
 		}
-	}
-	if m*binnedCostFactor >= n {
-		return nil
 	}
 	b := &binnedResampler{
 		n:        int64(n),
