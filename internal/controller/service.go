@@ -65,6 +65,7 @@ type Store interface {
 	ReleaseRequestID(ctx context.Context, requestID, runID string) error
 	ActiveRuns(ctx context.Context) ([]*run.Run, error)
 	ListRuns(ctx context.Context, q store.ListQuery) ([]*run.Run, string, error)
+	ResultsStore
 }
 
 var _ Store = (*store.Store)(nil)
@@ -125,6 +126,14 @@ func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m
 	cfg.setDefaults()
 	if m != nil {
 		backend = &instrumented{Backend: backend, m: m}
+		// Create every series up front, so dashboards and rate() see zeros
+		// rather than nothing before the first event.
+		for _, result := range []string{"created", "deduplicated", "rejected", "deferred"} {
+			m.RunsCreated.WithLabelValues(result)
+		}
+		for st := run.StatePending; st <= run.StateLost; st++ {
+			m.RunTransitions.WithLabelValues(st.String())
+		}
 	}
 	return &Service{
 		cfg:      cfg,

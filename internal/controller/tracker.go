@@ -87,6 +87,8 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run) ([]*run.Run, err
 		byID[j.JobID] = j
 	}
 	now := s.cfg.Now().UTC()
+	// Before the states are committed: see pickUpResults.
+	failedPickups := s.pickUpResults(ctx, runs, byID)
 	var reached []run.State
 	changed, err := s.store.UpdateRuns(ctx, runIDs, func(r *run.Run) bool {
 		prev := r.State
@@ -96,6 +98,7 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run) ([]*run.Run, err
 		} else {
 			ch = r.MarkLost(fmt.Sprintf("Slurm no longer knows job %s and its final state was never observed", r.SlurmJobID), now)
 		}
+		ch = notePickup(r, failedPickups) || ch
 		if r.State != prev {
 			reached = append(reached, r.State)
 		}
