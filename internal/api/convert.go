@@ -1,6 +1,7 @@
 package api
 
 import (
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -40,6 +41,11 @@ func specFromProto(p *apipb.RunSpec) run.Spec {
 			s.TimeLimit = -1
 		} else {
 			s.TimeLimit = d.AsDuration()
+			if s.TimeLimit == math.MaxInt64 {
+				// Saturated: keep it whole seconds so validation reports
+				// the real problem, the maximum, not the precision.
+				s.TimeLimit = s.TimeLimit.Truncate(time.Second)
+			}
 		}
 	}
 	return s

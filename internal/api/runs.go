@@ -71,7 +71,7 @@ func (s *RunServer) ListRuns(ctx context.Context, req *apipb.ListRunsRequest) (*
 	}
 	var violations []run.FieldViolation
 	if req.GetPageSize() < 0 {
-		violations = append(violations, run.FieldViolation{Field: "page_size", Description: "must be 0 (default 50) to 1000"})
+		violations = append(violations, run.FieldViolation{Field: "page_size", Description: "must not be negative (0 means 50; values above 1000 are treated as 1000)"})
 	}
 	for _, p := range req.GetStates() {
 		st, ok := stateFromProto(p)

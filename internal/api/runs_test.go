@@ -349,7 +349,7 @@ func TestCreateRunConvertsSpec(t *testing.T) {
 			// holds: AsDuration saturates, and validation still rejects it.
 			name:          "valid duration beyond time.Duration saturates",
 			spec:          withLimit(&durationpb.Duration{Seconds: 300 * 365 * 24 * 3600}),
-			want:          domainWithLimit(time.Duration(math.MaxInt64)),
+			want:          domainWithLimit(time.Duration(math.MaxInt64).Truncate(time.Second)), // whole seconds: rejected for its size
 			limitRejected: true,
 		},
 	}
@@ -597,7 +597,7 @@ func TestListRunsRejects(t *testing.T) {
 		{
 			name: "negative page size",
 			req:  &apipb.ListRunsRequest{PageSize: -1},
-			want: []run.FieldViolation{{Field: "page_size", Description: "must be 0 (default 50) to 1000"}},
+			want: []run.FieldViolation{{Field: "page_size", Description: "must not be negative (0 means 50; values above 1000 are treated as 1000)"}},
 		},
 		{
 			name: "unspecified state",
@@ -616,7 +616,7 @@ func TestListRunsRejects(t *testing.T) {
 				States:   []apipb.RunState{apipb.RunState_RUN_STATE_UNSPECIFIED, apipb.RunState_RUN_STATE_PENDING, 99},
 			},
 			want: []run.FieldViolation{
-				{Field: "page_size", Description: "must be 0 (default 50) to 1000"},
+				{Field: "page_size", Description: "must not be negative (0 means 50; values above 1000 are treated as 1000)"},
 				{Field: "states", Description: "unknown or unspecified state RUN_STATE_UNSPECIFIED"},
 				{Field: "states", Description: "unknown or unspecified state 99"},
 			},

@@ -124,9 +124,12 @@ func ServeHTTP(ctx context.Context, srv *http.Server, lis net.Listener, grace ti
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
-	err := srv.Shutdown(sctx)
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
+	if err := srv.Shutdown(sctx); err != nil {
+		// Grace is over: cut the requests still running, as ServeGRPC does.
+		_ = srv.Close()
 	}
-	return err
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	return nil
 }
