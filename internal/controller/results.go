@@ -50,7 +50,7 @@ func (s *Service) Results(ctx context.Context, runID string) (*results.Set, erro
 	set, err := s.store.GetResults(ctx, runID)
 	switch {
 	case errors.Is(err, store.ErrNoResults):
-		return nil, fmt.Errorf("run %q: %w", runID, err)
+		return nil, err // names the run already
 	case errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("run %q: %w", runID, ErrNotFound)
 	}

@@ -13,10 +13,15 @@ import (
 	"github.com/sopilot/sopilot/internal/results"
 )
 
-// ErrNoResults means the run exists but has no results stored. It wraps
-// ErrNotFound, so callers that only care whether something was found can
-// test for that.
-var ErrNoResults = fmt.Errorf("%w: no results stored for the run", ErrNotFound)
+// ErrNoResults means the run exists but has no results stored. It also
+// matches ErrNotFound, so callers that only care whether something was
+// found can test for that.
+var ErrNoResults error = noResultsError{}
+
+type noResultsError struct{}
+
+func (noResultsError) Error() string        { return "no results stored" }
+func (noResultsError) Is(target error) bool { return target == ErrNotFound }
 
 // resultsPieceSize bounds one value of the results bucket (see schema.go).
 // A variable only so tests can cut small sets into many pieces.
@@ -179,7 +184,7 @@ func (s *Store) viewResults(ctx context.Context, runID string, fn func(*pieceRea
 		}
 		r := &pieceReader{c: rb.Cursor(), seq: seq}
 		if k, _ := r.c.Seek(seqKey(seq)); k == nil || !bytes.HasPrefix(k, seqKey(seq)) {
-			return fmt.Errorf("%w: run %s", ErrNoResults, runID)
+			return fmt.Errorf("run %s: %w", runID, ErrNoResults)
 		}
 		if err := fn(r); err != nil {
 			return fmt.Errorf("store: results of run %s: %w", runID, err)

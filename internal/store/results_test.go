@@ -556,3 +556,15 @@ func TestCheckResultsFindsDamage(t *testing.T) {
 		})
 	}
 }
+
+func TestErrNoResultsText(t *testing.T) {
+	s, _ := newTestStore(t)
+	r := mustCreate(t, s, testRun(1, run.StatePending))
+	_, err := s.GetResults(context.Background(), r.ID)
+	if want := "run " + r.ID + ": no results stored"; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+	if !errors.Is(err, ErrNoResults) || !errors.Is(err, ErrNotFound) || errors.Is(ErrNotFound, ErrNoResults) {
+		t.Error("ErrNoResults must match itself and ErrNotFound, and ErrNotFound must not match ErrNoResults")
+	}
+}
