@@ -32,7 +32,7 @@ func TestProgressRecorded(t *testing.T) {
 		{"apply-ok.jsonl", false, 3, 3, 0, ChangeSummary{Add: 3, Operation: "apply"}, 0,
 			[]string{"[0/3] terraform_data.a: Creating...", "Apply complete! Resources: 3 added, 0 changed, 0 destroyed."}},
 		{"already-exists.jsonl", false, 2, 2, 2, ChangeSummary{Add: 2, Operation: "plan"}, 2,
-			[]string{"Error: local-exec provisioner error", "  with module.k8s.terraform_data.accounting[0]", "  on modules/k8s/main.tf line 3"}},
+			[]string{"Error: local-exec provisioner error", "  with module.k8s.terraform_data.accounting[0]", "  on modules/k8s/main.tf line 7"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

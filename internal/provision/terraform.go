@@ -296,6 +296,7 @@ func (r *Runner) Plan(ctx context.Context, req PlanRequest, w io.Writer) (*PlanR
 	}
 	r.log.Info("terraform plan", "out", out, "destroy", req.Destroy, "var_files", req.VarFiles)
 	changes, err := r.tf.PlanJSON(ctx, orDiscard(w), opts...)
+	r.tf.SetStdout(nil) // PlanJSON leaves w set for every later command
 	if err != nil {
 		return nil, r.wrap(ctx, "plan", err)
 	}
@@ -327,7 +328,9 @@ func (r *Runner) Apply(ctx context.Context, planFile string, w io.Writer) error 
 		return err
 	}
 	r.log.Info("terraform apply", "plan", abs)
-	return r.wrap(ctx, "apply", r.tf.ApplyJSON(ctx, orDiscard(w), tfexec.DirOrPlan(abs)))
+	err = r.tf.ApplyJSON(ctx, orDiscard(w), tfexec.DirOrPlan(abs))
+	r.tf.SetStdout(nil) // ApplyJSON leaves w set for every later command
+	return r.wrap(ctx, "apply", err)
 }
 
 // Destroy runs `terraform destroy -json -auto-approve` (terraform-exec
@@ -339,7 +342,9 @@ func (r *Runner) Destroy(ctx context.Context, varFiles []string, w io.Writer) er
 		opts = append(opts, tfexec.VarFile(f))
 	}
 	r.log.Info("terraform destroy")
-	return r.wrap(ctx, "destroy", r.tf.DestroyJSON(ctx, orDiscard(w), opts...))
+	err := r.tf.DestroyJSON(ctx, orDiscard(w), opts...)
+	r.tf.SetStdout(nil) // DestroyJSON leaves w set for every later command
+	return r.wrap(ctx, "destroy", err)
 }
 
 // Output is one root module output.

@@ -117,6 +117,9 @@ func TestRoundTrip(t *testing.T) {
 	if s, _ := prog.Summary(); s.Add != 4 {
 		t.Fatalf("plan summary %+v\n%s", s, planOut.String())
 	}
+	if strings.Contains(planOut.String(), "format_version") {
+		t.Fatalf("the show -json after the plan leaked into the plan's progress writer:\n%s", planOut.String())
+	}
 
 	// apply exactly that plan
 	var applyOut bytes.Buffer

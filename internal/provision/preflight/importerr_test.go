@@ -24,8 +24,8 @@ func TestParseDiagnosticsRecorded(t *testing.T) {
 		want []Diagnostic // Detail is checked for a prefix only
 	}{
 		{"already-exists.txt", []Diagnostic{
-			{Severity: "error", Summary: "local-exec provisioner error", Address: "module.k8s.terraform_data.accounting[0]", File: "modules/k8s/main.tf", Line: 3, Detail: "Error running command"},
-			{Severity: "error", Summary: "local-exec provisioner error", Address: "module.k8s.terraform_data.controller", File: "modules/k8s/main.tf", Line: 9, Detail: "Error running command"},
+			{Severity: "error", Summary: "local-exec provisioner error", Address: "module.k8s.terraform_data.accounting[0]", File: "modules/k8s/main.tf", Line: 7, Detail: "Error running command"},
+			{Severity: "error", Summary: "local-exec provisioner error", Address: "module.k8s.terraform_data.controller", File: "modules/k8s/main.tf", Line: 13, Detail: "Error running command"},
 		}},
 		{"missing-newline.txt", []Diagnostic{
 			{Severity: "error", Summary: "Missing attribute separator", File: "modules/filestore/main.tf", Line: 8, Detail: "Expected a newline or comma"},

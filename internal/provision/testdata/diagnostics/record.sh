@@ -33,26 +33,7 @@ cp -r "$here/../missing-module" "$work/mm"
 (cd "$work/mm" && "$tf" init -input=false -no-color >/dev/null 2>"$here/unreadable-module.txt" || true)
 
 # Seed problem 8: resources that already exist.
-mkdir -p "$work/ae/modules/k8s"
-cat >"$work/ae/main.tf" <<'EOF'
-module "k8s" {
-  source = "./modules/k8s"
-}
-EOF
-cat >"$work/ae/modules/k8s/main.tf" <<'EOF'
-resource "terraform_data" "accounting" {
-  count = 1
-  provisioner "local-exec" {
-    command = "echo 'rpc error: code = AlreadyExists desc = node group \"soperator-accounting\" already exists: mk8snodegroup-e00accountingxyz' >&2; exit 1"
-  }
-}
-
-resource "terraform_data" "controller" {
-  provisioner "local-exec" {
-    command = "echo 'rpc error: code = AlreadyExists desc = node group with name \"soperator-controller\" already exists' >&2; exit 1"
-  }
-}
-EOF
+cp -r "$here/../already-exists" "$work/ae"
 (cd "$work/ae" && "$tf" init -input=false >/dev/null &&
   { "$tf" apply -input=false -auto-approve >/dev/null 2>"$here/already-exists.txt" || true; } &&
   rm -f terraform.tfstate* &&
