@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -12,15 +13,36 @@ import (
 // continuous variant.
 const benchTrueDelta = 0.002
 
+// Benchmark data shapes.
+const (
+	benchContinuous = "continuous"
+	benchBinary     = "binary"
+	benchSpread     = "spread"
+)
+
 // benchData returns a deterministic baseline and candidate of n paired
-// samples. Continuous: a per-sample score ~ N(0.6, 0.2²), candidate = score
-// + N(benchTrueDelta, 0.5²). Binary ("correct"): baseline ~ Bernoulli(0.7);
-// the candidate loses 10 % of the baseline's hits and gains 25 % of its
-// misses (accuracy 0.705).
-func benchData(n int, binaryMetric bool) (baseline, candidate []float64) {
-	if !binaryMetric {
+// samples:
+//   - continuous: a per-sample score ~ N(0.6, 0.2²), candidate = score +
+//     N(benchTrueDelta, 0.5²);
+//   - binary ("correct"): baseline ~ Bernoulli(0.7); the candidate loses
+//     10 % of the baseline's hits and gains 25 % of its misses (accuracy
+//     0.705);
+//   - spread: the slowest shape found for the binned bootstrap: 95 % of
+//     the deltas exactly 0 and 5 % uniform on (−1, 1), which fills ≈ 2,000
+//     dense bins and leaves ≈ 5,000 values in sparse ones.
+func benchData(n int, kind string) (baseline, candidate []float64) {
+	switch kind {
+	case benchContinuous:
 		baseline = normals(100, n, 0.6, 0.2)
 		return baseline, shifted(baseline, benchTrueDelta, 101, 0.5)
+	case benchSpread:
+		r := newRNG(103, 0)
+		baseline = normals(104, n, 0.6, 0.2)
+		candidate = slices.Clone(baseline)
+		for i := 0; i < n; i += 20 {
+			candidate[i] += 2*r.uniform() - 1
+		}
+		return baseline, candidate
 	}
 	r := newRNG(102, 0)
 	baseline = make([]float64, n)
@@ -43,12 +65,9 @@ func benchData(n int, binaryMetric bool) (baseline, candidate []float64) {
 //
 //	go test -run '^$' -bench ComparePaired1M -benchtime 5x -count 5 ./internal/stats/
 func BenchmarkComparePaired1M(b *testing.B) {
-	for _, v := range []struct {
-		name   string
-		binary bool
-	}{{"continuous", false}, {"binary", true}} {
-		base, cand := benchData(1_000_000, v.binary)
-		b.Run(v.name, func(b *testing.B) {
+	for _, kind := range []string{benchContinuous, benchBinary, benchSpread} {
+		base, cand := benchData(1_000_000, kind)
+		b.Run(kind, func(b *testing.B) {
 			for b.Loop() {
 				if _, err := ComparePaired(base, cand, HigherIsBetter, Options{Resamples: 10000}); err != nil {
 					b.Fatal(err)
@@ -61,7 +80,7 @@ func BenchmarkComparePaired1M(b *testing.B) {
 // BenchmarkNaiveBootstrap1M measures what the binned method avoids: one
 // naive resample of a million (multiply by 10,000 for a full interval).
 func BenchmarkNaiveBootstrap1M(b *testing.B) {
-	base, cand := benchData(1_000_000, false)
+	base, cand := benchData(1_000_000, benchContinuous)
 	d := make([]float64, len(base))
 	for i := range d {
 		d[i] = cand[i] - base[i]
@@ -87,11 +106,8 @@ func TestWriteBenchmarkData(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []struct {
-		name   string
-		binary bool
-	}{{"continuous", false}, {"binary", true}} {
-		base, cand := benchData(1_000_000, v.binary)
+	for _, kind := range []string{benchContinuous, benchBinary} {
+		base, cand := benchData(1_000_000, kind)
 		for _, f := range []struct {
 			side string
 			x    []float64
@@ -100,7 +116,7 @@ func TestWriteBenchmarkData(t *testing.T) {
 			for i, x := range f.x {
 				binary.LittleEndian.PutUint64(buf[8*i:], math.Float64bits(x))
 			}
-			if err := os.WriteFile(filepath.Join(dir, v.name+"_"+f.side+".f64"), buf, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, kind+"_"+f.side+".f64"), buf, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}

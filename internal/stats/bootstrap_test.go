@@ -54,7 +54,10 @@ func TestBinnedBootstrapMatchesNaive(t *testing.T) {
 		tol       float64
 		wantExact bool
 	}{
-		{"continuous default bins", continuous, binVarianceShare, false},
+		// At n = 2000 the default width leaves every bin sparse: every
+		// value is resampled individually, exactly as the naive method.
+		{"continuous default bins (all sparse)", continuous, binVarianceShare, true},
+		{"continuous tol 1e-3 (dense and sparse bins)", continuous, 1e-3, false},
 		{"continuous coarse bins (6 bins, W/S² ≈ 0.15)", continuous, 0.5, false},
 		{"ternary deltas", ternary, binVarianceShare, true},
 	}
@@ -116,6 +119,41 @@ func TestBinnedBootstrapErrorBound(t *testing.T) {
 	b := newBinnedResampler("x", x, mean, ss, binVarianceShare)
 	if info := b.info(); info.VarianceShare > binVarianceShare || info.Bins > 10000 {
 		t.Errorf("heavy tails: %+v", info)
+	}
+}
+
+func TestBinCap(t *testing.T) {
+	x := normals(8, 100000, 0, 1)
+	mean, ss := meanAndSS(x)
+	free := newBinnedResampler("x", x, mean, ss, binVarianceShare).info()
+	capped := newCappedBinnedResampler("x", x, mean, ss, binVarianceShare, 100).info()
+	if free.Bins <= 100 || capped.Bins > 100 || capped.Bins < 30 || capped.VarianceShare <= free.VarianceShare {
+		t.Errorf("uncapped %+v, capped at 100 %+v", free, capped)
+	}
+	// W ≤ h²/4 still holds at the widened width; with ≤ 100 bins over a
+	// range of ≈ 9 S, h ≲ 0.2 S.
+	if capped.VarianceShare > 0.01 {
+		t.Errorf("capped VarianceShare %g", capped.VarianceShare)
+	}
+}
+
+func TestSparseBinsAreExact(t *testing.T) {
+	// 99 % of the values at 0 and 1 % spread evenly over a wide range: the
+	// spread values land in bins of one or two and are resampled one by
+	// one (exact), so only the spike is a dense bin (sharing it with the
+	// odd spread value within a bin width of 0).
+	const n = 1_000_000
+	x := make([]float64, n)
+	r := newRNG(8, 0)
+	for i := range x {
+		if i%100 == 0 {
+			x[i] = 2*r.uniform() - 1
+		}
+	}
+	mean, ss := meanAndSS(x)
+	info := newResampler("x", x, mean, ss).info()
+	if info.Method != ResampleBinned || info.Bins != 1 || info.Individual < n/100-3 || info.VarianceShare > 1e-9 {
+		t.Errorf("%+v", info)
 	}
 }
 

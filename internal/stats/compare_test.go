@@ -521,7 +521,7 @@ func TestEfficiency(t *testing.T) {
 // checks the answers).
 func TestMillionSamples(t *testing.T) {
 	const n = 1_000_000
-	base, cand := benchData(n, false)
+	base, cand := benchData(n, benchContinuous)
 	cmp, err := ComparePaired(base, cand, HigherIsBetter, Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -538,7 +538,7 @@ func TestMillionSamples(t *testing.T) {
 		t.Errorf("CI width %v, want ≈ %v", w, want)
 	}
 
-	bb, bc := benchData(n, true)
+	bb, bc := benchData(n, benchBinary)
 	bin, err := ComparePaired(bb, bc, HigherIsBetter, Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
