@@ -25,6 +25,7 @@ func (s *Store) Check() error {
 		errs = append(errs, fmt.Errorf("bbolt: %w", err))
 	}
 	errs = append(errs, checkIndexesTx(tx)...)
+	errs = append(errs, checkResultsTx(tx)...)
 	return errors.Join(errs...)
 }
 
