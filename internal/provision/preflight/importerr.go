@@ -3,6 +3,7 @@ package preflight
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -130,6 +131,8 @@ func ImportCommands(diags []Diagnostic, rules *Rules) []ImportCommand {
 		ic.Command = "terraform import " + shellQuote(ic.Address) + " " + shellQuote(id)
 		out = append(out, ic)
 	}
+	// Terraform applies in parallel: the order of its errors means nothing.
+	slices.SortFunc(out, func(a, b ImportCommand) int { return strings.Compare(a.Address, b.Address) })
 	return out
 }
 
