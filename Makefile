@@ -6,6 +6,7 @@ export PATH := $(BIN):$(PATH)
 BUF_VERSION         := v1.75.0
 STATICCHECK_VERSION := v0.8.2
 GRPCURL_VERSION     := v1.9.4
+TERRAFORM_VERSION   := v1.5.7
 
 .PHONY: help
 help: ## list targets
@@ -17,9 +18,11 @@ $(BIN)/staticcheck:
 	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+$(BIN)/terraform:
+	GOBIN=$(BIN) go install github.com/hashicorp/terraform@$(TERRAFORM_VERSION)
 
 .PHONY: tools
-tools: $(BIN)/buf $(BIN)/staticcheck $(BIN)/grpcurl ## install pinned tools into ./bin
+tools: $(BIN)/buf $(BIN)/staticcheck $(BIN)/grpcurl $(BIN)/terraform ## install pinned tools into ./bin
 
 .PHONY: generate
 generate: $(BIN)/buf ## regenerate pkg/ from proto/ (buf, local plugins pinned in go.mod)

@@ -39,4 +39,5 @@ make --no-print-directory lint check-generated
 
 echo "== tests"
 export SOPILOT_REQUIRE_SLURM=1
+export SOPILOT_REQUIRE_TERRAFORM=1
 go test -race -count=1 -timeout 20m ./...
