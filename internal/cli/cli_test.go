@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-version"
+
 	"github.com/sopilot/sopilot/internal/provision"
 	"github.com/sopilot/sopilot/internal/provision/preflight"
 	"github.com/sopilot/sopilot/internal/provision/tftest"
@@ -257,8 +259,11 @@ func TestPlanRefusesOldTerraform(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("%v\n%s\n%s", err, r.stdout, r.stderr)
 	}
-	if rep.Terraform == nil || rep.Terraform.Version >= "1.8" {
-		t.Skipf("terraform %+v supports provider-defined functions", rep.Terraform)
+	if rep.Terraform == nil {
+		t.Fatalf("no terraform in the report\n%s", r.stdout)
+	}
+	if v := version.Must(version.NewVersion(rep.Terraform.Version)); !v.LessThan(version.Must(version.NewVersion("1.8.0"))) {
+		t.Skipf("terraform %s supports provider-defined functions; the refusal needs one older than 1.8 (bin/terraform is 1.5.7)", v)
 	}
 	if r.code != ExitRefused || !rep.Refused || rep.PlanFile != "" {
 		t.Fatalf("exit %d, report %+v", r.code, rep)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -330,6 +331,10 @@ func renderValue(v OutputValue) string {
 	var str string
 	if err := json.Unmarshal(v.Value, &str); err == nil {
 		return str
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, v.Value); err == nil {
+		return compact.String()
 	}
 	return string(v.Value)
 }

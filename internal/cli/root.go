@@ -46,7 +46,7 @@ const (
 // Sentinel errors that select an exit code.
 var (
 	ErrUsage        = errors.New("usage")
-	ErrRefused      = errors.New("refused by preflight checks; nothing was changed")
+	ErrRefused      = errors.New("refused by sopilot's checks (see above); nothing was changed")
 	ErrNotConfirmed = errors.New("not confirmed; nothing was changed")
 )
 

@@ -94,12 +94,22 @@ func Allow(fs []Finding, checks []string) []Finding {
 	return out
 }
 
-// Sort orders findings errors first, then by check, keeping the order
-// within a check.
+// Sort orders findings errors first, then in the order of the seed's
+// problems (findings of no seed problem last), then by check, keeping the
+// order within a check.
 func Sort(fs []Finding) {
 	rank := map[Severity]int{Error: 0, Warning: 1, Info: 2}
+	seed := func(f Finding) int {
+		if f.SeedProblem == 0 {
+			return 1 << 10
+		}
+		return f.SeedProblem
+	}
 	slices.SortStableFunc(fs, func(a, b Finding) int {
 		if d := rank[a.Severity] - rank[b.Severity]; d != 0 {
+			return d
+		}
+		if d := seed(a) - seed(b); d != 0 {
 			return d
 		}
 		return strings.Compare(a.Check, b.Check)

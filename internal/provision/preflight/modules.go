@@ -46,19 +46,8 @@ func MissingModules(c *Config) []MissingModule {
 		if !call.Missing {
 			continue
 		}
-		mm := MissingModule{Call: call, State: Enabled}
-		var vars map[string]cty.Value
-		if call.Caller.Rel == "." {
-			vars = c.Vars // tfvars feed the root module only
-		}
-		for _, meta := range []string{"count", "for_each"} {
-			attr, ok := call.Block.Body.Attributes[meta]
-			if !ok {
-				continue
-			}
-			mm.State = evalEnablement(attr.Expr, meta, vars)
-			mm.Because = meta + " = " + strings.TrimSpace(string(attr.Expr.Range().SliceBytes(call.File.Src)))
-		}
+		mm := MissingModule{Call: call}
+		mm.State, mm.Because = callState(c, call)
 		for name := range call.Block.Body.Attributes {
 			switch name {
 			case "source", "version", "count", "for_each", "providers", "depends_on":
@@ -71,6 +60,24 @@ func MissingModules(c *Config) []MissingModule {
 		out = append(out, mm)
 	}
 	return out
+}
+
+// callState evaluates a module call's count or for_each with the tfvars.
+func callState(c *Config, call *ModuleCall) (Enablement, string) {
+	state, because := Enabled, ""
+	var vars map[string]cty.Value
+	if call.Caller.Rel == "." {
+		vars = c.Vars // tfvars feed the root module only
+	}
+	for _, meta := range []string{"count", "for_each"} {
+		attr, ok := call.Block.Body.Attributes[meta]
+		if !ok {
+			continue
+		}
+		state = evalEnablement(attr.Expr, meta, vars)
+		because = meta + " = " + strings.TrimSpace(string(attr.Expr.Range().SliceBytes(call.File.Src)))
+	}
+	return state, because
 }
 
 func evalEnablement(expr hclsyntax.Expression, meta string, vars map[string]cty.Value) Enablement {
@@ -184,7 +191,50 @@ func Modules(c *Config) []Finding {
 		}
 		out = append(out, f)
 	}
+	return append(out, enabledStubs(c)...)
+}
+
+// stubMarker starts every stub WriteStub writes.
+const stubMarker = "# Stub written by `sopilot cluster preflight --write-stubs`."
+
+// enabledStubs reports stub modules (written by WriteStub) whose call is no
+// longer disabled: the cluster would silently lack what the module does.
+func enabledStubs(c *Config) []Finding {
+	var out []Finding
+	for _, call := range c.Calls {
+		if call.Missing || !isStub(c, call.Dir) {
+			continue
+		}
+		state, because := callState(c, call)
+		if state == Disabled {
+			continue
+		}
+		if because == "" {
+			because = "it has no count or for_each"
+		}
+		out = append(out, Finding{
+			Check: CheckModules, Severity: Error, SeedProblem: 7,
+			Summary:   fmt.Sprintf("module %q (%s:%d) is a stub written by sopilot, but it is not disabled (%s)", call.Name, call.File.Path, call.Line, because),
+			Detail:    "A stub creates nothing and returns null outputs: the cluster would silently lack this part.",
+			Fix:       "restore the real module directory from the solution library checkout, or disable the module in terraform.tfvars again",
+			Locations: []Location{{File: call.File.Path, Line: call.Line, What: fmt.Sprintf("module %q", call.Name)}},
+		})
+	}
 	return out
+}
+
+func isStub(c *Config, dir string) bool {
+	for _, m := range c.Modules {
+		if absClean(m.Dir) != absClean(dir) {
+			continue
+		}
+		for _, f := range m.Files {
+			if strings.HasPrefix(string(f.Src), stubMarker) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func listOrNone(xs []string) string {
@@ -207,7 +257,7 @@ func WriteStub(mm MissingModule) (string, error) {
 		return "", fmt.Errorf("module %q: %w", mm.Call.Name, ErrModuleEnabled)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Stub written by `sopilot cluster preflight --write-stubs`.\n")
+	fmt.Fprintf(&b, "%s\n", stubMarker)
 	fmt.Fprintf(&b, "# Module %q is disabled (%s) but Terraform reads every module\n", mm.Call.Name, mm.Because)
 	fmt.Fprintf(&b, "# directory at init. Replace this with the real module before enabling it.\n\n")
 	for _, a := range mm.Arguments {

@@ -657,6 +657,15 @@ func TestWriteStub(t *testing.T) {
 	if fs := Modules(c); len(fs) != 1 || !strings.Contains(fs[0].Summary, "nvidia_operator_gpu") {
 		t.Fatalf("after stubbing nfs-server: %+v", fs)
 	}
+	// Enabling a stubbed module again is an error: it would create nothing.
+	if err := os.WriteFile(filepath.Join(dir, "nfs-on.tfvars"), []byte("nfs = { enabled = true }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c = mustConfig(t, dir, filepath.Join(dir, "nfs-on.tfvars"))
+	fs := Modules(c)
+	if len(fs) != 2 || !strings.Contains(fs[1].Summary, `module "nfs-server" (main.tf:11) is a stub`) {
+		t.Fatalf("stub enabled again: %+v", fs)
+	}
 }
 
 func TestLoadConfigErrors(t *testing.T) {

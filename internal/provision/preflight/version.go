@@ -247,7 +247,9 @@ func TerraformVersion(c *Config, installed *version.Version, rules *Rules) []Fin
 				f.Detail += fmt.Sprintf("; it would stop at %s with %q", first.Location.File+":"+fmt.Sprint(first.Location.Line), first.Symptom)
 			}
 			f.Detail += "."
-			f.Fix = fmt.Sprintf("install Terraform >= %s (every feature used here needs at most that): `tfenv install %s && tfenv use %s`, or point --terraform at a newer binary", need, need, need)
+			seg := need.Segments()
+			tfenv := fmt.Sprintf("latest:^%d.%d", seg[0], seg[1])
+			f.Fix = fmt.Sprintf("install Terraform >= %s (every feature used here needs at most that): `tfenv install %s && tfenv use %s`, or point --terraform at a newer binary", need, tfenv, tfenv)
 		}
 		out = append(out, f)
 	}
