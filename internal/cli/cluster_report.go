@@ -106,6 +106,7 @@ type ImportReport struct {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // commands carry <ID> placeholders
 	return enc.Encode(v)
 }
 

@@ -263,14 +263,14 @@ func (s *session) apply(ctx context.Context, rep *RunReport, planFile, out strin
 		printFindings(s.a.env.Stderr, rep.Findings, s.a.colorFor(s.a.env.Stderr))
 		rep.Findings = nil // printed; report() would print them again
 	}
-	verb := "Apply"
-	if destroy {
-		verb = "Destroy"
-	}
 	if !yes {
 		fmt.Fprintln(s.a.env.Stderr)
 		printResources(s.a.env.Stderr, rep.Resources)
-		if err := s.confirm(fmt.Sprintf("%s these changes to %s (%s)?", verb, s.o.dir, rep.Changes)); err != nil {
+		question := fmt.Sprintf("Apply these changes to %s (%s)?", s.o.dir, rep.Changes)
+		if destroy {
+			question = fmt.Sprintf("Destroy these %d resources of %s?", rep.Changes.Destroy, s.o.dir)
+		}
+		if err := s.confirm(question); err != nil {
 			return err
 		}
 	}
@@ -284,6 +284,10 @@ func (s *session) apply(ctx context.Context, rep *RunReport, planFile, out strin
 		}
 		if errors.Is(err, provision.ErrCancelled) {
 			fmt.Fprintln(s.a.env.Stderr, "Terraform stopped and saved its state. Run 'sopilot cluster plan' to see what is left to do.")
+			return err
+		}
+		if _, _, errored := prog.Counts(); errored > 0 {
+			return fmt.Errorf("%w (%d resource(s) failed; Terraform's errors are above)", err, errored)
 		}
 		return err
 	}
@@ -294,7 +298,11 @@ func (s *session) apply(ctx context.Context, rep *RunReport, planFile, out strin
 		}
 	}
 	if !s.a.json() {
-		fmt.Fprintf(s.a.env.Stdout, "%s complete: %s.\n", verb, rep.Changes)
+		if destroy {
+			fmt.Fprintf(s.a.env.Stdout, "Destroy complete: %d resources destroyed.\n", rep.Changes.Destroy)
+		} else {
+			fmt.Fprintf(s.a.env.Stdout, "Apply complete: %s.\n", rep.Changes)
+		}
 	}
 	return s.collectOutputs(ctx, rep, destroy)
 }
