@@ -208,7 +208,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	grpcSrv, health := server.NewGRPC(logger, m)
 	apipb.RegisterRunServiceServer(grpcSrv, api.NewRunServer(svc, logger))
 	apipb.RegisterNodeServiceServer(grpcSrv, &api.NodeServer{})
-	apipb.RegisterComparisonServiceServer(grpcSrv, &api.ComparisonServer{})
+	apipb.RegisterComparisonServiceServer(grpcSrv, api.NewComparisonServer(svc))
 	agentpb.RegisterAgentServiceServer(grpcSrv, &api.AgentServer{})
 	m.GRPC.InitializeMetrics(grpcSrv)
 

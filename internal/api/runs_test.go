@@ -1166,14 +1166,6 @@ func TestUnimplementedServices(t *testing.T) {
 			_, err := c.nodes.ListIncidents(ctx, &apipb.ListIncidentsRequest{})
 			return err
 		}},
-		{"ComparisonService/CompareRuns", func(ctx context.Context, c clients) error {
-			_, err := c.compare.CompareRuns(ctx, &apipb.CompareRunsRequest{})
-			return err
-		}},
-		{"ComparisonService/CompareRunGroups", func(ctx context.Context, c clients) error {
-			_, err := c.compare.CompareRunGroups(ctx, &apipb.CompareRunGroupsRequest{})
-			return err
-		}},
 		{"AgentService/Connect", func(ctx context.Context, c clients) error {
 			s, err := c.agent.Connect(ctx)
 			if err != nil {

@@ -13,10 +13,6 @@ type NodeServer struct {
 	apipb.UnimplementedNodeServiceServer
 }
 
-// ComparisonServer will serve run comparisons.
-type ComparisonServer struct {
-	apipb.UnimplementedComparisonServiceServer
-}
 
 // AgentServer will accept node agents' streams.
 type AgentServer struct {

@@ -560,7 +560,9 @@ type CompareRunsRequest struct {
 	BaselineRunId string `protobuf:"bytes,1,opt,name=baseline_run_id,json=baselineRunId,proto3" json:"baseline_run_id,omitempty"`
 	// Required.
 	CandidateRunId string `protobuf:"bytes,2,opt,name=candidate_run_id,json=candidateRunId,proto3" json:"candidate_run_id,omitempty"`
-	// Metrics to compare; empty: every metric both runs have, higher is better.
+	// Required, at least one: the metrics to compare, each with its declared
+	// direction; the first decides the overall verdict. (There is no default
+	// direction: guessing would call a higher loss an improvement.)
 	Metrics []*MetricSpec `protobuf:"bytes,3,rep,name=metrics,proto3" json:"metrics,omitempty"`
 	// Bootstrap confidence level; 0 means 0.95.
 	ConfidenceLevel float64 `protobuf:"fixed64,4,opt,name=confidence_level,json=confidenceLevel,proto3" json:"confidence_level,omitempty"`
