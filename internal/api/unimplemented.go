@@ -13,7 +13,6 @@ type NodeServer struct {
 	apipb.UnimplementedNodeServiceServer
 }
 
-
 // AgentServer will accept node agents' streams.
 type AgentServer struct {
 	agentpb.UnimplementedAgentServiceServer
