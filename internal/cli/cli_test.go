@@ -156,6 +156,7 @@ func seedProblems(fs []preflight.Finding, sev preflight.Severity) []int {
 // Seed problems 1-3 and 5, with no terraform needed: every missing tool
 // is reported at once, and the tfvars quota is checked.
 func TestPreflightWithoutTerraform(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(testdata, "seed-quota")
 	tests := []struct {
 		name   string
@@ -253,6 +254,7 @@ func TestPrintRules(t *testing.T) {
 // Seed problem 4 through the CLI: refused before Terraform runs, naming
 // the file and line.
 func TestPlanRefusesOldTerraform(t *testing.T) {
+	t.Parallel()
 	dir := tftest.CopyConfig(t, filepath.Join(testdata, "provider-functions"))
 	r := sopilot(t, withTerraform(t, invocation{args: []string{"cluster", "plan", "--dir", dir, "-o", "json"}}))
 	var rep RunReport
@@ -285,6 +287,7 @@ func TestPlanRefusesOldTerraform(t *testing.T) {
 // Seed problem 7 through the CLI: reported, then --write-stubs fixes the
 // disabled module and leaves the enabled one reported.
 func TestPreflightWriteStubs(t *testing.T) {
+	t.Parallel()
 	dir := tftest.CopyConfig(t, filepath.Join(testdata, "missing-module"))
 	r := sopilot(t, invocation{args: []string{"cluster", "preflight", "--dir", dir, "-o", "json", "--allow", "tools", "--write-stubs"}})
 	rep := preflightReport(t, r)
@@ -309,6 +312,7 @@ func TestPreflightWriteStubs(t *testing.T) {
 // The whole cycle through the CLI on the real binary: plan, apply of that
 // plan, output, the seed's shrink refused (problem 6), destroy.
 func TestClusterLifecycle(t *testing.T) {
+	t.Parallel()
 	dir := tftest.CopyConfig(t, filepath.Join(testdata, "roundtrip"))
 	run := func(stdin string, args ...string) result {
 		return sopilot(t, withTerraform(t, invocation{args: append([]string{"cluster"}, args...), stdin: stdin}))
@@ -400,6 +404,7 @@ func TestClusterLifecycle(t *testing.T) {
 // the import commands; the recorded text of the same failure, given to
 // import --from-error --run, imports what has an ID.
 func TestAlreadyExists(t *testing.T) {
+	t.Parallel()
 	rules := filepath.Join(testdata, "roundtrip", "shrink-rules.json")
 	dir := tftest.CopyConfig(t, filepath.Join(testdata, "already-exists"))
 	r := sopilot(t, withTerraform(t, invocation{args: []string{"cluster", "apply", "--dir", dir, "--rules", rules, "--yes", "-o", "json"}}))

@@ -87,6 +87,7 @@ func stateID(t *testing.T, r *provision.Runner, addr string) string {
 // refused and its recovery path carried out, import after lost state,
 // destroy.
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	r, dir := newRunner(t, "roundtrip")
 	ctx := context.Background()
 
@@ -239,6 +240,7 @@ func TestRoundTrip(t *testing.T) {
 
 // Runner.Destroy (terraform destroy) on its own.
 func TestDestroyDirect(t *testing.T) {
+	t.Parallel()
 	r, dir := newRunner(t, "roundtrip")
 	ctx := context.Background()
 	if err := r.Init(ctx, nil); err != nil {
@@ -263,6 +265,7 @@ func TestDestroyDirect(t *testing.T) {
 // Cancelling mid-apply interrupts Terraform the way Ctrl-C does: it stops,
 // writes its state, and the state stays readable and consistent.
 func TestCancelMidApply(t *testing.T) {
+	t.Parallel()
 	bin := tftest.Require(t)
 	dir := t.TempDir()
 	const cfg = `resource "terraform_data" "slow" {
@@ -322,6 +325,7 @@ resource "terraform_data" "fast" {
 }
 
 func TestInitRetriesOnlyTransientFailures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		config   string // testdata directory, or "" for main.tf below
@@ -424,6 +428,7 @@ func TestLocate(t *testing.T) {
 // where this Terraform stops, before Terraform runs; Terraform 1.5.7 then
 // really does stop there.
 func TestVersionCheckBeforeTerraform(t *testing.T) {
+	t.Parallel()
 	r, dir := newRunner(t, "provider-functions")
 	ctx := context.Background()
 	v, err := r.Version(ctx)
@@ -461,6 +466,7 @@ func TestVersionCheckBeforeTerraform(t *testing.T) {
 // Seed problem 7 end to end: the modules Terraform cannot read are the
 // ones preflight reports; stubs for the disabled ones satisfy Terraform.
 func TestMissingModulesAndStubs(t *testing.T) {
+	t.Parallel()
 	r, dir := newRunner(t, "missing-module")
 	ctx := context.Background()
 	err := r.Init(ctx, nil)
@@ -502,6 +508,7 @@ func TestMissingModulesAndStubs(t *testing.T) {
 // Seed problem 5 on a real plan: the planned sizes of the rules' filesystem
 // resources count against the quota.
 func TestPlanQuotaRealPlan(t *testing.T) {
+	t.Parallel()
 	r, dir := newRunner(t, "roundtrip")
 	ctx := context.Background()
 	if err := r.Init(ctx, nil); err != nil {
