@@ -692,3 +692,27 @@ func TestAllowAndBlocking(t *testing.T) {
 		t.Fatalf("Allow: %+v (and must not modify its input: %+v)", allowed, fs)
 	}
 }
+
+// FuzzScanners: configuration files are read from disk as they are; the
+// token scanner (the fallback for files that do not parse) must not panic
+// on anything and must report sane positions. (Agreement with the parser
+// on real files is TestTokenScannerAgreesWithParser.)
+func FuzzScanners(f *testing.F) {
+	for _, p := range []string{"provider-functions/modules/filestore/main.tf", "missing-module/main.tf", "roundtrip/main.tf"} {
+		b, err := os.ReadFile(filepath.Join(testdata, p))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
+	f.Add("locals {\n  a = = provider::x::y(\n")
+	f.Add("removed {\n}\n# c\nimport {\n}\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		calls, _ := tokenUses([]byte(src), "fuzz.tf")
+		for _, c := range calls {
+			if c.line < 1 || c.name == "" {
+				t.Fatalf("call %+v", c)
+			}
+		}
+	})
+}
