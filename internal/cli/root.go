@@ -166,7 +166,7 @@ func (a *app) colorFor(w io.Writer) bool {
 // name). It prints errors to env.Stderr; ExitCode(err) is the exit status.
 func Execute(ctx context.Context, args []string, env Env) error {
 	env.defaults()
-	cmd := NewRoot(&env)
+	cmd := newRoot(&env)
 	cmd.SetArgs(args)
 	reached := false
 	cmd.PersistentPreRunE = chainPreRun(cmd.PersistentPreRunE, func(*cobra.Command, []string) error {
@@ -218,9 +218,9 @@ Exit codes:
   4    apply/destroy not confirmed; nothing was changed
   130  interrupted; Terraform was stopped gracefully and saved its state`
 
-// NewRoot builds the command tree. Groups register here; a group must not
+// newRoot builds the command tree. Groups register here; a group must not
 // set PersistentPreRunE (the root's applies the environment variables).
-func NewRoot(env *Env) *cobra.Command {
+func newRoot(env *Env) *cobra.Command {
 	a := &app{env: *env}
 	root := &cobra.Command{
 		Use:           "sopilot",
