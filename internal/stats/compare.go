@@ -221,7 +221,10 @@ func ComparePaired(baseline, candidate []float64, dir Direction, opt Options) (C
 	c.AbsoluteChange = mean
 
 	// Tests.
-	t := pairedT(n, mean, ss)
+	t, err := pairedT(n, mean, ss)
+	if err != nil {
+		return Comparison{}, err
+	}
 	w := wilcoxon(deltas)
 	binary := IsBinary(baseline) && IsBinary(candidate)
 	if binary {

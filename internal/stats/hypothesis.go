@@ -51,21 +51,24 @@ const mcnemarExactBelow = 25
 //   - c ≠ 0: the exact sign-flip permutation test is reported instead: of
 //     the 2ⁿ equally likely sign patterns under H₀, the observed |mean| is
 //     reached by 2 (all + and all −), so p = 2/2ⁿ.
-func pairedT(n int, mean, ss float64) TestResult {
+func pairedT(n int, mean, ss float64) (TestResult, error) {
 	if ss == 0 {
 		if mean == 0 {
 			return TestResult{Name: TestPairedT, Statistic: 0, DF: float64(n - 1), PValue: 1,
-				Method: "every delta is 0: p = 1 by definition"}
+				Method: "every delta is 0: p = 1 by definition"}, nil
 		}
 		return TestResult{Name: TestSignFlip, Statistic: float64(n),
 			PValue: math.Min(1, math.Exp2(1-float64(n))),
-			Method: "exact: every delta is the same nonzero value, so t is undefined; p = 2/2ⁿ"}
+			Method: "exact: every delta is the same nonzero value, so t is undefined; p = 2/2ⁿ"}, nil
 	}
 	df := float64(n - 1)
 	se := math.Sqrt(ss / df / float64(n))
 	t := mean / se
+	if math.IsInf(t, 0) {
+		return TestResult{}, fmt.Errorf("paired t statistic: %w", ErrOverflow)
+	}
 	return TestResult{Name: TestPairedT, Statistic: t, DF: df, PValue: studentTTwoSided(t, df),
-		Method: "Student t distribution"}
+		Method: "Student t distribution"}, nil
 }
 
 // welchT tests mean(b) = mean(c) without assuming equal variances:
@@ -89,8 +92,14 @@ func welchT(nb int, mb, vb float64, nc int, mc, vc float64) (TestResult, error) 
 		return TestResult{Name: TestPermutation, PValue: math.Min(1, math.Exp(lnp)),
 			Method: "exact: both samples constant and different, so t is undefined; p = 2/C(n_b+n_c, n_b)"}, nil
 	}
-	df := se2 * se2 / (qb*qb/float64(nb-1) + qc*qc/float64(nc-1))
+	// ν = se2² / (qb²/(nb−1) + qc²/(nc−1)), written with qb/se2 and qc/se2
+	// (both in [0, 1]) so that large variances cannot overflow it.
+	rb, rc := qb/se2, qc/se2
+	df := 1 / (rb*rb/float64(nb-1) + rc*rc/float64(nc-1))
 	t := diff / math.Sqrt(se2)
+	if math.IsInf(t, 0) {
+		return TestResult{}, fmt.Errorf("welch t statistic: %w", ErrOverflow)
+	}
 	return TestResult{Name: TestWelchT, Statistic: t, DF: df, PValue: studentTTwoSided(t, df),
 		Method: "Student t distribution, Welch–Satterthwaite df"}, nil
 }

@@ -108,7 +108,10 @@ func TestPairedTestsMatchScipy(t *testing.T) {
 				d[i] = c.Candidate[i] - c.Baseline[i]
 			}
 			mean, ss := meanAndSS(d)
-			pt := pairedT(len(d), mean, ss)
+			pt, err := pairedT(len(d), mean, ss)
+			if err != nil {
+				t.Fatal(err)
+			}
 			checkNear(t, "t", pt.Statistic, c.T.Statistic, 1e-10, 0)
 			checkNear(t, "t df", pt.DF, c.T.DF, 0, 0)
 			checkNear(t, "t p", pt.PValue, c.T.PValue, 1e-9, 1e-300)

@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"fmt"
 	"math"
 	"slices"
 )
@@ -19,8 +20,9 @@ type Summary struct {
 	Max  float64
 }
 
-// Summarize describes x. It fails on an empty x and on NaN or ±Inf (a
-// *NonFiniteError naming input "x").
+// Summarize describes x. It fails on an empty x, on NaN or ±Inf (a
+// *NonFiniteError naming input "x"), and with ErrOverflow on values so far
+// apart (≳ 1e154) that their variance overflows float64.
 func Summarize(x []float64) (Summary, error) {
 	return summarize("x", x)
 }
@@ -32,6 +34,9 @@ func summarize(input string, x []float64) (Summary, error) {
 	s := slices.Clone(x)
 	sortFloat64s(s)
 	mean, ss := meanAndSS(x)
+	if math.IsInf(ss, 0) {
+		return Summary{}, fmt.Errorf("%s: variance: %w", input, ErrOverflow)
+	}
 	sum := Summary{
 		N:    len(x),
 		Mean: mean,
@@ -49,6 +54,7 @@ func summarize(input string, x []float64) (Summary, error) {
 // meanAndSS returns the mean of x and Σ(xᵢ − mean)², by two passes with the
 // usual correction term (Chan, Golub & LeVeque 1983) so that a large common
 // offset does not cost precision. len(x) must be > 0 and every value finite.
+// ss is +Inf when the squared deviations overflow float64.
 func meanAndSS(x []float64) (mean, ss float64) {
 	n := float64(len(x))
 	var sum float64
@@ -70,6 +76,11 @@ func meanAndSS(x []float64) (mean, ss float64) {
 		d := v - mean
 		dev += d
 		sq += d * d
+	}
+	if math.IsInf(sq, 0) || math.IsNaN(sq) {
+		// Squared deviations beyond float64 (|x − mean| ≳ 1e154): callers
+		// turn this into ErrOverflow.
+		return mean, math.Inf(1)
 	}
 	mean += dev / n
 	ss = sq - dev*dev/n
