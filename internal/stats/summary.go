@@ -58,8 +58,15 @@ func summarize(input string, x []float64) (Summary, error) {
 func meanAndSS(x []float64) (mean, ss float64) {
 	n := float64(len(x))
 	var sum float64
+	constant := true
 	for _, v := range x {
 		sum += v
+		constant = constant && v == x[0]
+	}
+	if constant {
+		// Exactly: a rounded sum/n could differ from x[0] in the last bit
+		// and leave a spurious variance of ~1e-33 (then t would be ~1e16).
+		return x[0], 0
 	}
 	if math.IsInf(sum, 0) {
 		// Finite values whose sum overflows: sum the scaled values instead.
