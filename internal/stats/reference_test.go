@@ -99,6 +99,19 @@ func TestSummarizeMatchesNumpy(t *testing.T) {
 	}
 }
 
+func TestConstantDataHaveZeroVariance(t *testing.T) {
+	// 1,000,003 copies of 0.7: the rounded sum/n is not 0.7, and without
+	// the exact constant check the two-pass formula left ss = 6.2e-33,
+	// which would turn "every delta equal" into t ≈ 1e22.
+	x := make([]float64, 1_000_003)
+	for i := range x {
+		x[i] = 0.7
+	}
+	if mean, ss := meanAndSS(x); mean != 0.7 || ss != 0 {
+		t.Errorf("meanAndSS = %v, %v; want 0.7, 0", mean, ss)
+	}
+}
+
 func TestPairedTestsMatchScipy(t *testing.T) {
 	ref := loadReference(t)
 	for _, c := range ref.Paired {
