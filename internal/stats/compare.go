@@ -112,17 +112,17 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	switch {
 	case !(o.ConfidenceLevel > 0 && o.ConfidenceLevel < 1):
-		return o, fmt.Errorf("ConfidenceLevel %v not in (0, 1): %w", o.ConfidenceLevel, ErrOptions)
+		return o, fmt.Errorf("%w: ConfidenceLevel %v not in (0, 1)", ErrOptions, o.ConfidenceLevel)
 	case !(o.Alpha > 0 && o.Alpha < 1):
-		return o, fmt.Errorf("Alpha %v not in (0, 1): %w", o.Alpha, ErrOptions)
+		return o, fmt.Errorf("%w: Alpha %v not in (0, 1)", ErrOptions, o.Alpha)
 	case o.Resamples < minResamples:
-		return o, fmt.Errorf("Resamples %d below %d: %w", o.Resamples, minResamples, ErrOptions)
+		return o, fmt.Errorf("%w: Resamples %d below %d", ErrOptions, o.Resamples, minResamples)
 	case !(o.MinAbsoluteImprovement >= 0) || math.IsInf(o.MinAbsoluteImprovement, 0):
-		return o, fmt.Errorf("MinAbsoluteImprovement %v must be finite and ≥ 0: %w", o.MinAbsoluteImprovement, ErrOptions)
+		return o, fmt.Errorf("%w: MinAbsoluteImprovement %v must be finite and ≥ 0", ErrOptions, o.MinAbsoluteImprovement)
 	case !(o.MinRelativeImprovement >= 0) || math.IsInf(o.MinRelativeImprovement, 0):
-		return o, fmt.Errorf("MinRelativeImprovement %v must be finite and ≥ 0: %w", o.MinRelativeImprovement, ErrOptions)
+		return o, fmt.Errorf("%w: MinRelativeImprovement %v must be finite and ≥ 0", ErrOptions, o.MinRelativeImprovement)
 	case !(o.NearZero >= 0) || math.IsInf(o.NearZero, 0):
-		return o, fmt.Errorf("NearZero %v must be finite and ≥ 0: %w", o.NearZero, ErrOptions)
+		return o, fmt.Errorf("%w: NearZero %v must be finite and ≥ 0", ErrOptions, o.NearZero)
 	}
 	return o, nil
 }
