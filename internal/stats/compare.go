@@ -427,7 +427,7 @@ func decide(dir Direction, abs float64, rel RelativeChange, cis []interval, test
 	for _, ci := range cis {
 		ciText += fmt.Sprintf(", %g%% %s interval [%.4g, %.4g]", 100*opt.ConfidenceLevel, ci.name, ci.lo, ci.hi)
 	}
-	reason := fmt.Sprintf("%s by %.4g (%v)%s, %s p = %.4g < α = %g", word, abs, dir, ciText, test.Name, test.PValue, opt.Alpha)
+	reason := fmt.Sprintf("%s: change %+.4g (%v)%s, %s p = %.4g < α = %g", word, abs, dir, ciText, test.Name, test.PValue, opt.Alpha)
 	if better {
 		return Improved, reason
 	}

@@ -33,15 +33,15 @@ func TestComparePairedVerdicts(t *testing.T) {
 		want                Verdict
 		reason              string // substring of VerdictReason
 	}{
-		{"higher is better, up", hard, better, HigherIsBetter, Options{}, Improved, "better by"},
-		{"higher is better, down", hard, worse, HigherIsBetter, Options{}, Regressed, "worse by"},
-		{"lower is better, down (a lower loss)", hard, worse, LowerIsBetter, Options{}, Improved, "better by"},
-		{"lower is better, up", hard, better, LowerIsBetter, Options{}, Regressed, "worse by"},
+		{"higher is better, up", hard, better, HigherIsBetter, Options{}, Improved, "better: change +"},
+		{"higher is better, down", hard, worse, HigherIsBetter, Options{}, Regressed, "worse: change -"},
+		{"lower is better, down (a lower loss)", hard, worse, LowerIsBetter, Options{}, Improved, "better: change -"},
+		{"lower is better, up", hard, better, LowerIsBetter, Options{}, Regressed, "worse: change +"},
 		{"too small to detect", hard, tiny, HigherIsBetter, Options{}, NoSignificantChange, "≥ α"},
 		{"significant but below MinAbsoluteImprovement", hard, better, HigherIsBetter,
 			Options{MinAbsoluteImprovement: 0.1}, NoSignificantChange, "< MinAbsoluteImprovement"},
 		{"meets MinAbsoluteImprovement", hard, better, HigherIsBetter,
-			Options{MinAbsoluteImprovement: 0.01}, Improved, "better by"},
+			Options{MinAbsoluteImprovement: 0.01}, Improved, "better: change +"},
 		{"significant but below MinRelativeImprovement", hard, better, HigherIsBetter,
 			Options{MinRelativeImprovement: 0.5}, NoSignificantChange, "< MinRelativeImprovement"},
 		{"regression below the threshold is not reported", hard, worse, HigherIsBetter,
