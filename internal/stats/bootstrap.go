@@ -53,9 +53,9 @@ const (
 	// binVarianceShare is the bound on W/S² that sets the bin width:
 	// h = 2·√(tol)·S guarantees W ≤ h²/4 = tol·S².
 	binVarianceShare = 1e-5
-	// maxBins caps the dense bins: the time per resample is at most about
-	// maxBins binomial draws (≈ 70 ns each) plus n/sparseBelow… index
-	// draws, however the data are spread.
+	// maxBins caps the dense bins: a resample then costs at most maxBins
+	// binomial draws (≈ 40–100 ns each) plus one index draw per value in a
+	// sparse bin, however the data are spread.
 	maxBins = 4096
 	// maxBinSlots caps the bin array (16 bytes a slot). Samuelson's
 	// inequality bounds the range by 2√(n−1)·S, so the cap binds only
@@ -95,9 +95,8 @@ func newResampler(of string, x []float64, mean, ss float64) resampler {
 // newCappedBinnedResampler bins x with tolerance tol, widening the bins
 // until at most maxDense are dense: the time per resample is then bounded
 // whatever the data. Dense bins scale about as 1/width, i.e. as 1/√tol.
-// Typical data never widen (normal data: ≈ 1,300 dense bins at n = 10⁶, and
-// the dense bins of any data at n = 10⁶ stay below ≈ 2,700 when bins are
-// filled evenly); VarianceShare reports the W/S² actually achieved.
+// Typical data never widen (normal data at n = 10⁶: ≈ 1,000 dense bins);
+// VarianceShare reports the W/S² actually achieved.
 func newCappedBinnedResampler(of string, x []float64, mean, ss, tol float64, maxDense int) *binnedResampler {
 	b := newBinnedResampler(of, x, mean, ss, tol)
 	for b.ri.Bins > maxDense {
