@@ -169,10 +169,7 @@ func TestResultsPickedUpWhenRunCompletes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantReason := tt.wantReason
-			if strings.Contains(wantReason, "%s") {
-				wantReason = strings.Replace(wantReason, "%s", path, 1)
-			}
+			wantReason := strings.Replace(tt.wantReason, "%s", path, 1)
 			if got.State != tt.wantState || got.Reason != wantReason {
 				t.Errorf("run state %s reason %q\nwant state %s reason %q", got.State, got.Reason, tt.wantState, wantReason)
 			}

@@ -68,7 +68,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 		{"absent values and run metrics", []row{
 			{"img-0017", map[string]float64{"correct": 1, "loss": 0.231}},
 			{"img-0018", map[string]float64{"correct": 0}},
-			{"img-0019", map[string]float64{"loss": 1e-300, "score": -0.0}},
+			{"img-0019", map[string]float64{"loss": 1e-300, "score": math.Copysign(0, -1)}},
 		}, map[string]float64{"accuracy": 0.5}},
 		{"extreme values", []row{
 			{"max", map[string]float64{"v": math.MaxFloat64}},
