@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the benchmarks behind docs/benchmarks.md. Needs root and the
 # local Slurm cluster (started here if it is not running, and stopped again).
-# Takes about 6 minutes.
+# Takes about 8 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make bench uses the local Slurm cluster and needs root" >&2; exit 1; }
@@ -20,3 +20,6 @@ for mode in json format; do
   SOPILOT_SLURM_QUERY=$mode go test -run XXX -bench BenchmarkTrackerLoad500 -benchtime 1x -v ./cmd/controller/ |
     grep -E 'bench_test|^Benchmark'
 done
+echo "== CompareRuns statistics: 1,000,000 paired samples, 10,000 bootstrap resamples, vs the seed's arithmetic"
+/usr/bin/python3 -c 'import numpy' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-numpy; }
+internal/stats/testdata/bench_seed_compare.sh
