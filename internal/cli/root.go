@@ -263,6 +263,8 @@ func newRoot(env *Env) *cobra.Command {
 	}
 
 	root.AddCommand(newClusterCommand(a))
+	root.AddCommand(newRunCommand(a))
+	root.AddCommand(newCompareCommand(a))
 
 	annotateEnv(root)
 	return root

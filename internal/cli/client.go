@@ -1,0 +1,133 @@
+package cli
+
+// client.go: what the command groups that talk to the controller's gRPC API
+// (run, compare) share: the connection flags, the connection, gRPC errors
+// turned into messages that say what to do, and protojson output.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultController is the controller address the CLI dials by default.
+const DefaultController = "127.0.0.1:50051"
+
+// clientOptions are the connection flags of every group that talks to the
+// controller.
+type clientOptions struct {
+	controller string
+	insecure   bool
+	timeout    time.Duration
+}
+
+// addClientFlags registers the connection flags as persistent flags of a
+// group (groups cannot share flags through the root, which belongs to
+// everyone).
+func addClientFlags(cmd *cobra.Command, o *clientOptions) {
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.controller, "controller", DefaultController, "address (host:port) of the sopilot controller's gRPC API")
+	pf.BoolVar(&o.insecure, "insecure", true, "plaintext gRPC, without TLS (the only transport for now; --insecure=false is refused)")
+	pf.DurationVar(&o.timeout, "timeout", 30*time.Second, "limit for each call to the controller (not for watching a run)")
+}
+
+// dial connects to the controller. grpc.NewClient does not connect yet: an
+// unreachable controller shows up as Unavailable on the first call, which
+// clientError explains.
+func (o *clientOptions) dial() (*grpc.ClientConn, error) {
+	if !o.insecure {
+		return nil, fmt.Errorf("%w: --insecure=false: TLS is not supported yet; the controller serves plaintext gRPC", ErrUsage)
+	}
+	if o.controller == "" {
+		return nil, fmt.Errorf("%w: --controller is empty; want host:port, e.g. %s", ErrUsage, DefaultController)
+	}
+	if o.timeout <= 0 {
+		return nil, fmt.Errorf("%w: --timeout must be positive, e.g. 30s", ErrUsage)
+	}
+	conn, err := grpc.NewClient(o.controller, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: --controller %q: %w", ErrUsage, o.controller, err)
+	}
+	return conn, nil
+}
+
+// call bounds one unary call by --timeout.
+func (o *clientOptions) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, o.timeout)
+}
+
+// clientError turns an error from a call to the controller into one that
+// says what happened and what to do. what names the operation ("get run
+// r-1"). Errors that are not gRPC statuses pass through.
+func (o *clientOptions) clientError(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		return fmt.Errorf("%s: cannot reach the controller at %s: is it running? (--controller / SOPILOT_CONTROLLER)\n  (%s)", what, o.controller, st.Message())
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s: the controller at %s did not answer within %s (--timeout / SOPILOT_TIMEOUT)", what, o.controller, o.timeout)
+	case codes.NotFound:
+		return fmt.Errorf("%s: not found: %s", what, st.Message())
+	case codes.InvalidArgument:
+		if vs := fieldViolations(st); len(vs) > 0 {
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s: the controller refused the request:", what)
+			for _, v := range vs {
+				fmt.Fprintf(&b, "\n  %s: %s", v.GetField(), v.GetDescription())
+			}
+			return errors.New(b.String())
+		}
+		return fmt.Errorf("%s: invalid request: %s", what, st.Message())
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%s: refused: %s", what, st.Message())
+	case codes.Aborted:
+		return fmt.Errorf("%s: %s (try again in a moment)", what, st.Message())
+	case codes.Unimplemented:
+		return fmt.Errorf("%s: the controller at %s does not implement this yet: %s", what, o.controller, st.Message())
+	case codes.Canceled:
+		return context.Canceled
+	}
+	return fmt.Errorf("%s: %s: %s", what, st.Code(), st.Message())
+}
+
+func fieldViolations(st *status.Status) []*errdetails.BadRequest_FieldViolation {
+	var vs []*errdetails.BadRequest_FieldViolation
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			vs = append(vs, br.GetFieldViolations()...)
+		}
+	}
+	return vs
+}
+
+// writeProto prints m as indented protojson, zero values included so that
+// scripts can rely on every field being there.
+func writeProto(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}

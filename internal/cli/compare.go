@@ -1,0 +1,200 @@
+package cli
+
+// compare.go: the `compare` command, ComparisonService.CompareRuns for
+// people (the verdict first, then a table) and scripts (-o json).
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+type compareOptions struct {
+	metrics    []string
+	seed       int64
+	resamples  int32
+	confidence float64
+}
+
+func newCompareCommand(a *app) *cobra.Command {
+	o := &clientOptions{}
+	c := &compareOptions{}
+	cmd := &cobra.Command{
+		Use:   "compare BASELINE_RUN CANDIDATE_RUN --metric NAME:higher|lower...",
+		Short: "Compare a candidate run against a baseline on their per-sample results",
+		Long: `Compare two runs' per-sample results (reported by the runs, see docs/results.md)
+with paired statistics where both scored the same samples.
+
+  sopilot compare r-baseline r-candidate --metric correct:higher --metric loss:lower --seed 1
+
+Every metric needs its direction: higher or lower is better (there is no
+default: guessing would call a higher loss an improvement). The first metric
+decides the overall verdict, printed first. -o json prints the whole
+response, report_json (with the seed's compare_models.py fields) included.`,
+		Args: exactArgs(2, "BASELINE_RUN and CANDIDATE_RUN"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := c.request(args[0], args[1])
+			if err != nil {
+				return err
+			}
+			conn, err := o.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			ctx, cancel := o.call(cmd.Context())
+			defer cancel()
+			resp, err := apipb.NewComparisonServiceClient(conn).CompareRuns(ctx, req)
+			if err != nil {
+				return o.clientError(fmt.Sprintf("compare %s with %s", args[1], args[0]), err)
+			}
+			if a.json() {
+				return writeProto(a.env.Stdout, resp)
+			}
+			printComparison(a.env.Stdout, resp)
+			return nil
+		},
+	}
+	addClientFlags(cmd, o)
+	fs := cmd.Flags()
+	fs.StringArrayVar(&c.metrics, "metric", nil, "metric to compare and which way is better, NAME:higher or NAME:lower (repeatable, at least one; the first decides the verdict)")
+	fs.Int64Var(&c.seed, "seed", 0, "bootstrap seed, for reproducible confidence intervals")
+	fs.Int32Var(&c.resamples, "resamples", 0, "bootstrap resamples (0: the controller's default, 10000)")
+	fs.Float64Var(&c.confidence, "confidence", 0.95, "confidence level of the intervals, in (0, 1)")
+	return cmd
+}
+
+func (c *compareOptions) request(baseline, candidate string) (*apipb.CompareRunsRequest, error) {
+	if len(c.metrics) == 0 {
+		return nil, fmt.Errorf("%w: give at least one --metric NAME:higher|lower, e.g. --metric correct:higher", ErrUsage)
+	}
+	if c.confidence <= 0 || c.confidence >= 1 {
+		return nil, fmt.Errorf("%w: --confidence %v: want a level in (0, 1), e.g. 0.95", ErrUsage, c.confidence)
+	}
+	if c.resamples < 0 {
+		return nil, fmt.Errorf("%w: --resamples must be 0 (default) or positive", ErrUsage)
+	}
+	req := &apipb.CompareRunsRequest{
+		BaselineRunId: baseline, CandidateRunId: candidate,
+		ConfidenceLevel: c.confidence, BootstrapResamples: c.resamples, Seed: c.seed,
+	}
+	for _, m := range c.metrics {
+		ms, err := parseMetric(m)
+		if err != nil {
+			return nil, err
+		}
+		req.Metrics = append(req.Metrics, ms)
+	}
+	return req, nil
+}
+
+func parseMetric(s string) (*apipb.MetricSpec, error) {
+	name, dir, ok := strings.Cut(s, ":")
+	if ok && name != "" {
+		switch strings.ToLower(dir) {
+		case "higher":
+			return &apipb.MetricSpec{Name: name, Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER}, nil
+		case "lower":
+			return &apipb.MetricSpec{Name: name, Direction: apipb.Direction_DIRECTION_LOWER_IS_BETTER}, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: --metric %q: want NAME:higher or NAME:lower, e.g. correct:higher or loss:lower", ErrUsage, s)
+}
+
+func verdictName(v apipb.Verdict) string {
+	return strings.TrimPrefix(v.String(), "VERDICT_")
+}
+
+func directionText(d apipb.Direction) string {
+	switch d {
+	case apipb.Direction_DIRECTION_HIGHER_IS_BETTER:
+		return "higher is better"
+	case apipb.Direction_DIRECTION_LOWER_IS_BETTER:
+		return "lower is better"
+	}
+	return "no direction"
+}
+
+func fmtSigned(v float64) string {
+	s := fmtFloat(v)
+	if v >= 0 {
+		s = "+" + s
+	}
+	return s
+}
+
+// printComparison writes the verdict line, then one row per metric, then
+// notes, efficiency and incidents.
+func printComparison(w io.Writer, r *apipb.CompareRunsResponse) {
+	verdict := "verdict: " + verdictName(r.GetVerdict())
+	if ms := r.GetMetrics(); len(ms) > 0 {
+		verdict += fmt.Sprintf(" (on %s, %s)", ms[0].GetName(), directionText(ms[0].GetDirection()))
+	}
+	fmt.Fprintln(w, verdict)
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "METRIC\tVERDICT\tPAIRED\tTEST\tN\tBASELINE\tCANDIDATE\tCHANGE [CI]\tRELATIVE\tP-VALUE\tWINS/TIES/LOSSES")
+	var notes []string
+	for _, m := range r.GetMetrics() {
+		paired := "no"
+		if m.GetPaired() {
+			paired = "yes"
+		}
+		rel := "omitted"
+		if m.RelativeChange != nil {
+			rel = fmt.Sprintf("%+.1f%%", m.GetRelativeChange()*100)
+		} else if m.GetRelativeChangeNote() != "" {
+			rel = "omitted: " + m.GetRelativeChangeNote()
+		}
+		ci := fmt.Sprintf("%s [%s, %s] @%.0f%%", fmtSigned(m.GetAbsoluteChange()), fmtSigned(m.GetCiLow()), fmtSigned(m.GetCiHigh()), m.GetConfidenceLevel()*100)
+		wtl := "-"
+		if m.GetPaired() {
+			wtl = fmt.Sprintf("%d/%d/%d", m.GetWins(), m.GetTies(), m.GetLosses())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%.2g\t%s\n",
+			m.GetName(), verdictName(m.GetVerdict()), paired, orDash(m.GetTest()),
+			m.GetBaseline().GetN(), m.GetCandidate().GetN(),
+			meanStd(m.GetBaseline()), meanStd(m.GetCandidate()), ci, rel, m.GetPValue(), wtl)
+		if m.GetNote() != "" {
+			notes = append(notes, m.GetName()+": "+m.GetNote())
+		}
+	}
+	tw.Flush()
+	for _, n := range notes {
+		fmt.Fprintln(w, "note: "+n)
+	}
+	be, ce := r.GetBaselineEfficiency(), r.GetCandidateEfficiency()
+	if be.GetWallSeconds() != 0 || ce.GetWallSeconds() != 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "EFFICIENCY\tWALL\tQUEUE\tGPUS\tGPU-HOURS\tGPU UTIL\tSAMPLES/S")
+		for _, e := range []struct {
+			name string
+			e    *apipb.Efficiency
+		}{{"baseline", be}, {"candidate", ce}} {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3f\t%.0f%%\t%s\n", e.name,
+				fmtDuration(secondsDuration(e.e.GetWallSeconds())), fmtDuration(secondsDuration(e.e.GetQueueSeconds())),
+				e.e.GetGpuCount(), e.e.GetGpuHours(), e.e.GetGpuUtilizationMeanPercent(), fmtFloat(e.e.GetSamplesPerSecond()))
+		}
+		tw.Flush()
+		if r.GetSpeedup() != 0 {
+			fmt.Fprintf(w, "speed-up %.2fx, scaling efficiency %.0f%%\n", r.GetSpeedup(), r.GetScalingEfficiency()*100)
+		}
+	}
+	if ids := r.GetIncidentIds(); len(ids) > 0 {
+		fmt.Fprintln(w, "incidents during the runs: "+strings.Join(ids, ", "))
+	}
+}
+
+func meanStd(s *apipb.Summary) string {
+	return fmtFloat(s.GetMean()) + " ± " + fmtFloat(s.GetStd())
+}
+
+func secondsDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

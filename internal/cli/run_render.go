@@ -1,0 +1,332 @@
+package cli
+
+// run_render.go: how runs look to people (tables, the watch line), and the
+// watch loop.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+// stateName is RUN_STATE_COMPLETED without its prefix.
+func stateName(s apipb.RunState) string {
+	return strings.TrimPrefix(s.String(), "RUN_STATE_")
+}
+
+func terminal(s apipb.RunState) bool {
+	return s >= apipb.RunState_RUN_STATE_COMPLETED
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func fmtTime(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// fmtDuration is 1h02m03s rounded to the second, or 3d04h05m for long ones.
+func fmtDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	h, m, s := int(d/time.Hour), int(d/time.Minute)%60, int(d/time.Second)%60
+	switch {
+	case h >= 24:
+		return fmt.Sprintf("%dd%02dh%02dm", h/24, h%24, m)
+	case h > 0:
+		return fmt.Sprintf("%dh%02dm%02ds", h, m, s)
+	case m > 0:
+		return fmt.Sprintf("%dm%02ds", m, s)
+	}
+	return fmt.Sprintf("%ds", s)
+}
+
+// elapsed is how long the run has run (start to end or now), or, before it
+// started, how long it has waited, prefixed "queued ".
+func elapsed(r *apipb.Run, now time.Time) string {
+	end := now
+	if r.GetEndTime() != nil {
+		end = r.GetEndTime().AsTime()
+	}
+	if r.GetStartTime() != nil {
+		return fmtDuration(end.Sub(r.GetStartTime().AsTime()))
+	}
+	if r.GetCreateTime() != nil && !terminal(r.GetState()) {
+		return "queued " + fmtDuration(end.Sub(r.GetCreateTime().AsTime()))
+	}
+	return "-"
+}
+
+func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+// progressText is "step 120/1000 loss 0.4321 812 samples/s ETA 12m03s", or
+// "" when the run reports no progress.
+func progressText(p *apipb.RunProgress) string {
+	if p == nil {
+		return ""
+	}
+	var parts []string
+	if p.GetTotalSteps() > 0 {
+		parts = append(parts, fmt.Sprintf("step %d/%d", p.GetStep(), p.GetTotalSteps()))
+	} else if p.GetStep() > 0 {
+		parts = append(parts, fmt.Sprintf("step %d", p.GetStep()))
+	}
+	if p.GetLoss() != 0 {
+		parts = append(parts, "loss "+fmtFloat(p.GetLoss()))
+	}
+	if p.GetSamplesPerSecond() != 0 {
+		parts = append(parts, fmtFloat(p.GetSamplesPerSecond())+" samples/s")
+	}
+	if p.GetEta() != nil {
+		parts = append(parts, "ETA "+fmtDuration(p.GetEta().AsDuration()))
+	}
+	return strings.Join(parts, " ")
+}
+
+// printRun is the detail view of run get/submit/cancel.
+func printRun(w io.Writer, r *apipb.Run, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	state := stateName(r.GetState())
+	if r.GetSlurmState() != "" {
+		state += " (slurm " + r.GetSlurmState() + ")"
+	}
+	row("ID", r.GetId())
+	row("Name", r.GetName())
+	row("State", state)
+	row("Reason", r.GetReason())
+	row("Slurm job", orDash(r.GetSlurmJobId()))
+	spec := r.GetSpec()
+	shape := fmt.Sprintf("%d node(s) x %d task(s), %d GPU(s)/node", spec.GetNodes(), max(spec.GetTasksPerNode(), 1), spec.GetGpusPerNode())
+	if spec.GetTimeLimit() != nil {
+		shape += ", time " + fmtDuration(spec.GetTimeLimit().AsDuration())
+	}
+	if spec.GetPartition() != "" {
+		shape += ", partition " + spec.GetPartition()
+	}
+	row("Resources", shape)
+	row("Nodes", r.GetNodeList())
+	if terminal(r.GetState()) {
+		exit := strconv.Itoa(int(r.GetExitCode()))
+		if r.GetExitSignal() != 0 {
+			exit += fmt.Sprintf(" (signal %d)", r.GetExitSignal())
+		}
+		row("Exit code", exit)
+	}
+	row("Output", r.GetOutputPath())
+	row("Created", fmtTime(r.GetCreateTime()))
+	if r.GetStartTime() != nil {
+		row("Started", fmtTime(r.GetStartTime()))
+	}
+	if r.GetEndTime() != nil {
+		row("Ended", fmtTime(r.GetEndTime()))
+	}
+	row("Elapsed", elapsed(r, now))
+	row("Progress", progressText(r.GetProgress()))
+	if u := r.GetUsage(); u != nil {
+		usage := fmt.Sprintf("%d GPU(s), %.2f GPU-hours, utilization mean %.0f%% p95 %.0f%%", u.GetGpuCount(), u.GetGpuHours(), u.GetGpuUtilizationMeanPercent(), u.GetGpuUtilizationP95Percent())
+		if u.GetSimulated() {
+			usage += " (simulated)"
+		}
+		row("Usage", usage)
+	}
+	row("Labels", joinMap(spec.GetLabels()))
+	row("Depends on", strings.Join(spec.GetDependsOn(), ", "))
+	row("Request id", r.GetRequestId())
+	if len(spec.GetArgv()) > 0 {
+		row("Command", strings.Join(spec.GetArgv(), " "))
+	} else if spec.GetScript() != "" {
+		first, _, _ := strings.Cut(strings.TrimSpace(spec.GetScript()), "\n")
+		row("Script", first+" ...")
+	}
+	row("Incidents", strings.Join(r.GetIncidentIds(), ", "))
+	tw.Flush()
+}
+
+func joinMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + m[k]
+	}
+	return strings.Join(keys, ",")
+}
+
+// printRunList is run list's table.
+func printRunList(w io.Writer, runs []*apipb.Run, now time.Time) {
+	if len(runs) == 0 {
+		fmt.Fprintln(w, "No runs.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLURM JOB\tNODES\tCREATED\tELAPSED")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), r.GetName(), stateName(r.GetState()),
+			orDash(r.GetSlurmJobId()), orDash(r.GetNodeList()), fmtTime(r.GetCreateTime()), elapsed(r, now))
+	}
+	tw.Flush()
+}
+
+// statusLine is the one-line status of run watch.
+func statusLine(r *apipb.Run, now time.Time) string {
+	parts := []string{r.GetId(), stateName(r.GetState())}
+	if r.GetSlurmState() != "" {
+		parts = append(parts, "slurm="+r.GetSlurmState())
+	}
+	if r.GetReason() != "" && !terminal(r.GetState()) {
+		parts = append(parts, "reason="+r.GetReason())
+	}
+	if r.GetNodeList() != "" {
+		parts = append(parts, "nodes="+r.GetNodeList())
+	}
+	parts = append(parts, elapsed(r, now))
+	if p := progressText(r.GetProgress()); p != "" {
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, "  ")
+}
+
+// endError is nil when the run COMPLETED, else ErrRunNotCompleted naming
+// how it ended.
+func endError(r *apipb.Run) error {
+	if r.GetState() == apipb.RunState_RUN_STATE_COMPLETED {
+		return nil
+	}
+	msg := fmt.Sprintf("run %s ended %s", r.GetId(), stateName(r.GetState()))
+	var details []string
+	if r.GetSlurmState() != "" {
+		details = append(details, "slurm "+r.GetSlurmState())
+	}
+	details = append(details, "exit code "+strconv.Itoa(int(r.GetExitCode())))
+	if r.GetReason() != "" {
+		details = append(details, r.GetReason())
+	}
+	msg += " (" + strings.Join(details, ", ") + ")"
+	if r.GetOutputPath() != "" {
+		msg += "; its output: " + r.GetOutputPath()
+	}
+	return fmt.Errorf("%w: %s", ErrRunNotCompleted, msg)
+}
+
+type watchEvent struct {
+	run *apipb.Run
+	err error
+}
+
+// watchRun streams WatchRun until the run ends. On a terminal it redraws one
+// status line every second (the elapsed time moves); otherwise it prints a
+// line whenever the status changes; -o json prints each run as one line.
+func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceClient, id string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := c.WatchRun(ctx, &apipb.WatchRunRequest{RunId: id})
+	if err != nil {
+		cancel()
+		return o.clientError("watch run "+id, err)
+	}
+	events := make(chan watchEvent)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			resp, err := stream.Recv()
+			select {
+			case events <- watchEvent{resp.GetRun(), err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	w := a.env.Stdout
+	live := !a.json() && a.env.IsTerminal(w)
+	var tick <-chan time.Time
+	if live {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		tick = t.C
+	}
+	var last *apipb.Run
+	var lastLine string
+	draw := func() {
+		line := statusLine(last, time.Now())
+		if live {
+			fmt.Fprintf(w, "\r\033[K%s", line)
+		}
+	}
+	for {
+		select {
+		case <-tick:
+			if last != nil {
+				draw()
+			}
+		case ev := <-events:
+			if errors.Is(ev.err, io.EOF) {
+				if live {
+					fmt.Fprintln(w)
+				}
+				if last == nil || !terminal(last.GetState()) {
+					return fmt.Errorf("watch run %s: the controller ended the stream before the run ended; run 'sopilot run watch %s' again", id, id)
+				}
+				return endError(last)
+			}
+			if ev.err != nil {
+				if live {
+					fmt.Fprintln(w)
+				}
+				return o.clientError("watch run "+id, ev.err)
+			}
+			last = ev.run
+			switch {
+			case a.json():
+				b, err := protojson.Marshal(last)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "%s\n", b)
+			case live:
+				draw()
+			default:
+				// Without the elapsed time, which changes every line.
+				key := statusLine(last, time.Time{})
+				if key != lastLine {
+					lastLine = key
+					fmt.Fprintln(w, statusLine(last, time.Now()))
+				}
+			}
+		}
+	}
+}
