@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+func TestCompareRequest(t *testing.T) {
+	c := &compareOptions{metrics: []string{"correct:higher", "loss:LOWER"}, seed: 7, resamples: 2000, confidence: 0.9}
+	got, err := c.request("r-base", "r-cand")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &apipb.CompareRunsRequest{BaselineRunId: "r-base", CandidateRunId: "r-cand", Seed: 7,
+		BootstrapResamples: 2000, ConfidenceLevel: 0.9, Metrics: []*apipb.MetricSpec{
+			{Name: "correct", Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER},
+			{Name: "loss", Direction: apipb.Direction_DIRECTION_LOWER_IS_BETTER}}}
+	if !proto.Equal(got, want) {
+		t.Errorf("request = %v, want %v", got, want)
+	}
+	tests := []struct {
+		name string
+		opts compareOptions
+		want string
+	}{
+		{"no metric", compareOptions{confidence: 0.95}, "at least one --metric"},
+		{"no direction", compareOptions{metrics: []string{"correct"}, confidence: 0.95}, `--metric "correct"`},
+		{"bad direction", compareOptions{metrics: []string{"correct:up"}, confidence: 0.95}, `--metric "correct:up"`},
+		{"no name", compareOptions{metrics: []string{":higher"}, confidence: 0.95}, `--metric ":higher"`},
+		{"confidence 1", compareOptions{metrics: []string{"correct:higher"}, confidence: 1}, "--confidence 1"},
+		{"negative resamples", compareOptions{metrics: []string{"correct:higher"}, confidence: 0.95, resamples: -1}, "--resamples"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.opts.request("a", "b")
+			if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want a usage error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRenderComparison(t *testing.T) {
+	rel := 0.5
+	resp := &apipb.CompareRunsResponse{
+		Verdict: apipb.Verdict_VERDICT_IMPROVED,
+		Metrics: []*apipb.MetricComparison{
+			{Name: "correct", Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER, Verdict: apipb.Verdict_VERDICT_IMPROVED,
+				Paired: true, Test: "McNemar", Baseline: &apipb.Summary{N: 200, Mean: 0.6, Std: 0.4911},
+				Candidate: &apipb.Summary{N: 200, Mean: 0.9, Std: 0.3008}, AbsoluteChange: 0.3, RelativeChange: &rel,
+				CiLow: 0.24, CiHigh: 0.365, ConfidenceLevel: 0.95, PValue: 2.6e-14, Wins: 60, Ties: 140},
+			{Name: "loss", Direction: apipb.Direction_DIRECTION_LOWER_IS_BETTER, Verdict: apipb.Verdict_VERDICT_NO_SIGNIFICANT_CHANGE,
+				Paired: false, Test: "welch", Baseline: &apipb.Summary{N: 200, Mean: 0.0001, Std: 0.002},
+				Candidate: &apipb.Summary{N: 150, Mean: 0.0002, Std: 0.003}, AbsoluteChange: 0.0001,
+				RelativeChangeNote: "baseline mean is near zero", CiLow: -0.0004, CiHigh: 0.0006, ConfidenceLevel: 0.95,
+				PValue: 0.71, Note: "runs scored different samples; unpaired test"},
+		},
+		BaselineEfficiency:  &apipb.Efficiency{WallSeconds: 750, QueueSeconds: 1, GpuHours: 3.33, GpuUtilizationMeanPercent: 87, SamplesPerSecond: 812.5, GpuCount: 16},
+		CandidateEfficiency: &apipb.Efficiency{WallSeconds: 420, QueueSeconds: 3, GpuHours: 3.73, GpuUtilizationMeanPercent: 91, SamplesPerSecond: 1450, GpuCount: 32},
+		Speedup:             1.79, ScalingEfficiency: 0.89,
+		IncidentIds: []string{"inc-1"},
+	}
+	var b strings.Builder
+	printComparison(&b, resp)
+	if !strings.HasPrefix(b.String(), "verdict: IMPROVED (on correct, higher is better)\n") {
+		t.Errorf("the verdict is not first:\n%s", b.String())
+	}
+	golden(t, "compare.golden", b.String())
+}
