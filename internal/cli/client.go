@@ -5,7 +5,9 @@ package cli
 // turned into messages that say what to do, and protojson output.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -122,12 +124,33 @@ func fieldViolations(st *status.Status) []*errdetails.BadRequest_FieldViolation 
 }
 
 // writeProto prints m as indented protojson, zero values included so that
-// scripts can rely on every field being there.
+// scripts can rely on every field being there. protojson's own whitespace
+// varies on purpose from build to build; json.Indent makes it stable.
 func writeProto(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(m)
+	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
+	return err
+}
+
+// writeProtoLine prints m as one line of JSON (for streams).
+func writeProtoLine(w io.Writer, m proto.Message) error {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
 	return err
 }

@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sopilot/sopilot/pkg/apipb"
@@ -312,11 +311,9 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 			last = ev.run
 			switch {
 			case a.json():
-				b, err := protojson.Marshal(last)
-				if err != nil {
+				if err := writeProtoLine(w, last); err != nil {
 					return err
 				}
-				fmt.Fprintf(w, "%s\n", b)
 			case live:
 				draw()
 			default:

@@ -1,0 +1,201 @@
+package cli
+
+// Integration test: the real controller binary on the local Slurm cluster,
+// driven through the cobra root in-process, like a user would.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sopilot/sopilot/internal/slurmtest"
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var listeningRE = regexp.MustCompile(`controller listening on (\S+)`)
+
+// startRealController builds cmd/controller and starts it on a free port
+// against the local cluster; it returns the gRPC address.
+func startRealController(t *testing.T, env slurmtest.Env) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "controller")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/controller").CombinedOutput(); err != nil {
+		t.Fatalf("go build controller: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "--db", filepath.Join(t.TempDir(), "controller.db"), "--grpc-addr", "127.0.0.1:0",
+		"--metrics-addr", "", "--poll-interval", "1s", "--default-workdir", env.WorkDir, "--log-level", "debug")
+	cmd.Env = env.Environ()
+	logs := &lockedLog{}
+	cmd.Stderr = logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("controller stderr:\n%s", logs.String())
+		}
+	})
+	addrs := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				addrs <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case addr := <-addrs:
+		return addr
+	case <-time.After(60 * time.Second):
+		t.Fatalf("controller did not start:\n%s", logs.String())
+	}
+	return ""
+}
+
+// reportResults sends per-sample "correct" values: sample i is correct when
+// (i*7919)%100 < percent, as in docs/api.md.
+func reportResults(t *testing.T, c apipb.RunServiceClient, runID string, percent int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := c.ReportRunResults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &apipb.ReportRunResultsRequest{RunId: runID}
+	for i := range 200 {
+		v := 0.0
+		if (i*7919)%100 < percent {
+			v = 1
+		}
+		req.Records = append(req.Records, &apipb.ResultRecord{SampleId: fmt.Sprintf("digit-%d", i), Values: map[string]float64{"correct": v}})
+	}
+	if err := stream.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		t.Fatalf("report results of %s: %v", runID, err)
+	}
+	if resp.GetSampleCount() != 200 {
+		t.Fatalf("stored %d samples, want 200", resp.GetSampleCount())
+	}
+}
+
+func TestRunCommandsAgainstController(t *testing.T) {
+	env := slurmtest.Require(t)
+	addr := startRealController(t, env)
+	cliEnv := map[string]string{"SOPILOT_CONTROLLER": addr}
+	run := func(stdin string, args ...string) result {
+		t.Helper()
+		return sopilot(t, invocation{args: args, env: cliEnv, stdin: stdin})
+	}
+
+	// The seed's shape, with --watch: exit 0 once COMPLETED.
+	script := "srun bash -c 'echo rank=$SLURM_PROCID gpus=$CUDA_VISIBLE_DEVICES host=$SLURMD_NODENAME'\n"
+	r := run(script, "run", "submit", "--job-name", "cli-seed", "--nodes", "2", "--ntasks-per-node", "8",
+		"--gpus-per-node", "8", "--time", "00:05:00", "--label", "test=cli", "--script", "-", "--watch")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "COMPLETED") {
+		t.Fatalf("submit --watch: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	m := regexp.MustCompile(`submitted (r-\S+)`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("no run id in:\n%s", r.stdout)
+	}
+	seed := m[1]
+
+	r = run("", "run", "list", "-o", "json", "--label", "test=cli")
+	if r.code != ExitOK || !strings.Contains(r.stdout, `"id": "`+seed+`"`) || !strings.Contains(r.stdout, "RUN_STATE_COMPLETED") {
+		t.Errorf("run list -o json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run("", "run", "list", "--state", "completed")
+	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "ID ") || !strings.Contains(r.stdout, seed) {
+		t.Errorf("run list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run("", "run", "get", seed)
+	if r.code != ExitOK || !strings.Contains(r.stdout, "COMPLETED (slurm COMPLETED)") || !strings.Contains(r.stdout, "Nodes:       worker-[0-1]") {
+		t.Errorf("run get: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	r = run("", "run", "get", "r-00000000000000000000000000")
+	if r.code != ExitError || !strings.Contains(r.stderr, "sopilot: get run r-00000000000000000000000000: not found") {
+		t.Errorf("run get unknown: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	r = run("", "run", "submit", "--job-name", "bad name", "--time", "1m", "--", "true")
+	if r.code != ExitError || !strings.Contains(r.stderr, "the controller refused the request:\n  spec.job_name: ") {
+		t.Errorf("submit bad name: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	// A second run, cancelled, then compared against the first.
+	r = run("", "run", "submit", "--job-name", "cli-sleeper", "--time", "5m", "-o", "json", "--", "sleep", "300")
+	m = regexp.MustCompile(`"id": "(r-[^"]+)"`).FindStringSubmatch(r.stdout)
+	if r.code != ExitOK || m == nil {
+		t.Fatalf("submit sleeper: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	sleeper := m[1]
+	r = run("", "run", "cancel", sleeper)
+	if r.code != ExitOK || !strings.Contains(r.stdout, sleeper) {
+		t.Errorf("run cancel: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run("", "run", "watch", sleeper)
+	if r.code != ExitError || !strings.Contains(r.stderr, "ended CANCELLED") {
+		t.Errorf("run watch cancelled: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	runs := apipb.NewRunServiceClient(conn)
+	reportResults(t, runs, seed, 60)
+	reportResults(t, runs, sleeper, 90)
+
+	r = run("", "compare", seed, sleeper, "--metric", "correct:higher", "--seed", "1")
+	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "verdict: IMPROVED (on correct, higher is better)\n") ||
+		!strings.Contains(r.stdout, "60/140/0") {
+		t.Errorf("compare: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run("", "compare", seed, sleeper, "--metric", "correct:higher", "--seed", "1", "-o", "json")
+	if r.code != ExitOK || !strings.Contains(r.stdout, `"verdict": "VERDICT_IMPROVED"`) || !strings.Contains(r.stdout, `"reportJson": "{`) {
+		t.Errorf("compare -o json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("compare:\n%s", run("", "compare", seed, sleeper, "--metric", "correct:higher", "--seed", "1").stdout)
+}
