@@ -157,7 +157,7 @@ func printRun(w io.Writer, r *apipb.Run, now time.Time) {
 	row("Depends on", strings.Join(spec.GetDependsOn(), ", "))
 	row("Request id", r.GetRequestId())
 	if len(spec.GetArgv()) > 0 {
-		row("Command", strings.Join(spec.GetArgv(), " "))
+		row("Command", shellJoin(spec.GetArgv()))
 	} else if spec.GetScript() != "" {
 		first, _, _ := strings.Cut(strings.TrimSpace(spec.GetScript()), "\n")
 		row("Script", first+" ...")
@@ -231,7 +231,27 @@ func endError(r *apipb.Run) error {
 	if r.GetOutputPath() != "" {
 		msg += "; its output: " + r.GetOutputPath()
 	}
-	return fmt.Errorf("%w: %s", ErrRunNotCompleted, msg)
+	return runEndedError(msg)
+}
+
+// runEndedError is ErrRunNotCompleted with a message that says how the run
+// ended.
+type runEndedError string
+
+func (e runEndedError) Error() string        { return string(e) }
+func (e runEndedError) Is(target error) bool { return target == ErrRunNotCompleted }
+
+// shellJoin joins argv the way a shell would need it typed.
+func shellJoin(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:@%+,-") == "" {
+			out[i] = a
+		} else {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 type watchEvent struct {

@@ -215,6 +215,14 @@ func TestListRequest(t *testing.T) {
 	}
 }
 
+func TestShellJoin(t *testing.T) {
+	got := shellJoin([]string{"bash", "-c", "echo rank $SLURM_PROCID", "it's", "--lr=3e-4", ""})
+	want := `bash -c 'echo rank $SLURM_PROCID' 'it'\''s' --lr=3e-4 ''`
+	if got != want {
+		t.Errorf("shellJoin = %s, want %s", got, want)
+	}
+}
+
 func TestNewRequestID(t *testing.T) {
 	a, b := newRequestID(), newRequestID()
 	if a == b || len(a) != 36 || a[14] != '4' {
@@ -364,7 +372,7 @@ func TestEndError(t *testing.T) {
 	failed := completedRun()
 	failed.State, failed.SlurmState, failed.ExitCode, failed.Reason = apipb.RunState_RUN_STATE_FAILED, "FAILED", 2, "NonZeroExitCode"
 	err := endError(failed)
-	want := "run did not complete: run r-01m8kc4a4s0xq0n7w6zv5c2k9e ended FAILED (slurm FAILED, exit code 2, NonZeroExitCode); its output: /tmp/sopilot-slurm/work/training-with-original-71.out"
+	want := "run r-01m8kc4a4s0xq0n7w6zv5c2k9e ended FAILED (slurm FAILED, exit code 2, NonZeroExitCode); its output: /tmp/sopilot-slurm/work/training-with-original-71.out"
 	if !errors.Is(err, ErrRunNotCompleted) || err.Error() != want || ExitCode(err) != ExitError {
 		t.Errorf("endError = %v (exit %d), want %q (exit 1)", err, ExitCode(err), want)
 	}
