@@ -48,6 +48,9 @@ func (o Options) withDefaults() Options {
 	if o.EventWaitTimeout <= 0 {
 		o.EventWaitTimeout = time.Second
 	}
+	if o.EventWaitTimeout < time.Millisecond {
+		o.EventWaitTimeout = time.Millisecond // Wait(0) would spin
+	}
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = o.CallTimeout
 	}
@@ -247,8 +250,9 @@ func call[T any](ctx context.Context, c *Collector, fn func() (T, nvml.Return)) 
 }
 
 // Close stops the worker and shuts NVML down. It waits for running RunEvents
-// to return and for the worker, at most CloseTimeout for the latter; a worker
-// stuck in a hung call is left behind and Close returns ErrWedged.
+// to return and for the worker, at most CloseTimeout for the latter. A worker
+// stuck in a hung call cannot be stopped: Close returns ErrWedged and the
+// worker calls Shutdown and exits if and when that call returns.
 func (c *Collector) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()

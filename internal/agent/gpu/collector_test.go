@@ -339,7 +339,6 @@ func TestWatchdog(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	releaseHung := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(releaseHung) // before Close, which t.Cleanup runs later... see below
 	device(s, 2).GetPowerUsageFunc = func() (uint32, nvml.Return) {
 		<-release
 		return 1, nvml.SUCCESS
@@ -399,6 +398,114 @@ func TestWatchdog(t *testing.T) {
 		t.Fatalf("after release: %d samples, err %v; want 8, nil", len(samples), err)
 	}
 	checkVal(t, "gpu2 PowerMilliwatts", samples[2].PowerMilliwatts, 1)
+}
+
+func TestCloseWhileHung(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	s := newServer(t)
+	release := make(chan struct{})
+	shutdown := make(chan struct{})
+	s.ShutdownFunc = func() nvml.Return { close(shutdown); return nvml.SUCCESS }
+	device(s, 0).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+		<-release
+		return nvml.Utilization{}, nvml.SUCCESS
+	}
+	c, err := gpu.New(s, nil, gpu.Options{CallTimeout: timeout, CloseTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Sample(context.Background()); !errors.Is(err, gpu.ErrCallTimeout) {
+		t.Fatalf("Sample = %v, want ErrCallTimeout", err)
+	}
+	if err := c.Close(); !errors.Is(err, gpu.ErrWedged) {
+		t.Errorf("Close while hung = %v, want ErrWedged", err)
+	}
+	select {
+	case <-shutdown:
+		t.Fatal("Shutdown called under a running call")
+	default:
+	}
+	close(release)
+	select {
+	case <-shutdown: // the worker finishes the call, shuts NVML down and exits (goleak checks)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Shutdown after the hung call returned")
+	}
+}
+
+// countingHandler counts log records per "field" attribute.
+type countingHandler struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler            { return h }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "field" {
+			h.mu.Lock()
+			h.counts[a.Value.String()]++
+			h.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func TestFieldErrorLoggedOnce(t *testing.T) {
+	s := newServer(t)
+	var mu sync.Mutex
+	failing := true
+	for _, i := range []int{1, 2} {
+		device(s, i).GetPcieReplayCounterFunc = func() (int, nvml.Return) {
+			mu.Lock()
+			defer mu.Unlock()
+			if failing {
+				return 0, nvml.ERROR_UNKNOWN
+			}
+			return 0, nvml.SUCCESS
+		}
+	}
+	h := &countingHandler{counts: map[string]int{}}
+	c, err := gpu.New(s, slog.New(h), gpu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sample := func() {
+		t.Helper()
+		samples, _, err := c.Sample(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if got := len(samples[1].FieldErrors); (got == 1) != failing {
+			t.Errorf("gpu1 has %d field errors while failing=%v", got, failing)
+		}
+	}
+	for range 3 {
+		sample()
+	}
+	// Once per (gpu, field): gpu1 and gpu2.
+	if got := h.counts["pcie_replay_count"]; got != 2 {
+		t.Errorf("logged %d times after 3 samples, want 2", got)
+	}
+	// After the field reads again, a new failure is logged again.
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	sample()
+	mu.Lock()
+	failing = true
+	mu.Unlock()
+	sample()
+	sample()
+	if got := h.counts["pcie_replay_count"]; got != 4 {
+		t.Errorf("logged %d times, want 4", got)
+	}
 }
 
 func TestSampleContextCanceled(t *testing.T) {

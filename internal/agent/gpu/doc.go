@@ -30,6 +30,6 @@
 // and the Collector is wedged: later calls fail at once with ErrWedged, so a
 // sampling loop keeps its cadence, until the hung call returns, after which
 // sampling resumes by itself. Close waits up to Options.CloseTimeout for a
-// hung worker and then gives up (ErrWedged) without calling Shutdown, since
-// NVML cannot be shut down under a call that is still running.
+// hung worker and then returns ErrWedged; Shutdown is not called under a
+// call that is still running, but by the worker once that call returns.
 package gpu
