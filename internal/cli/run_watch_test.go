@@ -90,7 +90,7 @@ func TestWatchRun(t *testing.T) {
 		{
 			name: "json lines",
 			id:   "r-1", srv: &watchServer{runs: []*apipb.Run{pending}, end: nil},
-			output: "json",
+			output:  "json",
 			want:    `{"id":"r-1","state":"RUN_STATE_PENDING"}` + "\n",
 			wantErr: "the controller ended the stream before the run ended",
 		},
