@@ -60,9 +60,20 @@ func newServer(t *testing.T) *server.Server {
 		dev.GetFieldValuesFunc = func(vals []nvml.FieldValue) nvml.Return {
 			for k := range vals {
 				vals[k].NvmlReturn = uint32(nvml.SUCCESS)
-				if vals[k].FieldId == nvml.FI_DEV_MEMORY_TEMP {
+				switch vals[k].FieldId {
+				case nvml.FI_DEV_MEMORY_TEMP:
 					vals[k].ValueType = uint32(nvml.VALUE_TYPE_UNSIGNED_INT)
 					binary.NativeEndian.PutUint32(vals[k].Value[:], 70+i)
+					continue
+				case nvml.FI_DEV_GET_GPU_RECOVERY_ACTION:
+					vals[k].ValueType = uint32(nvml.VALUE_TYPE_UNSIGNED_INT)
+					binary.NativeEndian.PutUint32(vals[k].Value[:], uint32(nvml.GPU_RECOVERY_ACTION_NONE))
+					if i == 4 {
+						binary.NativeEndian.PutUint32(vals[k].Value[:], uint32(nvml.GPU_RECOVERY_ACTION_DRAIN_AND_RESET))
+					}
+					if i == 6 { // a driver that predates the field
+						vals[k].NvmlReturn = uint32(nvml.ERROR_INVALID_ARGUMENT)
+					}
 					continue
 				}
 				vals[k].ValueType = uint32(nvml.VALUE_TYPE_UNSIGNED_LONG_LONG)
@@ -159,6 +170,10 @@ func TestSample(t *testing.T) {
 				checkVal(t, "RowRemapFailure", g.RowRemapFailure, false)
 				checkVal(t, "PCIeReplayCount", g.PCIeReplayCount, 0)
 				checkVal(t, "NVLinkErrorCount", g.NVLinkErrorCount, 4)
+				checkVal(t, "RecoveryAction", g.RecoveryAction, gpu.RecoveryNone)
+				if samples[6].RecoveryAction != nil || len(samples[6].FieldErrors) != 0 {
+					t.Errorf("gpu6 RecoveryAction = %v, errors %v; want absent, none", samples[6].RecoveryAction, samples[6].FieldErrors)
+				}
 				if len(g.Processes) != 1 || g.Processes[0].PID != 4003 || *g.Processes[0].MemoryUsedBytes != 1000*mib {
 					t.Errorf("Processes = %+v", g.Processes)
 				}
@@ -189,7 +204,7 @@ func TestSample(t *testing.T) {
 					t.Fatalf("got %d samples, want 8", len(samples))
 				}
 				g := samples[0]
-				if g.TemperatureCelsius != nil || g.EnergyMillijoules != nil || g.RowRemapPending != nil ||
+				if g.TemperatureCelsius != nil || g.EnergyMillijoules != nil || g.RowRemapPending != nil || g.RecoveryAction != nil ||
 					g.RowRemapFailure != nil || g.MemoryTemperatureCelsius != nil || g.NVLinkErrorCount != nil || g.Processes != nil {
 					t.Errorf("unsupported fields present: %+v", g)
 				}
@@ -262,6 +277,7 @@ func TestSample(t *testing.T) {
 				checkVal(t, "RowRemapFailure", g.RowRemapFailure, false)
 				checkVal(t, "ThrottleReasons", g.ThrottleReasons, nvml.ClocksEventReasonSwThermalSlowdown|nvml.ClocksEventReasonSwPowerCap)
 				checkVal(t, "gpu5 RowRemapFailure", samples[5].RowRemapFailure, true)
+				checkVal(t, "RecoveryAction", g.RecoveryAction, gpu.RecoveryDrainAndReset)
 			},
 		},
 		{

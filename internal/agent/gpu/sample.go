@@ -183,9 +183,11 @@ func (c *Collector) markLost(d device, lost bool) (HealthEvent, bool) {
 	}, true
 }
 
-// NVLink error counters summed over links; FI_DEV_MEMORY_TEMP is HBM.
+// Values read in one GetFieldValues call: HBM temperature, the driver's
+// recovery action, and NVLink error counters totalled over links.
 var fieldIDs = []uint32{
 	nvml.FI_DEV_MEMORY_TEMP,
+	nvml.FI_DEV_GET_GPU_RECOVERY_ACTION,
 	nvml.FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL,
 	nvml.FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL,
 	nvml.FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL,
@@ -286,9 +288,15 @@ func (r *reader) applyFieldValues(s *Sample, vals []nvml.FieldValue) {
 	for _, fv := range vals {
 		ret := nvml.Return(fv.NvmlReturn)
 		var field string
-		if fv.FieldId == nvml.FI_DEV_MEMORY_TEMP {
+		switch fv.FieldId {
+		case nvml.FI_DEV_MEMORY_TEMP:
 			field = "memory_temperature"
-		} else {
+		case nvml.FI_DEV_GET_GPU_RECOVERY_ACTION:
+			field = "recovery_action"
+			if ret == nvml.ERROR_INVALID_ARGUMENT {
+				continue // a driver older than the field id (R570)
+			}
+		default:
 			field = "nvlink_errors"
 		}
 		if !r.accept(field, ret, nil) {
@@ -299,17 +307,43 @@ func (r *reader) applyFieldValues(s *Sample, vals []nvml.FieldValue) {
 			r.fieldErrs = append(r.fieldErrs, FieldError{Field: field, Err: err})
 			continue
 		}
-		if fv.FieldId == nvml.FI_DEV_MEMORY_TEMP {
+		switch fv.FieldId {
+		case nvml.FI_DEV_MEMORY_TEMP:
 			s.MemoryTemperatureCelsius = ptr(v)
-			continue
+		case nvml.FI_DEV_GET_GPU_RECOVERY_ACTION:
+			s.RecoveryAction = ptr(recoveryAction(nvml.DeviceGpuRecoveryAction(v)))
+		default:
+			if v > 0 {
+				nvlinkSum += uint64(v)
+			}
+			nvlinkSeen = true
 		}
-		if v > 0 {
-			nvlinkSum += uint64(v)
-		}
-		nvlinkSeen = true
 	}
 	if nvlinkSeen {
 		s.NVLinkErrorCount = ptr(nvlinkSum)
+	}
+}
+
+func recoveryAction(a nvml.DeviceGpuRecoveryAction) RecoveryAction {
+	switch a {
+	case nvml.GPU_RECOVERY_ACTION_NONE:
+		return RecoveryNone
+	case nvml.GPU_RECOVERY_ACTION_GPU_RESET:
+		return RecoveryGPUReset
+	case nvml.GPU_RECOVERY_ACTION_NODE_REBOOT:
+		return RecoveryNodeReboot
+	case nvml.GPU_RECOVERY_ACTION_DRAIN_P2P:
+		return RecoveryDrainP2P
+	case nvml.GPU_RECOVERY_ACTION_DRAIN_AND_RESET:
+		return RecoveryDrainAndReset
+	case nvml.GPU_RECOVERY_ACTION_RECOVER_IMEX_DOMAIN:
+		return RecoveryIMEXDomain
+	case nvml.GPU_RECOVERY_ACTION_BUS_RESET:
+		return RecoveryBusReset
+	case nvml.GPU_RECOVERY_ACTION_SYSTEM_REBOOT:
+		return RecoverySystemReboot
+	default:
+		return RecoveryAction(fmt.Sprintf("unknown_%d", a))
 	}
 }
 

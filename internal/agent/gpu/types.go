@@ -57,11 +57,29 @@ type Sample struct {
 	// NVLinkErrorCount is the sum over all links of the CRC flit, CRC data,
 	// replay and recovery error counters.
 	NVLinkErrorCount *uint64
+	// RecoveryAction is what the driver says the GPU needs (NVML R570+).
+	// Not in agentpb.GpuSample yet.
+	RecoveryAction *RecoveryAction
 	// Processes is nil when the GPU cannot list them, empty when it runs none.
 	Processes []Process
 
 	FieldErrors []FieldError
 }
+
+// RecoveryAction is NVML's GPU recovery action (FI_DEV_GET_GPU_RECOVERY_ACTION).
+type RecoveryAction string
+
+// Recovery actions, named after nvmlDeviceGpuRecoveryAction_t.
+const (
+	RecoveryNone          RecoveryAction = "none"
+	RecoveryGPUReset      RecoveryAction = "gpu_reset"
+	RecoveryNodeReboot    RecoveryAction = "node_reboot"
+	RecoveryDrainP2P      RecoveryAction = "drain_p2p"
+	RecoveryDrainAndReset RecoveryAction = "drain_and_reset"
+	RecoveryIMEXDomain    RecoveryAction = "recover_imex_domain"
+	RecoveryBusReset      RecoveryAction = "bus_reset"
+	RecoverySystemReboot  RecoveryAction = "system_reboot"
+)
 
 // Process is a compute process on a GPU.
 type Process struct {
