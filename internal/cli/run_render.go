@@ -308,6 +308,11 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 	}
 	for {
 		select {
+		case <-ctx.Done(): // interrupted (Ctrl-C): exit 130
+			if live {
+				fmt.Fprintln(w)
+			}
+			return ctx.Err()
 		case <-tick:
 			if last != nil {
 				draw()

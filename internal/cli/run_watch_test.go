@@ -129,3 +129,39 @@ func TestWatchRun(t *testing.T) {
 		t.Errorf("endError(failed) = %v, not ErrRunNotCompleted", err)
 	}
 }
+
+// blockingServer sends one run and then waits for the client to go away.
+type blockingServer struct {
+	apipb.UnimplementedRunServiceServer
+}
+
+func (blockingServer) WatchRun(req *apipb.WatchRunRequest, stream grpc.ServerStreamingServer[apipb.WatchRunResponse]) error {
+	if err := stream.Send(&apipb.WatchRunResponse{Run: &apipb.Run{Id: req.GetRunId(), State: apipb.RunState_RUN_STATE_RUNNING}}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return stream.Context().Err()
+}
+
+func TestWatchRunInterrupted(t *testing.T) {
+	lis := bufconn.Listen(1 << 20)
+	s := grpc.NewServer()
+	apipb.RegisterRunServiceServer(s, blockingServer{})
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var out bytes.Buffer
+	a := &app{env: Env{Stdout: &out, IsTerminal: func(io.Writer) bool { return false }}, root: rootOptions{output: "table"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err = watchRun(ctx, a, &clientOptions{controller: "bufnet", timeout: time.Second}, apipb.NewRunServiceClient(conn), "r-1")
+	if err == nil || out.String() != "r-1  RUNNING  -\n" {
+		t.Errorf("err = %v, stdout %q; want an error after the RUNNING line", err, out.String())
+	}
+}
