@@ -71,7 +71,8 @@ type Collector struct {
 	quit       chan struct{} // closed by Close: no new calls
 	stop       chan struct{} // closed by Close after RunEvents have left: worker shuts down
 	workerDone chan struct{}
-	hung       atomic.Pointer[request]
+	hung       atomic.Pointer[request] // a call that overran CallTimeout, until it returns
+	running    atomic.Pointer[request] // the call the worker is in
 
 	devices []device // fixed after New
 
@@ -189,6 +190,8 @@ func (c *Collector) work(initialised *bool) {
 }
 
 func (c *Collector) run(req *request) {
+	c.running.Store(req)
+	defer c.running.Store(nil)
 	defer close(req.done)
 	defer func() {
 		if r := recover(); r != nil {
@@ -218,7 +221,12 @@ func (c *Collector) do(ctx context.Context, fn func()) error {
 	select {
 	case c.reqs <- req:
 	case <-timer.C:
-		return ErrWedged // the worker stayed busy with someone else's call
+		// The worker stayed busy with another call for a whole CallTimeout
+		// (its caller may have given up through ctx): mark that call hung.
+		if cur := c.running.Load(); cur != nil {
+			c.hung.CompareAndSwap(nil, cur)
+		}
+		return ErrWedged
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.quit:

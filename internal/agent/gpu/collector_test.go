@@ -350,7 +350,7 @@ func TestSampleReportsGPULostOnce(t *testing.T) {
 }
 
 func TestWatchdog(t *testing.T) {
-	const callTimeout = 200 * time.Millisecond
+	const callTimeout = 300 * time.Millisecond
 	s := newServer(t)
 	release := make(chan struct{})
 	var once sync.Once
@@ -414,6 +414,37 @@ func TestWatchdog(t *testing.T) {
 		t.Fatalf("after release: %d samples, err %v; want 8, nil", len(samples), err)
 	}
 	checkVal(t, "gpu2 PowerMilliwatts", samples[2].PowerMilliwatts, 1)
+}
+
+func TestWatchdogAfterCallerGaveUp(t *testing.T) {
+	const callTimeout = 300 * time.Millisecond
+	s := newServer(t)
+	release := make(chan struct{})
+	device(s, 0).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+		<-release
+		return nvml.Utilization{}, nvml.SUCCESS
+	}
+	c := newCollector(t, s, gpu.Options{CallTimeout: callTimeout})
+	defer close(release) // deferred calls run before t.Cleanup's Close
+
+	// The first caller leaves through its own deadline, before the watchdog fires.
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout/4)
+	defer cancel()
+	if _, _, err := c.Sample(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sample = %v, want DeadlineExceeded", err)
+	}
+	// The next caller finds the worker busy for a whole CallTimeout ...
+	if _, _, err := c.Sample(context.Background()); !errors.Is(err, gpu.ErrWedged) {
+		t.Fatalf("Sample = %v, want ErrWedged", err)
+	}
+	// ... and from then on callers are answered at once.
+	start := time.Now()
+	if _, _, err := c.Sample(context.Background()); !errors.Is(err, gpu.ErrWedged) {
+		t.Fatalf("Sample = %v, want ErrWedged", err)
+	}
+	if elapsed := time.Since(start); elapsed > callTimeout/2 {
+		t.Errorf("wedged Sample took %v, want an immediate answer", elapsed)
+	}
 }
 
 func TestCloseWhileHung(t *testing.T) {
