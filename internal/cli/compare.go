@@ -57,7 +57,7 @@ response, report_json (with the seed's compare_models.py fields) included.`,
 			if a.json() {
 				return writeProto(a.env.Stdout, resp)
 			}
-			printComparison(a.env.Stdout, resp)
+			printComparison(a.env.Stdout, resp, a.colorFor(a.env.Stdout))
 			return nil
 		},
 	}
@@ -129,10 +129,19 @@ func fmtSigned(v float64) string {
 	return s
 }
 
-// printComparison writes the verdict line, then one row per metric, then
-// notes, efficiency and incidents.
-func printComparison(w io.Writer, r *apipb.CompareRunsResponse) {
-	verdict := "verdict: " + verdictName(r.GetVerdict())
+// printComparison writes the verdict line (coloured when color is set),
+// then one row per metric, then notes, efficiency and incidents.
+func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool) {
+	v := verdictName(r.GetVerdict())
+	if color {
+		switch r.GetVerdict() {
+		case apipb.Verdict_VERDICT_IMPROVED:
+			v = "\x1b[32;1m" + v + "\x1b[0m"
+		case apipb.Verdict_VERDICT_REGRESSED:
+			v = "\x1b[31;1m" + v + "\x1b[0m"
+		}
+	}
+	verdict := "verdict: " + v
 	if ms := r.GetMetrics(); len(ms) > 0 {
 		verdict += fmt.Sprintf(" (on %s, %s)", ms[0].GetName(), directionText(ms[0].GetDirection()))
 	}
