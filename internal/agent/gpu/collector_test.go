@@ -108,32 +108,77 @@ func newCollector(t *testing.T, s *server.Server, opts gpu.Options) *gpu.Collect
 }
 
 func TestInventory(t *testing.T) {
-	s := newServer(t)
-	c := newCollector(t, s, gpu.Options{})
-	inv, err := c.Inventory(context.Background())
-	if err != nil {
-		t.Fatalf("Inventory: %v", err)
+	tests := []struct {
+		name            string
+		mutate          func(s *server.Server)
+		wantFieldErrors []string
+		want            func(s *server.Server, i int) gpu.GPUInfo
+	}{
+		{
+			name: "8 H100s",
+			want: func(s *server.Server, i int) gpu.GPUInfo {
+				return gpu.GPUInfo{
+					Index:            i,
+					UUID:             device(s, i).UUID,
+					Model:            "NVIDIA H100 80GB HBM3",
+					MemoryTotalBytes: 81920 * mib,
+					PCIBusID:         device(s, i).PciBusID,
+				}
+			},
+		},
+		{
+			name: "unreadable and unsupported values",
+			mutate: func(s *server.Server) {
+				device(s, 2).GetNameFunc = func() (string, nvml.Return) { return "", nvml.ERROR_UNKNOWN }
+				device(s, 3).GetPciInfoFunc = func() (nvml.PciInfo, nvml.Return) { return nvml.PciInfo{}, nvml.ERROR_NOT_SUPPORTED }
+				s.SystemGetCudaDriverVersionFunc = func() (int, nvml.Return) { return 0, nvml.ERROR_FUNCTION_NOT_FOUND }
+			},
+			wantFieldErrors: []string{"cuda_driver_version", "gpu2.name"},
+			want: func(s *server.Server, i int) gpu.GPUInfo {
+				g := gpu.GPUInfo{Index: i, UUID: device(s, i).UUID, Model: "NVIDIA H100 80GB HBM3", MemoryTotalBytes: 81920 * mib, PCIBusID: device(s, i).PciBusID}
+				switch i {
+				case 2:
+					g.Model = ""
+				case 3:
+					g.PCIBusID = ""
+				}
+				return g
+			},
+		},
 	}
-	if inv.DriverVersion != "550.54.15" || inv.CUDADriverVersion != "12.4" || inv.NVMLVersion != "12.550.54.15" {
-		t.Errorf("versions = %q %q %q, want 550.54.15 12.4 12.550.54.15", inv.DriverVersion, inv.CUDADriverVersion, inv.NVMLVersion)
-	}
-	if len(inv.FieldErrors) != 0 {
-		t.Errorf("FieldErrors = %v, want none", inv.FieldErrors)
-	}
-	if len(inv.GPUs) != 8 {
-		t.Fatalf("got %d GPUs, want 8", len(inv.GPUs))
-	}
-	for i, g := range inv.GPUs {
-		want := gpu.GPUInfo{
-			Index:            i,
-			UUID:             device(s, i).UUID,
-			Model:            "NVIDIA H100 80GB HBM3",
-			MemoryTotalBytes: 81920 * mib,
-			PCIBusID:         device(s, i).PciBusID,
-		}
-		if g != want {
-			t.Errorf("GPU %d = %+v, want %+v", i, g, want)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t)
+			if tt.mutate != nil {
+				tt.mutate(s)
+			}
+			c := newCollector(t, s, gpu.Options{})
+			inv, err := c.Inventory(context.Background())
+			if err != nil {
+				t.Fatalf("Inventory: %v", err)
+			}
+			if inv.DriverVersion != "550.54.15" || inv.NVMLVersion != "12.550.54.15" {
+				t.Errorf("versions = %q %q, want 550.54.15 12.550.54.15", inv.DriverVersion, inv.NVMLVersion)
+			}
+			if tt.wantFieldErrors == nil && inv.CUDADriverVersion != "12.4" {
+				t.Errorf("CUDADriverVersion = %q, want 12.4", inv.CUDADriverVersion)
+			}
+			var fields []string
+			for _, fe := range inv.FieldErrors {
+				fields = append(fields, fe.Field)
+			}
+			if !equal(fields, tt.wantFieldErrors) {
+				t.Errorf("FieldErrors = %v, want fields %v", inv.FieldErrors, tt.wantFieldErrors)
+			}
+			if len(inv.GPUs) != 8 {
+				t.Fatalf("got %d GPUs, want 8", len(inv.GPUs))
+			}
+			for i, g := range inv.GPUs {
+				if want := tt.want(s, i); g != want {
+					t.Errorf("GPU %d = %+v, want %+v", i, g, want)
+				}
+			}
+		})
 	}
 }
 
