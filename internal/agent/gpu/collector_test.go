@@ -787,3 +787,35 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+func TestCloseStopsRunEvents(t *testing.T) {
+	s := newServer(t)
+	set := eventSet(nil)
+	s.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return set, nvml.SUCCESS }
+	for i := range s.Devices {
+		device(s, i).RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS }
+	}
+	shutdownAfterFree := false
+	s.ShutdownFunc = func() nvml.Return {
+		shutdownAfterFree = len(set.FreeCalls()) == 1
+		return nvml.SUCCESS
+	}
+	c, err := gpu.New(s, nil, gpu.Options{EventWaitTimeout: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.RunEvents(context.Background(), make(chan gpu.HealthEvent)) }()
+	for len(set.WaitCalls()) == 0 { // until RunEvents is waiting
+		time.Sleep(time.Millisecond)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-done; !errors.Is(err, gpu.ErrClosed) {
+		t.Errorf("RunEvents = %v, want ErrClosed", err)
+	}
+	if !shutdownAfterFree {
+		t.Error("NVML shut down before the event set was freed")
+	}
+}
