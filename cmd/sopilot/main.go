@@ -1,6 +1,6 @@
 // Command sopilot is the human command line of sopilot (see internal/cli):
-// `sopilot cluster plan|apply|destroy|output|import|preflight` provisions a
-// Soperator cluster through Terraform.
+// `sopilot run ...` and `sopilot compare` talk to the controller's gRPC API;
+// `sopilot cluster ...` provisions a Soperator cluster through Terraform.
 package main
 
 import (

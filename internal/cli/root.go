@@ -204,6 +204,11 @@ func chainPreRun(first, then func(*cobra.Command, []string) error) func(*cobra.C
 const rootLong = `sopilot is the control plane for Slurm-on-Kubernetes GPU clusters (Nebius
 Soperator). Its command groups:
 
+  run       submit, list, watch and cancel runs (Slurm jobs) through the
+            controller: sopilot run submit -N 2 --ntasks-per-node 8 \
+              --gpus-per-node 8 -t 06:00:00 -- python3 train.py
+  compare   compare two runs' results with paired statistics:
+            sopilot compare BASELINE CANDIDATE --metric correct:higher
   cluster   provision the cluster with Terraform, with preflight checks that
             stop the known failures before they happen
 
@@ -236,7 +241,7 @@ func newRoot(env *Env) *cobra.Command {
 	root.CompletionOptions.DisableDefaultCmd = true
 
 	pf := root.PersistentFlags()
-	pf.StringVarP(&a.root.output, "output", "o", "table", "output format: table (for people) or json (for scripts; documented in docs/provisioning.md)")
+	pf.StringVarP(&a.root.output, "output", "o", "table", "output format: table (for people) or json (for scripts; see docs/cli.md and docs/provisioning.md)")
 	pf.StringVar(&a.root.color, "color", "auto", "colour: auto (only on a terminal, and not when NO_COLOR is set), always, never")
 	pf.StringVar(&a.root.logLevel, "log-level", "warn", "log level of sopilot's own log on stderr: debug, info, warn, error")
 
