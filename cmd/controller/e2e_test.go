@@ -212,6 +212,25 @@ func TestSeedJobCompletesAndSurvivesKill9(t *testing.T) {
 	if n := strings.Count(string(out), "rank="); n != 16 {
 		t.Errorf("output has %d rank lines, want 16 (2 nodes x 8 tasks):\n%s", n, out)
 	}
+	// GetRunLogs serves the same file (followed: it ends because the run has).
+	logs, err := p.runs.GetRunLogs(ctx, &apipb.GetRunLogsRequest{RunId: id, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var streamed []byte
+	for {
+		chunk, err := logs.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("GetRunLogs: %v", err)
+		}
+		streamed = append(streamed, chunk.GetData()...)
+	}
+	if string(streamed) != string(out) {
+		t.Errorf("GetRunLogs gave %q, the file has %q", streamed, out)
+	}
 
 	p.kill9(t)
 	p2 := startController(t, env, db)

@@ -39,7 +39,7 @@ func toStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, controller.ErrBusy):
 		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, controller.ErrFailedPrecondition), errors.Is(err, scheduler.ErrRejected):
+	case errors.Is(err, controller.ErrFailedPrecondition), errors.Is(err, scheduler.ErrRejected), errors.Is(err, controller.ErrNoOutput):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, scheduler.ErrUnavailable):
 		return status.Error(codes.Unavailable, err.Error())

@@ -57,6 +57,7 @@ func newRunCommand(a *app) *cobra.Command {
 		newRunGetCommand(a, o),
 		newRunCancelCommand(a, o),
 		newRunWatchCommand(a, o),
+		newRunLogsCommand(a, o),
 	)
 	return cmd
 }

@@ -153,6 +153,16 @@ func TestRunCommandsAgainstController(t *testing.T) {
 		t.Errorf("run get: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
+	// The seed's tail -f training-<id>.out, by run id.
+	r = run("", "run", "logs", "-f", seed)
+	if r.code != ExitOK || strings.Count(r.stdout, "rank=") != 16 {
+		t.Errorf("run logs -f: exit %d, %d rank lines, want 16\n%s%s", r.code, strings.Count(r.stdout, "rank="), r.stdout, r.stderr)
+	}
+	r = run("", "run", "logs", "--tail", "-1", seed)
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "--tail must not be negative") {
+		t.Errorf("run logs --tail -1: exit %d, stderr %q", r.code, r.stderr)
+	}
+
 	r = run("", "run", "get", "r-00000000000000000000000000")
 	if r.code != ExitError || !strings.Contains(r.stderr, "sopilot: get run r-00000000000000000000000000: not found") {
 		t.Errorf("run get unknown: exit %d, stderr %q", r.code, r.stderr)
