@@ -1,39 +1,72 @@
 #!/usr/bin/env bash
-# make demo: the seed tutorial's distributed job shape (2 nodes x 8 tasks,
-# 8 GPUs each) submitted through the controller's gRPC API to a local Slurm
-# cluster, watched to completion, and its history read back after the
-# controller is killed with SIGKILL and restarted. Run as root on Debian.
-# It installs what is missing, starts what it needs and stops what it started.
+# make demo: the seed tutorial's workflow, for real, on a local Slurm cluster.
+#  Part 1: the seed's job shape (2 nodes x 8 tasks, 8 GPUs each) submitted
+#  through the controller's gRPC API, watched to completion, and its history
+#  read back after the controller is killed with SIGKILL and restarted.
+#  Part 2: the seed's workflow with the sopilot CLI (examples/finetune/):
+#  save the original model -> DDP fine-tuning on 2 nodes x 8 tasks (gloo on
+#  CPU, NCCL on GPUs) -> inference of the original and the trained model on
+#  the same test set -> sopilot compare, with the report saved as JSON.
+# Run as root on Debian. It installs what is missing, starts what it needs and
+# stops what it started; it exits non-zero if any step fails.
+# docs/demo.md walks through it step by step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+t_start=$(date +%s)
 [ "$(id -u)" = 0 ] || { echo "make demo starts a local Slurm cluster and needs root" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/sopilot-demo.XXXXXX)
 chmod 755 "$work"
 started_cluster=0
 ctl_pid=
+runs=()   # runs submitted in part 2: cancelled if the demo stops early
 cleanup() {
+  local rc=$? r
+  if [ "$rc" != 0 ] && [ -n "$ctl_pid" ]; then
+    for r in "${runs[@]}"; do bin/sopilot run cancel "$r" >/dev/null 2>&1 || true; done
+  fi
   [ -n "$ctl_pid" ] && kill "$ctl_pid" 2>/dev/null && wait "$ctl_pid" 2>/dev/null || true
   [ "$started_cluster" = 1 ] && hack/slurm/cluster.sh down >/dev/null || true
   echo "demo files kept in $work"
+  if [ "$rc" = 0 ]; then
+    echo "make demo: OK in $(( $(date +%s) - t_start ))s"
+  else
+    printf '\033[1mmake demo: FAILED (exit %s) after %ss; controller log: %s\033[0m\n' "$rc" "$(( $(date +%s) - t_start ))" "$work/controller.log" >&2
+  fi
 }
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "tools and the local Slurm cluster"
-command -v jq >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq; }
+py=/usr/bin/python3   # Debian's python3, where python3-torch and python3-sklearn install
+pkgs=()
+command -v jq >/dev/null || pkgs+=(jq)
+$py -c 'import torch, sklearn' 2>/dev/null || pkgs+=(python3-torch python3-sklearn)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "installing ${pkgs[*]} (python3-torch is large: this takes a few minutes once)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
 make --no-print-directory tools build >/dev/null
 if ! hack/slurm/cluster.sh status >/dev/null 2>&1; then started_cluster=1; hack/slurm/cluster.sh up >/dev/null; fi
 eval "$(hack/slurm/cluster.sh env)"
 sinfo
 
-addr=127.0.0.1:50051
+# Free ports, so that a controller someone else runs on 50051 is neither in the
+# way nor mistaken for ours.
+free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+addr=127.0.0.1:$(free_port)
+metrics_addr=127.0.0.1:$(free_port)
+export SOPILOT_CONTROLLER=$addr
 start_controller() {
-  bin/controller --db "$work/controller.db" --grpc-addr "$addr" --metrics-addr 127.0.0.1:9477 \
+  bin/controller --db "$work/controller.db" --grpc-addr "$addr" --metrics-addr "$metrics_addr" \
     --poll-interval 2s --default-workdir "$work" >>"$work/controller.log" 2>&1 &
   ctl_pid=$!
-  for _ in $(seq 50); do bin/grpcurl -plaintext "$addr" grpc.health.v1.Health/Check >/dev/null 2>&1 && return; sleep 0.2; done
+  for _ in $(seq 50); do
+    kill -0 "$ctl_pid" 2>/dev/null || break
+    bin/grpcurl -plaintext "$addr" grpc.health.v1.Health/Check >/dev/null 2>&1 && return
+    sleep 0.2
+  done
   echo "controller did not start; log:" >&2; tail -20 "$work/controller.log" >&2; exit 1
 }
 step "controller (log: $work/controller.log)"
@@ -66,4 +99,83 @@ bin/grpcurl -plaintext -d '{"labels": {"demo": "seed"}}' "$addr" sopilot.api.v1.
 
 step "the job's output"
 out=$(bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/GetRun | sed -n 's/.*"outputPath": "\(.*\)".*/\1/p')
+# Slurm may report the job COMPLETED a moment before the last task's line
+# reaches the file: wait (up to 10 s) for all 16.
+for _ in $(seq 50); do [ "$(wc -l <"$out")" -ge 16 ] && break; sleep 0.2; done
 sort -k2,2n "$out"
+
+# ---------------------------------------------------------------------------
+# Part 2: the seed tutorial's workflow with the sopilot CLI. Every job runs
+# /usr/bin/python3 on examples/finetune/ and writes into $work/models (the
+# seed's /mnt/inference/original and /mnt/training) and $work/results (the
+# seed's /mnt/inference/results): a directory every node can read and write.
+ex=$PWD/examples/finetune
+models=$work/models
+results=$work/results
+mkdir -p "$models" "$results"
+epochs=${DEMO_EPOCHS:-30}
+tag=$(date +%s)
+
+# submit NAME SOPILOT-RUN-SUBMIT-FLAGS... -- COMMAND...: prints the run's id
+# (the caller adds it to runs: submit runs in a subshell).
+submit() {
+  local name=$1 out id; shift
+  out=$(bin/sopilot run submit -o json --job-name "$name" --time 10m --label demo=finetune \
+          --label demo-id="$tag" --request-id "demo-$tag-$name" "$@") ||
+    { echo "submitting $name failed" >&2; return 1; }
+  id=$(jq -r .id <<<"$out")
+  printf '  %-22s %s  slurm job %s\n' "$name" "$id" "$(jq -r .slurmJobId <<<"$out")" >&2
+  echo "$id"
+}
+# watch RUN: sopilot run watch, which exits 1 unless the run COMPLETED.
+watch_run() {
+  bin/sopilot run watch "$1" || {
+    echo "run $1 did not complete; the end of its output:" >&2
+    bin/sopilot run logs --tail 3000 "$1" >&2 || true
+    return 1
+  }
+}
+
+step "seed step 1-3: submit the whole workflow (Slurm afterok dependencies chain it)"
+save=$(submit save-original -- "$py" "$ex/save_original.py" --out "$models"); runs+=("$save")
+train=$(submit training-with-original --nodes 2 --ntasks-per-node 8 --gpus-per-node 8 --depends-on "$save" \
+  -- "$py" "$ex/train.py" --init "$models/original.pt" --out "$models/trained.pt" --epochs "$epochs"); runs+=("$train")
+infer_orig=$(submit inference-original --depends-on "$train" --results-path "$results/original.jsonl" \
+  -- "$py" "$ex/infer.py" --model "$models/original.pt" --results "$results/original.jsonl"); runs+=("$infer_orig")
+infer_trained=$(submit inference-trained --depends-on "$train" --results-path "$results/trained.jsonl" \
+  -- "$py" "$ex/infer.py" --model "$models/trained.pt" --results "$results/trained.jsonl"); runs+=("$infer_trained")
+bin/sopilot run list --label demo-id="$tag"
+
+step "seed step 1: save the original model (run $save)"
+watch_run "$save"
+bin/sopilot run logs "$save"
+
+step "seed step 2: distributed fine-tuning, 2 nodes x 8 tasks, DDP (run $train)"
+watch_run "$train"
+echo "-- sopilot run logs --tail 1200 $train"
+bin/sopilot run logs --tail 1200 "$train"
+echo "--"
+bin/sopilot run get "$train"
+
+step "seed step 3: inference of the original and the trained model on the same test set"
+for r in "$infer_orig" "$infer_trained"; do
+  watch_run "$r"
+  bin/sopilot run logs "$r"
+  # The controller stores results_path when the run completes; a problem with
+  # the file does not fail the run, it leaves its reason.
+  reason=$(bin/sopilot run get -o json "$r" | jq -r '.reason // ""')
+  [ -z "$reason" ] || { echo "run $r: $reason" >&2; exit 1; }
+done
+
+step "seed step 4: compare the runs (baseline: original, candidate: trained)"
+bin/sopilot compare "$infer_orig" "$infer_trained" --metric correct:higher --metric loss:lower --seed 1
+bin/sopilot compare "$infer_orig" "$infer_trained" --metric correct:higher --metric loss:lower --seed 1 -o json >"$work/compare.json"
+jq -r .reportJson "$work/compare.json" >"$results/comparison_report.json"
+verdict=$(jq -r .verdict "$work/compare.json")
+echo
+echo "report (the seed's comparison_report.json): $results/comparison_report.json"
+echo "verdict: $verdict"
+for f in original trained; do
+  jq -r --arg f "$f" 'select(.run_metrics) | .run_metrics | "accuracy of the \($f) model: \(.accuracy * 10000 | round / 100)% on \(.samples) test samples"' "$results/$f.jsonl"
+done
+[ "$verdict" = VERDICT_IMPROVED ] || { echo "fine-tuning did not improve the model (verdict $verdict)" >&2; exit 1; }
