@@ -152,8 +152,8 @@ bin/sopilot run logs "$save"
 
 step "seed step 2: distributed fine-tuning, 2 nodes x 8 tasks, DDP (run $train)"
 watch_run "$train"
-echo "-- sopilot run logs --tail 1200 $train"
-bin/sopilot run logs --tail 1200 "$train"
+echo "-- sopilot run logs $train | tail -n 12"
+bin/sopilot run logs "$train" | tail -n 12
 echo "--"
 bin/sopilot run get "$train"
 
@@ -173,7 +173,8 @@ bin/sopilot compare "$infer_orig" "$infer_trained" --metric correct:higher --met
 jq -r .reportJson "$work/compare.json" >"$results/comparison_report.json"
 verdict=$(jq -r .verdict "$work/compare.json")
 echo
-echo "report (the seed's comparison_report.json): $results/comparison_report.json"
+echo "report (the seed's comparison_report.json): $results/comparison_report.json; its seed-style fields:"
+jq '{verdict, original_model, trained_model, differences}' "$results/comparison_report.json"
 echo "verdict: $verdict"
 for f in original trained; do
   jq -r --arg f "$f" 'select(.run_metrics) | .run_metrics | "accuracy of the \($f) model: \(.accuracy * 10000 | round / 100)% on \(.samples) test samples"' "$results/$f.jsonl"
