@@ -90,6 +90,8 @@ bin/grpcurl -plaintext -d "$req" "$addr" sopilot.api.v1.RunService/CreateRun | g
 step "WatchRun $run_id until it ends"
 bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/WatchRun |
   grep -E '"(state|slurmState|nodeList|exitCode)"' || true
+state=$(bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/GetRun | jq -r .run.state)
+[ "$state" = RUN_STATE_COMPLETED ] || { echo "run $run_id ended $state, not RUN_STATE_COMPLETED" >&2; exit 1; }
 
 step "kill -9 the controller, restart it, read the history back"
 kill -9 "$ctl_pid"; wait "$ctl_pid" 2>/dev/null || true; ctl_pid=
