@@ -205,14 +205,9 @@ func TestSeedJobCompletesAndSurvivesKill9(t *testing.T) {
 	if got := strings.Join(final.GetNodes(), ","); got != "worker-0,worker-1" {
 		t.Errorf("nodes = %q, want worker-0,worker-1", got)
 	}
-	out, err := os.ReadFile(final.GetOutputPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(string(out), "rank="); n != 16 {
-		t.Errorf("output has %d rank lines, want 16 (2 nodes x 8 tasks):\n%s", n, out)
-	}
-	// GetRunLogs serves the same file (followed: it ends because the run has).
+	// GetRunLogs, followed, ends once the run has ended and the file has
+	// stopped growing (output of the tasks on worker-1 can land a moment
+	// after Slurm reports the job COMPLETED).
 	logs, err := p.runs.GetRunLogs(ctx, &apipb.GetRunLogsRequest{RunId: id, Follow: true})
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +222,13 @@ func TestSeedJobCompletesAndSurvivesKill9(t *testing.T) {
 			t.Fatalf("GetRunLogs: %v", err)
 		}
 		streamed = append(streamed, chunk.GetData()...)
+	}
+	out, err := os.ReadFile(final.GetOutputPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(out), "rank="); n != 16 {
+		t.Errorf("output has %d rank lines, want 16 (2 nodes x 8 tasks):\n%s", n, out)
 	}
 	if string(streamed) != string(out) {
 		t.Errorf("GetRunLogs gave %q, the file has %q", streamed, out)
@@ -501,9 +503,16 @@ func TestSeedJobThroughSlurmrestd(t *testing.T) {
 	if final.GetState() != apipb.RunState_RUN_STATE_COMPLETED || final.GetExitCode() != 0 || final.GetNodeList() != "worker-[0-1]" {
 		t.Fatalf("final = %v", final)
 	}
-	out, err := os.ReadFile(final.GetOutputPath())
-	if err != nil {
-		t.Fatal(err)
+	// Output of the tasks on worker-1 can land a moment after COMPLETED.
+	var out []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var err error
+		if out, err = os.ReadFile(final.GetOutputPath()); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(string(out), "rank=") == 16 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if n := strings.Count(string(out), "rank="); n != 16 {
 		t.Errorf("output has %d rank lines, want 16:\n%s", n, out)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/sopilot/sopilot/internal/controller"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/stats"
@@ -117,11 +119,11 @@ func (s *ComparisonServer) CompareRuns(ctx context.Context, req *apipb.CompareRu
 	if e := rep.Efficiency; e != nil {
 		resp.Speedup, resp.ScalingEfficiency = e.Speedup, e.ScalingEfficiency
 	}
-	report, err := json.MarshalIndent(jsonReport(rep), "", "  ")
+	report, err := jsonReport(rep, resp)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp.ReportJson = string(report)
+	resp.ReportJson = report
 	return resp, nil
 }
 
@@ -157,22 +159,25 @@ func (s *ComparisonServer) CompareRunGroups(ctx context.Context, req *apipb.Comp
 	return resp, nil
 }
 
-// jsonReport is the report_json document: the comparison, plus the fields
-// of the seed tutorial's compare_models.py report computed correctly from
-// the first metric (see docs/statistics.md for what each means now).
-func jsonReport(rep *controller.CompareReport) map[string]any {
+// jsonReport is the report_json document: the response itself in
+// protobuf's JSON with the proto field names (snake_case, like the rest of
+// the document), plus the fields of the seed tutorial's compare_models.py
+// report computed correctly from the first metric (docs/statistics.md says
+// what each means now).
+func jsonReport(rep *controller.CompareReport, resp *apipb.CompareRunsResponse) (string, error) {
 	type side = map[string]any
-	doc := map[string]any{
-		"baseline_run_id":  rep.Baseline.ID,
-		"candidate_run_id": rep.Candidate.ID,
-		"verdict":          rep.Verdict.String(),
-		"metrics":          rep.Metrics,
-		"baseline_cost":    rep.BaselineCost,
-		"candidate_cost":   rep.CandidateCost,
+	raw, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(resp)
+	if err != nil {
+		return "", err
 	}
-	if rep.Efficiency != nil {
-		doc["efficiency"] = rep.Efficiency
-	} else {
+	doc := map[string]any{}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return "", err
+	}
+	delete(doc, "report_json")
+	doc["baseline_run_id"] = rep.Baseline.ID
+	doc["candidate_run_id"] = rep.Candidate.ID
+	if rep.EfficiencyNote != "" {
 		doc["efficiency_note"] = rep.EfficiencyNote
 	}
 	first := rep.Metrics[0].Comparison
@@ -194,7 +199,8 @@ func jsonReport(rep *controller.CompareReport) map[string]any {
 	doc["trained_model"] = legacy(first.Candidate)
 	doc["original_model"] = legacy(first.Baseline)
 	doc["differences"] = diff
-	return sanitize(doc)
+	out, err := json.MarshalIndent(sanitize(doc), "", "  ")
+	return string(out), err
 }
 
 // sanitize replaces non-finite floats (which encoding/json refuses) in the

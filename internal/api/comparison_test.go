@@ -73,6 +73,15 @@ func TestCompareRunsMapsReportAndLegacyFields(t *testing.T) {
 		t.Errorf("legacy fields = %v / %v / %v", diff, doc["trained_model"], doc["original_model"])
 	}
 
+	// The whole response is in the report too, with proto field names.
+	metric0 := doc["metrics"].([]any)[0].(map[string]any)
+	if metric0["absolute_change"] != -0.1 || metric0["test"] != "paired t" || doc["baseline_efficiency"].(map[string]any)["wall_seconds"] != 3600.0 {
+		t.Errorf("report body = metrics[0] %v, baseline_efficiency %v", metric0, doc["baseline_efficiency"])
+	}
+	if _, ok := doc["report_json"]; ok || doc["baseline_run_id"] != "r-a" {
+		t.Errorf("report holds report_json or lacks the run ids: %v", doc)
+	}
+
 	loss.Relative = stats.RelativeChange{Reason: "baseline mean is too close to 0"}
 	f.rep.Metrics[0].Comparison = loss
 	resp, err = s.CompareRuns(context.Background(), &apipb.CompareRunsRequest{BaselineRunId: "r-a", CandidateRunId: "r-b"})

@@ -72,9 +72,11 @@ func (s *Service) Logs(ctx context.Context, runID string, follow bool, tailBytes
 		}
 	}
 	buf := make([]byte, logChunk)
+	var quietSince time.Time // at EOF with the run ended, since when
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
+			quietSince = time.Time{}
 			if serr := send(append([]byte(nil), buf[:n]...)); serr != nil {
 				return serr
 			}
@@ -88,14 +90,31 @@ func (s *Service) Logs(ctx context.Context, runID string, follow bool, tailBytes
 			return nil
 		}
 		if r.State.Terminal() {
-			// Slurm has closed the file: one last read above found nothing.
-			return nil
+			// Output of tasks on other nodes can land in the file a moment
+			// after Slurm reports the job ended: stop only once the file
+			// has stopped growing for logSettle.
+			if quietSince.IsZero() {
+				quietSince = time.Now()
+			}
+			if time.Since(quietSince) >= logSettle {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(logSettle / 10):
+			}
+			continue
 		}
 		if r, err = s.waitForChange(ctx, runID, r, updates); err != nil {
 			return err
 		}
 	}
 }
+
+// logSettle is how long a followed file must stop growing after its run
+// ended before the stream ends.
+const logSettle = time.Second
 
 // waitForChange waits for a run update or the poll interval, and returns
 // the run as it is then.
