@@ -155,8 +155,10 @@ func TestLiveCancelRunning(t *testing.T) {
 		t.Fatalf("Cancel: %v", err)
 	}
 	st := waitFor(t, b, id, time.Minute, final)
-	if st.State != "CANCELLED" || st.Signal != 15 {
-		t.Fatalf("status %+v, want CANCELLED by signal 15", st)
+	// The exit status depends on who dies of the SIGTERM first: the shell
+	// (it exits 143 = 128+15) or its sleep (then the step reports signal 15).
+	if st.State != "CANCELLED" || !(st.ExitCode == 143 && st.Signal == 0 || st.ExitCode == 0 && st.Signal == 15) {
+		t.Fatalf("status %+v, want CANCELLED with exit 143 or signal 15", st)
 	}
 	// Cancelling again, and cancelling an unknown job, are no-ops.
 	if err := b.Cancel(context.Background(), id); err != nil {
