@@ -58,6 +58,7 @@ func newRunCommand(a *app) *cobra.Command {
 		newRunCancelCommand(a, o),
 		newRunWatchCommand(a, o),
 		newRunLogsCommand(a, o),
+		newRunPipelineCommand(a, o),
 	)
 	return cmd
 }
