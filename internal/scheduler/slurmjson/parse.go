@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
 )
@@ -36,54 +37,154 @@ const (
 // value; a job without a usable job_id is skipped. Only a body that is not a
 // JSON object, or whose "jobs" is missing or not an array, is an error.
 func ParseJobs(data []byte) ([]scheduler.JobStatus, error) {
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("decode job list: %w", err)
+	// One validating pass (encoding/json's own scanner), then a walk over
+	// the now well-formed document that copies nothing but the handful of
+	// fields a JobStatus needs. Decoding every job into a map (or a struct,
+	// whose keys encoding/json matches case-insensitively) cost 4x as much.
+	if !json.Valid(data) {
+		return nil, decodeError(data, new(map[string]json.RawMessage), "")
 	}
-	if doc == nil {
+	i := skipSpace(data, 0)
+	if i >= len(data) {
+		return nil, errMalformed
+	}
+	switch data[i] {
+	case '{':
+	case 'n':
 		return nil, errors.New("decode job list: not a JSON object")
+	default:
+		return nil, decodeError(data, new(map[string]json.RawMessage), "")
 	}
-	raw, ok := doc["jobs"]
-	if !ok {
+	var jobs []byte
+	if _, ok := objectFields(data, i, func(key []byte, escaped bool, val []byte) {
+		if keyIs(key, escaped, "jobs") {
+			jobs = val // the last duplicate wins, as in a map
+		}
+	}); !ok {
+		return nil, errMalformed
+	}
+	if jobs == nil {
 		return nil, errors.New("decode job list: no \"jobs\" field")
 	}
-	var items []json.RawMessage
-	if isNull(raw) {
+	switch jobs[0] {
+	case 'n':
 		return []scheduler.JobStatus{}, nil
+	case '[':
+	default:
+		return nil, decodeError(jobs, new([]json.RawMessage), "\"jobs\" is not an array: ")
 	}
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, fmt.Errorf("decode job list: \"jobs\" is not an array: %w", err)
+	out := make([]scheduler.JobStatus, 0, countHint(jobs))
+	i = skipSpace(jobs, 1)
+	if i < len(jobs) && jobs[i] == ']' {
+		return out, nil
 	}
-	out := make([]scheduler.JobStatus, 0, len(items))
-	for _, item := range items {
-		if js, ok := parseJob(item); ok {
-			out = append(out, js)
+	for {
+		end := skipValue(jobs, i)
+		if end <= i {
+			return nil, errMalformed
+		}
+		if jobs[i] == '{' {
+			// Anything else (numbers, strings, null, arrays) is not a job.
+			var f jobFields
+			if _, ok := objectFields(jobs[i:end], 0, f.set); !ok {
+				return nil, errMalformed
+			}
+			if js, ok := f.status(); ok {
+				out = append(out, js)
+			}
+		}
+		i = skipSpace(jobs, end)
+		if i >= len(jobs) {
+			return nil, errMalformed
+		}
+		switch jobs[i] {
+		case ',':
+			i = skipSpace(jobs, i+1)
+		case ']':
+			return out, nil
+		default:
+			return nil, errMalformed
 		}
 	}
-	return out, nil
 }
 
-// parseJob converts one job object; ok is false when it has no job id.
-func parseJob(item json.RawMessage) (scheduler.JobStatus, bool) {
-	var f map[string]json.RawMessage
-	if err := json.Unmarshal(item, &f); err != nil || f == nil {
-		return scheduler.JobStatus{}, false
+// errMalformed is returned if the walk finds something json.Valid accepted
+// but the walk cannot read: it never should.
+var errMalformed = errors.New("decode job list: malformed JSON")
+
+// decodeError lets encoding/json describe why data does not decode into v.
+func decodeError(data []byte, v any, what string) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode job list: %s%w", what, err)
 	}
-	id, ok := Int(f["job_id"])
+	return errMalformed
+}
+
+// countHint guesses the number of jobs in a listing from its size, to size
+// the result once; it only has to be in the right range.
+func countHint(jobs []byte) int {
+	n := len(jobs) / 1024
+	if n > 4096 {
+		n = 4096
+	}
+	return n
+}
+
+// jobFields holds the raw values of the fields ParseJobs reads from one
+// job object. Keys match exactly (after unescaping), and the last of
+// duplicate keys wins: what decoding into a map[string]json.RawMessage did.
+type jobFields struct {
+	id, name, state, reason, comment, nodes, exit, start, end json.RawMessage
+}
+
+func (f *jobFields) set(key []byte, escaped bool, val []byte) {
+	name := key[1 : len(key)-1]
+	if escaped {
+		var s string
+		if json.Unmarshal(key, &s) != nil {
+			return
+		}
+		name = []byte(s)
+	}
+	switch string(name) {
+	case "job_id":
+		f.id = val
+	case "name":
+		f.name = val
+	case "job_state":
+		f.state = val
+	case "state_reason":
+		f.reason = val
+	case "comment":
+		f.comment = val
+	case "nodes":
+		f.nodes = val
+	case "exit_code":
+		f.exit = val
+	case "start_time":
+		f.start = val
+	case "end_time":
+		f.end = val
+	}
+}
+
+// status converts one job; ok is false when it has no usable job id.
+func (f *jobFields) status() (scheduler.JobStatus, bool) {
+	id, ok := Int(f.id)
 	if !ok || id <= 0 || id >= NoVal {
 		return scheduler.JobStatus{}, false
 	}
 	js := scheduler.JobStatus{
 		JobID:     strconv.FormatInt(id, 10),
-		Name:      String(f["name"]),
-		State:     flexState(f["job_state"]),
-		Reason:    String(f["state_reason"]),
-		Comment:   String(f["comment"]),
-		Nodes:     String(f["nodes"]),
-		StartTime: flexTime(f["start_time"]),
-		EndTime:   flexTime(f["end_time"]),
+		Name:      String(f.name),
+		State:     flexState(f.state),
+		Reason:    String(f.reason),
+		Comment:   String(f.comment),
+		Nodes:     String(f.nodes),
+		StartTime: flexTime(f.start),
+		EndTime:   flexTime(f.end),
 	}
-	js.ExitCode, js.Signal = flexExit(f["exit_code"])
+	js.ExitCode, js.Signal = flexExit(f.exit)
 	if !started(js.State) {
 		// A pending job's start_time is the backfill scheduler's estimate.
 		js.StartTime = time.Time{}
@@ -95,6 +196,134 @@ func parseJob(item json.RawMessage) (scheduler.JobStatus, bool) {
 		js.EndTime = time.Time{}
 	}
 	return js, true
+}
+
+// keyIs reports whether the quoted key (as it appears in the document) is
+// name once unescaped.
+func keyIs(key []byte, escaped bool, name string) bool {
+	if !escaped {
+		return string(key[1:len(key)-1]) == name
+	}
+	var s string
+	return json.Unmarshal(key, &s) == nil && s == name
+}
+
+// The walk below reads a document json.Valid accepted, so it only has to
+// find the ends of strings, numbers, literals, objects and arrays. It still
+// checks every index and reports -1 (or !ok) rather than panic.
+
+func skipSpace(d []byte, i int) int {
+	for i < len(d) {
+		switch d[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipString returns the index after the string that opens at d[i] and
+// whether it holds escapes; end is -1 if it is not closed.
+func skipString(d []byte, i int) (end int, escaped bool) {
+	for j := i + 1; j < len(d); j++ {
+		switch d[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped
+		}
+	}
+	return -1, escaped
+}
+
+// skipValue returns the index after the value that starts at d[i], or -1.
+func skipValue(d []byte, i int) int {
+	if i < 0 || i >= len(d) {
+		return -1
+	}
+	switch d[i] {
+	case '"':
+		end, _ := skipString(d, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(d); j++ {
+			switch d[j] {
+			case '"':
+				end, _ := skipString(d, j)
+				if end < 0 {
+					return -1
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	default:
+		j := i
+		for j < len(d) {
+			switch d[j] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return j
+			}
+			j++
+		}
+		return j
+	}
+}
+
+// objectFields calls fn with every key (quoted, as in the document) and
+// raw value of the object that opens at d[i], in order, and returns the
+// index after it.
+func objectFields(d []byte, i int, fn func(key []byte, escaped bool, val []byte)) (int, bool) {
+	if i < 0 || i >= len(d) || d[i] != '{' {
+		return -1, false
+	}
+	i = skipSpace(d, i+1)
+	if i < len(d) && d[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		if i >= len(d) || d[i] != '"' {
+			return -1, false
+		}
+		kEnd, escaped := skipString(d, i)
+		if kEnd < 0 {
+			return -1, false
+		}
+		key := d[i:kEnd]
+		i = skipSpace(d, kEnd)
+		if i >= len(d) || d[i] != ':' {
+			return -1, false
+		}
+		i = skipSpace(d, i+1)
+		vEnd := skipValue(d, i)
+		if vEnd <= i {
+			return -1, false
+		}
+		fn(key, escaped, d[i:vEnd])
+		i = skipSpace(d, vEnd)
+		if i >= len(d) {
+			return -1, false
+		}
+		switch d[i] {
+		case ',':
+			i = skipSpace(d, i+1)
+		case '}':
+			return i + 1, true
+		default:
+			return -1, false
+		}
+	}
 }
 
 // ended reports whether a job in state s has finished running its batch
@@ -297,6 +526,9 @@ func String(raw json.RawMessage) string {
 	}
 	switch raw[0] {
 	case '"':
+		if s, ok := plainString(raw); ok {
+			return s
+		}
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
 			return ""
@@ -307,6 +539,25 @@ func String(raw json.RawMessage) string {
 	default:
 		return string(raw)
 	}
+}
+
+// plainString returns the text of a quoted JSON string that needs no
+// decoding: no escapes, no control characters, valid UTF-8. ok is false for
+// anything else, which encoding/json then decodes (or rejects).
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	if !utf8.Valid(body) {
+		return "", false
+	}
+	return string(body), true
 }
 
 // Int reads an integer from a JSON number, a numeric string or a Slurm

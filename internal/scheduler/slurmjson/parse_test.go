@@ -459,7 +459,12 @@ func FuzzParseJobs(f *testing.F) {
 	}
 	f.Add([]byte(`{"jobs":[{"job_id":1,"job_state":["RUNNING","COMPLETING"],"exit_code":{"status":["SIGNALED"],"return_code":{"set":false},"signal":{"id":{"set":true,"number":9},"name":"KILL"}},"start_time":{"set":true,"infinite":false,"number":1700000000}}]}`))
 	f.Add([]byte(`{"jobs":[{"job_id":"1","exit_code":768,"job_state":"FAILED","start_time":1,"end_time":2}]}`))
+	for _, in := range referenceCases {
+		f.Add([]byte(in))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// Exactly what the map-based parser gave, on any input.
+		sameResult(t, data)
 		jobs, err := ParseJobs(data)
 		if err != nil {
 			return
