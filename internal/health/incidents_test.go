@@ -74,10 +74,10 @@ func TestIncidentsKeysAndWindow(t *testing.T) {
 			t.Errorf("%s: got %+v new=%v, want new=%v count=%d first=+%v", s.name, inc, isNew, s.isNew, s.count, s.opened)
 		}
 	}
-	if n := len(a.Open(t0.Add(150 * time.Second))); n != 5 {
-		t.Errorf("open at +150s = %d, want 5", n)
+	if n := len(a.Open(t0.Add(140 * time.Second))); n != 5 {
+		t.Errorf("open at +140s = %d, want 5", n)
 	}
-	// +84s incidents expire at +144s+; only the +141s one remains at +190s.
+	// The +81s..+84s incidents have expired by +190s; only the +141s one remains at +190s.
 	got := a.Open(t0.Add(190 * time.Second))
 	if len(got) != 1 || got[0].Key != base {
 		t.Errorf("open at +190s = %+v, want only the reopened %v", got, base)
