@@ -1,0 +1,133 @@
+package health
+
+import (
+	"time"
+
+	"github.com/sopilot/sopilot/internal/agent/gpu"
+)
+
+// Verdict is the health of a component or a node. Values are ordered from
+// best to worst, so the node verdict is the maximum over its components.
+type Verdict int
+
+// Verdicts. Unknown ranks between Degraded and Unhealthy: a node we cannot
+// see is not scheduled on with confidence, but it is never drained for
+// silence alone.
+const (
+	Healthy Verdict = iota
+	Degraded
+	Unknown
+	Unhealthy
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Healthy:
+		return "HEALTHY"
+	case Degraded:
+		return "DEGRADED"
+	case Unknown:
+		return "UNKNOWN"
+	case Unhealthy:
+		return "UNHEALTHY"
+	}
+	return "INVALID"
+}
+
+// Action is what a finding recommends. Values are ordered by urgency, so the
+// node action is the maximum over its findings.
+type Action int
+
+// Actions.
+const (
+	ActionNone Action = iota
+	// ActionRecordAgainstRun: attach the evidence to the run that was hit.
+	ActionRecordAgainstRun
+	// ActionResetWhenIdle: reset the GPU once no job runs on it.
+	ActionResetWhenIdle
+	// ActionDrainAfterJob: drain, letting the running job finish.
+	ActionDrainAfterJob
+	// ActionDrainNow: drain now; the running job is already lost.
+	ActionDrainNow
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActionNone:
+		return "none"
+	case ActionRecordAgainstRun:
+		return "record_against_run"
+	case ActionResetWhenIdle:
+		return "reset_when_idle"
+	case ActionDrainAfterJob:
+		return "drain_after_job"
+	case ActionDrainNow:
+		return "drain_now"
+	}
+	return "invalid"
+}
+
+// Event is a GPU health event with the job that ran on the GPU when it
+// happened ("" when none or not known).
+type Event struct {
+	gpu.HealthEvent
+	JobID string
+}
+
+// IBCounters are the cumulative InfiniBand port counters the rules read.
+type IBCounters struct {
+	LinkDowned                   uint64
+	ExcessiveBufferOverrunErrors uint64
+	LocalLinkIntegrityErrors     uint64
+	SymbolError                  uint64
+	PortRcvErrors                uint64
+}
+
+// IBPortSample is one reading of one IB port.
+type IBPortSample struct {
+	Time      time.Time
+	Device    string // "mlx5_0"
+	Port      int
+	State     string // "ACTIVE", "DOWN", "INIT", …
+	PhysState string // "LinkUp", "Polling", "Disabled", …
+	Counters  IBCounters
+}
+
+// Up reports whether the port is usable: logical state ACTIVE and physical
+// state LinkUp (an empty PhysState is not held against it).
+func (s IBPortSample) Up() bool {
+	return s.State == "ACTIVE" && (s.PhysState == "" || s.PhysState == "LinkUp")
+}
+
+// Evidence is what is known about one node over a window.
+type Evidence struct {
+	Node string
+	// LastReport is when the agent last reported; zero when never.
+	LastReport time.Time
+	// ExpectedGPUs is the inventory expectation (0: no expectation).
+	ExpectedGPUs int
+	// ObservedGPUs is how many GPUs the agent enumerates now.
+	ObservedGPUs int
+	// GPUSamples over the window, any order.
+	GPUSamples []gpu.Sample
+	// Events over the window, any order.
+	Events []Event
+	// IBPorts samples over the window, any order.
+	IBPorts []IBPortSample
+}
+
+// Finding is one component's reason for a verdict.
+type Finding struct {
+	Component string // "gpu3", "ib:mlx5_0/1", "node", "agent"
+	Rule      string // stable rule name, e.g. "xid_drain", "ib_symbol_error_fatal"
+	Verdict   Verdict
+	Action    Action
+	Reason    string // for operators: "xid 79 (drain) on gpu3"
+}
+
+// Result is a node's verdict: the worst over its findings.
+type Result struct {
+	Verdict  Verdict
+	Action   Action
+	Findings []Finding
+}
