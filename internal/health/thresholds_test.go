@@ -1,6 +1,7 @@
 package health
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,28 @@ func TestThresholdErrors(t *testing.T) {
 				t.Errorf("error %q does not name %s", err, tc.field)
 			}
 		})
+	}
+}
+
+func TestThresholdsJSONRoundTrip(t *testing.T) {
+	for _, platform := range []string{"h100", "h200"} {
+		want, err := DefaultThresholds(platform)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `"ib_downtime_per_hour":"5m0s"`) {
+			t.Errorf("durations not written as strings: %s", b)
+		}
+		got, err := ParseThresholds(b)
+		if err != nil {
+			t.Fatalf("%s: %v", platform, err)
+		}
+		if got != want {
+			t.Errorf("%s round trip: got %+v, want %+v", platform, got, want)
+		}
 	}
 }
