@@ -549,12 +549,15 @@ type Batch struct {
 	Sequence   uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Health events come first in a batch and are never dropped for telemetry.
-	HealthEvents  []*HealthEvent    `protobuf:"bytes,3,rep,name=health_events,json=healthEvents,proto3" json:"health_events,omitempty"`
-	GpuSamples    []*GpuSample      `protobuf:"bytes,4,rep,name=gpu_samples,json=gpuSamples,proto3" json:"gpu_samples,omitempty"`
-	IbSamples     []*IbSample       `protobuf:"bytes,5,rep,name=ib_samples,json=ibSamples,proto3" json:"ib_samples,omitempty"`
-	Progress      []*ProgressUpdate `protobuf:"bytes,6,rep,name=progress,proto3" json:"progress,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HealthEvents []*HealthEvent    `protobuf:"bytes,3,rep,name=health_events,json=healthEvents,proto3" json:"health_events,omitempty"`
+	GpuSamples   []*GpuSample      `protobuf:"bytes,4,rep,name=gpu_samples,json=gpuSamples,proto3" json:"gpu_samples,omitempty"`
+	IbSamples    []*IbSample       `protobuf:"bytes,5,rep,name=ib_samples,json=ibSamples,proto3" json:"ib_samples,omitempty"`
+	Progress     []*ProgressUpdate `protobuf:"bytes,6,rep,name=progress,proto3" json:"progress,omitempty"`
+	// Telemetry samples (GPU and IB) removed from this batch because the
+	// agent's buffer overflowed while the controller was unreachable.
+	DroppedSamples uint64 `protobuf:"varint,7,opt,name=dropped_samples,json=droppedSamples,proto3" json:"dropped_samples,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Batch) Reset() {
@@ -627,6 +630,13 @@ func (x *Batch) GetProgress() []*ProgressUpdate {
 		return x.Progress
 	}
 	return nil
+}
+
+func (x *Batch) GetDroppedSamples() uint64 {
+	if x != nil {
+		return x.DroppedSamples
+	}
+	return 0
 }
 
 type GpuSample struct {
@@ -1396,7 +1406,9 @@ type RunAssignment struct {
 	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	SlurmJobId string                 `protobuf:"bytes,2,opt,name=slurm_job_id,json=slurmJobId,proto3" json:"slurm_job_id,omitempty"`
 	// Progress file the job writes; set on the node running rank 0.
-	ProgressPath  string `protobuf:"bytes,3,opt,name=progress_path,json=progressPath,proto3" json:"progress_path,omitempty"`
+	ProgressPath string `protobuf:"bytes,3,opt,name=progress_path,json=progressPath,proto3" json:"progress_path,omitempty"`
+	// GPUs the job holds on each of its nodes (--gres=gpu:N).
+	GpusPerNode   int32 `protobuf:"varint,4,opt,name=gpus_per_node,json=gpusPerNode,proto3" json:"gpus_per_node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1450,6 +1462,13 @@ func (x *RunAssignment) GetProgressPath() string {
 		return x.ProgressPath
 	}
 	return ""
+}
+
+func (x *RunAssignment) GetGpusPerNode() int32 {
+	if x != nil {
+		return x.GpusPerNode
+	}
+	return 0
 }
 
 type Command struct {
@@ -1555,7 +1574,7 @@ const file_sopilot_agent_v1_agent_proto_rawDesc = "" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x1b\n" +
 	"\trate_gbps\x18\x03 \x01(\x03R\brateGbps\x12\x1d\n" +
 	"\n" +
-	"link_layer\x18\x04 \x01(\tR\tlinkLayer\"\xdb\x02\n" +
+	"link_layer\x18\x04 \x01(\tR\tlinkLayer\"\x84\x03\n" +
 	"\x05Batch\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1565,7 +1584,8 @@ const file_sopilot_agent_v1_agent_proto_rawDesc = "" +
 	"gpuSamples\x129\n" +
 	"\n" +
 	"ib_samples\x18\x05 \x03(\v2\x1a.sopilot.agent.v1.IbSampleR\tibSamples\x12<\n" +
-	"\bprogress\x18\x06 \x03(\v2 .sopilot.agent.v1.ProgressUpdateR\bprogress\"\x8d\r\n" +
+	"\bprogress\x18\x06 \x03(\v2 .sopilot.agent.v1.ProgressUpdateR\bprogress\x12'\n" +
+	"\x0fdropped_samples\x18\a \x01(\x04R\x0edroppedSamples\"\x8d\r\n" +
 	"\tGpuSample\x12;\n" +
 	"\vsample_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"sampleTime\x12\x14\n" +
@@ -1665,12 +1685,13 @@ const file_sopilot_agent_v1_agent_proto_rawDesc = "" +
 	"\x0ebatch_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rbatchInterval\x120\n" +
 	"\x14max_buffered_batches\x18\x03 \x01(\x05R\x12maxBufferedBatches\"E\n" +
 	"\x0eRunAssignments\x123\n" +
-	"\x04runs\x18\x01 \x03(\v2\x1f.sopilot.agent.v1.RunAssignmentR\x04runs\"m\n" +
+	"\x04runs\x18\x01 \x03(\v2\x1f.sopilot.agent.v1.RunAssignmentR\x04runs\"\x91\x01\n" +
 	"\rRunAssignment\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12 \n" +
 	"\fslurm_job_id\x18\x02 \x01(\tR\n" +
 	"slurmJobId\x12#\n" +
-	"\rprogress_path\x18\x03 \x01(\tR\fprogressPath\"\xae\x01\n" +
+	"\rprogress_path\x18\x03 \x01(\tR\fprogressPath\x12\"\n" +
+	"\rgpus_per_node\x18\x04 \x01(\x05R\vgpusPerNode\"\xae\x01\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x12\n" +

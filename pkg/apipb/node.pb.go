@@ -99,7 +99,11 @@ type Node struct {
 	DriverVersion string    `protobuf:"bytes,11,opt,name=driver_version,json=driverVersion,proto3" json:"driver_version,omitempty"`
 	NcclVersion   string    `protobuf:"bytes,12,opt,name=nccl_version,json=ncclVersion,proto3" json:"nccl_version,omitempty"`
 	// Run ids with jobs on this node now.
-	RunIds        []string `protobuf:"bytes,13,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
+	RunIds       []string `protobuf:"bytes,13,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
+	AgentVersion string   `protobuf:"bytes,14,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
+	// The node's /proc/sys/kernel/random/boot_id as its agent reported it.
+	BootId        string `protobuf:"bytes,15,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	CudaVersion   string `protobuf:"bytes,16,opt,name=cuda_version,json=cudaVersion,proto3" json:"cuda_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -225,6 +229,27 @@ func (x *Node) GetRunIds() []string {
 	return nil
 }
 
+func (x *Node) GetAgentVersion() string {
+	if x != nil {
+		return x.AgentVersion
+	}
+	return ""
+}
+
+func (x *Node) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
+}
+
+func (x *Node) GetCudaVersion() string {
+	if x != nil {
+		return x.CudaVersion
+	}
+	return ""
+}
+
 type Gpu struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Index              int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -236,7 +261,15 @@ type Gpu struct {
 	TemperatureCelsius float64                `protobuf:"fixed64,7,opt,name=temperature_celsius,json=temperatureCelsius,proto3" json:"temperature_celsius,omitempty"`
 	PowerMilliwatts    int64                  `protobuf:"varint,8,opt,name=power_milliwatts,json=powerMilliwatts,proto3" json:"power_milliwatts,omitempty"`
 	// Slurm job id using this GPU, if any.
-	SlurmJobId    string `protobuf:"bytes,9,opt,name=slurm_job_id,json=slurmJobId,proto3" json:"slurm_job_id,omitempty"`
+	SlurmJobId               string  `protobuf:"bytes,9,opt,name=slurm_job_id,json=slurmJobId,proto3" json:"slurm_job_id,omitempty"`
+	MemoryTemperatureCelsius float64 `protobuf:"fixed64,10,opt,name=memory_temperature_celsius,json=memoryTemperatureCelsius,proto3" json:"memory_temperature_celsius,omitempty"`
+	PowerLimitMilliwatts     int64   `protobuf:"varint,11,opt,name=power_limit_milliwatts,json=powerLimitMilliwatts,proto3" json:"power_limit_milliwatts,omitempty"`
+	// NVML clock event reasons bitmask (e.g. 0x40 hardware thermal slowdown).
+	ThrottleReasons        uint64 `protobuf:"varint,12,opt,name=throttle_reasons,json=throttleReasons,proto3" json:"throttle_reasons,omitempty"`
+	EccVolatileUncorrected uint64 `protobuf:"varint,13,opt,name=ecc_volatile_uncorrected,json=eccVolatileUncorrected,proto3" json:"ecc_volatile_uncorrected,omitempty"`
+	RowRemapFailure        *bool  `protobuf:"varint,14,opt,name=row_remap_failure,json=rowRemapFailure,proto3,oneof" json:"row_remap_failure,omitempty"`
+	// False after the GPU fell off the bus.
+	Present       bool `protobuf:"varint,15,opt,name=present,proto3" json:"present,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -334,13 +367,60 @@ func (x *Gpu) GetSlurmJobId() string {
 	return ""
 }
 
+func (x *Gpu) GetMemoryTemperatureCelsius() float64 {
+	if x != nil {
+		return x.MemoryTemperatureCelsius
+	}
+	return 0
+}
+
+func (x *Gpu) GetPowerLimitMilliwatts() int64 {
+	if x != nil {
+		return x.PowerLimitMilliwatts
+	}
+	return 0
+}
+
+func (x *Gpu) GetThrottleReasons() uint64 {
+	if x != nil {
+		return x.ThrottleReasons
+	}
+	return 0
+}
+
+func (x *Gpu) GetEccVolatileUncorrected() uint64 {
+	if x != nil {
+		return x.EccVolatileUncorrected
+	}
+	return 0
+}
+
+func (x *Gpu) GetRowRemapFailure() bool {
+	if x != nil && x.RowRemapFailure != nil {
+		return *x.RowRemapFailure
+	}
+	return false
+}
+
+func (x *Gpu) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
 type IbPort struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// e.g. "mlx5_0/1".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// e.g. "ACTIVE", "DOWN".
-	State         string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	RateGbps      int64  `protobuf:"varint,3,opt,name=rate_gbps,json=rateGbps,proto3" json:"rate_gbps,omitempty"`
+	State    string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	RateGbps int64  `protobuf:"varint,3,opt,name=rate_gbps,json=rateGbps,proto3" json:"rate_gbps,omitempty"`
+	// e.g. "LinkUp", "Disabled", "Polling".
+	PhysState     string `protobuf:"bytes,4,opt,name=phys_state,json=physState,proto3" json:"phys_state,omitempty"`
+	SymbolErrors  uint64 `protobuf:"varint,5,opt,name=symbol_errors,json=symbolErrors,proto3" json:"symbol_errors,omitempty"`
+	LinkDowned    uint64 `protobuf:"varint,6,opt,name=link_downed,json=linkDowned,proto3" json:"link_downed,omitempty"`
+	PortRcvErrors uint64 `protobuf:"varint,7,opt,name=port_rcv_errors,json=portRcvErrors,proto3" json:"port_rcv_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -392,6 +472,34 @@ func (x *IbPort) GetState() string {
 func (x *IbPort) GetRateGbps() int64 {
 	if x != nil {
 		return x.RateGbps
+	}
+	return 0
+}
+
+func (x *IbPort) GetPhysState() string {
+	if x != nil {
+		return x.PhysState
+	}
+	return ""
+}
+
+func (x *IbPort) GetSymbolErrors() uint64 {
+	if x != nil {
+		return x.SymbolErrors
+	}
+	return 0
+}
+
+func (x *IbPort) GetLinkDowned() uint64 {
+	if x != nil {
+		return x.LinkDowned
+	}
+	return 0
+}
+
+func (x *IbPort) GetPortRcvErrors() uint64 {
+	if x != nil {
+		return x.PortRcvErrors
 	}
 	return 0
 }
@@ -602,6 +710,95 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 	return nil
 }
 
+type WatchNodesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only these nodes; all when empty.
+	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchNodesRequest) Reset() {
+	*x = WatchNodesRequest{}
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchNodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchNodesRequest) ProtoMessage() {}
+
+func (x *WatchNodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchNodesRequest.ProtoReflect.Descriptor instead.
+func (*WatchNodesRequest) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *WatchNodesRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+type WatchNodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchNodesResponse) Reset() {
+	*x = WatchNodesResponse{}
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchNodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchNodesResponse) ProtoMessage() {}
+
+func (x *WatchNodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchNodesResponse.ProtoReflect.Descriptor instead.
+func (*WatchNodesResponse) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WatchNodesResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
 type GetNodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required.
@@ -612,7 +809,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +821,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +834,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetNodeRequest) GetName() string {
@@ -656,7 +853,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +865,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +878,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -703,7 +900,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +912,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +925,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DrainNodeRequest) GetName() string {
@@ -754,7 +951,7 @@ type DrainNodeResponse struct {
 
 func (x *DrainNodeResponse) Reset() {
 	*x = DrainNodeResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +963,7 @@ func (x *DrainNodeResponse) String() string {
 func (*DrainNodeResponse) ProtoMessage() {}
 
 func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +976,7 @@ func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DrainNodeResponse) GetNode() *Node {
@@ -801,7 +998,7 @@ type UndrainNodeRequest struct {
 
 func (x *UndrainNodeRequest) Reset() {
 	*x = UndrainNodeRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +1010,7 @@ func (x *UndrainNodeRequest) String() string {
 func (*UndrainNodeRequest) ProtoMessage() {}
 
 func (x *UndrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +1023,7 @@ func (x *UndrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*UndrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UndrainNodeRequest) GetName() string {
@@ -852,7 +1049,7 @@ type UndrainNodeResponse struct {
 
 func (x *UndrainNodeResponse) Reset() {
 	*x = UndrainNodeResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1061,7 @@ func (x *UndrainNodeResponse) String() string {
 func (*UndrainNodeResponse) ProtoMessage() {}
 
 func (x *UndrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1074,7 @@ func (x *UndrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*UndrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UndrainNodeResponse) GetNode() *Node {
@@ -899,7 +1096,7 @@ type RunNodeCheckRequest struct {
 
 func (x *RunNodeCheckRequest) Reset() {
 	*x = RunNodeCheckRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1108,7 @@ func (x *RunNodeCheckRequest) String() string {
 func (*RunNodeCheckRequest) ProtoMessage() {}
 
 func (x *RunNodeCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1121,7 @@ func (x *RunNodeCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunNodeCheckRequest.ProtoReflect.Descriptor instead.
 func (*RunNodeCheckRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunNodeCheckRequest) GetName() string {
@@ -953,7 +1150,7 @@ type RunNodeCheckResponse struct {
 
 func (x *RunNodeCheckResponse) Reset() {
 	*x = RunNodeCheckResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1162,7 @@ func (x *RunNodeCheckResponse) String() string {
 func (*RunNodeCheckResponse) ProtoMessage() {}
 
 func (x *RunNodeCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1175,7 @@ func (x *RunNodeCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunNodeCheckResponse.ProtoReflect.Descriptor instead.
 func (*RunNodeCheckResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RunNodeCheckResponse) GetPassed() bool {
@@ -1014,7 +1211,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1223,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1236,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListIncidentsRequest) GetNode() string {
@@ -1080,7 +1277,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1289,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1302,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -1126,7 +1323,7 @@ var File_sopilot_api_v1_node_proto protoreflect.FileDescriptor
 
 const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x19sopilot/api/v1/node.proto\x12\x0esopilot.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x04\n" +
+	"\x19sopilot/api/v1/node.proto\x12\x0esopilot.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x04\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vslurm_state\x18\x02 \x01(\tR\n" +
@@ -1142,7 +1339,10 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	" \x03(\v2\x16.sopilot.api.v1.IbPortR\aibPorts\x12%\n" +
 	"\x0edriver_version\x18\v \x01(\tR\rdriverVersion\x12!\n" +
 	"\fnccl_version\x18\f \x01(\tR\vncclVersion\x12\x17\n" +
-	"\arun_ids\x18\r \x03(\tR\x06runIds\"\xce\x02\n" +
+	"\arun_ids\x18\r \x03(\tR\x06runIds\x12#\n" +
+	"\ragent_version\x18\x0e \x01(\tR\fagentVersion\x12\x17\n" +
+	"\aboot_id\x18\x0f \x01(\tR\x06bootId\x12!\n" +
+	"\fcuda_version\x18\x10 \x01(\tR\vcudaVersion\"\x88\x05\n" +
 	"\x03Gpu\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +
@@ -1153,11 +1353,25 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\x13temperature_celsius\x18\a \x01(\x01R\x12temperatureCelsius\x12)\n" +
 	"\x10power_milliwatts\x18\b \x01(\x03R\x0fpowerMilliwatts\x12 \n" +
 	"\fslurm_job_id\x18\t \x01(\tR\n" +
-	"slurmJobId\"O\n" +
+	"slurmJobId\x12<\n" +
+	"\x1amemory_temperature_celsius\x18\n" +
+	" \x01(\x01R\x18memoryTemperatureCelsius\x124\n" +
+	"\x16power_limit_milliwatts\x18\v \x01(\x03R\x14powerLimitMilliwatts\x12)\n" +
+	"\x10throttle_reasons\x18\f \x01(\x04R\x0fthrottleReasons\x128\n" +
+	"\x18ecc_volatile_uncorrected\x18\r \x01(\x04R\x16eccVolatileUncorrected\x12/\n" +
+	"\x11row_remap_failure\x18\x0e \x01(\bH\x00R\x0frowRemapFailure\x88\x01\x01\x12\x18\n" +
+	"\apresent\x18\x0f \x01(\bR\apresentB\x14\n" +
+	"\x12_row_remap_failure\"\xdc\x01\n" +
 	"\x06IbPort\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
-	"\trate_gbps\x18\x03 \x01(\x03R\brateGbps\"\xad\x03\n" +
+	"\trate_gbps\x18\x03 \x01(\x03R\brateGbps\x12\x1d\n" +
+	"\n" +
+	"phys_state\x18\x04 \x01(\tR\tphysState\x12#\n" +
+	"\rsymbol_errors\x18\x05 \x01(\x04R\fsymbolErrors\x12\x1f\n" +
+	"\vlink_downed\x18\x06 \x01(\x04R\n" +
+	"linkDowned\x12&\n" +
+	"\x0fport_rcv_errors\x18\a \x01(\x04R\rportRcvErrors\"\xad\x03\n" +
 	"\bIncident\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x1c\n" +
@@ -1173,7 +1387,11 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\arun_ids\x18\v \x03(\tR\x06runIds\"\x12\n" +
 	"\x10ListNodesRequest\"?\n" +
 	"\x11ListNodesResponse\x12*\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x14.sopilot.api.v1.NodeR\x05nodes\"$\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.sopilot.api.v1.NodeR\x05nodes\")\n" +
+	"\x11WatchNodesRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\">\n" +
+	"\x12WatchNodesResponse\x12(\n" +
+	"\x04node\x18\x01 \x01(\v2\x14.sopilot.api.v1.NodeR\x04node\"$\n" +
 	"\x0eGetNodeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\";\n" +
 	"\x0fGetNodeResponse\x12(\n" +
@@ -1209,10 +1427,12 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\x16HEALTH_VERDICT_HEALTHY\x10\x01\x12\x1b\n" +
 	"\x17HEALTH_VERDICT_DEGRADED\x10\x02\x12\x1c\n" +
 	"\x18HEALTH_VERDICT_UNHEALTHY\x10\x03\x12\x1a\n" +
-	"\x16HEALTH_VERDICT_UNKNOWN\x10\x042\x8e\x04\n" +
+	"\x16HEALTH_VERDICT_UNKNOWN\x10\x042\xe5\x04\n" +
 	"\vNodeService\x12P\n" +
 	"\tListNodes\x12 .sopilot.api.v1.ListNodesRequest\x1a!.sopilot.api.v1.ListNodesResponse\x12J\n" +
-	"\aGetNode\x12\x1e.sopilot.api.v1.GetNodeRequest\x1a\x1f.sopilot.api.v1.GetNodeResponse\x12P\n" +
+	"\aGetNode\x12\x1e.sopilot.api.v1.GetNodeRequest\x1a\x1f.sopilot.api.v1.GetNodeResponse\x12U\n" +
+	"\n" +
+	"WatchNodes\x12!.sopilot.api.v1.WatchNodesRequest\x1a\".sopilot.api.v1.WatchNodesResponse0\x01\x12P\n" +
 	"\tDrainNode\x12 .sopilot.api.v1.DrainNodeRequest\x1a!.sopilot.api.v1.DrainNodeResponse\x12V\n" +
 	"\vUndrainNode\x12\".sopilot.api.v1.UndrainNodeRequest\x1a#.sopilot.api.v1.UndrainNodeResponse\x12Y\n" +
 	"\fRunNodeCheck\x12#.sopilot.api.v1.RunNodeCheckRequest\x1a$.sopilot.api.v1.RunNodeCheckResponse\x12\\\n" +
@@ -1231,7 +1451,7 @@ func file_sopilot_api_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_sopilot_api_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sopilot_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_sopilot_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_sopilot_api_v1_node_proto_goTypes = []any{
 	(HealthVerdict)(0),            // 0: sopilot.api.v1.HealthVerdict
 	(*Node)(nil),                  // 1: sopilot.api.v1.Node
@@ -1240,49 +1460,54 @@ var file_sopilot_api_v1_node_proto_goTypes = []any{
 	(*Incident)(nil),              // 4: sopilot.api.v1.Incident
 	(*ListNodesRequest)(nil),      // 5: sopilot.api.v1.ListNodesRequest
 	(*ListNodesResponse)(nil),     // 6: sopilot.api.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),        // 7: sopilot.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),       // 8: sopilot.api.v1.GetNodeResponse
-	(*DrainNodeRequest)(nil),      // 9: sopilot.api.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),     // 10: sopilot.api.v1.DrainNodeResponse
-	(*UndrainNodeRequest)(nil),    // 11: sopilot.api.v1.UndrainNodeRequest
-	(*UndrainNodeResponse)(nil),   // 12: sopilot.api.v1.UndrainNodeResponse
-	(*RunNodeCheckRequest)(nil),   // 13: sopilot.api.v1.RunNodeCheckRequest
-	(*RunNodeCheckResponse)(nil),  // 14: sopilot.api.v1.RunNodeCheckResponse
-	(*ListIncidentsRequest)(nil),  // 15: sopilot.api.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil), // 16: sopilot.api.v1.ListIncidentsResponse
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*WatchNodesRequest)(nil),     // 7: sopilot.api.v1.WatchNodesRequest
+	(*WatchNodesResponse)(nil),    // 8: sopilot.api.v1.WatchNodesResponse
+	(*GetNodeRequest)(nil),        // 9: sopilot.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),       // 10: sopilot.api.v1.GetNodeResponse
+	(*DrainNodeRequest)(nil),      // 11: sopilot.api.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),     // 12: sopilot.api.v1.DrainNodeResponse
+	(*UndrainNodeRequest)(nil),    // 13: sopilot.api.v1.UndrainNodeRequest
+	(*UndrainNodeResponse)(nil),   // 14: sopilot.api.v1.UndrainNodeResponse
+	(*RunNodeCheckRequest)(nil),   // 15: sopilot.api.v1.RunNodeCheckRequest
+	(*RunNodeCheckResponse)(nil),  // 16: sopilot.api.v1.RunNodeCheckResponse
+	(*ListIncidentsRequest)(nil),  // 17: sopilot.api.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil), // 18: sopilot.api.v1.ListIncidentsResponse
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_sopilot_api_v1_node_proto_depIdxs = []int32{
 	0,  // 0: sopilot.api.v1.Node.verdict:type_name -> sopilot.api.v1.HealthVerdict
-	17, // 1: sopilot.api.v1.Node.last_seen_time:type_name -> google.protobuf.Timestamp
+	19, // 1: sopilot.api.v1.Node.last_seen_time:type_name -> google.protobuf.Timestamp
 	2,  // 2: sopilot.api.v1.Node.gpus:type_name -> sopilot.api.v1.Gpu
 	3,  // 3: sopilot.api.v1.Node.ib_ports:type_name -> sopilot.api.v1.IbPort
 	0,  // 4: sopilot.api.v1.Incident.severity:type_name -> sopilot.api.v1.HealthVerdict
-	17, // 5: sopilot.api.v1.Incident.first_seen_time:type_name -> google.protobuf.Timestamp
-	17, // 6: sopilot.api.v1.Incident.last_seen_time:type_name -> google.protobuf.Timestamp
-	17, // 7: sopilot.api.v1.Incident.resolve_time:type_name -> google.protobuf.Timestamp
+	19, // 5: sopilot.api.v1.Incident.first_seen_time:type_name -> google.protobuf.Timestamp
+	19, // 6: sopilot.api.v1.Incident.last_seen_time:type_name -> google.protobuf.Timestamp
+	19, // 7: sopilot.api.v1.Incident.resolve_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: sopilot.api.v1.ListNodesResponse.nodes:type_name -> sopilot.api.v1.Node
-	1,  // 9: sopilot.api.v1.GetNodeResponse.node:type_name -> sopilot.api.v1.Node
-	1,  // 10: sopilot.api.v1.DrainNodeResponse.node:type_name -> sopilot.api.v1.Node
-	1,  // 11: sopilot.api.v1.UndrainNodeResponse.node:type_name -> sopilot.api.v1.Node
-	4,  // 12: sopilot.api.v1.ListIncidentsResponse.incidents:type_name -> sopilot.api.v1.Incident
-	5,  // 13: sopilot.api.v1.NodeService.ListNodes:input_type -> sopilot.api.v1.ListNodesRequest
-	7,  // 14: sopilot.api.v1.NodeService.GetNode:input_type -> sopilot.api.v1.GetNodeRequest
-	9,  // 15: sopilot.api.v1.NodeService.DrainNode:input_type -> sopilot.api.v1.DrainNodeRequest
-	11, // 16: sopilot.api.v1.NodeService.UndrainNode:input_type -> sopilot.api.v1.UndrainNodeRequest
-	13, // 17: sopilot.api.v1.NodeService.RunNodeCheck:input_type -> sopilot.api.v1.RunNodeCheckRequest
-	15, // 18: sopilot.api.v1.NodeService.ListIncidents:input_type -> sopilot.api.v1.ListIncidentsRequest
-	6,  // 19: sopilot.api.v1.NodeService.ListNodes:output_type -> sopilot.api.v1.ListNodesResponse
-	8,  // 20: sopilot.api.v1.NodeService.GetNode:output_type -> sopilot.api.v1.GetNodeResponse
-	10, // 21: sopilot.api.v1.NodeService.DrainNode:output_type -> sopilot.api.v1.DrainNodeResponse
-	12, // 22: sopilot.api.v1.NodeService.UndrainNode:output_type -> sopilot.api.v1.UndrainNodeResponse
-	14, // 23: sopilot.api.v1.NodeService.RunNodeCheck:output_type -> sopilot.api.v1.RunNodeCheckResponse
-	16, // 24: sopilot.api.v1.NodeService.ListIncidents:output_type -> sopilot.api.v1.ListIncidentsResponse
-	19, // [19:25] is the sub-list for method output_type
-	13, // [13:19] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	1,  // 9: sopilot.api.v1.WatchNodesResponse.node:type_name -> sopilot.api.v1.Node
+	1,  // 10: sopilot.api.v1.GetNodeResponse.node:type_name -> sopilot.api.v1.Node
+	1,  // 11: sopilot.api.v1.DrainNodeResponse.node:type_name -> sopilot.api.v1.Node
+	1,  // 12: sopilot.api.v1.UndrainNodeResponse.node:type_name -> sopilot.api.v1.Node
+	4,  // 13: sopilot.api.v1.ListIncidentsResponse.incidents:type_name -> sopilot.api.v1.Incident
+	5,  // 14: sopilot.api.v1.NodeService.ListNodes:input_type -> sopilot.api.v1.ListNodesRequest
+	9,  // 15: sopilot.api.v1.NodeService.GetNode:input_type -> sopilot.api.v1.GetNodeRequest
+	7,  // 16: sopilot.api.v1.NodeService.WatchNodes:input_type -> sopilot.api.v1.WatchNodesRequest
+	11, // 17: sopilot.api.v1.NodeService.DrainNode:input_type -> sopilot.api.v1.DrainNodeRequest
+	13, // 18: sopilot.api.v1.NodeService.UndrainNode:input_type -> sopilot.api.v1.UndrainNodeRequest
+	15, // 19: sopilot.api.v1.NodeService.RunNodeCheck:input_type -> sopilot.api.v1.RunNodeCheckRequest
+	17, // 20: sopilot.api.v1.NodeService.ListIncidents:input_type -> sopilot.api.v1.ListIncidentsRequest
+	6,  // 21: sopilot.api.v1.NodeService.ListNodes:output_type -> sopilot.api.v1.ListNodesResponse
+	10, // 22: sopilot.api.v1.NodeService.GetNode:output_type -> sopilot.api.v1.GetNodeResponse
+	8,  // 23: sopilot.api.v1.NodeService.WatchNodes:output_type -> sopilot.api.v1.WatchNodesResponse
+	12, // 24: sopilot.api.v1.NodeService.DrainNode:output_type -> sopilot.api.v1.DrainNodeResponse
+	14, // 25: sopilot.api.v1.NodeService.UndrainNode:output_type -> sopilot.api.v1.UndrainNodeResponse
+	16, // 26: sopilot.api.v1.NodeService.RunNodeCheck:output_type -> sopilot.api.v1.RunNodeCheckResponse
+	18, // 27: sopilot.api.v1.NodeService.ListIncidents:output_type -> sopilot.api.v1.ListIncidentsResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_sopilot_api_v1_node_proto_init() }
@@ -1290,13 +1515,14 @@ func file_sopilot_api_v1_node_proto_init() {
 	if File_sopilot_api_v1_node_proto != nil {
 		return
 	}
+	file_sopilot_api_v1_node_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sopilot_api_v1_node_proto_rawDesc), len(file_sopilot_api_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
