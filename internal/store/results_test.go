@@ -479,8 +479,8 @@ func TestOpenUpgradesV1ToResults(t *testing.T) {
 	s := openTestStore(t, path)
 	ctx := context.Background()
 	err = s.db.View(func(tx *bolt.Tx) error {
-		if v := binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchemaVersion)); v != 2 {
-			t.Errorf("schema version after Open = %d, want 2", v)
+		if v := binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchemaVersion)); v != uint64(len(migrations())) {
+			t.Errorf("schema version after Open = %d, want %d", v, len(migrations()))
 		}
 		if tx.Bucket(bucketResults) == nil {
 			t.Error("results bucket missing after the upgrade")

@@ -23,6 +23,16 @@ import (
 //	active       seq                -> empty (exactly the runs whose state is not terminal)
 //	by_state     state (1 byte) seq -> empty (exactly one entry per run, for its current state)
 //	results      seq piece          -> piece of the run's encoded results (v2)
+//	nodes        node name          -> JSON of NodeRecord (v3)
+//	incidents    incident id        -> JSON of Incident (v3)
+//	incidents_by_node  node 0x00 id -> empty (v3)
+//	incidents_by_run   run id 0x00 id -> empty (v3)
+//
+// nodes holds what must survive a controller restart about each node agent:
+// its boot id and the highest batch sequence made durable, so a resent batch
+// is recognised as a duplicate, and the last inventory it reported.
+// Incident ids are ULIDs, so each index walks a node's or run's incidents in
+// the order they opened.
 //
 // results holds each run's per-sample results (results.Encode's bytes, a
 // version byte, a columnar body and a CRC-32C) cut into pieces of at most
@@ -74,6 +84,10 @@ var (
 	bucketActive     = []byte("active")
 	bucketByState    = []byte("by_state")
 	bucketResults    = []byte("results")
+	bucketNodes      = []byte("nodes")
+	bucketIncidents  = []byte("incidents")
+	bucketIncByNode  = []byte("incidents_by_node")
+	bucketIncByRun   = []byte("incidents_by_run")
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -92,6 +106,7 @@ func migrations() []migration {
 	return []migration{
 		{name: "v1: runs, run_ids, request_ids, active, by_state", fn: migrateV1},
 		{name: "v2: results", fn: migrateV2},
+		{name: "v3: nodes, incidents, incidents_by_node, incidents_by_run", fn: migrateV3},
 	}
 }
 
@@ -107,6 +122,15 @@ func migrateV1(tx *bolt.Tx) error {
 func migrateV2(tx *bolt.Tx) error {
 	if _, err := tx.CreateBucket(bucketResults); err != nil {
 		return fmt.Errorf("create bucket %q: %w", bucketResults, err)
+	}
+	return nil
+}
+
+func migrateV3(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketNodes, bucketIncidents, bucketIncByNode, bucketIncByRun} {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return fmt.Errorf("create bucket %q: %w", name, err)
+		}
 	}
 	return nil
 }

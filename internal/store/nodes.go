@@ -1,0 +1,77 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// NodeRecord is what the store keeps about one node agent.
+type NodeRecord struct {
+	Name   string `json:"name"`
+	BootID string `json:"boot_id"`
+	// Sequence is the highest batch sequence from this boot that the
+	// controller made durable (and acked).
+	Sequence     uint64    `json:"sequence"`
+	LastSeen     time.Time `json:"last_seen"`
+	AgentVersion string    `json:"agent_version,omitempty"`
+	// Inventory is the agent's last Hello inventory, in protobuf wire format
+	// (agentpb.Inventory); the store does not interpret it.
+	Inventory []byte `json:"inventory,omitempty"`
+}
+
+// PutNodes writes node records in one transaction (one fsync however many).
+func (s *Store) PutNodes(ctx context.Context, recs []NodeRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNodes)
+		if b == nil {
+			return fmt.Errorf("store: bucket %q missing", bucketNodes)
+		}
+		for i := range recs {
+			r := &recs[i]
+			if r.Name == "" {
+				return fmt.Errorf("%w: node record without a name", ErrInvalidArgument)
+			}
+			v, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(r.Name), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Nodes returns every node record, ordered by name.
+func (s *Store) Nodes(ctx context.Context) ([]NodeRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []NodeRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketNodes)
+		if b == nil {
+			return fmt.Errorf("store: bucket %q missing", bucketNodes)
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var r NodeRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("store: node %q: %w", k, err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestNodesRoundTripAcrossReopen(t *testing.T) {
+	s, path := newTestStore(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	recs := []NodeRecord{
+		{Name: "worker-1", BootID: "b1", Sequence: 41, LastSeen: t0, Inventory: []byte{1, 2, 3}},
+		{Name: "worker-0", BootID: "b0", Sequence: 7, LastSeen: t0.Add(time.Second), AgentVersion: "v1"},
+	}
+	if err := s.PutNodes(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	// A later write replaces the record.
+	recs[0].Sequence = 42
+	if err := s.PutNodes(ctx, recs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutNodes(ctx, []NodeRecord{{BootID: "x"}}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("PutNodes without a name: %v, want ErrInvalidArgument", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, path)
+	got, err := s.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Name != "worker-0" || got[1].Name != "worker-1" {
+		t.Fatalf("Nodes = %+v, want worker-0, worker-1", got)
+	}
+	if got[1].Sequence != 42 || got[1].BootID != "b1" || string(got[1].Inventory) != "\x01\x02\x03" || !got[1].LastSeen.Equal(t0) {
+		t.Errorf("worker-1 = %+v", got[1])
+	}
+	if got[0].Sequence != 7 || got[0].AgentVersion != "v1" {
+		t.Errorf("worker-0 = %+v", got[0])
+	}
+}
