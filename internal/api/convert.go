@@ -93,7 +93,19 @@ func runToProto(r *run.Run) *apipb.Run {
 		StartTime:   ts(r.StartTime),
 		EndTime:     ts(r.EndTime),
 		UpdateTime:  ts(r.UpdateTime),
-		IncidentIds: nil,
+		IncidentIds: r.IncidentIDs,
+	}
+	if u := r.Usage; u != nil {
+		p.Usage = &apipb.RunUsage{
+			GpuCount:                  int32(u.GPUCount),
+			GpuUtilizationMeanPercent: u.UtilizationMean,
+			GpuUtilizationP95Percent:  u.UtilizationP95,
+			GpuMemoryPeakBytes:        u.MemoryPeakBytes,
+			EnergyJoules:              u.EnergyJoules,
+			GpuHours:                  u.GPUHours,
+			Xids:                      u.XIDs,
+			Simulated:                 u.Simulated,
+		}
 	}
 	if nodes, err := scheduler.ExpandHostlist(r.NodeList); err == nil {
 		p.Nodes = nodes

@@ -111,6 +111,20 @@ type Progress struct {
 	Metrics          map[string]float64 `json:"metrics,omitempty"`
 }
 
+// Usage is what a run's jobs did with their GPUs, aggregated by the
+// controller from the node agents' telemetry and stored when the run ends.
+type Usage struct {
+	GPUCount        int     `json:"gpu_count"`
+	UtilizationMean float64 `json:"gpu_utilization_mean_percent"`
+	UtilizationP95  float64 `json:"gpu_utilization_p95_percent"`
+	MemoryPeakBytes int64   `json:"gpu_memory_peak_bytes"`
+	EnergyJoules    float64 `json:"energy_joules"`
+	GPUHours        float64 `json:"gpu_hours"`
+	XIDs            []int32 `json:"xids,omitempty"`
+	Samples         int64   `json:"samples"`
+	Simulated       bool    `json:"simulated,omitempty"`
+}
+
 // Run is the controller's record of one submission.
 type Run struct {
 	ID         string `json:"id"`
@@ -132,6 +146,9 @@ type Run struct {
 	EndTime    time.Time `json:"end_time,omitzero"`
 	UpdateTime time.Time `json:"update_time"`
 	Progress   *Progress `json:"progress,omitempty"`
+	Usage      *Usage    `json:"usage,omitempty"`
+	// IncidentIDs are the health incidents on the run's nodes while it ran.
+	IncidentIDs []string `json:"incident_ids,omitempty"`
 }
 
 // Submitted reports whether Slurm has accepted the run's job.
@@ -150,6 +167,12 @@ func (r *Run) Clone() *Run {
 		p.Metrics = cloneMap(r.Progress.Metrics)
 		c.Progress = &p
 	}
+	if r.Usage != nil {
+		u := *r.Usage
+		u.XIDs = append([]int32(nil), r.Usage.XIDs...)
+		c.Usage = &u
+	}
+	c.IncidentIDs = append([]string(nil), r.IncidentIDs...)
 	return &c
 }
 
