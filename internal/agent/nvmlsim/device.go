@@ -314,11 +314,11 @@ func (d *device) GetSupportedEventTypes() (uint64, nvml.Return) {
 // RegisterEvents adds the GPU to a simulated event set for the event types
 // in mask.
 func (d *device) RegisterEvents(mask uint64, set nvml.EventSet) nvml.Return {
-	es, isSim := set.(*eventSet)
-	if !isSim || es == nil || es.sim != d.sim {
-		return nvml.ERROR_INVALID_ARGUMENT
-	}
 	_, r := with(d, func(*gpuState) (struct{}, nvml.Return) {
+		es, isSim := set.(*eventSet)
+		if !isSim || es == nil || es.sim != d.sim {
+			return struct{}{}, nvml.ERROR_INVALID_ARGUMENT
+		}
 		if mask&^uint64(supportedEvents) != 0 {
 			return struct{}{}, nvml.ERROR_NOT_SUPPORTED
 		}
