@@ -40,7 +40,7 @@ const (
 type Config struct {
 	// Paths of the tools; empty means the bare name, looked up on the
 	// controller's PATH when the command runs.
-	Sbatch, Squeue, Scancel, Scontrol string
+	Sbatch, Squeue, Scancel, Scontrol, Sinfo string
 	// SlurmConf is the slurm.conf the tools read (SLURM_CONF). Empty means
 	// the controller's own SLURM_CONF if it has one, else Slurm's default.
 	SlurmConf string
@@ -82,6 +82,7 @@ func newBackend(cfg Config, logger *slog.Logger, r runner, getenv func(string) s
 	def(&cfg.Squeue, "squeue")
 	def(&cfg.Scancel, "scancel")
 	def(&cfg.Scontrol, "scontrol")
+	def(&cfg.Sinfo, "sinfo")
 	if cfg.SlurmConf == "" {
 		cfg.SlurmConf = getenv("SLURM_CONF")
 	}
