@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tests of the fine-tuning example, without Slurm: the Slurm-to-torch
-environment mapping, a 2-rank gloo run started the way srun starts it
-(SLURM_* variables only), and the results file's shape.
+environment mapping, the progress file writer, a 2-rank gloo run started the
+way srun starts it (SLURM_* variables only) with its progress file, and the
+results file's shape.
 
     /usr/bin/python3 -m unittest -v test_finetune   (in examples/finetune; ~20 s)
 
@@ -38,6 +39,75 @@ class FirstHostTest(unittest.TestCase):
                     self.assertEqual(train.first_host(nodelist), want)
 
 
+class FakeClock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+class ProgressWriterTest(unittest.TestCase):
+    def setUp(self):
+        sys.path.insert(0, HERE)
+        import train  # no torch needed
+        self.train = train
+
+    def read(self, path):
+        with open(path) as f:
+            return [json.loads(l) for l in f]
+
+    def test_from_env(self):
+        with mock.patch.dict(os.environ, {"SOPILOT_PROGRESS_FILE": "/tmp/x"}):
+            self.assertIsNotNone(self.train.ProgressWriter.from_env(0))
+            self.assertIsNone(self.train.ProgressWriter.from_env(1))  # rank 0 only
+        with mock.patch.dict(os.environ, {"SOPILOT_PROGRESS_FILE": ""}):
+            self.assertIsNone(self.train.ProgressWriter.from_env(0))
+
+    def test_throttled_lines(self):
+        with tempfile.TemporaryDirectory() as d:
+            path, clock = f"{d}/progress.jsonl", FakeClock()
+            w = self.train.ProgressWriter(path, interval=0.5, clock=clock)
+            self.assertFalse(os.path.exists(path), "nothing is created before the first line")
+            wrote = []
+            for step in range(1, 11):  # 10 steps, 0.1 s apart
+                clock.t += 0.1
+                w.add_samples(32)
+                wrote.append(w.write(step, 10, loss=1.0 / step, lr=0.003, epoch=step / 10))
+            # The first step, then one line per 0.5 s.
+            self.assertEqual(wrote, [True, False, False, False, False, True, False, False, False, False])
+            clock.t += 0.01
+            self.assertTrue(w.write(10, 10, loss=0.1, force=True, test_acc=0.9))
+            self.assertFalse(w.write(10, 10, force=True), "a step is never written twice")
+            w.close()
+            lines = self.read(path)
+            self.assertEqual([l["step"] for l in lines], [1, 6, 10])
+            self.assertEqual(lines[1], {"step": 6, "total_steps": 10, "time": 1000.6, "loss": 1.0 / 6,
+                                        "samples_per_second": round(5 * 32 / 0.5, 2),
+                                        "metrics": {"lr": 0.003, "epoch": 0.6}})
+            self.assertEqual(lines[2]["metrics"], {"test_acc": 0.9})
+            self.assertAlmostEqual(lines[2]["samples_per_second"], 4 * 32 / 0.41, places=1)
+
+    def test_non_finite_values_left_out(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = f"{d}/p"
+            w = self.train.ProgressWriter(path, clock=FakeClock())
+            self.assertTrue(w.write(1, 5, loss=float("nan"), lr=float("inf"), epoch=0.2))
+            w.close()
+            with open(path) as f:
+                line = f.read()
+            self.assertNotIn("NaN", line)
+            self.assertEqual(json.loads(line), {"step": 1, "total_steps": 5, "time": 1000.0,
+                                                "metrics": {"epoch": 0.2}})
+
+    def test_unwritable_file_does_not_raise(self):
+        with tempfile.TemporaryDirectory() as d:
+            w = self.train.ProgressWriter(f"{d}/missing-dir/p", clock=FakeClock())
+            with mock.patch("builtins.print"):
+                self.assertFalse(w.write(1, 5, loss=1.0))
+            self.assertFalse(w.due(force=True), "progress is off after a failed write")
+
+
 @unittest.skipUnless(HAVE_DEPS, "needs torch and sklearn (apt-get install python3-torch python3-sklearn)")
 class WorkflowTest(unittest.TestCase):
     def test_save_train_infer(self):
@@ -49,9 +119,11 @@ class WorkflowTest(unittest.TestCase):
                     if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_"))}
             base.update(SLURM_NTASKS="2", SLURM_JOB_ID="4242", SLURM_JOB_NODELIST="localhost",
                         CUDA_VISIBLE_DEVICES="")
+            progress = f"{d}/progress.jsonl"
+            base["SOPILOT_PROGRESS_FILE"] = progress
             procs = [subprocess.Popen(
                 [sys.executable, script("train.py"), "--init", f"{d}/original.pt", "--out", f"{d}/trained.pt",
-                 "--epochs", "8"],
+                 "--epochs", "8", "--progress-interval", "0.2"],
                 env=dict(base, SLURM_PROCID=str(r), SLURM_LOCALID=str(r)),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
             outs = [p.communicate(timeout=120)[0] for p in procs]
@@ -62,6 +134,28 @@ class WorkflowTest(unittest.TestCase):
             self.assertIn("world 2 (gloo)", outs[0])
             self.assertIn("epoch 8/8", outs[0])
             self.assertTrue(os.path.exists(f"{d}/checkpoint.pt"))
+
+            # Progress lines from rank 0 only: steps strictly increase (both
+            # ranks writing would repeat them), one line per epoch end at least.
+            with open(progress) as f:
+                lines = [json.loads(l) for l in f]
+            steps = [l["step"] for l in lines]
+            self.assertEqual(steps, sorted(set(steps)), "steps must strictly increase")
+            total = lines[0]["total_steps"]
+            self.assertEqual(total % 8, 0)
+            self.assertEqual(steps[-1], total)
+            self.assertTrue(all(l["total_steps"] == total for l in lines))
+            epoch_ends = [l for l in lines if "test_acc" in l["metrics"]]
+            self.assertEqual([l["step"] for l in epoch_ends], [total // 8 * e for e in range(1, 9)])
+            self.assertEqual([l["metrics"]["epoch"] for l in epoch_ends], list(range(1, 9)))
+            for l in lines:
+                self.assertLessEqual(set(l), {"step", "total_steps", "time", "loss", "samples_per_second", "metrics"})
+                self.assertGreater(l["loss"], 0)
+                self.assertEqual(l["metrics"]["lr"], 3e-3)
+                self.assertGreater(l["samples_per_second"], 0)
+                self.assertTrue(0 < l["metrics"]["epoch"] <= 8)
+            self.assertGreater(epoch_ends[-1]["metrics"]["test_acc"], 0.8)
+            self.assertLess(epoch_ends[-1]["metrics"]["epoch_loss"], epoch_ends[0]["metrics"]["epoch_loss"])
 
             acc = {}
             for name in ("original", "trained"):

@@ -20,8 +20,16 @@ rank trains on its DistributedSampler shard of the fixed training split;
 gradients are averaged by DDP. Rank 0 prints progress, writes a checkpoint
 (DIR/checkpoint.pt, next to --out) after every epoch and the final model to
 --out.
+
+When SOPILOT_PROGRESS_FILE is set (sopilot sets it for every run), rank 0
+also appends progress lines to that file for the node agent to stream: JSON
+objects with step, total_steps, loss, samples_per_second, time and metrics
+(lr, epoch; epoch_loss and test_acc at the end of each epoch), at most one
+every --progress-interval seconds plus one per epoch (docs/progress.md).
 """
 import argparse
+import json
+import math
 import os
 import re
 import socket
@@ -65,6 +73,70 @@ def host_addr(host):
     die(f"cannot resolve {host!r} (first node of the job) to an address for MASTER_ADDR")
 
 
+class ProgressWriter:
+    """Appends progress lines (docs/progress.md) to the file named by
+    SOPILOT_PROGRESS_FILE: one JSON object per line, written whole and
+    flushed. Per-step lines are throttled to one per `interval` seconds
+    (`force` bypasses that, for epoch ends and the last step) so the file
+    stays small however fast the steps are. Non-finite numbers (a diverged
+    loss) are left out, since the format rejects them. A write that fails is
+    reported once and progress is then off: it never stops training."""
+
+    def __init__(self, path, interval=0.5, clock=time.time):
+        self.path, self.interval, self.clock = path, interval, clock
+        self.last_write = None  # clock() of the last line written
+        self.last_step = None   # step of the last line written
+        self.samples = 0        # global samples since the last line
+        self.since = clock()    # start of the current throughput window
+        self.file = None
+
+    @classmethod
+    def from_env(cls, rank, interval=0.5):
+        """A writer for rank 0 when SOPILOT_PROGRESS_FILE is set, else None."""
+        path = os.environ.get("SOPILOT_PROGRESS_FILE", "")
+        return cls(path, interval) if path and rank == 0 else None
+
+    def due(self, force=False):
+        """Whether a line would be written now: the caller can skip computing
+        values (loss.item() syncs with the GPU) when it would not."""
+        return self.path is not None and (force or self.last_write is None
+                                          or self.clock() - self.last_write >= self.interval)
+
+    def add_samples(self, n):
+        self.samples += n
+
+    def write(self, step, total_steps, loss=None, force=False, **metrics):
+        """Write one line if due; returns whether it did."""
+        if not self.due(force) or (self.last_step is not None and step <= self.last_step):
+            return False
+        now = self.clock()
+        rec = {"step": int(step), "total_steps": int(total_steps), "time": round(now, 3)}
+        if loss is not None and math.isfinite(loss):
+            rec["loss"] = float(loss)
+        elapsed = now - self.since
+        if elapsed > 0 and self.samples > 0:
+            rec["samples_per_second"] = round(self.samples / elapsed, 2)
+        m = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        if m:
+            rec["metrics"] = m
+        try:
+            if self.file is None:
+                self.file = open(self.path, "a", encoding="utf-8")
+            self.file.write(json.dumps(rec, allow_nan=False) + "\n")
+            self.file.flush()
+        except (OSError, ValueError) as e:
+            log(f"progress file {self.path}: {e}; no more progress lines")
+            self.path = None
+            return False
+        self.last_write, self.last_step, self.samples, self.since = now, step, 0, now
+        return True
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
 def setup_env():
     """Fill RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT from Slurm."""
     env = os.environ
@@ -92,6 +164,8 @@ def main():
     p.add_argument("--batch-size", type=int, default=16, help="per rank; the global batch is this x WORLD_SIZE")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--progress-interval", type=float, default=0.5,
+                   help="seconds between progress lines in $SOPILOT_PROGRESS_FILE (plus one per epoch)")
     args = p.parse_args()
 
     t0 = time.time()
@@ -140,13 +214,14 @@ def main():
             f"of {args.batch_size}/rank (global batch {args.batch_size * world}), {args.epochs} epochs, "
             f"started in {time.time() - t0:.1f}s")
 
+    progress = ProgressWriter.from_env(rank, args.progress_interval)
     step, t_train = 0, time.time()
     for epoch in range(1, args.epochs + 1):
         sampler.set_epoch(epoch)
         ddp.train()
         # loss and sample count summed over ranks, for an honest epoch loss
         acc = torch.zeros(2, device=device)
-        for xb, yb in loader:
+        for i, (xb, yb) in enumerate(loader, 1):
             xb, yb = xb.to(device), yb.to(device)
             opt.zero_grad()
             loss = F.cross_entropy(ddp(xb), yb)
@@ -154,6 +229,12 @@ def main():
             opt.step()
             step += 1
             acc += torch.stack([loss.detach() * len(yb), torch.tensor(float(len(yb)), device=device)])
+            if progress:
+                progress.add_samples(len(yb) * world)  # the sampler gives every rank equal batches
+                # The epoch's last step gets its line below, with the epoch's results.
+                if i < steps_per_epoch and progress.due():
+                    progress.write(step, total, loss.item(), lr=opt.param_groups[0]["lr"],
+                                   epoch=epoch - 1 + i / steps_per_epoch)
         dist.all_reduce(acc)
         if rank == 0:
             model.eval()
@@ -165,11 +246,16 @@ def main():
             eta = elapsed / epoch * (args.epochs - epoch)
             log(f"epoch {epoch}/{args.epochs} step {step}/{total} loss {acc[0].item() / acc[1].item():.4f} "
                 f"test_acc {test_acc:.4f} {rate:.0f} samples/s ETA {eta:.0f}s")
+            if progress:
+                progress.write(step, total, loss.item(), force=True, lr=opt.param_groups[0]["lr"], epoch=epoch,
+                               epoch_loss=acc[0].item() / acc[1].item(), test_acc=test_acc)
 
     if rank == 0:
         save_atomic({"model": model.state_dict(), "epoch": args.epochs, "step": step, "world_size": world,
                      "init": os.path.abspath(args.init)}, args.out)
         log(f"saved the trained model to {args.out} ({time.time() - t0:.1f}s in all)")
+        if progress:
+            progress.close()
     dist.barrier()
     dist.destroy_process_group()
 
