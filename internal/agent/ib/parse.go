@@ -52,10 +52,8 @@ func parseState(b []byte) (id int, name string, err error) {
 	if i == 0 || i+1 >= len(s) || s[i] != ':' || s[i+1] != ' ' {
 		return 0, "", fmt.Errorf("want \"<id>: <name>\", got %s", quote(b))
 	}
+	// s is trimmed and s[i+1] is a space, so the name is not empty.
 	rest := trimSpace(s[i+2:])
-	if len(rest) == 0 {
-		return 0, "", fmt.Errorf("want \"<id>: <name>\", got %s (no name)", quote(b))
-	}
 	for _, c := range rest {
 		if c < 0x20 || c >= 0x7f {
 			return 0, "", fmt.Errorf("state name is not printable ASCII in %s", quote(b))
