@@ -1,0 +1,475 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sopilot/sopilot/internal/run"
+	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+// Options tune a Fleet. The zero value is usable.
+type Options struct {
+	// Silence: a node whose agent sent nothing for this long is UNKNOWN
+	// (default 60 s). Silence alone never makes a node unhealthy.
+	Silence time.Duration
+	// CommitInterval is the longest a batch waits to be made durable and
+	// acked (default 100 ms). One bbolt transaction covers every batch that
+	// arrived in the interval, from every agent.
+	CommitInterval time.Duration
+	// AssignmentInterval is how often run assignments are recomputed and
+	// pushed to agents whose set changed (default 2 s).
+	AssignmentInterval time.Duration
+	// Limits on one batch; a batch beyond them ends that agent's stream.
+	MaxGPUs, MaxIBPorts, MaxEventsPerBatch, MaxProgressPerBatch int
+	// AgentConfig is pushed to every agent after its handshake (optional).
+	AgentConfig *agentpb.AgentConfig
+	Now         func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Silence <= 0 {
+		o.Silence = 60 * time.Second
+	}
+	if o.CommitInterval <= 0 {
+		o.CommitInterval = 100 * time.Millisecond
+	}
+	if o.AssignmentInterval <= 0 {
+		o.AssignmentInterval = 2 * time.Second
+	}
+	if o.MaxGPUs <= 0 {
+		o.MaxGPUs = 64
+	}
+	if o.MaxIBPorts <= 0 {
+		o.MaxIBPorts = 64
+	}
+	if o.MaxEventsPerBatch <= 0 {
+		o.MaxEventsPerBatch = 10_000
+	}
+	if o.MaxProgressPerBatch <= 0 {
+		o.MaxProgressPerBatch = 256
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Assignment is a run with a job on some nodes, as the controller sees it.
+type Assignment struct {
+	RunID        string
+	JobID        string
+	Nodes        []string
+	ProgressPath string // given to the first node (where rank 0 runs)
+	GPUsPerNode  int
+}
+
+// AssignmentSource lists the runs whose jobs run now.
+type AssignmentSource interface {
+	Assignments(ctx context.Context) ([]Assignment, error)
+}
+
+// ProgressSink stores runs' latest progress; it must be durable on return.
+type ProgressSink interface {
+	ApplyProgress(ctx context.Context, updates map[string]run.Progress) error
+}
+
+// EventSink records nodes' health events; it must be durable on return.
+// jobs maps a GPU component ("gpu3") to the Slurm job using it when the
+// event arrived.
+type EventSink interface {
+	RecordEvents(ctx context.Context, node string, events []*agentpb.HealthEvent, jobs map[string]string) error
+}
+
+// Fleet is the controller's view of the node agents: the AgentService
+// stream handler, the latest telemetry per node, and per-run GPU usage.
+type Fleet struct {
+	opts    Options
+	store   *store.Store
+	log     *slog.Logger
+	metrics *Metrics
+
+	assignments AssignmentSource
+	progress    ProgressSink
+	events      EventSink
+
+	mu       sync.RWMutex
+	nodes    map[string]*node
+	sessions uint64
+	slurm    map[string]scheduler.NodeStatus
+	verdicts map[string]Verdict
+	commands map[string]chan *agentpb.CommandResult
+
+	usageMu sync.Mutex
+	usage   map[string]*usageAcc
+
+	commits chan item
+}
+
+// Verdict is the health verdict another component computed for a node.
+type Verdict struct {
+	Verdict string // HEALTHY, DEGRADED, UNHEALTHY (UNKNOWN is the fleet's own)
+	Reasons []string
+}
+
+// New loads the node records from the store. Call Run to start committing.
+func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet, error) {
+	f := &Fleet{
+		opts:     opts.withDefaults(),
+		store:    st,
+		log:      logger.With("component", "fleet"),
+		metrics:  m,
+		nodes:    map[string]*node{},
+		slurm:    map[string]scheduler.NodeStatus{},
+		verdicts: map[string]Verdict{},
+		commands: map[string]chan *agentpb.CommandResult{},
+		usage:    map[string]*usageAcc{},
+		commits:  make(chan item, 65536),
+	}
+	if f.metrics == nil {
+		f.metrics = NewMetrics(nil)
+	}
+	recs, err := st.Nodes(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("load nodes: %w", err)
+	}
+	for _, r := range recs {
+		n := newNode(r.Name)
+		n.bootID, n.seq, n.durable, n.lastSeen, n.agentVersion = r.BootID, r.Sequence, r.Sequence, r.LastSeen, r.AgentVersion
+		if len(r.Inventory) > 0 {
+			inv := &agentpb.Inventory{}
+			if err := proto.Unmarshal(r.Inventory, inv); err == nil {
+				n.inventory, n.inventoryBytes = inv, r.Inventory
+			}
+		}
+		f.nodes[r.Name] = n
+	}
+	return f, nil
+}
+
+// SetSources wires the controller's run tracking in. Call before Run.
+func (f *Fleet) SetSources(a AssignmentSource, p ProgressSink, e EventSink) {
+	f.assignments, f.progress, f.events = a, p, e
+}
+
+// node is one agent's state. Fields after mu are guarded by it.
+type node struct {
+	name string
+
+	mu             sync.Mutex
+	bootID         string
+	seq            uint64 // highest sequence applied
+	durable        uint64 // highest sequence made durable
+	lastSeen       time.Time
+	lastBatch      time.Time
+	agentVersion   string
+	inventory      *agentpb.Inventory
+	inventoryBytes []byte
+	session        *session
+	gpus           map[int32]*agentpb.GpuSample
+	ib             map[string]*agentpb.IbSample
+	lastEnergy     map[int32]uint64
+	assigned       []Assignment // runs on this node now
+	assignedKey    string
+	version        uint64 // bumped on every change a watcher should see
+}
+
+func newNode(name string) *node {
+	return &node{name: name, gpus: map[int32]*agentpb.GpuSample{}, ib: map[string]*agentpb.IbSample{}, lastEnergy: map[int32]uint64{}}
+}
+
+// item is one batch (or a hello) waiting to be made durable.
+type item struct {
+	n        *node
+	bootID   string
+	seq      uint64
+	events   []*agentpb.HealthEvent
+	jobs     map[string]string
+	progress []progressItem
+	received time.Time
+}
+
+var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$`)
+
+// ValidNodeName reports whether s is a node name the fleet accepts.
+func ValidNodeName(s string) bool { return nodeNameRE.MatchString(s) }
+
+func (f *Fleet) node(name string) *node {
+	f.mu.RLock()
+	n := f.nodes[name]
+	f.mu.RUnlock()
+	if n != nil {
+		return n
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n = f.nodes[name]; n == nil {
+		n = newNode(name)
+		f.nodes[name] = n
+	}
+	return n
+}
+
+// Run commits batches, pushes assignments and watches for silent agents
+// until ctx ends.
+func (f *Fleet) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.pushAssignments(ctx)
+	}()
+	err := f.commitLoop(ctx)
+	wg.Wait()
+	return err
+}
+
+func (f *Fleet) commitLoop(ctx context.Context) error {
+	var items []item
+	for {
+		items = items[:0]
+		select {
+		case <-ctx.Done():
+			// Make what was applied durable before going away, so acked
+			// and applied agree after a restart.
+			for {
+				select {
+				case it := <-f.commits:
+					items = append(items, it)
+					continue
+				default:
+				}
+				break
+			}
+			if len(items) > 0 {
+				if err := f.commit(context.WithoutCancel(ctx), items); err != nil {
+					f.log.Error("final commit of agent batches", "batches", len(items), "err", err)
+				}
+			}
+			return nil
+		case it := <-f.commits:
+			items = append(items, it)
+		}
+		deadline := time.NewTimer(f.opts.CommitInterval)
+	collect:
+		for len(items) < 16384 {
+			select {
+			case it := <-f.commits:
+				items = append(items, it)
+			case <-deadline.C:
+				break collect
+			case <-ctx.Done():
+				break collect
+			}
+		}
+		deadline.Stop()
+		if err := f.commit(context.WithoutCancel(ctx), items); err != nil {
+			// Nothing is acked; the agents resend after their next reconnect
+			// or when the next commit of the same node succeeds.
+			f.log.Error("commit agent batches", "batches", len(items), "err", err)
+			f.metrics.CommitErrors.Inc()
+		}
+	}
+}
+
+func (f *Fleet) commit(ctx context.Context, items []item) error {
+	start := time.Now()
+	type nodeMax struct {
+		bootID string
+		seq    uint64
+	}
+	maxSeq := map[*node]nodeMax{}
+	progress := map[string]run.Progress{}
+	for _, it := range items {
+		if m, ok := maxSeq[it.n]; !ok || it.seq > m.seq || m.bootID != it.bootID {
+			maxSeq[it.n] = nodeMax{it.bootID, max(it.seq, m.seq)}
+		}
+		for _, p := range it.progress {
+			if cur, ok := progress[p.runID]; ok && p.p.Step < cur.Step {
+				continue
+			}
+			progress[p.runID] = p.p
+		}
+	}
+	if len(progress) > 0 && f.progress != nil {
+		if err := f.progress.ApplyProgress(ctx, progress); err != nil {
+			return fmt.Errorf("store progress: %w", err)
+		}
+	}
+	if f.events != nil {
+		for _, it := range items {
+			if len(it.events) == 0 {
+				continue
+			}
+			if err := f.events.RecordEvents(ctx, it.n.name, it.events, it.jobs); err != nil {
+				return fmt.Errorf("record %d events of %s: %w", len(it.events), it.n.name, err)
+			}
+		}
+	}
+	recs := make([]store.NodeRecord, 0, len(maxSeq))
+	for n, m := range maxSeq {
+		n.mu.Lock()
+		if n.bootID == m.bootID {
+			recs = append(recs, store.NodeRecord{
+				Name: n.name, BootID: n.bootID, Sequence: max(m.seq, n.durable), LastSeen: n.lastSeen.UTC(),
+				AgentVersion: n.agentVersion, Inventory: n.inventoryBytes,
+			})
+		}
+		n.mu.Unlock()
+	}
+	if err := f.store.PutNodes(ctx, recs); err != nil {
+		return fmt.Errorf("store %d node records: %w", len(recs), err)
+	}
+	f.metrics.CommitDuration.Observe(time.Since(start).Seconds())
+	now := time.Now()
+	for n, m := range maxSeq {
+		n.mu.Lock()
+		if n.bootID == m.bootID && m.seq > n.durable {
+			n.durable = m.seq
+		}
+		s, durable := n.session, n.durable
+		n.mu.Unlock()
+		if s != nil {
+			s.ack(durable)
+		}
+	}
+	for _, it := range items {
+		if it.seq > 0 {
+			f.metrics.AckLatency.Observe(now.Sub(it.received).Seconds())
+		}
+	}
+	return nil
+}
+
+type progressItem struct {
+	runID string
+	p     run.Progress
+}
+
+func toProgress(p *agentpb.ProgressUpdate) run.Progress {
+	pr := run.Progress{
+		Step:             p.GetStep(),
+		TotalSteps:       p.GetTotalSteps(),
+		Loss:             p.GetLoss(),
+		SamplesPerSecond: p.GetSamplesPerSecond(),
+		UpdateTime:       p.GetUpdateTime().AsTime().UTC(),
+	}
+	if len(p.GetMetrics()) > 0 {
+		pr.Metrics = make(map[string]float64, len(p.GetMetrics()))
+		for k, v := range p.GetMetrics() {
+			pr.Metrics[k] = v
+		}
+	}
+	return pr
+}
+
+// pushAssignments tells every connected agent which runs have jobs on it.
+func (f *Fleet) pushAssignments(ctx context.Context) {
+	t := time.NewTicker(f.opts.AssignmentInterval)
+	defer t.Stop()
+	for {
+		if f.assignments != nil {
+			as, err := f.assignments.Assignments(ctx)
+			if err != nil {
+				f.log.Warn("list run assignments", "err", err)
+			} else {
+				f.applyAssignments(as)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (f *Fleet) applyAssignments(as []Assignment) {
+	per := map[string][]Assignment{}
+	for _, a := range as {
+		for _, name := range a.Nodes {
+			per[name] = append(per[name], a)
+		}
+	}
+	f.mu.RLock()
+	nodes := make([]*node, 0, len(f.nodes))
+	for _, n := range f.nodes {
+		nodes = append(nodes, n)
+	}
+	f.mu.RUnlock()
+	for _, n := range nodes {
+		mine := per[n.name]
+		sort.Slice(mine, func(i, j int) bool { return mine[i].RunID < mine[j].RunID })
+		key := assignmentKey(n.name, mine)
+		n.mu.Lock()
+		changed := key != n.assignedKey
+		n.assigned, n.assignedKey = mine, key
+		if changed {
+			n.version++
+		}
+		s := n.session
+		n.mu.Unlock()
+		if changed && s != nil {
+			s.send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(n.name, mine)}})
+		}
+	}
+}
+
+func assignmentKey(node string, as []Assignment) string {
+	k := ""
+	for _, a := range as {
+		k += a.RunID + "/" + a.JobID + "/" + progressPathFor(node, a) + ";"
+	}
+	return k
+}
+
+func progressPathFor(node string, a Assignment) string {
+	if len(a.Nodes) > 0 && a.Nodes[0] == node {
+		return a.ProgressPath
+	}
+	return ""
+}
+
+func assignmentsFor(node string, as []Assignment) *agentpb.RunAssignments {
+	out := &agentpb.RunAssignments{}
+	for _, a := range as {
+		out.Runs = append(out.Runs, &agentpb.RunAssignment{
+			RunId: a.RunID, SlurmJobId: a.JobID, ProgressPath: progressPathFor(node, a), GpusPerNode: int32(a.GPUsPerNode),
+		})
+	}
+	return out
+}
+
+// SetSlurmNodes records Slurm's view of the nodes (from a periodic query).
+func (f *Fleet) SetSlurmNodes(ns []scheduler.NodeStatus) {
+	f.mu.Lock()
+	f.slurm = make(map[string]scheduler.NodeStatus, len(ns))
+	for _, s := range ns {
+		f.slurm[s.Name] = s
+	}
+	f.mu.Unlock()
+}
+
+// SetVerdict records a node's health verdict.
+func (f *Fleet) SetVerdict(name string, v Verdict) {
+	f.mu.Lock()
+	f.verdicts[name] = v
+	f.mu.Unlock()
+}
+
+// ErrNotConnected: the node's agent has no stream open.
+var ErrNotConnected = errors.New("node agent not connected")
+
+// ErrUnknownNode: no agent ever reported for the node and Slurm does not
+// know it.
+var ErrUnknownNode = errors.New("unknown node")

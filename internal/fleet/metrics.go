@@ -1,0 +1,68 @@
+package fleet
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the controller's ingest metrics. No label carries a node or
+// run name, so cardinality does not grow with the cluster.
+type Metrics struct {
+	Streams         prometheus.Gauge
+	Batches         *prometheus.CounterVec // accepted, duplicate
+	Rejected        *prometheus.CounterVec // bad_hello, bad_batch, bad_message
+	SequenceGaps    prometheus.Counter
+	AgentDropped    prometheus.Counter
+	ProgressIgnored prometheus.Counter
+	CommitDuration  prometheus.Histogram
+	CommitErrors    prometheus.Counter
+	AckLatency      prometheus.Histogram
+	Nodes           *prometheus.GaugeVec // by verdict
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not
+// registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sopilot_agent_streams", Help: "Agent streams open now.",
+		}),
+		Batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sopilot_agent_batches_total", Help: "Agent batches received, by result: accepted, or duplicate (a resend of a batch already applied).",
+		}, []string{"result"}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sopilot_agent_streams_rejected_total", Help: "Agent streams ended because of a bad message, by reason.",
+		}, []string{"reason"}),
+		SequenceGaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_agent_sequence_gaps_total", Help: "Batch sequence numbers skipped by agents (batches lost before they reached the controller).",
+		}),
+		AgentDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_agent_dropped_samples_total", Help: "Telemetry samples agents dropped from full buffers while the controller was unreachable, as they reported.",
+		}),
+		ProgressIgnored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_agent_progress_ignored_total", Help: "Progress updates for runs not assigned to the reporting node.",
+		}),
+		CommitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sopilot_agent_commit_duration_seconds", Help: "Time to make one group of agent batches durable.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		CommitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_agent_commit_errors_total", Help: "Failed commits of agent batches (nothing acked; agents resend).",
+		}),
+		AckLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sopilot_agent_ack_latency_seconds", Help: "From receiving an agent batch to queueing its ack.",
+			Buckets: []float64{.01, .025, .05, .1, .2, .3, .5, .75, 1, 2, 5},
+		}),
+		Nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sopilot_nodes", Help: "Nodes by health verdict.",
+		}, []string{"verdict"}),
+	}
+	for _, r := range []string{"accepted", "duplicate"} {
+		m.Batches.WithLabelValues(r)
+	}
+	for _, r := range []string{"bad_hello", "bad_batch", "bad_message"} {
+		m.Rejected.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Streams, m.Batches, m.Rejected, m.SequenceGaps, m.AgentDropped, m.ProgressIgnored,
+			m.CommitDuration, m.CommitErrors, m.AckLatency, m.Nodes)
+	}
+	return m
+}

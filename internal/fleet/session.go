@@ -1,0 +1,360 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+// session is one open Connect stream. Only its sender goroutine calls
+// stream.Send; everything else queues through send or ack.
+type session struct {
+	id     uint64
+	node   *node
+	cancel context.CancelCauseFunc
+
+	out     chan *agentpb.ConnectResponse
+	ackMu   sync.Mutex
+	acked   uint64 // highest sequence queued for acking
+	ackWake chan struct{}
+}
+
+// errReplaced ends a stream when the same node connects again.
+var errReplaced = errors.New("replaced by a newer connection from the same node")
+
+func (s *session) ack(seq uint64) {
+	s.ackMu.Lock()
+	if seq > s.acked {
+		s.acked = seq
+	}
+	s.ackMu.Unlock()
+	select {
+	case s.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *session) send(m *agentpb.ConnectResponse) {
+	select {
+	case s.out <- m:
+	default:
+		// The agent is not reading; it will get a fresh state after it
+		// reconnects.
+		s.cancel(errors.New("agent is not reading its stream"))
+	}
+}
+
+func (s *session) sender(ctx context.Context, stream agentpb.AgentService_ConnectServer) {
+	var sent uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-s.out:
+			if err := stream.Send(m); err != nil {
+				s.cancel(err)
+				return
+			}
+		case <-s.ackWake:
+			s.ackMu.Lock()
+			seq := s.acked
+			s.ackMu.Unlock()
+			if seq <= sent && sent != 0 {
+				continue
+			}
+			if err := stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: &agentpb.Ack{Sequence: seq}}}); err != nil {
+				s.cancel(err)
+				return
+			}
+			sent = seq
+		}
+	}
+}
+
+// HelloTimeout bounds the wait for an agent's first message.
+const HelloTimeout = 10 * time.Second
+
+// Connect serves AgentService.Connect for one agent.
+func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+
+	hello, err := recvHello(ctx, stream)
+	if err != nil {
+		f.metrics.Rejected.WithLabelValues("bad_hello").Inc()
+		return err
+	}
+	if err := f.validateHello(hello); err != nil {
+		f.metrics.Rejected.WithLabelValues("bad_hello").Inc()
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	n := f.node(hello.GetNodeName())
+	s := &session{node: n, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1)}
+	invBytes, _ := proto.Marshal(hello.GetInventory())
+
+	f.mu.Lock()
+	f.sessions++
+	s.id = f.sessions
+	f.mu.Unlock()
+
+	n.mu.Lock()
+	if n.bootID != hello.GetBootId() {
+		// A new boot numbers its batches from 1 again.
+		if n.bootID != "" {
+			f.log.Info("node rebooted", "node", n.name, "old_boot_id", n.bootID, "boot_id", hello.GetBootId())
+		}
+		n.bootID, n.seq, n.durable = hello.GetBootId(), 0, 0
+		clear(n.lastEnergy)
+	}
+	old := n.session
+	n.session = s
+	n.agentVersion = hello.GetAgentVersion()
+	n.inventory, n.inventoryBytes = hello.GetInventory(), invBytes
+	n.lastSeen = f.opts.Now()
+	n.lastBatch = n.lastSeen
+	n.version++
+	durable, bootID := n.durable, n.bootID
+	assigned := n.assigned
+	n.mu.Unlock()
+	if old != nil {
+		old.cancel(errReplaced)
+	}
+	f.metrics.Streams.Inc()
+	defer f.metrics.Streams.Dec()
+	defer func() {
+		n.mu.Lock()
+		if n.session == s {
+			n.session = nil
+			n.lastSeen = f.opts.Now()
+			n.version++
+		}
+		n.mu.Unlock()
+	}()
+	f.log.Info("agent connected", "node", n.name, "boot_id", bootID, "durable_sequence", durable,
+		"gpus", len(hello.GetInventory().GetGpus()), "simulated", hello.GetInventory().GetSimulated())
+
+	// The handshake: the highest sequence durable for this boot. It goes
+	// first, before the sender starts, so the agent can renumber.
+	if err := stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: &agentpb.Ack{Sequence: durable}}}); err != nil {
+		return err
+	}
+	// Persist the hello (new boot, inventory) with the next commit.
+	f.commits <- item{n: n, bootID: bootID, received: time.Now()}
+	if f.opts.AgentConfig != nil {
+		s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Config{Config: f.opts.AgentConfig}}
+	}
+	s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(n.name, assigned)}}
+	go s.sender(ctx, stream)
+
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				if errors.Is(cause, errReplaced) {
+					return status.Error(codes.Aborted, cause.Error())
+				}
+				return status.Error(codes.Unavailable, cause.Error())
+			}
+			return err
+		}
+		switch msg := m.GetMessage().(type) {
+		case *agentpb.ConnectRequest_Batch:
+			if err := f.ingest(s, msg.Batch); err != nil {
+				f.metrics.Rejected.WithLabelValues("bad_batch").Inc()
+				f.log.Warn("agent batch rejected; closing its stream", "node", n.name, "err", err)
+				return status.Error(codes.InvalidArgument, err.Error())
+			}
+		case *agentpb.ConnectRequest_CommandResult:
+			f.deliverCommandResult(msg.CommandResult)
+		case *agentpb.ConnectRequest_Hello:
+			f.metrics.Rejected.WithLabelValues("bad_message").Inc()
+			return status.Error(codes.InvalidArgument, "hello: sent twice on one stream")
+		default:
+			f.metrics.Rejected.WithLabelValues("bad_message").Inc()
+			return status.Error(codes.InvalidArgument, "message: empty or of an unknown type")
+		}
+	}
+}
+
+func recvHello(ctx context.Context, stream agentpb.AgentService_ConnectServer) (*agentpb.Hello, error) {
+	type res struct {
+		m   *agentpb.ConnectRequest
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		m, err := stream.Recv()
+		ch <- res{m, err}
+	}()
+	t := time.NewTimer(HelloTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, r.err
+		}
+		h := r.m.GetHello()
+		if h == nil {
+			return nil, status.Errorf(codes.InvalidArgument, "message: the first message must be a hello, got %T", r.m.GetMessage())
+		}
+		return h, nil
+	case <-t.C:
+		return nil, status.Error(codes.DeadlineExceeded, "hello: none within "+HelloTimeout.String())
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (f *Fleet) validateHello(h *agentpb.Hello) error {
+	var errs []string
+	if !ValidNodeName(h.GetNodeName()) {
+		errs = append(errs, fmt.Sprintf("hello.node_name: %q is not a valid node name (letters, digits, '.', '_', '-'; at most 63)", h.GetNodeName()))
+	}
+	if b := h.GetBootId(); b == "" || len(b) > 64 {
+		errs = append(errs, "hello.boot_id: required, at most 64 characters")
+	}
+	inv := h.GetInventory()
+	if len(inv.GetGpus()) > f.opts.MaxGPUs {
+		errs = append(errs, fmt.Sprintf("hello.inventory.gpus: %d GPUs, at most %d", len(inv.GetGpus()), f.opts.MaxGPUs))
+	}
+	if len(inv.GetIbPorts()) > f.opts.MaxIBPorts {
+		errs = append(errs, fmt.Sprintf("hello.inventory.ib_ports: %d ports, at most %d", len(inv.GetIbPorts()), f.opts.MaxIBPorts))
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (f *Fleet) validateBatch(b *agentpb.Batch) error {
+	var errs []string
+	if b.GetSequence() == 0 {
+		errs = append(errs, "batch.sequence: must be at least 1")
+	}
+	if len(b.GetGpuSamples()) > f.opts.MaxGPUs {
+		errs = append(errs, fmt.Sprintf("batch.gpu_samples: %d, at most %d", len(b.GetGpuSamples()), f.opts.MaxGPUs))
+	}
+	if len(b.GetIbSamples()) > f.opts.MaxIBPorts {
+		errs = append(errs, fmt.Sprintf("batch.ib_samples: %d, at most %d", len(b.GetIbSamples()), f.opts.MaxIBPorts))
+	}
+	if len(b.GetHealthEvents()) > f.opts.MaxEventsPerBatch {
+		errs = append(errs, fmt.Sprintf("batch.health_events: %d, at most %d", len(b.GetHealthEvents()), f.opts.MaxEventsPerBatch))
+	}
+	if len(b.GetProgress()) > f.opts.MaxProgressPerBatch {
+		errs = append(errs, fmt.Sprintf("batch.progress: %d, at most %d", len(b.GetProgress()), f.opts.MaxProgressPerBatch))
+	}
+	for i, g := range b.GetGpuSamples() {
+		if g.GetIndex() < 0 || int(g.GetIndex()) >= f.opts.MaxGPUs {
+			errs = append(errs, fmt.Sprintf("batch.gpu_samples[%d].index: %d out of range", i, g.GetIndex()))
+			break
+		}
+		if u := g.GetSmUtilizationPercent(); g.SmUtilizationPercent != nil && (math.IsNaN(u) || u < 0 || u > 100) {
+			errs = append(errs, fmt.Sprintf("batch.gpu_samples[%d].sm_utilization_percent: %v not in [0, 100]", i, u))
+			break
+		}
+	}
+	for i, p := range b.GetProgress() {
+		if p.GetRunId() == "" || len(p.GetRunId()) > 64 {
+			errs = append(errs, fmt.Sprintf("batch.progress[%d].run_id: required, at most 64 characters", i))
+			break
+		}
+		if p.GetStep() < 0 || math.IsNaN(p.GetLoss()) || math.IsInf(p.GetLoss(), 0) {
+			errs = append(errs, fmt.Sprintf("batch.progress[%d]: step must be ≥ 0 and loss finite", i))
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// ingest applies one batch in memory and queues it for the next commit.
+func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
+	if err := f.validateBatch(b); err != nil {
+		return err
+	}
+	n := s.node
+	now := f.opts.Now()
+	n.mu.Lock()
+	if n.session != s {
+		n.mu.Unlock()
+		return nil // replaced; the newer stream resends
+	}
+	seq := b.GetSequence()
+	if seq <= n.seq {
+		durable := n.durable
+		n.mu.Unlock()
+		f.metrics.Batches.WithLabelValues("duplicate").Inc()
+		if seq <= durable {
+			s.ack(durable)
+		}
+		return nil
+	}
+	if n.seq != 0 && seq > n.seq+1 {
+		f.metrics.SequenceGaps.Add(float64(seq - n.seq - 1))
+	}
+	n.seq = seq
+	n.lastSeen, n.lastBatch = now, now
+	for _, g := range b.GetGpuSamples() {
+		n.gpus[g.GetIndex()] = g
+	}
+	for _, p := range b.GetIbSamples() {
+		n.ib[fmt.Sprintf("%s/%d", p.GetDevice(), p.GetPort())] = p
+	}
+	n.version++
+	jobToRun := map[string]string{}
+	allowed := map[string]bool{}
+	for _, a := range n.assigned {
+		jobToRun[a.JobID] = a.RunID
+		allowed[a.RunID] = true
+	}
+	var jobs map[string]string
+	if len(b.GetHealthEvents()) > 0 {
+		jobs = map[string]string{}
+		for idx, g := range n.gpus {
+			if j := gpuJob(g); j != "" {
+				jobs[fmt.Sprintf("gpu%d", idx)] = j
+			}
+		}
+	}
+	bootID := n.bootID
+	energy := n.lastEnergy
+	f.accumulate(n.name, n.inventory.GetSimulated(), b, jobToRun, energy)
+	n.mu.Unlock()
+
+	var progress []progressItem
+	for _, p := range b.GetProgress() {
+		if allowed[p.GetRunId()] {
+			progress = append(progress, progressItem{p.GetRunId(), f.withETA(p.GetRunId(), toProgress(p))})
+		} else {
+			f.metrics.ProgressIgnored.Inc()
+		}
+	}
+	f.metrics.Batches.WithLabelValues("accepted").Inc()
+	if d := b.GetDroppedSamples(); d > 0 {
+		f.metrics.AgentDropped.Add(float64(d))
+	}
+	f.commits <- item{n: n, bootID: bootID, seq: seq, events: b.GetHealthEvents(), jobs: jobs, progress: progress, received: time.Now()}
+	return nil
+}
+
+// gpuJob is the Slurm job of the first attributed process on the GPU.
+func gpuJob(g *agentpb.GpuSample) string {
+	for _, p := range g.GetProcesses() {
+		if p.GetSlurmJobId() != "" {
+			return p.GetSlurmJobId()
+		}
+	}
+	return ""
+}

@@ -1,0 +1,165 @@
+package fleet
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sopilot/sopilot/internal/run"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+// usageAcc accumulates one run's GPU usage. Utilisation goes into a
+// histogram of whole percent, so the p95 is exact to 1 % in constant memory
+// however long the run.
+type usageAcc struct {
+	hist      [101]int64
+	n         int64
+	sum       float64
+	memPeak   int64
+	energyMJ  uint64
+	gpus      map[string]struct{} // "node/index"
+	xids      map[int32]struct{}
+	simulated bool
+	lastSeen  time.Time
+	// progress rate for the ETA
+	lastStep int64
+	lastTime time.Time
+	rate     float64 // steps per second, smoothed
+}
+
+// accumulate adds a batch's GPU samples to the runs that own the GPUs. n.mu
+// is held by the caller.
+func (f *Fleet) accumulate(node string, simulated bool, b *agentpb.Batch, jobToRun map[string]string, lastEnergy map[int32]uint64) {
+	if len(jobToRun) == 0 {
+		for _, g := range b.GetGpuSamples() {
+			if g.EnergyMillijoules != nil {
+				lastEnergy[g.GetIndex()] = g.GetEnergyMillijoules()
+			}
+		}
+		return
+	}
+	f.usageMu.Lock()
+	defer f.usageMu.Unlock()
+	for _, g := range b.GetGpuSamples() {
+		prevEnergy, hadEnergy := lastEnergy[g.GetIndex()]
+		if g.EnergyMillijoules != nil {
+			lastEnergy[g.GetIndex()] = g.GetEnergyMillijoules()
+		}
+		runID := jobToRun[gpuJob(g)]
+		if runID == "" {
+			continue
+		}
+		acc := f.usage[runID]
+		if acc == nil {
+			acc = &usageAcc{gpus: map[string]struct{}{}, xids: map[int32]struct{}{}}
+			f.usage[runID] = acc
+		}
+		acc.gpus[node+"/"+strconv.Itoa(int(g.GetIndex()))] = struct{}{}
+		acc.lastSeen = time.Now()
+		acc.simulated = acc.simulated || simulated
+		if g.SmUtilizationPercent != nil {
+			u := g.GetSmUtilizationPercent()
+			acc.hist[int(u+0.5)]++
+			acc.n++
+			acc.sum += u
+		}
+		acc.memPeak = max(acc.memPeak, g.GetMemoryUsedBytes())
+		if g.EnergyMillijoules != nil && hadEnergy && g.GetEnergyMillijoules() > prevEnergy {
+			acc.energyMJ += g.GetEnergyMillijoules() - prevEnergy
+		}
+	}
+	for _, e := range b.GetHealthEvents() {
+		if e.GetKind() != "xid" {
+			continue
+		}
+		idx, ok := strings.CutPrefix(e.GetComponent(), "gpu")
+		if !ok {
+			continue
+		}
+		i, err := strconv.Atoi(idx)
+		if err != nil {
+			continue
+		}
+		// The run on that GPU per the latest sample before this batch.
+		for _, g := range b.GetGpuSamples() {
+			if int(g.GetIndex()) == i {
+				if acc := f.usage[jobToRun[gpuJob(g)]]; acc != nil {
+					acc.xids[int32(e.GetCode())] = struct{}{}
+				}
+			}
+		}
+	}
+}
+
+// RunUsage returns the run's aggregated GPU usage (nil when no agent saw its
+// GPUs busy). With final it also forgets the accumulator. gpuHours is the
+// allocation's GPU-hours from Slurm's times, computed by the caller.
+func (f *Fleet) RunUsage(runID string, final bool) *run.Usage {
+	f.usageMu.Lock()
+	defer f.usageMu.Unlock()
+	acc := f.usage[runID]
+	if acc == nil {
+		return nil
+	}
+	if final {
+		delete(f.usage, runID)
+	}
+	if acc.n == 0 && acc.energyMJ == 0 {
+		return nil
+	}
+	u := &run.Usage{
+		GPUCount:        len(acc.gpus),
+		MemoryPeakBytes: acc.memPeak,
+		EnergyJoules:    float64(acc.energyMJ) / 1000,
+		Samples:         acc.n,
+		Simulated:       acc.simulated,
+	}
+	if acc.n > 0 {
+		u.UtilizationMean = acc.sum / float64(acc.n)
+		rank := int64(float64(acc.n)*0.95 + 0.5)
+		var c int64
+		for pct, k := range acc.hist {
+			c += k
+			if c >= rank {
+				u.UtilizationP95 = float64(pct)
+				break
+			}
+		}
+	}
+	for x := range acc.xids {
+		u.XIDs = append(u.XIDs, x)
+	}
+	slices.Sort(u.XIDs)
+	return u
+}
+
+// withETA fills in the progress's ETA from the run's smoothed step rate.
+func (f *Fleet) withETA(id string, p run.Progress) run.Progress {
+	f.usageMu.Lock()
+	defer f.usageMu.Unlock()
+	acc := f.usage[id]
+	if acc == nil {
+		acc = &usageAcc{gpus: map[string]struct{}{}, xids: map[int32]struct{}{}}
+		f.usage[id] = acc
+	}
+	if !acc.lastTime.IsZero() && p.UpdateTime.After(acc.lastTime) && p.Step > acc.lastStep {
+		r := float64(p.Step-acc.lastStep) / p.UpdateTime.Sub(acc.lastTime).Seconds()
+		if acc.rate == 0 {
+			acc.rate = r
+		} else {
+			acc.rate = 0.7*acc.rate + 0.3*r
+		}
+	}
+	if p.Step >= acc.lastStep {
+		acc.lastStep, acc.lastTime = p.Step, p.UpdateTime
+	}
+	if acc.rate > 0 && p.TotalSteps > p.Step {
+		p.ETA = time.Duration(float64(p.TotalSteps-p.Step) / acc.rate * float64(time.Second)).Round(time.Second)
+	}
+	return p
+}
+
+func (a Assignment) String() string { return fmt.Sprintf("%s(job %s)", a.RunID, a.JobID) }
