@@ -41,6 +41,15 @@
 // final states, no times Slurm merely expects, no start time for a job
 // that ended without nodes.
 //
+// Nodes (scheduler.NodeBackend) come from one sinfo --all --json, which
+// prints slurmrestd's node document (read by slurmrest.ParseNodes) and
+// costs REQUEST_NODE_INFO + REQUEST_PARTITION_INFO on 22.05, as scontrol
+// show nodes does; scontrol's text is not used because its Reason cannot
+// always be told apart from the " [user@time]" after it. Drain and Resume
+// run scontrol update NodeName=... State=DRAIN Reason=... (or
+// State=RESUME), one argv element each, for one node name that
+// scheduler.CheckNodeName accepts (never a hostlist).
+//
 // Running a tool (exec.go, the only file that uses os/exec) is separate from
 // building its arguments (args.go) and parsing its output (parse.go and
 // slurmjson), which are tested against output captured from a real Slurm

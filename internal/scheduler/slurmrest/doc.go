@@ -33,6 +33,14 @@
 // exp and sun (the Slurm user name). Minted tokens are renewed well before
 // they expire.
 //
+// Nodes (scheduler.NodeBackend) come from GET /slurm/{version}/nodes, read
+// by ParseNodes (which also reads sinfo --json). Drain and Resume POST
+// {"state":["DRAIN"],"reason":...} or {"state":["RESUME"]} to
+// /slurm/{version}/node/{name}, which exists from v0.0.40 (Slurm 23.11);
+// v0.0.38 and v0.0.39 Backends return an error wrapping
+// scheduler.ErrNodeUnsupported without sending anything (22.05's v0.0.38
+// answers that POST with HTTP 405).
+//
 // Errors wrap exactly one of scheduler.ErrUnavailable (slurmrestd or
 // slurmctld could not be reached, timed out, or answered 5xx without a Slurm
 // verdict), scheduler.ErrRejected (Slurm refused the request; the Slurm
