@@ -8,9 +8,11 @@ import (
 
 // BufferOptions bound a Buffer. The zero value is usable.
 type BufferOptions struct {
-	// MaxTelemetryBatches is how many batches may hold telemetry (GPU and IB
-	// samples, progress) while the controller is unreachable; older ones
-	// lose their telemetry first. Default 600 (ten minutes at 1 Hz).
+	// MaxTelemetryBatches is how many unsent batches may hold telemetry (GPU
+	// and IB samples, progress) while the controller is unreachable; older
+	// ones lose their telemetry first. Batches in flight (sent, not yet
+	// acked) are bounded by the client's window instead. Default 600 (ten
+	// minutes at 1 Hz).
 	MaxTelemetryBatches int
 	// MaxHealthEvents is how many health events may wait. They are dropped
 	// (oldest first) only when there is no telemetry left to drop and this
@@ -111,7 +113,13 @@ func (b *Buffer) Add(bt *agentpb.Batch) {
 // flight (bounded by the send window) and are never changed: the sender may
 // be marshalling them.
 func (b *Buffer) trim() {
-	for i := 0; b.telemetry > b.opts.MaxTelemetryBatches && i < len(b.entries); i++ {
+	unsent := b.telemetry
+	for _, e := range b.entries {
+		if e.seq != 0 && samples(e.b) > 0 {
+			unsent--
+		}
+	}
+	for i := 0; unsent > b.opts.MaxTelemetryBatches && i < len(b.entries); i++ {
 		e := b.entries[i]
 		if e.seq != 0 || samples(e.b) == 0 {
 			continue
@@ -122,6 +130,7 @@ func (b *Buffer) trim() {
 		e.b.DroppedSamples += n
 		e.b.GpuSamples, e.b.IbSamples, e.b.Progress = nil, nil, nil
 		b.telemetry--
+		unsent--
 	}
 	for i := 0; b.events > b.opts.MaxHealthEvents && i < len(b.entries); i++ {
 		e := b.entries[i]
