@@ -295,11 +295,38 @@ func timeField(key string, kind valueKind, raw []byte) (time.Time, error) {
 		if v < 0 || v > maxUnix {
 			return time.Time{}, fieldErr(key, "unix seconds %v out of range [0, %g]", v, float64(maxUnix))
 		}
+		if t, ok := exactUnix(raw); ok {
+			return t, nil
+		}
 		sec, frac := math.Modf(v)
 		return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
 	default:
 		return time.Time{}, fieldErr(key, "must be an RFC 3339 string or unix seconds, got %s", kind)
 	}
+}
+
+// exactUnix reads plain decimal unix seconds ("1795951753.066") without
+// going through float64, which would turn .066 into .065999985; the
+// fraction is truncated to nanoseconds. ok is false for other spellings
+// (exponents), which the caller reads as a float. The caller has checked
+// the range.
+func exactUnix(raw []byte) (time.Time, bool) {
+	intPart, frac, _ := bytes.Cut(raw, []byte("."))
+	if len(intPart) == 0 || len(intPart) > 12 || bytes.ContainsAny(raw, "eE-+") {
+		return time.Time{}, false
+	}
+	sec, err := strconv.ParseInt(string(intPart), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var nsec int64
+	for i := 0; i < 9; i++ {
+		nsec *= 10
+		if i < len(frac) {
+			nsec += int64(frac[i] - '0')
+		}
+	}
+	return time.Unix(sec, nsec).UTC(), true
 }
 
 // metricsField reads the "metrics" object: names to finite numbers.
