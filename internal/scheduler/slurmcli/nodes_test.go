@@ -17,7 +17,7 @@ import (
 // back.
 var nodeMoments = []string{
 	"idle", "mixed", "mixed-drain", "idle-drain", "resumed", "resumed-later", "allocated",
-	"allocated-drain", "drain-weird", "drain-again", "down", "down-resumed",
+	"allocated-drain", "drain-weird", "drain-again", "down", "down-resumed", "completing-drain",
 }
 
 func TestNodesCommand(t *testing.T) {
@@ -87,10 +87,25 @@ func TestNodesMatchScontrol(t *testing.T) {
 			}
 		})
 	}
-	for _, s := range []string{"IDLE", "MIXED", "MIXED+DRAIN", "IDLE+DRAIN", "IDLE+NOT_RESPONDING", "ALLOCATED", "ALLOCATED+DRAIN", "DOWN"} {
+	for _, s := range []string{"IDLE", "MIXED", "MIXED+DRAIN", "IDLE+DRAIN", "IDLE+NOT_RESPONDING", "ALLOCATED", "ALLOCATED+DRAIN", "DOWN", "IDLE+COMPLETING+DRAIN"} {
 		if !seen[s] {
 			t.Errorf("no capture shows %s", s)
 		}
+	}
+}
+
+// TestNodesCompletingDrain: a drained node whose last job is still being
+// cleaned up is IDLE with the COMPLETING flag, not yet just IDLE+DRAIN.
+func TestNodesCompletingDrain(t *testing.T) {
+	b := newTestBackend(Config{}, replay(t, "nodes-sinfo-json-completing-drain"))
+	nodes, err := b.Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := nodes[1]
+	if n.State != "IDLE" || !slices.Equal(n.Flags, []string{"COMPLETING", "DRAIN"}) || !n.HasFlag("COMPLETING") || !n.Drained() ||
+		n.Reason != "[sopilot] completing test" {
+		t.Fatalf("worker-1 %+v", n)
 	}
 }
 
