@@ -600,7 +600,9 @@ func (e *Engine) Drain(ctx context.Context, node, reason, who string) (Decision,
 	}
 	st, err := e.lookup(ctx, node)
 	if err != nil {
-		e.cfg.Metrics.drain(modeManual, resultError)
+		if !errors.Is(err, ErrUnknownNode) {
+			e.cfg.Metrics.drain(modeManual, resultError)
+		}
 		d.Action, d.Err = "drain failed: "+err.Error(), err
 		return d, fmt.Errorf("drain %s: %w", node, err)
 	}
@@ -651,7 +653,9 @@ func (e *Engine) Undrain(ctx context.Context, node string, skipVerification bool
 	}
 	st, err := e.lookup(ctx, node)
 	if err != nil {
-		e.cfg.Metrics.resume(modeManual, resultError)
+		if !errors.Is(err, ErrUnknownNode) {
+			e.cfg.Metrics.resume(modeManual, resultError)
+		}
 		d.Action, d.Err = "resume failed: "+err.Error(), err
 		return d, fmt.Errorf("undrain %s: %w", node, err)
 	}
