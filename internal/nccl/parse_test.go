@@ -273,7 +273,19 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add(SimulatedOutput(2, "NVIDIA H200", 100))
-	f.Add([]byte(header + "1 2 float sum -1 1 2 3 N/A 4 5 6 1e3\n"))
+	for _, seed := range []string{
+		header + "1 2 float sum -1 1 2 3 N/A 4 5 6 1e3\n",
+		"#  Rank  0 Group  0 Pid  28307 on      gpu59 device  0 [0x16] NVIDIA GeForce RTX 4090\n",
+		"#   Rank  1 on     node03 device  1 [0x00] Tesla P100-PCIE-16GB\n",
+		"# nThread 1 nGpus 8 minBytes 8 maxBytes 17179869184 step: 2(factor) warmup iters: 5 iters: 20 agg iters: 1 validation: 1 graph: 0\n",
+		"# Out of bounds values : 0 OK\n# Avg bus bandwidth    : 1.5e-05 FAILED\n",
+		"# nccl-tests version 2.20.0 (b4d5bee) nccl-headers=23102 nccl-library=23102\n",
+		"h: Test NCCL failure common.cu:1 'x / y'\n .. h pid 1: Test failure common.cu:2\n",
+		"h:1:2 [0] init.cc:1 NCCL WARN x\nNCCL version 2.18.3+cuda12.1\n",
+		"#      bytes             N    type      op     time  algbw  busbw      res     time  algbw  busbw      res\n8 2 float sum 0.020 0.00 0.00 0e+00 0.020 0.00 0.00 0e+00\n",
+	} {
+		f.Add([]byte(seed))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		res, err := Parse(strings.NewReader(string(b)))
 		if err != nil {
