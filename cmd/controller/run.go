@@ -19,6 +19,7 @@ import (
 	"github.com/sopilot/sopilot/internal/api"
 	"github.com/sopilot/sopilot/internal/config"
 	"github.com/sopilot/sopilot/internal/controller"
+	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/metrics"
 	runmodel "github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler"
@@ -68,6 +69,7 @@ type options struct {
 	maxNodes, maxGPUsPerNode                  int
 	maxTimeLimit                              time.Duration
 	logLevel, logFormat                       string
+	agentSilence, nodePollInterval            time.Duration
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -94,6 +96,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.IntVar(&o.maxGPUsPerNode, "max-gpus-per-node", 8, "largest GPUs-per-node a run may ask for")
 	fs.DurationVar(&o.maxTimeLimit, "max-time-limit", 30*24*time.Hour, "longest time limit a run may ask for")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for open calls before closing them")
+	fs.DurationVar(&o.agentSilence, "agent-silence", 60*time.Second, "a node whose agent sent nothing for this long is UNKNOWN (never unhealthy for silence alone)")
+	fs.DurationVar(&o.nodePollInterval, "node-poll-interval", 10*time.Second, "how often Slurm's node states are read (one query)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = config.Usage(fs, stderr, summary)
@@ -205,11 +209,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Limits:           limits,
 	}, st, backend, logger, m)
 
+	fl, err := fleet.New(st, logger, fleet.NewMetrics(m.Registry), fleet.Options{Silence: o.agentSilence})
+	if err != nil {
+		return err
+	}
+	fl.SetSources(svc, svc, nil)
+	svc.SetUsageSource(fl)
+
 	grpcSrv, health := server.NewGRPC(logger, m)
 	apipb.RegisterRunServiceServer(grpcSrv, api.NewRunServer(svc, logger))
-	apipb.RegisterNodeServiceServer(grpcSrv, &api.NodeServer{})
+	apipb.RegisterNodeServiceServer(grpcSrv, api.NewNodeServer(fl, nil))
 	apipb.RegisterComparisonServiceServer(grpcSrv, api.NewComparisonServer(svc))
-	agentpb.RegisterAgentServiceServer(grpcSrv, &api.AgentServer{})
+	agentpb.RegisterAgentServiceServer(grpcSrv, api.NewAgentServer(fl))
 	m.GRPC.InitializeMetrics(grpcSrv)
 
 	grpcLis, err := net.Listen("tcp", o.grpcAddr)
@@ -227,6 +238,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		g.Go(func() error { return server.ServeHTTP(gctx, server.NewMetricsHTTP(m), httpLis, o.shutdownGrace) })
 	}
 	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error { return fl.Run(gctx) })
+	if nb, ok := backend.(scheduler.NodeBackend); ok {
+		g.Go(func() error { pollNodes(gctx, nb, fl, o.nodePollInterval, logger); return nil })
+	}
 	g.Go(func() error { return server.ServeGRPC(gctx, grpcSrv, grpcLis, o.shutdownGrace) })
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	logger.Info("controller ready", "grpc_addr", grpcLis.Addr().String(), "scheduler", backend.Name(), "db", o.db)
@@ -235,4 +250,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	health.Shutdown()
 	logger.Info("controller stopped")
 	return err
+}
+
+// pollNodes keeps the fleet's copy of Slurm's node states fresh.
+func pollNodes(ctx context.Context, nb scheduler.NodeBackend, fl *fleet.Fleet, every time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ns, err := nb.Nodes(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.Warn("read slurm node states", "err", err)
+			}
+		} else {
+			fl.SetSlurmNodes(ns)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -116,6 +116,7 @@ type Service struct {
 	log     *slog.Logger
 	metrics *metrics.Controller
 	hub     *hub
+	usage   UsageSource
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // run ids whose submission is under way
@@ -474,6 +475,7 @@ func jobSpec(r *run.Run, deps []string) (scheduler.JobSpec, error) {
 	}
 	// Tell the job who it is, so scripts and later tools can find their run.
 	job.Environment["SOPILOT_RUN_ID"] = r.ID
+	job.Environment[ProgressEnv] = ProgressPath(r)
 	script, err := scheduler.RenderScript(job, sp.Argv, sp.Script)
 	if err != nil {
 		return scheduler.JobSpec{}, fmt.Errorf("render batch script: %w", err)

@@ -101,6 +101,9 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run) ([]*run.Run, err
 		ch = notePickup(r, failedPickups) || ch
 		if r.State != prev {
 			reached = append(reached, r.State)
+			if r.State.Terminal() {
+				s.recordUsage(r)
+			}
 		}
 		return ch
 	})

@@ -1,0 +1,94 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"path"
+	"slices"
+
+	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/run"
+	"github.com/sopilot/sopilot/internal/scheduler"
+)
+
+// ProgressEnv is the environment variable that tells a job where to append
+// its progress lines (docs/progress.md).
+const ProgressEnv = "SOPILOT_PROGRESS_FILE"
+
+// ProgressPath is where a run's job writes its progress: next to its output
+// file, on the file system the job and the node agents share.
+func ProgressPath(r *run.Run) string {
+	return path.Join(r.Spec.OutputDirectory, "sopilot-"+r.ID+".progress.jsonl")
+}
+
+// UsageSource gives the GPU usage the node agents saw for a run.
+type UsageSource interface {
+	RunUsage(runID string, final bool) *run.Usage
+}
+
+// SetUsageSource makes the tracker store each run's GPU usage when it ends.
+// Call before Run.
+func (s *Service) SetUsageSource(u UsageSource) { s.usage = u }
+
+// ApplyProgress stores runs' latest training progress (fleet.ProgressSink).
+// Progress never goes backwards and ended runs keep their last progress.
+func (s *Service) ApplyProgress(ctx context.Context, updates map[string]run.Progress) error {
+	ids := slices.Sorted(maps.Keys(updates))
+	changed, err := s.store.UpdateRuns(ctx, ids, func(r *run.Run) bool {
+		p, ok := updates[r.ID]
+		if !ok || r.State.Terminal() {
+			return false
+		}
+		if r.Progress != nil && (p.Step < r.Progress.Step || p.UpdateTime.Before(r.Progress.UpdateTime)) {
+			return false
+		}
+		r.Progress = &p
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("store progress of %d runs: %w", len(ids), err)
+	}
+	for _, r := range changed {
+		s.hub.publish(r)
+	}
+	return nil
+}
+
+// Assignments lists the runs whose jobs run now and their nodes
+// (fleet.AssignmentSource).
+func (s *Service) Assignments(ctx context.Context) ([]fleet.Assignment, error) {
+	active, err := s.store.ActiveRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []fleet.Assignment
+	for _, r := range active {
+		if r.State != run.StateRunning && r.State != run.StateCompleting || r.NodeList == "" {
+			continue
+		}
+		nodes, err := scheduler.ExpandHostlist(r.NodeList)
+		if err != nil {
+			continue
+		}
+		out = append(out, fleet.Assignment{
+			RunID: r.ID, JobID: r.SlurmJobID, Nodes: nodes, ProgressPath: ProgressPath(r), GPUsPerNode: r.Spec.GPUsPerNode,
+		})
+	}
+	return out, nil
+}
+
+// recordUsage puts the agents' aggregate into a run that just ended.
+func (s *Service) recordUsage(r *run.Run) {
+	if s.usage == nil {
+		return
+	}
+	u := s.usage.RunUsage(r.ID, true)
+	if u == nil {
+		return
+	}
+	if !r.StartTime.IsZero() && r.EndTime.After(r.StartTime) {
+		u.GPUHours = r.EndTime.Sub(r.StartTime).Hours() * float64(r.Spec.GPUsPerNode*max(r.Spec.Nodes, 1))
+	}
+	r.Usage = u
+}
