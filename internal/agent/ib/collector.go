@@ -15,8 +15,10 @@ import (
 )
 
 // RescanInterval is how often Sample lists the devices, ports and counter
-// files again. Between listings it reads the files it found; a file that
-// has gone away also makes the next Sample list again.
+// files again, by the times passed to Sample (a time before the last
+// listing also lists again). Between listings it reads the files it found;
+// a file that has gone away makes the next Sample list again, and Inventory
+// always lists.
 const RescanInterval = time.Minute
 
 // pageSize bounds a sysfs attribute.
@@ -31,7 +33,7 @@ type Collector struct {
 	buf       []byte
 	ports     []*portFiles
 	scanErr   error
-	scannedAt time.Time
+	scannedAt time.Time // by Sample's clock
 	scanned   bool
 	stale     bool
 }
@@ -73,7 +75,7 @@ func New(root string) *Collector {
 func (c *Collector) Inventory() ([]PortInfo, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.scan(time.Now())
+	c.scan() // Sample's listing schedule (its own clock) is left as it was
 	out := make([]PortInfo, 0, len(c.ports))
 	devInfo := make(map[string]PortInfo)
 	for _, p := range c.ports {
@@ -142,8 +144,9 @@ func (c *Collector) deviceInfo(dev string) PortInfo {
 func (c *Collector) Sample(now time.Time) ([]Sample, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.scanned || c.stale || now.Sub(c.scannedAt) >= RescanInterval {
-		c.scan(now)
+	if d := now.Sub(c.scannedAt); !c.scanned || c.stale || d >= RescanInterval || d < 0 {
+		c.scan()
+		c.scannedAt = now
 	}
 	if len(c.ports) == 0 {
 		return nil, c.scanErr
@@ -215,8 +218,8 @@ func (c *Collector) samplePort(s *Sample, p *portFiles, now time.Time) {
 
 // scan lists devices, ports and counter files. Errors other than a missing
 // class/infiniband directory are kept in c.scanErr.
-func (c *Collector) scan(now time.Time) {
-	c.scanned, c.stale, c.scannedAt = true, false, now
+func (c *Collector) scan() {
+	c.scanned, c.stale = true, false
 	c.ports = c.ports[:0]
 	var errs []error
 	devs, err := os.ReadDir(c.root)

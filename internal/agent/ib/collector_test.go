@@ -436,6 +436,18 @@ func TestRescan(t *testing.T) {
 	if ss, _ := c.Sample(t0.Add(2*time.Second + RescanInterval)); len(ss) != 2 || ss[0].Device != "mlx5_0" {
 		t.Errorf("after the rescan interval: %d samples, want mlx5_0 and mlx5_4", len(ss))
 	}
+
+	// Inventory lists by itself; a clock that steps back lists again.
+	copyTree(t, "testdata/healthy/class/infiniband/mlx5_1", filepath.Join(dir, "class", "infiniband", "mlx5_1"))
+	if inv, err := c.Inventory(); err != nil || len(inv) != 3 {
+		t.Errorf("Inventory = %d ports, %v; want 3", len(inv), err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "class", "infiniband", "mlx5_0")); err != nil {
+		t.Fatal(err)
+	}
+	if ss, _ := c.Sample(t0); len(ss) != 2 || ss[0].Device != "mlx5_1" || len(ss[0].FieldErrors) != 0 {
+		t.Errorf("after the clock stepped back: %+v, want mlx5_1 and mlx5_4", ss)
+	}
 }
 
 func TestSampleAllocs(t *testing.T) {
