@@ -87,7 +87,7 @@ type simPort struct {
 	hw       map[string]uint64
 }
 
-// NewSimTree writes a healthy tree of devices single-port devices
+// NewSimTree writes a healthy tree of the given number of single-port devices
 // (mlx5_0…) under dir, creating dir if needed. It refuses a dir that holds a
 // class/infiniband tree without the SIMULATED marker, so that it never
 // overwrites a real or foreign tree.
@@ -291,6 +291,7 @@ type InputError struct {
 	Msg   string
 }
 
+// Error returns "field: message".
 func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
 
 func (t *SimTree) find(device string, port int) (*simPort, error) {

@@ -95,6 +95,7 @@ type FieldError struct {
 	Err   error
 }
 
+// Error returns "field: cause".
 func (e FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
 
 // Unwrap returns the underlying error.
