@@ -63,7 +63,8 @@ type Verdict struct {
 // message size, normally health.Thresholds' NCCLMinBusBandwidthGBps and
 // NCCLMessageBytes. Failure lines, wrong values (#wrong > 0) and out of
 // bounds values fail the run whatever the bandwidth; so does a run without
-// rows. A floor of 0 only checks correctness.
+// rows, and one whose output stops before the "Out of bounds values"
+// footer (killed, or cut short). A floor of 0 only checks correctness.
 func Evaluate(res Result, minBusBW float64, messageBytes int64) Verdict {
 	size, bw, ok := res.busBandwidthAt(messageBytes)
 	v := Verdict{BusBWGBps: bw, SizeBytes: size}
@@ -91,6 +92,10 @@ func Evaluate(res Result, minBusBW float64, messageBytes int64) Verdict {
 	}
 	if !ok {
 		v.Summary = "no results in all_reduce_perf output"
+		return v
+	}
+	if res.OutOfBounds == nil {
+		v.Summary = fmt.Sprintf("incomplete run: no \"Out of bounds values\" footer (busbw %.1f GB/s at %s)", bw, at)
 		return v
 	}
 	if bw >= minBusBW {

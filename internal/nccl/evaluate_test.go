@@ -74,7 +74,14 @@ func TestEvaluateRecorded(t *testing.T) {
 func near2(a, b float64) bool { return a-b < 0.01 && b-a < 0.01 }
 
 func TestEvaluateEdges(t *testing.T) {
-	ok := Result{Rows: []Row{{SizeBytes: 16 << 30, OutOfPlace: Measurement{BusBWGBps: 470}, InPlace: Measurement{BusBWGBps: 470}}}}
+	zero := int64(0)
+	ok := Result{Rows: []Row{{SizeBytes: 16 << 30, OutOfPlace: Measurement{BusBWGBps: 470}, InPlace: Measurement{BusBWGBps: 470}}},
+		OutOfBounds: &zero, OutOfBoundsOK: true}
+	cut := ok
+	cut.OutOfBounds = nil
+	if v := Evaluate(cut, 460, 16<<30); v.Passed || v.Summary != `incomplete run: no "Out of bounds values" footer (busbw 470.0 GB/s at 16 GiB)` || v.BusBWGBps != 470 {
+		t.Errorf("no footer: %+v", v)
+	}
 	if v := Evaluate(ok, 470, 16<<30); !v.Passed || v.Summary != "busbw 470.0 GB/s at 16 GiB ≥ 470 (ok)" {
 		t.Errorf("equal to floor: %+v", v)
 	}
@@ -90,7 +97,8 @@ func TestEvaluateEdges(t *testing.T) {
 	if v := Evaluate(oob, 0, 16<<30); v.Passed || v.Summary != "out of bounds values: 0 FAILED" {
 		t.Errorf("out of bounds: %+v", v)
 	}
-	small := Result{Rows: []Row{{SizeBytes: 32 << 30, OutOfPlace: Measurement{BusBWGBps: 480}, InPlace: Measurement{BusBWGBps: 480}}}}
+	small := Result{Rows: []Row{{SizeBytes: 32 << 30, OutOfPlace: Measurement{BusBWGBps: 480}, InPlace: Measurement{BusBWGBps: 480}}},
+		OutOfBounds: &zero, OutOfBoundsOK: true}
 	if v := Evaluate(small, 460, 16<<30); !v.Passed || v.Summary != "busbw 480.0 GB/s at 32 GiB (smallest run, above 16 GiB) ≥ 460 (ok)" || v.SizeBytes != 32<<30 {
 		t.Errorf("above target: %+v", v)
 	}

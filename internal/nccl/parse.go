@@ -96,9 +96,10 @@ type Result struct {
 	// AvgBusBandwidthGBps is the "# Avg bus bandwidth" footer: the mean
 	// busbw over every row, in-place and out-of-place.
 	AvgBusBandwidthGBps *float64
-	// OutOfBounds is the "# Out of bounds values" count.
+	// OutOfBounds is the "# Out of bounds values" count (summed when the
+	// output holds several runs).
 	OutOfBounds *int64
-	// OutOfBoundsOK is true when that footer said OK.
+	// OutOfBoundsOK is true when that footer (every one) said OK.
 	OutOfBoundsOK bool
 	// Failures are lines reporting that the test aborted: "Test NCCL
 	// failure", "Test CUDA failure", "Test failure", "Test timeout",
@@ -117,10 +118,12 @@ type ParseError struct {
 	Err   error
 }
 
+// Error reads "nccl: line N: field: reason".
 func (e *ParseError) Error() string {
 	return fmt.Sprintf("nccl: line %d: %s: %v", e.Line, e.Field, e.Err)
 }
 
+// Unwrap returns the underlying error.
 func (e *ParseError) Unwrap() error { return e.Err }
 
 // column kinds of a data row.
@@ -174,8 +177,9 @@ var (
 // microseconds) and the 2017-2019 one (time in milliseconds, "res"
 // column), per-iteration columns (-I) and timestamps (-S).
 //
-// Parse is strict about what it recognises: a line that starts with a
-// number is a data row and every field of it must be valid; the known
+// Parse is strict about what it recognises: a line whose first field is a
+// plain decimal number is a data row and every field of it must be valid
+// for the current column header; the known
 // "#" lines (parameters, devices, column header, footer) must be
 // well-formed. Other comment lines, NCCL's own log lines and unrelated
 // text are skipped. Every error is a *ParseError naming the line and the
@@ -191,8 +195,7 @@ func Parse(r io.Reader) (Result, error) {
 	n := 0
 	for sc.Scan() {
 		n++
-		raw := strings.TrimRight(sc.Text(), "\r")
-		line := strings.TrimSpace(raw)
+		line := strings.TrimSpace(sc.Text())
 		if line == "" {
 			continue
 		}
@@ -251,6 +254,11 @@ func Parse(r io.Reader) (Result, error) {
 			if err != nil {
 				return res, perr("out of bounds values", err)
 			}
+			if res.OutOfBounds != nil {
+				// Outputs of several runs concatenated: any failure counts.
+				i += *res.OutOfBounds
+				ok = ok && res.OutOfBoundsOK
+			}
 			res.OutOfBounds, res.OutOfBoundsOK = &i, ok && i == 0
 		case strings.HasPrefix(body, "Avg bus bandwidth"):
 			v, _, err := parseFooter(body, "Avg bus bandwidth")
@@ -279,8 +287,7 @@ func Parse(r io.Reader) (Result, error) {
 				res.NCCLVersion = reNCCLVer.FindStringSubmatch(line)[1]
 			}
 		default:
-			// Unrelated text (MPI, the shell, 2017-era footers without
-			// "#" are handled above by body): skipped.
+			// Unrelated text (MPI launchers, wrappers): skipped.
 		}
 	}
 	if err := sc.Err(); err != nil {

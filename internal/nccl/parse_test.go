@@ -211,6 +211,17 @@ func TestParseTolerates(t *testing.T) {
 	}
 }
 
+func TestParseConcatenatedRuns(t *testing.T) {
+	in := "# Out of bounds values : 2 FAILED\n# Avg bus bandwidth    : 10 \n# Out of bounds values : 0 OK\n# Avg bus bandwidth    : 20 \n"
+	res, err := Parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *res.OutOfBounds != 2 || res.OutOfBoundsOK || *res.AvgBusBandwidthGBps != 20 {
+		t.Errorf("oob %d ok %v avg %v", *res.OutOfBounds, res.OutOfBoundsOK, *res.AvgBusBandwidthGBps)
+	}
+}
+
 func TestParseOldFailureLine(t *testing.T) {
 	res, err := Parse(strings.NewReader("NCCL failure all_reduce.cu:95 'unhandled cuda error'\n"))
 	if err != nil {
