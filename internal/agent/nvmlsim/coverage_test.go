@@ -195,6 +195,22 @@ func TestHandles(t *testing.T) {
 	}
 }
 
+func TestManyGPUs(t *testing.T) {
+	s := New(Options{GPUs: 20})
+	seen := map[string]bool{}
+	for _, g := range s.gpus {
+		seen[g.busID] = true
+		seen[g.uuid] = true
+		seen[g.serial] = true
+	}
+	if len(seen) != 60 {
+		t.Errorf("bus ids, UUIDs and serials of 20 GPUs are not distinct: %d values", len(seen))
+	}
+	if got := s.gpus[9].busID; got != "00005152:2A:00.0" {
+		t.Errorf("GPU 9 bus id = %q, want 00005152:2A:00.0", got)
+	}
+}
+
 func cString(b []int8) string {
 	out := make([]byte, 0, len(b))
 	for _, c := range b {

@@ -65,7 +65,7 @@ func (d *device) GetSerial() (string, nvml.Return) {
 func (d *device) GetPciInfo() (nvml.PciInfo, nvml.Return) {
 	return with(d, func(g *gpuState) (nvml.PciInfo, nvml.Return) {
 		p := nvml.PciInfo{
-			Domain:         PCIDomain,
+			Domain:         g.domain,
 			Bus:            g.bus,
 			PciDeviceId:    0x233510de, // H200 SXM device id, NVIDIA vendor id
 			PciSubSystemId: 0x18a810de,
@@ -92,7 +92,7 @@ func (d *device) GetMemoryInfo() (nvml.Memory, nvml.Return) {
 }
 
 // GetMemoryInfo_v2 is GetMemoryInfo with no reserved memory.
-func (d *device) GetMemoryInfo_v2() (nvml.Memory_v2, nvml.Return) { //nolint:revive // NVML's name
+func (d *device) GetMemoryInfo_v2() (nvml.Memory_v2, nvml.Return) {
 	m, r := d.GetMemoryInfo()
 	if r != nvml.SUCCESS {
 		return nvml.Memory_v2{}, r

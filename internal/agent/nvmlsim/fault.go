@@ -12,7 +12,9 @@ import (
 // Fault kinds.
 const (
 	// KindXID delivers an XID critical error event with EventData = Code
-	// through every event set registered for XIDs on the GPU.
+	// through every event set registered for XIDs on the GPU. XID 48 (a
+	// double-bit ECC error) also counts one uncorrected ECC error and
+	// delivers a double-bit ECC event, as the hardware does.
 	KindXID = "xid"
 	// KindECC raises the volatile and aggregate uncorrected ECC counters by
 	// Code (default 1) and delivers a double-bit ECC event.
@@ -158,14 +160,25 @@ func (s *Sim) Inject(f Fault) error {
 	switch f.Kind {
 	case KindXID:
 		s.postEvent(f.GPU, nvml.EventTypeXidCriticalError, uint64(f.Code))
+		if f.Code == xidDBE {
+			s.uncorrectedECC(g, 1)
+		}
 	case KindECC:
-		n := uint64(f.Code)
-		g.eccVolUnc += n
-		g.eccAggUnc += n
-		s.postEvent(f.GPU, nvml.EventTypeDoubleBitEccError, 0)
+		s.uncorrectedECC(g, uint64(f.Code))
 	}
 	g.faults[f.Kind] = f
 	return nil
+}
+
+// xidDBE is the XID the driver logs for a double-bit ECC error.
+const xidDBE = 48
+
+// uncorrectedECC counts n uncorrected ECC errors on g and sends the
+// double-bit ECC event. s.mu must be held.
+func (s *Sim) uncorrectedECC(g *gpuState, n uint64) {
+	g.eccVolUnc += n
+	g.eccAggUnc += n
+	s.postEvent(g.index, nvml.EventTypeDoubleBitEccError, 0)
 }
 
 // Clear removes every fault on GPU gpu: a lost GPU answers again, the

@@ -99,6 +99,10 @@ func TestXIDFault(t *testing.T) {
 		t.Errorf("event = %+v, want XID 13 on gpu0", ev)
 	}
 	noEvent(t, events)
+	samples, _ := sample(t, c)
+	if got := *samples[3].ECCVolatileUncorrected; got != 0 {
+		t.Errorf("XID 79 counted %d ECC errors", got)
+	}
 	if got := s.Faults(); len(got) != 2 || got[0] != (Fault{GPU: 0, Kind: "xid", Code: 13}) || got[1] != (Fault{GPU: 3, Kind: "xid", Code: 79}) {
 		t.Errorf("Faults() = %v", got)
 	}
@@ -107,6 +111,30 @@ func TestXIDFault(t *testing.T) {
 		t.Errorf("Faults() after ClearAll = %v", got)
 	}
 	noEvent(t, events)
+}
+
+func TestXID48IsAlsoECC(t *testing.T) {
+	clk := newClock()
+	s := newSim(t, clk)
+	c := newCollector(t, s, clk)
+	events := runEvents(t, s, c)
+
+	mustInject(t, s, "xid:48@gpu6")
+	got := map[string]gpu.HealthEvent{}
+	for range 2 {
+		ev := nextEvent(t, events)
+		got[ev.Kind] = ev
+	}
+	if ev := got[gpu.KindXID]; ev.Code != 48 || ev.GPUIndex != 6 {
+		t.Errorf("xid event = %+v", ev)
+	}
+	if ev := got[gpu.KindECCUncorrected]; ev.GPUIndex != 6 {
+		t.Errorf("ecc event = %+v", ev)
+	}
+	samples, _ := sample(t, c)
+	if v := *samples[6].ECCVolatileUncorrected; v != 1 {
+		t.Errorf("uncorrected ECC = %d, want 1", v)
+	}
 }
 
 func TestECCFault(t *testing.T) {

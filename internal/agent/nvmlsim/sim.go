@@ -24,8 +24,9 @@ const (
 	CUDADriverVersion = 12080
 	// UUIDPrefix starts every simulated GPU UUID ("51m" reads "sim").
 	UUIDPrefix = "GPU-51m0"
-	// PCIDomain is the PCI domain of every simulated GPU; real systems put
-	// their GPUs in domain 0.
+	// PCIDomain is the PCI domain of the first eight simulated GPUs (the
+	// next eight are in PCIDomain+1, and so on); real systems put their
+	// GPUs in domain 0.
 	PCIDomain = 0x5151
 )
 
@@ -122,6 +123,7 @@ type gpuState struct {
 	index  int
 	uuid   string
 	serial string
+	domain uint32
 	bus    uint32
 	busID  string
 	pids   []int32
@@ -161,15 +163,17 @@ func New(opts Options) *Sim {
 
 	now := opts.Now()
 	for i := range opts.GPUs {
+		domain, bus := pciLocation(i)
 		g := &gpuState{
 			index:  i,
 			uuid:   simUUID(nodeHash, i),
-			serial: fmt.Sprintf("SIM%010d", (nodeHash%100000)*1000+uint64(i)%1000),
-			bus:    pciBus(i),
+			serial: fmt.Sprintf("SIM%07d%03d", nodeHash%10_000_000, i%1000),
+			domain: domain,
+			bus:    bus,
+			busID:  fmt.Sprintf("%08X:%02X:00.0", domain, bus),
 			faults: make(map[string]Fault),
 			last:   now,
 		}
-		g.busID = fmt.Sprintf("%08X:%02X:00.0", PCIDomain, g.bus)
 		g.busySM = s.between(88, 96)
 		g.busyMemUtil = s.between(45, 55)
 		g.busyMemFrac = s.between(0.63, 0.72)
@@ -201,13 +205,11 @@ func simUUID(nodeHash uint64, i int) string {
 		uint16(nodeHash>>48), uint16(nodeHash>>32), uint16(nodeHash>>16), uint16(nodeHash), i)
 }
 
-// pciBus is the bus number of GPU i, laid out like an 8-GPU HGX board.
-func pciBus(i int) uint32 {
-	hgx := []uint32{0x18, 0x2a, 0x3a, 0x5d, 0x9a, 0xab, 0xba, 0xdb}
-	if i < len(hgx) {
-		return hgx[i]
-	}
-	return uint32(0x100 + i) // beyond one board: buses past 0xff, still distinct
+// pciLocation is GPU i's PCI domain and bus: eight GPUs per domain, on the
+// buses of an 8-GPU HGX board, starting at domain PCIDomain.
+func pciLocation(i int) (domain, bus uint32) {
+	hgx := [8]uint32{0x18, 0x2a, 0x3a, 0x5d, 0x9a, 0xab, 0xba, 0xdb}
+	return PCIDomain + uint32(i/len(hgx)), hgx[i%len(hgx)]
 }
 
 func (s *Sim) between(lo, hi float64) float64 { return lo + s.rng.Float64()*(hi-lo) }
@@ -441,7 +443,7 @@ func (s *Sim) SystemGetCudaDriverVersion() (int, nvml.Return) {
 }
 
 // SystemGetCudaDriverVersion_v2 returns CUDADriverVersion.
-func (s *Sim) SystemGetCudaDriverVersion_v2() (int, nvml.Return) { //nolint:revive // NVML's name
+func (s *Sim) SystemGetCudaDriverVersion_v2() (int, nvml.Return) {
 	return s.SystemGetCudaDriverVersion()
 }
 
@@ -480,7 +482,7 @@ func (s *Sim) DeviceGetHandleByUUID(uuid string) (nvml.Device, nvml.Return) {
 }
 
 // DeviceGetHandleByPciBusId returns the GPU with that PCI bus id.
-func (s *Sim) DeviceGetHandleByPciBusId(busID string) (nvml.Device, nvml.Return) { //nolint:revive // NVML's name
+func (s *Sim) DeviceGetHandleByPciBusId(busID string) (nvml.Device, nvml.Return) {
 	return s.handleWhere(func(g *gpuState) bool { return g.busID == busID })
 }
 
