@@ -116,7 +116,7 @@ func wrongValues(rows []Row) (int64, Row) {
 				if total == 0 {
 					first = row
 				}
-				total += *m.Wrong
+				total = addSat(total, *m.Wrong)
 			}
 		}
 	}

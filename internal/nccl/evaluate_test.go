@@ -1,6 +1,7 @@
 package nccl
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -101,6 +102,16 @@ func TestEvaluateEdges(t *testing.T) {
 		OutOfBounds: &zero, OutOfBoundsOK: true}
 	if v := Evaluate(small, 460, 16<<30); !v.Passed || v.Summary != "busbw 480.0 GB/s at 32 GiB (smallest run, above 16 GiB) ≥ 460 (ok)" || v.SizeBytes != 32<<30 {
 		t.Errorf("above target: %+v", v)
+	}
+}
+
+func TestEvaluateWrongSaturates(t *testing.T) {
+	big := int64(math.MaxInt64)
+	r := Result{Rows: []Row{
+		{SizeBytes: 1, OutOfPlace: Measurement{Wrong: &big}, InPlace: Measurement{Wrong: &big}},
+	}}
+	if v := Evaluate(r, 0, 1); v.Passed || !strings.HasPrefix(v.Summary, "9223372036854775807 wrong values") {
+		t.Errorf("%+v", v)
 	}
 }
 

@@ -256,7 +256,7 @@ func Parse(r io.Reader) (Result, error) {
 			}
 			if res.OutOfBounds != nil {
 				// Outputs of several runs concatenated: any failure counts.
-				i += *res.OutOfBounds
+				i = addSat(i, *res.OutOfBounds)
 				ok = ok && res.OutOfBoundsOK
 			}
 			res.OutOfBounds, res.OutOfBoundsOK = &i, ok && i == 0
@@ -632,4 +632,12 @@ func versionFromCode(s string) string {
 		return fmt.Sprintf("%d.%d.%d", v/10000, v/100%100, v%100)
 	}
 	return fmt.Sprintf("%d.%d.%d", v/1000, v/100%10, v%100)
+}
+
+// addSat adds two non-negative counts, stopping at math.MaxInt64.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
