@@ -36,21 +36,22 @@ func with[T any](d *device, fn func(g *gpuState) (T, nvml.Return)) (T, nvml.Retu
 	return fn(g)
 }
 
-func ok[T any](v T) (T, nvml.Return) { return v, nvml.SUCCESS }
+// success is v with nvml.SUCCESS.
+func success[T any](v T) (T, nvml.Return) { return v, nvml.SUCCESS }
 
 // GetUUID returns the simulated UUID.
 func (d *device) GetUUID() (string, nvml.Return) {
-	return with(d, func(g *gpuState) (string, nvml.Return) { return ok(g.uuid) })
+	return with(d, func(g *gpuState) (string, nvml.Return) { return success(g.uuid) })
 }
 
 // GetName returns Options.Model.
 func (d *device) GetName() (string, nvml.Return) {
-	return with(d, func(*gpuState) (string, nvml.Return) { return ok(d.sim.opts.Model) })
+	return with(d, func(*gpuState) (string, nvml.Return) { return success(d.sim.opts.Model) })
 }
 
 // GetIndex returns the GPU's index.
 func (d *device) GetIndex() (int, nvml.Return) {
-	return with(d, func(g *gpuState) (int, nvml.Return) { return ok(g.index) })
+	return with(d, func(g *gpuState) (int, nvml.Return) { return success(g.index) })
 }
 
 // GetMinorNumber returns the GPU's index (/dev/nvidiaN).
@@ -58,7 +59,7 @@ func (d *device) GetMinorNumber() (int, nvml.Return) { return d.GetIndex() }
 
 // GetSerial returns a serial number that starts with "SIM".
 func (d *device) GetSerial() (string, nvml.Return) {
-	return with(d, func(g *gpuState) (string, nvml.Return) { return ok(g.serial) })
+	return with(d, func(g *gpuState) (string, nvml.Return) { return success(g.serial) })
 }
 
 // GetPciInfo returns the simulated PCI location.
@@ -72,7 +73,7 @@ func (d *device) GetPciInfo() (nvml.PciInfo, nvml.Return) {
 		}
 		copyCString(p.BusId[:], g.busID)
 		copyCString(p.BusIdLegacy[:], g.busID[4:]) // "DDDD:BB:DD.F"
-		return ok(p)
+		return success(p)
 	})
 }
 
@@ -87,7 +88,7 @@ func (d *device) GetMemoryInfo() (nvml.Memory, nvml.Return) {
 	return with(d, func(g *gpuState) (nvml.Memory, nvml.Return) {
 		total := d.sim.opts.MemoryTotalBytes
 		used := min(uint64(g.memUsed)&^(mib-1), total)
-		return ok(nvml.Memory{Total: total, Used: used, Free: total - used})
+		return success(nvml.Memory{Total: total, Used: used, Free: total - used})
 	})
 }
 
@@ -103,7 +104,7 @@ func (d *device) GetMemoryInfo_v2() (nvml.Memory_v2, nvml.Return) {
 // GetUtilizationRates returns SM and memory utilisation in percent.
 func (d *device) GetUtilizationRates() (nvml.Utilization, nvml.Return) {
 	return with(d, func(g *gpuState) (nvml.Utilization, nvml.Return) {
-		return ok(nvml.Utilization{Gpu: uint32(math.Round(g.sm)), Memory: uint32(math.Round(g.memUtil))})
+		return success(nvml.Utilization{Gpu: uint32(math.Round(g.sm)), Memory: uint32(math.Round(g.memUtil))})
 	})
 }
 
@@ -114,18 +115,18 @@ func (d *device) GetTemperature(sensor nvml.TemperatureSensors) (uint32, nvml.Re
 		if sensor != nvml.TEMPERATURE_GPU {
 			return 0, nvml.ERROR_INVALID_ARGUMENT
 		}
-		return ok(uint32(math.Round(g.tempC)))
+		return success(uint32(math.Round(g.tempC)))
 	})
 }
 
 // GetPowerUsage returns the board power in milliwatts.
 func (d *device) GetPowerUsage() (uint32, nvml.Return) {
-	return with(d, func(g *gpuState) (uint32, nvml.Return) { return ok(uint32(math.Round(g.powerMW))) })
+	return with(d, func(g *gpuState) (uint32, nvml.Return) { return success(uint32(math.Round(g.powerMW))) })
 }
 
 // GetEnforcedPowerLimit returns Options.PowerLimitMilliwatts.
 func (d *device) GetEnforcedPowerLimit() (uint32, nvml.Return) {
-	return with(d, func(*gpuState) (uint32, nvml.Return) { return ok(d.sim.opts.PowerLimitMilliwatts) })
+	return with(d, func(*gpuState) (uint32, nvml.Return) { return success(d.sim.opts.PowerLimitMilliwatts) })
 }
 
 // GetPowerManagementLimit returns Options.PowerLimitMilliwatts.
@@ -139,7 +140,7 @@ func (d *device) GetPowerManagementDefaultLimit() (uint32, nvml.Return) {
 // GetTotalEnergyConsumption returns the energy used since the Sim was
 // built, in millijoules.
 func (d *device) GetTotalEnergyConsumption() (uint64, nvml.Return) {
-	return with(d, func(g *gpuState) (uint64, nvml.Return) { return ok(uint64(g.energyMJ)) })
+	return with(d, func(g *gpuState) (uint64, nvml.Return) { return success(uint64(g.energyMJ)) })
 }
 
 // GetClockInfo returns the current clock of a domain in MHz.
@@ -147,14 +148,14 @@ func (d *device) GetClockInfo(ct nvml.ClockType) (uint32, nvml.Return) {
 	return with(d, func(g *gpuState) (uint32, nvml.Return) {
 		switch ct {
 		case nvml.CLOCK_GRAPHICS, nvml.CLOCK_SM:
-			return ok(g.smClock())
+			return success(g.smClock())
 		case nvml.CLOCK_MEM:
-			return ok(uint32(memClock))
+			return success(uint32(memClock))
 		case nvml.CLOCK_VIDEO:
 			if g.busy() {
-				return ok(uint32(videoClockBusy))
+				return success(uint32(videoClockBusy))
 			}
-			return ok(uint32(videoClockIdle))
+			return success(uint32(videoClockIdle))
 		default:
 			return 0, nvml.ERROR_INVALID_ARGUMENT
 		}
@@ -166,11 +167,11 @@ func (d *device) GetMaxClockInfo(ct nvml.ClockType) (uint32, nvml.Return) {
 	return with(d, func(*gpuState) (uint32, nvml.Return) {
 		switch ct {
 		case nvml.CLOCK_GRAPHICS, nvml.CLOCK_SM:
-			return ok(uint32(smClockBusy))
+			return success(uint32(smClockBusy))
 		case nvml.CLOCK_MEM:
-			return ok(uint32(memClock))
+			return success(uint32(memClock))
 		case nvml.CLOCK_VIDEO:
-			return ok(uint32(videoClockMax))
+			return success(uint32(videoClockMax))
 		default:
 			return 0, nvml.ERROR_INVALID_ARGUMENT
 		}
@@ -181,15 +182,15 @@ func (d *device) GetMaxClockInfo(ct nvml.ClockType) (uint32, nvml.Return) {
 func (d *device) GetPerformanceState() (nvml.Pstates, nvml.Return) {
 	return with(d, func(g *gpuState) (nvml.Pstates, nvml.Return) {
 		if g.busy() {
-			return ok(nvml.PSTATE_0)
+			return success(nvml.PSTATE_0)
 		}
-		return ok(nvml.PSTATE_8)
+		return success(nvml.PSTATE_8)
 	})
 }
 
 // GetCurrentClocksEventReasons returns the throttle reasons bitmask.
 func (d *device) GetCurrentClocksEventReasons() (uint64, nvml.Return) {
-	return with(d, func(g *gpuState) (uint64, nvml.Return) { return ok(g.throttleReasons()) })
+	return with(d, func(g *gpuState) (uint64, nvml.Return) { return success(g.throttleReasons()) })
 }
 
 // GetCurrentClocksThrottleReasons is the older name of
@@ -200,7 +201,7 @@ func (d *device) GetCurrentClocksThrottleReasons() (uint64, nvml.Return) {
 
 // GetEccMode reports ECC enabled, now and after reboot.
 func (d *device) GetEccMode() (nvml.EnableState, nvml.EnableState, nvml.Return) {
-	v, r := with(d, func(*gpuState) (nvml.EnableState, nvml.Return) { return ok(nvml.FEATURE_ENABLED) })
+	v, r := with(d, func(*gpuState) (nvml.EnableState, nvml.Return) { return success(nvml.FEATURE_ENABLED) })
 	return v, v, r
 }
 
@@ -209,13 +210,13 @@ func (d *device) GetTotalEccErrors(et nvml.MemoryErrorType, ct nvml.EccCounterTy
 	return with(d, func(g *gpuState) (uint64, nvml.Return) {
 		switch {
 		case et == nvml.MEMORY_ERROR_TYPE_CORRECTED && ct == nvml.VOLATILE_ECC:
-			return ok(g.eccVolCorr)
+			return success(g.eccVolCorr)
 		case et == nvml.MEMORY_ERROR_TYPE_UNCORRECTED && ct == nvml.VOLATILE_ECC:
-			return ok(g.eccVolUnc)
+			return success(g.eccVolUnc)
 		case et == nvml.MEMORY_ERROR_TYPE_CORRECTED && ct == nvml.AGGREGATE_ECC:
-			return ok(g.eccAggCorr)
+			return success(g.eccAggCorr)
 		case et == nvml.MEMORY_ERROR_TYPE_UNCORRECTED && ct == nvml.AGGREGATE_ECC:
-			return ok(g.eccAggUnc)
+			return success(g.eccAggUnc)
 		default:
 			return 0, nvml.ERROR_INVALID_ARGUMENT
 		}
@@ -231,16 +232,16 @@ func (d *device) GetRemappedRows() (int, int, bool, bool, nvml.Return) {
 	}
 	v, r := with(d, func(g *gpuState) (rows, nvml.Return) {
 		if g.has(KindRowRemapFailure) {
-			return ok(rows{unc: 1, pending: true, failure: true})
+			return success(rows{unc: 1, pending: true, failure: true})
 		}
-		return ok(rows{})
+		return success(rows{})
 	})
 	return v.corr, v.unc, v.pending, v.failure, r
 }
 
 // GetPcieReplayCounter returns 0: simulated links do not replay.
 func (d *device) GetPcieReplayCounter() (int, nvml.Return) {
-	return with(d, func(*gpuState) (int, nvml.Return) { return ok(0) })
+	return with(d, func(*gpuState) (int, nvml.Return) { return success(0) })
 }
 
 // nvlinkLinks is an H200's NVLink count.
@@ -273,7 +274,7 @@ func (d *device) GetFieldValues(vals []nvml.FieldValue) nvml.Return {
 				v.NvmlReturn = uint32(nvml.ERROR_NOT_SUPPORTED)
 			}
 		}
-		return ok(struct{}{})
+		return success(struct{}{})
 	})
 	return r
 }
@@ -292,13 +293,13 @@ func isNVLinkErrorField(id uint32) bool {
 
 // GetComputeRunningProcesses lists the allocated PIDs with their memory.
 func (d *device) GetComputeRunningProcesses() ([]nvml.ProcessInfo, nvml.Return) {
-	return with(d, func(g *gpuState) ([]nvml.ProcessInfo, nvml.Return) { return ok(g.processes()) })
+	return with(d, func(g *gpuState) ([]nvml.ProcessInfo, nvml.Return) { return success(g.processes()) })
 }
 
 // GetGraphicsRunningProcesses returns none: the simulated GPUs run compute
 // only.
 func (d *device) GetGraphicsRunningProcesses() ([]nvml.ProcessInfo, nvml.Return) {
-	return with(d, func(*gpuState) ([]nvml.ProcessInfo, nvml.Return) { return ok([]nvml.ProcessInfo{}) })
+	return with(d, func(*gpuState) ([]nvml.ProcessInfo, nvml.Return) { return success([]nvml.ProcessInfo{}) })
 }
 
 // GetMPSComputeRunningProcesses returns none: MPS is not simulated.
@@ -308,7 +309,7 @@ func (d *device) GetMPSComputeRunningProcesses() ([]nvml.ProcessInfo, nvml.Retur
 
 // GetSupportedEventTypes returns the event types an H200 supports.
 func (d *device) GetSupportedEventTypes() (uint64, nvml.Return) {
-	return with(d, func(*gpuState) (uint64, nvml.Return) { return ok(uint64(supportedEvents)) })
+	return with(d, func(*gpuState) (uint64, nvml.Return) { return success(uint64(supportedEvents)) })
 }
 
 // RegisterEvents adds the GPU to a simulated event set for the event types
@@ -325,7 +326,7 @@ func (d *device) RegisterEvents(mask uint64, set nvml.EventSet) nvml.Return {
 		if !es.register(d.idx, mask) {
 			return struct{}{}, nvml.ERROR_INVALID_ARGUMENT // freed
 		}
-		return ok(struct{}{})
+		return success(struct{}{})
 	})
 	return r
 }
