@@ -316,7 +316,20 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("bad row %+v", r)
 			}
 		}
-		// Evaluate must not panic on anything Parse accepts.
-		_ = Evaluate(res, 460, 16<<30)
+		// Evaluate must not panic on anything Parse accepts, and never
+		// passes a run with failures or wrong values.
+		v := Evaluate(res, 0, 16<<30)
+		if v.Passed {
+			if len(res.Failures) > 0 || res.OutOfBounds == nil || !res.OutOfBoundsOK || len(res.Rows) == 0 {
+				t.Fatalf("passed: %+v for %+v", v, res)
+			}
+			for _, r := range res.Rows {
+				for _, m := range []Measurement{r.OutOfPlace, r.InPlace} {
+					if m.Wrong != nil && *m.Wrong > 0 {
+						t.Fatalf("passed with wrong values: %+v", v)
+					}
+				}
+			}
+		}
 	})
 }
