@@ -358,13 +358,30 @@ func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 	}
 	var wg sync.WaitGroup
 	for _, j := range verify {
-		wg.Go(func() { j.passed, j.summary, j.err = e.verifier.Verify(ctx, j.in.Name) })
+		wg.Go(func() { j.passed, j.summary, j.err = e.verify(ctx, j.in.Name) })
 	}
 	wg.Wait()
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append(out, e.finishVerify(ctx, verify)...)
+}
+
+// verify runs the verifier; a panic in it is a check that could not run.
+func (e *Engine) verify(ctx context.Context, node string) (passed bool, summary string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			passed, summary, err = false, "", fmt.Errorf("verifier panicked: %v", p)
+		}
+	}()
+	return e.verifier.Verify(ctx, node)
+}
+
+// verifyUnlocked runs verify with e.mu released.
+func (e *Engine) verifyUnlocked(ctx context.Context, node string) (bool, string, error) {
+	e.mu.Unlock()
+	defer e.mu.Lock()
+	return e.verify(ctx, node)
 }
 
 // mayAct reports whether the snapshot suggests a change to Slurm, which is
@@ -681,9 +698,7 @@ func (e *Engine) Undrain(ctx context.Context, node string, skipVerification bool
 	summary := ""
 	if !skipVerification {
 		ns.busy = true
-		e.mu.Unlock()
-		passed, sum, verr := e.verifier.Verify(ctx, node)
-		e.mu.Lock()
+		passed, sum, verr := e.verifyUnlocked(ctx, node)
 		ns.busy = false
 		summary = oneLine(sum)
 		switch {

@@ -646,6 +646,15 @@ func TestResumeAfterVerification(t *testing.T) {
 			t.Fatal("error not counted")
 		}
 	})
+	t.Run("verifier panic keeps it drained", func(t *testing.T) {
+		e := setup(t)
+		e.ver.set(func(string) (bool, string, error) { panic("boom") })
+		e.clock.Advance(3 * time.Minute)
+		d := only(t, e.step(node{name: "n1", result: healthy(), healthySince: t0}))
+		if d.Kind != remediation.KindVerifyFailed || d.Err == nil || !strings.Contains(d.Err.Error(), "verifier panicked: boom") || !e.slurm.node("n1").Drained() {
+			t.Fatalf("decision = %+v", d)
+		}
+	})
 	t.Run("operator drains are never resumed automatically", func(t *testing.T) {
 		e := newEnv(t, remediation.Config{}, "n1", "n2", "n3", "n4")
 		if _, err := e.eng.Drain(context.Background(), "n1", "reseat NIC", "frank"); err != nil {
@@ -787,6 +796,11 @@ func TestManualUndrain(t *testing.T) {
 	e.ver.set(func(string) (bool, string, error) { return false, "", context.DeadlineExceeded })
 	if _, err := e.eng.Undrain(ctx, "n3", false, "jo"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("verifier error: %v", err)
+	}
+	// A verifier that panics is a check that could not run.
+	e.ver.set(func(string) (bool, string, error) { panic("nil map") })
+	if _, err := e.eng.Undrain(ctx, "n3", false, "jo"); err == nil || !strings.Contains(err.Error(), "verifier panicked: nil map") {
+		t.Fatalf("verifier panic: %v", err)
 	}
 	// Resume rejected by Slurm.
 	e.ver.set(nil)

@@ -1,0 +1,168 @@
+package remediation_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/remediation"
+	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmcli"
+	"github.com/sopilot/sopilot/internal/slurmtest"
+)
+
+// liveEnvVar turns on the test against the local cluster. It drains a
+// node, which would disturb other packages' live tests running at the same
+// time under `go test ./...`, so it runs only when asked for.
+const liveEnvVar = "SOPILOT_LIVE_REMEDIATION"
+
+const liveNode = "worker-1"
+
+func slurmCmd(t *testing.T, env slurmtest.Env, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = env.Environ()
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// TestLiveEngine runs the engine over the real Slurm CLI backend: an
+// automatic drain of a node with a job running, someone else's drain left
+// alone, and an operator's drain and verified undrain.
+func TestLiveEngine(t *testing.T) {
+	if os.Getenv(liveEnvVar) != "1" {
+		t.Skipf("set %s=1 to drain %s of the local cluster", liveEnvVar, liveNode)
+	}
+	env := slurmtest.Require(t)
+	ctx := context.Background()
+	backend := slurmcli.New(slurmcli.Config{SlurmConf: env.SlurmConf, Timeout: time.Minute}, nil)
+	current := func() map[string]scheduler.NodeStatus {
+		t.Helper()
+		nodes, err := backend.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := make(map[string]scheduler.NodeStatus)
+		for _, n := range nodes {
+			m[n.Name] = n
+		}
+		return m
+	}
+	if n := current()[liveNode]; n.Drained() || n.Reason != "" {
+		t.Skipf("%s is in use (%s, reason %q)", liveNode, n.StateString(), n.Reason)
+	}
+	var job string
+	t.Cleanup(func() {
+		if job != "" {
+			if out, err := slurmCmd(t, env, "scancel", job); err != nil {
+				t.Errorf("cleanup: scancel %s: %v: %s", job, err, out)
+			}
+		}
+		if out, err := slurmCmd(t, env, "scontrol", "update", "NodeName="+liveNode, "State=RESUME"); err != nil && !strings.Contains(out, "Invalid node state") {
+			t.Errorf("cleanup: resume: %v: %s", err, out)
+		}
+	})
+	out, err := slurmCmd(t, env, "sbatch", "--parsable", "-w", liveNode, "--gres=gpu:8", "--time=3", "--job-name=remediation-live",
+		"--chdir="+env.WorkDir, "--output="+filepath.Join(env.WorkDir, "remediation-live-%j.out"), "--wrap", "sleep 120")
+	if err != nil {
+		t.Fatalf("sbatch: %v: %s", err, out)
+	}
+	job = strings.Split(out, ";")[0]
+	jobState := func() string {
+		out, _ := slurmCmd(t, env, "squeue", "-h", "-j", job, "-o", "%T")
+		return out
+	}
+	for deadline := time.Now().Add(time.Minute); jobState() != "RUNNING"; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s not running: %q", job, jobState())
+		}
+	}
+
+	clock := &fakeClock{t: time.Now()}
+	verifier := &fakeVerifier{}
+	eng, err := remediation.New(remediation.Config{}, backend, verifier, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := func(r health.Result, since time.Time) []remediation.NodeInput {
+		var in []remediation.NodeInput
+		for name, st := range current() {
+			ni := remediation.NodeInput{Name: name, Result: healthy(), Slurm: st, HealthySince: clock.Now().Add(-time.Hour)}
+			if name == liveNode {
+				ni.Result, ni.HealthySince, ni.IncidentID = r, since, "01JLIVETEST"
+			}
+			in = append(in, ni)
+		}
+		return in
+	}
+
+	// Automatic drain with the job running: the job keeps running.
+	ds := eng.Step(ctx, inputs(xid79(3), time.Time{}))
+	want := "[sopilot] xid 79 (drain) on gpu3 incident=01JLIVETEST"
+	if d := only(t, ds); d.Kind != remediation.KindDrain || d.Reason != want || d.Action != "drained (running job allowed to finish)" || d.Err != nil {
+		t.Fatalf("decision = %+v", d)
+	}
+	n := current()[liveNode]
+	if !n.Drained() || !n.Allocated() || n.Reason != want {
+		t.Fatalf("%s = %s reason %q", liveNode, n.StateString(), n.Reason)
+	}
+	t.Logf("after the drain: %s, reason %q by %s", n.StateString(), n.Reason, n.ReasonUser)
+	time.Sleep(2 * time.Second)
+	if st := jobState(); st != "RUNNING" {
+		t.Fatalf("job %s is %q after the drain, want RUNNING", job, st)
+	}
+	if ds := eng.Step(ctx, inputs(xid79(3), time.Time{})); len(ds) != 0 {
+		t.Fatalf("repeat step = %+v", ds)
+	}
+
+	// Someone else takes the node over: nothing the engine does touches it.
+	if out, err := slurmCmd(t, env, "scontrol", "update", "NodeName="+liveNode, "State=DRAIN", "Reason=maintenance by a person"); err != nil {
+		t.Fatalf("scontrol: %v: %s", err, out)
+	}
+	clock.Advance(time.Hour)
+	if ds := eng.Step(ctx, inputs(healthy(), clock.Now().Add(-time.Hour))); len(ds) != 0 {
+		t.Fatalf("step on someone else's drain = %+v", ds)
+	}
+	if _, err := eng.Undrain(ctx, liveNode, true, "tester"); !errors.Is(err, remediation.ErrForeign) {
+		t.Fatalf("Undrain = %v, want ErrForeign", err)
+	}
+	if _, err := eng.Drain(ctx, liveNode, "x", "tester"); !errors.Is(err, remediation.ErrForeign) {
+		t.Fatalf("Drain = %v, want ErrForeign", err)
+	}
+	if n := current()[liveNode]; n.Reason != "maintenance by a person" || !n.Drained() {
+		t.Fatalf("someone else's drain changed: %s reason %q", n.StateString(), n.Reason)
+	}
+	if verifier.count() != 0 {
+		t.Fatal("verified someone else's node")
+	}
+
+	// Back to the operator through the engine: drain, verify, undrain.
+	if out, err := slurmCmd(t, env, "scontrol", "update", "NodeName="+liveNode, "State=RESUME"); err != nil {
+		t.Fatalf("scontrol: %v: %s", err, out)
+	}
+	d, err := eng.Drain(ctx, liveNode, "reseat NIC\nnow", "tester")
+	if err != nil || d.Reason != "[sopilot] manual: reseat NIC now (by tester)" {
+		t.Fatalf("Drain = %+v, %v", d, err)
+	}
+	if n := current()[liveNode]; n.Reason != d.Reason || !n.Drained() {
+		t.Fatalf("%s reason %q", n.StateString(), n.Reason)
+	}
+	d, err = eng.Undrain(ctx, liveNode, false, "tester")
+	if err != nil || d.Kind != remediation.KindResume || verifier.count() != 1 {
+		t.Fatalf("Undrain = %+v, %v", d, err)
+	}
+	n = current()[liveNode]
+	if n.Drained() || n.Reason != "" {
+		t.Fatalf("after Undrain: %s reason %q", n.StateString(), n.Reason)
+	}
+	t.Logf("after the undrain: %s", n.StateString())
+	if st := jobState(); st != "RUNNING" {
+		t.Fatalf("job %s is %q at the end, want RUNNING", job, st)
+	}
+}
