@@ -309,9 +309,6 @@ func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 		}
 		want := wantsDrain(in.Result)
 		switch {
-		case want && readErr != nil:
-			e.cfg.Metrics.drain(modeAuto, resultError)
-			e.record(&out, seen, Decision{Node: in.Name, Kind: KindDrain, Action: "drain failed: " + readErr.Error(), Err: readErr})
 		case st.State == "":
 			if want {
 				e.record(&out, seen, Decision{Node: in.Name, Kind: KindSkip, Action: "skipped: node not known to slurm"})
@@ -329,6 +326,10 @@ func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 				now.Sub(in.HealthySince) >= e.cfg.ClearFor && !now.Before(ns.nextVerify) {
 				verify = append(verify, &verifyJob{in: in, reason: st.Reason})
 			}
+		case want && readErr != nil:
+			// Without a fresh read, someone's reason could be overwritten.
+			e.cfg.Metrics.drain(modeAuto, resultError)
+			e.record(&out, seen, Decision{Node: in.Name, Kind: KindDrain, Action: "drain failed: " + readErr.Error(), Err: readErr})
 		case want:
 			drains = append(drains, drainCandidate{in: in, st: st})
 		}

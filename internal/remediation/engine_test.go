@@ -823,8 +823,16 @@ func TestManualUndrain(t *testing.T) {
 
 func TestStepBackendErrors(t *testing.T) {
 	e := newEnv(t, remediation.Config{}, "n1", "n2", "n3", "n4")
+	e.slurm.humanDrain("n2", "[sopilot] xid 48 (drain) on gpu1", "slurm")
+	e.slurm.humanDrain("n3", "not ours", "root")
 	e.slurm.failNodes = errors.New("slurm_load_node: Unable to contact slurm controller")
-	d := only(t, e.step(node{name: "n1", result: xid79(0)}))
+	// Only n1 needs a drain; n2 (ours) and n3 (someone else's, recorded as
+	// such) are not failed drains.
+	ds := e.step(node{name: "n1", result: xid79(0)}, node{name: "n2", result: xid79(1)}, node{name: "n3", result: xid79(1)})
+	if len(ds) != 2 || ds[0].Node != "n1" || ds[1].Node != "n3" || ds[1].Kind != remediation.KindSkip {
+		t.Fatalf("decisions = %+v", ds)
+	}
+	d := ds[0]
 	if d.Kind != remediation.KindDrain || d.Err == nil || !strings.HasPrefix(d.Action, "drain failed: read slurm nodes:") {
 		t.Fatalf("decision = %+v", d)
 	}
@@ -833,6 +841,10 @@ func TestStepBackendErrors(t *testing.T) {
 	}
 	e.slurm.failNodes = nil
 	e.slurm.failDrain = errors.New("slurm_update error: Invalid node state specified")
+	e.slurm.mu.Lock()
+	e.slurm.nodes["n2"].Flags, e.slurm.nodes["n2"].Reason = nil, ""
+	e.slurm.nodes["n3"].Flags, e.slurm.nodes["n3"].Reason = nil, ""
+	e.slurm.mu.Unlock()
 	d = only(t, e.step(node{name: "n1", result: xid79(0)}))
 	if d.Kind != remediation.KindDrain || d.Err == nil || d.Action != "drain failed: slurm_update error: Invalid node state specified" {
 		t.Fatalf("decision = %+v", d)
