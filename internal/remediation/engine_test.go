@@ -960,3 +960,52 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// The reason names the worst drain-worthy finding and counts the others.
+func TestDrainReasonEvidence(t *testing.T) {
+	tests := []struct {
+		name   string
+		result health.Result
+		want   string
+	}{
+		{"several findings", health.Result{Verdict: health.Unhealthy, Action: health.ActionDrainNow, Findings: []health.Finding{
+			{Component: "gpu2", Rule: "gpu_lost", Verdict: health.Unhealthy, Action: health.ActionDrainNow, Reason: "gpu2 fell off the bus"},
+			{Component: "ib:mlx5_0/1", Rule: "ib_link_downed", Verdict: health.Unhealthy, Action: health.ActionDrainAfterJob, Reason: "link_downed +1"},
+			{Component: "gpu1", Rule: "xid_application", Verdict: health.Healthy, Action: health.ActionRecordAgainstRun, Reason: "xid 13"},
+		}}, "[sopilot] gpu2 fell off the bus (+1 more) incident=I"},
+		{"finding without a reason", health.Result{Verdict: health.Unhealthy, Action: health.ActionDrainNow, Findings: []health.Finding{
+			{Component: "node", Rule: "gpu_count", Verdict: health.Unhealthy, Action: health.ActionDrainNow},
+		}}, "[sopilot] gpu_count incident=I"},
+		{"no findings", health.Result{Verdict: health.Unhealthy, Action: health.ActionDrainAfterJob}, "[sopilot] unhealthy drain_after_job incident=I"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, remediation.Config{}, "n1", "n2", "n3", "n4")
+			if d := only(t, e.step(node{name: "n1", result: tt.result, incident: "I"})); d.Reason != tt.want {
+				t.Fatalf("reason = %q, want %q", d.Reason, tt.want)
+			}
+			if st := e.slurm.node("n1"); st.Reason != tt.want {
+				t.Fatalf("slurm reason = %q", st.Reason)
+			}
+		})
+	}
+}
+
+func TestVerifierFunc(t *testing.T) {
+	f := newFakeSlurm(time.Now)
+	f.add("n1", "IDLE")
+	f.humanDrain("n1", "[sopilot] manual: x (by y)", "slurm")
+	var got string
+	v := remediation.VerifierFunc(func(_ context.Context, node string) (bool, string, error) {
+		got = node
+		return true, "fine", nil
+	})
+	e, err := remediation.New(remediation.Config{}, f, v, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Undrain(context.Background(), "n1", false, "z")
+	if err != nil || got != "n1" || d.Action != "resumed after verification: fine (by z)" {
+		t.Fatalf("Undrain = %+v, %v (verified %q)", d, err, got)
+	}
+}
