@@ -1,15 +1,26 @@
-// Command node-agent will run on every GPU worker and stream NVML, InfiniBand
-// and training-progress telemetry to the controller (AgentService.Connect).
-// Until that lands it only explains itself, so deployments fail loudly
-// instead of running a silent placeholder.
+// Command node-agent runs on every GPU worker: it samples NVML, InfiniBand
+// and training progress every second and streams them to the controller
+// (AgentService.Connect). See internal/agent.
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "node-agent: not built yet: the agent protocol is defined in proto/sopilot/agent/v1/agent.proto, the agent itself is not implemented in this version")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var u usageError
+		if !errors.As(err, &u) || u.error != nil {
+			fmt.Fprintln(os.Stderr, "node-agent:", err)
+		}
+		os.Exit(exitCode(err))
+	}
 }

@@ -1,0 +1,435 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sopilot/sopilot/internal/agent/attrib"
+	"github.com/sopilot/sopilot/internal/agent/gpu"
+	"github.com/sopilot/sopilot/internal/agent/ib"
+	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
+	"github.com/sopilot/sopilot/internal/agent/progress"
+	"github.com/sopilot/sopilot/internal/agent/uplink"
+	"github.com/sopilot/sopilot/internal/nccl"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+// Config is everything an Agent needs. NodeName, BootID, NVML and Conn are
+// required.
+type Config struct {
+	NodeName string
+	BootID   string
+	Version  string
+	// NVML is the library (real, or Sim). Sim is set when it is simulated:
+	// the agent then feeds it the GPUs Slurm jobs hold on this node.
+	NVML nvml.Interface
+	Sim  *nvmlsim.Sim
+	// IBRoot is the sysfs root the IB collector reads ("" = /sys). IBSim is
+	// set when that tree is simulated.
+	IBRoot string
+	IBSim  *ib.SimTree
+	// ProcRoot is where processes are looked up ("" = /proc).
+	ProcRoot string
+	// Interval between samples (default 1 s).
+	Interval time.Duration
+	// Conn reaches the controller.
+	Conn grpc.ClientConnInterface
+	// Buffer bounds what waits for the controller.
+	Buffer uplink.BufferOptions
+	// NCCL runs all_reduce_perf for checks; with NCCLSimulated the output
+	// is simulated (nccl.SimulatedOutput) at NCCLSimPeak GB/s.
+	NCCL          nccl.Runner
+	NCCLSimulated bool
+	NCCLSimPeak   float64
+	// NCCLMinBusBW and NCCLMessageBytes judge the check (platform
+	// thresholds).
+	NCCLMinBusBW     float64
+	NCCLMessageBytes int64
+	Logger           *slog.Logger
+}
+
+// Agent samples the node and streams to the controller.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	gpus    *gpu.Collector
+	ibc     *ib.Collector
+	attrib  *attrib.Resolver
+	buf     *uplink.Buffer
+	client  *uplink.Client
+	metrics *Metrics
+
+	inv   gpu.Inventory
+	ports []ib.PortInfo
+
+	mu          sync.Mutex
+	interval    time.Duration
+	assignments []*agentpb.RunAssignment
+	tailers     map[string]*progress.Tailer // run id → tailer of its progress file
+	simPeak     float64
+	lastSample  time.Time
+}
+
+// New opens NVML and reads the inventory.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if cfg.NodeName == "" || cfg.BootID == "" || cfg.NVML == nil || cfg.Conn == nil {
+		return nil, errors.New("agent: NodeName, BootID, NVML and Conn are required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NCCLSimPeak <= 0 {
+		cfg.NCCLSimPeak = 480
+	}
+	a := &Agent{
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "agent"),
+		ibc:      ib.New(cfg.IBRoot),
+		attrib:   attrib.New(cfg.ProcRoot),
+		buf:      uplink.NewBuffer(cfg.Buffer),
+		interval: cfg.Interval,
+		tailers:  map[string]*progress.Tailer{},
+		simPeak:  cfg.NCCLSimPeak,
+	}
+	col, err := gpu.New(cfg.NVML, cfg.Logger, gpu.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open nvml: %w", err)
+	}
+	a.gpus = col
+	if a.inv, err = col.Inventory(ctx); err != nil {
+		_ = col.Close()
+		return nil, fmt.Errorf("read gpu inventory: %w", err)
+	}
+	a.inv.Simulated = cfg.Sim != nil
+	if a.ports, err = a.ibc.Inventory(); err != nil {
+		a.log.Warn("read infiniband inventory", "err", err)
+	}
+	a.metrics = newMetrics(a)
+	a.client = uplink.NewClient(cfg.Conn, a.hello, a.buf, a, cfg.Logger, uplink.Options{})
+	return a, nil
+}
+
+// Metrics is the agent's Prometheus collector (register it on a registry).
+func (a *Agent) Metrics() *Metrics { return a.metrics }
+
+// Buffer is the agent's send buffer (for status and tests).
+func (a *Agent) Buffer() *uplink.Buffer { return a.buf }
+
+// Close releases NVML.
+func (a *Agent) Close() error { return a.gpus.Close() }
+
+func (a *Agent) hello() *agentpb.Hello {
+	inv := &agentpb.Inventory{
+		DriverVersion: a.inv.DriverVersion,
+		CudaVersion:   a.inv.CUDADriverVersion,
+		Simulated:     a.inv.Simulated,
+	}
+	for _, g := range a.inv.GPUs {
+		inv.Gpus = append(inv.Gpus, &agentpb.GpuInfo{Index: int32(g.Index), Uuid: g.UUID, Model: g.Model, MemoryTotalBytes: g.MemoryTotalBytes, PciBusId: g.PCIBusID})
+	}
+	for _, p := range a.ports {
+		inv.IbPorts = append(inv.IbPorts, &agentpb.IbPortInfo{Device: p.Device, Port: int32(p.Port), RateGbps: p.RateGbps, LinkLayer: p.LinkLayer})
+	}
+	return &agentpb.Hello{NodeName: a.cfg.NodeName, BootId: a.cfg.BootID, AgentVersion: a.cfg.Version, Inventory: inv}
+}
+
+// Run samples and streams until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	events := make(chan gpu.HealthEvent, 1024)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := a.gpus.RunEvents(ctx, events); err != nil && ctx.Err() == nil {
+			a.log.Warn("gpu health events unavailable; relying on sampling", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		_ = a.client.Run(ctx)
+	}()
+	defer wg.Wait()
+
+	a.log.Info("agent started", "node", a.cfg.NodeName, "gpus", len(a.inv.GPUs), "ib_ports", len(a.ports),
+		"simulated_gpus", a.cfg.Sim != nil, "simulated_ib", a.cfg.IBSim != nil)
+	lastAlloc := time.Time{}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		now := time.Now()
+		if a.cfg.Sim != nil && now.Sub(lastAlloc) >= 2*time.Second {
+			a.refreshSimAllocation()
+			lastAlloc = now
+		}
+		if a.cfg.IBSim != nil {
+			if !a.lastSample.IsZero() {
+				_ = a.cfg.IBSim.Advance(now.Sub(a.lastSample))
+			}
+		}
+		a.sample(ctx, now, events)
+		a.lastSample = now
+		a.mu.Lock()
+		iv := a.interval
+		a.mu.Unlock()
+		timer.Reset(max(time.Until(now.Add(iv)), 10*time.Millisecond))
+	}
+}
+
+// sample builds and queues one batch.
+func (a *Agent) sample(ctx context.Context, now time.Time, events <-chan gpu.HealthEvent) {
+	b := &agentpb.Batch{CreateTime: timestamppb.New(now)}
+	samples, lost, err := a.gpus.Sample(ctx)
+	if err != nil {
+		a.log.Warn("gpu sample incomplete", "err", err)
+		a.metrics.sampleErrors.Inc()
+	}
+	for _, e := range lost {
+		b.HealthEvents = append(b.HealthEvents, healthEventToProto(e))
+	}
+drain:
+	for {
+		select {
+		case e := <-events:
+			b.HealthEvents = append(b.HealthEvents, healthEventToProto(e))
+		default:
+			break drain
+		}
+	}
+	var pids []int32
+	for _, s := range samples {
+		for _, p := range s.Processes {
+			pids = append(pids, p.PID)
+		}
+	}
+	jobs := a.attrib.JobsOf(pids)
+	seen := map[int]bool{}
+	for _, s := range samples {
+		seen[s.Index] = true
+		b.GpuSamples = append(b.GpuSamples, gpuSampleToProto(s, jobs))
+	}
+	// A GPU that did not answer (fell off the bus) is reported bare, so the
+	// controller stops showing its last good values.
+	for _, g := range a.inv.GPUs {
+		if !seen[g.Index] {
+			b.GpuSamples = append(b.GpuSamples, &agentpb.GpuSample{SampleTime: timestamppb.New(now), Index: int32(g.Index), Uuid: g.UUID})
+		}
+	}
+	ibs, err := a.ibc.Sample(now)
+	if err != nil {
+		a.log.Warn("infiniband sample", "err", err)
+	}
+	for _, s := range ibs {
+		b.IbSamples = append(b.IbSamples, ibSampleToProto(s))
+	}
+	b.Progress = a.pollProgress(now)
+	a.metrics.observe(samples, ibs, b.HealthEvents)
+	a.buf.Add(b)
+}
+
+func (a *Agent) pollProgress(now time.Time) []*agentpb.ProgressUpdate {
+	a.mu.Lock()
+	tailers := make(map[string]*progress.Tailer, len(a.tailers))
+	for id, t := range a.tailers {
+		tailers[id] = t
+	}
+	a.mu.Unlock()
+	var out []*agentpb.ProgressUpdate
+	for id, t := range tailers {
+		ups, rejected, err := t.Poll(now)
+		if err != nil {
+			a.log.Warn("read progress file", "run_id", id, "path", t.Path(), "err", err)
+		}
+		for _, r := range rejected {
+			a.log.Warn("progress line rejected", "run_id", id, "err", r)
+			a.metrics.progressRejected.Inc()
+		}
+		// Progress is latest-wins; the controller derives the rate from
+		// consecutive updates.
+		if u, ok := progress.Latest(ups); ok {
+			out = append(out, progressToProto(id, u))
+		}
+	}
+	slices.SortFunc(out, func(x, y *agentpb.ProgressUpdate) int { return strings.Compare(x.GetRunId(), y.GetRunId()) })
+	return out
+}
+
+// Config applies the controller's settings (uplink.Handler).
+func (a *Agent) Config(c *agentpb.AgentConfig) {
+	if d := c.GetSampleInterval().AsDuration(); d >= 100*time.Millisecond && d <= time.Minute {
+		a.mu.Lock()
+		a.interval = d
+		a.mu.Unlock()
+	}
+}
+
+// Assignments records which runs have jobs here and tails the progress
+// files of those whose rank 0 runs here (uplink.Handler).
+func (a *Agent) Assignments(as *agentpb.RunAssignments) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.assignments = as.GetRuns()
+	keep := map[string]bool{}
+	for _, r := range as.GetRuns() {
+		p := r.GetProgressPath()
+		if p == "" || !filepath.IsAbs(p) {
+			continue
+		}
+		keep[r.GetRunId()] = true
+		if t, ok := a.tailers[r.GetRunId()]; !ok || t.Path() != p {
+			a.tailers[r.GetRunId()] = progress.NewTailer(p, progress.TailOptions{})
+		}
+	}
+	for id := range a.tailers {
+		if !keep[id] {
+			delete(a.tailers, id)
+		}
+	}
+}
+
+// Command runs a controller command (uplink.Handler).
+func (a *Agent) Command(ctx context.Context, c *agentpb.Command) *agentpb.CommandResult {
+	res := &agentpb.CommandResult{CommandId: c.GetCommandId()}
+	switch c.GetKind() {
+	case "nccl_check", "nccl":
+		var (
+			r   nccl.Result
+			out []byte
+			err error
+		)
+		if a.cfg.NCCLSimulated {
+			a.mu.Lock()
+			peak := a.simPeak
+			a.mu.Unlock()
+			model := ""
+			if len(a.inv.GPUs) > 0 {
+				model = a.inv.GPUs[0].Model
+			}
+			out = nccl.SimulatedOutput(max(len(a.inv.GPUs), 1), model, peak)
+			r, err = nccl.Parse(strings.NewReader(string(out)))
+		} else {
+			r, out, err = a.cfg.NCCL.Run(ctx)
+		}
+		v := nccl.Evaluate(r, a.cfg.NCCLMinBusBW, a.cfg.NCCLMessageBytes)
+		res.Success = v.Passed && err == nil
+		res.BusBandwidthGbps = v.BusBWGBps
+		res.Output = v.Summary
+		if a.cfg.NCCLSimulated {
+			res.Output = "simulated: " + res.Output
+		}
+		if err != nil {
+			res.Output += "; " + err.Error()
+		}
+		_ = out
+	default:
+		res.Output = fmt.Sprintf("unknown command %q", c.GetKind())
+	}
+	return res
+}
+
+// SetSimulatedNCCLPeak changes the simulated all_reduce_perf bandwidth.
+func (a *Agent) SetSimulatedNCCLPeak(gbps float64) {
+	a.mu.Lock()
+	a.simPeak = gbps
+	a.mu.Unlock()
+}
+
+// refreshSimAllocation marks the simulated GPUs that Slurm jobs hold on this
+// node busy, with the jobs' real processes on them, so attribution,
+// utilisation and usage aggregates follow what really runs.
+func (a *Agent) refreshSimAllocation() {
+	a.mu.Lock()
+	as := slices.Clone(a.assignments)
+	a.mu.Unlock()
+	if len(as) == 0 {
+		a.cfg.Sim.SetAllocation(nil)
+		return
+	}
+	byJob := a.jobProcesses()
+	alloc := map[int][]int32{}
+	next := 0
+	n := a.cfg.Sim.GPUCount()
+	slices.SortFunc(as, func(x, y *agentpb.RunAssignment) int { return strings.Compare(x.GetSlurmJobId(), y.GetSlurmJobId()) })
+	for _, r := range as {
+		pids := byJob[r.GetSlurmJobId()]
+		if len(pids) == 0 {
+			continue // not started here yet, or already gone
+		}
+		k := int(r.GetGpusPerNode())
+		for i := 0; i < k && next < n; i++ {
+			alloc[next] = []int32{pids[i%len(pids)]}
+			next++
+		}
+	}
+	a.cfg.Sim.SetAllocation(alloc)
+	ps := make([]int32, 0)
+	for _, v := range byJob {
+		ps = append(ps, v...)
+	}
+	alive := map[int32]bool{}
+	for _, p := range ps {
+		alive[p] = true
+	}
+	a.attrib.Forget(alive)
+}
+
+// jobProcesses lists this node's processes by Slurm job, newest process
+// last; shells and Slurm's own helpers are left out when the job has other
+// processes (they would never hold a GPU).
+func (a *Agent) jobProcesses() map[string][]int32 {
+	root := a.cfg.ProcRoot
+	if root == "" {
+		root = "/proc"
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	var pids []int32
+	for _, e := range ents {
+		if p, err := strconv.ParseInt(e.Name(), 10, 32); err == nil && p > 1 {
+			pids = append(pids, int32(p))
+		}
+	}
+	jobs := a.attrib.JobsOf(pids)
+	out := map[string][]int32{}
+	helpers := map[string][]int32{}
+	for pid, job := range jobs {
+		comm, _ := os.ReadFile(filepath.Join(root, strconv.Itoa(int(pid)), "comm"))
+		switch strings.TrimSpace(string(comm)) {
+		case "bash", "sh", "srun", "slurm_script", "sleep", "slurmstepd", "tail", "cat":
+			helpers[job] = append(helpers[job], pid)
+		default:
+			out[job] = append(out[job], pid)
+		}
+	}
+	for job, hs := range helpers {
+		if len(out[job]) == 0 {
+			out[job] = hs
+		}
+	}
+	for job := range out {
+		slices.Sort(out[job])
+	}
+	return out
+}
