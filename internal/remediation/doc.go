@@ -28,8 +28,9 @@
 //
 // A node comes back only after drain, then verify, then resume. A node the
 // engine drained automatically is considered for resuming once its verdict
-// has been Healthy for ClearFor (two minutes by default). It is then
-// checked by a Verifier (for example a single-node NCCL test). If the check
+// has been Healthy for ClearFor (two minutes by default) and no job is left
+// on it. It is then checked by a Verifier (for example a single-node NCCL
+// test). If the check
 // passes, the node is resumed. If it fails, the node stays drained, its
 // reason is changed to say the verification failed, and the check is tried
 // again after VerifyBackoff. A node an operator drained is never resumed

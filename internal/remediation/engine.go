@@ -319,11 +319,11 @@ func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 			}
 		case e.ours(st):
 			// Already drained by us: the first reason stays. Resume only
-			// automatic drains, after the evidence has cleared for
-			// ClearFor and the backoff of a failed check has passed.
+			// automatic drains, once the evidence has cleared for
+			// ClearFor, the node's jobs have ended (the check needs its
+			// GPUs) and the backoff of a failed check has passed.
 			if !want && !ns.pinned && !isManual(e.cfg.Prefix, st.Reason) &&
-				in.Result.Verdict == health.Healthy && !in.HealthySince.IsZero() &&
-				now.Sub(in.HealthySince) >= e.cfg.ClearFor && !now.Before(ns.nextVerify) {
+				e.cleared(in, st, now) && !now.Before(ns.nextVerify) {
 				verify = append(verify, &verifyJob{in: in, reason: st.Reason})
 			}
 		case want && readErr != nil:
@@ -335,7 +335,10 @@ func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 		}
 	}
 
-	out = append(out, e.drainAll(ctx, now, status, drains, seen)...)
+	if readErr == nil {
+		// Without a fresh read nothing was due; the breaker stays as it was.
+		out = append(out, e.drainAll(ctx, now, status, drains, seen)...)
+	}
 
 	if e.cfg.DryRun {
 		for _, j := range verify {
@@ -393,12 +396,18 @@ func (e *Engine) mayAct(inputs []NodeInput, status map[string]scheduler.NodeStat
 		if wantsDrain(in.Result) && !e.ours(st) && !e.foreign(st) {
 			return true
 		}
-		if e.ours(st) && in.Result.Verdict == health.Healthy && !in.HealthySince.IsZero() &&
-			now.Sub(in.HealthySince) >= e.cfg.ClearFor {
+		if e.ours(st) && e.cleared(in, st, now) {
 			return true
 		}
 	}
 	return false
+}
+
+// cleared reports whether a drained node is ready for its check: Healthy
+// for ClearFor, and no job left on it.
+func (e *Engine) cleared(in NodeInput, st scheduler.NodeStatus, now time.Time) bool {
+	return in.Result.Verdict == health.Healthy && !in.HealthySince.IsZero() &&
+		now.Sub(in.HealthySince) >= e.cfg.ClearFor && !st.Allocated()
 }
 
 // drainAll drains the candidates, worst first, as far as the breaker

@@ -460,6 +460,12 @@ func TestBreakerWindow(t *testing.T) {
 	if got := e.counter("sopilot_remediation_breaker_trips_total"); got != 2 {
 		t.Fatalf("trips = %v, want 2", got)
 	}
+	// Slurm cannot be read: the drain fails, the breaker stays as it was.
+	e.slurm.failNodes = errors.New("slurm_load_node: Socket timed out")
+	ds = e.step(faults...)
+	if d := only(t, ds); d.Node != "n04" || d.Err == nil || !e.eng.BreakerOpen() {
+		t.Fatalf("decisions = %+v, open %v", ds, e.eng.BreakerOpen())
+	}
 }
 
 // Without MaxDrainsPerWindow, 10% of the nodes (at least one) may be drained
@@ -586,6 +592,19 @@ func TestResumeAfterVerification(t *testing.T) {
 		}
 		if ds := e.step(ok); len(ds) != 0 {
 			t.Fatalf("after resume: %+v", ds)
+		}
+	})
+	t.Run("waits for the jobs to end before the check", func(t *testing.T) {
+		e := newEnv(t, remediation.Config{}, "n1=ALLOCATED", "n2", "n3", "n4")
+		e.slurm.humanDrain("n1", old, "slurm")
+		e.clock.Advance(time.Hour)
+		ok := node{name: "n1", result: healthy(), healthySince: t0}
+		if ds := e.step(ok); len(ds) != 0 || e.ver.count() != 0 {
+			t.Fatalf("with a job running: %+v, verifier %d", ds, e.ver.count())
+		}
+		e.slurm.finishJobs("n1")
+		if d := only(t, e.step(ok)); d.Kind != remediation.KindResume || e.ver.count() != 1 {
+			t.Fatalf("decision = %+v, verifier %d", d, e.ver.count())
 		}
 	})
 	t.Run("unknown or degraded verdicts keep it drained", func(t *testing.T) {
