@@ -258,7 +258,13 @@ type verifyJob struct {
 // Step waits for the verifications it starts (in parallel, one per node).
 // Except in dry-run, before it changes anything it reads Slurm once more and
 // decides on that fresh state, so a stale snapshot cannot make it overwrite
-// a reason someone set in the meantime.
+// a reason someone set in the meantime. Decisions come in this order:
+// per-node skips, drains and breaker refusals (worst evidence first), the
+// breaker's alert, then the outcomes of verifications.
+//
+// Step holds the engine's lock while it reads and changes Slurm, not while
+// verifications run; a node being verified is left alone by other Steps,
+// and an operator's Undrain of it fails with ErrBusy.
 func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 	e.mu.Lock()
 	now := e.now()
