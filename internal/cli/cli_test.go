@@ -107,7 +107,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{"unknown command", invocation{args: []string{"clustr"}}, "unknown command"},
 		{"unknown flag", invocation{args: []string{"cluster", "plan", "--dri", dir}}, "unknown flag"},
-		{"bad output format", invocation{args: []string{"cluster", "preflight", "--dir", dir, "-o", "yaml"}}, "--output"},
+		{"bad output format", invocation{args: []string{"cluster", "preflight", "--dir", dir, "-o", "xml"}}, "--output"},
 		{"bad quota", invocation{args: []string{"cluster", "preflight", "--dir", dir, "--quota", "5 apples"}}, "--quota"},
 		{"bad quota from the environment", invocation{args: []string{"cluster", "preflight", "--dir", dir},
 			env: map[string]string{"SOPILOT_INIT_ATTEMPTS": "many"}}, "SOPILOT_INIT_ATTEMPTS"},

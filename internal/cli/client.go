@@ -123,10 +123,11 @@ func fieldViolations(st *status.Status) []*errdetails.BadRequest_FieldViolation 
 	return vs
 }
 
-// writeProto prints m as indented protojson, zero values included so that
-// scripts can rely on every field being there. protojson's own whitespace
+// writeProto prints m as indented protojson (or, for -o yaml, the same
+// document as YAML), zero values included so that scripts can rely on
+// every field being there. protojson's own whitespace
 // varies on purpose from build to build; json.Indent makes it stable.
-func writeProto(w io.Writer, m proto.Message) error {
+func writeProto(w io.Writer, format string, m proto.Message) error {
 	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
 	if err != nil {
 		return err
@@ -136,12 +137,17 @@ func writeProto(w io.Writer, m proto.Message) error {
 		return err
 	}
 	out.WriteByte('\n')
-	_, err = w.Write(out.Bytes())
+	doc, err := formatJSONDoc(format, out.Bytes())
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(doc)
 	return err
 }
 
-// writeProtoLine prints m as one line of JSON (for streams).
-func writeProtoLine(w io.Writer, m proto.Message) error {
+// writeProtoLine prints m as one line of JSON (for streams); for -o yaml,
+// as one YAML document that starts with "---".
+func writeProtoLine(w io.Writer, format string, m proto.Message) error {
 	b, err := protojson.Marshal(m)
 	if err != nil {
 		return err
@@ -151,6 +157,14 @@ func writeProtoLine(w io.Writer, m proto.Message) error {
 		return err
 	}
 	out.WriteByte('\n')
+	if format == formatYAML {
+		doc, err := jsonToYAML(out.Bytes())
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append([]byte("---\n"), doc...))
+		return err
+	}
 	_, err = w.Write(out.Bytes())
 	return err
 }

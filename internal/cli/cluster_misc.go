@@ -101,7 +101,7 @@ func newClusterPreflightCommand(a *app, o *clusterOptions) *cobra.Command {
 				rep.Findings = []preflight.Finding{}
 			}
 			if a.json() {
-				if err := writeJSON(a.env.Stdout, rep); err != nil {
+				if err := writeJSON(a.env.Stdout, a.root.output, rep); err != nil {
 					return err
 				}
 			} else {
@@ -179,7 +179,7 @@ func newClusterOutputCommand(a *app, o *clusterOptions) *cobra.Command {
 				rep.Outputs[name] = v
 			}
 			if a.json() {
-				return writeJSON(a.env.Stdout, rep)
+				return writeJSON(a.env.Stdout, a.root.output, rep)
 			}
 			for _, name := range sortedKeys(rep.Outputs) {
 				v := rep.Outputs[name]
@@ -273,7 +273,7 @@ func newClusterImportCommand(a *app, o *clusterOptions) *cobra.Command {
 				}
 			}
 			if a.json() {
-				if err := writeJSON(a.env.Stdout, rep); err != nil {
+				if err := writeJSON(a.env.Stdout, a.root.output, rep); err != nil {
 					return err
 				}
 			} else {

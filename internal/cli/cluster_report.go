@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -103,11 +104,21 @@ type ImportReport struct {
 	Imported []string `json:"imported,omitempty"`
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+// writeJSON prints v as indented JSON, or as YAML for -o yaml.
+func writeJSON(w io.Writer, format string, v any) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false) // commands carry <ID> placeholders
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	doc, err := formatJSONDoc(format, b.Bytes())
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(doc)
+	return err
 }
 
 func summarizePlan(plan *tfjson.Plan) (Changes, []ResourceChange) {

@@ -143,7 +143,7 @@ func (s *session) report(rep *RunReport, err error) error {
 		rep.Error = err.Error()
 	}
 	if s.a.json() {
-		if werr := writeJSON(s.a.env.Stdout, rep); werr != nil && err == nil {
+		if werr := writeJSON(s.a.env.Stdout, s.a.root.output, rep); werr != nil && err == nil {
 			return werr
 		}
 		return err

@@ -55,7 +55,7 @@ response, report_json (with the seed's compare_models.py fields) included.`,
 				return o.clientError(fmt.Sprintf("compare %s with %s", args[1], args[0]), err)
 			}
 			if a.json() {
-				return writeProto(a.env.Stdout, resp)
+				return writeProto(a.env.Stdout, a.root.output, resp)
 			}
 			printComparison(a.env.Stdout, resp, a.colorFor(a.env.Stdout))
 			return nil

@@ -364,7 +364,7 @@ complete never starts; --watch reports it instead of waiting for it.`,
 			}
 			if !po.watch {
 				if a.json() {
-					return writePipelineJSON(a.env.Stdout, p, runs)
+					return writePipelineJSON(a.env.Stdout, a.root.output, p, runs)
 				}
 				printPipeline(a.env.Stdout, p, runs)
 				return nil
@@ -423,7 +423,7 @@ func printPipeline(w io.Writer, p *pipeline, runs map[string]*apipb.Run) {
 }
 
 // writePipelineJSON prints {"<step>": <Run>, ...}.
-func writePipelineJSON(w io.Writer, p *pipeline, runs map[string]*apipb.Run) error {
+func writePipelineJSON(w io.Writer, format string, p *pipeline, runs map[string]*apipb.Run) error {
 	m := make(map[string]json.RawMessage, len(runs))
 	for _, s := range p.Steps {
 		b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(runs[s.Name])
@@ -436,7 +436,11 @@ func writePipelineJSON(w io.Writer, p *pipeline, runs map[string]*apipb.Run) err
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(append(b, '\n'))
+	doc, err := formatJSONDoc(format, append(b, '\n'))
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(doc)
 	return err
 }
 
@@ -510,7 +514,7 @@ func watchPipeline(ctx context.Context, a *app, o *clientOptions, c apipb.RunSer
 		}
 	}
 	if a.json() {
-		if err := writePipelineJSON(w, p, runs); err != nil {
+		if err := writePipelineJSON(w, a.root.output, p, runs); err != nil {
 			return err
 		}
 	}

@@ -1,7 +1,7 @@
 // Package cli is the human command line, `sopilot`: a small root command
 // that command groups hang off. The root owns what every group shares:
 // flags mirrored by SOPILOT_* environment variables (flag > variable >
-// default), the output format (-o table|json), colour only on a terminal,
+// default), the output format (-o table|json|yaml), colour only on a terminal,
 // the logger, and the exit codes. Each group lives in its own file(s):
 // cluster*.go is the `cluster` group (provisioning through Terraform).
 package cli
@@ -142,7 +142,9 @@ type app struct {
 	log  *slog.Logger
 }
 
-func (a *app) json() bool { return a.root.output == "json" }
+// json reports whether the output is for programs (-o json or -o yaml)
+// rather than people.
+func (a *app) json() bool { return a.root.output == formatJSON || a.root.output == formatYAML }
 
 // colorFor says whether to colour what goes to w: --color always/never, or
 // auto: a terminal and NO_COLOR unset.
@@ -207,6 +209,10 @@ Soperator). Its command groups:
   run       submit, list, watch and cancel runs (Slurm jobs) through the
             controller: sopilot run submit -N 2 --ntasks-per-node 8 \
               --gpus-per-node 8 -t 06:00:00 -- python3 train.py
+  nodes     the cluster's nodes: Slurm state, health, GPUs, InfiniBand:
+            sopilot nodes --watch
+  node      one node in detail, drain/undrain, checks, incidents:
+            sopilot node get worker-0
   compare   compare two runs' results with paired statistics:
             sopilot compare BASELINE CANDIDATE --metric correct:higher
   cluster   provision the cluster with Terraform, with preflight checks that
@@ -241,7 +247,7 @@ func newRoot(env *Env) *cobra.Command {
 	root.CompletionOptions.DisableDefaultCmd = true
 
 	pf := root.PersistentFlags()
-	pf.StringVarP(&a.root.output, "output", "o", "table", "output format: table (for people) or json (for scripts; see docs/cli.md and docs/provisioning.md)")
+	pf.StringVarP(&a.root.output, "output", "o", "table", "output format: table (for people), json or yaml (for scripts; see docs/cli.md and docs/provisioning.md)")
 	pf.StringVar(&a.root.color, "color", "auto", "colour: auto (only on a terminal, and not when NO_COLOR is set), always, never")
 	pf.StringVar(&a.root.logLevel, "log-level", "warn", "log level of sopilot's own log on stderr: debug, info, warn, error")
 
@@ -250,9 +256,9 @@ func newRoot(env *Env) *cobra.Command {
 			return fmt.Errorf("%w: %w", ErrUsage, err)
 		}
 		switch a.root.output {
-		case "table", "json":
+		case formatTable, formatJSON, formatYAML:
 		default:
-			return fmt.Errorf("%w: --output %q: want table or json", ErrUsage, a.root.output)
+			return fmt.Errorf("%w: --output %q: want table, json or yaml", ErrUsage, a.root.output)
 		}
 		switch a.root.color {
 		case "auto", "always", "never":
@@ -270,6 +276,8 @@ func newRoot(env *Env) *cobra.Command {
 	root.AddCommand(newClusterCommand(a))
 	root.AddCommand(newRunCommand(a))
 	root.AddCommand(newCompareCommand(a))
+	root.AddCommand(newNodesCommand(a))
+	root.AddCommand(newNodeCommand(a))
 
 	annotateEnv(root)
 	return root

@@ -361,7 +361,7 @@ run created first instead of submitting a second job.`,
 			run := resp.GetRun()
 			if !s.watch {
 				if a.json() {
-					return writeProto(a.env.Stdout, run)
+					return writeProto(a.env.Stdout, a.root.output, run)
 				}
 				printRun(a.env.Stdout, run, time.Now())
 				return nil
@@ -427,7 +427,7 @@ func oneRun(ctx context.Context, a *app, o *clientOptions, what string, call fun
 		return o.clientError(what, err)
 	}
 	if a.json() {
-		return writeProto(a.env.Stdout, run)
+		return writeProto(a.env.Stdout, a.root.output, run)
 	}
 	printRun(a.env.Stdout, run, time.Now())
 	return nil
@@ -476,7 +476,7 @@ func newRunListCommand(a *app, o *clientOptions) *cobra.Command {
 				req.PageToken = resp.GetNextPageToken()
 			}
 			if a.json() {
-				return writeProto(a.env.Stdout, all)
+				return writeProto(a.env.Stdout, a.root.output, all)
 			}
 			printRunList(a.env.Stdout, all.GetRuns(), time.Now())
 			return nil

@@ -336,7 +336,7 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 			last = ev.run
 			switch {
 			case a.json():
-				if err := writeProtoLine(w, last); err != nil {
+				if err := writeProtoLine(w, a.root.output, last); err != nil {
 					return err
 				}
 			case live:
