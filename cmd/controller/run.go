@@ -20,6 +20,9 @@ import (
 	"github.com/sopilot/sopilot/internal/config"
 	"github.com/sopilot/sopilot/internal/controller"
 	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/monitor"
+	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/metrics"
 	runmodel "github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler"
@@ -70,6 +73,11 @@ type options struct {
 	maxTimeLimit                              time.Duration
 	logLevel, logFormat                       string
 	agentSilence, nodePollInterval            time.Duration
+	platform, thresholdsFile, remediationMode string
+	maxDrainShare                             float64
+	maxDrainsPerWindow                        int
+	drainWindow, undrainAfter, eventWindow    time.Duration
+	stallAfter, ncclCheckInterval             time.Duration
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -98,6 +106,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for open calls before closing them")
 	fs.DurationVar(&o.agentSilence, "agent-silence", 60*time.Second, "a node whose agent sent nothing for this long is UNKNOWN (never unhealthy for silence alone)")
 	fs.DurationVar(&o.nodePollInterval, "node-poll-interval", 10*time.Second, "how often Slurm's node states are read (one query)")
+	fs.StringVar(&o.platform, "platform", "h100", "default health thresholds: h100 or h200 (8-GPU nodes)")
+	fs.StringVar(&o.thresholdsFile, "thresholds-file", "", "health thresholds as JSON (versioned; absent fields keep the platform's defaults); see docs/health.md")
+	fs.StringVar(&o.remediationMode, "remediation", "on", `what to do about unhealthy nodes: "on" (drain in Slurm), "dry-run" (record what would be done) or "off"`)
+	fs.Float64Var(&o.maxDrainShare, "max-drain-share", 0.25, "circuit breaker: never let sopilot's drains exceed this share of the cluster's nodes")
+	fs.IntVar(&o.maxDrainsPerWindow, "max-drains-per-window", 0, "circuit breaker: automatic drains allowed per --drain-window (0: 10% of the nodes, at least 1)")
+	fs.DurationVar(&o.drainWindow, "drain-window", 10*time.Minute, "circuit breaker window")
+	fs.DurationVar(&o.undrainAfter, "undrain-after", 2*time.Minute, "a node sopilot drained is verified and resumed once healthy this long")
+	fs.DurationVar(&o.eventWindow, "health-event-window", 15*time.Minute, "how long a health event (an XID, a lost GPU) counts as evidence")
+	fs.DurationVar(&o.stallAfter, "stall-after", 10*time.Minute, "a running run whose progress step has not moved for this long is flagged as a suspected hang (negative disables)")
+	fs.DurationVar(&o.ncclCheckInterval, "nccl-check-interval", 0, "run the NCCL check on idle nodes this often (0: only on demand and before undrains)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = config.Usage(fs, stderr, summary)
@@ -128,10 +146,39 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 			problems = append(problems, fmt.Errorf("%s must be an absolute path, got %q", name, dir))
 		}
 	}
+	if o.remediationMode != "on" && o.remediationMode != "dry-run" && o.remediationMode != "off" {
+		problems = append(problems, fmt.Errorf(`--remediation must be "on", "dry-run" or "off", got %q`, o.remediationMode))
+	}
+	if o.maxDrainShare <= 0 || o.maxDrainShare > 1 {
+		problems = append(problems, fmt.Errorf("--max-drain-share must be in (0, 1], got %v", o.maxDrainShare))
+	}
+	if _, err := thresholds(o); err != nil {
+		problems = append(problems, err)
+	}
 	if len(problems) > 0 {
 		return nil, usageError{errors.Join(problems...)}
 	}
 	return o, nil
+}
+
+// thresholds loads --thresholds-file over the --platform defaults.
+func thresholds(o *options) (health.Thresholds, error) {
+	if o.thresholdsFile == "" {
+		t, err := health.DefaultThresholds(o.platform)
+		if err != nil {
+			return t, fmt.Errorf("--platform: %w", err)
+		}
+		return t, nil
+	}
+	data, err := os.ReadFile(o.thresholdsFile)
+	if err != nil {
+		return health.Thresholds{}, fmt.Errorf("--thresholds-file: %w", err)
+	}
+	t, err := health.ParseThresholds(data)
+	if err != nil {
+		return t, fmt.Errorf("--thresholds-file %s: %w", o.thresholdsFile, err)
+	}
+	return t, nil
 }
 
 func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
@@ -213,12 +260,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	fl.SetSources(svc, svc, nil)
 	svc.SetUsageSource(fl)
+	th, _ := thresholds(o)
+	refresh := make(chan struct{}, 1)
+	var engine *remediation.Engine
+	var mon *monitor.Monitor
+	nb, canDrain := backend.(scheduler.NodeBackend)
+	if o.remediationMode != "off" && canDrain {
+		rm, err := remediation.NewMetrics(m.Registry)
+		if err != nil {
+			return err
+		}
+		engine, err = remediation.New(remediation.Config{
+			DryRun: o.remediationMode == "dry-run", MaxDrainShare: o.maxDrainShare, MaxDrainsPerWindow: o.maxDrainsPerWindow,
+			Window: o.drainWindow, ClearFor: o.undrainAfter, Metrics: rm,
+		}, nb, remediation.VerifierFunc(func(ctx context.Context, node string) (bool, string, error) { return mon.Verify(ctx, node) }), time.Now)
+		if err != nil {
+			return usageError{fmt.Errorf("remediation settings: %w", err)}
+		}
+	}
+	mon, err = monitor.New(monitor.Config{
+		Thresholds: th, EventWindow: o.eventWindow, StallAfter: o.stallAfter, CheckInterval: o.ncclCheckInterval,
+	}, fl, st, engine, svc, logger, monitor.NewMetrics(m.Registry))
+	if err != nil {
+		return err
+	}
+	mon.RefreshSlurm = func() {
+		select {
+		case refresh <- struct{}{}:
+		default:
+		}
+	}
+	fl.SetSources(svc, svc, mon)
+	fl.SetObserver(mon)
 
 	grpcSrv, health := server.NewGRPC(logger, m)
 	apipb.RegisterRunServiceServer(grpcSrv, api.NewRunServer(svc, logger))
-	apipb.RegisterNodeServiceServer(grpcSrv, api.NewNodeServer(fl, nil))
+	apipb.RegisterNodeServiceServer(grpcSrv, api.NewNodeServer(fl, mon))
 	apipb.RegisterComparisonServiceServer(grpcSrv, api.NewComparisonServer(svc))
 	agentpb.RegisterAgentServiceServer(grpcSrv, api.NewAgentServer(fl))
 	m.GRPC.InitializeMetrics(grpcSrv)
@@ -239,8 +317,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	g.Go(func() error { return svc.Run(gctx) })
 	g.Go(func() error { return fl.Run(gctx) })
-	if nb, ok := backend.(scheduler.NodeBackend); ok {
-		g.Go(func() error { pollNodes(gctx, nb, fl, o.nodePollInterval, logger); return nil })
+	g.Go(func() error { return mon.Run(gctx) })
+	if canDrain {
+		g.Go(func() error { pollNodes(gctx, nb, fl, o.nodePollInterval, refresh, logger); return nil })
 	}
 	g.Go(func() error { return server.ServeGRPC(gctx, grpcSrv, grpcLis, o.shutdownGrace) })
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -253,7 +332,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // pollNodes keeps the fleet's copy of Slurm's node states fresh.
-func pollNodes(ctx context.Context, nb scheduler.NodeBackend, fl *fleet.Fleet, every time.Duration, logger *slog.Logger) {
+func pollNodes(ctx context.Context, nb scheduler.NodeBackend, fl *fleet.Fleet, every time.Duration, now <-chan struct{}, logger *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -269,6 +348,7 @@ func pollNodes(ctx context.Context, nb scheduler.NodeBackend, fl *fleet.Fleet, e
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-now:
 		}
 	}
 }

@@ -175,6 +175,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case e := <-events:
+			// Health events go out at once, not with the next sample.
+			a.sendEvents(e, events)
+			continue
 		case <-timer.C:
 		}
 		now := time.Now()
@@ -194,6 +198,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.mu.Unlock()
 		timer.Reset(max(time.Until(now.Add(iv)), 10*time.Millisecond))
 	}
+}
+
+// sendEvents queues a batch of the health events waiting now.
+func (a *Agent) sendEvents(first gpu.HealthEvent, events <-chan gpu.HealthEvent) {
+	b := &agentpb.Batch{CreateTime: timestamppb.Now(), HealthEvents: []*agentpb.HealthEvent{healthEventToProto(first)}}
+	for len(b.HealthEvents) < 1000 {
+		select {
+		case e := <-events:
+			b.HealthEvents = append(b.HealthEvents, healthEventToProto(e))
+			continue
+		default:
+		}
+		break
+	}
+	a.metrics.observe(nil, nil, b.HealthEvents)
+	a.buf.Add(b)
 }
 
 // sample builds and queues one batch.

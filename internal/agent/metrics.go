@@ -79,9 +79,11 @@ func newMetrics(a *Agent) *Metrics {
 }
 
 func (m *Metrics) observe(gs []gpu.Sample, ps []ib.Sample, evs []*agentpb.HealthEvent) {
-	m.mu.Lock()
-	m.gpus, m.ports = gs, ps
-	m.mu.Unlock()
+	if gs != nil || ps != nil {
+		m.mu.Lock()
+		m.gpus, m.ports = gs, ps
+		m.mu.Unlock()
+	}
 	for _, e := range evs {
 		m.healthEvents.WithLabelValues(e.GetKind(), e.GetComponent()).Inc()
 	}

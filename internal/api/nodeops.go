@@ -2,14 +2,178 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/monitor"
+	"github.com/sopilot/sopilot/internal/remediation"
+	"github.com/sopilot/sopilot/internal/run"
+	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
 // NodeOps are NodeService's operations: drains, checks and incidents.
 type NodeOps interface {
-	DrainNode(ctx context.Context, req *apipb.DrainNodeRequest) (*apipb.DrainNodeResponse, error)
-	UndrainNode(ctx context.Context, req *apipb.UndrainNodeRequest) (*apipb.UndrainNodeResponse, error)
-	RunNodeCheck(ctx context.Context, req *apipb.RunNodeCheckRequest) (*apipb.RunNodeCheckResponse, error)
-	ListIncidents(ctx context.Context, req *apipb.ListIncidentsRequest) (*apipb.ListIncidentsResponse, error)
+	Drain(ctx context.Context, node, reason, who string) (remediation.Decision, error)
+	Undrain(ctx context.Context, node string, skipVerification bool, who string) (remediation.Decision, error)
+	Check(ctx context.Context, node, check string) (monitor.CheckResult, error)
+	Incidents(ctx context.Context, q store.IncidentQuery) ([]*store.Incident, string, error)
+}
+
+var _ NodeOps = (*monitor.Monitor)(nil)
+
+func (s *NodeServer) opsReady() error {
+	if err := s.ready(); err != nil {
+		return err
+	}
+	if s.ops == nil {
+		return status.Error(codes.Unimplemented, "this controller does not run node operations")
+	}
+	return nil
+}
+
+// caller names who asked, for drain reasons. Until authentication lands it
+// is the API itself.
+func caller(context.Context) string { return "api" }
+
+func opStatus(err error) error {
+	var rejected = errors.Is(err, scheduler.ErrRejected)
+	switch {
+	case errors.Is(err, remediation.ErrForeign):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, remediation.ErrNotDrained):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, remediation.ErrUnknownNode), errors.Is(err, fleet.ErrUnknownNode):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, remediation.ErrBusy):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, remediation.ErrVerificationFailed):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, fleet.ErrNotConnected), errors.Is(err, scheduler.ErrUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, scheduler.ErrNodeUnsupported):
+		return status.Error(codes.Unimplemented, err.Error())
+	case errors.Is(err, monitor.ErrUnknownCheck), rejected:
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func (s *NodeServer) nodeOrName(name string) *apipb.Node {
+	if v, ok := s.nodes.Snapshot(name); ok {
+		return NodeToProto(v)
+	}
+	return &apipb.Node{Name: name}
+}
+
+// DrainNode drains a node in Slurm with the operator's reason.
+func (s *NodeServer) DrainNode(ctx context.Context, req *apipb.DrainNodeRequest) (*apipb.DrainNodeResponse, error) {
+	if err := s.opsReady(); err != nil {
+		return nil, err
+	}
+	var vs []run.FieldViolation
+	if err := requireNodeName(req.GetName()); err != nil {
+		return nil, err
+	}
+	r := strings.TrimSpace(req.GetReason())
+	switch {
+	case r == "":
+		vs = append(vs, run.FieldViolation{Field: "reason", Description: "required: why the node is drained, shown in Slurm after sopilot's prefix"})
+	case len(r) > 100 || strings.ContainsAny(r, "\n\r\t"):
+		vs = append(vs, run.FieldViolation{Field: "reason", Description: "at most 100 characters on one line"})
+	}
+	if len(vs) > 0 {
+		return nil, badRequest("invalid drain request", vs...)
+	}
+	if _, err := s.ops.Drain(ctx, req.GetName(), r, caller(ctx)); err != nil {
+		return nil, opStatus(err)
+	}
+	return &apipb.DrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
+}
+
+// UndrainNode resumes a node sopilot drained.
+func (s *NodeServer) UndrainNode(ctx context.Context, req *apipb.UndrainNodeRequest) (*apipb.UndrainNodeResponse, error) {
+	if err := s.opsReady(); err != nil {
+		return nil, err
+	}
+	if err := requireNodeName(req.GetName()); err != nil {
+		return nil, err
+	}
+	if _, err := s.ops.Undrain(ctx, req.GetName(), req.GetSkipVerification(), caller(ctx)); err != nil {
+		return nil, opStatus(err)
+	}
+	return &apipb.UndrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
+}
+
+// RunNodeCheck runs an active check on a node through its agent.
+func (s *NodeServer) RunNodeCheck(ctx context.Context, req *apipb.RunNodeCheckRequest) (*apipb.RunNodeCheckResponse, error) {
+	if err := s.opsReady(); err != nil {
+		return nil, err
+	}
+	if err := requireNodeName(req.GetName()); err != nil {
+		return nil, err
+	}
+	if c := req.GetCheck(); c != "" && c != "nccl" {
+		return nil, badRequest(fmt.Sprintf("unknown check %q", c), run.FieldViolation{Field: "check", Description: `"nccl" (the default) is the only check`})
+	}
+	r, err := s.ops.Check(ctx, req.GetName(), req.GetCheck())
+	if err != nil {
+		return nil, opStatus(err)
+	}
+	return &apipb.RunNodeCheckResponse{Passed: r.Passed, Summary: r.Summary, BusBandwidthGbps: r.BusBWGBps}, nil
+}
+
+var severities = map[string]apipb.HealthVerdict{
+	"DEGRADED":  apipb.HealthVerdict_HEALTH_VERDICT_DEGRADED,
+	"UNHEALTHY": apipb.HealthVerdict_HEALTH_VERDICT_UNHEALTHY,
+	"HEALTHY":   apipb.HealthVerdict_HEALTH_VERDICT_HEALTHY,
+}
+
+// IncidentToProto converts a stored incident.
+func IncidentToProto(i *store.Incident) *apipb.Incident {
+	return &apipb.Incident{
+		Id: i.ID, Node: i.Node, Component: i.Component, Summary: i.Summary, Severity: severities[i.Severity],
+		Count: i.Count, FirstSeenTime: ts(i.FirstSeen), LastSeenTime: ts(i.LastSeen), ResolveTime: ts(i.ResolveTime),
+		Action: i.Action, RunIds: i.RunIDs,
+	}
+}
+
+// ListIncidents lists incidents per node or per run, newest first.
+func (s *NodeServer) ListIncidents(ctx context.Context, req *apipb.ListIncidentsRequest) (*apipb.ListIncidentsResponse, error) {
+	if err := s.opsReady(); err != nil {
+		return nil, err
+	}
+	var vs []run.FieldViolation
+	if req.GetNode() != "" && !fleet.ValidNodeName(req.GetNode()) {
+		vs = append(vs, run.FieldViolation{Field: "node", Description: "a Slurm node name"})
+	}
+	if req.GetNode() != "" && req.GetRunId() != "" {
+		vs = append(vs, run.FieldViolation{Field: "run_id", Description: "filter by node or by run, not both"})
+	}
+	if req.GetPageSize() < 0 || req.GetPageSize() > 1000 {
+		vs = append(vs, run.FieldViolation{Field: "page_size", Description: "0 (default 100) to 1000"})
+	}
+	if len(req.GetPageToken()) > 64 {
+		vs = append(vs, run.FieldViolation{Field: "page_token", Description: "a next_page_token from a previous response"})
+	}
+	if len(vs) > 0 {
+		return nil, badRequest("invalid incident query", vs...)
+	}
+	incs, next, err := s.ops.Incidents(ctx, store.IncidentQuery{Node: req.GetNode(), RunID: req.GetRunId(), PageSize: int(req.GetPageSize()), After: req.GetPageToken()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &apipb.ListIncidentsResponse{NextPageToken: next}
+	for _, i := range incs {
+		out.Incidents = append(out.Incidents, IncidentToProto(i))
+	}
+	return out, nil
 }

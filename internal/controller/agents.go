@@ -92,3 +92,23 @@ func (s *Service) recordUsage(r *run.Run) {
 	}
 	r.Usage = u
 }
+
+// AttachIncident lists a health incident on runs whose nodes it hit
+// (monitor.RunIncidents). Ended runs are marked too: the incident may have
+// ended them.
+func (s *Service) AttachIncident(ctx context.Context, runIDs []string, incidentID string) error {
+	changed, err := s.store.UpdateRuns(ctx, runIDs, func(r *run.Run) bool {
+		if slices.Contains(r.IncidentIDs, incidentID) {
+			return false
+		}
+		r.IncidentIDs = append(r.IncidentIDs, incidentID)
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("mark %d runs with incident %s: %w", len(runIDs), incidentID, err)
+	}
+	for _, r := range changed {
+		s.hub.publish(r)
+	}
+	return nil
+}

@@ -91,6 +91,12 @@ type EventSink interface {
 	RecordEvents(ctx context.Context, node string, events []*agentpb.HealthEvent, jobs map[string]string) error
 }
 
+// Observer sees every accepted batch, after it was applied (not yet
+// durable). It must return quickly; it is called on the agent's stream.
+type Observer interface {
+	ObserveBatch(node string, inv *agentpb.Inventory, b *agentpb.Batch, runIDs []string)
+}
+
 // Fleet is the controller's view of the node agents: the AgentService
 // stream handler, the latest telemetry per node, and per-run GPU usage.
 type Fleet struct {
@@ -102,6 +108,7 @@ type Fleet struct {
 	assignments AssignmentSource
 	progress    ProgressSink
 	events      EventSink
+	observer    Observer
 
 	mu       sync.RWMutex
 	nodes    map[string]*node
@@ -156,6 +163,10 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 	}
 	return f, nil
 }
+
+// SetObserver registers the batch observer (the health monitor). Call
+// before serving.
+func (f *Fleet) SetObserver(o Observer) { f.observer = o }
 
 // SetSources wires the controller's run tracking in. Call before Run.
 func (f *Fleet) SetSources(a AssignmentSource, p ProgressSink, e EventSink) {

@@ -330,8 +330,18 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	}
 	bootID := n.bootID
 	energy := n.lastEnergy
-	f.accumulate(n.name, n.inventory.GetSimulated(), b, jobToRun, energy)
+	inv := n.inventory
+	f.accumulate(n.name, inv.GetSimulated(), b, jobToRun, energy)
+	var runIDs []string
+	if f.observer != nil {
+		for _, a := range n.assigned {
+			runIDs = append(runIDs, a.RunID)
+		}
+	}
 	n.mu.Unlock()
+	if f.observer != nil {
+		f.observer.ObserveBatch(n.name, inv, b, runIDs)
+	}
 
 	var progress []progressItem
 	for _, p := range b.GetProgress() {

@@ -1,0 +1,12 @@
+// Package monitor turns what the node agents report into per-node health
+// verdicts (internal/health's rules), incidents persisted in bbolt, and
+// remediation in Slurm (internal/remediation's engine). It also runs the
+// active NCCL check through the agents, flags runs whose progress stopped
+// moving while Slurm says they run (suspected hangs), and records on each
+// run the incidents of its nodes while it ran.
+//
+// Timing: health events are evaluated as soon as the fleet makes them
+// durable, so a drain-worthy XID reaches remediation within one commit
+// interval; samples are evaluated every Interval. A silent agent makes its
+// node UNKNOWN, which never drains it and never resolves its incidents.
+package monitor
