@@ -369,7 +369,7 @@ run created first instead of submitting a second job.`,
 			if !a.json() {
 				fmt.Fprintf(a.env.Stdout, "submitted %s (slurm job %s)\n", run.GetId(), orDash(run.GetSlurmJobId()))
 			}
-			return watchRun(cmd.Context(), a, o, runs, run.GetId())
+			return watchRun(cmd.Context(), a, o, runs, apipb.NewNodeServiceClient(conn), run.GetId())
 		},
 	}
 	s.register(cmd.Flags())
@@ -544,7 +544,7 @@ Exits 0 when the run COMPLETED, 1 (naming the state) when it ended otherwise.`,
 				return err
 			}
 			defer conn.Close()
-			return watchRun(cmd.Context(), a, o, apipb.NewRunServiceClient(conn), args[0])
+			return watchRun(cmd.Context(), a, o, apipb.NewRunServiceClient(conn), apipb.NewNodeServiceClient(conn), args[0])
 		},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -193,8 +194,19 @@ func printRunList(w io.Writer, runs []*apipb.Run, now time.Time) {
 	tw.Flush()
 }
 
-// statusLine is the one-line status of run watch.
+// statusLine is the one-line status of run watch: statusHead and the
+// run's progress.
 func statusLine(r *apipb.Run, now time.Time) string {
+	head := statusHead(r, now)
+	if p := progressText(r.GetProgress()); p != "" {
+		return head + "  " + p
+	}
+	return head
+}
+
+// statusHead is the run's id, state, Slurm state, reason, nodes and
+// elapsed time.
+func statusHead(r *apipb.Run, now time.Time) string {
 	parts := []string{r.GetId(), stateName(r.GetState())}
 	if r.GetSlurmState() != "" {
 		parts = append(parts, "slurm="+r.GetSlurmState())
@@ -206,9 +218,6 @@ func statusLine(r *apipb.Run, now time.Time) string {
 		parts = append(parts, "nodes="+r.GetNodeList())
 	}
 	parts = append(parts, elapsed(r, now))
-	if p := progressText(r.GetProgress()); p != "" {
-		parts = append(parts, p)
-	}
 	return strings.Join(parts, "  ")
 }
 
@@ -259,20 +268,27 @@ type watchEvent struct {
 	err error
 }
 
-// watchRun streams WatchRun until the run ends. On a terminal it redraws one
-// status line every second (the elapsed time moves); otherwise it prints a
-// line whenever the status changes; -o json prints each run as one line.
-func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceClient, id string) error {
+// watchRun streams WatchRun until the run ends. On a terminal it redraws a
+// status block in place every second (the elapsed time moves): the status
+// line and, when the run reports progress, a progress bar with the mean GPU
+// utilization of its nodes (read from nodes every two seconds; nil nodes,
+// or a controller without NodeService, leaves it out). Otherwise it prints
+// a line whenever the status changes; -o json/yaml prints each run. When
+// the run has ended, a usage summary follows if the run has one.
+func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceClient, nodes apipb.NodeServiceClient, id string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	stream, err := c.WatchRun(ctx, &apipb.WatchRunRequest{RunId: id})
 	if err != nil {
 		cancel()
 		return o.clientError("watch run "+id, err)
 	}
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	events := make(chan watchEvent)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	wg.Go(func() {
 		for {
 			resp, err := stream.Recv()
 			select {
@@ -284,14 +300,17 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 				return
 			}
 		}
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	})
 
 	w := a.env.Stdout
 	live := !a.json() && a.env.IsTerminal(w)
+	var poller *nodePoller
+	var utils <-chan float64
+	if nodes != nil && !a.json() {
+		poller = newNodePoller(nodes, o.timeout)
+		utils = poller.out
+		wg.Go(func() { poller.run(ctx) })
+	}
 	var tick <-chan time.Time
 	if live {
 		t := time.NewTicker(time.Second)
@@ -300,40 +319,57 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 	}
 	var last *apipb.Run
 	var lastLine string
+	var util float64
+	var utilOK bool
+	drawn := 0 // lines of the block on the terminal
 	draw := func() {
-		line := statusLine(last, time.Now())
-		if live {
-			fmt.Fprintf(w, "\r\033[K%s", line)
+		lines := watchLines(last, util, utilOK, time.Now(), true)
+		if drawn <= 1 {
+			fmt.Fprint(w, "\r\033[K")
+		} else {
+			fmt.Fprintf(w, "\r\033[%dA\033[J", drawn-1)
+		}
+		fmt.Fprint(w, strings.Join(lines, "\n"))
+		drawn = len(lines)
+	}
+	finish := func() {
+		if live && drawn > 0 {
+			fmt.Fprintln(w)
 		}
 	}
 	for {
 		select {
 		case <-ctx.Done(): // interrupted (Ctrl-C): exit 130
-			if live {
-				fmt.Fprintln(w)
-			}
+			finish()
 			return ctx.Err()
 		case <-tick:
 			if last != nil {
 				draw()
 			}
+		case u := <-utils:
+			util, utilOK = u, true
+			if live && last != nil {
+				draw()
+			}
 		case ev := <-events:
 			if errors.Is(ev.err, io.EOF) {
-				if live {
-					fmt.Fprintln(w)
-				}
+				finish()
 				if last == nil || !terminal(last.GetState()) {
 					return fmt.Errorf("watch run %s: the controller ended the stream before the run ended; run 'sopilot run watch %s' again", id, id)
+				}
+				if u := usageText(last.GetUsage()); u != "" && !a.json() {
+					fmt.Fprintln(w, u)
 				}
 				return endError(last)
 			}
 			if ev.err != nil {
-				if live {
-					fmt.Fprintln(w)
-				}
+				finish()
 				return o.clientError("watch run "+id, ev.err)
 			}
 			last = ev.run
+			if poller != nil {
+				poller.target(last)
+			}
 			switch {
 			case a.json():
 				if err := writeProtoLine(w, a.root.output, last); err != nil {
@@ -346,7 +382,7 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 				key := statusLine(last, time.Time{})
 				if key != lastLine {
 					lastLine = key
-					fmt.Fprintln(w, statusLine(last, time.Now()))
+					fmt.Fprintln(w, watchLines(last, util, utilOK, time.Now(), false)[0])
 				}
 			}
 		}

@@ -78,14 +78,19 @@ func TestWatchRun(t *testing.T) {
 			output: "table",
 			want: "r-1  PENDING  -\n" +
 				"r-1  PENDING  slurm=PENDING  reason=Resources  -\n" +
-				"r-1  COMPLETED  slurm=COMPLETED  nodes=worker-[0-1]  12m28s  step 1000/1000 loss 0.1234 812.5 samples/s\n",
+				"r-1  COMPLETED  slurm=COMPLETED  nodes=worker-[0-1]  12m28s  step 1000/1000 loss 0.1234 812.5 samples/s\n" +
+				"usage: 16 GPU(s), 3.33 GPU-hours, utilization mean 87% p95 99% (simulated)\n",
 		},
 		{
-			name: "terminal: one line redrawn",
-			id:   "r-1", srv: &watchServer{runs: []*apipb.Run{pending, done}},
+			name: "terminal: a block redrawn in place",
+			id:   "r-1", srv: &watchServer{runs: []*apipb.Run{pending, done, done}},
 			output: "table", terminal: true,
 			want: "\r\033[Kr-1  PENDING  -" +
-				"\r\033[Kr-1  COMPLETED  slurm=COMPLETED  nodes=worker-[0-1]  12m28s  step 1000/1000 loss 0.1234 812.5 samples/s\n",
+				"\r\033[Kr-1  COMPLETED  slurm=COMPLETED  nodes=worker-[0-1]  12m28s\n" +
+				"[==============================] 100%  step 1000/1000 loss 0.1234 812.5 samples/s" +
+				"\r\033[1A\033[Jr-1  COMPLETED  slurm=COMPLETED  nodes=worker-[0-1]  12m28s\n" +
+				"[==============================] 100%  step 1000/1000 loss 0.1234 812.5 samples/s\n" +
+				"usage: 16 GPU(s), 3.33 GPU-hours, utilization mean 87% p95 99% (simulated)\n",
 		},
 		{
 			name: "json lines",
@@ -97,8 +102,9 @@ func TestWatchRun(t *testing.T) {
 		{
 			name: "failed run",
 			id:   "r-1", srv: &watchServer{runs: []*apipb.Run{failed}},
-			output:  "table",
-			want:    "r-1  FAILED  slurm=FAILED  nodes=worker-[0-1]  12m28s  step 1000/1000 loss 0.1234 812.5 samples/s\n",
+			output: "table",
+			want: "r-1  FAILED  slurm=FAILED  nodes=worker-[0-1]  12m28s  step 1000/1000 loss 0.1234 812.5 samples/s\n" +
+				"usage: 16 GPU(s), 3.33 GPU-hours, utilization mean 87% p95 99% (simulated)\n",
 			wantErr: "run r-1 ended FAILED (slurm FAILED, exit code 1)",
 		},
 		{
@@ -113,7 +119,7 @@ func TestWatchRun(t *testing.T) {
 			var out bytes.Buffer
 			a := &app{env: Env{Stdout: &out, IsTerminal: func(io.Writer) bool { return tt.terminal }}, root: rootOptions{output: tt.output}}
 			o := &clientOptions{controller: "bufnet", timeout: time.Second}
-			err := watchRun(context.Background(), a, o, watchClient(t, tt.srv), tt.id)
+			err := watchRun(context.Background(), a, o, watchClient(t, tt.srv), nil, tt.id)
 			if tt.wantErr == "" && err != nil {
 				t.Errorf("err = %v", err)
 			}
@@ -160,7 +166,7 @@ func TestWatchRunInterrupted(t *testing.T) {
 	a := &app{env: Env{Stdout: &out, IsTerminal: func(io.Writer) bool { return false }}, root: rootOptions{output: "table"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	err = watchRun(ctx, a, &clientOptions{controller: "bufnet", timeout: time.Second}, apipb.NewRunServiceClient(conn), "r-1")
+	err = watchRun(ctx, a, &clientOptions{controller: "bufnet", timeout: time.Second}, apipb.NewRunServiceClient(conn), nil, "r-1")
 	if err == nil || out.String() != "r-1  RUNNING  -\n" {
 		t.Errorf("err = %v, stdout %q; want an error after the RUNNING line", err, out.String())
 	}
