@@ -41,3 +41,9 @@ echo "== tests"
 export SOPILOT_REQUIRE_SLURM=1
 export SOPILOT_REQUIRE_TERRAFORM=1
 go test -race -count=1 -timeout 20m ./...
+
+# Tests that drain Slurm nodes would stall the jobs of every other test, so
+# they skip above and run here with the cluster to themselves, one package
+# at a time (slurmtest.RequireExclusive).
+echo "== tests that drain nodes (exclusive use of the cluster)"
+SOPILOT_SLURM_EXCLUSIVE=1 go test -race -count=1 -timeout 15m -p 1 -run Exclusive ./...

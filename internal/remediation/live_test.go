@@ -3,7 +3,6 @@ package remediation_test
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,11 +16,6 @@ import (
 	"github.com/sopilot/sopilot/internal/slurmtest"
 )
 
-// liveEnvVar turns on the test against the local cluster. It drains a
-// node, which would disturb other packages' live tests running at the same
-// time under `go test ./...`, so it runs only when asked for.
-const liveEnvVar = "SOPILOT_LIVE_REMEDIATION"
-
 const liveNode = "worker-1"
 
 func slurmCmd(t *testing.T, env slurmtest.Env, name string, args ...string) (string, error) {
@@ -32,14 +26,11 @@ func slurmCmd(t *testing.T, env slurmtest.Env, name string, args ...string) (str
 	return strings.TrimSpace(string(out)), err
 }
 
-// TestLiveEngine runs the engine over the real Slurm CLI backend: an
+// TestExclusiveLiveEngine runs the engine over the real Slurm CLI backend: an
 // automatic drain of a node with a job running, someone else's drain left
 // alone, and an operator's drain and verified undrain.
-func TestLiveEngine(t *testing.T) {
-	if os.Getenv(liveEnvVar) != "1" {
-		t.Skipf("set %s=1 to drain %s of the local cluster", liveEnvVar, liveNode)
-	}
-	env := slurmtest.Require(t)
+func TestExclusiveLiveEngine(t *testing.T) {
+	env := slurmtest.RequireExclusive(t)
 	ctx := context.Background()
 	backend := slurmcli.New(slurmcli.Config{SlurmConf: env.SlurmConf, Timeout: time.Minute}, nil)
 	current := func() map[string]scheduler.NodeStatus {

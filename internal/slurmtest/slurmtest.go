@@ -222,3 +222,23 @@ func unquote(v string) string {
 	}
 	return b.String()
 }
+
+// ExclusiveEnvVar marks a test process that has the cluster to itself.
+const ExclusiveEnvVar = "SOPILOT_SLURM_EXCLUSIVE"
+
+// RequireExclusive is Require for tests that drain nodes: a drained node
+// would stall every other test's jobs, so these run only when the cluster
+// is theirs alone. hack/test.sh runs them after everything else, one
+// package at a time, with SOPILOT_SLURM_EXCLUSIVE=1 and -run Exclusive; the
+// test's name must contain "Exclusive" so that phase picks it up.
+func RequireExclusive(t testing.TB) Env {
+	t.Helper()
+	env := Require(t)
+	if os.Getenv(ExclusiveEnvVar) != "1" {
+		t.Skipf("drains Slurm nodes, so it needs the cluster to itself: hack/test.sh runs it in its exclusive phase (%s=1 go test -p 1 -run Exclusive ./...)", ExclusiveEnvVar)
+	}
+	if !strings.Contains(t.Name(), "Exclusive") {
+		t.Fatalf("%s uses RequireExclusive but its name lacks \"Exclusive\", so the exclusive phase would never run it", t.Name())
+	}
+	return env
+}

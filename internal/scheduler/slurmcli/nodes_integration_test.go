@@ -23,6 +23,7 @@ const liveNode = "worker-1"
 // test's jobs are cancelled when the test ends.
 func holdNode(t *testing.T) (*Backend, slurmtest.Env, *[]string) {
 	t.Helper()
+	slurmtest.RequireExclusive(t) // drains a node
 	b, env := liveBackend(t)
 	var jobs []string
 	t.Cleanup(func() {
@@ -84,7 +85,7 @@ func TestLiveNodes(t *testing.T) {
 	}
 }
 
-func TestLiveDrainWeirdReason(t *testing.T) {
+func TestExclusiveDrainWeirdReason(t *testing.T) {
 	b, _, _ := holdNode(t)
 	reason := fmt.Sprintf(`[sopilot] test %d: a=b c]d [x@y] "q" 'single'  two  spaces Reason=z [root@2020-01-01T00:00:00]`, time.Now().UnixNano())
 	before := time.Now().Add(-2 * time.Second).Truncate(time.Second)
@@ -111,7 +112,7 @@ func TestLiveDrainWeirdReason(t *testing.T) {
 	}
 }
 
-func TestLiveDrainRunningJob(t *testing.T) {
+func TestExclusiveDrainRunningJob(t *testing.T) {
 	b, env, jobs := holdNode(t)
 	cmd := exec.Command("sbatch", "--parsable", "-w", liveNode, "--gres=gpu:8", "--time=3",
 		"--job-name=slurmcli-drain-test", "--comment=slurmcli-test:"+t.Name(),
