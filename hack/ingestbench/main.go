@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/sopilot/sopilot/internal/api"
+	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/metrics"
+	"github.com/sopilot/sopilot/internal/server"
+	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "ingestbench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command's flags.
+type options struct {
+	role       string
+	agents     int
+	conns      int
+	duration   time.Duration
+	warmup     time.Duration
+	ramp       time.Duration
+	grace      time.Duration
+	interval   time.Duration
+	listen     string
+	connect    string
+	addrFile   string
+	serverPID  int
+	cpuprofile string
+	header     bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("ingestbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.role, "role", "all", `"all" (controller and agents here), "server", "agents" (against -connect) or "agent" (real node agents, for profiling)`)
+	fs.IntVar(&o.agents, "agents", 1000, "number of agents")
+	fs.IntVar(&o.conns, "conns", 0, "gRPC connections the agents share (default: one per agent)")
+	fs.DurationVar(&o.duration, "duration", 30*time.Second, "measurement window")
+	fs.DurationVar(&o.warmup, "warmup", 15*time.Second, "time before the window (agents connect during -ramp of it)")
+	fs.DurationVar(&o.ramp, "ramp", 5*time.Second, "agents start spread over this long")
+	fs.DurationVar(&o.grace, "grace", 5*time.Second, "after the window, how long acks of its batches are still awaited")
+	fs.DurationVar(&o.interval, "interval", time.Second, "each agent's batch interval")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "controller address (-role server and all)")
+	fs.StringVar(&o.connect, "connect", "", "controller address (-role agents)")
+	fs.StringVar(&o.addrFile, "addr-file", "", "-role server writes its address here once listening")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "-role agents: the controller's pid, for its CPU, memory and profile")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the window here (of the controller with -role server)")
+	fs.BoolVar(&o.header, "header", false, "print the table header before the row")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var errs []string
+	switch o.role {
+	case "all", "server", "agent":
+	case "agents":
+		if o.connect == "" {
+			errs = append(errs, "-connect: required with -role agents")
+		}
+	default:
+		errs = append(errs, fmt.Sprintf("-role: %q is not all, server, agents or agent", o.role))
+	}
+	if o.agents < 1 {
+		errs = append(errs, fmt.Sprintf("-agents: %d, at least 1", o.agents))
+	}
+	if o.conns < 0 || o.conns > o.agents {
+		errs = append(errs, fmt.Sprintf("-conns: %d, between 0 and -agents", o.conns))
+	}
+	if o.conns == 0 {
+		o.conns = o.agents
+	}
+	if o.duration <= 0 {
+		errs = append(errs, "-duration: must be positive")
+	}
+	if o.warmup < 0 || o.ramp < 0 || o.grace < 0 {
+		errs = append(errs, "-warmup, -ramp, -grace: must not be negative")
+	}
+	if o.interval <= 0 {
+		errs = append(errs, "-interval: must be positive")
+	}
+	if len(errs) > 0 {
+		return o, errors.New(strings.Join(errs, "; "))
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	switch o.role {
+	case "server":
+		return runServer(ctx, o, stdout, logger)
+	case "agents":
+		res, err := runAgents(ctx, o, o.connect, logger)
+		if err != nil {
+			return err
+		}
+		res.print(stdout, o.header)
+		return nil
+	case "agent":
+		return runRealAgents(ctx, o, stdout, logger)
+	}
+	c, err := startController(o.listen, logger)
+	if err != nil {
+		return err
+	}
+	defer c.stop()
+	res, err := runAgents(ctx, o, c.addr, logger)
+	if err != nil {
+		return err
+	}
+	res.print(stdout, o.header)
+	return nil
+}
+
+// controller is the controller's agent ingest: a fleet over a bbolt file,
+// served by the gRPC server the controller uses.
+type controller struct {
+	addr   string
+	dir    string
+	st     *store.Store
+	srv    *grpc.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// noAssignments is an assignment source with no runs: the fleet still
+// recomputes every node's assignments every 2 s, as in the controller.
+type noAssignments struct{}
+
+func (noAssignments) Assignments(context.Context) ([]fleet.Assignment, error) { return nil, nil }
+
+func startController(listen string, logger *slog.Logger) (*controller, error) {
+	dir, err := os.MkdirTemp("", "ingestbench-")
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(dir, "controller.db"), store.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	m := metrics.NewController()
+	fl, err := fleet.New(st, logger, fleet.NewMetrics(m.Registry), fleet.Options{})
+	if err != nil {
+		st.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	fl.SetSources(noAssignments{}, nil, nil)
+	srv, _ := server.NewGRPC(logger, m)
+	agentpb.RegisterAgentServiceServer(srv, api.NewAgentServer(fl))
+	m.GRPC.InitializeMetrics(srv)
+	lis, err := net.Listen("tcp", listen)
+	if err != nil {
+		st.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &controller{addr: lis.Addr().String(), dir: dir, st: st, srv: srv, cancel: cancel, done: make(chan struct{})}
+	go func() { _ = srv.Serve(lis) }()
+	go func() { _ = fl.Run(ctx); close(c.done) }()
+	return c, nil
+}
+
+func (c *controller) stop() {
+	c.srv.Stop()
+	c.cancel()
+	<-c.done
+	_ = c.st.Close()
+	_ = os.RemoveAll(c.dir)
+}
+
+// runServer serves until ctx ends. SIGUSR1 starts the CPU profile and
+// SIGUSR2 stops it, so that -role agents can profile its window only.
+func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) error {
+	c, err := startController(o.listen, logger)
+	if err != nil {
+		return err
+	}
+	defer c.stop()
+	fmt.Fprintf(stdout, "controller listening on %s (pid %d)\n", c.addr, os.Getpid())
+	if o.addrFile != "" {
+		tmp := o.addrFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(c.addr+"\n"), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, o.addrFile); err != nil {
+			return err
+		}
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sig)
+	var prof *os.File
+	defer func() {
+		if prof != nil {
+			pprof.StopCPUProfile()
+			_ = prof.Close()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case s := <-sig:
+			if o.cpuprofile == "" {
+				continue
+			}
+			switch {
+			case s == syscall.SIGUSR1 && prof == nil:
+				if prof, err = os.Create(o.cpuprofile); err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(prof); err != nil {
+					return err
+				}
+			case s == syscall.SIGUSR2 && prof != nil:
+				pprof.StopCPUProfile()
+				if err := prof.Close(); err != nil {
+					return err
+				}
+				prof = nil
+			}
+		}
+	}
+}

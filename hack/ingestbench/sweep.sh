@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# sweep: controller ingest at 1 Hz for a series of agent counts, with the
+# controller and the agents in separate processes so the controller's CPU
+# and memory are its own.
+#
+#   hack/ingestbench/sweep.sh [N ...]     (default: 1000 2500 5000 10000 15000)
+#
+# Environment: REPS (default 3) runs per N, DURATION (default 30s) window,
+# WARMUP (default 20s), PROFILE_DIR: if set, the controller's CPU profile of
+# each run is written there (controller-N-rep.pprof).
+# One process may hold ~20,000 descriptors here (ulimit -n); one connection
+# per agent needs one in each process, so beyond ~19,000 agents pass
+# CONNS=<n> to share connections.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPS=${REPS:-3}
+DURATION=${DURATION:-30s}
+WARMUP=${WARMUP:-20s}
+ns=("$@")
+[ ${#ns[@]} -gt 0 ] || ns=(1000 2500 5000 10000 15000)
+
+tmp=$(mktemp -d)
+spid=
+cleanup() {
+	if [ -n "$spid" ]; then kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+go build -o "$tmp/ingestbench" ./hack/ingestbench
+echo "ulimit -n: $(ulimit -n); $(nproc) CPUs; window $DURATION after $WARMUP warm-up; $REPS runs per N"
+header=-header
+for n in "${ns[@]}"; do
+	for rep in $(seq 1 "$REPS"); do
+		prof=()
+		if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(-cpuprofile "$PROFILE_DIR/controller-$n-$rep.pprof"); fi
+		rm -f "$tmp/addr"
+		"$tmp/ingestbench" -role server -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
+		spid=$!
+		for _ in $(seq 100); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
+		"$tmp/ingestbench" -role agents -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \
+			-conns "${CONNS:-0}" -duration "$DURATION" -warmup "$WARMUP" $header 2>"$tmp/agents.log" ||
+			{ echo "agents failed:" >&2; tail -n 20 "$tmp/agents.log" "$tmp/server.log" >&2; exit 1; }
+		header=
+		grep -v '^$' "$tmp/agents.log" | tail -n 3 >&2 || true
+		kill "$spid"
+		wait "$spid" 2>/dev/null || true
+		spid=
+	done
+done
