@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
@@ -145,23 +146,37 @@ func runUtilization(nodes []*apipb.Node, names []string, jobID string) (util flo
 	return 0, false
 }
 
+// pollResult is one round of nodePoller: the mean GPU utilization of the
+// run's nodes (utilOK false when unknown), and the run's progress as
+// GetRun returned it (nil when not read).
+type pollResult struct {
+	util     float64
+	utilOK   bool
+	progress *apipb.RunProgress
+}
+
 // nodePoller reads the watched run's nodes every nodePollInterval and
-// sends their mean GPU utilization. It stops for good when the controller
-// has no NodeService; other errors skip a round.
+// sends their mean GPU utilization, and, while the run runs, its progress
+// from GetRun (WatchRun may send only state changes). It stops reading
+// nodes for good when the controller has no NodeService; other errors skip
+// a round.
 type nodePoller struct {
 	c       apipb.NodeServiceClient
+	runs    apipb.RunServiceClient
+	runID   string
 	timeout time.Duration
-	out     chan float64
+	out     chan pollResult
 	// kick asks for a read now (the run got its nodes).
 	kick chan struct{}
 
-	mu    sync.Mutex
-	names []string
-	jobID string
+	mu      sync.Mutex
+	names   []string
+	jobID   string
+	running bool
 }
 
-func newNodePoller(c apipb.NodeServiceClient, timeout time.Duration) *nodePoller {
-	return &nodePoller{c: c, timeout: timeout, out: make(chan float64), kick: make(chan struct{}, 1)}
+func newNodePoller(c apipb.NodeServiceClient, runs apipb.RunServiceClient, runID string, timeout time.Duration) *nodePoller {
+	return &nodePoller{c: c, runs: runs, runID: runID, timeout: timeout, out: make(chan pollResult), kick: make(chan struct{}, 1)}
 }
 
 // target points the poller at r's nodes and job.
@@ -169,6 +184,7 @@ func (p *nodePoller) target(r *apipb.Run) {
 	p.mu.Lock()
 	first := len(p.names) == 0 && len(r.GetNodes()) > 0
 	p.names, p.jobID = r.GetNodes(), r.GetSlurmJobId()
+	p.running = r.GetState() == apipb.RunState_RUN_STATE_RUNNING
 	p.mu.Unlock()
 	if first {
 		select {
@@ -181,25 +197,36 @@ func (p *nodePoller) target(r *apipb.Run) {
 func (p *nodePoller) run(ctx context.Context) {
 	t := time.NewTicker(nodePollInterval)
 	defer t.Stop()
+	nodesOK := true
 	for {
 		p.mu.Lock()
-		names, jobID := p.names, p.jobID
+		names, jobID, running := p.names, p.jobID, p.running
 		p.mu.Unlock()
-		if len(names) > 0 {
+		var res pollResult
+		if nodesOK && len(names) > 0 {
 			cctx, cancel := context.WithTimeout(ctx, p.timeout)
 			resp, err := p.c.ListNodes(cctx, &apipb.ListNodesRequest{})
 			cancel()
 			if status.Code(err) == codes.Unimplemented {
-				return
+				nodesOK = false
 			}
 			if err == nil {
-				if u, ok := runUtilization(resp.GetNodes(), names, jobID); ok {
-					select {
-					case p.out <- u:
-					case <-ctx.Done():
-						return
-					}
-				}
+				res.util, res.utilOK = runUtilization(resp.GetNodes(), names, jobID)
+			}
+		}
+		if running && p.runs != nil {
+			cctx, cancel := context.WithTimeout(ctx, p.timeout)
+			resp, err := p.runs.GetRun(cctx, &apipb.GetRunRequest{RunId: p.runID})
+			cancel()
+			if err == nil {
+				res.progress = resp.GetRun().GetProgress()
+			}
+		}
+		if res.utilOK || res.progress != nil {
+			select {
+			case p.out <- res:
+			case <-ctx.Done():
+				return
 			}
 		}
 		select {
@@ -209,4 +236,24 @@ func (p *nodePoller) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// withProgress is r with progress p.
+func withProgress(r *apipb.Run, p *apipb.RunProgress) *apipb.Run {
+	c := proto.Clone(r).(*apipb.Run)
+	c.Progress = p
+	return c
+}
+
+// newerProgress reports whether polled is further on than cur.
+func newerProgress(cur, polled *apipb.RunProgress) bool {
+	switch {
+	case polled == nil:
+		return false
+	case cur == nil:
+		return true
+	case polled.GetStep() != cur.GetStep():
+		return polled.GetStep() > cur.GetStep()
+	}
+	return polled.GetUpdateTime().AsTime().After(cur.GetUpdateTime().AsTime())
 }

@@ -142,8 +142,9 @@ func TestRunUtilization(t *testing.T) {
 }
 
 // progressServer serves WatchRun (a running run, then, once ListNodes has
-// been answered, the same run further on, then the run completed) and
-// ListNodes.
+// been answered, the same run further on, then the run completed), GetRun
+// (the run between those two steps, as a controller whose WatchRun sends
+// only state changes has it) and ListNodes.
 type progressServer struct {
 	apipb.UnimplementedRunServiceServer
 	apipb.UnimplementedNodeServiceServer
@@ -168,6 +169,12 @@ func (s *progressServer) WatchRun(req *apipb.WatchRunRequest, stream grpc.Server
 	done := completedRun()
 	done.Id = "r-1"
 	return stream.Send(&apipb.WatchRunResponse{Run: done})
+}
+
+func (s *progressServer) GetRun(context.Context, *apipb.GetRunRequest) (*apipb.GetRunResponse, error) {
+	r := runningRun()
+	r.Progress.Step = 300
+	return &apipb.GetRunResponse{Run: r}, nil
 }
 
 func (s *progressServer) ListNodes(context.Context, *apipb.ListNodesRequest) (*apipb.ListNodesResponse, error) {
@@ -206,16 +213,42 @@ func TestWatchRunShowsNodeUtilization(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("want 4 lines, got\n%s", out.String())
+	if len(lines) != 5 {
+		t.Fatalf("want 5 lines, got\n%s", out.String())
 	}
 	if strings.Contains(lines[0], "gpu util") || !strings.Contains(lines[0], "step 120/1000") {
 		t.Errorf("first line %q: want progress, no utilization yet", lines[0])
 	}
-	if !strings.HasSuffix(lines[1], "step 500/1000 loss 0.4321 812 samples/s ETA 12m03s  gpu util 91%") {
-		t.Errorf("second line %q: want the job's GPUs' mean utilization, 91%%", lines[1])
+	if !strings.HasSuffix(lines[1], "step 300/1000 loss 0.4321 812 samples/s ETA 12m03s  gpu util 91%") {
+		t.Errorf("second line %q: want the polled progress and the job's GPUs' mean utilization, 91%%", lines[1])
 	}
-	if lines[3] != "usage: 16 GPU(s), 3.33 GPU-hours, utilization mean 87% p95 99% (simulated)" {
-		t.Errorf("last line %q: want the usage", lines[3])
+	if !strings.HasSuffix(lines[2], "step 500/1000 loss 0.4321 812 samples/s ETA 12m03s  gpu util 91%") {
+		t.Errorf("third line %q: want the streamed progress", lines[2])
+	}
+	if lines[4] != "usage: 16 GPU(s), 3.33 GPU-hours, utilization mean 87% p95 99% (simulated)" {
+		t.Errorf("last line %q: want the usage", lines[4])
+	}
+}
+
+func TestNewerProgress(t *testing.T) {
+	at := func(step int64, sec int) *apipb.RunProgress {
+		return &apipb.RunProgress{Step: step, UpdateTime: ts(0, sec)}
+	}
+	tests := []struct {
+		name        string
+		cur, polled *apipb.RunProgress
+		want        bool
+	}{
+		{"nothing polled", at(1, 0), nil, false},
+		{"first progress", nil, at(1, 0), true},
+		{"further on", at(1, 0), at(2, 0), true},
+		{"behind the stream", at(5, 9), at(4, 10), false},
+		{"same step, later line", at(5, 1), at(5, 2), true},
+		{"same step, same time", at(5, 1), at(5, 1), false},
+	}
+	for _, tt := range tests {
+		if got := newerProgress(tt.cur, tt.polled); got != tt.want {
+			t.Errorf("%s: newerProgress = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sopilot/sopilot/pkg/apipb"
@@ -250,6 +251,20 @@ type runEndedError string
 func (e runEndedError) Error() string        { return string(e) }
 func (e runEndedError) Is(target error) bool { return target == ErrRunNotCompleted }
 
+// finalUsage reads the ended run r once more for its usage; r when that
+// fails or brings nothing new.
+func finalUsage(ctx context.Context, o *clientOptions, c apipb.RunServiceClient, r *apipb.Run) *apipb.Run {
+	cctx, cancel := o.call(ctx)
+	defer cancel()
+	resp, err := c.GetRun(cctx, &apipb.GetRunRequest{RunId: r.GetId()})
+	if err != nil || resp.GetRun().GetUsage() == nil {
+		return r
+	}
+	out := proto.Clone(r).(*apipb.Run)
+	out.Usage = resp.GetRun().GetUsage()
+	return out
+}
+
 // shellJoin joins argv the way a shell would need it typed.
 func shellJoin(argv []string) string {
 	out := make([]string, len(argv))
@@ -305,10 +320,10 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 	w := a.env.Stdout
 	live := !a.json() && a.env.IsTerminal(w)
 	var poller *nodePoller
-	var utils <-chan float64
+	var polls <-chan pollResult
 	if nodes != nil && !a.json() {
-		poller = newNodePoller(nodes, o.timeout)
-		utils = poller.out
+		poller = newNodePoller(nodes, c, id, o.timeout)
+		polls = poller.out
 		wg.Go(func() { poller.run(ctx) })
 	}
 	var tick <-chan time.Time
@@ -332,6 +347,15 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 		fmt.Fprint(w, strings.Join(lines, "\n"))
 		drawn = len(lines)
 	}
+	// show prints a line when the status changed (ignoring the elapsed
+	// time, which changes every line).
+	show := func() {
+		key := statusLine(last, time.Time{})
+		if key != lastLine {
+			lastLine = key
+			fmt.Fprintln(w, watchLines(last, util, utilOK, time.Now(), false)[0])
+		}
+	}
 	finish := func() {
 		if live && drawn > 0 {
 			fmt.Fprintln(w)
@@ -346,9 +370,20 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 			if last != nil {
 				draw()
 			}
-		case u := <-utils:
-			util, utilOK = u, true
-			if live && last != nil {
+		case res := <-polls:
+			if res.utilOK {
+				util, utilOK = res.util, true
+			}
+			if last == nil {
+				continue
+			}
+			if !terminal(last.GetState()) && newerProgress(last.GetProgress(), res.progress) {
+				last = withProgress(last, res.progress)
+				if !live {
+					show()
+				}
+			}
+			if live {
 				draw()
 			}
 		case ev := <-events:
@@ -357,8 +392,14 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 				if last == nil || !terminal(last.GetState()) {
 					return fmt.Errorf("watch run %s: the controller ended the stream before the run ended; run 'sopilot run watch %s' again", id, id)
 				}
-				if u := usageText(last.GetUsage()); u != "" && !a.json() {
-					fmt.Fprintln(w, u)
+				if !a.json() {
+					if last.GetUsage() == nil {
+						// The usage may be stored just after the final state.
+						last = finalUsage(ctx, o, c, last)
+					}
+					if u := usageText(last.GetUsage()); u != "" {
+						fmt.Fprintln(w, u)
+					}
 				}
 				return endError(last)
 			}
@@ -378,12 +419,7 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 			case live:
 				draw()
 			default:
-				// Without the elapsed time, which changes every line.
-				key := statusLine(last, time.Time{})
-				if key != lastLine {
-					lastLine = key
-					fmt.Fprintln(w, watchLines(last, util, utilOK, time.Now(), false)[0])
-				}
+				show()
 			}
 		}
 	}
