@@ -20,7 +20,9 @@ func TestRun(t *testing.T) {
 	}{
 		{"help", []string{"--help"}, nil, cli.ExitOK, "Exit codes:", ""},
 		{"cluster help", []string{"cluster", "--help"}, nil, cli.ExitOK, "sopilot cluster preflight", ""},
-		{"unknown command", []string{"nodes"}, nil, cli.ExitUsage, "", `unknown command "nodes"`},
+		{"unknown command", []string{"nodez"}, nil, cli.ExitUsage, "", `unknown command "nodez"`},
+		{"nodes help", []string{"nodes", "--help"}, nil, cli.ExitOK, "TELEMETRY", ""},
+		{"node drain needs a reason", []string{"node", "drain", "worker-0"}, nil, cli.ExitUsage, "", "--reason is required"},
 		{"bad value in the environment", []string{"cluster", "preflight", "--dir", "."}, map[string]string{"SOPILOT_OUTPUT": "xml"}, cli.ExitUsage, "", "--output"},
 	}
 	for _, tt := range tests {
