@@ -151,6 +151,21 @@ func agentText(n *apipb.Node, now time.Time) string {
 	return state + " " + fmtDuration(now.Sub(n.GetLastSeenTime().AsTime()))
 }
 
+// agentDetail is agentText in words, for node get.
+func agentDetail(n *apipb.Node, now time.Time) string {
+	state := "disconnected"
+	if n.GetAgentConnected() {
+		state = "connected"
+	}
+	if n.GetLastSeenTime() == nil {
+		if n.GetAgentConnected() {
+			return state
+		}
+		return "never reported"
+	}
+	return state + ", last report " + fmtDuration(now.Sub(n.GetLastSeenTime().AsTime())) + " ago"
+}
+
 // nodeSummary is what the table says about a node's GPUs and ports.
 type nodeSummary struct {
 	gpus, busy, present int
@@ -401,7 +416,7 @@ func printNode(w io.Writer, n *apipb.Node, now time.Time) {
 			fmt.Fprintf(tw, "\t%s\n", r)
 		}
 	}
-	agent := agentText(n, now)
+	agent := agentDetail(n, now)
 	if n.GetAgentVersion() != "" {
 		agent += ", version " + n.GetAgentVersion()
 	}
