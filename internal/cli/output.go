@@ -46,9 +46,26 @@ func jsonToYAML(b []byte) ([]byte, error) {
 }
 
 // blockStyle drops the flow and quoting styles the JSON text implied, so
-// that the encoder writes block YAML and quotes only where it must.
+// that the encoder writes block YAML and quotes only where it must. A key
+// given twice keeps its last value, as JSON decoders do (YAML forbids
+// duplicate keys).
 func blockStyle(n *yaml.Node) {
 	n.Style = 0
+	if n.Kind == yaml.MappingNode {
+		last := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			last[n.Content[i].Value] = i
+		}
+		if len(last)*2 < len(n.Content) {
+			kept := make([]*yaml.Node, 0, len(last)*2)
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if last[n.Content[i].Value] == i {
+					kept = append(kept, n.Content[i], n.Content[i+1])
+				}
+			}
+			n.Content = kept
+		}
+	}
 	for _, c := range n.Content {
 		blockStyle(c)
 	}
