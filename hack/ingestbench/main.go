@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/sopilot/sopilot/internal/api"
@@ -149,6 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // controller is the controller's agent ingest: a fleet over a bbolt file,
 // served by the gRPC server the controller uses.
 type controller struct {
+	reg    *prometheus.Registry
 	addr   string
 	dir    string
 	st     *store.Store
@@ -191,7 +193,7 @@ func startController(listen string, logger *slog.Logger) (*controller, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &controller{addr: lis.Addr().String(), dir: dir, st: st, srv: srv, cancel: cancel, done: make(chan struct{})}
+	c := &controller{reg: m.Registry, addr: lis.Addr().String(), dir: dir, st: st, srv: srv, cancel: cancel, done: make(chan struct{})}
 	go func() { _ = srv.Serve(lis) }()
 	go func() { _ = fl.Run(ctx); close(c.done) }()
 	return c, nil
@@ -227,6 +229,7 @@ func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Lo
 	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sig)
 	var prof *os.File
+	var at0 fleetStats
 	defer func() {
 		if prof != nil {
 			pprof.StopCPUProfile()
@@ -238,6 +241,12 @@ func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Lo
 		case <-ctx.Done():
 			return nil
 		case s := <-sig:
+			switch s {
+			case syscall.SIGUSR1:
+				at0 = c.stats()
+			case syscall.SIGUSR2:
+				fmt.Fprintln(stdout, c.stats().since(at0))
+			}
 			if o.cpuprofile == "" {
 				continue
 			}
@@ -258,4 +267,56 @@ func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Lo
 			}
 		}
 	}
+}
+
+// fleetStats are the fleet's commit and ack counters at one moment.
+type fleetStats struct {
+	at               time.Time
+	commits          uint64
+	commitSeconds    float64
+	acks             uint64
+	ackSeconds       float64
+	batches          float64
+	commitsOver100ms uint64 // commits that took more than the commit interval
+}
+
+func (c *controller) stats() fleetStats {
+	s := fleetStats{at: time.Now()}
+	mfs, err := c.reg.Gather()
+	if err != nil {
+		return s
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "sopilot_agent_commit_duration_seconds":
+				h := m.GetHistogram()
+				s.commits, s.commitSeconds = h.GetSampleCount(), h.GetSampleSum()
+				for _, b := range h.GetBucket() {
+					if b.GetUpperBound() == 0.1 {
+						s.commitsOver100ms = h.GetSampleCount() - b.GetCumulativeCount()
+					}
+				}
+			case "sopilot_agent_ack_latency_seconds":
+				h := m.GetHistogram()
+				s.acks, s.ackSeconds = h.GetSampleCount(), h.GetSampleSum()
+			case "sopilot_agent_batches_total":
+				s.batches += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return s
+}
+
+// since describes the window from a to s.
+func (s fleetStats) since(a fleetStats) string {
+	commits := s.commits - a.commits
+	if commits == 0 {
+		return "fleet: no commits in the window"
+	}
+	sec := s.at.Sub(a.at).Seconds()
+	return fmt.Sprintf("fleet: %.1f commits/s, %.0f batches/commit, commit mean %.1f ms (busy %.0f%% of the window, %d over 100 ms), server-side ack mean %.0f ms",
+		float64(commits)/sec, (s.batches-a.batches)/float64(commits), 1000*(s.commitSeconds-a.commitSeconds)/float64(commits),
+		100*(s.commitSeconds-a.commitSeconds)/sec, s.commitsOver100ms-a.commitsOver100ms,
+		1000*(s.ackSeconds-a.ackSeconds)/float64(max(s.acks-a.acks, 1)))
 }

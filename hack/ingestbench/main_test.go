@@ -170,7 +170,7 @@ func TestRunAllSmall(t *testing.T) {
 	}
 	var out bytes.Buffer
 	res.print(&out, true)
-	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[2], "| 20 | 20 |") {
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[2], "| 20 | 20 |") || strings.Count(lines[0], "|") != 15 {
 		t.Errorf("table:\n%s", out.String())
 	}
 }

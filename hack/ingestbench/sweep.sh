@@ -45,6 +45,7 @@ for n in "${ns[@]}"; do
 		grep -v '^$' "$tmp/agents.log" | tail -n 3 >&2 || true
 		kill "$spid"
 		wait "$spid" 2>/dev/null || true
+		grep '^fleet:' "$tmp/server.log" | sed "s/^/  N=$n: /" >&2 || true
 		spid=
 	done
 done
