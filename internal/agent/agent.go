@@ -79,6 +79,8 @@ type Agent struct {
 	interval    time.Duration
 	assignments []*agentpb.RunAssignment
 	tailers     map[string]*progress.Tailer // run id → tailer of its progress file
+	// finalProgress holds the last updates of runs no longer assigned.
+	finalProgress []*agentpb.ProgressUpdate
 	simPeak     float64
 	lastSample  time.Time
 }
@@ -273,8 +275,9 @@ func (a *Agent) pollProgress(now time.Time) []*agentpb.ProgressUpdate {
 	for id, t := range a.tailers {
 		tailers[id] = t
 	}
+	out := a.finalProgress
+	a.finalProgress = nil
 	a.mu.Unlock()
-	var out []*agentpb.ProgressUpdate
 	for id, t := range tailers {
 		ups, rejected, err := t.Poll(now)
 		if err != nil {
@@ -320,8 +323,13 @@ func (a *Agent) Assignments(as *agentpb.RunAssignments) {
 			a.tailers[r.GetRunId()] = progress.NewTailer(p, progress.TailOptions{})
 		}
 	}
-	for id := range a.tailers {
+	for id, t := range a.tailers {
 		if !keep[id] {
+			// The run ended: read what its last moments appended.
+			ups, _, _ := t.Poll(time.Now())
+			if u, ok := progress.Latest(ups); ok {
+				a.finalProgress = append(a.finalProgress, progressToProto(id, u))
+			}
 			delete(a.tailers, id)
 		}
 	}

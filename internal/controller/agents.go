@@ -6,6 +6,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"time"
 
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/run"
@@ -32,18 +33,22 @@ type UsageSource interface {
 func (s *Service) SetUsageSource(u UsageSource) { s.usage = u }
 
 // ApplyProgress stores runs' latest training progress (fleet.ProgressSink).
-// Progress never goes backwards and ended runs keep their last progress.
+// Progress never goes backwards. The last lines a job writes can arrive
+// just after Slurm reported it ended; they are taken for a minute after the
+// end, then the run's progress is final.
 func (s *Service) ApplyProgress(ctx context.Context, updates map[string]run.Progress) error {
 	ids := slices.Sorted(maps.Keys(updates))
+	now := s.cfg.Now()
 	changed, err := s.store.UpdateRuns(ctx, ids, func(r *run.Run) bool {
 		p, ok := updates[r.ID]
-		if !ok || r.State.Terminal() {
+		if !ok || r.State.Terminal() && now.Sub(r.EndTime) > time.Minute {
 			return false
 		}
 		if r.Progress != nil && (p.Step < r.Progress.Step || p.UpdateTime.Before(r.Progress.UpdateTime)) {
 			return false
 		}
 		r.Progress = &p
+		touch(r, now)
 		return true
 	})
 	if err != nil {
@@ -102,6 +107,7 @@ func (s *Service) AttachIncident(ctx context.Context, runIDs []string, incidentI
 			return false
 		}
 		r.IncidentIDs = append(r.IncidentIDs, incidentID)
+		touch(r, s.cfg.Now())
 		return true
 	})
 	if err != nil {
@@ -111,4 +117,13 @@ func (s *Service) AttachIncident(ctx context.Context, runIDs []string, incidentI
 		s.hub.publish(r)
 	}
 	return nil
+}
+
+// touch moves a run's update time forward, so watchers see the change.
+func touch(r *run.Run, now time.Time) {
+	now = now.UTC()
+	if !now.After(r.UpdateTime) {
+		now = r.UpdateTime.Add(time.Microsecond)
+	}
+	r.UpdateTime = now
 }

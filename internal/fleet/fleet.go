@@ -191,12 +191,15 @@ type node struct {
 	ib             map[string]*agentpb.IbSample
 	lastEnergy     map[int32]uint64
 	assigned       []Assignment // runs on this node now
+	// recent holds runs that left the node within the last minute: their
+	// final progress may still be on its way.
+	recent map[string]time.Time
 	assignedKey    string
 	version        uint64 // bumped on every change a watcher should see
 }
 
 func newNode(name string) *node {
-	return &node{name: name, gpus: map[int32]*agentpb.GpuSample{}, ib: map[string]*agentpb.IbSample{}, lastEnergy: map[int32]uint64{}}
+	return &node{name: name, gpus: map[int32]*agentpb.GpuSample{}, ib: map[string]*agentpb.IbSample{}, lastEnergy: map[int32]uint64{}, recent: map[string]time.Time{}}
 }
 
 // item is one batch (or a hello) waiting to be made durable.
@@ -424,6 +427,15 @@ func (f *Fleet) applyAssignments(as []Assignment) {
 		key := assignmentKey(n.name, mine)
 		n.mu.Lock()
 		changed := key != n.assignedKey
+		now := time.Now()
+		for _, a := range n.assigned {
+			n.recent[a.RunID] = now
+		}
+		for id, t := range n.recent {
+			if now.Sub(t) > time.Minute {
+				delete(n.recent, id)
+			}
+		}
 		n.assigned, n.assignedKey = mine, key
 		if changed {
 			n.version++

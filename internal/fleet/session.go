@@ -315,6 +315,9 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	n.version++
 	jobToRun := map[string]string{}
 	allowed := map[string]bool{}
+	for id := range n.recent {
+		allowed[id] = true
+	}
 	for _, a := range n.assigned {
 		jobToRun[a.JobID] = a.RunID
 		allowed[a.RunID] = true
