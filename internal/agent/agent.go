@@ -81,8 +81,8 @@ type Agent struct {
 	tailers     map[string]*progress.Tailer // run id → tailer of its progress file
 	// finalProgress holds the last updates of runs no longer assigned.
 	finalProgress []*agentpb.ProgressUpdate
-	simPeak     float64
-	lastSample  time.Time
+	simPeak       float64
+	lastSample    time.Time
 }
 
 // New opens NVML and reads the inventory.

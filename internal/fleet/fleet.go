@@ -193,9 +193,9 @@ type node struct {
 	assigned       []Assignment // runs on this node now
 	// recent holds runs that left the node within the last minute: their
 	// final progress may still be on its way.
-	recent map[string]time.Time
-	assignedKey    string
-	version        uint64 // bumped on every change a watcher should see
+	recent      map[string]time.Time
+	assignedKey string
+	version     uint64 // bumped on every change a watcher should see
 }
 
 func newNode(name string) *node {

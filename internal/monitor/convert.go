@@ -6,7 +6,6 @@ import (
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
-
 // gpuSample converts the wire sample back to the collector's type, which
 // the health rules read.
 func gpuSample(g *agentpb.GpuSample) gpu.Sample {
@@ -53,4 +52,3 @@ func ibSample(p *agentpb.IbSample) health.IBPortSample {
 		},
 	}
 }
-

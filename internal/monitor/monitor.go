@@ -45,7 +45,7 @@ type Config struct {
 	// EvaluateEvery is how often a node's samples are re-judged (default
 	// 5 s): the sample rules work on rates over minutes to an hour.
 	EvaluateEvery time.Duration
-	Now      func() time.Time
+	Now           func() time.Time
 }
 
 func (c *Config) defaults() {
