@@ -78,6 +78,7 @@ type options struct {
 	maxDrainsPerWindow                        int
 	drainWindow, undrainAfter, eventWindow    time.Duration
 	stallAfter, ncclCheckInterval             time.Duration
+	evaluateEvery                             time.Duration
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -114,6 +115,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.drainWindow, "drain-window", 10*time.Minute, "circuit breaker window")
 	fs.DurationVar(&o.undrainAfter, "undrain-after", 2*time.Minute, "a node sopilot drained is verified and resumed once healthy this long")
 	fs.DurationVar(&o.eventWindow, "health-event-window", 15*time.Minute, "how long a health event (an XID, a lost GPU) counts as evidence")
+	fs.DurationVar(&o.evaluateEvery, "health-evaluate-every", 5*time.Second, "how often each node's samples are re-judged (health events are judged at once)")
 	fs.DurationVar(&o.stallAfter, "stall-after", 10*time.Minute, "a running run whose progress step has not moved for this long is flagged as a suspected hang (negative disables)")
 	fs.DurationVar(&o.ncclCheckInterval, "nccl-check-interval", 0, "run the NCCL check on idle nodes this often (0: only on demand and before undrains)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -280,7 +282,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	mon, err = monitor.New(monitor.Config{
-		Thresholds: th, EventWindow: o.eventWindow, StallAfter: o.stallAfter, CheckInterval: o.ncclCheckInterval,
+		Thresholds: th, EventWindow: o.eventWindow, StallAfter: o.stallAfter, CheckInterval: o.ncclCheckInterval, EvaluateEvery: o.evaluateEvery,
 	}, fl, st, engine, svc, logger, monitor.NewMetrics(m.Registry))
 	if err != nil {
 		return err

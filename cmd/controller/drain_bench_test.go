@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sopilot/sopilot/internal/slurmtest"
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+// BenchmarkExclusiveFaultToDrain measures the issue's remediation latency:
+// an XID 79 injected on a (simulated) agent until Slurm itself reports the
+// node DRAIN, read with `scontrol -o show node` every 5 ms. Each round
+// clears the fault, waits for the verdict to turn HEALTHY and undrains the
+// node through the API before the next injection. 50 rounds by default
+// (-benchtime=Nx sets the count). Run it with the cluster to itself:
+//
+//	SOPILOT_SLURM_EXCLUSIVE=1 go test -run '^$' -bench ExclusiveFaultToDrain -benchtime 50x ./cmd/controller
+func BenchmarkExclusiveFaultToDrain(b *testing.B) {
+	env := slurmtest.RequireExclusive(b)
+	p := startController(b, env, filepath.Join(b.TempDir(), "c.db"), "--slurm-conf", env.SlurmConf,
+		"--health-event-window", "1s", "--health-evaluate-every", "200ms", "--undrain-after", "1h",
+		"--max-drain-share", "1", "--max-drains-per-window", "100000", "--drain-window", "1s", "--node-poll-interval", "1s")
+	nodes := apipb.NewNodeServiceClient(p.conn)
+	const node = "worker-0"
+	admin := startAgent(b, p.addr, node)
+	startAgent(b, p.addr, "worker-1")
+	ctx := context.Background()
+	b.Cleanup(func() {
+		cmd := exec.Command("scontrol", "update", "NodeName="+node, "State=RESUME")
+		cmd.Env = env.Environ()
+		_ = cmd.Run()
+	})
+	slurmDrained := func() bool {
+		cmd := exec.Command("scontrol", "-o", "show", "node", node)
+		cmd.Env = env.Environ()
+		out, err := cmd.Output()
+		if err != nil {
+			b.Fatalf("scontrol show node: %v", err)
+		}
+		for _, f := range strings.Fields(string(out)) {
+			if s, ok := strings.CutPrefix(f, "State="); ok {
+				return strings.Contains(s, "DRAIN")
+			}
+		}
+		return false
+	}
+	healthy := func() bool {
+		r, err := nodes.GetNode(ctx, &apipb.GetNodeRequest{Name: node})
+		return err == nil && r.GetNode().GetVerdict() == apipb.HealthVerdict_HEALTH_VERDICT_HEALTHY && r.GetNode().GetAgentConnected()
+	}
+	wait := func(what string, cond func() bool) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				b.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		wait("a healthy, undrained node", func() bool { return healthy() && !slurmDrained() })
+		b.StartTimer()
+		start := time.Now()
+		inject(b, admin, `{"gpu":`+string(rune('0'+i%8))+`,"kind":"xid","code":79}`)
+		for !slurmDrained() {
+			if time.Since(start) > 30*time.Second {
+				b.Fatal("no drain within 30 s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		lat = append(lat, time.Since(start))
+		b.StopTimer()
+		inject(b, admin, "")
+		wait("the evidence to clear", healthy)
+		if _, err := nodes.UndrainNode(ctx, &apipb.UndrainNodeRequest{Name: node, SkipVerification: true}); err != nil {
+			b.Fatalf("UndrainNode: %v", err)
+		}
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))] }
+	b.Logf("fault → Slurm DRAIN over %d injections: p50 %v  p90 %v  p99 %v  max %v", len(lat),
+		q(0.50).Round(time.Millisecond), q(0.90).Round(time.Millisecond), q(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	b.ReportMetric(float64(q(0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(q(0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+	b.ReportMetric(0, "ns/op")
+}
