@@ -1,5 +1,6 @@
 // Command sopilot is the human command line of sopilot (see internal/cli):
-// `sopilot run ...` and `sopilot compare` talk to the controller's gRPC API;
+// `sopilot run ...`, `sopilot compare`, `sopilot nodes` and `sopilot node
+// ...` talk to the controller's gRPC API;
 // `sopilot cluster ...` provisions a Soperator cluster through Terraform.
 package main
 

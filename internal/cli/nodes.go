@@ -546,7 +546,7 @@ prefix. A drain that sopilot does not own is never overwritten.
 			if err != nil {
 				return o.opError("drain node "+args[0], "node drains", err)
 			}
-			return printNodeResult(a, resp.GetNode(), "drained "+args[0])
+			return printNodeResult(a, resp.GetNode(), "drained "+args[0]+" (running jobs finish; no new ones start)")
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, shown in Slurm (required)")
@@ -582,15 +582,15 @@ first and refuses if it fails; --skip-verification resumes without it.
 	return cmd
 }
 
+// printNodeResult prints what drain/undrain did: a line for people (the
+// Node in the response can predate the controller's next read of Slurm, so
+// it is not shown; 'node get' shows the node), the Node for scripts.
 func printNodeResult(a *app, n *apipb.Node, done string) error {
 	if a.json() {
 		return writeProto(a.env.Stdout, a.root.output, n)
 	}
-	fmt.Fprintln(a.env.Stdout, done)
-	if n != nil {
-		printNode(a.env.Stdout, n, time.Now())
-	}
-	return nil
+	_, err := fmt.Fprintln(a.env.Stdout, done)
+	return err
 }
 
 func newNodeCheckCommand(a *app, o *clientOptions) *cobra.Command {

@@ -242,7 +242,7 @@ func TestNodeOps(t *testing.T) {
 	}
 
 	r := run("node", "drain", "worker-0", "--reason", "XID 79 on GPU 3")
-	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "drained worker-0\nName:          worker-0\nSlurm:         DRAIN\nSlurm reason:  sopilot: XID 79 on GPU 3\n") {
+	if r.code != ExitOK || r.stdout != "drained worker-0 (running jobs finish; no new ones start)\n" {
 		t.Errorf("drain: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if want := (&apipb.DrainNodeRequest{Name: "worker-0", Reason: "XID 79 on GPU 3"}); !proto.Equal(last(), want) {
@@ -253,6 +253,17 @@ func TestNodeOps(t *testing.T) {
 		t.Errorf("drain --reason blank: exit %d, stderr %q", r.code, r.stderr)
 	}
 
+	r = run("node", "undrain", "worker-0")
+	if r.code != ExitOK || r.stdout != "resumed worker-0\n" {
+		t.Errorf("undrain: exit %d\n%q%s", r.code, r.stdout, r.stderr)
+	}
+	if want := (&apipb.UndrainNodeRequest{Name: "worker-0"}); !proto.Equal(last(), want) {
+		t.Errorf("undrain sent %v, want %v", last(), want)
+	}
+	r = run("node", "drain", "worker-0", "--reason", "XID 79", "-o", "yaml")
+	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "name: worker-0\nslurmState: DRAIN\nslurmReason: 'sopilot: XID 79'\n") {
+		t.Errorf("drain -o yaml: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	r = run("node", "undrain", "worker-0", "--skip-verification", "-o", "json")
 	var n struct {
 		Name       string `json:"name"`

@@ -43,15 +43,19 @@ func (l *lockedLog) String() string {
 var listeningRE = regexp.MustCompile(`controller listening on (\S+)`)
 
 // startRealController builds cmd/controller and starts it on a free port
-// against the local cluster; it returns the gRPC address.
-func startRealController(t *testing.T, env slurmtest.Env) string {
+// against the local cluster, with extra flags; it returns the gRPC address.
+// Remediation is a dry run unless extra says otherwise: the cluster is
+// shared, and a simulated fault must not drain a real Slurm node.
+func startRealController(t *testing.T, env slurmtest.Env, extra ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "controller")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/controller").CombinedOutput(); err != nil {
 		t.Fatalf("go build controller: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--db", filepath.Join(t.TempDir(), "controller.db"), "--grpc-addr", "127.0.0.1:0",
-		"--metrics-addr", "", "--poll-interval", "1s", "--default-workdir", env.WorkDir, "--log-level", "debug")
+	args := append([]string{"--db", filepath.Join(t.TempDir(), "controller.db"), "--grpc-addr", "127.0.0.1:0",
+		"--metrics-addr", "", "--poll-interval", "1s", "--default-workdir", env.WorkDir, "--log-level", "debug",
+		"--remediation", "dry-run"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = env.Environ()
 	logs := &lockedLog{}
 	cmd.Stderr = logs
