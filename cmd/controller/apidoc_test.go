@@ -54,7 +54,7 @@ func TestAPIDocExamples(t *testing.T) {
 		log, _ := os.ReadFile("/tmp/sopilot-api-doc.log")
 		t.Fatalf("docs/api.md examples failed: %v\n%s\ncontroller log tail:\n%s", err, out, tail(string(log), 3000))
 	}
-	for _, want := range []string{`"status": "SERVING"`, "RUN_STATE_COMPLETED", "RUN_STATE_CANCELLED", "spec.nodes", "worker-[0-1]", "VERDICT_IMPROVED", `"improvement_percent": 50`, "rank 0 on worker-0"} {
+	for _, want := range []string{`"status": "SERVING"`, "RUN_STATE_COMPLETED", "RUN_STATE_CANCELLED", "spec.nodes", "worker-[0-1]", "VERDICT_IMPROVED", `"improvement_percent": 50`, "rank 0 on worker-0", `"verdict":"HEALTH_VERDICT_HEALTHY","simulated":true,"gpus":8`, `"passed": true`, "dry-run: would drain", "reason: required"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("examples' output lacks %q:\n%s", want, out)
 		}

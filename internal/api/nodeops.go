@@ -91,7 +91,7 @@ func (s *NodeServer) DrainNode(ctx context.Context, req *apipb.DrainNodeRequest)
 		vs = append(vs, run.FieldViolation{Field: "reason", Description: "at most 100 characters on one line"})
 	}
 	if len(vs) > 0 {
-		return nil, badRequest("invalid drain request", vs...)
+		return nil, badRequest(violationText(vs), vs...)
 	}
 	if _, err := s.ops.Drain(ctx, req.GetName(), r, caller(ctx)); err != nil {
 		return nil, opStatus(err)
@@ -165,7 +165,7 @@ func (s *NodeServer) ListIncidents(ctx context.Context, req *apipb.ListIncidents
 		vs = append(vs, run.FieldViolation{Field: "page_token", Description: "a next_page_token from a previous response"})
 	}
 	if len(vs) > 0 {
-		return nil, badRequest("invalid incident query", vs...)
+		return nil, badRequest(violationText(vs), vs...)
 	}
 	incs, next, err := s.ops.Incidents(ctx, store.IncidentQuery{Node: req.GetNode(), RunID: req.GetRunId(), PageSize: int(req.GetPageSize()), After: req.GetPageToken()})
 	if err != nil {
@@ -176,4 +176,13 @@ func (s *NodeServer) ListIncidents(ctx context.Context, req *apipb.ListIncidents
 		out.Incidents = append(out.Incidents, IncidentToProto(i))
 	}
 	return out, nil
+}
+
+// violationText is "field: description; ..." for an error message.
+func violationText(vs []run.FieldViolation) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = v.Field + ": " + v.Description
+	}
+	return strings.Join(parts, "; ")
 }
