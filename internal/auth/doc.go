@@ -1,0 +1,61 @@
+// Package auth authenticates and authorizes callers of the controller's
+// gRPC API.
+//
+// # Who calls, and how they prove it
+//
+// People, CI systems and in-cluster workloads send a bearer token in the
+// "authorization: Bearer <token>" metadata, over TLS. Tokens come from a
+// static token file (TokenFile: "token,name,role" lines, reloaded when the
+// file changes, only SHA-256 digests kept in memory, compared in constant
+// time) or are reviewed by the Kubernetes API server (TokenReview:
+// authentication.k8s.io/v1 TokenReview with a configured audience, user
+// names and groups mapped to roles, answers cached briefly). Bearer tokens
+// suit people: they are easy to issue per person with a role, and revoked
+// by deleting a line or a RoleBinding.
+//
+// Node agents authenticate with a client certificate (mutual TLS; see
+// package tlsutil for the TLS configuration and the naming scheme: URI SAN
+// spiffe://sopilot/agent/<node>). Agents run unattended on every node, so
+// their credential is issued per node by the cluster's CA, rotated on disk,
+// and binds the agent to its node: AgentNode returns the node the
+// certificate names and CheckAgentNode refuses a Hello for any other node.
+// A bearer token, when sent, takes precedence over a client certificate.
+//
+// # Roles and the policy table
+//
+// Roles are ordered: admin ⊃ operator ⊃ submitter ⊃ viewer. Viewers read;
+// submitters create runs, cancel their own runs and report results;
+// operators drain and undrain nodes, run node checks and cancel anyone's
+// runs; admins may call every user-facing RPC. Agents hold no role and may
+// call only AgentService/Connect, which no user may call.
+//
+// Every RPC's full method name maps to a Rule in one table (RuleFor). The
+// interceptors deny any method missing from it, and a test walks the
+// generated service descriptors so that a new RPC without a rule fails the
+// build's tests. Health checks and server reflection are public.
+//
+// The interceptors (Authorizer.UnaryServerInterceptor and
+// StreamServerInterceptor) run, per call or stream: authenticate (else
+// Unauthenticated, saying what to send), authorize by the table (else
+// PermissionDenied naming the required and the caller's role), rate-limit
+// per identity name with a token bucket (else ResourceExhausted), and put
+// the Identity into the context. Handlers read it with FromContext.
+//
+// # What handlers must still check
+//
+// The table cannot know who owns a run. Handlers that act on an existing
+// run (CancelRun) record the creator's Identity.Name when the run is
+// created and call CheckOwner with it: submitters may act only on their
+// own runs, operators and admins on any. The AgentService Connect handler
+// calls CheckAgentNode with Hello.node_name.
+//
+// # Secrets
+//
+// Tokens are never logged nor put in error messages; the package's tests
+// capture its log output and errors to check this.
+//
+// # Insecure mode
+//
+// NewInsecure, for local development, makes every caller an admin that may
+// also act as any node's agent, and logs a warning saying so.
+package auth

@@ -1,0 +1,158 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Role is a caller's level of access. Each role includes the ones below
+// it: RoleAdmin ⊃ RoleOperator ⊃ RoleSubmitter ⊃ RoleViewer.
+type Role int
+
+const (
+	// RoleNone grants nothing: an authenticated caller with no role mapped.
+	RoleNone Role = iota
+	// RoleViewer reads runs, nodes, incidents and comparisons.
+	RoleViewer
+	// RoleSubmitter also creates runs, cancels its own runs and reports
+	// run results.
+	RoleSubmitter
+	// RoleOperator also drains and undrains nodes and runs node checks,
+	// and cancels anyone's runs.
+	RoleOperator
+	// RoleAdmin may call every user-facing RPC.
+	RoleAdmin
+)
+
+var roleNames = [...]string{RoleNone: "none", RoleViewer: "viewer", RoleSubmitter: "submitter", RoleOperator: "operator", RoleAdmin: "admin"}
+
+// String returns the role's name as written in token files.
+func (r Role) String() string {
+	if r < 0 || int(r) >= len(roleNames) {
+		return fmt.Sprintf("Role(%d)", int(r))
+	}
+	return roleNames[r]
+}
+
+// Includes reports whether r grants everything that need grants.
+func (r Role) Includes(need Role) bool { return r >= need && need >= RoleNone && r <= RoleAdmin }
+
+// ParseRole parses "viewer", "submitter", "operator" or "admin"
+// (case-insensitive).
+func ParseRole(s string) (Role, error) {
+	for r := RoleViewer; r <= RoleAdmin; r++ {
+		if strings.EqualFold(s, roleNames[r]) {
+			return r, nil
+		}
+	}
+	return RoleNone, fmt.Errorf("unknown role %q (want viewer, submitter, operator or admin)", s)
+}
+
+// Kind says what sort of caller an Identity is.
+type Kind int
+
+const (
+	// KindUser is a person or automation authenticated by a bearer token.
+	KindUser Kind = iota + 1
+	// KindAgent is a node agent authenticated by its client certificate.
+	KindAgent
+	// KindInsecure is any caller of a server in insecure mode (every
+	// caller is an admin and may also act as an agent for any node).
+	KindInsecure
+)
+
+// String returns "user", "agent" or "insecure".
+func (k Kind) String() string {
+	switch k {
+	case KindUser:
+		return "user"
+	case KindAgent:
+		return "agent"
+	case KindInsecure:
+		return "insecure"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Identity is an authenticated caller. It never holds the credential.
+type Identity struct {
+	// Name is the caller's name: the name column of the token file, the
+	// Kubernetes user name, or "agent:<node>" for an agent. Rate limits
+	// and run ownership are keyed by it.
+	Name string
+	// Kind is the sort of caller.
+	Kind Kind
+	// Role is the caller's role; RoleNone for agents.
+	Role Role
+	// Node is the node an agent's certificate names; empty otherwise.
+	Node string
+	// Source names the authenticator: "token-file", "tokenreview",
+	// "client-certificate" or "insecure".
+	Source string
+}
+
+type identityKey struct{}
+
+// NewContext returns ctx carrying id. The interceptors do this for every
+// authenticated call; handler tests use it directly.
+func NewContext(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// FromContext returns the caller identity the interceptors put into the
+// context of an authorized call. Handlers use it for decisions the policy
+// table cannot make, such as run ownership (see CheckOwner).
+func FromContext(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(Identity)
+	return id, ok
+}
+
+// AgentNode returns the node named by the verified client certificate of
+// the agent making the call, and false when the caller is not an agent
+// (including in insecure mode).
+func AgentNode(ctx context.Context) (string, bool) {
+	id, ok := FromContext(ctx)
+	if !ok || id.Kind != KindAgent || id.Node == "" {
+		return "", false
+	}
+	return id.Node, true
+}
+
+// CheckAgentNode is the node binding of AgentService: it returns nil when
+// the caller may speak for node (its certificate names node, or the server
+// is in insecure mode), and a PermissionDenied status error otherwise.
+// The Connect handler calls it with Hello.node_name.
+func CheckAgentNode(ctx context.Context, node string) error {
+	id, ok := FromContext(ctx)
+	switch {
+	case !ok:
+		return status.Error(codes.Unauthenticated, "no authenticated caller")
+	case id.Kind == KindInsecure:
+		return nil
+	case id.Kind != KindAgent:
+		return status.Errorf(codes.PermissionDenied, "caller %q is not a node agent", id.Name)
+	case id.Node != node:
+		return status.Errorf(codes.PermissionDenied, "agent certificate is for node %q, not for node %q", id.Node, node)
+	}
+	return nil
+}
+
+// CheckOwner enforces ownership of a run whose creator's Identity.Name was
+// owner: submitters may act only on their own runs, operators and admins
+// on anyone's. It returns nil or a PermissionDenied status error.
+func CheckOwner(ctx context.Context, owner string) error {
+	id, ok := FromContext(ctx)
+	switch {
+	case !ok:
+		return status.Error(codes.Unauthenticated, "no authenticated caller")
+	case id.Kind == KindInsecure, id.Role.Includes(RoleOperator):
+		return nil
+	case id.Role.Includes(RoleSubmitter) && id.Name == owner:
+		return nil
+	}
+	return status.Errorf(codes.PermissionDenied, "run belongs to %q; caller %q (role %s) may act only on its own runs (operator may act on any)", owner, id.Name, id.Role)
+}
