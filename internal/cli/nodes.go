@@ -332,6 +332,9 @@ func watchNodes(ctx context.Context, a *app, o *clientOptions, c apipb.NodeServi
 				return errors.New("watch nodes: the controller ended the stream; run 'sopilot nodes --watch' again")
 			}
 			if ev.err != nil {
+				if ctx.Err() != nil { // interrupted: the stream ended because of that
+					return ctx.Err()
+				}
 				return o.clientError("watch nodes", ev.err)
 			}
 			n := ev.node

@@ -3,10 +3,13 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -307,5 +310,93 @@ func TestNodeOps(t *testing.T) {
 	r = run("node", "incidents", "a", "b")
 	if r.code != ExitUsage {
 		t.Errorf("incidents a b: exit %d", r.code)
+	}
+}
+
+// watchNodesServer sends its nodes, then waits for the client to go.
+type watchNodesServer struct {
+	apipb.UnimplementedNodeServiceServer
+	nodes []*apipb.Node
+}
+
+func (s *watchNodesServer) WatchNodes(_ *apipb.WatchNodesRequest, stream grpc.ServerStreamingServer[apipb.WatchNodesResponse]) error {
+	for _, n := range s.nodes {
+		if err := stream.Send(&apipb.WatchNodesResponse{Node: n}); err != nil {
+			return err
+		}
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+func TestWatchNodes(t *testing.T) {
+	idle := &apipb.Node{Name: "worker-1", SlurmState: "IDLE", Verdict: apipb.HealthVerdict_HEALTH_VERDICT_HEALTHY, AgentConnected: true, LastSeenTime: ts(29, 59)}
+	idleLater := proto.Clone(idle).(*apipb.Node)
+	idleLater.LastSeenTime = ts(29, 58) // only the age moved: no new row
+	drained := proto.Clone(idle).(*apipb.Node)
+	drained.SlurmState = "IDLE+DRAIN"
+	nodes := []*apipb.Node{busyNode(), idle, idleLater, drained}
+
+	tests := []struct {
+		name     string
+		output   string
+		terminal bool
+		check    func(t *testing.T, out string)
+	}{
+		{"rows per change", "table", false, func(t *testing.T, out string) {
+			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+			if len(lines) != 4 || !strings.HasPrefix(lines[0], "NODE          SLURM") || !strings.HasPrefix(lines[1], "worker-0      MIXED") ||
+				!strings.HasPrefix(lines[2], "worker-1      IDLE          HEALTHY") || !strings.HasPrefix(lines[3], "worker-1      IDLE+DRAIN    HEALTHY") {
+				t.Errorf("want a header and 3 rows, got\n%s", out)
+			}
+			if strings.Contains(out, "\033") {
+				t.Errorf("escape sequences when not a terminal: %q", out)
+			}
+		}},
+		{"json lines", "json", false, func(t *testing.T, out string) {
+			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+			if len(lines) != 4 || !strings.HasPrefix(lines[3], `{"name":"worker-1","slurmState":"IDLE+DRAIN"`) {
+				t.Errorf("want 4 JSON lines, got\n%s", out)
+			}
+		}},
+		{"terminal: the table redrawn", "table", true, func(t *testing.T, out string) {
+			frames := strings.Split(out, "\033[H\033[2J")
+			if len(frames) < 2 || frames[0] != "" {
+				t.Fatalf("want frames after clear-screen, got %q", out)
+			}
+			last := frames[len(frames)-1]
+			if !strings.HasPrefix(last, "NODE      SLURM       HEALTH") || !strings.Contains(last, "\nworker-1  IDLE+DRAIN  HEALTHY") || strings.Count(last, "\n") != 3 {
+				t.Errorf("last frame:\n%s", last)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := grpc.NewServer()
+			apipb.RegisterNodeServiceServer(s, &watchNodesServer{nodes: nodes})
+			go func() { _ = s.Serve(lis) }()
+			defer s.Stop()
+			var out syncBuffer
+			a := &app{env: Env{Stdout: &out, IsTerminal: func(io.Writer) bool { return tt.terminal }}, root: rootOptions{output: tt.output}}
+			o := &clientOptions{controller: lis.Addr().String(), insecure: true, timeout: time.Second}
+			conn, err := o.dial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// Interrupted (Ctrl-C) after a while.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			time.AfterFunc(1200*time.Millisecond, cancel)
+			err = watchNodes(ctx, a, o, apipb.NewNodeServiceClient(conn))
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("err = %v, want the context's", err)
+			}
+			tt.check(t, out.String())
+		})
 	}
 }
