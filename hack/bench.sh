@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the benchmarks behind docs/benchmarks.md. Needs root and the
 # local Slurm cluster (started here if it is not running, and stopped again).
-# Takes about 8 minutes.
+# Takes about 25 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make bench uses the local Slurm cluster and needs root" >&2; exit 1; }
@@ -23,3 +23,8 @@ done
 echo "== CompareRuns statistics: 1,000,000 paired samples, 10,000 bootstrap resamples, vs the seed's arithmetic"
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-numpy; }
 internal/stats/testdata/bench_seed_compare.sh
+echo "== node agent CPU and memory at 1 Hz, 8 simulated GPUs + 8 IB ports, against a controller (3 x 60 s)"
+hack/agentbench.sh
+echo "== controller ingest at 1 Hz from 1,000-10,000 simulated agents, separate processes (3 x 20 s each)"
+hack/ingestbench/sweep.sh 1000 2500 5000 10000
+go test -run XXX -bench DecodeBatch -count 5 ./hack/ingestbench/
