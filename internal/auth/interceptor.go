@@ -174,7 +174,7 @@ func (a *Authorizer) authenticate(ctx context.Context, rule Rule) (Identity, err
 		return Identity{Name: "agent:" + node, Kind: KindAgent, Node: node, Source: "client-certificate"}, nil
 	}
 	if rule.AgentOnly {
-		return Identity{}, status.Errorf(codes.Unauthenticated, "no agent client certificate; node agents must present a certificate from the agent CA with URI SAN %s", tlsutil.AgentURI("<node>"))
+		return Identity{}, status.Errorf(codes.Unauthenticated, "no agent client certificate; node agents must present a certificate from the agent CA with URI SAN spiffe://%s/agent/<node>", tlsutil.AgentTrustDomain)
 	}
 	return Identity{}, status.Errorf(codes.Unauthenticated, "no credentials; %s", howToAuthenticate)
 }

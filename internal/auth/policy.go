@@ -51,9 +51,9 @@ var policy = map[string]Rule{
 
 	agentpb.AgentService_Connect_FullMethodName: {AgentOnly: true},
 
-	grpc_health_v1.Health_Check_FullMethodName: {Public: true},
-	grpc_health_v1.Health_List_FullMethodName:  {Public: true},
-	grpc_health_v1.Health_Watch_FullMethodName: {Public: true},
+	grpc_health_v1.Health_Check_FullMethodName:                       {Public: true},
+	grpc_health_v1.Health_List_FullMethodName:                        {Public: true},
+	grpc_health_v1.Health_Watch_FullMethodName:                       {Public: true},
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      {Public: true},
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {Public: true},
 }

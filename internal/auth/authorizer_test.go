@@ -1,0 +1,214 @@
+package auth_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/sopilot/sopilot/internal/auth"
+	"github.com/sopilot/sopilot/internal/tlsutil/tlstest"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+func bearer(tok string) context.Context {
+	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tok))
+}
+
+func TestRateLimitPerIdentity(t *testing.T) {
+	tf, err := auth.NewTokenFile(writeTokenFile(t), auth.TokenFileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	a, err := auth.New(auth.Config{Tokens: tf, RateLimit: auth.RateLimit{Rate: 1, Burst: 2}, Logger: discard(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const m = "/sopilot.api.v1.RunService/GetRun"
+	viewer, admin := roleTokens[auth.RoleViewer], roleTokens[auth.RoleAdmin]
+	for i := range 2 {
+		if _, err := a.Authorize(bearer(viewer), m); err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+	}
+	_, err = a.Authorize(bearer(viewer), m)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), `rate limit exceeded for "viewer-user" (1 calls/s, burst 2)`) {
+		t.Fatalf("3rd call: %v; want ResourceExhausted", err)
+	}
+	if _, err := a.Authorize(bearer(admin), m); err != nil {
+		t.Fatalf("another identity is limited by the first's bucket: %v", err)
+	}
+	now = now.Add(time.Second)
+	if _, err := a.Authorize(bearer(viewer), m); err != nil {
+		t.Fatalf("after refill: %v", err)
+	}
+	// Public methods are never limited.
+	for range 5 {
+		if _, err := a.Authorize(context.Background(), "/grpc.health.v1.Health/Check"); err != nil {
+			t.Fatalf("health check: %v", err)
+		}
+	}
+	if _, err := auth.New(auth.Config{Tokens: tf, RateLimit: auth.RateLimit{Rate: -1}}); err == nil {
+		t.Error("negative rate accepted")
+	}
+}
+
+func TestAuthorizeEdgeCases(t *testing.T) {
+	tf, err := auth.NewTokenFile(writeTokenFile(t), auth.TokenFileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger, logs := newLogger()
+	a, err := auth.New(auth.Config{Tokens: tf, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := roleTokens[auth.RoleAdmin]
+	_, err = a.Authorize(bearer(admin), "/sopilot.api.v1.RunService/DeleteEverything")
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "has no authorization rule") {
+		t.Fatalf("unknown method as admin: %v", err)
+	}
+	two := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+admin, "authorization", "Bearer "+admin))
+	if _, err := a.Authorize(two, "/sopilot.api.v1.RunService/GetRun"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("two authorization headers: %v", err)
+	}
+	lower := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "bearer   "+admin+" "))
+	ctx, err := a.Authorize(lower, "/sopilot.api.v1.RunService/GetRun")
+	if err != nil {
+		t.Fatalf("lower-case scheme: %v", err)
+	}
+	if id, ok := auth.FromContext(ctx); !ok || id.Name != "admin-user" || id.Role != auth.RoleAdmin {
+		t.Fatalf("identity %+v, %v", id, ok)
+	}
+	if _, ok := auth.AgentNode(ctx); ok {
+		t.Fatal("a user is an agent")
+	}
+	for _, v := range []string{"Bearer", "Bearer ", "Token " + admin, admin} {
+		md := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", v))
+		if _, err := a.Authorize(md, "/sopilot.api.v1.RunService/GetRun"); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("authorization %q: %v; want Unauthenticated", v[:min(len(v), 6)], err)
+		}
+	}
+	if strings.Contains(logs.String(), admin) {
+		t.Fatalf("log holds a token:\n%s", logs.String())
+	}
+	if _, err := auth.New(auth.Config{}); err == nil || !strings.Contains(err.Error(), "NewInsecure") {
+		t.Errorf("New without authenticators: %v", err)
+	}
+}
+
+func TestInsecure(t *testing.T) {
+	logger, logs := newLogger()
+	a := auth.NewInsecure(logger)
+	if got := strings.Count(logs.String(), "level=WARN"); got != 1 || !strings.Contains(logs.String(), "INSECURE MODE") {
+		t.Fatalf("want one loud warning, got:\n%s", logs.String())
+	}
+	for _, m := range []string{"/sopilot.api.v1.NodeService/DrainNode", agentpb.AgentService_Connect_FullMethodName, "/x.Y/NotInTheTable"} {
+		ctx, err := a.Authorize(context.Background(), m)
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		id, _ := auth.FromContext(ctx)
+		if id.Kind != auth.KindInsecure || id.Role != auth.RoleAdmin {
+			t.Fatalf("identity %+v", id)
+		}
+		if err := auth.CheckAgentNode(ctx, "any-node"); err != nil {
+			t.Fatalf("insecure agent binding: %v", err)
+		}
+	}
+	if strings.Count(logs.String(), "level=WARN") != 1 {
+		t.Fatalf("calls logged more warnings:\n%s", logs.String())
+	}
+}
+
+func TestCheckOwner(t *testing.T) {
+	ctxOf := func(id auth.Identity) context.Context { return auth.NewContext(context.Background(), id) }
+	sub := ctxOf(auth.Identity{Name: "alice", Kind: auth.KindUser, Role: auth.RoleSubmitter})
+	if err := auth.CheckOwner(sub, "alice"); err != nil {
+		t.Errorf("own run: %v", err)
+	}
+	err := auth.CheckOwner(sub, "bob")
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `run belongs to "bob"; caller "alice" (role submitter)`) {
+		t.Errorf("other's run: %v", err)
+	}
+	if err := auth.CheckOwner(ctxOf(auth.Identity{Name: "alice", Role: auth.RoleViewer}), "alice"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("viewer on own run: %v", err)
+	}
+	if err := auth.CheckOwner(ctxOf(auth.Identity{Name: "ops", Role: auth.RoleOperator}), "bob"); err != nil {
+		t.Errorf("operator: %v", err)
+	}
+	if err := auth.CheckOwner(context.Background(), "bob"); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("no identity: %v", err)
+	}
+}
+
+// TestAgentNodeBinding runs Connect over mutual TLS: the handler's
+// CheckAgentNode accepts a Hello for the certificate's node and refuses
+// one for another node; an agent without certificate, with an expired one
+// or one from another CA does not get through.
+func TestAgentNodeBinding(t *testing.T) {
+	ca := tlstest.NewCA(t)
+	tf, err := auth.NewTokenFile(writeTokenFile(t), auth.TokenFileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.New(auth.Config{Tokens: tf, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startServer(t, a, ca, stubs{agent: bindingAgent{}})
+	nodeA := ca.Agent(t, "worker-0")
+	expired := ca.Expired(t, "worker-0")
+	foreign := tlstest.NewCA(t).Agent(t, "worker-0")
+
+	hello := func(client *tlstest.Pair, node string) error {
+		conn := dial(t, addr, ca, client)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stream, err := agentpb.NewAgentServiceClient(conn).Connect(ctx)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&agentpb.ConnectRequest{Message: &agentpb.ConnectRequest_Hello{Hello: &agentpb.Hello{NodeName: node}}}); err != nil {
+			_, err = stream.Recv()
+			return err
+		}
+		_, err = stream.Recv()
+		return err
+	}
+	if err := hello(&nodeA, "worker-0"); status.Code(err) != codes.OK && err.Error() != "EOF" {
+		t.Errorf("node A as node A: %v; want the stream to end cleanly", err)
+	}
+	err = hello(&nodeA, "worker-1")
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `agent certificate is for node "worker-0", not for node "worker-1"`) {
+		t.Errorf("node A as node B: %v", err)
+	}
+	if err := hello(nil, "worker-0"); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("no client certificate: %v; want Unauthenticated", err)
+	}
+	if err := hello(&expired, "worker-0"); status.Code(err) != codes.Unavailable {
+		t.Errorf("expired certificate: %v; want the handshake refused (Unavailable)", err)
+	}
+	if err := hello(&foreign, "worker-0"); status.Code(err) != codes.Unavailable {
+		t.Errorf("certificate from another CA: %v; want the handshake refused (Unavailable)", err)
+	}
+}
+
+func TestCheckAgentNodeWithoutAgent(t *testing.T) {
+	user := auth.NewContext(context.Background(), auth.Identity{Name: "alice", Kind: auth.KindUser, Role: auth.RoleAdmin})
+	if err := auth.CheckAgentNode(user, "worker-0"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("user: %v", err)
+	}
+	if err := auth.CheckAgentNode(context.Background(), "worker-0"); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("nobody: %v", err)
+	}
+	agent := auth.NewContext(context.Background(), auth.Identity{Name: "agent:worker-0", Kind: auth.KindAgent, Node: "worker-0"})
+	if n, ok := auth.AgentNode(agent); !ok || n != "worker-0" {
+		t.Errorf("AgentNode = %q, %v", n, ok)
+	}
+}
