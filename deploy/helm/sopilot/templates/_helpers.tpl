@@ -1,0 +1,140 @@
+{{/*
+Names and labels shared by every template.
+*/}}
+
+{{- define "sopilot.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sopilot.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sopilot.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "sopilot.labels" -}}
+helm.sh/chart: {{ include "sopilot.chart" . }}
+app.kubernetes.io/name: {{ include "sopilot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sopilot
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component: pass (dict "ctx" $ "component" "controller"). */}}
+{{- define "sopilot.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sopilot.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of one component's objects. */}}
+{{- define "sopilot.componentLabels" -}}
+{{ include "sopilot.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "sopilot.controller.fullname" -}}
+{{- printf "%s-controller" (include "sopilot.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sopilot.agent.fullname" -}}
+{{- printf "%s-agent" (include "sopilot.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sopilot.controller.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- include "sopilot.controller.fullname" . -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.controllerName -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sopilot.agent.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- include "sopilot.agent.fullname" . -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.agentName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The controller Service's in-cluster DNS name. */}}
+{{- define "sopilot.controller.dnsName" -}}
+{{- printf "%s.%s.svc.%s" (include "sopilot.controller.fullname" .) .Release.Namespace .Values.tls.clusterDomain -}}
+{{- end -}}
+
+{{/* The controller image: the static one for slurmrestd, the one with the Slurm tools for the cli backend. */}}
+{{- define "sopilot.controller.image" -}}
+{{- $repo := .Values.controller.image.repository -}}
+{{- if eq .Values.slurm.backend "cli" -}}
+{{- $repo = .Values.controller.image.slurmcliRepository -}}
+{{- end -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.controller.image.tag) -}}
+{{- end -}}
+
+{{- define "sopilot.agent.image" -}}
+{{- printf "%s:%s" .Values.agent.image.repository (default .Chart.AppVersion .Values.agent.image.tag) -}}
+{{- end -}}
+
+{{/* Secret names of the TLS material (cert-manager's or the user's). */}}
+{{- define "sopilot.tls.controllerSecret" -}}
+{{- if .Values.tls.certManager.enabled -}}
+{{- printf "%s-controller-tls" (include "sopilot.fullname" .) -}}
+{{- else -}}
+{{- .Values.tls.existingSecret.controller -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sopilot.tls.agentSecret" -}}
+{{- if .Values.tls.certManager.enabled -}}
+{{- printf "%s-agent-tls" (include "sopilot.fullname" .) -}}
+{{- else -}}
+{{- .Values.tls.existingSecret.agent -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Fail early on settings that contradict each other. */}}
+{{- define "sopilot.validate" -}}
+{{- if .Values.tls.enabled -}}
+{{- if and .Values.tls.certManager.enabled (or .Values.tls.existingSecret.controller .Values.tls.existingSecret.agent) -}}
+{{- fail "tls: set either tls.certManager.enabled or tls.existingSecret, not both" -}}
+{{- end -}}
+{{- if and (not .Values.tls.certManager.enabled) (not .Values.tls.existingSecret.controller) -}}
+{{- fail "tls.enabled needs tls.certManager.enabled=true or tls.existingSecret.controller (and .agent)" -}}
+{{- end -}}
+{{- if and (not .Values.tls.certManager.enabled) .Values.agent.enabled (not .Values.tls.existingSecret.agent) -}}
+{{- fail "tls.enabled with tls.existingSecret needs tls.existingSecret.agent for the node agents" -}}
+{{- end -}}
+{{- else if .Values.tls.certManager.enabled -}}
+{{- fail "tls.certManager.enabled needs tls.enabled=true" -}}
+{{- end -}}
+{{- if and (eq .Values.slurm.backend "rest") (not .Values.slurm.rest.url) -}}
+{{- fail "slurm.backend=rest needs slurm.rest.url" -}}
+{{- end -}}
+{{- if and .Values.agent.enabled .Values.jail.enabled (not .Values.jail.hostPath) (not .Values.jail.claimName) -}}
+{{- fail "jail.enabled needs jail.claimName or jail.hostPath" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Probe timings from a values block. */}}
+{{- define "sopilot.probeTimings" -}}
+initialDelaySeconds: {{ .initialDelaySeconds }}
+periodSeconds: {{ .periodSeconds }}
+timeoutSeconds: {{ .timeoutSeconds }}
+failureThreshold: {{ .failureThreshold }}
+{{- end -}}
