@@ -238,12 +238,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer a.Close()
-	// After the collector enumerated the GPUs: a GPU lost before that
-	// would not be enumerated at all.
-	for _, f := range startFaults {
-		if err := cfg.Sim.Inject(f); err != nil {
-			return usageError{fmt.Errorf("--sim-fault %s: %w", f, err)}
-		}
+	// After the collector enumerated the GPUs (a GPU lost before that would
+	// not be enumerated at all) and registered for events (an XID before
+	// that would reach no event set), as on a real node.
+	if len(startFaults) > 0 {
+		go func() {
+			time.Sleep(time.Second)
+			for _, f := range startFaults {
+				if err := cfg.Sim.Inject(f); err != nil {
+					logger.Error("--sim-fault", "fault", f.String(), "err", err)
+				}
+			}
+		}()
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
