@@ -1,0 +1,887 @@
+package monitor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sopilot/sopilot/internal/agent/uplink"
+	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/monitor"
+	"github.com/sopilot/sopilot/internal/remediation"
+	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+// t0 is when every test's clock starts.
+var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+// clock is the settable clock shared by the fleet, the monitor and the
+// remediation engine.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// call is one NodeBackend mutation the fake saw.
+type call struct{ Op, Node, Reason string }
+
+// fakeSlurm behaves like slurmctld for the calls remediation makes: a drain
+// sets DRAIN and the reason, a resume clears them and fails on a node that
+// is not drained.
+type fakeSlurm struct {
+	mu    sync.Mutex
+	nodes map[string]*scheduler.NodeStatus
+	calls []call
+	now   func() time.Time
+}
+
+func (f *fakeSlurm) Nodes(context.Context) ([]scheduler.NodeStatus, error) {
+	return f.snapshot(), nil
+}
+
+func (f *fakeSlurm) snapshot() []scheduler.NodeStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]scheduler.NodeStatus, 0, len(f.nodes))
+	for _, n := range f.nodes {
+		c := *n
+		c.Flags = slices.Clone(n.Flags)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (f *fakeSlurm) Drain(_ context.Context, node, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call{"drain", node, reason})
+	n, ok := f.nodes[node]
+	if !ok {
+		return fmt.Errorf("%w: Invalid node name specified", scheduler.ErrRejected)
+	}
+	if !n.Drained() {
+		n.Flags = append(n.Flags, "DRAIN")
+	}
+	n.Reason, n.ReasonUser, n.ReasonTime = reason, "slurm", f.now()
+	return nil
+}
+
+func (f *fakeSlurm) Resume(_ context.Context, node string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call{"resume", node, ""})
+	n, ok := f.nodes[node]
+	if !ok {
+		return fmt.Errorf("%w: Invalid node name specified", scheduler.ErrRejected)
+	}
+	if !n.Drained() {
+		return fmt.Errorf("%w: Invalid node state specified", scheduler.ErrRejected)
+	}
+	n.Flags = slices.DeleteFunc(n.Flags, func(s string) bool { return s == "DRAIN" })
+	n.Reason, n.ReasonUser, n.ReasonTime = "", "", time.Time{}
+	return nil
+}
+
+func (f *fakeSlurm) ops() []call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+func (f *fakeSlurm) node(name string) scheduler.NodeStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := *f.nodes[name]
+	c.Flags = slices.Clone(c.Flags)
+	return c
+}
+
+// mark is one AttachIncident call.
+type mark struct {
+	runIDs   []string
+	incident string
+}
+
+// runMarks is a RunIncidents that records its calls.
+type runMarks struct {
+	mu    sync.Mutex
+	marks []mark
+}
+
+func (r *runMarks) AttachIncident(_ context.Context, runIDs []string, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.marks = append(r.marks, mark{slices.Clone(runIDs), id})
+	return nil
+}
+
+func (r *runMarks) of(id string) [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out [][]string
+	for _, m := range r.marks {
+		if m.incident == id {
+			out = append(out, m.runIDs)
+		}
+	}
+	return out
+}
+
+// assignments is a settable fleet.AssignmentSource.
+type assignments struct {
+	mu sync.Mutex
+	as []fleet.Assignment
+}
+
+func (a *assignments) Assignments(context.Context) ([]fleet.Assignment, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.as), nil
+}
+
+func (a *assignments) set(as ...fleet.Assignment) {
+	a.mu.Lock()
+	a.as = as
+	a.mu.Unlock()
+}
+
+// env is a controller's monitoring path: a fleet served over loopback TCP
+// with a bbolt store, a monitor, and a remediation engine over a fake
+// Slurm, all on one settable clock.
+type env struct {
+	t     *testing.T
+	clock *clock
+	st    *store.Store
+	fl    *fleet.Fleet
+	slurm *fakeSlurm
+	mon   *monitor.Monitor
+	runs  *runMarks
+	as    *assignments
+	reg   *prometheus.Registry
+	addr  string
+	stop  func()
+}
+
+const silence = 30 * time.Second
+
+func newEnv(t *testing.T, dbPath string, clk *clock) *env {
+	t.Helper()
+	st, err := store.Open(dbPath, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	fl, err := fleet.New(st, log, nil, fleet.Options{Silence: silence, Now: clk.Now, CommitInterval: 5 * time.Millisecond, AssignmentInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, clock: clk, st: st, fl: fl, runs: &runMarks{}, as: &assignments{}, reg: prometheus.NewPedanticRegistry()}
+	e.slurm = &fakeSlurm{nodes: map[string]*scheduler.NodeStatus{}, now: clk.Now}
+	for _, n := range []string{"worker-0", "worker-1"} {
+		e.slurm.nodes[n] = &scheduler.NodeStatus{Name: n, State: "IDLE", GPUs: 8}
+	}
+	fl.SetSlurmNodes(e.slurm.snapshot())
+	eng, err := remediation.New(remediation.Config{ClearFor: 2 * time.Minute, MaxDrainShare: 1, MaxDrainsPerWindow: 100}, e.slurm,
+		remediation.VerifierFunc(func(ctx context.Context, node string) (bool, string, error) { return e.mon.Verify(ctx, node) }), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th, err := health.DefaultThresholds("h100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mon, err = monitor.New(monitor.Config{
+		Thresholds: th, EventWindow: 15 * time.Minute, StallAfter: 10 * time.Minute, Interval: 5 * time.Millisecond, Now: clk.Now,
+	}, fl, st, eng, e.runs, log, monitor.NewMetrics(e.reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mon.RefreshSlurm = func() { fl.SetSlurmNodes(e.slurm.snapshot()) }
+	fl.SetSources(e.as, nil, e.mon)
+	fl.SetObserver(e.mon)
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = lis.Addr().String()
+	srv := grpc.NewServer()
+	agentpb.RegisterAgentServiceServer(srv, agentServer{f: fl})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(lis) })
+	wg.Go(func() { _ = fl.Run(ctx) })
+	wg.Go(func() { _ = e.mon.Run(ctx) })
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			srv.Stop()
+			cancel()
+			wg.Wait()
+			if err := st.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(e.stop)
+	return e
+}
+
+type agentServer struct {
+	agentpb.UnimplementedAgentServiceServer
+	f *fleet.Fleet
+}
+
+func (a agentServer) Connect(s agentpb.AgentService_ConnectServer) error { return a.f.Connect(s) }
+
+// handler answers the controller's commands like a node agent: nccl_check
+// passes or fails as set.
+type handler struct {
+	mu     sync.Mutex
+	pass   bool
+	busbw  float64
+	checks int
+}
+
+func (*handler) Config(*agentpb.AgentConfig)         {}
+func (*handler) Assignments(*agentpb.RunAssignments) {}
+func (h *handler) Command(_ context.Context, c *agentpb.Command) *agentpb.CommandResult {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.GetKind() != "nccl_check" {
+		return &agentpb.CommandResult{CommandId: c.GetCommandId(), Output: "unknown command"}
+	}
+	h.checks++
+	verdict := "passed"
+	if !h.pass {
+		verdict = "below 460 GB/s"
+	}
+	return &agentpb.CommandResult{CommandId: c.GetCommandId(), Success: h.pass, BusBandwidthGbps: h.busbw,
+		Output: fmt.Sprintf("all_reduce busbw %.0f GB/s at 16 GiB: %s", h.busbw, verdict)}
+}
+
+func (h *handler) set(pass bool, busbw float64) {
+	h.mu.Lock()
+	h.pass, h.busbw = pass, busbw
+	h.mu.Unlock()
+}
+
+func (h *handler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.checks
+}
+
+// agent is an uplink client with two GPUs and one IB port.
+type agent struct {
+	t     *testing.T
+	e     *env
+	node  string
+	buf   *uplink.Buffer
+	h     *handler
+	sent  uint64
+	stopF func()
+}
+
+func (e *env) agent(node string) *agent {
+	e.t.Helper()
+	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	a := &agent{t: e.t, e: e, node: node, buf: uplink.NewBuffer(uplink.BufferOptions{}), h: &handler{pass: true, busbw: 480}}
+	hello := func() *agentpb.Hello {
+		return &agentpb.Hello{NodeName: node, BootId: "boot-" + node, AgentVersion: "test", Inventory: &agentpb.Inventory{
+			Gpus:    []*agentpb.GpuInfo{{Index: 0, Uuid: "GPU-0"}, {Index: 1, Uuid: "GPU-1"}},
+			IbPorts: []*agentpb.IbPortInfo{{Device: "mlx5_0", Port: 1, RateGbps: 400}},
+		}}
+	}
+	client := uplink.NewClient(conn, hello, a.buf, a.h, slog.New(slog.DiscardHandler), uplink.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = client.Run(ctx); close(done) }()
+	var once sync.Once
+	a.stopF = func() { once.Do(func() { cancel(); <-done; _ = conn.Close() }) }
+	e.t.Cleanup(a.stopF)
+	waitFor(e.t, node+" connected", func() bool { v, ok := e.fl.Snapshot(node); return ok && v.Connected })
+	return a
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// batch is a healthy batch at the clock's time: both GPUs busy with job
+// (none when ""), the IB port ACTIVE, plus extra.
+func (a *agent) batch(job string, extra func(b *agentpb.Batch)) *agentpb.Batch {
+	now := timestamppb.New(a.e.clock.Now())
+	b := &agentpb.Batch{CreateTime: now}
+	for i := range 2 {
+		g := &agentpb.GpuSample{SampleTime: now, Index: int32(i), Uuid: fmt.Sprintf("GPU-%d", i),
+			SmUtilizationPercent: ptr(90.0), TemperatureCelsius: ptr(60.0), MemoryUsedBytes: ptr(int64(80 << 30))}
+		if job != "" {
+			g.Processes = []*agentpb.GpuProcess{{Pid: int32(4000 + i), SlurmJobId: job}}
+		}
+		b.GpuSamples = append(b.GpuSamples, g)
+	}
+	b.IbSamples = []*agentpb.IbSample{{SampleTime: now, Device: "mlx5_0", Port: 1, State: "ACTIVE", PhysState: "LinkUp", RateGbps: 400}}
+	if extra != nil {
+		extra(b)
+	}
+	return b
+}
+
+// send queues b and waits until the controller acked it: its health events
+// are then evaluated and their incidents durable.
+func (a *agent) send(b *agentpb.Batch) {
+	a.t.Helper()
+	a.sent++
+	a.buf.Add(b)
+	waitFor(a.t, fmt.Sprintf("%s batch %d acked", a.node, a.sent), func() bool { return a.buf.Stats().Buffered == 0 })
+}
+
+// healthy sends a healthy batch.
+func (a *agent) healthy() { a.t.Helper(); a.send(a.batch("", nil)) }
+
+// run lets d pass the way a live agent does: a healthy batch every 10 s of
+// the clock, so the node never looks silent.
+func (a *agent) run(d time.Duration) {
+	a.t.Helper()
+	for d > 0 {
+		step := min(d, 10*time.Second)
+		a.e.clock.Advance(step)
+		a.healthy()
+		d -= step
+	}
+}
+
+// events sends a healthy batch carrying n identical events.
+func (a *agent) events(comp, kind string, code int64, n int) {
+	a.t.Helper()
+	a.send(a.batch("", func(b *agentpb.Batch) {
+		at := timestamppb.New(a.e.clock.Now())
+		for range n {
+			b.HealthEvents = append(b.HealthEvents, &agentpb.HealthEvent{EventTime: at, Component: comp, Kind: kind, Code: code, Message: "NVRM: Xid"})
+		}
+	}))
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// settle lets the monitor tick a few times (real time) without the clock
+// moving.
+func settle() { time.Sleep(60 * time.Millisecond) }
+
+// incidents lists the node's incidents, newest first.
+func (e *env) incidents(q store.IncidentQuery) []*store.Incident {
+	e.t.Helper()
+	incs, _, err := e.st.ListIncidents(context.Background(), q)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return incs
+}
+
+// only returns the single incident of the node with the rule.
+func (e *env) only(node, rule string) *store.Incident {
+	e.t.Helper()
+	var found []*store.Incident
+	for _, inc := range e.incidents(store.IncidentQuery{Node: node}) {
+		if inc.Rule == rule {
+			found = append(found, inc)
+		}
+	}
+	if len(found) != 1 {
+		e.t.Fatalf("%s: %d incidents with rule %s, want 1: %s", node, len(found), rule, dump(found))
+	}
+	return found[0]
+}
+
+func (e *env) waitIncident(node, rule string, cond func(*store.Incident) bool) *store.Incident {
+	e.t.Helper()
+	var inc *store.Incident
+	waitFor(e.t, node+" "+rule+" incident", func() bool {
+		for _, i := range e.incidents(store.IncidentQuery{Node: node}) {
+			if i.Rule == rule && cond(i) {
+				inc = i
+				return true
+			}
+		}
+		return false
+	})
+	return inc
+}
+
+func dump(incs []*store.Incident) string {
+	var b strings.Builder
+	for _, i := range incs {
+		fmt.Fprintf(&b, "\n  %+v", *i)
+	}
+	return b.String()
+}
+
+func (e *env) drains(node string) []call {
+	var out []call
+	for _, c := range e.slurm.ops() {
+		if c.Node == node && c.Op == "drain" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (e *env) verdict(node string) fleet.Verdict {
+	v, _ := e.fl.Snapshot(node)
+	return v.Verdict
+}
+
+// gauge reads one series of a monitor metric.
+func (e *env) metric(name, label, value string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					if m.Counter != nil {
+						return m.Counter.GetValue()
+					}
+					return m.Gauge.GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func open(i *store.Incident) bool { return i.Open() }
+
+// An XID 79 makes the node UNHEALTHY at once, opens one durable xid_drain
+// incident and drains the node with our prefix and the incident's id. Once
+// the evidence is older than EventWindow the incident resolves; after
+// ClearFor and a passing NCCL check through the agent, the node is resumed.
+func TestXID79DrainsThenVerifiedResume(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	a := e.agent("worker-0")
+	a.healthy()
+	a.events("gpu1", "xid", 79, 1)
+
+	// Durable before the ack.
+	inc := e.only("worker-0", "xid_drain")
+	if inc.Component != "gpu1" || inc.Severity != "UNHEALTHY" || inc.Count != 1 || !inc.Open() ||
+		inc.Summary != "xid 79 (drain) on gpu1" || !inc.FirstSeen.Equal(t0) || !strings.HasPrefix(inc.ID, "inc-") {
+		t.Errorf("incident = %+v", *inc)
+	}
+	if v := e.verdict("worker-0"); v.Verdict != "UNHEALTHY" || !slices.Contains(v.Reasons, "gpu1: xid 79 (drain) on gpu1") {
+		t.Errorf("verdict = %+v", v)
+	}
+	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) > 0 })
+	ds := e.drains("worker-0")
+	want := "[sopilot] xid 79 (drain) on gpu1 incident=" + inc.ID
+	if len(ds) != 1 || ds[0].Reason != want {
+		t.Fatalf("drains = %+v, want one with reason %q", ds, want)
+	}
+	if n := e.slurm.node("worker-0"); !n.Drained() || n.Reason != want {
+		t.Errorf("slurm node = %+v", n)
+	}
+	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return i.Action == "drained" })
+	waitFor(t, "fleet sees the drain", func() bool {
+		v, _ := e.fl.Snapshot("worker-0")
+		return v.Slurm != nil && v.Slurm.Drained()
+	})
+	if got := e.metric("sopilot_incidents_opened_total", "rule", "xid_drain"); got != 1 {
+		t.Errorf("incidents opened = %v", got)
+	}
+
+	// Still inside the event window: nothing changes.
+	a.run(14 * time.Minute)
+	settle()
+	if inc := e.only("worker-0", "xid_drain"); !inc.Open() {
+		t.Fatalf("incident resolved inside the event window: %+v", *inc)
+	}
+
+	// The evidence expires: the incident resolves, the verdict is HEALTHY.
+	a.run(time.Minute + 10*time.Second)
+	inc = e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
+	if inc.ResolvedBy != "evidence cleared" || inc.Count != 1 {
+		t.Errorf("resolved incident = %+v", *inc)
+	}
+	waitFor(t, "HEALTHY verdict", func() bool { return e.verdict("worker-0").Verdict == "HEALTHY" })
+	settle()
+	if got := e.slurm.ops(); len(got) != 1 || a.h.count() != 0 {
+		t.Fatalf("before ClearFor: slurm calls %+v, %d checks; want only the drain", got, a.h.count())
+	}
+
+	// Healthy for ClearFor: verified through the agent, then resumed.
+	a.run(2*time.Minute + 10*time.Second)
+	waitFor(t, "resume", func() bool { return len(e.slurm.ops()) == 2 })
+	if got := e.slurm.ops()[1]; got != (call{"resume", "worker-0", ""}) {
+		t.Errorf("second slurm call = %+v", got)
+	}
+	if a.h.count() != 1 {
+		t.Errorf("nccl checks = %d, want 1", a.h.count())
+	}
+	if n := e.slurm.node("worker-0"); n.Drained() || n.Reason != "" {
+		t.Errorf("slurm node after resume = %+v", n)
+	}
+	inc = e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return strings.Contains(i.Action, "resumed") })
+	if want := "drained; resumed after verification: all_reduce busbw 480 GB/s at 16 GiB: passed"; inc.Action != want {
+		t.Errorf("action = %q, want %q", inc.Action, want)
+	}
+	if got := e.drains("worker-1"); len(got) != 0 {
+		t.Errorf("worker-1 (no agent) drained: %+v", got)
+	}
+}
+
+// 5,000 identical XIDs in several batches are one incident with count
+// 5,000 and one drain.
+func TestXIDStormIsOneIncident(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	a := e.agent("worker-0")
+	a.healthy()
+	for range 5 {
+		a.events("gpu1", "xid", 79, 1000)
+		e.clock.Advance(time.Second)
+	}
+	incs := e.incidents(store.IncidentQuery{Node: "worker-0"})
+	if len(incs) != 1 {
+		t.Fatalf("incidents = %s", dump(incs))
+	}
+	inc := incs[0]
+	if inc.Count != 5000 || inc.Rule != "xid_drain" || inc.Summary != "xid 79 (drain) on gpu1 x5000" ||
+		!inc.FirstSeen.Equal(t0) || !inc.LastSeen.Equal(t0.Add(4*time.Second)) {
+		t.Errorf("incident = %+v", *inc)
+	}
+	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	settle()
+	if got := e.drains("worker-0"); len(got) != 1 {
+		t.Errorf("drains = %+v, want 1", got)
+	}
+	if got := e.metric("sopilot_health_events_total", "kind", "xid"); got != 5000 {
+		t.Errorf("events counted = %v", got)
+	}
+}
+
+// An application XID is recorded against the run on the GPU; the node is
+// not drained. The same XID from a second job is a node problem.
+func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	a := e.agent("worker-0")
+	waitFor(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
+	a.send(a.batch("77", nil))
+	a.send(a.batch("77", func(b *agentpb.Batch) {
+		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(t0), Component: "gpu0", Kind: "xid", Code: 13}}
+	}))
+	inc := e.only("worker-0", "xid_application")
+	if inc.Component != "gpu0" || inc.Action != "none" || !slices.Equal(inc.RunIDs, []string{"r-1"}) || inc.Count != 1 || !inc.Open() ||
+		inc.Summary != "xid 13 (application) on gpu0" {
+		t.Errorf("incident = %+v", *inc)
+	}
+	byRun := e.incidents(store.IncidentQuery{RunID: "r-1"})
+	if len(byRun) != 1 || byRun[0].ID != inc.ID {
+		t.Errorf("incidents of run r-1 = %s", dump(byRun))
+	}
+	waitFor(t, "run marked", func() bool { return len(e.runs.of(inc.ID)) == 1 })
+	if got := e.runs.of(inc.ID)[0]; !slices.Equal(got, []string{"r-1"}) {
+		t.Errorf("AttachIncident runs = %v", got)
+	}
+	if v := e.verdict("worker-0"); v.Verdict != "HEALTHY" || !slices.Contains(v.Reasons, "gpu0: xid 13 (application) on gpu0") {
+		t.Errorf("verdict = %+v", v)
+	}
+	e.clock.Advance(10 * time.Second)
+	a.send(a.batch("77", nil))
+	settle()
+	if got := e.slurm.ops(); len(got) != 0 {
+		t.Fatalf("slurm calls after an application XID: %+v", got)
+	}
+
+	// The next job on the GPU hits the same XID: the GPU, not the code.
+	e.as.set(fleet.Assignment{RunID: "r-2", JobID: "78", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	waitFor(t, "assignment r-2", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-2"}) })
+	a.send(a.batch("78", func(b *agentpb.Batch) {
+		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(e.clock.Now()), Component: "gpu0", Kind: "xid", Code: 13}}
+	}))
+	rep := e.only("worker-0", "xid_application_repeated")
+	if rep.Severity != "UNHEALTHY" || !slices.Equal(rep.RunIDs, []string{"r-2"}) || rep.Summary != "xid 13 (application) on gpu0 x2 across 2 jobs (77,78)" {
+		t.Errorf("repeated incident = %+v", *rep)
+	}
+	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	if r := e.drains("worker-0")[0].Reason; !strings.HasPrefix(r, "[sopilot] ") || !strings.HasSuffix(r, " incident="+rep.ID) {
+		t.Errorf("drain reason = %q", r)
+	}
+}
+
+// A port going DOWN opens ib_link_down on the port and drains the node.
+func TestIBPortDown(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	a := e.agent("worker-0")
+	a.healthy()
+	down := func(b *agentpb.Batch) {
+		b.IbSamples[0].State, b.IbSamples[0].PhysState = "DOWN", "Disabled"
+		b.IbSamples[0].Counters = map[string]uint64{"link_downed": 1}
+	}
+	// Samples are judged every EvaluateEvery (5 s) of the clock.
+	for range 2 {
+		e.clock.Advance(10 * time.Second)
+		a.send(a.batch("", down))
+	}
+	inc := e.waitIncident("worker-0", "ib_link_down", open)
+	if inc.Component != "ib:mlx5_0/1" || inc.Severity != "UNHEALTHY" || inc.Summary != "ib:mlx5_0/1: port DOWN/Disabled" {
+		t.Errorf("incident = %+v", *inc)
+	}
+	// link_downed rose between the two samples too.
+	if ld := e.only("worker-0", "ib_link_downed"); ld.Summary != "ib:mlx5_0/1: link_downed increased by 1" {
+		t.Errorf("link_downed incident = %+v", *ld)
+	}
+	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	if r := e.drains("worker-0")[0].Reason; !strings.HasPrefix(r, "[sopilot] ib:mlx5_0/1: ") {
+		t.Errorf("drain reason = %q", r)
+	}
+	if v := e.verdict("worker-0"); v.Verdict != "UNHEALTHY" {
+		t.Errorf("verdict = %+v", v)
+	}
+}
+
+// A silent node is UNKNOWN: its incidents stay open however old their
+// evidence, it is neither drained nor resumed; once it reports again, the
+// expired evidence resolves them.
+func TestSilentNodeUnknownNeverDrainedIncidentsKept(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	a := e.agent("worker-0")
+	a.healthy()
+	a.events("gpu0", "xid", 13, 1) // recorded, not drained
+	inc := e.only("worker-0", "xid_application")
+	a.stopF()
+	waitFor(t, "disconnected", func() bool { v, _ := e.fl.Snapshot("worker-0"); return !v.Connected })
+
+	e.clock.Advance(silence + time.Second)
+	waitFor(t, "UNKNOWN", func() bool { return e.verdict("worker-0").Verdict == "UNKNOWN" })
+	waitFor(t, "UNKNOWN counted", func() bool { return e.metric("sopilot_node_verdicts", "verdict", "UNKNOWN") == 2 })
+	// Far past the event window and ClearFor.
+	for range 5 {
+		e.clock.Advance(5 * time.Minute)
+		settle()
+	}
+	if got := e.only("worker-0", "xid_application"); !got.Open() || got.ID != inc.ID {
+		t.Errorf("incident of a silent node = %+v, want it open", *got)
+	}
+	if v := e.verdict("worker-0"); v.Verdict != "UNKNOWN" || len(v.Reasons) != 1 || !strings.Contains(v.Reasons[0], "no report for more than 30s") {
+		t.Errorf("verdict = %+v", v)
+	}
+	if got := e.slurm.ops(); len(got) != 0 {
+		t.Errorf("slurm calls for silent nodes: %+v", got)
+	}
+
+	// Back: the old evidence no longer holds.
+	b := e.agent("worker-0")
+	b.healthy()
+	e.clock.Advance(10 * time.Second)
+	b.healthy()
+	got := e.waitIncident("worker-0", "xid_application", func(i *store.Incident) bool { return !i.Open() })
+	if got.ResolvedBy != "evidence cleared" {
+		t.Errorf("resolved = %+v", *got)
+	}
+	waitFor(t, "HEALTHY", func() bool { return e.verdict("worker-0").Verdict == "HEALTHY" })
+}
+
+// Progress that stops moving for StallAfter while the run is assigned is a
+// suspected hang, marked on the run; it resolves when the step moves.
+func TestProgressStall(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	a := e.agent("worker-0")
+	waitFor(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
+	at := func(step int64) func(*agentpb.Batch) {
+		return func(b *agentpb.Batch) {
+			b.Progress = []*agentpb.ProgressUpdate{{RunId: "r-1", Step: step, TotalSteps: 1000, UpdateTime: timestamppb.New(e.clock.Now())}}
+		}
+	}
+	a.send(a.batch("77", at(10)))
+	for range 20 { // 10 minutes at step 10: not yet
+		e.clock.Advance(30 * time.Second)
+		a.send(a.batch("77", at(10)))
+	}
+	settle()
+	if incs := e.incidents(store.IncidentQuery{RunID: "r-1"}); len(incs) != 0 {
+		t.Fatalf("stalled after exactly StallAfter: %s", dump(incs))
+	}
+	e.clock.Advance(5 * time.Second)
+	a.send(a.batch("77", at(10)))
+	inc := e.waitIncident("worker-0", "progress_stalled", open)
+	if inc.Component != "run:r-1" || !slices.Equal(inc.RunIDs, []string{"r-1"}) || inc.Severity != "DEGRADED" ||
+		inc.Summary != "suspected hang: run r-1 has been at step 10 for 10m5s while Slurm says it runs" {
+		t.Errorf("incident = %+v", *inc)
+	}
+	waitFor(t, "run marked", func() bool { return len(e.runs.of(inc.ID)) == 1 })
+	if got := e.runs.of(inc.ID)[0]; !slices.Equal(got, []string{"r-1"}) {
+		t.Errorf("AttachIncident runs = %v", got)
+	}
+	if got := e.slurm.ops(); len(got) != 0 {
+		t.Errorf("a hang drained: %+v", got)
+	}
+
+	e.clock.Advance(5 * time.Second)
+	a.send(a.batch("77", at(11)))
+	got := e.waitIncident("worker-0", "progress_stalled", func(i *store.Incident) bool { return !i.Open() })
+	if got.ID != inc.ID || got.ResolvedBy != "progress resumed" {
+		t.Errorf("resolved = %+v", *got)
+	}
+
+	// Stalled again, then the run leaves the node.
+	for range 21 {
+		e.clock.Advance(30 * time.Second)
+		a.send(a.batch("77", at(11)))
+	}
+	second := e.waitIncident("worker-0", "progress_stalled", open)
+	if second.ID == inc.ID {
+		t.Fatalf("second stall reused the first incident's id")
+	}
+	e.as.set()
+	waitFor(t, "unassigned", func() bool { v, _ := e.fl.Snapshot("worker-0"); return len(v.RunIDs) == 0 })
+	got = e.waitIncident("worker-0", "progress_stalled", func(i *store.Incident) bool { return i.ID == second.ID && !i.Open() })
+	if got.ResolvedBy != "run no longer running" {
+		t.Errorf("resolved = %+v", *got)
+	}
+}
+
+// Check runs the NCCL check through the agent: a failure is an nccl_busbw
+// incident that ticks do not resolve; a pass resolves it.
+func TestNCCLCheck(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	a := e.agent("worker-0")
+	a.healthy()
+	ctx := context.Background()
+
+	a.h.set(false, 310)
+	r, err := e.mon.Check(ctx, "worker-0", "")
+	if err != nil || r.Passed || r.BusBWGBps != 310 || r.Summary != "all_reduce busbw 310 GB/s at 16 GiB: below 460 GB/s" {
+		t.Fatalf("Check = %+v, %v", r, err)
+	}
+	inc := e.only("worker-0", "nccl_busbw")
+	if inc.Component != "nccl" || inc.Severity != "DEGRADED" || inc.Count != 1 || !inc.Open() ||
+		inc.Summary != "NCCL check failed: all_reduce busbw 310 GB/s at 16 GiB: below 460 GB/s" {
+		t.Errorf("incident = %+v", *inc)
+	}
+	a.h.set(false, 300)
+	if r, err := e.mon.Check(ctx, "worker-0", "nccl"); err != nil || r.Passed {
+		t.Fatalf("second Check = %+v, %v", r, err)
+	}
+	inc = e.only("worker-0", "nccl_busbw")
+	if inc.Count != 2 || inc.Evidence != "all_reduce busbw 300 GB/s at 16 GiB: below 460 GB/s" {
+		t.Errorf("after a second failure = %+v", *inc)
+	}
+	// Healthy telemetry does not clear a failed check.
+	e.clock.Advance(10 * time.Second)
+	a.healthy()
+	e.clock.Advance(10 * time.Second)
+	a.healthy()
+	settle()
+	if inc := e.only("worker-0", "nccl_busbw"); !inc.Open() {
+		t.Fatalf("telemetry resolved a failed check: %+v", *inc)
+	}
+
+	a.h.set(true, 480)
+	if r, err := e.mon.Check(ctx, "worker-0", "nccl"); err != nil || !r.Passed || r.BusBWGBps != 480 {
+		t.Fatalf("passing Check = %+v, %v", r, err)
+	}
+	inc = e.only("worker-0", "nccl_busbw")
+	if inc.Open() || inc.ResolvedBy != "check passed: all_reduce busbw 480 GB/s at 16 GiB: passed" {
+		t.Errorf("after a pass = %+v", *inc)
+	}
+	if got := e.metric("sopilot_node_checks_total", "result", "failed"); got != 2 {
+		t.Errorf("failed checks = %v", got)
+	}
+
+	if _, err := e.mon.Check(ctx, "worker-0", "dcgm"); !errors.Is(err, monitor.ErrUnknownCheck) || !strings.Contains(err.Error(), `"dcgm"`) {
+		t.Errorf("unknown check: %v", err)
+	}
+	if _, err := e.mon.Check(ctx, "worker-1", "nccl"); !errors.Is(err, fleet.ErrUnknownNode) {
+		t.Errorf("check of a node without an agent: %v", err)
+	}
+	a.stopF()
+	waitFor(t, "disconnected", func() bool { v, _ := e.fl.Snapshot("worker-0"); return !v.Connected })
+	if _, err := e.mon.Check(ctx, "worker-0", "nccl"); !errors.Is(err, fleet.ErrNotConnected) {
+		t.Errorf("check of a disconnected node: %v", err)
+	}
+	if got := e.metric("sopilot_node_checks_total", "result", "error"); got != 2 {
+		t.Errorf("check errors = %v", got)
+	}
+}
+
+// A failing verification keeps the node drained and is recorded on the
+// incident.
+func TestVerificationFailureKeepsDrained(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	a := e.agent("worker-0")
+	a.healthy()
+	a.events("gpu1", "xid", 79, 1)
+	inc := e.only("worker-0", "xid_drain")
+	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	a.h.set(false, 200)
+	a.run(16 * time.Minute)
+	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
+	a.run(2*time.Minute + 10*time.Second)
+	waitFor(t, "verification", func() bool { return a.h.count() == 1 })
+	waitFor(t, "nccl incident", func() bool {
+		for _, i := range e.incidents(store.IncidentQuery{Node: "worker-0"}) {
+			if i.Rule == "nccl_busbw" && i.Open() {
+				return true
+			}
+		}
+		return false
+	})
+	want := "[sopilot] verify failed: all_reduce busbw 200 GB/s at 16 GiB: below 460 GB/s incident=" + inc.ID
+	waitFor(t, "reason updated", func() bool { return e.slurm.node("worker-0").Reason == want })
+	if n := e.slurm.node("worker-0"); !n.Drained() {
+		t.Errorf("node resumed after a failed verification: %+v", n)
+	}
+	for _, c := range e.slurm.ops() {
+		if c.Op == "resume" {
+			t.Errorf("resumed: %+v", c)
+		}
+	}
+}
