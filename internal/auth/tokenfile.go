@@ -67,7 +67,7 @@ func ParseTokenFile(data []byte) ([]TokenEntry, error) {
 			return nil, fmt.Errorf("line %d: field name: empty", line)
 		}
 		if !validName(name) {
-			return nil, fmt.Errorf("line %d: field name: %q contains a character other than letters, digits and .-_@:", line, name)
+			return nil, fmt.Errorf("line %d: field name: %q contains a character other than letters, digits, '.', '-', '_', '@' and ':'", line, name)
 		}
 		role, err := ParseRole(roleText)
 		if err != nil {
