@@ -39,11 +39,13 @@ trap 'exit 130' INT TERM
 go build -o "$tmp/bin/" ./cmd/controller ./cmd/node-agent
 if [ -z "${SLURM_CONF:-}" ]; then eval "$(hack/slurm/cluster.sh env)"; fi
 
-# freeport prints a TCP port nothing listens on now.
+# freeport prints a TCP port nothing listens on now, below the ephemeral
+# range (32768 and up) so that no outgoing connection can take it before
+# the controller binds it.
 freeport() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % 12000))
 		if ! ss -ltnH "sport = :$p" | grep -q .; then echo "$p"; return; fi
 	done
 }
@@ -79,7 +81,7 @@ for rep in $(seq 1 "$REPS"); do
 		mkdir -p "$tmp/a$rep-$who"
 		"$tmp/bin/node-agent" --controller "127.0.0.1:$gport" --nvml sim "${ib[@]}" --nccl sim \
 			--node-name "bench-$who" --interval "$iv" --state-dir "$tmp/a$rep-$who" \
-			--admin-addr "127.0.0.1:$(freeport)" --log-level warn >"$tmp/agent$rep-$who.log" 2>&1 &
+			--admin-addr 127.0.0.1:0 --log-level warn >"$tmp/agent$rep-$who.log" 2>&1 &
 		apid[$who]=$!
 		pids+=("$!")
 	done
