@@ -100,25 +100,22 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{- define "sopilot.tls.agentSecret" -}}
-{{- if .Values.tls.certManager.enabled -}}
-{{- printf "%s-agent-tls" (include "sopilot.fullname" .) -}}
-{{- else -}}
-{{- .Values.tls.existingSecret.agent -}}
-{{- end -}}
-{{- end -}}
-
 {{/* Fail early on settings that contradict each other. */}}
 {{- define "sopilot.validate" -}}
 {{- if .Values.tls.enabled -}}
-{{- if and .Values.tls.certManager.enabled (or .Values.tls.existingSecret.controller .Values.tls.existingSecret.agent) -}}
-{{- fail "tls: set either tls.certManager.enabled or tls.existingSecret, not both" -}}
+{{- if and .Values.tls.certManager.enabled .Values.tls.existingSecret.controller -}}
+{{- fail "tls: set either tls.certManager.enabled or tls.existingSecret.controller, not both" -}}
 {{- end -}}
 {{- if and (not .Values.tls.certManager.enabled) (not .Values.tls.existingSecret.controller) -}}
-{{- fail "tls.enabled needs tls.certManager.enabled=true or tls.existingSecret.controller (and .agent)" -}}
+{{- fail "tls.enabled needs tls.certManager.enabled=true or tls.existingSecret.controller" -}}
 {{- end -}}
-{{- if and (not .Values.tls.certManager.enabled) .Values.agent.enabled (not .Values.tls.existingSecret.agent) -}}
-{{- fail "tls.enabled with tls.existingSecret needs tls.existingSecret.agent for the node agents" -}}
+{{- if eq .Values.tls.agentCerts.source "certManagerPerNode" -}}
+{{- if not .Values.tls.certManager.enabled -}}
+{{- fail "tls.agentCerts.source=certManagerPerNode needs tls.certManager.enabled=true" -}}
+{{- end -}}
+{{- if and .Values.agent.enabled (or (ne .Values.agent.nodeName.source "map") (not .Values.agent.nodeName.map)) -}}
+{{- fail "tls.agentCerts.source=certManagerPerNode needs agent.nodeName.source=map and a non-empty agent.nodeName.map (Kubernetes node -> Slurm node)" -}}
+{{- end -}}
 {{- end -}}
 {{- else if .Values.tls.certManager.enabled -}}
 {{- fail "tls.certManager.enabled needs tls.enabled=true" -}}
