@@ -65,5 +65,11 @@ bench: ## benchmarks of docs/benchmarks.md (needs the local cluster)
 	hack/bench.sh
 
 .PHONY: demo
-demo: ## THE main command: the seed's 2x8-GPU job through the controller on a local Slurm cluster
+demo: ## THE main command: the seed's workflow (save, 2-node DDP training with live progress, inference x2, compare) on a local Slurm cluster with simulated-GPU agents
 	hack/demo.sh
+
+.PHONY: demo-down
+demo-down: ## stop what `DEMO_KEEP=1 make demo` left running (controller, agents, the cluster if the demo started it)
+	@if [ -f /tmp/sopilot-demo.state ]; then . /tmp/sopilot-demo.state; kill $$pids 2>/dev/null || true; \
+	  if [ "$$started_cluster" = 1 ]; then hack/slurm/cluster.sh down; fi; rm -f /tmp/sopilot-demo.state; echo "demo stopped"; \
+	else echo "no demo left running (DEMO_KEEP=1 make demo leaves one)"; fi

@@ -3,10 +3,16 @@
 #  Part 1: the seed's job shape (2 nodes x 8 tasks, 8 GPUs each) submitted
 #  through the controller's gRPC API, watched to completion, and its history
 #  read back after the controller is killed with SIGKILL and restarted.
-#  Part 2: the seed's workflow with the sopilot CLI (examples/finetune/):
-#  save the original model -> DDP fine-tuning on 2 nodes x 8 tasks (gloo on
-#  CPU, NCCL on GPUs) -> inference of the original and the trained model on
-#  the same test set -> sopilot compare, with the report saved as JSON.
+#  Part 2: the seed's workflow with the sopilot CLI (examples/finetune/), as
+#  one pipeline submission: save the original model -> DDP fine-tuning on 2
+#  nodes x 8 tasks (gloo on CPU, NCCL on GPUs) with live progress -> inference
+#  of the original and the trained model on the same test set -> sopilot
+#  compare, with the report saved as JSON.
+#  One node agent per Slurm node streams (simulated, labelled so) GPU and IB
+#  telemetry and the training progress to the controller.
+# DEMO_KEEP=1 leaves the cluster, the controller and the agents running so
+# the history can be queried (SOPILOT_CONTROLLER is printed); make demo-down
+# stops them.
 # Run as root on Debian. It installs what is missing, starts what it needs and
 # stops what it started; it exits non-zero if any step fails.
 # docs/demo.md walks through it step by step.
@@ -19,14 +25,26 @@ work=$(mktemp -d /tmp/sopilot-demo.XXXXXX)
 chmod 755 "$work"
 started_cluster=0
 ctl_pid=
+agent_pids=()
 runs=()   # runs submitted in part 2: cancelled if the demo stops early
+keep=${DEMO_KEEP:-0}
+state=/tmp/sopilot-demo.state   # what make demo-down stops
 cleanup() {
-  local rc=$? r
+  local rc=$? r p
   if [ "$rc" != 0 ] && [ -n "$ctl_pid" ]; then
     for r in "${runs[@]}"; do bin/sopilot run cancel "$r" >/dev/null 2>&1 || true; done
   fi
-  [ -n "$ctl_pid" ] && kill "$ctl_pid" 2>/dev/null && wait "$ctl_pid" 2>/dev/null || true
-  [ "$started_cluster" = 1 ] && hack/slurm/cluster.sh down >/dev/null || true
+  if [ "$rc" = 0 ] && [ "$keep" = 1 ]; then
+    { echo "pids=\"$ctl_pid ${agent_pids[*]}\""; echo "started_cluster=$started_cluster"; } >"$state"
+    echo "left running (DEMO_KEEP=1): controller on $SOPILOT_CONTROLLER and ${#agent_pids[@]} agents; try:"
+    echo "  export SOPILOT_CONTROLLER=$SOPILOT_CONTROLLER; bin/sopilot run list; bin/sopilot nodes"
+    echo "make demo-down stops them"
+  else
+    for p in "${agent_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -n "$ctl_pid" ] && kill "$ctl_pid" 2>/dev/null && wait "$ctl_pid" 2>/dev/null || true
+    [ "$started_cluster" = 1 ] && hack/slurm/cluster.sh down >/dev/null || true
+    echo "history kept in $work/controller.db (bin/controller --db $work/controller.db & bin/sopilot run list)"
+  fi
   echo "demo files kept in $work"
   if [ "$rc" = 0 ]; then
     echo "make demo: OK in $(( $(date +%s) - t_start ))s"
@@ -73,6 +91,18 @@ step "controller (log: $work/controller.log)"
 start_controller
 bin/grpcurl -plaintext "$addr" list
 
+step "one node agent per Slurm node (GPUs and InfiniBand SIMULATED: no GPU here)"
+for n in $(sinfo -h -N -o %N | sort -u); do
+  bin/node-agent --controller "$addr" --node-name "$n" --nvml sim --ib sim --nccl sim \
+    --admin-addr "127.0.0.1:$(free_port)" --state-dir "$work/agent-$n" >/dev/null 2>>"$work/agent-$n.log" &
+  agent_pids+=($!)
+done
+for _ in $(seq 50); do
+  [ "$(bin/grpcurl -plaintext -d '{}' "$addr" sopilot.api.v1.NodeService/ListNodes | jq '[.nodes[]? | select(.agentConnected)] | length')" = "${#agent_pids[@]}" ] && break
+  sleep 0.2
+done
+bin/sopilot nodes
+
 step "CreateRun: the seed's job shape, 2 nodes x 8 tasks, --gres=gpu:8"
 req=$(cat <<JSON
 {"request_id": "demo-$(date +%s)",
@@ -118,17 +148,6 @@ mkdir -p "$models" "$results"
 epochs=${DEMO_EPOCHS:-30}
 tag=$(date +%s)
 
-# submit NAME SOPILOT-RUN-SUBMIT-FLAGS... -- COMMAND...: prints the run's id
-# (the caller adds it to runs: submit runs in a subshell).
-submit() {
-  local name=$1 out id; shift
-  out=$(bin/sopilot run submit -o json --job-name "$name" --time 10m --label demo=finetune \
-          --label demo-id="$tag" --request-id "demo-$tag-$name" "$@") ||
-    { echo "submitting $name failed" >&2; return 1; }
-  id=$(jq -r .id <<<"$out")
-  printf '  %-22s %s  slurm job %s\n' "$name" "$id" "$(jq -r .slurmJobId <<<"$out")" >&2
-  echo "$id"
-}
 # watch RUN: sopilot run watch, which exits 1 unless the run COMPLETED.
 watch_run() {
   bin/sopilot run watch "$1" || {
@@ -138,26 +157,40 @@ watch_run() {
   }
 }
 
-step "seed step 1-3: submit the whole workflow (Slurm afterok dependencies chain it)"
-save=$(submit save-original -- "$py" "$ex/save_original.py" --out "$models"); runs+=("$save")
-train=$(submit training-with-original --nodes 2 --ntasks-per-node 8 --gpus-per-node 8 --depends-on "$save" \
-  -- "$py" "$ex/train.py" --init "$models/original.pt" --out "$models/trained.pt" --epochs "$epochs"); runs+=("$train")
-infer_orig=$(submit inference-original --depends-on "$train" --results-path "$results/original.jsonl" \
-  -- "$py" "$ex/infer.py" --model "$models/original.pt" --results "$results/original.jsonl"); runs+=("$infer_orig")
-infer_trained=$(submit inference-trained --depends-on "$train" --results-path "$results/trained.jsonl" \
-  -- "$py" "$ex/infer.py" --model "$models/trained.pt" --results "$results/trained.jsonl"); runs+=("$infer_trained")
-bin/sopilot run list --label demo-id="$tag"
+step "seed step 1-3: the whole workflow as one pipeline (Slurm afterok dependencies chain it)"
+pipeline=$work/pipeline.json
+jq -n --arg py "$py" --arg ex "$ex" --arg models "$models" --arg results "$results" --arg epochs "$epochs" '
+  def spec(cmd): {time_limit: "600s", labels: {demo: "finetune"}, argv: cmd};
+  {name: "seed-finetune", steps: [
+    {name: "save-original", spec: spec([$py, "\($ex)/save_original.py", "--out", $models])},
+    {name: "training-with-original", after: ["save-original"],
+     spec: (spec([$py, "\($ex)/train.py", "--init", "\($models)/original.pt", "--out", "\($models)/trained.pt", "--epochs", $epochs])
+            + {nodes: 2, tasks_per_node: 8, gpus_per_node: 8})},
+    {name: "inference-original", after: ["training-with-original"],
+     spec: (spec([$py, "\($ex)/infer.py", "--model", "\($models)/original.pt", "--results", "\($results)/original.jsonl"])
+            + {results_path: "\($results)/original.jsonl"})},
+    {name: "inference-trained", after: ["training-with-original"],
+     spec: (spec([$py, "\($ex)/infer.py", "--model", "\($models)/trained.pt", "--results", "\($results)/trained.jsonl"])
+            + {results_path: "\($results)/trained.jsonl"})}]}' >"$pipeline"
+echo "pipeline file: $pipeline"
+bin/sopilot run pipeline -f "$pipeline" --request-id "demo-$tag" -o json >"$work/pipeline-runs.json"
+step_id() { jq -r --arg s "$1" '.[$s].id' "$work/pipeline-runs.json"; }
+save=$(step_id save-original); train=$(step_id training-with-original)
+infer_orig=$(step_id inference-original); infer_trained=$(step_id inference-trained)
+runs+=("$save" "$train" "$infer_orig" "$infer_trained")
+bin/sopilot run list --label pipeline=seed-finetune
 
 step "seed step 1: save the original model (run $save)"
 watch_run "$save"
 bin/sopilot run logs "$save"
 
-step "seed step 2: distributed fine-tuning, 2 nodes x 8 tasks, DDP (run $train)"
+step "seed step 2: distributed fine-tuning, 2 nodes x 8 tasks, DDP (run $train), with live progress"
 watch_run "$train"
 echo "-- sopilot run logs $train | tail -n 12"
 bin/sopilot run logs "$train" | tail -n 12
 echo "--"
 bin/sopilot run get "$train"
+bin/sopilot nodes
 
 step "seed step 3: inference of the original and the trained model on the same test set"
 for r in "$infer_orig" "$infer_trained"; do

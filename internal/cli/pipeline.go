@@ -276,7 +276,7 @@ func checkRequestID(id string) error {
 }
 
 // stepSpec is the step's spec as submitted: nodes and tasks_per_node 1
-// when left out, the pipeline labels added and the run ids of its after steps appended to depends_on.
+// and job_name the step's name when left out, the pipeline labels added and the run ids of its after steps appended to depends_on.
 func (p *pipeline) stepSpec(s *pipelineStep, ids map[string]string) *apipb.RunSpec {
 	spec := proto.Clone(s.Spec).(*apipb.RunSpec)
 	// run submit's flag defaults: 1 node, 1 task per node.
@@ -285,6 +285,9 @@ func (p *pipeline) stepSpec(s *pipelineStep, ids map[string]string) *apipb.RunSp
 	}
 	if spec.TasksPerNode == 0 {
 		spec.TasksPerNode = 1
+	}
+	if spec.JobName == "" {
+		spec.JobName = s.Name // step names are valid job names
 	}
 	if spec.Labels == nil {
 		spec.Labels = map[string]string{}
@@ -324,7 +327,8 @@ every problem is reported and nothing is submitted. Then the steps are
 submitted in dependency order, each with depends_on set to the run ids of its
 "after" steps (Slurm starts it only once they COMPLETED), labelled
 pipeline=<name> and pipeline-step=<step>. A spec without nodes or
-tasks_per_node gets 1 (run submit's defaults).
+tasks_per_node gets 1 (run submit's defaults); one without job_name is named
+after its step.
 
 Each step's request_id is <request-id>.<step>: running the same command again
 with the same --request-id submits nothing new and prints the same runs, so a
