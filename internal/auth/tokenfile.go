@@ -67,11 +67,11 @@ func ParseTokenFile(data []byte) ([]TokenEntry, error) {
 			return nil, fmt.Errorf("line %d: field name: empty", line)
 		}
 		if !validName(name) {
-			return nil, fmt.Errorf("line %d: field name: %q contains a character other than letters, digits, '.', '-', '_', '@' and ':'", line, name)
+			return nil, fmt.Errorf("line %d: field name: %s contains a character other than letters, digits, '.', '-', '_', '@' and ':'", line, quoteField(name))
 		}
 		role, err := ParseRole(roleText)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: field role: %w", line, err)
+			return nil, fmt.Errorf("line %d: field role: unknown role %s (want viewer, submitter, operator or admin)", line, quoteField(roleText))
 		}
 		digest := sha256.Sum256([]byte(token))
 		if prev, dup := seen[digest]; dup {
@@ -84,6 +84,15 @@ func ParseTokenFile(data []byte) ([]TokenEntry, error) {
 		return nil, fmt.Errorf("line %d: %w", line+1, err)
 	}
 	return out, nil
+}
+
+// quoteField quotes a field for an error message, unless it is long
+// enough to be a token pasted into the wrong column.
+func quoteField(s string) string {
+	if len(s) > 24 {
+		return fmt.Sprintf("(a %d-character value, not shown)", len(s))
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 func validName(s string) bool {

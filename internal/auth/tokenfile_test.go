@@ -46,6 +46,8 @@ func TestParseTokenFileErrors(t *testing.T) {
 		{"bad name", tokA + ",al ice,admin\n", `line 1: field name: "al ice" contains a character`},
 		{"unknown role", tokA + ",alice,root\n", `line 1: field role: unknown role "root" (want viewer, submitter, operator or admin)`},
 		{"empty role", tokA + ",alice,\n", `line 1: field role: unknown role ""`},
+		{"token in the role column", tokA + ",alice," + tokB + "\n", "line 1: field role: unknown role (a 36-character value, not shown)"},
+		{"token in the name column", tokA + "," + tokB + "!,admin\n", "line 1: field name: (a 37-character value, not shown) contains"},
 		{"duplicate token", tokA + ",alice,admin\n" + tokB + ",bob,viewer\n" + tokA + ",mallory,viewer\n", "line 3: field token: same token as line 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,12 +75,14 @@ func FuzzParseTokenFile(f *testing.F) {
 			if !strings.HasPrefix(err.Error(), "line ") {
 				t.Fatalf("error does not name the line: %v", err)
 			}
-			// No field of the input that could be a token appears.
+			// No field long enough to be a token appears, whatever its
+			// column (a token pasted into the wrong one).
 			for _, line := range strings.Split(string(data), "\n") {
-				tok, _, _ := strings.Cut(line, ",")
-				tok = strings.TrimSpace(tok)
-				if len(tok) >= 8 && strings.Contains(err.Error(), tok) && !strings.Contains(err.Error(), "field name") {
-					t.Fatalf("error reveals token %q: %v", tok, err)
+				for _, field := range strings.Split(line, ",") {
+					field = strings.TrimSpace(field)
+					if len(field) >= MinTokenLength && strings.Contains(err.Error(), field) {
+						t.Fatalf("error reveals field %q: %v", field, err)
+					}
 				}
 			}
 			return
@@ -195,4 +199,26 @@ func TestRoles(t *testing.T) {
 	if Role(9).String() != "Role(9)" || Role(9).Includes(RoleViewer) {
 		t.Error("out-of-range role")
 	}
+}
+
+func FuzzBearerToken(f *testing.F) {
+	f.Add("Bearer " + tokA)
+	f.Add("bearer  x ")
+	f.Add("Basic dXNlcjpwYXNz")
+	f.Add("Bearer")
+	f.Fuzz(func(t *testing.T, v string) {
+		tok, ok := bearerToken(v)
+		if !ok {
+			if tok != "" {
+				t.Fatalf("bearerToken(%q) = %q, false", v, tok)
+			}
+			return
+		}
+		if tok == "" || tok != strings.TrimSpace(tok) || !strings.Contains(v, tok) {
+			t.Fatalf("bearerToken(%q) = %q", v, tok)
+		}
+		if scheme, _, _ := strings.Cut(strings.TrimSpace(v), " "); !strings.EqualFold(scheme, "bearer") {
+			t.Fatalf("bearerToken(%q) accepted scheme %q", v, scheme)
+		}
+	})
 }

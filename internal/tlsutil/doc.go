@@ -23,8 +23,9 @@
 // An agent certificate for Slurm node "worker-0" carries
 //
 //   - the URI SAN spiffe://sopilot/agent/worker-0 (see AgentURI), which
-//     marks the certificate as an agent's and names the node; this is the
-//     only field the controller trusts for the node name;
+//     marks the certificate as an agent's and names the node (letters,
+//     digits, '.', '-', '_'); this is the only field the controller trusts
+//     for the node name, and there must be exactly one such URI;
 //   - Subject CN "worker-0" (optional; when present it must equal the node
 //     in the URI, or the certificate is not accepted as an agent's);
 //   - usually a DNS SAN with the node's host name, for the operator's

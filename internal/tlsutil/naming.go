@@ -21,7 +21,8 @@ func AgentURI(node string) *url.URL {
 // AgentNodeFromCert returns the node an agent certificate names, and false
 // when cert is not an agent certificate: it has no URI SAN of the form
 // spiffe://sopilot/agent/<node>, more than one, a node name that is empty
-// or contains '/', or a Subject CN other than the node. The caller must
+// or has characters other than letters, digits, '.', '-' and '_', or a
+// Subject CN other than the node. The caller must
 // only pass certificates that were verified against the agent CA.
 func AgentNodeFromCert(cert *x509.Certificate) (string, bool) {
 	if cert == nil {
@@ -36,7 +37,7 @@ func AgentNodeFromCert(cert *x509.Certificate) (string, bool) {
 			return "", false
 		}
 		node = strings.TrimPrefix(u.Path, agentPathPrefix)
-		if node == "" || strings.Contains(node, "/") {
+		if !validNodeName(node) {
 			return "", false
 		}
 	}
@@ -47,4 +48,18 @@ func AgentNodeFromCert(cert *x509.Certificate) (string, bool) {
 		return "", false
 	}
 	return node, true
+}
+
+// validNodeName accepts the host-name-like names Slurm nodes have.
+func validNodeName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

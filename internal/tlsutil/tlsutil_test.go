@@ -330,6 +330,10 @@ func TestAgentNodeFromCert(t *testing.T) {
 			c.URIs = []*url.URL{u("spiffe://sopilot/agent/")}
 		}), ""},
 		{"unrelated URI beside", mk(func(c *x509.Certificate) { c.URIs = append(c.URIs, u("https://example.org/x")) }), "worker-0"},
+		{"control character in node", mk(func(c *x509.Certificate) {
+			c.Subject.CommonName = ""
+			c.URIs = []*url.URL{u("spiffe://sopilot/agent/worker%0A0")}
+		}), ""},
 		{"plain client", ca.Client(t, "alice").Cert, ""},
 		{"nil", nil, ""},
 	} {
@@ -341,4 +345,32 @@ func TestAgentNodeFromCert(t *testing.T) {
 	if s := tlsutil.AgentURI("worker-0").String(); s != "spiffe://sopilot/agent/worker-0" {
 		t.Errorf("AgentURI = %s", s)
 	}
+}
+
+func FuzzAgentNodeFromCert(f *testing.F) {
+	f.Add("spiffe://sopilot/agent/worker-0", "worker-0")
+	f.Add("spiffe://sopilot/agent/a/b", "")
+	f.Add("spiffe://sopilot/agent/%2F", "")
+	f.Add("spiffe://user@sopilot/agent/x?y#z", "x")
+	f.Fuzz(func(t *testing.T, uri, cn string) {
+		u, err := url.Parse(uri)
+		if err != nil {
+			return
+		}
+		c := &x509.Certificate{URIs: []*url.URL{u}}
+		c.Subject.CommonName = cn
+		node, ok := tlsutil.AgentNodeFromCert(c)
+		if !ok {
+			if node != "" {
+				t.Fatalf("node %q with ok false", node)
+			}
+			return
+		}
+		if node == "" || strings.ContainsAny(node, "/ \n%") || (cn != "" && cn != node) {
+			t.Fatalf("AgentNodeFromCert(%q, CN %q) = %q", uri, cn, node)
+		}
+		if got := tlsutil.AgentURI(node); got.Path != u.Path || got.Host != u.Host {
+			t.Fatalf("AgentURI(%q) = %v, from %v", node, got, u)
+		}
+	})
 }
