@@ -312,7 +312,13 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger)
 				if rec.inWindow(now) {
 					rec.offered.Add(1)
 				}
-				a.buf.Add(makeBatch(a.name, n, now))
+				b := makeBatch(a.name, n, now)
+				if !o.ibCounters {
+					for _, p := range b.IbSamples {
+						p.Counters = nil
+					}
+				}
+				a.buf.Add(b)
 				select {
 				case <-ctx.Done():
 					return

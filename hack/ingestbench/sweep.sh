@@ -7,7 +7,9 @@
 #
 # Environment: REPS (default 3) runs per N, DURATION (default 30s) window,
 # WARMUP (default 20s), PROFILE_DIR: if set, the controller's CPU profile of
-# each run is written there (controller-N-rep.pprof).
+# each run is written there (controller-N-rep.pprof); SERVER_GOGC: the
+# controller's GOGC (default 100, Go's default); IB_COUNTERS=false: batches
+# without InfiniBand counters.
 # One process may hold ~20,000 descriptors here (ulimit -n); one connection
 # per agent needs one in each process, so beyond ~19,000 agents pass
 # CONNS=<n> to share connections.
@@ -35,17 +37,17 @@ for n in "${ns[@]}"; do
 		prof=()
 		if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(-cpuprofile "$PROFILE_DIR/controller-$n-$rep.pprof"); fi
 		rm -f "$tmp/addr"
-		"$tmp/ingestbench" -role server -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
+		GOGC=${SERVER_GOGC:-100} "$tmp/ingestbench" -role server -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
 		spid=$!
 		for _ in $(seq 100); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
 		"$tmp/ingestbench" -role agents -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \
-			-conns "${CONNS:-0}" -duration "$DURATION" -warmup "$WARMUP" $header 2>"$tmp/agents.log" ||
+			-conns "${CONNS:-0}" -ib-counters="${IB_COUNTERS:-true}" -duration "$DURATION" -warmup "$WARMUP" $header 2>"$tmp/agents.log" ||
 			{ echo "agents failed:" >&2; tail -n 20 "$tmp/agents.log" "$tmp/server.log" >&2; exit 1; }
 		header=
 		grep -v '^$' "$tmp/agents.log" | tail -n 3 >&2 || true
 		kill "$spid"
 		wait "$spid" 2>/dev/null || true
-		grep '^fleet:' "$tmp/server.log" | sed "s/^/  N=$n: /" >&2 || true
+		grep '^fleet:' "$tmp/server.log" | sed "s/^/  N=$n: /; s/\$/; load average $(cut -d' ' -f1 /proc/loadavg)/" >&2 || true
 		spid=
 	done
 done
