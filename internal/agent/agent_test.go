@@ -628,3 +628,23 @@ func value(mfs []*dto.MetricFamily, name string, labels ...string) float64 {
 	return -1
 }
 
+// The collector's series are all described, so a pedantic registry (which
+// checks every collected series against the descriptions) accepts it.
+func TestMetricsPassPedanticRegistry(t *testing.T) {
+	n := start(t)
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(n.agent.Metrics()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		msg := err.Error()
+		if i := strings.IndexByte(msg, '\n'); i > 0 {
+			msg = msg[:min(len(msg), i+400)]
+		}
+		t.Fatalf("pedantic Gather: %s", msg)
+	}
+	if value(mfs, "sopilot_gpu_info", "gpu", "7") != 1 {
+		t.Errorf("sopilot_gpu_info{gpu=\"7\"} missing")
+	}
+}
