@@ -25,7 +25,7 @@ func BenchmarkExclusiveFaultToDrain(b *testing.B) {
 	env := slurmtest.RequireExclusive(b)
 	p := startController(b, env, filepath.Join(b.TempDir(), "c.db"), "--slurm-conf", env.SlurmConf,
 		"--health-event-window", "1s", "--health-evaluate-every", "200ms", "--undrain-after", "1h",
-		"--max-drain-share", "1", "--max-drains-per-window", "100000", "--drain-window", "1s", "--node-poll-interval", "1s")
+		"--max-drain-share", "1", "--max-drains-per-window", "100000", "--drain-window", "1s", "--node-poll-interval", "1s", "--log-level", "info")
 	nodes := apipb.NewNodeServiceClient(p.conn)
 	const node = "worker-0"
 	admin := startAgent(b, p.addr, node)

@@ -94,13 +94,14 @@ var listenRE = regexp.MustCompile(`controller listening on (\S+)`)
 // startController starts the binary on a free port with db, and extra flags.
 func startController(t testing.TB, env slurmtest.Env, db string, extra ...string) *proc {
 	t.Helper()
-	args := append([]string{
+	args := []string{
 		"--db", db, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "",
 		"--poll-interval", "1s", "--default-workdir", t.TempDir(), "--log-level", "debug",
-	}, extra...)
+	}
 	if _, ok := t.(*testing.B); ok {
 		args = append(args, "--log-level", "warn")
 	}
+	args = append(args, extra...) // last, so a test can override the above
 	cmd := exec.Command(controllerBinary(t), args...)
 	cmd.Env = append(os.Environ(), "SLURM_CONF="+env.SlurmConf)
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}}
