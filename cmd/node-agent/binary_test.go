@@ -1,0 +1,335 @@
+package main
+
+// The real binary, simulated GPUs and IB, against a fleet served over
+// loopback TCP.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// agentBinary builds the node agent once per test process.
+func agentBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sopilot-node-agent-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "node-agent")
+		args := []string{"build", "-o", binPath}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type recorded struct {
+	component, kind string
+	code            int64
+}
+
+// eventLog is the fleet's EventSink.
+type eventLog struct {
+	mu  sync.Mutex
+	evs []recorded
+}
+
+func (l *eventLog) RecordEvents(_ context.Context, _ string, evs []*agentpb.HealthEvent, _ map[string]string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range evs {
+		l.evs = append(l.evs, recorded{e.GetComponent(), e.GetKind(), e.GetCode()})
+	}
+	return nil
+}
+
+func (l *eventLog) has(r recorded) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.evs {
+		if e == r {
+			return true
+		}
+	}
+	return false
+}
+
+type agentServer struct {
+	agentpb.UnimplementedAgentServiceServer
+	f *fleet.Fleet
+}
+
+func (s agentServer) Connect(st agentpb.AgentService_ConnectServer) error { return s.f.Connect(st) }
+
+// lockedBuffer collects a process's stderr.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestBinarySimulatedAgainstFleet(t *testing.T) {
+	bin := agentBinary(t)
+
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{CommitInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := &eventLog{}
+	fl.SetSources(nil, nil, events)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	agentpb.RegisterAgentServiceServer(srv, agentServer{f: fl})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(lis) })
+	wg.Go(func() { _ = fl.Run(ctx) })
+	t.Cleanup(func() {
+		srv.Stop()
+		cancel()
+		wg.Wait()
+		_ = st.Close()
+	})
+
+	boot := filepath.Join(dir, "boot_id")
+	if err := os.WriteFile(boot, []byte("9d3a61f0-1c2b-4e5f-8a7b-6c5d4e3f2a10\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "proc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--insecure", "--controller", lis.Addr().String(), "--node-name", "worker-7",
+		"--nvml", "sim", "--ib", "sim", "--nccl", "sim", "--sim-fault", "xid:48@gpu2",
+		"--admin-addr", "127.0.0.1:0", "--boot-id-file", boot, "--state-dir", filepath.Join(dir, "state"),
+		"--proc-root", filepath.Join(dir, "proc"), "--interval", "200ms", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "SOPILOT_PLATFORM=h200")
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("agent stderr:\n%s", stderr.String())
+		}
+	})
+
+	// "node-agent worker-7 admin on 127.0.0.1:PORT"
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	var admin string
+	select {
+	case line := <-lines:
+		m := regexp.MustCompile(`^node-agent worker-7 admin on (127\.0\.0\.1:\d+)$`).FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("first stdout line = %q", line)
+		}
+		admin = "http://" + m[1]
+	case <-time.After(60 * time.Second):
+		t.Fatal("no admin address on stdout within 60 s")
+	}
+
+	get := func(path string) (int, http.Header, string) {
+		t.Helper()
+		resp, err := http.Get(admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	post := func(path, body string) (int, http.Header, string) {
+		t.Helper()
+		resp, err := http.Post(admin+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	if code, _, body := get("/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+
+	// The hello and the first batches reach the fleet.
+	waitFor(t, "agent connected with 8 GPUs and 8 ports", 20*time.Second, func() bool {
+		v, ok := fl.Snapshot("worker-7")
+		return ok && v.Connected && len(v.GPUs) == 8 && len(v.IBPorts) == 8
+	})
+	v, _ := fl.Snapshot("worker-7")
+	if inv := v.Inventory; !inv.GetSimulated() || len(inv.GetGpus()) != 8 || len(inv.GetIbPorts()) != 8 || v.BootID != "9d3a61f0-1c2b-4e5f-8a7b-6c5d4e3f2a10" || v.AgentVersion != "dev" {
+		t.Errorf("view: boot %q version %q inventory %v", v.BootID, v.AgentVersion, inv)
+	}
+
+	code, _, metrics := get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`sopilot_agent_simulated{source="nvml"} 1`,
+		`sopilot_agent_simulated{source="ib"} 1`,
+		`sopilot_gpu_utilization_percent{gpu="0"} 0`,
+		`sopilot_ib_port_up{device="mlx5_7",port="1"} 1`,
+		`sopilot_agent_connected 1`,
+		`go_goroutines `,
+		`process_resident_memory_bytes `,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if !regexp.MustCompile(`sopilot_gpu_info\{gpu="3",model="NVIDIA H200 \(simulated\)",simulated="true",uuid="GPU-51m0[^"]*"\} 1`).MatchString(metrics) {
+		t.Errorf("/metrics lacks a simulated sopilot_gpu_info for gpu 3")
+	}
+
+	// --sim-fault applies once the agent listens for events.
+	waitFor(t, "--sim-fault xid 48 at the fleet", 10*time.Second, func() bool { return events.has(recorded{"gpu2", "xid", 48}) })
+	// An XID 48 is a double-bit ECC error: NVML reports that too.
+	waitFor(t, "the XID 48's ECC event", 5*time.Second, func() bool { return events.has(recorded{"gpu2", "ecc_uncorrected", 0}) })
+
+	// Faults over HTTP.
+	code, hdr, body := post("/sim/gpu/faults", `{"gpu":3,"kind":"xid","code":79}`)
+	if code != http.StatusCreated || hdr.Get("X-Sopilot-Simulated") != "true" {
+		t.Fatalf("POST /sim/gpu/faults = %d %q", code, body)
+	}
+	waitFor(t, "xid 79 at the fleet", 10*time.Second, func() bool { return events.has(recorded{"gpu3", "xid", 79}) })
+	code, _, body = post("/sim/gpu/faults", `{"gpu":3,"kind":"meltdown"}`)
+	var e struct{ Error string }
+	if err := json.Unmarshal([]byte(body), &e); code != http.StatusBadRequest || err != nil || !strings.HasPrefix(e.Error, "invalid fault: kind: ") {
+		t.Errorf("bad fault = %d %q", code, body)
+	}
+	if code, _, body := post("/sim/ib/faults", `{"device":"mlx5_4","port":1,"kind":"port_down"}`); code != http.StatusCreated {
+		t.Fatalf("POST /sim/ib/faults = %d %q", code, body)
+	}
+	waitFor(t, "port down at the fleet", 10*time.Second, func() bool {
+		v, _ := fl.Snapshot("worker-7")
+		for _, p := range v.IBPorts {
+			if p.GetDevice() == "mlx5_4" {
+				return p.GetState() == "DOWN"
+			}
+		}
+		return false
+	})
+
+	// The NCCL check, judged against the h200 floor from the environment.
+	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer ccancel()
+	res, err := fl.RunCommand(cctx, "worker-7", "nccl_check", nil)
+	if err != nil || !res.GetSuccess() || !strings.HasPrefix(res.GetOutput(), "simulated: ") {
+		t.Errorf("nccl_check = %v, %v", res, err)
+	}
+	if code, _, body := post("/sim/nccl?busbw=400", ""); code != 200 {
+		t.Fatalf("POST /sim/nccl = %d %q", code, body)
+	}
+	res, err = fl.RunCommand(cctx, "worker-7", "nccl_check", nil)
+	if err != nil || res.GetSuccess() || res.GetBusBandwidthGbps() > 400 {
+		t.Errorf("nccl_check at 400 GB/s on h200 (floor 431) = %v, %v", res, err)
+	}
+
+	// SIGTERM: a prompt, clean exit.
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("took %s to exit after SIGTERM", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("still running 15 s after SIGTERM")
+	}
+	if s := stderr.String(); strings.Contains(s, "DATA RACE") || strings.Contains(s, "panic") {
+		t.Errorf("stderr:\n%s", s)
+	}
+	waitFor(t, "disconnected", 5*time.Second, func() bool { v, _ := fl.Snapshot("worker-7"); return !v.Connected })
+}
