@@ -885,3 +885,29 @@ func TestVerificationFailureKeepsDrained(t *testing.T) {
 		}
 	}
 }
+
+// A GPU that falls off the bus: the gpu_lost event and the bare sample
+// (one GPU fewer than the inventory) are two incidents, and the node is
+// drained once.
+func TestGPULost(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	a := e.agent("worker-0")
+	a.healthy()
+	a.send(a.batch("", func(b *agentpb.Batch) {
+		b.GpuSamples[1] = &agentpb.GpuSample{SampleTime: b.GpuSamples[1].GetSampleTime(), Index: 1, Uuid: "GPU-1"}
+		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(t0), Component: "gpu1", Kind: "gpu_lost", Message: "NVML reports GPU 1 lost"}}
+	}))
+	lost := e.only("worker-0", "gpu_lost")
+	count := e.only("worker-0", "gpu_count")
+	if lost.Component != "gpu1" || lost.Summary != "gpu1 fell off the bus" || lost.Severity != "UNHEALTHY" {
+		t.Errorf("gpu_lost = %+v", *lost)
+	}
+	if count.Component != "node" || count.Summary != "1 GPUs visible, inventory expects 2" {
+		t.Errorf("gpu_count = %+v", *count)
+	}
+	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	settle()
+	if got := e.drains("worker-0"); len(got) != 1 || !strings.HasPrefix(got[0].Reason, "[sopilot] ") || !strings.Contains(got[0].Reason, " incident=inc-") {
+		t.Errorf("drains = %+v", got)
+	}
+}
