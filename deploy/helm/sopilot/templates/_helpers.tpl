@@ -120,7 +120,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- else if .Values.tls.certManager.enabled -}}
 {{- fail "tls.certManager.enabled needs tls.enabled=true" -}}
 {{- end -}}
-{{- if and (eq .Values.slurm.backend "rest") (not .Values.slurm.rest.url) -}}
+{{- if and (eq .Values.slurm.backend "rest") (not (get .Values.slurm.rest "url")) -}}
 {{- fail "slurm.backend=rest needs slurm.rest.url" -}}
 {{- end -}}
 {{- if and .Values.agent.enabled .Values.jail.enabled (not .Values.jail.hostPath) (not .Values.jail.claimName) -}}
