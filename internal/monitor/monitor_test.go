@@ -194,7 +194,7 @@ type env struct {
 
 const silence = 30 * time.Second
 
-func newEnv(t *testing.T, dbPath string, clk *clock) *env {
+func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Config)) *env {
 	t.Helper()
 	st, err := store.Open(dbPath, store.Options{})
 	if err != nil {
@@ -220,9 +220,11 @@ func newEnv(t *testing.T, dbPath string, clk *clock) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.mon, err = monitor.New(monitor.Config{
-		Thresholds: th, EventWindow: 15 * time.Minute, StallAfter: 10 * time.Minute, Interval: 5 * time.Millisecond, Now: clk.Now,
-	}, fl, st, eng, e.runs, log, monitor.NewMetrics(e.reg))
+	cfg := monitor.Config{Thresholds: th, EventWindow: 15 * time.Minute, StallAfter: 10 * time.Minute, Interval: 5 * time.Millisecond, Now: clk.Now}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	e.mon, err = monitor.New(cfg, fl, st, eng, e.runs, log, monitor.NewMetrics(e.reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -909,5 +911,66 @@ func TestGPULost(t *testing.T) {
 	settle()
 	if got := e.drains("worker-0"); len(got) != 1 || !strings.HasPrefix(got[0].Reason, "[sopilot] ") || !strings.Contains(got[0].Reason, " incident=inc-") {
 		t.Errorf("drains = %+v", got)
+	}
+}
+
+// A node drained by us that goes silent is not resumed while silent, however
+// long ago its evidence was; once it reports again, the usual path resumes
+// it.
+func TestSilentDrainedNodeNotResumed(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	a := e.agent("worker-0")
+	a.healthy()
+	a.events("gpu1", "xid", 79, 1)
+	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	a.stopF()
+	for range 8 {
+		e.clock.Advance(5 * time.Minute)
+		settle()
+	}
+	if got := e.slurm.ops(); len(got) != 1 || a.h.count() != 0 {
+		t.Fatalf("40 minutes of silence: slurm calls %+v, %d checks; want only the drain", got, a.h.count())
+	}
+	if inc := e.only("worker-0", "xid_drain"); !inc.Open() {
+		t.Fatalf("incident of a silent node resolved: %+v", *inc)
+	}
+	b := e.agent("worker-0")
+	b.run(20 * time.Second)
+	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
+	b.run(2*time.Minute + 10*time.Second)
+	waitFor(t, "resume", func() bool { return len(e.slurm.ops()) == 2 })
+	if c := e.slurm.ops()[1]; c.Op != "resume" || b.h.count() != 1 {
+		t.Errorf("after the node returned: %+v, %d checks", c, b.h.count())
+	}
+}
+
+// With CheckInterval, idle undrained nodes with an agent get the NCCL check
+// on schedule; a failing one opens nccl_busbw.
+func TestScheduledChecks(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0}, func(c *monitor.Config) { c.CheckInterval = 10 * time.Minute })
+	a := e.agent("worker-0")
+	a.healthy()
+	waitFor(t, "first scheduled check", func() bool { return a.h.count() == 1 })
+	a.run(9 * time.Minute)
+	settle()
+	if n := a.h.count(); n != 1 {
+		t.Fatalf("%d checks within the interval, want 1", n)
+	}
+	a.h.set(false, 120)
+	a.run(time.Minute)
+	waitFor(t, "second scheduled check", func() bool { return a.h.count() == 2 })
+	inc := e.waitIncident("worker-0", "nccl_busbw", open)
+	if inc.Summary != "NCCL check failed: all_reduce busbw 120 GB/s at 16 GiB: below 460 GB/s" {
+		t.Errorf("incident = %+v", *inc)
+	}
+	// A busy node is not checked.
+	e.slurm.mu.Lock()
+	e.slurm.nodes["worker-0"].State = "ALLOCATED"
+	e.slurm.mu.Unlock()
+	e.fl.SetSlurmNodes(e.slurm.snapshot())
+	a.run(20 * time.Minute)
+	settle()
+	if n := a.h.count(); n != 2 {
+		t.Errorf("%d checks, want none on an allocated node", n)
 	}
 }
