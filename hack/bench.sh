@@ -25,6 +25,6 @@ echo "== CompareRuns statistics: 1,000,000 paired samples, 10,000 bootstrap resa
 internal/stats/testdata/bench_seed_compare.sh
 echo "== node agent CPU and memory at 1 Hz, 8 simulated GPUs + 8 IB ports, against a controller (3 x 60 s)"
 hack/agentbench.sh
-echo "== controller ingest at 1 Hz from 1,000-10,000 simulated agents, separate processes (3 x 20 s each)"
+echo "== controller ingest at 1 Hz from 1,000-10,000 simulated agents, separate processes (3 x 30 s each)"
 hack/ingestbench/sweep.sh 1000 2500 5000 10000
 go test -run XXX -bench DecodeBatch -count 5 ./hack/ingestbench/
