@@ -37,13 +37,13 @@ cleanup() {
   if [ "$rc" = 0 ] && [ "$keep" = 1 ]; then
     { echo "pids=\"$ctl_pid ${agent_pids[*]}\""; echo "started_cluster=$started_cluster"; } >"$state"
     echo "left running (DEMO_KEEP=1): controller on $SOPILOT_CONTROLLER and ${#agent_pids[@]} agents; try:"
-    echo "  export SOPILOT_CONTROLLER=$SOPILOT_CONTROLLER; bin/sopilot run list; bin/sopilot nodes"
+    echo "  export SOPILOT_CONTROLLER=$SOPILOT_CONTROLLER SOPILOT_INSECURE=true; bin/sopilot run list; bin/sopilot nodes"
     echo "make demo-down stops them"
   else
     for p in "${agent_pids[@]}"; do kill "$p" 2>/dev/null || true; done
     [ -n "$ctl_pid" ] && kill "$ctl_pid" 2>/dev/null && wait "$ctl_pid" 2>/dev/null || true
     [ "$started_cluster" = 1 ] && hack/slurm/cluster.sh down >/dev/null || true
-    echo "history kept in $work/controller.db (bin/controller --db $work/controller.db & bin/sopilot run list)"
+    echo "history kept in $work/controller.db (bin/controller --insecure --db $work/controller.db & SOPILOT_INSECURE=true bin/sopilot run list)"
   fi
   echo "demo files kept in $work"
   if [ "$rc" = 0 ]; then
@@ -76,9 +76,12 @@ free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0))
 addr=127.0.0.1:$(free_port)
 metrics_addr=127.0.0.1:$(free_port)
 export SOPILOT_CONTROLLER=$addr
+# The demo's controller serves plaintext without authentication (--insecure),
+# as a local development controller does; the CLI must say so too.
+export SOPILOT_INSECURE=true
 start_controller() {
   bin/controller --db "$work/controller.db" --grpc-addr "$addr" --metrics-addr "$metrics_addr" \
-    --poll-interval 2s --default-workdir "$work" >>"$work/controller.log" 2>&1 &
+    --poll-interval 2s --default-workdir "$work" --insecure >>"$work/controller.log" 2>&1 &
   ctl_pid=$!
   for _ in $(seq 50); do
     kill -0 "$ctl_pid" 2>/dev/null || break
@@ -93,7 +96,7 @@ bin/grpcurl -plaintext "$addr" list
 
 step "one node agent per Slurm node (GPUs and InfiniBand SIMULATED: no GPU here)"
 for n in $(sinfo -h -N -o %N | sort -u); do
-  bin/node-agent --controller "$addr" --node-name "$n" --nvml sim --ib sim --nccl sim \
+  bin/node-agent --insecure --controller "$addr" --node-name "$n" --nvml sim --ib sim --nccl sim \
     --admin-addr "127.0.0.1:$(free_port)" --state-dir "$work/agent-$n" >/dev/null 2>>"$work/agent-$n.log" &
   agent_pids+=($!)
 done

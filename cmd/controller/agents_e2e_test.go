@@ -62,7 +62,7 @@ var adminRE = regexp.MustCompile(`admin on (\S+)`)
 // startAgent runs a simulated agent for node and returns its admin address.
 func startAgent(t testing.TB, controller, node string, extra ...string) string {
 	t.Helper()
-	args := append([]string{"--controller", controller, "--node-name", node, "--nvml", "sim", "--ib", "sim", "--nccl", "sim",
+	args := append([]string{"--insecure", "--controller", controller, "--node-name", node, "--nvml", "sim", "--ib", "sim", "--nccl", "sim",
 		"--admin-addr", "127.0.0.1:0", "--state-dir", t.TempDir(), "--log-level", "debug"}, extra...)
 	cmd := exec.Command(agentBinary(t), args...)
 	stderr := &lockedBuffer{}

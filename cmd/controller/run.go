@@ -42,11 +42,22 @@ poll, keeps their history in a bbolt file, and serves the gRPC API
 (reflection on: try "grpcurl -plaintext 127.0.0.1:50051 list") and
 Prometheus metrics.
 
+The API is served over TLS; callers send "authorization: Bearer <token>"
+(tokens from --token-file, or Kubernetes service-account tokens through
+--tokenreview-audience), and every RPC requires a role (viewer, submitter,
+operator, admin). Node agents authenticate with client certificates signed
+by --tls-client-ca-file and may report only for the node their certificate
+names. --insecure serves plaintext with no authentication, for local
+development only.
+
 Examples:
-  # Local cluster, Slurm command-line tools:
-  controller --db /var/lib/sopilot/controller.db
+  # Local development on the local cluster, Slurm command-line tools:
+  controller --insecure --db /tmp/sopilot.db
+  # Production: TLS, tokens, agent certificates:
+  controller --db /var/lib/sopilot/controller.db --tls-cert-file tls.crt --tls-key-file tls.key \
+             --tls-client-ca-file agents-ca.crt --token-file tokens.csv
   # slurmrestd with a JWT key (mints its own tokens):
-  controller --scheduler rest --slurmrestd-url http://127.0.0.1:6820 \
+  controller ... --scheduler rest --slurmrestd-url http://127.0.0.1:6820 \
              --slurm-user root --slurm-jwt-key-file /etc/slurm/jwt_hs256.key
 `
 
@@ -79,6 +90,7 @@ type options struct {
 	drainWindow, undrainAfter, eventWindow    time.Duration
 	stallAfter, ncclCheckInterval             time.Duration
 	evaluateEvery                             time.Duration
+	security                                  securityOptions
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
@@ -118,6 +130,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.evaluateEvery, "health-evaluate-every", 5*time.Second, "how often each node's samples are re-judged (health events are judged at once)")
 	fs.DurationVar(&o.stallAfter, "stall-after", 10*time.Minute, "a running run whose progress step has not moved for this long is flagged as a suspected hang (negative disables)")
 	fs.DurationVar(&o.ncclCheckInterval, "nccl-check-interval", 0, "run the NCCL check on idle nodes this often (0: only on demand and before undrains)")
+	o.security.register(fs)
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = config.Usage(fs, stderr, summary)
@@ -157,6 +170,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	if _, err := thresholds(o); err != nil {
 		problems = append(problems, err)
 	}
+	problems = append(problems, o.security.validate()...)
 	if len(problems) > 0 {
 		return nil, usageError{errors.Join(problems...)}
 	}
@@ -296,7 +310,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fl.SetSources(svc, svc, mon)
 	fl.SetObserver(mon)
 
-	grpcSrv, health := server.NewGRPC(logger, m)
+	secOpts, err := o.security.serverOptions(logger)
+	if err != nil {
+		return err
+	}
+	grpcSrv, health := server.NewGRPC(logger, m, secOpts...)
 	apipb.RegisterRunServiceServer(grpcSrv, api.NewRunServer(svc, logger))
 	apipb.RegisterNodeServiceServer(grpcSrv, api.NewNodeServer(fl, mon))
 	apipb.RegisterComparisonServiceServer(grpcSrv, api.NewComparisonServer(svc))

@@ -25,8 +25,12 @@ func TestRunFlags(t *testing.T) {
 		{name: "poll slower than MinJobAge allows", args: []string{"--poll-interval", "2m"}, wantErr: "at most a quarter of --min-job-age", wantUsage: true},
 		{name: "bad env var is named", env: map[string]string{"SOPILOT_POLL_INTERVAL": "often"}, wantErr: "SOPILOT_POLL_INTERVAL", wantUsage: true},
 		{name: "relative workdir", args: []string{"--default-workdir", "jobs"}, wantErr: "--default-workdir must be an absolute path", wantUsage: true},
-		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level", wantUsage: true},
-		{name: "rest with token and key", args: []string{"--scheduler", "rest", "--slurmrestd-url", "http://127.0.0.1:1", "--slurm-user", "root", "--slurm-jwt", "x", "--slurm-jwt-key-file", "/k"},
+		{name: "bad log level", args: []string{"--insecure", "--log-level", "loud"}, wantErr: "--log-level", wantUsage: true},
+		{name: "no TLS and not --insecure", args: nil, wantErr: "give --tls-cert-file and --tls-key-file", wantUsage: true},
+		{name: "TLS without authentication", args: []string{"--tls-cert-file", "c", "--tls-key-file", "k"}, wantErr: "give --token-file and/or --tokenreview-audience", wantUsage: true},
+		{name: "insecure with TLS flags", args: []string{"--insecure", "--tls-cert-file", "c"}, wantErr: "--insecure turns TLS and authentication off", wantUsage: true},
+		{name: "bad tokenreview role", args: []string{"--tokenreview-role", "alice=root"}, wantErr: "tokenreview-role", wantUsage: true},
+		{name: "rest with token and key", args: []string{"--insecure", "--scheduler", "rest", "--slurmrestd-url", "http://127.0.0.1:1", "--slurm-user", "root", "--slurm-jwt", "x", "--slurm-jwt-key-file", "/k"},
 			wantErr: "slurmrestd settings", wantUsage: true},
 	}
 	for _, tt := range tests {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sopilot/sopilot/internal/agent"
@@ -32,6 +33,7 @@ import (
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/nccl"
 	"github.com/sopilot/sopilot/internal/server"
+	"github.com/sopilot/sopilot/internal/tlsutil"
 )
 
 // Version is set at build time (-ldflags "-X main.Version=...").
@@ -49,10 +51,11 @@ Prometheus metrics and, in simulated modes, fault injection are served on
 --admin-addr (keep it on localhost).
 
 Examples:
-  # A real GPU node:
-  node-agent --controller sopilot-controller:50051 --node-name "$(hostname -s)"
+  # A real GPU node (mutual TLS with the controller):
+  node-agent --controller sopilot-controller:50051 --node-name "$(hostname -s)" \
+             --tls-cert-file agent.crt --tls-key-file agent.key --tls-ca-file ca.crt
   # A machine without GPUs (demo, CI): simulated GPUs and IB, labelled so:
-  node-agent --nvml sim --ib sim --node-name worker-0 --admin-addr 127.0.0.1:9480
+  node-agent --insecure --nvml sim --ib sim --node-name worker-0 --admin-addr 127.0.0.1:9480
   # Inject an XID 79 on GPU 3 of that simulated node:
   curl -XPOST 127.0.0.1:9480/sim/gpu/faults -d '{"gpu":3,"kind":"xid","code":79}'
 `
@@ -78,6 +81,8 @@ type options struct {
 	simNCCLPeak                            float64
 	interval                               time.Duration
 	maxTelemetryBatches                    int
+	insecure                               bool
+	tlsCert, tlsKey, tlsCA, serverName     string
 }
 
 type stringList struct{ v *[]string }
@@ -116,6 +121,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.Float64Var(&o.simNCCLPeak, "sim-nccl-busbw", 480, "bus bandwidth (GB/s) of the simulated NCCL check")
 	fs.DurationVar(&o.interval, "interval", time.Second, "sampling interval")
 	fs.IntVar(&o.maxTelemetryBatches, "buffer-batches", 600, "unsent telemetry batches kept while the controller is unreachable (older ones lose their samples first; health events are kept)")
+	fs.BoolVar(&o.insecure, "insecure", false, "connect without TLS and without a client certificate: local development only (the controller must run --insecure too)")
+	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "this agent's client certificate (PEM, URI SAN spiffe://sopilot/agent/<node>); reloaded when it changes")
+	fs.StringVar(&o.tlsKey, "tls-key-file", "", "the client certificate's private key (PEM)")
+	fs.StringVar(&o.tlsCA, "tls-ca-file", "", "CA that signs the controller's certificate (PEM)")
+	fs.StringVar(&o.serverName, "controller-server-name", "", "name to verify in the controller's certificate (default: the host of --controller)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = config.Usage(fs, stderr, summary)
 	if err := config.Parse(fs, args, getenv); err != nil {
@@ -145,6 +155,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	}
 	if len(o.simFaults) > 0 && o.nvmlMode != "sim" {
 		problems = append(problems, errors.New("--sim-fault needs --nvml=sim"))
+	}
+	tlsFlags := o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != ""
+	switch {
+	case o.insecure && tlsFlags:
+		problems = append(problems, errors.New("--insecure turns TLS off: drop it or the --tls-* flags"))
+	case !o.insecure && (o.tlsCert == "" || o.tlsKey == "" || o.tlsCA == ""):
+		problems = append(problems, errors.New("the agent connects with mutual TLS: give --tls-cert-file, --tls-key-file and --tls-ca-file, or --insecure for local development"))
 	}
 	if _, err := health.DefaultThresholds(o.platform); err != nil {
 		problems = append(problems, fmt.Errorf("--platform: %w", err))
@@ -222,10 +239,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "none":
 		cfg.IBRoot = filepath.Join(os.TempDir(), "sopilot-no-ib") // no class/infiniband there
 	}
-	// Plaintext until mutual TLS is configured; say so.
-	logger.Warn("connecting to the controller without TLS", "controller", o.controller)
+	creds := insecure.NewCredentials()
+	if o.insecure {
+		logger.Warn("INSECURE: connecting to the controller without TLS or a client certificate (--insecure)", "controller", o.controller)
+	} else {
+		serverName := o.serverName
+		if serverName == "" {
+			if h, _, err := net.SplitHostPort(o.controller); err == nil {
+				serverName = h
+			}
+		}
+		tc, err := tlsutil.ClientConfig(o.tlsCert, o.tlsKey, o.tlsCA, serverName)
+		if err != nil {
+			return usageError{fmt.Errorf("TLS: %w", err)}
+		}
+		creds = credentials.NewTLS(tc)
+	}
 	conn, err := grpc.NewClient(o.controller,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(uplink.Keepalive))
 	if err != nil {
 		return usageError{fmt.Errorf("--controller: %w", err)}

@@ -94,6 +94,7 @@ func runToProto(r *run.Run) *apipb.Run {
 		EndTime:     ts(r.EndTime),
 		UpdateTime:  ts(r.UpdateTime),
 		IncidentIds: r.IncidentIDs,
+		Owner:       r.Owner,
 	}
 	if u := r.Usage; u != nil {
 		p.Usage = &apipb.RunUsage{

@@ -710,6 +710,10 @@ func TestRunToProto(t *testing.T) {
 			UpdateTime:       progressAt,
 			Metrics:          map[string]float64{"grad_norm": 0.5, "lr": 3e-4},
 		},
+		Usage: &run.Usage{GPUCount: 16, UtilizationMean: 88.5, UtilizationP95: 97, MemoryPeakBytes: 80 << 30,
+			EnergyJoules: 1.5e6, GPUHours: 32, XIDs: []int32{13, 79}, Samples: 1000, Simulated: true},
+		IncidentIDs: []string{"inc-1", "inc-2"},
+		Owner:       "ann",
 	}
 	fullWant := &apipb.Run{
 		Id:         "r-01jdx2k7a8m3q0c4n5p6r7s8t9",
@@ -730,6 +734,10 @@ func TestRunToProto(t *testing.T) {
 		StartTime:  &timestamppb.Timestamp{Seconds: start.Unix(), Nanos: 123456789},
 		EndTime:    &timestamppb.Timestamp{Seconds: end.Unix(), Nanos: 123456789},
 		UpdateTime: &timestamppb.Timestamp{Seconds: update.Unix(), Nanos: 124456789},
+		Usage: &apipb.RunUsage{GpuCount: 16, GpuUtilizationMeanPercent: 88.5, GpuUtilizationP95Percent: 97, GpuMemoryPeakBytes: 80 << 30,
+			EnergyJoules: 1.5e6, GpuHours: 32, Xids: []int32{13, 79}, Simulated: true},
+		IncidentIds: []string{"inc-1", "inc-2"},
+		Owner:       "ann",
 		Progress: &apipb.RunProgress{
 			Step:             1200,
 			TotalSteps:       10000,
@@ -798,7 +806,8 @@ func TestRunToProto(t *testing.T) {
 				t.Errorf("create_time %v is not the instant %v", got.GetCreateTime().AsTime(), tt.run.CreateTime)
 			}
 			if tt.allSet {
-				assertAllFieldsSet(t, got.ProtoReflect(), map[protoreflect.Name]bool{"usage": true, "incident_ids": true})
+				assertAllFieldsSet(t, got.ProtoReflect(), nil)
+				assertAllFieldsSet(t, got.GetUsage().ProtoReflect(), nil)
 				assertAllFieldsSet(t, got.GetSpec().ProtoReflect(), nil)
 				assertAllFieldsSet(t, got.GetProgress().ProtoReflect(), nil)
 			}

@@ -42,7 +42,14 @@ func sopilot(t *testing.T, inv invocation) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	env := Env{
-		Getenv: func(k string) string { return inv.env[k] },
+		Getenv: func(k string) string {
+			// Test controllers serve plaintext (--insecure), as in local
+			// development; a test can say otherwise.
+			if v, ok := inv.env[k]; ok || k != "SOPILOT_INSECURE" {
+				return v
+			}
+			return "true"
+		},
 		Stdin:  strings.NewReader(inv.stdin),
 		Stdout: &stdout,
 		Stderr: &stderr,

@@ -7,10 +7,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -33,6 +38,10 @@ type clientOptions struct {
 	controller string
 	insecure   bool
 	timeout    time.Duration
+	caFile     string
+	serverName string
+	token      string
+	tokenFile  string
 }
 
 // addClientFlags registers the connection flags as persistent flags of a
@@ -41,28 +50,84 @@ type clientOptions struct {
 func addClientFlags(cmd *cobra.Command, o *clientOptions) {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.controller, "controller", DefaultController, "address (host:port) of the sopilot controller's gRPC API")
-	pf.BoolVar(&o.insecure, "insecure", true, "plaintext gRPC, without TLS (the only transport for now; --insecure=false is refused)")
+	pf.BoolVar(&o.insecure, "insecure", false, "plaintext gRPC without TLS or a token, for a controller started with --insecure (local development)")
+	pf.StringVar(&o.caFile, "tls-ca-file", "", "CA certificate (PEM) that signs the controller's certificate (default: the system's roots)")
+	pf.StringVar(&o.serverName, "tls-server-name", "", "name to verify in the controller's certificate (default: the host of --controller)")
+	pf.StringVar(&o.token, "token", "", "bearer token for the controller's API (prefer --token-file or SOPILOT_TOKEN: flags show up in ps)")
+	pf.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token")
 	pf.DurationVar(&o.timeout, "timeout", 30*time.Second, "limit for each call to the controller (not for watching a run)")
 }
+
+// bearer sends the token with every call; only over TLS.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return true }
 
 // dial connects to the controller. grpc.NewClient does not connect yet: an
 // unreachable controller shows up as Unavailable on the first call, which
 // clientError explains.
 func (o *clientOptions) dial() (*grpc.ClientConn, error) {
-	if !o.insecure {
-		return nil, fmt.Errorf("%w: --insecure=false: TLS is not supported yet; the controller serves plaintext gRPC", ErrUsage)
-	}
 	if o.controller == "" {
 		return nil, fmt.Errorf("%w: --controller is empty; want host:port, e.g. %s", ErrUsage, DefaultController)
 	}
 	if o.timeout <= 0 {
 		return nil, fmt.Errorf("%w: --timeout must be positive, e.g. 30s", ErrUsage)
 	}
-	conn, err := grpc.NewClient(o.controller, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts, err := o.transport()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(o.controller, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --controller %q: %w", ErrUsage, o.controller, err)
 	}
 	return conn, nil
+}
+
+// transport is plaintext under --insecure, else TLS with the bearer token.
+func (o *clientOptions) transport() ([]grpc.DialOption, error) {
+	token := o.token
+	if o.tokenFile != "" {
+		if token != "" {
+			return nil, fmt.Errorf("%w: give --token or --token-file, not both", ErrUsage)
+		}
+		b, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --token-file: %w", ErrUsage, err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if o.insecure {
+		if token != "" || o.caFile != "" {
+			return nil, fmt.Errorf("%w: --insecure sends everything in clear text: drop the token and TLS flags, or --insecure", ErrUsage)
+		}
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.serverName}
+	if tc.ServerName == "" {
+		if h, _, err := net.SplitHostPort(o.controller); err == nil {
+			tc.ServerName = h
+		}
+	}
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --tls-ca-file: %w", ErrUsage, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: --tls-ca-file %s: no PEM certificate in it", ErrUsage, o.caFile)
+		}
+		tc.RootCAs = pool
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
+	}
+	return opts, nil
 }
 
 // call bounds one unary call by --timeout.
@@ -86,7 +151,16 @@ func (o *clientOptions) clientError(what string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
+		if !o.insecure && (strings.Contains(st.Message(), "tls:") || strings.Contains(st.Message(), "handshake") || strings.Contains(st.Message(), "EOF")) {
+			return fmt.Errorf("%s: TLS with the controller at %s failed: a controller started with --insecure needs --insecure (SOPILOT_INSECURE=true) here; otherwise check --tls-ca-file / --tls-server-name\n  (%s)", what, o.controller, st.Message())
+		}
 		return fmt.Errorf("%s: cannot reach the controller at %s: is it running? (--controller / SOPILOT_CONTROLLER)\n  (%s)", what, o.controller, st.Message())
+	case codes.Unauthenticated:
+		return fmt.Errorf("%s: the controller wants a token: %s (--token-file / SOPILOT_TOKEN)", what, st.Message())
+	case codes.PermissionDenied:
+		return fmt.Errorf("%s: permission denied: %s", what, st.Message())
+	case codes.ResourceExhausted:
+		return fmt.Errorf("%s: rate limited by the controller: %s (try again shortly)", what, st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: the controller at %s did not answer within %s (--timeout / SOPILOT_TIMEOUT)", what, o.controller, o.timeout)
 	case codes.NotFound:

@@ -42,7 +42,7 @@ func buildBinaries(t *testing.T, names ...string) map[string]string {
 // NCCL, reporting to addr; extra are more flags.
 func startSimAgent(t *testing.T, bin, addr, node string, extra ...string) {
 	t.Helper()
-	args := append([]string{"--controller", addr, "--node-name", node, "--nvml", "sim", "--ib", "sim", "--nccl", "sim",
+	args := append([]string{"--insecure", "--controller", addr, "--node-name", node, "--nvml", "sim", "--ib", "sim", "--nccl", "sim",
 		"--admin-addr", "", "--state-dir", t.TempDir()}, extra...)
 	cmd := exec.Command(bin, args...)
 	logs := &lockedLog{}
@@ -71,7 +71,7 @@ func sopilotBin(t *testing.T, bin string, env []string, args ...string) binResul
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(cmd.Environ(), env...)
+	cmd.Env = append(append(cmd.Environ(), "SOPILOT_INSECURE=true"), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -242,7 +242,7 @@ func TestNodesCommandsAgainstController(t *testing.T) {
 	// --watch, not on a terminal: a header, then a row per node; Ctrl-C
 	// ends it with 130.
 	watch := exec.Command(bins["sopilot"], "nodes", "--watch")
-	watch.Env = append(watch.Environ(), cliEnv...)
+	watch.Env = append(append(watch.Environ(), "SOPILOT_INSECURE=true"), cliEnv...)
 	var wout syncBuffer
 	var werr bytes.Buffer
 	watch.Stdout, watch.Stderr = &wout, &werr

@@ -54,7 +54,7 @@ func startRealController(t *testing.T, env slurmtest.Env, extra ...string) strin
 	}
 	args := append([]string{"--db", filepath.Join(t.TempDir(), "controller.db"), "--grpc-addr", "127.0.0.1:0",
 		"--metrics-addr", "", "--poll-interval", "1s", "--default-workdir", env.WorkDir, "--log-level", "debug",
-		"--remediation", "dry-run"}, extra...)
+		"--remediation", "dry-run", "--insecure"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env.Environ()
 	logs := &lockedLog{}

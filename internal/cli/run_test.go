@@ -276,7 +276,9 @@ func TestRunUsageErrorsExit2(t *testing.T) {
 		{"compare without metric", []string{"compare", "r-1", "r-2"}, nil, "at least one --metric"},
 		{"compare bad metric", []string{"compare", "r-1", "r-2", "--metric", "loss"}, nil, `--metric "loss"`},
 		{"bad SOPILOT_TIMEOUT", []string{"run", "get", "r-1"}, map[string]string{"SOPILOT_TIMEOUT": "soon"}, "SOPILOT_TIMEOUT"},
-		{"tls", []string{"run", "get", "r-1", "--insecure=false"}, nil, "TLS is not supported yet"},
+		{"token in clear text", []string{"run", "get", "r-1", "--insecure", "--token", "abc"}, nil, "--insecure sends everything in clear text"},
+		{"both token flags", []string{"run", "get", "r-1", "--insecure=false", "--token", "a", "--token-file", "/f"}, nil, "give --token or --token-file, not both"},
+		{"missing CA file", []string{"run", "get", "r-1", "--insecure=false", "--tls-ca-file", "/nonexistent/ca.pem"}, nil, "--tls-ca-file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

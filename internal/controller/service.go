@@ -33,6 +33,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/metrics"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler"
@@ -174,7 +175,12 @@ func (s *Service) Create(ctx context.Context, spec run.Spec, requestID string) (
 	}
 
 	now := s.cfg.Now().UTC()
+	var owner string
+	if id, ok := auth.FromContext(ctx); ok {
+		owner = id.Name
+	}
 	r := &run.Run{
+		Owner:      owner,
 		ID:         newID(),
 		RequestID:  requestID,
 		Spec:       spec,
@@ -333,6 +339,12 @@ func (s *Service) Cancel(ctx context.Context, id string) (*run.Run, error) {
 	r, err := s.Get(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	// Submitters cancel only their own runs (no identity: no auth layer).
+	if _, ok := auth.FromContext(ctx); ok {
+		if err := auth.CheckOwner(ctx, r.Owner); err != nil {
+			return nil, err
+		}
 	}
 	if r.State.Terminal() {
 		return r, nil

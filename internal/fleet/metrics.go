@@ -7,7 +7,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	Streams         prometheus.Gauge
 	Batches         *prometheus.CounterVec // accepted, duplicate
-	Rejected        *prometheus.CounterVec // bad_hello, bad_batch, bad_message
+	Rejected        *prometheus.CounterVec // bad_hello, bad_batch, bad_message, wrong_node
 	SequenceGaps    prometheus.Counter
 	AgentDropped    prometheus.Counter
 	ProgressIgnored prometheus.Counter
@@ -57,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"accepted", "duplicate"} {
 		m.Batches.WithLabelValues(r)
 	}
-	for _, r := range []string{"bad_hello", "bad_batch", "bad_message"} {
+	for _, r := range []string{"bad_hello", "bad_batch", "bad_message", "wrong_node"} {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -97,6 +98,16 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	if err := f.validateHello(hello); err != nil {
 		f.metrics.Rejected.WithLabelValues("bad_hello").Inc()
 		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	// Node binding: an agent reports only for the node its certificate
+	// names. (Without the auth interceptors — in-process tests — there is
+	// no identity to check.)
+	if _, ok := auth.FromContext(ctx); ok {
+		if err := auth.CheckAgentNode(ctx, hello.GetNodeName()); err != nil {
+			f.metrics.Rejected.WithLabelValues("wrong_node").Inc()
+			f.log.Warn("agent refused", "node", hello.GetNodeName(), "err", err)
+			return err
+		}
 	}
 	n := f.node(hello.GetNodeName())
 	s := &session{node: n, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1)}

@@ -149,6 +149,9 @@ type Run struct {
 	Usage      *Usage    `json:"usage,omitempty"`
 	// IncidentIDs are the health incidents on the run's nodes while it ran.
 	IncidentIDs []string `json:"incident_ids,omitempty"`
+	// Owner is who created the run (the authenticated caller's name);
+	// submitters may cancel only their own runs.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Submitted reports whether Slurm has accepted the run's job.

@@ -340,7 +340,9 @@ type Run struct {
 	// Output only. GPU usage aggregated over the run, filled when it ends.
 	Usage *RunUsage `protobuf:"bytes,20,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Output only. Ids of health incidents on the run's nodes while it ran.
-	IncidentIds   []string `protobuf:"bytes,21,rep,name=incident_ids,json=incidentIds,proto3" json:"incident_ids,omitempty"`
+	IncidentIds []string `protobuf:"bytes,21,rep,name=incident_ids,json=incidentIds,proto3" json:"incident_ids,omitempty"`
+	// Output only. Who created the run (the authenticated caller's name).
+	Owner         string `protobuf:"bytes,22,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -520,6 +522,13 @@ func (x *Run) GetIncidentIds() []string {
 		return x.IncidentIds
 	}
 	return nil
+}
+
+func (x *Run) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // RunProgress is the latest line of a run's progress file.
@@ -1538,7 +1547,7 @@ const file_sopilot_api_v1_run_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -1570,7 +1579,8 @@ const file_sopilot_api_v1_run_proto_rawDesc = "" +
 	"updateTime\x127\n" +
 	"\bprogress\x18\x13 \x01(\v2\x1b.sopilot.api.v1.RunProgressR\bprogress\x12.\n" +
 	"\x05usage\x18\x14 \x01(\v2\x18.sopilot.api.v1.RunUsageR\x05usage\x12!\n" +
-	"\fincident_ids\x18\x15 \x03(\tR\vincidentIds\"\xee\x02\n" +
+	"\fincident_ids\x18\x15 \x03(\tR\vincidentIds\x12\x14\n" +
+	"\x05owner\x18\x16 \x01(\tR\x05owner\"\xee\x02\n" +
 	"\vRunProgress\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x1f\n" +
 	"\vtotal_steps\x18\x02 \x01(\x03R\n" +

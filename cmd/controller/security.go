@@ -1,0 +1,127 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/sopilot/sopilot/internal/auth"
+	"github.com/sopilot/sopilot/internal/tlsutil"
+)
+
+// securityOptions are the transport and authentication flags.
+type securityOptions struct {
+	insecure                     bool
+	tlsCert, tlsKey, tlsClientCA string
+	tokenFile                    string
+	reviewAudience, reviewURL    string
+	reviewUsers, reviewGroups    roleMap
+	rateLimit                    float64
+	rateBurst                    int
+}
+
+// roleMap is a repeatable NAME=ROLE flag.
+type roleMap map[string]auth.Role
+
+func (m *roleMap) String() string {
+	if m == nil || *m == nil {
+		return ""
+	}
+	var parts []string
+	for k, v := range *m {
+		parts = append(parts, k+"="+v.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+func (m *roleMap) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		name, role, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" {
+			return fmt.Errorf("want NAME=ROLE (role: viewer, submitter, operator, admin), got %q", part)
+		}
+		r, err := auth.ParseRole(role)
+		if err != nil {
+			return err
+		}
+		if *m == nil {
+			*m = roleMap{}
+		}
+		(*m)[name] = r
+	}
+	return nil
+}
+
+func (s *securityOptions) register(fs *flag.FlagSet) {
+	fs.BoolVar(&s.insecure, "insecure", false, "serve plaintext gRPC with NO authentication (every caller is admin): local development only")
+	fs.StringVar(&s.tlsCert, "tls-cert-file", "", "server certificate (PEM); reloaded when the file changes")
+	fs.StringVar(&s.tlsKey, "tls-key-file", "", "server private key (PEM); reloaded when the file changes")
+	fs.StringVar(&s.tlsClientCA, "tls-client-ca-file", "", "CA that signs node agents' client certificates (URI SAN spiffe://sopilot/agent/<node>); without it no agent can connect")
+	fs.StringVar(&s.tokenFile, "token-file", "", "API bearer tokens: one 'token,name,role' per line (role: viewer, submitter, operator, admin); reloaded when it changes")
+	fs.StringVar(&s.reviewAudience, "tokenreview-audience", "", "also accept Kubernetes service-account tokens for this audience (TokenReview); map them with --tokenreview-role / --tokenreview-group-role")
+	fs.StringVar(&s.reviewURL, "tokenreview-url", "", "Kubernetes API server for TokenReview (default: the in-cluster address)")
+	fs.Var(&s.reviewUsers, "tokenreview-role", "Kubernetes user to role, USER=ROLE (repeatable, or comma-separated), e.g. system:serviceaccount:ml:trainer=submitter")
+	fs.Var(&s.reviewGroups, "tokenreview-group-role", "Kubernetes group to role, GROUP=ROLE (repeatable, or comma-separated)")
+	fs.Float64Var(&s.rateLimit, "rate-limit", 50, "API calls per second allowed per caller (0: unlimited)")
+	fs.IntVar(&s.rateBurst, "rate-burst", 100, "burst of API calls allowed per caller")
+}
+
+func (s *securityOptions) validate() []error {
+	var problems []error
+	tls := s.tlsCert != "" || s.tlsKey != "" || s.tlsClientCA != ""
+	authn := s.tokenFile != "" || s.reviewAudience != ""
+	switch {
+	case s.insecure && (tls || authn):
+		problems = append(problems, errors.New("--insecure turns TLS and authentication off: drop it, or drop the --tls-*/--token-file/--tokenreview-* flags"))
+	case s.insecure:
+	case s.tlsCert == "" || s.tlsKey == "":
+		problems = append(problems, errors.New("the controller serves TLS: give --tls-cert-file and --tls-key-file (plus --tls-client-ca-file for node agents and --token-file for API users), or --insecure for local development"))
+	case !authn:
+		problems = append(problems, errors.New("API callers must authenticate: give --token-file and/or --tokenreview-audience (or --insecure for local development)"))
+	}
+	if s.rateLimit < 0 || s.rateBurst < 0 {
+		problems = append(problems, errors.New("--rate-limit and --rate-burst must not be negative"))
+	}
+	return problems
+}
+
+// serverOptions builds the gRPC transport and the authorization
+// interceptors (run after the metrics, logging and recovery ones).
+func (s *securityOptions) serverOptions(logger *slog.Logger) ([]grpc.ServerOption, error) {
+	var a *auth.Authorizer
+	var opts []grpc.ServerOption
+	if s.insecure {
+		a = auth.NewInsecure(logger)
+	} else {
+		tc, err := tlsutil.ServerConfig(s.tlsCert, s.tlsKey, s.tlsClientCA, false)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		cfg := auth.Config{Logger: logger, RateLimit: auth.RateLimit{Rate: s.rateLimit, Burst: s.rateBurst}}
+		if s.tokenFile != "" {
+			if cfg.Tokens, err = auth.NewTokenFile(s.tokenFile, auth.TokenFileOptions{Logger: logger}); err != nil {
+				return nil, fmt.Errorf("--token-file: %w", err)
+			}
+		}
+		if s.reviewAudience != "" {
+			if cfg.TokenReview, err = auth.NewTokenReview(auth.TokenReviewConfig{
+				URL: s.reviewURL, Audience: s.reviewAudience, Users: s.reviewUsers, Groups: s.reviewGroups, Logger: logger,
+			}); err != nil {
+				return nil, fmt.Errorf("--tokenreview-*: %w", err)
+			}
+		}
+		if a, err = auth.New(cfg); err != nil {
+			return nil, err
+		}
+	}
+	return append(opts,
+		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
+	), nil
+}
