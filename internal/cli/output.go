@@ -7,6 +7,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 
 	"go.yaml.in/yaml/v3"
@@ -23,6 +24,24 @@ const (
 // object keys. Strings that would read back as another type ("4759",
 // "true", "null") stay quoted, so a YAML reader sees what a JSON reader
 // sees.
+// fileToJSON accepts a run or pipeline file in JSON or YAML and returns
+// JSON: YAML is decoded and re-encoded, so both take the same field names
+// (snake_case or camelCase) and the same checks.
+func fileToJSON(b []byte) ([]byte, error) {
+	if t := bytes.TrimSpace(b); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		return b, nil
+	}
+	var v any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("neither JSON nor YAML: %w", err)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("YAML that JSON cannot hold (keys must be strings): %w", err)
+	}
+	return out, nil
+}
+
 func jsonToYAML(b []byte) ([]byte, error) {
 	var doc yaml.Node
 	// JSON is YAML (1.2); decoding into a node keeps the key order.

@@ -60,6 +60,10 @@ type rawStep struct {
 // parsePipeline reads and validates a pipeline file. It reports every
 // problem it finds, each naming the step and the field, as one ErrUsage.
 func parsePipeline(b []byte, file string) (*pipeline, error) {
+	b, err := fileToJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --file %s: %w", ErrUsage, file, err)
+	}
 	var raw rawPipeline
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()

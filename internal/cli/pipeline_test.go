@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 const okSpec = `{"job_name": "j", "time_limit": "60s", "argv": ["true"]}`
@@ -116,5 +117,31 @@ func TestRunPipelineUsage(t *testing.T) {
 	r = sopilot(t, invocation{args: []string{"run", "pipeline"}})
 	if r.code != ExitUsage || !strings.Contains(r.stderr, "--file is required") {
 		t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestParsePipelineYAML(t *testing.T) {
+	y := `name: seed
+steps:
+  - name: save
+    spec: {time_limit: 60s, argv: [python3, save.py]}
+  - name: train
+    after: [save]
+    spec:
+      nodes: 2
+      gpus_per_node: 8
+      time_limit: 600s
+      argv: [python3, train.py]
+`
+	p, err := parsePipeline([]byte(y), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "seed" || len(p.Steps) != 2 || p.Steps[1].Name != "train" || len(p.Steps[1].After) != 1 ||
+		p.Steps[1].Spec.GetNodes() != 2 || p.Steps[1].Spec.GetGpusPerNode() != 8 || p.Steps[0].Spec.GetTimeLimit().AsDuration() != time.Minute {
+		t.Errorf("parsed = %+v", p)
+	}
+	if _, err := parsePipeline([]byte("name: [unclosed"), "p.yaml"); err == nil || !strings.Contains(err.Error(), "neither JSON nor YAML") {
+		t.Errorf("bad YAML: %v", err)
 	}
 }

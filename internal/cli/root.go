@@ -244,7 +244,9 @@ func newRoot(env *Env) *cobra.Command {
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %w", ErrUsage, err) })
-	root.CompletionOptions.DisableDefaultCmd = true
+	// `sopilot completion bash|zsh|fish|powershell` prints a completion
+	// script (cobra's); run and node ids are not completed from the API.
+	root.CompletionOptions.HiddenDefaultCmd = false
 
 	pf := root.PersistentFlags()
 	pf.StringVarP(&a.root.output, "output", "o", "table", "output format: table (for people), json or yaml (for scripts; see docs/cli.md and docs/provisioning.md)")

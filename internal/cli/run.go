@@ -102,7 +102,7 @@ func (s *submitOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.resultsPath, "results-path", "", "absolute path of the per-sample results file the run writes")
 	fs.StringVar(&s.requestID, "request-id", "", "idempotency key; give the same one to retry without a second job (default: a fresh random id)")
 	fs.StringVar(&s.script, "script", "", "bash script file to run once on the first node (- reads stdin), instead of a command after --")
-	fs.StringVarP(&s.file, "file", "f", "", "run file: a RunSpec as JSON (snake_case or camelCase fields, time_limit like \"600s\"; - reads stdin); flags given too override its fields")
+	fs.StringVarP(&s.file, "file", "f", "", "run file: a RunSpec as YAML or JSON (snake_case or camelCase fields, time_limit like \"600s\"; - reads stdin); flags given too override its fields")
 	fs.BoolVarP(&s.watch, "watch", "w", false, "after submitting, watch the run until it ends (exit 0 only if it COMPLETED)")
 }
 
@@ -116,8 +116,11 @@ func (s *submitOptions) spec(fs *pflag.FlagSet, args []string, stdin io.Reader) 
 		if err != nil {
 			return nil, fmt.Errorf("%w: --file: %w", ErrUsage, err)
 		}
+		if b, err = fileToJSON(b); err != nil {
+			return nil, fmt.Errorf("%w: --file %s: %w", ErrUsage, s.file, err)
+		}
 		if err := protojson.Unmarshal(b, spec); err != nil {
-			return nil, fmt.Errorf("%w: --file %s: not a RunSpec in JSON: %w", ErrUsage, s.file, err)
+			return nil, fmt.Errorf("%w: --file %s: not a RunSpec: %w", ErrUsage, s.file, err)
 		}
 	}
 	set := func(name string) bool { return s.file == "" || fs.Changed(name) }

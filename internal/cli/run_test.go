@@ -115,6 +115,14 @@ func TestSubmitFlagsToSpec(t *testing.T) {
 			stdin: `{"jobName": "s", "nodes": 1, "timeLimit": "60s", "script": "true"}`,
 			want:  &apipb.RunSpec{JobName: "s", Nodes: 1, TimeLimit: durationpb.New(time.Minute), Script: "true"},
 		},
+		{
+			name: "YAML run file, like the seed's #SBATCH lines",
+			args: []string{"-f", "-"},
+			stdin: "# training-with-original\njob_name: training-with-original\nnodes: 2\ntasks_per_node: 8\ngpus_per_node: 8\n" +
+				"time_limit: 21600s\nargv: [python3, train.py, --epochs, \"30\"]\nlabels:\n  team: nlp\n",
+			want: &apipb.RunSpec{JobName: "training-with-original", Nodes: 2, TasksPerNode: 8, GpusPerNode: 8,
+				TimeLimit: durationpb.New(6 * time.Hour), Argv: []string{"python3", "train.py", "--epochs", "30"}, Labels: map[string]string{"team": "nlp"}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,7 +156,7 @@ func TestSubmitFlagErrors(t *testing.T) {
 		{"no command", []string{"-J", "j", "-t", "1h"}, "no command"},
 		{"argv and script", []string{"-J", "j", "-t", "1h", "--script", "x.sh", "--", "true"}, "not both"},
 		{"missing script", []string{"-J", "j", "-t", "1h", "--script", "/nonexistent/x.sh"}, "--script: open /nonexistent/x.sh"},
-		{"bad run file", []string{"-f", "-"}, "--file -: not a RunSpec in JSON"},
+		{"bad run file", []string{"-f", "-"}, "--file -: not a RunSpec"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
