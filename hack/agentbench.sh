@@ -60,7 +60,7 @@ rows="$tmp/rows"
 : >"$rows"
 for rep in $(seq 1 "$REPS"); do
 	gport=$(freeport)
-	"$tmp/bin/controller" --grpc-addr "127.0.0.1:$gport" --metrics-addr '' --db "$tmp/c$rep/controller.db" \
+	"$tmp/bin/controller" --insecure --grpc-addr "127.0.0.1:$gport" --metrics-addr '' --db "$tmp/c$rep/controller.db" \
 		--slurm-conf "$SLURM_CONF" --log-level warn >"$tmp/controller$rep.log" 2>&1 &
 	cpid=$!
 	pids+=("$cpid")
@@ -79,7 +79,7 @@ for rep in $(seq 1 "$REPS"); do
 			ib=(--ib sysfs --sysfs-root "$tmp/fixedib$rep")
 		fi
 		mkdir -p "$tmp/a$rep-$who"
-		"$tmp/bin/node-agent" --controller "127.0.0.1:$gport" --nvml sim "${ib[@]}" --nccl sim \
+		"$tmp/bin/node-agent" --insecure --controller "127.0.0.1:$gport" --nvml sim "${ib[@]}" --nccl sim \
 			--node-name "bench-$who" --interval "$iv" --state-dir "$tmp/a$rep-$who" \
 			--admin-addr 127.0.0.1:0 --log-level warn >"$tmp/agent$rep-$who.log" 2>&1 &
 		apid[$who]=$!
