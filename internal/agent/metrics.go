@@ -89,12 +89,19 @@ func (m *Metrics) observe(gs []gpu.Sample, ps []ib.Sample, evs []*agentpb.Health
 	}
 }
 
-// Describe implements prometheus.Collector (unchecked: the GPU set is
-// known only at run time).
+// allDescs are the descriptors of the metrics built at scrape time.
+var allDescs = []*prometheus.Desc{dInfo, dUtil, dMemUtil, dMemUsed, dMemTotal, dTemp, dMemTemp, dPower, dPowerLim, dEnergy,
+	dSMClock, dThrottle, dECC, dRemap, dPCIe, dNVLink, dProcs, dIBUp, dIBRate, dIBCounter, dBuffered, dDropped, dDroppedEv,
+	dConnected, dSessions, dSimulated}
+
+// Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.healthEvents.Describe(ch)
 	m.sampleErrors.Describe(ch)
 	m.progressRejected.Describe(ch)
+	for _, d := range allDescs {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.

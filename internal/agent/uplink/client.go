@@ -163,10 +163,23 @@ func (c *Client) session(ctx context.Context) error {
 	recvDone := make(chan error, 1)
 	go func() { recvDone <- c.receive(sctx, stream, results) }()
 
+	// Once the receiver runs, only it may call Recv: a failed Send learns
+	// the stream's status from the receiver's result.
+	sendErr := func(what string, err error) error {
+		if errors.Is(err, io.EOF) {
+			select {
+			case rerr := <-recvDone:
+				err = rerr
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	for {
 		for _, b := range c.buf.Take(c.opts.Window) {
 			if err := stream.Send(&agentpb.ConnectRequest{Message: &agentpb.ConnectRequest_Batch{Batch: b}}); err != nil {
-				return fmt.Errorf("send batch %d: %w", b.GetSequence(), recvErr(stream, err))
+				return sendErr(fmt.Sprintf("send batch %d", b.GetSequence()), err)
 			}
 		}
 		select {
@@ -178,13 +191,14 @@ func (c *Client) session(ctx context.Context) error {
 		case <-c.buf.Ready():
 		case r := <-results:
 			if err := stream.Send(&agentpb.ConnectRequest{Message: &agentpb.ConnectRequest_CommandResult{CommandResult: r}}); err != nil {
-				return fmt.Errorf("send command result: %w", recvErr(stream, err))
+				return sendErr("send command result", err)
 			}
 		}
 	}
 }
 
 // recvErr: a failed Send only says io.EOF; the reason is in Recv's status.
+// Only for use before the receiving goroutine starts.
 func recvErr(stream agentpb.AgentService_ConnectClient, err error) error {
 	if !errors.Is(err, io.EOF) {
 		return err
