@@ -186,6 +186,8 @@ type node struct {
 	agentVersion   string
 	inventory      *agentpb.Inventory
 	inventoryBytes []byte
+	inventoryDirty bool   // not yet persisted
+	inventoryGen   uint64 // bumped whenever the inventory changes
 	session        *session
 	gpus           map[int32]*agentpb.GpuSample
 	ib             map[string]*agentpb.IbSample
@@ -331,13 +333,19 @@ func (f *Fleet) commit(ctx context.Context, items []item) error {
 		}
 	}
 	recs := make([]store.NodeRecord, 0, len(maxSeq))
+	invGen := map[*node]uint64{}
 	for n, m := range maxSeq {
 		n.mu.Lock()
 		if n.bootID == m.bootID {
-			recs = append(recs, store.NodeRecord{
+			rec := store.NodeRecord{
 				Name: n.name, BootID: n.bootID, Sequence: max(m.seq, n.durable), LastSeen: n.lastSeen.UTC(),
-				AgentVersion: n.agentVersion, Inventory: n.inventoryBytes,
-			})
+				AgentVersion: n.agentVersion,
+			}
+			if n.inventoryDirty {
+				rec.Inventory = n.inventoryBytes
+				invGen[n] = n.inventoryGen
+			}
+			recs = append(recs, rec)
 		}
 		n.mu.Unlock()
 	}
@@ -346,6 +354,13 @@ func (f *Fleet) commit(ctx context.Context, items []item) error {
 	}
 	f.metrics.CommitDuration.Observe(time.Since(start).Seconds())
 	now := time.Now()
+	for n, gen := range invGen {
+		n.mu.Lock()
+		if n.inventoryGen == gen {
+			n.inventoryDirty = false
+		}
+		n.mu.Unlock()
+	}
 	for n, m := range maxSeq {
 		n.mu.Lock()
 		if n.bootID == m.bootID && m.seq > n.durable {

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -130,7 +131,14 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	old := n.session
 	n.session = s
 	n.agentVersion = hello.GetAgentVersion()
-	n.inventory, n.inventoryBytes = hello.GetInventory(), invBytes
+	if !bytes.Equal(n.inventoryBytes, invBytes) || n.inventoryBytes == nil {
+		n.inventoryBytes, n.inventoryDirty = invBytes, true
+		n.inventoryGen++
+		if n.inventoryBytes == nil {
+			n.inventoryBytes = []byte{}
+		}
+	}
+	n.inventory = hello.GetInventory()
 	n.lastSeen = f.opts.Now()
 	n.lastBatch = n.lastSeen
 	n.version++

@@ -117,7 +117,7 @@ func eventFindings(events []Event, t Thresholds) []Finding {
 		if g.count > 1 {
 			times = fmt.Sprintf(" x%d", g.count)
 		}
-		f := Finding{Component: k.comp}
+		f := Finding{Component: k.comp, Kind: k.kind, Code: k.code}
 		switch k.kind {
 		case gpu.KindXID:
 			f.Reason = fmt.Sprintf("xid %d (%s) on %s%s", k.code, g.class, k.comp, times)

@@ -123,6 +123,10 @@ type Finding struct {
 	Verdict   Verdict
 	Action    Action
 	Reason    string // for operators: "xid 79 (drain) on gpu3"
+	// Kind and Code are the event kind and code of a finding made from
+	// health events ("" and 0 for the others).
+	Kind string
+	Code int64
 }
 
 // Result is a node's verdict: the worst over its findings.

@@ -92,11 +92,21 @@ type Monitor struct {
 	open      map[incKey]*store.Incident
 	progress  map[string]*runProgress
 	lastCheck map[string]time.Time
+	// restored: incidents open before a restart, whose events the monitor
+	// no longer holds; hold: per node, when their evidence window ends.
+	restored map[incKey]bool
+	hold     map[string]time.Time
 
 	wake chan struct{}
 }
 
 type incKey struct{ node, component, rule string }
+
+// evKey groups events the way the health rules do.
+type evKey struct {
+	component, kind string
+	code            int64
+}
 
 type runProgress struct {
 	node       string
@@ -134,6 +144,7 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 		cfg: cfg, fleet: fl, store: st, engine: engine, runs: runs, log: logger.With("component", "monitor"), metrics: m,
 		nodes: map[string]*evidence{}, open: map[incKey]*store.Incident{}, progress: map[string]*runProgress{},
 		lastCheck: map[string]time.Time{}, wake: make(chan struct{}, 1),
+		restored: map[incKey]bool{}, hold: map[string]time.Time{},
 	}
 	// Incidents open before a restart stay open, and keep their ids.
 	incs, _, err := st.ListIncidents(context.Background(), store.IncidentQuery{OpenOnly: true, PageSize: 1000})
@@ -141,7 +152,14 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 		return nil, fmt.Errorf("load open incidents: %w", err)
 	}
 	for _, inc := range incs {
-		mo.open[incKey{inc.Node, inc.Component, inc.Rule}] = inc
+		k := incKey{inc.Node, inc.Component, inc.Rule}
+		mo.open[k] = inc
+		if !strings.HasPrefix(inc.Rule, "progress_") && inc.Rule != "nccl_busbw" {
+			mo.restored[k] = true
+			if end := inc.LastSeen.Add(cfg.EventWindow); end.After(mo.hold[inc.Node]) {
+				mo.hold[inc.Node] = end
+			}
+		}
 	}
 	return mo, nil
 }
@@ -219,7 +237,7 @@ func (m *Monitor) RecordEvents(ctx context.Context, node string, evs []*agentpb.
 	now := m.cfg.Now()
 	m.mu.Lock()
 	e := m.node(node)
-	counts := map[string]int64{}
+	counts := map[evKey]int64{}
 	for _, ev := range evs {
 		he := health.Event{HealthEvent: gpu.HealthEvent{
 			Time: ev.GetEventTime().AsTime(), Component: ev.GetComponent(), Kind: ev.GetKind(), Code: ev.GetCode(), Message: ev.GetMessage(),
@@ -234,7 +252,7 @@ func (m *Monitor) RecordEvents(ctx context.Context, node string, evs []*agentpb.
 			he.Class = gpu.ClassifyXID(uint64(he.Code))
 		}
 		e.events = append(e.events, he)
-		counts[ev.GetComponent()]++
+		counts[evKey{ev.GetComponent(), ev.GetKind(), ev.GetCode()}]++
 		m.metrics.Events.WithLabelValues(ev.GetKind()).Inc()
 	}
 	// An XID storm must not grow memory: keep the newest 10,000.
@@ -260,7 +278,7 @@ func (m *Monitor) poke() {
 // evaluateLocked judges one node and updates the open incidents. counts
 // adds event counts to incidents by component. It returns the incidents to
 // persist.
-func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts map[string]int64) []*store.Incident {
+func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts map[evKey]int64) []*store.Incident {
 	// Drop old events.
 	i := 0
 	for i < len(e.events) && now.Sub(e.events[i].Time) > m.cfg.EventWindow {
@@ -284,6 +302,9 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 		if e.healthySince.IsZero() {
 			e.healthySince = now
 		}
+		if h := m.hold[name]; e.healthySince.Before(h) {
+			e.healthySince = h
+		}
 	} else {
 		e.healthySince = time.Time{}
 	}
@@ -303,6 +324,7 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 		}
 		k := incKey{name, f.Component, f.Rule}
 		seen[k] = true
+		delete(m.restored, k)
 		inc := m.open[k]
 		if inc == nil {
 			inc = &store.Incident{
@@ -323,7 +345,7 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 		}
 		before := *inc
 		inc.Summary, inc.Evidence, inc.Severity, inc.LastSeen = f.Reason, f.Reason, f.Verdict.String(), now
-		if c := counts[f.Component]; c > 0 {
+		if c := counts[evKey{f.Component, f.Kind, f.Code}]; c > 0 && f.Kind != "" {
 			inc.Count += c
 		} else if inc.Count == 0 {
 			inc.Count = 1
@@ -341,6 +363,10 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 		if res.Verdict == health.Unknown {
 			continue // no evidence either way while the agent is silent
 		}
+		if m.restored[k] && now.Before(inc.LastSeen.Add(m.cfg.EventWindow)) {
+			continue // its events were lost with the restart, not cleared
+		}
+		delete(m.restored, k)
 		inc.ResolveTime, inc.ResolvedBy = now, "evidence cleared"
 		delete(m.open, k)
 		changed = append(changed, inc)

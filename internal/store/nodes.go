@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,11 +20,16 @@ type NodeRecord struct {
 	LastSeen     time.Time `json:"last_seen"`
 	AgentVersion string    `json:"agent_version,omitempty"`
 	// Inventory is the agent's last Hello inventory, in protobuf wire format
-	// (agentpb.Inventory); the store does not interpret it.
-	Inventory []byte `json:"inventory,omitempty"`
+	// (agentpb.Inventory); the store does not interpret it. It is kept under
+	// its own key ("<name>\x00inventory"), written only when PutNodes gets
+	// one, so the frequent sequence updates stay small.
+	Inventory []byte `json:"-"`
 }
 
+const inventorySuffix = "\x00inventory"
+
 // PutNodes writes node records in one transaction (one fsync however many).
+// A record without an inventory keeps the inventory stored before.
 func (s *Store) PutNodes(ctx context.Context, recs []NodeRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -48,6 +54,11 @@ func (s *Store) PutNodes(ctx context.Context, recs []NodeRecord) error {
 			if err := b.Put([]byte(r.Name), v); err != nil {
 				return err
 			}
+			if r.Inventory != nil {
+				if err := b.Put([]byte(r.Name+inventorySuffix), r.Inventory); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -65,9 +76,15 @@ func (s *Store) Nodes(ctx context.Context) ([]NodeRecord, error) {
 			return fmt.Errorf("store: bucket %q missing", bucketNodes)
 		}
 		return b.ForEach(func(k, v []byte) error {
+			if bytes.HasSuffix(k, []byte(inventorySuffix)) {
+				return nil
+			}
 			var r NodeRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("store: node %q: %w", k, err)
+			}
+			if inv := b.Get([]byte(r.Name + inventorySuffix)); inv != nil {
+				r.Inventory = append([]byte(nil), inv...)
 			}
 			out = append(out, r)
 			return nil
