@@ -239,3 +239,37 @@ func TestDecodeStrict(t *testing.T) {
 		t.Errorf("ConfigMap data %v", cm.Data)
 	}
 }
+
+// The controller alone, on an existing claim, without service accounts of
+// the chart's making.
+func TestControllerOnly(t *testing.T) {
+	vals, err := chartutil.ReadValues([]byte(`
+agent: {enabled: false}
+controller: {persistence: {existingClaim: sopilot-history-restored}}
+serviceAccount: {create: false, controllerName: sopilot-sa}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Render(chartDir, vals, rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rendered{objs: objs}
+	var kinds []string
+	for _, o := range objs {
+		kinds = append(kinds, o.Kind+"/"+o.Name)
+	}
+	want := []string{"Deployment/sopilot-controller", "Service/sopilot-controller"}
+	if strings.Join(kinds, " ") != strings.Join(want, " ") {
+		t.Errorf("rendered %v, want %v", kinds, want)
+	}
+	checkWorkloads(t, r)
+	spec := r.controller(t).Spec.Template.Spec
+	if spec.ServiceAccountName != "sopilot-sa" {
+		t.Errorf("serviceAccountName %q, want sopilot-sa", spec.ServiceAccountName)
+	}
+	if v, _ := volume(spec, "history"); v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != "sopilot-history-restored" {
+		t.Errorf("history volume %+v, want the existing claim", v.VolumeSource)
+	}
+}
