@@ -22,13 +22,6 @@ import (
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
-// ibCounters are the counters an NDR port reports in sysfs (counters/).
-var ibCounters = []string{"VL15_dropped", "excessive_buffer_overrun_errors", "link_downed", "link_error_recovery",
-	"local_link_integrity_errors", "multicast_rcv_packets", "multicast_xmit_packets", "port_rcv_constraint_errors",
-	"port_rcv_data", "port_rcv_errors", "port_rcv_packets", "port_rcv_remote_physical_errors",
-	"port_rcv_switch_relay_errors", "port_xmit_constraint_errors", "port_xmit_data", "port_xmit_discards",
-	"port_xmit_packets", "port_xmit_wait", "symbol_error", "unicast_rcv_packets", "unicast_xmit_packets"}
-
 func ptr[T any](v T) *T { return &v }
 
 // makeBatch is the n-th (from 1) batch of an 8-GPU, 8-port node: every GPU
@@ -52,12 +45,14 @@ func makeBatch(node string, n uint64, now time.Time) *agentpb.Batch {
 		}
 	}
 	for p := range 8 {
-		c := make(map[string]uint64, len(ibCounters))
-		for j, name := range ibCounters {
-			c[name] = n * uint64(j+1) * 1_000_003
-		}
+		v := func(j uint64) uint64 { return n * j * 1_000_003 }
+		c := &agentpb.IbCounters{SymbolError: v(1), LinkErrorRecovery: v(2), LinkDowned: v(3), PortRcvErrors: v(4),
+			PortRcvRemotePhysicalErrors: v(5), PortRcvSwitchRelayErrors: v(6), PortXmitDiscards: v(7), PortXmitConstraintErrors: v(8),
+			PortRcvConstraintErrors: v(9), LocalLinkIntegrityErrors: v(10), ExcessiveBufferOverrunErrors: v(11), Vl15Dropped: v(12),
+			PortXmitWait: v(13), PortRcvData: v(14), PortXmitData: v(15), PortRcvPackets: v(16), PortXmitPackets: v(17),
+			UnicastRcvPackets: v(18), UnicastXmitPackets: v(19), MulticastRcvPackets: v(20), MulticastXmitPackets: v(21)}
 		b.IbSamples[p] = &agentpb.IbSample{SampleTime: ts, Device: fmt.Sprintf("mlx5_%d", p), Port: 1,
-			State: "4: ACTIVE", PhysState: "5: LinkUp", RateGbps: 400, Counters: c}
+			State: "ACTIVE", PhysState: "LinkUp", RateGbps: 400, Counters: c}
 	}
 	return b
 }

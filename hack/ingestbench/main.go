@@ -76,7 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.serverPID, "server-pid", 0, "-role agents: the controller's pid, for its CPU, memory and profile")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the window here (of the controller with -role server)")
 	fs.BoolVar(&o.header, "header", false, "print the table header before the row")
-	fs.BoolVar(&o.ibCounters, "ib-counters", true, "send the 21 counters of each InfiniBand port; false measures what the counter maps cost the controller")
+	fs.BoolVar(&o.ibCounters, "ib-counters", true, "send the 21 counters of each InfiniBand port; false measures what they cost the controller")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

@@ -62,7 +62,37 @@ func ibSampleToProto(s ib.Sample) *agentpb.IbSample {
 		State:      s.State,
 		PhysState:  s.PhysState,
 		RateGbps:   int64(s.RateGbps),
-		Counters:   s.Counters,
+		Counters:   ibCountersToProto(s.Counters),
+	}
+}
+
+// ibCountersToProto picks the standard counters out of sysfs's names.
+func ibCountersToProto(c map[string]uint64) *agentpb.IbCounters {
+	if c == nil {
+		return nil
+	}
+	return &agentpb.IbCounters{
+		SymbolError:                  c["symbol_error"],
+		LinkErrorRecovery:            c["link_error_recovery"],
+		LinkDowned:                   c["link_downed"],
+		PortRcvErrors:                c["port_rcv_errors"],
+		PortRcvRemotePhysicalErrors:  c["port_rcv_remote_physical_errors"],
+		PortRcvSwitchRelayErrors:     c["port_rcv_switch_relay_errors"],
+		PortXmitDiscards:             c["port_xmit_discards"],
+		PortXmitConstraintErrors:     c["port_xmit_constraint_errors"],
+		PortRcvConstraintErrors:      c["port_rcv_constraint_errors"],
+		LocalLinkIntegrityErrors:     c["local_link_integrity_errors"],
+		ExcessiveBufferOverrunErrors: c["excessive_buffer_overrun_errors"],
+		Vl15Dropped:                  c["VL15_dropped"],
+		PortXmitWait:                 c["port_xmit_wait"],
+		PortRcvData:                  c["port_rcv_data"],
+		PortXmitData:                 c["port_xmit_data"],
+		PortRcvPackets:               c["port_rcv_packets"],
+		PortXmitPackets:              c["port_xmit_packets"],
+		UnicastRcvPackets:            c["unicast_rcv_packets"],
+		UnicastXmitPackets:           c["unicast_xmit_packets"],
+		MulticastRcvPackets:          c["multicast_rcv_packets"],
+		MulticastXmitPackets:         c["multicast_xmit_packets"],
 	}
 }
 

@@ -160,9 +160,9 @@ func NodeToProto(v fleet.NodeView) *apipb.Node {
 			State:         p.GetState(),
 			PhysState:     p.GetPhysState(),
 			RateGbps:      p.GetRateGbps(),
-			SymbolErrors:  p.GetCounters()["symbol_error"],
-			LinkDowned:    p.GetCounters()["link_downed"],
-			PortRcvErrors: p.GetCounters()["port_rcv_errors"],
+			SymbolErrors:  p.GetCounters().GetSymbolError(),
+			LinkDowned:    p.GetCounters().GetLinkDowned(),
+			PortRcvErrors: p.GetCounters().GetPortRcvErrors(),
 		})
 	}
 	return n

@@ -44,11 +44,11 @@ func ibSample(p *agentpb.IbSample) health.IBPortSample {
 		State:     p.GetState(),
 		PhysState: p.GetPhysState(),
 		Counters: health.IBCounters{
-			LinkDowned:                   c["link_downed"],
-			ExcessiveBufferOverrunErrors: c["excessive_buffer_overrun_errors"],
-			LocalLinkIntegrityErrors:     c["local_link_integrity_errors"],
-			SymbolError:                  c["symbol_error"],
-			PortRcvErrors:                c["port_rcv_errors"],
+			LinkDowned:                   c.GetLinkDowned(),
+			ExcessiveBufferOverrunErrors: c.GetExcessiveBufferOverrunErrors(),
+			LocalLinkIntegrityErrors:     c.GetLocalLinkIntegrityErrors(),
+			SymbolError:                  c.GetSymbolError(),
+			PortRcvErrors:                c.GetPortRcvErrors(),
 		},
 	}
 }

@@ -664,7 +664,7 @@ func TestIBPortDown(t *testing.T) {
 	a.healthy()
 	down := func(b *agentpb.Batch) {
 		b.IbSamples[0].State, b.IbSamples[0].PhysState = "DOWN", "Disabled"
-		b.IbSamples[0].Counters = map[string]uint64{"link_downed": 1}
+		b.IbSamples[0].Counters = &agentpb.IbCounters{LinkDowned: 1}
 	}
 	// Samples are judged every EvaluateEvery (5 s) of the clock.
 	for range 2 {

@@ -922,14 +922,18 @@ func (x *GpuProcess) GetSlurmJobId() string {
 }
 
 type IbSample struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SampleTime    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=sample_time,json=sampleTime,proto3" json:"sample_time,omitempty"`
-	Device        string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
-	Port          int32                  `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
-	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
-	PhysState     string                 `protobuf:"bytes,5,opt,name=phys_state,json=physState,proto3" json:"phys_state,omitempty"`
-	RateGbps      int64                  `protobuf:"varint,6,opt,name=rate_gbps,json=rateGbps,proto3" json:"rate_gbps,omitempty"`
-	Counters      map[string]uint64      `protobuf:"bytes,7,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	SampleTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=sample_time,json=sampleTime,proto3" json:"sample_time,omitempty"`
+	Device     string                 `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	Port       int32                  `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	State      string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	PhysState  string                 `protobuf:"bytes,5,opt,name=phys_state,json=physState,proto3" json:"phys_state,omitempty"`
+	RateGbps   int64                  `protobuf:"varint,6,opt,name=rate_gbps,json=rateGbps,proto3" json:"rate_gbps,omitempty"`
+	// The port's counters/ as the kernel reports them (data counters in
+	// 4-octet words). hw_counters/ stay on the agent's /metrics. One field per
+	// counter rather than a map: a map repeats every name in every batch and
+	// costs the controller most of its decode time.
+	Counters      *IbCounters `protobuf:"bytes,8,opt,name=counters,proto3" json:"counters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1006,11 +1010,217 @@ func (x *IbSample) GetRateGbps() int64 {
 	return 0
 }
 
-func (x *IbSample) GetCounters() map[string]uint64 {
+func (x *IbSample) GetCounters() *IbCounters {
 	if x != nil {
 		return x.Counters
 	}
 	return nil
+}
+
+// IbCounters are the standard InfiniBand port counters; 0 when the port
+// does not expose one.
+type IbCounters struct {
+	state                        protoimpl.MessageState `protogen:"open.v1"`
+	SymbolError                  uint64                 `protobuf:"varint,1,opt,name=symbol_error,json=symbolError,proto3" json:"symbol_error,omitempty"`
+	LinkErrorRecovery            uint64                 `protobuf:"varint,2,opt,name=link_error_recovery,json=linkErrorRecovery,proto3" json:"link_error_recovery,omitempty"`
+	LinkDowned                   uint64                 `protobuf:"varint,3,opt,name=link_downed,json=linkDowned,proto3" json:"link_downed,omitempty"`
+	PortRcvErrors                uint64                 `protobuf:"varint,4,opt,name=port_rcv_errors,json=portRcvErrors,proto3" json:"port_rcv_errors,omitempty"`
+	PortRcvRemotePhysicalErrors  uint64                 `protobuf:"varint,5,opt,name=port_rcv_remote_physical_errors,json=portRcvRemotePhysicalErrors,proto3" json:"port_rcv_remote_physical_errors,omitempty"`
+	PortRcvSwitchRelayErrors     uint64                 `protobuf:"varint,6,opt,name=port_rcv_switch_relay_errors,json=portRcvSwitchRelayErrors,proto3" json:"port_rcv_switch_relay_errors,omitempty"`
+	PortXmitDiscards             uint64                 `protobuf:"varint,7,opt,name=port_xmit_discards,json=portXmitDiscards,proto3" json:"port_xmit_discards,omitempty"`
+	PortXmitConstraintErrors     uint64                 `protobuf:"varint,8,opt,name=port_xmit_constraint_errors,json=portXmitConstraintErrors,proto3" json:"port_xmit_constraint_errors,omitempty"`
+	PortRcvConstraintErrors      uint64                 `protobuf:"varint,9,opt,name=port_rcv_constraint_errors,json=portRcvConstraintErrors,proto3" json:"port_rcv_constraint_errors,omitempty"`
+	LocalLinkIntegrityErrors     uint64                 `protobuf:"varint,10,opt,name=local_link_integrity_errors,json=localLinkIntegrityErrors,proto3" json:"local_link_integrity_errors,omitempty"`
+	ExcessiveBufferOverrunErrors uint64                 `protobuf:"varint,11,opt,name=excessive_buffer_overrun_errors,json=excessiveBufferOverrunErrors,proto3" json:"excessive_buffer_overrun_errors,omitempty"`
+	Vl15Dropped                  uint64                 `protobuf:"varint,12,opt,name=vl15_dropped,json=vl15Dropped,proto3" json:"vl15_dropped,omitempty"`
+	PortXmitWait                 uint64                 `protobuf:"varint,13,opt,name=port_xmit_wait,json=portXmitWait,proto3" json:"port_xmit_wait,omitempty"`
+	PortRcvData                  uint64                 `protobuf:"varint,14,opt,name=port_rcv_data,json=portRcvData,proto3" json:"port_rcv_data,omitempty"`
+	PortXmitData                 uint64                 `protobuf:"varint,15,opt,name=port_xmit_data,json=portXmitData,proto3" json:"port_xmit_data,omitempty"`
+	PortRcvPackets               uint64                 `protobuf:"varint,16,opt,name=port_rcv_packets,json=portRcvPackets,proto3" json:"port_rcv_packets,omitempty"`
+	PortXmitPackets              uint64                 `protobuf:"varint,17,opt,name=port_xmit_packets,json=portXmitPackets,proto3" json:"port_xmit_packets,omitempty"`
+	UnicastRcvPackets            uint64                 `protobuf:"varint,18,opt,name=unicast_rcv_packets,json=unicastRcvPackets,proto3" json:"unicast_rcv_packets,omitempty"`
+	UnicastXmitPackets           uint64                 `protobuf:"varint,19,opt,name=unicast_xmit_packets,json=unicastXmitPackets,proto3" json:"unicast_xmit_packets,omitempty"`
+	MulticastRcvPackets          uint64                 `protobuf:"varint,20,opt,name=multicast_rcv_packets,json=multicastRcvPackets,proto3" json:"multicast_rcv_packets,omitempty"`
+	MulticastXmitPackets         uint64                 `protobuf:"varint,21,opt,name=multicast_xmit_packets,json=multicastXmitPackets,proto3" json:"multicast_xmit_packets,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
+}
+
+func (x *IbCounters) Reset() {
+	*x = IbCounters{}
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IbCounters) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IbCounters) ProtoMessage() {}
+
+func (x *IbCounters) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IbCounters.ProtoReflect.Descriptor instead.
+func (*IbCounters) Descriptor() ([]byte, []int) {
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *IbCounters) GetSymbolError() uint64 {
+	if x != nil {
+		return x.SymbolError
+	}
+	return 0
+}
+
+func (x *IbCounters) GetLinkErrorRecovery() uint64 {
+	if x != nil {
+		return x.LinkErrorRecovery
+	}
+	return 0
+}
+
+func (x *IbCounters) GetLinkDowned() uint64 {
+	if x != nil {
+		return x.LinkDowned
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortRcvErrors() uint64 {
+	if x != nil {
+		return x.PortRcvErrors
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortRcvRemotePhysicalErrors() uint64 {
+	if x != nil {
+		return x.PortRcvRemotePhysicalErrors
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortRcvSwitchRelayErrors() uint64 {
+	if x != nil {
+		return x.PortRcvSwitchRelayErrors
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortXmitDiscards() uint64 {
+	if x != nil {
+		return x.PortXmitDiscards
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortXmitConstraintErrors() uint64 {
+	if x != nil {
+		return x.PortXmitConstraintErrors
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortRcvConstraintErrors() uint64 {
+	if x != nil {
+		return x.PortRcvConstraintErrors
+	}
+	return 0
+}
+
+func (x *IbCounters) GetLocalLinkIntegrityErrors() uint64 {
+	if x != nil {
+		return x.LocalLinkIntegrityErrors
+	}
+	return 0
+}
+
+func (x *IbCounters) GetExcessiveBufferOverrunErrors() uint64 {
+	if x != nil {
+		return x.ExcessiveBufferOverrunErrors
+	}
+	return 0
+}
+
+func (x *IbCounters) GetVl15Dropped() uint64 {
+	if x != nil {
+		return x.Vl15Dropped
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortXmitWait() uint64 {
+	if x != nil {
+		return x.PortXmitWait
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortRcvData() uint64 {
+	if x != nil {
+		return x.PortRcvData
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortXmitData() uint64 {
+	if x != nil {
+		return x.PortXmitData
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortRcvPackets() uint64 {
+	if x != nil {
+		return x.PortRcvPackets
+	}
+	return 0
+}
+
+func (x *IbCounters) GetPortXmitPackets() uint64 {
+	if x != nil {
+		return x.PortXmitPackets
+	}
+	return 0
+}
+
+func (x *IbCounters) GetUnicastRcvPackets() uint64 {
+	if x != nil {
+		return x.UnicastRcvPackets
+	}
+	return 0
+}
+
+func (x *IbCounters) GetUnicastXmitPackets() uint64 {
+	if x != nil {
+		return x.UnicastXmitPackets
+	}
+	return 0
+}
+
+func (x *IbCounters) GetMulticastRcvPackets() uint64 {
+	if x != nil {
+		return x.MulticastRcvPackets
+	}
+	return 0
+}
+
+func (x *IbCounters) GetMulticastXmitPackets() uint64 {
+	if x != nil {
+		return x.MulticastXmitPackets
+	}
+	return 0
 }
 
 type HealthEvent struct {
@@ -1029,7 +1239,7 @@ type HealthEvent struct {
 
 func (x *HealthEvent) Reset() {
 	*x = HealthEvent{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1251,7 @@ func (x *HealthEvent) String() string {
 func (*HealthEvent) ProtoMessage() {}
 
 func (x *HealthEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1264,7 @@ func (x *HealthEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthEvent.ProtoReflect.Descriptor instead.
 func (*HealthEvent) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HealthEvent) GetEventTime() *timestamppb.Timestamp {
@@ -1107,7 +1317,7 @@ type ProgressUpdate struct {
 
 func (x *ProgressUpdate) Reset() {
 	*x = ProgressUpdate{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1329,7 @@ func (x *ProgressUpdate) String() string {
 func (*ProgressUpdate) ProtoMessage() {}
 
 func (x *ProgressUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1342,7 @@ func (x *ProgressUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressUpdate.ProtoReflect.Descriptor instead.
 func (*ProgressUpdate) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProgressUpdate) GetRunId() string {
@@ -1196,7 +1406,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1418,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1431,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CommandResult) GetCommandId() string {
@@ -1262,7 +1472,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1484,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1497,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Ack) GetSequence() uint64 {
@@ -1308,7 +1518,7 @@ type AgentConfig struct {
 
 func (x *AgentConfig) Reset() {
 	*x = AgentConfig{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1530,7 @@ func (x *AgentConfig) String() string {
 func (*AgentConfig) ProtoMessage() {}
 
 func (x *AgentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1543,7 @@ func (x *AgentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentConfig.ProtoReflect.Descriptor instead.
 func (*AgentConfig) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AgentConfig) GetSampleInterval() *durationpb.Duration {
@@ -1366,7 +1576,7 @@ type RunAssignments struct {
 
 func (x *RunAssignments) Reset() {
 	*x = RunAssignments{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1588,7 @@ func (x *RunAssignments) String() string {
 func (*RunAssignments) ProtoMessage() {}
 
 func (x *RunAssignments) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1601,7 @@ func (x *RunAssignments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunAssignments.ProtoReflect.Descriptor instead.
 func (*RunAssignments) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RunAssignments) GetRuns() []*RunAssignment {
@@ -1415,7 +1625,7 @@ type RunAssignment struct {
 
 func (x *RunAssignment) Reset() {
 	*x = RunAssignment{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1637,7 @@ func (x *RunAssignment) String() string {
 func (*RunAssignment) ProtoMessage() {}
 
 func (x *RunAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1650,7 @@ func (x *RunAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunAssignment.ProtoReflect.Descriptor instead.
 func (*RunAssignment) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunAssignment) GetRunId() string {
@@ -1483,7 +1693,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1705,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1718,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Command) GetCommandId() string {
@@ -1638,7 +1848,7 @@ const file_sopilot_agent_v1_agent_proto_rawDesc = "" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12*\n" +
 	"\x11memory_used_bytes\x18\x02 \x01(\x03R\x0fmemoryUsedBytes\x12 \n" +
 	"\fslurm_job_id\x18\x03 \x01(\tR\n" +
-	"slurmJobId\"\xc8\x02\n" +
+	"slurmJobId\"\x93\x02\n" +
 	"\bIbSample\x12;\n" +
 	"\vsample_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"sampleTime\x12\x16\n" +
@@ -1647,11 +1857,33 @@ const file_sopilot_agent_v1_agent_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12\x1d\n" +
 	"\n" +
 	"phys_state\x18\x05 \x01(\tR\tphysState\x12\x1b\n" +
-	"\trate_gbps\x18\x06 \x01(\x03R\brateGbps\x12D\n" +
-	"\bcounters\x18\a \x03(\v2(.sopilot.agent.v1.IbSample.CountersEntryR\bcounters\x1a;\n" +
-	"\rCountersEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xa8\x01\n" +
+	"\trate_gbps\x18\x06 \x01(\x03R\brateGbps\x128\n" +
+	"\bcounters\x18\b \x01(\v2\x1c.sopilot.agent.v1.IbCountersR\bcountersJ\x04\b\a\x10\bR\fcounters_map\"\x93\b\n" +
+	"\n" +
+	"IbCounters\x12!\n" +
+	"\fsymbol_error\x18\x01 \x01(\x04R\vsymbolError\x12.\n" +
+	"\x13link_error_recovery\x18\x02 \x01(\x04R\x11linkErrorRecovery\x12\x1f\n" +
+	"\vlink_downed\x18\x03 \x01(\x04R\n" +
+	"linkDowned\x12&\n" +
+	"\x0fport_rcv_errors\x18\x04 \x01(\x04R\rportRcvErrors\x12D\n" +
+	"\x1fport_rcv_remote_physical_errors\x18\x05 \x01(\x04R\x1bportRcvRemotePhysicalErrors\x12>\n" +
+	"\x1cport_rcv_switch_relay_errors\x18\x06 \x01(\x04R\x18portRcvSwitchRelayErrors\x12,\n" +
+	"\x12port_xmit_discards\x18\a \x01(\x04R\x10portXmitDiscards\x12=\n" +
+	"\x1bport_xmit_constraint_errors\x18\b \x01(\x04R\x18portXmitConstraintErrors\x12;\n" +
+	"\x1aport_rcv_constraint_errors\x18\t \x01(\x04R\x17portRcvConstraintErrors\x12=\n" +
+	"\x1blocal_link_integrity_errors\x18\n" +
+	" \x01(\x04R\x18localLinkIntegrityErrors\x12E\n" +
+	"\x1fexcessive_buffer_overrun_errors\x18\v \x01(\x04R\x1cexcessiveBufferOverrunErrors\x12!\n" +
+	"\fvl15_dropped\x18\f \x01(\x04R\vvl15Dropped\x12$\n" +
+	"\x0eport_xmit_wait\x18\r \x01(\x04R\fportXmitWait\x12\"\n" +
+	"\rport_rcv_data\x18\x0e \x01(\x04R\vportRcvData\x12$\n" +
+	"\x0eport_xmit_data\x18\x0f \x01(\x04R\fportXmitData\x12(\n" +
+	"\x10port_rcv_packets\x18\x10 \x01(\x04R\x0eportRcvPackets\x12*\n" +
+	"\x11port_xmit_packets\x18\x11 \x01(\x04R\x0fportXmitPackets\x12.\n" +
+	"\x13unicast_rcv_packets\x18\x12 \x01(\x04R\x11unicastRcvPackets\x120\n" +
+	"\x14unicast_xmit_packets\x18\x13 \x01(\x04R\x12unicastXmitPackets\x122\n" +
+	"\x15multicast_rcv_packets\x18\x14 \x01(\x04R\x13multicastRcvPackets\x124\n" +
+	"\x16multicast_xmit_packets\x18\x15 \x01(\x04R\x14multicastXmitPackets\"\xa8\x01\n" +
 	"\vHealthEvent\x129\n" +
 	"\n" +
 	"event_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x12\x1c\n" +
@@ -1727,15 +1959,15 @@ var file_sopilot_agent_v1_agent_proto_goTypes = []any{
 	(*GpuSample)(nil),             // 7: sopilot.agent.v1.GpuSample
 	(*GpuProcess)(nil),            // 8: sopilot.agent.v1.GpuProcess
 	(*IbSample)(nil),              // 9: sopilot.agent.v1.IbSample
-	(*HealthEvent)(nil),           // 10: sopilot.agent.v1.HealthEvent
-	(*ProgressUpdate)(nil),        // 11: sopilot.agent.v1.ProgressUpdate
-	(*CommandResult)(nil),         // 12: sopilot.agent.v1.CommandResult
-	(*Ack)(nil),                   // 13: sopilot.agent.v1.Ack
-	(*AgentConfig)(nil),           // 14: sopilot.agent.v1.AgentConfig
-	(*RunAssignments)(nil),        // 15: sopilot.agent.v1.RunAssignments
-	(*RunAssignment)(nil),         // 16: sopilot.agent.v1.RunAssignment
-	(*Command)(nil),               // 17: sopilot.agent.v1.Command
-	nil,                           // 18: sopilot.agent.v1.IbSample.CountersEntry
+	(*IbCounters)(nil),            // 10: sopilot.agent.v1.IbCounters
+	(*HealthEvent)(nil),           // 11: sopilot.agent.v1.HealthEvent
+	(*ProgressUpdate)(nil),        // 12: sopilot.agent.v1.ProgressUpdate
+	(*CommandResult)(nil),         // 13: sopilot.agent.v1.CommandResult
+	(*Ack)(nil),                   // 14: sopilot.agent.v1.Ack
+	(*AgentConfig)(nil),           // 15: sopilot.agent.v1.AgentConfig
+	(*RunAssignments)(nil),        // 16: sopilot.agent.v1.RunAssignments
+	(*RunAssignment)(nil),         // 17: sopilot.agent.v1.RunAssignment
+	(*Command)(nil),               // 18: sopilot.agent.v1.Command
 	nil,                           // 19: sopilot.agent.v1.ProgressUpdate.MetricsEntry
 	nil,                           // 20: sopilot.agent.v1.Command.ArgsEntry
 	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
@@ -1744,29 +1976,29 @@ var file_sopilot_agent_v1_agent_proto_goTypes = []any{
 var file_sopilot_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: sopilot.agent.v1.ConnectRequest.hello:type_name -> sopilot.agent.v1.Hello
 	6,  // 1: sopilot.agent.v1.ConnectRequest.batch:type_name -> sopilot.agent.v1.Batch
-	12, // 2: sopilot.agent.v1.ConnectRequest.command_result:type_name -> sopilot.agent.v1.CommandResult
-	13, // 3: sopilot.agent.v1.ConnectResponse.ack:type_name -> sopilot.agent.v1.Ack
-	14, // 4: sopilot.agent.v1.ConnectResponse.config:type_name -> sopilot.agent.v1.AgentConfig
-	15, // 5: sopilot.agent.v1.ConnectResponse.assignments:type_name -> sopilot.agent.v1.RunAssignments
-	17, // 6: sopilot.agent.v1.ConnectResponse.command:type_name -> sopilot.agent.v1.Command
+	13, // 2: sopilot.agent.v1.ConnectRequest.command_result:type_name -> sopilot.agent.v1.CommandResult
+	14, // 3: sopilot.agent.v1.ConnectResponse.ack:type_name -> sopilot.agent.v1.Ack
+	15, // 4: sopilot.agent.v1.ConnectResponse.config:type_name -> sopilot.agent.v1.AgentConfig
+	16, // 5: sopilot.agent.v1.ConnectResponse.assignments:type_name -> sopilot.agent.v1.RunAssignments
+	18, // 6: sopilot.agent.v1.ConnectResponse.command:type_name -> sopilot.agent.v1.Command
 	3,  // 7: sopilot.agent.v1.Hello.inventory:type_name -> sopilot.agent.v1.Inventory
 	4,  // 8: sopilot.agent.v1.Inventory.gpus:type_name -> sopilot.agent.v1.GpuInfo
 	5,  // 9: sopilot.agent.v1.Inventory.ib_ports:type_name -> sopilot.agent.v1.IbPortInfo
 	21, // 10: sopilot.agent.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
-	10, // 11: sopilot.agent.v1.Batch.health_events:type_name -> sopilot.agent.v1.HealthEvent
+	11, // 11: sopilot.agent.v1.Batch.health_events:type_name -> sopilot.agent.v1.HealthEvent
 	7,  // 12: sopilot.agent.v1.Batch.gpu_samples:type_name -> sopilot.agent.v1.GpuSample
 	9,  // 13: sopilot.agent.v1.Batch.ib_samples:type_name -> sopilot.agent.v1.IbSample
-	11, // 14: sopilot.agent.v1.Batch.progress:type_name -> sopilot.agent.v1.ProgressUpdate
+	12, // 14: sopilot.agent.v1.Batch.progress:type_name -> sopilot.agent.v1.ProgressUpdate
 	21, // 15: sopilot.agent.v1.GpuSample.sample_time:type_name -> google.protobuf.Timestamp
 	8,  // 16: sopilot.agent.v1.GpuSample.processes:type_name -> sopilot.agent.v1.GpuProcess
 	21, // 17: sopilot.agent.v1.IbSample.sample_time:type_name -> google.protobuf.Timestamp
-	18, // 18: sopilot.agent.v1.IbSample.counters:type_name -> sopilot.agent.v1.IbSample.CountersEntry
+	10, // 18: sopilot.agent.v1.IbSample.counters:type_name -> sopilot.agent.v1.IbCounters
 	21, // 19: sopilot.agent.v1.HealthEvent.event_time:type_name -> google.protobuf.Timestamp
 	21, // 20: sopilot.agent.v1.ProgressUpdate.update_time:type_name -> google.protobuf.Timestamp
 	19, // 21: sopilot.agent.v1.ProgressUpdate.metrics:type_name -> sopilot.agent.v1.ProgressUpdate.MetricsEntry
 	22, // 22: sopilot.agent.v1.AgentConfig.sample_interval:type_name -> google.protobuf.Duration
 	22, // 23: sopilot.agent.v1.AgentConfig.batch_interval:type_name -> google.protobuf.Duration
-	16, // 24: sopilot.agent.v1.RunAssignments.runs:type_name -> sopilot.agent.v1.RunAssignment
+	17, // 24: sopilot.agent.v1.RunAssignments.runs:type_name -> sopilot.agent.v1.RunAssignment
 	20, // 25: sopilot.agent.v1.Command.args:type_name -> sopilot.agent.v1.Command.ArgsEntry
 	0,  // 26: sopilot.agent.v1.AgentService.Connect:input_type -> sopilot.agent.v1.ConnectRequest
 	1,  // 27: sopilot.agent.v1.AgentService.Connect:output_type -> sopilot.agent.v1.ConnectResponse
