@@ -840,8 +840,35 @@ func checkExistingSecretTLS(t *testing.T, r rendered) {
 	if v, _ := volume(spec, "tls"); v.Secret == nil || v.Secret.SecretName != "sopilot-controller-tls" {
 		t.Errorf("controller TLS volume %+v, want Secret sopilot-controller-tls", v.VolumeSource)
 	}
-	a := container(t, r.agents(t)[0].Spec.Template.Spec, "agent")
+	ds := r.agents(t)
+	if len(ds) != 1 {
+		t.Fatalf("%d agent DaemonSets, want 1", len(ds))
+	}
+	as := ds[0].Spec.Template.Spec
+	a := container(t, as, "agent")
 	wantArg(t, "agent", a.Args, "--controller-server-name", "sopilot.example.internal")
+	if v, _ := volume(as, "tls"); v.HostPath == nil || v.HostPath.Path != "/etc/sopilot/agent-tls" {
+		t.Errorf("agent TLS volume %+v, want the host's /etc/sopilot/agent-tls", v.VolumeSource)
+	}
+	// Node names from the map: a wrapper reads this node's entry.
+	noArg(t, "agent", a.Args, "--node-name")
+	if len(a.Command) != 4 || a.Command[0] != "/bin/sh" || a.Command[3] != "node-agent" ||
+		!strings.Contains(a.Command[2], `/etc/sopilot/node-names/$name`) || !strings.Contains(a.Command[2], `exec node-agent --node-name="$name" "$@"`) {
+		t.Errorf("agent command %q does not look its node name up", a.Command)
+	}
+	cm := r.get(t, "ConfigMap", "sopilot-agent-node-names").(*corev1.ConfigMap)
+	if len(cm.Data) != 2 || cm.Data["gpu-node-a1.internal"] != "worker-0" || cm.Data["gpu-node-a2.internal"] != "worker-1" {
+		t.Errorf("node-name map %v", cm.Data)
+	}
+	if v, _ := volume(as, "node-names"); v.ConfigMap == nil || v.ConfigMap.Name != cm.Name {
+		t.Errorf("node-name volume %+v, want ConfigMap %s", v.VolumeSource, cm.Name)
+	}
+	if m, ok := mount(a, "/etc/sopilot/node-names"); !ok || !m.ReadOnly {
+		t.Errorf("node-name map not mounted read-only")
+	}
+	if ds[0].Spec.Template.Annotations["checksum/node-names"] == "" {
+		t.Errorf("a node-name map change would not restart the agents")
+	}
 }
 
 func checkMonitoring(t *testing.T, r rendered) {
@@ -1031,13 +1058,17 @@ func checkAgentOptions(t *testing.T, r rendered) {
 	if _, ok := certs["sopilot-ca"]; ok {
 		t.Errorf("the chart's own CA rendered although an issuerRef is given")
 	}
+	// Per-node DaemonSets carry their node name; the map is read only by
+	// the single DaemonSet.
 	if r.has("ConfigMap", "sopilot-agent-node-names") {
-		// Per-node DaemonSets carry their node name; the map is only read
-		// by the single DaemonSet.
-		for _, d := range ds {
-			if _, ok := volume(d.Spec.Template.Spec, "node-names"); ok {
-				t.Errorf("%s mounts the node-name map it does not need", d.Name)
-			}
+		t.Errorf("node-name map rendered for per-node DaemonSets")
+	}
+	for _, d := range ds {
+		if _, ok := volume(d.Spec.Template.Spec, "node-names"); ok {
+			t.Errorf("%s mounts the node-name map it does not need", d.Name)
+		}
+		if d.Spec.Template.Annotations["checksum/node-names"] != "" {
+			t.Errorf("%s restarts on node-name map changes it does not read", d.Name)
 		}
 	}
 }
