@@ -23,10 +23,14 @@ type Options struct {
 	// Silence: a node whose agent sent nothing for this long is UNKNOWN
 	// (default 60 s). Silence alone never makes a node unhealthy.
 	Silence time.Duration
-	// CommitInterval is the longest a batch waits to be made durable and
-	// acked (default 100 ms). One bbolt transaction covers every batch that
-	// arrived in the interval, from every agent.
+	// CommitInterval is the longest a batch with health events or progress
+	// waits to be made durable and acked (default 100 ms). One bbolt
+	// transaction covers every such batch that arrived in the interval,
+	// from every agent. Telemetry-only batches are acked once applied.
 	CommitInterval time.Duration
+	// PersistEvery is how often a node's record (boot id, sequence, last
+	// seen) is written when nothing else of it needs to be (default 10 s).
+	PersistEvery time.Duration
 	// AssignmentInterval is how often run assignments are recomputed and
 	// pushed to agents whose set changed (default 2 s).
 	AssignmentInterval time.Duration
@@ -43,6 +47,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CommitInterval <= 0 {
 		o.CommitInterval = 100 * time.Millisecond
+	}
+	if o.PersistEvery <= 0 {
+		o.PersistEvery = 10 * time.Second
 	}
 	if o.AssignmentInterval <= 0 {
 		o.AssignmentInterval = 2 * time.Second
@@ -177,10 +184,16 @@ func (f *Fleet) SetSources(a AssignmentSource, p ProgressSink, e EventSink) {
 type node struct {
 	name string
 
-	mu             sync.Mutex
-	bootID         string
-	seq            uint64 // highest sequence applied
-	durable        uint64 // highest sequence made durable
+	mu      sync.Mutex
+	bootID  string
+	seq     uint64 // highest sequence applied
+	durable uint64 // highest sequence whose node record is durable
+	// pending are the sequences (ascending) whose health events or
+	// progress are not durable yet; acks stop below the first of them.
+	pending []uint64
+	// persistQueued is when this node's record was last queued for a
+	// commit without anything else to make durable.
+	persistQueued  time.Time
 	lastSeen       time.Time
 	lastBatch      time.Time
 	agentVersion   string
@@ -213,6 +226,9 @@ type item struct {
 	jobs     map[string]string
 	progress []progressItem
 	received time.Time
+	// durable: the batch carries health events or progress, so its ack
+	// waits for the commit.
+	durable bool
 }
 
 var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$`)
@@ -361,23 +377,60 @@ func (f *Fleet) commit(ctx context.Context, items []item) error {
 		}
 		n.mu.Unlock()
 	}
+	done := map[*node][]uint64{}
+	for _, it := range items {
+		if it.durable {
+			done[it.n] = append(done[it.n], it.seq)
+		}
+	}
 	for n, m := range maxSeq {
 		n.mu.Lock()
-		if n.bootID == m.bootID && m.seq > n.durable {
-			n.durable = m.seq
+		if n.bootID == m.bootID {
+			if m.seq > n.durable {
+				n.durable = m.seq
+			}
+			n.pending = removeSeqs(n.pending, done[n])
 		}
-		s, durable := n.session, n.durable
+		s, ack := n.session, n.ackable()
 		n.mu.Unlock()
 		if s != nil {
-			s.ack(durable)
+			s.ack(ack)
 		}
 	}
 	for _, it := range items {
-		if it.seq > 0 {
+		if it.durable {
 			f.metrics.AckLatency.Observe(now.Sub(it.received).Seconds())
 		}
 	}
 	return nil
+}
+
+// ackable is the highest sequence that may be acked: everything applied,
+// except from the first batch whose health events or progress are not yet
+// durable (acks are cumulative). n.mu is held.
+func (n *node) ackable() uint64 {
+	if len(n.pending) > 0 {
+		return n.pending[0] - 1
+	}
+	return n.seq
+}
+
+// removeSeqs removes done from pending (both ascending).
+func removeSeqs(pending, done []uint64) []uint64 {
+	if len(done) == 0 {
+		return pending
+	}
+	drop := make(map[uint64]bool, len(done))
+	for _, s := range done {
+		drop[s] = true
+	}
+	kept := pending[:0]
+	for _, s := range pending {
+		if !drop[s] {
+			kept = append(kept, s)
+		}
+	}
+	return kept
 }
 
 type progressItem struct {

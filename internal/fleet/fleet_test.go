@@ -554,3 +554,52 @@ func value(c prometheus.Metric) float64 {
 	}
 	return m.Gauge.GetValue()
 }
+
+// addTelemetry queues a batch with a GPU sample only: acked once applied.
+func (a *agent) addTelemetry() {
+	a.seq++
+	u := 50.0
+	a.buf.Add(&agentpb.Batch{CreateTime: timestamppb.Now(),
+		GpuSamples: []*agentpb.GpuSample{{Index: 0, Uuid: "GPU-0", SmUtilizationPercent: &u}}})
+}
+
+// Telemetry is acked when applied, before its node record is durable; a
+// controller restart then takes the agent's own acked count as the
+// baseline, so nothing is counted as lost and nothing is applied twice.
+func TestTelemetryAckedWhenAppliedSurvivesRestart(t *testing.T) {
+	ev := &events{codes: map[string][]int64{}}
+	db := filepath.Join(t.TempDir(), "db")
+	c := startController(t, db, "127.0.0.1:0", ev, fleet.Options{PersistEvery: time.Hour}, nil)
+	addr := c.addr
+	a := startAgent(t, addr, "worker-0", uplink.BufferOptions{})
+	for range 40 {
+		a.addTelemetry()
+	}
+	waitFor(t, "40 acked", func() bool { return a.buf.Acked() == 40 })
+	c.stop()
+	c2 := startController(t, db, addr, ev, fleet.Options{PersistEvery: time.Hour}, nil)
+	for range 10 {
+		a.addTelemetry()
+	}
+	waitFor(t, "50 acked", func() bool { return a.buf.Acked() == 50 })
+	v, _ := c2.fleet.Snapshot("worker-0")
+	if v.Sequence != 50 {
+		t.Errorf("sequence after restart = %d, want 50", v.Sequence)
+	}
+	if gaps := value(c2.m.SequenceGaps); gaps != 0 {
+		t.Errorf("sequence gaps = %v after a restart, want 0", gaps)
+	}
+	if dup := value(c2.m.Batches.WithLabelValues("duplicate")); dup != 0 {
+		t.Errorf("duplicates = %v, want 0", dup)
+	}
+	if acc := value(c2.m.Batches.WithLabelValues("accepted")); acc != 10 {
+		t.Errorf("accepted by the new controller = %v, want 10", acc)
+	}
+	// A health event after telemetry still waits for its commit, and the
+	// cumulative ack never passes it before it is durable.
+	a.add(1, "")
+	waitFor(t, "event acked", func() bool { return a.buf.Acked() == 51 })
+	if got := ev.get("worker-0"); len(got) != 1 || got[0] != 51 {
+		t.Errorf("durable events = %v, want [51]", got)
+	}
+}

@@ -125,8 +125,14 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		if n.bootID != "" {
 			f.log.Info("node rebooted", "node", n.name, "old_boot_id", n.bootID, "boot_id", hello.GetBootId())
 		}
-		n.bootID, n.seq, n.durable = hello.GetBootId(), 0, 0
+		n.bootID, n.seq, n.durable, n.pending = hello.GetBootId(), 0, 0, nil
 		clear(n.lastEnergy)
+	}
+	// Telemetry-only batches are acked once applied, before their node
+	// record is durable: after a controller restart the agent's own count
+	// of what was acked is the better baseline.
+	if last := hello.GetLastAckedSequence(); last > n.seq && len(n.pending) == 0 {
+		n.seq = last
 	}
 	old := n.session
 	n.session = s
@@ -142,7 +148,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	n.lastSeen = f.opts.Now()
 	n.lastBatch = n.lastSeen
 	n.version++
-	durable, bootID := n.durable, n.bootID
+	durable, bootID := n.ackable(), n.bootID
 	assigned := n.assigned
 	n.mu.Unlock()
 	if old != nil {
@@ -312,11 +318,11 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	}
 	seq := b.GetSequence()
 	if seq <= n.seq {
-		durable := n.durable
+		ack := n.ackable()
 		n.mu.Unlock()
 		f.metrics.Batches.WithLabelValues("duplicate").Inc()
-		if seq <= durable {
-			s.ack(durable)
+		if seq <= ack {
+			s.ack(ack)
 		}
 		return nil
 	}
@@ -377,7 +383,24 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	if d := b.GetDroppedSamples(); d > 0 {
 		f.metrics.AgentDropped.Add(float64(d))
 	}
-	f.commits <- item{n: n, bootID: bootID, seq: seq, events: b.GetHealthEvents(), jobs: jobs, progress: progress, received: time.Now()}
+	needsDurable := len(b.GetHealthEvents()) > 0 || len(progress) > 0
+	n.mu.Lock()
+	queue := needsDurable || now.Sub(n.persistQueued) >= f.opts.PersistEvery
+	if needsDurable {
+		n.pending = append(n.pending, seq)
+	}
+	if queue {
+		n.persistQueued = now
+	}
+	ack := n.ackable()
+	n.mu.Unlock()
+	if queue {
+		f.commits <- item{n: n, bootID: bootID, seq: seq, events: b.GetHealthEvents(), jobs: jobs, progress: progress,
+			received: time.Now(), durable: needsDurable}
+	}
+	if !needsDurable {
+		s.ack(ack) // applied is enough for telemetry
+	}
 	return nil
 }
 
