@@ -37,6 +37,9 @@ eval "$(hack/slurm/cluster.sh env)"
 echo "== lint and generated code"
 make --no-print-directory lint check-generated
 
+echo "== helm chart (helm lint, render tests)"
+hack/helm-test.sh
+
 echo "== tests"
 export SOPILOT_REQUIRE_SLURM=1
 export SOPILOT_REQUIRE_TERRAFORM=1

@@ -61,6 +61,9 @@ Examples:
              --slurm-user root --slurm-jwt-key-file /etc/slurm/jwt_hs256.key
 `
 
+// Version is set at build time (-ldflags "-X main.Version=...").
+var Version = "dev"
+
 // usageError marks errors in the command line, which exit with status 2.
 type usageError struct{ error }
 
@@ -343,7 +346,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	g.Go(func() error { return server.ServeGRPC(gctx, grpcSrv, grpcLis, o.shutdownGrace) })
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	logger.Info("controller ready", "grpc_addr", grpcLis.Addr().String(), "scheduler", backend.Name(), "db", o.db)
+	logger.Info("controller ready", "version", Version, "grpc_addr", grpcLis.Addr().String(), "scheduler", backend.Name(), "db", o.db)
 	fmt.Fprintf(stdout, "controller listening on %s\n", grpcLis.Addr())
 	err = g.Wait()
 	health.Shutdown()
