@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sopilot/sopilot/internal/auth"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -470,5 +473,35 @@ func TestWatchSendsCurrentThenChangesUntilTerminal(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("watch ended with %v, want nil after the terminal state", err)
+	}
+}
+
+// Runs record who created them; submitters cancel only their own runs,
+// operators anyone's.
+func TestOwnerAndCancelPermissions(t *testing.T) {
+	fx := newFixture(t)
+	as := func(name string, role auth.Role) context.Context {
+		return auth.NewContext(context.Background(), auth.Identity{Name: name, Kind: auth.KindUser, Role: role})
+	}
+	r, err := fx.svc.Create(as("ann", auth.RoleSubmitter), seedSpec(), "owned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Owner != "ann" {
+		t.Fatalf("owner = %q, want ann", r.Owner)
+	}
+	_, err = fx.svc.Cancel(as("bob", auth.RoleSubmitter), r.ID)
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `belongs to "ann"`) {
+		t.Fatalf("bob cancels ann's run: %v, want PermissionDenied", err)
+	}
+	if len(fx.slurm.cancelled) != 0 {
+		t.Fatalf("scancel called for a refused cancel: %v", fx.slurm.cancelled)
+	}
+	if got, err := fx.svc.Cancel(as("olga", auth.RoleOperator), r.ID); err != nil || got.State != run.StateCancelled {
+		t.Fatalf("operator cancel: %v, %v", got, err)
+	}
+	r2, _ := fx.svc.Create(as("ann", auth.RoleSubmitter), seedSpec(), "owned-2")
+	if got, err := fx.svc.Cancel(as("ann", auth.RoleSubmitter), r2.ID); err != nil || got.State != run.StateCancelled {
+		t.Fatalf("ann cancels her own run: %v, %v", got, err)
 	}
 }
