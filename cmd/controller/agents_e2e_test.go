@@ -7,15 +7,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,38 +21,11 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sopilot/sopilot/internal/slurmtest"
+	"github.com/sopilot/sopilot/internal/testbin"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
-var (
-	agentBuildOnce sync.Once
-	agentBin       string
-	agentBuildErr  error
-)
-
-func agentBinary(t testing.TB) string {
-	t.Helper()
-	agentBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sopilot-agent-bin")
-		if err != nil {
-			agentBuildErr = err
-			return
-		}
-		agentBin = filepath.Join(dir, "node-agent")
-		args := []string{"build", "-o", agentBin}
-		if raceBuild {
-			args = append(args, "-race")
-		}
-		out, err := exec.Command("go", append(args, "../node-agent")...).CombinedOutput()
-		if err != nil {
-			agentBuildErr = fmt.Errorf("go build node-agent: %v\n%s", err, out)
-		}
-	})
-	if agentBuildErr != nil {
-		t.Fatal(agentBuildErr)
-	}
-	return agentBin
-}
+func agentBinary(t testing.TB) string { return testbin.Build(t, "node-agent", raceBuild) }
 
 var adminRE = regexp.MustCompile(`admin on (\S+)`)
 

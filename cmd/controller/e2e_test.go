@@ -29,39 +29,12 @@ import (
 
 	"github.com/sopilot/sopilot/internal/slurmtest"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/testbin"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // controllerBinary builds the controller once per test process.
-func controllerBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sopilot-controller-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "controller")
-		args := []string{"build", "-o", binPath}
-		if raceBuild {
-			args = append(args, "-race")
-		}
-		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func controllerBinary(t testing.TB) string { return testbin.Build(t, "controller", raceBuild) }
 
 // proc is one running controller process.
 type proc struct {
@@ -72,22 +45,7 @@ type proc struct {
 	stderr *lockedBuffer
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testbin.Buffer
 
 var listenRE = regexp.MustCompile(`controller listening on (\S+)`)
 

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -27,39 +26,12 @@ import (
 
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/testbin"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // agentBinary builds the node agent once per test process.
-func agentBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sopilot-node-agent-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "node-agent")
-		args := []string{"build", "-o", binPath}
-		if raceBuild {
-			args = append(args, "-race")
-		}
-		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func agentBinary(t *testing.T) string { return testbin.Build(t, "node-agent", raceBuild) }
 
 type recorded struct {
 	component, kind string
