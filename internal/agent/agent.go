@@ -170,6 +170,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer wg.Done()
 		_ = a.client.Run(ctx)
 	}()
+	// Health events go out at once, on their own goroutine: never with the
+	// next sample, and never behind a sample stuck in a slow NVML call.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e := <-events:
+				a.sendEvents(e, events)
+			}
+		}
+	}()
 	defer wg.Wait()
 
 	a.log.Info("agent started", "node", a.cfg.NodeName, "gpus", len(a.inv.GPUs), "ib_ports", len(a.ports),
@@ -181,10 +195,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e := <-events:
-			// Health events go out at once, not with the next sample.
-			a.sendEvents(e, events)
-			continue
 		case <-timer.C:
 		}
 		now := time.Now()
@@ -203,7 +213,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.ibAdvanced = now
 			}
 		}
-		a.sample(ctx, now, events)
+		a.sample(ctx, now)
 		a.lastSample = now
 		a.mu.Lock()
 		iv := a.interval
@@ -229,7 +239,7 @@ func (a *Agent) sendEvents(first gpu.HealthEvent, events <-chan gpu.HealthEvent)
 }
 
 // sample builds and queues one batch.
-func (a *Agent) sample(ctx context.Context, now time.Time, events <-chan gpu.HealthEvent) {
+func (a *Agent) sample(ctx context.Context, now time.Time) {
 	b := &agentpb.Batch{CreateTime: timestamppb.New(now)}
 	samples, lost, err := a.gpus.Sample(ctx)
 	if err != nil {
@@ -238,15 +248,6 @@ func (a *Agent) sample(ctx context.Context, now time.Time, events <-chan gpu.Hea
 	}
 	for _, e := range lost {
 		b.HealthEvents = append(b.HealthEvents, healthEventToProto(e))
-	}
-drain:
-	for {
-		select {
-		case e := <-events:
-			b.HealthEvents = append(b.HealthEvents, healthEventToProto(e))
-		default:
-			break drain
-		}
 	}
 	var pids []int32
 	for _, s := range samples {
