@@ -73,3 +73,16 @@ demo-down: ## stop what `DEMO_KEEP=1 make demo` left running (controller, agents
 	@if [ -f /tmp/sopilot-demo.state ]; then . /tmp/sopilot-demo.state; kill $$pids 2>/dev/null || true; \
 	  if [ "$$started_cluster" = 1 ]; then hack/slurm/cluster.sh down; fi; rm -f /tmp/sopilot-demo.state; echo "demo stopped"; \
 	else echo "no demo left running (DEMO_KEEP=1 make demo leaves one)"; fi
+
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+REGISTRY ?= ghcr.io/sopilot
+
+.PHONY: images
+images: ## build the container images, tagged with VERSION (git describe) under REGISTRY (needs docker with BuildKit)
+	docker build -f deploy/docker/controller.Dockerfile --target controller \
+	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(REGISTRY)/controller:$(VERSION) .
+	docker build -f deploy/docker/controller.Dockerfile --target controller-slurmcli \
+	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(REGISTRY)/controller-slurmcli:$(VERSION) .
+	docker build -f deploy/docker/node-agent.Dockerfile \
+	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(REGISTRY)/node-agent:$(VERSION) .
