@@ -299,6 +299,8 @@ func TestPartitionLongerThanBuffer(t *testing.T) {
 	a.add(10, "")
 	waitFor(t, "first ack", func() bool { return a.buf.Acked() == 1 })
 	c.stop()
+	// Until the client notices, it keeps writing into the dead stream.
+	waitFor(t, "the agent to see the controller gone", func() bool { return !a.client.Connected() })
 	for range 60 {
 		a.add(10, "")
 	}
