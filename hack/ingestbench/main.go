@@ -21,7 +21,9 @@ import (
 
 	"github.com/sopilot/sopilot/internal/api"
 	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/metrics"
+	"github.com/sopilot/sopilot/internal/monitor"
 	"github.com/sopilot/sopilot/internal/server"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/pkg/agentpb"
@@ -56,6 +58,7 @@ type options struct {
 	cpuprofile string
 	header     bool
 	ibCounters bool
+	monitor    bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -76,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.serverPID, "server-pid", 0, "-role agents: the controller's pid, for its CPU, memory and profile")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the window here (of the controller with -role server)")
 	fs.BoolVar(&o.header, "header", false, "print the table header before the row")
+	fs.BoolVar(&o.monitor, "monitor", true, "attach the health monitor to the fleet, as the controller does (every batch's samples kept for the rules, nodes judged every 5 s; no Slurm, so no remediation)")
 	fs.BoolVar(&o.ibCounters, "ib-counters", true, "send the 21 counters of each InfiniBand port; false measures what they cost the controller")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -136,7 +140,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "agent":
 		return runRealAgents(ctx, o, stdout, logger)
 	}
-	c, err := startController(o.listen, logger)
+	c, err := startController(o.listen, o.monitor, logger)
 	if err != nil {
 		return err
 	}
@@ -167,7 +171,7 @@ type noAssignments struct{}
 
 func (noAssignments) Assignments(context.Context) ([]fleet.Assignment, error) { return nil, nil }
 
-func startController(listen string, logger *slog.Logger) (*controller, error) {
+func startController(listen string, withMonitor bool, logger *slog.Logger) (*controller, error) {
 	dir, err := os.MkdirTemp("", "ingestbench-")
 	if err != nil {
 		return nil, err
@@ -185,6 +189,17 @@ func startController(listen string, logger *slog.Logger) (*controller, error) {
 		return nil, err
 	}
 	fl.SetSources(noAssignments{}, nil, nil)
+	var mon *monitor.Monitor
+	if withMonitor {
+		th, _ := health.DefaultThresholds("h100")
+		if mon, err = monitor.New(monitor.Config{Thresholds: th}, fl, st, nil, nil, logger, monitor.NewMetrics(m.Registry)); err != nil {
+			st.Close()
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		fl.SetSources(noAssignments{}, nil, mon)
+		fl.SetObserver(mon)
+	}
 	srv, _ := server.NewGRPC(logger, m)
 	agentpb.RegisterAgentServiceServer(srv, api.NewAgentServer(fl))
 	m.GRPC.InitializeMetrics(srv)
@@ -198,6 +213,9 @@ func startController(listen string, logger *slog.Logger) (*controller, error) {
 	c := &controller{reg: m.Registry, addr: lis.Addr().String(), dir: dir, st: st, srv: srv, cancel: cancel, done: make(chan struct{})}
 	go func() { _ = srv.Serve(lis) }()
 	go func() { _ = fl.Run(ctx); close(c.done) }()
+	if mon != nil {
+		go func() { _ = mon.Run(ctx) }()
+	}
 	return c, nil
 }
 
@@ -212,7 +230,7 @@ func (c *controller) stop() {
 // runServer serves until ctx ends. SIGUSR1 starts the CPU profile and
 // SIGUSR2 stops it, so that -role agents can profile its window only.
 func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) error {
-	c, err := startController(o.listen, logger)
+	c, err := startController(o.listen, o.monitor, logger)
 	if err != nil {
 		return err
 	}

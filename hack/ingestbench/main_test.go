@@ -147,7 +147,7 @@ func TestRunAllSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := startController("127.0.0.1:0", slog.New(slog.DiscardHandler))
+	c, err := startController("127.0.0.1:0", true, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

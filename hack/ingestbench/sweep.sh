@@ -9,7 +9,8 @@
 # WARMUP (default 20s), PROFILE_DIR: if set, the controller's CPU profile of
 # each run is written there (controller-N-rep.pprof); SERVER_GOGC: the
 # controller's GOGC (default 100, Go's default); IB_COUNTERS=false: batches
-# without InfiniBand counters.
+# without InfiniBand counters; MONITOR=false: the fleet without the health
+# monitor attached.
 # One process may hold ~20,000 descriptors here (ulimit -n); one connection
 # per agent needs one in each process, so beyond ~19,000 agents pass
 # CONNS=<n> to share connections.
@@ -37,7 +38,7 @@ for n in "${ns[@]}"; do
 		prof=()
 		if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(-cpuprofile "$PROFILE_DIR/controller-$n-$rep.pprof"); fi
 		rm -f "$tmp/addr"
-		GOGC=${SERVER_GOGC:-100} "$tmp/ingestbench" -role server -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
+		GOGC=${SERVER_GOGC:-100} "$tmp/ingestbench" -role server -monitor="${MONITOR:-true}" -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
 		spid=$!
 		for _ in $(seq 100); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
 		"$tmp/ingestbench" -role agents -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \

@@ -35,6 +35,26 @@ func gpuSample(g *agentpb.GpuSample) gpu.Sample {
 	}
 }
 
+// compactGPUSample keeps what the rate rules read of an older sample (the
+// counters whose increase over the hour they judge), as copies, so the
+// wire message can be collected.
+func compactGPUSample(g *agentpb.GpuSample) gpu.Sample {
+	s := gpu.Sample{Time: g.GetSampleTime().AsTime(), Index: int(g.GetIndex())}
+	if g.EccVolatileCorrected != nil {
+		v := g.GetEccVolatileCorrected()
+		s.ECCVolatileCorrected = &v
+	}
+	if g.PcieReplayCount != nil {
+		v := g.GetPcieReplayCount()
+		s.PCIeReplayCount = &v
+	}
+	if g.NvlinkErrorCount != nil {
+		v := g.GetNvlinkErrorCount()
+		s.NVLinkErrorCount = &v
+	}
+	return s
+}
+
 func ibSample(p *agentpb.IbSample) health.IBPortSample {
 	c := p.GetCounters()
 	return health.IBPortSample{

@@ -29,7 +29,7 @@ type Config struct {
 	// one, then the drain → verify → undrain path may start.
 	EventWindow time.Duration
 	// SampleEvery thins the hour of samples kept per GPU and port for the
-	// rate rules (default 10 s); the latest sample is always kept.
+	// rate rules (default 1 min); the latest sample is always kept.
 	SampleEvery time.Duration
 	// StallAfter: a running run whose progress step has not moved for this
 	// long is a suspected hang (default 10 min; 0 keeps the default,
@@ -53,7 +53,7 @@ func (c *Config) defaults() {
 		c.EventWindow = 15 * time.Minute
 	}
 	if c.SampleEvery <= 0 {
-		c.SampleEvery = 10 * time.Second
+		c.SampleEvery = time.Minute
 	}
 	if c.StallAfter == 0 {
 		c.StallAfter = 10 * time.Minute
@@ -117,8 +117,8 @@ type runProgress struct {
 
 // evidence is what the monitor remembers about one node.
 type evidence struct {
-	gpus         map[int32][]gpu.Sample // thinned, oldest first
-	ib           map[string][]health.IBPortSample
+	gpus         map[int32]*gpuHistory
+	ib           map[ibKey][]health.IBPortSample
 	events       []health.Event
 	lastReport   time.Time
 	expected     int
@@ -164,10 +164,23 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 	return mo, nil
 }
 
+// gpuHistory is one GPU's evidence: an hour of compact samples, one per
+// SampleEvery, holding only what the rate rules read, and the newest
+// sample as it arrived (converted only when the node is judged).
+type gpuHistory struct {
+	kept   []gpu.Sample
+	latest *agentpb.GpuSample
+}
+
+type ibKey struct {
+	device string
+	port   int32
+}
+
 func (m *Monitor) node(name string) *evidence {
 	e := m.nodes[name]
 	if e == nil {
-		e = &evidence{gpus: map[int32][]gpu.Sample{}, ib: map[string][]health.IBPortSample{}}
+		e = &evidence{gpus: map[int32]*gpuHistory{}, ib: map[ibKey][]health.IBPortSample{}}
 		m.nodes[name] = e
 	}
 	return e
@@ -186,16 +199,31 @@ func (m *Monitor) ObserveBatch(node string, inv *agentpb.Inventory, b *agentpb.B
 		e.observed = 0
 	}
 	for _, g := range b.GetGpuSamples() {
-		s := gpuSample(g)
-		if s.SMUtilizationPercent != nil || s.TemperatureCelsius != nil || s.MemoryUsedBytes != nil {
+		if g.SmUtilizationPercent != nil || g.TemperatureCelsius != nil || g.MemoryUsedBytes != nil {
 			e.observed++
 		}
-		e.gpus[g.GetIndex()] = keep(e.gpus[g.GetIndex()], s, now, m.cfg.SampleEvery, func(x gpu.Sample) time.Time { return x.Time })
+		h := e.gpus[g.GetIndex()]
+		if h == nil {
+			h = &gpuHistory{}
+			e.gpus[g.GetIndex()] = h
+		}
+		if h.latest != nil {
+			if t := h.latest.GetSampleTime().AsTime(); len(h.kept) == 0 || t.Sub(h.kept[len(h.kept)-1].Time) >= m.cfg.SampleEvery {
+				h.kept = append(h.kept, compactGPUSample(h.latest))
+				i := 0
+				for i < len(h.kept)-1 && now.Sub(h.kept[i].Time) > time.Hour {
+					i++
+				}
+				if i > 0 {
+					h.kept = append(h.kept[:0], h.kept[i:]...)
+				}
+			}
+		}
+		h.latest = g
 	}
 	for _, p := range b.GetIbSamples() {
-		s := ibSample(p)
-		k := fmt.Sprintf("%s/%d", s.Device, s.Port)
-		e.ib[k] = keep(e.ib[k], s, now, m.cfg.SampleEvery, func(x health.IBPortSample) time.Time { return x.Time })
+		k := ibKey{p.GetDevice(), p.GetPort()}
+		e.ib[k] = keep(e.ib[k], ibSample(p), now, m.cfg.SampleEvery, func(x health.IBPortSample) time.Time { return x.Time })
 	}
 	for _, p := range b.GetProgress() {
 		rp := m.progress[p.GetRunId()]
@@ -288,8 +316,11 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 		e.events = append(e.events[:0], e.events[i:]...)
 	}
 	ev := health.Evidence{Node: name, LastReport: e.lastReport, ExpectedGPUs: e.expected, ObservedGPUs: e.observed, Events: e.events}
-	for _, ss := range e.gpus {
-		ev.GPUSamples = append(ev.GPUSamples, ss...)
+	for _, h := range e.gpus {
+		ev.GPUSamples = append(ev.GPUSamples, h.kept...)
+		if h.latest != nil {
+			ev.GPUSamples = append(ev.GPUSamples, gpuSample(h.latest))
+		}
 	}
 	for _, ss := range e.ib {
 		ev.IBPorts = append(ev.IBPorts, ss...)
