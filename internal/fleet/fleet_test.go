@@ -533,6 +533,13 @@ func TestUsageProgressAndAssignments(t *testing.T) {
 	if len(v.RunIDs) != 1 || v.RunIDs[0] != "r-1" {
 		t.Errorf("run ids on worker-0 = %v", v.RunIDs)
 	}
+	// Summaries agree with Snapshot on what they carry.
+	for _, sv := range c.fleet.Summaries() {
+		full, _ := c.fleet.Snapshot(sv.Name)
+		if sv.Connected != full.Connected || sv.Silent != full.Silent || sv.Sequence != full.Sequence || len(sv.RunIDs) != len(full.RunIDs) || sv.GPUs != nil {
+			t.Errorf("summary of %s = %+v, snapshot %+v", sv.Name, sv, full)
+		}
+	}
 	// Commands reach the agent and come back.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -197,3 +197,38 @@ func (f *Fleet) deliverCommandResult(r *agentpb.CommandResult) {
 		}
 	}
 }
+
+// Summaries is Snapshots without the telemetry (GPUs, IB ports, inventory)
+// and in no particular order: what a once-a-second pass over every node
+// needs, at a fraction of the cost.
+func (f *Fleet) Summaries() []NodeView {
+	now := f.opts.Now()
+	f.mu.RLock()
+	out := make([]NodeView, 0, len(f.nodes)+len(f.slurm))
+	for name, n := range f.nodes {
+		v := NodeView{Name: name}
+		if sl, ok := f.slurm[name]; ok {
+			v.Slurm = &sl
+		}
+		n.mu.Lock()
+		v.Connected, v.LastSeen = n.session != nil, n.lastSeen
+		v.Silent = n.lastBatch.IsZero() || now.Sub(n.lastBatch) > f.opts.Silence
+		v.Sequence, v.Durable, v.Version = n.seq, n.durable, n.version
+		if len(n.assigned) > 0 {
+			v.RunIDs = make([]string, len(n.assigned))
+			for i, a := range n.assigned {
+				v.RunIDs[i] = a.RunID
+			}
+		}
+		n.mu.Unlock()
+		out = append(out, v)
+	}
+	for name, sl := range f.slurm {
+		if _, ok := f.nodes[name]; !ok {
+			sl := sl
+			out = append(out, NodeView{Name: name, Slurm: &sl, Silent: true})
+		}
+	}
+	f.mu.RUnlock()
+	return out
+}

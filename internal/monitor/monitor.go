@@ -439,7 +439,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 
 func (m *Monitor) tick(ctx context.Context) {
 	now := m.cfg.Now()
-	views := m.fleet.Snapshots()
+	views := m.fleet.Summaries()
 	m.mu.Lock()
 	var changed []*store.Incident
 	counts := map[string]int{}
