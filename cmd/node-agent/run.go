@@ -265,6 +265,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg.Conn = conn
 
 	a, err := agent.New(ctx, cfg)
+	if errors.Is(err, nvml.ERROR_LIBRARY_NOT_FOUND) || errors.Is(err, nvml.ERROR_DRIVER_NOT_LOADED) {
+		return fmt.Errorf("%w: no usable NVIDIA driver here (libnvidia-ml.so); run on a GPU node (with the NVIDIA container runtime in Kubernetes), or --nvml sim for simulated GPUs", err)
+	}
 	if err != nil {
 		return err
 	}
