@@ -59,7 +59,9 @@ func (s *Store) PutIncidents(ctx context.Context, incs []*Incident) error {
 	// In key order (ids, then the index keys): bbolt inserts a new key by
 	// shifting the rest of its in-memory node, quadratic in random order.
 	incs = append([]*Incident(nil), incs...)
-	sort.Slice(incs, func(i, j int) bool { return incs[i].Node < incs[j].Node || incs[i].Node == incs[j].Node && incs[i].ID < incs[j].ID })
+	sort.Slice(incs, func(i, j int) bool {
+		return incs[i].Node < incs[j].Node || incs[i].Node == incs[j].Node && incs[i].ID < incs[j].ID
+	})
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, byNode, byRun := tx.Bucket(bucketIncidents), tx.Bucket(bucketIncByNode), tx.Bucket(bucketIncByRun)
 		if b == nil || byNode == nil || byRun == nil {
