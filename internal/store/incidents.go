@@ -56,7 +56,8 @@ func (s *Store) PutIncidents(ctx context.Context, incs []*Incident) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// In key order (ids, then the index keys): bbolt inserts a new key by
+	// In the node index's key order (node, then id; ids grow with time, so
+	// new ones append there too): bbolt inserts a new key by
 	// shifting the rest of its in-memory node, quadratic in random order.
 	incs = append([]*Incident(nil), incs...)
 	sort.Slice(incs, func(i, j int) bool {
