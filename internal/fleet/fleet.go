@@ -203,7 +203,7 @@ type node struct {
 	inventoryGen   uint64 // bumped whenever the inventory changes
 	session        *session
 	gpus           map[int32]*agentpb.GpuSample
-	ib             map[string]*agentpb.IbSample
+	ib             map[ibPort]*agentpb.IbSample
 	lastEnergy     map[int32]uint64
 	assigned       []Assignment // runs on this node now
 	// recent holds runs that left the node within the last minute: their
@@ -214,7 +214,13 @@ type node struct {
 }
 
 func newNode(name string) *node {
-	return &node{name: name, gpus: map[int32]*agentpb.GpuSample{}, ib: map[string]*agentpb.IbSample{}, lastEnergy: map[int32]uint64{}, recent: map[string]time.Time{}}
+	return &node{name: name, gpus: map[int32]*agentpb.GpuSample{}, ib: map[ibPort]*agentpb.IbSample{}, lastEnergy: map[int32]uint64{}, recent: map[string]time.Time{}}
+}
+
+// ibPort identifies a port of a node.
+type ibPort struct {
+	device string
+	port   int32
 }
 
 // item is one batch (or a hello) waiting to be made durable.

@@ -335,17 +335,25 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 		n.gpus[g.GetIndex()] = g
 	}
 	for _, p := range b.GetIbSamples() {
-		n.ib[fmt.Sprintf("%s/%d", p.GetDevice(), p.GetPort())] = p
+		n.ib[ibPort{p.GetDevice(), p.GetPort()}] = p
 	}
 	n.version++
-	jobToRun := map[string]string{}
-	allowed := map[string]bool{}
-	for id := range n.recent {
-		allowed[id] = true
+	var jobToRun map[string]string
+	if len(n.assigned) > 0 {
+		jobToRun = make(map[string]string, len(n.assigned))
+		for _, a := range n.assigned {
+			jobToRun[a.JobID] = a.RunID
+		}
 	}
-	for _, a := range n.assigned {
-		jobToRun[a.JobID] = a.RunID
-		allowed[a.RunID] = true
+	var allowed map[string]bool
+	if len(b.GetProgress()) > 0 {
+		allowed = map[string]bool{}
+		for id := range n.recent {
+			allowed[id] = true
+		}
+		for _, a := range n.assigned {
+			allowed[a.RunID] = true
+		}
 	}
 	var jobs map[string]string
 	if len(b.GetHealthEvents()) > 0 {
