@@ -132,7 +132,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.eventWindow, "health-event-window", 15*time.Minute, "how long a health event (an XID, a lost GPU) counts as evidence")
 	fs.DurationVar(&o.evaluateEvery, "health-evaluate-every", 5*time.Second, "how often each node's samples are re-judged (health events are judged at once)")
 	fs.DurationVar(&o.stallAfter, "stall-after", 10*time.Minute, "a running run whose progress step has not moved for this long is flagged as a suspected hang (negative disables)")
-	fs.DurationVar(&o.ncclCheckInterval, "nccl-check-interval", 0, "run the NCCL check on idle nodes this often (0: only on demand and before undrains)")
+	fs.DurationVar(&o.ncclCheckInterval, "nccl-check-interval", 24*time.Hour, "run the NCCL check on nodes that are IDLE in Slurm this often (0: only on demand and before undrains)")
 	o.security.register(fs)
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")

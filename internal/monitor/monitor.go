@@ -665,7 +665,13 @@ func (m *Monitor) scheduleChecks(ctx context.Context, views []fleet.NodeView, no
 			continue
 		}
 		m.mu.Lock()
-		due := now.Sub(m.lastCheck[v.Name]) >= m.cfg.CheckInterval
+		last, seen := m.lastCheck[v.Name]
+		if !seen {
+			// A node's first check comes an interval after it was first
+			// seen, not all at once when the controller starts.
+			m.lastCheck[v.Name], last = now, now
+		}
+		due := now.Sub(last) >= m.cfg.CheckInterval
 		if due {
 			m.lastCheck[v.Name] = now
 		}

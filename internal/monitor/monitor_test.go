@@ -950,6 +950,12 @@ func TestScheduledChecks(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0}, func(c *monitor.Config) { c.CheckInterval = 10 * time.Minute })
 	a := e.agent("worker-0")
 	a.healthy()
+	// Not at once: an interval after the node was first seen.
+	settle()
+	if n := a.h.count(); n != 0 {
+		t.Fatalf("%d checks as soon as the node appeared, want 0", n)
+	}
+	a.run(10 * time.Minute)
 	waitFor(t, "first scheduled check", func() bool { return a.h.count() == 1 })
 	a.run(9 * time.Minute)
 	settle()
