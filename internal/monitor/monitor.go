@@ -447,8 +447,13 @@ func (m *Monitor) tick(ctx context.Context) {
 	for _, v := range views {
 		e := m.node(v.Name)
 		wasSilent := e.lastReport.IsZero()
-		if v.Silent {
+		switch {
+		case v.Silent:
 			e.lastReport = time.Time{} // judged UNKNOWN, whatever it said last
+		case e.lastReport.IsZero():
+			// Talking (a Hello, or a restart of this controller) but no
+			// batch observed yet: alive, not "never reported".
+			e.lastReport = v.LastSeen
 		}
 		if v.Silent != wasSilent || e.dirty && now.Sub(e.lastEval) >= m.cfg.EvaluateEvery || len(e.events) > 0 && now.Sub(e.lastEval) >= m.cfg.EvaluateEvery {
 			changed = append(changed, m.evaluateLocked(now, v.Name, e, nil)...)
