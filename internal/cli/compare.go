@@ -36,9 +36,18 @@ with paired statistics where both scored the same samples.
 Every metric needs its direction: higher or lower is better (there is no
 default: guessing would call a higher loss an improvement). The first metric
 decides the overall verdict, printed first. -o json prints the whole
-response, report_json (with the seed's compare_models.py fields) included.`,
+response, report_json (with the seed's compare_models.py fields) included.
+
+Groups of runs (the same training repeated with different seeds) are
+compared by giving comma-separated run ids: each run counts once, by its
+mean of the metric, and the groups are compared with Welch's t-test.
+
+  sopilot compare r-a1,r-a2,r-a3 r-b1,r-b2,r-b3 --metric correct:higher`,
 		Args: exactArgs(2, "BASELINE_RUN and CANDIDATE_RUN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.Contains(args[0], ",") || strings.Contains(args[1], ",") {
+				return c.runGroups(cmd, a, o, args[0], args[1])
+			}
 			req, err := c.request(args[0], args[1])
 			if err != nil {
 				return err
@@ -207,3 +216,65 @@ func meanStd(s *apipb.Summary) string {
 }
 
 func secondsDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// runGroups compares two groups of runs (CompareRunGroups).
+func (c *compareOptions) runGroups(cmd *cobra.Command, a *app, o *clientOptions, baseline, candidate string) error {
+	one, err := c.request("x", "y") // the shared checks of --metric, --confidence, --resamples
+	if err != nil {
+		return err
+	}
+	split := func(flag, s string) ([]string, error) {
+		var ids []string
+		for _, id := range strings.Split(s, ",") {
+			if id = strings.TrimSpace(id); id == "" {
+				return nil, fmt.Errorf("%w: %s %q: an empty run id in the list", ErrUsage, flag, s)
+			}
+			ids = append(ids, id)
+		}
+		if len(ids) < 2 {
+			return nil, fmt.Errorf("%w: %s %q: a group needs at least 2 runs (compare single runs without commas)", ErrUsage, flag, s)
+		}
+		return ids, nil
+	}
+	base, err := split("BASELINE_RUN", baseline)
+	if err != nil {
+		return err
+	}
+	cand, err := split("CANDIDATE_RUN", candidate)
+	if err != nil {
+		return err
+	}
+	req := &apipb.CompareRunGroupsRequest{
+		Baseline:  &apipb.RunGroup{Name: "baseline", RunIds: base},
+		Candidate: &apipb.RunGroup{Name: "candidate", RunIds: cand},
+		Metrics:   one.GetMetrics(), ConfidenceLevel: one.GetConfidenceLevel(), Seed: one.GetSeed(),
+	}
+	conn, err := o.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := o.call(cmd.Context())
+	defer cancel()
+	resp, err := apipb.NewComparisonServiceClient(conn).CompareRunGroups(ctx, req)
+	if err != nil {
+		return o.clientError(fmt.Sprintf("compare groups of %d and %d runs", len(base), len(cand)), err)
+	}
+	if a.json() {
+		return writeProto(a.env.Stdout, a.root.output, resp)
+	}
+	printGroupComparison(a.env.Stdout, resp, c.confidence)
+	return nil
+}
+
+func printGroupComparison(w io.Writer, resp *apipb.CompareRunGroupsResponse, level float64) {
+	fmt.Fprintf(w, "verdict: %s (groups of runs, Welch's t-test on run means)\n\n", verdictName(resp.GetVerdict()))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "METRIC\tVERDICT\tBASELINE (mean ± sd, runs)\tCANDIDATE (mean ± sd, runs)\tCHANGE CI\tP-VALUE")
+	for _, m := range resp.GetMetrics() {
+		b, c := m.GetBaseline(), m.GetCandidate()
+		fmt.Fprintf(tw, "%s\t%s\t%.4g ± %.4g, %d\t%.4g ± %.4g, %d\t[%+.4g, %+.4g] @%g%%\t%.2g\n", m.GetName(), verdictName(m.GetVerdict()),
+			b.GetMean(), b.GetStd(), b.GetRuns(), c.GetMean(), c.GetStd(), c.GetRuns(), m.GetCiLow(), m.GetCiHigh(), level*100, m.GetPValue())
+	}
+	_ = tw.Flush()
+}

@@ -78,3 +78,35 @@ func TestRenderComparison(t *testing.T) {
 		t.Errorf("coloured verdict line: %q", strings.SplitN(b.String(), "\n", 2)[0])
 	}
 }
+
+func TestGroupComparisonOutputAndErrors(t *testing.T) {
+	resp := &apipb.CompareRunGroupsResponse{
+		Verdict: apipb.Verdict_VERDICT_IMPROVED,
+		Metrics: []*apipb.GroupMetricComparison{{
+			Name:     "correct",
+			Baseline: &apipb.GroupSummary{Runs: 3, Mean: 0.55, Std: 0.01}, Candidate: &apipb.GroupSummary{Runs: 3, Mean: 0.97, Std: 0.005},
+			Verdict: apipb.Verdict_VERDICT_IMPROVED, PValue: 1.5e-6, CiLow: 0.4, CiHigh: 0.44,
+		}},
+	}
+	var b strings.Builder
+	printGroupComparison(&b, resp, 0.95)
+	want := "verdict: IMPROVED (groups of runs, Welch's t-test on run means)\n\n" +
+		"METRIC   VERDICT   BASELINE (mean ± sd, runs)  CANDIDATE (mean ± sd, runs)  CHANGE CI           P-VALUE\n" +
+		"correct  IMPROVED  0.55 ± 0.01, 3              0.97 ± 0.005, 3              [+0.4, +0.44] @95%  1.5e-06\n"
+	if b.String() != want {
+		t.Errorf("output =\n%s\nwant\n%s", b.String(), want)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"compare", "r-1,r-2", "r-3", "--metric", "correct:higher"}, "a group needs at least 2 runs"},
+		{[]string{"compare", "r-1,,r-2", "r-3,r-4", "--metric", "correct:higher"}, "an empty run id"},
+		{[]string{"compare", "r-1,r-2", "r-3,r-4"}, "at least one --metric"},
+	} {
+		r := sopilot(t, invocation{args: tt.args})
+		if r.code != ExitUsage || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%v: exit %d, stderr %q; want usage error with %q", tt.args, r.code, r.stderr, tt.want)
+		}
+	}
+}
