@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -162,4 +161,3 @@ func (f *Fleet) withETA(id string, p run.Progress) run.Progress {
 	return p
 }
 
-func (a Assignment) String() string { return fmt.Sprintf("%s(job %s)", a.RunID, a.JobID) }
