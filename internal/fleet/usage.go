@@ -160,4 +160,3 @@ func (f *Fleet) withETA(id string, p run.Progress) run.Progress {
 	}
 	return p
 }
-
