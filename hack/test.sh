@@ -45,6 +45,11 @@ export SOPILOT_REQUIRE_SLURM=1
 export SOPILOT_REQUIRE_TERRAFORM=1
 go test -race -count=1 -timeout 20m ./...
 
+# Allocation counts are only meaningful without the race detector, so those
+# tests skip above; run them here.
+echo "== allocation tests (no race detector)"
+go test -count=1 -run 'Allocs' ./internal/...
+
 # Tests that drain Slurm nodes would stall the jobs of every other test, so
 # they skip above and run here with the cluster to themselves, one package
 # at a time (slurmtest.RequireExclusive).
