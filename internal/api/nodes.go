@@ -46,7 +46,7 @@ func requireNodeName(name string) error {
 		return badRequest("name is required", run.FieldViolation{Field: "name", Description: "required: a Slurm node name, e.g. worker-0"})
 	}
 	if !fleet.ValidNodeName(name) {
-		return badRequest(fmt.Sprintf("name %q is not a node name", name), run.FieldViolation{Field: "name", Description: "letters, digits, '.', '_' and '-', at most 63 characters"})
+		return badRequest(fmt.Sprintf("name %q is not a node name", name), run.FieldViolation{Field: "name", Description: "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 253 characters"})
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"sort"
 	"sync"
 	"time"
@@ -237,10 +236,9 @@ type item struct {
 	durable bool
 }
 
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$`)
-
-// ValidNodeName reports whether s is a node name the fleet accepts.
-func ValidNodeName(s string) bool { return nodeNameRE.MatchString(s) }
+// ValidNodeName reports whether s is a node name the fleet accepts: the
+// Slurm node names the scheduler backends accept.
+func ValidNodeName(s string) bool { return scheduler.CheckNodeName(s) == nil }
 
 func (f *Fleet) node(name string) *node {
 	f.mu.RLock()

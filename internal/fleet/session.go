@@ -243,7 +243,7 @@ func recvHello(ctx context.Context, stream agentpb.AgentService_ConnectServer) (
 func (f *Fleet) validateHello(h *agentpb.Hello) error {
 	var errs []string
 	if !ValidNodeName(h.GetNodeName()) {
-		errs = append(errs, fmt.Sprintf("hello.node_name: %q is not a valid node name (letters, digits, '.', '_', '-'; at most 63)", h.GetNodeName()))
+		errs = append(errs, fmt.Sprintf("hello.node_name: %q is not a valid node name (letters, digits, '.', '_', '-', starting with a letter or digit; at most 253)", h.GetNodeName()))
 	}
 	if b := h.GetBootId(); b == "" || len(b) > 64 {
 		errs = append(errs, "hello.boot_id: required, at most 64 characters")
