@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,25 +19,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sopilot/sopilot/internal/slurmtest"
+	"github.com/sopilot/sopilot/internal/testbin"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedLog = testbin.Buffer
 
 var listeningRE = regexp.MustCompile(`controller listening on (\S+)`)
 
