@@ -147,9 +147,17 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 		restored: map[incKey]bool{}, hold: map[string]time.Time{},
 	}
 	// Incidents open before a restart stay open, and keep their ids.
-	incs, _, err := st.ListIncidents(context.Background(), store.IncidentQuery{OpenOnly: true, PageSize: 1000})
-	if err != nil {
-		return nil, fmt.Errorf("load open incidents: %w", err)
+	var incs []*store.Incident
+	for after := ""; ; {
+		page, next, err := st.ListIncidents(context.Background(), store.IncidentQuery{OpenOnly: true, PageSize: 1000, After: after})
+		if err != nil {
+			return nil, fmt.Errorf("load open incidents: %w", err)
+		}
+		incs = append(incs, page...)
+		if next == "" {
+			break
+		}
+		after = next
 	}
 	for _, inc := range incs {
 		k := incKey{inc.Node, inc.Component, inc.Rule}
