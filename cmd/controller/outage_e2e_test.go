@@ -92,6 +92,10 @@ func outage(t *testing.T, env slurmtest.Env, stateDir string, ctls map[string]*p
 	for _, r := range runs {
 		waitRunning(t, r)
 	}
+	// An outage, not a loss of Slurm's state: a slurmctld killed before it
+	// saved its state forgets the jobs submitted since and hands their ids
+	// out again (and drains the nodes that still run the old ones).
+	waitStateSaved(t, stateDir, time.Now())
 
 	killed := time.Now()
 	killSlurmctld(t, stateDir, sig)
@@ -214,6 +218,21 @@ func waitHealth(t *testing.T, p *proc, name string, want healthpb.HealthCheckRes
 	resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("%s: overall health %v (%v), want SERVING", name, resp.GetStatus(), err)
+	}
+}
+
+// waitStateSaved waits until slurmctld has written its job state file after
+// since.
+func waitStateSaved(t *testing.T, stateDir string, since time.Time) {
+	t.Helper()
+	file := filepath.Join(stateDir, "state", "job_state")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if fi, err := os.Stat(file); err == nil && fi.ModTime().After(since) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slurmctld did not save its job state (%s) within a minute", file)
+		}
 	}
 }
 

@@ -540,3 +540,25 @@ func TestCreateRunAndBackendReadiness(t *testing.T) {
 		})
 	}
 }
+
+// slurmctld killed before it saved its state forgets recent jobs and hands
+// their ids out again: a listed job whose comment names another run is not
+// this run's job, whatever its id.
+func TestReusedJobIDIsNotTakenForTheRunsJob(t *testing.T) {
+	fx, _, _, _ := newOutageFixture(t)
+	runs := fx.startRunning(t, "mine", "other")
+	fx.slurm.set(runs[0].SlurmJobID, func(j *scheduler.JobStatus) {
+		j.State, j.ExitCode, j.Comment = "FAILED", 1, CommentPrefix+"r-a-newer-run"
+	})
+	fx.pollFor(t, 5*time.Second)
+	if got := fx.state(t, runs[0].ID); got.State != run.StateRunning {
+		t.Fatalf("run took the state of another job with its old id: %s", got.State)
+	}
+	fx.pollFor(t, 320*time.Second)
+	if got := fx.state(t, runs[0].ID); got.State != run.StateLost {
+		t.Errorf("run whose job id now names another job = %s, want LOST", got.State)
+	}
+	if got := fx.state(t, runs[1].ID); got.State != run.StateRunning {
+		t.Errorf("other run = %s, want RUNNING", got.State)
+	}
+}

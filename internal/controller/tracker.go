@@ -162,19 +162,33 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 	res.present = byID
 	now := s.cfg.Now().UTC()
 
+	// Each run's own job, by run id. A listed job whose comment names
+	// another run is not this run's: Slurm hands job ids out again (after
+	// a slurmctld that was killed before it saved its state comes back,
+	// for one). A LOST run comes back only when its comment matches
+	// exactly; an active run's job may also carry no comment at all (a
+	// backend that does not report it).
+	listed := make(map[string]scheduler.JobStatus, len(runs))
+	owned := make(map[string]scheduler.JobStatus, len(runs)) // by job id, for pickUpResults
+	for _, r := range runs {
+		if j, ok := byID[r.SlurmJobID]; ok {
+			if j.Comment != "" && j.Comment != CommentPrefix+r.ID {
+				s.log.Warn("Slurm lists the run's job id for another job; Slurm reused the id", "run_id", r.ID, "slurm_job_id", j.JobID, "comment", j.Comment)
+				continue
+			}
+			listed[r.ID], owned[j.JobID] = j, j
+		}
+	}
+
 	res.outcome = listingTrusted
 	lose := map[string]string{}
 	if track {
-		if !s.trusted(runs, byID, now) {
+		if !s.trusted(runs, listed, now) {
 			res.outcome = listingUntrusted
 		}
-		lose = s.countAbsence(ctx, runs, byID, res, now)
+		lose = s.countAbsence(ctx, runs, listed, res, now)
 	}
 
-	// A LOST run comes back only when Slurm lists its job with this run's
-	// comment: Slurm reuses job ids, and another job with the old id says
-	// nothing about this run.
-	revive := map[string]bool{}
 	var reviveRecs []*run.Run
 	for _, id := range lostIDs {
 		j, ok := byID[s.track.lost[id].jobID]
@@ -189,7 +203,7 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 		if err != nil {
 			return nil, res, fmt.Errorf("load lost run %s: %w", id, err)
 		}
-		revive[id] = true
+		listed[id], owned[j.JobID] = j, j
 		reviveRecs = append(reviveRecs, r)
 	}
 
@@ -204,16 +218,16 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 		return nil, res, nil
 	}
 	// Before the states are committed: see pickUpResults.
-	failedPickups := s.pickUpResults(ctx, append(append([]*run.Run(nil), runs...), reviveRecs...), byID)
+	failedPickups := s.pickUpResults(ctx, append(append([]*run.Run(nil), runs...), reviveRecs...), owned)
 	var reached []run.State
 	changed, err := s.store.UpdateRuns(ctx, updateIDs, func(r *run.Run) bool {
 		prev := r.State
 		var ch bool
-		j, listed := byID[r.SlurmJobID]
+		j, ok := listed[r.ID]
 		switch {
-		case prev == run.StateLost && !revive[r.ID]:
+		case prev == run.StateLost && !ok:
 			return false
-		case listed:
+		case ok:
 			ch = r.Apply(observation(j), now)
 		case lose[r.ID] != "":
 			ch = r.MarkLost(lose[r.ID], now)
@@ -247,13 +261,13 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 // slurmctld cannot have forgotten that one. That is what an empty answer
 // from a slurmctld that is down looks like (squeue --json exits 0 with an
 // empty list and an "errors" entry on every version).
-func (s *Service) trusted(runs []*run.Run, byID map[string]scheduler.JobStatus, now time.Time) bool {
+func (s *Service) trusted(runs []*run.Run, listed map[string]scheduler.JobStatus, now time.Time) bool {
 	if len(runs) == 0 {
 		return true
 	}
 	recent := false
 	for _, r := range runs {
-		if _, ok := byID[r.SlurmJobID]; ok {
+		if _, ok := listed[r.ID]; ok {
 			return true
 		}
 		if seen, ok := s.track.lastSeen[r.ID]; ok && now.Sub(seen) < s.cfg.MinJobAge {
@@ -272,10 +286,10 @@ func (s *Service) trusted(runs []*run.Run, byID map[string]scheduler.JobStatus, 
 	return true
 }
 
-// countAbsence updates lastSeen and the absence counts from a listing and
-// returns the runs (with the reason) that are gone by the rule of the
-// package comment.
-func (s *Service) countAbsence(ctx context.Context, runs []*run.Run, byID map[string]scheduler.JobStatus, res listingResult, now time.Time) map[string]string {
+// countAbsence updates lastSeen and the absence counts from a listing
+// (listed: each run's own job, by run id) and returns the runs, with the
+// reason, that are gone by the rule of the package comment.
+func (s *Service) countAbsence(ctx context.Context, runs []*run.Run, listed map[string]scheduler.JobStatus, res listingResult, now time.Time) map[string]string {
 	lose := map[string]string{}
 	// A listing taken while the last probe found the backend unusable
 	// counts for nothing, and breaks every streak.
@@ -284,7 +298,7 @@ func (s *Service) countAbsence(ctx context.Context, runs []*run.Run, byID map[st
 		s.resetAbsence()
 	}
 	for _, r := range runs {
-		if _, ok := byID[r.SlurmJobID]; ok {
+		if _, ok := listed[r.ID]; ok {
 			s.track.lastSeen[r.ID] = now
 			delete(s.track.absent, r.ID)
 			continue
