@@ -16,6 +16,23 @@
 // Slurm's MinJobAge (so a job, had it been created, would still be listed)
 // it submits again; otherwise it marks the run LOST rather than risk a
 // second job.
+//
+// A Slurm outage never changes a run (docs/design.md, "Slurm outages"):
+// Slurm's silence about a job is "unknown", not "gone", unless all of this
+// holds: the listing came back without error; it is trusted (it does not
+// lack every tracked job while one was listed less than MinJobAge ago,
+// which is what squeue answers, exit 0, with slurmctld down); the job was
+// missing from LostAfterPolls such listings in a row, the last at least
+// MinJobAge after it was last listed; the backend was ready meanwhile and
+// Readiness confirms with a fresh probe. Only then is the run LOST, and
+// LOST is not final: the tracker asks for the job in the same batched
+// query for LostRecheckWindow and the run takes its true state if Slurm
+// lists the job again with the run's comment. A listed job whose comment
+// names another run is never taken for this run's (Slurm reuses ids).
+// Adoption acts on absence (resubmit, LOST) only under the same trust and
+// confirmation. Readiness refuses CreateRun, recording nothing, while the
+// backend is misconfigured; while slurmctld is merely unreachable runs are
+// recorded and submitted when it is back.
 package controller
 
 import (
