@@ -280,6 +280,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	svc.SetUsageSource(fl)
+	ready, err := controller.NewReadiness(controller.ProberFor(backend), controller.ReadinessConfig{Interval: o.pollInterval, Timeout: o.slurmTimeout}, logger, m.Registry)
+	if err != nil {
+		return err
+	}
+	svc.SetReadiness(ready)
 	th, _ := thresholds(o)
 	refresh := make(chan struct{}, 1)
 	var engine *remediation.Engine
@@ -338,6 +343,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Info("metrics listening", "addr", httpLis.Addr().String())
 		g.Go(func() error { return server.ServeHTTP(gctx, server.NewMetricsHTTP(m), httpLis, o.shutdownGrace) })
 	}
+	g.Go(func() error { return ready.Run(gctx) })
 	g.Go(func() error { return svc.Run(gctx) })
 	g.Go(func() error { return fl.Run(gctx) })
 	g.Go(func() error { return mon.Run(gctx) })
@@ -346,6 +352,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	g.Go(func() error { return server.ServeGRPC(gctx, grpcSrv, grpcLis, o.shutdownGrace) })
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	// The run service is ready only while Slurm is usable; "" (the process,
+	// and the agents' stream) stays SERVING through a Slurm outage.
+	ready.OnChange(func(st controller.BackendStatus) {
+		serving := healthpb.HealthCheckResponse_NOT_SERVING
+		if st.Ready() {
+			serving = healthpb.HealthCheckResponse_SERVING
+		}
+		health.SetServingStatus(apipb.RunService_ServiceDesc.ServiceName, serving)
+	})
 	logger.Info("controller ready", "version", Version, "grpc_addr", grpcLis.Addr().String(), "scheduler", backend.Name(), "db", o.db)
 	fmt.Fprintf(stdout, "controller listening on %s\n", grpcLis.Addr())
 	err = g.Wait()

@@ -83,12 +83,14 @@ func (s *Service) Assignments(ctx context.Context) ([]fleet.Assignment, error) {
 	return out, nil
 }
 
-// recordUsage puts the agents' aggregate into a run that just ended.
-func (s *Service) recordUsage(r *run.Run) {
+// recordUsage puts the agents' aggregate into a run that just ended. With
+// final false (a run marked LOST, which may yet come back) the aggregate is
+// kept, so that the run's whole usage is recorded if it does.
+func (s *Service) recordUsage(r *run.Run, final bool) {
 	if s.usage == nil {
 		return
 	}
-	u := s.usage.RunUsage(r.ID, true)
+	u := s.usage.RunUsage(r.ID, final)
 	if u == nil {
 		return
 	}

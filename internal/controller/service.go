@@ -16,6 +16,23 @@
 // Slurm's MinJobAge (so a job, had it been created, would still be listed)
 // it submits again; otherwise it marks the run LOST rather than risk a
 // second job.
+//
+// A Slurm outage never changes a run (docs/design.md, "Slurm outages"):
+// Slurm's silence about a job is "unknown", not "gone", unless all of this
+// holds: the listing came back without error; it is trusted (it does not
+// lack every tracked job while one was listed less than MinJobAge ago,
+// which is what squeue answers, exit 0, with slurmctld down); the job was
+// missing from LostAfterPolls such listings in a row, the last at least
+// MinJobAge after it was last listed; the backend was ready meanwhile and
+// Readiness confirms with a fresh probe. Only then is the run LOST, and
+// LOST is not final: the tracker asks for the job in the same batched
+// query for LostRecheckWindow and the run takes its true state if Slurm
+// lists the job again with the run's comment. A listed job whose comment
+// names another run is never taken for this run's (Slurm reuses ids).
+// Adoption acts on absence (resubmit, LOST) only under the same trust and
+// confirmation. Readiness refuses CreateRun, recording nothing, while the
+// backend is misconfigured; while slurmctld is merely unreachable runs are
+// recorded and submitted when it is back.
 package controller
 
 import (
@@ -32,6 +49,7 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/metrics"
@@ -77,8 +95,15 @@ type Config struct {
 	// with one query. Must be well below Slurm's MinJobAge.
 	PollInterval time.Duration
 	// MinJobAge is Slurm's MinJobAge: how long Slurm lists a finished job.
-	// Unconfirmed submissions older than this are not resubmitted.
+	// Unconfirmed submissions older than this are not resubmitted, and a
+	// job listed less than this long ago is never taken for gone.
 	MinJobAge time.Duration
+	// LostAfterPolls is how many trusted listings in a row must lack a job
+	// before its run is marked LOST (default 3); see the package comment.
+	LostAfterPolls int
+	// LostRecheckWindow is how long after a run was marked LOST the tracker
+	// keeps asking Slurm for its job (default 24 h).
+	LostRecheckWindow time.Duration
 	// DefaultWorkDir and DefaultOutputDir apply when a spec leaves them empty.
 	DefaultWorkDir   string
 	DefaultOutputDir string
@@ -93,6 +118,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MinJobAge <= 0 {
 		c.MinJobAge = 300 * time.Second
+	}
+	if c.LostAfterPolls <= 0 {
+		c.LostAfterPolls = 3
+	}
+	if c.LostRecheckWindow <= 0 {
+		c.LostRecheckWindow = 24 * time.Hour
 	}
 	if c.DefaultWorkDir == "" {
 		c.DefaultWorkDir = "/tmp"
@@ -118,6 +149,13 @@ type Service struct {
 	metrics *metrics.Controller
 	hub     *hub
 	usage   UsageSource
+	ready   *Readiness
+	// untrusted counts job listings the tracker did not believe.
+	untrusted prometheus.Counter
+
+	// tmu serialises polls; track is the tracker's memory between them.
+	tmu   sync.Mutex
+	track tracking
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // run ids whose submission is under way
@@ -126,8 +164,17 @@ type Service struct {
 // New builds a controller. metrics may be nil.
 func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m *metrics.Controller) *Service {
 	cfg.setDefaults()
+	var untrusted prometheus.Counter
 	if m != nil {
 		backend = &instrumented{Backend: backend, m: m}
+		untrusted = prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_tracker_untrusted_listings_total",
+			Help: "Slurm job listings the tracker did not believe: they lacked every tracked job although some were listed less than MinJobAge ago (what an answer from a slurmctld that is down looks like).",
+		})
+		if err := m.Registry.Register(untrusted); err != nil {
+			logger.Error("register tracker metrics", "err", err)
+			untrusted = nil
+		}
 		// Create every series up front, so dashboards and rate() see zeros
 		// rather than nothing before the first event.
 		for _, result := range []string{"created", "deduplicated", "rejected", "deferred"} {
@@ -138,15 +185,23 @@ func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m
 		}
 	}
 	return &Service{
-		cfg:      cfg,
-		store:    st,
-		backend:  backend,
-		log:      logger.With("component", "controller"),
-		metrics:  m,
-		hub:      newHub(),
-		inflight: map[string]struct{}{},
+		cfg:       cfg,
+		store:     st,
+		backend:   backend,
+		log:       logger.With("component", "controller"),
+		metrics:   m,
+		hub:       newHub(),
+		inflight:  map[string]struct{}{},
+		untrusted: untrusted,
+		track:     newTracking(),
 	}
 }
+
+// SetReadiness makes the controller consult r: CreateRun is refused while
+// the backend is misconfigured, and the tracker acts on Slurm's silence
+// (LOST, resubmission) only once r confirms slurmctld is up. r must use the
+// same clock as the Service. Call before Run.
+func (s *Service) SetReadiness(r *Readiness) { s.ready = r }
 
 // Create validates spec, records the run and submits it to Slurm. A
 // request_id seen before returns the run created then (and submits nothing).
@@ -172,6 +227,12 @@ func (s *Service) Create(ctx context.Context, spec run.Spec, requestID string) (
 	if err != nil {
 		s.countCreate("rejected")
 		return nil, err
+	}
+	if s.ready != nil {
+		if err := s.ready.admit(); err != nil {
+			s.countCreate("rejected")
+			return nil, err
+		}
 	}
 
 	now := s.cfg.Now().UTC()
@@ -270,8 +331,12 @@ func (s *Service) recordSubmitted(ctx context.Context, runID, jobID string) (*ru
 func (s *Service) failSubmit(ctx context.Context, r *run.Run, cause error) (*run.Run, error) {
 	ctx = context.WithoutCancel(ctx)
 	now := s.cfg.Now().UTC()
+	why := "submission failed: "
+	if errors.Is(cause, scheduler.ErrRejected) {
+		why = "submission refused by Slurm: "
+	}
 	updated, err := s.store.UpdateRun(ctx, r.ID, func(x *run.Run) bool {
-		return x.MarkFailed("submission refused by Slurm: "+cause.Error(), now)
+		return x.MarkFailed(why+cause.Error(), now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record refused submission: %w", err)
@@ -367,7 +432,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (*run.Run, error) {
 	}
 	s.log.Info("run cancelled", "run_id", id, "slurm_job_id", r.SlurmJobID)
 	// Refresh this one run now so the caller sees Slurm's answer.
-	changed, err := s.refresh(ctx, []*run.Run{r})
+	changed, _, err := s.refresh(ctx, []*run.Run{r}, false)
 	if err != nil {
 		s.log.Warn("refresh after cancel", "run_id", id, "err", err)
 	}
@@ -405,7 +470,10 @@ func (s *Service) cancelUnsubmitted(ctx context.Context, id string) (*run.Run, e
 }
 
 // Watch calls send with the run's current state, then with every change,
-// until the run is terminal, ctx ends, or send fails.
+// until the run's state is final, ctx ends, or send fails. Every terminal
+// state is final except LOST while the tracker still looks for the run's
+// job (LostRecheckWindow): a watcher of a LOST run hears when it takes its
+// true state, and the watch ends once the tracker gives up on it.
 func (s *Service) Watch(ctx context.Context, id string, send func(*run.Run) error) error {
 	ch, cancel := s.hub.subscribe(id)
 	defer cancel()
@@ -417,10 +485,17 @@ func (s *Service) Watch(ctx context.Context, id string, send func(*run.Run) erro
 	if err := send(r); err != nil {
 		return err
 	}
-	for !r.State.Terminal() {
+	var recheck <-chan time.Time
+	for !s.final(r) {
+		if r.State == run.StateLost && recheck == nil {
+			t := time.NewTicker(s.cfg.PollInterval)
+			defer t.Stop()
+			recheck = t.C
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-recheck:
 		case next := <-ch:
 			if !next.UpdateTime.After(last) && next.State == r.State {
 				continue
@@ -432,6 +507,14 @@ func (s *Service) Watch(ctx context.Context, id string, send func(*run.Run) erro
 		}
 	}
 	return nil
+}
+
+// final reports whether r's state can no longer change.
+func (s *Service) final(r *run.Run) bool {
+	if r.State == run.StateLost {
+		return !s.rechecking(r.ID)
+	}
+	return r.State.Terminal()
 }
 
 func (s *Service) markInflight(id string, on bool) {

@@ -38,6 +38,9 @@ type fakeSlurm struct {
 	cancelled  []string
 	jobsErr    error
 	lastJobIDs []string
+	// emptyListings: Jobs and FindByComment succeed with nothing, as
+	// squeue --json does with slurmctld down.
+	emptyListings bool
 }
 
 func newFakeSlurm() *fakeSlurm { return &fakeSlurm{next: 100, jobs: map[string]*scheduler.JobStatus{}} }
@@ -65,6 +68,9 @@ func (f *fakeSlurm) Jobs(_ context.Context, ids []string) ([]scheduler.JobStatus
 	if f.jobsErr != nil {
 		return nil, f.jobsErr
 	}
+	if f.emptyListings {
+		return nil, nil
+	}
 	var out []scheduler.JobStatus
 	for _, id := range ids {
 		if j, ok := f.jobs[id]; ok {
@@ -78,6 +84,9 @@ func (f *fakeSlurm) FindByComment(_ context.Context, prefix string) ([]scheduler
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.findCalls++
+	if f.emptyListings {
+		return nil, nil
+	}
 	var out []scheduler.JobStatus
 	for _, j := range f.jobs {
 		if strings.HasPrefix(j.Comment, prefix) {
@@ -323,13 +332,26 @@ func TestPollTracksStatesForwardOnlyWithOneQuery(t *testing.T) {
 	}
 }
 
+// A job Slurm forgot (slurmctld restarted without its state, say) makes
+// its run LOST, but only once MinJobAge has passed since it was last listed
+// (see TestForgottenJobIsLostOnlyByTheRule for the whole rule).
 func TestPollMarksForgottenJobLost(t *testing.T) {
 	fx := newFixture(t)
 	r, _ := fx.svc.Create(context.Background(), seedSpec(), "x")
-	fx.slurm.forget(r.SlurmJobID)
 	_ = fx.svc.Poll(context.Background())
+	fx.slurm.forget(r.SlurmJobID)
+	for range 3 {
+		_ = fx.svc.Poll(context.Background())
+	}
+	if got, _ := fx.svc.Get(context.Background(), r.ID); got.State != run.StatePending {
+		t.Fatalf("lost right after it was listed: %s", got.State)
+	}
+	for range 6 {
+		fx.advance(100 * time.Second)
+		_ = fx.svc.Poll(context.Background())
+	}
 	got, _ := fx.svc.Get(context.Background(), r.ID)
-	if got.State != run.StateLost || !strings.Contains(got.Reason, "no longer knows job "+r.SlurmJobID) {
+	if got.State != run.StateLost || !strings.Contains(got.Reason, "has not listed job "+r.SlurmJobID) {
 		t.Errorf("run = %s %q", got.State, got.Reason)
 	}
 }

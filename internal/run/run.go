@@ -60,7 +60,9 @@ func ParseState(name string) (State, bool) {
 	return StateUnspecified, false
 }
 
-// Terminal reports whether the run has ended for good.
+// Terminal reports whether the run has ended: no longer tracked as active.
+// Every terminal state is final except LOST, which a later observation of
+// the job replaces (see Apply).
 func (s State) Terminal() bool { return s >= StateCompleted }
 
 // rank orders states for the forward-only rule: pending < running <

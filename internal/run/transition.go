@@ -49,12 +49,28 @@ type Observation struct {
 // Apply folds an observation into the run and reports whether the record
 // changed. The state only moves forward: an observation that would move it
 // back (a requeued job seen as PENDING after RUNNING, a stale read) updates
-// the Slurm fields but not State, and nothing changes a terminal run.
+// the Slurm fields but not State, and nothing changes a terminal run, with
+// one exception: LOST.
+//
+// LOST is not an observation but a conclusion drawn from Slurm's silence
+// (the job was missing from its listings), so an observation of the job in
+// any state Slurm names replaces it: the run takes the observed state, even
+// a non-terminal one (it becomes active again), with the observed exit code
+// and signal. An unknown Slurm state leaves a LOST run as it is.
 func (r *Run) Apply(o Observation, now time.Time) bool {
-	if r.State.Terminal() {
+	changed := false
+	if r.State == StateLost {
+		next, known := FromSlurm(o.SlurmState)
+		if !known {
+			return false
+		}
+		r.State = next
+		r.EndTime, r.ExitCode, r.ExitSignal = time.Time{}, 0, 0
+		changed = true
+	}
+	if r.State.Terminal() && !changed {
 		return false
 	}
-	changed := false
 	set := func(dst *string, v string) {
 		if v != "" && *dst != v {
 			*dst = v
@@ -95,7 +111,8 @@ func (r *Run) Apply(o Observation, now time.Time) bool {
 	return changed
 }
 
-// MarkLost ends a run whose job Slurm no longer knows, with why.
+// MarkLost ends a run whose job Slurm no longer knows, with why. Unlike the
+// other terminal states it is not final: see Apply.
 func (r *Run) MarkLost(reason string, now time.Time) bool {
 	if r.State.Terminal() {
 		return false

@@ -1048,3 +1048,41 @@ func TestCheckFindsBrokenIndexes(t *testing.T) {
 		})
 	}
 }
+
+// A LOST run that Slurm reports again leaves LOST (run.Apply): back into
+// the active index when the job still runs, out of it again when it ends,
+// with by_state following every step.
+func TestLostRunRevivedKeepsIndexes(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t)
+	r := mustCreate(t, s, testRun(1, run.StateRunning))
+	steps := []struct {
+		name   string
+		fn     func(*run.Run) bool
+		want   run.State
+		active int
+	}{
+		{"marked lost", func(x *run.Run) bool { return x.MarkLost("gone", testEpoch) }, run.StateLost, 0},
+		{"seen running again", func(x *run.Run) bool { return x.Apply(run.Observation{SlurmState: "RUNNING"}, testEpoch) }, run.StateRunning, 1},
+		{"lost again", func(x *run.Run) bool { return x.MarkLost("gone", testEpoch) }, run.StateLost, 0},
+		{"seen completed", func(x *run.Run) bool { return x.Apply(run.Observation{SlurmState: "COMPLETED"}, testEpoch) }, run.StateCompleted, 0},
+	}
+	for _, st := range steps {
+		got, err := s.UpdateRun(ctx, r.ID, st.fn)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		active, err := s.ActiveRuns(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != st.want || len(active) != st.active {
+			t.Errorf("%s: state %s, %d active; want %s, %d", st.name, got.State, len(active), st.want, st.active)
+		}
+		byState, _, err := s.ListRuns(ctx, ListQuery{States: []run.State{st.want}})
+		if err != nil || len(byState) != 1 || byState[0].ID != r.ID {
+			t.Errorf("%s: by_state lists %v (%v)", st.name, byState, err)
+		}
+		checkIndexes(t, s)
+	}
+}
