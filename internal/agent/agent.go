@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,9 +55,8 @@ type Config struct {
 	NCCL          nccl.Runner
 	NCCLSimulated bool
 	NCCLSimPeak   float64
-	// NCCLMinBusBW and NCCLMessageBytes judge the check (platform
-	// thresholds).
-	NCCLMinBusBW     float64
+	// NCCLMessageBytes is the message size the check is measured at when
+	// the controller does not say (platform thresholds).
 	NCCLMessageBytes int64
 	Logger           *slog.Logger
 }
@@ -353,7 +353,6 @@ func (a *Agent) Command(ctx context.Context, c *agentpb.Command) *agentpb.Comman
 	case "nccl_check", "nccl":
 		var (
 			r   nccl.Result
-			out []byte
 			err error
 		)
 		if a.cfg.NCCLSimulated {
@@ -364,26 +363,35 @@ func (a *Agent) Command(ctx context.Context, c *agentpb.Command) *agentpb.Comman
 			if len(a.inv.GPUs) > 0 {
 				model = a.inv.GPUs[0].Model
 			}
-			out = nccl.SimulatedOutput(max(len(a.inv.GPUs), 1), model, peak)
-			r, err = nccl.Parse(strings.NewReader(string(out)))
+			r, err = nccl.Parse(bytes.NewReader(nccl.SimulatedOutput(max(len(a.inv.GPUs), 1), model, peak)))
 		} else {
-			r, out, err = a.cfg.NCCL.Run(ctx)
+			r, _, err = a.cfg.NCCL.Run(ctx)
 		}
-		v := nccl.Evaluate(r, a.cfg.NCCLMinBusBW, a.cfg.NCCLMessageBytes)
-		res.Success = v.Passed && err == nil
-		res.BusBandwidthGbps = v.BusBWGBps
-		res.Output = v.Summary
+		// The agent measures; the controller holds the bandwidth against
+		// its own floor (CommandResult.success says the run was sound).
+		m := nccl.Measure(r, messageBytes(c.GetArgs(), a.cfg.NCCLMessageBytes))
+		res.Success = m.Sound && err == nil
+		res.BusBandwidthGbps = m.BusBWGBps
+		res.Output = m.Summary
 		if a.cfg.NCCLSimulated {
 			res.Output = "simulated: " + res.Output
 		}
 		if err != nil {
 			res.Output += "; " + err.Error()
 		}
-		_ = out
 	default:
 		res.Output = fmt.Sprintf("unknown command %q", c.GetKind())
 	}
 	return res
+}
+
+// messageBytes is the size the controller asked the check to be measured
+// at (args["message_bytes"]), or def.
+func messageBytes(args map[string]string, def int64) int64 {
+	if n, err := strconv.ParseInt(args["message_bytes"], 10, 64); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
 
 // SetSimulatedNCCLPeak changes the simulated all_reduce_perf bandwidth.

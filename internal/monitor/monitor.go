@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/sopilot/sopilot/internal/agent/gpu"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/nccl"
 	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/pkg/agentpb"
@@ -619,12 +621,15 @@ func (m *Monitor) Check(ctx context.Context, node, check string) (CheckResult, e
 	m.mu.Lock()
 	m.lastCheck[node] = m.cfg.Now()
 	m.mu.Unlock()
-	res, err := m.fleet.RunCommand(ctx, node, "nccl_check", nil)
+	th := m.cfg.Thresholds
+	res, err := m.fleet.RunCommand(ctx, node, "nccl_check", map[string]string{"message_bytes": strconv.FormatInt(th.NCCLMessageBytes, 10)})
 	if err != nil {
 		m.metrics.Checks.WithLabelValues("error").Inc()
 		return CheckResult{}, err
 	}
-	out := CheckResult{Passed: res.GetSuccess(), Summary: res.GetOutput(), BusBWGBps: res.GetBusBandwidthGbps()}
+	// The agent reports what it measured; the floor is the controller's.
+	v := nccl.Judge(nccl.Reading{Sound: res.GetSuccess(), BusBWGBps: res.GetBusBandwidthGbps(), Summary: res.GetOutput()}, th.NCCLMinBusBandwidthGBps)
+	out := CheckResult{Passed: v.Passed, Summary: v.Summary, BusBWGBps: v.BusBWGBps}
 	now := m.cfg.Now()
 	k := incKey{node, "nccl", "nccl_busbw"}
 	m.mu.Lock()
