@@ -14,12 +14,12 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sopilot/sopilot/internal/agent/gpu"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/nccl"
 	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -120,7 +120,7 @@ type runProgress struct {
 // evidence is what the monitor remembers about one node.
 type evidence struct {
 	gpus         map[int32]*gpuHistory
-	ib           map[ibKey][]health.IBPortSample
+	ib           map[ibKey][]telemetry.IBPortSample
 	events       []health.Event
 	lastReport   time.Time
 	expected     int
@@ -178,7 +178,7 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 // SampleEvery, holding only what the rate rules read, and the newest
 // sample as it arrived (converted only when the node is judged).
 type gpuHistory struct {
-	kept   []gpu.Sample
+	kept   []telemetry.GPUSample
 	latest *agentpb.GpuSample
 }
 
@@ -190,7 +190,7 @@ type ibKey struct {
 func (m *Monitor) node(name string) *evidence {
 	e := m.nodes[name]
 	if e == nil {
-		e = &evidence{gpus: map[int32]*gpuHistory{}, ib: map[ibKey][]health.IBPortSample{}}
+		e = &evidence{gpus: map[int32]*gpuHistory{}, ib: map[ibKey][]telemetry.IBPortSample{}}
 		m.nodes[name] = e
 	}
 	return e
@@ -219,7 +219,7 @@ func (m *Monitor) ObserveBatch(node string, inv *agentpb.Inventory, b *agentpb.B
 		}
 		if h.latest != nil {
 			if t := h.latest.GetSampleTime().AsTime(); len(h.kept) == 0 || t.Sub(h.kept[len(h.kept)-1].Time) >= m.cfg.SampleEvery {
-				h.kept = append(h.kept, compactGPUSample(h.latest))
+				h.kept = append(h.kept, telemetry.CompactGPUSample(h.latest))
 				i := 0
 				for i < len(h.kept)-1 && now.Sub(h.kept[i].Time) > time.Hour {
 					i++
@@ -233,7 +233,7 @@ func (m *Monitor) ObserveBatch(node string, inv *agentpb.Inventory, b *agentpb.B
 	}
 	for _, p := range b.GetIbSamples() {
 		k := ibKey{p.GetDevice(), p.GetPort()}
-		e.ib[k] = keep(e.ib[k], ibSample(p), now, m.cfg.SampleEvery, func(x health.IBPortSample) time.Time { return x.Time })
+		e.ib[k] = keep(e.ib[k], telemetry.IBPortSampleFromProto(p), now, m.cfg.SampleEvery, func(x telemetry.IBPortSample) time.Time { return x.Time })
 	}
 	for _, p := range b.GetProgress() {
 		rp := m.progress[p.GetRunId()]
@@ -277,18 +277,7 @@ func (m *Monitor) RecordEvents(ctx context.Context, node string, evs []*agentpb.
 	e := m.node(node)
 	counts := map[evKey]int64{}
 	for _, ev := range evs {
-		he := health.Event{HealthEvent: gpu.HealthEvent{
-			Time: ev.GetEventTime().AsTime(), Component: ev.GetComponent(), Kind: ev.GetKind(), Code: ev.GetCode(), Message: ev.GetMessage(),
-		}, JobID: jobs[ev.GetComponent()]}
-		if ev.GetEventTime() == nil {
-			he.Time = now
-		}
-		if idx, ok := strings.CutPrefix(ev.GetComponent(), "gpu"); ok {
-			fmt.Sscanf(idx, "%d", &he.GPUIndex)
-		}
-		if he.Kind == gpu.KindXID && he.Code >= 0 {
-			he.Class = gpu.ClassifyXID(uint64(he.Code))
-		}
+		he := health.Event{HealthEvent: telemetry.HealthEventFromProto(ev, now), JobID: jobs[ev.GetComponent()]}
 		e.events = append(e.events, he)
 		counts[evKey{ev.GetComponent(), ev.GetKind(), ev.GetCode()}]++
 		m.metrics.Events.WithLabelValues(ev.GetKind()).Inc()
@@ -329,7 +318,7 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 	for _, h := range e.gpus {
 		ev.GPUSamples = append(ev.GPUSamples, h.kept...)
 		if h.latest != nil {
-			ev.GPUSamples = append(ev.GPUSamples, gpuSample(h.latest))
+			ev.GPUSamples = append(ev.GPUSamples, telemetry.GPUSampleFromProto(h.latest))
 		}
 	}
 	for _, ss := range e.ib {

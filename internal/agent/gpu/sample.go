@@ -8,6 +8,8 @@ import (
 	"math"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 // reader reads the fields of one GPU (or of the system, gpu -1) and keeps
@@ -177,8 +179,8 @@ func (c *Collector) markLost(d device, lost bool) (HealthEvent, bool) {
 		Component: component(d.index),
 		GPUIndex:  d.index,
 		UUID:      d.uuid,
-		Kind:      KindGPULost,
-		Class:     ClassDrain,
+		Kind:      telemetry.KindGPULost,
+		Class:     health.XIDDrain,
 		Message:   fmt.Sprintf("NVML reports GPU %d (%s) lost", d.index, d.uuid),
 	}, true
 }
@@ -324,26 +326,26 @@ func (r *reader) applyFieldValues(s *Sample, vals []nvml.FieldValue) {
 	}
 }
 
-func recoveryAction(a nvml.DeviceGpuRecoveryAction) RecoveryAction {
+func recoveryAction(a nvml.DeviceGpuRecoveryAction) telemetry.RecoveryAction {
 	switch a {
 	case nvml.GPU_RECOVERY_ACTION_NONE:
-		return RecoveryNone
+		return telemetry.RecoveryNone
 	case nvml.GPU_RECOVERY_ACTION_GPU_RESET:
-		return RecoveryGPUReset
+		return telemetry.RecoveryGPUReset
 	case nvml.GPU_RECOVERY_ACTION_NODE_REBOOT:
-		return RecoveryNodeReboot
+		return telemetry.RecoveryNodeReboot
 	case nvml.GPU_RECOVERY_ACTION_DRAIN_P2P:
-		return RecoveryDrainP2P
+		return telemetry.RecoveryDrainP2P
 	case nvml.GPU_RECOVERY_ACTION_DRAIN_AND_RESET:
-		return RecoveryDrainAndReset
+		return telemetry.RecoveryDrainAndReset
 	case nvml.GPU_RECOVERY_ACTION_RECOVER_IMEX_DOMAIN:
-		return RecoveryIMEXDomain
+		return telemetry.RecoveryIMEXDomain
 	case nvml.GPU_RECOVERY_ACTION_BUS_RESET:
-		return RecoveryBusReset
+		return telemetry.RecoveryBusReset
 	case nvml.GPU_RECOVERY_ACTION_SYSTEM_REBOOT:
-		return RecoverySystemReboot
+		return telemetry.RecoverySystemReboot
 	default:
-		return RecoveryAction(fmt.Sprintf("unknown_%d", a))
+		return telemetry.RecoveryAction(fmt.Sprintf("unknown_%d", a))
 	}
 }
 
