@@ -26,6 +26,7 @@ import (
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -48,12 +49,12 @@ type sinks struct {
 	progress map[string][]run.Progress
 }
 
-func (s *sinks) ObserveBatch(node string, _ *agentpb.Inventory, b *agentpb.Batch, _ []string) {
+func (s *sinks) ObserveBatch(node string, _ int, b *telemetry.Batch, _ []string) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range b.GetHealthEvents() {
-		s.received = append(s.received, event{node, e.GetComponent(), e.GetKind(), e.GetCode(), "", now})
+	for _, e := range b.Events {
+		s.received = append(s.received, event{node, e.Component, e.Kind, e.Code, "", now})
 	}
 }
 
@@ -68,12 +69,12 @@ func (s *sinks) receivedAt(component, kind string, code int64) time.Time {
 	return time.Time{}
 }
 
-func (s *sinks) RecordEvents(_ context.Context, node string, evs []*agentpb.HealthEvent, jobs map[string]string) error {
+func (s *sinks) RecordEvents(_ context.Context, node string, evs []telemetry.HealthEvent, jobs map[string]string) error {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range evs {
-		s.events = append(s.events, event{node, e.GetComponent(), e.GetKind(), e.GetCode(), jobs[e.GetComponent()], now})
+		s.events = append(s.events, event{node, e.Component, e.Kind, e.Code, jobs[e.Component], now})
 	}
 	return nil
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/internal/telemetry"
-	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
 // Config tunes the monitor. Zero durations take the defaults.
@@ -176,10 +175,11 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 
 // gpuHistory is one GPU's evidence: an hour of compact samples, one per
 // SampleEvery, holding only what the rate rules read, and the newest
-// sample as it arrived (converted only when the node is judged).
+// sample as it arrived.
 type gpuHistory struct {
-	kept   []telemetry.GPUSample
-	latest *agentpb.GpuSample
+	kept      []telemetry.GPUSample
+	latest    telemetry.GPUSample
+	hasLatest bool
 }
 
 type ibKey struct {
@@ -197,29 +197,29 @@ func (m *Monitor) node(name string) *evidence {
 }
 
 // ObserveBatch keeps the telemetry the rules need (fleet.Observer).
-func (m *Monitor) ObserveBatch(node string, inv *agentpb.Inventory, b *agentpb.Batch, runIDs []string) {
+func (m *Monitor) ObserveBatch(node string, expectedGPUs int, b *telemetry.Batch, runIDs []string) {
 	now := m.cfg.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.node(node)
 	e.lastReport = now
-	e.expected = len(inv.GetGpus())
+	e.expected = expectedGPUs
 	e.runIDs = runIDs
-	if len(b.GetGpuSamples()) > 0 {
+	if len(b.GPUSamples) > 0 {
 		e.observed = 0
 	}
-	for _, g := range b.GetGpuSamples() {
-		if g.SmUtilizationPercent != nil || g.TemperatureCelsius != nil || g.MemoryUsedBytes != nil {
+	for _, g := range b.GPUSamples {
+		if g.SMUtilizationPercent != nil || g.TemperatureCelsius != nil || g.MemoryUsedBytes != nil {
 			e.observed++
 		}
-		h := e.gpus[g.GetIndex()]
+		h := e.gpus[int32(g.Index)]
 		if h == nil {
 			h = &gpuHistory{}
-			e.gpus[g.GetIndex()] = h
+			e.gpus[int32(g.Index)] = h
 		}
-		if h.latest != nil {
-			if t := h.latest.GetSampleTime().AsTime(); len(h.kept) == 0 || t.Sub(h.kept[len(h.kept)-1].Time) >= m.cfg.SampleEvery {
-				h.kept = append(h.kept, telemetry.CompactGPUSample(h.latest))
+		if h.hasLatest {
+			if t := h.latest.Time; len(h.kept) == 0 || t.Sub(h.kept[len(h.kept)-1].Time) >= m.cfg.SampleEvery {
+				h.kept = append(h.kept, h.latest.Compact())
 				i := 0
 				for i < len(h.kept)-1 && now.Sub(h.kept[i].Time) > time.Hour {
 					i++
@@ -229,21 +229,21 @@ func (m *Monitor) ObserveBatch(node string, inv *agentpb.Inventory, b *agentpb.B
 				}
 			}
 		}
-		h.latest = g
+		h.latest, h.hasLatest = g, true
 	}
-	for _, p := range b.GetIbSamples() {
-		k := ibKey{p.GetDevice(), p.GetPort()}
-		e.ib[k] = keep(e.ib[k], telemetry.IBPortSampleFromProto(p), now, m.cfg.SampleEvery, func(x telemetry.IBPortSample) time.Time { return x.Time })
+	for _, p := range b.IBSamples {
+		k := ibKey{p.Device, int32(p.Port)}
+		e.ib[k] = keep(e.ib[k], p, now, m.cfg.SampleEvery, func(x telemetry.IBPortSample) time.Time { return x.Time })
 	}
-	for _, p := range b.GetProgress() {
-		rp := m.progress[p.GetRunId()]
+	for _, p := range b.Progress {
+		rp := m.progress[p.RunID]
 		if rp == nil {
 			rp = &runProgress{step: -1}
-			m.progress[p.GetRunId()] = rp
+			m.progress[p.RunID] = rp
 		}
 		rp.node, rp.lastReport = node, now
-		if p.GetStep() != rp.step {
-			rp.step, rp.changed = p.GetStep(), now
+		if p.Step != rp.step {
+			rp.step, rp.changed = p.Step, now
 		}
 	}
 	e.dirty = true
@@ -271,16 +271,15 @@ func keep[S any](ss []S, s S, now time.Time, every time.Duration, at func(S) tim
 // RecordEvents keeps health events as evidence, evaluates the node at once
 // and makes the resulting incidents durable before the events are acked
 // (fleet.EventSink).
-func (m *Monitor) RecordEvents(ctx context.Context, node string, evs []*agentpb.HealthEvent, jobs map[string]string) error {
+func (m *Monitor) RecordEvents(ctx context.Context, node string, evs []telemetry.HealthEvent, jobs map[string]string) error {
 	now := m.cfg.Now()
 	m.mu.Lock()
 	e := m.node(node)
 	counts := map[evKey]int64{}
 	for _, ev := range evs {
-		he := health.Event{HealthEvent: telemetry.HealthEventFromProto(ev, now), JobID: jobs[ev.GetComponent()]}
-		e.events = append(e.events, he)
-		counts[evKey{ev.GetComponent(), ev.GetKind(), ev.GetCode()}]++
-		m.metrics.Events.WithLabelValues(ev.GetKind()).Inc()
+		e.events = append(e.events, health.Event{HealthEvent: ev, JobID: jobs[ev.Component]})
+		counts[evKey{ev.Component, ev.Kind, ev.Code}]++
+		m.metrics.Events.WithLabelValues(ev.Kind).Inc()
 	}
 	// An XID storm must not grow memory: keep the newest 10,000.
 	if n := len(e.events); n > 10_000 {
@@ -317,8 +316,8 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 	ev := health.Evidence{Node: name, LastReport: e.lastReport, ExpectedGPUs: e.expected, ObservedGPUs: e.observed, Events: e.events}
 	for _, h := range e.gpus {
 		ev.GPUSamples = append(ev.GPUSamples, h.kept...)
-		if h.latest != nil {
-			ev.GPUSamples = append(ev.GPUSamples, telemetry.GPUSampleFromProto(h.latest))
+		if h.hasLatest {
+			ev.GPUSamples = append(ev.GPUSamples, h.latest)
 		}
 	}
 	for _, ss := range e.ib {

@@ -38,21 +38,21 @@ func GPUSampleFromProto(g *agentpb.GpuSample) GPUSample {
 	}
 }
 
-// CompactGPUSample keeps what the hourly rate rules read of a sample (the
-// counters whose increase they judge), as copies, so the wire message can
-// be collected.
-func CompactGPUSample(g *agentpb.GpuSample) GPUSample {
-	s := GPUSample{Time: g.GetSampleTime().AsTime(), Index: int(g.GetIndex())}
-	if g.EccVolatileCorrected != nil {
-		v := g.GetEccVolatileCorrected()
+// Compact keeps what the hourly rate rules read of a sample (the counters
+// whose increase they judge), as copies, so the wire message it came from
+// can be collected.
+func (g GPUSample) Compact() GPUSample {
+	s := GPUSample{Time: g.Time, Index: g.Index}
+	if g.ECCVolatileCorrected != nil {
+		v := *g.ECCVolatileCorrected
 		s.ECCVolatileCorrected = &v
 	}
-	if g.PcieReplayCount != nil {
-		v := g.GetPcieReplayCount()
+	if g.PCIeReplayCount != nil {
+		v := *g.PCIeReplayCount
 		s.PCIeReplayCount = &v
 	}
-	if g.NvlinkErrorCount != nil {
-		v := g.GetNvlinkErrorCount()
+	if g.NVLinkErrorCount != nil {
+		v := *g.NVLinkErrorCount
 		s.NVLinkErrorCount = &v
 	}
 	return s
@@ -133,4 +133,56 @@ func (s IBPortSample) ToProto() *agentpb.IbSample {
 			PortRcvErrors:                s.Counters.PortRcvErrors,
 		},
 	}
+}
+
+// ProgressFromProto converts a wire progress update.
+func ProgressFromProto(p *agentpb.ProgressUpdate) Progress {
+	return Progress{RunID: p.GetRunId(), Time: p.GetUpdateTime().AsTime(), Step: p.GetStep(), TotalSteps: p.GetTotalSteps(),
+		Loss: p.GetLoss(), SamplesPerSecond: p.GetSamplesPerSecond(), Metrics: p.GetMetrics()}
+}
+
+// ToProto is the wire form of p.
+func (p Progress) ToProto() *agentpb.ProgressUpdate {
+	return &agentpb.ProgressUpdate{RunId: p.RunID, UpdateTime: timestamppb.New(p.Time), Step: p.Step, TotalSteps: p.TotalSteps,
+		Loss: p.Loss, SamplesPerSecond: p.SamplesPerSecond, Metrics: p.Metrics}
+}
+
+// SetFromProto makes dst the batch b, reusing dst's slices: the ingest path
+// converts every batch without allocating. Events without a time get now.
+func (dst *Batch) SetFromProto(b *agentpb.Batch, now time.Time) {
+	dst.Sequence, dst.DroppedSamples = b.GetSequence(), b.GetDroppedSamples()
+	dst.GPUSamples = dst.GPUSamples[:0]
+	for _, g := range b.GetGpuSamples() {
+		dst.GPUSamples = append(dst.GPUSamples, GPUSampleFromProto(g))
+	}
+	dst.IBSamples = dst.IBSamples[:0]
+	for _, p := range b.GetIbSamples() {
+		dst.IBSamples = append(dst.IBSamples, IBPortSampleFromProto(p))
+	}
+	dst.Events = dst.Events[:0]
+	for _, e := range b.GetHealthEvents() {
+		dst.Events = append(dst.Events, HealthEventFromProto(e, now))
+	}
+	dst.Progress = dst.Progress[:0]
+	for _, p := range b.GetProgress() {
+		dst.Progress = append(dst.Progress, ProgressFromProto(p))
+	}
+}
+
+// ToProto is the wire form of b.
+func (b *Batch) ToProto() *agentpb.Batch {
+	p := &agentpb.Batch{Sequence: b.Sequence, DroppedSamples: b.DroppedSamples}
+	for _, g := range b.GPUSamples {
+		p.GpuSamples = append(p.GpuSamples, g.ToProto())
+	}
+	for _, s := range b.IBSamples {
+		p.IbSamples = append(p.IbSamples, s.ToProto())
+	}
+	for _, e := range b.Events {
+		p.HealthEvents = append(p.HealthEvents, e.ToProto())
+	}
+	for _, u := range b.Progress {
+		p.Progress = append(p.Progress, u.ToProto())
+	}
+	return p
 }

@@ -32,6 +32,15 @@ func TestRoundTrip(t *testing.T) {
 		Counters: &agentpb.IbCounters{LinkDowned: 1, ExcessiveBufferOverrunErrors: 2, LocalLinkIntegrityErrors: 3, SymbolError: 4, PortRcvErrors: 5},
 	}
 	ev := &agentpb.HealthEvent{EventTime: timestamppb.New(at), Component: "gpu3", Kind: telemetry.KindXID, Code: 79, Message: "XID 79"}
+	prog := &agentpb.ProgressUpdate{RunId: "r-1", UpdateTime: timestamppb.New(at), Step: 10, TotalSteps: 100, Loss: 0.5,
+		SamplesPerSecond: 1200, Metrics: map[string]float64{"accuracy": 0.9}}
+	batch := &agentpb.Batch{Sequence: 7, DroppedSamples: 2, GpuSamples: []*agentpb.GpuSample{gpu}, IbSamples: []*agentpb.IbSample{ib},
+		HealthEvents: []*agentpb.HealthEvent{ev}, Progress: []*agentpb.ProgressUpdate{prog}}
+	// Filled twice: the second fill reuses the first one's slices.
+	var dom telemetry.Batch
+	dom.SetFromProto(&agentpb.Batch{GpuSamples: []*agentpb.GpuSample{gpu, gpu}, HealthEvents: []*agentpb.HealthEvent{ev, ev}}, at)
+	dom.SetFromProto(batch, at)
+	batchBack := dom.ToProto()
 	for _, tc := range []struct {
 		name string
 		in   proto.Message
@@ -41,6 +50,8 @@ func TestRoundTrip(t *testing.T) {
 		{"gpu sample without fields", &agentpb.GpuSample{SampleTime: timestamppb.New(at), Index: 1}, telemetry.GPUSampleFromProto(&agentpb.GpuSample{SampleTime: timestamppb.New(at), Index: 1}).ToProto()},
 		{"ib sample", ib, telemetry.IBPortSampleFromProto(ib).ToProto()},
 		{"health event", ev, telemetry.HealthEventFromProto(ev, time.Time{}).ToProto()},
+		{"progress", prog, telemetry.ProgressFromProto(prog).ToProto()},
+		{"batch", batch, batchBack},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !proto.Equal(tc.in, tc.back) {
@@ -57,7 +68,7 @@ func TestFromProto(t *testing.T) {
 	}
 	g := &agentpb.GpuSample{SampleTime: timestamppb.New(at), Index: 2, Uuid: "GPU-2", SmUtilizationPercent: proto.Float64(1),
 		EccVolatileCorrected: proto.Uint64(7), PcieReplayCount: proto.Uint64(8), NvlinkErrorCount: proto.Uint64(9)}
-	c := telemetry.CompactGPUSample(g)
+	c := telemetry.GPUSampleFromProto(g).Compact()
 	*g.EccVolatileCorrected = 70 // the compact sample holds copies
 	if c.UUID != "" || c.SMUtilizationPercent != nil || !c.Time.Equal(at) || c.Index != 2 ||
 		*c.ECCVolatileCorrected != 7 || *c.PCIeReplayCount != 8 || *c.NVLinkErrorCount != 9 {

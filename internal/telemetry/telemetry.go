@@ -98,3 +98,26 @@ type IBPortSample struct {
 func (s IBPortSample) Up() bool {
 	return s.State == "ACTIVE" && (s.PhysState == "" || s.PhysState == "LinkUp")
 }
+
+// Progress is a training run's latest progress as its job reported it.
+type Progress struct {
+	RunID            string
+	Time             time.Time
+	Step             int64
+	TotalSteps       int64
+	Loss             float64
+	SamplesPerSecond float64
+	// Metrics is shared with the wire message: copy before keeping it.
+	Metrics map[string]float64
+}
+
+// Batch is one agent batch. A Batch filled by SetFromProto shares its
+// slices with the next one: whoever keeps part of it copies it.
+type Batch struct {
+	Sequence       uint64
+	GPUSamples     []GPUSample
+	IBSamples      []IBPortSample
+	Events         []HealthEvent
+	Progress       []Progress
+	DroppedSamples uint64
+}
