@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,7 +99,8 @@ type Monitor struct {
 	restored map[incKey]bool
 	hold     map[string]time.Time
 
-	wake chan struct{}
+	wake  chan struct{}
+	tasks *tasks
 }
 
 type incKey struct{ node, component, rule string }
@@ -144,7 +146,7 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 	mo := &Monitor{
 		cfg: cfg, fleet: fl, store: st, engine: engine, runs: runs, log: logger.With("component", "monitor"), metrics: m,
 		nodes: map[string]*evidence{}, open: map[incKey]*store.Incident{}, progress: map[string]*runProgress{},
-		lastCheck: map[string]time.Time{}, wake: make(chan struct{}, 1),
+		lastCheck: map[string]time.Time{}, wake: make(chan struct{}, 1), tasks: newTasks(),
 		restored: map[incKey]bool{}, hold: map[string]time.Time{},
 	}
 	// Incidents open before a restart stay open, and keep their ids.
@@ -364,13 +366,7 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 			m.open[k] = inc
 			m.metrics.Opened.WithLabelValues(f.Rule).Inc()
 			m.log.Warn("incident opened", "node", name, "component", f.Component, "rule", f.Rule, "reason", f.Reason, "id", inc.ID)
-			if m.runs != nil && len(inc.RunIDs) > 0 {
-				go func(ids []string, id string) {
-					if err := m.runs.AttachIncident(context.Background(), ids, id); err != nil {
-						m.log.Warn("mark runs with incident", "incident", id, "err", err)
-					}
-				}(inc.RunIDs, inc.ID)
-			}
+			m.attachLocked(inc)
 		}
 		before := *inc
 		inc.Summary, inc.Evidence, inc.Severity, inc.LastSeen = f.Reason, f.Reason, f.Verdict.String(), now
@@ -404,6 +400,20 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 	return changed
 }
 
+// attachLocked marks the incident's runs with it, in the background: the
+// caller holds m.mu and may be on an agent's stream.
+func (m *Monitor) attachLocked(inc *store.Incident) {
+	if m.runs == nil || len(inc.RunIDs) == 0 {
+		return
+	}
+	ids, id := slices.Clone(inc.RunIDs), inc.ID
+	m.tasks.Go(func(ctx context.Context) {
+		if err := m.runs.AttachIncident(ctx, ids, id); err != nil {
+			m.log.Warn("mark runs with incident", "incident", id, "err", err)
+		}
+	})
+}
+
 func (m *Monitor) persist(ctx context.Context, incs []*store.Incident) error {
 	if len(incs) == 0 {
 		return nil
@@ -420,8 +430,11 @@ func (m *Monitor) persist(ctx context.Context, incs []*store.Incident) error {
 }
 
 // Run evaluates every node each Interval (and at once after health events),
-// runs remediation, flags stalled runs and schedules idle NCCL checks.
+// runs remediation, flags stalled runs and schedules idle NCCL checks. On
+// its way out it cancels the background work and waits for it; a monitor
+// is run once.
 func (m *Monitor) Run(ctx context.Context) error {
+	defer m.tasks.stop()
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -484,7 +497,7 @@ func (m *Monitor) tick(ctx context.Context) {
 		ds := m.engine.Step(ctx, inputs)
 		m.record(ctx, ds)
 	}
-	m.scheduleChecks(ctx, views, now)
+	m.scheduleChecks(views, now)
 }
 
 // worstIncidentLocked is the open incident behind the node's worst finding.
@@ -568,9 +581,7 @@ func (m *Monitor) stallsLocked(now time.Time, views []fleet.NodeView) []*store.I
 			changed = append(changed, inc)
 			m.metrics.Opened.WithLabelValues(k.rule).Inc()
 			m.log.Warn("run progress stalled", "run_id", id, "step", rp.step, "since", rp.changed)
-			if m.runs != nil {
-				go func() { _ = m.runs.AttachIncident(context.Background(), []string{id}, inc.ID) }()
-			}
+			m.attachLocked(inc)
 		case !stalled && inc != nil:
 			inc.ResolveTime, inc.LastSeen = now, now
 			inc.ResolvedBy = "progress resumed"
@@ -662,7 +673,7 @@ func (m *Monitor) Verify(ctx context.Context, node string) (bool, string, error)
 	return r.Passed, r.Summary, nil
 }
 
-func (m *Monitor) scheduleChecks(ctx context.Context, views []fleet.NodeView, now time.Time) {
+func (m *Monitor) scheduleChecks(views []fleet.NodeView, now time.Time) {
 	if m.cfg.CheckInterval <= 0 {
 		return
 	}
@@ -683,13 +694,14 @@ func (m *Monitor) scheduleChecks(ctx context.Context, views []fleet.NodeView, no
 		}
 		m.mu.Unlock()
 		if due {
-			go func(name string) {
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+			name := v.Name
+			m.tasks.Go(func(ctx context.Context) {
+				ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 				defer cancel()
-				if _, err := m.Check(cctx, name, "nccl"); err != nil {
+				if _, err := m.Check(ctx, name, "nccl"); err != nil {
 					m.log.Warn("scheduled nccl check", "node", name, "err", err)
 				}
-			}(v.Name)
+			})
 		}
 	}
 }

@@ -136,9 +136,19 @@ type mark struct {
 type runMarks struct {
 	mu    sync.Mutex
 	marks []mark
+	// block makes AttachIncident wait for its context; ended gets its
+	// error.
+	block chan struct{}
+	ended chan error
 }
 
-func (r *runMarks) AttachIncident(_ context.Context, runIDs []string, id string) error {
+func (r *runMarks) AttachIncident(ctx context.Context, runIDs []string, id string) error {
+	if r.block != nil {
+		close(r.block)
+		<-ctx.Done()
+		r.ended <- ctx.Err()
+		return ctx.Err()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.marks = append(r.marks, mark{slices.Clone(runIDs), id})
@@ -668,6 +678,34 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
 	if r := e.drains("worker-0")[0].Reason; !strings.HasPrefix(r, "[sopilot] ") || !strings.HasSuffix(r, " incident="+rep.ID) {
 		t.Errorf("drain reason = %q", r)
+	}
+}
+
+// Marking a run with an incident is the monitor's background work: it is
+// cancelled and waited for when Run returns (goleak checks nothing is left).
+func TestBackgroundWorkStopsWithRun(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e.runs.block, e.runs.ended = make(chan struct{}), make(chan error, 1)
+	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	a := e.agent("worker-0")
+	waitFor(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
+	a.send(a.batch("77", func(b *agentpb.Batch) {
+		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(t0), Component: "gpu0", Kind: "xid", Code: 13}}
+	}))
+	select {
+	case <-e.runs.block:
+	case <-time.After(10 * time.Second):
+		t.Fatal("runs never marked")
+	}
+	a.stopF()
+	e.stop()
+	select {
+	case err := <-e.runs.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("AttachIncident ended with %v, want context.Canceled", err)
+		}
+	default:
+		t.Fatal("Run returned with AttachIncident still running")
 	}
 }
 
