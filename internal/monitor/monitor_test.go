@@ -1069,3 +1069,30 @@ func TestScheduledChecks(t *testing.T) {
 		t.Errorf("%d checks, want none on an allocated node", n)
 	}
 }
+
+// The controller passes a nil *remediation.Engine when remediation is off:
+// the monitor has no remediator then, and says so.
+func TestRemediationDisabled(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	th, err := health.DefaultThresholds("h100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	fl, err := fleet.New(st, log, nil, fleet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var engine *remediation.Engine
+	mon, err := monitor.New(monitor.Config{Thresholds: th}, fl, st, engine, nil, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mon.Drain(context.Background(), "worker-0", "test", "me"); err == nil || !strings.Contains(err.Error(), "remediation is disabled") {
+		t.Errorf("Drain without remediation = %v", err)
+	}
+}
