@@ -236,7 +236,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cfg.IBRoot, cfg.IBSim = tree.Root(), tree
 		logger.Warn("InfiniBand telemetry is SIMULATED (--ib=sim)", "tree", tree.Root())
 	case "none":
-		cfg.IBRoot = filepath.Join(os.TempDir(), "sopilot-no-ib") // no class/infiniband there
+		cfg.NoIB = true
 	}
 	creds := insecure.NewCredentials()
 	if o.insecure {

@@ -38,6 +38,8 @@ type Config struct {
 	// the agent then feeds it the GPUs Slurm jobs hold on this node.
 	NVML nvml.Interface
 	Sim  *nvmlsim.Sim
+	// NoIB: the node has no InfiniBand, and the agent runs no IB collector.
+	NoIB bool
 	// IBRoot is the sysfs root the IB collector reads ("" = /sys). IBSim is
 	// set when that tree is simulated.
 	IBRoot string
@@ -66,7 +68,7 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	gpus    *gpu.Collector
-	ibc     *ib.Collector
+	ibc     ibCollector // nil: no InfiniBand
 	attrib  *attrib.Resolver
 	buf     *uplink.Buffer
 	client  *uplink.Client
@@ -83,11 +85,14 @@ type Agent struct {
 	finalProgress []*agentpb.ProgressUpdate
 	simPeak       float64
 	lastSample    time.Time
-	ibAdvanced    time.Time
 }
 
-// simIBEvery is how often the simulated IB tree's counters move.
-const simIBEvery = 5 * time.Second
+// ibCollector reads the node's InfiniBand ports: sysfs (ib.Collector) or
+// a simulated tree (ib.SimCollector), chosen once in New.
+type ibCollector interface {
+	Inventory() ([]ib.PortInfo, error)
+	Sample(now time.Time) ([]ib.Sample, error)
+}
 
 // New opens NVML and reads the inventory.
 func New(ctx context.Context, cfg Config) (*Agent, error) {
@@ -106,7 +111,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "agent"),
-		ibc:      ib.New(cfg.IBRoot),
 		attrib:   attrib.New(cfg.ProcRoot),
 		buf:      uplink.NewBuffer(cfg.Buffer),
 		interval: cfg.Interval,
@@ -123,8 +127,17 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("read gpu inventory: %w", err)
 	}
 	a.inv.Simulated = cfg.Sim != nil
-	if a.ports, err = a.ibc.Inventory(); err != nil {
-		a.log.Warn("read infiniband inventory", "err", err)
+	switch {
+	case cfg.NoIB:
+	case cfg.IBSim != nil:
+		a.ibc = cfg.IBSim.Collector()
+	default:
+		a.ibc = ib.New(cfg.IBRoot)
+	}
+	if a.ibc != nil {
+		if a.ports, err = a.ibc.Inventory(); err != nil {
+			a.log.Warn("read infiniband inventory", "err", err)
+		}
 	}
 	a.metrics = newMetrics(a)
 	a.client = uplink.NewClient(cfg.Conn, a.hello, a.buf, a, cfg.Logger, uplink.Options{})
@@ -202,17 +215,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.refreshSimAllocation()
 			lastAlloc = now
 		}
-		// The simulated IB tree moves its counters every few seconds, not
-		// every sample: rewriting its files is most of what a simulated
-		// agent would otherwise spend.
-		if a.cfg.IBSim != nil {
-			if a.ibAdvanced.IsZero() {
-				a.ibAdvanced = now
-			} else if d := now.Sub(a.ibAdvanced); d >= simIBEvery {
-				_ = a.cfg.IBSim.Advance(d)
-				a.ibAdvanced = now
-			}
-		}
 		a.sample(ctx, now)
 		a.lastSample = now
 		a.mu.Lock()
@@ -268,9 +270,11 @@ func (a *Agent) sample(ctx context.Context, now time.Time) {
 			b.GpuSamples = append(b.GpuSamples, &agentpb.GpuSample{SampleTime: timestamppb.New(now), Index: int32(g.Index), Uuid: g.UUID})
 		}
 	}
-	ibs, err := a.ibc.Sample(now)
-	if err != nil {
-		a.log.Warn("infiniband sample", "err", err)
+	var ibs []ib.Sample
+	if a.ibc != nil {
+		if ibs, err = a.ibc.Sample(now); err != nil {
+			a.log.Warn("infiniband sample", "err", err)
+		}
 	}
 	for _, s := range ibs {
 		b.IbSamples = append(b.IbSamples, ibSampleToProto(s))

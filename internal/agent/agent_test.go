@@ -148,7 +148,7 @@ type node struct {
 	agent *agent.Agent
 }
 
-func start(t *testing.T) *node {
+func start(t *testing.T, tune ...func(*agent.Config)) *node {
 	t.Helper()
 	dir := t.TempDir()
 	// Without fsync: the test is about the agent, not the disk.
@@ -189,12 +189,16 @@ func start(t *testing.T) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.agent, err = agent.New(context.Background(), agent.Config{
+	cfg := agent.Config{
 		NodeName: "worker-0", BootID: "boot-1", Version: "test",
 		NVML: n.sim, Sim: n.sim, IBRoot: n.tree.Root(), IBSim: n.tree, ProcRoot: n.proc,
 		Interval: interval, Conn: conn,
 		NCCLSimulated: true, NCCLSimPeak: 480, NCCLMessageBytes: th.NCCLMessageBytes,
-	})
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	n.agent, err = agent.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,6 +507,17 @@ func TestAttributionAndProgress(t *testing.T) {
 	time.Sleep(5 * interval)
 	if got := n.sinks.steps("r-1"); slices.Contains(got, 101) {
 		t.Errorf("progress after the run left: %v", got)
+	}
+}
+
+// Without InfiniBand (--ib none) the agent runs no IB collector: no ports
+// in its inventory, no IB samples, whatever IBRoot says.
+func TestNoIB(t *testing.T) {
+	n := start(t, func(c *agent.Config) { c.NoIB, c.IBSim = true, nil })
+	waitFor(t, "a few batches", func() bool { v, _ := n.fl.Snapshot("worker-0"); return v.Sequence >= 3 })
+	v, _ := n.fl.Snapshot("worker-0")
+	if len(v.IBPorts) != 0 || len(v.Inventory.GetIbPorts()) != 0 || len(v.GPUs) != 8 {
+		t.Errorf("without IB: %d IB samples, %d IB ports in the inventory, %d GPUs", len(v.IBPorts), len(v.Inventory.GetIbPorts()), len(v.GPUs))
 	}
 }
 
