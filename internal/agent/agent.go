@@ -226,11 +226,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // sendEvents queues a batch of the health events waiting now.
 func (a *Agent) sendEvents(first gpu.HealthEvent, events <-chan gpu.HealthEvent) {
-	b := &agentpb.Batch{CreateTime: timestamppb.Now(), HealthEvents: []*agentpb.HealthEvent{healthEventToProto(first)}}
+	b := &agentpb.Batch{CreateTime: timestamppb.Now(), HealthEvents: []*agentpb.HealthEvent{first.ToProto()}}
 	for len(b.HealthEvents) < 1000 {
 		select {
 		case e := <-events:
-			b.HealthEvents = append(b.HealthEvents, healthEventToProto(e))
+			b.HealthEvents = append(b.HealthEvents, e.ToProto())
 			continue
 		default:
 		}
@@ -249,7 +249,7 @@ func (a *Agent) sample(ctx context.Context, now time.Time) {
 		a.metrics.sampleErrors.Inc()
 	}
 	for _, e := range lost {
-		b.HealthEvents = append(b.HealthEvents, healthEventToProto(e))
+		b.HealthEvents = append(b.HealthEvents, e.ToProto())
 	}
 	var pids []int32
 	for _, s := range samples {

@@ -126,7 +126,7 @@ func (c *Collector) register(ctx context.Context, set nvml.EventSet) (int, error
 }
 
 func (c *Collector) healthEvent(data nvml.EventData) (HealthEvent, bool) {
-	ev := HealthEvent{Time: c.opts.Now(), GPUIndex: -1}
+	ev := HealthEvent{HealthEvent: telemetry.HealthEvent{Time: c.opts.Now()}, GPUIndex: -1}
 	for _, d := range c.devices {
 		if d.handle == data.Device {
 			ev.GPUIndex, ev.UUID, ev.Component = d.index, d.uuid, component(d.index)

@@ -175,13 +175,11 @@ func (c *Collector) markLost(d device, lost bool) (HealthEvent, bool) {
 	}
 	c.log.Error("gpu lost", "gpu", d.index, "uuid", d.uuid)
 	return HealthEvent{
-		Time:      c.opts.Now(),
-		Component: component(d.index),
-		GPUIndex:  d.index,
-		UUID:      d.uuid,
-		Kind:      telemetry.KindGPULost,
-		Class:     health.XIDDrain,
-		Message:   fmt.Sprintf("NVML reports GPU %d (%s) lost", d.index, d.uuid),
+		HealthEvent: telemetry.HealthEvent{
+			Time: c.opts.Now(), Component: component(d.index), Kind: telemetry.KindGPULost,
+			Message: fmt.Sprintf("NVML reports GPU %d (%s) lost", d.index, d.uuid),
+		},
+		GPUIndex: d.index, UUID: d.uuid, Class: health.XIDDrain,
 	}, true
 }
 
@@ -204,7 +202,7 @@ type remappedRows struct {
 func (c *Collector) sampleGPU(ctx context.Context, d device) (Sample, *reader) {
 	h := d.handle
 	r := &reader{ctx: ctx, c: c, gpu: d.index}
-	s := Sample{Time: c.opts.Now(), Index: d.index, UUID: d.uuid}
+	s := Sample{GPUSample: telemetry.GPUSample{Time: c.opts.Now(), Index: d.index, UUID: d.uuid}}
 
 	if u, ok := read(r, "utilization", h.GetUtilizationRates); ok {
 		s.SMUtilizationPercent = ptr(float64(u.Gpu))

@@ -2,7 +2,6 @@ package gpu
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/telemetry"
@@ -29,40 +28,12 @@ type GPUInfo struct {
 	PCIBusID         string
 }
 
-// Sample is one GPU's telemetry at one instant; it maps onto agentpb.GpuSample.
-// A nil field is one the GPU does not report.
+// Sample is one GPU's telemetry at one instant: what goes on the wire
+// (telemetry.GPUSample), and what the agent keeps for itself. A nil field
+// is one the GPU does not report.
 type Sample struct {
-	Time  time.Time
-	Index int
-	UUID  string
-
-	SMUtilizationPercent     *float64
-	MemoryUtilizationPercent *float64
-	MemoryUsedBytes          *int64
-	MemoryTotalBytes         *int64
-	TemperatureCelsius       *float64
-	MemoryTemperatureCelsius *float64
-	PowerMilliwatts          *int64
-	PowerLimitMilliwatts     *int64
-	EnergyMillijoules        *uint64
-	SMClockMHz               *int32
-	MemoryClockMHz           *int32
-	// ThrottleReasons is NVML's clocks event reasons bitmask
-	// (nvml.ClocksEventReason*).
-	ThrottleReasons         *uint64
-	ECCVolatileCorrected    *uint64
-	ECCVolatileUncorrected  *uint64
-	ECCAggregateCorrected   *uint64
-	ECCAggregateUncorrected *uint64
-	RowRemapPending         *bool
-	RowRemapFailure         *bool
-	PCIeReplayCount         *uint64
-	// NVLinkErrorCount is the sum over all links of the CRC flit, CRC data,
-	// replay and recovery error counters.
-	NVLinkErrorCount *uint64
-	// RecoveryAction is what the driver says the GPU needs (NVML R570+).
-	// Not in agentpb.GpuSample yet.
-	RecoveryAction *telemetry.RecoveryAction
+	telemetry.GPUSample
+	MemoryTotalBytes *int64
 	// Processes is nil when the GPU cannot list them, empty when it runs none.
 	Processes []Process
 
@@ -86,17 +57,13 @@ type FieldError struct {
 func (e FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
 func (e FieldError) Unwrap() error { return e.Err }
 
-// HealthEvent is hardware evidence about one GPU; it maps onto
-// agentpb.HealthEvent.
+// HealthEvent is hardware evidence about one GPU: the event that goes on
+// the wire, and which GPU and class it is for the agent's own logs.
 type HealthEvent struct {
-	Time      time.Time
-	Component string // "gpu3"
-	GPUIndex  int
-	UUID      string
-	Kind      string          // telemetry.Kind*
-	Code      int64           // the XID for KindXID
-	Class     health.XIDClass // for XIDs
-	Message   string
+	telemetry.HealthEvent
+	GPUIndex int
+	UUID     string
+	Class    health.XIDClass // for XIDs
 }
 
 func component(index int) string { return fmt.Sprintf("gpu%d", index) }
