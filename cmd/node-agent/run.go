@@ -115,7 +115,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.stateDir, "state-dir", "", "where simulated state lives (default: a temporary directory)")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9478", "HTTP address for /metrics, /healthz and the /sim/ fault endpoints; empty disables it")
 	fs.StringVar(&o.bootIDFile, "boot-id-file", "/proc/sys/kernel/random/boot_id", "file holding this boot's id")
-	fs.StringVar(&o.platform, "platform", "h100", "platform thresholds for the NCCL check: h100 or h200")
+	fs.StringVar(&o.platform, "platform", "h100", "platform whose NCCL check message size is used when the controller does not say: h100 or h200")
 	fs.StringVar(&o.ncclMode, "nccl", "real", `"real" (run --nccl-tests) or "sim" (simulated all_reduce_perf output)`)
 	fs.StringVar(&o.ncclPath, "nccl-tests", nccl.DefaultPath, "path of nccl-tests' all_reduce_perf")
 	fs.Float64Var(&o.simNCCLPeak, "sim-nccl-busbw", 480, "bus bandwidth (GB/s) of the simulated NCCL check")
@@ -198,7 +198,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		NCCL:             nccl.Runner{Path: o.ncclPath},
 		NCCLSimulated:    o.ncclMode == "sim",
 		NCCLSimPeak:      o.simNCCLPeak,
-		NCCLMinBusBW:     th.NCCLMinBusBandwidthGBps,
 		NCCLMessageBytes: th.NCCLMessageBytes,
 	}
 	stateDir := o.stateDir
@@ -237,7 +236,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cfg.IBRoot, cfg.IBSim = tree.Root(), tree
 		logger.Warn("InfiniBand telemetry is SIMULATED (--ib=sim)", "tree", tree.Root())
 	case "none":
-		cfg.IBRoot = filepath.Join(os.TempDir(), "sopilot-no-ib") // no class/infiniband there
+		cfg.NoIB = true
 	}
 	creds := insecure.NewCredentials()
 	if o.insecure {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,8 @@ type Config struct {
 	// the agent then feeds it the GPUs Slurm jobs hold on this node.
 	NVML nvml.Interface
 	Sim  *nvmlsim.Sim
+	// NoIB: the node has no InfiniBand, and the agent runs no IB collector.
+	NoIB bool
 	// IBRoot is the sysfs root the IB collector reads ("" = /sys). IBSim is
 	// set when that tree is simulated.
 	IBRoot string
@@ -54,9 +57,8 @@ type Config struct {
 	NCCL          nccl.Runner
 	NCCLSimulated bool
 	NCCLSimPeak   float64
-	// NCCLMinBusBW and NCCLMessageBytes judge the check (platform
-	// thresholds).
-	NCCLMinBusBW     float64
+	// NCCLMessageBytes is the message size the check is measured at when
+	// the controller does not say (platform thresholds).
 	NCCLMessageBytes int64
 	Logger           *slog.Logger
 }
@@ -66,7 +68,7 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	gpus    *gpu.Collector
-	ibc     *ib.Collector
+	ibc     ibCollector // nil: no InfiniBand
 	attrib  *attrib.Resolver
 	buf     *uplink.Buffer
 	client  *uplink.Client
@@ -83,11 +85,14 @@ type Agent struct {
 	finalProgress []*agentpb.ProgressUpdate
 	simPeak       float64
 	lastSample    time.Time
-	ibAdvanced    time.Time
 }
 
-// simIBEvery is how often the simulated IB tree's counters move.
-const simIBEvery = 5 * time.Second
+// ibCollector reads the node's InfiniBand ports: sysfs (ib.Collector) or
+// a simulated tree (ib.SimCollector), chosen once in New.
+type ibCollector interface {
+	Inventory() ([]ib.PortInfo, error)
+	Sample(now time.Time) ([]ib.Sample, error)
+}
 
 // New opens NVML and reads the inventory.
 func New(ctx context.Context, cfg Config) (*Agent, error) {
@@ -106,7 +111,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "agent"),
-		ibc:      ib.New(cfg.IBRoot),
 		attrib:   attrib.New(cfg.ProcRoot),
 		buf:      uplink.NewBuffer(cfg.Buffer),
 		interval: cfg.Interval,
@@ -123,8 +127,17 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("read gpu inventory: %w", err)
 	}
 	a.inv.Simulated = cfg.Sim != nil
-	if a.ports, err = a.ibc.Inventory(); err != nil {
-		a.log.Warn("read infiniband inventory", "err", err)
+	switch {
+	case cfg.NoIB:
+	case cfg.IBSim != nil:
+		a.ibc = cfg.IBSim.Collector()
+	default:
+		a.ibc = ib.New(cfg.IBRoot)
+	}
+	if a.ibc != nil {
+		if a.ports, err = a.ibc.Inventory(); err != nil {
+			a.log.Warn("read infiniband inventory", "err", err)
+		}
 	}
 	a.metrics = newMetrics(a)
 	a.client = uplink.NewClient(cfg.Conn, a.hello, a.buf, a, cfg.Logger, uplink.Options{})
@@ -202,17 +215,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.refreshSimAllocation()
 			lastAlloc = now
 		}
-		// The simulated IB tree moves its counters every few seconds, not
-		// every sample: rewriting its files is most of what a simulated
-		// agent would otherwise spend.
-		if a.cfg.IBSim != nil {
-			if a.ibAdvanced.IsZero() {
-				a.ibAdvanced = now
-			} else if d := now.Sub(a.ibAdvanced); d >= simIBEvery {
-				_ = a.cfg.IBSim.Advance(d)
-				a.ibAdvanced = now
-			}
-		}
 		a.sample(ctx, now)
 		a.lastSample = now
 		a.mu.Lock()
@@ -224,11 +226,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // sendEvents queues a batch of the health events waiting now.
 func (a *Agent) sendEvents(first gpu.HealthEvent, events <-chan gpu.HealthEvent) {
-	b := &agentpb.Batch{CreateTime: timestamppb.Now(), HealthEvents: []*agentpb.HealthEvent{healthEventToProto(first)}}
+	b := &agentpb.Batch{CreateTime: timestamppb.Now(), HealthEvents: []*agentpb.HealthEvent{first.ToProto()}}
 	for len(b.HealthEvents) < 1000 {
 		select {
 		case e := <-events:
-			b.HealthEvents = append(b.HealthEvents, healthEventToProto(e))
+			b.HealthEvents = append(b.HealthEvents, e.ToProto())
 			continue
 		default:
 		}
@@ -247,7 +249,7 @@ func (a *Agent) sample(ctx context.Context, now time.Time) {
 		a.metrics.sampleErrors.Inc()
 	}
 	for _, e := range lost {
-		b.HealthEvents = append(b.HealthEvents, healthEventToProto(e))
+		b.HealthEvents = append(b.HealthEvents, e.ToProto())
 	}
 	var pids []int32
 	for _, s := range samples {
@@ -268,9 +270,11 @@ func (a *Agent) sample(ctx context.Context, now time.Time) {
 			b.GpuSamples = append(b.GpuSamples, &agentpb.GpuSample{SampleTime: timestamppb.New(now), Index: int32(g.Index), Uuid: g.UUID})
 		}
 	}
-	ibs, err := a.ibc.Sample(now)
-	if err != nil {
-		a.log.Warn("infiniband sample", "err", err)
+	var ibs []ib.Sample
+	if a.ibc != nil {
+		if ibs, err = a.ibc.Sample(now); err != nil {
+			a.log.Warn("infiniband sample", "err", err)
+		}
 	}
 	for _, s := range ibs {
 		b.IbSamples = append(b.IbSamples, ibSampleToProto(s))
@@ -353,7 +357,6 @@ func (a *Agent) Command(ctx context.Context, c *agentpb.Command) *agentpb.Comman
 	case "nccl_check", "nccl":
 		var (
 			r   nccl.Result
-			out []byte
 			err error
 		)
 		if a.cfg.NCCLSimulated {
@@ -364,26 +367,35 @@ func (a *Agent) Command(ctx context.Context, c *agentpb.Command) *agentpb.Comman
 			if len(a.inv.GPUs) > 0 {
 				model = a.inv.GPUs[0].Model
 			}
-			out = nccl.SimulatedOutput(max(len(a.inv.GPUs), 1), model, peak)
-			r, err = nccl.Parse(strings.NewReader(string(out)))
+			r, err = nccl.Parse(bytes.NewReader(nccl.SimulatedOutput(max(len(a.inv.GPUs), 1), model, peak)))
 		} else {
-			r, out, err = a.cfg.NCCL.Run(ctx)
+			r, _, err = a.cfg.NCCL.Run(ctx)
 		}
-		v := nccl.Evaluate(r, a.cfg.NCCLMinBusBW, a.cfg.NCCLMessageBytes)
-		res.Success = v.Passed && err == nil
-		res.BusBandwidthGbps = v.BusBWGBps
-		res.Output = v.Summary
+		// The agent measures; the controller holds the bandwidth against
+		// its own floor (CommandResult.success says the run was sound).
+		m := nccl.Measure(r, messageBytes(c.GetArgs(), a.cfg.NCCLMessageBytes))
+		res.Success = m.Sound && err == nil
+		res.BusBandwidthGbps = m.BusBWGBps
+		res.Output = m.Summary
 		if a.cfg.NCCLSimulated {
 			res.Output = "simulated: " + res.Output
 		}
 		if err != nil {
 			res.Output += "; " + err.Error()
 		}
-		_ = out
 	default:
 		res.Output = fmt.Sprintf("unknown command %q", c.GetKind())
 	}
 	return res
+}
+
+// messageBytes is the size the controller asked the check to be measured
+// at (args["message_bytes"]), or def.
+func messageBytes(args map[string]string, def int64) int64 {
+	if n, err := strconv.ParseInt(args["message_bytes"], 10, 64); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
 
 // SetSimulatedNCCLPeak changes the simulated all_reduce_perf bandwidth.

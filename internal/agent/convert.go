@@ -10,30 +10,7 @@ import (
 )
 
 func gpuSampleToProto(s gpu.Sample, jobs map[int32]string) *agentpb.GpuSample {
-	p := &agentpb.GpuSample{
-		SampleTime:               timestamppb.New(s.Time),
-		Index:                    int32(s.Index),
-		Uuid:                     s.UUID,
-		SmUtilizationPercent:     s.SMUtilizationPercent,
-		MemoryUtilizationPercent: s.MemoryUtilizationPercent,
-		MemoryUsedBytes:          s.MemoryUsedBytes,
-		TemperatureCelsius:       s.TemperatureCelsius,
-		MemoryTemperatureCelsius: s.MemoryTemperatureCelsius,
-		PowerMilliwatts:          s.PowerMilliwatts,
-		PowerLimitMilliwatts:     s.PowerLimitMilliwatts,
-		EnergyMillijoules:        s.EnergyMillijoules,
-		SmClockMhz:               s.SMClockMHz,
-		MemoryClockMhz:           s.MemoryClockMHz,
-		ThrottleReasons:          s.ThrottleReasons,
-		EccVolatileCorrected:     s.ECCVolatileCorrected,
-		EccVolatileUncorrected:   s.ECCVolatileUncorrected,
-		EccAggregateCorrected:    s.ECCAggregateCorrected,
-		EccAggregateUncorrected:  s.ECCAggregateUncorrected,
-		RowRemapPending:          s.RowRemapPending,
-		RowRemapFailure:          s.RowRemapFailure,
-		PcieReplayCount:          s.PCIeReplayCount,
-		NvlinkErrorCount:         s.NVLinkErrorCount,
-	}
+	p := s.GPUSample.ToProto()
 	for _, pr := range s.Processes {
 		gp := &agentpb.GpuProcess{Pid: pr.PID, SlurmJobId: jobs[pr.PID]}
 		if pr.MemoryUsedBytes != nil {
@@ -42,16 +19,6 @@ func gpuSampleToProto(s gpu.Sample, jobs map[int32]string) *agentpb.GpuSample {
 		p.Processes = append(p.Processes, gp)
 	}
 	return p
-}
-
-func healthEventToProto(e gpu.HealthEvent) *agentpb.HealthEvent {
-	return &agentpb.HealthEvent{
-		EventTime: timestamppb.New(e.Time),
-		Component: e.Component,
-		Kind:      e.Kind,
-		Code:      e.Code,
-		Message:   e.Message,
-	}
 }
 
 func ibSampleToProto(s ib.Sample) *agentpb.IbSample {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -94,13 +96,15 @@ type ProgressSink interface {
 // jobs maps a GPU component ("gpu3") to the Slurm job using it when the
 // event arrived.
 type EventSink interface {
-	RecordEvents(ctx context.Context, node string, events []*agentpb.HealthEvent, jobs map[string]string) error
+	RecordEvents(ctx context.Context, node string, events []telemetry.HealthEvent, jobs map[string]string) error
 }
 
 // Observer sees every accepted batch, after it was applied (not yet
 // durable). It must return quickly; it is called on the agent's stream.
+// expectedGPUs is the node's inventory. b is reused for the stream's next
+// batch: copy what is kept (the values, not the slices).
 type Observer interface {
-	ObserveBatch(node string, inv *agentpb.Inventory, b *agentpb.Batch, runIDs []string)
+	ObserveBatch(node string, expectedGPUs int, b *telemetry.Batch, runIDs []string)
 }
 
 // Fleet is the controller's view of the node agents: the AgentService
@@ -227,7 +231,7 @@ type item struct {
 	n        *node
 	bootID   string
 	seq      uint64
-	events   []*agentpb.HealthEvent
+	events   []telemetry.HealthEvent
 	jobs     map[string]string
 	progress []progressItem
 	received time.Time
@@ -442,19 +446,16 @@ type progressItem struct {
 	p     run.Progress
 }
 
-func toProgress(p *agentpb.ProgressUpdate) run.Progress {
+func toProgress(p telemetry.Progress) run.Progress {
 	pr := run.Progress{
-		Step:             p.GetStep(),
-		TotalSteps:       p.GetTotalSteps(),
-		Loss:             p.GetLoss(),
-		SamplesPerSecond: p.GetSamplesPerSecond(),
-		UpdateTime:       p.GetUpdateTime().AsTime().UTC(),
+		Step:             p.Step,
+		TotalSteps:       p.TotalSteps,
+		Loss:             p.Loss,
+		SamplesPerSecond: p.SamplesPerSecond,
+		UpdateTime:       p.Time.UTC(),
 	}
-	if len(p.GetMetrics()) > 0 {
-		pr.Metrics = make(map[string]float64, len(p.GetMetrics()))
-		for k, v := range p.GetMetrics() {
-			pr.Metrics[k] = v
-		}
+	if len(p.Metrics) > 0 {
+		pr.Metrics = maps.Clone(p.Metrics)
 	}
 	return pr
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -36,11 +37,11 @@ type events struct {
 	codes map[string][]int64
 }
 
-func (e *events) RecordEvents(_ context.Context, node string, evs []*agentpb.HealthEvent, _ map[string]string) error {
+func (e *events) RecordEvents(_ context.Context, node string, evs []telemetry.HealthEvent, _ map[string]string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, ev := range evs {
-		e.codes[node] = append(e.codes[node], ev.GetCode())
+		e.codes[node] = append(e.codes[node], ev.Code)
 	}
 	return nil
 }

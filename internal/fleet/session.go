@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sopilot/sopilot/internal/auth"
+	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -25,7 +27,10 @@ type session struct {
 	node   *node
 	cancel context.CancelCauseFunc
 
-	out     chan *agentpb.ConnectResponse
+	out chan *agentpb.ConnectResponse
+	// batch is the stream's batch in the controller's terms, refilled for
+	// every batch (only the stream's goroutine ingests).
+	batch   telemetry.Batch
 	ackMu   sync.Mutex
 	acked   uint64 // highest sequence queued for acking
 	ackWake chan struct{}
@@ -375,14 +380,16 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 		}
 	}
 	n.mu.Unlock()
+	tb := &s.batch
+	tb.SetFromProto(b, now)
 	if f.observer != nil {
-		f.observer.ObserveBatch(n.name, inv, b, runIDs)
+		f.observer.ObserveBatch(n.name, len(inv.GetGpus()), tb, runIDs)
 	}
 
 	var progress []progressItem
-	for _, p := range b.GetProgress() {
-		if allowed[p.GetRunId()] {
-			progress = append(progress, progressItem{p.GetRunId(), f.withETA(p.GetRunId(), toProgress(p))})
+	for _, p := range tb.Progress {
+		if allowed[p.RunID] {
+			progress = append(progress, progressItem{p.RunID, f.withETA(p.RunID, toProgress(p))})
 		} else {
 			f.metrics.ProgressIgnored.Inc()
 		}
@@ -403,7 +410,7 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	ack := n.ackable()
 	n.mu.Unlock()
 	if queue {
-		f.commits <- item{n: n, bootID: bootID, seq: seq, events: b.GetHealthEvents(), jobs: jobs, progress: progress,
+		f.commits <- item{n: n, bootID: bootID, seq: seq, events: slices.Clone(tb.Events), jobs: jobs, progress: progress,
 			received: time.Now(), durable: needsDurable}
 	}
 	if !needsDurable {

@@ -3,12 +3,13 @@
 // node should have and the agent's liveness) into a node verdict with
 // per-component reasons and a recommended action.
 //
-// The package is pure: no I/O, no gRPC, no Slurm. Evaluate is a function of
+// The package is pure: no I/O, no gRPC, no Slurm, nothing of the agent's;
+// evidence is in telemetry's vocabulary. Evaluate is a function of
 // its arguments; Thresholds are loaded from JSON bytes by the caller;
 // Incidents collapses repeated identical events in memory.
 //
 // The rules follow the product brief ("Facts for the health side"): XID
-// classes come from gpu.ClassifyXID; row-remap pending drains after the
+// classes are ClassifyXID's (the only XID table); row-remap pending drains after the
 // running job and remap failure drains now; any increase of IB link_downed,
 // excessive_buffer_overrun_errors or local_link_integrity_errors is fatal;
 // symbol_error above 120/h is fatal and above 10/s degraded; port_rcv_errors

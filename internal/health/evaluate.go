@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sopilot/sopilot/internal/agent/gpu"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 // NVML clocks event reason bits (nvml.ClocksEventReason*) the throttling
@@ -69,13 +69,6 @@ func result(fs []Finding) Result {
 	return r
 }
 
-func gpuComponent(e gpu.HealthEvent) string {
-	if e.Component != "" {
-		return e.Component
-	}
-	return fmt.Sprintf("gpu%d", e.GPUIndex)
-}
-
 // eventFindings turns health events into one finding per (component, kind,
 // code), however many times it repeats.
 func eventFindings(events []Event, t Thresholds) []Finding {
@@ -86,22 +79,15 @@ func eventFindings(events []Event, t Thresholds) []Finding {
 	type agg struct {
 		count int
 		jobs  map[string]struct{}
-		class gpu.Class
+		class XIDClass
 	}
 	groups := make(map[key]*agg)
 	var order []key
 	for _, e := range events {
-		k := key{gpuComponent(e.HealthEvent), e.Kind, e.Code}
+		k := key{e.Component, e.Kind, e.Code}
 		g, ok := groups[k]
 		if !ok {
-			class := e.Class
-			if e.Kind == gpu.KindXID && class == "" {
-				class = gpu.ClassUnknown
-				if e.Code >= 0 {
-					class = gpu.ClassifyXID(uint64(e.Code))
-				}
-			}
-			g = &agg{jobs: make(map[string]struct{}), class: class}
+			g = &agg{jobs: make(map[string]struct{}), class: ClassifyXID(e.Code)}
 			groups[k] = g
 			order = append(order, k)
 		}
@@ -119,14 +105,14 @@ func eventFindings(events []Event, t Thresholds) []Finding {
 		}
 		f := Finding{Component: k.comp, Kind: k.kind, Code: k.code}
 		switch k.kind {
-		case gpu.KindXID:
+		case telemetry.KindXID:
 			f.Reason = fmt.Sprintf("xid %d (%s) on %s%s", k.code, g.class, k.comp, times)
 			switch g.class {
-			case gpu.ClassDrain:
+			case XIDDrain:
 				f.Rule, f.Verdict, f.Action = "xid_drain", Unhealthy, ActionDrainNow
-			case gpu.ClassResetWhenIdle:
+			case XIDResetWhenIdle:
 				f.Rule, f.Verdict, f.Action = "xid_reset_when_idle", Degraded, ActionResetWhenIdle
-			case gpu.ClassApplication:
+			case XIDApplication:
 				if len(g.jobs) >= t.ApplicationXIDJobs {
 					f.Rule, f.Verdict, f.Action = "xid_application_repeated", Unhealthy, ActionDrainAfterJob
 					f.Reason += fmt.Sprintf(" across %d jobs (%s)", len(g.jobs), jobList(g.jobs))
@@ -136,10 +122,10 @@ func eventFindings(events []Event, t Thresholds) []Finding {
 			default:
 				f.Rule, f.Verdict, f.Action = "xid_unknown", Degraded, ActionRecordAgainstRun
 			}
-		case gpu.KindGPULost:
+		case telemetry.KindGPULost:
 			f.Rule, f.Verdict, f.Action = "gpu_lost", Unhealthy, ActionDrainNow
 			f.Reason = fmt.Sprintf("%s fell off the bus%s", k.comp, times)
-		case gpu.KindECCUncorrected:
+		case telemetry.KindECCUncorrected:
 			f.Rule, f.Verdict, f.Action = "ecc_uncorrected_event", Unhealthy, ActionDrainAfterJob
 			f.Reason = fmt.Sprintf("uncorrected ECC error on %s%s", k.comp, times)
 		default:
@@ -191,8 +177,8 @@ func hourIncrease[S any](now time.Time, ss []S, at func(S) time.Time, val func(S
 	return sum, ok
 }
 
-func sampleFindings(now time.Time, samples []gpu.Sample, t Thresholds) []Finding {
-	byGPU := make(map[int][]gpu.Sample)
+func sampleFindings(now time.Time, samples []telemetry.GPUSample, t Thresholds) []Finding {
+	byGPU := make(map[int][]telemetry.GPUSample)
 	for _, s := range samples {
 		byGPU[s.Index] = append(byGPU[s.Index], s)
 	}
@@ -221,8 +207,8 @@ func sampleFindings(now time.Time, samples []gpu.Sample, t Thresholds) []Finding
 		}
 		if ra := last.RecoveryAction; ra != nil {
 			switch *ra {
-			case gpu.RecoveryNone, "":
-			case gpu.RecoveryGPUReset:
+			case telemetry.RecoveryNone, "":
+			case telemetry.RecoveryGPUReset:
 				add("recovery_action", Degraded, ActionResetWhenIdle, "driver asks for %s", *ra)
 			default:
 				add("recovery_action", Unhealthy, ActionDrainAfterJob, "driver asks for %s", *ra)
@@ -236,15 +222,15 @@ func sampleFindings(now time.Time, samples []gpu.Sample, t Thresholds) []Finding
 				add("power_throttle", Degraded, ActionNone, "power brake / hardware slowdown (reasons 0x%x)", *tr)
 			}
 		}
-		at := func(s gpu.Sample) time.Time { return s.Time }
+		at := func(s telemetry.GPUSample) time.Time { return s.Time }
 		rates := []struct {
 			rule, what string
-			val        func(gpu.Sample) *uint64
+			val        func(telemetry.GPUSample) *uint64
 			limit      float64
 		}{
-			{"ecc_corrected_rate", "corrected ECC errors", func(s gpu.Sample) *uint64 { return s.ECCVolatileCorrected }, t.ECCCorrectedPerHour},
-			{"pcie_replay_rate", "PCIe replays", func(s gpu.Sample) *uint64 { return s.PCIeReplayCount }, t.PCIeReplayPerHour},
-			{"nvlink_error_rate", "NVLink errors", func(s gpu.Sample) *uint64 { return s.NVLinkErrorCount }, t.NVLinkErrorsPerHour},
+			{"ecc_corrected_rate", "corrected ECC errors", func(s telemetry.GPUSample) *uint64 { return s.ECCVolatileCorrected }, t.ECCCorrectedPerHour},
+			{"pcie_replay_rate", "PCIe replays", func(s telemetry.GPUSample) *uint64 { return s.PCIeReplayCount }, t.PCIeReplayPerHour},
+			{"nvlink_error_rate", "NVLink errors", func(s telemetry.GPUSample) *uint64 { return s.NVLinkErrorCount }, t.NVLinkErrorsPerHour},
 		}
 		for _, r := range rates {
 			if n, ok := hourIncrease(now, ss, at, r.val); ok && float64(n) > r.limit {

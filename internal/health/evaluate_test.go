@@ -1,11 +1,12 @@
 package health
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sopilot/sopilot/internal/agent/gpu"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 var now = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
@@ -28,11 +29,11 @@ func healthyNode() Evidence {
 }
 
 func xid(gpuIdx int, code int64, job string) Event {
-	return Event{HealthEvent: gpu.HealthEvent{Time: ago(time.Minute), Component: "", GPUIndex: gpuIdx, Kind: gpu.KindXID, Code: code}, JobID: job}
+	return Event{HealthEvent: telemetry.HealthEvent{Time: ago(time.Minute), Component: fmt.Sprintf("gpu%d", gpuIdx), Kind: telemetry.KindXID, Code: code}, JobID: job}
 }
 
-func sample(idx int, at time.Duration, f func(*gpu.Sample)) gpu.Sample {
-	s := gpu.Sample{Time: ago(at), Index: idx}
+func sample(idx int, at time.Duration, f func(*telemetry.GPUSample)) telemetry.GPUSample {
+	s := telemetry.GPUSample{Time: ago(at), Index: idx}
 	if f != nil {
 		f(&s)
 	}
@@ -176,16 +177,6 @@ func TestEvaluate(t *testing.T) {
 			want: []finding{{"gpu1", "xid_unknown", Degraded, ActionRecordAgainstRun}},
 		},
 		{
-			name: "event class from the agent wins over the table",
-			mod: func(e *Evidence, _ *Thresholds) {
-				ev := xid(1, 999, "")
-				ev.Class = gpu.ClassDrain
-				e.Events = []Event{ev}
-			},
-			verdict: Unhealthy, action: ActionDrainNow,
-			want: []finding{{"gpu1", "xid_drain", Unhealthy, ActionDrainNow}},
-		},
-		{
 			name: "xid storm is one finding",
 			mod: func(e *Evidence, _ *Thresholds) {
 				for range 5000 {
@@ -199,7 +190,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "gpu lost",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.Events = []Event{{HealthEvent: gpu.HealthEvent{Component: "gpu5", GPUIndex: 5, Kind: gpu.KindGPULost}}}
+				e.Events = []Event{{HealthEvent: telemetry.HealthEvent{Component: "gpu5", Kind: telemetry.KindGPULost}}}
 			},
 			verdict: Unhealthy, action: ActionDrainNow,
 			want: []finding{{"gpu5", "gpu_lost", Unhealthy, ActionDrainNow}},
@@ -207,7 +198,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "ecc uncorrected event",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.Events = []Event{{HealthEvent: gpu.HealthEvent{GPUIndex: 2, Kind: gpu.KindECCUncorrected}}}
+				e.Events = []Event{{HealthEvent: telemetry.HealthEvent{Component: "gpu2", Kind: telemetry.KindECCUncorrected}}}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
 			want: []finding{{"gpu2", "ecc_uncorrected_event", Unhealthy, ActionDrainAfterJob}},
@@ -215,7 +206,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "row remap pending drains after the job",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{sample(4, 0, func(s *gpu.Sample) { s.RowRemapPending = p(true); s.RowRemapFailure = p(false) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(4, 0, func(s *telemetry.GPUSample) { s.RowRemapPending = p(true); s.RowRemapFailure = p(false) })}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
 			want: []finding{{"gpu4", "row_remap_pending", Unhealthy, ActionDrainAfterJob}},
@@ -223,7 +214,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "row remap failure drains now",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{sample(4, 0, func(s *gpu.Sample) { s.RowRemapPending = p(true); s.RowRemapFailure = p(true) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(4, 0, func(s *telemetry.GPUSample) { s.RowRemapPending = p(true); s.RowRemapFailure = p(true) })}
 			},
 			verdict: Unhealthy, action: ActionDrainNow,
 			want: []finding{{"gpu4", "row_remap_failure", Unhealthy, ActionDrainNow}},
@@ -231,9 +222,9 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "row remap cleared in the latest sample",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{
-					sample(4, 0, func(s *gpu.Sample) { s.RowRemapPending = p(false) }),
-					sample(4, time.Minute, func(s *gpu.Sample) { s.RowRemapPending = p(true) }),
+				e.GPUSamples = []telemetry.GPUSample{
+					sample(4, 0, func(s *telemetry.GPUSample) { s.RowRemapPending = p(false) }),
+					sample(4, time.Minute, func(s *telemetry.GPUSample) { s.RowRemapPending = p(true) }),
 				}
 			},
 			verdict: Healthy, action: ActionNone,
@@ -241,7 +232,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "one volatile uncorrected ecc error",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{sample(0, 0, func(s *gpu.Sample) { s.ECCVolatileUncorrected = p(uint64(1)) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(0, 0, func(s *telemetry.GPUSample) { s.ECCVolatileUncorrected = p(uint64(1)) })}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
 			want: []finding{{"gpu0", "ecc_uncorrected", Unhealthy, ActionDrainAfterJob}},
@@ -249,7 +240,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "zero uncorrected ecc",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{sample(0, 0, func(s *gpu.Sample) { s.ECCVolatileUncorrected = p(uint64(0)) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(0, 0, func(s *telemetry.GPUSample) { s.ECCVolatileUncorrected = p(uint64(0)) })}
 			},
 			verdict: Healthy, action: ActionNone,
 		},
@@ -257,9 +248,9 @@ func TestEvaluate(t *testing.T) {
 			name: "corrected ecc above the hourly rate",
 			mod: func(e *Evidence, th *Thresholds) {
 				th.ECCCorrectedPerHour = 100
-				e.GPUSamples = []gpu.Sample{
-					sample(1, 50*time.Minute, func(s *gpu.Sample) { s.ECCVolatileCorrected = p(uint64(1000)) }),
-					sample(1, 0, func(s *gpu.Sample) { s.ECCVolatileCorrected = p(uint64(1101)) }),
+				e.GPUSamples = []telemetry.GPUSample{
+					sample(1, 50*time.Minute, func(s *telemetry.GPUSample) { s.ECCVolatileCorrected = p(uint64(1000)) }),
+					sample(1, 0, func(s *telemetry.GPUSample) { s.ECCVolatileCorrected = p(uint64(1101)) }),
 				}
 			},
 			verdict: Degraded, action: ActionNone,
@@ -270,9 +261,9 @@ func TestEvaluate(t *testing.T) {
 			name: "corrected ecc at the hourly rate",
 			mod: func(e *Evidence, th *Thresholds) {
 				th.ECCCorrectedPerHour = 100
-				e.GPUSamples = []gpu.Sample{
-					sample(1, 50*time.Minute, func(s *gpu.Sample) { s.ECCVolatileCorrected = p(uint64(1000)) }),
-					sample(1, 0, func(s *gpu.Sample) { s.ECCVolatileCorrected = p(uint64(1100)) }),
+				e.GPUSamples = []telemetry.GPUSample{
+					sample(1, 50*time.Minute, func(s *telemetry.GPUSample) { s.ECCVolatileCorrected = p(uint64(1000)) }),
+					sample(1, 0, func(s *telemetry.GPUSample) { s.ECCVolatileCorrected = p(uint64(1100)) }),
 				}
 			},
 			verdict: Healthy, action: ActionNone,
@@ -281,10 +272,10 @@ func TestEvaluate(t *testing.T) {
 			name: "corrected ecc older than an hour is not counted",
 			mod: func(e *Evidence, th *Thresholds) {
 				th.ECCCorrectedPerHour = 100
-				e.GPUSamples = []gpu.Sample{
-					sample(1, 3*time.Hour, func(s *gpu.Sample) { s.ECCVolatileCorrected = p(uint64(0)) }),
-					sample(1, 2*time.Hour, func(s *gpu.Sample) { s.ECCVolatileCorrected = p(uint64(5000)) }),
-					sample(1, 0, func(s *gpu.Sample) { s.ECCVolatileCorrected = p(uint64(5010)) }),
+				e.GPUSamples = []telemetry.GPUSample{
+					sample(1, 3*time.Hour, func(s *telemetry.GPUSample) { s.ECCVolatileCorrected = p(uint64(0)) }),
+					sample(1, 2*time.Hour, func(s *telemetry.GPUSample) { s.ECCVolatileCorrected = p(uint64(5000)) }),
+					sample(1, 0, func(s *telemetry.GPUSample) { s.ECCVolatileCorrected = p(uint64(5010)) }),
 				}
 			},
 			verdict: Healthy, action: ActionNone,
@@ -292,7 +283,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "thermal throttling",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{sample(6, 0, func(s *gpu.Sample) { s.ThrottleReasons = p(uint64(0x40)) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(6, 0, func(s *telemetry.GPUSample) { s.ThrottleReasons = p(uint64(0x40)) })}
 			},
 			verdict: Degraded, action: ActionNone,
 			want: []finding{{"gpu6", "thermal_throttle", Degraded, ActionNone}},
@@ -300,7 +291,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "power brake throttling",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{sample(6, 0, func(s *gpu.Sample) { s.ThrottleReasons = p(uint64(0x80)) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(6, 0, func(s *telemetry.GPUSample) { s.ThrottleReasons = p(uint64(0x80)) })}
 			},
 			verdict: Degraded, action: ActionNone,
 			want: []finding{{"gpu6", "power_throttle", Degraded, ActionNone}},
@@ -308,7 +299,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "software power cap and idle are normal",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{sample(6, 0, func(s *gpu.Sample) { s.ThrottleReasons = p(uint64(0x1 | 0x4)) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(6, 0, func(s *telemetry.GPUSample) { s.ThrottleReasons = p(uint64(0x1 | 0x4)) })}
 			},
 			verdict: Healthy, action: ActionNone,
 		},
@@ -316,16 +307,16 @@ func TestEvaluate(t *testing.T) {
 			name: "throttling rules switched off",
 			mod: func(e *Evidence, th *Thresholds) {
 				th.ThermalThrottleDegraded, th.PowerThrottleDegraded = false, false
-				e.GPUSamples = []gpu.Sample{sample(6, 0, func(s *gpu.Sample) { s.ThrottleReasons = p(uint64(0xc0)) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(6, 0, func(s *telemetry.GPUSample) { s.ThrottleReasons = p(uint64(0xc0)) })}
 			},
 			verdict: Healthy, action: ActionNone,
 		},
 		{
 			name: "pcie replay rate",
 			mod: func(e *Evidence, th *Thresholds) {
-				e.GPUSamples = []gpu.Sample{
-					sample(2, 30*time.Minute, func(s *gpu.Sample) { s.PCIeReplayCount = p(uint64(10)) }),
-					sample(2, 0, func(s *gpu.Sample) { s.PCIeReplayCount = p(uint64(10 + th.PCIeReplayPerHour + 1)) }),
+				e.GPUSamples = []telemetry.GPUSample{
+					sample(2, 30*time.Minute, func(s *telemetry.GPUSample) { s.PCIeReplayCount = p(uint64(10)) }),
+					sample(2, 0, func(s *telemetry.GPUSample) { s.PCIeReplayCount = p(uint64(10 + th.PCIeReplayPerHour + 1)) }),
 				}
 			},
 			verdict: Degraded, action: ActionNone,
@@ -335,10 +326,10 @@ func TestEvaluate(t *testing.T) {
 			name: "nvlink error rate, counter reset counts from zero",
 			mod: func(e *Evidence, th *Thresholds) {
 				th.NVLinkErrorsPerHour = 50
-				e.GPUSamples = []gpu.Sample{
-					sample(7, 40*time.Minute, func(s *gpu.Sample) { s.NVLinkErrorCount = p(uint64(1000)) }),
-					sample(7, 20*time.Minute, func(s *gpu.Sample) { s.NVLinkErrorCount = p(uint64(1030)) }),
-					sample(7, 0, func(s *gpu.Sample) { s.NVLinkErrorCount = p(uint64(25)) }),
+				e.GPUSamples = []telemetry.GPUSample{
+					sample(7, 40*time.Minute, func(s *telemetry.GPUSample) { s.NVLinkErrorCount = p(uint64(1000)) }),
+					sample(7, 20*time.Minute, func(s *telemetry.GPUSample) { s.NVLinkErrorCount = p(uint64(1030)) }),
+					sample(7, 0, func(s *telemetry.GPUSample) { s.NVLinkErrorCount = p(uint64(25)) }),
 				}
 			},
 			verdict: Degraded, action: ActionNone,
@@ -348,7 +339,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "driver recovery action gpu_reset",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{sample(0, 0, func(s *gpu.Sample) { s.RecoveryAction = p(gpu.RecoveryGPUReset) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(0, 0, func(s *telemetry.GPUSample) { s.RecoveryAction = p(telemetry.RecoveryGPUReset) })}
 			},
 			verdict: Degraded, action: ActionResetWhenIdle,
 			want: []finding{{"gpu0", "recovery_action", Degraded, ActionResetWhenIdle}},
@@ -356,7 +347,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "driver recovery action node_reboot",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.GPUSamples = []gpu.Sample{sample(0, 0, func(s *gpu.Sample) { s.RecoveryAction = p(gpu.RecoveryNodeReboot) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(0, 0, func(s *telemetry.GPUSample) { s.RecoveryAction = p(telemetry.RecoveryNodeReboot) })}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
 			want: []finding{{"gpu0", "recovery_action", Unhealthy, ActionDrainAfterJob}},
@@ -494,7 +485,7 @@ func TestEvaluate(t *testing.T) {
 			name: "worst component wins",
 			mod: func(e *Evidence, _ *Thresholds) {
 				e.Events = []Event{xid(0, 13, "j1"), xid(1, 63, "")}
-				e.GPUSamples = []gpu.Sample{sample(2, 0, func(s *gpu.Sample) { s.RowRemapPending = p(true) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(2, 0, func(s *telemetry.GPUSample) { s.RowRemapPending = p(true) })}
 				e.IBPorts = []IBPortSample{port(time.Second, "ACTIVE", IBCounters{PortRcvErrors: 0}), port(0, "ACTIVE", IBCounters{PortRcvErrors: 50})}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
@@ -509,7 +500,7 @@ func TestEvaluate(t *testing.T) {
 			name: "degraded plus record-against-run",
 			mod: func(e *Evidence, _ *Thresholds) {
 				e.Events = []Event{xid(0, 13, "j1")}
-				e.GPUSamples = []gpu.Sample{sample(2, 0, func(s *gpu.Sample) { s.ThrottleReasons = p(uint64(0x20)) })}
+				e.GPUSamples = []telemetry.GPUSample{sample(2, 0, func(s *telemetry.GPUSample) { s.ThrottleReasons = p(uint64(0x20)) })}
 			},
 			verdict: Degraded, action: ActionRecordAgainstRun,
 			want: []finding{

@@ -3,7 +3,7 @@ package health
 import (
 	"time"
 
-	"github.com/sopilot/sopilot/internal/agent/gpu"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 // Verdict is the health of a component or a node. Values are ordered from
@@ -67,37 +67,19 @@ func (a Action) String() string {
 	return "invalid"
 }
 
-// Event is a GPU health event with the job that ran on the GPU when it
+// Event is a health event with the job that ran on its component when it
 // happened ("" when none or not known).
 type Event struct {
-	gpu.HealthEvent
+	telemetry.HealthEvent
 	JobID string
 }
 
-// IBCounters are the cumulative InfiniBand port counters the rules read.
-type IBCounters struct {
-	LinkDowned                   uint64
-	ExcessiveBufferOverrunErrors uint64
-	LocalLinkIntegrityErrors     uint64
-	SymbolError                  uint64
-	PortRcvErrors                uint64
-}
-
-// IBPortSample is one reading of one IB port.
-type IBPortSample struct {
-	Time      time.Time
-	Device    string // "mlx5_0"
-	Port      int
-	State     string // "ACTIVE", "DOWN", "INIT", …
-	PhysState string // "LinkUp", "Polling", "Disabled", …
-	Counters  IBCounters
-}
-
-// Up reports whether the port is usable: logical state ACTIVE and physical
-// state LinkUp (an empty PhysState is not held against it).
-func (s IBPortSample) Up() bool {
-	return s.State == "ACTIVE" && (s.PhysState == "" || s.PhysState == "LinkUp")
-}
+// IBPortSample and IBCounters are telemetry's; the names stay for callers
+// that build evidence by hand.
+type (
+	IBPortSample = telemetry.IBPortSample
+	IBCounters   = telemetry.IBCounters
+)
 
 // Evidence is what is known about one node over a window.
 type Evidence struct {
@@ -109,11 +91,11 @@ type Evidence struct {
 	// ObservedGPUs is how many GPUs the agent enumerates now.
 	ObservedGPUs int
 	// GPUSamples over the window, any order.
-	GPUSamples []gpu.Sample
+	GPUSamples []telemetry.GPUSample
 	// Events over the window, any order.
 	Events []Event
 	// IBPorts samples over the window, any order.
-	IBPorts []IBPortSample
+	IBPorts []telemetry.IBPortSample
 }
 
 // Finding is one component's reason for a verdict.

@@ -9,4 +9,13 @@
 // durable, so a drain-worthy XID reaches remediation within one commit
 // interval; samples are evaluated every Interval. A silent agent makes its
 // node UNKNOWN, which never drains it and never resolves its incidents.
+//
+// Files by responsibility: evidence.go keeps what agents report
+// (fleet.Observer, fleet.EventSink); monitor.go judges nodes and runs the
+// loop; incidents.go is incident identity and persistence; remediate.go
+// hands verdicts to the remediation engine and records its decisions;
+// checks.go is the NCCL check; stalls.go the progress stalls; tasks.go the
+// background work Run owns. What the monitor needs of the fleet, the store
+// and the engine are the small interfaces Fleet, IncidentStore and
+// Remediator.
 package monitor

@@ -2,18 +2,11 @@ package monitor
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/oklog/ulid/v2"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sopilot/sopilot/internal/agent/gpu"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/remediation"
@@ -69,6 +62,33 @@ func (c *Config) defaults() {
 	}
 }
 
+// Fleet is what the monitor needs of the node agents' fleet.
+type Fleet interface {
+	Summaries() []fleet.NodeView
+	SetVerdict(node string, v fleet.Verdict)
+	RunCommand(ctx context.Context, node, kind string, args map[string]string) (*agentpb.CommandResult, error)
+}
+
+// IncidentStore keeps incidents durable.
+type IncidentStore interface {
+	ListIncidents(ctx context.Context, q store.IncidentQuery) ([]*store.Incident, string, error)
+	GetIncident(ctx context.Context, id string) (*store.Incident, error)
+	PutIncidents(ctx context.Context, incs []*store.Incident) error
+}
+
+// Remediator drains and resumes nodes in Slurm.
+type Remediator interface {
+	Step(ctx context.Context, nodes []remediation.NodeInput) []remediation.Decision
+	Drain(ctx context.Context, node, reason, who string) (remediation.Decision, error)
+	Undrain(ctx context.Context, node string, skipVerification bool, who string) (remediation.Decision, error)
+}
+
+var (
+	_ Fleet         = (*fleet.Fleet)(nil)
+	_ IncidentStore = (*store.Store)(nil)
+	_ Remediator    = (*remediation.Engine)(nil)
+)
+
 // RunIncidents records incidents against runs (the controller's runs).
 type RunIncidents interface {
 	AttachIncident(ctx context.Context, runIDs []string, incidentID string) error
@@ -77,9 +97,9 @@ type RunIncidents interface {
 // Monitor turns agent telemetry into verdicts, incidents and remediation.
 type Monitor struct {
 	cfg     Config
-	fleet   *fleet.Fleet
-	store   *store.Store
-	engine  *remediation.Engine
+	fleet   Fleet
+	store   IncidentStore
+	engine  Remediator
 	runs    RunIncidents
 	log     *slog.Logger
 	metrics *Metrics
@@ -97,42 +117,16 @@ type Monitor struct {
 	restored map[incKey]bool
 	hold     map[string]time.Time
 
-	wake chan struct{}
-}
-
-type incKey struct{ node, component, rule string }
-
-// evKey groups events the way the health rules do.
-type evKey struct {
-	component, kind string
-	code            int64
-}
-
-type runProgress struct {
-	node       string
-	step       int64
-	changed    time.Time
-	lastReport time.Time
-}
-
-// evidence is what the monitor remembers about one node.
-type evidence struct {
-	gpus         map[int32]*gpuHistory
-	ib           map[ibKey][]health.IBPortSample
-	events       []health.Event
-	lastReport   time.Time
-	expected     int
-	observed     int
-	healthySince time.Time
-	result       health.Result
-	runIDs       []string
-	dirty        bool
-	lastEval     time.Time
+	wake  chan struct{}
+	tasks *tasks
 }
 
 // New builds a monitor. engine and runs may be nil (no remediation, no run
 // marking).
-func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engine, runs RunIncidents, logger *slog.Logger, m *Metrics) (*Monitor, error) {
+func New(cfg Config, fl Fleet, st IncidentStore, engine Remediator, runs RunIncidents, logger *slog.Logger, m *Metrics) (*Monitor, error) {
+	if e, ok := engine.(*remediation.Engine); ok && e == nil {
+		engine = nil // remediation disabled: the caller's nil *Engine
+	}
 	cfg.defaults()
 	if err := cfg.Thresholds.Validate(); err != nil {
 		return nil, fmt.Errorf("monitor thresholds: %w", err)
@@ -143,7 +137,7 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 	mo := &Monitor{
 		cfg: cfg, fleet: fl, store: st, engine: engine, runs: runs, log: logger.With("component", "monitor"), metrics: m,
 		nodes: map[string]*evidence{}, open: map[incKey]*store.Incident{}, progress: map[string]*runProgress{},
-		lastCheck: map[string]time.Time{}, wake: make(chan struct{}, 1),
+		lastCheck: map[string]time.Time{}, wake: make(chan struct{}, 1), tasks: newTasks(),
 		restored: map[incKey]bool{}, hold: map[string]time.Time{},
 	}
 	// Incidents open before a restart stay open, and keep their ids.
@@ -160,9 +154,9 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 		after = next
 	}
 	for _, inc := range incs {
-		k := incKey{inc.Node, inc.Component, inc.Rule}
+		k := keyOf(inc)
 		mo.open[k] = inc
-		if !strings.HasPrefix(inc.Rule, "progress_") && inc.Rule != "nccl_busbw" {
+		if k.closedByEvidence() {
 			mo.restored[k] = true
 			if end := inc.LastSeen.Add(cfg.EventWindow); end.After(mo.hold[inc.Node]) {
 				mo.hold[inc.Node] = end
@@ -170,145 +164,6 @@ func New(cfg Config, fl *fleet.Fleet, st *store.Store, engine *remediation.Engin
 		}
 	}
 	return mo, nil
-}
-
-// gpuHistory is one GPU's evidence: an hour of compact samples, one per
-// SampleEvery, holding only what the rate rules read, and the newest
-// sample as it arrived (converted only when the node is judged).
-type gpuHistory struct {
-	kept   []gpu.Sample
-	latest *agentpb.GpuSample
-}
-
-type ibKey struct {
-	device string
-	port   int32
-}
-
-func (m *Monitor) node(name string) *evidence {
-	e := m.nodes[name]
-	if e == nil {
-		e = &evidence{gpus: map[int32]*gpuHistory{}, ib: map[ibKey][]health.IBPortSample{}}
-		m.nodes[name] = e
-	}
-	return e
-}
-
-// ObserveBatch keeps the telemetry the rules need (fleet.Observer).
-func (m *Monitor) ObserveBatch(node string, inv *agentpb.Inventory, b *agentpb.Batch, runIDs []string) {
-	now := m.cfg.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e := m.node(node)
-	e.lastReport = now
-	e.expected = len(inv.GetGpus())
-	e.runIDs = runIDs
-	if len(b.GetGpuSamples()) > 0 {
-		e.observed = 0
-	}
-	for _, g := range b.GetGpuSamples() {
-		if g.SmUtilizationPercent != nil || g.TemperatureCelsius != nil || g.MemoryUsedBytes != nil {
-			e.observed++
-		}
-		h := e.gpus[g.GetIndex()]
-		if h == nil {
-			h = &gpuHistory{}
-			e.gpus[g.GetIndex()] = h
-		}
-		if h.latest != nil {
-			if t := h.latest.GetSampleTime().AsTime(); len(h.kept) == 0 || t.Sub(h.kept[len(h.kept)-1].Time) >= m.cfg.SampleEvery {
-				h.kept = append(h.kept, compactGPUSample(h.latest))
-				i := 0
-				for i < len(h.kept)-1 && now.Sub(h.kept[i].Time) > time.Hour {
-					i++
-				}
-				if i > 0 {
-					h.kept = append(h.kept[:0], h.kept[i:]...)
-				}
-			}
-		}
-		h.latest = g
-	}
-	for _, p := range b.GetIbSamples() {
-		k := ibKey{p.GetDevice(), p.GetPort()}
-		e.ib[k] = keep(e.ib[k], ibSample(p), now, m.cfg.SampleEvery, func(x health.IBPortSample) time.Time { return x.Time })
-	}
-	for _, p := range b.GetProgress() {
-		rp := m.progress[p.GetRunId()]
-		if rp == nil {
-			rp = &runProgress{step: -1}
-			m.progress[p.GetRunId()] = rp
-		}
-		rp.node, rp.lastReport = node, now
-		if p.GetStep() != rp.step {
-			rp.step, rp.changed = p.GetStep(), now
-		}
-	}
-	e.dirty = true
-}
-
-// keep appends s to an hour of samples thinned to one per every, always
-// keeping the newest one (the last entry is replaced while it is younger
-// than every).
-func keep[S any](ss []S, s S, now time.Time, every time.Duration, at func(S) time.Time) []S {
-	if n := len(ss); n >= 2 && at(s).Sub(at(ss[n-2])) < every {
-		ss[n-1] = s
-	} else {
-		ss = append(ss, s)
-	}
-	i := 0
-	for i < len(ss)-2 && now.Sub(at(ss[i])) > time.Hour {
-		i++
-	}
-	if i > 0 {
-		ss = append(ss[:0], ss[i:]...)
-	}
-	return ss
-}
-
-// RecordEvents keeps health events as evidence, evaluates the node at once
-// and makes the resulting incidents durable before the events are acked
-// (fleet.EventSink).
-func (m *Monitor) RecordEvents(ctx context.Context, node string, evs []*agentpb.HealthEvent, jobs map[string]string) error {
-	now := m.cfg.Now()
-	m.mu.Lock()
-	e := m.node(node)
-	counts := map[evKey]int64{}
-	for _, ev := range evs {
-		he := health.Event{HealthEvent: gpu.HealthEvent{
-			Time: ev.GetEventTime().AsTime(), Component: ev.GetComponent(), Kind: ev.GetKind(), Code: ev.GetCode(), Message: ev.GetMessage(),
-		}, JobID: jobs[ev.GetComponent()]}
-		if ev.GetEventTime() == nil {
-			he.Time = now
-		}
-		if idx, ok := strings.CutPrefix(ev.GetComponent(), "gpu"); ok {
-			fmt.Sscanf(idx, "%d", &he.GPUIndex)
-		}
-		if he.Kind == gpu.KindXID && he.Code >= 0 {
-			he.Class = gpu.ClassifyXID(uint64(he.Code))
-		}
-		e.events = append(e.events, he)
-		counts[evKey{ev.GetComponent(), ev.GetKind(), ev.GetCode()}]++
-		m.metrics.Events.WithLabelValues(ev.GetKind()).Inc()
-	}
-	// An XID storm must not grow memory: keep the newest 10,000.
-	if n := len(e.events); n > 10_000 {
-		e.events = append(e.events[:0], e.events[n-10_000:]...)
-	}
-	changed := m.evaluateLocked(now, node, e, counts)
-	m.mu.Unlock()
-	if err := m.persist(ctx, changed); err != nil {
-		return err
-	}
-	m.poke()
-	return nil
-}
-
-func (m *Monitor) poke() {
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
 }
 
 // evaluateLocked judges one node and updates the open incidents. counts
@@ -326,8 +181,8 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 	ev := health.Evidence{Node: name, LastReport: e.lastReport, ExpectedGPUs: e.expected, ObservedGPUs: e.observed, Events: e.events}
 	for _, h := range e.gpus {
 		ev.GPUSamples = append(ev.GPUSamples, h.kept...)
-		if h.latest != nil {
-			ev.GPUSamples = append(ev.GPUSamples, gpuSample(h.latest))
+		if h.hasLatest {
+			ev.GPUSamples = append(ev.GPUSamples, h.latest)
 		}
 	}
 	for _, ss := range e.ib {
@@ -366,21 +221,8 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 		delete(m.restored, k)
 		inc := m.open[k]
 		if inc == nil {
-			inc = &store.Incident{
-				ID: "inc-" + strings.ToLower(ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()), Node: name,
-				Component: f.Component, Rule: f.Rule, FirstSeen: now, Count: 0, Action: "none",
-				RunIDs: append([]string(nil), e.runIDs...),
-			}
-			m.open[k] = inc
-			m.metrics.Opened.WithLabelValues(f.Rule).Inc()
+			inc = m.openLocked(k, now, e.runIDs)
 			m.log.Warn("incident opened", "node", name, "component", f.Component, "rule", f.Rule, "reason", f.Reason, "id", inc.ID)
-			if m.runs != nil && len(inc.RunIDs) > 0 {
-				go func(ids []string, id string) {
-					if err := m.runs.AttachIncident(context.Background(), ids, id); err != nil {
-						m.log.Warn("mark runs with incident", "incident", id, "err", err)
-					}
-				}(inc.RunIDs, inc.ID)
-			}
 		}
 		before := *inc
 		inc.Summary, inc.Evidence, inc.Severity, inc.LastSeen = f.Reason, f.Reason, f.Verdict.String(), now
@@ -396,7 +238,7 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 		}
 	}
 	for k, inc := range m.open {
-		if k.node != name || seen[k] || strings.HasPrefix(k.rule, "progress_") || k.rule == "nccl_busbw" {
+		if k.node != name || seen[k] || !k.closedByEvidence() {
 			continue
 		}
 		if res.Verdict == health.Unknown {
@@ -414,24 +256,12 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 	return changed
 }
 
-func (m *Monitor) persist(ctx context.Context, incs []*store.Incident) error {
-	if len(incs) == 0 {
-		return nil
-	}
-	m.mu.Lock()
-	copies := make([]*store.Incident, len(incs))
-	for i, inc := range incs {
-		c := *inc
-		c.RunIDs = append([]string(nil), inc.RunIDs...)
-		copies[i] = &c
-	}
-	m.mu.Unlock()
-	return m.store.PutIncidents(ctx, copies)
-}
-
 // Run evaluates every node each Interval (and at once after health events),
-// runs remediation, flags stalled runs and schedules idle NCCL checks.
+// runs remediation, flags stalled runs and schedules idle NCCL checks. On
+// its way out it cancels the background work and waits for it; a monitor
+// is run once.
 func (m *Monitor) Run(ctx context.Context) error {
+	defer m.tasks.stop()
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -494,272 +324,10 @@ func (m *Monitor) tick(ctx context.Context) {
 		ds := m.engine.Step(ctx, inputs)
 		m.record(ctx, ds)
 	}
-	m.scheduleChecks(ctx, views, now)
-}
-
-// worstIncidentLocked is the open incident behind the node's worst finding.
-func (m *Monitor) worstIncidentLocked(node string, res health.Result) string {
-	for _, f := range res.Findings {
-		if inc := m.open[incKey{node, f.Component, f.Rule}]; inc != nil {
-			return inc.ID
-		}
-	}
-	return ""
-}
-
-// record writes remediation decisions into their incidents.
-func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
-	if len(ds) == 0 {
-		return
-	}
-	var changed []*store.Incident
-	acted := false
-	m.mu.Lock()
-	for _, d := range ds {
-		m.metrics.Decisions.WithLabelValues(string(d.Kind)).Inc()
-		lvl := slog.LevelInfo
-		if d.Err != nil || d.Kind == remediation.KindAlert {
-			lvl = slog.LevelWarn
-		}
-		m.log.Log(ctx, lvl, "remediation", "node", d.Node, "kind", d.Kind, "action", d.Action, "reason", d.Reason, "err", d.Err)
-		if d.Kind == remediation.KindDrain || d.Kind == remediation.KindResume {
-			acted = acted || !d.DryRun
-		}
-		id := remediation.IncidentOf(d.Reason)
-		for _, inc := range m.open {
-			if inc.Node == d.Node && (id == "" || inc.ID == id) && inc.Action != d.Action {
-				inc.Action = d.Action
-				changed = append(changed, inc)
-			}
-		}
-		if d.Kind == remediation.KindResume && id != "" {
-			// The incident closed when its evidence cleared; note the resume.
-			if inc, err := m.store.GetIncident(ctx, id); err == nil && !strings.Contains(inc.Action, "resumed") {
-				inc.Action = strings.TrimSpace(inc.Action + "; " + d.Action)
-				changed = append(changed, inc)
-			}
-		}
-	}
-	m.mu.Unlock()
-	if err := m.persist(ctx, changed); err != nil {
-		m.log.Error("store incident actions", "err", err)
-	}
-	if acted && m.RefreshSlurm != nil {
-		m.RefreshSlurm()
-	}
-}
-
-// stallsLocked flags runs whose step stopped moving while they run.
-func (m *Monitor) stallsLocked(now time.Time, views []fleet.NodeView) []*store.Incident {
-	if m.cfg.StallAfter < 0 {
-		return nil
-	}
-	running := map[string]bool{}
-	for _, v := range views {
-		for _, r := range v.RunIDs {
-			running[r] = true
-		}
-	}
-	var changed []*store.Incident
-	for id, rp := range m.progress {
-		k := incKey{rp.node, "run:" + id, "progress_stalled"}
-		inc := m.open[k]
-		stalled := running[id] && now.Sub(rp.changed) > m.cfg.StallAfter
-		switch {
-		case stalled && inc == nil:
-			inc = &store.Incident{
-				ID: "inc-" + strings.ToLower(ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()), Node: rp.node,
-				Component: k.component, Rule: k.rule, Severity: "DEGRADED", Count: 1, FirstSeen: now, LastSeen: now,
-				Summary: fmt.Sprintf("suspected hang: run %s has been at step %d for %s while Slurm says it runs", id, rp.step, now.Sub(rp.changed).Round(time.Second)),
-				Action:  "none", RunIDs: []string{id},
-			}
-			inc.Evidence = inc.Summary
-			m.open[k] = inc
-			changed = append(changed, inc)
-			m.metrics.Opened.WithLabelValues(k.rule).Inc()
-			m.log.Warn("run progress stalled", "run_id", id, "step", rp.step, "since", rp.changed)
-			if m.runs != nil {
-				go func() { _ = m.runs.AttachIncident(context.Background(), []string{id}, inc.ID) }()
-			}
-		case !stalled && inc != nil:
-			inc.ResolveTime, inc.LastSeen = now, now
-			inc.ResolvedBy = "progress resumed"
-			if !running[id] {
-				inc.ResolvedBy = "run no longer running"
-			}
-			delete(m.open, k)
-			changed = append(changed, inc)
-		}
-		if !running[id] && now.Sub(rp.lastReport) > time.Hour {
-			delete(m.progress, id)
-		}
-	}
-	return changed
-}
-
-// CheckResult is the outcome of a node check.
-type CheckResult struct {
-	Passed    bool
-	Summary   string
-	BusBWGBps float64
-}
-
-// ErrUnknownCheck: a check name other than "nccl".
-var ErrUnknownCheck = errors.New("unknown check")
-
-// Check runs an active check on the node through its agent and records a
-// failure as an incident (resolved by the next pass).
-func (m *Monitor) Check(ctx context.Context, node, check string) (CheckResult, error) {
-	if check == "" {
-		check = "nccl"
-	}
-	if check != "nccl" {
-		return CheckResult{}, fmt.Errorf("%w %q (known: nccl)", ErrUnknownCheck, check)
-	}
-	m.mu.Lock()
-	m.lastCheck[node] = m.cfg.Now()
-	m.mu.Unlock()
-	res, err := m.fleet.RunCommand(ctx, node, "nccl_check", nil)
-	if err != nil {
-		m.metrics.Checks.WithLabelValues("error").Inc()
-		return CheckResult{}, err
-	}
-	out := CheckResult{Passed: res.GetSuccess(), Summary: res.GetOutput(), BusBWGBps: res.GetBusBandwidthGbps()}
-	now := m.cfg.Now()
-	k := incKey{node, "nccl", "nccl_busbw"}
-	m.mu.Lock()
-	inc := m.open[k]
-	var changed []*store.Incident
-	switch {
-	case !out.Passed && inc == nil:
-		inc = &store.Incident{
-			ID: "inc-" + strings.ToLower(ulid.MustNew(ulid.Timestamp(now), rand.Reader).String()), Node: node,
-			Component: "nccl", Rule: "nccl_busbw", Severity: "DEGRADED", Count: 1, FirstSeen: now, LastSeen: now,
-			Summary: "NCCL check failed: " + out.Summary, Evidence: out.Summary, Action: "none",
-		}
-		m.open[k] = inc
-		changed = append(changed, inc)
-		m.metrics.Opened.WithLabelValues(k.rule).Inc()
-	case !out.Passed:
-		inc.Count++
-		inc.LastSeen, inc.Evidence = now, out.Summary
-		changed = append(changed, inc)
-	case inc != nil:
-		inc.ResolveTime, inc.LastSeen, inc.ResolvedBy = now, now, "check passed: "+out.Summary
-		delete(m.open, k)
-		changed = append(changed, inc)
-	}
-	m.mu.Unlock()
-	result := "passed"
-	if !out.Passed {
-		result = "failed"
-	}
-	m.metrics.Checks.WithLabelValues(result).Inc()
-	return out, m.persist(ctx, changed)
-}
-
-// Verify is remediation's verification before an undrain: the NCCL check.
-func (m *Monitor) Verify(ctx context.Context, node string) (bool, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	r, err := m.Check(ctx, node, "nccl")
-	if err != nil {
-		return false, "", err
-	}
-	return r.Passed, r.Summary, nil
-}
-
-func (m *Monitor) scheduleChecks(ctx context.Context, views []fleet.NodeView, now time.Time) {
-	if m.cfg.CheckInterval <= 0 {
-		return
-	}
-	for _, v := range views {
-		if !v.Connected || v.Slurm == nil || v.Slurm.State != "IDLE" || len(v.Slurm.Flags) > 0 {
-			continue
-		}
-		m.mu.Lock()
-		last, seen := m.lastCheck[v.Name]
-		if !seen {
-			// A node's first check comes an interval after it was first
-			// seen, not all at once when the controller starts.
-			m.lastCheck[v.Name], last = now, now
-		}
-		due := now.Sub(last) >= m.cfg.CheckInterval
-		if due {
-			m.lastCheck[v.Name] = now
-		}
-		m.mu.Unlock()
-		if due {
-			go func(name string) {
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
-				defer cancel()
-				if _, err := m.Check(cctx, name, "nccl"); err != nil {
-					m.log.Warn("scheduled nccl check", "node", name, "err", err)
-				}
-			}(v.Name)
-		}
-	}
+	m.scheduleChecks(views, now)
 }
 
 // Incidents lists incidents (newest first).
 func (m *Monitor) Incidents(ctx context.Context, q store.IncidentQuery) ([]*store.Incident, string, error) {
 	return m.store.ListIncidents(ctx, q)
-}
-
-// Drain is an operator's drain.
-func (m *Monitor) Drain(ctx context.Context, node, reason, who string) (remediation.Decision, error) {
-	if m.engine == nil {
-		return remediation.Decision{}, errors.New("remediation is disabled on this controller")
-	}
-	d, err := m.engine.Drain(ctx, node, reason, who)
-	if err == nil && m.RefreshSlurm != nil {
-		m.RefreshSlurm()
-	}
-	return d, err
-}
-
-// Undrain is an operator's undrain.
-func (m *Monitor) Undrain(ctx context.Context, node string, skipVerification bool, who string) (remediation.Decision, error) {
-	if m.engine == nil {
-		return remediation.Decision{}, errors.New("remediation is disabled on this controller")
-	}
-	d, err := m.engine.Undrain(ctx, node, skipVerification, who)
-	if err == nil && m.RefreshSlurm != nil {
-		m.RefreshSlurm()
-	}
-	return d, err
-}
-
-// Metrics are the monitor's Prometheus metrics (no node labels).
-type Metrics struct {
-	Nodes         *prometheus.GaugeVec
-	Opened        *prometheus.CounterVec
-	OpenIncidents prometheus.Gauge
-	Events        *prometheus.CounterVec
-	Decisions     *prometheus.CounterVec
-	Checks        *prometheus.CounterVec
-}
-
-// NewMetrics creates and registers (reg may be nil) the monitor's metrics.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		Nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sopilot_node_verdicts", Help: "Nodes by health verdict."}, []string{"verdict"}),
-		Opened: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sopilot_incidents_opened_total", Help: "Incidents opened, by rule (xid_drain, gpu_lost, ib_link_down, nccl_busbw, progress_stalled, ...).",
-		}, []string{"rule"}),
-		OpenIncidents: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sopilot_incidents_open", Help: "Incidents not resolved."}),
-		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sopilot_health_events_total", Help: "Health events received from agents, by kind.",
-		}, []string{"kind"}),
-		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sopilot_remediation_decisions_total", Help: "Remediation decisions by kind (drain, resume, skip, verify_failed, alert).",
-		}, []string{"kind"}),
-		Checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sopilot_node_checks_total", Help: "Active node checks (NCCL) by result: passed, failed, error.",
-		}, []string{"result"}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.Nodes, m.Opened, m.OpenIncidents, m.Events, m.Decisions, m.Checks)
-	}
-	return m
 }

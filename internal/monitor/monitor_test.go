@@ -136,9 +136,19 @@ type mark struct {
 type runMarks struct {
 	mu    sync.Mutex
 	marks []mark
+	// block makes AttachIncident wait for its context; ended gets its
+	// error.
+	block chan struct{}
+	ended chan error
 }
 
-func (r *runMarks) AttachIncident(_ context.Context, runIDs []string, id string) error {
+func (r *runMarks) AttachIncident(ctx context.Context, runIDs []string, id string) error {
+	if r.block != nil {
+		close(r.block)
+		<-ctx.Done()
+		r.ended <- ctx.Err()
+		return ctx.Err()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.marks = append(r.marks, mark{slices.Clone(runIDs), id})
@@ -267,12 +277,13 @@ type agentServer struct {
 func (a agentServer) Connect(s agentpb.AgentService_ConnectServer) error { return a.f.Connect(s) }
 
 // handler answers the controller's commands like a node agent: nccl_check
-// passes or fails as set.
+// reports the bus bandwidth it measured (a sound run), or a failure.
 type handler struct {
-	mu     sync.Mutex
-	pass   bool
-	busbw  float64
-	checks int
+	mu      sync.Mutex
+	failure string
+	busbw   float64
+	checks  int
+	args    map[string]string
 }
 
 func (*handler) Config(*agentpb.AgentConfig)         {}
@@ -284,18 +295,31 @@ func (h *handler) Command(_ context.Context, c *agentpb.Command) *agentpb.Comman
 		return &agentpb.CommandResult{CommandId: c.GetCommandId(), Output: "unknown command"}
 	}
 	h.checks++
-	verdict := "passed"
-	if !h.pass {
-		verdict = "below 460 GB/s"
+	h.args = c.GetArgs()
+	if h.failure != "" {
+		return &agentpb.CommandResult{CommandId: c.GetCommandId(), Output: h.failure}
 	}
-	return &agentpb.CommandResult{CommandId: c.GetCommandId(), Success: h.pass, BusBandwidthGbps: h.busbw,
-		Output: fmt.Sprintf("all_reduce busbw %.0f GB/s at 16 GiB: %s", h.busbw, verdict)}
+	return &agentpb.CommandResult{CommandId: c.GetCommandId(), Success: true, BusBandwidthGbps: h.busbw,
+		Output: fmt.Sprintf("busbw %.1f GB/s at 16 GiB", h.busbw)}
 }
 
-func (h *handler) set(pass bool, busbw float64) {
+// set makes the next checks sound runs at busbw GB/s.
+func (h *handler) set(busbw float64) {
 	h.mu.Lock()
-	h.pass, h.busbw = pass, busbw
+	h.failure, h.busbw = "", busbw
 	h.mu.Unlock()
+}
+
+func (h *handler) fail(output string) {
+	h.mu.Lock()
+	h.failure = output
+	h.mu.Unlock()
+}
+
+func (h *handler) lastArgs() map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.args
 }
 
 func (h *handler) count() int {
@@ -321,7 +345,7 @@ func (e *env) agent(node string) *agent {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	a := &agent{t: e.t, e: e, node: node, buf: uplink.NewBuffer(uplink.BufferOptions{}), h: &handler{pass: true, busbw: 480}}
+	a := &agent{t: e.t, e: e, node: node, buf: uplink.NewBuffer(uplink.BufferOptions{}), h: &handler{busbw: 480}}
 	hello := func() *agentpb.Hello {
 		return &agentpb.Hello{NodeName: node, BootId: "boot-" + node, AgentVersion: "test", Inventory: &agentpb.Inventory{
 			Gpus:    []*agentpb.GpuInfo{{Index: 0, Uuid: "GPU-0"}, {Index: 1, Uuid: "GPU-1"}},
@@ -570,7 +594,7 @@ func TestXID79DrainsThenVerifiedResume(t *testing.T) {
 		t.Errorf("slurm node after resume = %+v", n)
 	}
 	inc = e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return strings.Contains(i.Action, "resumed") })
-	if want := "drained; resumed after verification: all_reduce busbw 480 GB/s at 16 GiB: passed"; inc.Action != want {
+	if want := "drained; resumed after verification: busbw 480.0 GB/s at 16 GiB ≥ 460 (ok)"; inc.Action != want {
 		t.Errorf("action = %q, want %q", inc.Action, want)
 	}
 	if got := e.drains("worker-1"); len(got) != 0 {
@@ -654,6 +678,34 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
 	if r := e.drains("worker-0")[0].Reason; !strings.HasPrefix(r, "[sopilot] ") || !strings.HasSuffix(r, " incident="+rep.ID) {
 		t.Errorf("drain reason = %q", r)
+	}
+}
+
+// Marking a run with an incident is the monitor's background work: it is
+// cancelled and waited for when Run returns (goleak checks nothing is left).
+func TestBackgroundWorkStopsWithRun(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e.runs.block, e.runs.ended = make(chan struct{}), make(chan error, 1)
+	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	a := e.agent("worker-0")
+	waitFor(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
+	a.send(a.batch("77", func(b *agentpb.Batch) {
+		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(t0), Component: "gpu0", Kind: "xid", Code: 13}}
+	}))
+	select {
+	case <-e.runs.block:
+	case <-time.After(10 * time.Second):
+		t.Fatal("runs never marked")
+	}
+	a.stopF()
+	e.stop()
+	select {
+	case err := <-e.runs.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("AttachIncident ended with %v, want context.Canceled", err)
+		}
+	default:
+		t.Fatal("Run returned with AttachIncident still running")
 	}
 }
 
@@ -798,22 +850,22 @@ func TestNCCLCheck(t *testing.T) {
 	a.healthy()
 	ctx := context.Background()
 
-	a.h.set(false, 310)
+	a.h.set(310)
 	r, err := e.mon.Check(ctx, "worker-0", "")
-	if err != nil || r.Passed || r.BusBWGBps != 310 || r.Summary != "all_reduce busbw 310 GB/s at 16 GiB: below 460 GB/s" {
+	if err != nil || r.Passed || r.BusBWGBps != 310 || r.Summary != "busbw 310.0 GB/s at 16 GiB < 460" {
 		t.Fatalf("Check = %+v, %v", r, err)
 	}
 	inc := e.only("worker-0", "nccl_busbw")
 	if inc.Component != "nccl" || inc.Severity != "DEGRADED" || inc.Count != 1 || !inc.Open() ||
-		inc.Summary != "NCCL check failed: all_reduce busbw 310 GB/s at 16 GiB: below 460 GB/s" {
+		inc.Summary != "NCCL check failed: busbw 310.0 GB/s at 16 GiB < 460" {
 		t.Errorf("incident = %+v", *inc)
 	}
-	a.h.set(false, 300)
+	a.h.set(300)
 	if r, err := e.mon.Check(ctx, "worker-0", "nccl"); err != nil || r.Passed {
 		t.Fatalf("second Check = %+v, %v", r, err)
 	}
 	inc = e.only("worker-0", "nccl_busbw")
-	if inc.Count != 2 || inc.Evidence != "all_reduce busbw 300 GB/s at 16 GiB: below 460 GB/s" {
+	if inc.Count != 2 || inc.Evidence != "busbw 300.0 GB/s at 16 GiB < 460" {
 		t.Errorf("after a second failure = %+v", *inc)
 	}
 	// Healthy telemetry does not clear a failed check.
@@ -826,12 +878,12 @@ func TestNCCLCheck(t *testing.T) {
 		t.Fatalf("telemetry resolved a failed check: %+v", *inc)
 	}
 
-	a.h.set(true, 480)
+	a.h.set(480)
 	if r, err := e.mon.Check(ctx, "worker-0", "nccl"); err != nil || !r.Passed || r.BusBWGBps != 480 {
 		t.Fatalf("passing Check = %+v, %v", r, err)
 	}
 	inc = e.only("worker-0", "nccl_busbw")
-	if inc.Open() || inc.ResolvedBy != "check passed: all_reduce busbw 480 GB/s at 16 GiB: passed" {
+	if inc.Open() || inc.ResolvedBy != "check passed: busbw 480.0 GB/s at 16 GiB ≥ 460 (ok)" {
 		t.Errorf("after a pass = %+v", *inc)
 	}
 	if got := e.metric("sopilot_node_checks_total", "result", "failed"); got != 2 {
@@ -854,6 +906,43 @@ func TestNCCLCheck(t *testing.T) {
 	}
 }
 
+// The controller judges an NCCL check against its own thresholds
+// (--platform, --thresholds-file), whatever platform the agent was started
+// with: the agent measures at the controller's message size and reports.
+func TestNCCLCheckJudgedByControllerThresholds(t *testing.T) {
+	th, err := health.ParseThresholds([]byte(`{"version": 1, "platform": "h200", "nccl_min_busbw_gbps": 470, "nccl_message_bytes": 8589934592}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0}, func(c *monitor.Config) { c.Thresholds = th })
+	a := e.agent("worker-0")
+	a.healthy()
+	ctx := context.Background()
+
+	// Above the floor of either platform's defaults (H100 460, H200 431),
+	// below the controller's file.
+	a.h.set(465)
+	r, err := e.mon.Check(ctx, "worker-0", "nccl")
+	if err != nil || r.Passed || r.BusBWGBps != 465 || r.Summary != "busbw 465.0 GB/s at 16 GiB < 470" {
+		t.Fatalf("Check at 465 GB/s against a 470 floor = %+v, %v", r, err)
+	}
+	if got := a.h.lastArgs()["message_bytes"]; got != "8589934592" {
+		t.Errorf("message_bytes sent to the agent = %q, want the controller's 8589934592", got)
+	}
+	if inc := e.only("worker-0", "nccl_busbw"); !inc.Open() {
+		t.Errorf("incident = %+v", *inc)
+	}
+	a.h.set(475)
+	if r, err := e.mon.Check(ctx, "worker-0", "nccl"); err != nil || !r.Passed || r.Summary != "busbw 475.0 GB/s at 16 GiB ≥ 470 (ok)" {
+		t.Fatalf("Check at 475 GB/s = %+v, %v", r, err)
+	}
+	// An unsound run fails whatever bandwidth it reached.
+	a.h.fail("nccl error: unhandled cuda error")
+	if r, err := e.mon.Check(ctx, "worker-0", "nccl"); err != nil || r.Passed || r.Summary != "nccl error: unhandled cuda error" {
+		t.Fatalf("unsound Check = %+v, %v", r, err)
+	}
+}
+
 // A failing verification keeps the node drained and is recorded on the
 // incident.
 func TestVerificationFailureKeepsDrained(t *testing.T) {
@@ -863,7 +952,7 @@ func TestVerificationFailureKeepsDrained(t *testing.T) {
 	a.events("gpu1", "xid", 79, 1)
 	inc := e.only("worker-0", "xid_drain")
 	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
-	a.h.set(false, 200)
+	a.h.set(200)
 	a.run(16 * time.Minute)
 	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
 	a.run(2*time.Minute + 10*time.Second)
@@ -876,7 +965,7 @@ func TestVerificationFailureKeepsDrained(t *testing.T) {
 		}
 		return false
 	})
-	want := "[sopilot] verify failed: all_reduce busbw 200 GB/s at 16 GiB: below 460 GB/s incident=" + inc.ID
+	want := "[sopilot] verify failed: busbw 200.0 GB/s at 16 GiB < 460 incident=" + inc.ID
 	waitFor(t, "reason updated", func() bool { return e.slurm.node("worker-0").Reason == want })
 	if n := e.slurm.node("worker-0"); !n.Drained() {
 		t.Errorf("node resumed after a failed verification: %+v", n)
@@ -962,11 +1051,11 @@ func TestScheduledChecks(t *testing.T) {
 	if n := a.h.count(); n != 1 {
 		t.Fatalf("%d checks within the interval, want 1", n)
 	}
-	a.h.set(false, 120)
+	a.h.set(120)
 	a.run(time.Minute)
 	waitFor(t, "second scheduled check", func() bool { return a.h.count() == 2 })
 	inc := e.waitIncident("worker-0", "nccl_busbw", open)
-	if inc.Summary != "NCCL check failed: all_reduce busbw 120 GB/s at 16 GiB: below 460 GB/s" {
+	if inc.Summary != "NCCL check failed: busbw 120.0 GB/s at 16 GiB < 460" {
 		t.Errorf("incident = %+v", *inc)
 	}
 	// A busy node is not checked.
@@ -978,5 +1067,32 @@ func TestScheduledChecks(t *testing.T) {
 	settle()
 	if n := a.h.count(); n != 2 {
 		t.Errorf("%d checks, want none on an allocated node", n)
+	}
+}
+
+// The controller passes a nil *remediation.Engine when remediation is off:
+// the monitor has no remediator then, and says so.
+func TestRemediationDisabled(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	th, err := health.DefaultThresholds("h100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	fl, err := fleet.New(st, log, nil, fleet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var engine *remediation.Engine
+	mon, err := monitor.New(monitor.Config{Thresholds: th}, fl, st, engine, nil, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mon.Drain(context.Background(), "worker-0", "test", "me"); err == nil || !strings.Contains(err.Error(), "remediation is disabled") {
+		t.Errorf("Drain without remediation = %v", err)
 	}
 }

@@ -46,28 +46,41 @@ func (r Result) busBandwidthAt(sizeBytes int64) (size int64, bw float64, ok bool
 	return best, bw, true
 }
 
-// Verdict is the outcome of Evaluate.
-type Verdict struct {
-	Passed bool
-	// BusBWGBps is the bus bandwidth judged (see Result.BusBandwidthAt);
-	// 0 when the run failed before producing rows.
+// Reading is what one run measured, before any floor is applied: the
+// agent reports it, the controller judges it (Judge) against its own
+// thresholds.
+type Reading struct {
+	// Sound: the run finished and its results are correct (no failure
+	// lines, no wrong or out of bounds values, the footer present).
+	Sound bool
+	// BusBWGBps is the bus bandwidth at the size judged (see
+	// Result.BusBandwidthAt); 0 when the run failed before producing rows.
 	BusBWGBps float64
 	// SizeBytes is the message size of the row judged.
+	SizeBytes int64
+	// Summary is one line for people: "busbw 472.3 GB/s at 16 GiB" for a
+	// sound run, what went wrong otherwise.
+	Summary string
+}
+
+// Verdict is the outcome of Judge.
+type Verdict struct {
+	Passed    bool
+	BusBWGBps float64
 	SizeBytes int64
 	// Summary is one line for people, e.g. "busbw 472.3 GB/s at 16 GiB ≥
 	// 460 (ok)".
 	Summary string
 }
 
-// Evaluate judges one run against a bus bandwidth floor (GB/s) at a
-// message size, normally health.Thresholds' NCCLMinBusBandwidthGBps and
+// Measure reads one run at a message size, normally health.Thresholds'
 // NCCLMessageBytes. Failure lines, wrong values (#wrong > 0) and out of
-// bounds values fail the run whatever the bandwidth; so does a run without
-// rows, and one whose output stops before the "Out of bounds values"
-// footer (killed, or cut short). A floor of 0 only checks correctness.
-func Evaluate(res Result, minBusBW float64, messageBytes int64) Verdict {
+// bounds values make the run unsound whatever the bandwidth; so does a run
+// without rows, and one whose output stops before the "Out of bounds
+// values" footer (killed, or cut short).
+func Measure(res Result, messageBytes int64) Reading {
 	size, bw, ok := res.busBandwidthAt(messageBytes)
-	v := Verdict{BusBWGBps: bw, SizeBytes: size}
+	m := Reading{BusBWGBps: bw, SizeBytes: size}
 	at := formatSize(size)
 	if ok && size != messageBytes {
 		at = fmt.Sprintf("%s (largest run ≤ %s)", at, formatSize(messageBytes))
@@ -75,36 +88,47 @@ func Evaluate(res Result, minBusBW float64, messageBytes int64) Verdict {
 			at = fmt.Sprintf("%s (smallest run, above %s)", formatSize(size), formatSize(messageBytes))
 		}
 	}
-	if len(res.Failures) > 0 {
-		v.Summary = "nccl error: " + failureMessage(res.Failures[0])
+	switch wrong, row := wrongValues(res.Rows); {
+	case len(res.Failures) > 0:
+		m.Summary = "nccl error: " + failureMessage(res.Failures[0])
 		if n := len(res.Failures); n > 1 {
-			v.Summary += fmt.Sprintf(" (and %d more failure lines)", n-1)
+			m.Summary += fmt.Sprintf(" (and %d more failure lines)", n-1)
 		}
+	case wrong > 0:
+		m.Summary = fmt.Sprintf("%d wrong values (first at %s)", wrong, formatSize(row.SizeBytes))
+	case res.OutOfBounds != nil && (*res.OutOfBounds > 0 || !res.OutOfBoundsOK):
+		m.Summary = fmt.Sprintf("out of bounds values: %d FAILED", *res.OutOfBounds)
+	case !ok:
+		m.Summary = "no results in all_reduce_perf output"
+	case res.OutOfBounds == nil:
+		m.Summary = fmt.Sprintf("incomplete run: no \"Out of bounds values\" footer (busbw %.1f GB/s at %s)", bw, at)
+	default:
+		m.Sound = true
+		m.Summary = fmt.Sprintf("busbw %.1f GB/s at %s", bw, at)
+	}
+	return m
+}
+
+// Judge holds a reading against a bus bandwidth floor (GB/s), normally
+// health.Thresholds' NCCLMinBusBandwidthGBps. An unsound run fails whatever
+// its bandwidth; a floor of 0 only checks soundness.
+func Judge(m Reading, minBusBW float64) Verdict {
+	v := Verdict{BusBWGBps: m.BusBWGBps, SizeBytes: m.SizeBytes, Summary: m.Summary}
+	if !m.Sound {
 		return v
 	}
-	if wrong, row := wrongValues(res.Rows); wrong > 0 {
-		v.Summary = fmt.Sprintf("%d wrong values (first at %s)", wrong, formatSize(row.SizeBytes))
-		return v
-	}
-	if res.OutOfBounds != nil && (*res.OutOfBounds > 0 || !res.OutOfBoundsOK) {
-		v.Summary = fmt.Sprintf("out of bounds values: %d FAILED", *res.OutOfBounds)
-		return v
-	}
-	if !ok {
-		v.Summary = "no results in all_reduce_perf output"
-		return v
-	}
-	if res.OutOfBounds == nil {
-		v.Summary = fmt.Sprintf("incomplete run: no \"Out of bounds values\" footer (busbw %.1f GB/s at %s)", bw, at)
-		return v
-	}
-	if bw >= minBusBW {
+	if m.BusBWGBps >= minBusBW {
 		v.Passed = true
-		v.Summary = fmt.Sprintf("busbw %.1f GB/s at %s ≥ %s (ok)", bw, at, formatGBps(minBusBW))
+		v.Summary = fmt.Sprintf("%s ≥ %s (ok)", m.Summary, formatGBps(minBusBW))
 	} else {
-		v.Summary = fmt.Sprintf("busbw %.1f GB/s at %s < %s", bw, at, formatGBps(minBusBW))
+		v.Summary = fmt.Sprintf("%s < %s", m.Summary, formatGBps(minBusBW))
 	}
 	return v
+}
+
+// Evaluate is Judge(Measure(res, messageBytes), minBusBW).
+func Evaluate(res Result, minBusBW float64, messageBytes int64) Verdict {
+	return Judge(Measure(res, messageBytes), minBusBW)
 }
 
 func wrongValues(rows []Row) (int64, Row) {

@@ -16,6 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sopilot/sopilot/internal/agent/gpu"
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -215,7 +217,7 @@ func TestSample(t *testing.T) {
 				checkVal(t, "RowRemapFailure", g.RowRemapFailure, false)
 				checkVal(t, "PCIeReplayCount", g.PCIeReplayCount, 0)
 				checkVal(t, "NVLinkErrorCount", g.NVLinkErrorCount, 4)
-				checkVal(t, "RecoveryAction", g.RecoveryAction, gpu.RecoveryNone)
+				checkVal(t, "RecoveryAction", g.RecoveryAction, telemetry.RecoveryNone)
 				if samples[6].RecoveryAction != nil || len(samples[6].FieldErrors) != 0 {
 					t.Errorf("gpu6 RecoveryAction = %v, errors %v; want absent, none", samples[6].RecoveryAction, samples[6].FieldErrors)
 				}
@@ -322,7 +324,7 @@ func TestSample(t *testing.T) {
 				checkVal(t, "RowRemapFailure", g.RowRemapFailure, false)
 				checkVal(t, "ThrottleReasons", g.ThrottleReasons, nvml.ClocksEventReasonSwThermalSlowdown|nvml.ClocksEventReasonSwPowerCap)
 				checkVal(t, "gpu5 RowRemapFailure", samples[5].RowRemapFailure, true)
-				checkVal(t, "RecoveryAction", g.RecoveryAction, gpu.RecoveryDrainAndReset)
+				checkVal(t, "RecoveryAction", g.RecoveryAction, telemetry.RecoveryDrainAndReset)
 			},
 		},
 		{
@@ -343,7 +345,7 @@ func TestSample(t *testing.T) {
 					t.Fatalf("events = %+v, want one", events)
 				}
 				ev := events[0]
-				if ev.Kind != gpu.KindGPULost || ev.GPUIndex != 5 || ev.Component != "gpu5" || ev.UUID != device(s, 5).UUID || ev.Class != gpu.ClassDrain {
+				if ev.Kind != telemetry.KindGPULost || ev.GPUIndex != 5 || ev.Component != "gpu5" || ev.UUID != device(s, 5).UUID || ev.Class != health.XIDDrain {
 					t.Errorf("event = %+v", ev)
 				}
 			},
@@ -656,23 +658,6 @@ func TestNewFails(t *testing.T) {
 	}
 }
 
-func TestClassifyXID(t *testing.T) {
-	tests := []struct {
-		xid  uint64
-		want gpu.Class
-	}{
-		{13, gpu.ClassApplication}, {31, gpu.ClassApplication}, {43, gpu.ClassApplication}, {45, gpu.ClassApplication}, {68, gpu.ClassApplication},
-		{48, gpu.ClassDrain}, {64, gpu.ClassDrain}, {74, gpu.ClassDrain}, {79, gpu.ClassDrain}, {95, gpu.ClassDrain}, {119, gpu.ClassDrain}, {120, gpu.ClassDrain},
-		{63, gpu.ClassResetWhenIdle}, {92, gpu.ClassResetWhenIdle}, {94, gpu.ClassResetWhenIdle},
-		{8, gpu.ClassUnknown}, {0, gpu.ClassUnknown},
-	}
-	for _, tt := range tests {
-		if got := gpu.ClassifyXID(tt.xid); got != tt.want {
-			t.Errorf("ClassifyXID(%d) = %q, want %q", tt.xid, got, tt.want)
-		}
-	}
-}
-
 // eventSet yields the queued events, then times out until the test ends.
 func eventSet(events []nvml.EventData) *mock.EventSet {
 	var mu sync.Mutex
@@ -723,11 +708,11 @@ func TestRunEvents(t *testing.T) {
 		gpu   int
 		kind  string
 		code  int64
-		class gpu.Class
+		class health.XIDClass
 	}{
-		{3, gpu.KindXID, 79, gpu.ClassDrain},
-		{1, gpu.KindXID, 13, gpu.ClassApplication},
-		{6, gpu.KindECCUncorrected, 0, ""},
+		{3, telemetry.KindXID, 79, health.XIDDrain},
+		{1, telemetry.KindXID, 13, health.XIDApplication},
+		{6, telemetry.KindECCUncorrected, 0, ""},
 	}
 	for _, w := range want {
 		select {

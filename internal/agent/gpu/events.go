@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 // wantedEvents are registered on every GPU that supports them.
@@ -124,7 +126,7 @@ func (c *Collector) register(ctx context.Context, set nvml.EventSet) (int, error
 }
 
 func (c *Collector) healthEvent(data nvml.EventData) (HealthEvent, bool) {
-	ev := HealthEvent{Time: c.opts.Now(), GPUIndex: -1}
+	ev := HealthEvent{HealthEvent: telemetry.HealthEvent{Time: c.opts.Now()}, GPUIndex: -1}
 	for _, d := range c.devices {
 		if d.handle == data.Device {
 			ev.GPUIndex, ev.UUID, ev.Component = d.index, d.uuid, component(d.index)
@@ -136,12 +138,12 @@ func (c *Collector) healthEvent(data nvml.EventData) (HealthEvent, bool) {
 	}
 	switch {
 	case data.EventType&nvml.EventTypeXidCriticalError != 0:
-		ev.Kind = KindXID
+		ev.Kind = telemetry.KindXID
 		ev.Code = int64(data.EventData)
-		ev.Class = ClassifyXID(data.EventData)
+		ev.Class = health.ClassifyXID(int64(data.EventData))
 		ev.Message = fmt.Sprintf("XID %d on %s (%s): %s", data.EventData, ev.Component, ev.UUID, ev.Class)
 	case data.EventType&nvml.EventTypeDoubleBitEccError != 0:
-		ev.Kind = KindECCUncorrected
+		ev.Kind = telemetry.KindECCUncorrected
 		ev.Message = fmt.Sprintf("uncorrectable ECC error on %s (%s)", ev.Component, ev.UUID)
 	default:
 		return HealthEvent{}, false

@@ -8,6 +8,8 @@ import (
 	"math"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 // reader reads the fields of one GPU (or of the system, gpu -1) and keeps
@@ -173,13 +175,11 @@ func (c *Collector) markLost(d device, lost bool) (HealthEvent, bool) {
 	}
 	c.log.Error("gpu lost", "gpu", d.index, "uuid", d.uuid)
 	return HealthEvent{
-		Time:      c.opts.Now(),
-		Component: component(d.index),
-		GPUIndex:  d.index,
-		UUID:      d.uuid,
-		Kind:      KindGPULost,
-		Class:     ClassDrain,
-		Message:   fmt.Sprintf("NVML reports GPU %d (%s) lost", d.index, d.uuid),
+		HealthEvent: telemetry.HealthEvent{
+			Time: c.opts.Now(), Component: component(d.index), Kind: telemetry.KindGPULost,
+			Message: fmt.Sprintf("NVML reports GPU %d (%s) lost", d.index, d.uuid),
+		},
+		GPUIndex: d.index, UUID: d.uuid, Class: health.XIDDrain,
 	}, true
 }
 
@@ -202,7 +202,7 @@ type remappedRows struct {
 func (c *Collector) sampleGPU(ctx context.Context, d device) (Sample, *reader) {
 	h := d.handle
 	r := &reader{ctx: ctx, c: c, gpu: d.index}
-	s := Sample{Time: c.opts.Now(), Index: d.index, UUID: d.uuid}
+	s := Sample{GPUSample: telemetry.GPUSample{Time: c.opts.Now(), Index: d.index, UUID: d.uuid}}
 
 	if u, ok := read(r, "utilization", h.GetUtilizationRates); ok {
 		s.SMUtilizationPercent = ptr(float64(u.Gpu))
@@ -324,26 +324,26 @@ func (r *reader) applyFieldValues(s *Sample, vals []nvml.FieldValue) {
 	}
 }
 
-func recoveryAction(a nvml.DeviceGpuRecoveryAction) RecoveryAction {
+func recoveryAction(a nvml.DeviceGpuRecoveryAction) telemetry.RecoveryAction {
 	switch a {
 	case nvml.GPU_RECOVERY_ACTION_NONE:
-		return RecoveryNone
+		return telemetry.RecoveryNone
 	case nvml.GPU_RECOVERY_ACTION_GPU_RESET:
-		return RecoveryGPUReset
+		return telemetry.RecoveryGPUReset
 	case nvml.GPU_RECOVERY_ACTION_NODE_REBOOT:
-		return RecoveryNodeReboot
+		return telemetry.RecoveryNodeReboot
 	case nvml.GPU_RECOVERY_ACTION_DRAIN_P2P:
-		return RecoveryDrainP2P
+		return telemetry.RecoveryDrainP2P
 	case nvml.GPU_RECOVERY_ACTION_DRAIN_AND_RESET:
-		return RecoveryDrainAndReset
+		return telemetry.RecoveryDrainAndReset
 	case nvml.GPU_RECOVERY_ACTION_RECOVER_IMEX_DOMAIN:
-		return RecoveryIMEXDomain
+		return telemetry.RecoveryIMEXDomain
 	case nvml.GPU_RECOVERY_ACTION_BUS_RESET:
-		return RecoveryBusReset
+		return telemetry.RecoveryBusReset
 	case nvml.GPU_RECOVERY_ACTION_SYSTEM_REBOOT:
-		return RecoverySystemReboot
+		return telemetry.RecoverySystemReboot
 	default:
-		return RecoveryAction(fmt.Sprintf("unknown_%d", a))
+		return telemetry.RecoveryAction(fmt.Sprintf("unknown_%d", a))
 	}
 }
 

@@ -139,11 +139,11 @@ func TestSampleHealthy(t *testing.T) {
 			t.Errorf("mlx5_3 %s = %d (present %v), want %d", k, got, ok, want)
 		}
 	}
-	h := ss[3].Health()
-	wantH := health.IBPortSample{Time: t0, Device: "mlx5_3", Port: 1, State: "ACTIVE", PhysState: "LinkUp",
+	h := ss[3].Telemetry()
+	wantH := health.IBPortSample{Time: t0, Device: "mlx5_3", Port: 1, State: "ACTIVE", PhysState: "LinkUp", RateGbps: 400,
 		Counters: health.IBCounters{LinkDowned: 1}}
 	if !reflect.DeepEqual(h, wantH) || !h.Up() {
-		t.Errorf("Health() = %+v, want %+v", h, wantH)
+		t.Errorf("Telemetry() = %+v, want %+v", h, wantH)
 	}
 }
 
@@ -173,8 +173,8 @@ func TestSamplePortDown(t *testing.T) {
 		if len(s.FieldErrors) != 0 || !s.HealthComplete() {
 			t.Errorf("%s: FieldErrors %v, complete %v", tt.dev, s.FieldErrors, s.HealthComplete())
 		}
-		if s.Health().Up() != (tt.state == "ACTIVE") {
-			t.Errorf("%s: Up() = %v", tt.dev, s.Health().Up())
+		if s.Telemetry().Up() != (tt.state == "ACTIVE") {
+			t.Errorf("%s: Up() = %v", tt.dev, s.Telemetry().Up())
 		}
 	}
 }
@@ -197,7 +197,7 @@ func evaluate(t *testing.T, now time.Time, ss ...[]Sample) (health.Result, []fin
 			if !s.HealthComplete() {
 				t.Fatalf("%s/%d: incomplete sample fed to the rules", s.Device, s.Port)
 			}
-			ev.IBPorts = append(ev.IBPorts, s.Health())
+			ev.IBPorts = append(ev.IBPorts, s.Telemetry())
 		}
 	}
 	r := health.Evaluate(now, ev, th)

@@ -42,6 +42,6 @@
 // on Advance and into which faults are injected, directly or over HTTP
 // through Handler. Point New at SimTree.Root to collect from it.
 //
-// Conversion to the wire format (agentpb) is the agent's; Sample.Health
-// converts to health.IBPortSample for the verdict rules.
+// Conversion to the wire format (agentpb) is the agent's; Sample.Telemetry
+// is the sample as the controller's health rules see it.
 package ib

@@ -167,6 +167,39 @@ func NewSimTree(dir string, devices int) (*SimTree, error) {
 // Root is the sysfs root to pass to New.
 func (t *SimTree) Root() string { return t.root }
 
+// SimAdvanceEvery is how often a SimCollector moves the tree's counters:
+// every few seconds, not every sample, since rewriting its files is most of
+// what a simulated agent would otherwise spend.
+const SimAdvanceEvery = 5 * time.Second
+
+// SimCollector collects from a SimTree and moves its counters forward as
+// samples are taken (Advance by the time elapsed, at most every
+// SimAdvanceEvery). It is not safe for concurrent use.
+type SimCollector struct {
+	*Collector
+	tree     *SimTree
+	advanced time.Time
+}
+
+// Collector returns a collector of the tree whose counters move with time.
+func (t *SimTree) Collector() *SimCollector { return &SimCollector{Collector: New(t.root), tree: t} }
+
+// Sample advances the tree when SimAdvanceEvery has passed, then reads it
+// (also when advancing failed: that error comes with the samples).
+func (c *SimCollector) Sample(now time.Time) ([]Sample, error) {
+	var advErr error
+	if c.advanced.IsZero() {
+		c.advanced = now
+	} else if d := now.Sub(c.advanced); d >= SimAdvanceEvery {
+		if err := c.tree.Advance(d); err != nil {
+			advErr = fmt.Errorf("advance the simulated tree: %w", err)
+		}
+		c.advanced = now
+	}
+	ss, err := c.Collector.Sample(now)
+	return ss, errors.Join(advErr, err)
+}
+
 // writeFile replaces path atomically.
 func (t *SimTree) writeFile(path, content string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

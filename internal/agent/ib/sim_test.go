@@ -92,7 +92,7 @@ func TestSimTreeRoundTrip(t *testing.T) {
 	}
 	before := s
 	s = mustSample(t, c, t0.Add(2*time.Second))
-	if x := s["mlx5_2"]; x.State != "DOWN" || x.PhysState != "Disabled" || x.RateGbps != 10 || x.Counters["link_downed"] != 1 || x.Health().Up() {
+	if x := s["mlx5_2"]; x.State != "DOWN" || x.PhysState != "Disabled" || x.RateGbps != 10 || x.Counters["link_downed"] != 1 || x.Telemetry().Up() {
 		t.Errorf("mlx5_2 after port_down: %s/%s %d Gb/s link_downed %d", x.State, x.PhysState, x.RateGbps, x.Counters["link_downed"])
 	}
 	if err := st.Advance(time.Second); err != nil {

@@ -3,7 +3,7 @@ package ib
 import (
 	"time"
 
-	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 // Link layers as the kernel prints them in ports/<n>/link_layer.
@@ -101,16 +101,17 @@ func (e FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
 // Unwrap returns the underlying error.
 func (e FieldError) Unwrap() error { return e.Err }
 
-// Health converts the sample for health.Evaluate. A counter the sample lacks
-// reads as 0; see HealthComplete.
-func (s Sample) Health() health.IBPortSample {
-	return health.IBPortSample{
+// Telemetry is the sample as the controller's health rules see it. A
+// counter the sample lacks reads as 0; see HealthComplete.
+func (s Sample) Telemetry() telemetry.IBPortSample {
+	return telemetry.IBPortSample{
 		Time:      s.Time,
 		Device:    s.Device,
 		Port:      s.Port,
 		State:     s.State,
 		PhysState: s.PhysState,
-		Counters: health.IBCounters{
+		RateGbps:  s.RateGbps,
+		Counters: telemetry.IBCounters{
 			LinkDowned:                   s.Counters[CounterLinkDowned],
 			ExcessiveBufferOverrunErrors: s.Counters[CounterExcessiveBufferOverrunErrors],
 			LocalLinkIntegrityErrors:     s.Counters[CounterLocalLinkIntegrityErrors],
@@ -120,7 +121,7 @@ func (s Sample) Health() health.IBPortSample {
 	}
 }
 
-// HealthComplete reports whether everything Health reads was read: the
+// HealthComplete reports whether everything Telemetry reads was read: the
 // state and the five counters the rules use. Feed only complete samples to
 // the rules: a missing state reads as a port that is not up, and a missing
 // counter reads as 0, which the rules take for a counter reset followed by

@@ -10,6 +10,8 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/sopilot/sopilot/internal/agent/gpu"
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 // runEvents starts the collector's RunEvents and waits until every GPU is
@@ -90,12 +92,12 @@ func TestXIDFault(t *testing.T) {
 
 	mustInject(t, s, "xid:79@gpu3")
 	ev := nextEvent(t, events)
-	if ev.Kind != gpu.KindXID || ev.Code != 79 || ev.GPUIndex != 3 || ev.UUID != s.gpus[3].uuid ||
-		ev.Class != gpu.ClassDrain || ev.Component != "gpu3" {
+	if ev.Kind != telemetry.KindXID || ev.Code != 79 || ev.GPUIndex != 3 || ev.UUID != s.gpus[3].uuid ||
+		ev.Class != health.XIDDrain || ev.Component != "gpu3" {
 		t.Errorf("event = %+v, want XID 79 on gpu3, class drain", ev)
 	}
 	mustInject(t, s, "xid:13@gpu0")
-	if ev := nextEvent(t, events); ev.Code != 13 || ev.GPUIndex != 0 || ev.Class != gpu.ClassApplication {
+	if ev := nextEvent(t, events); ev.Code != 13 || ev.GPUIndex != 0 || ev.Class != health.XIDApplication {
 		t.Errorf("event = %+v, want XID 13 on gpu0", ev)
 	}
 	noEvent(t, events)
@@ -125,10 +127,10 @@ func TestXID48IsAlsoECC(t *testing.T) {
 		ev := nextEvent(t, events)
 		got[ev.Kind] = ev
 	}
-	if ev := got[gpu.KindXID]; ev.Code != 48 || ev.GPUIndex != 6 {
+	if ev := got[telemetry.KindXID]; ev.Code != 48 || ev.GPUIndex != 6 {
 		t.Errorf("xid event = %+v", ev)
 	}
-	if ev := got[gpu.KindECCUncorrected]; ev.GPUIndex != 6 {
+	if ev := got[telemetry.KindECCUncorrected]; ev.GPUIndex != 6 {
 		t.Errorf("ecc event = %+v", ev)
 	}
 	samples, _ := sample(t, c)
@@ -147,7 +149,7 @@ func TestECCFault(t *testing.T) {
 	if f.Code != 2 {
 		t.Errorf("fault = %+v", f)
 	}
-	if ev := nextEvent(t, events); ev.Kind != gpu.KindECCUncorrected || ev.GPUIndex != 1 {
+	if ev := nextEvent(t, events); ev.Kind != telemetry.KindECCUncorrected || ev.GPUIndex != 1 {
 		t.Errorf("event = %+v, want ecc_uncorrected on gpu1", ev)
 	}
 	mustInject(t, s, "ecc@gpu1") // default count 1
@@ -240,7 +242,7 @@ func TestGPULostFault(t *testing.T) {
 		}
 	}
 	ev := events[0]
-	if ev.Kind != gpu.KindGPULost || ev.GPUIndex != 5 || ev.UUID != s.gpus[5].uuid || ev.Class != gpu.ClassDrain {
+	if ev.Kind != telemetry.KindGPULost || ev.GPUIndex != 5 || ev.UUID != s.gpus[5].uuid || ev.Class != health.XIDDrain {
 		t.Errorf("event = %+v, want gpu_lost on gpu5", ev)
 	}
 	// The collector reports the loss once.

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sopilot/sopilot/internal/agent/gpu"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -227,7 +228,7 @@ func checkCountersZero(t *testing.T, s gpu.Sample) {
 	if s.RowRemapPending == nil || *s.RowRemapPending || s.RowRemapFailure == nil || *s.RowRemapFailure {
 		t.Errorf("gpu %d row remap = %v/%v, want false/false", s.Index, s.RowRemapPending, s.RowRemapFailure)
 	}
-	if s.RecoveryAction == nil || *s.RecoveryAction != gpu.RecoveryNone {
+	if s.RecoveryAction == nil || *s.RecoveryAction != telemetry.RecoveryNone {
 		t.Errorf("gpu %d recovery action = %v, want none", s.Index, s.RecoveryAction)
 	}
 	if *s.MemoryTotalBytes != 143771*mib || *s.PowerLimitMilliwatts != 700_000 {

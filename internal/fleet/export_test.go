@@ -1,0 +1,15 @@
+package fleet
+
+import "github.com/sopilot/sopilot/pkg/agentpb"
+
+// IngestFunc opens a session for node as Connect would, without a stream,
+// and returns what applies one batch on it: the ingest path alone.
+func (f *Fleet) IngestFunc(node string) func(*agentpb.Batch) error {
+	n := f.node(node)
+	s := &session{node: n, cancel: func(error) {}, out: make(chan *agentpb.ConnectResponse, 16), ackWake: make(chan struct{}, 1)}
+	n.mu.Lock()
+	n.session, n.bootID = s, "boot-"+node
+	n.inventory = &agentpb.Inventory{Gpus: make([]*agentpb.GpuInfo, 8)}
+	n.mu.Unlock()
+	return func(b *agentpb.Batch) error { return f.ingest(s, b) }
+}

@@ -1,0 +1,165 @@
+package monitor
+
+import (
+	"context"
+	"time"
+
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/telemetry"
+)
+
+// evKey groups events the way the health rules do.
+type evKey struct {
+	component, kind string
+	code            int64
+}
+
+type runProgress struct {
+	node       string
+	step       int64
+	changed    time.Time
+	lastReport time.Time
+}
+
+// evidence is what the monitor remembers about one node.
+type evidence struct {
+	gpus         map[int32]*gpuHistory
+	ib           map[ibKey][]telemetry.IBPortSample
+	events       []health.Event
+	lastReport   time.Time
+	expected     int
+	observed     int
+	healthySince time.Time
+	result       health.Result
+	runIDs       []string
+	dirty        bool
+	lastEval     time.Time
+}
+
+// gpuHistory is one GPU's evidence: an hour of compact samples, one per
+// SampleEvery, holding only what the rate rules read, and the newest
+// sample as it arrived.
+type gpuHistory struct {
+	kept      []telemetry.GPUSample
+	latest    telemetry.GPUSample
+	hasLatest bool
+}
+
+type ibKey struct {
+	device string
+	port   int32
+}
+
+func (m *Monitor) node(name string) *evidence {
+	e := m.nodes[name]
+	if e == nil {
+		e = &evidence{gpus: map[int32]*gpuHistory{}, ib: map[ibKey][]telemetry.IBPortSample{}}
+		m.nodes[name] = e
+	}
+	return e
+}
+
+// ObserveBatch keeps the telemetry the rules need (fleet.Observer).
+func (m *Monitor) ObserveBatch(node string, expectedGPUs int, b *telemetry.Batch, runIDs []string) {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.node(node)
+	e.lastReport = now
+	e.expected = expectedGPUs
+	e.runIDs = runIDs
+	if len(b.GPUSamples) > 0 {
+		e.observed = 0
+	}
+	for _, g := range b.GPUSamples {
+		if g.SMUtilizationPercent != nil || g.TemperatureCelsius != nil || g.MemoryUsedBytes != nil {
+			e.observed++
+		}
+		h := e.gpus[int32(g.Index)]
+		if h == nil {
+			h = &gpuHistory{}
+			e.gpus[int32(g.Index)] = h
+		}
+		if h.hasLatest {
+			if t := h.latest.Time; len(h.kept) == 0 || t.Sub(h.kept[len(h.kept)-1].Time) >= m.cfg.SampleEvery {
+				h.kept = append(h.kept, h.latest.Compact())
+				i := 0
+				for i < len(h.kept)-1 && now.Sub(h.kept[i].Time) > time.Hour {
+					i++
+				}
+				if i > 0 {
+					h.kept = append(h.kept[:0], h.kept[i:]...)
+				}
+			}
+		}
+		h.latest, h.hasLatest = g, true
+	}
+	for _, p := range b.IBSamples {
+		k := ibKey{p.Device, int32(p.Port)}
+		e.ib[k] = keep(e.ib[k], p, now, m.cfg.SampleEvery, func(x telemetry.IBPortSample) time.Time { return x.Time })
+	}
+	for _, p := range b.Progress {
+		rp := m.progress[p.RunID]
+		if rp == nil {
+			rp = &runProgress{step: -1}
+			m.progress[p.RunID] = rp
+		}
+		rp.node, rp.lastReport = node, now
+		if p.Step != rp.step {
+			rp.step, rp.changed = p.Step, now
+		}
+	}
+	e.dirty = true
+}
+
+// keep appends s to an hour of samples thinned to one per every, always
+// keeping the newest one (the last entry is replaced while it is younger
+// than every).
+func keep[S any](ss []S, s S, now time.Time, every time.Duration, at func(S) time.Time) []S {
+	if n := len(ss); n >= 2 && at(s).Sub(at(ss[n-2])) < every {
+		ss[n-1] = s
+	} else {
+		ss = append(ss, s)
+	}
+	i := 0
+	for i < len(ss)-2 && now.Sub(at(ss[i])) > time.Hour {
+		i++
+	}
+	if i > 0 {
+		ss = append(ss[:0], ss[i:]...)
+	}
+	return ss
+}
+
+// RecordEvents keeps health events as evidence, evaluates the node at once
+// and makes the resulting incidents durable before the events are acked
+// (fleet.EventSink).
+func (m *Monitor) RecordEvents(ctx context.Context, node string, evs []telemetry.HealthEvent, jobs map[string]string) error {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	e := m.node(node)
+	counts := map[evKey]int64{}
+	for _, ev := range evs {
+		e.events = append(e.events, health.Event{HealthEvent: ev, JobID: jobs[ev.Component]})
+		counts[evKey{ev.Component, ev.Kind, ev.Code}]++
+		m.metrics.Events.WithLabelValues(ev.Kind).Inc()
+	}
+	// An XID storm must not grow memory: keep the newest 10,000.
+	if n := len(e.events); n > 10_000 {
+		e.events = append(e.events[:0], e.events[n-10_000:]...)
+	}
+	changed := m.evaluateLocked(now, node, e, counts)
+	m.mu.Unlock()
+	if err := m.persist(ctx, changed); err != nil {
+		return err
+	}
+	m.poke()
+	return nil
+}
+
+func (m *Monitor) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,88 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/remediation"
+	"github.com/sopilot/sopilot/internal/store"
+)
+
+// worstIncidentLocked is the open incident behind the node's worst finding.
+func (m *Monitor) worstIncidentLocked(node string, res health.Result) string {
+	for _, f := range res.Findings {
+		if inc := m.open[incKey{node, f.Component, f.Rule}]; inc != nil {
+			return inc.ID
+		}
+	}
+	return ""
+}
+
+// record writes remediation decisions into their incidents.
+func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
+	if len(ds) == 0 {
+		return
+	}
+	var changed []*store.Incident
+	acted := false
+	m.mu.Lock()
+	for _, d := range ds {
+		m.metrics.Decisions.WithLabelValues(string(d.Kind)).Inc()
+		lvl := slog.LevelInfo
+		if d.Err != nil || d.Kind == remediation.KindAlert {
+			lvl = slog.LevelWarn
+		}
+		m.log.Log(ctx, lvl, "remediation", "node", d.Node, "kind", d.Kind, "action", d.Action, "reason", d.Reason, "err", d.Err)
+		if d.Kind == remediation.KindDrain || d.Kind == remediation.KindResume {
+			acted = acted || !d.DryRun
+		}
+		id := remediation.IncidentOf(d.Reason)
+		for _, inc := range m.open {
+			if inc.Node == d.Node && (id == "" || inc.ID == id) && inc.Action != d.Action {
+				inc.Action = d.Action
+				changed = append(changed, inc)
+			}
+		}
+		if d.Kind == remediation.KindResume && id != "" {
+			// The incident closed when its evidence cleared; note the resume.
+			if inc, err := m.store.GetIncident(ctx, id); err == nil && !strings.Contains(inc.Action, "resumed") {
+				inc.Action = strings.TrimSpace(inc.Action + "; " + d.Action)
+				changed = append(changed, inc)
+			}
+		}
+	}
+	m.mu.Unlock()
+	if err := m.persist(ctx, changed); err != nil {
+		m.log.Error("store incident actions", "err", err)
+	}
+	if acted && m.RefreshSlurm != nil {
+		m.RefreshSlurm()
+	}
+}
+
+// Drain is an operator's drain.
+func (m *Monitor) Drain(ctx context.Context, node, reason, who string) (remediation.Decision, error) {
+	if m.engine == nil {
+		return remediation.Decision{}, errors.New("remediation is disabled on this controller")
+	}
+	d, err := m.engine.Drain(ctx, node, reason, who)
+	if err == nil && m.RefreshSlurm != nil {
+		m.RefreshSlurm()
+	}
+	return d, err
+}
+
+// Undrain is an operator's undrain.
+func (m *Monitor) Undrain(ctx context.Context, node string, skipVerification bool, who string) (remediation.Decision, error) {
+	if m.engine == nil {
+		return remediation.Decision{}, errors.New("remediation is disabled on this controller")
+	}
+	d, err := m.engine.Undrain(ctx, node, skipVerification, who)
+	if err == nil && m.RefreshSlurm != nil {
+		m.RefreshSlurm()
+	}
+	return d, err
+}

@@ -1,0 +1,188 @@
+package telemetry
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+// GPUSampleFromProto converts a wire sample. The optional fields are shared
+// with g, not copied: no allocation per field on the ingest path. The
+// processes stay on the wire message (run usage reads them there).
+func GPUSampleFromProto(g *agentpb.GpuSample) GPUSample {
+	return GPUSample{
+		Time:                     g.GetSampleTime().AsTime(),
+		Index:                    int(g.GetIndex()),
+		UUID:                     g.GetUuid(),
+		SMUtilizationPercent:     g.SmUtilizationPercent,
+		MemoryUtilizationPercent: g.MemoryUtilizationPercent,
+		MemoryUsedBytes:          g.MemoryUsedBytes,
+		TemperatureCelsius:       g.TemperatureCelsius,
+		MemoryTemperatureCelsius: g.MemoryTemperatureCelsius,
+		PowerMilliwatts:          g.PowerMilliwatts,
+		PowerLimitMilliwatts:     g.PowerLimitMilliwatts,
+		EnergyMillijoules:        g.EnergyMillijoules,
+		SMClockMHz:               g.SmClockMhz,
+		MemoryClockMHz:           g.MemoryClockMhz,
+		ThrottleReasons:          g.ThrottleReasons,
+		ECCVolatileCorrected:     g.EccVolatileCorrected,
+		ECCVolatileUncorrected:   g.EccVolatileUncorrected,
+		ECCAggregateCorrected:    g.EccAggregateCorrected,
+		ECCAggregateUncorrected:  g.EccAggregateUncorrected,
+		RowRemapPending:          g.RowRemapPending,
+		RowRemapFailure:          g.RowRemapFailure,
+		PCIeReplayCount:          g.PcieReplayCount,
+		NVLinkErrorCount:         g.NvlinkErrorCount,
+	}
+}
+
+// Compact keeps what the hourly rate rules read of a sample (the counters
+// whose increase they judge), as copies, so the wire message it came from
+// can be collected.
+func (g GPUSample) Compact() GPUSample {
+	s := GPUSample{Time: g.Time, Index: g.Index}
+	if g.ECCVolatileCorrected != nil {
+		v := *g.ECCVolatileCorrected
+		s.ECCVolatileCorrected = &v
+	}
+	if g.PCIeReplayCount != nil {
+		v := *g.PCIeReplayCount
+		s.PCIeReplayCount = &v
+	}
+	if g.NVLinkErrorCount != nil {
+		v := *g.NVLinkErrorCount
+		s.NVLinkErrorCount = &v
+	}
+	return s
+}
+
+// ToProto is the wire form of s (RecoveryAction is not on the wire).
+func (s GPUSample) ToProto() *agentpb.GpuSample {
+	return &agentpb.GpuSample{
+		SampleTime:               timestamppb.New(s.Time),
+		Index:                    int32(s.Index),
+		Uuid:                     s.UUID,
+		SmUtilizationPercent:     s.SMUtilizationPercent,
+		MemoryUtilizationPercent: s.MemoryUtilizationPercent,
+		MemoryUsedBytes:          s.MemoryUsedBytes,
+		TemperatureCelsius:       s.TemperatureCelsius,
+		MemoryTemperatureCelsius: s.MemoryTemperatureCelsius,
+		PowerMilliwatts:          s.PowerMilliwatts,
+		PowerLimitMilliwatts:     s.PowerLimitMilliwatts,
+		EnergyMillijoules:        s.EnergyMillijoules,
+		SmClockMhz:               s.SMClockMHz,
+		MemoryClockMhz:           s.MemoryClockMHz,
+		ThrottleReasons:          s.ThrottleReasons,
+		EccVolatileCorrected:     s.ECCVolatileCorrected,
+		EccVolatileUncorrected:   s.ECCVolatileUncorrected,
+		EccAggregateCorrected:    s.ECCAggregateCorrected,
+		EccAggregateUncorrected:  s.ECCAggregateUncorrected,
+		RowRemapPending:          s.RowRemapPending,
+		RowRemapFailure:          s.RowRemapFailure,
+		PcieReplayCount:          s.PCIeReplayCount,
+		NvlinkErrorCount:         s.NVLinkErrorCount,
+	}
+}
+
+// HealthEventFromProto converts a wire event; one without a time gets now.
+func HealthEventFromProto(e *agentpb.HealthEvent, now time.Time) HealthEvent {
+	h := HealthEvent{Time: now, Component: e.GetComponent(), Kind: e.GetKind(), Code: e.GetCode(), Message: e.GetMessage()}
+	if e.GetEventTime() != nil {
+		h.Time = e.GetEventTime().AsTime()
+	}
+	return h
+}
+
+// ToProto is the wire form of e.
+func (e HealthEvent) ToProto() *agentpb.HealthEvent {
+	return &agentpb.HealthEvent{EventTime: timestamppb.New(e.Time), Component: e.Component, Kind: e.Kind, Code: e.Code, Message: e.Message}
+}
+
+// IBPortSampleFromProto converts a wire sample; the counters other than
+// those the rules read stay on the wire (and the agent's /metrics).
+func IBPortSampleFromProto(p *agentpb.IbSample) IBPortSample {
+	c := p.GetCounters()
+	return IBPortSample{
+		Time:      p.GetSampleTime().AsTime(),
+		Device:    p.GetDevice(),
+		Port:      int(p.GetPort()),
+		State:     p.GetState(),
+		PhysState: p.GetPhysState(),
+		RateGbps:  p.GetRateGbps(),
+		Counters: IBCounters{
+			LinkDowned:                   c.GetLinkDowned(),
+			ExcessiveBufferOverrunErrors: c.GetExcessiveBufferOverrunErrors(),
+			LocalLinkIntegrityErrors:     c.GetLocalLinkIntegrityErrors(),
+			SymbolError:                  c.GetSymbolError(),
+			PortRcvErrors:                c.GetPortRcvErrors(),
+		},
+	}
+}
+
+// ToProto is the wire form of s, with the counters the rules read.
+func (s IBPortSample) ToProto() *agentpb.IbSample {
+	return &agentpb.IbSample{
+		SampleTime: timestamppb.New(s.Time), Device: s.Device, Port: int32(s.Port), State: s.State, PhysState: s.PhysState, RateGbps: s.RateGbps,
+		Counters: &agentpb.IbCounters{
+			LinkDowned:                   s.Counters.LinkDowned,
+			ExcessiveBufferOverrunErrors: s.Counters.ExcessiveBufferOverrunErrors,
+			LocalLinkIntegrityErrors:     s.Counters.LocalLinkIntegrityErrors,
+			SymbolError:                  s.Counters.SymbolError,
+			PortRcvErrors:                s.Counters.PortRcvErrors,
+		},
+	}
+}
+
+// ProgressFromProto converts a wire progress update.
+func ProgressFromProto(p *agentpb.ProgressUpdate) Progress {
+	return Progress{RunID: p.GetRunId(), Time: p.GetUpdateTime().AsTime(), Step: p.GetStep(), TotalSteps: p.GetTotalSteps(),
+		Loss: p.GetLoss(), SamplesPerSecond: p.GetSamplesPerSecond(), Metrics: p.GetMetrics()}
+}
+
+// ToProto is the wire form of p.
+func (p Progress) ToProto() *agentpb.ProgressUpdate {
+	return &agentpb.ProgressUpdate{RunId: p.RunID, UpdateTime: timestamppb.New(p.Time), Step: p.Step, TotalSteps: p.TotalSteps,
+		Loss: p.Loss, SamplesPerSecond: p.SamplesPerSecond, Metrics: p.Metrics}
+}
+
+// SetFromProto makes dst the batch b, reusing dst's slices: the ingest path
+// converts every batch without allocating. Events without a time get now.
+func (dst *Batch) SetFromProto(b *agentpb.Batch, now time.Time) {
+	dst.Sequence, dst.DroppedSamples = b.GetSequence(), b.GetDroppedSamples()
+	dst.GPUSamples = dst.GPUSamples[:0]
+	for _, g := range b.GetGpuSamples() {
+		dst.GPUSamples = append(dst.GPUSamples, GPUSampleFromProto(g))
+	}
+	dst.IBSamples = dst.IBSamples[:0]
+	for _, p := range b.GetIbSamples() {
+		dst.IBSamples = append(dst.IBSamples, IBPortSampleFromProto(p))
+	}
+	dst.Events = dst.Events[:0]
+	for _, e := range b.GetHealthEvents() {
+		dst.Events = append(dst.Events, HealthEventFromProto(e, now))
+	}
+	dst.Progress = dst.Progress[:0]
+	for _, p := range b.GetProgress() {
+		dst.Progress = append(dst.Progress, ProgressFromProto(p))
+	}
+}
+
+// ToProto is the wire form of b.
+func (b *Batch) ToProto() *agentpb.Batch {
+	p := &agentpb.Batch{Sequence: b.Sequence, DroppedSamples: b.DroppedSamples}
+	for _, g := range b.GPUSamples {
+		p.GpuSamples = append(p.GpuSamples, g.ToProto())
+	}
+	for _, s := range b.IBSamples {
+		p.IbSamples = append(p.IbSamples, s.ToProto())
+	}
+	for _, e := range b.Events {
+		p.HealthEvents = append(p.HealthEvents, e.ToProto())
+	}
+	for _, u := range b.Progress {
+		p.Progress = append(p.Progress, u.ToProto())
+	}
+	return p
+}

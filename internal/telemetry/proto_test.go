@@ -1,0 +1,83 @@
+package telemetry_test
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sopilot/sopilot/internal/telemetry"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+var at = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+
+// Every field of the wire messages the controller reads survives
+// agentpb → telemetry → agentpb.
+func TestRoundTrip(t *testing.T) {
+	gpu := &agentpb.GpuSample{
+		SampleTime: timestamppb.New(at), Index: 3, Uuid: "GPU-3",
+		SmUtilizationPercent: proto.Float64(97.5), MemoryUtilizationPercent: proto.Float64(40),
+		MemoryUsedBytes: proto.Int64(70 << 30), TemperatureCelsius: proto.Float64(71), MemoryTemperatureCelsius: proto.Float64(80),
+		PowerMilliwatts: proto.Int64(650_000), PowerLimitMilliwatts: proto.Int64(700_000), EnergyMillijoules: proto.Uint64(1e9),
+		SmClockMhz: proto.Int32(1980), MemoryClockMhz: proto.Int32(2619), ThrottleReasons: proto.Uint64(0x40),
+		EccVolatileCorrected: proto.Uint64(1), EccVolatileUncorrected: proto.Uint64(2), EccAggregateCorrected: proto.Uint64(3),
+		EccAggregateUncorrected: proto.Uint64(4), RowRemapPending: proto.Bool(true), RowRemapFailure: proto.Bool(false),
+		PcieReplayCount: proto.Uint64(5), NvlinkErrorCount: proto.Uint64(6),
+	}
+	ib := &agentpb.IbSample{
+		SampleTime: timestamppb.New(at), Device: "mlx5_0", Port: 1, State: "ACTIVE", PhysState: "LinkUp", RateGbps: 400,
+		Counters: &agentpb.IbCounters{LinkDowned: 1, ExcessiveBufferOverrunErrors: 2, LocalLinkIntegrityErrors: 3, SymbolError: 4, PortRcvErrors: 5},
+	}
+	ev := &agentpb.HealthEvent{EventTime: timestamppb.New(at), Component: "gpu3", Kind: telemetry.KindXID, Code: 79, Message: "XID 79"}
+	prog := &agentpb.ProgressUpdate{RunId: "r-1", UpdateTime: timestamppb.New(at), Step: 10, TotalSteps: 100, Loss: 0.5,
+		SamplesPerSecond: 1200, Metrics: map[string]float64{"accuracy": 0.9}}
+	batch := &agentpb.Batch{Sequence: 7, DroppedSamples: 2, GpuSamples: []*agentpb.GpuSample{gpu}, IbSamples: []*agentpb.IbSample{ib},
+		HealthEvents: []*agentpb.HealthEvent{ev}, Progress: []*agentpb.ProgressUpdate{prog}}
+	// Filled twice: the second fill reuses the first one's slices.
+	var dom telemetry.Batch
+	dom.SetFromProto(&agentpb.Batch{GpuSamples: []*agentpb.GpuSample{gpu, gpu}, HealthEvents: []*agentpb.HealthEvent{ev, ev}}, at)
+	dom.SetFromProto(batch, at)
+	batchBack := dom.ToProto()
+	for _, tc := range []struct {
+		name string
+		in   proto.Message
+		back proto.Message
+	}{
+		{"gpu sample", gpu, telemetry.GPUSampleFromProto(gpu).ToProto()},
+		{"gpu sample without fields", &agentpb.GpuSample{SampleTime: timestamppb.New(at), Index: 1}, telemetry.GPUSampleFromProto(&agentpb.GpuSample{SampleTime: timestamppb.New(at), Index: 1}).ToProto()},
+		{"ib sample", ib, telemetry.IBPortSampleFromProto(ib).ToProto()},
+		{"health event", ev, telemetry.HealthEventFromProto(ev, time.Time{}).ToProto()},
+		{"progress", prog, telemetry.ProgressFromProto(prog).ToProto()},
+		{"batch", batch, batchBack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !proto.Equal(tc.in, tc.back) {
+				t.Errorf("round trip:\n in   %v\n back %v", prototext.Format(tc.in), prototext.Format(tc.back))
+			}
+		})
+	}
+}
+
+func TestFromProto(t *testing.T) {
+	now := at.Add(time.Hour)
+	if e := telemetry.HealthEventFromProto(&agentpb.HealthEvent{Component: "gpu1", Kind: "gpu_lost"}, now); !e.Time.Equal(now) {
+		t.Errorf("event without a time = %v, want now", e.Time)
+	}
+	g := &agentpb.GpuSample{SampleTime: timestamppb.New(at), Index: 2, Uuid: "GPU-2", SmUtilizationPercent: proto.Float64(1),
+		EccVolatileCorrected: proto.Uint64(7), PcieReplayCount: proto.Uint64(8), NvlinkErrorCount: proto.Uint64(9)}
+	c := telemetry.GPUSampleFromProto(g).Compact()
+	*g.EccVolatileCorrected = 70 // the compact sample holds copies
+	if c.UUID != "" || c.SMUtilizationPercent != nil || !c.Time.Equal(at) || c.Index != 2 ||
+		*c.ECCVolatileCorrected != 7 || *c.PCIeReplayCount != 8 || *c.NVLinkErrorCount != 9 {
+		t.Errorf("compact = %+v", c)
+	}
+	if s := telemetry.IBPortSampleFromProto(&agentpb.IbSample{State: "ACTIVE"}); !s.Up() || s.Counters != (telemetry.IBCounters{}) {
+		t.Errorf("ib sample without counters = %+v, up %v", s, s.Up())
+	}
+	if (telemetry.IBPortSample{State: "ACTIVE", PhysState: "Polling"}).Up() {
+		t.Error("ACTIVE/Polling is up")
+	}
+}
