@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/sopilot/sopilot/internal/monitor"
 	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/run"
-	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
@@ -42,31 +40,6 @@ func (s *NodeServer) opsReady() error {
 // is the API itself.
 func caller(context.Context) string { return "api" }
 
-func opStatus(err error) error {
-	var rejected = errors.Is(err, scheduler.ErrRejected)
-	switch {
-	case errors.Is(err, remediation.ErrForeign):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, remediation.ErrNotDrained):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, remediation.ErrUnknownNode), errors.Is(err, fleet.ErrUnknownNode):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, remediation.ErrBusy):
-		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, remediation.ErrVerificationFailed):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, fleet.ErrNotConnected), errors.Is(err, scheduler.ErrUnavailable):
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, scheduler.ErrNodeUnsupported):
-		return status.Error(codes.Unimplemented, err.Error())
-	case errors.Is(err, monitor.ErrUnknownCheck), rejected:
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return status.FromContextError(err).Err()
-	}
-	return status.Error(codes.Internal, err.Error())
-}
-
 func (s *NodeServer) nodeOrName(name string) *apipb.Node {
 	if v, ok := s.nodes.Snapshot(name); ok {
 		return NodeToProto(v)
@@ -94,7 +67,7 @@ func (s *NodeServer) DrainNode(ctx context.Context, req *apipb.DrainNodeRequest)
 		return nil, badRequest(violationText(vs), vs...)
 	}
 	if _, err := s.ops.Drain(ctx, req.GetName(), r, caller(ctx)); err != nil {
-		return nil, opStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.DrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
 }
@@ -108,7 +81,7 @@ func (s *NodeServer) UndrainNode(ctx context.Context, req *apipb.UndrainNodeRequ
 		return nil, err
 	}
 	if _, err := s.ops.Undrain(ctx, req.GetName(), req.GetSkipVerification(), caller(ctx)); err != nil {
-		return nil, opStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.UndrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
 }
@@ -126,7 +99,7 @@ func (s *NodeServer) RunNodeCheck(ctx context.Context, req *apipb.RunNodeCheckRe
 	}
 	r, err := s.ops.Check(ctx, req.GetName(), req.GetCheck())
 	if err != nil {
-		return nil, opStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.RunNodeCheckResponse{Passed: r.Passed, Summary: r.Summary, BusBandwidthGbps: r.BusBWGBps}, nil
 }
@@ -169,7 +142,7 @@ func (s *NodeServer) ListIncidents(ctx context.Context, req *apipb.ListIncidents
 	}
 	incs, next, err := s.ops.Incidents(ctx, store.IncidentQuery{Node: req.GetNode(), RunID: req.GetRunId(), PageSize: int(req.GetPageSize()), After: req.GetPageToken()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	out := &apipb.ListIncidentsResponse{NextPageToken: next}
 	for _, i := range incs {

@@ -267,8 +267,8 @@ func (c *Controller) register(canDrain bool) {
 		}
 	}
 	apipb.RegisterRunServiceServer(c.grpc, api.NewRunServer(c.runs, c.log))
-	apipb.RegisterNodeServiceServer(c.grpc, api.NewNodeServer(c.fleet, ops))
-	apipb.RegisterComparisonServiceServer(c.grpc, api.NewComparisonServer(c.runs))
+	apipb.RegisterNodeServiceServer(c.grpc, api.NewNodeServer(c.fleet, ops, c.log))
+	apipb.RegisterComparisonServiceServer(c.grpc, api.NewComparisonServer(c.runs, c.log))
 	agentpb.RegisterAgentServiceServer(c.grpc, api.NewAgentServer(c.fleet))
 }
 
