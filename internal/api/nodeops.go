@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/monitor"
 	"github.com/sopilot/sopilot/internal/remediation"
@@ -36,9 +37,18 @@ func (s *NodeServer) opsReady() error {
 	return nil
 }
 
-// caller names who asked, for drain reasons. Until authentication lands it
-// is the API itself.
-func caller(context.Context) string { return "api" }
+// caller names who asked, for Slurm's drain reason and the incident
+// record: the authenticated identity's name (the token file's name
+// column, the Kubernetes user, or "insecure" on an insecure controller).
+// A call without an identity reached the handler around the
+// authorization interceptors, a wiring bug: it is refused.
+func caller(ctx context.Context) (string, error) {
+	id, ok := auth.FromContext(ctx)
+	if !ok || id.Name == "" {
+		return "", status.Error(codes.Unauthenticated, "no authenticated caller to record the node operation against")
+	}
+	return id.Name, nil
+}
 
 func (s *NodeServer) nodeOrName(name string) *apipb.Node {
 	if v, ok := s.nodes.Snapshot(name); ok {
@@ -66,7 +76,11 @@ func (s *NodeServer) DrainNode(ctx context.Context, req *apipb.DrainNodeRequest)
 	if len(vs) > 0 {
 		return nil, badRequest(violationText(vs), vs...)
 	}
-	if _, err := s.ops.Drain(ctx, req.GetName(), r, caller(ctx)); err != nil {
+	who, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.ops.Drain(ctx, req.GetName(), r, who); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.DrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
@@ -80,7 +94,11 @@ func (s *NodeServer) UndrainNode(ctx context.Context, req *apipb.UndrainNodeRequ
 	if err := requireNodeName(req.GetName()); err != nil {
 		return nil, err
 	}
-	if _, err := s.ops.Undrain(ctx, req.GetName(), req.GetSkipVerification(), caller(ctx)); err != nil {
+	who, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.ops.Undrain(ctx, req.GetName(), req.GetSkipVerification(), who); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.UndrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
