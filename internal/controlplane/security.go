@@ -67,8 +67,5 @@ func (s Security) serverOptions(logger *slog.Logger) ([]grpc.ServerOption, error
 			return nil, err
 		}
 	}
-	return append(opts,
-		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
-	), nil
+	return append(opts, a.ServerOptions()...), nil
 }
