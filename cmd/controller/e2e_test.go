@@ -4,7 +4,6 @@ package main
 // restarted, against the real local Slurm cluster, driven over real gRPC.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,105 +11,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sopilot/sopilot/internal/slurmtest"
 	"github.com/sopilot/sopilot/internal/store"
-	"github.com/sopilot/sopilot/internal/testbin"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
-
-// controllerBinary builds the controller once per test process.
-func controllerBinary(t testing.TB) string { return testbin.Build(t, "controller", raceBuild) }
-
-// proc is one running controller process.
-type proc struct {
-	cmd    *exec.Cmd
-	addr   string
-	conn   *grpc.ClientConn
-	runs   apipb.RunServiceClient
-	stderr *lockedBuffer
-}
-
-type lockedBuffer = testbin.Buffer
-
-var listenRE = regexp.MustCompile(`controller listening on (\S+)`)
-
-// startController starts the binary on a free port with db, and extra flags.
-func startController(t testing.TB, env slurmtest.Env, db string, extra ...string) *proc {
-	t.Helper()
-	args := []string{
-		"--db", db, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "",
-		"--poll-interval", "1s", "--default-workdir", t.TempDir(), "--log-level", "debug", "--insecure",
-	}
-	if _, ok := t.(*testing.B); ok {
-		args = append(args, "--log-level", "warn")
-	}
-	args = append(args, extra...) // last, so a test can override the above
-	cmd := exec.Command(controllerBinary(t), args...)
-	cmd.Env = append(os.Environ(), "SLURM_CONF="+env.SlurmConf)
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}}
-	cmd.Stderr = p.stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("controller stderr:\n%s", p.stderr.String())
-		}
-	})
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				lines <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case p.addr = <-lines:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("controller did not start:\n%s", p.stderr.String())
-	}
-	p.conn, err = grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.conn.Close() })
-	p.runs = apipb.NewRunServiceClient(p.conn)
-	return p
-}
-
-func (p *proc) kill9(t testing.TB) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.cmd.Wait()
-}
 
 func seedShape(name string) *apipb.RunSpec {
 	return &apipb.RunSpec{

@@ -7,31 +7,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	"github.com/sopilot/sopilot/internal/api"
 	"github.com/sopilot/sopilot/internal/config"
 	"github.com/sopilot/sopilot/internal/controller"
+	"github.com/sopilot/sopilot/internal/controlplane"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/health"
-	"github.com/sopilot/sopilot/internal/metrics"
 	"github.com/sopilot/sopilot/internal/monitor"
 	"github.com/sopilot/sopilot/internal/remediation"
 	runmodel "github.com/sopilot/sopilot/internal/run"
-	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/scheduler/slurmcli"
 	"github.com/sopilot/sopilot/internal/scheduler/slurmrest"
-	"github.com/sopilot/sopilot/internal/server"
-	"github.com/sopilot/sopilot/internal/store"
-	"github.com/sopilot/sopilot/pkg/agentpb"
-	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
 const summary = `
@@ -215,27 +205,55 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 	return nil, usageError{fmt.Errorf(`--log-format must be "text" or "json", got %q`, o.logFormat)}
 }
 
-func newBackend(o *options, logger *slog.Logger) (scheduler.Backend, error) {
-	if o.scheduler == "rest" {
-		if o.restUser == "" {
-			if u, err := user.Current(); err == nil {
-				o.restUser = u.Username
-			}
+// assemblyConfig turns the parsed flags into the assembly's Config.
+func assemblyConfig(o *options) (controlplane.Config, error) {
+	th, err := thresholds(o)
+	if err != nil {
+		return controlplane.Config{}, usageError{err}
+	}
+	limits := runmodel.DefaultLimits()
+	limits.MaxNodes, limits.MaxGPUsPerNode, limits.MaxTimeLimit = o.maxNodes, o.maxGPUsPerNode, o.maxTimeLimit
+	restUser := o.restUser
+	if o.scheduler == controlplane.SchedulerREST && restUser == "" {
+		if u, err := user.Current(); err == nil {
+			restUser = u.Username
 		}
-		b, err := slurmrest.New(slurmrest.Config{
+	}
+	return controlplane.Config{
+		GRPCAddr:    o.grpcAddr,
+		MetricsAddr: o.metricsAddr,
+		DBPath:      o.db,
+		Scheduler:   o.scheduler,
+		SlurmCLI:    slurmcli.Config{SlurmConf: o.slurmConf, Timeout: o.slurmTimeout, Query: o.slurmQuery},
+		SlurmREST: slurmrest.Config{
 			BaseURL:    o.restURL,
 			APIVersion: o.restVersion,
-			UserName:   o.restUser,
+			UserName:   restUser,
 			Token:      o.restToken,
 			JWTKeyFile: o.restKeyFile,
 			Timeout:    o.slurmTimeout,
-		}, logger.With("component", "slurmrest"))
-		if err != nil {
-			return nil, usageError{fmt.Errorf("slurmrestd settings: %w", err)}
-		}
-		return b, nil
-	}
-	return slurmcli.New(slurmcli.Config{SlurmConf: o.slurmConf, Timeout: o.slurmTimeout, Query: o.slurmQuery}, logger.With("component", "slurmcli")), nil
+		},
+		Runs: controller.Config{
+			PollInterval:     o.pollInterval,
+			MinJobAge:        o.minJobAge,
+			DefaultWorkDir:   o.workDir,
+			DefaultOutputDir: o.outputDir,
+			Limits:           limits,
+		},
+		Fleet:            fleet.Options{Silence: o.agentSilence},
+		NodePollInterval: o.nodePollInterval,
+		Monitor: monitor.Config{
+			Thresholds: th, EventWindow: o.eventWindow, StallAfter: o.stallAfter, CheckInterval: o.ncclCheckInterval, EvaluateEvery: o.evaluateEvery,
+		},
+		RemediationOff: o.remediationMode == "off",
+		Remediation: remediation.Config{
+			DryRun: o.remediationMode == "dry-run", MaxDrainShare: o.maxDrainShare, MaxDrainsPerWindow: o.maxDrainsPerWindow,
+			Window: o.drainWindow, ClearFor: o.undrainAfter,
+		},
+		Security:      o.security.config(),
+		ShutdownGrace: o.shutdownGrace,
+		Version:       Version,
+	}, nil
 }
 
 // run is the whole controller; main only adds signals and the exit status.
@@ -251,142 +269,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	backend, err := newBackend(o, logger)
+	cfg, err := assemblyConfig(o)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(o.db), 0o750); err != nil {
-		return fmt.Errorf("create directory for --db: %w", err)
+	c, err := controlplane.New(cfg, logger)
+	var cerr *controlplane.ConfigError
+	if errors.As(err, &cerr) {
+		return usageError{err}
 	}
-	st, err := store.Open(o.db, store.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return fmt.Errorf("open run history %s: %w", o.db, err)
-	}
-	defer st.Close()
-
-	m := metrics.NewController()
-	limits := runmodel.DefaultLimits()
-	limits.MaxNodes, limits.MaxGPUsPerNode, limits.MaxTimeLimit = o.maxNodes, o.maxGPUsPerNode, o.maxTimeLimit
-	svc := controller.New(controller.Config{
-		PollInterval:     o.pollInterval,
-		MinJobAge:        o.minJobAge,
-		DefaultWorkDir:   o.workDir,
-		DefaultOutputDir: o.outputDir,
-		Limits:           limits,
-	}, st, backend, logger, m)
-
-	fl, err := fleet.New(st, logger, fleet.NewMetrics(m.Registry), fleet.Options{Silence: o.agentSilence})
 	if err != nil {
 		return err
 	}
-	svc.SetUsageSource(fl)
-	ready, err := controller.NewReadiness(controller.ProberFor(backend), controller.ReadinessConfig{Interval: o.pollInterval, Timeout: o.slurmTimeout}, logger, m.Registry)
-	if err != nil {
-		return err
-	}
-	svc.SetReadiness(ready)
-	th, _ := thresholds(o)
-	refresh := make(chan struct{}, 1)
-	var engine *remediation.Engine
-	var mon *monitor.Monitor
-	nb, canDrain := backend.(scheduler.NodeBackend)
-	if o.remediationMode != "off" && canDrain {
-		rm, err := remediation.NewMetrics(m.Registry)
-		if err != nil {
-			return err
-		}
-		engine, err = remediation.New(remediation.Config{
-			DryRun: o.remediationMode == "dry-run", MaxDrainShare: o.maxDrainShare, MaxDrainsPerWindow: o.maxDrainsPerWindow,
-			Window: o.drainWindow, ClearFor: o.undrainAfter, Metrics: rm,
-		}, nb, remediation.VerifierFunc(func(ctx context.Context, node string) (bool, string, error) { return mon.Verify(ctx, node) }), time.Now)
-		if err != nil {
-			return usageError{fmt.Errorf("remediation settings: %w", err)}
-		}
-	}
-	mon, err = monitor.New(monitor.Config{
-		Thresholds: th, EventWindow: o.eventWindow, StallAfter: o.stallAfter, CheckInterval: o.ncclCheckInterval, EvaluateEvery: o.evaluateEvery,
-	}, fl, st, engine, svc, logger, monitor.NewMetrics(m.Registry))
-	if err != nil {
-		return err
-	}
-	mon.RefreshSlurm = func() {
-		select {
-		case refresh <- struct{}{}:
-		default:
-		}
-	}
-	fl.SetSources(svc, svc, mon)
-	fl.SetObserver(mon)
-
-	secOpts, err := o.security.serverOptions(logger)
-	if err != nil {
-		return err
-	}
-	grpcSrv, health := server.NewGRPC(logger, m, secOpts...)
-	apipb.RegisterRunServiceServer(grpcSrv, api.NewRunServer(svc, logger))
-	apipb.RegisterNodeServiceServer(grpcSrv, api.NewNodeServer(fl, mon))
-	apipb.RegisterComparisonServiceServer(grpcSrv, api.NewComparisonServer(svc))
-	agentpb.RegisterAgentServiceServer(grpcSrv, api.NewAgentServer(fl))
-	m.GRPC.InitializeMetrics(grpcSrv)
-
-	grpcLis, err := net.Listen("tcp", o.grpcAddr)
-	if err != nil {
-		return fmt.Errorf("listen on --grpc-addr: %w", err)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	if o.metricsAddr != "" {
-		httpLis, err := net.Listen("tcp", o.metricsAddr)
-		if err != nil {
-			grpcLis.Close()
-			return fmt.Errorf("listen on --metrics-addr: %w", err)
-		}
-		logger.Info("metrics listening", "addr", httpLis.Addr().String())
-		g.Go(func() error { return server.ServeHTTP(gctx, server.NewMetricsHTTP(m), httpLis, o.shutdownGrace) })
-	}
-	g.Go(func() error { return ready.Run(gctx) })
-	g.Go(func() error { return svc.Run(gctx) })
-	g.Go(func() error { return fl.Run(gctx) })
-	g.Go(func() error { return mon.Run(gctx) })
-	if canDrain {
-		g.Go(func() error { pollNodes(gctx, nb, fl, o.nodePollInterval, refresh, logger); return nil })
-	}
-	g.Go(func() error { return server.ServeGRPC(gctx, grpcSrv, grpcLis, o.shutdownGrace) })
-	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	// The run service is ready only while Slurm is usable; "" (the process,
-	// and the agents' stream) stays SERVING through a Slurm outage.
-	ready.OnChange(func(st controller.BackendStatus) {
-		serving := healthpb.HealthCheckResponse_NOT_SERVING
-		if st.Ready() {
-			serving = healthpb.HealthCheckResponse_SERVING
-		}
-		health.SetServingStatus(apipb.RunService_ServiceDesc.ServiceName, serving)
-	})
-	logger.Info("controller ready", "version", Version, "grpc_addr", grpcLis.Addr().String(), "scheduler", backend.Name(), "db", o.db)
-	fmt.Fprintf(stdout, "controller listening on %s\n", grpcLis.Addr())
-	err = g.Wait()
-	health.Shutdown()
-	logger.Info("controller stopped")
-	return err
-}
-
-// pollNodes keeps the fleet's copy of Slurm's node states fresh.
-func pollNodes(ctx context.Context, nb scheduler.NodeBackend, fl *fleet.Fleet, every time.Duration, now <-chan struct{}, logger *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		ns, err := nb.Nodes(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				logger.Warn("read slurm node states", "err", err)
-			}
-		} else {
-			fl.SetSlurmNodes(ns)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-now:
-		}
-	}
+	fmt.Fprintf(stdout, "controller listening on %s\n", c.GRPCAddr())
+	return c.Run(ctx)
 }

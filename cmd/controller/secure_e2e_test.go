@@ -4,10 +4,8 @@ package main
 // what a real installation runs.
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,39 +44,10 @@ func TestSecureControllerTokensRolesAndAgentBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	// startController adds --insecure; a secure controller is started here.
-	cmd := exec.Command(controllerBinary(t), "--db", filepath.Join(dir, "c.db"), "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "",
+	p := launch(t, env, "--db", filepath.Join(dir, "c.db"), "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "",
 		"--default-workdir", dir, "--remediation", "dry-run",
 		"--tls-cert-file", srv.CertFile, "--tls-key-file", srv.KeyFile, "--tls-client-ca-file", ca.CertFile, "--token-file", tokens)
-	cmd.Env = append(os.Environ(), "SLURM_CONF="+env.SlurmConf)
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("controller stderr:\n%s", stderr.String())
-		}
-	})
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				addrc <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("controller did not start:\n%s", stderr.String())
-	}
+	addr, stderr := p.addr, p.stderr
 	dial := func(token string) apipb.NodeServiceClient {
 		tc := &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
 		opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}

@@ -4,14 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"strings"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	"github.com/sopilot/sopilot/internal/auth"
-	"github.com/sopilot/sopilot/internal/tlsutil"
+	"github.com/sopilot/sopilot/internal/controlplane"
 )
 
 // securityOptions are the transport and authentication flags.
@@ -90,38 +86,14 @@ func (s *securityOptions) validate() []error {
 	return problems
 }
 
-// serverOptions builds the gRPC transport and the authorization
-// interceptors (run after the metrics, logging and recovery ones).
-func (s *securityOptions) serverOptions(logger *slog.Logger) ([]grpc.ServerOption, error) {
-	var a *auth.Authorizer
-	var opts []grpc.ServerOption
-	if s.insecure {
-		a = auth.NewInsecure(logger)
-	} else {
-		tc, err := tlsutil.ServerConfig(s.tlsCert, s.tlsKey, s.tlsClientCA, false)
-		if err != nil {
-			return nil, fmt.Errorf("TLS: %w", err)
-		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
-		cfg := auth.Config{Logger: logger, RateLimit: auth.RateLimit{Rate: s.rateLimit, Burst: s.rateBurst}}
-		if s.tokenFile != "" {
-			if cfg.Tokens, err = auth.NewTokenFile(s.tokenFile, auth.TokenFileOptions{Logger: logger}); err != nil {
-				return nil, fmt.Errorf("--token-file: %w", err)
-			}
-		}
-		if s.reviewAudience != "" {
-			if cfg.TokenReview, err = auth.NewTokenReview(auth.TokenReviewConfig{
-				URL: s.reviewURL, Audience: s.reviewAudience, Users: s.reviewUsers, Groups: s.reviewGroups, Logger: logger,
-			}); err != nil {
-				return nil, fmt.Errorf("--tokenreview-*: %w", err)
-			}
-		}
-		if a, err = auth.New(cfg); err != nil {
-			return nil, err
-		}
+// config is the assembly's view of the flags.
+func (s *securityOptions) config() controlplane.Security {
+	return controlplane.Security{
+		Insecure:    s.insecure,
+		TLSCertFile: s.tlsCert, TLSKeyFile: s.tlsKey, TLSClientCAFile: s.tlsClientCA,
+		TokenFile:           s.tokenFile,
+		TokenReviewAudience: s.reviewAudience, TokenReviewURL: s.reviewURL,
+		TokenReviewUsers: s.reviewUsers, TokenReviewGroups: s.reviewGroups,
+		RateLimit: auth.RateLimit{Rate: s.rateLimit, Burst: s.rateBurst},
 	}
-	return append(opts,
-		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
-	), nil
 }

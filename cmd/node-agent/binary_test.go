@@ -24,6 +24,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/internal/telemetry"
@@ -103,7 +104,7 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(auth.NewInsecure(slog.New(slog.DiscardHandler)).ServerOptions()...) // as an insecure controller
 	agentpb.RegisterAgentServiceServer(srv, agentServer{f: fl})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

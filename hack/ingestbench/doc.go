@@ -1,9 +1,10 @@
 // Command ingestbench measures how many node agents one controller can
 // ingest at 1 Hz, and what one node agent costs.
 //
-// It runs the controller's real ingest path (fleet.Fleet over a bbolt file,
-// behind the gRPC server internal/server builds, with the controller's
-// AgentService handler) and N simulated agents, each an uplink.Buffer and
+// It runs the controller as it ships, built by internal/controlplane (the
+// same assembly cmd/controller runs: gRPC server and interceptors, fleet
+// over a bbolt file, run service, health monitor), in insecure mode and
+// with no Slurm behind it, and N simulated agents, each an uplink.Buffer and
 // uplink.Client over its own gRPC connection, adding one realistic batch per
 // second (8 GPU samples with every field set, 8 InfiniBand ports with 21
 // counters, no health events) at staggered times. The ack latency of each

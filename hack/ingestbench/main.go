@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,16 +16,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 
-	"github.com/sopilot/sopilot/internal/api"
-	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/controlplane"
 	"github.com/sopilot/sopilot/internal/health"
-	"github.com/sopilot/sopilot/internal/metrics"
 	"github.com/sopilot/sopilot/internal/monitor"
-	"github.com/sopilot/sopilot/internal/server"
-	"github.com/sopilot/sopilot/internal/store"
-	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/internal/scheduler"
 )
 
 func main() {
@@ -79,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.serverPID, "server-pid", 0, "-role agents: the controller's pid, for its CPU, memory and profile")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the window here (of the controller with -role server)")
 	fs.BoolVar(&o.header, "header", false, "print the table header before the row")
-	fs.BoolVar(&o.monitor, "monitor", true, "attach the health monitor to the fleet, as the controller does (every batch's samples kept for the rules, nodes judged every 5 s; no Slurm, so no remediation)")
+	fs.BoolVar(&o.monitor, "monitor", true, "run the health monitor, as the controller does (every batch's samples kept for the rules, nodes judged every 5 s; no Slurm, so no remediation); false measures what it costs")
 	fs.BoolVar(&o.ibCounters, "ib-counters", true, "send the 21 counters of each InfiniBand port; false measures what they cost the controller")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -153,77 +147,69 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// controller is the controller's agent ingest: a fleet over a bbolt file,
-// served by the gRPC server the controller uses.
+// controller is the controller as it ships (internal/controlplane), in
+// insecure mode over a bbolt file in a temporary directory, with no Slurm:
+// agents' batches take the production path from the gRPC server through
+// the fleet to the store and the monitor.
 type controller struct {
 	reg    *prometheus.Registry
 	addr   string
 	dir    string
-	st     *store.Store
-	srv    *grpc.Server
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan error
 }
 
-// noAssignments is an assignment source with no runs: the fleet still
-// recomputes every node's assignments every 2 s, as in the controller.
-type noAssignments struct{}
+// noSlurm is the benchmark's scheduler: no jobs, so the run service polls
+// nothing and every node's run assignments are empty (still recomputed
+// every 2 s, as in the controller). It cannot read node states, so there
+// is no node poller and no remediation.
+type noSlurm struct{}
 
-func (noAssignments) Assignments(context.Context) ([]fleet.Assignment, error) { return nil, nil }
+var _ scheduler.Backend = noSlurm{}
+
+var errNoSlurm = fmt.Errorf("%w: ingestbench runs without Slurm", scheduler.ErrUnavailable)
+
+func (noSlurm) Submit(context.Context, scheduler.JobSpec) (string, error) { return "", errNoSlurm }
+func (noSlurm) Jobs(context.Context, []string) ([]scheduler.JobStatus, error) {
+	return nil, nil
+}
+func (noSlurm) FindByComment(context.Context, string) ([]scheduler.JobStatus, error) {
+	return nil, nil
+}
+func (noSlurm) Cancel(context.Context, string) error { return nil }
+func (noSlurm) Name() string                         { return "none" }
 
 func startController(listen string, withMonitor bool, logger *slog.Logger) (*controller, error) {
 	dir, err := os.MkdirTemp("", "ingestbench-")
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(dir, "controller.db"), store.Options{Timeout: 5 * time.Second})
+	th, err := health.DefaultThresholds("h100")
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
-	m := metrics.NewController()
-	fl, err := fleet.New(st, logger, fleet.NewMetrics(m.Registry), fleet.Options{})
+	c, err := controlplane.New(controlplane.Config{
+		GRPCAddr:  listen,
+		DBPath:    filepath.Join(dir, "controller.db"),
+		Backend:   noSlurm{},
+		Monitor:   monitor.Config{Thresholds: th},
+		NoMonitor: !withMonitor,
+		Security:  controlplane.Security{Insecure: true},
+		Version:   "ingestbench",
+	}, logger)
 	if err != nil {
-		st.Close()
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	fl.SetSources(noAssignments{}, nil, nil)
-	var mon *monitor.Monitor
-	if withMonitor {
-		th, _ := health.DefaultThresholds("h100")
-		if mon, err = monitor.New(monitor.Config{Thresholds: th}, fl, st, nil, nil, logger, monitor.NewMetrics(m.Registry)); err != nil {
-			st.Close()
-			os.RemoveAll(dir)
-			return nil, err
-		}
-		fl.SetSources(noAssignments{}, nil, mon)
-		fl.SetObserver(mon)
-	}
-	srv, _ := server.NewGRPC(logger, m)
-	agentpb.RegisterAgentServiceServer(srv, api.NewAgentServer(fl))
-	m.GRPC.InitializeMetrics(srv)
-	lis, err := net.Listen("tcp", listen)
-	if err != nil {
-		st.Close()
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &controller{reg: m.Registry, addr: lis.Addr().String(), dir: dir, st: st, srv: srv, cancel: cancel, done: make(chan struct{})}
-	go func() { _ = srv.Serve(lis) }()
-	go func() { _ = fl.Run(ctx); close(c.done) }()
-	if mon != nil {
-		go func() { _ = mon.Run(ctx) }()
-	}
-	return c, nil
+	bc := &controller{reg: c.Registry(), addr: c.GRPCAddr().String(), dir: dir, cancel: cancel, done: make(chan error, 1)}
+	go func() { bc.done <- c.Run(ctx) }()
+	return bc, nil
 }
 
 func (c *controller) stop() {
-	c.srv.Stop()
 	c.cancel()
 	<-c.done
-	_ = c.st.Close()
 	_ = os.RemoveAll(c.dir)
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/sopilot/sopilot/internal/agent"
 	"github.com/sopilot/sopilot/internal/agent/ib"
 	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
+	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/run"
@@ -167,7 +168,7 @@ func start(t *testing.T, tune ...func(*agent.Config)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(auth.NewInsecure(slog.New(slog.DiscardHandler)).ServerOptions()...) // as an insecure controller
 	agentpb.RegisterAgentServiceServer(srv, agentServer{f: fl})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

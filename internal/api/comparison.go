@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"math"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -24,13 +25,16 @@ var _ Comparer = (*controller.Service)(nil)
 // ComparisonServer implements apipb.ComparisonServiceServer.
 type ComparisonServer struct {
 	apipb.UnimplementedComparisonServiceServer
-	c Comparer
+	c   Comparer
+	log *slog.Logger
 }
 
 var _ apipb.ComparisonServiceServer = (*ComparisonServer)(nil)
 
 // NewComparisonServer builds the ComparisonService handlers.
-func NewComparisonServer(c Comparer) *ComparisonServer { return &ComparisonServer{c: c} }
+func NewComparisonServer(c Comparer, logger *slog.Logger) *ComparisonServer {
+	return &ComparisonServer{c: c, log: logger.With("component", "api")}
+}
 
 func metricsFromProto(ms []*apipb.MetricSpec) []controller.MetricRequest {
 	out := make([]controller.MetricRequest, 0, len(ms))
@@ -93,7 +97,7 @@ func (s *ComparisonServer) CompareRuns(ctx context.Context, req *apipb.CompareRu
 		Seed:            uint64(req.GetSeed()),
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	resp := &apipb.CompareRunsResponse{Verdict: verdictToProto(rep.Verdict)}
 	for _, m := range rep.Metrics {
@@ -121,7 +125,7 @@ func (s *ComparisonServer) CompareRuns(ctx context.Context, req *apipb.CompareRu
 	}
 	report, err := jsonReport(rep, resp)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	resp.ReportJson = report
 	return resp, nil
@@ -144,7 +148,7 @@ func (s *ComparisonServer) CompareRunGroups(ctx context.Context, req *apipb.Comp
 		Metrics: metricsFromProto(req.GetMetrics()), ConfidenceLevel: req.GetConfidenceLevel(), Seed: uint64(req.GetSeed()),
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	resp := &apipb.CompareRunGroupsResponse{Verdict: verdictToProto(verdict)}
 	for _, r := range res {

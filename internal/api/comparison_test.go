@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestCompareRunsMapsReportAndLegacyFields(t *testing.T) {
 		BaselineCost: controller.RunCost{GPUs: 8, Wall: time.Hour, GPUHours: 8}, CandidateCost: controller.RunCost{GPUs: 16, Wall: 36 * time.Minute, GPUHours: 9.6},
 		Efficiency: &stats.Efficiency{Speedup: 1.667, ScalingEfficiency: 0.833},
 	}}
-	s := NewComparisonServer(f)
+	s := NewComparisonServer(f, slog.New(slog.DiscardHandler))
 	resp, err := s.CompareRuns(context.Background(), &apipb.CompareRunsRequest{
 		BaselineRunId: "r-a", CandidateRunId: "r-b", Seed: 9, BootstrapResamples: 500,
 		Metrics: []*apipb.MetricSpec{{Name: "loss", Direction: apipb.Direction_DIRECTION_LOWER_IS_BETTER, MinRelativeImprovement: 0.01}},

@@ -35,5 +35,5 @@ func (s *RunServer) GetRunLogs(req *apipb.GetRunLogsRequest, stream grpc.ServerS
 	if errors.Is(err, context.Canceled) && stream.Context().Err() != nil {
 		return status.Error(codes.Canceled, "client went away")
 	}
-	return toStatus(err)
+	return toStatus(stream.Context(), s.log, err)
 }

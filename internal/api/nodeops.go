@@ -2,18 +2,17 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/monitor"
 	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/run"
-	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
@@ -38,33 +37,17 @@ func (s *NodeServer) opsReady() error {
 	return nil
 }
 
-// caller names who asked, for drain reasons. Until authentication lands it
-// is the API itself.
-func caller(context.Context) string { return "api" }
-
-func opStatus(err error) error {
-	var rejected = errors.Is(err, scheduler.ErrRejected)
-	switch {
-	case errors.Is(err, remediation.ErrForeign):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, remediation.ErrNotDrained):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, remediation.ErrUnknownNode), errors.Is(err, fleet.ErrUnknownNode):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, remediation.ErrBusy):
-		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, remediation.ErrVerificationFailed):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, fleet.ErrNotConnected), errors.Is(err, scheduler.ErrUnavailable):
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, scheduler.ErrNodeUnsupported):
-		return status.Error(codes.Unimplemented, err.Error())
-	case errors.Is(err, monitor.ErrUnknownCheck), rejected:
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return status.FromContextError(err).Err()
+// caller names who asked, for Slurm's drain reason and the incident
+// record: the authenticated identity's name (the token file's name
+// column, the Kubernetes user, or "insecure" on an insecure controller).
+// A call without an identity reached the handler around the
+// authorization interceptors, a wiring bug: it is refused.
+func caller(ctx context.Context) (string, error) {
+	id, ok := auth.FromContext(ctx)
+	if !ok || id.Name == "" {
+		return "", status.Error(codes.Unauthenticated, "no authenticated caller to record the node operation against")
 	}
-	return status.Error(codes.Internal, err.Error())
+	return id.Name, nil
 }
 
 func (s *NodeServer) nodeOrName(name string) *apipb.Node {
@@ -93,8 +76,12 @@ func (s *NodeServer) DrainNode(ctx context.Context, req *apipb.DrainNodeRequest)
 	if len(vs) > 0 {
 		return nil, badRequest(violationText(vs), vs...)
 	}
-	if _, err := s.ops.Drain(ctx, req.GetName(), r, caller(ctx)); err != nil {
-		return nil, opStatus(err)
+	who, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.ops.Drain(ctx, req.GetName(), r, who); err != nil {
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.DrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
 }
@@ -107,8 +94,12 @@ func (s *NodeServer) UndrainNode(ctx context.Context, req *apipb.UndrainNodeRequ
 	if err := requireNodeName(req.GetName()); err != nil {
 		return nil, err
 	}
-	if _, err := s.ops.Undrain(ctx, req.GetName(), req.GetSkipVerification(), caller(ctx)); err != nil {
-		return nil, opStatus(err)
+	who, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.ops.Undrain(ctx, req.GetName(), req.GetSkipVerification(), who); err != nil {
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.UndrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
 }
@@ -126,7 +117,7 @@ func (s *NodeServer) RunNodeCheck(ctx context.Context, req *apipb.RunNodeCheckRe
 	}
 	r, err := s.ops.Check(ctx, req.GetName(), req.GetCheck())
 	if err != nil {
-		return nil, opStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.RunNodeCheckResponse{Passed: r.Passed, Summary: r.Summary, BusBandwidthGbps: r.BusBWGBps}, nil
 }
@@ -169,7 +160,7 @@ func (s *NodeServer) ListIncidents(ctx context.Context, req *apipb.ListIncidents
 	}
 	incs, next, err := s.ops.Incidents(ctx, store.IncidentQuery{Node: req.GetNode(), RunID: req.GetRunId(), PageSize: int(req.GetPageSize()), After: req.GetPageToken()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	out := &apipb.ListIncidentsResponse{NextPageToken: next}
 	for _, i := range incs {

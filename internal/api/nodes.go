@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,10 +30,13 @@ type NodeServer struct {
 	apipb.UnimplementedNodeServiceServer
 	nodes Nodes
 	ops   NodeOps
+	log   *slog.Logger
 }
 
 // NewNodeServer builds the NodeService handlers; ops may be nil.
-func NewNodeServer(nodes Nodes, ops NodeOps) *NodeServer { return &NodeServer{nodes: nodes, ops: ops} }
+func NewNodeServer(nodes Nodes, ops NodeOps, logger *slog.Logger) *NodeServer {
+	return &NodeServer{nodes: nodes, ops: ops, log: logger.With("component", "api")}
+}
 
 func (s *NodeServer) ready() error {
 	if s.nodes == nil {

@@ -75,7 +75,7 @@ func (s *RunServer) ReportRunResults(stream grpc.ClientStreamingServer[apipb.Rep
 			}
 			// Fail before the client sends the rest.
 			if _, err := s.runs.Get(ctx, id); err != nil {
-				return toStatus(err)
+				return toStatus(ctx, s.log, err)
 			}
 			runID = id
 		case id != "" && id != runID:
@@ -84,13 +84,13 @@ func (s *RunServer) ReportRunResults(stream grpc.ClientStreamingServer[apipb.Rep
 		}
 		for _, rec := range req.GetRecords() {
 			if err := b.Add(rec.GetSampleId(), rec.GetValues()); err != nil {
-				return resultsStatus(err)
+				return toStatus(ctx, s.log, err)
 			}
 		}
 		metrics := req.GetRunMetrics()
 		for _, name := range slices.Sorted(maps.Keys(metrics)) {
 			if err := b.AddRunMetric(name, metrics[name]); err != nil {
-				return resultsStatus(err)
+				return toStatus(ctx, s.log, err)
 			}
 		}
 	}
@@ -99,32 +99,10 @@ func (s *RunServer) ReportRunResults(stream grpc.ClientStreamingServer[apipb.Rep
 	}
 	set, err := b.Finish()
 	if err != nil {
-		return resultsStatus(err)
+		return toStatus(ctx, s.log, err)
 	}
 	if err := reporter.ReportResults(ctx, runID, set); err != nil {
-		return toStatus(err)
+		return toStatus(ctx, s.log, err)
 	}
 	return stream.SendAndClose(&apipb.ReportRunResultsResponse{SampleCount: int64(set.Len())})
-}
-
-// resultsStatus maps a results.Error onto a status whose BadRequest field
-// violation names the field within the whole stream.
-func resultsStatus(err error) error {
-	var e *results.Error
-	if !errors.As(err, &e) {
-		return toStatus(err)
-	}
-	if errors.Is(err, results.ErrTooLarge) {
-		return status.Error(codes.ResourceExhausted, e.Error())
-	}
-	field := e.Field
-	switch {
-	case e.Record >= 0 && field != "":
-		field = fmt.Sprintf("records[%d].%s", e.Record, field)
-	case e.Record >= 0:
-		field = fmt.Sprintf("records[%d]", e.Record)
-	case field == "":
-		field = "records" // the stream as a whole: it had nothing in it
-	}
-	return badRequest(e.Error(), run.FieldViolation{Field: field, Description: e.Reason})
 }

@@ -46,7 +46,7 @@ func (s *RunServer) CreateRun(ctx context.Context, req *apipb.CreateRunRequest) 
 	}
 	r, err := s.runs.Create(ctx, specFromProto(req.GetSpec()), req.GetRequestId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.CreateRunResponse{Run: runToProto(r)}, nil
 }
@@ -57,7 +57,7 @@ func (s *RunServer) GetRun(ctx context.Context, req *apipb.GetRunRequest) (*apip
 	}
 	r, err := s.runs.Get(ctx, req.GetRunId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.GetRunResponse{Run: runToProto(r)}, nil
 }
@@ -92,7 +92,7 @@ func (s *RunServer) ListRuns(ctx context.Context, req *apipb.ListRunsRequest) (*
 	}
 	runs, next, err := s.runs.List(ctx, q)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	resp := &apipb.ListRunsResponse{NextPageToken: next}
 	for _, r := range runs {
@@ -107,7 +107,7 @@ func (s *RunServer) CancelRun(ctx context.Context, req *apipb.CancelRunRequest) 
 	}
 	r, err := s.runs.Cancel(ctx, req.GetRunId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, s.log, err)
 	}
 	return &apipb.CancelRunResponse{Run: runToProto(r)}, nil
 }
@@ -122,7 +122,7 @@ func (s *RunServer) WatchRun(req *apipb.WatchRunRequest, stream grpc.ServerStrea
 	if errors.Is(err, context.Canceled) && stream.Context().Err() != nil {
 		return status.Error(codes.Canceled, "client went away")
 	}
-	return toStatus(err)
+	return toStatus(stream.Context(), s.log, err)
 }
 
 func requireRunID(id string) error {

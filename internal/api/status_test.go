@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
+	"regexp"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -12,6 +15,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sopilot/sopilot/internal/controller"
+	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/monitor"
+	"github.com/sopilot/sopilot/internal/remediation"
+	"github.com/sopilot/sopilot/internal/results"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
@@ -195,19 +202,22 @@ func TestToStatus(t *testing.T) {
 			same: true,
 		},
 		{
-			name: "anything else is internal",
-			err:  errors.New("bbolt: disk on fire"),
-			want: want{code: codes.Internal, msg: "bbolt: disk on fire"},
+			name: "slurm rejecting a drain is a failed precondition, as for a run",
+			err:  fmt.Errorf("drain worker-9: %w: Invalid node name specified", scheduler.ErrRejected),
+			want: want{code: codes.FailedPrecondition, msg: "drain worker-9: slurm rejected the request: Invalid node name specified"},
 		},
 		{
-			name: "unmapped store error is internal",
-			err:  fmt.Errorf("%w: run id is empty", store.ErrInvalidArgument),
-			want: want{code: codes.Internal, msg: "invalid argument: run id is empty"},
+			name: "unknown check names the field",
+			err:  fmt.Errorf("%w %q", monitor.ErrUnknownCheck, "dcgm"),
+			want: want{
+				code: codes.InvalidArgument, msg: `unknown check "dcgm"`, badRequest: true,
+				violations: []run.FieldViolation{{Field: "check", Description: `"nccl" (the default) is the only check`}},
+			},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := toStatus(tt.err)
+			got := toStatus(context.Background(), slog.New(slog.DiscardHandler), tt.err)
 			if got == nil {
 				t.Fatalf("toStatus(%v) = nil", tt.err)
 			}
@@ -244,7 +254,7 @@ func TestToStatus(t *testing.T) {
 }
 
 func TestToStatusNil(t *testing.T) {
-	if err := toStatus(nil); err != nil {
+	if err := toStatus(context.Background(), nil, nil); err != nil {
 		t.Errorf("toStatus(nil) = %v, want nil", err)
 	}
 }
@@ -282,5 +292,90 @@ func TestBadRequest(t *testing.T) {
 				t.Errorf("violations = %q, want %q", vs, tt.violations)
 			}
 		})
+	}
+}
+
+// TestErrorClasses is the table of every domain sentinel the API can see
+// and the one code it reaches callers as. A sentinel added to
+// errorClasses without a row here fails the test.
+func TestErrorClasses(t *testing.T) {
+	want := map[error]codes.Code{
+		controller.ErrRequestIDReused:     codes.InvalidArgument,
+		store.ErrInvalidPageToken:         codes.InvalidArgument,
+		monitor.ErrUnknownCheck:           codes.InvalidArgument,
+		results.ErrInvalid:                codes.InvalidArgument,
+		controller.ErrNotFound:            codes.NotFound,
+		store.ErrNotFound:                 codes.NotFound,
+		fleet.ErrUnknownNode:              codes.NotFound,
+		remediation.ErrUnknownNode:        codes.NotFound,
+		controller.ErrBusy:                codes.Aborted,
+		remediation.ErrBusy:               codes.Aborted,
+		controller.ErrFailedPrecondition:  codes.FailedPrecondition,
+		controller.ErrNoOutput:            codes.FailedPrecondition,
+		controller.ErrNoMetric:            codes.FailedPrecondition,
+		scheduler.ErrRejected:             codes.FailedPrecondition,
+		remediation.ErrForeign:            codes.FailedPrecondition,
+		remediation.ErrNotDrained:         codes.FailedPrecondition,
+		remediation.ErrVerificationFailed: codes.FailedPrecondition,
+		results.ErrTooLarge:               codes.ResourceExhausted,
+		scheduler.ErrNodeUnsupported:      codes.Unimplemented,
+		scheduler.ErrUnavailable:          codes.Unavailable,
+		fleet.ErrNotConnected:             codes.Unavailable,
+		context.DeadlineExceeded:          codes.DeadlineExceeded,
+		context.Canceled:                  codes.Canceled,
+		// Sentinels that only a bug in the controller lets through: the
+		// API validates first, or the store never returns them to a call.
+		store.ErrInvalidArgument:    codes.Internal,
+		store.ErrAlreadyExists:      codes.Internal,
+		store.ErrAlreadySubmitted:   codes.Internal,
+		store.ErrLocked:             codes.Internal,
+		store.ErrUnsupportedVersion: codes.Internal,
+		results.ErrCorrupt:          codes.Internal,
+	}
+	for _, c := range errorClasses {
+		if _, ok := want[c.err]; !ok {
+			t.Errorf("errorClasses maps %q, which this test does not list", c.err)
+		}
+	}
+	ctx := context.Background()
+	for sentinel, code := range want {
+		t.Run(sentinel.Error(), func(t *testing.T) {
+			wrapped := fmt.Errorf("doing something for the caller: %w", sentinel)
+			st := status.Convert(toStatus(ctx, slog.New(slog.DiscardHandler), wrapped))
+			if st.Code() != code {
+				t.Errorf("code = %v, want %v", st.Code(), code)
+			}
+			if code != codes.Internal && st.Message() != wrapped.Error() {
+				t.Errorf("message = %q, want the error's own %q", st.Message(), wrapped.Error())
+			}
+		})
+	}
+}
+
+// TestInternalErrorsHideTheirDetail: the caller gets an id, the log gets
+// the detail under the same id.
+func TestInternalErrorsHideTheirDetail(t *testing.T) {
+	var log bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&log, nil))
+	detail := fmt.Errorf("put run r-1: %w", errors.New("open /var/lib/sopilot/controller.db: input/output error"))
+	st := status.Convert(toStatus(context.Background(), logger, detail))
+	if st.Code() != codes.Internal {
+		t.Fatalf("code = %v, want Internal", st.Code())
+	}
+	m := regexp.MustCompile(`^internal error \(id ([0-9a-f]{16})\); the controller's log has the details$`).FindStringSubmatch(st.Message())
+	if m == nil {
+		t.Fatalf("message = %q, want an error id and nothing of the detail", st.Message())
+	}
+	for _, leak := range []string{"/var/lib", "put run", "input/output"} {
+		if bytes.Contains([]byte(st.Message()), []byte(leak)) {
+			t.Errorf("message %q leaks %q", st.Message(), leak)
+		}
+	}
+	if !bytes.Contains(log.Bytes(), []byte("error_id="+m[1])) || !bytes.Contains(log.Bytes(), []byte("input/output error")) {
+		t.Errorf("log lacks the id %s and the detail:\n%s", m[1], log.String())
+	}
+	again := status.Convert(toStatus(context.Background(), logger, detail)).Message()
+	if again == st.Message() {
+		t.Errorf("two errors got the same id: %q", again)
 	}
 }

@@ -85,6 +85,16 @@ func NewInsecure(logger *slog.Logger) *Authorizer {
 
 var insecureIdentity = Identity{Name: "insecure", Kind: KindInsecure, Role: RoleAdmin, Source: "insecure"}
 
+// ServerOptions installs a's interceptors on a gRPC server. Every call
+// that reaches a handler then carries an Identity (or is public);
+// handlers refuse calls without one.
+func (a *Authorizer) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
+	}
+}
+
 // UnaryServerInterceptor returns the interceptor for unary calls.
 func (a *Authorizer) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -420,7 +420,7 @@ func TestUnavailableSlurmDefersSubmission(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	fx := newFixture(t)
-	ctx := context.Background()
+	ctx := auth.NewContext(context.Background(), auth.Identity{Name: "olga", Kind: auth.KindUser, Role: auth.RoleOperator})
 	r, _ := fx.svc.Create(ctx, seedSpec(), "c")
 	got, err := fx.svc.Cancel(ctx, r.ID)
 	if err != nil {
@@ -525,5 +525,15 @@ func TestOwnerAndCancelPermissions(t *testing.T) {
 	r2, _ := fx.svc.Create(as("ann", auth.RoleSubmitter), seedSpec(), "owned-2")
 	if got, err := fx.svc.Cancel(as("ann", auth.RoleSubmitter), r2.ID); err != nil || got.State != run.StateCancelled {
 		t.Fatalf("ann cancels her own run: %v, %v", got, err)
+	}
+	// No identity means the call went around the authorization layer (the
+	// insecure mode has an identity too): refused, nothing cancelled.
+	r3, _ := fx.svc.Create(as("ann", auth.RoleSubmitter), seedSpec(), "owned-3")
+	before := len(fx.slurm.cancelled)
+	if _, err := fx.svc.Cancel(context.Background(), r3.ID); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("cancel without an identity: %v, want Unauthenticated", err)
+	}
+	if len(fx.slurm.cancelled) != before {
+		t.Fatalf("scancel called for a cancel without an identity: %v", fx.slurm.cancelled)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sopilot/sopilot/internal/agent/uplink"
+	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/store"
@@ -108,7 +109,7 @@ func startController(t *testing.T, dbPath, addr string, ev *events, opts fleet.O
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 10))
+	srv := grpc.NewServer(append(insecureAuth(), grpc.MaxRecvMsgSize(64<<10))...)
 	agentpb.RegisterAgentServiceServer(srv, agentServer{f: f})
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &controller{t: t, addr: lis.Addr().String(), fleet: f, store: st, srv: srv, cancel: cancel, done: make(chan struct{}), events: ev, prog: prog, m: m}
@@ -116,6 +117,12 @@ func startController(t *testing.T, dbPath, addr string, ev *events, opts fleet.O
 	go func() { _ = f.Run(ctx); close(c.done) }()
 	t.Cleanup(c.stop)
 	return c
+}
+
+// insecureAuth is the authorization of an insecure controller: every
+// caller gets the insecure identity, which may act as any node's agent.
+func insecureAuth() []grpc.ServerOption {
+	return auth.NewInsecure(slog.New(slog.DiscardHandler)).ServerOptions()
 }
 
 func (c *controller) stop() {
@@ -402,6 +409,50 @@ func TestBadMessagesEndOnlyThatStream(t *testing.T) {
 	waitFor(t, "good agent still acked", func() bool { return good.buf.Acked() == 2 })
 	if good.client.Sessions() != 1 {
 		t.Errorf("good agent reconnected %d times", good.client.Sessions()-1)
+	}
+}
+
+// A stream with no caller identity reached the fleet around the
+// authorization layer (a wiring bug: the insecure mode has an identity
+// too). Nobody can be checked against the node it claims, so it is
+// refused, and the node stays unknown.
+func TestConnectWithoutAnIdentityIsRefused(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	f, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer() // no authorization interceptors
+	agentpb.RegisterAgentServiceServer(srv, agentServer{f: f})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := agentpb.NewAgentServiceClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(hello("worker-2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := recvErr(s); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("stream ended with %v, want Unauthenticated", err)
+	}
+	if _, ok := f.Snapshot("worker-2"); ok {
+		t.Error("the fleet knows worker-2 from a stream it refused")
 	}
 }
 

@@ -106,14 +106,13 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	// Node binding: an agent reports only for the node its certificate
-	// names. (Without the auth interceptors — in-process tests — there is
-	// no identity to check.)
-	if _, ok := auth.FromContext(ctx); ok {
-		if err := auth.CheckAgentNode(ctx, hello.GetNodeName()); err != nil {
-			f.metrics.Rejected.WithLabelValues("wrong_node").Inc()
-			f.log.Warn("agent refused", "node", hello.GetNodeName(), "err", err)
-			return err
-		}
+	// names. Every server attaches an identity (the insecure one an
+	// identity that may speak for any node); a stream without one came
+	// around the authorization layer and is refused.
+	if err := auth.CheckAgentNode(ctx, hello.GetNodeName()); err != nil {
+		f.metrics.Rejected.WithLabelValues("wrong_node").Inc()
+		f.log.Warn("agent refused", "node", hello.GetNodeName(), "err", err)
+		return err
 	}
 	n := f.node(hello.GetNodeName())
 	s := &session{node: n, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1)}

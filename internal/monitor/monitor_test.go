@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sopilot/sopilot/internal/agent/uplink"
+	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/monitor"
@@ -247,7 +248,7 @@ func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Confi
 		t.Fatal(err)
 	}
 	e.addr = lis.Addr().String()
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(auth.NewInsecure(slog.New(slog.DiscardHandler)).ServerOptions()...) // as an insecure controller
 	agentpb.RegisterAgentServiceServer(srv, agentServer{f: fl})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

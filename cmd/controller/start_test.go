@@ -1,0 +1,112 @@
+package main
+
+// The one way the end-to-end tests start the controller binary and wait
+// until it serves.
+
+import (
+	"bufio"
+	"io"
+	"os/exec"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sopilot/sopilot/internal/slurmtest"
+	"github.com/sopilot/sopilot/internal/testbin"
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+// controllerBinary builds the controller once per test process.
+func controllerBinary(t testing.TB) string { return testbin.Build(t, "controller", raceBuild) }
+
+// proc is one running controller process. conn and runs are set by
+// startController (plaintext); launch leaves them nil.
+type proc struct {
+	cmd    *exec.Cmd
+	addr   string
+	conn   *grpc.ClientConn
+	runs   apipb.RunServiceClient
+	stderr *lockedBuffer
+}
+
+type lockedBuffer = testbin.Buffer
+
+var listenRE = regexp.MustCompile(`controller listening on (\S+)`)
+
+// launch starts the binary with exactly args against the local cluster
+// and waits until it prints its address. The process is killed at the end
+// of the test, and its log shown if the test failed.
+func launch(t testing.TB, env slurmtest.Env, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(controllerBinary(t), args...)
+	cmd.Env = env.Environ()
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}}
+	cmd.Stderr = p.stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("controller stderr:\n%s", p.stderr.String())
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
+				lines <- m[1]
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case p.addr = <-lines:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("controller did not start:\n%s", p.stderr.String())
+	}
+	return p
+}
+
+// startController starts the binary in insecure mode on a free port with
+// db, and extra flags, and connects to it.
+func startController(t testing.TB, env slurmtest.Env, db string, extra ...string) *proc {
+	t.Helper()
+	args := []string{
+		"--db", db, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "",
+		"--poll-interval", "1s", "--default-workdir", t.TempDir(), "--log-level", "debug", "--insecure",
+	}
+	if _, ok := t.(*testing.B); ok {
+		args = append(args, "--log-level", "warn")
+	}
+	args = append(args, extra...) // last, so a test can override the above
+	p := launch(t, env, args...)
+	var err error
+	p.conn, err = grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.conn.Close() })
+	p.runs = apipb.NewRunServiceClient(p.conn)
+	return p
+}
+
+func (p *proc) kill9(t testing.TB) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+}

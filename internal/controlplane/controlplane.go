@@ -1,0 +1,386 @@
+// Package controlplane assembles the controller process: store, Slurm
+// backend, run service, fleet, monitor, remediation, gRPC and metrics
+// servers. cmd/controller turns flags into a Config and calls New and Run;
+// hack/ingestbench and the end-to-end tests build the same Controller, so
+// what they measure and check is what ships.
+//
+//	New(cfg, logger)
+//	  Slurm backend (cli | rest | cfg.Backend)   store (bbolt at cfg.DBPath)
+//	  run service ── jobs ──▶ backend            metrics registry
+//	  fleet ◀── agents' Connect streams
+//	  node poller ── Slurm node states ──▶ fleet
+//	  monitor ◀── fleet's batches and events; incidents ──▶ run service
+//	  remediation ── drain/resume ──▶ backend; verifies through the monitor
+//	  gRPC server: auth ▸ Run · Node · Comparison · Agent services, health
+//	  HTTP server: /metrics, /healthz
+//	Run(ctx): one errgroup of run service, fleet, monitor, node poller and
+//	both servers; the first to fail, or ctx, stops them all.
+//
+// Construction order and late links. Every component gets its
+// dependencies as constructor arguments, except for four links that point
+// back at a component built later. They are cycles in the design, not
+// accidents: the run service stores the GPU usage the fleet measured while
+// the fleet asks the run service which runs are on each node; the fleet
+// feeds the monitor while the monitor reads the fleet; remediation verifies
+// a node through the monitor's NCCL check while the monitor drives
+// remediation; the monitor asks the node poller for a fresh read after a
+// drain while the poller feeds the fleet the monitor reads. Each is closed
+// in exactly one place, link in New, before anything runs:
+//
+//   - svc.SetUsageSource(fleet) and fleet.SetSources(svc, svc, monitor),
+//     fleet.SetObserver(monitor): the fleet and the run service are built
+//     first and meet here;
+//   - remediation gets a Verifier func that calls the monitor, bound to a
+//     variable that New sets once when the monitor is built (the engine
+//     never verifies before Run starts);
+//   - monitor.RefreshSlurm = poller.Kick.
+//
+// Nothing else calls those setters; a component that is read before its
+// late link is set would be a bug in New, which the package tests catch by
+// running the whole assembly.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/sopilot/sopilot/internal/api"
+	"github.com/sopilot/sopilot/internal/controller"
+	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/metrics"
+	"github.com/sopilot/sopilot/internal/monitor"
+	"github.com/sopilot/sopilot/internal/remediation"
+	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmcli"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmrest"
+	"github.com/sopilot/sopilot/internal/server"
+	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+// Config is everything the controller process is built from. It holds
+// plain values; parsing and validating flags is cmd/controller's job.
+type Config struct {
+	// GRPCAddr is where the gRPC API listens (host:port; port 0 picks one,
+	// see Controller.GRPCAddr).
+	GRPCAddr string
+	// MetricsAddr is where /metrics and /healthz are served; empty
+	// disables the HTTP server.
+	MetricsAddr string
+	// DBPath is the bbolt file of the run history; it and its directory
+	// are created if missing.
+	DBPath string
+
+	// Scheduler is how Slurm is reached: SchedulerCLI or SchedulerREST,
+	// configured by SlurmCLI or SlurmREST. Backend, when set, is used
+	// instead (benchmarks that run without Slurm).
+	Scheduler string
+	SlurmCLI  slurmcli.Config
+	SlurmREST slurmrest.Config
+	Backend   scheduler.Backend
+
+	// Runs tunes the run service (poll interval, defaults, limits).
+	Runs controller.Config
+	// Fleet tunes agent ingest (silence, commit interval, limits).
+	Fleet fleet.Options
+	// NodePollInterval is how often Slurm's node states are read (default
+	// 10 s); only backends that implement scheduler.NodeBackend are polled.
+	NodePollInterval time.Duration
+	// Monitor tunes health judgement (thresholds, windows, checks).
+	Monitor monitor.Config
+	// NoMonitor leaves the health monitor out: no verdicts, incidents or
+	// remediation, and NodeService answers only reads. For measuring what
+	// the monitor costs (hack/ingestbench -monitor=false); the controller
+	// always runs one.
+	NoMonitor bool
+	// RemediationOff builds no remediation engine: nothing is drained,
+	// automatically or by an operator. Otherwise Remediation is the
+	// engine's policy (DryRun included); its Metrics are set here.
+	RemediationOff bool
+	Remediation    remediation.Config
+
+	// Security is the API's transport and authentication.
+	Security Security
+	// ShutdownGrace is how long Run's shutdown waits for open calls before
+	// closing them (default 10 s).
+	ShutdownGrace time.Duration
+	// Version is logged at start.
+	Version string
+}
+
+// Scheduler kinds.
+const (
+	SchedulerCLI  = "cli"
+	SchedulerREST = "rest"
+)
+
+// ConfigError is a setting New cannot use (a bad slurmrestd URL, a
+// remediation policy out of range, a TLS file that does not load). The
+// command reports it as a usage error.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func configError(format string, a ...any) error {
+	return &ConfigError{Err: fmt.Errorf(format, a...)}
+}
+
+// Controller is one assembled controller process. Build it with New, then
+// call Run once; Close releases a Controller that is never run.
+type Controller struct {
+	cfg     Config
+	log     *slog.Logger
+	backend scheduler.Backend
+	store   *store.Store
+	metrics *metrics.Controller
+	runs    *controller.Service
+	ready   *controller.Readiness
+	fleet   *fleet.Fleet
+	monitor *monitor.Monitor // nil with NoMonitor
+	poller  *nodePoller      // nil when the backend cannot read nodes
+	grpc    *grpc.Server
+	health  *health.Server
+	grpcLis net.Listener
+	httpLis net.Listener // nil without MetricsAddr
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New builds every part of the controller and binds its listeners; nothing
+// runs until Run.
+func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	if cfg.NodePollInterval <= 0 {
+		cfg.NodePollInterval = 10 * time.Second
+	}
+	c := &Controller{cfg: cfg, log: logger}
+	defer func() {
+		if err != nil {
+			_ = c.Close()
+		}
+	}()
+	if c.backend, err = newBackend(cfg, logger); err != nil {
+		return nil, err
+	}
+	// The authorizer first: in insecure mode it says so loudly, before
+	// anything else is logged.
+	secOpts, err := cfg.Security.serverOptions(logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
+		return nil, fmt.Errorf("create directory for the run history: %w", err)
+	}
+	if c.store, err = store.Open(cfg.DBPath, store.Options{Timeout: 5 * time.Second}); err != nil {
+		return nil, fmt.Errorf("open run history %s: %w", cfg.DBPath, err)
+	}
+
+	c.metrics = metrics.NewController()
+	reg := c.metrics.Registry
+	c.runs = controller.New(cfg.Runs, c.store, c.backend, logger, c.metrics)
+	if c.ready, err = controller.NewReadiness(controller.ProberFor(c.backend), controller.ReadinessConfig{
+		Interval: cfg.Runs.PollInterval, Timeout: slurmTimeout(cfg),
+	}, logger, reg); err != nil {
+		return nil, err
+	}
+	c.runs.SetReadiness(c.ready)
+	if c.fleet, err = fleet.New(c.store, logger, fleet.NewMetrics(reg), cfg.Fleet); err != nil {
+		return nil, err
+	}
+	nodes, canReadNodes := c.backend.(scheduler.NodeBackend)
+	if canReadNodes {
+		c.poller = newNodePoller(nodes, c.fleet, cfg.NodePollInterval, logger)
+	}
+
+	// verify is remediation's late link to the monitor (see the package
+	// doc): set below, before anything runs.
+	var verify func(ctx context.Context, node string) (bool, string, error)
+	var engine *remediation.Engine
+	if !cfg.NoMonitor && !cfg.RemediationOff && canReadNodes {
+		rcfg := cfg.Remediation
+		if rcfg.Metrics, err = remediation.NewMetrics(reg); err != nil {
+			return nil, err
+		}
+		engine, err = remediation.New(rcfg, nodes, remediation.VerifierFunc(func(ctx context.Context, node string) (bool, string, error) {
+			return verify(ctx, node)
+		}), time.Now)
+		if err != nil {
+			return nil, configError("remediation settings: %w", err)
+		}
+	}
+	if !cfg.NoMonitor {
+		if c.monitor, err = monitor.New(cfg.Monitor, c.fleet, c.store, engine, c.runs, logger, monitor.NewMetrics(reg)); err != nil {
+			return nil, err
+		}
+		verify = c.monitor.Verify
+	}
+	c.link()
+
+	c.grpc, c.health = server.NewGRPC(logger, c.metrics, secOpts...)
+	c.register(engine != nil)
+	c.metrics.GRPC.InitializeMetrics(c.grpc)
+
+	if c.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("listen on the gRPC address: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		if c.httpLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("listen on the metrics address: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// link closes the cycles between components, the one place that calls
+// their setters (see the package doc).
+func (c *Controller) link() {
+	c.runs.SetUsageSource(c.fleet)
+	if c.monitor == nil {
+		c.fleet.SetSources(c.runs, c.runs, nil)
+		return
+	}
+	c.fleet.SetSources(c.runs, c.runs, c.monitor)
+	c.fleet.SetObserver(c.monitor)
+	if c.poller != nil {
+		c.monitor.RefreshSlurm = c.poller.Kick
+	}
+}
+
+// register puts the API services on the gRPC server.
+func (c *Controller) register(canDrain bool) {
+	var ops api.NodeOps
+	if c.monitor != nil {
+		ops = c.monitor
+		if !canDrain {
+			ops = noDrains{c.monitor}
+		}
+	}
+	apipb.RegisterRunServiceServer(c.grpc, api.NewRunServer(c.runs, c.log))
+	apipb.RegisterNodeServiceServer(c.grpc, api.NewNodeServer(c.fleet, ops, c.log))
+	apipb.RegisterComparisonServiceServer(c.grpc, api.NewComparisonServer(c.runs, c.log))
+	agentpb.RegisterAgentServiceServer(c.grpc, api.NewAgentServer(c.fleet))
+}
+
+func newBackend(cfg Config, logger *slog.Logger) (scheduler.Backend, error) {
+	if cfg.Backend != nil {
+		return cfg.Backend, nil
+	}
+	switch cfg.Scheduler {
+	case SchedulerCLI:
+		return slurmcli.New(cfg.SlurmCLI, logger.With("component", "slurmcli")), nil
+	case SchedulerREST:
+		b, err := slurmrest.New(cfg.SlurmREST, logger.With("component", "slurmrest"))
+		if err != nil {
+			return nil, configError("slurmrestd settings: %w", err)
+		}
+		return b, nil
+	}
+	return nil, configError("scheduler %q: want %q or %q", cfg.Scheduler, SchedulerCLI, SchedulerREST)
+}
+
+// slurmTimeout is the time limit of one request to Slurm, for probes.
+func slurmTimeout(cfg Config) time.Duration {
+	if cfg.Scheduler == SchedulerREST {
+		return cfg.SlurmREST.Timeout
+	}
+	return cfg.SlurmCLI.Timeout
+}
+
+// Run runs every long-lived part until ctx ends or one of them fails, then
+// stops them all (open calls get ShutdownGrace) and releases the store and
+// the listeners. Call it once.
+func (c *Controller) Run(ctx context.Context) error {
+	defer c.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	if c.httpLis != nil {
+		c.log.Info("metrics listening", "addr", c.httpLis.Addr().String())
+		g.Go(func() error {
+			return server.ServeHTTP(gctx, server.NewMetricsHTTP(c.metrics), c.httpLis, c.cfg.ShutdownGrace)
+		})
+	}
+	g.Go(func() error { return c.ready.Run(gctx) })
+	g.Go(func() error { return c.runs.Run(gctx) })
+	g.Go(func() error { return c.fleet.Run(gctx) })
+	if c.monitor != nil {
+		g.Go(func() error { return c.monitor.Run(gctx) })
+	}
+	if c.poller != nil {
+		g.Go(func() error { return c.poller.Run(gctx) })
+	}
+	g.Go(func() error { return server.ServeGRPC(gctx, c.grpc, c.grpcLis, c.cfg.ShutdownGrace) })
+	// The process (and the agents' stream) stays SERVING through a Slurm
+	// outage, so that probes keep the controller up and agents connected;
+	// the run service is SERVING only while Slurm is usable.
+	c.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	c.ready.OnChange(func(st controller.BackendStatus) {
+		serving := healthpb.HealthCheckResponse_NOT_SERVING
+		if st.Ready() {
+			serving = healthpb.HealthCheckResponse_SERVING
+		}
+		c.health.SetServingStatus(apipb.RunService_ServiceDesc.ServiceName, serving)
+	})
+	c.log.Info("controller ready", "version", c.cfg.Version, "grpc_addr", c.GRPCAddr().String(), "scheduler", c.backend.Name(), "db", c.cfg.DBPath)
+	err := g.Wait()
+	c.health.Shutdown()
+	c.log.Info("controller stopped")
+	return err
+}
+
+// Close releases the listeners and the store. Run does it when it
+// returns; call Close only for a Controller that is never run.
+func (c *Controller) Close() error {
+	c.closeOnce.Do(func() {
+		var errs []error
+		for _, l := range []net.Listener{c.grpcLis, c.httpLis} {
+			if l != nil {
+				if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if c.store != nil {
+			errs = append(errs, c.store.Close())
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}
+
+// GRPCAddr is the address the gRPC API listens on.
+func (c *Controller) GRPCAddr() net.Addr { return c.grpcLis.Addr() }
+
+// MetricsAddr is the address of the metrics server, nil when there is none.
+func (c *Controller) MetricsAddr() net.Addr {
+	if c.httpLis == nil {
+		return nil
+	}
+	return c.httpLis.Addr()
+}
+
+// Health is the gRPC health service: the overall status is SERVING while
+// Run runs. Readiness checks set per-service or overall status through it.
+func (c *Controller) Health() *health.Server { return c.health }
+
+// Backend is the Slurm backend the controller uses.
+func (c *Controller) Backend() scheduler.Backend { return c.backend }
+
+// Registry holds every metric the controller exports.
+func (c *Controller) Registry() *prometheus.Registry { return c.metrics.Registry }

@@ -1,0 +1,71 @@
+package controlplane
+
+import (
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/sopilot/sopilot/internal/auth"
+	"github.com/sopilot/sopilot/internal/tlsutil"
+)
+
+// Security is the API's transport and authentication. Either Insecure is
+// set, or TLS (TLSCertFile and TLSKeyFile) and at least one bearer-token
+// authenticator (TokenFile, TokenReviewAudience) are.
+type Security struct {
+	// Insecure serves plaintext with no authentication: every caller gets
+	// the insecure identity (an admin that may also act as any node's
+	// agent), and the controller logs a warning saying so at start.
+	Insecure bool
+	// TLSCertFile and TLSKeyFile are the server's certificate and key
+	// (reloaded when they change); TLSClientCAFile signs node agents'
+	// client certificates.
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
+	// TokenFile holds "token,name,role" lines (reloaded when it changes).
+	TokenFile string
+	// TokenReviewAudience, when set, also accepts Kubernetes
+	// service-account tokens for it, reviewed at TokenReviewURL (default:
+	// in-cluster) and mapped to roles by user and group.
+	TokenReviewAudience, TokenReviewURL string
+	TokenReviewUsers, TokenReviewGroups map[string]auth.Role
+	// RateLimit limits calls per caller; zero disables it.
+	RateLimit auth.RateLimit
+}
+
+// serverOptions builds the gRPC transport and the authorization
+// interceptors (run after the metrics, logging and recovery ones). Every
+// call that reaches a handler carries an auth.Identity: handlers deny
+// calls without one, which only a server built without these options
+// would make.
+func (s Security) serverOptions(logger *slog.Logger) ([]grpc.ServerOption, error) {
+	var a *auth.Authorizer
+	var opts []grpc.ServerOption
+	if s.Insecure {
+		a = auth.NewInsecure(logger)
+	} else {
+		tc, err := tlsutil.ServerConfig(s.TLSCertFile, s.TLSKeyFile, s.TLSClientCAFile, false)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		cfg := auth.Config{Logger: logger, RateLimit: s.RateLimit}
+		if s.TokenFile != "" {
+			if cfg.Tokens, err = auth.NewTokenFile(s.TokenFile, auth.TokenFileOptions{Logger: logger}); err != nil {
+				return nil, fmt.Errorf("--token-file: %w", err)
+			}
+		}
+		if s.TokenReviewAudience != "" {
+			if cfg.TokenReview, err = auth.NewTokenReview(auth.TokenReviewConfig{
+				URL: s.TokenReviewURL, Audience: s.TokenReviewAudience, Users: s.TokenReviewUsers, Groups: s.TokenReviewGroups, Logger: logger,
+			}); err != nil {
+				return nil, fmt.Errorf("--tokenreview-*: %w", err)
+			}
+		}
+		if a, err = auth.New(cfg); err != nil {
+			return nil, err
+		}
+	}
+	return append(opts, a.ServerOptions()...), nil
+}
