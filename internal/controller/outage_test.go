@@ -470,6 +470,7 @@ func TestReadinessClassifiesProbes(t *testing.T) {
 	}{
 		{name: "ok", err: nil, want: BackendReady, gauge: 1},
 		{name: "slurmctld down", err: errCtldDown, want: BackendUnreachable, reason: "slurmctld unreachable: scontrol ping", gauge: 0},
+		{name: "no answer in time is unreachable", err: fmt.Errorf("scontrol: %w", context.DeadlineExceeded), want: BackendUnreachable, reason: "slurmctld unreachable: scontrol: context deadline exceeded", gauge: 0},
 		{name: "rejected means slurmctld answered", err: fmt.Errorf("x: %w", scheduler.ErrRejected), want: BackendReady, gauge: 1},
 		{name: "anything else is misconfiguration", err: misconfigured, want: BackendMisconfigured, reason: "slurm backend misconfigured: slurmrestd GET ping: HTTP 404", gauge: 0},
 	}

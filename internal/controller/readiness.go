@@ -219,7 +219,9 @@ func (r *Readiness) Probe(ctx context.Context) BackendStatus {
 	switch {
 	case err == nil, errors.Is(err, scheduler.ErrRejected):
 		// Slurm gave a verdict, so it is there and takes our credentials.
-	case errors.Is(err, scheduler.ErrUnavailable):
+	case errors.Is(err, scheduler.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		// A probe that got no answer in time says nothing about the
+		// settings: slurmctld (or slurmrestd) is busy or gone.
 		next = BackendStatus{State: BackendUnreachable, Reason: "slurmctld unreachable: " + err.Error()}
 	default:
 		next = BackendStatus{State: BackendMisconfigured, Reason: "slurm backend misconfigured: " + err.Error()}
