@@ -269,7 +269,25 @@ EOF
 	done
 }
 
+# chroot_in_use: a process other than the chroot's munged runs inside it
+# (the daemons of another cluster of this version, with its own state dir).
+chroot_in_use() {
+	local p munged=""
+	[[ -s $ROOT/run/munge/munged.pid ]] && munged=$(<"$ROOT/run/munge/munged.pid")
+	for p in /proc/[0-9]*; do
+		[[ ${p#/proc/} == "$munged" ]] && continue
+		[[ $(readlink "$p/root" 2>/dev/null) == "$ROOT" ]] && return 0
+	done
+	return 1
+}
+
+# stop_chroot_extras: the chroot's munged and mounts, once no other cluster
+# runs from it.
 stop_chroot_extras() {
+	if chroot_in_use; then
+		log "another cluster still runs from $ROOT; leaving its munged and mounts"
+		return 0
+	fi
 	stop_munged "$ROOT/run/munge/munged.pid"
 	unmount_all "$ROOT"
 }
