@@ -103,8 +103,8 @@ ensure_packages() {
 # command is the daemon the file is named after (guards against pid reuse).
 pid_alive() {
 	local f=$1 pid comm state
-	[[ -s $f ]] || return 1
-	pid=$(<"$f")
+	# The daemon removes its pid file as it exits: it may vanish here.
+	pid=$(cat "$f" 2>/dev/null) || return 1
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
 	case $(basename "$f" .pid) in
@@ -166,15 +166,16 @@ ensure_munge() {
 
 # stop_munged PIDFILE: stop the munged of that pid file, if alive.
 stop_munged() {
-	local f=$1 i
+	local f=$1 i pid
 	pid_alive "$f" || return 0
-	log "stopping munged (pid $(<"$f"))"
-	kill -TERM "$(<"$f")" 2>/dev/null || true
+	pid=$(cat "$f" 2>/dev/null) || return 0
+	log "stopping munged (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
 	for ((i = 0; i < 20; i++)); do
 		pid_alive "$f" || return 0
 		sleep 0.25
 	done
-	kill -KILL "$(<"$f")" 2>/dev/null || true
+	kill -KILL "$pid" 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------- config
@@ -409,7 +410,7 @@ stop_pidfile() { # stop_pidfile NAME FILE
 		rm -f "$f"
 		return 0
 	fi
-	pid=$(<"$f")
+	pid=$(cat "$f" 2>/dev/null) || return 0
 	log "stopping $name (pid $pid)"
 	kill -TERM "$pid" 2>/dev/null || true
 	for ((i = 0; i < 60; i++)); do

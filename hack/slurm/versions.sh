@@ -273,7 +273,7 @@ EOF
 # (the daemons of another cluster of this version, with its own state dir).
 chroot_in_use() {
 	local p munged=""
-	[[ -s $ROOT/run/munge/munged.pid ]] && munged=$(<"$ROOT/run/munge/munged.pid")
+	munged=$(cat "$ROOT/run/munge/munged.pid" 2>/dev/null) || munged=""
 	for p in /proc/[0-9]*; do
 		[[ ${p#/proc/} == "$munged" ]] && continue
 		[[ $(readlink "$p/root" 2>/dev/null) == "$ROOT" ]] && return 0
