@@ -74,11 +74,12 @@ cluster_up() {
 }
 
 cluster_down() {
-  local v=$1 keep=() s
+  local v=$1 keep=() s rc=0
   for s in "${started[@]+"${started[@]}"}"; do
-    if [ "$s" = "$v" ]; then hack/slurm/cluster.sh --slurm "$v" down; else keep+=("$s"); fi
+    if [ "$s" = "$v" ]; then hack/slurm/cluster.sh --slurm "$v" down || rc=$?; else keep+=("$s"); fi
   done
   started=("${keep[@]+"${keep[@]}"}")
+  return "$rc"
 }
 
 export SOPILOT_REQUIRE_SLURM=1
