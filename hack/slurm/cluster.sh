@@ -98,6 +98,15 @@ ensure_packages() {
 	apt-get install -y "${pkgs[@]}"
 }
 
+# check_host_version: the host's packages are the version this cluster
+# claims to be (SOPILOT_SLURM_VERSION in `env`, which tests branch on).
+check_host_version() {
+	local have
+	have=$(dpkg-query -W -f='${Version}' slurmctld 2>/dev/null) || die "slurmctld is not installed"
+	[[ $have == "$VERSION".* ]] ||
+		die "the host's Slurm is $have, not $VERSION (22.05 comes from Debian 12's packages); pick its version with --slurm"
+}
+
 # ---------------------------------------------------------------- helpers
 # pid_alive FILE: the pid in FILE names a live (not zombie) process whose
 # command is the daemon the file is named after (guards against pid reuse).
@@ -390,6 +399,7 @@ cmd_up() {
 		timed "munge" ensure_chroot_munge
 	else
 		ensure_packages
+		check_host_version
 		ensure_munge
 	fi
 	ensure_users
