@@ -155,7 +155,8 @@ func Require(t testing.TB) Env {
 		return found
 	}
 	msg := "no local Slurm cluster: " + reason +
-		" (start one with `sudo hack/slurm/cluster.sh up` and `eval \"$(sudo hack/slurm/cluster.sh env)\"`)"
+		" (start one with `sudo hack/slurm/cluster.sh up` and `eval \"$(sudo hack/slurm/cluster.sh env)\"`;" +
+		" --slurm 24.11 or 26.05, or " + VersionEnvVar + ", for a newer Slurm)"
 	if os.Getenv(RequireEnvVar) == "1" {
 		t.Fatalf("%s; %s=1, so this is a failure", msg, RequireEnvVar)
 	}
