@@ -45,20 +45,27 @@ build: ## build the binaries into ./bin
 	go build -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: ## THE test command: installs what it needs, starts a local Slurm cluster, runs lint and every test
+test: ## THE test command: installs what it needs, runs lint and every test on Slurm 22.05, then the Slurm-facing tests on 24.11 and 26.05
 	hack/test.sh
+
+.PHONY: test-matrix
+test-matrix: ## only the newer-Slurm phases of `make test` (SLURM=24.11 for one version)
+	hack/test.sh $(if $(SLURM),--slurm $(SLURM),--matrix)
 
 .PHONY: test-unit
 test-unit: ## tests only, against a cluster you started (tests needing Slurm skip if it is absent)
 	go test -race ./...
 
+# SLURM=24.11 (or SOPILOT_SLURM_VERSION) picks the cluster's Slurm version.
+SLURM ?=
+
 .PHONY: cluster-up
-cluster-up: ## start the local Slurm cluster (root; installs Debian packages if missing)
-	hack/slurm/cluster.sh up
+cluster-up: ## start the local Slurm cluster, 22.05 or SLURM=24.11|26.05 (root; installs Debian packages, or builds a chroot)
+	hack/slurm/cluster.sh $(if $(SLURM),--slurm $(SLURM)) up
 
 .PHONY: cluster-down
-cluster-down: ## stop the local Slurm cluster
-	hack/slurm/cluster.sh down
+cluster-down: ## stop the local Slurm cluster (SLURM= as for cluster-up)
+	hack/slurm/cluster.sh $(if $(SLURM),--slurm $(SLURM)) down
 
 .PHONY: bench
 bench: ## benchmarks of docs/benchmarks.md (needs the local cluster)

@@ -1,13 +1,33 @@
 #!/usr/bin/env bash
 # The one test command (make test): installs what is missing, starts the local
-# Slurm cluster, runs lint, the generated-code drift check and every test with
-# the race detector, then stops the cluster. Tests that need Slurm fail rather
-# than skip here (SOPILOT_REQUIRE_SLURM=1). Run as root on Debian.
+# Slurm clusters, runs lint, the generated-code drift check and every test with
+# the race detector on Slurm 22.05, then the Slurm-facing tests again on every
+# newer Slurm sopilot supports (24.11, 26.05: hack/slurm/cluster.sh runs them
+# from Debian chroots), and stops what it started. Tests that need Slurm fail
+# rather than skip here (SOPILOT_REQUIRE_SLURM=1): a version whose cluster
+# does not come up fails the run. Run as root on Debian.
+#
+#   hack/test.sh                 everything (what CI runs)
+#   hack/test.sh --matrix        only the phases of the newer versions
+#   hack/test.sh --slurm 24.11   only that version's phases (repeatable)
+#
+# Each phase's duration is printed as it ends and again in a summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+MATRIX=(24.11 26.05)
+versions=() full=1
+while (($#)); do
+  case $1 in
+  --matrix) full=0 versions=("${MATRIX[@]}"); shift ;;
+  --slurm) (($# >= 2)) || { echo "--slurm needs a version" >&2; exit 2; }; full=0 versions+=("$2"); shift 2 ;;
+  *) echo "usage: $0 [--matrix | --slurm VERSION ...]" >&2; exit 2 ;;
+  esac
+done
+((full)) && versions=("${MATRIX[@]}")
+
 if [ "$(id -u)" != 0 ]; then
-  echo "make test starts a local Slurm cluster and needs root (sudo make test)" >&2
+  echo "make test starts local Slurm clusters and needs root (sudo make test)" >&2
   exit 1
 fi
 if ! command -v go >/dev/null; then
@@ -20,38 +40,114 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-started=0
+# Clusters this run started, stopped again at exit (one already running is
+# left alone).
+started=()
 cleanup() {
-  if [ "$started" = 1 ]; then hack/slurm/cluster.sh down || true; fi
+  local v
+  for v in "${started[@]+"${started[@]}"}"; do hack/slurm/cluster.sh --slurm "$v" down || true; done
 }
 trap cleanup EXIT
 
-make --no-print-directory tools
-echo "== local Slurm cluster"
-if ! hack/slurm/cluster.sh status >/dev/null 2>&1; then
-  started=1
-  hack/slurm/cluster.sh up
-fi
-eval "$(hack/slurm/cluster.sh env)"
+t_start=$SECONDS
+summary=()
+failed=()
+# phase NAME CMD...: run one phase, print its duration, remember the outcome;
+# a failed phase fails the run at the end but does not stop the others.
+phase() {
+  local name=$1 t0=$SECONDS rc=0
+  shift
+  echo "== $name"
+  "$@" || rc=$?
+  local took=$((SECONDS - t0)) word=ok
+  ((rc == 0)) || { word="FAILED (exit $rc)"; failed+=("$name"); }
+  summary+=("$(printf '%6ss  %s  %s' "$took" "$word" "$name")")
+  echo "== $name: $word in ${took}s"
+  return 0
+}
 
-echo "== lint and generated code"
-make --no-print-directory lint check-generated
+# cluster_up VERSION: start the cluster unless it is already up.
+cluster_up() {
+  hack/slurm/cluster.sh --slurm "$1" status >/dev/null 2>&1 && return 0
+  started+=("$1")
+  hack/slurm/cluster.sh --slurm "$1" up >/dev/null
+}
 
-echo "== helm chart (helm lint, render tests)"
-hack/helm-test.sh
+cluster_down() {
+  local v=$1 keep=() s rc=0
+  for s in "${started[@]+"${started[@]}"}"; do
+    if [ "$s" = "$v" ]; then hack/slurm/cluster.sh --slurm "$v" down || rc=$?; else keep+=("$s"); fi
+  done
+  started=("${keep[@]+"${keep[@]}"}")
+  return "$rc"
+}
 
-echo "== tests"
 export SOPILOT_REQUIRE_SLURM=1
 export SOPILOT_REQUIRE_TERRAFORM=1
-go test -race -count=1 -timeout 20m ./...
 
+# ---------------------------------------------------------------- Slurm 22.05: everything
+full_suite() {
+  go test -race -count=1 -timeout 20m ./...
+}
 # Allocation counts are only meaningful without the race detector, so those
 # tests skip above; run them here.
-echo "== allocation tests (no race detector)"
-go test -count=1 -run 'Allocs' ./internal/...
-
+alloc_tests() {
+  go test -count=1 -run 'Allocs' ./internal/...
+}
 # Tests that drain Slurm nodes would stall the jobs of every other test, so
 # they skip above and run here with the cluster to themselves, one package
 # at a time (slurmtest.RequireExclusive).
-echo "== tests that drain nodes (exclusive use of the cluster)"
-SOPILOT_SLURM_EXCLUSIVE=1 go test -race -count=1 -timeout 15m -p 1 -run Exclusive ./...
+exclusive_tests() {
+  SOPILOT_SLURM_EXCLUSIVE=1 go test -race -count=1 -timeout 15m -p 1 -run Exclusive "$@"
+}
+
+if ((full)); then
+  phase "tools" make --no-print-directory tools
+  phase "Slurm 22.05 cluster up" cluster_up 22.05
+  eval "$(hack/slurm/cluster.sh --slurm 22.05 env)"
+  phase "lint and generated code" make --no-print-directory lint check-generated
+  phase "helm chart (helm lint, render tests)" hack/helm-test.sh
+  phase "Slurm 22.05: all tests" full_suite
+  phase "Slurm 22.05: allocation tests (no race detector)" alloc_tests
+  phase "Slurm 22.05: tests that drain nodes (exclusive)" exclusive_tests ./...
+fi
+
+# ---------------------------------------------------------------- newer Slurm
+# What talks to Slurm: both scheduler backends with their live tests (the
+# seed's 2 nodes x 8 tasks, --gres=gpu:8 job among them), the controller's
+# end-to-end tests (CLI and REST backends, kill -9, cancel, agents), job
+# attribution, remediation and the cluster finder itself; then the drain
+# tests of the same packages with the cluster to themselves.
+MATRIX_PKGS=(./internal/slurmtest/... ./internal/scheduler/... ./cmd/controller/... ./internal/agent/attrib/... ./internal/remediation/...)
+MATRIX_EXCLUSIVE_PKGS=(./internal/scheduler/... ./internal/remediation/... ./cmd/controller/...)
+
+# on_version VERSION CMD...: CMD with that cluster's environment (in a
+# subshell, so the next version starts clean).
+on_version() {
+  local v=$1
+  shift
+  (
+    eval "$(hack/slurm/cluster.sh --slurm "$v" env)"
+    [ "$SOPILOT_SLURM_VERSION" = "$v" ] || { echo "cluster.sh env gave Slurm $SOPILOT_SLURM_VERSION, not $v" >&2; exit 1; }
+    "$@"
+  )
+}
+matrix_tests() { go test -race -count=1 -timeout 20m "${MATRIX_PKGS[@]}"; }
+matrix_exclusive() { exclusive_tests "${MATRIX_EXCLUSIVE_PKGS[@]}"; }
+
+for v in "${versions[@]}"; do
+  before=${#failed[@]}
+  phase "Slurm $v cluster up" cluster_up "$v"
+  if ((${#failed[@]} == before)); then
+    phase "Slurm $v: Slurm-facing tests" on_version "$v" matrix_tests
+    phase "Slurm $v: tests that drain nodes (exclusive)" on_version "$v" matrix_exclusive
+  fi
+  phase "Slurm $v cluster down" cluster_down "$v"
+done
+
+echo "== summary ($((SECONDS - t_start))s in all)"
+printf '%s\n' "${summary[@]}"
+if ((${#failed[@]})); then
+  echo "FAILED: $(printf '%s; ' "${failed[@]}")" >&2
+  exit 1
+fi

@@ -1,33 +1,68 @@
 #!/usr/bin/env bash
-# cluster.sh — a real, single-host Slurm 22.05 cluster for sopilot's tests.
+# cluster.sh — a real, single-host Slurm cluster for sopilot's tests, on one
+# of the Slurm versions sopilot supports.
 #
-#   hack/slurm/cluster.sh up            start (or finish starting) the cluster
-#   hack/slurm/cluster.sh down [--purge] stop it; --purge also deletes the state dir
-#   hack/slurm/cluster.sh status        exit 0 iff the cluster is up and usable
-#   hack/slurm/cluster.sh env           print export lines:  eval "$(hack/slurm/cluster.sh env)"
+#   hack/slurm/cluster.sh [--slurm VERSION] up             start (or finish starting, or repair) the cluster
+#   hack/slurm/cluster.sh [--slurm VERSION] down [--purge] stop it; --purge also deletes the state dir
+#   hack/slurm/cluster.sh [--slurm VERSION] status         exit 0 iff the cluster is up and usable
+#   hack/slurm/cluster.sh [--slurm VERSION] env            print export lines:  eval "$(hack/slurm/cluster.sh env)"
+#
+# VERSION (--slurm, else SOPILOT_SLURM_VERSION, else 22.05):
+#   22.05  Debian 12's packages on the host     state /tmp/sopilot-slurm        ports 6817-6899
+#   24.11  Debian 13 (trixie)'s, in a chroot    state /tmp/sopilot-slurm-24.11  ports 7117-7199
+#   26.05  Debian sid's, in a chroot            state /tmp/sopilot-slurm-26.05  ports 7217-7299
+# Clusters of different versions run side by side. hack/slurm/versions.sh
+# holds what differs between versions (and how the chroots are built and
+# cached: the first `up` of a version bootstraps one, a few minutes; later
+# ones take seconds).
 #
 # Layout: one slurmctld, two slurmd (worker-0, worker-1, same host, one port
-# each, 8 fake GPUs each), one slurmrestd (OpenAPI v0.0.38, JWT auth), munged.
-# Everything except munge's own directories lives in $SOPILOT_SLURM_DIR
-# (default /tmp/sopilot-slurm): config, spool, state, logs, pid files, the
-# JWT key and the fake GPU device files. Nothing is written to /etc/slurm;
-# every Slurm tool is pointed at our slurm.conf through SLURM_CONF.
+# each, 8 fake GPUs each), one slurmrestd (JWT auth), munged. Everything
+# except munge's own directories lives in the state dir ($SOPILOT_SLURM_DIR
+# overrides it): config, spool, state, logs, pid files, the JWT key and the
+# fake GPU device files. Nothing is written to /etc/slurm; every Slurm tool
+# is pointed at our slurm.conf through SLURM_CONF.
 #
-# `env` prints SLURM_CONF, SOPILOT_SLURMRESTD_URL (http://127.0.0.1:PORT),
-# SOPILOT_SLURM_TOKEN (a fresh token, valid 24 h, for SOPILOT_SLURM_USER,
-# root by default; send both as X-SLURM-USER-TOKEN / X-SLURM-USER-NAME),
-# SOPILOT_SLURM_JWT_KEY_FILE and SOPILOT_SLURM_WORKDIR (a mode 1777 dir on
-# the "nodes" for job working directories and output).
+# `env` prints SOPILOT_SLURM_VERSION, SLURM_CONF, SOPILOT_SLURMRESTD_URL
+# (http://127.0.0.1:PORT), SOPILOT_SLURM_TOKEN (a fresh token, valid 24 h,
+# for SOPILOT_SLURM_USER, root by default; send both as X-SLURM-USER-TOKEN /
+# X-SLURM-USER-NAME), SOPILOT_SLURM_JWT_KEY_FILE and SOPILOT_SLURM_WORKDIR (a
+# mode 1777 dir on the "nodes" for job working directories and output); for
+# a chroot version also PATH, with the state dir's bin/ (wrappers that run
+# the chroot's sbatch, squeue, scontrol, srun, ...) first.
 #
 # Must run as root (it starts daemons, creates users and device nodes).
-# Overridable ports: SOPILOT_SLURMCTLD_PORT (6817), SOPILOT_SLURMD_PORT
-# (6818, worker-1 gets +1), SOPILOT_SLURMRESTD_PORT (6820).
+# Overridable ports (the version's block start, 6817 for 22.05, is B):
+# SOPILOT_SLURMCTLD_PORT (B), SOPILOT_SLURMD_PORT (B+1, worker-1 gets B+2),
+# SOPILOT_SLURMRESTD_PORT (B+3); srun listens on controller port +13 to +82
+# (SrunPortRange), so concurrent clusters never share a port.
 set -euo pipefail
 
-DIR=${SOPILOT_SLURM_DIR:-/tmp/sopilot-slurm}
-CTLD_PORT=${SOPILOT_SLURMCTLD_PORT:-6817}
-SLURMD_PORT=${SOPILOT_SLURMD_PORT:-6818}
-REST_PORT=${SOPILOT_SLURMRESTD_PORT:-6820}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+log() { echo "cluster.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# shellcheck source=versions.sh
+. "$HERE/versions.sh"
+
+VERSION=${SOPILOT_SLURM_VERSION:-22.05}
+ARGS=()
+while (($#)); do
+	case $1 in
+	--slurm) (($# >= 2)) || die "--slurm needs a version"; VERSION=$2; shift 2 ;;
+	--slurm=*) VERSION=${1#--slurm=}; shift ;;
+	*) ARGS+=("$1"); shift ;;
+	esac
+done
+select_version
+
+DIR=${SOPILOT_SLURM_DIR:-$DEFAULT_DIR}
+CTLD_PORT=${SOPILOT_SLURMCTLD_PORT:-$PORT_BASE}
+SLURMD_PORT=${SOPILOT_SLURMD_PORT:-$((PORT_BASE + 1))}
+REST_PORT=${SOPILOT_SLURMRESTD_PORT:-$((PORT_BASE + 3))}
+SRUN_PORTS=$((CTLD_PORT + 13))-$((CTLD_PORT + 82))
 REST_USER=slurmrest
 # The user REST clients authenticate as (the token's user, sent as
 # X-SLURM-USER-NAME). root works once slurmrestd runs with SLURM_JWT=daemon
@@ -48,9 +83,6 @@ HOST=$(hostname)
 export SLURM_CONF=$CONF
 unset SLURM_JWT
 
-log() { echo "cluster.sh: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
 
 # ---------------------------------------------------------------- packages
@@ -66,19 +98,30 @@ ensure_packages() {
 	apt-get install -y "${pkgs[@]}"
 }
 
+# check_host_version: the host's packages are the version this cluster
+# claims to be (SOPILOT_SLURM_VERSION in `env`, which tests branch on).
+check_host_version() {
+	local have
+	have=$(dpkg-query -W -f='${Version}' slurmctld 2>/dev/null) || die "slurmctld is not installed"
+	[[ $have == "$VERSION".* ]] ||
+		die "the host's Slurm is $have, not $VERSION (22.05 comes from Debian 12's packages); pick its version with --slurm"
+}
+
 # ---------------------------------------------------------------- helpers
 # pid_alive FILE: the pid in FILE names a live (not zombie) process whose
 # command is the daemon the file is named after (guards against pid reuse).
 pid_alive() {
 	local f=$1 pid comm state
-	[[ -s $f ]] || return 1
-	pid=$(<"$f")
+	# The daemon removes its pid file as it exits: it may vanish here.
+	pid=$(cat "$f" 2>/dev/null) || return 1
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
 	case $(basename "$f" .pid) in
 	slurmctld) [[ $comm == slurmctld ]] ;;
 	slurmd-*) [[ $comm == slurmd ]] ;;
-	slurmrestd) [[ $comm == slurmrestd || $comm == setpriv || $comm == env ]] ;;
+	# setsid, chroot, setpriv and env exec one another, then slurmrestd.
+	slurmrestd) [[ $comm =~ ^(slurmrestd|setsid|chroot|setpriv|env)$ ]] ;;
+	munged) [[ $comm == munged ]] ;;
 	*) true ;;
 	esac || return 1
 	state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
@@ -116,25 +159,32 @@ ensure_munge() {
 	munge_ok && return 0
 	local i
 	# A munged that is alive but does not answer (its socket was removed,
-	# say by a package reinstall) is restarted. pgrep also lists zombies (a
-	# killed munged whose parent never reaped it); only live ones count.
-	if pgrep -x -r R,S,D munged >/dev/null; then
-		log "munged is running but not answering; restarting it"
-		pkill -x munged || true
-		for ((i = 0; i < 20; i++)); do
-			pgrep -x -r R,S,D munged >/dev/null || break
-			sleep 0.25
-		done
-	fi
+	# say by a package reinstall) is restarted. Only the host's own munged
+	# is stopped (by its pid file): the chroots of other versions run theirs.
+	stop_munged /run/munge/munged.pid
 	log "starting munged"
 	rm -f /run/munge/munge.socket.2.lock
-	runuser -u munge -- /usr/sbin/munged
+	runuser -u munge -- /usr/sbin/munged 8>&- 9>&-
 	for ((i = 0; i < 20; i++)); do
 		munge_ok && return 0
 		sleep 0.5
 	done
 	tail_log /var/log/munge/munged.log
 	die "munged is not answering"
+}
+
+# stop_munged PIDFILE: stop the munged of that pid file, if alive.
+stop_munged() {
+	local f=$1 i pid
+	pid_alive "$f" || return 0
+	pid=$(cat "$f" 2>/dev/null) || return 0
+	log "stopping munged (pid $pid)"
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 20; i++)); do
+		pid_alive "$f" || return 0
+		sleep 0.25
+	done
+	kill -KILL "$pid" 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------- config
@@ -180,17 +230,21 @@ ensure_user() { # ensure_user NAME SHELL
 ensure_users() {
 	ensure_user "$REST_USER" /usr/sbin/nologin
 	[[ $JWT_USER == root ]] || ensure_user "$JWT_USER" /bin/bash
+	in_chroot || return 0
+	ensure_chroot_user "$REST_USER" /usr/sbin/nologin
+	[[ $JWT_USER == root ]] || ensure_chroot_user "$JWT_USER" /bin/bash
 }
 
 write_config() {
 	local i
 	{
 		cat <<EOF
-# Generated by hack/slurm/cluster.sh; edits are overwritten by "up".
+# Generated by hack/slurm/cluster.sh (Slurm $VERSION); edits are overwritten by "up".
 ClusterName=sopilot
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
+SrunPortRange=$SRUN_PORTS
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -239,20 +293,21 @@ EOF
 	echo "AutoDetect=off
 Name=gpu File=$DIR/dev/nvidia[0-$((GPUS_PER_NODE - 1))]" | write_if_changed "$DIR/etc/gres.conf" 0644
 	: | write_if_changed "$DIR/etc/plugstack.conf" 0644
+	version_config
 }
 
 # ---------------------------------------------------------------- daemons
 start_slurmctld() {
 	pid_alive "$RUN/slurmctld.pid" && return 0
 	log "starting slurmctld"
-	slurmctld || { tail_log "$LOG/slurmctld.log"; die "slurmctld failed to start"; }
+	slurm_exec slurmctld || { tail_log "$LOG/slurmctld.log"; die "slurmctld failed to start"; }
 }
 
 start_slurmd() {
 	local n=$1
 	pid_alive "$RUN/slurmd-$n.pid" && return 0
 	log "starting slurmd $n"
-	slurmd -N "$n" || { tail_log "$LOG/slurmd-$n.log"; die "slurmd $n failed to start"; }
+	slurm_exec slurmd -N "$n" || { tail_log "$LOG/slurmd-$n.log"; die "slurmd $n failed to start"; }
 }
 
 start_slurmrestd() {
@@ -264,11 +319,15 @@ start_slurmrestd() {
 	# so that it can forward each client's token to slurmctld. Without it
 	# the default is auth/munge, which refuses every token ("Rejecting
 	# thread config token for user root") and every request gets HTTP 401.
-	# It needs no JWT key itself: slurmctld checks the tokens.
-	setsid setpriv --reuid="$REST_USER" --regid="$REST_USER" --init-groups \
+	# It needs no JWT key itself: slurmctld checks the tokens. Newer
+	# versions still need SLURM_JWT=daemon, and serve the API versions of
+	# their data_parser plugins through the openapi/slurmctld plugin.
+	local root=()
+	in_chroot && root=(chroot "$ROOT")
+	setsid "${root[@]}" setpriv --reuid="$REST_USER" --regid="$REST_USER" --init-groups \
 		env SLURM_JWT=daemon SLURM_CONF="$CONF" \
-		slurmrestd -s v0.0.38 -a rest_auth/jwt "127.0.0.1:$REST_PORT" \
-		</dev/null >>"$LOG/slurmrestd.log" 2>&1 &
+		slurmrestd -s "$REST_PLUGINS" -a rest_auth/jwt "127.0.0.1:$REST_PORT" \
+		</dev/null >>"$LOG/slurmrestd.log" 2>&1 8>&- 9>&- &
 	echo $! >"$RUN/slurmrestd.pid"
 }
 
@@ -276,7 +335,7 @@ start_slurmrestd() {
 # survived a restart); "idle*" (not responding), down and drain are not.
 nodes_idle() {
 	local out
-	out=$(sinfo --noheader --Node --format='%N %t' 2>/dev/null) || return 1
+	out=$(slurm_exec sinfo --noheader --Node --format='%N %t' 2>/dev/null) || return 1
 	local n
 	for n in "${NODES[@]}"; do
 		grep -Eq "^$n (idle|mix|alloc)\$" <<<"$out" || return 1
@@ -285,7 +344,7 @@ nodes_idle() {
 
 new_token() {
 	local out
-	out=$(scontrol token username="$JWT_USER" lifespan="$TOKEN_LIFESPAN") || return 1
+	out=$(slurm_exec scontrol token username="$JWT_USER" lifespan="$TOKEN_LIFESPAN") || return 1
 	out=${out#SLURM_JWT=}
 	[[ -n $out ]] || return 1
 	printf '%s\n' "$out"
@@ -295,7 +354,7 @@ rest_ok() { # rest_ok TOKEN
 	local code
 	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
 		-H "X-SLURM-USER-NAME: $JWT_USER" -H "X-SLURM-USER-TOKEN: $1" \
-		"http://127.0.0.1:$REST_PORT/slurm/v0.0.38/diag") || return 1
+		"http://127.0.0.1:$REST_PORT/slurm/$REST_PROBE_API/diag") || return 1
 	[[ $code == 200 ]]
 }
 
@@ -303,7 +362,7 @@ wait_ready() {
 	local deadline=$((SECONDS + WAIT_SECONDS)) token=""
 	until nodes_idle; do
 		if ((SECONDS >= deadline)); then
-			sinfo --Node >&2 || true
+			slurm_exec sinfo --Node >&2 || true
 			tail_log "$LOG/slurmctld.log"
 			for n in "${NODES[@]}"; do tail_log "$LOG/slurmd-$n.log"; done
 			die "nodes did not become idle within ${WAIT_SECONDS}s"
@@ -324,19 +383,34 @@ wait_ready() {
 	done
 }
 
+# lock_state_dir: one up/down at a time per cluster.
+lock_state_dir() {
+	mkdir -p "$DIR"
+	exec 9>"$DIR/.lock"
+	flock 9
+}
+
 cmd_up() {
 	need_root
-	ensure_packages
-	ensure_munge
+	local t0=$EPOCHREALTIME n
+	lock_state_dir
+	if in_chroot; then
+		timed "chroot $SUITE (Slurm $VERSION)" ensure_chroot
+		timed "munge" ensure_chroot_munge
+	else
+		ensure_packages
+		check_host_version
+		ensure_munge
+	fi
 	ensure_users
 	ensure_layout
 	write_config
+	in_chroot && write_chroot_wrappers
 	start_slurmctld
-	local n
 	for n in "${NODES[@]}"; do start_slurmd "$n"; done
 	start_slurmrestd
-	wait_ready
-	log "cluster is up (state in $DIR)"
+	timed "daemons ready" wait_ready
+	log "Slurm $VERSION cluster is up in $(elapsed "$t0")s (state in $DIR)"
 	cmd_env
 }
 
@@ -346,7 +420,7 @@ stop_pidfile() { # stop_pidfile NAME FILE
 		rm -f "$f"
 		return 0
 	fi
-	pid=$(<"$f")
+	pid=$(cat "$f" 2>/dev/null) || return 0
 	log "stopping $name (pid $pid)"
 	kill -TERM "$pid" 2>/dev/null || true
 	for ((i = 0; i < 60; i++)); do
@@ -361,40 +435,57 @@ stop_pidfile() { # stop_pidfile NAME FILE
 cmd_down() {
 	need_root
 	local purge=0 n
-	[[ ${1:-} == --purge ]] && purge=1
+	case ${1:-} in
+	"") ;;
+	--purge) purge=1 ;;
+	*) die "down: unknown option $1 (only --purge)" ;;
+	esac
 	if [[ -d $DIR ]]; then
+		lock_state_dir
 		stop_pidfile slurmrestd "$RUN/slurmrestd.pid"
 		for n in "${NODES[@]}"; do stop_pidfile "slurmd $n" "$RUN/slurmd-$n.pid"; done
 		stop_pidfile slurmctld "$RUN/slurmctld.pid"
 	fi
+	# The chroot's munged and mounts serve this cluster only; the host's
+	# munged is left running, as before.
+	in_chroot && [[ -d $ROOT ]] && stop_chroot_extras
 	if ((purge)); then
 		case $DIR in
 		"" | / | /tmp | /root | /home | /etc | /var) die "refusing to purge $DIR" ;;
 		esac
 		log "removing $DIR"
-		rm -rf -- "$DIR"
+		rm -rf --one-file-system -- "$DIR"
 	fi
 }
 
 cmd_status() {
 	local ok=0 n token
-	munge_ok || { log "munge is not working"; ok=1; }
+	if in_chroot; then
+		[[ -f $ROOT$CHROOT_MARK ]] || { log "no Slurm $VERSION chroot at $ROOT"; return 1; }
+		mountpoint -q "$ROOT/tmp" || { log "$ROOT is not mounted"; return 1; }
+		chroot_munge_ok || { log "the $SUITE chroot's munge is not working"; ok=1; }
+	else
+		munge_ok || { log "munge is not working"; ok=1; }
+	fi
 	pid_alive "$RUN/slurmctld.pid" || { log "slurmctld is not running"; ok=1; }
 	for n in "${NODES[@]}"; do
 		pid_alive "$RUN/slurmd-$n.pid" || { log "slurmd $n is not running"; ok=1; }
 	done
 	pid_alive "$RUN/slurmrestd.pid" || { log "slurmrestd is not running"; ok=1; }
 	((ok == 0)) || return 1
-	nodes_idle || { log "nodes are not all up:"; sinfo --Node >&2 || true; return 1; }
+	nodes_idle || { log "nodes are not all up:"; slurm_exec sinfo --Node >&2 || true; return 1; }
 	token=$(new_token) || { log "scontrol token failed"; return 1; }
 	rest_ok "$token" || { log "slurmrestd does not accept a fresh token"; return 1; }
-	echo "sopilot slurm cluster is up ($DIR)"
+	echo "sopilot slurm $VERSION cluster is up ($DIR)"
 }
 
 cmd_env() {
 	[[ -f $CONF ]] || die "no cluster config at $CONF; run: $0 up"
 	local token
+	in_chroot && { mountpoint -q "$ROOT/tmp" || die "the Slurm $VERSION chroot is not mounted; run: $0 --slurm $VERSION up"; }
 	token=$(new_token) || die "scontrol token failed (is the cluster up?)"
+	printf 'export SOPILOT_SLURM_VERSION=%q\n' "$VERSION"
+	in_chroot && printf 'export PATH=%q:"$PATH"\n' "$DIR/bin"
 	printf 'export SLURM_CONF=%q\n' "$CONF"
 	printf 'export SOPILOT_SLURMRESTD_URL=%q\n' "http://127.0.0.1:$REST_PORT"
 	printf 'export SOPILOT_SLURM_TOKEN=%q\n' "$token"
@@ -403,13 +494,14 @@ cmd_env() {
 	printf 'export SOPILOT_SLURM_JWT_KEY_FILE=%q\n' "$JWT_KEY"
 }
 
+set -- "${ARGS[@]+"${ARGS[@]}"}"
 case ${1:-} in
 up) cmd_up ;;
 down) shift; cmd_down "$@" ;;
 status) cmd_status ;;
 env) cmd_env ;;
 *)
-	echo "usage: $0 up|down [--purge]|status|env" >&2
+	echo "usage: $0 [--slurm 22.05|24.11|26.05] up|down [--purge]|status|env" >&2
 	exit 2
 	;;
 esac

@@ -9,9 +9,16 @@
 // The cluster is found either through the environment that
 // `eval "$(hack/slurm/cluster.sh env)"` sets (SLURM_CONF,
 // SOPILOT_SLURMRESTD_URL, SOPILOT_SLURM_TOKEN, ...), or, when SLURM_CONF is
-// not set, through the default state directory
-// (${SOPILOT_SLURM_DIR:-/tmp/sopilot-slurm}): then `cluster.sh status` must
-// pass and `cluster.sh env` provides the values.
+// not set, through the state directory of the Slurm version that
+// SOPILOT_SLURM_VERSION names (22.05 by default: /tmp/sopilot-slurm;
+// SOPILOT_SLURM_DIR overrides it): then `cluster.sh status` must pass and
+// `cluster.sh env` provides the values.
+//
+// Versions other than 22.05 run in a chroot, and the host reaches their
+// tools through wrapper scripts in the state directory's bin/. Require puts
+// that directory first on the test process's PATH, so that tests (and the
+// programs they start) run the cluster's own sbatch, squeue, scontrol, ...
+// by their bare names.
 package slurmtest
 
 import (
@@ -42,18 +49,90 @@ type Env struct {
 	// WorkDir is a directory every job user may write (mode 1777) on the
 	// cluster's nodes, for job working directories and output files.
 	WorkDir string
+	// Version is the cluster's Slurm release as major.minor ("22.05",
+	// "24.11", "26.05"), for reports and for tests whose expectations
+	// differ between releases (see AtLeast).
+	Version string
+	// BinDir holds the wrappers that run a chroot cluster's tools; empty
+	// when the tools are the host's own.
+	BinDir string
+}
+
+// AtLeast reports whether the cluster's Slurm is version (major.minor) or
+// newer. An unknown version is older than every version.
+func (e Env) AtLeast(version string) bool {
+	have, ok1 := parseVersion(e.Version)
+	want, ok2 := parseVersion(version)
+	if !ok1 || !ok2 {
+		return false
+	}
+	return have[0] > want[0] || have[0] == want[0] && have[1] >= want[1]
+}
+
+// parseVersion reads "24.11" or "24.11.5" (and "slurm-wlm 24.11.5", as
+// `scontrol --version` prints it) as [24 11].
+func parseVersion(s string) ([2]int, bool) {
+	fields := strings.Fields(s)
+	if len(fields) == 0 {
+		return [2]int{}, false
+	}
+	parts := strings.Split(fields[len(fields)-1], ".")
+	if len(parts) < 2 {
+		return [2]int{}, false
+	}
+	var v [2]int
+	for i := range v {
+		n, err := strconv.Atoi(parts[i])
+		if err != nil || n < 0 {
+			return [2]int{}, false
+		}
+		v[i] = n
+	}
+	return v, true
+}
+
+// DefaultVersion is the Slurm version of a cluster started without
+// SOPILOT_SLURM_VERSION.
+const DefaultVersion = "22.05"
+
+// VersionEnvVar names the Slurm version hack/slurm/cluster.sh runs.
+const VersionEnvVar = "SOPILOT_SLURM_VERSION"
+
+// StateDir is where hack/slurm/cluster.sh keeps the cluster of a Slurm
+// version ("" means DefaultVersion) when SOPILOT_SLURM_DIR is not set.
+func StateDir(version string) string {
+	if version == "" || version == DefaultVersion {
+		return "/tmp/sopilot-slurm"
+	}
+	return "/tmp/sopilot-slurm-" + version
 }
 
 // Environ returns the current process environment with SLURM_CONF set to
 // the cluster's, for exec.Cmd.Env of Slurm tools run by tests.
+// With a BinDir, PATH starts with it.
 func (e Env) Environ() []string {
 	env := make([]string, 0, len(os.Environ())+1)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SLURM_CONF=") {
+		switch {
+		case strings.HasPrefix(kv, "SLURM_CONF="):
+		case e.BinDir != "" && strings.HasPrefix(kv, "PATH="):
+			env = append(env, "PATH="+withBinDir(e.BinDir, strings.TrimPrefix(kv, "PATH=")))
+		default:
 			env = append(env, kv)
 		}
 	}
 	return append(env, "SLURM_CONF="+e.SlurmConf)
+}
+
+// withBinDir returns path with dir first (moved there if already present).
+func withBinDir(dir, path string) string {
+	parts := []string{dir}
+	for _, p := range filepath.SplitList(path) {
+		if p != dir {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, string(filepath.ListSeparator))
 }
 
 // RequireEnvVar is the variable that turns a missing cluster from a skip
@@ -76,7 +155,8 @@ func Require(t testing.TB) Env {
 		return found
 	}
 	msg := "no local Slurm cluster: " + reason +
-		" (start one with `sudo hack/slurm/cluster.sh up` and `eval \"$(sudo hack/slurm/cluster.sh env)\"`)"
+		" (start one with `sudo hack/slurm/cluster.sh up` and `eval \"$(sudo hack/slurm/cluster.sh env)\"`;" +
+		" --slurm 24.11 or 26.05, or " + VersionEnvVar + ", for a newer Slurm)"
 	if os.Getenv(RequireEnvVar) == "1" {
 		t.Fatalf("%s; %s=1, so this is a failure", msg, RequireEnvVar)
 	}
@@ -94,6 +174,8 @@ func lookup() (Env, string) {
 			JWTUser:    os.Getenv("SOPILOT_SLURM_USER"),
 			JWTKeyFile: os.Getenv("SOPILOT_SLURM_JWT_KEY_FILE"),
 			WorkDir:    os.Getenv("SOPILOT_SLURM_WORKDIR"),
+			Version:    os.Getenv(VersionEnvVar),
+			BinDir:     binDir(conf),
 		}
 		if env.WorkDir == "" {
 			env.WorkDir = filepath.Join(filepath.Dir(filepath.Dir(conf)), "work")
@@ -101,14 +183,12 @@ func lookup() (Env, string) {
 		if _, err := os.Stat(conf); err != nil {
 			return Env{}, fmt.Sprintf("SLURM_CONF=%s is set but unreadable: %v", conf, err)
 		}
-		if err := ping(conf); err != nil {
-			return Env{}, fmt.Sprintf("SLURM_CONF=%s is set but slurmctld does not answer: %v", conf, err)
-		}
-		return env, ""
+		return finish(env)
 	}
+	version := os.Getenv(VersionEnvVar)
 	dir := os.Getenv("SOPILOT_SLURM_DIR")
 	if dir == "" {
-		dir = "/tmp/sopilot-slurm"
+		dir = StateDir(version)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "etc", "slurm.conf")); err != nil {
 		return Env{}, fmt.Sprintf("SLURM_CONF is not set and %s has no cluster", dir)
@@ -132,11 +212,62 @@ func lookup() (Env, string) {
 		JWTUser:    vars["SOPILOT_SLURM_USER"],
 		JWTKeyFile: vars["SOPILOT_SLURM_JWT_KEY_FILE"],
 		WorkDir:    vars["SOPILOT_SLURM_WORKDIR"],
+		Version:    vars[VersionEnvVar],
 	}
 	if env.SlurmConf == "" {
 		return Env{}, fmt.Sprintf("%s env printed no SLURM_CONF", script)
 	}
+	env.BinDir = binDir(env.SlurmConf)
+	return finish(env)
+}
+
+// binDir is the wrapper directory of the cluster whose slurm.conf is conf
+// (<state dir>/bin), or "" when it has none.
+func binDir(conf string) string {
+	dir := filepath.Join(filepath.Dir(filepath.Dir(conf)), "bin")
+	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		return dir
+	}
+	return ""
+}
+
+// finish puts env.BinDir first on this process's PATH (tests and the
+// programs they start find the tools by name), checks that slurmctld
+// answers and fills in a version the environment did not name.
+func finish(env Env) (Env, string) {
+	if env.BinDir != "" {
+		if err := os.Setenv("PATH", withBinDir(env.BinDir, os.Getenv("PATH"))); err != nil {
+			return Env{}, fmt.Sprintf("put %s on PATH: %v", env.BinDir, err)
+		}
+	}
+	if err := ping(env.SlurmConf); err != nil {
+		return Env{}, fmt.Sprintf("SLURM_CONF=%s: slurmctld does not answer: %v", env.SlurmConf, err)
+	}
+	if env.Version == "" {
+		v, err := toolVersion(env.SlurmConf)
+		if err != nil {
+			return Env{}, err.Error()
+		}
+		env.Version = v
+	}
 	return env, ""
+}
+
+// toolVersion asks scontrol which Slurm it is, as major.minor.
+func toolVersion(conf string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "scontrol", "--version")
+	cmd.Env = Env{SlurmConf: conf}.Environ()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("scontrol --version: %w", err)
+	}
+	v, ok := parseVersion(string(out))
+	if !ok {
+		return "", fmt.Errorf("scontrol --version printed %q, not a Slurm version", strings.TrimSpace(string(out)))
+	}
+	return fmt.Sprintf("%d.%02d", v[0], v[1]), nil
 }
 
 // ping runs scontrol ping against conf.

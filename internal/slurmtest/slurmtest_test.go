@@ -1,6 +1,10 @@
 package slurmtest
 
-import "testing"
+import (
+	"fmt"
+	"os"
+	"testing"
+)
 
 func TestParseExports(t *testing.T) {
 	out := "export SLURM_CONF=/tmp/sopilot-slurm/etc/slurm.conf\n" +
@@ -31,5 +35,106 @@ func TestRequireFindsOrSkips(t *testing.T) {
 	env := Require(t) // skips here when there is no cluster
 	if env.SlurmConf == "" || env.WorkDir == "" {
 		t.Errorf("Require returned %+v", env)
+	}
+}
+
+func TestRequireReportsVersion(t *testing.T) {
+	env := Require(t)
+	if _, ok := parseVersion(env.Version); !ok {
+		t.Fatalf("Version = %q, want major.minor", env.Version)
+	}
+	if want := os.Getenv(VersionEnvVar); want != "" && env.Version != want {
+		t.Errorf("Version = %q, but %s=%s", env.Version, VersionEnvVar, want)
+	}
+	t.Logf("Slurm %s (tools from %q)", env.Version, env.BinDir)
+}
+
+func TestAtLeast(t *testing.T) {
+	tests := []struct {
+		name, have, want string
+		ok               bool
+	}{
+		{"same", "24.11", "24.11", true},
+		{"newer year", "26.05", "24.11", true},
+		{"newer month", "24.11", "24.05", true},
+		{"older", "22.05", "24.11", false},
+		{"patch level ignored", "24.11.5", "24.11", true},
+		{"unknown have", "", "22.05", false},
+		{"garbage want", "24.11", "x", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := (Env{Version: tt.have}).AtLeast(tt.want); got != tt.ok {
+				t.Errorf("Env{Version: %q}.AtLeast(%q) = %v, want %v", tt.have, tt.want, got, tt.ok)
+			}
+		})
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	tests := []struct {
+		in   string
+		want [2]int
+		ok   bool
+	}{
+		{"slurm 22.05.8\n", [2]int{22, 5}, true},
+		{"slurm-wlm 24.11.5", [2]int{24, 11}, true},
+		{"26.05", [2]int{26, 5}, true},
+		{"26", [2]int{}, false},
+		{"slurm -1.2", [2]int{}, false},
+		{"", [2]int{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseVersion(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseVersion(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func FuzzParseVersion(f *testing.F) {
+	for _, s := range []string{"slurm 22.05.8", "slurm-wlm 24.11.5", "26.05", "", "a.b.c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, ok := parseVersion(s)
+		if !ok {
+			return
+		}
+		if v[0] < 0 || v[1] < 0 {
+			t.Fatalf("parseVersion(%q) = %v", s, v)
+		}
+		if w, ok := parseVersion(fmt.Sprintf("%d.%02d", v[0], v[1])); !ok || w != v {
+			t.Fatalf("%v does not round-trip: %v, %v", v, w, ok)
+		}
+	})
+}
+
+func TestStateDir(t *testing.T) {
+	for in, want := range map[string]string{
+		"":      "/tmp/sopilot-slurm",
+		"22.05": "/tmp/sopilot-slurm",
+		"24.11": "/tmp/sopilot-slurm-24.11",
+		"26.05": "/tmp/sopilot-slurm-26.05",
+	} {
+		if got := StateDir(in); got != want {
+			t.Errorf("StateDir(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestWithBinDir(t *testing.T) {
+	tests := []struct{ name, path, want string }{
+		{"prepended", "/usr/bin:/bin", "/s/bin:/usr/bin:/bin"},
+		{"moved to the front", "/usr/bin:/s/bin", "/s/bin:/usr/bin"},
+		{"already first", "/s/bin:/bin", "/s/bin:/bin"},
+		{"empty", "", "/s/bin"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := withBinDir("/s/bin", tt.path); got != tt.want {
+				t.Errorf("withBinDir(%q) = %q, want %q", tt.path, got, tt.want)
+			}
+		})
 	}
 }
