@@ -118,10 +118,10 @@ func TestParseJobs_Slurm2205Captured(t *testing.T) {
 				StartTime: unix(1795943311)},
 		},
 		{
-			name: "completing is passed through as Slurm spells it",
+			name: "completing: ended, exit status not settled yet",
 			file: "job-completing.json",
 			want: scheduler.JobStatus{JobID: "24", Name: "fx-completing", State: "COMPLETING", Reason: "None",
-				Comment: "sopilot:fx-completing2", Nodes: "worker-0", ExitCode: 0,
+				Comment: "sopilot:fx-completing2", Nodes: "worker-0", ExitCode: -1,
 				StartTime: unix(1795943460), EndTime: unix(1795943462)},
 		},
 	}
@@ -247,13 +247,14 @@ func TestParseJobs_FromDocs(t *testing.T) {
 			ExitCode: -1},
 		"105": {JobID: "105", Name: "train-cancelled", State: "CANCELLED", Reason: "None", Comment: "sopilot:run=a5",
 			Nodes: "worker-[0-1]", ExitCode: 0, Signal: 9, StartTime: unix(T + 40), EndTime: unix(T + 95)},
-		"106": {JobID: "106", Name: "train-completing", State: "COMPLETED", Reason: "None", Comment: "sopilot:run=a6",
-			Nodes: "worker-1", ExitCode: 0, StartTime: unix(T + 50), EndTime: unix(T + 110)},
+		// ["COMPLETED","COMPLETING"]: still settling, as job_state_string says.
+		"106": {JobID: "106", Name: "train-completing", State: "COMPLETING", Reason: "None", Comment: "sopilot:run=a6",
+			Nodes: "worker-1", ExitCode: -1, StartTime: unix(T + 50), EndTime: unix(T + 110)},
 		"107": {JobID: "107", Name: "train-timeout", State: "TIMEOUT", Reason: "TimeLimit", Comment: "other:b7",
 			Nodes: "worker-0", ExitCode: 0, Signal: 15, StartTime: unix(T + 60), EndTime: unix(T + 120)},
 		"108": {JobID: "108", Name: "train-dependent", State: "PENDING", Reason: "Dependency", Comment: "sopilot:run=a8",
 			ExitCode: -1},
-		"109": {JobID: "109", Name: "train-configuring", State: "RUNNING", Reason: "None", Comment: "sopilot:run=a9",
+		"109": {JobID: "109", Name: "train-configuring", State: "CONFIGURING", Reason: "None", Comment: "sopilot:run=a9",
 			Nodes: "worker-0", ExitCode: -1, StartTime: unix(T + 70)},
 	}
 	for _, dir := range []string{"v0.0.40-from-docs", "v0.0.41-from-docs", "v0.0.44-from-docs"} {
@@ -330,9 +331,24 @@ func TestParseJobs_Shapes(t *testing.T) {
 			want: []scheduler.JobStatus{{JobID: "3", State: "COMPLETING", ExitCode: -1}},
 		},
 		{
-			name: "v0.0.40 base state after a flag",
+			name: "v0.0.40 completing flag wins over the base state, exit not settled",
 			in:   `{"jobs":[{"job_id":3,"job_state":["COMPLETING","FAILED"],"exit_code":{"status":["ERROR"],"return_code":{"set":true,"infinite":false,"number":42}}}]}`,
+			want: []scheduler.JobStatus{{JobID: "3", State: "COMPLETING", ExitCode: -1}},
+		},
+		{
+			name: "v0.0.40 base state after a flag job_state_string does not print",
+			in:   `{"jobs":[{"job_id":3,"job_state":["LAUNCH_FAILED","FAILED"],"exit_code":{"status":["ERROR"],"return_code":{"set":true,"infinite":false,"number":42}}}]}`,
 			want: []scheduler.JobStatus{{JobID: "3", State: "FAILED", ExitCode: 42}},
+		},
+		{
+			name: "24.11 right after scancel: cancelled, completing, exit SUCCESS not final",
+			in:   `{"jobs":[{"job_id":3,"job_state":["CANCELLED","COMPLETING"],"exit_code":{"status":["SUCCESS"],"return_code":{"set":true,"infinite":false,"number":0},"signal":{"id":{"set":false,"infinite":false,"number":0},"name":""}},"end_time":{"set":true,"infinite":false,"number":200}}]}`,
+			want: []scheduler.JobStatus{{JobID: "3", State: "COMPLETING", ExitCode: -1, EndTime: unix(200)}},
+		},
+		{
+			name: "flag precedence: completing before requeued",
+			in:   `{"jobs":[{"job_id":3,"job_state":["PENDING","REQUEUED","COMPLETING"]}]}`,
+			want: []scheduler.JobStatus{{JobID: "3", State: "COMPLETING", ExitCode: -1}},
 		},
 		{
 			name: "v0.0.40 empty state array",

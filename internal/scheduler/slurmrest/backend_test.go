@@ -411,7 +411,15 @@ func sentinel(err error) string {
 	case err == nil:
 		return "nil"
 	case errors.Is(err, ErrUnauthorized):
+		if !errors.Is(err, scheduler.ErrMisconfigured) || errors.Is(err, scheduler.ErrRejected) {
+			return "unauthorized but not only misconfigured"
+		}
 		return "unauthorized"
+	case errors.Is(err, ErrNotServed):
+		if !errors.Is(err, scheduler.ErrMisconfigured) || errors.Is(err, scheduler.ErrRejected) {
+			return "not served but not only misconfigured"
+		}
+		return "not served"
 	case errors.Is(err, scheduler.ErrUnavailable):
 		return "unavailable"
 	case errors.Is(err, scheduler.ErrRejected):
@@ -453,8 +461,16 @@ func TestErrorMapping(t *testing.T) {
 		{name: "500 without body", status: 500, body: ``, op: "jobs", want: "unavailable"},
 		{name: "502 from a proxy", status: 502, body: `<html>bad gateway</html>`, op: "submit", want: "unavailable", wantText: "bad gateway"},
 		{name: "503", status: 503, body: ``, op: "cancel", want: "unavailable"},
-		{name: "404 unknown URL (wrong version)", status: 404, body: `Unable find requested URL. Please view /openapi/v3 for API reference.`, op: "jobs", want: "rejected", wantText: "Unable find requested URL"},
-		{name: "errors array in a 200 listing", status: 200, body: `{"jobs":[],"errors":[{"error_number":2017,"error":"Invalid job id specified"}]}`, op: "jobs", want: "rejected"},
+		{name: "404 unknown URL: v0.0.42 asked of 22.05 (capture)", fixture: "unknown-version.json", op: "jobs", want: "not served", wantText: "Unable find requested URL"},
+		{name: "404 unknown URL on submit is never a refusal", fixture: "unknown-version.json", op: "submit", want: "not served"},
+		{name: "404 unknown URL on cancel is never success", fixture: "unknown-version.json", op: "cancel", want: "not served"},
+		{name: "401 on submit", status: 401, body: `Authentication failure`, op: "submit", want: "unauthorized"},
+		{name: "errors array in a 200 listing", status: 200, body: `{"jobs":[],"errors":[{"error_number":2017,"error":"Invalid job id specified"}]}`, op: "jobs", want: "unavailable"},
+		{name: "unnumbered error in a 200 listing", status: 200, body: `{"jobs":[],"errors":[{"error":"Unspecified error"}]}`, op: "jobs", want: "unavailable"},
+		{name: "cancel refused in status, HTTP 200", status: 200, body: `{"status":[{"error":{"string":"Access/permission denied","code":2002},"step_id":"batch","job_id":999999}],"errors":[],"warnings":[]}`, op: "cancel", want: "rejected", wantText: "Access/permission denied"},
+		{name: "cancel of an unknown job in status, HTTP 200", status: 200, body: `{"status":[{"error":{"string":"Invalid job id specified","code":2017},"step_id":"batch","job_id":999999}],"errors":[]}`, op: "cancel", want: "nil"},
+		{name: "cancel in status: slurmctld unreachable", status: 200, body: `{"status":[{"error":{"string":"Unable to contact slurm controller (connect failure)","code":1001}}],"errors":[]}`, op: "cancel", want: "unavailable"},
+		{name: "cancel status success", status: 200, body: `{"status":[{"error":{"string":"No error","code":0},"step_id":"batch","job_id":999999}],"errors":[]}`, op: "cancel", want: "nil"},
 		{name: "200 that is not JSON", status: 200, body: `hello`, op: "jobs", want: "other"},
 		{name: "200 listing without jobs", status: 200, body: `{"errors":[]}`, op: "jobs", want: "other"},
 		{name: "200 submit without job id", status: 200, body: `{"errors":[]}`, op: "submit", want: "other"},

@@ -28,11 +28,27 @@ func itBackend(t *testing.T) (*Backend, slurmtest.Env, string) {
 	if env.RESTURL == "" || env.JWT == "" {
 		t.Fatalf("cluster has no slurmrestd coordinates: %+v", env)
 	}
-	b, err := New(Config{BaseURL: env.RESTURL, Token: env.JWT, UserName: env.JWTUser}, testLogger(t))
+	b, err := New(Config{BaseURL: env.RESTURL, Token: env.JWT, UserName: env.JWTUser, APIVersion: itAPIVersion()}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := b.Negotiate(ctx)
+	if err != nil {
+		t.Fatalf("Negotiate: %v", err)
+	}
+	t.Logf("slurmrestd API version %s", v)
 	return b, env, uniquePrefix()
+}
+
+// itAPIVersion is the API version the tests use: SOPILOT_SLURMRESTD_API_VERSION
+// when set, else "auto" (the newest the cluster's slurmrestd serves).
+func itAPIVersion() string {
+	if v := os.Getenv("SOPILOT_SLURMRESTD_API_VERSION"); v != "" {
+		return v
+	}
+	return APIVersionAuto
 }
 
 // uniquePrefix is a comment prefix no other test run uses.

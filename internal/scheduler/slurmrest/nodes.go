@@ -38,7 +38,7 @@ func (b *Backend) Nodes(ctx context.Context) ([]scheduler.NodeStatus, error) {
 	}
 	nodes, err := ParseNodes(resp.body)
 	if err != nil {
-		return nil, fmt.Errorf("slurmrest: nodes: GET /slurm/%s/nodes: %w", b.version.name, err)
+		return nil, fmt.Errorf("slurmrest: nodes: GET /slurm/%s/nodes: %w", b.APIVersion(), err)
 	}
 	return nodes, nil
 }
@@ -54,7 +54,7 @@ func (b *Backend) Drain(ctx context.Context, node, reason string) error {
 	if err := scheduler.CheckNodeReason(reason); err != nil {
 		return fmt.Errorf("slurmrest: drain node %s: %w", node, err)
 	}
-	if err := b.checkNodeUpdate(); err != nil {
+	if err := b.checkNodeUpdate(ctx); err != nil {
 		return fmt.Errorf("slurmrest: drain node %s: %w", node, err)
 	}
 	body, err := json.Marshal(nodeUpdate{State: []string{"DRAIN"}, Reason: reason})
@@ -77,7 +77,7 @@ func (b *Backend) Resume(ctx context.Context, node string) error {
 	if err := scheduler.CheckNodeName(node); err != nil {
 		return fmt.Errorf("slurmrest: resume: %w", err)
 	}
-	if err := b.checkNodeUpdate(); err != nil {
+	if err := b.checkNodeUpdate(ctx); err != nil {
 		return fmt.Errorf("slurmrest: resume node %s: %w", node, err)
 	}
 	body, err := json.Marshal(nodeUpdate{State: []string{"RESUME"}})
@@ -105,12 +105,16 @@ type nodeUpdate struct {
 }
 
 // checkNodeUpdate says whether this API version can change nodes.
-func (b *Backend) checkNodeUpdate() error {
-	if b.version.minor >= nodeUpdateMinMinor {
+func (b *Backend) checkNodeUpdate(ctx context.Context) error {
+	v, err := b.apiVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v.minor >= nodeUpdateMinMinor {
 		return nil
 	}
 	return fmt.Errorf("%w: slurmrestd API %s cannot change nodes (POST /slurm/{version}/node/{name} needs v0.0.40 or later, Slurm 23.11+); use the cli backend (scontrol update) instead",
-		scheduler.ErrNodeUnsupported, b.version.name)
+		scheduler.ErrNodeUnsupported, v.name)
 }
 
 // nodeBaseStates are Slurm's base node states (node_state_base_string);

@@ -35,8 +35,8 @@ func TestIntegration_Nodes(t *testing.T) {
 // anything, and the endpoint really is missing (HTTP 405).
 func TestIntegration_NodeUpdateUnsupported(t *testing.T) {
 	b, env, _ := itBackend(t)
-	if b.version.minor >= nodeUpdateMinMinor {
-		t.Skipf("cluster serves %s", b.version.name)
+	if v := b.version.Load(); v.minor >= nodeUpdateMinMinor {
+		t.Skipf("cluster serves %s", v.name)
 	}
 	if err := b.Drain(context.Background(), "worker-1", "[sopilot] x"); !errors.Is(err, scheduler.ErrNodeUnsupported) {
 		t.Fatalf("Drain = %v", err)
@@ -56,7 +56,7 @@ func TestIntegration_NodeUpdateUnsupported(t *testing.T) {
 			}
 		}
 	})
-	req, err := http.NewRequest(http.MethodPost, env.RESTURL+"/slurm/"+b.version.name+"/node/worker-1",
+	req, err := http.NewRequest(http.MethodPost, env.RESTURL+"/slurm/"+b.APIVersion()+"/node/worker-1",
 		strings.NewReader(`{"state":["DRAIN"],"reason":"[sopilot] must not be applied"}`))
 	if err != nil {
 		t.Fatal(err)
