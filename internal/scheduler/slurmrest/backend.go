@@ -33,11 +33,11 @@ type Backend struct {
 	version   atomic.Pointer[apiVersion]
 	negotiate sync.Mutex // held while negotiating, so only one runs
 	ep        endpoint
-	user    string
-	tokens  tokenSource
-	client  *http.Client
-	timeout time.Duration
-	logger  *slog.Logger
+	user      string
+	tokens    tokenSource
+	client    *http.Client
+	timeout   time.Duration
+	logger    *slog.Logger
 }
 
 var _ scheduler.Backend = (*Backend)(nil)

@@ -14,7 +14,7 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultAPIVersion    = "v0.0.38"
+	DefaultAPIVersion = "v0.0.38"
 	// APIVersionAuto makes the Backend negotiate its API version.
 	APIVersionAuto       = "auto"
 	DefaultTimeout       = 30 * time.Second
