@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -125,29 +126,42 @@ var nodeBaseStates = map[string]bool{
 }
 
 // ParseNodes reads a node listing of slurmrestd (GET /slurm/{version}/nodes
-// and /node/{name}) or of `sinfo --json`, which prints the same document:
+// and /node/{name}), of `scontrol --json show nodes` (Slurm 23.02 and
+// later) or of `sinfo --json`, in every shape these have used:
 //
-//   - openapi/v0.0.38 (Slurm 21.08 to 23.02): "state" is the base state in
-//     lower case ("idle", "mixed"), "state_flags" the flags ("DRAIN",
-//     "NOT_RESPONDING"), "reason_changed_at" Unix seconds (0 when unset),
+//   - openapi/v0.0.38 (Slurm 21.08 to 23.02, slurmrestd and sinfo): a
+//     "nodes" array; "state" is the base state in lower case ("idle",
+//     "mixed"), "state_flags" the flags ("DRAIN", "NOT_RESPONDING"),
+//     "reason_changed_at" Unix seconds (0 when unset),
 //     "reason_set_by_user" a user name or null;
-//   - data_parser v0.0.39 to v0.0.44 (Slurm 23.02 and later): "state" is an
-//     array, base state first then flags (["IDLE","DRAIN"]), and
-//     "reason_changed_at" a {"set","infinite","number"} structure.
+//   - data_parser v0.0.39 to v0.0.45 (slurmrestd and scontrol of Slurm
+//     23.02 and later): a "nodes" array; "state" is an array, base state
+//     first then flags (["IDLE","DRAIN"]), and "reason_changed_at" a
+//     {"set","infinite","number"} structure;
+//   - sinfo --json of Slurm 23.11 and later: a "sinfo" array with one
+//     entry per group of nodes sinfo would print on one line (same state,
+//     reason, GRES, ...): "node.state" (an array as above),
+//     "nodes.nodes" (the names), "reason.description", "reason.time",
+//     "reason.user" (24.11; 26.05 no longer has it) and "gres.total"
+//     ("gpu:8", per node).
 //
 // "gres" ("gpu:8", "gpu:h100:8(S:0-1)", ...) gives the GPU count. A field
 // of an unexpected type reads as its zero value, and a node without a
-// usable name is skipped; only a document without a "nodes" array is an
-// error.
+// usable name is skipped; only a document with neither a "nodes" nor a
+// "sinfo" array is an error. Nodes are returned in the document's order.
 func ParseNodes(data []byte) ([]scheduler.NodeStatus, error) {
 	var doc struct {
 		Nodes *[]json.RawMessage `json:"nodes"`
+		Sinfo *[]json.RawMessage `json:"sinfo"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("node listing is not a JSON object: %w", err)
 	}
+	if doc.Nodes == nil && doc.Sinfo != nil {
+		return parseSinfoGroups(*doc.Sinfo), nil
+	}
 	if doc.Nodes == nil {
-		return nil, errors.New(`node listing has no "nodes" array`)
+		return nil, errors.New(`node listing has neither a "nodes" nor a "sinfo" array`)
 	}
 	out := make([]scheduler.NodeStatus, 0, len(*doc.Nodes))
 	for _, raw := range *doc.Nodes {
@@ -162,13 +176,95 @@ func ParseNodes(data []byte) ([]scheduler.NodeStatus, error) {
 		n.State, n.Flags = nodeState(f["state"], f["state_flags"])
 		n.Reason = slurmjson.String(f["reason"])
 		n.ReasonUser = slurmjson.String(f["reason_set_by_user"])
-		if t, ok := slurmjson.Int(f["reason_changed_at"]); ok && t > 0 && t < slurmjson.NoVal {
-			n.ReasonTime = time.Unix(t, 0).UTC()
-		}
+		n.ReasonTime = reasonTime(f["reason_changed_at"])
 		n.GPUs = GRESGPUs(slurmjson.String(f["gres"]))
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// reasonTime reads a reason's Unix time; 0, unset and NO_VAL are no time.
+func reasonTime(raw json.RawMessage) time.Time {
+	if t, ok := slurmjson.Int(raw); ok && t > 0 && t < slurmjson.NoVal {
+		return time.Unix(t, 0).UTC()
+	}
+	return time.Time{}
+}
+
+// maxSinfoGroupNodes bounds the nodes one sinfo group may expand to, so
+// that a hostlist range in hostile input cannot exhaust memory.
+const maxSinfoGroupNodes = 1 << 16
+
+// parseSinfoGroups reads the "sinfo" array of sinfo --json (Slurm 23.11+):
+// each group gives its values to every node it names. A node named by
+// several groups (it is in several partitions) is reported once, from its
+// first group.
+func parseSinfoGroups(groups []json.RawMessage) []scheduler.NodeStatus {
+	var out []scheduler.NodeStatus
+	seen := map[string]bool{}
+	for _, raw := range groups {
+		var g struct {
+			Node struct {
+				State json.RawMessage `json:"state"`
+			} `json:"node"`
+			Nodes struct {
+				Nodes json.RawMessage `json:"nodes"`
+			} `json:"nodes"`
+			Reason struct {
+				Description json.RawMessage `json:"description"`
+				Time        json.RawMessage `json:"time"`
+				User        json.RawMessage `json:"user"`
+			} `json:"reason"`
+			Gres struct {
+				Total json.RawMessage `json:"total"`
+			} `json:"gres"`
+		}
+		if json.Unmarshal(raw, &g) != nil {
+			continue
+		}
+		state, flags := nodeState(g.Node.State, nil)
+		reason := slurmjson.String(g.Reason.Description)
+		user := slurmjson.String(g.Reason.User)
+		when := reasonTime(g.Reason.Time)
+		gpus := GRESGPUs(slurmjson.String(g.Gres.Total))
+		for _, name := range sinfoGroupNames(g.Nodes.Nodes) {
+			if seen[name] || scheduler.CheckNodeName(name) != nil {
+				continue
+			}
+			seen[name] = true
+			out = append(out, scheduler.NodeStatus{
+				Name: name, State: state, Flags: slices.Clone(flags),
+				Reason: reason, ReasonUser: user, ReasonTime: when, GPUs: gpus,
+			})
+		}
+	}
+	if out == nil {
+		out = []scheduler.NodeStatus{}
+	}
+	return out
+}
+
+// sinfoGroupNames reads "nodes.nodes": an array of names, each of which
+// may also be a hostlist expression ("worker-[0-3]"), expanded here.
+func sinfoGroupNames(raw json.RawMessage) []string {
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) != nil {
+		return nil
+	}
+	var out []string
+	for _, r := range list {
+		s := slurmjson.String(r)
+		if !strings.ContainsAny(s, "[,") {
+			out = append(out, s)
+			continue
+		}
+		names, err := scheduler.ExpandHostlist(s)
+		if err != nil || len(out)+len(names) > maxSinfoGroupNodes {
+			continue
+		}
+		out = append(out, names...)
+	}
+	return out
 }
 
 // nodeState reads the base state and flags from "state" (a string or an
