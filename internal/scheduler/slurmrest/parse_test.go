@@ -3,6 +3,7 @@ package slurmrest
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,6 +127,8 @@ func FuzzParseAnswers(f *testing.F) {
 	}
 	f.Add([]byte(`{"errors":[{"error_number":2017,"error":"Invalid job id specified"}],"jobs":[{"job_id":1}],"result":{"job_id":5}}`))
 	f.Add([]byte(`{"warnings":[{"description":"w"},1,null],"job_id":"7"}`))
+	f.Add([]byte(`{"status":[{"error":{"string":"Invalid job id specified","code":2017}},{"error":{"code":0}},{"error":"x"},1],"errors":[]}`))
+	f.Add([]byte(`{"paths":{"/slurm/v0.0.42/jobs":{},"/slurm/v0.0.40/ping":{},"/slurm/v0.0.42/ping":{},"/slurmdb/v0.0.42/x":{}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if entries, isJSON := parseErrors(data); !isJSON && entries != nil {
 			t.Fatalf("entries %+v from a body that is not a JSON object", entries)
@@ -135,5 +138,19 @@ func FuzzParseAnswers(f *testing.F) {
 			t.Fatalf("parseSubmit = %q, %v", id, ok)
 		}
 		_, _ = slurmjson.ParseJobs(data)
+		for _, e := range parseCancelStatus(data) {
+			if e.Number == 0 {
+				t.Fatalf("cancel status entry without a number: %+v", e)
+			}
+		}
+		v := ServedVersions(data)
+		if !slices.IsSorted(v) || len(slices.Compact(slices.Clone(v))) != len(v) {
+			t.Fatalf("ServedVersions = %v: not sorted and unique", v)
+		}
+		for _, m := range v {
+			if m < 0 || m > 9999 {
+				t.Fatalf("ServedVersions = %v", v)
+			}
+		}
 	})
 }
