@@ -155,7 +155,18 @@ func TestLiveCancelRunning(t *testing.T) {
 	if err := b.Cancel(context.Background(), id); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
-	st := waitFor(t, b, id, time.Minute, final)
+	// Until Slurm has settled the exit status (24.11 and 26.05 first report
+	// ["CANCELLED","COMPLETING"] with exit status SUCCESS), the job must
+	// read COMPLETING, not final, with no exit code.
+	seen := map[string]bool{}
+	st := waitFor(t, b, id, time.Minute, func(st scheduler.JobStatus) bool {
+		seen[st.State] = true
+		if !final(st) && (st.ExitCode != -1 || st.Signal != 0 || st.State != "RUNNING" && st.State != "COMPLETING") {
+			t.Errorf("job %s while being cancelled: %+v", id, st)
+		}
+		return final(st)
+	})
+	t.Logf("states seen while cancelling: %v", seen)
 	// The exit status depends on who dies of the SIGTERM first: the shell
 	// (it exits 143 = 128+15) or its sleep (then the step reports signal 15).
 	if st.State != "CANCELLED" || !(st.ExitCode == 143 && st.Signal == 0 || st.ExitCode == 0 && st.Signal == 15) {
