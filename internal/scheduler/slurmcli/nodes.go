@@ -119,7 +119,8 @@ func (b *Backend) updateNode(ctx context.Context, args []string, resume bool) er
 // isNothingToResume reports whether scontrol's stderr is Slurm's answer to
 // RESUME of a node that is neither drained nor down.
 func isNothingToResume(stderr string) bool {
-	return strings.Contains(strings.ToLower(stderr), "invalid node state specified")
+	s := strings.ToLower(stderr)
+	return strings.Contains(s, "invalid node state specified") || strings.Contains(s, "invalid node state transition")
 }
 
 // sinfoNodesArgs lists every node, hidden partitions included, as JSON.

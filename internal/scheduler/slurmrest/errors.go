@@ -26,6 +26,7 @@ var ErrNotServed = fmt.Errorf("slurmrestd does not serve this API version or pat
 // been stable since at least Slurm 20.02.
 const (
 	errnoUnspecified        = -1   // SLURM_ERROR
+	errnoEPERM              = 1    // a plain errno: Operation not permitted
 	errnoCommConnection     = 1001 // SLURM_COMMUNICATIONS_CONNECTION_ERROR
 	errnoCommShutdown       = 1004 // SLURM_COMMUNICATIONS_SHUTDOWN_ERROR
 	errnoProtocolAuth       = 1007 // SLURM_PROTOCOL_AUTHENTICATION_ERROR
@@ -135,10 +136,6 @@ func authErrno(n int) bool {
 // every failed RPC with 500, a bad partition as much as an unreachable
 // slurmctld.
 func classify(method string, status int, entries []APIErrorEntry) error {
-	if status == http.StatusUnauthorized || status == http.StatusForbidden ||
-		status == http.StatusNetworkAuthenticationRequired {
-		return ErrUnauthorized
-	}
 	numbered := false
 	for _, e := range entries {
 		if authErrno(e.Number) {
@@ -147,6 +144,18 @@ func classify(method string, status int, entries []APIErrorEntry) error {
 		if e.Number != 0 {
 			numbered = true
 		}
+	}
+	if method == http.MethodDelete && hasErrno(entries, errnoEPERM) {
+		// slurm_kill_jobs() fails with plain EPERM ("Operation not
+		// permitted") both when slurmctld cannot be reached and when the
+		// user may not signal the job; slurmrestd 24.11 answers HTTP 500,
+		// 26.05 HTTP 403 (captured: controller-down-cancel.json). Retrying
+		// may help; it is never a success and never a verdict on the job.
+		return scheduler.ErrUnavailable
+	}
+	if status == http.StatusUnauthorized || status == http.StatusForbidden ||
+		status == http.StatusNetworkAuthenticationRequired {
+		return ErrUnauthorized
 	}
 	if status == http.StatusNotFound && !numbered {
 		// slurmrestd's own "Unable find requested URL": no Slurm verdict,
@@ -182,4 +191,14 @@ func classify(method string, status int, entries []APIErrorEntry) error {
 	default:
 		return scheduler.ErrRejected
 	}
+}
+
+// hasErrno reports whether one of entries has Slurm error number n.
+func hasErrno(entries []APIErrorEntry, n int) bool {
+	for _, e := range entries {
+		if e.Number == n {
+			return true
+		}
+	}
+	return false
 }
