@@ -18,9 +18,13 @@ import (
 
 var _ scheduler.NodeBackend = (*Backend)(nil)
 
-// errnoInvalidNodeState is ESLURM_INVALID_NODE_STATE: Slurm's answer to
-// RESUME of a node that is neither drained nor down.
-const errnoInvalidNodeState = 2028
+// Slurm's answers to RESUME of a node that is neither drained nor down:
+// ESLURM_INVALID_NODE_STATE "Invalid node state specified" up to 24.11,
+// "Invalid node state transition" (2180) on 26.05.
+const (
+	errnoInvalidNodeState      = 2028
+	errnoInvalidNodeTransition = 2180
+)
 
 // nodeUpdateMinMinor is the first API version with POST
 // /slurm/{version}/node/{name}: slurmrestd's v0.0.38 plugin (Slurm 21.08 to
@@ -87,7 +91,7 @@ func (b *Backend) Resume(ctx context.Context, node string) error {
 	}
 	_, err = b.do(ctx, http.MethodPost, "node/"+url.PathEscape(node), body)
 	var apiErr *APIError
-	if err != nil && errors.As(err, &apiErr) && apiErr.Has(errnoInvalidNodeState) {
+	if err != nil && errors.As(err, &apiErr) && (apiErr.Has(errnoInvalidNodeState) || apiErr.Has(errnoInvalidNodeTransition)) {
 		b.logger.Debug("slurmrest: resume of a node that is neither drained nor down", "node", node, "err", err)
 		return nil
 	}
