@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,7 +141,9 @@ func (b *Backend) do(ctx context.Context, method, path string, body []byte) (*re
 // prefix); see do.
 func (b *Backend) doPath(ctx context.Context, method, display string, body []byte) (*response, error) {
 	u := *b.ep.base
-	u.Path = u.Path + display
+	path, query, _ := strings.Cut(display, "?")
+	u.Path = u.Path + path
+	u.RawQuery = query
 
 	token, err := b.tokens.token()
 	if err != nil {
@@ -377,19 +380,36 @@ func onlyGone(e *APIError) bool {
 }
 
 // probeJobID is a job id that cannot exist (Slurm job ids stay below
-// 0x03ff0000), for Check.
+// 0x03ff0000), for Check on v0.0.38/39: slurmrestd 22.05 passes it to
+// slurmctld. (slurmrestd 24.11 and later refuse it themselves, without
+// asking slurmctld, so Check uses a listing there.)
 const probeJobID = "2147483647"
 
 // Check tells whether slurmrestd is reachable and slurmctld accepts the
-// credentials, without changing anything: it asks to cancel a job id that
-// cannot exist, which makes slurmrestd contact slurmctld with the token.
-// Slurm answers "Invalid job id" when all is well. It returns an error
-// wrapping ErrUnauthorized when the credentials are refused (on 22.05
-// slurmctld then drops the connection: error 5005), and one wrapping
+// credentials, without changing anything. It returns an error wrapping
+// ErrUnauthorized when the credentials are refused, one wrapping
+// ErrNotServed when the API version is not served, and one wrapping
 // scheduler.ErrUnavailable when slurmrestd or slurmctld cannot be reached.
 // Use it at startup: on Slurm 22.05 a refused token is otherwise
 // indistinguishable from an unreachable slurmctld in job listings.
+//
+// On v0.0.38/39 it asks to cancel a job id that cannot exist, which makes
+// slurmrestd contact slurmctld with the token: Slurm answers "Invalid job
+// id" when all is well, and 22.05's slurmctld drops a request with a
+// refused token (error 5005). On v0.0.40 and later it lists the jobs
+// changed since now (GET jobs?update_time=<now>: one small
+// REQUEST_JOB_INFO), and slurmctld's refusal is error 1007 (HTTP 511).
 func (b *Backend) Check(ctx context.Context) error {
+	v, err := b.apiVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("slurmrest: check: %w", err)
+	}
+	if v.minor >= nodeUpdateMinMinor {
+		if _, err := b.do(ctx, http.MethodGet, "jobs?update_time="+strconv.FormatInt(time.Now().Unix(), 10), nil); err != nil {
+			return fmt.Errorf("slurmrest: check: %w", err)
+		}
+		return nil
+	}
 	resp, err := b.do(ctx, http.MethodDelete, "job/"+probeJobID, nil)
 	if err == nil {
 		err = cancelStatusError(resp)

@@ -109,3 +109,38 @@ func TestCaptured_EveryVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestCheck_DataParser: from v0.0.40 Check lists the jobs changed since
+// now, because slurmrestd 24.11+ refuses the impossible job id of the
+// v0.0.38 probe itself, without asking slurmctld (and so without checking
+// the token).
+func TestCheck_DataParser(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		want   string
+	}{
+		{"accepted", 200, `{"jobs":[],"errors":[],"warnings":[]}`, "nil"},
+		{"token refused (24.11: 511, 1007)", 511, `{"jobs":[],"errors":[{"description":"Unable to query jobs","error_number":1007,"error":"Protocol authentication error","source":"slurm_load_jobs()"}]}`, "unauthorized"},
+		{"slurmctld down (24.11 capture)", 0, "slurm-24.11-v0.0.42/controller-down-jobs.json", "unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f *fakeREST
+			if tt.status == 0 {
+				f = newFakeRESTFixture(t, filepath.Join("testdata", tt.body))
+			} else {
+				f = newFakeREST(t, tt.status, []byte(tt.body))
+			}
+			b := newTestBackend(t, Config{BaseURL: f.srv.URL, APIVersion: "v0.0.42"})
+			if err := b.Check(context.Background()); sentinel(err) != tt.want {
+				t.Fatalf("Check = %v (%s), want %s", err, sentinel(err), tt.want)
+			}
+			c := f.calls()
+			if len(c) != 1 || c[0].Method != "GET" || c[0].Path != "/slurm/v0.0.42/jobs" || !strings.HasPrefix(c[0].Query, "update_time=") {
+				t.Fatalf("requests %+v", c)
+			}
+		})
+	}
+}
