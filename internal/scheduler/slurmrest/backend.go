@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -397,7 +396,7 @@ const probeJobID = "2147483647"
 // slurmrestd contact slurmctld with the token: Slurm answers "Invalid job
 // id" when all is well, and 22.05's slurmctld drops a request with a
 // refused token (error 5005). On v0.0.40 and later it lists the jobs
-// changed since now (GET jobs?update_time=<now>: one small
+// changed since now (GET jobs?update_time=now: one small
 // REQUEST_JOB_INFO), and slurmctld's refusal is error 1007 (HTTP 511).
 func (b *Backend) Check(ctx context.Context) error {
 	v, err := b.apiVersion(ctx)
@@ -405,7 +404,9 @@ func (b *Backend) Check(ctx context.Context) error {
 		return fmt.Errorf("slurmrest: check: %w", err)
 	}
 	if v.minor >= nodeUpdateMinMinor {
-		if _, err := b.do(ctx, http.MethodGet, "jobs?update_time="+strconv.FormatInt(time.Now().Unix(), 10), nil); err != nil {
+		// "now" in Slurm's time syntax: v0.0.40 and v0.0.41 refuse a Unix
+		// time there (error 9202), v0.0.42+ take both.
+		if _, err := b.do(ctx, http.MethodGet, "jobs?update_time=now", nil); err != nil {
 			return fmt.Errorf("slurmrest: check: %w", err)
 		}
 		return nil

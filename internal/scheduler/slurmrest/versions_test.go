@@ -138,7 +138,7 @@ func TestCheck_DataParser(t *testing.T) {
 				t.Fatalf("Check = %v (%s), want %s", err, sentinel(err), tt.want)
 			}
 			c := f.calls()
-			if len(c) != 1 || c[0].Method != "GET" || c[0].Path != "/slurm/v0.0.42/jobs" || !strings.HasPrefix(c[0].Query, "update_time=") {
+			if len(c) != 1 || c[0].Method != "GET" || c[0].Path != "/slurm/v0.0.42/jobs" || c[0].Query != "update_time=now" {
 				t.Fatalf("requests %+v", c)
 			}
 		})
