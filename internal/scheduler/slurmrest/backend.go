@@ -79,7 +79,7 @@ func New(cfg Config, logger *slog.Logger) (*Backend, error) {
 		b.tokens = newStaticToken(cfg.Token, cfg.now)
 	}
 	if !auto && v.minor > newestSupported {
-		b.logger.Warn("slurmrest: API version newer than the ones this package was written for; using the v0.0.44 request shape",
+		b.logger.Warn("slurmrest: API version newer than the ones this package was written for; using the v0.0.45 request shape",
 			"api_version", v.name, "newest_supported", supportedVersionName(newestSupported))
 	}
 	return b, nil
