@@ -149,7 +149,9 @@ var nodeBaseStates = map[string]bool{
 //     "reason.user" (24.11; 26.05 no longer has it) and "gres.total"
 //     ("gpu:8", per node).
 //
-// "gres" ("gpu:8", "gpu:h100:8(S:0-1)", ...) gives the GPU count. A field
+// A reason is reported only for a node it explains (down, drained, failing,
+// rebooting, powering down; see dropStaleReason). "gres" ("gpu:8",
+// "gpu:h100:8(S:0-1)", ...) gives the GPU count. A field
 // of an unexpected type reads as its zero value, and a node without a
 // usable name is skipped; only a document with neither a "nodes" nor a
 // "sinfo" array is an error. Nodes are returned in the document's order.
@@ -182,9 +184,29 @@ func ParseNodes(data []byte) ([]scheduler.NodeStatus, error) {
 		n.ReasonUser = slurmjson.String(f["reason_set_by_user"])
 		n.ReasonTime = reasonTime(f["reason_changed_at"])
 		n.GPUs = GRESGPUs(slurmjson.String(f["gres"]))
-		out = append(out, n)
+		out = append(out, dropStaleReason(n))
 	}
 	return out, nil
+}
+
+// reasonStates are the base states and flags a node's reason explains.
+var reasonStates = map[string]bool{
+	"DOWN": true, "ERROR": true, "DRAIN": true, "FAIL": true, "MAINTENANCE": true,
+	"REBOOT_REQUESTED": true, "REBOOT_ISSUED": true, "POWER_DOWN": true, "POWERING_DOWN": true, "POWERED_DOWN": true,
+}
+
+// dropStaleReason clears the reason of a node that is neither down nor
+// drained (nor failing, rebooting or powering down): Slurm 22.05 and 26.05
+// clear or refuse such a reason, while 24.11 keeps a drain reason after
+// RESUME and stores a reason given to an idle node. Sinfo -R does not show
+// those either; reporting them would make a resumed node look different on
+// 24.11 than on the other versions.
+func dropStaleReason(n scheduler.NodeStatus) scheduler.NodeStatus {
+	if reasonStates[n.State] || slices.ContainsFunc(n.Flags, func(f string) bool { return reasonStates[f] }) {
+		return n
+	}
+	n.Reason, n.ReasonUser, n.ReasonTime = "", "", time.Time{}
+	return n
 }
 
 // reasonTime reads a reason's Unix time; 0, unset and NO_VAL are no time.
@@ -236,10 +258,10 @@ func parseSinfoGroups(groups []json.RawMessage) []scheduler.NodeStatus {
 				continue
 			}
 			seen[name] = true
-			out = append(out, scheduler.NodeStatus{
+			out = append(out, dropStaleReason(scheduler.NodeStatus{
 				Name: name, State: state, Flags: slices.Clone(flags),
 				Reason: reason, ReasonUser: user, ReasonTime: when, GPUs: gpus,
-			})
+			}))
 		}
 	}
 	if out == nil {

@@ -398,3 +398,30 @@ func FuzzGRESGPUs(f *testing.F) {
 		}
 	})
 }
+
+// TestParseNodes_StaleReason: a reason is reported only for a node it
+// explains. 24.11 keeps the drain reason after RESUME (captured while
+// testing: IDLE+NOT_RESPONDING, then IDLE, reason still there) and stores a
+// reason given to an idle node, where 22.05 clears it and 26.05 drops it.
+func TestParseNodes_StaleReason(t *testing.T) {
+	doc := `{"nodes":[
+	 {"name":"idle","state":["IDLE"],"reason":"x","reason_set_by_user":"root","reason_changed_at":{"set":true,"number":5}},
+	 {"name":"resumed","state":["IDLE","NOT_RESPONDING"],"reason":"w","reason_set_by_user":"root","reason_changed_at":5},
+	 {"name":"drained","state":["IDLE","DRAIN"],"reason":"y","reason_set_by_user":"root","reason_changed_at":5},
+	 {"name":"down","state":["DOWN"],"reason":"z","reason_set_by_user":"slurm","reason_changed_at":5},
+	 {"name":"failing","state":["MIXED","FAIL"],"reason":"f"},
+	 {"name":"rebooting","state":["IDLE","REBOOT_REQUESTED"],"reason":"r"}]}`
+	nodes, err := ParseNodes([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"idle": "", "resumed": "", "drained": "y", "down": "z", "failing": "f", "rebooting": "r"}
+	for _, n := range nodes {
+		if n.Reason != want[n.Name] || (n.Reason == "") != (n.ReasonUser == "" && n.ReasonTime.IsZero()) && n.Name != "failing" && n.Name != "rebooting" {
+			t.Errorf("%s: %+v, want reason %q", n.Name, n, want[n.Name])
+		}
+	}
+	if len(nodes) != len(want) {
+		t.Fatalf("%d nodes", len(nodes))
+	}
+}
