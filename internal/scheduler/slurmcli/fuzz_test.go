@@ -32,6 +32,7 @@ func addFixtureSeeds(f *testing.F, pattern string) {
 
 func FuzzParseSqueue(f *testing.F) {
 	addFixtureSeeds(f, "squeue-*.stdout")
+	addFixtureSeeds(f, "../slurm-*/squeue-*.stdout")
 	f.Add([]byte("1\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1e"))
 	f.Add([]byte("\x1e\x1e\n\x1f"))
 	f.Fuzz(func(t *testing.T, in []byte) {

@@ -59,6 +59,12 @@ func TestCaptured_EveryVersion(t *testing.T) {
 					t.Errorf("%s: %+v, %v; want %+v", fixture, jobs, err, want)
 				}
 			}
+			// Right after the cancel: ["CANCELLED","COMPLETING"] with exit
+			// status SUCCESS, which is not the job's final word.
+			settling, err := backend(t, "jobs-after-cancel.json").Jobs(ctx, []string{c.cancelled})
+			if err != nil || len(settling) != 1 || settling[0].State != "COMPLETING" || settling[0].ExitCode != -1 || settling[0].Signal != 0 {
+				t.Errorf("jobs-after-cancel: %+v, %v; want COMPLETING, exit -1", settling, err)
+			}
 			jobs, err := backend(t, "jobs.json").FindByComment(ctx, "sopilot:fxr-ok")
 			if err != nil || !slices.ContainsFunc(jobs, func(j scheduler.JobStatus) bool { return j.JobID == c.ok }) {
 				t.Errorf("jobs.json: %+v, %v", jobs, err)
