@@ -44,8 +44,8 @@
 // they expire.
 //
 // Nodes (scheduler.NodeBackend) come from GET /slurm/{version}/nodes, read
-// by ParseNodes (which also reads scontrol --json and sinfo --json). Drain and Resume POST
-// {"state":["DRAIN"],"reason":...} or {"state":["RESUME"]} to
+// by ParseNodes (which also reads scontrol --json and sinfo --json). Drain
+// and Resume POST {"state":["DRAIN"],"reason":...} or {"state":["RESUME"]} to
 // /slurm/{version}/node/{name}, which exists from v0.0.40 (Slurm 23.11);
 // v0.0.38 and v0.0.39 Backends return an error wrapping
 // scheduler.ErrNodeUnsupported without sending anything (22.05's v0.0.38
