@@ -17,7 +17,10 @@ type NodeStatus struct {
 	// Flags are upper-case state flags: DRAIN, NOT_RESPONDING, COMPLETING,
 	// RESERVED, MAINTENANCE, ... in the order Slurm reports them.
 	Flags []string
-	// Reason is the drain/down reason as Slurm stores it ("" when none).
+	// Reason is the drain/down reason as Slurm stores it: "" when none, and
+	// for a node that is neither down nor drained (nor failing, rebooting or
+	// powering down), whatever Slurm still stores (24.11 keeps a drain
+	// reason after RESUME), so that every Slurm version reads alike.
 	Reason string
 	// ReasonUser is who set Reason (a user name, or a uid as text).
 	ReasonUser string

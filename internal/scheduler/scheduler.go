@@ -42,6 +42,12 @@ var (
 	// ErrRejected means Slurm refused the request (bad partition, too many
 	// nodes, invalid dependency, ...). Retrying the same request will not help.
 	ErrRejected = errors.New("slurm rejected the request")
+	// ErrMisconfigured means the backend is set up wrong for the Slurm it
+	// talks to: the credentials were refused, or slurmrestd does not serve
+	// the API version or path asked for. Retrying will not help until the
+	// configuration changes, and it says nothing about the job itself:
+	// it is never ErrRejected.
+	ErrMisconfigured = errors.New("slurm backend misconfigured")
 )
 
 // JobSpec is everything needed to submit one batch job. All fields must
@@ -97,16 +103,23 @@ const (
 type JobStatus struct {
 	JobID string
 	Name  string
-	// State is Slurm's base state string, upper case, without flags
-	// ("RUNNING", "COMPLETED", "CONFIGURING", ...). Unknown states are
-	// passed through as Slurm spelled them.
+	// State is the one word Slurm's job_state_string() prints for the job,
+	// upper case: the base state ("RUNNING", "COMPLETED", "CANCELLED", ...)
+	// unless a flag takes precedence ("COMPLETING", "CONFIGURING",
+	// "REQUEUED", ...). It is the same on every Slurm version and from every
+	// backend: Slurm 24.11 and later report a job right after scancel as
+	// ["CANCELLED","COMPLETING"], which reads "COMPLETING", as 22.05's
+	// string did. COMPLETING is not final; the exit code and signal are
+	// known only once it is gone. Unknown states are passed through as Slurm
+	// spelled them.
 	State   string
 	Reason  string // Slurm's reason ("None", "Resources", "Dependency", ...)
 	Comment string
 	// Nodes is the compact Slurm node list ("worker-[0-1]"); empty while pending.
 	Nodes string
-	// ExitCode is the batch script's exit status; -1 when unknown. Signal is
-	// the terminating signal, 0 if none.
+	// ExitCode is the batch script's exit status; -1 when unknown (always
+	// while the job is pending, running or COMPLETING). Signal is the
+	// terminating signal, 0 if none.
 	ExitCode  int
 	Signal    int
 	StartTime time.Time // zero when not started

@@ -65,6 +65,9 @@ type Backend struct {
 	// noJSON is set once squeue has said it cannot print JSON (QueryAuto):
 	// from then on every listing uses the format query.
 	noJSON atomic.Bool
+	// noScontrolJSON is set once scontrol has said it cannot print JSON
+	// (Slurm before 23.02): from then on Nodes uses sinfo --json.
+	noScontrolJSON atomic.Bool
 }
 
 // New returns a Backend; it runs nothing until called.
@@ -196,9 +199,9 @@ func (b *Backend) list(ctx context.Context, mustRead func(id string) bool, keep 
 	return b.listFormat(ctx, mustRead, keep)
 }
 
-// errNoJSON means squeue cannot print JSON at all: it does not know
-// --json, or a plugin it needs for it is missing.
-var errNoJSON = errors.New("squeue cannot print JSON")
+// errNoJSON means a tool (squeue, scontrol) cannot print JSON at all: it
+// does not know --json, or a plugin it needs for it is missing.
+var errNoJSON = errors.New("cannot print JSON")
 
 // listJSON runs squeue --json once and returns every job it lists, with
 // slurmcli's rules applied (finalizeStatus). The document is read by
@@ -223,6 +226,9 @@ func (b *Backend) listJSON(ctx context.Context) ([]scheduler.JobStatus, error) {
 		}
 		return nil, toolError("squeue", res, nil)
 	}
+	if err := documentErrors("squeue", res.stdout); err != nil {
+		return nil, err
+	}
 	jobs, err := slurmjson.ParseJobs(res.stdout)
 	if err != nil {
 		return nil, fmt.Errorf("squeue --json: %w (output starts %q)", err, truncate(string(res.stdout), 120))
@@ -231,6 +237,24 @@ func (b *Backend) listJSON(ctx context.Context) ([]scheduler.JobStatus, error) {
 		jobs[i] = finalizeStatus(jobs[i])
 	}
 	return jobs, nil
+}
+
+// documentErrors returns a scheduler.ErrUnavailable error when a tool's JSON
+// output carries Slurm errors. With slurmctld down, squeue --json, sinfo
+// --json and scontrol --json exit 0 and print an empty list next to an
+// "errors" entry (captured on 22.05, 24.11 and 26.05): that is no listing
+// at all, never "no jobs" or "no nodes". Whatever the error, nothing was
+// asked that Slurm could refuse on its merits.
+func documentErrors(tool string, stdout []byte) error {
+	errs, _ := slurmjson.ParseErrors(stdout)
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.String()
+	}
+	return fmt.Errorf("%s --json: %w: %s", tool, scheduler.ErrUnavailable, truncate(strings.Join(msgs, "; "), 512))
 }
 
 // listFormat runs squeue --Format once and returns the jobs keep accepts. A

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmjson"
 )
 
 // addFixtureSeeds adds every captured file with the given extension.
@@ -31,6 +32,7 @@ func addFixtureSeeds(f *testing.F, pattern string) {
 
 func FuzzParseSqueue(f *testing.F) {
 	addFixtureSeeds(f, "squeue-*.stdout")
+	addFixtureSeeds(f, "../slurm-*/squeue-*.stdout")
 	f.Add([]byte("1\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1f\x1e"))
 	f.Add([]byte("\x1e\x1e\n\x1f"))
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -65,14 +67,16 @@ func FuzzParseSqueue(f *testing.F) {
 // rules hold for every job reported.
 func FuzzSqueueJSON(f *testing.F) {
 	addFixtureSeeds(f, "squeue-json*.stdout")
+	addFixtureSeeds(f, "../slurm-*/squeue-json*.stdout")
 	f.Add([]byte(`{"jobs":[{"job_id":1,"job_state":["PENDING"],"start_time":5,"end_time":6,"exit_code":768}]}`))
 	f.Add([]byte(`{"jobs":[{"job_id":2,"job_state":"CANCELLED","nodes":"","start_time":5,"end_time":6,"exit_code":15}]}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := &fakeRunner{reply: func(context.Context, command) (result, error) { return result{stdout: in}, nil }}
 		jobs, err := newTestBackend(Config{Query: QueryJSON}, r).FindByComment(context.Background(), "")
 		if err != nil {
-			if errors.Is(err, scheduler.ErrUnavailable) || errors.Is(err, errNoJSON) {
-				t.Fatalf("bad output taken for %v", err)
+			errs, _ := slurmjson.ParseErrors(in)
+			if errors.Is(err, errNoJSON) || errors.Is(err, scheduler.ErrUnavailable) != (len(errs) > 0) {
+				t.Fatalf("output classified wrong: %v", err)
 			}
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,7 +155,18 @@ func TestLiveCancelRunning(t *testing.T) {
 	if err := b.Cancel(context.Background(), id); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
-	st := waitFor(t, b, id, time.Minute, final)
+	// Until Slurm has settled the exit status (24.11 and 26.05 first report
+	// ["CANCELLED","COMPLETING"] with exit status SUCCESS), the job must
+	// read COMPLETING, not final, with no exit code.
+	seen := map[string]bool{}
+	st := waitFor(t, b, id, time.Minute, func(st scheduler.JobStatus) bool {
+		seen[st.State] = true
+		if !final(st) && (st.ExitCode != -1 || st.Signal != 0 || st.State != "RUNNING" && st.State != "COMPLETING") {
+			t.Errorf("job %s while being cancelled: %+v", id, st)
+		}
+		return final(st)
+	})
+	t.Logf("states seen while cancelling: %v", seen)
 	// The exit status depends on who dies of the SIGTERM first: the shell
 	// (it exits 143 = 128+15) or its sleep (then the step reports signal 15).
 	if st.State != "CANCELLED" || !(st.ExitCode == 143 && st.Signal == 0 || st.ExitCode == 0 && st.Signal == 15) {
@@ -262,10 +274,37 @@ func sdiagCounts(t testing.TB, env slurmtest.Env) map[string]int {
 	return counts
 }
 
-// TestLiveListingRPCs measures with sdiag what one Jobs call costs
-// slurmctld: squeue --json is one REQUEST_JOB_INFO; the --Format query adds
-// a REQUEST_PARTITION_INFO. Jobs asks for 30 ids, as a controller polling
-// its active runs would.
+// liveSlurmVersion is the cluster's Slurm release as "major.minor"
+// ("22.05", "24.11"), from sinfo --version ("slurm 24.11.5").
+func liveSlurmVersion(t testing.TB, env slurmtest.Env) string {
+	t.Helper()
+	cmd := exec.Command("sinfo", "--version")
+	cmd.Env = env.Environ()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("sinfo --version: %v", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		t.Fatalf("sinfo --version printed %q", out)
+	}
+	parts := strings.Split(f[1], ".")
+	if len(parts) < 2 {
+		t.Fatalf("sinfo --version printed %q", out)
+	}
+	return parts[0] + "." + parts[1]
+}
+
+// RPC names sdiag prints, and the sum of all of them.
+const (
+	rpcJobInfo  = "REQUEST_JOB_INFO"
+	rpcPartInfo = "REQUEST_PARTITION_INFO"
+	rpcNodeInfo = "REQUEST_NODE_INFO"
+	rpcTotal    = "all RPCs"
+)
+
+// measureRPCs returns what one call of fn costs slurmctld, RPC by RPC
+// (the names of want, plus rpcTotal).
 //
 // sdiag's counters are cluster-wide and cannot be narrowed to this
 // process: its per-user table does not help, since every client of the test
@@ -276,69 +315,112 @@ func sdiagCounts(t testing.TB, env slurmtest.Env) map[string]int {
 // a counter go backwards (sdiag --reset) is discarded. The reading before
 // the call costs one REQUEST_STATS_INFO, which slurmctld records after
 // answering it, so it shows in the reading after and is subtracted.
-func TestLiveListingRPCs(t *testing.T) {
-	env := slurmtest.Require(t)
-	ids := make([]string, 30)
-	for i := range ids {
-		ids[i] = strconv.Itoa(4000000000 + i) // never real; the RPC is the same
-	}
-	const (
-		jobInfo  = "REQUEST_JOB_INFO"
-		partInfo = "REQUEST_PARTITION_INFO"
-		total    = "all RPCs"
-		tries    = 8
-	)
-	tests := []struct {
-		query string
-		want  map[string]int
-	}{
-		{QueryJSON, map[string]int{jobInfo: 1, partInfo: 0, total: 1}},
-		{QueryFormat, map[string]int{jobInfo: 1, partInfo: 1, total: 2}},
-		{QueryAuto, map[string]int{jobInfo: 1, partInfo: 0, total: 1}},
-	}
+func measureRPCs(t *testing.T, env slurmtest.Env, names []string, fn func() error) map[string]int {
+	t.Helper()
+	const tries = 8
 	sum := func(m map[string]int) (n int) {
 		for _, v := range m {
 			n += v
 		}
 		return n
 	}
-	for _, tt := range tests {
-		t.Run(tt.query, func(t *testing.T) {
-			b := New(Config{SlurmConf: env.SlurmConf, Timeout: 60 * time.Second, Query: tt.query}, nil)
-			minimum := map[string]int{}
-			valid := 0
-			for try := range tries {
-				before := sdiagCounts(t, env)
-				if _, err := b.Jobs(context.Background(), ids); err != nil {
-					t.Fatalf("Jobs: %v", err)
-				}
-				after := sdiagCounts(t, env)
-				delta := map[string]int{
-					jobInfo:  after[jobInfo] - before[jobInfo],
-					partInfo: after[partInfo] - before[partInfo],
-					total:    sum(after) - sum(before) - 1, // the first sdiag's own RPC
-				}
-				t.Logf("try %d: %v", try, delta)
-				if delta[jobInfo] < 0 || delta[partInfo] < 0 || delta[total] < 0 {
-					continue // counters were reset in between
-				}
-				for k, v := range delta {
-					if m, ok := minimum[k]; !ok || v < m {
-						minimum[k] = v
-					}
-				}
-				valid++
+	minimum := map[string]int{}
+	valid := 0
+	for try := range tries {
+		before := sdiagCounts(t, env)
+		if err := fn(); err != nil {
+			t.Fatal(err)
+		}
+		after := sdiagCounts(t, env)
+		delta := map[string]int{rpcTotal: sum(after) - sum(before) - 1} // the first sdiag's own RPC
+		for _, n := range names {
+			delta[n] = after[n] - before[n]
+		}
+		t.Logf("try %d: %v", try, delta)
+		if slices.ContainsFunc(slices.Collect(maps.Values(delta)), func(v int) bool { return v < 0 }) {
+			continue // counters were reset in between
+		}
+		for k, v := range delta {
+			if m, ok := minimum[k]; !ok || v < m {
+				minimum[k] = v
 			}
-			if valid == 0 {
-				t.Fatal("sdiag counters went backwards in every try")
+		}
+		valid++
+	}
+	if valid == 0 {
+		t.Fatal("sdiag counters went backwards in every try")
+	}
+	return minimum
+}
+
+// TestLiveListingRPCs measures with sdiag what one Jobs call costs
+// slurmctld: squeue --json is one REQUEST_JOB_INFO; the --Format query adds
+// a REQUEST_PARTITION_INFO on 22.05. Jobs asks for 30 ids, as a controller
+// polling its active runs would. The expected counts are per Slurm version,
+// as measured (see the package comment).
+func TestLiveListingRPCs(t *testing.T) {
+	env := slurmtest.Require(t)
+	version := liveSlurmVersion(t, env)
+	ids := make([]string, 30)
+	for i := range ids {
+		ids[i] = strconv.Itoa(4000000000 + i) // never real; the RPC is the same
+	}
+	json := map[string]int{rpcJobInfo: 1, rpcPartInfo: 0, rpcTotal: 1}
+	format := map[string]int{rpcJobInfo: 1, rpcPartInfo: 1, rpcTotal: 2}
+	wants := map[string]map[string]map[string]int{
+		"22.05": {QueryJSON: json, QueryFormat: format, QueryAuto: json},
+		"24.11": {QueryJSON: json, QueryFormat: format, QueryAuto: json},
+		"26.05": {QueryJSON: json, QueryFormat: format, QueryAuto: json},
+	}
+	for _, query := range []string{QueryJSON, QueryFormat, QueryAuto} {
+		t.Run(query, func(t *testing.T) {
+			b := New(Config{SlurmConf: env.SlurmConf, Timeout: 60 * time.Second, Query: query}, nil)
+			got := measureRPCs(t, env, []string{rpcJobInfo, rpcPartInfo}, func() error {
+				_, err := b.Jobs(context.Background(), ids)
+				return err
+			})
+			t.Logf("Slurm %s: one Jobs call with %d ids, query %s: %v", version, len(ids), query, got)
+			want, ok := wants[version][query]
+			if !ok {
+				t.Fatalf("no expected counts for Slurm %s; measured %v", version, got)
 			}
-			for k, want := range tt.want {
-				if minimum[k] != want {
-					t.Errorf("%s per Jobs call: %d (minimum over %d tries), want %d", k, minimum[k], valid, want)
+			for k, w := range want {
+				if got[k] != w {
+					t.Errorf("%s per Jobs call: %d, want %d", k, got[k], w)
 				}
 			}
-			t.Logf("one Jobs call with %d ids, query %s: %v", len(ids), tt.query, minimum)
 		})
+	}
+}
+
+// TestLiveNodeListingRPCs measures what one Nodes call costs slurmctld:
+// scontrol --json show nodes (23.02+) or sinfo --json (22.05).
+func TestLiveNodeListingRPCs(t *testing.T) {
+	env := slurmtest.Require(t)
+	version := liveSlurmVersion(t, env)
+	twoRPCs := map[string]int{rpcNodeInfo: 1, rpcPartInfo: 1, rpcTotal: 2}
+	wants := map[string]map[string]int{"22.05": twoRPCs, "24.11": twoRPCs, "26.05": twoRPCs}
+	b := New(Config{SlurmConf: env.SlurmConf, Timeout: 60 * time.Second}, nil)
+	if _, err := b.Nodes(context.Background()); err != nil { // settles scontrol or sinfo
+		t.Fatal(err)
+	}
+	got := measureRPCs(t, env, []string{rpcNodeInfo, rpcPartInfo}, func() error {
+		_, err := b.Nodes(context.Background())
+		return err
+	})
+	tool := "scontrol --json show nodes"
+	if b.noScontrolJSON.Load() {
+		tool = "sinfo --json"
+	}
+	t.Logf("Slurm %s: one Nodes call (%s): %v", version, tool, got)
+	want, ok := wants[version]
+	if !ok {
+		t.Fatalf("no expected counts for Slurm %s; measured %v", version, got)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s per Nodes call: %d, want %d", k, got[k], w)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package slurmcli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -11,24 +12,62 @@ import (
 
 var _ scheduler.NodeBackend = (*Backend)(nil)
 
-// Nodes implements scheduler.NodeBackend with one `sinfo --all --json`.
-// sinfo prints the document slurmrestd serves for GET
-// /slurm/{version}/nodes (openapi/v0.0.38 on 22.05, data_parser shapes on
-// newer Slurm), read by slurmrest.ParseNodes. It costs slurmctld two RPCs,
-// REQUEST_NODE_INFO and REQUEST_PARTITION_INFO; `scontrol -o show nodes`
-// costs the same two (measured with sdiag on 22.05) and prints reasons in a
-// form that cannot always be split back apart, so it is not used.
+// Nodes implements scheduler.NodeBackend with one `scontrol --all --json
+// show nodes` (Slurm 23.02 and later) or, where scontrol cannot print JSON
+// (22.05: "unrecognized option '--json'"), one `sinfo --all --json`, chosen
+// once per Backend as the squeue query is: the first listing tries
+// scontrol, and the first "cannot print JSON" answer switches every later
+// listing to sinfo, with one warning logged.
+//
+// scontrol --json prints slurmrestd's node document on every version that
+// has it, with the reason's user, time and the node's GRES per node; sinfo
+// --json prints the same document on 22.05 but, from 23.11, one entry per
+// group of nodes, and from 26.05 without the reason's user. Both are read
+// by slurmrest.ParseNodes, so a NodeStatus is the same from either tool.
+// scontrol's text output is not used because its Reason cannot always be
+// told apart from the " [user@time]" after it. See the package comment for
+// what each costs slurmctld.
+//
+// A document that carries Slurm errors (sinfo and scontrol exit 0 with an
+// empty node list and an "errors" entry when slurmctld cannot be reached)
+// is scheduler.ErrUnavailable, never an empty listing.
 func (b *Backend) Nodes(ctx context.Context) ([]scheduler.NodeStatus, error) {
-	res, err := b.run(ctx, "sinfo", command{path: b.cfg.Sinfo, args: sinfoNodesArgs(), env: toolEnv(b.base)})
+	if !b.noScontrolJSON.Load() {
+		nodes, err := b.nodesFrom(ctx, "scontrol", command{path: b.cfg.Scontrol, args: scontrolNodesArgs(), env: toolEnv(b.base)})
+		if !errors.Is(err, errNoJSON) {
+			return nodes, err
+		}
+		if b.noScontrolJSON.CompareAndSwap(false, true) {
+			b.log.Warn("scontrol cannot print JSON; listing nodes with sinfo --json from now on",
+				"scontrol", b.cfg.Scontrol, "error", err)
+		}
+	}
+	return b.nodesFrom(ctx, "sinfo", command{path: b.cfg.Sinfo, args: sinfoNodesArgs(), env: toolEnv(b.base)})
+}
+
+// nodesFrom runs one node listing and reads it. An error wrapping
+// errNoJSON means the tool cannot print JSON at all.
+func (b *Backend) nodesFrom(ctx context.Context, tool string, c command) ([]scheduler.NodeStatus, error) {
+	res, err := b.run(ctx, tool, c)
 	if err != nil {
 		return nil, err
 	}
 	if res.exitCode != 0 {
-		return nil, toolError("sinfo", res, nil)
+		stderr := string(res.stderr)
+		if !isUnavailable(stderr) && isNoJSON(stderr) {
+			return nil, fmt.Errorf("%s: %w: %s", tool, errNoJSON, toolMessage(tool, res.stderr))
+		}
+		if err := documentErrors(tool, res.stdout); err != nil {
+			return nil, err
+		}
+		return nil, toolError(tool, res, nil)
+	}
+	if err := documentErrors(tool, res.stdout); err != nil {
+		return nil, err
 	}
 	nodes, err := slurmrest.ParseNodes(res.stdout)
 	if err != nil {
-		return nil, fmt.Errorf("sinfo --json: %w (output starts %q)", err, truncate(string(res.stdout), 120))
+		return nil, fmt.Errorf("%s --json: %w (output starts %q)", tool, err, truncate(string(res.stdout), 120))
 	}
 	return nodes, nil
 }
@@ -80,11 +119,15 @@ func (b *Backend) updateNode(ctx context.Context, args []string, resume bool) er
 // isNothingToResume reports whether scontrol's stderr is Slurm's answer to
 // RESUME of a node that is neither drained nor down.
 func isNothingToResume(stderr string) bool {
-	return strings.Contains(strings.ToLower(stderr), "invalid node state specified")
+	s := strings.ToLower(stderr)
+	return strings.Contains(s, "invalid node state specified") || strings.Contains(s, "invalid node state transition")
 }
 
 // sinfoNodesArgs lists every node, hidden partitions included, as JSON.
 func sinfoNodesArgs() []string { return []string{"--all", "--json"} }
+
+// scontrolNodesArgs lists every node, hidden partitions included, as JSON.
+func scontrolNodesArgs() []string { return []string{"--all", "--json", "show", "nodes"} }
 
 // drainArgs builds scontrol's argv for draining one node.
 func drainArgs(node, reason string) ([]string, error) {

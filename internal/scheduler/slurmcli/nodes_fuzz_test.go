@@ -7,19 +7,25 @@ import (
 	"testing"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmjson"
 )
 
-// FuzzNodesJSON runs any sinfo output through Nodes and checks every node
+// FuzzNodesJSON runs any scontrol or sinfo output through Nodes and checks every node
 // reported could be named in a Drain.
 func FuzzNodesJSON(f *testing.F) {
 	addFixtureSeeds(f, "nodes-sinfo-json-*.stdout")
+	addFixtureSeeds(f, "../slurm-*/nodes-*-json-*.stdout")
+	f.Add([]byte(`{"sinfo":[{"node":{"state":["IDLE","DRAIN"]},"nodes":{"nodes":["w-[1-3]","x"]},"reason":{"description":"r","time":{"set":true,"number":5},"user":"root"},"gres":{"total":"gpu:8"}}]}`))
 	f.Add([]byte(`{"nodes":[{"name":"n1","state":["MIXED","DRAIN"],"gres":"gpu:h100:8(S:0-1)","reason_changed_at":{"set":true,"number":1}}]}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := &fakeRunner{reply: func(context.Context, command) (result, error) { return result{stdout: in}, nil }}
 		nodes, err := newTestBackend(Config{}, r).Nodes(context.Background())
 		if err != nil {
-			if errors.Is(err, scheduler.ErrUnavailable) || errors.Is(err, scheduler.ErrRejected) {
-				t.Fatalf("bad output taken for %v", err)
+			// Output that carries Slurm errors is slurmctld failing to
+			// answer; anything else unreadable is neither sentinel.
+			errs, _ := slurmjson.ParseErrors(in)
+			if errors.Is(err, scheduler.ErrRejected) || errors.Is(err, scheduler.ErrUnavailable) != (len(errs) > 0) {
+				t.Fatalf("output classified wrong: %v", err)
 			}
 			return
 		}

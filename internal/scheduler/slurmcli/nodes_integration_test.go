@@ -36,7 +36,7 @@ func holdNode(t *testing.T) (*Backend, slurmtest.Env, *[]string) {
 		}
 		cmd := exec.Command("scontrol", "update", "NodeName="+liveNode, "State=RESUME")
 		cmd.Env = env.Environ()
-		if out, err := cmd.CombinedOutput(); err != nil && !strings.Contains(string(out), "Invalid node state specified") {
+		if out, err := cmd.CombinedOutput(); err != nil && !isNothingToResume(string(out)) {
 			t.Errorf("cleanup: resume %s: %v: %s", liveNode, err, out)
 		}
 	})

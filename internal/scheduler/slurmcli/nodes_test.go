@@ -3,6 +3,8 @@ package slurmcli
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,28 +22,57 @@ var nodeMoments = []string{
 	"allocated-drain", "drain-weird", "drain-again", "down", "down-resumed", "completing-drain",
 }
 
+// byTool answers each tool with its own fixture result.
+func byTool(t testing.TB, replies map[string]result) *fakeRunner {
+	return &fakeRunner{reply: func(_ context.Context, c command) (result, error) {
+		res, ok := replies[filepath.Base(c.path)]
+		if !ok {
+			t.Errorf("unexpected command %s", c)
+		}
+		return res, nil
+	}}
+}
+
+// TestNodesCommand: on 22.05 the first listing finds scontrol without
+// --json and falls back to sinfo --json, and every later listing runs sinfo
+// alone.
 func TestNodesCommand(t *testing.T) {
-	r := replay(t, "nodes-sinfo-json-mixed-drain")
-	b := newTestBackend(Config{Sinfo: "/opt/slurm/bin/sinfo", SlurmConf: "/etc/sopilot/slurm.conf"}, r)
-	nodes, err := b.Nodes(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := byTool(t, map[string]result{
+		"scontrol": fixture(t, "nodes-scontrol-json-unsupported"),
+		"sinfo":    fixture(t, "nodes-sinfo-json-mixed-drain"),
+	})
+	logs := &strings.Builder{}
+	b := newBackend(Config{Sinfo: "/opt/slurm/bin/sinfo", Scontrol: "/opt/slurm/bin/scontrol", SlurmConf: "/etc/sopilot/slurm.conf"},
+		slog.New(slog.NewTextHandler(logs, nil)), r, fakeEnv)
 	want := []scheduler.NodeStatus{
 		{Name: "worker-0", State: "IDLE", GPUs: 8},
 		{Name: "worker-1", State: "MIXED", Flags: []string{"DRAIN"}, Reason: "[sopilot] gpu 3: xid 79",
 			ReasonUser: "root", ReasonTime: time.Date(2026, 11, 29, 11, 23, 59, 0, time.UTC), GPUs: 8},
 	}
-	if !slices.EqualFunc(nodes, want, nodeEqual) {
-		t.Fatalf("Nodes:\n got %+v\nwant %+v", nodes, want)
+	for range 2 {
+		nodes, err := b.Nodes(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(nodes, want, nodeEqual) {
+			t.Fatalf("Nodes:\n got %+v\nwant %+v", nodes, want)
+		}
 	}
-	if len(r.calls) != 1 {
-		t.Fatalf("%d commands", len(r.calls))
+	if len(r.calls) != 3 {
+		t.Fatalf("%d commands, want scontrol, sinfo, sinfo", len(r.calls))
 	}
-	c := r.calls[0]
 	wantEnv := []string{"PATH=/opt/slurm/bin:/usr/bin", "HOME=/var/lib/sopilot", "LANG=C.UTF-8", "SLURM_CONF=/etc/sopilot/slurm.conf"}
-	if c.path != "/opt/slurm/bin/sinfo" || !slices.Equal(c.args, []string{"--all", "--json"}) || !slices.Equal(c.env, wantEnv) || c.stdin != "" {
-		t.Fatalf("command %q args %q env %q", c.path, c.args, c.env)
+	for i, c := range r.calls {
+		wantPath, wantArgs := "/opt/slurm/bin/sinfo", []string{"--all", "--json"}
+		if i == 0 {
+			wantPath, wantArgs = "/opt/slurm/bin/scontrol", []string{"--all", "--json", "show", "nodes"}
+		}
+		if c.path != wantPath || !slices.Equal(c.args, wantArgs) || !slices.Equal(c.env, wantEnv) || c.stdin != "" {
+			t.Fatalf("command %d: %q args %q env %q", i, c.path, c.args, c.env)
+		}
+	}
+	if n := strings.Count(logs.String(), "scontrol cannot print JSON"); n != 1 {
+		t.Fatalf("%d fallback warnings:\n%s", n, logs)
 	}
 }
 
@@ -132,7 +163,8 @@ func TestNodesFailures(t *testing.T) {
 			scheduler.ErrUnavailable, "connect failure"},
 		{"no openapi plugin", result{exitCode: 1, stderr: []byte("sinfo: fatal: Unable to find plugin: openapi/v0.0.38\n")}, nil, "Unable to find plugin: openapi/v0.0.38"},
 		{"not JSON", result{stdout: []byte("PARTITION AVAIL\n")}, nil, "not a JSON object"},
-		{"a job listing", fixture(t, "squeue-json"), nil, `no "nodes" array`},
+		{"a job listing", fixture(t, "squeue-json"), nil, `neither a "nodes" nor a "sinfo" array`},
+		{"22.05 controller down: rc 0, errors, no nodes", fixture(t, "nodes-sinfo-json-controller-down"), scheduler.ErrUnavailable, "Unspecified error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,7 +176,7 @@ func TestNodesFailures(t *testing.T) {
 			if tt.want != nil && !errors.Is(err, tt.want) || tt.want == nil && (errors.Is(err, scheduler.ErrUnavailable) || errors.Is(err, scheduler.ErrRejected)) {
 				t.Errorf("error %v, want sentinel %v", err, tt.want)
 			}
-			if !strings.Contains(err.Error(), tt.text) || !strings.HasPrefix(err.Error(), "sinfo") {
+			if !strings.Contains(err.Error(), tt.text) || !strings.HasPrefix(err.Error(), "scontrol") && !strings.HasPrefix(err.Error(), "sinfo") {
 				t.Errorf("error %q lacks %q", err, tt.text)
 			}
 		})

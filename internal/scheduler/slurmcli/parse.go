@@ -198,11 +198,22 @@ func isEnded(state string) bool {
 	return isFinal(state) || state == string(scheduler.StateCompleting) || state == "STAGE_OUT"
 }
 
-// decodeWaitStatus turns squeue's exit_code, the raw wait(2) status of the
-// batch script (768 = exit 3, 15 = killed by signal 15), into exit code and
-// signal; anything unreadable is exit code -1.
+// decodeWaitStatus turns squeue's exit_code into exit code and signal. It
+// reads both forms Slurm has printed: the raw wait(2) status of the batch
+// script (22.05: 768 = exit 3, 15 = killed by signal 15) and "exit:signal"
+// (24.11 and later: "3:0", "0:15", "143:0"). Anything unreadable is exit
+// code -1.
 func decodeWaitStatus(s string) (exitCode, signal int) {
-	v, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+	s = strings.TrimSpace(s)
+	if code, sig, ok := strings.Cut(s, ":"); ok {
+		c, errC := strconv.ParseUint(code, 10, 8)
+		g, errG := strconv.ParseUint(sig, 10, 8)
+		if errC != nil || errG != nil || g > 0x7f {
+			return -1, 0
+		}
+		return int(c), int(g)
+	}
+	v, err := strconv.ParseUint(s, 10, 32)
 	if err != nil || v > 0xffff {
 		// NO_VAL (0xfffffffe) and friends: Slurm does not know.
 		return -1, 0

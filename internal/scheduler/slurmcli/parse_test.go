@@ -228,7 +228,17 @@ func TestDecodeWaitStatus(t *testing.T) {
 		{"SIGHUP (BadConstraints)", "1", 0, 1},
 		{"NO_VAL", "4294967294", -1, 0},
 		{"empty", "", -1, 0},
-		{"garbage", "3:0", -1, 0},
+		{"24.11 exit 3", "3:0", 3, 0},
+		{"24.11 success", "0:0", 0, 0},
+		{"24.11 SIGTERM", "0:15", 0, 15},
+		{"24.11 cancelled batch step exit 143", "143:0", 143, 0},
+		{"24.11 exit 255", " 255:0 ", 255, 0},
+		{"exit:signal, exit out of range", "256:0", -1, 0},
+		{"exit:signal, signal out of range", "0:128", -1, 0},
+		{"exit:signal, empty half", "3:", -1, 0},
+		{"exit:signal, negative", "-1:0", -1, 0},
+		{"exit:signal, three parts", "1:2:3", -1, 0},
+		{"garbage", "x", -1, 0},
 		{"negative", "-1", -1, 0},
 	}
 	for _, tt := range tests {

@@ -402,3 +402,29 @@ func TestIsNoJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONListingWithErrors: with slurmctld down, squeue --json exits 0
+// and prints an empty job list next to an "errors" entry (captured on
+// 22.05; 24.11 and 26.05 do the same). That is ErrUnavailable, never "no
+// jobs", and it does not make QueryAuto fall back.
+func TestJSONListingWithErrors(t *testing.T) {
+	r := replay(t, "squeue-json-controller-down")
+	b := newTestBackend(Config{}, r)
+	for range 2 {
+		jobs, err := b.Jobs(context.Background(), []string{"1"})
+		if !errors.Is(err, scheduler.ErrUnavailable) || errors.Is(err, scheduler.ErrRejected) || jobs != nil {
+			t.Fatalf("Jobs = %+v, %v; want ErrUnavailable", jobs, err)
+		}
+		if !strings.Contains(err.Error(), "Failed while looking for jobs") {
+			t.Errorf("error %q does not say why", err)
+		}
+		if _, err := b.FindByComment(context.Background(), "sopilot:"); !errors.Is(err, scheduler.ErrUnavailable) {
+			t.Fatalf("FindByComment: %v", err)
+		}
+	}
+	for _, c := range r.calls {
+		if !slices.Contains(c.args, "--json") {
+			t.Fatalf("fell back to %q", c.args)
+		}
+	}
+}

@@ -42,7 +42,7 @@ func largeListing(tb testing.TB, path string, n int) []byte {
 func BenchmarkParseJobs(b *testing.B) {
 	for _, bc := range []struct{ name, path string }{
 		{"v0.0.38-squeue", filepath.Join(cliTestdata, "squeue-json-states.stdout")},
-		{"v0.0.44-docs", filepath.Join(restTestdata, "v0.0.44-from-docs", "jobs.json")},
+		{"26.05-v0.0.44", filepath.Join(restTestdata, "slurm-26.05-v0.0.44", "jobs.json")},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			data := largeListing(b, bc.path, 500)

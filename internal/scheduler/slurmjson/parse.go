@@ -195,6 +195,9 @@ func (f *jobFields) status() (scheduler.JobStatus, bool) {
 		js.ExitCode, js.Signal = -1, 0
 		js.EndTime = time.Time{}
 	}
+	if settling(js.State) {
+		js.ExitCode, js.Signal = -1, 0
+	}
 	return js, true
 }
 
@@ -358,9 +361,22 @@ var baseStates = map[string]bool{
 	"PREEMPTED": true, "BOOT_FAIL": true, "DEADLINE": true, "OUT_OF_MEMORY": true,
 }
 
+// shownFlags are the job state flags that Slurm's job_state_string() prints
+// instead of the base state, in its order of precedence. squeue's State
+// column, v0.0.38's job_state string and scontrol print that one word, so
+// reading a v0.0.40+ array the same way gives one State on every version
+// and in every query mode: ["CANCELLED","COMPLETING"] (24.11 and 26.05,
+// right after scancel) is "COMPLETING", as 22.05 said at that moment.
+var shownFlags = []string{
+	"COMPLETING", "STAGE_OUT", "CONFIGURING", "RESIZING", "REQUEUED", "REQUEUE_FED",
+	"REQUEUE_HOLD", "SPECIAL_EXIT", "STOPPED", "REVOKED", "RESV_DEL_HOLD", "SIGNALING",
+}
+
 // flexState reads job_state: a string (v0.0.38/39, where Slurm already
 // replaced the base state by the most important flag, e.g. "COMPLETING"), or
-// an array whose base state is the first entry that is not a flag.
+// an array of base state and flags (v0.0.40+), read as job_state_string()
+// would print it: the first of shownFlags present, else the base state,
+// else the first entry.
 func flexState(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) > 0 && raw[0] == '[' {
@@ -368,23 +384,39 @@ func flexState(raw json.RawMessage) string {
 		if json.Unmarshal(raw, &list) != nil {
 			return ""
 		}
-		first := ""
+		first, base := "", ""
+		present := make(map[string]bool, len(list))
 		for _, e := range list {
 			s := normState(String(e))
 			if s == "" {
 				continue
 			}
-			if baseStates[s] {
-				return s
+			present[s] = true
+			if base == "" && baseStates[s] {
+				base = s
 			}
 			if first == "" {
 				first = s
 			}
 		}
+		for _, f := range shownFlags {
+			if present[f] {
+				return f
+			}
+		}
+		if base != "" {
+			return base
+		}
 		return first
 	}
 	return normState(String(raw))
 }
+
+// settling reports states of jobs whose batch script has ended but whose
+// exit status Slurm has not settled yet: right after scancel, 24.11 and
+// 26.05 report ["CANCELLED","COMPLETING"] with exit status SUCCESS, and
+// only about 3 s later ["CANCELLED"] with the signal (or 143).
+func settling(s string) bool { return s == "COMPLETING" || s == "STAGE_OUT" }
 
 func normState(s string) string { return strings.ToUpper(strings.TrimSpace(s)) }
 

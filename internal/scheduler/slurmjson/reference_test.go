@@ -70,6 +70,9 @@ func parseJobReference(item json.RawMessage) (scheduler.JobStatus, bool) {
 		js.ExitCode, js.Signal = -1, 0
 		js.EndTime = time.Time{}
 	}
+	if settling(js.State) {
+		js.ExitCode, js.Signal = -1, 0
+	}
 	return js, true
 }
 

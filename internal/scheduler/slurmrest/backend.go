@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -26,13 +28,16 @@ const maxBody = 256 << 20
 // Backend is a scheduler.Backend that talks to slurmrestd. It is safe for
 // concurrent use.
 type Backend struct {
-	version apiVersion
-	ep      endpoint
-	user    string
-	tokens  tokenSource
-	client  *http.Client
-	timeout time.Duration
-	logger  *slog.Logger
+	// version is the API version requests use; nil until negotiated when
+	// Config.APIVersion is "auto" (see negotiate.go).
+	version   atomic.Pointer[apiVersion]
+	negotiate sync.Mutex // held while negotiating, so only one runs
+	ep        endpoint
+	user      string
+	tokens    tokenSource
+	client    *http.Client
+	timeout   time.Duration
+	logger    *slog.Logger
 }
 
 var _ scheduler.Backend = (*Backend)(nil)
@@ -43,7 +48,7 @@ func New(cfg Config, logger *slog.Logger) (*Backend, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	v, ep, err := cfg.validate()
+	v, auto, ep, err := cfg.validate()
 	if err != nil {
 		return nil, fmt.Errorf("slurmrest: %w", err)
 	}
@@ -52,12 +57,15 @@ func New(cfg Config, logger *slog.Logger) (*Backend, error) {
 		return nil, fmt.Errorf("slurmrest: %w", err)
 	}
 	b := &Backend{
-		version: v,
 		ep:      ep,
 		user:    cfg.UserName,
 		client:  client,
 		timeout: cfg.Timeout,
-		logger:  logger.With("backend", "rest", "api_version", v.name),
+		logger:  logger.With("backend", "rest"),
+	}
+	if !auto {
+		b.version.Store(&v)
+		b.logger = b.logger.With("api_version", v.name)
 	}
 	if cfg.JWTKeyFile != "" {
 		b.tokens = &jwtMinter{
@@ -70,9 +78,9 @@ func New(cfg Config, logger *slog.Logger) (*Backend, error) {
 	} else {
 		b.tokens = newStaticToken(cfg.Token, cfg.now)
 	}
-	if v.minor > 44 {
-		b.logger.Warn("slurmrest: API version newer than the ones this package was written for; using the v0.0.44 request shape",
-			"api_version", v.name)
+	if !auto && v.minor > newestSupported {
+		b.logger.Warn("slurmrest: API version newer than the ones this package was written for; using the v0.0.45 request shape",
+			"api_version", v.name, "newest_supported", supportedVersionName(newestSupported))
 	}
 	return b, nil
 }
@@ -111,17 +119,30 @@ func (b *Backend) Name() string { return "rest" }
 
 // response is a completed HTTP exchange with a 2xx status and no errors.
 type response struct {
+	path   string // as shown in logs and errors: /slurm/{version}/...
 	status int
 	body   []byte
 }
 
 // do sends one request to /slurm/{version}/{path} and returns the answer,
-// or an error classified as ErrUnavailable, ErrRejected or ErrUnauthorized.
-// Errors listed in a 2xx answer are returned as *APIError too.
+// or an error classified as ErrUnavailable, ErrRejected, ErrUnauthorized or
+// ErrNotServed. Errors listed in a 2xx answer are returned as *APIError
+// too. With APIVersion "auto", the first request negotiates the version.
 func (b *Backend) do(ctx context.Context, method, path string, body []byte) (*response, error) {
+	v, err := b.apiVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.doPath(ctx, method, "/slurm/"+v.name+"/"+path, body)
+}
+
+// doPath sends one request to the absolute path (below the base URL's own
+// prefix); see do.
+func (b *Backend) doPath(ctx context.Context, method, display string, body []byte) (*response, error) {
 	u := *b.ep.base
-	u.Path = u.Path + "/slurm/" + b.version.name + "/" + path
-	display := "/slurm/" + b.version.name + "/" + path
+	path, query, _ := strings.Cut(display, "?")
+	u.Path = u.Path + path
+	u.RawQuery = query
 
 	token, err := b.tokens.token()
 	if err != nil {
@@ -175,7 +196,7 @@ func (b *Backend) do(ctx context.Context, method, path string, body []byte) (*re
 			return nil, fmt.Errorf("slurmrestd %s %s: HTTP %d with a body that is not a JSON object: %q",
 				method, display, resp.StatusCode, snippet(data))
 		}
-		return &response{status: resp.StatusCode, body: data}, nil
+		return &response{path: display, status: resp.StatusCode, body: data}, nil
 	}
 	apiErr := &APIError{
 		Method:     method,
@@ -187,7 +208,7 @@ func (b *Backend) do(ctx context.Context, method, path string, body []byte) (*re
 	if len(entries) == 0 {
 		apiErr.Body = snippet(data)
 	}
-	return &response{status: resp.StatusCode, body: data}, apiErr
+	return &response{path: display, status: resp.StatusCode, body: data}, apiErr
 }
 
 // transportError classifies a failed exchange: always ErrUnavailable, plus
@@ -215,7 +236,11 @@ func snippet(data []byte) string {
 
 // Submit implements scheduler.Backend.
 func (b *Backend) Submit(ctx context.Context, job scheduler.JobSpec) (string, error) {
-	body, err := submitBody(b.version, job)
+	v, err := b.apiVersion(ctx)
+	if err != nil {
+		return "", fmt.Errorf("slurmrest: submit %q: %w", job.Name, err)
+	}
+	body, err := submitBody(v, job)
 	if err != nil {
 		return "", fmt.Errorf("slurmrest: submit %q: %w", job.Name, err)
 	}
@@ -298,16 +323,21 @@ var jobIDRE = regexp.MustCompile(`^[0-9]+$`)
 // Cancel implements scheduler.Backend with DELETE /slurm/{ver}/job/{id}.
 // slurmrestd sends SIGKILL to the whole job when no signal is given (what
 // scancel does), in every version. A job that already ended
-// (ESLURM_ALREADY_DONE) or that Slurm does not know (ESLURM_INVALID_JOB_ID,
-// HTTP 500 in 22.05 and 404 later) is not an error.
+// (ESLURM_ALREADY_DONE) or that Slurm does not know (ESLURM_INVALID_JOB_ID:
+// HTTP 500 in 22.05, HTTP 200 with the code in "status" in 24.11 and 26.05)
+// is not an error; any other verdict in "status" is, classified by its
+// Slurm error number like an entry of "errors".
 func (b *Backend) Cancel(ctx context.Context, jobID string) error {
 	jobID = strings.TrimSpace(jobID)
 	if !jobIDRE.MatchString(jobID) {
 		return fmt.Errorf("slurmrest: cancel job %q: %w: not a job id", jobID, scheduler.ErrRejected)
 	}
-	_, err := b.do(ctx, http.MethodDelete, "job/"+url.PathEscape(jobID), nil)
+	resp, err := b.do(ctx, http.MethodDelete, "job/"+url.PathEscape(jobID), nil)
+	if err == nil {
+		err = cancelStatusError(resp)
+	}
 	var apiErr *APIError
-	if err != nil && errors.As(err, &apiErr) && (apiErr.Has(errnoInvalidJobID) || apiErr.Has(errnoAlreadyDone)) {
+	if err != nil && errors.As(err, &apiErr) && onlyGone(apiErr) {
 		b.logger.Debug("slurmrest: cancel of a finished or unknown job", "job_id", jobID, "err", err)
 		return nil
 	}
@@ -318,21 +348,73 @@ func (b *Backend) Cancel(ctx context.Context, jobID string) error {
 	return nil
 }
 
+// cancelStatusError turns the per-job verdicts of a 2xx DELETE answer
+// (parseCancelStatus) into an *APIError, or nil when there are none.
+func cancelStatusError(resp *response) error {
+	entries := parseCancelStatus(resp.body)
+	if len(entries) == 0 {
+		return nil
+	}
+	return &APIError{
+		Method:     http.MethodDelete,
+		Path:       resp.path,
+		StatusCode: resp.status,
+		Errors:     entries,
+		kind:       classify(http.MethodDelete, resp.status, entries),
+	}
+}
+
+// onlyGone reports whether every Slurm error of a cancel says the job is
+// unknown (ESLURM_INVALID_JOB_ID) or already over (ESLURM_ALREADY_DONE).
+func onlyGone(e *APIError) bool {
+	if len(e.Errors) == 0 {
+		return false
+	}
+	for _, entry := range e.Errors {
+		if entry.Number != errnoInvalidJobID && entry.Number != errnoAlreadyDone {
+			return false
+		}
+	}
+	return true
+}
+
 // probeJobID is a job id that cannot exist (Slurm job ids stay below
-// 0x03ff0000), for Check.
+// 0x03ff0000), for Check on v0.0.38/39: slurmrestd 22.05 passes it to
+// slurmctld. (slurmrestd 24.11 and later refuse it themselves, without
+// asking slurmctld, so Check uses a listing there.)
 const probeJobID = "2147483647"
 
 // Check tells whether slurmrestd is reachable and slurmctld accepts the
-// credentials, without changing anything: it asks to cancel a job id that
-// cannot exist, which makes slurmrestd contact slurmctld with the token.
-// Slurm answers "Invalid job id" when all is well. It returns an error
-// wrapping ErrUnauthorized when the credentials are refused (on 22.05
-// slurmctld then drops the connection: error 5005), and one wrapping
+// credentials, without changing anything. It returns an error wrapping
+// ErrUnauthorized when the credentials are refused, one wrapping
+// ErrNotServed when the API version is not served, and one wrapping
 // scheduler.ErrUnavailable when slurmrestd or slurmctld cannot be reached.
 // Use it at startup: on Slurm 22.05 a refused token is otherwise
 // indistinguishable from an unreachable slurmctld in job listings.
+//
+// On v0.0.38/39 it asks to cancel a job id that cannot exist, which makes
+// slurmrestd contact slurmctld with the token: Slurm answers "Invalid job
+// id" when all is well, and 22.05's slurmctld drops a request with a
+// refused token (error 5005). On v0.0.40 and later it lists the jobs
+// changed since now (GET jobs?update_time=now: one small
+// REQUEST_JOB_INFO), and slurmctld's refusal is error 1007 (HTTP 511).
 func (b *Backend) Check(ctx context.Context) error {
-	_, err := b.do(ctx, http.MethodDelete, "job/"+probeJobID, nil)
+	v, err := b.apiVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("slurmrest: check: %w", err)
+	}
+	if v.minor >= nodeUpdateMinMinor {
+		// "now" in Slurm's time syntax: v0.0.40 and v0.0.41 refuse a Unix
+		// time there (error 9202), v0.0.42+ take both.
+		if _, err := b.do(ctx, http.MethodGet, "jobs?update_time=now", nil); err != nil {
+			return fmt.Errorf("slurmrest: check: %w", err)
+		}
+		return nil
+	}
+	resp, err := b.do(ctx, http.MethodDelete, "job/"+probeJobID, nil)
+	if err == nil {
+		err = cancelStatusError(resp)
+	}
 	var apiErr *APIError
 	switch {
 	case err == nil:

@@ -225,10 +225,10 @@ func TestRequests_HeadersAndPaths(t *testing.T) {
 }
 
 func TestRequests_NewerVersionPath(t *testing.T) {
-	f := newFakeRESTFixture(t, "testdata/v0.0.41-from-docs/submit-success.json")
+	f := newFakeRESTFixture(t, "testdata/slurm-24.11-v0.0.41/submit-success.json")
 	b := newTestBackend(t, Config{BaseURL: f.srv.URL, APIVersion: "v0.0.41"})
 	id, err := b.Submit(context.Background(), seedSpec())
-	if err != nil || id != "110" {
+	if err != nil || id != "13" {
 		t.Fatalf("Submit = %q, %v", id, err)
 	}
 	c := f.calls()[0]
@@ -411,7 +411,15 @@ func sentinel(err error) string {
 	case err == nil:
 		return "nil"
 	case errors.Is(err, ErrUnauthorized):
+		if !errors.Is(err, scheduler.ErrMisconfigured) || errors.Is(err, scheduler.ErrRejected) {
+			return "unauthorized but not only misconfigured"
+		}
 		return "unauthorized"
+	case errors.Is(err, ErrNotServed):
+		if !errors.Is(err, scheduler.ErrMisconfigured) || errors.Is(err, scheduler.ErrRejected) {
+			return "not served but not only misconfigured"
+		}
+		return "not served"
 	case errors.Is(err, scheduler.ErrUnavailable):
 		return "unavailable"
 	case errors.Is(err, scheduler.ErrRejected):
@@ -446,21 +454,36 @@ func TestErrorMapping(t *testing.T) {
 		{name: "unknown key: 400 (22.05 capture)", fixture: "submit-unknown-key.json", op: "submit", want: "rejected", wantText: `Unknown key "tres_per_node"`},
 		{name: "no script (22.05 capture)", fixture: "submit-no-script.json", op: "submit", want: "rejected", wantText: "Job script not specified"},
 		{name: "malformed: 400 text (22.05 capture)", fixture: "submit-malformed.json", op: "submit", want: "rejected", wantText: "Unable to parse query"},
-		{name: "bad partition (v0.0.41 from docs)", fixture: "../v0.0.41-from-docs/submit-invalid-partition.json", status: 500, op: "submit", want: "rejected", wantText: "Invalid partition name specified"},
-		{name: "slurmctld down (v0.0.40 from docs)", fixture: "../v0.0.40-from-docs/jobs-slurmctld-down.json", status: 500, op: "jobs", want: "unavailable", wantText: "Unable to contact slurm controller"},
+		{name: "bad partition (24.11 v0.0.41 capture)", fixture: "../slurm-24.11-v0.0.41/submit-invalid-partition.json", op: "submit", want: "rejected", wantText: "Invalid partition name specified"},
+		{name: "bad partition: 422 (26.05 v0.0.45 capture)", fixture: "../slurm-26.05-v0.0.45/submit-invalid-partition.json", op: "submit", want: "rejected", wantText: "Invalid partition name specified"},
+		{name: "slurmctld down: 502 listing (24.11 v0.0.40 capture)", fixture: "../slurm-24.11-v0.0.40/controller-down-jobs.json", op: "jobs", want: "unavailable", wantText: "Unable to contact slurm controller"},
+		{name: "slurmctld down: cancel, 500 EPERM (24.11 v0.0.42 capture)", fixture: "../slurm-24.11-v0.0.42/controller-down-cancel.json", op: "cancel", want: "unavailable", wantText: "Operation not permitted"},
+		{name: "slurmctld down: cancel, 403 EPERM (26.05 v0.0.45 capture)", fixture: "../slurm-26.05-v0.0.45/controller-down-cancel.json", op: "cancel", want: "unavailable", wantText: "Operation not permitted"},
+		{name: "bad token on cancel: 511 with 1007 (26.05)", status: 511, body: `{"status":[],"errors":[{"description":"Signal request failed","error_number":1007,"error":"Protocol authentication error","source":"slurm_kill_jobs()"}]}`, op: "cancel", want: "unauthorized"},
+		{name: "unknown URL on 26.05 (capture)", fixture: "../slurm-26.05-v0.0.45/unknown-path.json", op: "jobs", want: "not served", wantText: "Unable to find requested URL endpoint"},
 		{name: "slurmctld down on submit", status: 500, body: `{"errors":[{"error_code":1001,"error":"Unable to contact slurm controller (connect failure)"}]}`, op: "submit", want: "unavailable"},
 		{name: "zero bytes from slurmctld", status: 500, body: `{"errors":[{"error_code":5005,"error":"Zero Bytes were transmitted or received"}]}`, op: "submit", want: "unavailable", wantText: "JWT"},
 		{name: "500 without body", status: 500, body: ``, op: "jobs", want: "unavailable"},
 		{name: "502 from a proxy", status: 502, body: `<html>bad gateway</html>`, op: "submit", want: "unavailable", wantText: "bad gateway"},
 		{name: "503", status: 503, body: ``, op: "cancel", want: "unavailable"},
-		{name: "404 unknown URL (wrong version)", status: 404, body: `Unable find requested URL. Please view /openapi/v3 for API reference.`, op: "jobs", want: "rejected", wantText: "Unable find requested URL"},
-		{name: "errors array in a 200 listing", status: 200, body: `{"jobs":[],"errors":[{"error_number":2017,"error":"Invalid job id specified"}]}`, op: "jobs", want: "rejected"},
+		{name: "404 unknown URL: v0.0.42 asked of 22.05 (capture)", fixture: "unknown-version.json", op: "jobs", want: "not served", wantText: "Unable find requested URL"},
+		{name: "404 unknown URL on submit is never a refusal", fixture: "unknown-version.json", op: "submit", want: "not served"},
+		{name: "404 unknown URL on cancel is never success", fixture: "unknown-version.json", op: "cancel", want: "not served"},
+		{name: "401 on submit", status: 401, body: `Authentication failure`, op: "submit", want: "unauthorized"},
+		{name: "errors array in a 200 listing", status: 200, body: `{"jobs":[],"errors":[{"error_number":2017,"error":"Invalid job id specified"}]}`, op: "jobs", want: "unavailable"},
+		{name: "unnumbered error in a 200 listing", status: 200, body: `{"jobs":[],"errors":[{"error":"Unspecified error"}]}`, op: "jobs", want: "unavailable"},
+		{name: "cancel refused in status, HTTP 200", status: 200, body: `{"status":[{"error":{"string":"Access/permission denied","code":2002},"step_id":"batch","job_id":999999}],"errors":[],"warnings":[]}`, op: "cancel", want: "rejected", wantText: "Access/permission denied"},
+		{name: "cancel of an unknown job in status, HTTP 200", status: 200, body: `{"status":[{"error":{"string":"Invalid job id specified","code":2017},"step_id":"batch","job_id":999999}],"errors":[]}`, op: "cancel", want: "nil"},
+		{name: "cancel in status: slurmctld unreachable", status: 200, body: `{"status":[{"error":{"string":"Unable to contact slurm controller (connect failure)","code":1001}}],"errors":[]}`, op: "cancel", want: "unavailable"},
+		{name: "cancel status success", status: 200, body: `{"status":[{"error":{"string":"No error","code":0},"step_id":"batch","job_id":999999}],"errors":[]}`, op: "cancel", want: "nil"},
 		{name: "200 that is not JSON", status: 200, body: `hello`, op: "jobs", want: "other"},
 		{name: "200 listing without jobs", status: 200, body: `{"errors":[]}`, op: "jobs", want: "other"},
 		{name: "200 submit without job id", status: 200, body: `{"errors":[]}`, op: "submit", want: "other"},
 		{name: "cancel of an unknown job: 500 with 2017 (22.05 capture)", fixture: "cancel-unknown.json", op: "cancel", want: "nil"},
-		{name: "cancel of an unknown job: 404 with 2017 (v0.0.40 from docs)", fixture: "../v0.0.40-from-docs/cancel-unknown.json", status: 404, op: "cancel", want: "nil"},
-		{name: "cancel of an ended job (v0.0.41 from docs)", fixture: "../v0.0.41-from-docs/cancel-already-done.json", op: "cancel", want: "nil"},
+		{name: "cancel of an unknown job: 404 with 2017", status: 404, body: `{"errors":[{"error_number":2017,"error":"Invalid job id specified"}]}`, op: "cancel", want: "nil"},
+		{name: "cancel of an unknown job: 200, 2017 in status (24.11 v0.0.42 capture)", fixture: "../slurm-24.11-v0.0.42/cancel-unknown.json", op: "cancel", want: "nil"},
+		{name: "cancel of an ended job: 200, 2021 in status (26.05 v0.0.45 capture)", fixture: "../slurm-26.05-v0.0.45/cancel-completed.json", op: "cancel", want: "nil"},
+		{name: "cancel of an unknown job: 200 and nothing (24.11 v0.0.40 capture)", fixture: "../slurm-24.11-v0.0.40/cancel-unknown.json", op: "cancel", want: "nil"},
 		{name: "cancel already done as error", status: 500, body: `{"errors":[{"error_number":2021,"error":"Job/step already completing or completed"}]}`, op: "cancel", want: "nil"},
 		{name: "cancel (22.05 capture)", fixture: "cancel-job.json", op: "cancel", want: "nil"},
 		{name: "cancel of a completed job (22.05 capture)", fixture: "cancel-completed.json", op: "cancel", want: "nil"},
@@ -608,15 +631,16 @@ func TestJobs_OneRequestFiltered(t *testing.T) {
 }
 
 func TestFindByComment(t *testing.T) {
-	f := newFakeRESTFixture(t, "testdata/v0.0.41-from-docs/jobs.json")
+	f := newFakeRESTFixture(t, "testdata/slurm-24.11-v0.0.41/jobs.json")
 	b := newTestBackend(t, Config{BaseURL: f.srv.URL, APIVersion: "v0.0.41"})
 	tests := []struct {
 		name   string
 		prefix string
 		want   []string
 	}{
-		{name: "sopilot prefix", prefix: "sopilot:", want: []string{"101", "102", "103", "104", "105", "106", "108", "109"}},
-		{name: "exact comment", prefix: "other:b7", want: []string{"107"}},
+		{name: "sopilot prefix", prefix: "sopilot:", want: []string{"2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14"}},
+		{name: "prefix", prefix: "sopilot:fxr-", want: []string{"11", "12", "13", "14"}},
+		{name: "exact comment", prefix: "sopilot:fxj-held-cancelled", want: []string{"8"}},
 		{name: "no match", prefix: "nope", want: nil},
 	}
 	for _, tt := range tests {
@@ -707,7 +731,8 @@ func TestCheck(t *testing.T) {
 	}{
 		{name: "credentials accepted (22.05: invalid job id)", status: 500,
 			body: `{"errors":[{"description":"unable to kill JobId=2147483647 with signal 9: Invalid job id specified","error_number":2017,"error":"Invalid job id specified","source":"slurm_kill_job"}]}`, want: "nil"},
-		{name: "credentials accepted (v0.0.40: 404)", fixture: "../v0.0.40-from-docs/cancel-unknown.json", status: 404, want: "nil"},
+		{name: "credentials accepted (24.11 v0.0.42: 2017 in status)", fixture: "../slurm-24.11-v0.0.42/cancel-unknown.json", want: "nil"},
+		{name: "slurmctld down (26.05 v0.0.45: 403 EPERM)", fixture: "../slurm-26.05-v0.0.45/controller-down-cancel.json", want: "unavailable"},
 		{name: "token refused (22.05: zero bytes)", status: 500,
 			body: `{"errors":[{"description":"unable to kill JobId=2147483647 with signal 9: Zero Bytes were transmitted or received","error_number":5005,"error":"Zero Bytes were transmitted or received","source":"slurm_kill_job"}]}`, want: "unauthorized"},
 		{name: "no headers (22.05 capture)", fixture: "auth-no-headers.json", want: "unauthorized"},

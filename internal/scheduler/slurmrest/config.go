@@ -14,7 +14,9 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultAPIVersion    = "v0.0.38"
+	DefaultAPIVersion = "v0.0.38"
+	// APIVersionAuto makes the Backend negotiate its API version.
+	APIVersionAuto       = "auto"
 	DefaultTimeout       = 30 * time.Second
 	DefaultTokenLifetime = 15 * time.Minute
 	// MinTokenLifetime keeps minted tokens long enough to outlive a slow
@@ -27,8 +29,10 @@ type Config struct {
 	// BaseURL is slurmrestd's address: "http://host:port" (a path prefix,
 	// for a reverse proxy, is kept), "https://..." or "unix:///path/to/socket".
 	BaseURL string
-	// APIVersion is the OpenAPI plugin version, "v0.0.38" (default) or
-	// "v0.0.39" to "v0.0.44". It selects the URL prefix and the submit
+	// APIVersion is the OpenAPI plugin version, "v0.0.38" (default) to
+	// "v0.0.45", or "auto": take the newest version both slurmrestd and
+	// this package speak, read from slurmrestd's /openapi/v3 at the first
+	// request (or Negotiate). It selects the URL prefix and the submit
 	// request shape.
 	APIVersion string
 	// UserName is sent as X-SLURM-USER-NAME and, for minted tokens, is the
@@ -126,46 +130,55 @@ func parseBaseURL(raw string) (endpoint, error) {
 	}
 }
 
-func (c *Config) validate() (apiVersion, endpoint, error) {
-	v, err := parseAPIVersion(c.APIVersion)
-	if err != nil {
-		return apiVersion{}, endpoint{}, err
+// validate checks c and fills in defaults. auto is true for APIVersion
+// "auto" (v is then zero).
+func (c *Config) validate() (v apiVersion, auto bool, ep endpoint, err error) {
+	if strings.EqualFold(strings.TrimSpace(c.APIVersion), APIVersionAuto) {
+		auto = true
+	} else if v, err = parseAPIVersion(c.APIVersion); err != nil {
+		return apiVersion{}, false, endpoint{}, err
 	}
-	ep, err := parseBaseURL(c.BaseURL)
-	if err != nil {
-		return apiVersion{}, endpoint{}, err
+	if ep, err = parseBaseURL(c.BaseURL); err != nil {
+		return apiVersion{}, false, endpoint{}, err
 	}
+	if err := c.validateRest(); err != nil {
+		return apiVersion{}, false, endpoint{}, err
+	}
+	return v, auto, ep, nil
+}
+
+func (c *Config) validateRest() error {
 	switch {
 	case c.Token != "" && c.JWTKeyFile != "":
-		return apiVersion{}, endpoint{}, errors.New("both a token and a JWT key file were given: use one (the key file is better: tokens are minted and renewed)")
+		return errors.New("both a token and a JWT key file were given: use one (the key file is better: tokens are minted and renewed)")
 	case c.Token == "" && c.JWTKeyFile == "":
-		return apiVersion{}, endpoint{}, errors.New("no credentials: give a token or a JWT key file")
+		return errors.New("no credentials: give a token or a JWT key file")
 	case c.JWTKeyFile != "" && c.UserName == "":
-		return apiVersion{}, endpoint{}, errors.New("a user name is required to mint tokens from a JWT key file")
+		return errors.New("a user name is required to mint tokens from a JWT key file")
 	case strings.ContainsAny(c.Token, "\r\n") || strings.ContainsAny(c.UserName, "\r\n"):
-		return apiVersion{}, endpoint{}, errors.New("the token and user name must not contain line breaks")
+		return errors.New("the token and user name must not contain line breaks")
 	}
 	if c.TokenLifetime == 0 {
 		c.TokenLifetime = DefaultTokenLifetime
 	}
 	if c.TokenLifetime < MinTokenLifetime {
-		return apiVersion{}, endpoint{}, fmt.Errorf("token lifetime %v is shorter than %v", c.TokenLifetime, MinTokenLifetime)
+		return fmt.Errorf("token lifetime %v is shorter than %v", c.TokenLifetime, MinTokenLifetime)
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
 	if c.Timeout < 0 {
-		return apiVersion{}, endpoint{}, fmt.Errorf("timeout %v is negative", c.Timeout)
+		return fmt.Errorf("timeout %v is negative", c.Timeout)
 	}
 	if c.now == nil {
 		c.now = time.Now
 	}
 	if c.JWTKeyFile != "" {
 		if _, err := readKey(c.JWTKeyFile); err != nil {
-			return apiVersion{}, endpoint{}, err
+			return err
 		}
 	}
-	return v, ep, nil
+	return nil
 }
 
 // readKey reads Slurm's HS256 key. Slurm uses the file's bytes as they are

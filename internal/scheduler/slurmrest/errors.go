@@ -1,23 +1,32 @@
 package slurmrest
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmjson"
 )
 
 // ErrUnauthorized means slurmrestd or slurmctld refused the credentials
 // (missing, malformed, expired or wrongly signed token, or a user name the
 // token does not allow). Retrying with the same configuration will not help.
-var ErrUnauthorized = errors.New("slurm refused the credentials")
+// It wraps scheduler.ErrMisconfigured.
+var ErrUnauthorized = fmt.Errorf("slurm refused the credentials: %w", scheduler.ErrMisconfigured)
+
+// ErrNotServed means slurmrestd answered HTTP 404 without a Slurm error
+// number: it does not serve the API version (or path) asked for, as when a
+// Backend configured for v0.0.38 talks to Slurm 24.11 ("Unable find
+// requested URL"). It wraps scheduler.ErrMisconfigured; APIVersion "auto"
+// avoids it.
+var ErrNotServed = fmt.Errorf("slurmrestd does not serve this API version or path: %w", scheduler.ErrMisconfigured)
 
 // Slurm error numbers (slurm/slurm_errno.h) this package acts on. They have
 // been stable since at least Slurm 20.02.
 const (
 	errnoUnspecified        = -1   // SLURM_ERROR
+	errnoEPERM              = 1    // a plain errno: Operation not permitted
 	errnoCommConnection     = 1001 // SLURM_COMMUNICATIONS_CONNECTION_ERROR
 	errnoCommShutdown       = 1004 // SLURM_COMMUNICATIONS_SHUTDOWN_ERROR
 	errnoProtocolAuth       = 1007 // SLURM_PROTOCOL_AUTHENTICATION_ERROR
@@ -39,40 +48,12 @@ const (
 )
 
 // APIErrorEntry is one element of the "errors" array of a slurmrestd answer.
-type APIErrorEntry struct {
-	// Number is Slurm's error number (error_number, or error_code in some
-	// v0.0.38 answers); 0 when absent.
-	Number int
-	// Error is Slurm's short text for Number ("Invalid partition name
-	// specified").
-	Error string
-	// Description is the long form, when slurmrestd gave one.
-	Description string
-	// Source names where slurmrestd detected the error.
-	Source string
-}
-
-func (e APIErrorEntry) String() string {
-	var parts []string
-	if e.Description != "" {
-		parts = append(parts, e.Description)
-	}
-	if e.Error != "" && e.Error != e.Description {
-		parts = append(parts, e.Error)
-	}
-	s := strings.Join(parts, ": ")
-	if s == "" {
-		s = "unspecified error"
-	}
-	if e.Number != 0 {
-		s = fmt.Sprintf("%s (slurm error %d)", s, e.Number)
-	}
-	return s
-}
+type APIErrorEntry = slurmjson.Error
 
 // APIError is a request slurmrestd answered with an error. It unwraps to
-// exactly one of scheduler.ErrRejected, scheduler.ErrUnavailable or
-// ErrUnauthorized.
+// exactly one of scheduler.ErrRejected, scheduler.ErrUnavailable,
+// ErrUnauthorized or ErrNotServed (the last two wrap
+// scheduler.ErrMisconfigured).
 type APIError struct {
 	Method     string
 	Path       string
@@ -155,30 +136,46 @@ func authErrno(n int) bool {
 // every failed RPC with 500, a bad partition as much as an unreachable
 // slurmctld.
 func classify(method string, status int, entries []APIErrorEntry) error {
-	if status == http.StatusUnauthorized || status == http.StatusForbidden ||
-		status == http.StatusNetworkAuthenticationRequired {
-		return ErrUnauthorized
-	}
 	numbered := false
 	for _, e := range entries {
 		if authErrno(e.Number) {
 			return ErrUnauthorized
 		}
+		if e.Number != 0 {
+			numbered = true
+		}
+	}
+	if method == http.MethodDelete && hasErrno(entries, errnoEPERM) {
+		// slurm_kill_jobs() fails with plain EPERM ("Operation not
+		// permitted") both when slurmctld cannot be reached and when the
+		// user may not signal the job; slurmrestd 24.11 answers HTTP 500,
+		// 26.05 HTTP 403 (captured: controller-down-cancel.json). Retrying
+		// may help; it is never a success and never a verdict on the job.
+		return scheduler.ErrUnavailable
+	}
+	if status == http.StatusUnauthorized || status == http.StatusForbidden ||
+		status == http.StatusNetworkAuthenticationRequired {
+		return ErrUnauthorized
+	}
+	if status == http.StatusNotFound && !numbered {
+		// slurmrestd's own "Unable find requested URL": no Slurm verdict,
+		// the API version or path is not served. (A 404 with a Slurm error
+		// number, such as 2017 for an unknown job id, is Slurm's answer.)
+		return ErrNotServed
 	}
 	for _, e := range entries {
 		if transientErrno(e.Number) {
 			return scheduler.ErrUnavailable
 		}
-		if e.Number != 0 {
-			numbered = true
-		}
 	}
-	if onlyUnspecified(entries) && method == http.MethodGet {
-		// slurmrestd 22.05 reports a failed slurm_load_jobs() as SLURM_ERROR
-		// both when slurmctld is down and when it refused the JWT (captured:
-		// controller-down-jobs.json and auth-bad-token.json are the same
-		// body). Either way nothing was refused on its merits; Check tells
-		// the two apart.
+	if method == http.MethodGet && (numbered || status < 300) {
+		// A listing Slurm could not produce: nothing was asked that Slurm
+		// could refuse on its merits. slurmrestd 22.05 reports a failed
+		// slurm_load_jobs() as SLURM_ERROR both when slurmctld is down and
+		// when it refused the JWT (captured: controller-down-jobs.json and
+		// auth-bad-token.json are the same body); Check tells the two
+		// apart. A listing whose "errors" is not empty is never read as
+		// the (empty) list next to it.
 		return scheduler.ErrUnavailable
 	}
 	switch {
@@ -196,17 +193,12 @@ func classify(method string, status int, entries []APIErrorEntry) error {
 	}
 }
 
-// onlyUnspecified reports whether the numbered entries are all SLURM_ERROR.
-func onlyUnspecified(entries []APIErrorEntry) bool {
-	seen := false
+// hasErrno reports whether one of entries has Slurm error number n.
+func hasErrno(entries []APIErrorEntry, n int) bool {
 	for _, e := range entries {
-		switch e.Number {
-		case 0:
-		case errnoUnspecified:
-			seen = true
-		default:
-			return false
+		if e.Number == n {
+			return true
 		}
 	}
-	return seen
+	return false
 }

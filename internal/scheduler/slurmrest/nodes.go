@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +18,13 @@ import (
 
 var _ scheduler.NodeBackend = (*Backend)(nil)
 
-// errnoInvalidNodeState is ESLURM_INVALID_NODE_STATE: Slurm's answer to
-// RESUME of a node that is neither drained nor down.
-const errnoInvalidNodeState = 2028
+// Slurm's answers to RESUME of a node that is neither drained nor down:
+// ESLURM_INVALID_NODE_STATE "Invalid node state specified" up to 24.11,
+// "Invalid node state transition" (2180) on 26.05.
+const (
+	errnoInvalidNodeState      = 2028
+	errnoInvalidNodeTransition = 2180
+)
 
 // nodeUpdateMinMinor is the first API version with POST
 // /slurm/{version}/node/{name}: slurmrestd's v0.0.38 plugin (Slurm 21.08 to
@@ -38,7 +43,7 @@ func (b *Backend) Nodes(ctx context.Context) ([]scheduler.NodeStatus, error) {
 	}
 	nodes, err := ParseNodes(resp.body)
 	if err != nil {
-		return nil, fmt.Errorf("slurmrest: nodes: GET /slurm/%s/nodes: %w", b.version.name, err)
+		return nil, fmt.Errorf("slurmrest: nodes: GET /slurm/%s/nodes: %w", b.APIVersion(), err)
 	}
 	return nodes, nil
 }
@@ -54,7 +59,7 @@ func (b *Backend) Drain(ctx context.Context, node, reason string) error {
 	if err := scheduler.CheckNodeReason(reason); err != nil {
 		return fmt.Errorf("slurmrest: drain node %s: %w", node, err)
 	}
-	if err := b.checkNodeUpdate(); err != nil {
+	if err := b.checkNodeUpdate(ctx); err != nil {
 		return fmt.Errorf("slurmrest: drain node %s: %w", node, err)
 	}
 	body, err := json.Marshal(nodeUpdate{State: []string{"DRAIN"}, Reason: reason})
@@ -77,7 +82,7 @@ func (b *Backend) Resume(ctx context.Context, node string) error {
 	if err := scheduler.CheckNodeName(node); err != nil {
 		return fmt.Errorf("slurmrest: resume: %w", err)
 	}
-	if err := b.checkNodeUpdate(); err != nil {
+	if err := b.checkNodeUpdate(ctx); err != nil {
 		return fmt.Errorf("slurmrest: resume node %s: %w", node, err)
 	}
 	body, err := json.Marshal(nodeUpdate{State: []string{"RESUME"}})
@@ -86,7 +91,7 @@ func (b *Backend) Resume(ctx context.Context, node string) error {
 	}
 	_, err = b.do(ctx, http.MethodPost, "node/"+url.PathEscape(node), body)
 	var apiErr *APIError
-	if err != nil && errors.As(err, &apiErr) && apiErr.Has(errnoInvalidNodeState) {
+	if err != nil && errors.As(err, &apiErr) && (apiErr.Has(errnoInvalidNodeState) || apiErr.Has(errnoInvalidNodeTransition)) {
 		b.logger.Debug("slurmrest: resume of a node that is neither drained nor down", "node", node, "err", err)
 		return nil
 	}
@@ -105,12 +110,16 @@ type nodeUpdate struct {
 }
 
 // checkNodeUpdate says whether this API version can change nodes.
-func (b *Backend) checkNodeUpdate() error {
-	if b.version.minor >= nodeUpdateMinMinor {
+func (b *Backend) checkNodeUpdate(ctx context.Context) error {
+	v, err := b.apiVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v.minor >= nodeUpdateMinMinor {
 		return nil
 	}
 	return fmt.Errorf("%w: slurmrestd API %s cannot change nodes (POST /slurm/{version}/node/{name} needs v0.0.40 or later, Slurm 23.11+); use the cli backend (scontrol update) instead",
-		scheduler.ErrNodeUnsupported, b.version.name)
+		scheduler.ErrNodeUnsupported, v.name)
 }
 
 // nodeBaseStates are Slurm's base node states (node_state_base_string);
@@ -121,29 +130,44 @@ var nodeBaseStates = map[string]bool{
 }
 
 // ParseNodes reads a node listing of slurmrestd (GET /slurm/{version}/nodes
-// and /node/{name}) or of `sinfo --json`, which prints the same document:
+// and /node/{name}), of `scontrol --json show nodes` (Slurm 23.02 and
+// later) or of `sinfo --json`, in every shape these have used:
 //
-//   - openapi/v0.0.38 (Slurm 21.08 to 23.02): "state" is the base state in
-//     lower case ("idle", "mixed"), "state_flags" the flags ("DRAIN",
-//     "NOT_RESPONDING"), "reason_changed_at" Unix seconds (0 when unset),
+//   - openapi/v0.0.38 (Slurm 21.08 to 23.02, slurmrestd and sinfo): a
+//     "nodes" array; "state" is the base state in lower case ("idle",
+//     "mixed"), "state_flags" the flags ("DRAIN", "NOT_RESPONDING"),
+//     "reason_changed_at" Unix seconds (0 when unset),
 //     "reason_set_by_user" a user name or null;
-//   - data_parser v0.0.39 to v0.0.44 (Slurm 23.02 and later): "state" is an
-//     array, base state first then flags (["IDLE","DRAIN"]), and
-//     "reason_changed_at" a {"set","infinite","number"} structure.
+//   - data_parser v0.0.39 to v0.0.45 (slurmrestd and scontrol of Slurm
+//     23.02 and later): a "nodes" array; "state" is an array, base state
+//     first then flags (["IDLE","DRAIN"]), and "reason_changed_at" a
+//     {"set","infinite","number"} structure;
+//   - sinfo --json of Slurm 23.11 and later: a "sinfo" array with one
+//     entry per group of nodes sinfo would print on one line (same state,
+//     reason, GRES, ...): "node.state" (an array as above),
+//     "nodes.nodes" (the names), "reason.description", "reason.time",
+//     "reason.user" (24.11; 26.05 no longer has it) and "gres.total"
+//     ("gpu:8", per node).
 //
-// "gres" ("gpu:8", "gpu:h100:8(S:0-1)", ...) gives the GPU count. A field
+// A reason is reported only for a node it explains (down, drained, failing,
+// rebooting, powering down; see dropStaleReason). "gres" ("gpu:8",
+// "gpu:h100:8(S:0-1)", ...) gives the GPU count. A field
 // of an unexpected type reads as its zero value, and a node without a
-// usable name is skipped; only a document without a "nodes" array is an
-// error.
+// usable name is skipped; only a document with neither a "nodes" nor a
+// "sinfo" array is an error. Nodes are returned in the document's order.
 func ParseNodes(data []byte) ([]scheduler.NodeStatus, error) {
 	var doc struct {
 		Nodes *[]json.RawMessage `json:"nodes"`
+		Sinfo *[]json.RawMessage `json:"sinfo"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("node listing is not a JSON object: %w", err)
 	}
+	if doc.Nodes == nil && doc.Sinfo != nil {
+		return parseSinfoGroups(*doc.Sinfo), nil
+	}
 	if doc.Nodes == nil {
-		return nil, errors.New(`node listing has no "nodes" array`)
+		return nil, errors.New(`node listing has neither a "nodes" nor a "sinfo" array`)
 	}
 	out := make([]scheduler.NodeStatus, 0, len(*doc.Nodes))
 	for _, raw := range *doc.Nodes {
@@ -158,13 +182,115 @@ func ParseNodes(data []byte) ([]scheduler.NodeStatus, error) {
 		n.State, n.Flags = nodeState(f["state"], f["state_flags"])
 		n.Reason = slurmjson.String(f["reason"])
 		n.ReasonUser = slurmjson.String(f["reason_set_by_user"])
-		if t, ok := slurmjson.Int(f["reason_changed_at"]); ok && t > 0 && t < slurmjson.NoVal {
-			n.ReasonTime = time.Unix(t, 0).UTC()
-		}
+		n.ReasonTime = reasonTime(f["reason_changed_at"])
 		n.GPUs = GRESGPUs(slurmjson.String(f["gres"]))
-		out = append(out, n)
+		out = append(out, dropStaleReason(n))
 	}
 	return out, nil
+}
+
+// reasonStates are the base states and flags a node's reason explains.
+var reasonStates = map[string]bool{
+	"DOWN": true, "ERROR": true, "DRAIN": true, "FAIL": true, "MAINTENANCE": true,
+	"REBOOT_REQUESTED": true, "REBOOT_ISSUED": true, "POWER_DOWN": true, "POWERING_DOWN": true, "POWERED_DOWN": true,
+}
+
+// dropStaleReason clears the reason of a node that is neither down nor
+// drained (nor failing, rebooting or powering down): Slurm 22.05 and 26.05
+// clear or refuse such a reason, while 24.11 keeps a drain reason after
+// RESUME and stores a reason given to an idle node. Sinfo -R does not show
+// those either; reporting them would make a resumed node look different on
+// 24.11 than on the other versions.
+func dropStaleReason(n scheduler.NodeStatus) scheduler.NodeStatus {
+	if reasonStates[n.State] || slices.ContainsFunc(n.Flags, func(f string) bool { return reasonStates[f] }) {
+		return n
+	}
+	n.Reason, n.ReasonUser, n.ReasonTime = "", "", time.Time{}
+	return n
+}
+
+// reasonTime reads a reason's Unix time; 0, unset and NO_VAL are no time.
+func reasonTime(raw json.RawMessage) time.Time {
+	if t, ok := slurmjson.Int(raw); ok && t > 0 && t < slurmjson.NoVal {
+		return time.Unix(t, 0).UTC()
+	}
+	return time.Time{}
+}
+
+// maxSinfoGroupNodes bounds the nodes one sinfo group may expand to, so
+// that a hostlist range in hostile input cannot exhaust memory.
+const maxSinfoGroupNodes = 1 << 16
+
+// parseSinfoGroups reads the "sinfo" array of sinfo --json (Slurm 23.11+):
+// each group gives its values to every node it names. A node named by
+// several groups (it is in several partitions) is reported once, from its
+// first group.
+func parseSinfoGroups(groups []json.RawMessage) []scheduler.NodeStatus {
+	var out []scheduler.NodeStatus
+	seen := map[string]bool{}
+	for _, raw := range groups {
+		var g struct {
+			Node struct {
+				State json.RawMessage `json:"state"`
+			} `json:"node"`
+			Nodes struct {
+				Nodes json.RawMessage `json:"nodes"`
+			} `json:"nodes"`
+			Reason struct {
+				Description json.RawMessage `json:"description"`
+				Time        json.RawMessage `json:"time"`
+				User        json.RawMessage `json:"user"`
+			} `json:"reason"`
+			Gres struct {
+				Total json.RawMessage `json:"total"`
+			} `json:"gres"`
+		}
+		if json.Unmarshal(raw, &g) != nil {
+			continue
+		}
+		state, flags := nodeState(g.Node.State, nil)
+		reason := slurmjson.String(g.Reason.Description)
+		user := slurmjson.String(g.Reason.User)
+		when := reasonTime(g.Reason.Time)
+		gpus := GRESGPUs(slurmjson.String(g.Gres.Total))
+		for _, name := range sinfoGroupNames(g.Nodes.Nodes) {
+			if seen[name] || scheduler.CheckNodeName(name) != nil {
+				continue
+			}
+			seen[name] = true
+			out = append(out, dropStaleReason(scheduler.NodeStatus{
+				Name: name, State: state, Flags: slices.Clone(flags),
+				Reason: reason, ReasonUser: user, ReasonTime: when, GPUs: gpus,
+			}))
+		}
+	}
+	if out == nil {
+		out = []scheduler.NodeStatus{}
+	}
+	return out
+}
+
+// sinfoGroupNames reads "nodes.nodes": an array of names, each of which
+// may also be a hostlist expression ("worker-[0-3]"), expanded here.
+func sinfoGroupNames(raw json.RawMessage) []string {
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) != nil {
+		return nil
+	}
+	var out []string
+	for _, r := range list {
+		s := slurmjson.String(r)
+		if !strings.ContainsAny(s, "[,") {
+			out = append(out, s)
+			continue
+		}
+		names, err := scheduler.ExpandHostlist(s)
+		if err != nil || len(out)+len(names) > maxSinfoGroupNodes {
+			continue
+		}
+		out = append(out, names...)
+	}
+	return out
 }
 
 // nodeState reads the base state and flags from "state" (a string or an

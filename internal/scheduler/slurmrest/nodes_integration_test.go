@@ -3,13 +3,16 @@ package slurmrest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/slurmtest"
 )
 
 func TestIntegration_Nodes(t *testing.T) {
@@ -35,8 +38,8 @@ func TestIntegration_Nodes(t *testing.T) {
 // anything, and the endpoint really is missing (HTTP 405).
 func TestIntegration_NodeUpdateUnsupported(t *testing.T) {
 	b, env, _ := itBackend(t)
-	if b.version.minor >= nodeUpdateMinMinor {
-		t.Skipf("cluster serves %s", b.version.name)
+	if v := b.version.Load(); v.minor >= nodeUpdateMinMinor {
+		t.Skipf("cluster serves %s", v.name)
 	}
 	if err := b.Drain(context.Background(), "worker-1", "[sopilot] x"); !errors.Is(err, scheduler.ErrNodeUnsupported) {
 		t.Fatalf("Drain = %v", err)
@@ -56,7 +59,7 @@ func TestIntegration_NodeUpdateUnsupported(t *testing.T) {
 			}
 		}
 	})
-	req, err := http.NewRequest(http.MethodPost, env.RESTURL+"/slurm/"+b.version.name+"/node/worker-1",
+	req, err := http.NewRequest(http.MethodPost, env.RESTURL+"/slurm/"+b.APIVersion()+"/node/worker-1",
 		strings.NewReader(`{"state":["DRAIN"],"reason":"[sopilot] must not be applied"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -87,4 +90,55 @@ func mustNodes(t *testing.T, b *Backend) []scheduler.NodeStatus {
 		t.Fatal(err)
 	}
 	return nodes
+}
+
+// TestExclusiveDrainResume drains and resumes worker-1 through slurmrestd
+// (v0.0.40 and later: Slurm 24.11 and 26.05 here) and checks what Nodes
+// reports at each step. It resumes the node at the end whatever happens.
+func TestExclusiveDrainResume(t *testing.T) {
+	slurmtest.RequireExclusive(t)
+	b, env, _ := itBackend(t)
+	if v := b.version.Load(); v.minor < nodeUpdateMinMinor {
+		t.Skipf("cluster serves %s, which cannot change nodes", v.name)
+	}
+	ctx := context.Background()
+	t.Cleanup(func() {
+		cmd := exec.Command("scontrol", "update", "NodeName=worker-1", "State=RESUME")
+		cmd.Env = env.Environ()
+		if out, err := cmd.CombinedOutput(); err != nil && !strings.Contains(string(out), "Invalid node state specified") && !strings.Contains(string(out), "Invalid node state transition") {
+			t.Errorf("cleanup: resume worker-1: %v: %s", err, out)
+		}
+	})
+	reason := fmt.Sprintf(`[sopilot] rest test %d: a=b "q" [x@y]`, time.Now().UnixNano())
+	if err := b.Drain(ctx, "worker-1", reason); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	n := nodeNamed(t, b, "worker-1")
+	if !n.Drained() || n.Reason != reason || n.ReasonTime.IsZero() || n.GPUs != 8 {
+		t.Fatalf("after Drain: %+v", n)
+	}
+	t.Logf("drained: %+v (%s)", n, n.StateString())
+	if err := b.Resume(ctx, "worker-1"); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	if n := nodeNamed(t, b, "worker-1"); n.Drained() || n.Reason != "" {
+		t.Fatalf("after Resume: %+v", n)
+	}
+	if err := b.Resume(ctx, "worker-1"); err != nil {
+		t.Errorf("Resume of a node with nothing to resume: %v", err)
+	}
+	if err := b.Drain(ctx, "nosuch-node", "[sopilot] x"); !errors.Is(err, scheduler.ErrRejected) {
+		t.Errorf("Drain of an unknown node = %v, want ErrRejected", err)
+	}
+}
+
+func nodeNamed(t *testing.T, b *Backend, name string) scheduler.NodeStatus {
+	t.Helper()
+	for _, n := range mustNodes(t, b) {
+		if n.Name == name {
+			return n
+		}
+	}
+	t.Fatalf("no node %s", name)
+	return scheduler.NodeStatus{}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -192,7 +193,8 @@ func TestNodes_Errors(t *testing.T) {
 		status        int
 		want          error
 	}{
-		{"slurmctld down (v0.0.40)", "testdata/v0.0.40-from-docs/jobs-slurmctld-down.json", 500, scheduler.ErrUnavailable},
+		{"slurmctld down (24.11 v0.0.42 capture)", "testdata/slurm-24.11-v0.0.42/controller-down-nodes.json", 502, scheduler.ErrUnavailable},
+		{"slurmctld down (26.05 v0.0.45 capture)", "testdata/slurm-26.05-v0.0.45/controller-down-nodes.json", 502, scheduler.ErrUnavailable},
 		{"not a listing", fixtures2205 + "/diag.json", 200, nil},
 	}
 	for _, tt := range tests {
@@ -234,9 +236,9 @@ func TestDrainResume_V0038Unsupported(t *testing.T) {
 
 func TestDrainResume_Requests(t *testing.T) {
 	const reason = `[sopilot] a=b c]d "q" 'single'  two  spaces é`
-	for _, ver := range []string{"v0.0.40", "v0.0.41", "v0.0.44"} {
+	for _, ver := range []string{"v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"} {
 		t.Run(ver, func(t *testing.T) {
-			f := newFakeRESTFixture(t, "testdata/v0.0.40-from-docs/node-update-success.json")
+			f := newFakeRESTFixture(t, "testdata/slurm-24.11-v0.0.42/node-update-reason.json")
 			b := newTestBackend(t, Config{BaseURL: f.srv.URL, APIVersion: ver})
 			if err := b.Drain(context.Background(), "gpu-002", reason); err != nil {
 				t.Fatalf("Drain: %v", err)
@@ -269,6 +271,12 @@ func TestDrainResume_Requests(t *testing.T) {
 	}
 }
 
+// realNodeDirs are the captures of API versions that can change nodes.
+var realNodeDirs = []string{
+	"slurm-24.11-v0.0.40", "slurm-24.11-v0.0.41", "slurm-24.11-v0.0.42",
+	"slurm-26.05-v0.0.42", "slurm-26.05-v0.0.43", "slurm-26.05-v0.0.44", "slurm-26.05-v0.0.45",
+}
+
 func TestDrainResume_Answers(t *testing.T) {
 	tests := []struct {
 		name, fixture string
@@ -278,30 +286,31 @@ func TestDrainResume_Answers(t *testing.T) {
 	}{
 		{"drain unknown node", "node-update-unknown.json", "drain", "rejected", "Invalid node name specified"},
 		{"resume unknown node", "node-update-unknown.json", "resume", "rejected", "Invalid node name specified"},
+		// 24.11: 2028 "Invalid node state specified"; 26.05: 2180
+		// "Invalid node state transition".
 		{"resume of a node that is not drained", "node-update-nothing-to-resume.json", "resume", "nil", ""},
-		{"drain refused for its state", "node-update-nothing-to-resume.json", "drain", "rejected", "Invalid node state specified"},
-		{"slurmctld down", "jobs-slurmctld-down.json", "drain", "unavailable", "Unable to contact slurm controller"},
+		{"drain refused for its state", "node-update-nothing-to-resume.json", "drain", "rejected", "Invalid node state"},
+		{"slurmctld down", "controller-down-submit.json", "drain", "unavailable", "Unable to contact slurm controller"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeRESTFixture(t, "testdata/v0.0.40-from-docs/"+tt.fixture)
-			if tt.fixture == "jobs-slurmctld-down.json" {
-				f.status = 500
-			}
-			b := newTestBackend(t, Config{BaseURL: f.srv.URL, APIVersion: "v0.0.40"})
-			var err error
-			if tt.op == "drain" {
-				err = b.Drain(context.Background(), "nosuch-node", "[sopilot] x")
-			} else {
-				err = b.Resume(context.Background(), "nosuch-node")
-			}
-			if got := sentinel(err); got != tt.want {
-				t.Fatalf("error %v: %s, want %s", err, got, tt.want)
-			}
-			if err != nil && (!strings.Contains(err.Error(), tt.wantText) || !strings.Contains(err.Error(), "nosuch-node")) {
-				t.Errorf("error %q lacks %q or the node name", err, tt.wantText)
-			}
-		})
+	for _, dir := range realNodeDirs {
+		for _, tt := range tests {
+			t.Run(dir+"/"+tt.name, func(t *testing.T) {
+				f := newFakeRESTFixture(t, filepath.Join("testdata", dir, tt.fixture))
+				b := newTestBackend(t, Config{BaseURL: f.srv.URL, APIVersion: dir[len(dir)-7:]})
+				var err error
+				if tt.op == "drain" {
+					err = b.Drain(context.Background(), "nosuch-node", "[sopilot] x")
+				} else {
+					err = b.Resume(context.Background(), "nosuch-node")
+				}
+				if got := sentinel(err); got != tt.want {
+					t.Fatalf("error %v: %s, want %s", err, got, tt.want)
+				}
+				if err != nil && (!strings.Contains(err.Error(), tt.wantText) || !strings.Contains(err.Error(), "nosuch-node")) {
+					t.Errorf("error %q lacks %q or the node name", err, tt.wantText)
+				}
+			})
+		}
 	}
 }
 
@@ -388,4 +397,31 @@ func FuzzGRESGPUs(f *testing.F) {
 			t.Fatalf("GRESGPUs(%q) counts GPUs without a gpu entry", s)
 		}
 	})
+}
+
+// TestParseNodes_StaleReason: a reason is reported only for a node it
+// explains. 24.11 keeps the drain reason after RESUME (captured while
+// testing: IDLE+NOT_RESPONDING, then IDLE, reason still there) and stores a
+// reason given to an idle node, where 22.05 clears it and 26.05 drops it.
+func TestParseNodes_StaleReason(t *testing.T) {
+	doc := `{"nodes":[
+	 {"name":"idle","state":["IDLE"],"reason":"x","reason_set_by_user":"root","reason_changed_at":{"set":true,"number":5}},
+	 {"name":"resumed","state":["IDLE","NOT_RESPONDING"],"reason":"w","reason_set_by_user":"root","reason_changed_at":5},
+	 {"name":"drained","state":["IDLE","DRAIN"],"reason":"y","reason_set_by_user":"root","reason_changed_at":5},
+	 {"name":"down","state":["DOWN"],"reason":"z","reason_set_by_user":"slurm","reason_changed_at":5},
+	 {"name":"failing","state":["MIXED","FAIL"],"reason":"f"},
+	 {"name":"rebooting","state":["IDLE","REBOOT_REQUESTED"],"reason":"r"}]}`
+	nodes, err := ParseNodes([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"idle": "", "resumed": "", "drained": "y", "down": "z", "failing": "f", "rebooting": "r"}
+	for _, n := range nodes {
+		if n.Reason != want[n.Name] || (n.Reason == "") != (n.ReasonUser == "" && n.ReasonTime.IsZero()) && n.Name != "failing" && n.Name != "rebooting" {
+			t.Errorf("%s: %+v, want reason %q", n.Name, n, want[n.Name])
+		}
+	}
+	if len(nodes) != len(want) {
+		t.Fatalf("%d nodes", len(nodes))
+	}
 }

@@ -12,45 +12,9 @@ import (
 // squeue --json path. The rest of slurmrestd's answers (errors, warnings,
 // submit results) are read here with the same lenient readers.
 
-// parseErrors reads the "errors" array of any slurmrestd answer. v0.0.38
-// uses error_number, except for some submit failures which use error_code;
-// later versions use error_number.
-func parseErrors(data []byte) ([]APIErrorEntry, bool) {
-	var doc map[string]json.RawMessage
-	if json.Unmarshal(data, &doc) != nil || doc == nil {
-		return nil, false
-	}
-	var items []json.RawMessage
-	if raw, ok := doc["errors"]; !ok || json.Unmarshal(raw, &items) != nil {
-		return nil, true
-	}
-	out := make([]APIErrorEntry, 0, len(items))
-	for _, item := range items {
-		var f map[string]json.RawMessage
-		if json.Unmarshal(item, &f) != nil || f == nil {
-			if s := slurmjson.String(item); s != "" {
-				out = append(out, APIErrorEntry{Error: s})
-			}
-			continue
-		}
-		e := APIErrorEntry{
-			Error:       slurmjson.String(f["error"]),
-			Description: slurmjson.String(f["description"]),
-			Source:      slurmjson.String(f["source"]),
-		}
-		if n, ok := slurmjson.Int(f["error_number"]); ok && n > math.MinInt32 && n < math.MaxInt32 {
-			e.Number = int(n)
-		} else if n, ok := slurmjson.Int(f["error_code"]); ok && n > math.MinInt32 && n < math.MaxInt32 {
-			e.Number = int(n)
-		}
-		// Some answers carry an empty placeholder entry; it says nothing.
-		if e.Number == 0 && e.Error == "" && e.Description == "" {
-			continue
-		}
-		out = append(out, e)
-	}
-	return out, true
-}
+// parseErrors reads the "errors" array of any slurmrestd answer
+// (slurmjson.ParseErrors).
+func parseErrors(data []byte) ([]APIErrorEntry, bool) { return slurmjson.ParseErrors(data) }
 
 // parseWarnings returns the descriptions in the "warnings" array (v0.0.39+).
 func parseWarnings(data []byte) []string {
@@ -89,4 +53,37 @@ func parseSubmit(data []byte) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// parseCancelStatus reads the per-job outcome of a DELETE
+// /slurm/{version}/job/{id} answer. slurmrestd 24.11 and later answer HTTP
+// 200 with an empty "errors" whatever Slurm said, and put Slurm's verdict in
+// "status": [{"error":{"string":"Invalid job id specified","code":2017},
+// "job_id":...,"step_id":...}]. Entries with code 0 (success) are dropped.
+func parseCancelStatus(data []byte) []APIErrorEntry {
+	var doc struct {
+		Status []json.RawMessage `json:"status"`
+	}
+	if json.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	var out []APIErrorEntry
+	for _, raw := range doc.Status {
+		var st struct {
+			Error json.RawMessage `json:"error"`
+		}
+		if json.Unmarshal(raw, &st) != nil {
+			continue
+		}
+		var e map[string]json.RawMessage
+		if json.Unmarshal(st.Error, &e) != nil || e == nil {
+			continue
+		}
+		code, ok := slurmjson.Int(e["code"])
+		if !ok || code == 0 || code <= math.MinInt32 || code >= math.MaxInt32 {
+			continue
+		}
+		out = append(out, APIErrorEntry{Number: int(code), Error: slurmjson.String(e["string"]), Source: "status"})
+	}
+	return out
 }

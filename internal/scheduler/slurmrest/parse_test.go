@@ -3,6 +3,7 @@ package slurmrest
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,8 +81,9 @@ func TestParseSubmit(t *testing.T) {
 		{name: "22.05 captured", file: filepath.Join(fixtures2205, "submit-success.json"), wantID: "14", wantOK: true},
 		{name: "22.05 created with an error code", file: filepath.Join(fixtures2205, "submit-too-many-nodes.json"), wantID: "15", wantOK: true},
 		{name: "22.05 rejected", file: filepath.Join(fixtures2205, "submit-invalid-partition.json")},
-		{name: "v0.0.40 from docs", file: "testdata/v0.0.40-from-docs/submit-success.json", wantID: "110", wantOK: true},
-		{name: "v0.0.44 from docs", file: "testdata/v0.0.44-from-docs/submit-success.json", wantID: "110", wantOK: true},
+		{name: "24.11 v0.0.40 captured (with result)", file: "testdata/slurm-24.11-v0.0.40/submit-success.json", wantID: "11", wantOK: true},
+		{name: "26.05 v0.0.44 captured", file: "testdata/slurm-26.05-v0.0.44/submit-success.json", wantID: "15", wantOK: true},
+		{name: "26.05 v0.0.45 rejected", file: "testdata/slurm-26.05-v0.0.45/submit-invalid-partition.json"},
 		{name: "only result object", in: `{"result":{"job_id":77}}`, wantID: "77", wantOK: true},
 		{name: "job id zero", in: `{"job_id":0}`},
 		{name: "garbage", in: `]]`},
@@ -126,6 +128,8 @@ func FuzzParseAnswers(f *testing.F) {
 	}
 	f.Add([]byte(`{"errors":[{"error_number":2017,"error":"Invalid job id specified"}],"jobs":[{"job_id":1}],"result":{"job_id":5}}`))
 	f.Add([]byte(`{"warnings":[{"description":"w"},1,null],"job_id":"7"}`))
+	f.Add([]byte(`{"status":[{"error":{"string":"Invalid job id specified","code":2017}},{"error":{"code":0}},{"error":"x"},1],"errors":[]}`))
+	f.Add([]byte(`{"paths":{"/slurm/v0.0.42/jobs":{},"/slurm/v0.0.40/ping":{},"/slurm/v0.0.42/ping":{},"/slurmdb/v0.0.42/x":{}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if entries, isJSON := parseErrors(data); !isJSON && entries != nil {
 			t.Fatalf("entries %+v from a body that is not a JSON object", entries)
@@ -135,5 +139,19 @@ func FuzzParseAnswers(f *testing.F) {
 			t.Fatalf("parseSubmit = %q, %v", id, ok)
 		}
 		_, _ = slurmjson.ParseJobs(data)
+		for _, e := range parseCancelStatus(data) {
+			if e.Number == 0 {
+				t.Fatalf("cancel status entry without a number: %+v", e)
+			}
+		}
+		v := ServedVersions(data)
+		if !slices.IsSorted(v) || len(slices.Compact(slices.Clone(v))) != len(v) {
+			t.Fatalf("ServedVersions = %v: not sorted and unique", v)
+		}
+		for _, m := range v {
+			if m < 0 || m > 9999 {
+				t.Fatalf("ServedVersions = %v", v)
+			}
+		}
 	})
 }
