@@ -28,18 +28,6 @@ import (
 // outageLength is how long slurmctld stays down in each outage.
 const outageLength = 60 * time.Second
 
-// restAPIVersion is the slurmrestd API version the REST controller asks
-// for on the cluster's Slurm version (SOPILOT_SLURM_VERSION; empty is the
-// default cluster, 22.05).
-func restAPIVersion() string {
-	switch os.Getenv("SOPILOT_SLURM_VERSION") {
-	case "", "22.05":
-		return "v0.0.38"
-	default:
-		return "auto"
-	}
-}
-
 // outageRun is one run of the test and the end it must reach.
 type outageRun struct {
 	ctl      *proc
@@ -65,7 +53,7 @@ func TestSlurmctldOutageExclusive(t *testing.T) {
 	ctls := map[string]*proc{
 		"cli": startController(t, env, filepath.Join(t.TempDir(), "cli.db"), common...),
 		"rest": startController(t, env, filepath.Join(t.TempDir(), "rest.db"), append(common,
-			"--scheduler", "rest", "--slurmrestd-url", env.RESTURL, "--slurmrestd-api-version", restAPIVersion(),
+			"--scheduler", "rest", "--slurmrestd-url", env.RESTURL, "--slurmrestd-api-version", "auto",
 			"--slurm-user", env.JWTUser, "--slurm-jwt-key-file", env.JWTKeyFile)...),
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {

@@ -98,7 +98,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.slurmQuery, "slurm-query", "auto", `how the cli scheduler lists jobs: "json" (squeue --json: 1 slurmctld RPC per poll), "format" (squeue --Format: 2 RPCs, less CPU), or "auto" (json, falling back to format where squeue cannot print JSON)`)
 	fs.DurationVar(&o.slurmTimeout, "slurm-timeout", 30*time.Second, "time limit of one request to Slurm")
 	fs.StringVar(&o.restURL, "slurmrestd-url", "", "slurmrestd address for --scheduler=rest: http://host:port or unix:///path")
-	fs.StringVar(&o.restVersion, "slurmrestd-api-version", "v0.0.38", "slurmrestd OpenAPI version, v0.0.38 (Slurm 22.05) to v0.0.44")
+	fs.StringVar(&o.restVersion, "slurmrestd-api-version", "auto", `slurmrestd OpenAPI version: "auto" (the newest that slurmrestd serves and sopilot speaks, read at start; shown in /readyz and sopilot_slurm_backend_info) or a fixed one from v0.0.38 (Slurm 22.05) to v0.0.45 (26.05)`)
 	fs.StringVar(&o.restUser, "slurm-user", "", "Slurm user name for slurmrestd (X-SLURM-USER-NAME); default: the user running the controller")
 	fs.StringVar(&o.restToken, "slurm-jwt", "", "a fixed slurmrestd token (from 'scontrol token'); prefer --slurm-jwt-key-file")
 	fs.StringVar(&o.restKeyFile, "slurm-jwt-key-file", "", "Slurm's JWT HS256 key file; the controller mints short-lived tokens from it")

@@ -563,3 +563,27 @@ func TestReusedJobIDIsNotTakenForTheRunsJob(t *testing.T) {
 		t.Errorf("other run = %s, want RUNNING", got.State)
 	}
 }
+
+func TestReadinessNamesTheBackendOnceItAnswers(t *testing.T) {
+	m := metrics.NewController()
+	probe := &fakeProbe{}
+	rd, err := NewReadiness(probe, ReadinessConfig{Describe: func() string { return "rest v0.0.45" }},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), m.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rd.Probe(context.Background())
+	if got.Backend != "rest v0.0.45" || got.String() != "slurm backend ready (rest v0.0.45)" {
+		t.Errorf("status = %+v (%q), want backend rest v0.0.45", got, got.String())
+	}
+	if v := metricValue(t, m.Registry, "sopilot_slurm_backend_info", "backend", "rest v0.0.45"); v != 1 {
+		t.Errorf("sopilot_slurm_backend_info{backend=\"rest v0.0.45\"} = %v, want 1", v)
+	}
+	probe.mu.Lock()
+	probe.err = fmt.Errorf("slurmrestd: %w", scheduler.ErrUnavailable)
+	probe.mu.Unlock()
+	got = rd.Probe(context.Background())
+	if got.Backend != "" || !strings.HasPrefix(got.String(), "slurm backend unreachable: slurmctld unreachable: ") {
+		t.Errorf("after a failed probe: %+v (%q)", got, got.String())
+	}
+}

@@ -84,6 +84,22 @@ type BackendStatus struct {
 	Reason string
 	// Since is when State began.
 	Since time.Time
+	// Backend says what the controller talks to once the backend answered:
+	// "cli", or "rest v0.0.45" with the negotiated slurmrestd API version.
+	Backend string
+}
+
+// String is the status as /readyz and the logs show it.
+func (s BackendStatus) String() string {
+	switch {
+	case s.Ready() && s.Backend != "":
+		return "slurm backend ready (" + s.Backend + ")"
+	case s.Ready():
+		return "slurm backend ready"
+	case s.Reason != "":
+		return "slurm backend " + s.State.String() + ": " + s.Reason
+	}
+	return "slurm backend " + s.State.String()
 }
 
 // Ready reports whether the backend was usable at the last probe.
@@ -103,6 +119,9 @@ type ReadinessConfig struct {
 	Timeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Describe, when set, names the backend after a successful probe
+	// (BackendStatus.Backend), e.g. with the negotiated API version.
+	Describe func() string
 }
 
 // Readiness knows whether the Slurm backend can be used. It probes at start
@@ -121,6 +140,7 @@ type Readiness struct {
 
 	ready    prometheus.Gauge
 	state    *prometheus.GaugeVec
+	info     *prometheus.GaugeVec
 	failures *prometheus.CounterVec
 
 	mu       sync.Mutex
@@ -156,6 +176,10 @@ func NewReadiness(prober Prober, cfg ReadinessConfig, logger *slog.Logger, reg p
 			Name: "sopilot_slurm_backend_probe_failures_total",
 			Help: "Failed probes of the Slurm backend, by state they indicate (unreachable, misconfigured).",
 		}, []string{"state"}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sopilot_slurm_backend_info",
+			Help: "1, labelled with the Slurm backend the controller last reached: \"cli\", or \"rest v0.0.N\" with the slurmrestd API version in use (negotiated with --slurmrestd-api-version=auto).",
+		}, []string{"backend"}),
 		status: BackendStatus{State: BackendUnknown, Reason: "not probed yet", Since: cfg.Now()},
 	}
 	for st := BackendUnknown; st <= BackendMisconfigured; st++ {
@@ -165,7 +189,7 @@ func NewReadiness(prober Prober, cfg ReadinessConfig, logger *slog.Logger, reg p
 	r.failures.WithLabelValues(BackendMisconfigured.String())
 	r.export(r.status)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.ready, r.state, r.failures} {
+		for _, c := range []prometheus.Collector{r.ready, r.state, r.info, r.failures} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register readiness metrics: %w", err)
 			}
@@ -219,6 +243,9 @@ func (r *Readiness) Probe(ctx context.Context) BackendStatus {
 	switch {
 	case err == nil, errors.Is(err, scheduler.ErrRejected):
 		// Slurm gave a verdict, so it is there and takes our credentials.
+		if r.cfg.Describe != nil {
+			next.Backend = r.cfg.Describe()
+		}
 	case errors.Is(err, scheduler.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		// A probe that got no answer in time says nothing about the
 		// settings: slurmctld (or slurmrestd) is busy or gone.
@@ -235,7 +262,7 @@ func (r *Readiness) Probe(ctx context.Context) BackendStatus {
 func (r *Readiness) set(next BackendStatus) BackendStatus {
 	r.mu.Lock()
 	prev := r.status
-	if prev.State == next.State && prev.Reason == next.Reason {
+	if prev.State == next.State && prev.Reason == next.Reason && prev.Backend == next.Backend {
 		r.mu.Unlock()
 		return prev
 	}
@@ -251,7 +278,7 @@ func (r *Readiness) set(next BackendStatus) BackendStatus {
 	if prev.State != next.State {
 		r.export(next)
 		if next.Ready() {
-			r.log.Info("slurm backend ready", "was", prev.State.String())
+			r.log.Info("slurm backend ready", "was", prev.State.String(), "backend", next.Backend)
 		} else {
 			r.log.Warn("slurm backend not ready", "state", next.State.String(), "reason", next.Reason)
 		}
@@ -268,6 +295,10 @@ func (r *Readiness) export(st BackendStatus) {
 		v = 1
 	}
 	r.ready.Set(v)
+	if st.Backend != "" {
+		r.info.Reset()
+		r.info.WithLabelValues(st.Backend).Set(1)
+	}
 	for s := BackendUnknown; s <= BackendMisconfigured; s++ {
 		on := 0.0
 		if s == st.State {

@@ -197,7 +197,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 	reg := c.metrics.Registry
 	c.runs = controller.New(cfg.Runs, c.store, c.backend, logger, c.metrics)
 	if c.ready, err = controller.NewReadiness(controller.ProberFor(c.backend), controller.ReadinessConfig{
-		Interval: cfg.Runs.PollInterval, Timeout: slurmTimeout(cfg),
+		Interval: cfg.Runs.PollInterval, Timeout: slurmTimeout(cfg), Describe: describeBackend(c.backend),
 	}, logger, reg); err != nil {
 		return nil, err
 	}
@@ -296,6 +296,17 @@ func newBackend(cfg Config, logger *slog.Logger) (scheduler.Backend, error) {
 	return nil, configError("scheduler %q: want %q or %q", cfg.Scheduler, SchedulerCLI, SchedulerREST)
 }
 
+// describeBackend names the backend for readiness: its kind and, for
+// slurmrestd, the API version in use (negotiated once it has answered).
+func describeBackend(b scheduler.Backend) func() string {
+	return func() string {
+		if v, ok := b.(interface{ APIVersion() string }); ok && v.APIVersion() != "" {
+			return b.Name() + " " + v.APIVersion()
+		}
+		return b.Name()
+	}
+}
+
 // slurmTimeout is the time limit of one request to Slurm, for probes.
 func slurmTimeout(cfg Config) time.Duration {
 	if cfg.Scheduler == SchedulerREST {
@@ -313,7 +324,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.httpLis != nil {
 		c.log.Info("metrics listening", "addr", c.httpLis.Addr().String())
 		g.Go(func() error {
-			return server.ServeHTTP(gctx, server.NewMetricsHTTP(c.metrics), c.httpLis, c.cfg.ShutdownGrace)
+			return server.ServeHTTP(gctx, server.NewMetricsHTTP(c.metrics, c.readyz), c.httpLis, c.cfg.ShutdownGrace)
 		})
 	}
 	g.Go(func() error { return c.ready.Run(gctx) })
@@ -362,6 +373,12 @@ func (c *Controller) Close() error {
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr
+}
+
+// readyz answers /readyz: whether runs can be submitted to Slurm now.
+func (c *Controller) readyz() (bool, string) {
+	st := c.ready.Status()
+	return st.Ready(), st.String()
 }
 
 // GRPCAddr is the address the gRPC API listens on.

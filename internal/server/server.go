@@ -77,13 +77,28 @@ func slogAdapter(l *slog.Logger) logging.Logger {
 	})
 }
 
-// NewMetricsHTTP serves /metrics and a plain /healthz.
-func NewMetricsHTTP(m *metrics.Controller) *http.Server {
+// ReadyFunc says whether the controller can do its work now, and why.
+type ReadyFunc func() (ready bool, why string)
+
+// NewMetricsHTTP serves /metrics, a plain /healthz (the process is alive)
+// and, when ready is not nil, /readyz: 200 with ready's text when it says
+// ready, 503 otherwise.
+func NewMetricsHTTP(m *metrics.Controller, ready ReadyFunc) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if ready != nil {
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			ok, why := ready()
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			if !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			_, _ = w.Write([]byte(why + "\n"))
+		})
+	}
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -671,7 +672,7 @@ func TestServeHTTP(t *testing.T) {
 	sctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- ServeHTTP(sctx, NewMetricsHTTP(ts.metrics), lis, 5*time.Second) }()
+	go func() { served <- ServeHTTP(sctx, NewMetricsHTTP(ts.metrics, nil), lis, 5*time.Second) }()
 	transport := &http.Transport{}
 	defer transport.CloseIdleConnections()
 	hc := &http.Client{Transport: transport}
@@ -732,7 +733,7 @@ func TestServeHTTP(t *testing.T) {
 }
 
 func TestServeHTTPGraceBoundsShutdown(t *testing.T) {
-	srv := NewMetricsHTTP(metrics.NewController())
+	srv := NewMetricsHTTP(metrics.NewController(), nil)
 	entered := make(chan struct{})
 	unblock := make(chan struct{})
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -792,7 +793,7 @@ func TestServeHTTPListenerFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = lis.Close()
-	err = ServeHTTP(context.Background(), NewMetricsHTTP(metrics.NewController()), lis, time.Second)
+	err = ServeHTTP(context.Background(), NewMetricsHTTP(metrics.NewController(), nil), lis, time.Second)
 	if err == nil || !strings.HasPrefix(err.Error(), "http server: ") || !errors.Is(err, net.ErrClosed) {
 		t.Errorf("ServeHTTP = %v, want an http server: error wrapping net.ErrClosed", err)
 	}
@@ -804,7 +805,7 @@ func TestServeHTTPListenerFails(t *testing.T) {
 // connections, so today the handler (and its connection) outlive
 // ServeHTTP.
 func TestServeHTTPClosesConnectionsAfterGrace(t *testing.T) {
-	srv := NewMetricsHTTP(metrics.NewController())
+	srv := NewMetricsHTTP(metrics.NewController(), nil)
 	entered := make(chan struct{})
 	handlerCtxDone := make(chan struct{})
 	release := make(chan struct{})
@@ -868,7 +869,7 @@ func TestServeWithEndedContext(t *testing.T) {
 			return ServeGRPC(ctx, newTestServer(&fakeRuns{}).srv, lis, 10*time.Second)
 		}},
 		{"http", func(ctx context.Context, lis net.Listener) error {
-			return ServeHTTP(ctx, NewMetricsHTTP(metrics.NewController()), lis, 10*time.Second)
+			return ServeHTTP(ctx, NewMetricsHTTP(metrics.NewController(), nil), lis, 10*time.Second)
 		}},
 	}
 	for _, tt := range tests {
@@ -894,6 +895,33 @@ func TestServeWithEndedContext(t *testing.T) {
 					_ = c.Close()
 					t.Fatal("listener still accepts connections")
 				}
+			}
+		})
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	tests := []struct {
+		name     string
+		ready    ReadyFunc
+		wantCode int
+		wantBody string
+	}{
+		{name: "ready", ready: func() (bool, string) { return true, "slurm backend ready (rest v0.0.45)" },
+			wantCode: http.StatusOK, wantBody: "slurm backend ready (rest v0.0.45)\n"},
+		{name: "not ready", ready: func() (bool, string) { return false, "slurm backend unreachable: scontrol ping: DOWN" },
+			wantCode: http.StatusServiceUnavailable, wantBody: "slurm backend unreachable: scontrol ping: DOWN\n"},
+		{name: "no readiness: no endpoint", ready: nil, wantCode: http.StatusNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			NewMetricsHTTP(metrics.NewController(), tc.ready).Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if rec.Code != tc.wantCode {
+				t.Errorf("GET /readyz = %d, want %d", rec.Code, tc.wantCode)
+			}
+			if tc.wantBody != "" && rec.Body.String() != tc.wantBody {
+				t.Errorf("body = %q, want %q", rec.Body.String(), tc.wantBody)
 			}
 		})
 	}
