@@ -587,3 +587,40 @@ func TestReadinessNamesTheBackendOnceItAnswers(t *testing.T) {
 		t.Errorf("after a failed probe: %+v (%q)", got, got.String())
 	}
 }
+
+// While the tracker's own listings succeed, the periodic probe costs
+// slurmctld nothing; once they stop, probing resumes.
+func TestReadinessSkipsProbesWhileTheTrackerIsAnswered(t *testing.T) {
+	probe := &fakeProbe{}
+	rd, err := NewReadiness(probe, ReadinessConfig{Interval: 10 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rd.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	calls := func() int { probe.mu.Lock(); defer probe.mu.Unlock(); return probe.calls }
+	waitFor(t, 5*time.Second, func() bool { return rd.Status().Ready() })
+	start := calls()
+	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {
+		rd.Answered()
+		time.Sleep(time.Millisecond)
+	}
+	if n := calls() - start; n > 1 {
+		t.Errorf("%d probes while the tracker was answered, want at most 1", n)
+	}
+	start = calls()
+	waitFor(t, 5*time.Second, func() bool { return calls() >= start+3 })
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -146,6 +146,9 @@ type Readiness struct {
 	mu       sync.Mutex
 	status   BackendStatus
 	onChange []func(BackendStatus)
+	// answered is when Slurm last answered a request made for other
+	// reasons (Answered); see Run.
+	answered time.Time
 }
 
 // NewReadiness builds a Readiness around prober. reg may be nil (no
@@ -216,18 +219,42 @@ func (r *Readiness) Status() BackendStatus {
 	return r.status
 }
 
-// Run probes at once and then every Interval until ctx ends.
+// Run probes at once and then every Interval until ctx ends. A probe is
+// skipped while Slurm has answered the tracker's own listing (Answered)
+// within the last two Intervals (the tracker polls at the same period, so
+// one would race it): a controller that polls Slurm anyway costs
+// slurmctld no extra RPC for its readiness.
 func (r *Readiness) Run(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	for {
-		r.Probe(ctx)
+		if !r.answeredWithin(2 * r.cfg.Interval) {
+			r.Probe(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// Answered records that Slurm just answered a request made for other
+// reasons (a trusted job listing): it stands in for the next probe. It
+// never turns a backend that is not ready into a ready one; only a probe
+// does that.
+func (r *Readiness) Answered() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.status.Ready() {
+		r.answered = r.cfg.Now()
+	}
+}
+
+func (r *Readiness) answeredWithin(d time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status.Ready() && !r.answered.IsZero() && r.cfg.Now().Sub(r.answered) < d
 }
 
 // Probe probes the backend now, records the result and returns the new

@@ -187,6 +187,9 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 			res.outcome = listingUntrusted
 		}
 		lose = s.countAbsence(ctx, runs, listed, res, now)
+		if res.outcome == listingTrusted && s.ready != nil {
+			s.ready.Answered()
+		}
 	}
 
 	var reviveRecs []*run.Run
