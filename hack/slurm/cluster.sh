@@ -34,8 +34,12 @@
 # Must run as root (it starts daemons, creates users and device nodes).
 # Overridable ports (the version's block start, 6817 for 22.05, is B):
 # SOPILOT_SLURMCTLD_PORT (B), SOPILOT_SLURMD_PORT (B+1, worker-1 gets B+2),
-# SOPILOT_SLURMRESTD_PORT (B+3); srun listens on controller port +13 to +82
-# (SrunPortRange), so concurrent clusters never share a port.
+# SOPILOT_SLURMRESTD_PORT (B+3); srun listens in a block of 1,000 ports
+# derived from the controller port, below the kernel's ephemeral range
+# (SrunPortRange: 18000-18999 for 6817, 21000-21999 for 7117, 22000-22999
+# for 7217; SOPILOT_SRUN_PORTS overrides), so concurrent clusters never share
+# a port. Each srun holds a few ports while its step runs: 32 concurrent
+# steps exhausted a 70-port range.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -62,7 +66,8 @@ DIR=${SOPILOT_SLURM_DIR:-$DEFAULT_DIR}
 CTLD_PORT=${SOPILOT_SLURMCTLD_PORT:-$PORT_BASE}
 SLURMD_PORT=${SOPILOT_SLURMD_PORT:-$((PORT_BASE + 1))}
 REST_PORT=${SOPILOT_SLURMRESTD_PORT:-$((PORT_BASE + 3))}
-SRUN_PORTS=$((CTLD_PORT + 13))-$((CTLD_PORT + 82))
+SRUN_BASE=$((10000 + (CTLD_PORT - 6000) / 100 * 1000))
+SRUN_PORTS=${SOPILOT_SRUN_PORTS:-$SRUN_BASE-$((SRUN_BASE + 999))}
 REST_USER=slurmrest
 # The user REST clients authenticate as (the token's user, sent as
 # X-SLURM-USER-NAME). root works once slurmrestd runs with SLURM_JWT=daemon

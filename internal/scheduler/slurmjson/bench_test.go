@@ -30,19 +30,16 @@ func largeListing(tb testing.TB, path string, n int) []byte {
 	return b.Bytes()
 }
 
-// BenchmarkParseJobs parses 500 copies of a real job: the 22.05 squeue --json
-// capture (v0.0.38 shape, 1.6 MB) and the v0.0.44 documentation example
-// (3.9 MB).
-//
-// Medians of -count 5 on a 2-core Xeon, go1.26:
-//
-//	                 map per job (before)         scanner (now)
-//	v0.0.38-squeue   54.9 ms  29.4 MB/s 180033 allocs   10.4 ms 155.9 MB/s 1501 allocs
-//	v0.0.44-docs    116.2 ms  33.4 MB/s 246535 allocs   30.7 ms 126.4 MB/s 37003 allocs
+// BenchmarkParseJobs parses 500 copies of a real job from each Slurm
+// version's squeue --json (22.05: v0.0.38 shape; 24.11 and 26.05: their
+// data_parser shapes) and from a slurmrestd v0.0.44 listing of 26.05.
+// Figures in docs/benchmarks.md.
 func BenchmarkParseJobs(b *testing.B) {
 	for _, bc := range []struct{ name, path string }{
-		{"v0.0.38-squeue", filepath.Join(cliTestdata, "squeue-json-states.stdout")},
-		{"26.05-v0.0.44", filepath.Join(restTestdata, "slurm-26.05-v0.0.44", "jobs.json")},
+		{"22.05-squeue", filepath.Join(cliTestdata, "squeue-json-states.stdout")},
+		{"24.11-squeue", filepath.Join(cliTestdata, "..", "slurm-24.11", "squeue-json-states.stdout")},
+		{"26.05-squeue", filepath.Join(cliTestdata, "..", "slurm-26.05", "squeue-json-states.stdout")},
+		{"26.05-rest-v0.0.44", filepath.Join(restTestdata, "slurm-26.05-v0.0.44", "jobs.json")},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			data := largeListing(b, bc.path, 500)
