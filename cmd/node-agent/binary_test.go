@@ -94,12 +94,11 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{CommitInterval: 10 * time.Millisecond})
+	events := &eventLog{}
+	fl, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{CommitInterval: 10 * time.Millisecond, Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := &eventLog{}
-	fl.SetSources(nil, nil, events)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

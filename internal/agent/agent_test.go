@@ -157,13 +157,13 @@ func start(t *testing.T, tune ...func(*agent.Config)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{CommitInterval: 5 * time.Millisecond, AssignmentInterval: 20 * time.Millisecond})
+	n := &node{t: t, sinks: &sinks{progress: map[string][]run.Progress{}}, as: &assignments{}, proc: filepath.Join(dir, "proc")}
+	fl, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{CommitInterval: 5 * time.Millisecond, AssignmentInterval: 20 * time.Millisecond,
+		Assignments: n.as, Progress: n.sinks, Events: n.sinks, Observer: n.sinks})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, fl: fl, sinks: &sinks{progress: map[string][]run.Progress{}}, as: &assignments{}, proc: filepath.Join(dir, "proc")}
-	fl.SetSources(n.as, n.sinks, n.sinks)
-	fl.SetObserver(n.sinks)
+	n.fl = fl
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -28,10 +28,6 @@ type UsageSource interface {
 	RunUsage(runID string, final bool) *run.Usage
 }
 
-// SetUsageSource makes the tracker store each run's GPU usage when it ends.
-// Call before Run.
-func (s *Service) SetUsageSource(u UsageSource) { s.usage = u }
-
 // ApplyProgress stores runs' latest training progress (fleet.ProgressSink).
 // Progress never goes backwards. The last lines a job writes can arrive
 // just after Slurm reported it ended; they are taken for a minute after the

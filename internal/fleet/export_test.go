@@ -1,6 +1,9 @@
 package fleet
 
-import "github.com/sopilot/sopilot/pkg/agentpb"
+import (
+	"github.com/sopilot/sopilot/internal/run"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
 
 // IngestFunc opens a session for node as Connect would, without a stream,
 // and returns what applies one batch on it: the ingest path alone.
@@ -12,4 +15,9 @@ func (f *Fleet) IngestFunc(node string) func(*agentpb.Batch) error {
 	n.inventory = &agentpb.Inventory{Gpus: make([]*agentpb.GpuInfo, 8)}
 	n.mu.Unlock()
 	return func(b *agentpb.Batch) error { return f.ingest(s, b) }
+}
+
+// RunUsage is the fleet's usage ledger's RunUsage.
+func (f *Fleet) RunUsage(runID string, final bool) *run.Usage {
+	return f.opts.Usage.RunUsage(runID, final)
 }

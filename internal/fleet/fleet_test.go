@@ -92,12 +92,12 @@ func startController(t *testing.T, dbPath, addr string, ev *events, opts fleet.O
 		t.Fatal(err)
 	}
 	m := fleet.NewMetrics(nil)
+	prog := &progressSink{last: map[string]run.Progress{}}
+	opts.Assignments, opts.Progress, opts.Events = as, prog, ev
 	f, err := fleet.New(st, slog.New(slog.DiscardHandler), m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog := &progressSink{last: map[string]run.Progress{}}
-	f.SetSources(as, prog, ev)
 	var lis net.Listener
 	for i := 0; ; i++ {
 		lis, err = net.Listen("tcp", addr)

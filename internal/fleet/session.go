@@ -371,9 +371,9 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	bootID := n.bootID
 	energy := n.lastEnergy
 	inv := n.inventory
-	f.accumulate(n.name, inv.GetSimulated(), b, jobToRun, energy)
+	f.opts.Usage.accumulate(n.name, inv.GetSimulated(), b, jobToRun, energy)
 	var runIDs []string
-	if f.observer != nil {
+	if f.opts.Observer != nil {
 		for _, a := range n.assigned {
 			runIDs = append(runIDs, a.RunID)
 		}
@@ -381,14 +381,14 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	n.mu.Unlock()
 	tb := &s.batch
 	tb.SetFromProto(b, now)
-	if f.observer != nil {
-		f.observer.ObserveBatch(n.name, len(inv.GetGpus()), tb, runIDs)
+	if f.opts.Observer != nil {
+		f.opts.Observer.ObserveBatch(n.name, len(inv.GetGpus()), tb, runIDs)
 	}
 
 	var progress []progressItem
 	for _, p := range tb.Progress {
 		if allowed[p.RunID] {
-			progress = append(progress, progressItem{p.RunID, f.withETA(p.RunID, toProgress(p))})
+			progress = append(progress, progressItem{p.RunID, f.opts.Usage.withETA(p.RunID, toProgress(p))})
 		} else {
 			f.metrics.ProgressIgnored.Inc()
 		}

@@ -39,6 +39,9 @@ type Config struct {
 	// 5 s): the sample rules work on rates over minutes to an hour.
 	EvaluateEvery time.Duration
 	Now           func() time.Time
+	// RefreshSlurm, when set, is called after a drain or resume so the
+	// fleet's copy of Slurm's node states catches up at once.
+	RefreshSlurm func()
 }
 
 func (c *Config) defaults() {
@@ -59,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.RefreshSlurm == nil {
+		c.RefreshSlurm = func() {}
 	}
 }
 
@@ -103,9 +109,6 @@ type Monitor struct {
 	runs    RunIncidents
 	log     *slog.Logger
 	metrics *Metrics
-	// RefreshSlurm, when set, is called after a drain or resume so the
-	// fleet's copy of Slurm's node states catches up at once.
-	RefreshSlurm func()
 
 	mu        sync.Mutex
 	nodes     map[string]*evidence

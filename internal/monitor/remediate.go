@@ -58,8 +58,8 @@ func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
 	if err := m.persist(ctx, changed); err != nil {
 		m.log.Error("store incident actions", "err", err)
 	}
-	if acted && m.RefreshSlurm != nil {
-		m.RefreshSlurm()
+	if acted {
+		m.cfg.RefreshSlurm()
 	}
 }
 
@@ -69,8 +69,8 @@ func (m *Monitor) Drain(ctx context.Context, node, reason, who string) (remediat
 		return remediation.Decision{}, errors.New("remediation is disabled on this controller")
 	}
 	d, err := m.engine.Drain(ctx, node, reason, who)
-	if err == nil && m.RefreshSlurm != nil {
-		m.RefreshSlurm()
+	if err == nil {
+		m.cfg.RefreshSlurm()
 	}
 	return d, err
 }
@@ -81,8 +81,8 @@ func (m *Monitor) Undrain(ctx context.Context, node string, skipVerification boo
 		return remediation.Decision{}, errors.New("remediation is disabled on this controller")
 	}
 	d, err := m.engine.Undrain(ctx, node, skipVerification, who)
-	if err == nil && m.RefreshSlurm != nil {
-		m.RefreshSlurm()
+	if err == nil {
+		m.cfg.RefreshSlurm()
 	}
 	return d, err
 }
