@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"github.com/sopilot/sopilot/internal/run"
+	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -12,7 +13,7 @@ func (f *Fleet) IngestFunc(node string) func(*agentpb.Batch) error {
 	s := &session{node: n, cancel: func(error) {}, out: make(chan *agentpb.ConnectResponse, 16), ackWake: make(chan struct{}, 1)}
 	n.mu.Lock()
 	n.session, n.bootID = s, "boot-"+node
-	n.inventory = &agentpb.Inventory{Gpus: make([]*agentpb.GpuInfo, 8)}
+	n.inventory = telemetry.Inventory{GPUs: make([]telemetry.GPUInfo, 8)}
 	n.mu.Unlock()
 	return func(b *agentpb.Batch) error { return f.ingest(s, b) }
 }

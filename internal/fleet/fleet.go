@@ -171,7 +171,7 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 		if len(r.Inventory) > 0 {
 			inv := &agentpb.Inventory{}
 			if err := proto.Unmarshal(r.Inventory, inv); err == nil {
-				n.inventory, n.inventoryBytes = inv, r.Inventory
+				n.inventory, n.inventoryBytes = telemetry.InventoryFromProto(inv), r.Inventory
 			}
 		}
 		f.nodes[r.Name] = n
@@ -196,14 +196,14 @@ type node struct {
 	lastSeen       time.Time
 	lastBatch      time.Time
 	agentVersion   string
-	inventory      *agentpb.Inventory
-	inventoryBytes []byte
+	inventory      telemetry.Inventory
+	inventoryBytes []byte // the wire form, as stored
 	inventoryDirty bool   // not yet persisted
 	inventoryGen   uint64 // bumped whenever the inventory changes
 	session        *session
-	gpus           map[int32]*agentpb.GpuSample
-	ib             map[ibPort]*agentpb.IbSample
-	lastEnergy     map[int32]uint64
+	gpus           map[int]telemetry.GPUSample
+	ib             map[ibPort]telemetry.IBPortSample
+	lastEnergy     map[int]uint64
 	assigned       []Assignment // runs on this node now
 	// recent holds runs that left the node within the last minute: their
 	// final progress may still be on its way.
@@ -213,13 +213,13 @@ type node struct {
 }
 
 func newNode(name string) *node {
-	return &node{name: name, gpus: map[int32]*agentpb.GpuSample{}, ib: map[ibPort]*agentpb.IbSample{}, lastEnergy: map[int32]uint64{}, recent: map[string]time.Time{}}
+	return &node{name: name, gpus: map[int]telemetry.GPUSample{}, ib: map[ibPort]telemetry.IBPortSample{}, lastEnergy: map[int]uint64{}, recent: map[string]time.Time{}}
 }
 
 // ibPort identifies a port of a node.
 type ibPort struct {
 	device string
-	port   int32
+	port   int
 }
 
 // item is one batch (or a hello) waiting to be made durable.

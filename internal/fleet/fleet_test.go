@@ -247,7 +247,7 @@ func TestStreamDeliversInOrderAndAcks(t *testing.T) {
 		t.Fatalf("durable events = %v, want 1..50 once each", got)
 	}
 	v, ok := c.fleet.Snapshot("worker-0")
-	if !ok || !v.Connected || v.Sequence != 50 || v.Durable != 50 || len(v.GPUs) != 1 || v.Verdict.Verdict != "HEALTHY" || !v.Inventory.GetSimulated() {
+	if !ok || !v.Connected || v.Sequence != 50 || v.Durable != 50 || len(v.GPUs) != 1 || v.Verdict.Verdict != "HEALTHY" || !v.Inventory.Simulated {
 		t.Errorf("snapshot = %+v", v)
 	}
 	if st := a.buf.Stats(); st.Buffered != 0 || st.DroppedSamples != 0 {

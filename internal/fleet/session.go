@@ -148,7 +148,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 			n.inventoryBytes = []byte{}
 		}
 	}
-	n.inventory = hello.GetInventory()
+	n.inventory = telemetry.InventoryFromProto(hello.GetInventory())
 	n.lastSeen = f.opts.Now()
 	n.lastBatch = n.lastSeen
 	n.version++
@@ -335,11 +335,13 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	}
 	n.seq = seq
 	n.lastSeen, n.lastBatch = now, now
-	for _, g := range b.GetGpuSamples() {
-		n.gpus[g.GetIndex()] = g
+	tb := &s.batch
+	tb.SetFromProto(b, now)
+	for _, g := range tb.GPUSamples {
+		n.gpus[g.Index] = g
 	}
-	for _, p := range b.GetIbSamples() {
-		n.ib[ibPort{p.GetDevice(), p.GetPort()}] = p
+	for _, p := range tb.IBSamples {
+		n.ib[ibPort{p.Device, p.Port}] = p
 	}
 	n.version++
 	var jobToRun map[string]string
@@ -363,15 +365,15 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	if len(b.GetHealthEvents()) > 0 {
 		jobs = map[string]string{}
 		for idx, g := range n.gpus {
-			if j := gpuJob(g); j != "" {
-				jobs[fmt.Sprintf("gpu%d", idx)] = j
+			if g.SlurmJobID != "" {
+				jobs[fmt.Sprintf("gpu%d", idx)] = g.SlurmJobID
 			}
 		}
 	}
 	bootID := n.bootID
 	energy := n.lastEnergy
 	inv := n.inventory
-	f.opts.Usage.accumulate(n.name, inv.GetSimulated(), b, jobToRun, energy)
+	f.opts.Usage.accumulate(n.name, inv.Simulated, tb, jobToRun, energy)
 	var runIDs []string
 	if f.opts.Observer != nil {
 		for _, a := range n.assigned {
@@ -379,10 +381,8 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 		}
 	}
 	n.mu.Unlock()
-	tb := &s.batch
-	tb.SetFromProto(b, now)
 	if f.opts.Observer != nil {
-		f.opts.Observer.ObserveBatch(n.name, len(inv.GetGpus()), tb, runIDs)
+		f.opts.Observer.ObserveBatch(n.name, len(inv.GPUs), tb, runIDs)
 	}
 
 	var progress []progressItem
@@ -416,14 +416,4 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 		s.ack(ack) // applied is enough for telemetry
 	}
 	return nil
-}
-
-// gpuJob is the Slurm job of the first attributed process on the GPU.
-func gpuJob(g *agentpb.GpuSample) string {
-	for _, p := range g.GetProcesses() {
-		if p.GetSlurmJobId() != "" {
-			return p.GetSlurmJobId()
-		}
-	}
-	return ""
 }

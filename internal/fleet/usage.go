@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/sopilot/sopilot/internal/run"
-	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 // Usage is the ledger of runs' GPU usage: the fleet adds what agents
@@ -43,23 +43,23 @@ type usageAcc struct {
 
 // accumulate adds a batch's GPU samples to the runs that own the GPUs. n.mu
 // is held by the caller.
-func (u *Usage) accumulate(node string, simulated bool, b *agentpb.Batch, jobToRun map[string]string, lastEnergy map[int32]uint64) {
+func (u *Usage) accumulate(node string, simulated bool, b *telemetry.Batch, jobToRun map[string]string, lastEnergy map[int]uint64) {
 	if len(jobToRun) == 0 {
-		for _, g := range b.GetGpuSamples() {
+		for _, g := range b.GPUSamples {
 			if g.EnergyMillijoules != nil {
-				lastEnergy[g.GetIndex()] = g.GetEnergyMillijoules()
+				lastEnergy[g.Index] = *g.EnergyMillijoules
 			}
 		}
 		return
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for _, g := range b.GetGpuSamples() {
-		prevEnergy, hadEnergy := lastEnergy[g.GetIndex()]
+	for _, g := range b.GPUSamples {
+		prevEnergy, hadEnergy := lastEnergy[g.Index]
 		if g.EnergyMillijoules != nil {
-			lastEnergy[g.GetIndex()] = g.GetEnergyMillijoules()
+			lastEnergy[g.Index] = *g.EnergyMillijoules
 		}
-		runID := jobToRun[gpuJob(g)]
+		runID := jobToRun[g.SlurmJobID]
 		if runID == "" {
 			continue
 		}
@@ -68,25 +68,27 @@ func (u *Usage) accumulate(node string, simulated bool, b *agentpb.Batch, jobToR
 			acc = &usageAcc{gpus: map[string]struct{}{}, xids: map[int32]struct{}{}}
 			u.runs[runID] = acc
 		}
-		acc.gpus[node+"/"+strconv.Itoa(int(g.GetIndex()))] = struct{}{}
+		acc.gpus[node+"/"+strconv.Itoa(g.Index)] = struct{}{}
 		acc.lastSeen = time.Now()
 		acc.simulated = acc.simulated || simulated
-		if g.SmUtilizationPercent != nil {
-			u := g.GetSmUtilizationPercent()
-			acc.hist[int(u+0.5)]++
+		if g.SMUtilizationPercent != nil {
+			util := *g.SMUtilizationPercent
+			acc.hist[int(util+0.5)]++
 			acc.n++
-			acc.sum += u
+			acc.sum += util
 		}
-		acc.memPeak = max(acc.memPeak, g.GetMemoryUsedBytes())
-		if g.EnergyMillijoules != nil && hadEnergy && g.GetEnergyMillijoules() > prevEnergy {
-			acc.energyMJ += g.GetEnergyMillijoules() - prevEnergy
+		if g.MemoryUsedBytes != nil {
+			acc.memPeak = max(acc.memPeak, *g.MemoryUsedBytes)
+		}
+		if g.EnergyMillijoules != nil && hadEnergy && *g.EnergyMillijoules > prevEnergy {
+			acc.energyMJ += *g.EnergyMillijoules - prevEnergy
 		}
 	}
-	for _, e := range b.GetHealthEvents() {
-		if e.GetKind() != "xid" {
+	for _, e := range b.Events {
+		if e.Kind != telemetry.KindXID {
 			continue
 		}
-		idx, ok := strings.CutPrefix(e.GetComponent(), "gpu")
+		idx, ok := strings.CutPrefix(e.Component, "gpu")
 		if !ok {
 			continue
 		}
@@ -95,10 +97,10 @@ func (u *Usage) accumulate(node string, simulated bool, b *agentpb.Batch, jobToR
 			continue
 		}
 		// The run on that GPU per the latest sample before this batch.
-		for _, g := range b.GetGpuSamples() {
-			if int(g.GetIndex()) == i {
-				if acc := u.runs[jobToRun[gpuJob(g)]]; acc != nil {
-					acc.xids[int32(e.GetCode())] = struct{}{}
+		for _, g := range b.GPUSamples {
+			if g.Index == i {
+				if acc := u.runs[jobToRun[g.SlurmJobID]]; acc != nil {
+					acc.xids[int32(e.Code)] = struct{}{}
 				}
 			}
 		}
