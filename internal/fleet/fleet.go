@@ -205,8 +205,8 @@ type node struct {
 	ib             map[ibPort]telemetry.IBPortSample
 	lastEnergy     map[int]uint64
 	assigned       []Assignment // runs on this node now
-	// recent holds runs that left the node within the last minute: their
-	// final progress may still be on its way.
+	// recent holds when runs were last assigned to the node; their final
+	// progress is taken while run.AcceptsProgress.
 	recent      map[string]time.Time
 	assignedKey string
 	version     uint64 // bumped on every change a watcher should see
@@ -501,7 +501,7 @@ func (f *Fleet) applyAssignments(as []Assignment) {
 			n.recent[a.RunID] = now
 		}
 		for id, t := range n.recent {
-			if now.Sub(t) > time.Minute {
+			if !run.AcceptsProgress(t, now) {
 				delete(n.recent, id)
 			}
 		}
