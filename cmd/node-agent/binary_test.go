@@ -94,12 +94,11 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{CommitInterval: 10 * time.Millisecond})
+	events := &eventLog{}
+	fl, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{CommitInterval: 10 * time.Millisecond, Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := &eventLog{}
-	fl.SetSources(nil, nil, events)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +200,7 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 		return ok && v.Connected && len(v.GPUs) == 8 && len(v.IBPorts) == 8
 	})
 	v, _ := fl.Snapshot("worker-7")
-	if inv := v.Inventory; !inv.GetSimulated() || len(inv.GetGpus()) != 8 || len(inv.GetIbPorts()) != 8 || v.BootID != "9d3a61f0-1c2b-4e5f-8a7b-6c5d4e3f2a10" || v.AgentVersion != "dev" {
+	if inv := v.Inventory; !inv.Simulated || len(inv.GPUs) != 8 || len(inv.IBPorts) != 8 || v.BootID != "9d3a61f0-1c2b-4e5f-8a7b-6c5d4e3f2a10" || v.AgentVersion != "dev" {
 		t.Errorf("view: boot %q version %q inventory %v", v.BootID, v.AgentVersion, inv)
 	}
 
@@ -248,8 +247,8 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	waitFor(t, "port down at the fleet", 10*time.Second, func() bool {
 		v, _ := fl.Snapshot("worker-7")
 		for _, p := range v.IBPorts {
-			if p.GetDevice() == "mlx5_4" {
-				return p.GetState() == "DOWN"
+			if p.Device == "mlx5_4" {
+				return p.State == "DOWN"
 			}
 		}
 		return false

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 func TestParseStatTicks(t *testing.T) {
@@ -186,11 +187,7 @@ func TestBatchesAreHealthy(t *testing.T) {
 	ev.LastReport = now
 	for n := uint64(1); n <= 3; n++ {
 		for _, p := range makeBatch("w", n, now.Add(time.Duration(n)*time.Second)).IbSamples {
-			c := p.GetCounters()
-			ev.IBPorts = append(ev.IBPorts, health.IBPortSample{Time: p.GetSampleTime().AsTime(), Device: p.GetDevice(), Port: int(p.GetPort()),
-				State: p.GetState(), PhysState: p.GetPhysState(), Counters: health.IBCounters{LinkDowned: c.GetLinkDowned(),
-					SymbolError: c.GetSymbolError(), PortRcvErrors: c.GetPortRcvErrors(), LocalLinkIntegrityErrors: c.GetLocalLinkIntegrityErrors(),
-					ExcessiveBufferOverrunErrors: c.GetExcessiveBufferOverrunErrors()}})
+			ev.IBPorts = append(ev.IBPorts, telemetry.IBPortSampleFromProto(p))
 		}
 	}
 	th, _ := health.DefaultThresholds("h100")

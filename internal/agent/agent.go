@@ -25,6 +25,7 @@ import (
 	"github.com/sopilot/sopilot/internal/agent/progress"
 	"github.com/sopilot/sopilot/internal/agent/uplink"
 	"github.com/sopilot/sopilot/internal/nccl"
+	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -81,10 +82,11 @@ type Agent struct {
 	interval    time.Duration
 	assignments []*agentpb.RunAssignment
 	tailers     map[string]*progress.Tailer // run id → tailer of its progress file
-	// finalProgress holds the last updates of runs no longer assigned.
-	finalProgress []*agentpb.ProgressUpdate
-	simPeak       float64
-	lastSample    time.Time
+	// ended: runs no longer assigned, and since when; their files are
+	// read while run.AcceptsProgress (a job's last lines come late).
+	ended      map[string]time.Time
+	simPeak    float64
+	lastSample time.Time
 }
 
 // ibCollector reads the node's InfiniBand ports: sysfs (ib.Collector) or
@@ -115,6 +117,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		buf:      uplink.NewBuffer(cfg.Buffer),
 		interval: cfg.Interval,
 		tailers:  map[string]*progress.Tailer{},
+		ended:    map[string]time.Time{},
 		simPeak:  cfg.NCCLSimPeak,
 	}
 	col, err := gpu.New(cfg.NVML, cfg.Logger, gpu.Options{})
@@ -290,9 +293,8 @@ func (a *Agent) pollProgress(now time.Time) []*agentpb.ProgressUpdate {
 	for id, t := range a.tailers {
 		tailers[id] = t
 	}
-	out := a.finalProgress
-	a.finalProgress = nil
 	a.mu.Unlock()
+	var out []*agentpb.ProgressUpdate
 	for id, t := range tailers {
 		ups, rejected, err := t.Poll(now)
 		if err != nil {
@@ -308,6 +310,14 @@ func (a *Agent) pollProgress(now time.Time) []*agentpb.ProgressUpdate {
 			out = append(out, progressToProto(id, u))
 		}
 	}
+	a.mu.Lock()
+	for id, end := range a.ended {
+		if !run.AcceptsProgress(end, now) {
+			delete(a.tailers, id)
+			delete(a.ended, id)
+		}
+	}
+	a.mu.Unlock()
 	slices.SortFunc(out, func(x, y *agentpb.ProgressUpdate) int { return strings.Compare(x.GetRunId(), y.GetRunId()) })
 	return out
 }
@@ -334,18 +344,14 @@ func (a *Agent) Assignments(as *agentpb.RunAssignments) {
 			continue
 		}
 		keep[r.GetRunId()] = true
+		delete(a.ended, r.GetRunId())
 		if t, ok := a.tailers[r.GetRunId()]; !ok || t.Path() != p {
 			a.tailers[r.GetRunId()] = progress.NewTailer(p, progress.TailOptions{})
 		}
 	}
-	for id, t := range a.tailers {
-		if !keep[id] {
-			// The run ended: read what its last moments appended.
-			ups, _, _ := t.Poll(time.Now())
-			if u, ok := progress.Latest(ups); ok {
-				a.finalProgress = append(a.finalProgress, progressToProto(id, u))
-			}
-			delete(a.tailers, id)
+	for id := range a.tailers {
+		if _, ok := a.ended[id]; !ok && !keep[id] {
+			a.ended[id] = time.Now() // its last lines are still read
 		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/run"
-	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
@@ -117,10 +117,10 @@ func NodeToProto(v fleet.NodeView) *apipb.Node {
 		VerdictReasons: v.Verdict.Reasons,
 		AgentConnected: v.Connected,
 		LastSeenTime:   ts(v.LastSeen),
-		Simulated:      v.Inventory.GetSimulated(),
-		DriverVersion:  v.Inventory.GetDriverVersion(),
-		NcclVersion:    v.Inventory.GetNcclVersion(),
-		CudaVersion:    v.Inventory.GetCudaVersion(),
+		Simulated:      v.Inventory.Simulated,
+		DriverVersion:  v.Inventory.DriverVersion,
+		NcclVersion:    v.Inventory.NCCLVersion,
+		CudaVersion:    v.Inventory.CUDAVersion,
 		RunIds:         v.RunIDs,
 		AgentVersion:   v.AgentVersion,
 		BootId:         v.BootID,
@@ -128,46 +128,47 @@ func NodeToProto(v fleet.NodeView) *apipb.Node {
 	if v.Slurm != nil {
 		n.SlurmState, n.SlurmReason = v.Slurm.StateString(), v.Slurm.Reason
 	}
-	samples := map[int32]*agentpb.GpuSample{}
-	for _, g := range v.GPUs {
-		samples[g.GetIndex()] = g
+	samples := make(map[int]*telemetry.GPUSample, len(v.GPUs))
+	for i := range v.GPUs {
+		samples[v.GPUs[i].Index] = &v.GPUs[i]
 	}
-	for _, info := range v.Inventory.GetGpus() {
-		g := &apipb.Gpu{Index: info.GetIndex(), Uuid: info.GetUuid(), Model: info.GetModel(), MemoryTotalBytes: info.GetMemoryTotalBytes()}
-		if s := samples[info.GetIndex()]; s != nil {
-			g.Present = true
-			g.UtilizationPercent = s.GetSmUtilizationPercent()
-			g.MemoryUsedBytes = s.GetMemoryUsedBytes()
-			g.TemperatureCelsius = s.GetTemperatureCelsius()
-			g.MemoryTemperatureCelsius = s.GetMemoryTemperatureCelsius()
-			g.PowerMilliwatts = s.GetPowerMilliwatts()
-			g.PowerLimitMilliwatts = s.GetPowerLimitMilliwatts()
-			g.ThrottleReasons = s.GetThrottleReasons()
-			g.EccVolatileUncorrected = s.GetEccVolatileUncorrected()
-			g.RowRemapFailure = s.RowRemapFailure
-			for _, p := range s.GetProcesses() {
-				if p.GetSlurmJobId() != "" {
-					g.SlurmJobId = p.GetSlurmJobId()
-					break
-				}
-			}
+	for _, info := range v.Inventory.GPUs {
+		g := &apipb.Gpu{Index: int32(info.Index), Uuid: info.UUID, Model: info.Model, MemoryTotalBytes: info.MemoryTotalBytes}
+		if s := samples[info.Index]; s != nil {
 			// A lost GPU is reported with its index and uuid only.
-			if s.SmUtilizationPercent == nil && s.TemperatureCelsius == nil && s.MemoryUsedBytes == nil {
-				g.Present = false
-			}
+			g.Present = s.SMUtilizationPercent != nil || s.TemperatureCelsius != nil || s.MemoryUsedBytes != nil
+			g.UtilizationPercent = deref(s.SMUtilizationPercent)
+			g.MemoryUsedBytes = deref(s.MemoryUsedBytes)
+			g.TemperatureCelsius = deref(s.TemperatureCelsius)
+			g.MemoryTemperatureCelsius = deref(s.MemoryTemperatureCelsius)
+			g.PowerMilliwatts = deref(s.PowerMilliwatts)
+			g.PowerLimitMilliwatts = deref(s.PowerLimitMilliwatts)
+			g.ThrottleReasons = deref(s.ThrottleReasons)
+			g.EccVolatileUncorrected = deref(s.ECCVolatileUncorrected)
+			g.RowRemapFailure = s.RowRemapFailure
+			g.SlurmJobId = s.SlurmJobID
 		}
 		n.Gpus = append(n.Gpus, g)
 	}
 	for _, p := range v.IBPorts {
 		n.IbPorts = append(n.IbPorts, &apipb.IbPort{
-			Name:          fmt.Sprintf("%s/%d", p.GetDevice(), p.GetPort()),
-			State:         p.GetState(),
-			PhysState:     p.GetPhysState(),
-			RateGbps:      p.GetRateGbps(),
-			SymbolErrors:  p.GetCounters().GetSymbolError(),
-			LinkDowned:    p.GetCounters().GetLinkDowned(),
-			PortRcvErrors: p.GetCounters().GetPortRcvErrors(),
+			Name:          fmt.Sprintf("%s/%d", p.Device, p.Port),
+			State:         p.State,
+			PhysState:     p.PhysState,
+			RateGbps:      p.RateGbps,
+			SymbolErrors:  p.Counters.SymbolError,
+			LinkDowned:    p.Counters.LinkDowned,
+			PortRcvErrors: p.Counters.PortRcvErrors,
 		})
 	}
 	return n
+}
+
+// deref is *p, or the zero value for a field the GPU does not report.
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }

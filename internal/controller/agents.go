@@ -28,20 +28,16 @@ type UsageSource interface {
 	RunUsage(runID string, final bool) *run.Usage
 }
 
-// SetUsageSource makes the tracker store each run's GPU usage when it ends.
-// Call before Run.
-func (s *Service) SetUsageSource(u UsageSource) { s.usage = u }
-
 // ApplyProgress stores runs' latest training progress (fleet.ProgressSink).
 // Progress never goes backwards. The last lines a job writes can arrive
-// just after Slurm reported it ended; they are taken for a minute after the
-// end, then the run's progress is final.
+// just after Slurm reported it ended; they are taken while
+// run.AcceptsProgress, then the run's progress is final.
 func (s *Service) ApplyProgress(ctx context.Context, updates map[string]run.Progress) error {
 	ids := slices.Sorted(maps.Keys(updates))
 	now := s.cfg.Now()
 	changed, err := s.store.UpdateRuns(ctx, ids, func(r *run.Run) bool {
 		p, ok := updates[r.ID]
-		if !ok || r.State.Terminal() && now.Sub(r.EndTime) > time.Minute {
+		if !ok || r.State.Terminal() && !run.AcceptsProgress(r.EndTime, now) {
 			return false
 		}
 		if r.Progress != nil && (p.Step < r.Progress.Step || p.UpdateTime.Before(r.Progress.UpdateTime)) {

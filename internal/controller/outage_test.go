@@ -115,7 +115,8 @@ func newOutageFixture(t *testing.T) (*fixture, *fakeProbe, *metrics.Controller, 
 	fx := &fixture{slurm: newFakeSlurm(), store: st, now: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
 	m := metrics.NewController()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fx.svc = New(Config{PollInterval: 5 * time.Second, MinJobAge: 300 * time.Second, DefaultWorkDir: "/work", Now: fx.clock},
+	usage := &fakeUsage{finals: map[string]int{}}
+	fx.svc = New(Config{PollInterval: 5 * time.Second, MinJobAge: 300 * time.Second, DefaultWorkDir: "/work", Now: fx.clock, Usage: usage},
 		st, fx.slurm, logger, m)
 	probe := &fakeProbe{}
 	rd, err := NewReadiness(probe, ReadinessConfig{Now: fx.clock}, logger, m.Registry)
@@ -124,8 +125,6 @@ func newOutageFixture(t *testing.T) (*fixture, *fakeProbe, *metrics.Controller, 
 	}
 	fx.svc.SetReadiness(rd)
 	rd.Probe(context.Background())
-	usage := &fakeUsage{finals: map[string]int{}}
-	fx.svc.SetUsageSource(usage)
 	return fx, probe, m, usage
 }
 

@@ -110,6 +110,9 @@ type Config struct {
 	Limits           run.Limits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Usage, when set, gives the GPU usage the node agents saw for a run;
+	// the tracker stores it in the run when it ends.
+	Usage UsageSource
 }
 
 func (c *Config) setDefaults() {
@@ -190,6 +193,7 @@ func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m
 		backend:   backend,
 		log:       logger.With("component", "controller"),
 		metrics:   m,
+		usage:     cfg.Usage,
 		hub:       newHub(),
 		inflight:  map[string]struct{}{},
 		untrusted: untrusted,

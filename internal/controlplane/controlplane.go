@@ -16,28 +16,22 @@
 //	Run(ctx): one errgroup of run service, fleet, monitor, node poller and
 //	both servers; the first to fail, or ctx, stops them all.
 //
-// Construction order and late links. Every component gets its
-// dependencies as constructor arguments, except for four links that point
-// back at a component built later. They are cycles in the design, not
-// accidents: the run service stores the GPU usage the fleet measured while
-// the fleet asks the run service which runs are on each node; the fleet
-// feeds the monitor while the monitor reads the fleet; remediation verifies
-// a node through the monitor's NCCL check while the monitor drives
-// remediation; the monitor asks the node poller for a fresh read after a
-// drain while the poller feeds the fleet the monitor reads. Each is closed
-// in exactly one place, link in New, before anything runs:
+// Construction order. Every component gets what it needs in its
+// constructor or options, in this order: readiness, the usage ledger
+// (written by the fleet, read by the run service, so neither needs the
+// other), the run service, the fleet (runs as its assignment source and
+// progress sink), the node poller (which feeds the fleet), remediation,
+// and the monitor (which reads the fleet, drives remediation and kicks the
+// poller after a drain).
 //
-//   - svc.SetUsageSource(fleet) and fleet.SetSources(svc, svc, monitor),
-//     fleet.SetObserver(monitor): the fleet and the run service are built
-//     first and meet here;
-//   - remediation gets a Verifier func that calls the monitor, bound to a
-//     variable that New sets once when the monitor is built (the engine
-//     never verifies before Run starts);
-//   - monitor.RefreshSlurm = poller.Kick.
-//
-// Nothing else calls those setters; a component that is read before its
-// late link is set would be a bug in New, which the package tests catch by
-// running the whole assembly.
+// One link points back: the fleet hands its health events and batches to
+// the monitor, and remediation verifies a node through the monitor's NCCL
+// check, while the monitor needs both of them. That cycle is in the design
+// (evidence flows in, actions flow out), so it is closed honestly in one
+// place: lateMonitor, given to the fleet and to remediation at their
+// construction and bound to the monitor once it is built, in New, before
+// anything runs. Nothing reaches it earlier: the fleet calls it only while
+// serving agents and remediation only from the monitor's own Run.
 package controlplane
 
 import (
@@ -195,44 +189,51 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 
 	c.metrics = metrics.NewController()
 	reg := c.metrics.Registry
-	c.runs = controller.New(cfg.Runs, c.store, c.backend, logger, c.metrics)
 	if c.ready, err = controller.NewReadiness(controller.ProberFor(c.backend), controller.ReadinessConfig{
 		Interval: cfg.Runs.PollInterval, Timeout: slurmTimeout(cfg), Describe: describeBackend(c.backend),
 	}, logger, reg); err != nil {
 		return nil, err
 	}
+	usage := fleet.NewUsage()
+	runsCfg := cfg.Runs
+	runsCfg.Usage = usage
+	c.runs = controller.New(runsCfg, c.store, c.backend, logger, c.metrics)
 	c.runs.SetReadiness(c.ready)
-	if c.fleet, err = fleet.New(c.store, logger, fleet.NewMetrics(reg), cfg.Fleet); err != nil {
+
+	// late is the monitor as the fleet and remediation reach it: both are
+	// built before it (see the package doc).
+	late := &lateMonitor{}
+	fopts := cfg.Fleet
+	fopts.Assignments, fopts.Progress, fopts.Usage = c.runs, c.runs, usage
+	if !cfg.NoMonitor {
+		fopts.Events, fopts.Observer = late, late
+	}
+	if c.fleet, err = fleet.New(c.store, logger, fleet.NewMetrics(reg), fopts); err != nil {
 		return nil, err
 	}
+	mcfg := cfg.Monitor
 	nodes, canReadNodes := c.backend.(scheduler.NodeBackend)
 	if canReadNodes {
 		c.poller = newNodePoller(nodes, c.fleet, cfg.NodePollInterval, logger)
+		mcfg.RefreshSlurm = c.poller.Kick
 	}
 
-	// verify is remediation's late link to the monitor (see the package
-	// doc): set below, before anything runs.
-	var verify func(ctx context.Context, node string) (bool, string, error)
 	var engine *remediation.Engine
 	if !cfg.NoMonitor && !cfg.RemediationOff && canReadNodes {
 		rcfg := cfg.Remediation
 		if rcfg.Metrics, err = remediation.NewMetrics(reg); err != nil {
 			return nil, err
 		}
-		engine, err = remediation.New(rcfg, nodes, remediation.VerifierFunc(func(ctx context.Context, node string) (bool, string, error) {
-			return verify(ctx, node)
-		}), time.Now)
-		if err != nil {
+		if engine, err = remediation.New(rcfg, nodes, late, time.Now); err != nil {
 			return nil, configError("remediation settings: %w", err)
 		}
 	}
 	if !cfg.NoMonitor {
-		if c.monitor, err = monitor.New(cfg.Monitor, c.fleet, c.store, engine, c.runs, logger, monitor.NewMetrics(reg)); err != nil {
+		if c.monitor, err = monitor.New(mcfg, c.fleet, c.store, engine, c.runs, logger, monitor.NewMetrics(reg)); err != nil {
 			return nil, err
 		}
-		verify = c.monitor.Verify
+		late.Monitor = c.monitor
 	}
-	c.link()
 
 	c.grpc, c.health = server.NewGRPC(logger, c.metrics, secOpts...)
 	c.register(engine != nil)
@@ -249,20 +250,17 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 	return c, nil
 }
 
-// link closes the cycles between components, the one place that calls
-// their setters (see the package doc).
-func (c *Controller) link() {
-	c.runs.SetUsageSource(c.fleet)
-	if c.monitor == nil {
-		c.fleet.SetSources(c.runs, c.runs, nil)
-		return
-	}
-	c.fleet.SetSources(c.runs, c.runs, c.monitor)
-	c.fleet.SetObserver(c.monitor)
-	if c.poller != nil {
-		c.monitor.RefreshSlurm = c.poller.Kick
-	}
-}
+// lateMonitor is the controller's one late-bound link. The monitor reads
+// the fleet and drives remediation, so it is built after both; the fleet's
+// health events and batches, and remediation's verifications, reach it
+// through this, bound in New before anything runs.
+type lateMonitor struct{ *monitor.Monitor }
+
+var (
+	_ fleet.EventSink      = (*lateMonitor)(nil)
+	_ fleet.Observer       = (*lateMonitor)(nil)
+	_ remediation.Verifier = (*lateMonitor)(nil)
+)
 
 // register puts the API services on the gRPC server.
 func (c *Controller) register(canDrain bool) {

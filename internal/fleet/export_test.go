@@ -1,6 +1,10 @@
 package fleet
 
-import "github.com/sopilot/sopilot/pkg/agentpb"
+import (
+	"github.com/sopilot/sopilot/internal/run"
+	"github.com/sopilot/sopilot/internal/telemetry"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
 
 // IngestFunc opens a session for node as Connect would, without a stream,
 // and returns what applies one batch on it: the ingest path alone.
@@ -9,7 +13,12 @@ func (f *Fleet) IngestFunc(node string) func(*agentpb.Batch) error {
 	s := &session{node: n, cancel: func(error) {}, out: make(chan *agentpb.ConnectResponse, 16), ackWake: make(chan struct{}, 1)}
 	n.mu.Lock()
 	n.session, n.bootID = s, "boot-"+node
-	n.inventory = &agentpb.Inventory{Gpus: make([]*agentpb.GpuInfo, 8)}
+	n.inventory = telemetry.Inventory{GPUs: make([]telemetry.GPUInfo, 8)}
 	n.mu.Unlock()
 	return func(b *agentpb.Batch) error { return f.ingest(s, b) }
+}
+
+// RunUsage is the fleet's usage ledger's RunUsage.
+func (f *Fleet) RunUsage(runID string, final bool) *run.Usage {
+	return f.opts.Usage.RunUsage(runID, final)
 }

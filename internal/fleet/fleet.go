@@ -40,6 +40,16 @@ type Options struct {
 	// AgentConfig is pushed to every agent after its handshake (optional).
 	AgentConfig *agentpb.AgentConfig
 	Now         func() time.Time
+
+	// Where what the agents report goes; each may be nil (nowhere).
+	// Assignments lists the runs whose jobs run now; Progress stores their
+	// progress; Events records health events; Observer sees every batch;
+	// Usage accumulates runs' GPU usage (nil: a ledger of the fleet's own).
+	Assignments AssignmentSource
+	Progress    ProgressSink
+	Events      EventSink
+	Observer    Observer
+	Usage       *Usage
 }
 
 func (o Options) withDefaults() Options {
@@ -69,6 +79,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Usage == nil {
+		o.Usage = NewUsage()
 	}
 	return o
 }
@@ -115,20 +128,12 @@ type Fleet struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	assignments AssignmentSource
-	progress    ProgressSink
-	events      EventSink
-	observer    Observer
-
 	mu       sync.RWMutex
 	nodes    map[string]*node
 	sessions uint64
 	slurm    map[string]scheduler.NodeStatus
 	verdicts map[string]Verdict
 	commands map[string]chan *agentpb.CommandResult
-
-	usageMu sync.Mutex
-	usage   map[string]*usageAcc
 
 	commits chan item
 }
@@ -141,8 +146,9 @@ type Verdict struct {
 
 // New loads the node records from the store. Call Run to start committing.
 func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet, error) {
+	opts = opts.withDefaults()
 	f := &Fleet{
-		opts:     opts.withDefaults(),
+		opts:     opts,
 		store:    st,
 		log:      logger.With("component", "fleet"),
 		metrics:  m,
@@ -150,7 +156,6 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 		slurm:    map[string]scheduler.NodeStatus{},
 		verdicts: map[string]Verdict{},
 		commands: map[string]chan *agentpb.CommandResult{},
-		usage:    map[string]*usageAcc{},
 		commits:  make(chan item, 65536),
 	}
 	if f.metrics == nil {
@@ -166,21 +171,12 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 		if len(r.Inventory) > 0 {
 			inv := &agentpb.Inventory{}
 			if err := proto.Unmarshal(r.Inventory, inv); err == nil {
-				n.inventory, n.inventoryBytes = inv, r.Inventory
+				n.inventory, n.inventoryBytes = telemetry.InventoryFromProto(inv), r.Inventory
 			}
 		}
 		f.nodes[r.Name] = n
 	}
 	return f, nil
-}
-
-// SetObserver registers the batch observer (the health monitor). Call
-// before serving.
-func (f *Fleet) SetObserver(o Observer) { f.observer = o }
-
-// SetSources wires the controller's run tracking in. Call before Run.
-func (f *Fleet) SetSources(a AssignmentSource, p ProgressSink, e EventSink) {
-	f.assignments, f.progress, f.events = a, p, e
 }
 
 // node is one agent's state. Fields after mu are guarded by it.
@@ -200,30 +196,30 @@ type node struct {
 	lastSeen       time.Time
 	lastBatch      time.Time
 	agentVersion   string
-	inventory      *agentpb.Inventory
-	inventoryBytes []byte
+	inventory      telemetry.Inventory
+	inventoryBytes []byte // the wire form, as stored
 	inventoryDirty bool   // not yet persisted
 	inventoryGen   uint64 // bumped whenever the inventory changes
 	session        *session
-	gpus           map[int32]*agentpb.GpuSample
-	ib             map[ibPort]*agentpb.IbSample
-	lastEnergy     map[int32]uint64
+	gpus           map[int]telemetry.GPUSample
+	ib             map[ibPort]telemetry.IBPortSample
+	lastEnergy     map[int]uint64
 	assigned       []Assignment // runs on this node now
-	// recent holds runs that left the node within the last minute: their
-	// final progress may still be on its way.
+	// recent holds when runs were last assigned to the node; their final
+	// progress is taken while run.AcceptsProgress.
 	recent      map[string]time.Time
 	assignedKey string
 	version     uint64 // bumped on every change a watcher should see
 }
 
 func newNode(name string) *node {
-	return &node{name: name, gpus: map[int32]*agentpb.GpuSample{}, ib: map[ibPort]*agentpb.IbSample{}, lastEnergy: map[int32]uint64{}, recent: map[string]time.Time{}}
+	return &node{name: name, gpus: map[int]telemetry.GPUSample{}, ib: map[ibPort]telemetry.IBPortSample{}, lastEnergy: map[int]uint64{}, recent: map[string]time.Time{}}
 }
 
 // ibPort identifies a port of a node.
 type ibPort struct {
 	device string
-	port   int32
+	port   int
 }
 
 // item is one batch (or a hello) waiting to be made durable.
@@ -341,17 +337,17 @@ func (f *Fleet) commit(ctx context.Context, items []item) error {
 			progress[p.runID] = p.p
 		}
 	}
-	if len(progress) > 0 && f.progress != nil {
-		if err := f.progress.ApplyProgress(ctx, progress); err != nil {
+	if len(progress) > 0 && f.opts.Progress != nil {
+		if err := f.opts.Progress.ApplyProgress(ctx, progress); err != nil {
 			return fmt.Errorf("store progress: %w", err)
 		}
 	}
-	if f.events != nil {
+	if f.opts.Events != nil {
 		for _, it := range items {
 			if len(it.events) == 0 {
 				continue
 			}
-			if err := f.events.RecordEvents(ctx, it.n.name, it.events, it.jobs); err != nil {
+			if err := f.opts.Events.RecordEvents(ctx, it.n.name, it.events, it.jobs); err != nil {
 				return fmt.Errorf("record %d events of %s: %w", len(it.events), it.n.name, err)
 			}
 		}
@@ -465,8 +461,8 @@ func (f *Fleet) pushAssignments(ctx context.Context) {
 	t := time.NewTicker(f.opts.AssignmentInterval)
 	defer t.Stop()
 	for {
-		if f.assignments != nil {
-			as, err := f.assignments.Assignments(ctx)
+		if f.opts.Assignments != nil {
+			as, err := f.opts.Assignments.Assignments(ctx)
 			if err != nil {
 				f.log.Warn("list run assignments", "err", err)
 			} else {
@@ -505,7 +501,7 @@ func (f *Fleet) applyAssignments(as []Assignment) {
 			n.recent[a.RunID] = now
 		}
 		for id, t := range n.recent {
-			if now.Sub(t) > time.Minute {
+			if !run.AcceptsProgress(t, now) {
 				delete(n.recent, id)
 			}
 		}

@@ -92,12 +92,12 @@ func startController(t *testing.T, dbPath, addr string, ev *events, opts fleet.O
 		t.Fatal(err)
 	}
 	m := fleet.NewMetrics(nil)
+	prog := &progressSink{last: map[string]run.Progress{}}
+	opts.Assignments, opts.Progress, opts.Events = as, prog, ev
 	f, err := fleet.New(st, slog.New(slog.DiscardHandler), m, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog := &progressSink{last: map[string]run.Progress{}}
-	f.SetSources(as, prog, ev)
 	var lis net.Listener
 	for i := 0; ; i++ {
 		lis, err = net.Listen("tcp", addr)
@@ -247,7 +247,7 @@ func TestStreamDeliversInOrderAndAcks(t *testing.T) {
 		t.Fatalf("durable events = %v, want 1..50 once each", got)
 	}
 	v, ok := c.fleet.Snapshot("worker-0")
-	if !ok || !v.Connected || v.Sequence != 50 || v.Durable != 50 || len(v.GPUs) != 1 || v.Verdict.Verdict != "HEALTHY" || !v.Inventory.GetSimulated() {
+	if !ok || !v.Connected || v.Sequence != 50 || v.Durable != 50 || len(v.GPUs) != 1 || v.Verdict.Verdict != "HEALTHY" || !v.Inventory.Simulated {
 		t.Errorf("snapshot = %+v", v)
 	}
 	if st := a.buf.Stats(); st.Buffered != 0 || st.DroppedSamples != 0 {

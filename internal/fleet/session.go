@@ -148,7 +148,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 			n.inventoryBytes = []byte{}
 		}
 	}
-	n.inventory = hello.GetInventory()
+	n.inventory = telemetry.InventoryFromProto(hello.GetInventory())
 	n.lastSeen = f.opts.Now()
 	n.lastBatch = n.lastSeen
 	n.version++
@@ -335,11 +335,13 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	}
 	n.seq = seq
 	n.lastSeen, n.lastBatch = now, now
-	for _, g := range b.GetGpuSamples() {
-		n.gpus[g.GetIndex()] = g
+	tb := &s.batch
+	tb.SetFromProto(b, now)
+	for _, g := range tb.GPUSamples {
+		n.gpus[g.Index] = g
 	}
-	for _, p := range b.GetIbSamples() {
-		n.ib[ibPort{p.GetDevice(), p.GetPort()}] = p
+	for _, p := range tb.IBSamples {
+		n.ib[ibPort{p.Device, p.Port}] = p
 	}
 	n.version++
 	var jobToRun map[string]string
@@ -363,32 +365,30 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	if len(b.GetHealthEvents()) > 0 {
 		jobs = map[string]string{}
 		for idx, g := range n.gpus {
-			if j := gpuJob(g); j != "" {
-				jobs[fmt.Sprintf("gpu%d", idx)] = j
+			if g.SlurmJobID != "" {
+				jobs[fmt.Sprintf("gpu%d", idx)] = g.SlurmJobID
 			}
 		}
 	}
 	bootID := n.bootID
 	energy := n.lastEnergy
 	inv := n.inventory
-	f.accumulate(n.name, inv.GetSimulated(), b, jobToRun, energy)
+	f.opts.Usage.accumulate(n.name, inv.Simulated, tb, jobToRun, energy)
 	var runIDs []string
-	if f.observer != nil {
+	if f.opts.Observer != nil {
 		for _, a := range n.assigned {
 			runIDs = append(runIDs, a.RunID)
 		}
 	}
 	n.mu.Unlock()
-	tb := &s.batch
-	tb.SetFromProto(b, now)
-	if f.observer != nil {
-		f.observer.ObserveBatch(n.name, len(inv.GetGpus()), tb, runIDs)
+	if f.opts.Observer != nil {
+		f.opts.Observer.ObserveBatch(n.name, len(inv.GPUs), tb, runIDs)
 	}
 
 	var progress []progressItem
 	for _, p := range tb.Progress {
 		if allowed[p.RunID] {
-			progress = append(progress, progressItem{p.RunID, f.withETA(p.RunID, toProgress(p))})
+			progress = append(progress, progressItem{p.RunID, f.opts.Usage.withETA(p.RunID, toProgress(p))})
 		} else {
 			f.metrics.ProgressIgnored.Inc()
 		}
@@ -416,14 +416,4 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 		s.ack(ack) // applied is enough for telemetry
 	}
 	return nil
-}
-
-// gpuJob is the Slurm job of the first attributed process on the GPU.
-func gpuJob(g *agentpb.GpuSample) string {
-	for _, p := range g.GetProcesses() {
-		if p.GetSlurmJobId() != "" {
-			return p.GetSlurmJobId()
-		}
-	}
-	return ""
 }

@@ -4,11 +4,23 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sopilot/sopilot/internal/run"
-	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
+
+// Usage is the ledger of runs' GPU usage: the fleet adds what agents
+// report, the run service takes a run's total when it ends (RunUsage). It
+// is built before both, so neither needs the other to exist.
+type Usage struct {
+	mu   sync.Mutex
+	runs map[string]*usageAcc
+}
+
+// NewUsage returns an empty ledger.
+func NewUsage() *Usage { return &Usage{runs: map[string]*usageAcc{}} }
 
 // usageAcc accumulates one run's GPU usage. Utilisation goes into a
 // histogram of whole percent, so the p95 is exact to 1 % in constant memory
@@ -31,50 +43,52 @@ type usageAcc struct {
 
 // accumulate adds a batch's GPU samples to the runs that own the GPUs. n.mu
 // is held by the caller.
-func (f *Fleet) accumulate(node string, simulated bool, b *agentpb.Batch, jobToRun map[string]string, lastEnergy map[int32]uint64) {
+func (u *Usage) accumulate(node string, simulated bool, b *telemetry.Batch, jobToRun map[string]string, lastEnergy map[int]uint64) {
 	if len(jobToRun) == 0 {
-		for _, g := range b.GetGpuSamples() {
+		for _, g := range b.GPUSamples {
 			if g.EnergyMillijoules != nil {
-				lastEnergy[g.GetIndex()] = g.GetEnergyMillijoules()
+				lastEnergy[g.Index] = *g.EnergyMillijoules
 			}
 		}
 		return
 	}
-	f.usageMu.Lock()
-	defer f.usageMu.Unlock()
-	for _, g := range b.GetGpuSamples() {
-		prevEnergy, hadEnergy := lastEnergy[g.GetIndex()]
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, g := range b.GPUSamples {
+		prevEnergy, hadEnergy := lastEnergy[g.Index]
 		if g.EnergyMillijoules != nil {
-			lastEnergy[g.GetIndex()] = g.GetEnergyMillijoules()
+			lastEnergy[g.Index] = *g.EnergyMillijoules
 		}
-		runID := jobToRun[gpuJob(g)]
+		runID := jobToRun[g.SlurmJobID]
 		if runID == "" {
 			continue
 		}
-		acc := f.usage[runID]
+		acc := u.runs[runID]
 		if acc == nil {
 			acc = &usageAcc{gpus: map[string]struct{}{}, xids: map[int32]struct{}{}}
-			f.usage[runID] = acc
+			u.runs[runID] = acc
 		}
-		acc.gpus[node+"/"+strconv.Itoa(int(g.GetIndex()))] = struct{}{}
+		acc.gpus[node+"/"+strconv.Itoa(g.Index)] = struct{}{}
 		acc.lastSeen = time.Now()
 		acc.simulated = acc.simulated || simulated
-		if g.SmUtilizationPercent != nil {
-			u := g.GetSmUtilizationPercent()
-			acc.hist[int(u+0.5)]++
+		if g.SMUtilizationPercent != nil {
+			util := *g.SMUtilizationPercent
+			acc.hist[int(util+0.5)]++
 			acc.n++
-			acc.sum += u
+			acc.sum += util
 		}
-		acc.memPeak = max(acc.memPeak, g.GetMemoryUsedBytes())
-		if g.EnergyMillijoules != nil && hadEnergy && g.GetEnergyMillijoules() > prevEnergy {
-			acc.energyMJ += g.GetEnergyMillijoules() - prevEnergy
+		if g.MemoryUsedBytes != nil {
+			acc.memPeak = max(acc.memPeak, *g.MemoryUsedBytes)
+		}
+		if g.EnergyMillijoules != nil && hadEnergy && *g.EnergyMillijoules > prevEnergy {
+			acc.energyMJ += *g.EnergyMillijoules - prevEnergy
 		}
 	}
-	for _, e := range b.GetHealthEvents() {
-		if e.GetKind() != "xid" {
+	for _, e := range b.Events {
+		if e.Kind != telemetry.KindXID {
 			continue
 		}
-		idx, ok := strings.CutPrefix(e.GetComponent(), "gpu")
+		idx, ok := strings.CutPrefix(e.Component, "gpu")
 		if !ok {
 			continue
 		}
@@ -83,10 +97,10 @@ func (f *Fleet) accumulate(node string, simulated bool, b *agentpb.Batch, jobToR
 			continue
 		}
 		// The run on that GPU per the latest sample before this batch.
-		for _, g := range b.GetGpuSamples() {
-			if int(g.GetIndex()) == i {
-				if acc := f.usage[jobToRun[gpuJob(g)]]; acc != nil {
-					acc.xids[int32(e.GetCode())] = struct{}{}
+		for _, g := range b.GPUSamples {
+			if g.Index == i {
+				if acc := u.runs[jobToRun[g.SlurmJobID]]; acc != nil {
+					acc.xids[int32(e.Code)] = struct{}{}
 				}
 			}
 		}
@@ -96,20 +110,20 @@ func (f *Fleet) accumulate(node string, simulated bool, b *agentpb.Batch, jobToR
 // RunUsage returns the run's aggregated GPU usage (nil when no agent saw its
 // GPUs busy). With final it also forgets the accumulator. gpuHours is the
 // allocation's GPU-hours from Slurm's times, computed by the caller.
-func (f *Fleet) RunUsage(runID string, final bool) *run.Usage {
-	f.usageMu.Lock()
-	defer f.usageMu.Unlock()
-	acc := f.usage[runID]
+func (u *Usage) RunUsage(runID string, final bool) *run.Usage {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	acc := u.runs[runID]
 	if acc == nil {
 		return nil
 	}
 	if final {
-		delete(f.usage, runID)
+		delete(u.runs, runID)
 	}
 	if acc.n == 0 && acc.energyMJ == 0 {
 		return nil
 	}
-	u := &run.Usage{
+	out := &run.Usage{
 		GPUCount:        len(acc.gpus),
 		MemoryPeakBytes: acc.memPeak,
 		EnergyJoules:    float64(acc.energyMJ) / 1000,
@@ -117,32 +131,32 @@ func (f *Fleet) RunUsage(runID string, final bool) *run.Usage {
 		Simulated:       acc.simulated,
 	}
 	if acc.n > 0 {
-		u.UtilizationMean = acc.sum / float64(acc.n)
+		out.UtilizationMean = acc.sum / float64(acc.n)
 		rank := int64(float64(acc.n)*0.95 + 0.5)
 		var c int64
 		for pct, k := range acc.hist {
 			c += k
 			if c >= rank {
-				u.UtilizationP95 = float64(pct)
+				out.UtilizationP95 = float64(pct)
 				break
 			}
 		}
 	}
 	for x := range acc.xids {
-		u.XIDs = append(u.XIDs, x)
+		out.XIDs = append(out.XIDs, x)
 	}
-	slices.Sort(u.XIDs)
-	return u
+	slices.Sort(out.XIDs)
+	return out
 }
 
 // withETA fills in the progress's ETA from the run's smoothed step rate.
-func (f *Fleet) withETA(id string, p run.Progress) run.Progress {
-	f.usageMu.Lock()
-	defer f.usageMu.Unlock()
-	acc := f.usage[id]
+func (u *Usage) withETA(id string, p run.Progress) run.Progress {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	acc := u.runs[id]
 	if acc == nil {
 		acc = &usageAcc{gpus: map[string]struct{}{}, xids: map[int32]struct{}{}}
-		f.usage[id] = acc
+		u.runs[id] = acc
 	}
 	if !acc.lastTime.IsZero() && p.UpdateTime.After(acc.lastTime) && p.Step > acc.lastStep {
 		r := float64(p.Step-acc.lastStep) / p.UpdateTime.Sub(acc.lastTime).Seconds()

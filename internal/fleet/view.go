@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
-// NodeView is a consistent snapshot of one node. Samples are shared with the
-// fleet and must not be modified.
+// NodeView is a consistent snapshot of one node. The inventory and the
+// samples' optional fields are shared with the fleet and must not be
+// modified.
 type NodeView struct {
 	Name         string
 	BootID       string
@@ -22,9 +24,9 @@ type NodeView struct {
 	// Silent: no batch for longer than Options.Silence (or never).
 	Silent    bool
 	LastSeen  time.Time
-	Inventory *agentpb.Inventory
-	GPUs      []*agentpb.GpuSample // by index
-	IBPorts   []*agentpb.IbSample  // by device/port
+	Inventory telemetry.Inventory
+	GPUs      []telemetry.GPUSample    // by index
+	IBPorts   []telemetry.IBPortSample // by device/port
 	Slurm     *scheduler.NodeStatus
 	Verdict   Verdict
 	RunIDs    []string
@@ -85,10 +87,10 @@ func (f *Fleet) Snapshot(name string) (NodeView, bool) {
 			v.RunIDs = append(v.RunIDs, a.RunID)
 		}
 		n.mu.Unlock()
-		sort.Slice(v.GPUs, func(i, j int) bool { return v.GPUs[i].GetIndex() < v.GPUs[j].GetIndex() })
+		sort.Slice(v.GPUs, func(i, j int) bool { return v.GPUs[i].Index < v.GPUs[j].Index })
 		sort.Slice(v.IBPorts, func(i, j int) bool {
 			a, b := v.IBPorts[i], v.IBPorts[j]
-			return a.GetDevice() < b.GetDevice() || a.GetDevice() == b.GetDevice() && a.GetPort() < b.GetPort()
+			return a.Device < b.Device || a.Device == b.Device && a.Port < b.Port
 		})
 	}
 	switch {

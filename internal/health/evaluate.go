@@ -241,12 +241,12 @@ func sampleFindings(now time.Time, samples []telemetry.GPUSample, t Thresholds) 
 	return fs
 }
 
-func ibFindings(now time.Time, ports []IBPortSample, t Thresholds) []Finding {
+func ibFindings(now time.Time, ports []telemetry.IBPortSample, t Thresholds) []Finding {
 	type portKey struct {
 		dev  string
 		port int
 	}
-	byPort := make(map[portKey][]IBPortSample)
+	byPort := make(map[portKey][]telemetry.IBPortSample)
 	for _, p := range ports {
 		k := portKey{p.Device, p.Port}
 		byPort[k] = append(byPort[k], p)
@@ -274,11 +274,11 @@ func ibFindings(now time.Time, ports []IBPortSample, t Thresholds) []Finding {
 		// Fatal counters: any increase over the evidence.
 		fatal := []struct {
 			rule, name string
-			val        func(IBCounters) uint64
+			val        func(telemetry.IBCounters) uint64
 		}{
-			{"ib_link_downed", "link_downed", func(c IBCounters) uint64 { return c.LinkDowned }},
-			{"ib_excessive_buffer_overrun", "excessive_buffer_overrun_errors", func(c IBCounters) uint64 { return c.ExcessiveBufferOverrunErrors }},
-			{"ib_local_link_integrity", "local_link_integrity_errors", func(c IBCounters) uint64 { return c.LocalLinkIntegrityErrors }},
+			{"ib_link_downed", "link_downed", func(c telemetry.IBCounters) uint64 { return c.LinkDowned }},
+			{"ib_excessive_buffer_overrun", "excessive_buffer_overrun_errors", func(c telemetry.IBCounters) uint64 { return c.ExcessiveBufferOverrunErrors }},
+			{"ib_local_link_integrity", "local_link_integrity_errors", func(c telemetry.IBCounters) uint64 { return c.LocalLinkIntegrityErrors }},
 		}
 		for _, f := range fatal {
 			var inc uint64

@@ -40,12 +40,12 @@ func sample(idx int, at time.Duration, f func(*telemetry.GPUSample)) telemetry.G
 	return s
 }
 
-func port(at time.Duration, state string, c IBCounters) IBPortSample {
+func port(at time.Duration, state string, c telemetry.IBCounters) telemetry.IBPortSample {
 	phys := "LinkUp"
 	if state != "ACTIVE" {
 		phys = "Polling"
 	}
-	return IBPortSample{Time: ago(at), Device: "mlx5_0", Port: 1, State: state, PhysState: phys, Counters: c}
+	return telemetry.IBPortSample{Time: ago(at), Device: "mlx5_0", Port: 1, State: state, PhysState: phys, Counters: c}
 }
 
 // finding is what a test expects of one Finding.
@@ -355,7 +355,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "ib link_downed increase is fatal",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{port(time.Minute, "ACTIVE", IBCounters{LinkDowned: 3}), port(0, "ACTIVE", IBCounters{LinkDowned: 4})}
+				e.IBPorts = []telemetry.IBPortSample{port(time.Minute, "ACTIVE", telemetry.IBCounters{LinkDowned: 3}), port(0, "ACTIVE", telemetry.IBCounters{LinkDowned: 4})}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
 			want: []finding{{ib, "ib_link_downed", Unhealthy, ActionDrainAfterJob}},
@@ -363,7 +363,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "ib excessive buffer overrun increase is fatal",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{port(time.Minute, "ACTIVE", IBCounters{}), port(0, "ACTIVE", IBCounters{ExcessiveBufferOverrunErrors: 1})}
+				e.IBPorts = []telemetry.IBPortSample{port(time.Minute, "ACTIVE", telemetry.IBCounters{}), port(0, "ACTIVE", telemetry.IBCounters{ExcessiveBufferOverrunErrors: 1})}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
 			want: []finding{{ib, "ib_excessive_buffer_overrun", Unhealthy, ActionDrainAfterJob}},
@@ -371,7 +371,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "ib local link integrity increase is fatal",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{port(time.Minute, "ACTIVE", IBCounters{}), port(0, "ACTIVE", IBCounters{LocalLinkIntegrityErrors: 1})}
+				e.IBPorts = []telemetry.IBPortSample{port(time.Minute, "ACTIVE", telemetry.IBCounters{}), port(0, "ACTIVE", telemetry.IBCounters{LocalLinkIntegrityErrors: 1})}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
 			want: []finding{{ib, "ib_local_link_integrity", Unhealthy, ActionDrainAfterJob}},
@@ -379,18 +379,18 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "ib fatal counters high but steady",
 			mod: func(e *Evidence, _ *Thresholds) {
-				c := IBCounters{LinkDowned: 7, ExcessiveBufferOverrunErrors: 9, LocalLinkIntegrityErrors: 2, SymbolError: 500, PortRcvErrors: 40}
-				e.IBPorts = []IBPortSample{port(time.Minute, "ACTIVE", c), port(0, "ACTIVE", c)}
+				c := telemetry.IBCounters{LinkDowned: 7, ExcessiveBufferOverrunErrors: 9, LocalLinkIntegrityErrors: 2, SymbolError: 500, PortRcvErrors: 40}
+				e.IBPorts = []telemetry.IBPortSample{port(time.Minute, "ACTIVE", c), port(0, "ACTIVE", c)}
 			},
 			verdict: Healthy, action: ActionNone,
 		},
 		{
 			name: "ib symbol errors above 120 in the hour are fatal",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{
-					port(50*time.Minute, "ACTIVE", IBCounters{SymbolError: 0}),
-					port(25*time.Minute, "ACTIVE", IBCounters{SymbolError: 60}),
-					port(0, "ACTIVE", IBCounters{SymbolError: 121}),
+				e.IBPorts = []telemetry.IBPortSample{
+					port(50*time.Minute, "ACTIVE", telemetry.IBCounters{SymbolError: 0}),
+					port(25*time.Minute, "ACTIVE", telemetry.IBCounters{SymbolError: 60}),
+					port(0, "ACTIVE", telemetry.IBCounters{SymbolError: 121}),
 				}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
@@ -400,7 +400,7 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "ib symbol errors at 120 in the hour are healthy",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{port(50*time.Minute, "ACTIVE", IBCounters{}), port(0, "ACTIVE", IBCounters{SymbolError: 120})}
+				e.IBPorts = []telemetry.IBPortSample{port(50*time.Minute, "ACTIVE", telemetry.IBCounters{}), port(0, "ACTIVE", telemetry.IBCounters{SymbolError: 120})}
 			},
 			verdict: Healthy, action: ActionNone,
 		},
@@ -408,7 +408,7 @@ func TestEvaluate(t *testing.T) {
 			name: "ib symbol error burst above 10/s is degraded",
 			mod: func(e *Evidence, th *Thresholds) {
 				th.IBSymbolErrorsPerHourFatal = 1000
-				e.IBPorts = []IBPortSample{port(2*time.Second, "ACTIVE", IBCounters{}), port(0, "ACTIVE", IBCounters{SymbolError: 21})}
+				e.IBPorts = []telemetry.IBPortSample{port(2*time.Second, "ACTIVE", telemetry.IBCounters{}), port(0, "ACTIVE", telemetry.IBCounters{SymbolError: 21})}
 			},
 			verdict: Degraded, action: ActionNone,
 			want:   []finding{{ib, "ib_symbol_error_rate", Degraded, ActionNone}},
@@ -418,14 +418,14 @@ func TestEvaluate(t *testing.T) {
 			name: "ib symbol error burst at 10/s is healthy",
 			mod: func(e *Evidence, th *Thresholds) {
 				th.IBSymbolErrorsPerHourFatal = 1000
-				e.IBPorts = []IBPortSample{port(2*time.Second, "ACTIVE", IBCounters{}), port(0, "ACTIVE", IBCounters{SymbolError: 20})}
+				e.IBPorts = []telemetry.IBPortSample{port(2*time.Second, "ACTIVE", telemetry.IBCounters{}), port(0, "ACTIVE", telemetry.IBCounters{SymbolError: 20})}
 			},
 			verdict: Healthy, action: ActionNone,
 		},
 		{
 			name: "ib port_rcv_errors above 10/s is degraded",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{port(time.Second, "ACTIVE", IBCounters{PortRcvErrors: 5}), port(0, "ACTIVE", IBCounters{PortRcvErrors: 16})}
+				e.IBPorts = []telemetry.IBPortSample{port(time.Second, "ACTIVE", telemetry.IBCounters{PortRcvErrors: 5}), port(0, "ACTIVE", telemetry.IBCounters{PortRcvErrors: 16})}
 			},
 			verdict: Degraded, action: ActionNone,
 			want: []finding{{ib, "ib_port_rcv_error_rate", Degraded, ActionNone}},
@@ -433,14 +433,14 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "ib port_rcv_errors spread out is healthy",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{port(time.Minute, "ACTIVE", IBCounters{}), port(0, "ACTIVE", IBCounters{PortRcvErrors: 500})}
+				e.IBPorts = []telemetry.IBPortSample{port(time.Minute, "ACTIVE", telemetry.IBCounters{}), port(0, "ACTIVE", telemetry.IBCounters{PortRcvErrors: 500})}
 			},
 			verdict: Healthy, action: ActionNone,
 		},
 		{
 			name: "ib port down now",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{port(10*time.Second, "ACTIVE", IBCounters{}), port(0, "DOWN", IBCounters{})}
+				e.IBPorts = []telemetry.IBPortSample{port(10*time.Second, "ACTIVE", telemetry.IBCounters{}), port(0, "DOWN", telemetry.IBCounters{})}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
 			want: []finding{{ib, "ib_link_down", Unhealthy, ActionDrainAfterJob}},
@@ -451,7 +451,7 @@ func TestEvaluate(t *testing.T) {
 				// 20 flaps of 5 s each: 100 s down in the hour, limit 5 m.
 				for i := range 20 {
 					at := time.Duration(50-2*i) * time.Minute
-					e.IBPorts = append(e.IBPorts, port(at, "DOWN", IBCounters{}), port(at-5*time.Second, "ACTIVE", IBCounters{}))
+					e.IBPorts = append(e.IBPorts, port(at, "DOWN", telemetry.IBCounters{}), port(at-5*time.Second, "ACTIVE", telemetry.IBCounters{}))
 				}
 			},
 			verdict: Healthy, action: ActionNone,
@@ -459,11 +459,11 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "one long flap over the downtime limit is unhealthy",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{
-					port(30*time.Minute, "ACTIVE", IBCounters{}),
-					port(20*time.Minute, "INIT", IBCounters{}),
-					port(14*time.Minute, "ACTIVE", IBCounters{}),
-					port(0, "ACTIVE", IBCounters{}),
+				e.IBPorts = []telemetry.IBPortSample{
+					port(30*time.Minute, "ACTIVE", telemetry.IBCounters{}),
+					port(20*time.Minute, "INIT", telemetry.IBCounters{}),
+					port(14*time.Minute, "ACTIVE", telemetry.IBCounters{}),
+					port(0, "ACTIVE", telemetry.IBCounters{}),
 				}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
@@ -473,10 +473,10 @@ func TestEvaluate(t *testing.T) {
 		{
 			name: "downtime before the last hour is not counted",
 			mod: func(e *Evidence, _ *Thresholds) {
-				e.IBPorts = []IBPortSample{
-					port(3*time.Hour, "DOWN", IBCounters{}),
-					port(61*time.Minute, "ACTIVE", IBCounters{}),
-					port(0, "ACTIVE", IBCounters{}),
+				e.IBPorts = []telemetry.IBPortSample{
+					port(3*time.Hour, "DOWN", telemetry.IBCounters{}),
+					port(61*time.Minute, "ACTIVE", telemetry.IBCounters{}),
+					port(0, "ACTIVE", telemetry.IBCounters{}),
 				}
 			},
 			verdict: Healthy, action: ActionNone,
@@ -486,7 +486,7 @@ func TestEvaluate(t *testing.T) {
 			mod: func(e *Evidence, _ *Thresholds) {
 				e.Events = []Event{xid(0, 13, "j1"), xid(1, 63, "")}
 				e.GPUSamples = []telemetry.GPUSample{sample(2, 0, func(s *telemetry.GPUSample) { s.RowRemapPending = p(true) })}
-				e.IBPorts = []IBPortSample{port(time.Second, "ACTIVE", IBCounters{PortRcvErrors: 0}), port(0, "ACTIVE", IBCounters{PortRcvErrors: 50})}
+				e.IBPorts = []telemetry.IBPortSample{port(time.Second, "ACTIVE", telemetry.IBCounters{PortRcvErrors: 0}), port(0, "ACTIVE", telemetry.IBCounters{PortRcvErrors: 50})}
 			},
 			verdict: Unhealthy, action: ActionDrainAfterJob,
 			want: []finding{

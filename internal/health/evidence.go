@@ -74,13 +74,6 @@ type Event struct {
 	JobID string
 }
 
-// IBPortSample and IBCounters are telemetry's; the names stay for callers
-// that build evidence by hand.
-type (
-	IBPortSample = telemetry.IBPortSample
-	IBCounters   = telemetry.IBCounters
-)
-
 // Evidence is what is known about one node over a window.
 type Evidence struct {
 	Node string

@@ -13,7 +13,10 @@
 // Files by responsibility: evidence.go keeps what agents report
 // (fleet.Observer, fleet.EventSink); monitor.go judges nodes and runs the
 // loop; incidents.go is incident identity and persistence; remediate.go
-// hands verdicts to the remediation engine and records its decisions;
+// hands verdicts to the remediation engine, with the incident each drain
+// belongs to (remembered from the engine's decisions, and after a restart
+// found in the store: never parsed out of Slurm's reason), and records
+// its decisions;
 // checks.go is the NCCL check; stalls.go the progress stalls; tasks.go the
 // background work Run owns. What the monitor needs of the fleet, the store
 // and the engine are the small interfaces Fleet, IncidentStore and

@@ -39,6 +39,9 @@ type Config struct {
 	// 5 s): the sample rules work on rates over minutes to an hour.
 	EvaluateEvery time.Duration
 	Now           func() time.Time
+	// RefreshSlurm, when set, is called after a drain or resume so the
+	// fleet's copy of Slurm's node states catches up at once.
+	RefreshSlurm func()
 }
 
 func (c *Config) defaults() {
@@ -59,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.RefreshSlurm == nil {
+		c.RefreshSlurm = func() {}
 	}
 }
 
@@ -103,9 +109,6 @@ type Monitor struct {
 	runs    RunIncidents
 	log     *slog.Logger
 	metrics *Metrics
-	// RefreshSlurm, when set, is called after a drain or resume so the
-	// fleet's copy of Slurm's node states catches up at once.
-	RefreshSlurm func()
 
 	mu        sync.Mutex
 	nodes     map[string]*evidence
@@ -116,6 +119,10 @@ type Monitor struct {
 	// no longer holds; hold: per node, when their evidence window ends.
 	restored map[incKey]bool
 	hold     map[string]time.Time
+	// drainedFor: per node drained by remediation, the incident it was
+	// drained for; looked up once per node after a restart (looked).
+	drainedFor map[string]string
+	looked     map[string]bool
 
 	wake  chan struct{}
 	tasks *tasks
@@ -138,7 +145,7 @@ func New(cfg Config, fl Fleet, st IncidentStore, engine Remediator, runs RunInci
 		cfg: cfg, fleet: fl, store: st, engine: engine, runs: runs, log: logger.With("component", "monitor"), metrics: m,
 		nodes: map[string]*evidence{}, open: map[incKey]*store.Incident{}, progress: map[string]*runProgress{},
 		lastCheck: map[string]time.Time{}, wake: make(chan struct{}, 1), tasks: newTasks(),
-		restored: map[incKey]bool{}, hold: map[string]time.Time{},
+		restored: map[incKey]bool{}, hold: map[string]time.Time{}, drainedFor: map[string]string{}, looked: map[string]bool{},
 	}
 	// Incidents open before a restart stay open, and keep their ids.
 	var incs []*store.Incident
@@ -282,6 +289,7 @@ func (m *Monitor) tick(ctx context.Context) {
 	var changed []*store.Incident
 	counts := map[string]int{}
 	inputs := make([]remediation.NodeInput, 0, len(views))
+	var unknown []int // inputs of drained nodes whose drain's incident is to be looked up
 	for _, v := range views {
 		e := m.node(v.Name)
 		wasSilent := e.lastReport.IsZero()
@@ -308,6 +316,12 @@ func (m *Monitor) tick(ctx context.Context) {
 				in.Result, in.HealthySince = health.Result{Verdict: health.Unknown}, time.Time{}
 			}
 			in.IncidentID = m.worstIncidentLocked(v.Name, e.result)
+			if in.IncidentID == "" && in.Slurm.Drained() {
+				in.IncidentID = m.drainIncidentLocked(v.Name)
+				if in.IncidentID == "" && !m.looked[v.Name] {
+					unknown = append(unknown, len(inputs))
+				}
+			}
 			inputs = append(inputs, in)
 		}
 	}
@@ -319,6 +333,23 @@ func (m *Monitor) tick(ctx context.Context) {
 	m.mu.Unlock()
 	if err := m.persist(ctx, changed); err != nil {
 		m.log.Error("store incidents", "err", err)
+	}
+	if len(unknown) > 0 && m.engine != nil {
+		names := make([]string, len(unknown))
+		for i, k := range unknown {
+			names[i] = inputs[k].Name
+		}
+		found := m.learnDrains(ctx, names)
+		m.mu.Lock()
+		for _, k := range unknown {
+			name := inputs[k].Name
+			m.looked[name] = true
+			if id := found[name]; id != "" && m.drainedFor[name] == "" {
+				m.drainedFor[name] = id
+			}
+			inputs[k].IncidentID = m.drainedFor[name]
+		}
+		m.mu.Unlock()
 	}
 	if m.engine != nil && len(inputs) > 0 {
 		ds := m.engine.Step(ctx, inputs)

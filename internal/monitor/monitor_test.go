@@ -186,6 +186,10 @@ func (a *assignments) set(as ...fleet.Assignment) {
 	a.mu.Unlock()
 }
 
+// lateMonitor is the monitor as the fleet and remediation reach it before
+// it is built.
+type lateMonitor struct{ *monitor.Monitor }
+
 // env is a controller's monitoring path: a fleet served over loopback TCP
 // with a bbolt store, a monitor, and a remediation engine over a fake
 // Slurm, all on one settable clock.
@@ -212,18 +216,20 @@ func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Confi
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	fl, err := fleet.New(st, log, nil, fleet.Options{Silence: silence, Now: clk.Now, CommitInterval: 5 * time.Millisecond, AssignmentInterval: 10 * time.Millisecond})
+	e := &env{t: t, clock: clk, st: st, runs: &runMarks{}, as: &assignments{}, reg: prometheus.NewPedanticRegistry()}
+	late := &lateMonitor{} // as the controller's assembly does
+	fl, err := fleet.New(st, log, nil, fleet.Options{Silence: silence, Now: clk.Now, CommitInterval: 5 * time.Millisecond, AssignmentInterval: 10 * time.Millisecond,
+		Assignments: e.as, Events: late, Observer: late})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, clock: clk, st: st, fl: fl, runs: &runMarks{}, as: &assignments{}, reg: prometheus.NewPedanticRegistry()}
+	e.fl = fl
 	e.slurm = &fakeSlurm{nodes: map[string]*scheduler.NodeStatus{}, now: clk.Now}
 	for _, n := range []string{"worker-0", "worker-1"} {
 		e.slurm.nodes[n] = &scheduler.NodeStatus{Name: n, State: "IDLE", GPUs: 8}
 	}
 	fl.SetSlurmNodes(e.slurm.snapshot())
-	eng, err := remediation.New(remediation.Config{ClearFor: 2 * time.Minute, MaxDrainShare: 1, MaxDrainsPerWindow: 100}, e.slurm,
-		remediation.VerifierFunc(func(ctx context.Context, node string) (bool, string, error) { return e.mon.Verify(ctx, node) }), clk.Now)
+	eng, err := remediation.New(remediation.Config{ClearFor: 2 * time.Minute, MaxDrainShare: 1, MaxDrainsPerWindow: 100}, e.slurm, late, clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +237,8 @@ func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := monitor.Config{Thresholds: th, EventWindow: 15 * time.Minute, StallAfter: 10 * time.Minute, Interval: 5 * time.Millisecond, Now: clk.Now}
+	cfg := monitor.Config{Thresholds: th, EventWindow: 15 * time.Minute, StallAfter: 10 * time.Minute, Interval: 5 * time.Millisecond, Now: clk.Now,
+		RefreshSlurm: func() { fl.SetSlurmNodes(e.slurm.snapshot()) }}
 	for _, f := range tune {
 		f(&cfg)
 	}
@@ -239,9 +246,7 @@ func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.mon.RefreshSlurm = func() { fl.SetSlurmNodes(e.slurm.snapshot()) }
-	fl.SetSources(e.as, nil, e.mon)
-	fl.SetObserver(e.mon)
+	late.Monitor = e.mon
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

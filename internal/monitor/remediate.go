@@ -21,6 +21,32 @@ func (m *Monitor) worstIncidentLocked(node string, res health.Result) string {
 	return ""
 }
 
+// drainIncidentLocked is the incident a drained node was drained for
+// ("" when unknown), from the drains this monitor decided.
+func (m *Monitor) drainIncidentLocked(node string) string { return m.drainedFor[node] }
+
+// learnDrains finds, for drained nodes this monitor has not seen drained
+// (after a restart), the incident they were drained for: the newest of the
+// node's incidents whose recorded action holds the node drained. Slurm's
+// reason text is not read: it is for people, and they may edit it.
+func (m *Monitor) learnDrains(ctx context.Context, nodes []string) map[string]string {
+	found := map[string]string{}
+	for _, node := range nodes {
+		incs, _, err := m.store.ListIncidents(ctx, store.IncidentQuery{Node: node, PageSize: 100})
+		if err != nil {
+			m.log.Warn("find the incident of a drain", "node", node, "err", err)
+			continue
+		}
+		for _, inc := range incs {
+			if remediation.HoldsDrain(inc.Action) {
+				found[node] = inc.ID
+				break
+			}
+		}
+	}
+	return found
+}
+
 // record writes remediation decisions into their incidents.
 func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
 	if len(ds) == 0 {
@@ -39,7 +65,13 @@ func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
 		if d.Kind == remediation.KindDrain || d.Kind == remediation.KindResume {
 			acted = acted || !d.DryRun
 		}
-		id := remediation.IncidentOf(d.Reason)
+		id := d.IncidentID
+		switch {
+		case d.Kind == remediation.KindDrain && d.Err == nil && id != "":
+			m.drainedFor[d.Node] = id
+		case d.Kind == remediation.KindResume && d.Err == nil:
+			delete(m.drainedFor, d.Node)
+		}
 		for _, inc := range m.open {
 			if inc.Node == d.Node && (id == "" || inc.ID == id) && inc.Action != d.Action {
 				inc.Action = d.Action
@@ -58,8 +90,8 @@ func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
 	if err := m.persist(ctx, changed); err != nil {
 		m.log.Error("store incident actions", "err", err)
 	}
-	if acted && m.RefreshSlurm != nil {
-		m.RefreshSlurm()
+	if acted {
+		m.cfg.RefreshSlurm()
 	}
 }
 
@@ -69,8 +101,8 @@ func (m *Monitor) Drain(ctx context.Context, node, reason, who string) (remediat
 		return remediation.Decision{}, errors.New("remediation is disabled on this controller")
 	}
 	d, err := m.engine.Drain(ctx, node, reason, who)
-	if err == nil && m.RefreshSlurm != nil {
-		m.RefreshSlurm()
+	if err == nil {
+		m.cfg.RefreshSlurm()
 	}
 	return d, err
 }
@@ -81,8 +113,8 @@ func (m *Monitor) Undrain(ctx context.Context, node string, skipVerification boo
 		return remediation.Decision{}, errors.New("remediation is disabled on this controller")
 	}
 	d, err := m.engine.Undrain(ctx, node, skipVerification, who)
-	if err == nil && m.RefreshSlurm != nil {
-		m.RefreshSlurm()
+	if err == nil {
+		m.cfg.RefreshSlurm()
 	}
 	return d, err
 }

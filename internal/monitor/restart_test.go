@@ -2,6 +2,7 @@ package monitor_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,4 +87,53 @@ func TestRestartSameEvidenceSameIncident(t *testing.T) {
 	if got := e.slurm.ops(); len(got) != 0 {
 		t.Errorf("slurm calls after restart on a node already drained by us: %+v", got)
 	}
+}
+
+// restartedWithoutIncidentInReason is drainedThenRestarted with Slurm's
+// reason stripped of its incident id, as an operator who edits the text (or
+// an older controller) leaves it: the monitor must know the drain's
+// incident from its own store, not from Slurm's text.
+func restartedWithoutIncidentInReason(t *testing.T) (*store.Incident, *env) {
+	t.Helper()
+	before, e := drainedThenRestarted(t)
+	e.slurm.mu.Lock()
+	n := e.slurm.nodes["worker-0"]
+	n.Reason = strings.Replace(n.Reason, " incident="+before.ID, "", 1)
+	if n.Reason == "" || strings.Contains(n.Reason, "incident=") {
+		e.slurm.mu.Unlock()
+		t.Fatalf("reason %q", n.Reason)
+	}
+	e.slurm.mu.Unlock()
+	e.fl.SetSlurmNodes(e.slurm.snapshot())
+	return before, e
+}
+
+// After a restart, the resume of a node drained before it is noted on the
+// incident that drained it.
+func TestRestartResumeNotedOnDrainingIncident(t *testing.T) {
+	before, e := restartedWithoutIncidentInReason(t)
+	a := e.agent("worker-0")
+	a.run(16 * time.Minute)
+	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
+	a.run(2*time.Minute + 10*time.Second)
+	waitFor(t, "resume", func() bool { return len(e.slurm.ops()) == 1 })
+	got := e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool {
+		return strings.Contains(i.Action, "resumed after verification")
+	})
+	if got.ID != before.ID || !strings.HasPrefix(got.Action, "drained; ") {
+		t.Errorf("incident after the resume = %+v", *got)
+	}
+}
+
+// After a restart, a failed verification relabels the drain with the
+// incident that caused it.
+func TestRestartVerificationFailureKeepsIncident(t *testing.T) {
+	before, e := restartedWithoutIncidentInReason(t)
+	a := e.agent("worker-0")
+	a.h.set(200)
+	a.run(16 * time.Minute)
+	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
+	a.run(2*time.Minute + 10*time.Second)
+	want := "[sopilot] verify failed: busbw 200.0 GB/s at 16 GiB < 460 incident=" + before.ID
+	waitFor(t, "reason updated", func() bool { return e.slurm.node("worker-0").Reason == want })
 }

@@ -12,7 +12,10 @@
 // reason belongs to a person or another tool: the engine never overwrites
 // that reason, never drains over it and never resumes the node, not even
 // when an operator asks through the engine. It records "skipped: drained by
-// someone else (reason ...)" instead. Before it changes anything, the engine
+// someone else (reason ...)" instead. The prefix is all the engine reads of
+// a reason: which incident a drain belongs to comes with NodeInput and goes
+// out with each Decision (the incident id in the text is for people).
+// Before it changes anything, the engine
 // reads Slurm again and decides on that fresh state, so a snapshot that is
 // a few seconds old cannot make it overwrite a reason set in the meantime.
 //

@@ -62,6 +62,10 @@ type Decision struct {
 	// Reason is the Slurm reason set, or that would have been set; for a
 	// node drained by someone else, their reason.
 	Reason string
+	// IncidentID is the incident the decision is about: the one whose
+	// evidence drained the node, from NodeInput ("" when none, or for
+	// an operator's Drain or Undrain).
+	IncidentID string
 	// Manual is true for an operator's Drain or Undrain.
 	Manual bool
 	// DryRun is true when nothing was changed because of Config.DryRun.
@@ -76,8 +80,10 @@ type NodeInput struct {
 	Name string
 	// Result is the node's current health verdict.
 	Result health.Result
-	// IncidentID is the incident the evidence belongs to ("" when none);
-	// it is written into the drain reason.
+	// IncidentID is the incident the evidence belongs to, or for a node
+	// the engine drained, the incident it was drained for ("" when none);
+	// it is written into the drain reason, for people, and carried by
+	// the decisions about the node.
 	IncidentID string
 	// Slurm is the node as Slurm last reported it; a zero State means
 	// Slurm does not know the node.
@@ -351,7 +357,7 @@ func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 			ns := e.state(j.in.Name)
 			ns.dry, ns.dryReason = "resumed", ""
 			e.cfg.Metrics.resume(modeAuto, resultDryRun)
-			e.record(&out, seen, Decision{Node: j.in.Name, Kind: KindResume, DryRun: true, Reason: j.reason,
+			e.record(&out, seen, Decision{Node: j.in.Name, Kind: KindResume, DryRun: true, Reason: j.reason, IncidentID: j.in.IncidentID,
 				Action: "dry-run: would resume (after a verification, not run in dry-run)"})
 		}
 		verify = nil
@@ -439,13 +445,13 @@ func (e *Engine) drainAll(ctx context.Context, now time.Time, status map[string]
 			if held+1 > shareCap {
 				why = fmt.Sprintf("limit of %d of %d nodes drained reached", shareCap, total)
 			}
-			if e.record(&out, seen, Decision{Node: c.in.Name, Kind: KindSkip, Reason: reason,
+			if e.record(&out, seen, Decision{Node: c.in.Name, Kind: KindSkip, Reason: reason, IncidentID: c.in.IncidentID,
 				Action: "breaker open: would drain (" + why + ")"}) {
 				e.cfg.Metrics.drain(modeAuto, resultBreaker)
 			}
 			continue
 		}
-		d := Decision{Node: c.in.Name, Kind: KindDrain, Reason: reason, Action: drainedText(c.st, e.cfg.DryRun), DryRun: e.cfg.DryRun}
+		d := Decision{Node: c.in.Name, Kind: KindDrain, Reason: reason, IncidentID: c.in.IncidentID, Action: drainedText(c.st, e.cfg.DryRun), DryRun: e.cfg.DryRun}
 		if e.cfg.DryRun {
 			ns := e.state(c.in.Name)
 			ns.dry, ns.dryReason = "drained", reason
@@ -493,7 +499,7 @@ func (e *Engine) finishVerify(ctx context.Context, jobs []*verifyJob) []Decision
 		ns.busy = false
 		ns.last = ""
 		st, known := byName[node]
-		d := Decision{Node: node, Reason: j.reason}
+		d := Decision{Node: node, Reason: j.reason, IncidentID: j.in.IncidentID}
 		switch {
 		case j.err != nil:
 			e.cfg.Metrics.verification(resultError)
@@ -508,11 +514,7 @@ func (e *Engine) finishVerify(ctx context.Context, jobs []*verifyJob) []Decision
 			if readErr != nil || !known || !e.ours(st) || isManual(e.cfg.Prefix, st.Reason) {
 				break // not ours to relabel any more, or unknown: leave it
 			}
-			incident := j.in.IncidentID
-			if incident == "" {
-				incident = IncidentOf(st.Reason)
-			}
-			reason := FormatReason(e.cfg.Prefix, "verify failed: "+j.summary, incident)
+			reason := FormatReason(e.cfg.Prefix, "verify failed: "+j.summary, j.in.IncidentID)
 			d.Reason = reason
 			if reason != st.Reason {
 				if err := e.backend.Drain(ctx, node, reason); err != nil {

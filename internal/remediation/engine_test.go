@@ -490,9 +490,9 @@ func TestDryRun(t *testing.T) {
 	faults := []node{{name: "n1", result: eccAfterJob(), incident: "I1"}, {name: "n2", result: xid79(2), incident: "I2"}, {name: "n3", result: xid79(3), incident: "I3"}}
 	ds := e.step(faults...)
 	want := []remediation.Decision{
-		{Node: "n2", Kind: remediation.KindDrain, Action: "dry-run: would drain", Reason: "[sopilot] xid 79 (drain) on gpu2 incident=I2", DryRun: true},
-		{Node: "n3", Kind: remediation.KindDrain, Action: "dry-run: would drain", Reason: "[sopilot] xid 79 (drain) on gpu3 incident=I3", DryRun: true},
-		{Node: "n1", Kind: remediation.KindSkip, Action: "breaker open: would drain (limit of 2 of 8 nodes drained reached)", Reason: "[sopilot] uncorrected ECC error on gpu1 incident=I1"},
+		{Node: "n2", Kind: remediation.KindDrain, Action: "dry-run: would drain", Reason: "[sopilot] xid 79 (drain) on gpu2 incident=I2", IncidentID: "I2", DryRun: true},
+		{Node: "n3", Kind: remediation.KindDrain, Action: "dry-run: would drain", Reason: "[sopilot] xid 79 (drain) on gpu3 incident=I3", IncidentID: "I3", DryRun: true},
+		{Node: "n1", Kind: remediation.KindSkip, Action: "breaker open: would drain (limit of 2 of 8 nodes drained reached)", Reason: "[sopilot] uncorrected ECC error on gpu1 incident=I1", IncidentID: "I1"},
 	}
 	if len(ds) != 4 || !reflect.DeepEqual(ds[:3], want) || ds[3].Kind != remediation.KindAlert {
 		t.Fatalf("decisions =\n%+v\nwant\n%+v and an alert", ds, want)
@@ -622,11 +622,14 @@ func TestResumeAfterVerification(t *testing.T) {
 	t.Run("failed check keeps it drained, relabels, backs off", func(t *testing.T) {
 		e := setup(t)
 		e.ver.set(func(string) (bool, string, error) { return false, "busbw 12 GB/s\n< 300 GB/s", nil })
-		ok := node{name: "n1", result: healthy(), healthySince: t0}
+		// The caller names the incident the node was drained for; the
+		// engine does not read it back from Slurm's reason.
+		ok := node{name: "n1", result: healthy(), healthySince: t0, incident: "01JOLD"}
 		e.clock.Advance(3 * time.Minute)
 		d := only(t, e.step(ok))
 		wantReason := "[sopilot] verify failed: busbw 12 GB/s < 300 GB/s incident=01JOLD"
-		if d.Kind != remediation.KindVerifyFailed || d.Action != "verification failed: busbw 12 GB/s < 300 GB/s; stays drained, retry after 10m0s" || d.Reason != wantReason {
+		if d.Kind != remediation.KindVerifyFailed || d.Action != "verification failed: busbw 12 GB/s < 300 GB/s; stays drained, retry after 10m0s" ||
+			d.Reason != wantReason || d.IncidentID != "01JOLD" {
 			t.Fatalf("decision = %+v", d)
 		}
 		if st := e.slurm.node("n1"); !st.Drained() || st.Reason != wantReason {

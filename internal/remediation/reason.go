@@ -70,19 +70,20 @@ func FormatManualReason(prefix, reason, who string) string {
 	return compose(clean(prefix, maxPrefixLen)+manualMarker, clean(reason, MaxReasonLen), tail)
 }
 
-// IncidentOf returns the incident id recorded in a reason written by
-// FormatReason ("" when there is none): the token after the last
-// " incident=".
-func IncidentOf(reason string) string {
-	i := strings.LastIndex(reason, " incident=")
-	if i < 0 {
-		return ""
+// HoldsDrain reports whether an incident's recorded action (a Decision's
+// Action) says the engine drained the node for it and has not resumed it:
+// after a restart, how the controller finds which incident a drain of its
+// own belongs to.
+func HoldsDrain(action string) bool {
+	if strings.Contains(action, "resumed") {
+		return false
 	}
-	id := reason[i+len(" incident="):]
-	if j := strings.IndexFunc(id, unicode.IsSpace); j >= 0 {
-		id = id[:j]
+	for _, p := range []string{"drained", "dry-run: would drain", "verification failed", "verification could not run"} {
+		if strings.HasPrefix(action, p) {
+			return true
+		}
 	}
-	return id
+	return false
 }
 
 // compose joins head, body and tail with body cut to fit MaxReasonLen.

@@ -79,23 +79,6 @@ func TestFormatManualReason(t *testing.T) {
 	}
 }
 
-func TestIncidentOf(t *testing.T) {
-	tests := []struct{ reason, want string }{
-		{"[sopilot] xid 79 (drain) on gpu3 incident=01JDX", "01JDX"},
-		{"[sopilot] verify failed: x incident=A incident=B", "B"},
-		{"[sopilot] incident=A trailing", "A"},
-		{"[sopilot] no incident here", ""},
-		{"incident=A", ""},
-		{"[sopilot] incident=", ""},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		if got := remediation.IncidentOf(tt.reason); got != tt.want {
-			t.Errorf("IncidentOf(%q) = %q, want %q", tt.reason, got, tt.want)
-		}
-	}
-}
-
 // checkReason asserts what every reason the engine writes must be: ours,
 // one printable line, valid UTF-8, within MaxReasonLen.
 func checkReason(t *testing.T, prefix, r string) {
@@ -116,5 +99,29 @@ func checkReason(t *testing.T, prefix, r string) {
 	}
 	if strings.Contains(r, "  ") || strings.HasSuffix(r, " ") {
 		t.Errorf("reason %q has runs of spaces or a trailing space", r)
+	}
+}
+
+func TestHoldsDrain(t *testing.T) {
+	tests := []struct {
+		action string
+		want   bool
+	}{
+		{"drained", true},
+		{"drained (running job allowed to finish)", true},
+		{"dry-run: would drain", true},
+		{"verification failed: busbw 200.0 GB/s; stays drained, retry after 10m0s", true},
+		{"verification could not run: timeout; stays drained, retry after 10m0s", true},
+		{"drained; resumed after verification: busbw 480.0 GB/s", false},
+		{"resumed after verification: busbw 480.0 GB/s", false},
+		{"breaker open: would drain (limit of 1 of 2 nodes drained reached)", false},
+		{"skipped: drained by someone else (reason \"fan\")", false},
+		{"drain failed: slurm unreachable", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := remediation.HoldsDrain(tt.action); got != tt.want {
+			t.Errorf("HoldsDrain(%q) = %v, want %v", tt.action, got, tt.want)
+		}
 	}
 }

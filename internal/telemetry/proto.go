@@ -9,10 +9,10 @@ import (
 )
 
 // GPUSampleFromProto converts a wire sample. The optional fields are shared
-// with g, not copied: no allocation per field on the ingest path. The
-// processes stay on the wire message (run usage reads them there).
+// with g, not copied: no allocation per field on the ingest path. Of the
+// processes only the Slurm job is kept.
 func GPUSampleFromProto(g *agentpb.GpuSample) GPUSample {
-	return GPUSample{
+	s := GPUSample{
 		Time:                     g.GetSampleTime().AsTime(),
 		Index:                    int(g.GetIndex()),
 		UUID:                     g.GetUuid(),
@@ -36,6 +36,25 @@ func GPUSampleFromProto(g *agentpb.GpuSample) GPUSample {
 		PCIeReplayCount:          g.PcieReplayCount,
 		NVLinkErrorCount:         g.NvlinkErrorCount,
 	}
+	for _, p := range g.GetProcesses() {
+		if p.GetSlurmJobId() != "" {
+			s.SlurmJobID = p.GetSlurmJobId()
+			break
+		}
+	}
+	return s
+}
+
+// InventoryFromProto converts a Hello's inventory.
+func InventoryFromProto(inv *agentpb.Inventory) Inventory {
+	out := Inventory{DriverVersion: inv.GetDriverVersion(), CUDAVersion: inv.GetCudaVersion(), NCCLVersion: inv.GetNcclVersion(), Simulated: inv.GetSimulated()}
+	for _, g := range inv.GetGpus() {
+		out.GPUs = append(out.GPUs, GPUInfo{Index: int(g.GetIndex()), UUID: g.GetUuid(), Model: g.GetModel(), MemoryTotalBytes: g.GetMemoryTotalBytes()})
+	}
+	for _, p := range inv.GetIbPorts() {
+		out.IBPorts = append(out.IBPorts, IBPortInfo{Device: p.GetDevice(), Port: int(p.GetPort()), RateGbps: p.GetRateGbps(), LinkLayer: p.GetLinkLayer()})
+	}
+	return out
 }
 
 // Compact keeps what the hourly rate rules read of a sample (the counters
@@ -58,9 +77,10 @@ func (g GPUSample) Compact() GPUSample {
 	return s
 }
 
-// ToProto is the wire form of s (RecoveryAction is not on the wire).
+// ToProto is the wire form of s (RecoveryAction is not on the wire; the
+// Slurm job is one process of it).
 func (s GPUSample) ToProto() *agentpb.GpuSample {
-	return &agentpb.GpuSample{
+	g := &agentpb.GpuSample{
 		SampleTime:               timestamppb.New(s.Time),
 		Index:                    int32(s.Index),
 		Uuid:                     s.UUID,
@@ -84,6 +104,10 @@ func (s GPUSample) ToProto() *agentpb.GpuSample {
 		PcieReplayCount:          s.PCIeReplayCount,
 		NvlinkErrorCount:         s.NVLinkErrorCount,
 	}
+	if s.SlurmJobID != "" {
+		g.Processes = []*agentpb.GpuProcess{{SlurmJobId: s.SlurmJobID}}
+	}
+	return g
 }
 
 // HealthEventFromProto converts a wire event; one without a time gets now.

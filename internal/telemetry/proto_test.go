@@ -26,6 +26,7 @@ func TestRoundTrip(t *testing.T) {
 		EccVolatileCorrected: proto.Uint64(1), EccVolatileUncorrected: proto.Uint64(2), EccAggregateCorrected: proto.Uint64(3),
 		EccAggregateUncorrected: proto.Uint64(4), RowRemapPending: proto.Bool(true), RowRemapFailure: proto.Bool(false),
 		PcieReplayCount: proto.Uint64(5), NvlinkErrorCount: proto.Uint64(6),
+		Processes: []*agentpb.GpuProcess{{SlurmJobId: "4242"}},
 	}
 	ib := &agentpb.IbSample{
 		SampleTime: timestamppb.New(at), Device: "mlx5_0", Port: 1, State: "ACTIVE", PhysState: "LinkUp", RateGbps: 400,

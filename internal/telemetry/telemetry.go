@@ -28,6 +28,9 @@ type GPUSample struct {
 	Time  time.Time
 	Index int
 	UUID  string
+	// SlurmJobID is the Slurm job of the first of the GPU's processes
+	// that belongs to one ("" when none does).
+	SlurmJobID string
 
 	SMUtilizationPercent     *float64
 	MemoryUtilizationPercent *float64
@@ -71,6 +74,33 @@ const (
 	RecoveryBusReset      RecoveryAction = "bus_reset"
 	RecoverySystemReboot  RecoveryAction = "system_reboot"
 )
+
+// Inventory is what a node's agent says it has, in its Hello.
+type Inventory struct {
+	GPUs          []GPUInfo
+	IBPorts       []IBPortInfo
+	DriverVersion string
+	CUDAVersion   string
+	NCCLVersion   string
+	// Simulated: the GPUs come from the simulated NVML backend.
+	Simulated bool
+}
+
+// GPUInfo is one GPU of an inventory.
+type GPUInfo struct {
+	Index            int
+	UUID             string
+	Model            string
+	MemoryTotalBytes int64
+}
+
+// IBPortInfo is one InfiniBand port of an inventory.
+type IBPortInfo struct {
+	Device    string
+	Port      int
+	RateGbps  int64
+	LinkLayer string
+}
 
 // IBCounters are the cumulative InfiniBand port counters the health rules
 // read.

@@ -1394,12 +1394,22 @@ func (x *ProgressUpdate) GetMetrics() map[string]float64 {
 	return nil
 }
 
+// What a command did. For "nccl_check" the agent measures and the
+// controller judges: the agent does not compare the bandwidth with any
+// threshold.
 type CommandResult struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	CommandId        string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
-	Success          bool                   `protobuf:"varint,2,opt,name=success,proto3" json:"success,omitempty"`
-	Output           string                 `protobuf:"bytes,3,opt,name=output,proto3" json:"output,omitempty"`
-	BusBandwidthGbps float64                `protobuf:"fixed64,4,opt,name=bus_bandwidth_gbps,json=busBandwidthGbps,proto3" json:"bus_bandwidth_gbps,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The command this answers (Command.command_id).
+	CommandId string `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	// The command ran soundly: for "nccl_check", all_reduce_perf completed
+	// and its output parsed (no NCCL or CUDA error). It does not say the
+	// node passed: the controller decides that from bus_bandwidth_gbps.
+	Success bool `protobuf:"varint,2,opt,name=success,proto3" json:"success,omitempty"`
+	// What the command printed, or why it could not run.
+	Output string `protobuf:"bytes,3,opt,name=output,proto3" json:"output,omitempty"`
+	// For "nccl_check", the bus bandwidth measured at the message size the
+	// command asked for (args["message_bytes"]), in GB/s.
+	BusBandwidthGbps float64 `protobuf:"fixed64,4,opt,name=bus_bandwidth_gbps,json=busBandwidthGbps,proto3" json:"bus_bandwidth_gbps,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }

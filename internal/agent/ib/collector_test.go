@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
@@ -140,8 +141,8 @@ func TestSampleHealthy(t *testing.T) {
 		}
 	}
 	h := ss[3].Telemetry()
-	wantH := health.IBPortSample{Time: t0, Device: "mlx5_3", Port: 1, State: "ACTIVE", PhysState: "LinkUp", RateGbps: 400,
-		Counters: health.IBCounters{LinkDowned: 1}}
+	wantH := telemetry.IBPortSample{Time: t0, Device: "mlx5_3", Port: 1, State: "ACTIVE", PhysState: "LinkUp", RateGbps: 400,
+		Counters: telemetry.IBCounters{LinkDowned: 1}}
 	if !reflect.DeepEqual(h, wantH) || !h.Up() {
 		t.Errorf("Telemetry() = %+v, want %+v", h, wantH)
 	}
