@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,6 +202,39 @@ type env struct {
 	reg   *prometheus.Registry
 	addr  string
 	stop  func()
+	seen  *observedFleet
+}
+
+// observedFleet is the fleet as the monitor sees it. It counts the
+// monitor's passes (each starts with one Summaries call) and the commands
+// it has in flight, so that a test waits for the monitor to have looked at
+// the state as it is now instead of sleeping.
+type observedFleet struct {
+	*fleet.Fleet
+	passes   atomic.Int64
+	commands atomic.Int64
+}
+
+func (f *observedFleet) Summaries() []fleet.NodeView {
+	f.passes.Add(1)
+	return f.Fleet.Summaries()
+}
+
+func (f *observedFleet) RunCommand(ctx context.Context, node, kind string, args map[string]string) (*agentpb.CommandResult, error) {
+	f.commands.Add(1)
+	defer f.commands.Add(-1)
+	return f.Fleet.RunCommand(ctx, node, kind, args)
+}
+
+// settle waits until the monitor has made two full passes that began after
+// the call, and no command it started is still running: whatever the state
+// now makes it do has been done.
+func (e *env) settle() {
+	e.t.Helper()
+	start := e.seen.passes.Load()
+	// Pass start+1 begins after the call; start+3 begins once start+2,
+	// the second whole pass, has ended.
+	waitFor(e.t, "two monitor passes", func() bool { return e.seen.passes.Load() >= start+3 && e.seen.commands.Load() == 0 })
 }
 
 const silence = 30 * time.Second
@@ -235,7 +269,8 @@ func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Confi
 	for _, f := range tune {
 		f(&cfg)
 	}
-	e.mon, err = monitor.New(cfg, fl, st, eng, e.runs, log, monitor.NewMetrics(e.reg))
+	e.seen = &observedFleet{Fleet: fl}
+	e.mon, err = monitor.New(cfg, e.seen, st, eng, e.runs, log, monitor.NewMetrics(e.reg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,10 +467,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// settle lets the monitor tick a few times (real time) without the clock
-// moving.
-func settle() { time.Sleep(60 * time.Millisecond) }
-
 // incidents lists the node's incidents, newest first.
 func (e *env) incidents(q store.IncidentQuery) []*store.Incident {
 	e.t.Helper()
@@ -565,7 +596,7 @@ func TestXID79DrainsThenVerifiedResume(t *testing.T) {
 
 	// Still inside the event window: nothing changes.
 	a.run(14 * time.Minute)
-	settle()
+	e.settle()
 	if inc := e.only("worker-0", "xid_drain"); !inc.Open() {
 		t.Fatalf("incident resolved inside the event window: %+v", *inc)
 	}
@@ -577,7 +608,7 @@ func TestXID79DrainsThenVerifiedResume(t *testing.T) {
 		t.Errorf("resolved incident = %+v", *inc)
 	}
 	waitFor(t, "HEALTHY verdict", func() bool { return e.verdict("worker-0").Verdict == "HEALTHY" })
-	settle()
+	e.settle()
 	if got := e.slurm.ops(); len(got) != 1 || a.h.count() != 0 {
 		t.Fatalf("before ClearFor: slurm calls %+v, %d checks; want only the drain", got, a.h.count())
 	}
@@ -623,7 +654,7 @@ func TestXIDStormIsOneIncident(t *testing.T) {
 		t.Errorf("incident = %+v", *inc)
 	}
 	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
-	settle()
+	e.settle()
 	if got := e.drains("worker-0"); len(got) != 1 {
 		t.Errorf("drains = %+v, want 1", got)
 	}
@@ -661,7 +692,7 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	}
 	e.clock.Advance(10 * time.Second)
 	a.send(a.batch("77", nil))
-	settle()
+	e.settle()
 	if got := e.slurm.ops(); len(got) != 0 {
 		t.Fatalf("slurm calls after an application XID: %+v", got)
 	}
@@ -759,7 +790,7 @@ func TestSilentNodeUnknownNeverDrainedIncidentsKept(t *testing.T) {
 	// Far past the event window and ClearFor.
 	for range 5 {
 		e.clock.Advance(5 * time.Minute)
-		settle()
+		e.settle()
 	}
 	if got := e.only("worker-0", "xid_application"); !got.Open() || got.ID != inc.ID {
 		t.Errorf("incident of a silent node = %+v, want it open", *got)
@@ -800,7 +831,7 @@ func TestProgressStall(t *testing.T) {
 		e.clock.Advance(30 * time.Second)
 		a.send(a.batch("77", at(10)))
 	}
-	settle()
+	e.settle()
 	if incs := e.incidents(store.IncidentQuery{RunID: "r-1"}); len(incs) != 0 {
 		t.Fatalf("stalled after exactly StallAfter: %s", dump(incs))
 	}
@@ -874,7 +905,7 @@ func TestNCCLCheck(t *testing.T) {
 	a.healthy()
 	e.clock.Advance(10 * time.Second)
 	a.healthy()
-	settle()
+	e.settle()
 	if inc := e.only("worker-0", "nccl_busbw"); !inc.Open() {
 		t.Fatalf("telemetry resolved a failed check: %+v", *inc)
 	}
@@ -998,7 +1029,7 @@ func TestGPULost(t *testing.T) {
 		t.Errorf("gpu_count = %+v", *count)
 	}
 	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
-	settle()
+	e.settle()
 	if got := e.drains("worker-0"); len(got) != 1 || !strings.HasPrefix(got[0].Reason, "[sopilot] ") || !strings.Contains(got[0].Reason, " incident=inc-") {
 		t.Errorf("drains = %+v", got)
 	}
@@ -1016,7 +1047,7 @@ func TestSilentDrainedNodeNotResumed(t *testing.T) {
 	a.stopF()
 	for range 8 {
 		e.clock.Advance(5 * time.Minute)
-		settle()
+		e.settle()
 	}
 	if got := e.slurm.ops(); len(got) != 1 || a.h.count() != 0 {
 		t.Fatalf("40 minutes of silence: slurm calls %+v, %d checks; want only the drain", got, a.h.count())
@@ -1041,14 +1072,14 @@ func TestScheduledChecks(t *testing.T) {
 	a := e.agent("worker-0")
 	a.healthy()
 	// Not at once: an interval after the node was first seen.
-	settle()
+	e.settle()
 	if n := a.h.count(); n != 0 {
 		t.Fatalf("%d checks as soon as the node appeared, want 0", n)
 	}
 	a.run(10 * time.Minute)
 	waitFor(t, "first scheduled check", func() bool { return a.h.count() == 1 })
 	a.run(9 * time.Minute)
-	settle()
+	e.settle()
 	if n := a.h.count(); n != 1 {
 		t.Fatalf("%d checks within the interval, want 1", n)
 	}
@@ -1065,7 +1096,7 @@ func TestScheduledChecks(t *testing.T) {
 	e.slurm.mu.Unlock()
 	e.fl.SetSlurmNodes(e.slurm.snapshot())
 	a.run(20 * time.Minute)
-	settle()
+	e.settle()
 	if n := a.h.count(); n != 2 {
 		t.Errorf("%d checks, want none on an allocated node", n)
 	}

@@ -45,12 +45,12 @@ func TestRestartKeepsEvidenceWindow(t *testing.T) {
 	before, e := drainedThenRestarted(t)
 	a := e.agent("worker-0")
 	a.run(time.Minute)
-	settle()
+	e.settle()
 	if got := e.only("worker-0", "xid_drain"); got.ID != before.ID || !got.Open() {
 		t.Fatalf("2 minutes after an XID 79, the restart resolved its incident: %+v", *got)
 	}
 	a.run(12 * time.Minute) // t0+14m
-	settle()
+	e.settle()
 	if got := e.slurm.ops(); len(got) != 0 || a.h.count() != 0 {
 		t.Fatalf("14 minutes after an XID 79: slurm calls %+v, %d checks; want none", got, a.h.count())
 	}
@@ -82,7 +82,7 @@ func TestRestartSameEvidenceSameIncident(t *testing.T) {
 		t.Errorf("incidents = %s", dump(all))
 	}
 	a.run(20 * time.Second)
-	settle()
+	e.settle()
 	if got := e.slurm.ops(); len(got) != 0 {
 		t.Errorf("slurm calls after restart on a node already drained by us: %+v", got)
 	}
