@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,13 +21,13 @@ import (
 	"github.com/sopilot/sopilot/internal/agent"
 	"github.com/sopilot/sopilot/internal/agent/ib"
 	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
-	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/fleet/fleettest"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/internal/telemetry"
-	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/internal/testwait"
 )
 
 const interval = 100 * time.Millisecond
@@ -129,13 +128,6 @@ func (a *assignments) set(as ...fleet.Assignment) {
 	a.mu.Unlock()
 }
 
-type agentServer struct {
-	agentpb.UnimplementedAgentServiceServer
-	f *fleet.Fleet
-}
-
-func (s agentServer) Connect(st agentpb.AgentService_ConnectServer) error { return s.f.Connect(st) }
-
 // node is a fleet served over loopback TCP and one agent on simulated
 // NVML (8 GPUs), a simulated IB tree (8 ports) and a fake /proc.
 type node struct {
@@ -164,16 +156,7 @@ func start(t *testing.T, tune ...func(*agent.Config)) *node {
 	n := &node{t: t, fl: fl, sinks: &sinks{progress: map[string][]run.Progress{}}, as: &assignments{}, proc: filepath.Join(dir, "proc")}
 	fl.SetSources(n.as, n.sinks, n.sinks)
 	fl.SetObserver(n.sinks)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(auth.NewInsecure(slog.New(slog.DiscardHandler)).ServerOptions()...) // as an insecure controller
-	agentpb.RegisterAgentServiceServer(srv, agentServer{f: fl})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.Serve(lis) })
-	wg.Go(func() { _ = fl.Run(ctx) })
+	srv := fleettest.Serve(t, fl, fleettest.Options{})
 
 	if err := os.MkdirAll(n.proc, 0o755); err != nil {
 		t.Fatal(err)
@@ -182,7 +165,7 @@ func start(t *testing.T, tune ...func(*agent.Config)) *node {
 	if n.tree, err = ib.NewSimTree(filepath.Join(dir, "ib"), 8); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,25 +204,12 @@ func start(t *testing.T, tune ...func(*agent.Config)) *node {
 		}
 		_ = conn.Close()
 		srv.Stop()
-		cancel()
-		wg.Wait()
 		if err := st.Close(); err != nil {
 			t.Error(err)
 		}
 	})
-	waitFor(t, "first batch", func() bool { v, _ := fl.Snapshot("worker-0"); return v.Durable >= 1 && len(v.GPUs) == 8 })
+	testwait.For(t, "first batch", func() bool { v, _ := fl.Snapshot("worker-0"); return v.Durable >= 1 && len(v.GPUs) == 8 })
 	return n
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func (n *node) view() fleet.NodeView {
@@ -330,7 +300,7 @@ func TestXIDArrivesWithinAFractionOfTheInterval(t *testing.T) {
 	n := start(t)
 	// The event set registers while the agent starts; a fault before that
 	// reaches nothing, as on hardware. Inject until one arrives.
-	waitFor(t, "event set registered", func() bool {
+	testwait.For(t, "event set registered", func() bool {
 		if _, ok := n.sinks.find("gpu2", "xid", 31); ok {
 			return true
 		}
@@ -352,7 +322,7 @@ func TestXIDArrivesWithinAFractionOfTheInterval(t *testing.T) {
 				t.Fatal(err)
 			}
 			var ev event
-			waitFor(t, "xid event durable", func() bool {
+			testwait.For(t, "xid event durable", func() bool {
 				var ok bool
 				ev, ok = n.sinks.find("gpu3", "xid", code)
 				return ok
@@ -395,8 +365,8 @@ func TestGPULost(t *testing.T) {
 	if err := n.sim.Inject(nvmlsim.Fault{GPU: 5, Kind: nvmlsim.KindGPULost}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "gpu_lost event", func() bool { _, ok := n.sinks.find("gpu5", "gpu_lost", 0); return ok })
-	waitFor(t, "bare sample", func() bool {
+	testwait.For(t, "gpu_lost event", func() bool { _, ok := n.sinks.find("gpu5", "gpu_lost", 0); return ok })
+	testwait.For(t, "bare sample", func() bool {
 		v := n.view()
 		return len(v.GPUs) == 8 && v.GPUs[5].SmUtilizationPercent == nil
 	})
@@ -441,7 +411,7 @@ func TestAttributionAndProgress(t *testing.T) {
 	}
 	n.as.set(fleet.Assignment{RunID: "r-1", JobID: "4242", Nodes: []string{"worker-0"}, ProgressPath: prog, GPUsPerNode: 8})
 
-	waitFor(t, "simulated allocation", func() bool {
+	testwait.For(t, "simulated allocation", func() bool {
 		st := n.sim.State()
 		for _, g := range st.GPUs {
 			if len(g.PIDs) != 1 {
@@ -455,7 +425,7 @@ func TestAttributionAndProgress(t *testing.T) {
 			t.Errorf("gpu %d pids = %v, want [%d]", i, g.PIDs, want)
 		}
 	}
-	waitFor(t, "attributed busy samples", func() bool {
+	testwait.For(t, "attributed busy samples", func() bool {
 		v := n.view()
 		for _, g := range v.GPUs {
 			if len(g.GetProcesses()) != 1 || g.GetProcesses()[0].GetSlurmJobId() != "4242" || g.GetSmUtilizationPercent() < 50 {
@@ -470,7 +440,7 @@ func TestAttributionAndProgress(t *testing.T) {
 		}
 	}
 
-	waitFor(t, "progress step 10", func() bool { return slices.Contains(n.sinks.steps("r-1"), 10) })
+	testwait.For(t, "progress step 10", func() bool { return slices.Contains(n.sinks.steps("r-1"), 10) })
 	f, err := os.OpenFile(prog, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -479,7 +449,7 @@ func TestAttributionAndProgress(t *testing.T) {
 	if _, err := f.WriteString(`{"step": 20, "total_steps": 100, "loss": 2.1}` + "\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "progress step 20", func() bool { return slices.Contains(n.sinks.steps("r-1"), 20) })
+	testwait.For(t, "progress step 20", func() bool { return slices.Contains(n.sinks.steps("r-1"), 20) })
 	n.sinks.mu.Lock()
 	last := n.sinks.progress["r-1"][len(n.sinks.progress["r-1"])-1]
 	n.sinks.mu.Unlock()
@@ -492,8 +462,8 @@ func TestAttributionAndProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.as.set()
-	waitFor(t, "final progress", func() bool { return slices.Contains(n.sinks.steps("r-1"), 100) })
-	waitFor(t, "GPUs idle again", func() bool {
+	testwait.For(t, "final progress", func() bool { return slices.Contains(n.sinks.steps("r-1"), 100) })
+	testwait.For(t, "GPUs idle again", func() bool {
 		for _, g := range n.sim.State().GPUs {
 			if len(g.PIDs) != 0 {
 				return false
@@ -515,7 +485,7 @@ func TestAttributionAndProgress(t *testing.T) {
 // in its inventory, no IB samples, whatever IBRoot says.
 func TestNoIB(t *testing.T) {
 	n := start(t, func(c *agent.Config) { c.NoIB, c.IBSim = true, nil })
-	waitFor(t, "a few batches", func() bool { v, _ := n.fl.Snapshot("worker-0"); return v.Sequence >= 3 })
+	testwait.For(t, "a few batches", func() bool { v, _ := n.fl.Snapshot("worker-0"); return v.Sequence >= 3 })
 	v, _ := n.fl.Snapshot("worker-0")
 	if len(v.IBPorts) != 0 || len(v.Inventory.GetIbPorts()) != 0 || len(v.GPUs) != 8 {
 		t.Errorf("without IB: %d IB samples, %d IB ports in the inventory, %d GPUs", len(v.IBPorts), len(v.Inventory.GetIbPorts()), len(v.GPUs))
@@ -557,7 +527,7 @@ func TestMetrics(t *testing.T) {
 	n := start(t)
 	n.process(1001, "python3", "4242")
 	n.as.set(fleet.Assignment{RunID: "r-metrics", JobID: "4242", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
-	waitFor(t, "attributed samples", func() bool {
+	testwait.For(t, "attributed samples", func() bool {
 		v := n.view()
 		return len(v.GPUs) == 8 && len(v.GPUs[0].GetProcesses()) == 1 && v.GPUs[0].GetProcesses()[0].GetSlurmJobId() == "4242"
 	})
@@ -572,7 +542,7 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(n.agent.Metrics())
 	var mfs []*dto.MetricFamily
-	waitFor(t, "busy GPU, port down and ECC in the metrics", func() bool {
+	testwait.For(t, "busy GPU, port down and ECC in the metrics", func() bool {
 		var err error
 		if mfs, err = reg.Gather(); err != nil {
 			t.Fatal(err)

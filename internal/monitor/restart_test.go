@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/testwait"
 )
 
 // drainedThenRestarted drains worker-0 for three XID 79s at t0, stops the
@@ -20,7 +21,7 @@ func drainedThenRestarted(t *testing.T) (before *store.Incident, e2 *env) {
 	a.healthy()
 	a.events("gpu1", "xid", 79, 3)
 	before = e.only("worker-0", "xid_drain")
-	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
 	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return i.Action == "drained" })
 	drained := e.slurm.node("worker-0")
 	a.stopF()
@@ -63,7 +64,7 @@ func TestRestartKeepsEvidenceWindow(t *testing.T) {
 		t.Errorf("resolved = %+v", *got)
 	}
 	a.run(2*time.Minute + 10*time.Second)
-	waitFor(t, "resume", func() bool { return len(e.slurm.ops()) == 1 })
+	testwait.For(t, "resume", func() bool { return len(e.slurm.ops()) == 1 })
 	if c := e.slurm.ops()[0]; c.Op != "resume" {
 		t.Errorf("slurm call = %+v", c)
 	}
