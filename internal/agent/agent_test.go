@@ -131,7 +131,7 @@ func (a *assignments) set(as ...fleet.Assignment) {
 // node is a fleet served over loopback TCP and one agent on simulated
 // NVML (8 GPUs), a simulated IB tree (8 ports) and a fake /proc.
 type node struct {
-	t     *testing.T
+	t     testing.TB
 	fl    *fleet.Fleet
 	sinks *sinks
 	as    *assignments
@@ -141,7 +141,7 @@ type node struct {
 	agent *agent.Agent
 }
 
-func start(t *testing.T, tune ...func(*agent.Config)) *node {
+func start(t testing.TB, tune ...func(*agent.Config)) *node {
 	t.Helper()
 	dir := t.TempDir()
 	// Without fsync: the test is about the agent, not the disk.
@@ -270,15 +270,13 @@ func TestHelloInventoryAndBatchCadence(t *testing.T) {
 		t.Errorf("driver = %q", inv.GetDriverVersion())
 	}
 
-	// One batch per interval, never more. A loaded machine (the race
-	// detector, parallel test binaries) slows the loop down, so the lower
-	// bound is loose and the best of three one-second windows counts.
-	bestOf(t, 3, func() (bool, string) {
-		s0, start := n.view().Sequence, time.Now()
-		time.Sleep(time.Second)
-		rate := float64(n.view().Sequence-s0) / time.Since(start).Seconds()
-		return rate >= 2 && rate <= 11, fmt.Sprintf("%.1f batches/s at a %s interval, want about 10", rate, interval)
-	})
+	// One batch per interval, never more (BenchmarkBatchCadence measures
+	// the rate a loaded machine reaches).
+	s0, began := n.view().Sequence, time.Now()
+	testwait.For(t, "5 more batches", func() bool { return n.view().Sequence >= s0+5 })
+	if took := time.Since(began); took < 4*interval {
+		t.Errorf("5 batches in %v: more than one per %s interval", took, interval)
+	}
 	v = n.view()
 	if len(v.GPUs) != 8 || len(v.IBPorts) != 8 {
 		t.Fatalf("latest samples: %d GPUs, %d ports", len(v.GPUs), len(v.IBPorts))
@@ -295,67 +293,50 @@ func TestHelloInventoryAndBatchCadence(t *testing.T) {
 	}
 }
 
-// An XID goes out at once, not with the next sample.
-func TestXIDArrivesWithinAFractionOfTheInterval(t *testing.T) {
-	n := start(t)
+// An XID goes out at once, not with the next sample: each op injects one and
+// waits until the controller holds it durably, so ns/op is the latency
+// (the goal: well under the interval); ms-to-controller is the time to
+// reach the controller, before the commit.
+func BenchmarkXIDLatency(b *testing.B) {
+	n := start(b)
 	// The event set registers while the agent starts; a fault before that
 	// reaches nothing, as on hardware. Inject until one arrives.
-	testwait.For(t, "event set registered", func() bool {
-		if _, ok := n.sinks.find("gpu2", "xid", 31); ok {
-			return true
-		}
+	testwait.For(b, "event set registered", func() bool {
 		if err := n.sim.Inject(nvmlsim.Fault{GPU: 2, Kind: nvmlsim.KindXID, Code: 31}); err != nil {
-			t.Fatal(err)
+			b.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
-		_, ok := n.sinks.find("gpu2", "xid", 31)
-		return ok
+		deadline := time.Now().Add(50 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if _, ok := n.sinks.find("gpu2", "xid", 31); ok {
+				return true
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return false
 	})
 	code := int64(79)
-	bestOf(t, 3, func() (bool, string) {
-		var ingest, durable []time.Duration
-		for i := range 5 {
-			time.Sleep(time.Duration(17*i) * time.Millisecond) // different phases of the sampling loop
-			code += 1000
-			at := time.Now()
-			if err := n.sim.Inject(nvmlsim.Fault{GPU: 3, Kind: nvmlsim.KindXID, Code: code}); err != nil {
-				t.Fatal(err)
-			}
-			var ev event
-			testwait.For(t, "xid event durable", func() bool {
-				var ok bool
-				ev, ok = n.sinks.find("gpu3", "xid", code)
-				return ok
-			})
-			if ev.node != "worker-0" {
-				t.Errorf("event = %+v", ev)
-			}
-			ingest = append(ingest, n.sinks.receivedAt("gpu3", "xid", code).Sub(at))
-			durable = append(durable, ev.at.Sub(at))
+	var ingest time.Duration
+	for b.Loop() {
+		code += 1000
+		at := time.Now()
+		if err := n.sim.Inject(nvmlsim.Fault{GPU: 3, Kind: nvmlsim.KindXID, Code: code}); err != nil {
+			b.Fatal(err)
 		}
-		slices.Sort(ingest)
-		slices.Sort(durable)
-		// The median: a batch that waited for the next sample would take
-		// half an interval on average, plus the commit.
-		return ingest[2] <= interval/2 && durable[2] <= interval,
-			fmt.Sprintf("5 XIDs reached the controller after %v and were durable after %v, want a median well under the %s interval", ingest, durable, interval)
-	})
+		testwait.For(b, "xid event durable", func() bool { _, ok := n.sinks.find("gpu3", "xid", code); return ok })
+		ingest += n.sinks.receivedAt("gpu3", "xid", code).Sub(at)
+	}
+	b.ReportMetric(float64(ingest)/float64(time.Millisecond)/float64(b.N), "ms-to-controller")
 }
 
-// bestOf runs a timing measurement up to n times and fails the test only
-// when none meets its bound, reporting every attempt.
-func bestOf(t *testing.T, n int, measure func() (ok bool, msg string)) {
-	t.Helper()
-	var msgs []string
-	for range n {
-		ok, msg := measure()
-		if ok {
-			t.Log(msg)
-			return
-		}
-		msgs = append(msgs, msg)
+// BenchmarkBatchCadence: one op is one batch at the 100 ms interval, so
+// ns/op near 1e8 means one batch per interval, on time.
+func BenchmarkBatchCadence(b *testing.B) {
+	n := start(b)
+	last := n.view().Sequence
+	for b.Loop() {
+		testwait.For(b, "next batch", func() bool { return n.view().Sequence > last })
+		last = n.view().Sequence
 	}
-	t.Errorf("every attempt missed:\n%s", strings.Join(msgs, "\n"))
 }
 
 // A lost GPU is reported bare (its last good values are not repeated) with
