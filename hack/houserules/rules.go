@@ -25,7 +25,6 @@ var protoImporters = map[string]bool{
 	"cmd/":                     true,
 	"hack/":                    true,
 	"internal/agent":           true,
-	"internal/agent/sim":       true,
 	"internal/agent/uplink":    true,
 	"internal/api":             true,
 	"internal/auth":            true,

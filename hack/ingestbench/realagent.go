@@ -17,7 +17,6 @@ import (
 	"github.com/sopilot/sopilot/internal/agent"
 	"github.com/sopilot/sopilot/internal/agent/ib"
 	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
-	agentsim "github.com/sopilot/sopilot/internal/agent/sim"
 	"github.com/sopilot/sopilot/internal/agent/uplink"
 )
 
@@ -50,22 +49,20 @@ func runRealAgents(ctx context.Context, o options, stdout io.Writer, logger *slo
 			return err
 		}
 		defer conn.Close()
-		gpus := nvmlsim.New(nvmlsim.Options{GPUs: 8, NodeName: name})
+		sim := nvmlsim.New(nvmlsim.Options{GPUs: 8, NodeName: name})
 		tree, err := ib.NewSimTree(filepath.Join(dir, name, "ib-sim"), 8)
 		if err != nil {
 			return err
 		}
 		a, err := agent.New(ctx, agent.Config{NodeName: name, BootID: "boot-" + name, Version: "ingestbench",
-			NVML: gpus, SimulatedGPUs: true, IBRoot: tree.Root(), IB: tree.Collector(), SimulatedIB: true, Interval: o.interval, Conn: conn,
-			NCCL: agentsim.NewNCCL(0), Logger: slog.New(slog.DiscardHandler)})
+			NVML: sim, Sim: sim, IBRoot: tree.Root(), IBSim: tree, Interval: o.interval, Conn: conn,
+			NCCLSimulated: true, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return err
 		}
 		defer a.Close()
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = a.Run(ctx) }()
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = (&agentsim.GPUs{Sim: gpus}).Run(ctx, a) }()
 		if !sleepUntil(ctx, time.Now().Add(o.interval/time.Duration(o.agents))) {
 			return ctx.Err()
 		}
