@@ -34,9 +34,10 @@ check-generated: generate ## fail if generated code differs from proto/
 	  echo "generated code is stale: run 'make generate' and commit pkg/:"; git status --short -- pkg; exit 1; fi
 
 .PHONY: lint
-lint: $(BIN)/buf $(BIN)/staticcheck ## gofmt, go vet, staticcheck, buf lint
+lint: $(BIN)/buf $(BIN)/staticcheck ## gofmt, go vet, the house rules (hack/houserules), staticcheck, buf lint
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	go run ./hack/houserules
 	staticcheck ./...
 	buf lint
 

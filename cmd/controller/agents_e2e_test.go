@@ -5,9 +5,7 @@ package main
 // local Slurm cluster.
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -34,40 +32,7 @@ func startAgent(t testing.TB, controller, node string, extra ...string) string {
 	t.Helper()
 	args := append([]string{"--insecure", "--controller", controller, "--node-name", node, "--nvml", "sim", "--ib", "sim", "--nccl", "sim",
 		"--admin-addr", "127.0.0.1:0", "--state-dir", t.TempDir(), "--log-level", "debug"}, extra...)
-	cmd := exec.Command(agentBinary(t), args...)
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("agent %s stderr:\n%s", node, stderr.String())
-		}
-	})
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := adminRE.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case a := <-addr:
-		return a
-	case <-time.After(60 * time.Second):
-		t.Fatalf("agent %s did not start:\n%s", node, stderr.String())
-	}
-	return ""
+	return testbin.Start(t, exec.Command(agentBinary(t), args...), &lockedBuffer{}, adminRE)[1]
 }
 
 func inject(t testing.TB, admin, body string) {

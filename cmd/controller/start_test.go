@@ -4,13 +4,10 @@ package main
 // until it serves.
 
 import (
-	"bufio"
-	"io"
 	"os/exec"
 	"regexp"
 	"syscall"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -45,38 +42,7 @@ func launch(t testing.TB, env slurmtest.Env, args ...string) *proc {
 	cmd := exec.Command(controllerBinary(t), args...)
 	cmd.Env = env.Environ()
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}}
-	cmd.Stderr = p.stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("controller stderr:\n%s", p.stderr.String())
-		}
-	})
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				lines <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case p.addr = <-lines:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("controller did not start:\n%s", p.stderr.String())
-	}
+	p.addr = testbin.Start(t, cmd, p.stderr, listenRE)[1]
 	return p
 }
 

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,14 +21,12 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
-	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/fleet/fleettest"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/internal/testbin"
-	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/internal/testwait"
 )
 
 // agentBinary builds the node agent once per test process.
@@ -66,25 +63,7 @@ func (l *eventLog) has(r recorded) bool {
 	return false
 }
 
-type agentServer struct {
-	agentpb.UnimplementedAgentServiceServer
-	f *fleet.Fleet
-}
-
-func (s agentServer) Connect(st agentpb.AgentService_ConnectServer) error { return s.f.Connect(st) }
-
 type lockedBuffer = testbin.Buffer
-
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	bin := agentBinary(t)
@@ -99,22 +78,8 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(auth.NewInsecure(slog.New(slog.DiscardHandler)).ServerOptions()...) // as an insecure controller
-	agentpb.RegisterAgentServiceServer(srv, agentServer{f: fl})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.Serve(lis) })
-	wg.Go(func() { _ = fl.Run(ctx) })
-	t.Cleanup(func() {
-		srv.Stop()
-		cancel()
-		wg.Wait()
-		_ = st.Close()
-	})
+	t.Cleanup(func() { _ = st.Close() })
+	srv := fleettest.Serve(t, fl, fleettest.Options{})
 
 	boot := filepath.Join(dir, "boot_id")
 	if err := os.WriteFile(boot, []byte("9d3a61f0-1c2b-4e5f-8a7b-6c5d4e3f2a10\n"), 0o644); err != nil {
@@ -123,7 +88,7 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "proc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--insecure", "--controller", lis.Addr().String(), "--node-name", "worker-7",
+	cmd := exec.Command(bin, "--insecure", "--controller", srv.Addr, "--node-name", "worker-7",
 		"--nvml", "sim", "--ib", "sim", "--nccl", "sim", "--sim-fault", "xid:48@gpu2",
 		"--admin-addr", "127.0.0.1:0", "--boot-id-file", boot, "--state-dir", filepath.Join(dir, "state"),
 		"--proc-root", filepath.Join(dir, "proc"), "--interval", "200ms", "--log-level", "warn")
@@ -195,7 +160,7 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	}
 
 	// The hello and the first batches reach the fleet.
-	waitFor(t, "agent connected with 8 GPUs and 8 ports", 20*time.Second, func() bool {
+	testwait.Within(t, 20*time.Second, "agent connected with 8 GPUs and 8 ports", func() bool {
 		v, ok := fl.Snapshot("worker-7")
 		return ok && v.Connected && len(v.GPUs) == 8 && len(v.IBPorts) == 8
 	})
@@ -226,16 +191,16 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	}
 
 	// --sim-fault applies once the agent listens for events.
-	waitFor(t, "--sim-fault xid 48 at the fleet", 10*time.Second, func() bool { return events.has(recorded{"gpu2", "xid", 48}) })
+	testwait.Within(t, 10*time.Second, "--sim-fault xid 48 at the fleet", func() bool { return events.has(recorded{"gpu2", "xid", 48}) })
 	// An XID 48 is a double-bit ECC error: NVML reports that too.
-	waitFor(t, "the XID 48's ECC event", 5*time.Second, func() bool { return events.has(recorded{"gpu2", "ecc_uncorrected", 0}) })
+	testwait.Within(t, 5*time.Second, "the XID 48's ECC event", func() bool { return events.has(recorded{"gpu2", "ecc_uncorrected", 0}) })
 
 	// Faults over HTTP.
 	code, hdr, body := post("/sim/gpu/faults", `{"gpu":3,"kind":"xid","code":79}`)
 	if code != http.StatusCreated || hdr.Get("X-Sopilot-Simulated") != "true" {
 		t.Fatalf("POST /sim/gpu/faults = %d %q", code, body)
 	}
-	waitFor(t, "xid 79 at the fleet", 10*time.Second, func() bool { return events.has(recorded{"gpu3", "xid", 79}) })
+	testwait.Within(t, 10*time.Second, "xid 79 at the fleet", func() bool { return events.has(recorded{"gpu3", "xid", 79}) })
 	code, _, body = post("/sim/gpu/faults", `{"gpu":3,"kind":"meltdown"}`)
 	var e struct{ Error string }
 	if err := json.Unmarshal([]byte(body), &e); code != http.StatusBadRequest || err != nil || !strings.HasPrefix(e.Error, "invalid fault: kind: ") {
@@ -244,7 +209,7 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	if code, _, body := post("/sim/ib/faults", `{"device":"mlx5_4","port":1,"kind":"port_down"}`); code != http.StatusCreated {
 		t.Fatalf("POST /sim/ib/faults = %d %q", code, body)
 	}
-	waitFor(t, "port down at the fleet", 10*time.Second, func() bool {
+	testwait.Within(t, 10*time.Second, "port down at the fleet", func() bool {
 		v, _ := fl.Snapshot("worker-7")
 		for _, p := range v.IBPorts {
 			if p.Device == "mlx5_4" {
@@ -289,5 +254,5 @@ func TestBinarySimulatedAgainstFleet(t *testing.T) {
 	if s := stderr.String(); strings.Contains(s, "DATA RACE") || strings.Contains(s, "panic") {
 		t.Errorf("stderr:\n%s", s)
 	}
-	waitFor(t, "disconnected", 5*time.Second, func() bool { v, _ := fl.Snapshot("worker-7"); return !v.Connected })
+	testwait.Within(t, 5*time.Second, "disconnected", func() bool { v, _ := fl.Snapshot("worker-7"); return !v.Connected })
 }

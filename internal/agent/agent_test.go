@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,13 +21,13 @@ import (
 	"github.com/sopilot/sopilot/internal/agent"
 	"github.com/sopilot/sopilot/internal/agent/ib"
 	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
-	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/fleet/fleettest"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/internal/telemetry"
-	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/internal/testwait"
 )
 
 const interval = 100 * time.Millisecond
@@ -129,17 +128,10 @@ func (a *assignments) set(as ...fleet.Assignment) {
 	a.mu.Unlock()
 }
 
-type agentServer struct {
-	agentpb.UnimplementedAgentServiceServer
-	f *fleet.Fleet
-}
-
-func (s agentServer) Connect(st agentpb.AgentService_ConnectServer) error { return s.f.Connect(st) }
-
 // node is a fleet served over loopback TCP and one agent on simulated
 // NVML (8 GPUs), a simulated IB tree (8 ports) and a fake /proc.
 type node struct {
-	t     *testing.T
+	t     testing.TB
 	fl    *fleet.Fleet
 	sinks *sinks
 	as    *assignments
@@ -149,7 +141,7 @@ type node struct {
 	agent *agent.Agent
 }
 
-func start(t *testing.T, tune ...func(*agent.Config)) *node {
+func start(t testing.TB, tune ...func(*agent.Config)) *node {
 	t.Helper()
 	dir := t.TempDir()
 	// Without fsync: the test is about the agent, not the disk.
@@ -164,16 +156,7 @@ func start(t *testing.T, tune ...func(*agent.Config)) *node {
 		t.Fatal(err)
 	}
 	n.fl = fl
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(auth.NewInsecure(slog.New(slog.DiscardHandler)).ServerOptions()...) // as an insecure controller
-	agentpb.RegisterAgentServiceServer(srv, agentServer{f: fl})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.Serve(lis) })
-	wg.Go(func() { _ = fl.Run(ctx) })
+	srv := fleettest.Serve(t, fl, fleettest.Options{})
 
 	if err := os.MkdirAll(n.proc, 0o755); err != nil {
 		t.Fatal(err)
@@ -182,7 +165,7 @@ func start(t *testing.T, tune ...func(*agent.Config)) *node {
 	if n.tree, err = ib.NewSimTree(filepath.Join(dir, "ib"), 8); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,25 +204,12 @@ func start(t *testing.T, tune ...func(*agent.Config)) *node {
 		}
 		_ = conn.Close()
 		srv.Stop()
-		cancel()
-		wg.Wait()
 		if err := st.Close(); err != nil {
 			t.Error(err)
 		}
 	})
-	waitFor(t, "first batch", func() bool { v, _ := fl.Snapshot("worker-0"); return v.Durable >= 1 && len(v.GPUs) == 8 })
+	testwait.For(t, "first batch", func() bool { v, _ := fl.Snapshot("worker-0"); return v.Durable >= 1 && len(v.GPUs) == 8 })
 	return n
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func (n *node) view() fleet.NodeView {
@@ -300,15 +270,13 @@ func TestHelloInventoryAndBatchCadence(t *testing.T) {
 		t.Errorf("driver = %q", inv.DriverVersion)
 	}
 
-	// One batch per interval, never more. A loaded machine (the race
-	// detector, parallel test binaries) slows the loop down, so the lower
-	// bound is loose and the best of three one-second windows counts.
-	bestOf(t, 3, func() (bool, string) {
-		s0, start := n.view().Sequence, time.Now()
-		time.Sleep(time.Second)
-		rate := float64(n.view().Sequence-s0) / time.Since(start).Seconds()
-		return rate >= 2 && rate <= 11, fmt.Sprintf("%.1f batches/s at a %s interval, want about 10", rate, interval)
-	})
+	// One batch per interval, never more (BenchmarkBatchCadence measures
+	// the rate a loaded machine reaches).
+	s0, began := n.view().Sequence, time.Now()
+	testwait.For(t, "5 more batches", func() bool { return n.view().Sequence >= s0+5 })
+	if took := time.Since(began); took < 4*interval {
+		t.Errorf("5 batches in %v: more than one per %s interval", took, interval)
+	}
 	v = n.view()
 	if len(v.GPUs) != 8 || len(v.IBPorts) != 8 {
 		t.Fatalf("latest samples: %d GPUs, %d ports", len(v.GPUs), len(v.IBPorts))
@@ -325,67 +293,50 @@ func TestHelloInventoryAndBatchCadence(t *testing.T) {
 	}
 }
 
-// An XID goes out at once, not with the next sample.
-func TestXIDArrivesWithinAFractionOfTheInterval(t *testing.T) {
-	n := start(t)
+// An XID goes out at once, not with the next sample: each op injects one and
+// waits until the controller holds it durably, so ns/op is the latency
+// (the goal: well under the interval); ms-to-controller is the time to
+// reach the controller, before the commit.
+func BenchmarkXIDLatency(b *testing.B) {
+	n := start(b)
 	// The event set registers while the agent starts; a fault before that
 	// reaches nothing, as on hardware. Inject until one arrives.
-	waitFor(t, "event set registered", func() bool {
-		if _, ok := n.sinks.find("gpu2", "xid", 31); ok {
-			return true
-		}
+	testwait.For(b, "event set registered", func() bool {
 		if err := n.sim.Inject(nvmlsim.Fault{GPU: 2, Kind: nvmlsim.KindXID, Code: 31}); err != nil {
-			t.Fatal(err)
+			b.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
-		_, ok := n.sinks.find("gpu2", "xid", 31)
-		return ok
+		deadline := time.Now().Add(50 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if _, ok := n.sinks.find("gpu2", "xid", 31); ok {
+				return true
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return false
 	})
 	code := int64(79)
-	bestOf(t, 3, func() (bool, string) {
-		var ingest, durable []time.Duration
-		for i := range 5 {
-			time.Sleep(time.Duration(17*i) * time.Millisecond) // different phases of the sampling loop
-			code += 1000
-			at := time.Now()
-			if err := n.sim.Inject(nvmlsim.Fault{GPU: 3, Kind: nvmlsim.KindXID, Code: code}); err != nil {
-				t.Fatal(err)
-			}
-			var ev event
-			waitFor(t, "xid event durable", func() bool {
-				var ok bool
-				ev, ok = n.sinks.find("gpu3", "xid", code)
-				return ok
-			})
-			if ev.node != "worker-0" {
-				t.Errorf("event = %+v", ev)
-			}
-			ingest = append(ingest, n.sinks.receivedAt("gpu3", "xid", code).Sub(at))
-			durable = append(durable, ev.at.Sub(at))
+	var ingest time.Duration
+	for b.Loop() {
+		code += 1000
+		at := time.Now()
+		if err := n.sim.Inject(nvmlsim.Fault{GPU: 3, Kind: nvmlsim.KindXID, Code: code}); err != nil {
+			b.Fatal(err)
 		}
-		slices.Sort(ingest)
-		slices.Sort(durable)
-		// The median: a batch that waited for the next sample would take
-		// half an interval on average, plus the commit.
-		return ingest[2] <= interval/2 && durable[2] <= interval,
-			fmt.Sprintf("5 XIDs reached the controller after %v and were durable after %v, want a median well under the %s interval", ingest, durable, interval)
-	})
+		testwait.For(b, "xid event durable", func() bool { _, ok := n.sinks.find("gpu3", "xid", code); return ok })
+		ingest += n.sinks.receivedAt("gpu3", "xid", code).Sub(at)
+	}
+	b.ReportMetric(float64(ingest)/float64(time.Millisecond)/float64(b.N), "ms-to-controller")
 }
 
-// bestOf runs a timing measurement up to n times and fails the test only
-// when none meets its bound, reporting every attempt.
-func bestOf(t *testing.T, n int, measure func() (ok bool, msg string)) {
-	t.Helper()
-	var msgs []string
-	for range n {
-		ok, msg := measure()
-		if ok {
-			t.Log(msg)
-			return
-		}
-		msgs = append(msgs, msg)
+// BenchmarkBatchCadence: one op is one batch at the 100 ms interval, so
+// ns/op near 1e8 means one batch per interval, on time.
+func BenchmarkBatchCadence(b *testing.B) {
+	n := start(b)
+	last := n.view().Sequence
+	for b.Loop() {
+		testwait.For(b, "next batch", func() bool { return n.view().Sequence > last })
+		last = n.view().Sequence
 	}
-	t.Errorf("every attempt missed:\n%s", strings.Join(msgs, "\n"))
 }
 
 // A lost GPU is reported bare (its last good values are not repeated) with
@@ -395,8 +346,8 @@ func TestGPULost(t *testing.T) {
 	if err := n.sim.Inject(nvmlsim.Fault{GPU: 5, Kind: nvmlsim.KindGPULost}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "gpu_lost event", func() bool { _, ok := n.sinks.find("gpu5", "gpu_lost", 0); return ok })
-	waitFor(t, "bare sample", func() bool {
+	testwait.For(t, "gpu_lost event", func() bool { _, ok := n.sinks.find("gpu5", "gpu_lost", 0); return ok })
+	testwait.For(t, "bare sample", func() bool {
 		v := n.view()
 		return len(v.GPUs) == 8 && v.GPUs[5].SMUtilizationPercent == nil
 	})
@@ -441,7 +392,7 @@ func TestAttributionAndProgress(t *testing.T) {
 	}
 	n.as.set(fleet.Assignment{RunID: "r-1", JobID: "4242", Nodes: []string{"worker-0"}, ProgressPath: prog, GPUsPerNode: 8})
 
-	waitFor(t, "simulated allocation", func() bool {
+	testwait.For(t, "simulated allocation", func() bool {
 		st := n.sim.State()
 		for _, g := range st.GPUs {
 			if len(g.PIDs) != 1 {
@@ -455,7 +406,7 @@ func TestAttributionAndProgress(t *testing.T) {
 			t.Errorf("gpu %d pids = %v, want [%d]", i, g.PIDs, want)
 		}
 	}
-	waitFor(t, "attributed busy samples", func() bool {
+	testwait.For(t, "attributed busy samples", func() bool {
 		v := n.view()
 		for _, g := range v.GPUs {
 			if g.SlurmJobID != "4242" || g.SMUtilizationPercent == nil || *g.SMUtilizationPercent < 50 {
@@ -465,7 +416,7 @@ func TestAttributionAndProgress(t *testing.T) {
 		return len(v.GPUs) == 8
 	})
 
-	waitFor(t, "progress step 10", func() bool { return slices.Contains(n.sinks.steps("r-1"), 10) })
+	testwait.For(t, "progress step 10", func() bool { return slices.Contains(n.sinks.steps("r-1"), 10) })
 	f, err := os.OpenFile(prog, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -474,7 +425,7 @@ func TestAttributionAndProgress(t *testing.T) {
 	if _, err := f.WriteString(`{"step": 20, "total_steps": 100, "loss": 2.1}` + "\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "progress step 20", func() bool { return slices.Contains(n.sinks.steps("r-1"), 20) })
+	testwait.For(t, "progress step 20", func() bool { return slices.Contains(n.sinks.steps("r-1"), 20) })
 	n.sinks.mu.Lock()
 	last := n.sinks.progress["r-1"][len(n.sinks.progress["r-1"])-1]
 	n.sinks.mu.Unlock()
@@ -487,8 +438,8 @@ func TestAttributionAndProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.as.set()
-	waitFor(t, "final progress", func() bool { return slices.Contains(n.sinks.steps("r-1"), 100) })
-	waitFor(t, "GPUs idle again", func() bool {
+	testwait.For(t, "final progress", func() bool { return slices.Contains(n.sinks.steps("r-1"), 100) })
+	testwait.For(t, "GPUs idle again", func() bool {
 		for _, g := range n.sim.State().GPUs {
 			if len(g.PIDs) != 0 {
 				return false
@@ -502,14 +453,14 @@ func TestAttributionAndProgress(t *testing.T) {
 	if _, err := f.WriteString(`{"step": 101}` + "\n"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "late progress", func() bool { return slices.Contains(n.sinks.steps("r-1"), 101) })
+	testwait.For(t, "late progress", func() bool { return slices.Contains(n.sinks.steps("r-1"), 101) })
 }
 
 // Without InfiniBand (--ib none) the agent runs no IB collector: no ports
 // in its inventory, no IB samples, whatever IBRoot says.
 func TestNoIB(t *testing.T) {
 	n := start(t, func(c *agent.Config) { c.NoIB, c.IBSim = true, nil })
-	waitFor(t, "a few batches", func() bool { v, _ := n.fl.Snapshot("worker-0"); return v.Sequence >= 3 })
+	testwait.For(t, "a few batches", func() bool { v, _ := n.fl.Snapshot("worker-0"); return v.Sequence >= 3 })
 	v, _ := n.fl.Snapshot("worker-0")
 	if len(v.IBPorts) != 0 || len(v.Inventory.IBPorts) != 0 || len(v.GPUs) != 8 {
 		t.Errorf("without IB: %d IB samples, %d IB ports in the inventory, %d GPUs", len(v.IBPorts), len(v.Inventory.IBPorts), len(v.GPUs))
@@ -551,7 +502,7 @@ func TestMetrics(t *testing.T) {
 	n := start(t)
 	n.process(1001, "python3", "4242")
 	n.as.set(fleet.Assignment{RunID: "r-metrics", JobID: "4242", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
-	waitFor(t, "attributed samples", func() bool {
+	testwait.For(t, "attributed samples", func() bool {
 		v := n.view()
 		return len(v.GPUs) == 8 && v.GPUs[0].SlurmJobID == "4242"
 	})
@@ -566,7 +517,7 @@ func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(n.agent.Metrics())
 	var mfs []*dto.MetricFamily
-	waitFor(t, "busy GPU, port down and ECC in the metrics", func() bool {
+	testwait.For(t, "busy GPU, port down and ECC in the metrics", func() bool {
 		var err error
 		if mfs, err = reg.Gather(); err != nil {
 			t.Fatal(err)

@@ -4,10 +4,8 @@ package cli
 // driven through the cobra root in-process, like a user would.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -27,54 +25,18 @@ type lockedLog = testbin.Buffer
 
 var listeningRE = regexp.MustCompile(`controller listening on (\S+)`)
 
-// startRealController builds cmd/controller and starts it on a free port
+// startRealController starts cmd/controller on a free port
 // against the local cluster, with extra flags; it returns the gRPC address.
 // Remediation is a dry run unless extra says otherwise: the cluster is
 // shared, and a simulated fault must not drain a real Slurm node.
 func startRealController(t *testing.T, env slurmtest.Env, extra ...string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "controller")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/controller").CombinedOutput(); err != nil {
-		t.Fatalf("go build controller: %v\n%s", err, out)
-	}
 	args := append([]string{"--db", filepath.Join(t.TempDir(), "controller.db"), "--grpc-addr", "127.0.0.1:0",
 		"--metrics-addr", "", "--poll-interval", "1s", "--default-workdir", env.WorkDir, "--log-level", "debug",
 		"--remediation", "dry-run", "--insecure"}, extra...)
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(testbin.Build(t, "controller", false), args...)
 	cmd.Env = env.Environ()
-	logs := &lockedLog{}
-	cmd.Stderr = logs
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("controller stderr:\n%s", logs.String())
-		}
-	})
-	addrs := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				addrs <- m[1]
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case addr := <-addrs:
-		return addr
-	case <-time.After(60 * time.Second):
-		t.Fatalf("controller did not start:\n%s", logs.String())
-	}
-	return ""
+	return testbin.Start(t, cmd, &lockedLog{}, listeningRE)[1]
 }
 
 // reportResults sends per-sample "correct" values: sample i is correct when

@@ -18,6 +18,7 @@ import (
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/testwait"
 )
 
 // down makes the fake answer the way squeue --json does with slurmctld
@@ -600,7 +601,7 @@ func TestReadinessSkipsProbesWhileTheTrackerIsAnswered(t *testing.T) {
 	go func() { done <- rd.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	calls := func() int { probe.mu.Lock(); defer probe.mu.Unlock(); return probe.calls }
-	waitFor(t, 5*time.Second, func() bool { return rd.Status().Ready() })
+	testwait.Within(t, 5*time.Second, "first probe", func() bool { return rd.Status().Ready() })
 	start := calls()
 	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {
 		rd.Answered()
@@ -610,16 +611,5 @@ func TestReadinessSkipsProbesWhileTheTrackerIsAnswered(t *testing.T) {
 		t.Errorf("%d probes while the tracker was answered, want at most 1", n)
 	}
 	start = calls()
-	waitFor(t, 5*time.Second, func() bool { return calls() >= start+3 })
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Within(t, 5*time.Second, "probes again", func() bool { return calls() >= start+3 })
 }

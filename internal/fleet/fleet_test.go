@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -24,9 +23,11 @@ import (
 	"github.com/sopilot/sopilot/internal/agent/uplink"
 	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/fleet/fleettest"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/internal/telemetry"
+	"github.com/sopilot/sopilot/internal/testwait"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -73,16 +74,13 @@ func (s staticAssignments) Assignments(context.Context) ([]fleet.Assignment, err
 
 // controller is a fleet served over real loopback TCP with a real bbolt file.
 type controller struct {
-	t      *testing.T
 	addr   string
 	fleet  *fleet.Fleet
-	store  *store.Store
-	srv    *grpc.Server
-	cancel context.CancelFunc
-	done   chan struct{}
 	events *events
 	prog   *progressSink
 	m      *fleet.Metrics
+	srv    *fleettest.Server
+	close  func() // the store, once the fleet stopped
 }
 
 func startController(t *testing.T, dbPath, addr string, ev *events, opts fleet.Options, as fleet.AssignmentSource) *controller {
@@ -98,23 +96,16 @@ func startController(t *testing.T, dbPath, addr string, ev *events, opts fleet.O
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lis net.Listener
-	for i := 0; ; i++ {
-		lis, err = net.Listen("tcp", addr)
-		if err == nil || i > 50 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // the old listener's port
+	srv := fleettest.Serve(t, f, fleettest.Options{Addr: addr, ServerOptions: append(insecureAuth(), grpc.MaxRecvMsgSize(64<<10))})
+	c := &controller{addr: srv.Addr, fleet: f, events: ev, prog: prog, m: m, srv: srv}
+	var once sync.Once
+	c.close = func() {
+		once.Do(func() {
+			if err := st.Close(); err != nil {
+				t.Error(err)
+			}
+		})
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(append(insecureAuth(), grpc.MaxRecvMsgSize(64<<10))...)
-	agentpb.RegisterAgentServiceServer(srv, agentServer{f: f})
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &controller{t: t, addr: lis.Addr().String(), fleet: f, store: st, srv: srv, cancel: cancel, done: make(chan struct{}), events: ev, prog: prog, m: m}
-	go func() { _ = srv.Serve(lis) }()
-	go func() { _ = f.Run(ctx); close(c.done) }()
 	t.Cleanup(c.stop)
 	return c
 }
@@ -125,25 +116,8 @@ func insecureAuth() []grpc.ServerOption {
 	return auth.NewInsecure(slog.New(slog.DiscardHandler)).ServerOptions()
 }
 
-func (c *controller) stop() {
-	if c.srv == nil {
-		return
-	}
-	c.srv.Stop()
-	c.cancel()
-	<-c.done
-	if err := c.store.Close(); err != nil {
-		c.t.Error(err)
-	}
-	c.srv = nil
-}
-
-type agentServer struct {
-	agentpb.UnimplementedAgentServiceServer
-	f *fleet.Fleet
-}
-
-func (a agentServer) Connect(s agentpb.AgentService_ConnectServer) error { return a.f.Connect(s) }
+// stop stops the controller and closes its store, for a successor to open.
+func (c *controller) stop() { c.srv.Stop(); c.close() }
 
 type nopHandler struct {
 	mu sync.Mutex
@@ -204,17 +178,6 @@ func (a *agent) add(util float64, job string) {
 
 func ptr[T any](v T) *T { return &v }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func seqs(n int64) []int64 {
 	out := make([]int64, n)
 	for i := range out {
@@ -242,7 +205,7 @@ func TestStreamDeliversInOrderAndAcks(t *testing.T) {
 	for range 50 {
 		a.add(50, "")
 	}
-	waitFor(t, "50 batches acked", func() bool { return a.buf.Acked() == 50 })
+	testwait.For(t, "50 batches acked", func() bool { return a.buf.Acked() == 50 })
 	if got := ev.get("worker-0"); !equal(got, seqs(50)) {
 		t.Fatalf("durable events = %v, want 1..50 once each", got)
 	}
@@ -280,7 +243,7 @@ func TestControllerRestartNoGapNoDuplicate(t *testing.T) {
 	c2 := startController(t, db, addr, ev, fleet.Options{}, nil)
 	produce(30)
 	for _, a := range agents {
-		waitFor(t, "all 100 batches acked", func() bool { return a.buf.Acked() == 100 })
+		testwait.For(t, "all 100 batches acked", func() bool { return a.buf.Acked() == 100 })
 	}
 	for _, node := range []string{"worker-0", "worker-1"} {
 		if got := ev.get(node); !equal(got, seqs(100)) {
@@ -305,10 +268,10 @@ func TestPartitionLongerThanBuffer(t *testing.T) {
 	addr := c.addr
 	a := startAgent(t, addr, "worker-0", uplink.BufferOptions{MaxTelemetryBatches: 10})
 	a.add(10, "")
-	waitFor(t, "first ack", func() bool { return a.buf.Acked() == 1 })
+	testwait.For(t, "first ack", func() bool { return a.buf.Acked() == 1 })
 	c.stop()
 	// Until the client notices, it keeps writing into the dead stream.
-	waitFor(t, "the agent to see the controller gone", func() bool { return !a.client.Connected() })
+	testwait.For(t, "the agent to see the controller gone", func() bool { return !a.client.Connected() })
 	for range 60 {
 		a.add(10, "")
 	}
@@ -317,7 +280,7 @@ func TestPartitionLongerThanBuffer(t *testing.T) {
 		t.Fatalf("buffer during partition = %+v, want 50 samples dropped, 60 events kept", st)
 	}
 	c2 := startController(t, db, addr, ev, fleet.Options{}, nil)
-	waitFor(t, "all 61 acked", func() bool { return a.buf.Acked() == 61 })
+	testwait.For(t, "all 61 acked", func() bool { return a.buf.Acked() == 61 })
 	if got := ev.get("worker-0"); !equal(got, seqs(61)) {
 		t.Errorf("health events = %v, want 1..61", got)
 	}
@@ -361,7 +324,7 @@ func TestBadMessagesEndOnlyThatStream(t *testing.T) {
 	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{MaxGPUs: 8}, nil)
 	good := startAgent(t, c.addr, "worker-0", uplink.BufferOptions{})
 	good.add(1, "")
-	waitFor(t, "good agent acked", func() bool { return good.buf.Acked() == 1 })
+	testwait.For(t, "good agent acked", func() bool { return good.buf.Acked() == 1 })
 
 	tooMany := make([]*agentpb.GpuSample, 9)
 	for i := range tooMany {
@@ -406,7 +369,7 @@ func TestBadMessagesEndOnlyThatStream(t *testing.T) {
 	}
 	// The good agent never noticed.
 	good.add(1, "")
-	waitFor(t, "good agent still acked", func() bool { return good.buf.Acked() == 2 })
+	testwait.For(t, "good agent still acked", func() bool { return good.buf.Acked() == 2 })
 	if good.client.Sessions() != 1 {
 		t.Errorf("good agent reconnected %d times", good.client.Sessions()-1)
 	}
@@ -426,15 +389,9 @@ func TestConnectWithoutAnIdentityIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer() // no authorization interceptors
-	agentpb.RegisterAgentServiceServer(srv, agentServer{f: f})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// No authorization interceptors: a wiring bug.
+	srv := fleettest.Serve(t, f, fleettest.Options{ServerOptions: []grpc.ServerOption{}})
+	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,7 +445,7 @@ func TestDuplicateBatchDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "ack 3", func() bool {
+	testwait.For(t, "ack 3", func() bool {
 		m, err := s.Recv()
 		return err == nil && m.GetAck().GetSequence() == 3
 	})
@@ -508,7 +465,7 @@ func TestSilentNodeIsUnknownNotUnhealthy(t *testing.T) {
 	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{Silence: 30 * time.Second, Now: clock}, nil)
 	a := startAgent(t, c.addr, "worker-0", uplink.BufferOptions{})
 	a.add(5, "")
-	waitFor(t, "ack", func() bool { return a.buf.Acked() == 1 })
+	testwait.For(t, "ack", func() bool { return a.buf.Acked() == 1 })
 	c.fleet.SetVerdict("worker-0", fleet.Verdict{Verdict: "UNHEALTHY", Reasons: []string{"xid 79"}})
 	if v, _ := c.fleet.Snapshot("worker-0"); v.Verdict.Verdict != "UNHEALTHY" {
 		t.Fatalf("verdict = %v", v.Verdict)
@@ -529,7 +486,7 @@ func TestUsageProgressAndAssignments(t *testing.T) {
 	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{AssignmentInterval: 20 * time.Millisecond}, as)
 	a := startAgent(t, c.addr, "worker-0", uplink.BufferOptions{})
 	b := startAgent(t, c.addr, "worker-1", uplink.BufferOptions{})
-	waitFor(t, "assignments", func() bool {
+	testwait.For(t, "assignments", func() bool {
 		a.h.mu.Lock()
 		defer a.h.mu.Unlock()
 		return a.h.as != nil && len(a.h.as.GetRuns()) == 1
@@ -540,7 +497,7 @@ func TestUsageProgressAndAssignments(t *testing.T) {
 	if ra.GetRunId() != "r-1" || ra.GetProgressPath() != "/out/r-1.progress.jsonl" || ra.GetGpusPerNode() != 8 {
 		t.Errorf("worker-0 assignment = %v", ra)
 	}
-	waitFor(t, "worker-1 assignment", func() bool {
+	testwait.For(t, "worker-1 assignment", func() bool {
 		b.h.mu.Lock()
 		defer b.h.mu.Unlock()
 		return b.h.as != nil && len(b.h.as.GetRuns()) == 1
@@ -561,7 +518,7 @@ func TestUsageProgressAndAssignments(t *testing.T) {
 			{RunId: "r-other", Step: 1},
 		}})
 	}
-	waitFor(t, "acks", func() bool { return a.buf.Acked() == 102 })
+	testwait.For(t, "acks", func() bool { return a.buf.Acked() == 102 })
 	u := c.fleet.RunUsage("r-1", false)
 	if u == nil || u.GPUCount != 1 || u.Samples != 100 || u.UtilizationMean != 50.5 || u.UtilizationP95 != 95 || u.EnergyJoules != 99 || !u.Simulated {
 		t.Errorf("usage = %+v, want 1 GPU, 100 samples, mean 50.5, p95 95, 99 J, simulated", u)
@@ -636,13 +593,13 @@ func TestTelemetryAckedWhenAppliedSurvivesRestart(t *testing.T) {
 	for range 40 {
 		a.addTelemetry()
 	}
-	waitFor(t, "40 acked", func() bool { return a.buf.Acked() == 40 })
+	testwait.For(t, "40 acked", func() bool { return a.buf.Acked() == 40 })
 	c.stop()
 	c2 := startController(t, db, addr, ev, fleet.Options{PersistEvery: time.Hour}, nil)
 	for range 10 {
 		a.addTelemetry()
 	}
-	waitFor(t, "50 acked", func() bool { return a.buf.Acked() == 50 })
+	testwait.For(t, "50 acked", func() bool { return a.buf.Acked() == 50 })
 	v, _ := c2.fleet.Snapshot("worker-0")
 	if v.Sequence != 50 {
 		t.Errorf("sequence after restart = %d, want 50", v.Sequence)
@@ -659,7 +616,7 @@ func TestTelemetryAckedWhenAppliedSurvivesRestart(t *testing.T) {
 	// A health event after telemetry still waits for its commit, and the
 	// cumulative ack never passes it before it is durable.
 	a.add(1, "")
-	waitFor(t, "event acked", func() bool { return a.buf.Acked() == 51 })
+	testwait.For(t, "event acked", func() bool { return a.buf.Acked() == 51 })
 	if got := ev.get("worker-0"); len(got) != 1 || got[0] != 51 {
 		t.Errorf("durable events = %v, want [51]", got)
 	}

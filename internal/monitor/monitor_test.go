@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,13 +20,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sopilot/sopilot/internal/agent/uplink"
-	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/fleet/fleettest"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/monitor"
 	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/testwait"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -205,6 +206,39 @@ type env struct {
 	reg   *prometheus.Registry
 	addr  string
 	stop  func()
+	seen  *observedFleet
+}
+
+// observedFleet is the fleet as the monitor sees it. It counts the
+// monitor's passes (each starts with one Summaries call) and the commands
+// it has in flight, so that a test waits for the monitor to have looked at
+// the state as it is now instead of sleeping.
+type observedFleet struct {
+	*fleet.Fleet
+	passes   atomic.Int64
+	commands atomic.Int64
+}
+
+func (f *observedFleet) Summaries() []fleet.NodeView {
+	f.passes.Add(1)
+	return f.Fleet.Summaries()
+}
+
+func (f *observedFleet) RunCommand(ctx context.Context, node, kind string, args map[string]string) (*agentpb.CommandResult, error) {
+	f.commands.Add(1)
+	defer f.commands.Add(-1)
+	return f.Fleet.RunCommand(ctx, node, kind, args)
+}
+
+// settle waits until the monitor has made two full passes that began after
+// the call, and no command it started is still running: whatever the state
+// now makes it do has been done.
+func (e *env) settle() {
+	e.t.Helper()
+	start := e.seen.passes.Load()
+	// Pass start+1 begins after the call; start+3 begins once start+2,
+	// the second whole pass, has ended.
+	testwait.For(e.t, "two monitor passes", func() bool { return e.seen.passes.Load() >= start+3 && e.seen.commands.Load() == 0 })
 }
 
 const silence = 30 * time.Second
@@ -242,30 +276,19 @@ func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Confi
 	for _, f := range tune {
 		f(&cfg)
 	}
-	e.mon, err = monitor.New(cfg, fl, st, eng, e.runs, log, monitor.NewMetrics(e.reg))
+	e.seen = &observedFleet{Fleet: fl}
+	e.mon, err = monitor.New(cfg, e.seen, st, eng, e.runs, log, monitor.NewMetrics(e.reg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	late.Monitor = e.mon
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.addr = lis.Addr().String()
-	srv := grpc.NewServer(auth.NewInsecure(slog.New(slog.DiscardHandler)).ServerOptions()...) // as an insecure controller
-	agentpb.RegisterAgentServiceServer(srv, agentServer{f: fl})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.Serve(lis) })
-	wg.Go(func() { _ = fl.Run(ctx) })
-	wg.Go(func() { _ = e.mon.Run(ctx) })
+	srv := fleettest.Serve(t, fl, fleettest.Options{Also: []func(context.Context) error{e.mon.Run}})
+	e.addr = srv.Addr
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
 			srv.Stop()
-			cancel()
-			wg.Wait()
 			if err := st.Close(); err != nil {
 				t.Error(err)
 			}
@@ -274,13 +297,6 @@ func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Confi
 	t.Cleanup(e.stop)
 	return e
 }
-
-type agentServer struct {
-	agentpb.UnimplementedAgentServiceServer
-	f *fleet.Fleet
-}
-
-func (a agentServer) Connect(s agentpb.AgentService_ConnectServer) error { return a.f.Connect(s) }
 
 // handler answers the controller's commands like a node agent: nccl_check
 // reports the bus bandwidth it measured (a sound run), or a failure.
@@ -365,7 +381,7 @@ func (e *env) agent(node string) *agent {
 	var once sync.Once
 	a.stopF = func() { once.Do(func() { cancel(); <-done; _ = conn.Close() }) }
 	e.t.Cleanup(a.stopF)
-	waitFor(e.t, node+" connected", func() bool { v, ok := e.fl.Snapshot(node); return ok && v.Connected })
+	testwait.For(e.t, node+" connected", func() bool { v, ok := e.fl.Snapshot(node); return ok && v.Connected })
 	return a
 }
 
@@ -397,7 +413,7 @@ func (a *agent) send(b *agentpb.Batch) {
 	a.t.Helper()
 	a.sent++
 	a.buf.Add(b)
-	waitFor(a.t, fmt.Sprintf("%s batch %d acked", a.node, a.sent), func() bool { return a.buf.Stats().Buffered == 0 })
+	testwait.For(a.t, fmt.Sprintf("%s batch %d acked", a.node, a.sent), func() bool { return a.buf.Stats().Buffered == 0 })
 }
 
 // healthy sends a healthy batch.
@@ -425,21 +441,6 @@ func (a *agent) events(comp, kind string, code int64, n int) {
 		}
 	}))
 }
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// settle lets the monitor tick a few times (real time) without the clock
-// moving.
-func settle() { time.Sleep(60 * time.Millisecond) }
 
 // incidents lists the node's incidents, newest first.
 func (e *env) incidents(q store.IncidentQuery) []*store.Incident {
@@ -469,7 +470,7 @@ func (e *env) only(node, rule string) *store.Incident {
 func (e *env) waitIncident(node, rule string, cond func(*store.Incident) bool) *store.Incident {
 	e.t.Helper()
 	var inc *store.Incident
-	waitFor(e.t, node+" "+rule+" incident", func() bool {
+	testwait.For(e.t, node+" "+rule+" incident", func() bool {
 		for _, i := range e.incidents(store.IncidentQuery{Node: node}) {
 			if i.Rule == rule && cond(i) {
 				inc = i
@@ -550,7 +551,7 @@ func TestXID79DrainsThenVerifiedResume(t *testing.T) {
 	if v := e.verdict("worker-0"); v.Verdict != "UNHEALTHY" || !slices.Contains(v.Reasons, "gpu1: xid 79 (drain) on gpu1") {
 		t.Errorf("verdict = %+v", v)
 	}
-	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) > 0 })
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) > 0 })
 	ds := e.drains("worker-0")
 	want := "[sopilot] xid 79 (drain) on gpu1 incident=" + inc.ID
 	if len(ds) != 1 || ds[0].Reason != want {
@@ -560,7 +561,7 @@ func TestXID79DrainsThenVerifiedResume(t *testing.T) {
 		t.Errorf("slurm node = %+v", n)
 	}
 	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return i.Action == "drained" })
-	waitFor(t, "fleet sees the drain", func() bool {
+	testwait.For(t, "fleet sees the drain", func() bool {
 		v, _ := e.fl.Snapshot("worker-0")
 		return v.Slurm != nil && v.Slurm.Drained()
 	})
@@ -570,7 +571,7 @@ func TestXID79DrainsThenVerifiedResume(t *testing.T) {
 
 	// Still inside the event window: nothing changes.
 	a.run(14 * time.Minute)
-	settle()
+	e.settle()
 	if inc := e.only("worker-0", "xid_drain"); !inc.Open() {
 		t.Fatalf("incident resolved inside the event window: %+v", *inc)
 	}
@@ -581,15 +582,15 @@ func TestXID79DrainsThenVerifiedResume(t *testing.T) {
 	if inc.ResolvedBy != "evidence cleared" || inc.Count != 1 {
 		t.Errorf("resolved incident = %+v", *inc)
 	}
-	waitFor(t, "HEALTHY verdict", func() bool { return e.verdict("worker-0").Verdict == "HEALTHY" })
-	settle()
+	testwait.For(t, "HEALTHY verdict", func() bool { return e.verdict("worker-0").Verdict == "HEALTHY" })
+	e.settle()
 	if got := e.slurm.ops(); len(got) != 1 || a.h.count() != 0 {
 		t.Fatalf("before ClearFor: slurm calls %+v, %d checks; want only the drain", got, a.h.count())
 	}
 
 	// Healthy for ClearFor: verified through the agent, then resumed.
 	a.run(2*time.Minute + 10*time.Second)
-	waitFor(t, "resume", func() bool { return len(e.slurm.ops()) == 2 })
+	testwait.For(t, "resume", func() bool { return len(e.slurm.ops()) == 2 })
 	if got := e.slurm.ops()[1]; got != (call{"resume", "worker-0", ""}) {
 		t.Errorf("second slurm call = %+v", got)
 	}
@@ -627,8 +628,8 @@ func TestXIDStormIsOneIncident(t *testing.T) {
 		!inc.FirstSeen.Equal(t0) || !inc.LastSeen.Equal(t0.Add(4*time.Second)) {
 		t.Errorf("incident = %+v", *inc)
 	}
-	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
-	settle()
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	e.settle()
 	if got := e.drains("worker-0"); len(got) != 1 {
 		t.Errorf("drains = %+v, want 1", got)
 	}
@@ -643,7 +644,7 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
 	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	a := e.agent("worker-0")
-	waitFor(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
+	testwait.For(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
 	a.send(a.batch("77", nil))
 	a.send(a.batch("77", func(b *agentpb.Batch) {
 		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(t0), Component: "gpu0", Kind: "xid", Code: 13}}
@@ -657,7 +658,7 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	if len(byRun) != 1 || byRun[0].ID != inc.ID {
 		t.Errorf("incidents of run r-1 = %s", dump(byRun))
 	}
-	waitFor(t, "run marked", func() bool { return len(e.runs.of(inc.ID)) == 1 })
+	testwait.For(t, "run marked", func() bool { return len(e.runs.of(inc.ID)) == 1 })
 	if got := e.runs.of(inc.ID)[0]; !slices.Equal(got, []string{"r-1"}) {
 		t.Errorf("AttachIncident runs = %v", got)
 	}
@@ -666,14 +667,14 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	}
 	e.clock.Advance(10 * time.Second)
 	a.send(a.batch("77", nil))
-	settle()
+	e.settle()
 	if got := e.slurm.ops(); len(got) != 0 {
 		t.Fatalf("slurm calls after an application XID: %+v", got)
 	}
 
 	// The next job on the GPU hits the same XID: the GPU, not the code.
 	e.as.set(fleet.Assignment{RunID: "r-2", JobID: "78", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
-	waitFor(t, "assignment r-2", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-2"}) })
+	testwait.For(t, "assignment r-2", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-2"}) })
 	a.send(a.batch("78", func(b *agentpb.Batch) {
 		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(e.clock.Now()), Component: "gpu0", Kind: "xid", Code: 13}}
 	}))
@@ -681,7 +682,7 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	if rep.Severity != "UNHEALTHY" || !slices.Equal(rep.RunIDs, []string{"r-2"}) || rep.Summary != "xid 13 (application) on gpu0 x2 across 2 jobs (77,78)" {
 		t.Errorf("repeated incident = %+v", *rep)
 	}
-	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
 	if r := e.drains("worker-0")[0].Reason; !strings.HasPrefix(r, "[sopilot] ") || !strings.HasSuffix(r, " incident="+rep.ID) {
 		t.Errorf("drain reason = %q", r)
 	}
@@ -694,7 +695,7 @@ func TestBackgroundWorkStopsWithRun(t *testing.T) {
 	e.runs.block, e.runs.ended = make(chan struct{}), make(chan error, 1)
 	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	a := e.agent("worker-0")
-	waitFor(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
+	testwait.For(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
 	a.send(a.batch("77", func(b *agentpb.Batch) {
 		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(t0), Component: "gpu0", Kind: "xid", Code: 13}}
 	}))
@@ -737,7 +738,7 @@ func TestIBPortDown(t *testing.T) {
 	if ld := e.only("worker-0", "ib_link_downed"); ld.Summary != "ib:mlx5_0/1: link_downed increased by 1" {
 		t.Errorf("link_downed incident = %+v", *ld)
 	}
-	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
 	if r := e.drains("worker-0")[0].Reason; !strings.HasPrefix(r, "[sopilot] ib:mlx5_0/1: ") {
 		t.Errorf("drain reason = %q", r)
 	}
@@ -756,15 +757,15 @@ func TestSilentNodeUnknownNeverDrainedIncidentsKept(t *testing.T) {
 	a.events("gpu0", "xid", 13, 1) // recorded, not drained
 	inc := e.only("worker-0", "xid_application")
 	a.stopF()
-	waitFor(t, "disconnected", func() bool { v, _ := e.fl.Snapshot("worker-0"); return !v.Connected })
+	testwait.For(t, "disconnected", func() bool { v, _ := e.fl.Snapshot("worker-0"); return !v.Connected })
 
 	e.clock.Advance(silence + time.Second)
-	waitFor(t, "UNKNOWN", func() bool { return e.verdict("worker-0").Verdict == "UNKNOWN" })
-	waitFor(t, "UNKNOWN counted", func() bool { return e.metric("sopilot_node_verdicts", "verdict", "UNKNOWN") == 2 })
+	testwait.For(t, "UNKNOWN", func() bool { return e.verdict("worker-0").Verdict == "UNKNOWN" })
+	testwait.For(t, "UNKNOWN counted", func() bool { return e.metric("sopilot_node_verdicts", "verdict", "UNKNOWN") == 2 })
 	// Far past the event window and ClearFor.
 	for range 5 {
 		e.clock.Advance(5 * time.Minute)
-		settle()
+		e.settle()
 	}
 	if got := e.only("worker-0", "xid_application"); !got.Open() || got.ID != inc.ID {
 		t.Errorf("incident of a silent node = %+v, want it open", *got)
@@ -785,7 +786,7 @@ func TestSilentNodeUnknownNeverDrainedIncidentsKept(t *testing.T) {
 	if got.ResolvedBy != "evidence cleared" {
 		t.Errorf("resolved = %+v", *got)
 	}
-	waitFor(t, "HEALTHY", func() bool { return e.verdict("worker-0").Verdict == "HEALTHY" })
+	testwait.For(t, "HEALTHY", func() bool { return e.verdict("worker-0").Verdict == "HEALTHY" })
 }
 
 // Progress that stops moving for StallAfter while the run is assigned is a
@@ -794,7 +795,7 @@ func TestProgressStall(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
 	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	a := e.agent("worker-0")
-	waitFor(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
+	testwait.For(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
 	at := func(step int64) func(*agentpb.Batch) {
 		return func(b *agentpb.Batch) {
 			b.Progress = []*agentpb.ProgressUpdate{{RunId: "r-1", Step: step, TotalSteps: 1000, UpdateTime: timestamppb.New(e.clock.Now())}}
@@ -805,7 +806,7 @@ func TestProgressStall(t *testing.T) {
 		e.clock.Advance(30 * time.Second)
 		a.send(a.batch("77", at(10)))
 	}
-	settle()
+	e.settle()
 	if incs := e.incidents(store.IncidentQuery{RunID: "r-1"}); len(incs) != 0 {
 		t.Fatalf("stalled after exactly StallAfter: %s", dump(incs))
 	}
@@ -816,7 +817,7 @@ func TestProgressStall(t *testing.T) {
 		inc.Summary != "suspected hang: run r-1 has been at step 10 for 10m5s while Slurm says it runs" {
 		t.Errorf("incident = %+v", *inc)
 	}
-	waitFor(t, "run marked", func() bool { return len(e.runs.of(inc.ID)) == 1 })
+	testwait.For(t, "run marked", func() bool { return len(e.runs.of(inc.ID)) == 1 })
 	if got := e.runs.of(inc.ID)[0]; !slices.Equal(got, []string{"r-1"}) {
 		t.Errorf("AttachIncident runs = %v", got)
 	}
@@ -841,7 +842,7 @@ func TestProgressStall(t *testing.T) {
 		t.Fatalf("second stall reused the first incident's id")
 	}
 	e.as.set()
-	waitFor(t, "unassigned", func() bool { v, _ := e.fl.Snapshot("worker-0"); return len(v.RunIDs) == 0 })
+	testwait.For(t, "unassigned", func() bool { v, _ := e.fl.Snapshot("worker-0"); return len(v.RunIDs) == 0 })
 	got = e.waitIncident("worker-0", "progress_stalled", func(i *store.Incident) bool { return i.ID == second.ID && !i.Open() })
 	if got.ResolvedBy != "run no longer running" {
 		t.Errorf("resolved = %+v", *got)
@@ -879,7 +880,7 @@ func TestNCCLCheck(t *testing.T) {
 	a.healthy()
 	e.clock.Advance(10 * time.Second)
 	a.healthy()
-	settle()
+	e.settle()
 	if inc := e.only("worker-0", "nccl_busbw"); !inc.Open() {
 		t.Fatalf("telemetry resolved a failed check: %+v", *inc)
 	}
@@ -903,7 +904,7 @@ func TestNCCLCheck(t *testing.T) {
 		t.Errorf("check of a node without an agent: %v", err)
 	}
 	a.stopF()
-	waitFor(t, "disconnected", func() bool { v, _ := e.fl.Snapshot("worker-0"); return !v.Connected })
+	testwait.For(t, "disconnected", func() bool { v, _ := e.fl.Snapshot("worker-0"); return !v.Connected })
 	if _, err := e.mon.Check(ctx, "worker-0", "nccl"); !errors.Is(err, fleet.ErrNotConnected) {
 		t.Errorf("check of a disconnected node: %v", err)
 	}
@@ -957,13 +958,13 @@ func TestVerificationFailureKeepsDrained(t *testing.T) {
 	a.healthy()
 	a.events("gpu1", "xid", 79, 1)
 	inc := e.only("worker-0", "xid_drain")
-	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
 	a.h.set(200)
 	a.run(16 * time.Minute)
 	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
 	a.run(2*time.Minute + 10*time.Second)
-	waitFor(t, "verification", func() bool { return a.h.count() == 1 })
-	waitFor(t, "nccl incident", func() bool {
+	testwait.For(t, "verification", func() bool { return a.h.count() == 1 })
+	testwait.For(t, "nccl incident", func() bool {
 		for _, i := range e.incidents(store.IncidentQuery{Node: "worker-0"}) {
 			if i.Rule == "nccl_busbw" && i.Open() {
 				return true
@@ -972,7 +973,7 @@ func TestVerificationFailureKeepsDrained(t *testing.T) {
 		return false
 	})
 	want := "[sopilot] verify failed: busbw 200.0 GB/s at 16 GiB < 460 incident=" + inc.ID
-	waitFor(t, "reason updated", func() bool { return e.slurm.node("worker-0").Reason == want })
+	testwait.For(t, "reason updated", func() bool { return e.slurm.node("worker-0").Reason == want })
 	if n := e.slurm.node("worker-0"); !n.Drained() {
 		t.Errorf("node resumed after a failed verification: %+v", n)
 	}
@@ -1002,8 +1003,8 @@ func TestGPULost(t *testing.T) {
 	if count.Component != "node" || count.Summary != "1 GPUs visible, inventory expects 2" {
 		t.Errorf("gpu_count = %+v", *count)
 	}
-	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
-	settle()
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	e.settle()
 	if got := e.drains("worker-0"); len(got) != 1 || !strings.HasPrefix(got[0].Reason, "[sopilot] ") || !strings.Contains(got[0].Reason, " incident=inc-") {
 		t.Errorf("drains = %+v", got)
 	}
@@ -1017,11 +1018,11 @@ func TestSilentDrainedNodeNotResumed(t *testing.T) {
 	a := e.agent("worker-0")
 	a.healthy()
 	a.events("gpu1", "xid", 79, 1)
-	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
 	a.stopF()
 	for range 8 {
 		e.clock.Advance(5 * time.Minute)
-		settle()
+		e.settle()
 	}
 	if got := e.slurm.ops(); len(got) != 1 || a.h.count() != 0 {
 		t.Fatalf("40 minutes of silence: slurm calls %+v, %d checks; want only the drain", got, a.h.count())
@@ -1033,7 +1034,7 @@ func TestSilentDrainedNodeNotResumed(t *testing.T) {
 	b.run(20 * time.Second)
 	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
 	b.run(2*time.Minute + 10*time.Second)
-	waitFor(t, "resume", func() bool { return len(e.slurm.ops()) == 2 })
+	testwait.For(t, "resume", func() bool { return len(e.slurm.ops()) == 2 })
 	if c := e.slurm.ops()[1]; c.Op != "resume" || b.h.count() != 1 {
 		t.Errorf("after the node returned: %+v, %d checks", c, b.h.count())
 	}
@@ -1046,20 +1047,20 @@ func TestScheduledChecks(t *testing.T) {
 	a := e.agent("worker-0")
 	a.healthy()
 	// Not at once: an interval after the node was first seen.
-	settle()
+	e.settle()
 	if n := a.h.count(); n != 0 {
 		t.Fatalf("%d checks as soon as the node appeared, want 0", n)
 	}
 	a.run(10 * time.Minute)
-	waitFor(t, "first scheduled check", func() bool { return a.h.count() == 1 })
+	testwait.For(t, "first scheduled check", func() bool { return a.h.count() == 1 })
 	a.run(9 * time.Minute)
-	settle()
+	e.settle()
 	if n := a.h.count(); n != 1 {
 		t.Fatalf("%d checks within the interval, want 1", n)
 	}
 	a.h.set(120)
 	a.run(time.Minute)
-	waitFor(t, "second scheduled check", func() bool { return a.h.count() == 2 })
+	testwait.For(t, "second scheduled check", func() bool { return a.h.count() == 2 })
 	inc := e.waitIncident("worker-0", "nccl_busbw", open)
 	if inc.Summary != "NCCL check failed: busbw 120.0 GB/s at 16 GiB < 460" {
 		t.Errorf("incident = %+v", *inc)
@@ -1070,7 +1071,7 @@ func TestScheduledChecks(t *testing.T) {
 	e.slurm.mu.Unlock()
 	e.fl.SetSlurmNodes(e.slurm.snapshot())
 	a.run(20 * time.Minute)
-	settle()
+	e.settle()
 	if n := a.h.count(); n != 2 {
 		t.Errorf("%d checks, want none on an allocated node", n)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/testwait"
 )
 
 // drainedThenRestarted drains worker-0 for three XID 79s at t0, stops the
@@ -21,7 +22,7 @@ func drainedThenRestarted(t *testing.T) (before *store.Incident, e2 *env) {
 	a.healthy()
 	a.events("gpu1", "xid", 79, 3)
 	before = e.only("worker-0", "xid_drain")
-	waitFor(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) == 1 })
 	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return i.Action == "drained" })
 	drained := e.slurm.node("worker-0")
 	a.stopF()
@@ -46,12 +47,12 @@ func TestRestartKeepsEvidenceWindow(t *testing.T) {
 	before, e := drainedThenRestarted(t)
 	a := e.agent("worker-0")
 	a.run(time.Minute)
-	settle()
+	e.settle()
 	if got := e.only("worker-0", "xid_drain"); got.ID != before.ID || !got.Open() {
 		t.Fatalf("2 minutes after an XID 79, the restart resolved its incident: %+v", *got)
 	}
 	a.run(12 * time.Minute) // t0+14m
-	settle()
+	e.settle()
 	if got := e.slurm.ops(); len(got) != 0 || a.h.count() != 0 {
 		t.Fatalf("14 minutes after an XID 79: slurm calls %+v, %d checks; want none", got, a.h.count())
 	}
@@ -64,7 +65,7 @@ func TestRestartKeepsEvidenceWindow(t *testing.T) {
 		t.Errorf("resolved = %+v", *got)
 	}
 	a.run(2*time.Minute + 10*time.Second)
-	waitFor(t, "resume", func() bool { return len(e.slurm.ops()) == 1 })
+	testwait.For(t, "resume", func() bool { return len(e.slurm.ops()) == 1 })
 	if c := e.slurm.ops()[0]; c.Op != "resume" {
 		t.Errorf("slurm call = %+v", c)
 	}
@@ -83,7 +84,7 @@ func TestRestartSameEvidenceSameIncident(t *testing.T) {
 		t.Errorf("incidents = %s", dump(all))
 	}
 	a.run(20 * time.Second)
-	settle()
+	e.settle()
 	if got := e.slurm.ops(); len(got) != 0 {
 		t.Errorf("slurm calls after restart on a node already drained by us: %+v", got)
 	}
@@ -116,7 +117,7 @@ func TestRestartResumeNotedOnDrainingIncident(t *testing.T) {
 	a.run(16 * time.Minute)
 	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
 	a.run(2*time.Minute + 10*time.Second)
-	waitFor(t, "resume", func() bool { return len(e.slurm.ops()) == 1 })
+	testwait.For(t, "resume", func() bool { return len(e.slurm.ops()) == 1 })
 	got := e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool {
 		return strings.Contains(i.Action, "resumed after verification")
 	})
@@ -135,5 +136,5 @@ func TestRestartVerificationFailureKeepsIncident(t *testing.T) {
 	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
 	a.run(2*time.Minute + 10*time.Second)
 	want := "[sopilot] verify failed: busbw 200.0 GB/s at 16 GiB < 460 incident=" + before.ID
-	waitFor(t, "reason updated", func() bool { return e.slurm.node("worker-0").Reason == want })
+	testwait.For(t, "reason updated", func() bool { return e.slurm.node("worker-0").Reason == want })
 }

@@ -46,7 +46,7 @@ func TestExclusiveLiveEngine(t *testing.T) {
 		return m
 	}
 	if n := current()[liveNode]; n.Drained() || n.Reason != "" {
-		t.Skipf("%s is in use (%s, reason %q)", liveNode, n.StateString(), n.Reason)
+		slurmtest.Unavailable(t, "%s is in use (%s, reason %q)", liveNode, n.StateString(), n.Reason)
 	}
 	var job string
 	t.Cleanup(func() {

@@ -164,6 +164,19 @@ func Require(t testing.TB) Env {
 	return Env{}
 }
 
+// Unavailable ends a test whose Slurm-facing setup cannot go ahead here (a
+// node in use, a port taken): t.Skip, or t.Fatal when SOPILOT_REQUIRE_SLURM=1,
+// as Require does for a missing cluster.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv(RequireEnvVar) == "1" {
+		t.Fatalf("%s; %s=1, so this is a failure", msg, RequireEnvVar)
+		return
+	}
+	t.Skip(msg)
+}
+
 // lookup finds the cluster; it returns a reason when there is none.
 func lookup() (Env, string) {
 	if conf := os.Getenv("SLURM_CONF"); conf != "" {

@@ -3,6 +3,7 @@ package slurmtest
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -35,6 +36,38 @@ func TestRequireFindsOrSkips(t *testing.T) {
 	env := Require(t) // skips here when there is no cluster
 	if env.SlurmConf == "" || env.WorkDir == "" {
 		t.Errorf("Require returned %+v", env)
+	}
+}
+
+// endRecorder notes how a test was ended instead of ending it.
+type endRecorder struct {
+	testing.TB
+	skipped, failed string
+}
+
+func (r *endRecorder) Helper()                        {}
+func (r *endRecorder) Skip(args ...any)               { r.skipped = fmt.Sprint(args...) }
+func (r *endRecorder) Fatalf(format string, a ...any) { r.failed = fmt.Sprintf(format, a...) }
+
+func TestUnavailableFailsWhenSlurmIsRequired(t *testing.T) {
+	for _, tt := range []struct {
+		name, require       string
+		wantSkip, wantFatal bool
+	}{
+		{"not required", "", true, false},
+		{"required", "1", false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(RequireEnvVar, tt.require)
+			r := &endRecorder{}
+			Unavailable(r, "%s is in use", "worker-1")
+			if (r.skipped != "") != tt.wantSkip || (r.failed != "") != tt.wantFatal {
+				t.Fatalf("skipped %q, failed %q; want skip %v, fatal %v", r.skipped, r.failed, tt.wantSkip, tt.wantFatal)
+			}
+			if got := r.skipped + r.failed; !strings.HasPrefix(got, "worker-1 is in use") {
+				t.Errorf("message %q does not start with the reason", got)
+			}
+		})
 	}
 }
 

@@ -4,14 +4,18 @@
 package testbin
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -58,6 +62,51 @@ func Build(t testing.TB, name string, race bool) string {
 		t.Fatal(b.err)
 	}
 	return b.path
+}
+
+// Start starts cmd, its stderr going to stderr, and waits up to a minute
+// for a line of its stdout that matches re; it returns that line's
+// submatches. The process is killed at the end of the test (unless the test
+// waited for it), and stderr logged if the test failed.
+func Start(t testing.TB, cmd *exec.Cmd, stderr *Buffer, re *regexp.Regexp) []string {
+	t.Helper()
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", filepath.Base(cmd.Path), stderr.String())
+		}
+	})
+	matches := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case matches <- m:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case m := <-matches:
+		return m
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s printed no line matching %s within 60 s:\n%s", filepath.Base(cmd.Path), re, stderr.String())
+		return nil
+	}
 }
 
 // root is the module root: two directories above this file.

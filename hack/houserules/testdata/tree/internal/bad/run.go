@@ -1,0 +1,5 @@
+package bad
+
+import "os/exec"
+
+var _ = exec.Command

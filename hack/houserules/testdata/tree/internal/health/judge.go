@@ -1,0 +1,3 @@
+package health
+
+import _ "example.com/m/internal/agent/gpu"

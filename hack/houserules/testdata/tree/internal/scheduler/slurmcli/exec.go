@@ -1,0 +1,3 @@
+package slurmcli
+
+import _ "os/exec"
