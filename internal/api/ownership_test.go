@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -360,5 +361,28 @@ func TestRunOwnersMapsErrors(t *testing.T) {
 	}
 	if owner, err := owners.RunOwner(context.Background(), r.ID); err != nil || owner != "ann" {
 		t.Errorf("RunOwner = %q, %v; want ann", owner, err)
+	}
+}
+
+// Label values with control characters are refused at the public API with
+// a field violation naming the label, and nothing is recorded.
+func TestCreateRunRefusesControlCharactersInLabels(t *testing.T) {
+	s := serveOwnership(t)
+	for _, v := range []string{"a\x00b", "nlp\r\nX-Injected: 1", "a\nb", "a\tb", "\x1b[2J", "a\u2028b"} {
+		_, err := s.as["ann"].CreateRun(context.Background(), &apipb.CreateRunRequest{Spec: &apipb.RunSpec{
+			JobName: "labelled", Nodes: 1, TimeLimit: durationpb.New(time.Hour), Argv: []string{"true"},
+			Labels: map[string]string{"team": v},
+		}})
+		code, got := fieldViolations(err)
+		if code != codes.InvalidArgument {
+			t.Errorf("label %q: %v, want InvalidArgument", v, err)
+			continue
+		}
+		if len(got) != 1 || !strings.HasPrefix(got[0], `spec.labels["team"]: value must be one line of printable text`) {
+			t.Errorf("label %q: field violations %q, want one for spec.labels[\"team\"]", v, got)
+		}
+	}
+	if runs, _, err := s.svc.List(context.Background(), store.ListQuery{}); err != nil || len(runs) != 0 {
+		t.Errorf("refused creates recorded %d runs (%v)", len(runs), err)
 	}
 }
