@@ -126,24 +126,57 @@ func TestInsecure(t *testing.T) {
 	}
 }
 
-func TestCheckOwner(t *testing.T) {
-	ctxOf := func(id auth.Identity) context.Context { return auth.NewContext(context.Background(), id) }
-	sub := ctxOf(auth.Identity{Name: "alice", Kind: auth.KindUser, Role: auth.RoleSubmitter})
-	if err := auth.CheckOwner(sub, "alice"); err != nil {
-		t.Errorf("own run: %v", err)
+// TestCheckRunWrite is the ownership rule by itself: who may write a run
+// that owner created, for every kind of caller.
+func TestCheckRunWrite(t *testing.T) {
+	const method = "/sopilot.api.v1.RunService/CancelRun"
+	rule, ok := auth.RuleFor(method)
+	if !ok {
+		t.Fatal("CancelRun has no rule")
 	}
-	err := auth.CheckOwner(sub, "bob")
-	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `run belongs to "bob"; caller "alice" (role submitter)`) {
-		t.Errorf("other's run: %v", err)
+	user := func(name string, r auth.Role) auth.Identity {
+		return auth.Identity{Name: name, Kind: auth.KindUser, Role: r, Source: "token-file"}
 	}
-	if err := auth.CheckOwner(ctxOf(auth.Identity{Name: "alice", Role: auth.RoleViewer}), "alice"); status.Code(err) != codes.PermissionDenied {
-		t.Errorf("viewer on own run: %v", err)
+	tests := []struct {
+		name   string
+		caller auth.Identity
+		owner  string
+		want   codes.Code
+		msg    string
+	}{
+		{"submitter, own run", user("alice", auth.RoleSubmitter), "alice", codes.OK, ""},
+		{"submitter, another's run", user("alice", auth.RoleSubmitter), "bob", codes.PermissionDenied,
+			`run r-1 belongs to "bob"; caller "alice" (role submitter) may write only its own runs (role operator may write any)`},
+		{"submitter, run with no owner", user("alice", auth.RoleSubmitter), "", codes.PermissionDenied,
+			`run r-1 was created with no owner; only role operator may write it`},
+		{"submitter named like nobody, run with no owner", user("", auth.RoleSubmitter), "", codes.PermissionDenied, "no owner"},
+		{"viewer, own run", user("alice", auth.RoleViewer), "alice", codes.PermissionDenied, "requires role submitter"},
+		{"no role", user("alice", auth.RoleNone), "alice", codes.PermissionDenied, "requires role submitter"},
+		{"operator, another's run", user("olga", auth.RoleOperator), "bob", codes.OK, ""},
+		{"operator, run with no owner", user("olga", auth.RoleOperator), "", codes.OK, ""},
+		{"admin, another's run", user("ada", auth.RoleAdmin), "bob", codes.OK, ""},
+		{"agent named like the owner", auth.Identity{Name: "agent:worker-0", Kind: auth.KindAgent, Node: "worker-0"}, "agent:worker-0", codes.PermissionDenied, "requires role submitter"},
+		{"agent claiming a role", auth.Identity{Name: "agent:worker-0", Kind: auth.KindAgent, Role: auth.RoleAdmin, Node: "worker-0"}, "bob", codes.PermissionDenied, "requires role submitter"},
+		{"insecure", auth.Identity{Name: "insecure", Kind: auth.KindInsecure, Role: auth.RoleAdmin}, "bob", codes.OK, ""},
+		{"no identity", auth.Identity{}, "", codes.PermissionDenied, "requires role submitter"},
 	}
-	if err := auth.CheckOwner(ctxOf(auth.Identity{Name: "ops", Role: auth.RoleOperator}), "bob"); err != nil {
-		t.Errorf("operator: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := auth.CheckRunWrite(tt.caller, rule, method, "r-1", tt.owner)
+			if status.Code(err) != tt.want || !strings.Contains(status.Convert(err).Message(), tt.msg) {
+				t.Errorf("CheckRunWrite = %v; want %v containing %q", err, tt.want, tt.msg)
+			}
+		})
 	}
-	if err := auth.CheckOwner(context.Background(), "bob"); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("no identity: %v", err)
+	// A rule that is not a run write, or one without an ownership rule,
+	// is a bug in the table: refused for everyone.
+	read, _ := auth.RuleFor("/sopilot.api.v1.RunService/GetRun")
+	noOwnership := rule
+	noOwnership.AnyRun = rule.Role
+	for _, r := range []auth.Rule{read, noOwnership} {
+		if err := auth.CheckRunWrite(user("ada", auth.RoleAdmin), r, method, "r-1", "ada"); status.Code(err) != codes.Internal {
+			t.Errorf("CheckRunWrite with rule %+v = %v; want Internal", r, err)
+		}
 	}
 }
 

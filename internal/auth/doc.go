@@ -24,30 +24,47 @@
 // # Roles and the policy table
 //
 // Roles are ordered: admin ⊃ operator ⊃ submitter ⊃ viewer. Viewers read;
-// submitters create runs, cancel their own runs and report results;
-// operators drain and undrain nodes, run node checks and cancel anyone's
-// runs; admins may call every user-facing RPC. Agents hold no role and may
-// call only AgentService/Connect, which no user may call.
+// submitters create runs, and cancel and report results only for runs they
+// created; operators drain and undrain nodes, run node checks, and cancel
+// and report results for anyone's runs; admins may call every user-facing
+// RPC. Agents hold no role and may call only AgentService/Connect, which
+// no user may call.
 //
 // Every RPC's full method name maps to a Rule in one table (RuleFor). The
 // interceptors deny any method missing from it, and a test walks the
 // generated service descriptors so that a new RPC without a rule fails the
 // build's tests. Health checks and server reflection are public.
 //
+// # Run ownership
+//
+// A run's owner is the Identity.Name of the user who created it; runs
+// created in insecure mode, or before owners were recorded, have none.
+// The table says, for every method whose request names runs, what it does
+// to them (Rule.Runs): reads them, writes the run its run_id names
+// (RunWrite, with Rule.AnyRun, the least role that writes runs it does not
+// own), or, for the agent stream, writes progress only of runs assigned to
+// the agent's node. For RunWrite methods the interceptors look the owner
+// up (Config.Runs) and apply CheckRunWrite before the handler sees the
+// request, or, on a stream, each message naming a run: the owner with the
+// method's Role, or any caller with AnyRun, may write; a run with no owner
+// only AnyRun. Handlers need no ownership code, so a new write method is
+// covered by its table entry alone, and a test walks the generated
+// request messages so that a method naming a run without saying what it
+// does to it, or a non-read without an ownership rule, fails.
+//
 // The interceptors (Authorizer.UnaryServerInterceptor and
 // StreamServerInterceptor) run, per call or stream: authenticate (else
 // Unauthenticated, saying what to send), authorize by the table (else
 // PermissionDenied naming the required and the caller's role), rate-limit
-// per identity name with a token bucket (else ResourceExhausted), and put
-// the Identity into the context. Handlers read it with FromContext.
+// per identity name with a token bucket (else ResourceExhausted), put the
+// Identity into the context, and for RunWrite methods check ownership
+// (else PermissionDenied naming the run's owner, or NotFound). Handlers
+// read the Identity with FromContext.
 //
 // # What handlers must still check
 //
-// The table cannot know who owns a run. Handlers that act on an existing
-// run (CancelRun) record the creator's Identity.Name when the run is
-// created and call CheckOwner with it: submitters may act only on their
-// own runs, operators and admins on any. The AgentService Connect handler
-// calls CheckAgentNode with Hello.node_name.
+// The AgentService Connect handler calls CheckAgentNode with
+// Hello.node_name: an agent's certificate binds it to one node.
 //
 // # Secrets
 //
@@ -57,5 +74,7 @@
 // # Insecure mode
 //
 // NewInsecure, for local development, makes every caller an admin that may
-// also act as any node's agent, and logs a warning saying so.
+// also act as any node's agent, and logs a warning saying so. The runs
+// they create have no owner: once authentication is on, only operators
+// and admins write them.
 package auth

@@ -84,6 +84,7 @@ func (bindingAgent) Connect(stream agentpb.AgentService_ConnectServer) error {
 
 type stubs struct {
 	agent agentpb.AgentServiceServer
+	runs  apipb.RunServiceServer
 }
 
 // startServer serves every sopilot service as an Unimplemented stub, plus
@@ -101,7 +102,10 @@ func startServer(t *testing.T, a *auth.Authorizer, ca *tlstest.CA, s stubs) stri
 		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
 	)
-	apipb.RegisterRunServiceServer(srv, apipb.UnimplementedRunServiceServer{})
+	if s.runs == nil {
+		s.runs = apipb.UnimplementedRunServiceServer{}
+	}
+	apipb.RegisterRunServiceServer(srv, s.runs)
 	apipb.RegisterNodeServiceServer(srv, apipb.UnimplementedNodeServiceServer{})
 	apipb.RegisterComparisonServiceServer(srv, apipb.UnimplementedComparisonServiceServer{})
 	if s.agent == nil {

@@ -28,6 +28,10 @@ type Config struct {
 	TokenReview *TokenReview
 	// RateLimit limits calls per identity name; zero disables it.
 	RateLimit RateLimit
+	// Runs tells the ownership check of RunWrite methods who created a
+	// run. Without it only callers with the rule's AnyRun role may call
+	// those methods.
+	Runs RunOwners
 	// Logger receives authentication and authorization failures (never
 	// credentials); default slog.Default().
 	Logger *slog.Logger
@@ -35,12 +39,23 @@ type Config struct {
 	Now func() time.Time
 }
 
+// RunOwners tells the Authorizer who created a run.
+type RunOwners interface {
+	// RunOwner returns the Identity.Name recorded when run runID was
+	// created, or "" for a run created with none. Its errors reach the
+	// caller unchanged, so they should be gRPC status errors (NotFound
+	// for no such run).
+	RunOwner(ctx context.Context, runID string) (string, error)
+}
+
 // Authorizer authenticates gRPC callers, authorizes them by the policy
-// table (RuleFor), rate-limits them per identity and puts their Identity
-// into the call's context. Install its interceptors on the server.
+// table (RuleFor), checks the ownership of the run a RunWrite method
+// names, rate-limits callers per identity and puts their Identity into the
+// call's context. Install its interceptors on the server.
 type Authorizer struct {
 	tokens   *TokenFile
 	review   *TokenReview
+	runs     RunOwners
 	limiter  *limiter
 	rate     RateLimit
 	log      *slog.Logger
@@ -64,6 +79,7 @@ func New(cfg Config) (*Authorizer, error) {
 	return &Authorizer{
 		tokens:  cfg.Tokens,
 		review:  cfg.TokenReview,
+		runs:    cfg.Runs,
 		limiter: newLimiter(cfg.RateLimit, cfg.Now),
 		rate:    cfg.RateLimit,
 		log:     cfg.Logger.With("component", "auth"),
@@ -102,28 +118,97 @@ func (a *Authorizer) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if err != nil {
 			return nil, err
 		}
+		if check := a.runWriteCheck(ctx, info.FullMethod); check != nil {
+			if err := check(req); err != nil {
+				return nil, err
+			}
+		}
 		return handler(ctx, req)
 	}
 }
 
 // StreamServerInterceptor returns the interceptor for streaming calls; a
-// stream is authorized and rate-limited once, when it opens.
+// stream is authorized and rate-limited once, when it opens. On a
+// RunWrite method every received message that names a run other than the
+// last one checked is checked for ownership before the handler sees it.
 func (a *Authorizer) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx, err := a.Authorize(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
-		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+		return handler(srv, &contextStream{ServerStream: ss, ctx: ctx, check: a.runWriteCheck(ctx, info.FullMethod)})
 	}
 }
 
 type contextStream struct {
 	grpc.ServerStream
 	ctx context.Context
+	// check, when set, is the ownership check of a RunWrite method.
+	check func(msg any) error
 }
 
 func (s *contextStream) Context() context.Context { return s.ctx }
+
+func (s *contextStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if s.check != nil {
+		return s.check(m)
+	}
+	return nil
+}
+
+// runNamer is a request that names the run it acts on: every RunWrite
+// method's request message (a test checks the generated ones).
+type runNamer interface{ GetRunId() string }
+
+// runWriteCheck returns the ownership check of the RunWrite method
+// fullMethod for the caller in ctx, or nil when there is nothing to check:
+// the method writes no run, or the caller may write anyone's runs. The
+// check looks up the owner of each run a message names, once per run id
+// in a row; an empty run_id names no run and is left to the handler,
+// which refuses it.
+func (a *Authorizer) runWriteCheck(ctx context.Context, fullMethod string) func(msg any) error {
+	rule, ok := RuleFor(fullMethod)
+	if !ok || rule.Runs != RunWrite {
+		return nil
+	}
+	id, ok := FromContext(ctx)
+	if ok && mayWriteAnyRun(id, rule) {
+		return nil
+	}
+	var checked string
+	return func(msg any) error {
+		named, ok := msg.(runNamer)
+		if !ok {
+			a.log.ErrorContext(ctx, "a run-writing method's request names no run; denied", "method", fullMethod, "type", fmt.Sprintf("%T", msg))
+			return status.Errorf(codes.Internal, "%s: request names no run, so its ownership cannot be checked", fullMethod)
+		}
+		runID := named.GetRunId()
+		if runID == "" || runID == checked {
+			return nil
+		}
+		if a.runs == nil {
+			return status.Errorf(codes.PermissionDenied, "%s: this server cannot look up run owners; only role %s may write runs", fullMethod, rule.AnyRun)
+		}
+		owner, err := a.runs.RunOwner(ctx, runID)
+		if err != nil {
+			if _, isStatus := status.FromError(err); isStatus {
+				return err
+			}
+			a.log.ErrorContext(ctx, "look up run owner", "method", fullMethod, "run_id", runID, "err", err)
+			return status.Errorf(codes.Internal, "%s: cannot look up the owner of run %s", fullMethod, runID)
+		}
+		if err := CheckRunWrite(id, rule, fullMethod, runID, owner); err != nil {
+			a.log.InfoContext(ctx, "permission denied: not the run's owner", "method", fullMethod, "run_id", runID, "owner", owner, "caller", id.Name, "role", id.Role.String())
+			return err
+		}
+		checked = runID
+		return nil
+	}
+}
 
 // Authorize authenticates the caller of fullMethod from ctx (incoming
 // metadata and peer), checks the policy table and the rate limit, and

@@ -18,11 +18,11 @@ const (
 	RoleNone Role = iota
 	// RoleViewer reads runs, nodes, incidents and comparisons.
 	RoleViewer
-	// RoleSubmitter also creates runs, cancels its own runs and reports
-	// run results.
+	// RoleSubmitter also creates runs, and cancels and reports results
+	// for the runs it created.
 	RoleSubmitter
 	// RoleOperator also drains and undrains nodes and runs node checks,
-	// and cancels anyone's runs.
+	// and cancels and reports results for anyone's runs.
 	RoleOperator
 	// RoleAdmin may call every user-facing RPC.
 	RoleAdmin
@@ -105,7 +105,7 @@ func NewContext(ctx context.Context, id Identity) context.Context {
 
 // FromContext returns the caller identity the interceptors put into the
 // context of an authorized call. Handlers use it for decisions the policy
-// table cannot make, such as run ownership (see CheckOwner).
+// table cannot make, such as the node an agent may speak for.
 func FromContext(ctx context.Context) (Identity, bool) {
 	id, ok := ctx.Value(identityKey{}).(Identity)
 	return id, ok
@@ -141,18 +141,32 @@ func CheckAgentNode(ctx context.Context, node string) error {
 	return nil
 }
 
-// CheckOwner enforces ownership of a run whose creator's Identity.Name was
-// owner: submitters may act only on their own runs, operators and admins
-// on anyone's. It returns nil or a PermissionDenied status error.
-func CheckOwner(ctx context.Context, owner string) error {
-	id, ok := FromContext(ctx)
+// CheckRunWrite decides whether caller id may call method, whose rule is
+// a RunWrite rule, on run runID that owner created: callers with
+// rule.AnyRun write any run, callers with rule.Role only runs whose owner
+// is their own name. A run created with no owner ("") is nobody's own. It
+// returns nil or a PermissionDenied status error. The Authorizer's
+// interceptors call it for every RunWrite method; handlers need not.
+func CheckRunWrite(id Identity, rule Rule, method, runID, owner string) error {
 	switch {
-	case !ok:
-		return status.Error(codes.Unauthenticated, "no authenticated caller")
-	case id.Kind == KindInsecure, id.Role.Includes(RoleOperator):
+	case rule.Runs != RunWrite:
+		return status.Errorf(codes.Internal, "%s is not a run write in the authorization policy", method)
+	case rule.AnyRun <= rule.Role:
+		return status.Errorf(codes.Internal, "%s has no ownership rule in the authorization policy", method)
+	case mayWriteAnyRun(id, rule):
 		return nil
-	case id.Role.Includes(RoleSubmitter) && id.Name == owner:
-		return nil
+	case id.Kind != KindUser || !id.Role.Includes(rule.Role):
+		return status.Errorf(codes.PermissionDenied, "%s requires role %s; caller %q has role %s", method, rule.Role, id.Name, id.Role)
+	case owner == "":
+		return status.Errorf(codes.PermissionDenied, "%s: run %s was created with no owner; only role %s may write it (caller %q has role %s)", method, runID, rule.AnyRun, id.Name, id.Role)
+	case id.Name != owner:
+		return status.Errorf(codes.PermissionDenied, "%s: run %s belongs to %q; caller %q (role %s) may write only its own runs (role %s may write any)", method, runID, owner, id.Name, id.Role, rule.AnyRun)
 	}
-	return status.Errorf(codes.PermissionDenied, "run belongs to %q; caller %q (role %s) may act only on its own runs (operator may act on any)", owner, id.Name, id.Role)
+	return nil
+}
+
+// mayWriteAnyRun reports whether id may write runs it did not create under
+// the RunWrite rule.
+func mayWriteAnyRun(id Identity, rule Rule) bool {
+	return id.Kind == KindInsecure || id.Kind == KindUser && rule.AnyRun > rule.Role && id.Role.Includes(rule.AnyRun)
 }

@@ -174,17 +174,18 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 	if c.backend, err = newBackend(cfg, logger); err != nil {
 		return nil, err
 	}
-	// The authorizer first: in insecure mode it says so loudly, before
-	// anything else is logged.
-	secOpts, err := cfg.Security.serverOptions(logger)
-	if err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o750); err != nil {
 		return nil, fmt.Errorf("create directory for the run history: %w", err)
 	}
 	if c.store, err = store.Open(cfg.DBPath, store.Options{Timeout: 5 * time.Second}); err != nil {
 		return nil, fmt.Errorf("open run history %s: %w", cfg.DBPath, err)
+	}
+	// The authorizer before the rest: in insecure mode it says so loudly,
+	// before anything else is logged. It reads runs' owners from the
+	// history for the ownership rule of methods that write runs.
+	secOpts, err := cfg.Security.serverOptions(logger, api.RunOwners(c.store, logger))
+	if err != nil {
+		return nil, err
 	}
 
 	c.metrics = metrics.NewController()

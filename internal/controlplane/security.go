@@ -35,11 +35,12 @@ type Security struct {
 }
 
 // serverOptions builds the gRPC transport and the authorization
-// interceptors (run after the metrics, logging and recovery ones). Every
+// interceptors (run after the metrics, logging and recovery ones), which
+// read run owners from owners for the ownership rule. Every
 // call that reaches a handler carries an auth.Identity: handlers deny
 // calls without one, which only a server built without these options
 // would make.
-func (s Security) serverOptions(logger *slog.Logger) ([]grpc.ServerOption, error) {
+func (s Security) serverOptions(logger *slog.Logger, owners auth.RunOwners) ([]grpc.ServerOption, error) {
 	var a *auth.Authorizer
 	var opts []grpc.ServerOption
 	if s.Insecure {
@@ -50,7 +51,7 @@ func (s Security) serverOptions(logger *slog.Logger) ([]grpc.ServerOption, error
 			return nil, fmt.Errorf("TLS: %w", err)
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
-		cfg := auth.Config{Logger: logger, RateLimit: s.RateLimit}
+		cfg := auth.Config{Logger: logger, RateLimit: s.RateLimit, Runs: owners}
 		if s.TokenFile != "" {
 			if cfg.Tokens, err = auth.NewTokenFile(s.TokenFile, auth.TokenFileOptions{Logger: logger}); err != nil {
 				return nil, fmt.Errorf("--token-file: %w", err)

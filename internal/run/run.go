@@ -151,8 +151,10 @@ type Run struct {
 	Usage      *Usage    `json:"usage,omitempty"`
 	// IncidentIDs are the health incidents on the run's nodes while it ran.
 	IncidentIDs []string `json:"incident_ids,omitempty"`
-	// Owner is who created the run (the authenticated caller's name);
-	// submitters may cancel only their own runs.
+	// Owner is who created the run (the authenticated user's name), empty
+	// for runs created in insecure mode or before owners were recorded.
+	// Submitters write (cancel, report results of) only runs they own;
+	// operators and admins write any (auth.RuleFor).
 	Owner string `json:"owner,omitempty"`
 }
 

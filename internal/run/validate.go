@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -410,8 +411,29 @@ func validateLabels(vs *violations, labels map[string]string) {
 			vs.add(field, "value must be valid UTF-8 text of at most %d characters; got invalid UTF-8", maxLabelValueLen)
 		case utf8.RuneCountInString(v) > maxLabelValueLen:
 			vs.add(field, "value must be at most %d characters; got %d", maxLabelValueLen, utf8.RuneCountInString(v))
+		default:
+			if i := indexLineBreaking(v); i >= 0 {
+				r, _ := utf8.DecodeRuneInString(v[i:])
+				vs.add(field, "value must be one line of printable text, without control characters (NUL, CR, LF, tab, DEL, C1) or line separators; got %s (U+%04X) at byte %d", strconv.QuoteRune(r), r, i)
+			}
 		}
 	}
+}
+
+// indexLineBreaking returns the byte index of the first rune of valid
+// UTF-8 s that has no place in one line of text: a control character
+// (Unicode category Cc: C0 including NUL, tab, CR and LF, DEL, C1) or a
+// line or paragraph separator (U+2028, U+2029); -1 if there is none.
+// Label values are shown in tables, logs and metric labels, where such
+// characters forge lines or are cut by C code (NUL), and argv and the
+// environment refuse NUL already.
+func indexLineBreaking(s string) int {
+	for i, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return i
+		}
+	}
+	return -1
 }
 
 // Character classes.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler"
@@ -186,6 +187,20 @@ func TestValidateRules(t *testing.T) {
 		{"labels 64-char key", func(s *run.Spec) { s.Labels = map[string]string{strings.Repeat("k", 64): "x"} }, []string{`spec.labels["` + strings.Repeat("k", 64) + `"]`}},
 		{"labels 257-rune value", func(s *run.Spec) { s.Labels = map[string]string{"k": strings.Repeat("é", 257)} }, []string{`spec.labels["k"]`}},
 		{"labels invalid UTF-8 value", func(s *run.Spec) { s.Labels = map[string]string{"k": "\xff"} }, []string{`spec.labels["k"]`}},
+		{"labels printable value", func(s *run.Spec) {
+			s.Labels = map[string]string{"k": `a b "c" 'd' $(e) ü 日本 😀 \n`}
+		}, nil},
+		{"labels NUL value", func(s *run.Spec) { s.Labels = map[string]string{"k": "a\x00b"} }, []string{`spec.labels["k"]`}},
+		{"labels CR LF value", func(s *run.Spec) { s.Labels = map[string]string{"k": "a\r\nb"} }, []string{`spec.labels["k"]`}},
+		{"labels LF value", func(s *run.Spec) { s.Labels = map[string]string{"k": "a\nb"} }, []string{`spec.labels["k"]`}},
+		{"labels CR value", func(s *run.Spec) { s.Labels = map[string]string{"k": "a\rb"} }, []string{`spec.labels["k"]`}},
+		{"labels tab value", func(s *run.Spec) { s.Labels = map[string]string{"k": "a\tb"} }, []string{`spec.labels["k"]`}},
+		{"labels escape value", func(s *run.Spec) { s.Labels = map[string]string{"k": "\x1b[2J"} }, []string{`spec.labels["k"]`}},
+		{"labels DEL value", func(s *run.Spec) { s.Labels = map[string]string{"k": "a\x7f"} }, []string{`spec.labels["k"]`}},
+		{"labels C1 value", func(s *run.Spec) { s.Labels = map[string]string{"k": "a\u0085b"} }, []string{`spec.labels["k"]`}},
+		{"labels line separator value", func(s *run.Spec) { s.Labels = map[string]string{"k": "a\u2028b"} }, []string{`spec.labels["k"]`}},
+		{"labels paragraph separator value", func(s *run.Spec) { s.Labels = map[string]string{"k": "a\u2029b"} }, []string{`spec.labels["k"]`}},
+		{"labels control in one of two", func(s *run.Spec) { s.Labels = map[string]string{"ok": "fine", "bad": "x\ny"} }, []string{`spec.labels["bad"]`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,6 +310,22 @@ func TestValidateDescriptions(t *testing.T) {
 	}
 }
 
+// A label value with a line break is refused with a description that
+// names the character and where it is.
+func TestValidateLabelControlDescription(t *testing.T) {
+	s := validSpec()
+	s.Labels = map[string]string{"team": "nlp\r\nX-Injected: 1"}
+	var ve *run.ValidationError
+	if err := run.Validate(s, run.DefaultLimits()); !errors.As(err, &ve) {
+		t.Fatalf("Validate = %v, want a ValidationError", err)
+	}
+	want := []run.FieldViolation{{`spec.labels["team"]`,
+		`value must be one line of printable text, without control characters (NUL, CR, LF, tab, DEL, C1) or line separators; got '\r' (U+000D) at byte 3`}}
+	if !slices.Equal(ve.Violations, want) {
+		t.Fatalf("violations =\n%q\nwant\n%q", ve.Violations, want)
+	}
+}
+
 func TestValidateDeterministic(t *testing.T) {
 	s := validSpec()
 	s.Environment = map[string]string{}
@@ -376,6 +407,7 @@ func FuzzValidate(f *testing.F) {
 		"/shared/work", "/shared/out", "HF_HOME=/x\x1fA=b", "r-1\x1fr-2", "team=nlp", "/r.jsonl")
 	f.Add("s", 1, 0, 0, 4, int64(time.Minute), "", "", "#SBATCH --nodes=9\nexit 3\n", "", "", "", "", "", "")
 	f.Add("x", 1, 1, 0, 0, int64(time.Second), "", ":\x1f-\x1f'\r\n\x1fa\x00", "", "/", "/", "=\x1fSLURM_A=1", "r-", "K=v", "/")
+	f.Add("l", 1, 1, 0, 0, int64(time.Minute), "", "true", "", "", "", "", "", "a=x\r\ny\x1fb=\x00\x1fc=\u2028\x1fd=ok", "")
 	f.Fuzz(func(t *testing.T, name string, nodes, tasks, gpus, cpus int, limit int64, partition, argv, script,
 		workdir, outdir, env, deps, labels, results string) {
 		s := run.Spec{
@@ -422,6 +454,11 @@ func FuzzValidate(f *testing.F) {
 		}
 		if _, err := scheduler.RenderScript(job, s.Argv, s.Script); err != nil {
 			t.Fatalf("Validate accepted the spec but RenderScript refused it: %v\nspec: %#v", err, s)
+		}
+		for k, v := range s.Labels {
+			if i := strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }); i >= 0 {
+				t.Fatalf("Validate accepted label %q with a control character at byte %d: %q", k, i, v)
+			}
 		}
 	})
 }

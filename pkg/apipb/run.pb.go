@@ -152,7 +152,8 @@ type RunSpec struct {
 	// (Slurm afterok dependencies); at most 64.
 	DependsOn []string `protobuf:"bytes,13,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	// Labels for filtering, at most 64: keys [a-z0-9_.-/]{1,63}, values up to
-	// 256 characters.
+	// 256 characters of UTF-8 text without control characters (no NUL, CR,
+	// LF, tab, DEL or C1 controls, no U+2028/U+2029 line separators).
 	Labels map[string]string `protobuf:"bytes,14,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Absolute path of the per-sample results file this run writes, picked up
 	// when it completes. Optional.
@@ -341,7 +342,10 @@ type Run struct {
 	Usage *RunUsage `protobuf:"bytes,20,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Output only. Ids of health incidents on the run's nodes while it ran.
 	IncidentIds []string `protobuf:"bytes,21,rep,name=incident_ids,json=incidentIds,proto3" json:"incident_ids,omitempty"`
-	// Output only. Who created the run (the authenticated caller's name).
+	// Output only. Who created the run (the authenticated user's name); empty
+	// for runs created in insecure mode or before owners were recorded. A
+	// submitter may cancel or report results only for runs it owns; operators
+	// and admins for any run, including those with no owner.
 	Owner         string `protobuf:"bytes,22,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
