@@ -159,7 +159,10 @@ func Elements(d []byte, i int, fn func(val []byte) (end int)) (end int, ok bool)
 		return i + 1, true
 	}
 	for {
-		vEnd := fn(d[i:])
+		if i >= len(d) {
+			return -1, false
+		}
+		vEnd := fn(d[i:]) // never empty
 		if vEnd > 0 {
 			vEnd += i
 		} else if vEnd = SkipValue(d, i); vEnd < 0 {
@@ -208,10 +211,17 @@ func KeyIs(key []byte, escaped bool, name string) bool {
 
 // Unquote decodes the quoted JSON string raw as encoding/json would
 // (invalid UTF-8 becomes U+FFFD); ok is false if raw is no valid string.
-func Unquote(raw []byte) (s string, ok bool) {
+func Unquote(raw []byte) (string, bool) {
 	if body, plain := plainBody(raw); plain {
 		return string(body), true
 	}
+	return unquoteSlow(raw)
+}
+
+// unquoteSlow is apart from Unquote so that the string it decodes into
+// (its address taken) is allocated only when it is needed.
+func unquoteSlow(raw []byte) (string, bool) {
+	var s string
 	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
 		return "", false
 	}

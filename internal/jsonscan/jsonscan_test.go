@@ -3,6 +3,7 @@ package jsonscan
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"unicode/utf8"
 )
@@ -46,21 +47,6 @@ func TestField(t *testing.T) {
 	}
 }
 
-func TestSkipValue(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int // -1: no value
-	}{
-		{`"a\"b"x`, 6}, {`"a\\"x`, 5}, {`"open`, -1}, {`{"a":[1,"]}"]}x`, 14}, {`[[]`, -1},
-		{`-1.5e3,`, 6}, {`true}`, 4}, {`null`, 4}, {`,`, -1}, {``, -1}, {"[\n  1,\n  2\n]", 12},
-	}
-	for _, tt := range tests {
-		if got := SkipValue([]byte(tt.in), 0); got != tt.want {
-			t.Errorf("SkipValue(%q) = %d, want %d", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestElements(t *testing.T) {
 	var got []string
 	end, ok := Elements([]byte(` [ 1, "x" ,{"a":[2]}, [3] ] ,`), 1, func(val []byte) int {
@@ -81,8 +67,8 @@ func TestElements(t *testing.T) {
 			t.Errorf("element %d = %s, want %s", i, got[i], want[i])
 		}
 	}
-	for _, bad := range []string{`[1,`, `[1 2]`, `{}`, `[`} {
-		if _, ok := Elements([]byte(bad), 0, func([]byte) int { return 0 }); ok {
+	for _, bad := range []string{`[1,`, `[1, `, `[1 2]`, `{}`, `[`, `[ `} {
+		if _, ok := Elements([]byte(bad), 0, func(val []byte) int { _ = val[0]; return 0 }); ok {
 			t.Errorf("Elements(%s) ok", bad)
 		}
 	}
@@ -110,54 +96,51 @@ func TestUnquoteAndKeyIs(t *testing.T) {
 	}
 }
 
-// FuzzField checks Field against encoding/json: whenever it answers on
-// valid JSON, it answers what decoding into a map would.
-func FuzzField(f *testing.F) {
-	f.Add([]byte(`{"spec":{"job_name":"quote\"back\\slash","labels":{"k\"ey":"v"}},"create_time":"2024-01-01T00:00:00Z"}`), "spec")
-	f.Add([]byte(`{"a":{"b":[1,"]"]},"c":"\"}"}`), "c")
-	f.Add([]byte(`{"\u0061":1, "a" :2}`), "a")
-	f.Add([]byte(`{"a":"x\\","b":"\\\"}","c":3}`), "c")
-	f.Fuzz(func(t *testing.T, obj []byte, key string) {
-		raw, found, ok := Field(obj, key)
-		if !ok || !json.Valid(obj) || !utf8.Valid(obj) {
-			return // callers fall back to a full decode, or validate first
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(obj, &m); err != nil {
-			t.Fatalf("Field answered for %q, which is no object: %v", obj, err)
-		}
-		want, has := m[key]
-		if found != has || !bytes.Equal(raw, want) {
-			t.Fatalf("Field(%q, %q) = %q, %v; encoding/json says %q, %v", obj, key, raw, found, want, has)
-		}
-	})
-}
-
-// FuzzElements checks Elements and SkipValue against encoding/json on
-// valid arrays: the same elements, and the array's end found exactly.
-func FuzzElements(f *testing.F) {
+// FuzzScan checks the scanner against encoding/json on valid documents:
+// an object's members as a map has them (the last duplicate wins), an
+// array's elements as a []json.RawMessage has them, each value's end found
+// exactly.
+func FuzzScan(f *testing.F) {
+	f.Add([]byte(`{"spec":{"job_name":"quote\"back\\slash","labels":{"k\"ey":"v"}},"create_time":"2024-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"a":{"b":[1,"]"]},"c":"\"}", "\u0061":1, "a" :2}`))
 	f.Add([]byte(`[1,"a\"]",{"b":[2,{}]},[],null,true,-0.5e2]`))
 	f.Add([]byte("[\n  {\n    \"x\": \"\\\\\"\n  }\n]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var want []json.RawMessage
-		if json.Unmarshal(data, &want) != nil || want == nil {
-			return
+		if !json.Valid(data) || !utf8.Valid(data) {
+			return // callers validate first, or fall back to a full decode
 		}
 		start := SkipSpace(data, 0)
-		var got [][]byte
-		end, ok := Elements(data, start, func(val []byte) int {
-			got = append(got, val[:SkipValue(val, 0)])
-			return 0
-		})
-		if !ok || SkipSpace(data, end) != len(data) || SkipValue(data, start) != end {
-			t.Fatalf("Elements(%q) = %d, %v; SkipValue = %d; want the end of the array", data, end, ok, SkipValue(data, start))
+		if end := SkipValue(data, start); SkipSpace(data, end) != len(data) {
+			t.Fatalf("SkipValue(%q) = %d, want the end of the value", data, end)
 		}
-		if len(got) != len(want) {
-			t.Fatalf("Elements(%q): %d elements, want %d", data, len(got), len(want))
+		var m map[string]json.RawMessage
+		if json.Unmarshal(data, &m) == nil && m != nil {
+			got := map[string]json.RawMessage{}
+			_, ok := Fields(data, start, func(key []byte, escaped bool, val []byte) {
+				s, _ := Unquote(key)
+				if !KeyIs(key, escaped, s) {
+					t.Fatalf("KeyIs(%q, %q) = false", key, s)
+				}
+				got[s] = val
+			})
+			if !ok || !reflect.DeepEqual(got, m) {
+				t.Fatalf("Fields(%q) = %q, %v; encoding/json says %q", data, got, ok, m)
+			}
+			for k, want := range m {
+				if raw, found, ok := Field(data, k); !ok || !found || !bytes.Equal(raw, want) {
+					t.Fatalf("Field(%q, %q) = %q, %v, %v; want %q", data, k, raw, found, ok, want)
+				}
+			}
 		}
-		for i := range want {
-			if !bytes.Equal(got[i], want[i]) {
-				t.Fatalf("Elements(%q) element %d = %q, want %q", data, i, got[i], want[i])
+		var a []json.RawMessage
+		if json.Unmarshal(data, &a) == nil && a != nil {
+			var got []json.RawMessage
+			_, ok := Elements(data, start, func(val []byte) int {
+				got = append(got, val[:SkipValue(val, 0)])
+				return 0
+			})
+			if !ok || len(got) != len(a) || len(a) > 0 && !reflect.DeepEqual(got, a) {
+				t.Fatalf("Elements(%q) = %q, %v; encoding/json says %q", data, got, ok, a)
 			}
 		}
 	})

@@ -8,20 +8,15 @@ import (
 )
 
 // A filtered ListRuns looks at up to 10,000 records per call; decoding each
-// into a run.Run costs ~10µs, most of it for fields no filter reads. The
-// helpers here pick single values out of a record's JSON without decoding
-// the rest (package jsonscan), so a filter can reject a record for ~1µs.
-// Only records that pass are decoded in full.
-//
-// They report errJSONScan for anything they do not understand; the caller
-// then decodes the record in full, so a limitation here costs time, never
-// correctness.
-
+// into a run.Run costs ~10µs, most of it for fields no filter reads. These
+// helpers pick single values out of a record's JSON (package jsonscan), so
+// a filter can reject a record for ~1µs. They report errJSONScan for
+// anything they do not understand; the caller then decodes the record in
+// full, so a limitation here costs time, never correctness.
 var errJSONScan = errors.New("store: unexpected JSON")
 
-// jsonField returns the raw value of key among the members of the JSON
-// object obj; the last of repeated keys wins. found is false if the key is
-// absent.
+// jsonField returns the raw value of key among the members of object obj;
+// the last of repeated keys wins.
 func jsonField(obj []byte, key string) (raw []byte, found bool, err error) {
 	raw, found, ok := jsonscan.Field(obj, key)
 	if !ok {
@@ -36,11 +31,10 @@ func jsonString(raw []byte) (string, error) {
 	if string(raw) == "null" {
 		return "", nil
 	}
-	s, ok := jsonscan.Unquote(raw)
-	if !ok {
-		return "", errJSONScan
+	if s, ok := jsonscan.Unquote(raw); ok {
+		return s, nil
 	}
-	return s, nil
+	return "", errJSONScan
 }
 
 // stringEquals reports whether the raw JSON string lit decodes to s.
