@@ -28,6 +28,7 @@ import (
 	"github.com/sopilot/sopilot/internal/agent"
 	"github.com/sopilot/sopilot/internal/agent/ib"
 	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
+	"github.com/sopilot/sopilot/internal/agent/sim"
 	"github.com/sopilot/sopilot/internal/agent/uplink"
 	"github.com/sopilot/sopilot/internal/config"
 	"github.com/sopilot/sopilot/internal/health"
@@ -195,10 +196,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		NodeName: o.nodeName, BootID: strings.TrimSpace(string(bootID)), Version: Version,
 		ProcRoot: o.procRoot, Interval: o.interval, Logger: logger,
 		Buffer:           uplink.BufferOptions{MaxTelemetryBatches: o.maxTelemetryBatches},
-		NCCL:             nccl.Runner{Path: o.ncclPath},
-		NCCLSimulated:    o.ncclMode == "sim",
-		NCCLSimPeak:      o.simNCCLPeak,
+		NCCL:             agent.NCCLTests{Runner: nccl.Runner{Path: o.ncclPath}},
 		NCCLMessageBytes: th.NCCLMessageBytes,
+	}
+	var node simulation
+	if o.ncclMode == "sim" {
+		node.nccl = sim.NewNCCL(o.simNCCLPeak)
+		cfg.NCCL = node.nccl
 	}
 	stateDir := o.stateDir
 	if stateDir == "" && (o.ibMode == "sim") {
@@ -207,9 +211,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer os.RemoveAll(stateDir)
 	}
-	var startFaults []nvmlsim.Fault
 	if o.nvmlMode == "sim" {
-		sim := nvmlsim.New(nvmlsim.Options{GPUs: o.simGPUs, Model: o.simModel, NodeName: o.nodeName})
+		gpus := nvmlsim.New(nvmlsim.Options{GPUs: o.simGPUs, Model: o.simModel, NodeName: o.nodeName})
+		node.gpus = &sim.GPUs{Sim: gpus, ProcRoot: o.procRoot, Logger: logger}
 		for _, s := range o.simFaults {
 			f, err := nvmlsim.ParseFault(s)
 			if err != nil {
@@ -218,9 +222,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			if f.GPU >= o.simGPUs {
 				return usageError{fmt.Errorf("--sim-fault %q: gpu %d out of range (--sim-gpus %d)", s, f.GPU, o.simGPUs)}
 			}
-			startFaults = append(startFaults, f)
+			node.gpus.StartFaults = append(node.gpus.StartFaults, f)
 		}
-		cfg.NVML, cfg.Sim = sim, sim
+		cfg.NVML, cfg.SimulatedGPUs, cfg.BeforeSample = gpus, true, node.gpus
 		logger.Warn("GPU telemetry is SIMULATED (--nvml=sim): no real GPU is read")
 	} else {
 		cfg.NVML = nvml.New()
@@ -233,7 +237,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return fmt.Errorf("simulated infiniband tree: %w", err)
 		}
-		cfg.IBRoot, cfg.IBSim = tree.Root(), tree
+		cfg.IBRoot, cfg.IB, cfg.SimulatedIB = tree.Root(), tree.Collector(), true
+		node.ib = tree
 		logger.Warn("InfiniBand telemetry is SIMULATED (--ib=sim)", "tree", tree.Root())
 	case "none":
 		cfg.NoIB = true
@@ -271,19 +276,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer a.Close()
-	// After the collector enumerated the GPUs (a GPU lost before that would
-	// not be enumerated at all) and registered for events (an XID before
-	// that would reach no event set), as on a real node.
-	if len(startFaults) > 0 {
-		go func() {
-			time.Sleep(time.Second)
-			for _, f := range startFaults {
-				if err := cfg.Sim.Inject(f); err != nil {
-					logger.Error("--sim-fault", "fault", f.String(), "err", err)
-				}
-			}
-		}()
-	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if o.adminAddr != "" {
@@ -291,29 +283,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return fmt.Errorf("listen on --admin-addr: %w", err)
 		}
-		srv := &http.Server{Handler: adminMux(a, cfg), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: adminMux(a, node), ReadHeaderTimeout: 10 * time.Second}
 		logger.Info("admin endpoint listening", "addr", lis.Addr().String())
 		fmt.Fprintf(stdout, "node-agent %s admin on %s\n", o.nodeName, lis.Addr())
 		g.Go(func() error { return server.ServeHTTP(gctx, srv, lis, 5*time.Second) })
 	}
 	g.Go(func() error { return a.Run(gctx) })
+	if node.gpus != nil {
+		g.Go(func() error { return node.gpus.Run(gctx) }) // the start faults
+	}
 	return g.Wait()
 }
 
-func adminMux(a *agent.Agent, cfg agent.Config) *http.ServeMux {
+// simulation is what --nvml, --ib and --nccl sim put beside the agent:
+// each part nil when that part of the node is real.
+type simulation struct {
+	gpus *sim.GPUs
+	ib   *ib.SimTree
+	nccl *sim.NCCL
+}
+
+func adminMux(a *agent.Agent, node simulation) *http.ServeMux {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), a.Metrics())
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	if cfg.Sim != nil {
-		mux.Handle("/sim/gpu/", http.StripPrefix("/sim/gpu", cfg.Sim.Handler()))
+	if node.gpus != nil {
+		mux.Handle("/sim/gpu/", http.StripPrefix("/sim/gpu", node.gpus.Sim.Handler()))
 	}
-	if cfg.IBSim != nil {
-		mux.Handle("/sim/ib", http.StripPrefix("/sim", cfg.IBSim.Handler()))
-		mux.Handle("/sim/ib/", http.StripPrefix("/sim", cfg.IBSim.Handler()))
+	if node.ib != nil {
+		mux.Handle("/sim/ib", http.StripPrefix("/sim", node.ib.Handler()))
+		mux.Handle("/sim/ib/", http.StripPrefix("/sim", node.ib.Handler()))
 	}
-	if cfg.NCCLSimulated {
+	if node.nccl != nil {
 		mux.HandleFunc("/sim/nccl", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Sopilot-Simulated", "true")
 			w.Header().Set("Content-Type", "application/json")
@@ -328,7 +331,7 @@ func adminMux(a *agent.Agent, cfg agent.Config) *http.ServeMux {
 				_ = json.NewEncoder(w).Encode(map[string]string{"error": "busbw: a bandwidth in GB/s, 0 < busbw ≤ 10000"})
 				return
 			}
-			a.SetSimulatedNCCLPeak(v)
+			node.nccl.SetPeak(v)
 			_ = json.NewEncoder(w).Encode(map[string]float64{"busbw": v})
 		})
 	}

@@ -20,20 +20,20 @@ var execAllowed = map[string]string{
 }
 
 // protoImporters are the edge packages whose non-test files may import the
-// generated protobuf packages; the rest of internal/ speaks domain types.
+// generated protobuf packages, each with the reason; the rest of internal/
+// speaks domain types. It lists exactly the packages that import them.
 var protoImporters = map[string]bool{
-	"cmd/":                     true,
-	"hack/":                    true,
-	"internal/agent":           true,
-	"internal/agent/uplink":    true,
-	"internal/api":             true,
-	"internal/auth":            true,
-	"internal/cli":             true,
-	"internal/controlplane":    true,
-	"internal/fleet":           true,
-	"internal/fleet/fleettest": true,
-	"internal/monitor":         true,
-	"internal/telemetry":       true,
+	"hack/ingestbench":         true, // drives the controller's AgentService as thousands of agents would
+	"internal/agent":           true, // the agent's sender: samples, events and command results go out as agentpb
+	"internal/agent/uplink":    true, // the agent's stream to the controller (AgentService.Connect)
+	"internal/api":             true, // the gRPC handlers: apipb in, domain types to the services, apipb out
+	"internal/auth":            true, // the policy names each RPC by its generated full method name
+	"internal/cli":             true, // sopilot's commands are clients of the API (apipb)
+	"internal/controlplane":    true, // registers the services on the one gRPC server
+	"internal/fleet":           true, // the controller's end of the agents' streams (AgentService.Connect)
+	"internal/fleet/fleettest": true, // serves a fleet over AgentService for the agent's tests
+	"internal/monitor":         true, // its Commander returns the fleet's agentpb.CommandResult (NCCL checks)
+	"internal/telemetry":       true, // converts agentpb samples to and from the domain types (proto.go)
 }
 
 // protoPackages are the generated packages protoImporters guards.

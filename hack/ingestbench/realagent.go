@@ -17,6 +17,7 @@ import (
 	"github.com/sopilot/sopilot/internal/agent"
 	"github.com/sopilot/sopilot/internal/agent/ib"
 	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
+	agentsim "github.com/sopilot/sopilot/internal/agent/sim"
 	"github.com/sopilot/sopilot/internal/agent/uplink"
 )
 
@@ -49,14 +50,14 @@ func runRealAgents(ctx context.Context, o options, stdout io.Writer, logger *slo
 			return err
 		}
 		defer conn.Close()
-		sim := nvmlsim.New(nvmlsim.Options{GPUs: 8, NodeName: name})
+		gpus := nvmlsim.New(nvmlsim.Options{GPUs: 8, NodeName: name})
 		tree, err := ib.NewSimTree(filepath.Join(dir, name, "ib-sim"), 8)
 		if err != nil {
 			return err
 		}
 		a, err := agent.New(ctx, agent.Config{NodeName: name, BootID: "boot-" + name, Version: "ingestbench",
-			NVML: sim, Sim: sim, IBRoot: tree.Root(), IBSim: tree, Interval: o.interval, Conn: conn,
-			NCCLSimulated: true, Logger: slog.New(slog.DiscardHandler)})
+			NVML: gpus, SimulatedGPUs: true, IBRoot: tree.Root(), IB: tree.Collector(), SimulatedIB: true, Interval: o.interval, Conn: conn,
+			NCCL: agentsim.NewNCCL(0), BeforeSample: &agentsim.GPUs{Sim: gpus}, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return err
 		}

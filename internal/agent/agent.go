@@ -1,12 +1,10 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -21,7 +19,6 @@ import (
 	"github.com/sopilot/sopilot/internal/agent/attrib"
 	"github.com/sopilot/sopilot/internal/agent/gpu"
 	"github.com/sopilot/sopilot/internal/agent/ib"
-	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
 	"github.com/sopilot/sopilot/internal/agent/progress"
 	"github.com/sopilot/sopilot/internal/agent/uplink"
 	"github.com/sopilot/sopilot/internal/nccl"
@@ -35,16 +32,17 @@ type Config struct {
 	NodeName string
 	BootID   string
 	Version  string
-	// NVML is the library (real, or Sim). Sim is set when it is simulated:
-	// the agent then feeds it the GPUs Slurm jobs hold on this node.
-	NVML nvml.Interface
-	Sim  *nvmlsim.Sim
+	// NVML is the library; SimulatedGPUs labels it not real hardware (in
+	// the inventory and the metrics).
+	NVML          nvml.Interface
+	SimulatedGPUs bool
 	// NoIB: the node has no InfiniBand, and the agent runs no IB collector.
 	NoIB bool
-	// IBRoot is the sysfs root the IB collector reads ("" = /sys). IBSim is
-	// set when that tree is simulated.
-	IBRoot string
-	IBSim  *ib.SimTree
+	// IB reads the InfiniBand ports (nil: sysfs under IBRoot, "" = /sys);
+	// SimulatedIB labels it not real hardware.
+	IB          IBCollector
+	IBRoot      string
+	SimulatedIB bool
 	// ProcRoot is where processes are looked up ("" = /proc).
 	ProcRoot string
 	// Interval between samples (default 1 s).
@@ -53,11 +51,10 @@ type Config struct {
 	Conn grpc.ClientConnInterface
 	// Buffer bounds what waits for the controller.
 	Buffer uplink.BufferOptions
-	// NCCL runs all_reduce_perf for checks; with NCCLSimulated the output
-	// is simulated (nccl.SimulatedOutput) at NCCLSimPeak GB/s.
-	NCCL          nccl.Runner
-	NCCLSimulated bool
-	NCCLSimPeak   float64
+	// NCCL runs all_reduce_perf for checks (nil: NCCLTests{}).
+	NCCL NCCL
+	// BeforeSample, when set, is called before each sample.
+	BeforeSample SampleHook
 	// NCCLMessageBytes is the message size the check is measured at when
 	// the controller does not say (platform thresholds).
 	NCCLMessageBytes int64
@@ -69,7 +66,7 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	gpus    *gpu.Collector
-	ibc     ibCollector // nil: no InfiniBand
+	ibc     IBCollector // nil: no InfiniBand
 	attrib  *attrib.Resolver
 	buf     *uplink.Buffer
 	client  *uplink.Client
@@ -85,13 +82,12 @@ type Agent struct {
 	// ended: runs no longer assigned, and since when; their files are
 	// read while run.AcceptsProgress (a job's last lines come late).
 	ended      map[string]time.Time
-	simPeak    float64
 	lastSample time.Time
 }
 
-// ibCollector reads the node's InfiniBand ports: sysfs (ib.Collector) or
-// a simulated tree (ib.SimCollector), chosen once in New.
-type ibCollector interface {
+// IBCollector reads the node's InfiniBand ports: sysfs (ib.Collector) or
+// a simulated tree (ib.SimCollector), chosen once at start.
+type IBCollector interface {
 	Inventory() ([]ib.PortInfo, error)
 	Sample(now time.Time) ([]ib.Sample, error)
 }
@@ -107,8 +103,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.NCCLSimPeak <= 0 {
-		cfg.NCCLSimPeak = 480
+	if cfg.NCCL == nil {
+		cfg.NCCL = NCCLTests{}
 	}
 	a := &Agent{
 		cfg:      cfg,
@@ -118,7 +114,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		interval: cfg.Interval,
 		tailers:  map[string]*progress.Tailer{},
 		ended:    map[string]time.Time{},
-		simPeak:  cfg.NCCLSimPeak,
 	}
 	col, err := gpu.New(cfg.NVML, cfg.Logger, gpu.Options{})
 	if err != nil {
@@ -129,11 +124,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		_ = col.Close()
 		return nil, fmt.Errorf("read gpu inventory: %w", err)
 	}
-	a.inv.Simulated = cfg.Sim != nil
+	a.inv.Simulated = cfg.SimulatedGPUs
 	switch {
 	case cfg.NoIB:
-	case cfg.IBSim != nil:
-		a.ibc = cfg.IBSim.Collector()
+	case cfg.IB != nil:
+		a.ibc = cfg.IB
 	default:
 		a.ibc = ib.New(cfg.IBRoot)
 	}
@@ -203,8 +198,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer wg.Wait()
 
 	a.log.Info("agent started", "node", a.cfg.NodeName, "gpus", len(a.inv.GPUs), "ib_ports", len(a.ports),
-		"simulated_gpus", a.cfg.Sim != nil, "simulated_ib", a.cfg.IBSim != nil)
-	lastAlloc := time.Time{}
+		"simulated_gpus", a.cfg.SimulatedGPUs, "simulated_ib", a.cfg.SimulatedIB)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -214,9 +208,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		now := time.Now()
-		if a.cfg.Sim != nil && now.Sub(lastAlloc) >= 2*time.Second {
-			a.refreshSimAllocation()
-			lastAlloc = now
+		if a.cfg.BeforeSample != nil {
+			a.cfg.BeforeSample.BeforeSample(now, a.jobs(), a.attrib)
 		}
 		a.sample(ctx, now)
 		a.lastSample = now
@@ -361,30 +354,19 @@ func (a *Agent) Command(ctx context.Context, c *agentpb.Command) *agentpb.Comman
 	res := &agentpb.CommandResult{CommandId: c.GetCommandId()}
 	switch c.GetKind() {
 	case "nccl_check", "nccl":
-		var (
-			r   nccl.Result
-			err error
-		)
-		if a.cfg.NCCLSimulated {
-			a.mu.Lock()
-			peak := a.simPeak
-			a.mu.Unlock()
-			model := ""
-			if len(a.inv.GPUs) > 0 {
-				model = a.inv.GPUs[0].Model
-			}
-			r, err = nccl.Parse(bytes.NewReader(nccl.SimulatedOutput(max(len(a.inv.GPUs), 1), model, peak)))
-		} else {
-			r, _, err = a.cfg.NCCL.Run(ctx)
+		model := ""
+		if len(a.inv.GPUs) > 0 {
+			model = a.inv.GPUs[0].Model
 		}
+		r, note, err := a.cfg.NCCL.Run(ctx, len(a.inv.GPUs), model)
 		// The agent measures; the controller holds the bandwidth against
 		// its own floor (CommandResult.success says the run was sound).
 		m := nccl.Measure(r, messageBytes(c.GetArgs(), a.cfg.NCCLMessageBytes))
 		res.Success = m.Sound && err == nil
 		res.BusBandwidthGbps = m.BusBWGBps
 		res.Output = m.Summary
-		if a.cfg.NCCLSimulated {
-			res.Output = "simulated: " + res.Output
+		if note != "" {
+			res.Output = note + ": " + res.Output
 		}
 		if err != nil {
 			res.Output += "; " + err.Error()
@@ -404,89 +386,42 @@ func messageBytes(args map[string]string, def int64) int64 {
 	return def
 }
 
-// SetSimulatedNCCLPeak changes the simulated all_reduce_perf bandwidth.
-func (a *Agent) SetSimulatedNCCLPeak(gbps float64) {
-	a.mu.Lock()
-	a.simPeak = gbps
-	a.mu.Unlock()
+// NCCL runs the check's all_reduce_perf on gpus GPUs of model; note, when
+// not empty, heads the check's output (a simulation says so).
+type NCCL interface {
+	Run(ctx context.Context, gpus int, model string) (r nccl.Result, note string, err error)
 }
 
-// refreshSimAllocation marks the simulated GPUs that Slurm jobs hold on this
-// node busy, with the jobs' real processes on them, so attribution,
-// utilisation and usage aggregates follow what really runs.
-func (a *Agent) refreshSimAllocation() {
-	a.mu.Lock()
-	as := slices.Clone(a.assignments)
-	a.mu.Unlock()
-	if len(as) == 0 {
-		a.cfg.Sim.SetAllocation(nil)
-		return
-	}
-	byJob := a.jobProcesses()
-	alloc := map[int][]int32{}
-	next := 0
-	n := a.cfg.Sim.GPUCount()
-	slices.SortFunc(as, func(x, y *agentpb.RunAssignment) int { return strings.Compare(x.GetSlurmJobId(), y.GetSlurmJobId()) })
-	for _, r := range as {
-		pids := byJob[r.GetSlurmJobId()]
-		if len(pids) == 0 {
-			continue // not started here yet, or already gone
-		}
-		k := int(r.GetGpusPerNode())
-		for i := 0; i < k && next < n; i++ {
-			alloc[next] = []int32{pids[i%len(pids)]}
-			next++
-		}
-	}
-	a.cfg.Sim.SetAllocation(alloc)
-	ps := make([]int32, 0)
-	for _, v := range byJob {
-		ps = append(ps, v...)
-	}
-	alive := map[int32]bool{}
-	for _, p := range ps {
-		alive[p] = true
-	}
-	a.attrib.Forget(alive)
+// NCCLTests runs nccl-tests' all_reduce_perf on this node.
+type NCCLTests struct{ nccl.Runner }
+
+var _ NCCL = NCCLTests{}
+
+func (n NCCLTests) Run(ctx context.Context, _ int, _ string) (nccl.Result, string, error) {
+	r, _, err := n.Runner.Run(ctx)
+	return r, "", err
 }
 
-// jobProcesses lists this node's processes by Slurm job, newest process
-// last; shells and Slurm's own helpers are left out when the job has other
-// processes (they would never hold a GPU).
-func (a *Agent) jobProcesses() map[string][]int32 {
-	root := a.cfg.ProcRoot
-	if root == "" {
-		root = "/proc"
-	}
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		return nil
-	}
-	var pids []int32
-	for _, e := range ents {
-		if p, err := strconv.ParseInt(e.Name(), 10, 32); err == nil && p > 1 {
-			pids = append(pids, int32(p))
-		}
-	}
-	jobs := a.attrib.JobsOf(pids)
-	out := map[string][]int32{}
-	helpers := map[string][]int32{}
-	for pid, job := range jobs {
-		comm, _ := os.ReadFile(filepath.Join(root, strconv.Itoa(int(pid)), "comm"))
-		switch strings.TrimSpace(string(comm)) {
-		case "bash", "sh", "srun", "slurm_script", "sleep", "slurmstepd", "tail", "cat":
-			helpers[job] = append(helpers[job], pid)
-		default:
-			out[job] = append(out[job], pid)
-		}
-	}
-	for job, hs := range helpers {
-		if len(out[job]) == 0 {
-			out[job] = hs
-		}
-	}
-	for job := range out {
-		slices.Sort(out[job])
+// SampleHook is told, right before each sample, which Slurm jobs are
+// assigned to this node, with the resolver of processes to jobs (a
+// simulated node shows those jobs on its GPUs). It is called on the
+// sampling goroutine and should return quickly.
+type SampleHook interface {
+	BeforeSample(now time.Time, jobs []Job, procs *attrib.Resolver)
+}
+
+// Job is a Slurm job that the controller assigned to this node.
+type Job struct {
+	SlurmJobID  string
+	GPUsPerNode int
+}
+
+func (a *Agent) jobs() []Job {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]Job, len(a.assignments))
+	for i, r := range a.assignments {
+		out[i] = Job{SlurmJobID: r.GetSlurmJobId(), GPUsPerNode: int(r.GetGpusPerNode())}
 	}
 	return out
 }

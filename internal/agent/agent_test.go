@@ -21,6 +21,7 @@ import (
 	"github.com/sopilot/sopilot/internal/agent"
 	"github.com/sopilot/sopilot/internal/agent/ib"
 	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
+	agentsim "github.com/sopilot/sopilot/internal/agent/sim"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/fleet/fleettest"
 	"github.com/sopilot/sopilot/internal/health"
@@ -136,6 +137,7 @@ type node struct {
 	sinks *sinks
 	as    *assignments
 	sim   *nvmlsim.Sim
+	nccl  *agentsim.NCCL
 	tree  *ib.SimTree
 	proc  string
 	agent *agent.Agent
@@ -162,6 +164,7 @@ func start(t testing.TB, tune ...func(*agent.Config)) *node {
 		t.Fatal(err)
 	}
 	n.sim = nvmlsim.New(nvmlsim.Options{GPUs: 8, NodeName: "worker-0", Seed: 1})
+	n.nccl = agentsim.NewNCCL(480)
 	if n.tree, err = ib.NewSimTree(filepath.Join(dir, "ib"), 8); err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +178,9 @@ func start(t testing.TB, tune ...func(*agent.Config)) *node {
 	}
 	cfg := agent.Config{
 		NodeName: "worker-0", BootID: "boot-1", Version: "test",
-		NVML: n.sim, Sim: n.sim, IBRoot: n.tree.Root(), IBSim: n.tree, ProcRoot: n.proc,
-		Interval: interval, Conn: conn,
-		NCCLSimulated: true, NCCLSimPeak: 480, NCCLMessageBytes: th.NCCLMessageBytes,
+		NVML: n.sim, SimulatedGPUs: true, IBRoot: n.tree.Root(), IB: n.tree.Collector(), SimulatedIB: true, ProcRoot: n.proc,
+		Interval: interval, Conn: conn, BeforeSample: &agentsim.GPUs{Sim: n.sim, ProcRoot: n.proc},
+		NCCL: n.nccl, NCCLMessageBytes: th.NCCLMessageBytes,
 	}
 	for _, f := range tune {
 		f(&cfg)
@@ -459,7 +462,7 @@ func TestAttributionAndProgress(t *testing.T) {
 // Without InfiniBand (--ib none) the agent runs no IB collector: no ports
 // in its inventory, no IB samples, whatever IBRoot says.
 func TestNoIB(t *testing.T) {
-	n := start(t, func(c *agent.Config) { c.NoIB, c.IBSim = true, nil })
+	n := start(t, func(c *agent.Config) { c.NoIB, c.IB = true, nil })
 	testwait.For(t, "a few batches", func() bool { v, _ := n.fl.Snapshot("worker-0"); return v.Sequence >= 3 })
 	v, _ := n.fl.Snapshot("worker-0")
 	if len(v.IBPorts) != 0 || len(v.Inventory.IBPorts) != 0 || len(v.GPUs) != 8 {
@@ -481,7 +484,7 @@ func TestNCCLCheckCommand(t *testing.T) {
 	}
 	// Below the platform's floor: the agent reports what it measured, at
 	// the size the controller asked for; the controller judges it.
-	n.agent.SetSimulatedNCCLPeak(300)
+	n.nccl.SetPeak(300)
 	res, err = n.fl.RunCommand(ctx, "worker-0", "nccl_check", map[string]string{"message_bytes": strconv.Itoa(1 << 30)})
 	if err != nil {
 		t.Fatal(err)

@@ -209,10 +209,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(dConnected, connected)
 	counter(dSessions, float64(a.client.Sessions()))
 	simGPU, simIB := 0.0, 0.0
-	if a.cfg.Sim != nil {
+	if a.cfg.SimulatedGPUs {
 		simGPU = 1
 	}
-	if a.cfg.IBSim != nil {
+	if a.cfg.SimulatedIB {
 		simIB = 1
 	}
 	gauge(dSimulated, simGPU, "nvml")

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/sopilot/sopilot/internal/jsonscan"
 )
 
 // Parse reads a results file: JSON lines, one object per line, each either
@@ -280,16 +282,7 @@ func (p *lineParser) readField(fields *[]field, run bool) *Error {
 	return nil
 }
 
-func (p *lineParser) ws() {
-	for p.pos < len(p.line) {
-		switch p.line[p.pos] {
-		case ' ', '\t', '\r', '\n':
-			p.pos++
-		default:
-			return
-		}
-	}
-}
+func (p *lineParser) ws() { p.pos = jsonscan.SkipSpace(p.line, p.pos) }
 
 func (p *lineParser) peek() byte {
 	if p.pos < len(p.line) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -161,6 +162,40 @@ func BenchmarkUpdateRuns500(b *testing.B) {
 				changed = len(got)
 			}
 			b.ReportMetric(float64(changed), "changed/op")
+		})
+	}
+}
+
+// BenchmarkMatchRaw is the raw-JSON filter alone on one stored record: the
+// per-record cost of a filtered ListRuns scan, without bbolt.
+//
+// go test -run XXX -bench BenchmarkMatchRaw ./internal/store/
+func BenchmarkMatchRaw(b *testing.B) {
+	data, err := json.Marshal(testRun(42, run.StateCompleted))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		q    ListQuery
+	}{
+		{"created_before", ListQuery{CreatedBefore: testEpoch.Add(time.Hour)}},
+		{"name_prefix", ListQuery{NamePrefix: "llama-pretrain-"}},
+		{"label_team", ListQuery{Labels: map[string]string{"team": "vision"}}},
+		{"labels_name_time", ListQuery{NamePrefix: testNames[42%len(testNames)], CreatedAfter: testEpoch, Labels: map[string]string{"team": testTeams[42%len(testTeams)], "experiment": "exp-42"}}},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			f, err := newFilter(tt.q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := f.matchRaw(data); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

@@ -1,83 +1,13 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sopilot/sopilot/internal/run"
 )
-
-func TestJSONField(t *testing.T) {
-	tests := []struct {
-		name      string
-		obj, key  string
-		want      string
-		wantFound bool
-		wantErr   bool
-	}{
-		{name: "first", obj: `{"a":1,"b":"x"}`, key: "a", want: `1`, wantFound: true},
-		{name: "last", obj: `{"a":1,"b":"x"}`, key: "b", want: `"x"`, wantFound: true},
-		{name: "absent", obj: `{"a":1,"b":"x"}`, key: "c"},
-		{name: "empty object", obj: `{}`, key: "a"},
-		{name: "nested keys are not members", obj: `{"a":{"k":1},"b":[{"k":2}],"c":"{\"k\":3}"}`, key: "k"},
-		{name: "object value", obj: `{"a":{"k":[1,{"x":"]}"}]},"b":2}`, key: "a", want: `{"k":[1,{"x":"]}"}]}`, wantFound: true},
-		{name: "escaped key", obj: `{"\u0061":true}`, key: "a", want: `true`, wantFound: true},
-		{name: "escaped quote in string", obj: `{"a":"x\"y","b":null}`, key: "b", want: `null`, wantFound: true},
-		{name: "backslashes before a quote", obj: `{"a":"x\\","b":"\\\"}","c":3}`, key: "c", want: `3`, wantFound: true},
-		{name: "repeated key: last wins", obj: `{"a":1,"a":2}`, key: "a", want: `2`, wantFound: true},
-		{name: "whitespace", obj: " {\n \"a\" : [ 1 , 2 ] ,\t\"b\": -1.5e3 }", key: "b", want: `-1.5e3`, wantFound: true},
-		{name: "not an object", obj: `[1]`, key: "a", wantErr: true},
-		{name: "truncated", obj: `{"a":"x`, key: "a", wantErr: true},
-		{name: "missing colon", obj: `{"a" 1}`, key: "a", wantErr: true},
-		{name: "empty", obj: ``, key: "a", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			raw, found, err := jsonField([]byte(tt.obj), tt.key)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("error = %v, want error %v", err, tt.wantErr)
-			}
-			if found != tt.wantFound || string(raw) != tt.want {
-				t.Errorf("jsonField(%s, %q) = %s, %v; want %s, %v", tt.obj, tt.key, raw, found, tt.want, tt.wantFound)
-			}
-		})
-	}
-}
-
-// FuzzJSONField checks jsonField against encoding/json: whenever it answers,
-// it answers what decoding into a map would.
-func FuzzJSONField(f *testing.F) {
-	data, err := json.Marshal(trickyRuns()[0])
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(data, "spec")
-	f.Add(data, "create_time")
-	f.Add([]byte(`{"a":{"b":[1,"]"]},"c":"\"}"}`), "c")
-	f.Add([]byte(`{"\u0061":1, "a" :2}`), "a")
-	f.Add([]byte(`{"a":"x\\","b":"\\\"}","c":3}`), "c")
-	f.Fuzz(func(t *testing.T, obj []byte, key string) {
-		raw, found, err := jsonField(obj, key)
-		if err != nil {
-			return // the caller falls back to a full decode
-		}
-		if !json.Valid(obj) || !utf8.Valid(obj) {
-			return // records are valid JSON; anything goes otherwise
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(obj, &m); err != nil {
-			t.Fatalf("jsonField answered for %q, which is no object: %v", obj, err)
-		}
-		want, ok := m[key]
-		if found != ok || !bytes.Equal(raw, want) {
-			t.Fatalf("jsonField(%q, %q) = %q, %v; encoding/json says %q, %v", obj, key, raw, found, want, ok)
-		}
-	})
-}
 
 // trickyRuns are records whose strings need escaping or that repeat filter
 // field names in nested places.

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/sopilot/sopilot/internal/jsonscan"
 	"github.com/sopilot/sopilot/internal/scheduler"
 )
 
@@ -44,7 +44,7 @@ func ParseJobs(data []byte) ([]scheduler.JobStatus, error) {
 	if !json.Valid(data) {
 		return nil, decodeError(data, new(map[string]json.RawMessage), "")
 	}
-	i := skipSpace(data, 0)
+	i := jsonscan.SkipSpace(data, 0)
 	if i >= len(data) {
 		return nil, errMalformed
 	}
@@ -56,8 +56,8 @@ func ParseJobs(data []byte) ([]scheduler.JobStatus, error) {
 		return nil, decodeError(data, new(map[string]json.RawMessage), "")
 	}
 	var jobs []byte
-	if _, ok := objectFields(data, i, func(key []byte, escaped bool, val []byte) {
-		if keyIs(key, escaped, "jobs") {
+	if _, ok := jsonscan.Fields(data, i, func(key []byte, escaped bool, val []byte) {
+		if jsonscan.KeyIs(key, escaped, "jobs") {
 			jobs = val // the last duplicate wins, as in a map
 		}
 	}); !ok {
@@ -74,38 +74,23 @@ func ParseJobs(data []byte) ([]scheduler.JobStatus, error) {
 		return nil, decodeError(jobs, new([]json.RawMessage), "\"jobs\" is not an array: ")
 	}
 	out := make([]scheduler.JobStatus, 0, countHint(jobs))
-	i = skipSpace(jobs, 1)
-	if i < len(jobs) && jobs[i] == ']' {
-		return out, nil
+	if _, ok := jsonscan.Elements(jobs, 0, func(job []byte) int {
+		if job[0] != '{' {
+			return 0 // numbers, strings, null, arrays: not a job
+		}
+		var f jobFields
+		end, ok := jsonscan.Fields(job, 0, f.set)
+		if !ok {
+			return 0 // Elements fails on it too
+		}
+		if js, ok := f.status(); ok {
+			out = append(out, js)
+		}
+		return end
+	}); !ok {
+		return nil, errMalformed
 	}
-	for {
-		end := skipValue(jobs, i)
-		if end <= i {
-			return nil, errMalformed
-		}
-		if jobs[i] == '{' {
-			// Anything else (numbers, strings, null, arrays) is not a job.
-			var f jobFields
-			if _, ok := objectFields(jobs[i:end], 0, f.set); !ok {
-				return nil, errMalformed
-			}
-			if js, ok := f.status(); ok {
-				out = append(out, js)
-			}
-		}
-		i = skipSpace(jobs, end)
-		if i >= len(jobs) {
-			return nil, errMalformed
-		}
-		switch jobs[i] {
-		case ',':
-			i = skipSpace(jobs, i+1)
-		case ']':
-			return out, nil
-		default:
-			return nil, errMalformed
-		}
-	}
+	return out, nil
 }
 
 // errMalformed is returned if the walk finds something json.Valid accepted
@@ -140,8 +125,8 @@ type jobFields struct {
 func (f *jobFields) set(key []byte, escaped bool, val []byte) {
 	name := key[1 : len(key)-1]
 	if escaped {
-		var s string
-		if json.Unmarshal(key, &s) != nil {
+		s, ok := jsonscan.Unquote(key)
+		if !ok {
 			return
 		}
 		name = []byte(s)
@@ -199,134 +184,6 @@ func (f *jobFields) status() (scheduler.JobStatus, bool) {
 		js.ExitCode, js.Signal = -1, 0
 	}
 	return js, true
-}
-
-// keyIs reports whether the quoted key (as it appears in the document) is
-// name once unescaped.
-func keyIs(key []byte, escaped bool, name string) bool {
-	if !escaped {
-		return string(key[1:len(key)-1]) == name
-	}
-	var s string
-	return json.Unmarshal(key, &s) == nil && s == name
-}
-
-// The walk below reads a document json.Valid accepted, so it only has to
-// find the ends of strings, numbers, literals, objects and arrays. It still
-// checks every index and reports -1 (or !ok) rather than panic.
-
-func skipSpace(d []byte, i int) int {
-	for i < len(d) {
-		switch d[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the index after the string that opens at d[i] and
-// whether it holds escapes; end is -1 if it is not closed.
-func skipString(d []byte, i int) (end int, escaped bool) {
-	for j := i + 1; j < len(d); j++ {
-		switch d[j] {
-		case '\\':
-			escaped = true
-			j++
-		case '"':
-			return j + 1, escaped
-		}
-	}
-	return -1, escaped
-}
-
-// skipValue returns the index after the value that starts at d[i], or -1.
-func skipValue(d []byte, i int) int {
-	if i < 0 || i >= len(d) {
-		return -1
-	}
-	switch d[i] {
-	case '"':
-		end, _ := skipString(d, i)
-		return end
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(d); j++ {
-			switch d[j] {
-			case '"':
-				end, _ := skipString(d, j)
-				if end < 0 {
-					return -1
-				}
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	default:
-		j := i
-		for j < len(d) {
-			switch d[j] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return j
-			}
-			j++
-		}
-		return j
-	}
-}
-
-// objectFields calls fn with every key (quoted, as in the document) and
-// raw value of the object that opens at d[i], in order, and returns the
-// index after it.
-func objectFields(d []byte, i int, fn func(key []byte, escaped bool, val []byte)) (int, bool) {
-	if i < 0 || i >= len(d) || d[i] != '{' {
-		return -1, false
-	}
-	i = skipSpace(d, i+1)
-	if i < len(d) && d[i] == '}' {
-		return i + 1, true
-	}
-	for {
-		if i >= len(d) || d[i] != '"' {
-			return -1, false
-		}
-		kEnd, escaped := skipString(d, i)
-		if kEnd < 0 {
-			return -1, false
-		}
-		key := d[i:kEnd]
-		i = skipSpace(d, kEnd)
-		if i >= len(d) || d[i] != ':' {
-			return -1, false
-		}
-		i = skipSpace(d, i+1)
-		vEnd := skipValue(d, i)
-		if vEnd <= i {
-			return -1, false
-		}
-		fn(key, escaped, d[i:vEnd])
-		i = skipSpace(d, vEnd)
-		if i >= len(d) {
-			return -1, false
-		}
-		switch d[i] {
-		case ',':
-			i = skipSpace(d, i+1)
-		case '}':
-			return i + 1, true
-		default:
-			return -1, false
-		}
-	}
 }
 
 // ended reports whether a job in state s has finished running its batch
@@ -558,38 +415,13 @@ func String(raw json.RawMessage) string {
 	}
 	switch raw[0] {
 	case '"':
-		if s, ok := plainString(raw); ok {
-			return s
-		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return ""
-		}
+		s, _ := jsonscan.Unquote(raw)
 		return s
 	case '{', '[', 'n':
 		return ""
 	default:
 		return string(raw)
 	}
-}
-
-// plainString returns the text of a quoted JSON string that needs no
-// decoding: no escapes, no control characters, valid UTF-8. ok is false for
-// anything else, which encoding/json then decodes (or rejects).
-func plainString(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
-		return "", false
-	}
-	body := raw[1 : len(raw)-1]
-	for _, c := range body {
-		if c < 0x20 || c == '"' || c == '\\' {
-			return "", false
-		}
-	}
-	if !utf8.Valid(body) {
-		return "", false
-	}
-	return string(body), true
 }
 
 // Int reads an integer from a JSON number, a numeric string or a Slurm
