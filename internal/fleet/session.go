@@ -198,9 +198,39 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	}
 	s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(n.name, assigned)}}
 	go s.sender(ctx, stream)
+	// The reader receives; this goroutine applies. Receiving apart lets a
+	// stopping controller end the stream at once (Recv cannot be
+	// interrupted, returning from the handler can); the reader ends with
+	// the stream.
+	type recvd struct {
+		m   *agentpb.ConnectRequest
+		err error
+	}
+	msgs := make(chan recvd, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			select {
+			case msgs <- recvd{m, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 
 	for {
-		m, err := stream.Recv()
+		var r recvd
+		select {
+		case r = <-msgs:
+		case <-f.stopped:
+			return status.Error(codes.Unavailable, errStopping.Error())
+		case <-ctx.Done():
+			r.err = status.FromContextError(context.Cause(ctx)).Err()
+		}
+		m, err := r.m, r.err
 		if err != nil {
 			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 				if errors.Is(cause, errReplaced) {
