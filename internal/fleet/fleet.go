@@ -355,11 +355,13 @@ func (f *Fleet) Run(ctx context.Context) error {
 }
 
 func (f *Fleet) commitLoop(ctx context.Context) error {
-	defer close(f.stopped)
 	var items []item
 	for {
 		select {
 		case <-ctx.Done():
+			// Agents' streams end now (they reconnect to the next
+			// controller); nothing they send from here on is acked.
+			close(f.stopped)
 			// Make what was applied durable before going away, so acked
 			// and applied agree after a restart, within a bound: what does
 			// not fit was never acked, and the agents resend it.

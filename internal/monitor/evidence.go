@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/sopilot/sopilot/internal/health"
@@ -147,6 +148,11 @@ func (m *Monitor) RecordEvents(ctx context.Context, node string, evs []telemetry
 	// In chunks the node can keep, so that every event is counted on the
 	// incident its finding belongs to.
 	for len(evs) > 0 {
+		if err := ctx.Err(); err != nil {
+			// Stopping: what is not judged was not acked either.
+			m.mu.Unlock()
+			return fmt.Errorf("record events of %s: %w", node, err)
+		}
 		chunk := evs[:min(len(evs), m.cfg.MaxEventsPerNode)]
 		evs = evs[len(chunk):]
 		counts := map[evKey]int64{}
