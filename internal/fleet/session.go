@@ -485,6 +485,15 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 			allowed[a.RunID] = true
 		}
 	}
+	// Marked pending before n.mu is let go: a commit running meanwhile
+	// must not ack this sequence before what it carries is durable.
+	needsDurable := nEvents > 0
+	for _, p := range tb.Progress {
+		needsDurable = needsDurable || allowed[p.RunID]
+	}
+	if needsDurable {
+		n.pending = append(n.pending, seq)
+	}
 	var jobs map[string]string
 	if nEvents > 0 {
 		jobs = map[string]string{}
@@ -521,16 +530,12 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	if d := b.GetDroppedSamples(); d > 0 {
 		f.metrics.AgentDropped.Add(float64(d))
 	}
-	needsDurable := nEvents > 0 || len(progress) > 0
 	if !needsDurable {
 		unreserve()
 		reserved = false
 	}
 	n.mu.Lock()
 	queue := needsDurable || now.Sub(n.persistQueued) >= f.opts.PersistEvery
-	if needsDurable {
-		n.pending = append(n.pending, seq)
-	}
 	if queue {
 		n.persistQueued = now
 	}
