@@ -387,7 +387,13 @@ func (f *Fleet) commitLoop(ctx context.Context) error {
 		if len(items) == 0 {
 			continue
 		}
-		if err := f.commit(context.WithoutCancel(ctx), items); err != nil {
+		// A stop cuts this commit short between its transactions (each
+		// completes or rolls back): what it did not get to is not acked.
+		if err := f.commit(ctx, items); err != nil {
+			if ctx.Err() != nil {
+				f.log.Info("commit of agent batches cut short by the stop; the agents resend what was not acked", "batches", len(items))
+				continue
+			}
 			// Nothing is acked; the agents resend after their next reconnect
 			// or when the next commit of the same node succeeds.
 			f.log.Error("commit agent batches", "batches", len(items), "err", err)
