@@ -83,6 +83,8 @@ type options struct {
 	drainWindow, undrainAfter, eventWindow    time.Duration
 	stallAfter, ncclCheckInterval             time.Duration
 	evaluateEvery                             time.Duration
+	maxQueuedEvents, maxEventsPerNode         int
+	maxSequenceJump                           uint64
 	security                                  securityOptions
 }
 
@@ -123,6 +125,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.evaluateEvery, "health-evaluate-every", 5*time.Second, "how often each node's samples are re-judged (health events are judged at once)")
 	fs.DurationVar(&o.stallAfter, "stall-after", 10*time.Minute, "a running run whose progress step has not moved for this long is flagged as a suspected hang (negative disables)")
 	fs.DurationVar(&o.ncclCheckInterval, "nccl-check-interval", 24*time.Hour, "run the NCCL check on nodes that are IDLE in Slurm this often (0: only on demand and before undrains)")
+	fs.IntVar(&o.maxQueuedEvents, "max-queued-events-per-node", 20_000, "health events of one node waiting to be made durable; beyond it that node's agent waits (a storm slows only its own stream)")
+	fs.IntVar(&o.maxEventsPerNode, "max-events-per-node", 10_000, "health events each node keeps as evidence (the newest); incidents count every event")
+	fs.Uint64Var(&o.maxSequenceJump, "max-sequence-jump", 1<<20, "how far past a node's last batch sequence an agent may number one; further ends its stream")
 	o.security.register(fs)
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -145,6 +150,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	}
 	if o.scheduler == "rest" && o.restURL == "" {
 		problems = append(problems, errors.New("--scheduler=rest needs --slurmrestd-url"))
+	}
+	if o.maxQueuedEvents < 1 || o.maxEventsPerNode < 1 || o.maxSequenceJump < 1 {
+		problems = append(problems, fmt.Errorf("--max-queued-events-per-node (%d), --max-events-per-node (%d) and --max-sequence-jump (%d) must be at least 1",
+			o.maxQueuedEvents, o.maxEventsPerNode, o.maxSequenceJump))
 	}
 	if o.pollInterval <= 0 || o.pollInterval > o.minJobAge/4 {
 		problems = append(problems, fmt.Errorf("--poll-interval must be positive and at most a quarter of --min-job-age (%s), or finished jobs may be forgotten before they are seen; got %s", o.minJobAge, o.pollInterval))
@@ -240,10 +249,11 @@ func assemblyConfig(o *options) (controlplane.Config, error) {
 			DefaultOutputDir: o.outputDir,
 			Limits:           limits,
 		},
-		Fleet:            fleet.Options{Silence: o.agentSilence},
+		Fleet:            fleet.Options{Silence: o.agentSilence, MaxQueuedEventsPerNode: o.maxQueuedEvents, MaxSequenceJump: o.maxSequenceJump},
 		NodePollInterval: o.nodePollInterval,
 		Monitor: monitor.Config{
 			Thresholds: th, EventWindow: o.eventWindow, StallAfter: o.stallAfter, CheckInterval: o.ncclCheckInterval, EvaluateEvery: o.evaluateEvery,
+			MaxEventsPerNode: o.maxEventsPerNode,
 		},
 		RemediationOff: o.remediationMode == "off",
 		Remediation: remediation.Config{

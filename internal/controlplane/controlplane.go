@@ -205,6 +205,10 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 	// built before it (see the package doc).
 	late := &lateMonitor{}
 	fopts := cfg.Fleet
+	if fopts.FinalCommitTimeout <= 0 {
+		// Half the grace: the rest is for the servers and the store.
+		fopts.FinalCommitTimeout = cfg.ShutdownGrace / 2
+	}
 	fopts.Assignments, fopts.Progress, fopts.Usage = c.runs, c.runs, usage
 	if !cfg.NoMonitor {
 		fopts.Events, fopts.Observer = late, late
@@ -314,11 +318,37 @@ func slurmTimeout(cfg Config) time.Duration {
 	return cfg.SlurmCLI.Timeout
 }
 
+// ErrShutdownGrace: a part of the controller was still working when
+// ShutdownGrace (and a second more) had passed since the stop began. Run
+// returns without waiting for it and leaves the store open: the process
+// is expected to exit, and bbolt's open transaction, if any, rolls back.
+var ErrShutdownGrace = errors.New("shutdown took longer than the shutdown grace")
+
+// shutdownSlack is what Run allows beyond ShutdownGrace before giving up
+// on the parts still stopping.
+const shutdownSlack = time.Second
+
 // Run runs every long-lived part until ctx ends or one of them fails, then
 // stops them all (open calls get ShutdownGrace) and releases the store and
-// the listeners. Call it once.
-func (c *Controller) Run(ctx context.Context) error {
-	defer c.Close()
+// the listeners. Call it once. It returns within ShutdownGrace (and a
+// second) of the stop, whatever the load: agent streams end at once, the
+// last commit of agents' batches gets half the grace, and what is not
+// committed by then was never acked (the agents resend it).
+func (c *Controller) Run(ctx context.Context) (err error) {
+	closeStore := true
+	defer func() {
+		if closeStore {
+			if cerr := c.Close(); err == nil {
+				err = cerr
+			}
+		} else {
+			for _, l := range []net.Listener{c.grpcLis, c.httpLis} {
+				if l != nil {
+					_ = l.Close()
+				}
+			}
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	if c.httpLis != nil {
 		c.log.Info("metrics listening", "addr", c.httpLis.Addr().String())
@@ -348,7 +378,23 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.health.SetServingStatus(apipb.RunService_ServiceDesc.ServiceName, serving)
 	})
 	c.log.Info("controller ready", "version", c.cfg.Version, "grpc_addr", c.GRPCAddr().String(), "scheduler", c.backend.Name(), "db", c.cfg.DBPath)
-	err := g.Wait()
+	waited := make(chan error, 1)
+	go func() { waited <- g.Wait() }()
+	select {
+	case err = <-waited:
+	case <-gctx.Done():
+		stopping := time.Now()
+		t := time.NewTimer(c.cfg.ShutdownGrace + shutdownSlack)
+		defer t.Stop()
+		select {
+		case err = <-waited:
+			c.log.Info("controller stopping", "took", time.Since(stopping).Round(time.Millisecond))
+		case <-t.C:
+			closeStore = false
+			c.log.Error("controller parts still stopping after the shutdown grace; exiting without them", "grace", c.cfg.ShutdownGrace)
+			return fmt.Errorf("%w (%s)", ErrShutdownGrace, c.cfg.ShutdownGrace)
+		}
+	}
 	c.health.Shutdown()
 	c.log.Info("controller stopped")
 	return err

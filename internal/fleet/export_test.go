@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"context"
+
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
@@ -10,7 +12,7 @@ import (
 // and returns what applies one batch on it: the ingest path alone.
 func (f *Fleet) IngestFunc(node string) func(*agentpb.Batch) error {
 	n := f.node(node)
-	s := &session{node: n, cancel: func(error) {}, out: make(chan *agentpb.ConnectResponse, 16), ackWake: make(chan struct{}, 1)}
+	s := &session{node: n, ctx: context.Background(), cancel: func(error) {}, out: make(chan *agentpb.ConnectResponse, 16), ackWake: make(chan struct{}, 1)}
 	n.mu.Lock()
 	n.session, n.bootID = s, "boot-"+node
 	n.inventory = telemetry.Inventory{GPUs: make([]telemetry.GPUInfo, 8)}

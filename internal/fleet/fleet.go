@@ -37,6 +37,23 @@ type Options struct {
 	AssignmentInterval time.Duration
 	// Limits on one batch; a batch beyond them ends that agent's stream.
 	MaxGPUs, MaxIBPorts, MaxEventsPerBatch, MaxProgressPerBatch int
+	// MaxQueuedEventsPerNode and MaxQueuedBatchesPerNode bound one node's
+	// share of the commit queue (defaults 20,000 health events, 64
+	// batches): an agent whose batches with events or progress are not
+	// yet durable beyond them waits before its next one is read, so a
+	// storm slows its own stream and no other. A single batch always
+	// fits in an empty queue.
+	MaxQueuedEventsPerNode, MaxQueuedBatchesPerNode int
+	// MaxSequenceJump is how far past the node's last sequence a batch
+	// may be numbered (default 1,048,576, far beyond an agent's send
+	// window and buffer); a batch beyond it ends its stream and changes
+	// nothing. A handshake whose agent was acked less than the
+	// controller holds by more than this starts the sequence space again.
+	MaxSequenceJump uint64
+	// FinalCommitTimeout bounds the commit of what is queued when Run's
+	// context ends (default 2 s); what does not fit is not acked, and the
+	// agents resend it to the next controller.
+	FinalCommitTimeout time.Duration
 	// AgentConfig is pushed to every agent after its handshake (optional).
 	AgentConfig *agentpb.AgentConfig
 	Now         func() time.Time
@@ -76,6 +93,18 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxProgressPerBatch <= 0 {
 		o.MaxProgressPerBatch = 256
+	}
+	if o.MaxQueuedEventsPerNode <= 0 {
+		o.MaxQueuedEventsPerNode = 20_000
+	}
+	if o.MaxQueuedBatchesPerNode <= 0 {
+		o.MaxQueuedBatchesPerNode = 64
+	}
+	if o.MaxSequenceJump == 0 {
+		o.MaxSequenceJump = 1 << 20
+	}
+	if o.FinalCommitTimeout <= 0 {
+		o.FinalCommitTimeout = 2 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -135,8 +164,18 @@ type Fleet struct {
 	verdicts map[string]Verdict
 	commands map[string]chan *agentpb.CommandResult
 
-	commits chan item
+	// queue holds the batches (and hellos) waiting for the next commit;
+	// each node's share of it is bounded (node.reserve).
+	qmu     sync.Mutex
+	queue   []item
+	qwake   chan struct{}
+	stopped chan struct{} // closed when Run stops committing
 }
+
+// MaxSequence is the largest batch sequence the controller accepts: far
+// beyond any agent's lifetime (2^62 batches), and far enough from 2^64
+// that no agent's numbering can wrap.
+const MaxSequence = 1 << 62
 
 // Verdict is the health verdict another component computed for a node.
 type Verdict struct {
@@ -156,7 +195,8 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 		slurm:    map[string]scheduler.NodeStatus{},
 		verdicts: map[string]Verdict{},
 		commands: map[string]chan *agentpb.CommandResult{},
-		commits:  make(chan item, 65536),
+		qwake:    make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
 	}
 	if f.metrics == nil {
 		f.metrics = NewMetrics(nil)
@@ -167,7 +207,12 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 	}
 	for _, r := range recs {
 		n := newNode(r.Name)
-		n.bootID, n.seq, n.durable, n.lastSeen, n.agentVersion = r.BootID, r.Sequence, r.Sequence, r.LastSeen, r.AgentVersion
+		n.bootID, n.lastSeen, n.agentVersion = r.BootID, r.LastSeen, r.AgentVersion
+		if r.Sequence <= MaxSequence {
+			// Larger ones (written before MaxSequence existed) are
+			// dropped: the agent's handshake sets the sequence again.
+			n.seq, n.durable = r.Sequence, r.Sequence
+		}
 		if len(r.Inventory) > 0 {
 			inv := &agentpb.Inventory{}
 			if err := proto.Unmarshal(r.Inventory, inv); err == nil {
@@ -183,8 +228,12 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 type node struct {
 	name string
 
-	mu      sync.Mutex
-	bootID  string
+	mu     sync.Mutex
+	bootID string
+	// epoch changes whenever the sequence space starts again (a new boot,
+	// a handshake reset); a commit of batches from an older one does not
+	// move the node's sequences.
+	epoch   uint64
 	seq     uint64 // highest sequence applied
 	durable uint64 // highest sequence whose node record is durable
 	// pending are the sequences (ascending) whose health events or
@@ -210,10 +259,21 @@ type node struct {
 	recent      map[string]time.Time
 	assignedKey string
 	version     uint64 // bumped on every change a watcher should see
+	// queuedBatches and queuedEvents are this node's share of the commit
+	// queue; room is closed (and replaced) whenever some is given back.
+	queuedBatches, queuedEvents int
+	room                        chan struct{}
+}
+
+// resetSequence starts the node's sequence space again at seq. n.mu is
+// held.
+func (n *node) resetSequence(seq uint64) {
+	n.seq, n.durable, n.pending = seq, seq, nil
+	n.epoch++
 }
 
 func newNode(name string) *node {
-	return &node{name: name, gpus: map[int]telemetry.GPUSample{}, ib: map[ibPort]telemetry.IBPortSample{}, lastEnergy: map[int]uint64{}, recent: map[string]time.Time{}}
+	return &node{name: name, room: make(chan struct{}), gpus: map[int]telemetry.GPUSample{}, ib: map[ibPort]telemetry.IBPortSample{}, lastEnergy: map[int]uint64{}, recent: map[string]time.Time{}}
 }
 
 // ibPort identifies a port of a node.
@@ -225,7 +285,7 @@ type ibPort struct {
 // item is one batch (or a hello) waiting to be made durable.
 type item struct {
 	n        *node
-	bootID   string
+	epoch    uint64
 	seq      uint64
 	events   []telemetry.HealthEvent
 	jobs     map[string]string
@@ -234,6 +294,30 @@ type item struct {
 	// durable: the batch carries health events or progress, so its ack
 	// waits for the commit.
 	durable bool
+	// reserved: the batch holds room in its node's queue (len(events)
+	// health events), given back once committed or dropped.
+	reserved bool
+}
+
+// enqueue queues it for the next commit.
+func (f *Fleet) enqueue(it item) {
+	f.qmu.Lock()
+	f.queue = append(f.queue, it)
+	f.qmu.Unlock()
+	select {
+	case f.qwake <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the queue into buf.
+func (f *Fleet) take(buf []item) []item {
+	f.qmu.Lock()
+	buf = append(buf[:0], f.queue...)
+	clear(f.queue)
+	f.queue = f.queue[:0]
+	f.qmu.Unlock()
+	return buf
 }
 
 // ValidNodeName reports whether s is a node name the fleet accepts: the
@@ -273,43 +357,43 @@ func (f *Fleet) Run(ctx context.Context) error {
 func (f *Fleet) commitLoop(ctx context.Context) error {
 	var items []item
 	for {
-		items = items[:0]
 		select {
 		case <-ctx.Done():
+			// Agents' streams end now (they reconnect to the next
+			// controller); nothing they send from here on is acked.
+			close(f.stopped)
 			// Make what was applied durable before going away, so acked
-			// and applied agree after a restart.
-			for {
-				select {
-				case it := <-f.commits:
-					items = append(items, it)
-					continue
-				default:
-				}
-				break
-			}
+			// and applied agree after a restart, within a bound: what does
+			// not fit was never acked, and the agents resend it.
+			items = f.take(items)
 			if len(items) > 0 {
-				if err := f.commit(context.WithoutCancel(ctx), items); err != nil {
-					f.log.Error("final commit of agent batches", "batches", len(items), "err", err)
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.FinalCommitTimeout)
+				err := f.commit(fctx, items)
+				cancel()
+				if err != nil {
+					f.log.Warn("final commit of agent batches incomplete; the agents resend what was not acked", "batches", len(items), "err", err)
 				}
 			}
 			return nil
-		case it := <-f.commits:
-			items = append(items, it)
+		case <-f.qwake:
 		}
-		deadline := time.NewTimer(f.opts.CommitInterval)
-	collect:
-		for len(items) < 16384 {
-			select {
-			case it := <-f.commits:
-				items = append(items, it)
-			case <-deadline.C:
-				break collect
-			case <-ctx.Done():
-				break collect
+		t := time.NewTimer(f.opts.CommitInterval)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		items = f.take(items)
+		if len(items) == 0 {
+			continue
+		}
+		// A stop cuts this commit short between its transactions (each
+		// completes or rolls back): what it did not get to is not acked.
+		if err := f.commit(ctx, items); err != nil {
+			if ctx.Err() != nil {
+				f.log.Info("commit of agent batches cut short by the stop; the agents resend what was not acked", "batches", len(items))
+				continue
 			}
-		}
-		deadline.Stop()
-		if err := f.commit(context.WithoutCancel(ctx), items); err != nil {
 			// Nothing is acked; the agents resend after their next reconnect
 			// or when the next commit of the same node succeeds.
 			f.log.Error("commit agent batches", "batches", len(items), "err", err)
@@ -318,23 +402,60 @@ func (f *Fleet) commitLoop(ctx context.Context) error {
 	}
 }
 
+// commit makes items durable and acks them. Each node's health events go
+// to the sink in one call, however many batches carried them: a storm
+// costs one evaluation per commit, not one per batch. Whatever happens,
+// the items' queue room is given back.
 func (f *Fleet) commit(ctx context.Context, items []item) error {
+	defer func() {
+		rel := map[*node][2]int{}
+		for _, it := range items {
+			if it.reserved {
+				r := rel[it.n]
+				rel[it.n] = [2]int{r[0] + 1, r[1] + len(it.events)}
+			}
+		}
+		for n, r := range rel {
+			n.mu.Lock()
+			n.release(r[0], r[1])
+			n.mu.Unlock()
+		}
+	}()
 	start := time.Now()
 	type nodeMax struct {
-		bootID string
-		seq    uint64
+		epoch uint64
+		seq   uint64
 	}
 	maxSeq := map[*node]nodeMax{}
 	progress := map[string]run.Progress{}
+	type nodeEvents struct {
+		events []telemetry.HealthEvent
+		jobs   map[string]string
+	}
+	var order []*node
+	evs := map[*node]*nodeEvents{}
 	for _, it := range items {
-		if m, ok := maxSeq[it.n]; !ok || it.seq > m.seq || m.bootID != it.bootID {
-			maxSeq[it.n] = nodeMax{it.bootID, max(it.seq, m.seq)}
+		switch m, ok := maxSeq[it.n]; {
+		case !ok || it.epoch > m.epoch:
+			maxSeq[it.n] = nodeMax{it.epoch, it.seq}
+		case it.epoch == m.epoch && it.seq > m.seq:
+			maxSeq[it.n] = nodeMax{m.epoch, it.seq}
 		}
 		for _, p := range it.progress {
 			if cur, ok := progress[p.runID]; ok && p.p.Step < cur.Step {
 				continue
 			}
 			progress[p.runID] = p.p
+		}
+		if len(it.events) > 0 {
+			ne := evs[it.n]
+			if ne == nil {
+				ne = &nodeEvents{jobs: map[string]string{}}
+				evs[it.n] = ne
+				order = append(order, it.n)
+			}
+			ne.events = append(ne.events, it.events...)
+			maps.Copy(ne.jobs, it.jobs)
 		}
 	}
 	if len(progress) > 0 && f.opts.Progress != nil {
@@ -343,12 +464,13 @@ func (f *Fleet) commit(ctx context.Context, items []item) error {
 		}
 	}
 	if f.opts.Events != nil {
-		for _, it := range items {
-			if len(it.events) == 0 {
-				continue
+		for _, n := range order {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("record events: %w", err)
 			}
-			if err := f.opts.Events.RecordEvents(ctx, it.n.name, it.events, it.jobs); err != nil {
-				return fmt.Errorf("record %d events of %s: %w", len(it.events), it.n.name, err)
+			ne := evs[n]
+			if err := f.opts.Events.RecordEvents(ctx, n.name, ne.events, ne.jobs); err != nil {
+				return fmt.Errorf("record %d events of %s: %w", len(ne.events), n.name, err)
 			}
 		}
 	}
@@ -356,7 +478,7 @@ func (f *Fleet) commit(ctx context.Context, items []item) error {
 	invGen := map[*node]uint64{}
 	for n, m := range maxSeq {
 		n.mu.Lock()
-		if n.bootID == m.bootID {
+		if n.epoch == m.epoch {
 			rec := store.NodeRecord{
 				Name: n.name, BootID: n.bootID, Sequence: max(m.seq, n.durable), LastSeen: n.lastSeen.UTC(),
 				AgentVersion: n.agentVersion,
@@ -383,13 +505,13 @@ func (f *Fleet) commit(ctx context.Context, items []item) error {
 	}
 	done := map[*node][]uint64{}
 	for _, it := range items {
-		if it.durable {
+		if it.durable && it.epoch == maxSeq[it.n].epoch {
 			done[it.n] = append(done[it.n], it.seq)
 		}
 	}
 	for n, m := range maxSeq {
 		n.mu.Lock()
-		if n.bootID == m.bootID {
+		if n.epoch == m.epoch {
 			if m.seq > n.durable {
 				n.durable = m.seq
 			}

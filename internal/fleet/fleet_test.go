@@ -438,7 +438,7 @@ func TestDuplicateBatchDropped(t *testing.T) {
 	}
 	batch := func(seq uint64) *agentpb.ConnectRequest {
 		return &agentpb.ConnectRequest{Message: &agentpb.ConnectRequest_Batch{Batch: &agentpb.Batch{Sequence: seq,
-			HealthEvents: []*agentpb.HealthEvent{{Code: int64(seq)}}}}}
+			HealthEvents: []*agentpb.HealthEvent{{Component: "gpu0", Code: int64(seq)}}}}}
 	}
 	for _, seq := range []uint64{1, 2, 2, 1, 3} {
 		if err := s.Send(batch(seq)); err != nil {

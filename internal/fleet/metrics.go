@@ -7,8 +7,10 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	Streams         prometheus.Gauge
 	Batches         *prometheus.CounterVec // accepted, duplicate
-	Rejected        *prometheus.CounterVec // bad_hello, bad_batch, bad_message, wrong_node
+	Rejected        *prometheus.CounterVec // bad_hello, bad_batch, bad_message, wrong_node, sequence_jump
 	SequenceGaps    prometheus.Counter
+	SequenceResets  prometheus.Counter
+	Throttled       prometheus.Counter
 	AgentDropped    prometheus.Counter
 	ProgressIgnored prometheus.Counter
 	CommitDuration  prometheus.Histogram
@@ -32,6 +34,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		SequenceGaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sopilot_agent_sequence_gaps_total", Help: "Batch sequence numbers skipped by agents (batches lost before they reached the controller).",
+		}),
+		SequenceResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_agent_sequence_resets_total", Help: "Handshakes that started a node's sequence space again: the controller held a sequence far past what the agent was acked.",
+		}),
+		Throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_agent_batches_throttled_total", Help: "Agent batches that waited for room in their node's share of the commit queue (a health-event storm slowing its own stream).",
 		}),
 		AgentDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sopilot_agent_dropped_samples_total", Help: "Telemetry samples agents dropped from full buffers while the controller was unreachable, as they reported.",
@@ -57,11 +65,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"accepted", "duplicate"} {
 		m.Batches.WithLabelValues(r)
 	}
-	for _, r := range []string{"bad_hello", "bad_batch", "bad_message", "wrong_node"} {
+	for _, r := range []string{"bad_hello", "bad_batch", "bad_message", "wrong_node", "sequence_jump"} {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Streams, m.Batches, m.Rejected, m.SequenceGaps, m.AgentDropped, m.ProgressIgnored,
+		reg.MustRegister(m.Streams, m.Batches, m.Rejected, m.SequenceGaps, m.SequenceResets, m.Throttled, m.AgentDropped, m.ProgressIgnored,
 			m.CommitDuration, m.CommitErrors, m.AckLatency, m.Nodes)
 	}
 	return m

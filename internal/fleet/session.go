@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sopilot/sopilot/internal/auth"
+	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
@@ -25,6 +25,7 @@ import (
 type session struct {
 	id     uint64
 	node   *node
+	ctx    context.Context
 	cancel context.CancelCauseFunc
 
 	out chan *agentpb.ConnectResponse
@@ -115,7 +116,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		return err
 	}
 	n := f.node(hello.GetNodeName())
-	s := &session{node: n, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1)}
+	s := &session{node: n, ctx: ctx, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1)}
 	invBytes, _ := proto.Marshal(hello.GetInventory())
 
 	f.mu.Lock()
@@ -129,13 +130,26 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		if n.bootID != "" {
 			f.log.Info("node rebooted", "node", n.name, "old_boot_id", n.bootID, "boot_id", hello.GetBootId())
 		}
-		n.bootID, n.seq, n.durable, n.pending = hello.GetBootId(), 0, 0, nil
+		n.bootID = hello.GetBootId()
+		n.resetSequence(0)
 		clear(n.lastEnergy)
+	}
+	last := hello.GetLastAckedSequence()
+	// The handshake resets the sequence space when what the controller
+	// holds for this boot is far past anything this agent was acked: an
+	// agent restarted in the same boot (it has nothing numbered to resend)
+	// or a sequence that should never have been taken. Acking it would
+	// make the agent drop batches the controller never had.
+	if held := n.ackable(); held > last && held-last > f.opts.MaxSequenceJump {
+		f.log.Warn("agent's sequence far behind the controller's; starting its sequence space again",
+			"node", n.name, "boot_id", n.bootID, "controller_sequence", held, "agent_acked", last)
+		f.metrics.SequenceResets.Inc()
+		n.resetSequence(last)
 	}
 	// Telemetry-only batches are acked once applied, before their node
 	// record is durable: after a controller restart the agent's own count
 	// of what was acked is the better baseline.
-	if last := hello.GetLastAckedSequence(); last > n.seq && len(n.pending) == 0 {
+	if last > n.seq && len(n.pending) == 0 {
 		n.seq = last
 	}
 	old := n.session
@@ -152,7 +166,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	n.lastSeen = f.opts.Now()
 	n.lastBatch = n.lastSeen
 	n.version++
-	durable, bootID := n.ackable(), n.bootID
+	durable, bootID, epoch := n.ackable(), n.bootID, n.epoch
 	assigned := n.assigned
 	n.mu.Unlock()
 	if old != nil {
@@ -178,15 +192,45 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		return err
 	}
 	// Persist the hello (new boot, inventory) with the next commit.
-	f.commits <- item{n: n, bootID: bootID, received: time.Now()}
+	f.enqueue(item{n: n, epoch: epoch, received: time.Now()})
 	if f.opts.AgentConfig != nil {
 		s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Config{Config: f.opts.AgentConfig}}
 	}
 	s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(n.name, assigned)}}
 	go s.sender(ctx, stream)
+	// The reader receives; this goroutine applies. Receiving apart lets a
+	// stopping controller end the stream at once (Recv cannot be
+	// interrupted, returning from the handler can); the reader ends with
+	// the stream.
+	type recvd struct {
+		m   *agentpb.ConnectRequest
+		err error
+	}
+	msgs := make(chan recvd, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			select {
+			case msgs <- recvd{m, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 
 	for {
-		m, err := stream.Recv()
+		var r recvd
+		select {
+		case r = <-msgs:
+		case <-f.stopped:
+			return status.Error(codes.Unavailable, errStopping.Error())
+		case <-ctx.Done():
+			r.err = status.FromContextError(context.Cause(ctx)).Err()
+		}
+		m, err := r.m, r.err
 		if err != nil {
 			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 				if errors.Is(cause, errReplaced) {
@@ -199,11 +243,24 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		switch msg := m.GetMessage().(type) {
 		case *agentpb.ConnectRequest_Batch:
 			if err := f.ingest(s, msg.Batch); err != nil {
-				f.metrics.Rejected.WithLabelValues("bad_batch").Inc()
+				switch {
+				case errors.Is(err, errStopping):
+					return status.Error(codes.Unavailable, err.Error())
+				case ctx.Err() != nil:
+					return status.FromContextError(err).Err()
+				case errors.Is(err, errSequenceJump):
+					f.metrics.Rejected.WithLabelValues("sequence_jump").Inc()
+				default:
+					f.metrics.Rejected.WithLabelValues("bad_batch").Inc()
+				}
 				f.log.Warn("agent batch rejected; closing its stream", "node", n.name, "err", err)
 				return status.Error(codes.InvalidArgument, err.Error())
 			}
 		case *agentpb.ConnectRequest_CommandResult:
+			if err := telemetry.CheckCommandResult(msg.CommandResult); err != nil {
+				f.metrics.Rejected.WithLabelValues("bad_message").Inc()
+				return status.Error(codes.InvalidArgument, err.Error())
+			}
 			f.deliverCommandResult(msg.CommandResult)
 		case *agentpb.ConnectRequest_Hello:
 			f.metrics.Rejected.WithLabelValues("bad_message").Inc()
@@ -252,6 +309,9 @@ func (f *Fleet) validateHello(h *agentpb.Hello) error {
 	if b := h.GetBootId(); b == "" || len(b) > 64 {
 		errs = append(errs, "hello.boot_id: required, at most 64 characters")
 	}
+	if s := h.GetLastAckedSequence(); s > MaxSequence {
+		errs = append(errs, fmt.Sprintf("hello.last_acked_sequence: %d is above the largest the controller accepts (%d)", s, uint64(MaxSequence)))
+	}
 	inv := h.GetInventory()
 	if len(inv.GetGpus()) > f.opts.MaxGPUs {
 		errs = append(errs, fmt.Sprintf("hello.inventory.gpus: %d GPUs, at most %d", len(inv.GetGpus()), f.opts.MaxGPUs))
@@ -270,6 +330,9 @@ func (f *Fleet) validateBatch(b *agentpb.Batch) error {
 	if b.GetSequence() == 0 {
 		errs = append(errs, "batch.sequence: must be at least 1")
 	}
+	if s := b.GetSequence(); s > MaxSequence {
+		errs = append(errs, fmt.Sprintf("batch.sequence: %d is above the largest the controller accepts (%d)", s, uint64(MaxSequence)))
+	}
 	if len(b.GetGpuSamples()) > f.opts.MaxGPUs {
 		errs = append(errs, fmt.Sprintf("batch.gpu_samples: %d, at most %d", len(b.GetGpuSamples()), f.opts.MaxGPUs))
 	}
@@ -287,18 +350,15 @@ func (f *Fleet) validateBatch(b *agentpb.Batch) error {
 			errs = append(errs, fmt.Sprintf("batch.gpu_samples[%d].index: %d out of range", i, g.GetIndex()))
 			break
 		}
-		if u := g.GetSmUtilizationPercent(); g.SmUtilizationPercent != nil && (math.IsNaN(u) || u < 0 || u > 100) {
-			errs = append(errs, fmt.Sprintf("batch.gpu_samples[%d].sm_utilization_percent: %v not in [0, 100]", i, u))
-			break
-		}
 	}
+	errs = append(errs, telemetry.CheckValues(b)...)
 	for i, p := range b.GetProgress() {
 		if p.GetRunId() == "" || len(p.GetRunId()) > 64 {
 			errs = append(errs, fmt.Sprintf("batch.progress[%d].run_id: required, at most 64 characters", i))
 			break
 		}
-		if p.GetStep() < 0 || math.IsNaN(p.GetLoss()) || math.IsInf(p.GetLoss(), 0) {
-			errs = append(errs, fmt.Sprintf("batch.progress[%d]: step must be ≥ 0 and loss finite", i))
+		if p.GetStep() < 0 {
+			errs = append(errs, fmt.Sprintf("batch.progress[%d].step: %d is negative", i, p.GetStep()))
 			break
 		}
 	}
@@ -308,35 +368,99 @@ func (f *Fleet) validateBatch(b *agentpb.Batch) error {
 	return nil
 }
 
+// checkComponents puts the batch's event components (already converted
+// into tb) into their canonical form, refusing names outside the
+// vocabulary (health.EventComponents): they are what incidents are keyed
+// by. n.mu is held (the inventory).
+func (f *Fleet) checkComponents(n *node, tb *telemetry.Batch) error {
+	if len(tb.Events) == 0 {
+		return nil
+	}
+	vocab := health.EventComponents{MaxGPUs: f.opts.MaxGPUs, IBPort: func(dev string, port int) bool {
+		for _, p := range n.inventory.IBPorts {
+			if p.Device == dev && p.Port == port {
+				return true
+			}
+		}
+		return false
+	}}
+	for i := range tb.Events {
+		c, err := vocab.Canonical(tb.Events[i].Component)
+		if err != nil {
+			return fmt.Errorf("batch.health_events[%d].component: %w", i, err)
+		}
+		tb.Events[i].Component = c
+	}
+	return nil
+}
+
+// errSequenceJump: a batch numbered absurdly far past the node's last one.
+var errSequenceJump = errors.New("sequence jump")
+
 // ingest applies one batch in memory and queues it for the next commit.
+// A batch with health events or progress first waits for room in its
+// node's share of the commit queue (Options.MaxQueuedEventsPerNode,
+// MaxQueuedBatchesPerNode): a storm from one agent slows that agent's
+// stream, never another node's.
 func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	if err := f.validateBatch(b); err != nil {
 		return err
 	}
 	n := s.node
 	now := f.opts.Now()
+	tb := &s.batch
+	tb.SetFromProto(b, now)
+	nEvents := len(tb.Events)
+	reserved := nEvents > 0 || len(tb.Progress) > 0
+	if reserved {
+		if err := f.reserve(s.ctx, n, nEvents); err != nil {
+			return err
+		}
+	}
+	unreserve := func() {
+		if reserved {
+			n.mu.Lock()
+			n.release(1, nEvents)
+			n.mu.Unlock()
+		}
+	}
 	n.mu.Lock()
 	if n.session != s {
 		n.mu.Unlock()
+		unreserve()
 		return nil // replaced; the newer stream resends
 	}
 	seq := b.GetSequence()
 	if seq <= n.seq {
 		ack := n.ackable()
 		n.mu.Unlock()
+		unreserve()
 		f.metrics.Batches.WithLabelValues("duplicate").Inc()
 		if seq <= ack {
 			s.ack(ack)
 		}
 		return nil
 	}
+	// The agent numbers its batches consecutively; it skips numbers only
+	// for batches the controller already has. A batch far past the last
+	// one is refused before it changes anything: applied, it would make
+	// the real agent's next handshake ack batches the controller never
+	// had (or wrap its numbering).
+	if last := max(n.seq, n.durable); seq > last && seq-last > f.opts.MaxSequenceJump {
+		n.mu.Unlock()
+		unreserve()
+		return fmt.Errorf("%w: batch.sequence: %d is %d past the last applied (%d); at most %d", errSequenceJump, seq, seq-last, last, f.opts.MaxSequenceJump)
+	}
+	if err := f.checkComponents(n, tb); err != nil {
+		n.mu.Unlock()
+		unreserve()
+		return err
+	}
 	if n.seq != 0 && seq > n.seq+1 {
 		f.metrics.SequenceGaps.Add(float64(seq - n.seq - 1))
 	}
 	n.seq = seq
 	n.lastSeen, n.lastBatch = now, now
-	tb := &s.batch
-	tb.SetFromProto(b, now)
 	for _, g := range tb.GPUSamples {
 		n.gpus[g.Index] = g
 	}
@@ -352,7 +476,7 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 		}
 	}
 	var allowed map[string]bool
-	if len(b.GetProgress()) > 0 {
+	if len(tb.Progress) > 0 {
 		allowed = map[string]bool{}
 		for id := range n.recent {
 			allowed[id] = true
@@ -361,16 +485,25 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 			allowed[a.RunID] = true
 		}
 	}
+	// Marked pending before n.mu is let go: a commit running meanwhile
+	// must not ack this sequence before what it carries is durable.
+	needsDurable := nEvents > 0
+	for _, p := range tb.Progress {
+		needsDurable = needsDurable || allowed[p.RunID]
+	}
+	if needsDurable {
+		n.pending = append(n.pending, seq)
+	}
 	var jobs map[string]string
-	if len(b.GetHealthEvents()) > 0 {
+	if nEvents > 0 {
 		jobs = map[string]string{}
 		for idx, g := range n.gpus {
 			if g.SlurmJobID != "" {
-				jobs[fmt.Sprintf("gpu%d", idx)] = g.SlurmJobID
+				jobs[health.GPUComponent(idx)] = g.SlurmJobID
 			}
 		}
 	}
-	bootID := n.bootID
+	epoch := n.epoch
 	energy := n.lastEnergy
 	inv := n.inventory
 	f.opts.Usage.accumulate(n.name, inv.Simulated, tb, jobToRun, energy)
@@ -397,23 +530,66 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	if d := b.GetDroppedSamples(); d > 0 {
 		f.metrics.AgentDropped.Add(float64(d))
 	}
-	needsDurable := len(b.GetHealthEvents()) > 0 || len(progress) > 0
+	if !needsDurable {
+		unreserve()
+		reserved = false
+	}
 	n.mu.Lock()
 	queue := needsDurable || now.Sub(n.persistQueued) >= f.opts.PersistEvery
-	if needsDurable {
-		n.pending = append(n.pending, seq)
-	}
 	if queue {
 		n.persistQueued = now
 	}
 	ack := n.ackable()
 	n.mu.Unlock()
 	if queue {
-		f.commits <- item{n: n, bootID: bootID, seq: seq, events: slices.Clone(tb.Events), jobs: jobs, progress: progress,
-			received: time.Now(), durable: needsDurable}
+		it := item{n: n, epoch: epoch, seq: seq, jobs: jobs, progress: progress, received: time.Now(), durable: needsDurable}
+		if reserved {
+			it.events, it.reserved = slices.Clone(tb.Events), true
+		}
+		f.enqueue(it)
 	}
 	if !needsDurable {
 		s.ack(ack) // applied is enough for telemetry
 	}
 	return nil
+}
+
+// errStopping ends agent streams waiting for room once the fleet stopped
+// committing.
+var errStopping = errors.New("controller shutting down")
+
+// reserve waits until the node's queue has room for one more batch with
+// events health events (a batch always fits in an empty queue).
+func (f *Fleet) reserve(ctx context.Context, n *node, events int) error {
+	waited := false
+	for {
+		n.mu.Lock()
+		if n.queuedBatches == 0 || n.queuedBatches < f.opts.MaxQueuedBatchesPerNode && n.queuedEvents+events <= f.opts.MaxQueuedEventsPerNode {
+			n.queuedBatches++
+			n.queuedEvents += events
+			n.mu.Unlock()
+			return nil
+		}
+		room := n.room
+		n.mu.Unlock()
+		if !waited {
+			waited = true
+			f.metrics.Throttled.Inc()
+		}
+		select {
+		case <-room:
+		case <-f.stopped:
+			return errStopping
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// release gives back queue room taken by reserve. n.mu is held.
+func (n *node) release(batches, events int) {
+	n.queuedBatches -= batches
+	n.queuedEvents -= events
+	close(n.room)
+	n.room = make(chan struct{})
 }

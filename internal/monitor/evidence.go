@@ -2,9 +2,11 @@ package monitor
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/sopilot/sopilot/internal/health"
+	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
@@ -133,28 +135,74 @@ func keep[S any](ss []S, s S, now time.Time, every time.Duration, at func(S) tim
 
 // RecordEvents keeps health events as evidence, evaluates the node at once
 // and makes the resulting incidents durable before the events are acked
-// (fleet.EventSink).
+// (fleet.EventSink). However many events arrive, the node keeps the newest
+// Config.MaxEventsPerNode, without their messages (the rules do not read
+// them), and a storm changes only the node's incidents of its components
+// and rules: their counts grow.
 func (m *Monitor) RecordEvents(ctx context.Context, node string, evs []telemetry.HealthEvent, jobs map[string]string) error {
 	now := m.cfg.Now()
 	m.mu.Lock()
 	e := m.node(node)
-	counts := map[evKey]int64{}
-	for _, ev := range evs {
-		e.events = append(e.events, health.Event{HealthEvent: ev, JobID: jobs[ev.Component]})
-		counts[evKey{ev.Component, ev.Kind, ev.Code}]++
-		m.metrics.Events.WithLabelValues(ev.Kind).Inc()
+	byKind := map[string]int{}
+	var changed []*store.Incident
+	// In chunks the node can keep, so that every event is counted on the
+	// incident its finding belongs to.
+	for len(evs) > 0 {
+		if err := ctx.Err(); err != nil {
+			// Stopping: what is not judged was not acked either.
+			m.mu.Unlock()
+			return fmt.Errorf("record events of %s: %w", node, err)
+		}
+		chunk := evs[:min(len(evs), m.cfg.MaxEventsPerNode)]
+		evs = evs[len(chunk):]
+		counts := map[evKey]int64{}
+		for _, ev := range chunk {
+			counts[evKey{ev.Component, ev.Kind, ev.Code}]++
+			byKind[kindLabel(ev.Kind)]++
+		}
+		if drop := len(e.events) + len(chunk) - m.cfg.MaxEventsPerNode; drop > 0 {
+			e.events = append(e.events[:0], e.events[drop:]...)
+		}
+		for _, ev := range chunk {
+			ev.Message = ""
+			ev.Kind = internKind(ev.Kind)
+			e.events = append(e.events, health.Event{HealthEvent: ev, JobID: jobs[ev.Component]})
+		}
+		changed = append(changed, m.evaluateLocked(now, node, e, counts)...)
 	}
-	// An XID storm must not grow memory: keep the newest 10,000.
-	if n := len(e.events); n > 10_000 {
-		e.events = append(e.events[:0], e.events[n-10_000:]...)
+	for k, c := range byKind {
+		m.metrics.Events.WithLabelValues(k).Add(float64(c))
 	}
-	changed := m.evaluateLocked(now, node, e, counts)
 	m.mu.Unlock()
 	if err := m.persist(ctx, changed); err != nil {
 		return err
 	}
 	m.poke()
 	return nil
+}
+
+// knownKinds are the event kinds the rules know; any other kind is judged
+// as an unknown event and counted under "other".
+var knownKinds = map[string]string{
+	telemetry.KindXID: telemetry.KindXID, telemetry.KindGPULost: telemetry.KindGPULost, telemetry.KindECCUncorrected: telemetry.KindECCUncorrected,
+}
+
+// kindLabel is an event kind as a metric label: bounded whatever agents
+// send.
+func kindLabel(kind string) string {
+	if k, ok := knownKinds[kind]; ok {
+		return k
+	}
+	return "other"
+}
+
+// internKind shares the string of a known kind, so kept events do not
+// each hold a copy.
+func internKind(kind string) string {
+	if k, ok := knownKinds[kind]; ok {
+		return k
+	}
+	return kind
 }
 
 func (m *Monitor) poke() {

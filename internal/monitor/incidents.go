@@ -71,11 +71,16 @@ func (m *Monitor) persist(ctx context.Context, incs []*store.Incident) error {
 		return nil
 	}
 	m.mu.Lock()
-	copies := make([]*store.Incident, len(incs))
-	for i, inc := range incs {
+	copies := make([]*store.Incident, 0, len(incs))
+	seen := make(map[*store.Incident]bool, len(incs))
+	for _, inc := range incs {
+		if seen[inc] {
+			continue
+		}
+		seen[inc] = true
 		c := *inc
 		c.RunIDs = append([]string(nil), inc.RunIDs...)
-		copies[i] = &c
+		copies = append(copies, &c)
 	}
 	m.mu.Unlock()
 	return m.store.PutIncidents(ctx, copies)

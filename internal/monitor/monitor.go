@@ -38,7 +38,10 @@ type Config struct {
 	// EvaluateEvery is how often a node's samples are re-judged (default
 	// 5 s): the sample rules work on rates over minutes to an hour.
 	EvaluateEvery time.Duration
-	Now           func() time.Time
+	// MaxEventsPerNode is how many health events a node keeps as evidence
+	// (default 10,000; the newest). Incidents count every event.
+	MaxEventsPerNode int
+	Now              func() time.Time
 	// RefreshSlurm, when set, is called after a drain or resume so the
 	// fleet's copy of Slurm's node states catches up at once.
 	RefreshSlurm func()
@@ -59,6 +62,9 @@ func (c *Config) defaults() {
 	}
 	if c.EvaluateEvery <= 0 {
 		c.EvaluateEvery = 5 * time.Second
+	}
+	if c.MaxEventsPerNode <= 0 {
+		c.MaxEventsPerNode = 10_000
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -218,6 +224,7 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 	m.fleet.SetVerdict(name, fleet.Verdict{Verdict: res.Verdict.String(), Reasons: reasons})
 
 	var changed []*store.Incident
+	listed := map[*store.Incident]bool{}
 	seen := map[incKey]bool{}
 	for _, f := range res.Findings {
 		if f.Verdict == health.Unknown || (f.Verdict == health.Healthy && f.Action == health.ActionNone) {
@@ -238,10 +245,13 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 		} else if inc.Count == 0 {
 			inc.Count = 1
 		}
-		if before.Summary != inc.Summary || before.Count != inc.Count || before.Severity != inc.Severity || before.ID == "" {
+		if listed[inc] {
+			continue // one incident, many findings (distinct codes of one rule)
+		}
+		if before.Summary != inc.Summary || before.Count != inc.Count || before.Severity != inc.Severity || before.ID == "" ||
+			now.Sub(before.LastSeen) > time.Minute { // keep last_seen roughly fresh on disk
+			listed[inc] = true
 			changed = append(changed, inc)
-		} else if now.Sub(before.LastSeen) > time.Minute {
-			changed = append(changed, inc) // keep last_seen roughly fresh on disk
 		}
 	}
 	for k, inc := range m.open {
