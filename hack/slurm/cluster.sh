@@ -437,6 +437,31 @@ stop_pidfile() { # stop_pidfile NAME FILE
 	rm -f "$f"
 }
 
+# kill_leftover_jobs: slurmstepd and job processes of this cluster outlive a
+# stopped slurmd (a killed test leaves its jobs running); they would keep a
+# chroot busy and hold the next cluster's ports. A slurmstepd clears its
+# environment but keeps slurmd's working directory ($DIR/log, seen through
+# the chroot); job processes carry this cluster's SLURM_CONF and a
+# SLURM_JOB_ID (the caller's own shell has the first but not the second).
+kill_leftover_jobs() {
+	local d pid comm cwd env n=0
+	for d in /proc/[0-9]*; do
+		pid=${d#/proc/}
+		[[ $pid == "$$" ]] && continue
+		comm=$(cat "$d/comm" 2>/dev/null) || continue
+		if [[ $comm == slurmstepd ]]; then
+			cwd=$(readlink "$d/cwd" 2>/dev/null) || continue
+			[[ $cwd == *"$DIR/log" ]] || continue
+		else
+			env=$( { tr '\0' '\n' <"$d/environ"; } 2>/dev/null) || continue
+			grep -qxF "SLURM_CONF=$CONF" <<<"$env" || continue
+			grep -q '^SLURM_JOB_ID=' <<<"$env" || continue
+		fi
+		kill -KILL "$pid" 2>/dev/null && n=$((n + 1))
+	done
+	((n == 0)) || log "killed $n leftover job processes"
+}
+
 cmd_down() {
 	need_root
 	local purge=0 n
@@ -450,6 +475,7 @@ cmd_down() {
 		stop_pidfile slurmrestd "$RUN/slurmrestd.pid"
 		for n in "${NODES[@]}"; do stop_pidfile "slurmd $n" "$RUN/slurmd-$n.pid"; done
 		stop_pidfile slurmctld "$RUN/slurmctld.pid"
+		kill_leftover_jobs
 	fi
 	# The chroot's munged and mounts serve this cluster only; the host's
 	# munged is left running, as before.
