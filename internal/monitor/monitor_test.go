@@ -169,24 +169,6 @@ func (r *runMarks) of(id string) [][]string {
 	return out
 }
 
-// assignments is a settable fleet.AssignmentSource.
-type assignments struct {
-	mu sync.Mutex
-	as []fleet.Assignment
-}
-
-func (a *assignments) Assignments(context.Context) ([]fleet.Assignment, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.as), nil
-}
-
-func (a *assignments) set(as ...fleet.Assignment) {
-	a.mu.Lock()
-	a.as = as
-	a.mu.Unlock()
-}
-
 // lateMonitor is the monitor as the fleet and remediation reach it before
 // it is built.
 type lateMonitor struct{ *monitor.Monitor }
@@ -202,7 +184,7 @@ type env struct {
 	slurm *fakeSlurm
 	mon   *monitor.Monitor
 	runs  *runMarks
-	as    *assignments
+	as    *fleettest.Assignments
 	reg   *prometheus.Registry
 	addr  string
 	stop  func()
@@ -250,7 +232,7 @@ func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Confi
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	e := &env{t: t, clock: clk, st: st, runs: &runMarks{}, as: &assignments{}, reg: prometheus.NewPedanticRegistry()}
+	e := &env{t: t, clock: clk, st: st, runs: &runMarks{}, as: &fleettest.Assignments{}, reg: prometheus.NewPedanticRegistry()}
 	late := &lateMonitor{} // as the controller's assembly does
 	fl, err := fleet.New(st, log, nil, fleet.Options{Silence: silence, Now: clk.Now, CommitInterval: 5 * time.Millisecond, AssignmentInterval: 10 * time.Millisecond,
 		Assignments: e.as, Events: late, Observer: late})
@@ -642,7 +624,7 @@ func TestXIDStormIsOneIncident(t *testing.T) {
 // not drained. The same XID from a second job is a node problem.
 func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
-	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	e.as.Set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	a := e.agent("worker-0")
 	testwait.For(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
 	a.send(a.batch("77", nil))
@@ -673,7 +655,7 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	}
 
 	// The next job on the GPU hits the same XID: the GPU, not the code.
-	e.as.set(fleet.Assignment{RunID: "r-2", JobID: "78", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	e.as.Set(fleet.Assignment{RunID: "r-2", JobID: "78", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	testwait.For(t, "assignment r-2", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-2"}) })
 	a.send(a.batch("78", func(b *agentpb.Batch) {
 		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(e.clock.Now()), Component: "gpu0", Kind: "xid", Code: 13}}
@@ -693,7 +675,7 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 func TestBackgroundWorkStopsWithRun(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
 	e.runs.block, e.runs.ended = make(chan struct{}), make(chan error, 1)
-	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	e.as.Set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	a := e.agent("worker-0")
 	testwait.For(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
 	a.send(a.batch("77", func(b *agentpb.Batch) {
@@ -793,7 +775,7 @@ func TestSilentNodeUnknownNeverDrainedIncidentsKept(t *testing.T) {
 // suspected hang, marked on the run; it resolves when the step moves.
 func TestProgressStall(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
-	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	e.as.Set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	a := e.agent("worker-0")
 	testwait.For(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
 	at := func(step int64) func(*agentpb.Batch) {
@@ -841,7 +823,7 @@ func TestProgressStall(t *testing.T) {
 	if second.ID == inc.ID {
 		t.Fatalf("second stall reused the first incident's id")
 	}
-	e.as.set()
+	e.as.Set()
 	testwait.For(t, "unassigned", func() bool { v, _ := e.fl.Snapshot("worker-0"); return len(v.RunIDs) == 0 })
 	got = e.waitIncident("worker-0", "progress_stalled", func(i *store.Incident) bool { return i.ID == second.ID && !i.Open() })
 	if got.ResolvedBy != "run no longer running" {
