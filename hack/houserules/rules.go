@@ -11,7 +11,6 @@ var execAllowed = map[string]string{
 	"internal/nccl/runner.go":             "runs nccl-tests' all_reduce_perf",
 	"internal/nccl/proc_unix.go":          "the NCCL runner's process group",
 	"internal/nccl/proc_other.go":         "the NCCL runner's process group",
-	"internal/provision/terraform.go":     "terraform-exec's options (tfexec runs terraform)",
 	"internal/provision/tftest/":          "test helper: finds the real terraform binary",
 	"internal/cli/root.go":                "exec.LookPath only: finds the tools a command needs",
 	"internal/testbin/":                   "test helper: builds and starts the project's binaries",

@@ -112,30 +112,13 @@ func (s *sinks) steps(runID string) []int64 {
 	return out
 }
 
-type assignments struct {
-	mu sync.Mutex
-	as []fleet.Assignment
-}
-
-func (a *assignments) Assignments(context.Context) ([]fleet.Assignment, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.as), nil
-}
-
-func (a *assignments) set(as ...fleet.Assignment) {
-	a.mu.Lock()
-	a.as = as
-	a.mu.Unlock()
-}
-
 // node is a fleet served over loopback TCP and one agent on simulated
 // NVML (8 GPUs), a simulated IB tree (8 ports) and a fake /proc.
 type node struct {
 	t     testing.TB
 	fl    *fleet.Fleet
 	sinks *sinks
-	as    *assignments
+	as    *fleettest.Assignments
 	sim   *nvmlsim.Sim
 	nccl  *agentsim.NCCL
 	tree  *ib.SimTree
@@ -151,7 +134,7 @@ func start(t testing.TB, tune ...func(*agent.Config)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, sinks: &sinks{progress: map[string][]run.Progress{}}, as: &assignments{}, proc: filepath.Join(dir, "proc")}
+	n := &node{t: t, sinks: &sinks{progress: map[string][]run.Progress{}}, as: &fleettest.Assignments{}, proc: filepath.Join(dir, "proc")}
 	fl, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{CommitInterval: 5 * time.Millisecond, AssignmentInterval: 20 * time.Millisecond,
 		Assignments: n.as, Progress: n.sinks, Events: n.sinks, Observer: n.sinks})
 	if err != nil {
@@ -393,7 +376,7 @@ func TestAttributionAndProgress(t *testing.T) {
 	if err := os.WriteFile(prog, []byte(`{"step": 10, "total_steps": 100, "loss": 2.5}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n.as.set(fleet.Assignment{RunID: "r-1", JobID: "4242", Nodes: []string{"worker-0"}, ProgressPath: prog, GPUsPerNode: 8})
+	n.as.Set(fleet.Assignment{RunID: "r-1", JobID: "4242", Nodes: []string{"worker-0"}, ProgressPath: prog, GPUsPerNode: 8})
 
 	testwait.For(t, "simulated allocation", func() bool {
 		st := n.sim.State()
@@ -440,7 +423,7 @@ func TestAttributionAndProgress(t *testing.T) {
 	if _, err := f.WriteString(`{"step": 100, "total_steps": 100, "loss": 1.2}` + "\n"); err != nil {
 		t.Fatal(err)
 	}
-	n.as.set()
+	n.as.Set()
 	testwait.For(t, "final progress", func() bool { return slices.Contains(n.sinks.steps("r-1"), 100) })
 	testwait.For(t, "GPUs idle again", func() bool {
 		for _, g := range n.sim.State().GPUs {
@@ -504,7 +487,7 @@ func TestNCCLCheckCommand(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	n := start(t)
 	n.process(1001, "python3", "4242")
-	n.as.set(fleet.Assignment{RunID: "r-metrics", JobID: "4242", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	n.as.Set(fleet.Assignment{RunID: "r-metrics", JobID: "4242", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	testwait.For(t, "attributed samples", func() bool {
 		v := n.view()
 		return len(v.GPUs) == 8 && v.GPUs[0].SlurmJobID == "4242"

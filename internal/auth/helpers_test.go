@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/sopilot/sopilot/internal/auth"
+	"github.com/sopilot/sopilot/internal/testbin"
 	"github.com/sopilot/sopilot/internal/tlsutil"
 	"github.com/sopilot/sopilot/internal/tlsutil/tlstest"
 	"github.com/sopilot/sopilot/pkg/agentpb"
@@ -46,22 +46,7 @@ func writeTokenFile(t *testing.T) string {
 }
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testbin.Buffer
 
 func newLogger() (*slog.Logger, *syncBuffer) {
 	buf := &syncBuffer{}

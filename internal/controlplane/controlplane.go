@@ -437,12 +437,5 @@ func (c *Controller) MetricsAddr() net.Addr {
 	return c.httpLis.Addr()
 }
 
-// Health is the gRPC health service: the overall status is SERVING while
-// Run runs. Readiness checks set per-service or overall status through it.
-func (c *Controller) Health() *health.Server { return c.health }
-
-// Backend is the Slurm backend the controller uses.
-func (c *Controller) Backend() scheduler.Backend { return c.backend }
-
 // Registry holds every metric the controller exports.
 func (c *Controller) Registry() *prometheus.Registry { return c.metrics.Registry }

@@ -46,11 +46,6 @@ func GPUComponent(i int) string {
 	return "gpu" + strconv.Itoa(i)
 }
 
-// IBComponent is an InfiniBand port's component name.
-func IBComponent(device string, port int) string {
-	return "ib:" + device + "/" + strconv.Itoa(port)
-}
-
 // EventComponents is what an agent's health events may name on one node.
 type EventComponents struct {
 	// MaxGPUs: gpuN is accepted for 0 ≤ N < MaxGPUs.

@@ -34,7 +34,7 @@ func Evaluate(now time.Time, ev Evidence, t Thresholds) Result {
 		if !ev.LastReport.IsZero() {
 			why = fmt.Sprintf("agent silent for %s (limit %s)", now.Sub(ev.LastReport).Round(time.Second), time.Duration(t.AgentSilence))
 		}
-		return result([]Finding{{Component: "agent", Rule: "agent_silent", Verdict: Unknown, Action: ActionNone, Reason: why}})
+		return result([]Finding{{Component: ComponentAgent, Rule: "agent_silent", Verdict: Unknown, Action: ActionNone, Reason: why}})
 	}
 	var fs []Finding
 	if ev.ExpectedGPUs > 0 && ev.ObservedGPUs < ev.ExpectedGPUs {

@@ -6,12 +6,13 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sopilot/sopilot/internal/testclock"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
 // Different events on one GPU count into their own incidents.
 func TestEventCountsPerIncident(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	a := e.agent("worker-0")
 	a.healthy()
 	a.send(a.batch("", func(b *agentpb.Batch) {

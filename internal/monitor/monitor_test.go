@@ -27,31 +27,13 @@ import (
 	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/testclock"
 	"github.com/sopilot/sopilot/internal/testwait"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
 // t0 is when every test's clock starts.
 var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-
-// clock is the settable clock shared by the fleet, the monitor and the
-// remediation engine.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // call is one NodeBackend mutation the fake saw.
 type call struct{ Op, Node, Reason string }
@@ -169,24 +151,6 @@ func (r *runMarks) of(id string) [][]string {
 	return out
 }
 
-// assignments is a settable fleet.AssignmentSource.
-type assignments struct {
-	mu sync.Mutex
-	as []fleet.Assignment
-}
-
-func (a *assignments) Assignments(context.Context) ([]fleet.Assignment, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.as), nil
-}
-
-func (a *assignments) set(as ...fleet.Assignment) {
-	a.mu.Lock()
-	a.as = as
-	a.mu.Unlock()
-}
-
 // lateMonitor is the monitor as the fleet and remediation reach it before
 // it is built.
 type lateMonitor struct{ *monitor.Monitor }
@@ -196,13 +160,13 @@ type lateMonitor struct{ *monitor.Monitor }
 // Slurm, all on one settable clock.
 type env struct {
 	t     *testing.T
-	clock *clock
+	clock *testclock.Clock
 	st    *store.Store
 	fl    *fleet.Fleet
 	slurm *fakeSlurm
 	mon   *monitor.Monitor
 	runs  *runMarks
-	as    *assignments
+	as    *fleettest.Assignments
 	reg   *prometheus.Registry
 	addr  string
 	stop  func()
@@ -243,14 +207,14 @@ func (e *env) settle() {
 
 const silence = 30 * time.Second
 
-func newEnv(t *testing.T, dbPath string, clk *clock, tune ...func(*monitor.Config)) *env {
+func newEnv(t *testing.T, dbPath string, clk *testclock.Clock, tune ...func(*monitor.Config)) *env {
 	t.Helper()
 	st, err := store.Open(dbPath, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	e := &env{t: t, clock: clk, st: st, runs: &runMarks{}, as: &assignments{}, reg: prometheus.NewPedanticRegistry()}
+	e := &env{t: t, clock: clk, st: st, runs: &runMarks{}, as: &fleettest.Assignments{}, reg: prometheus.NewPedanticRegistry()}
 	late := &lateMonitor{} // as the controller's assembly does
 	fl, err := fleet.New(st, log, nil, fleet.Options{Silence: silence, Now: clk.Now, CommitInterval: 5 * time.Millisecond, AssignmentInterval: 10 * time.Millisecond,
 		Assignments: e.as, Events: late, Observer: late})
@@ -537,7 +501,7 @@ func open(i *store.Incident) bool { return i.Open() }
 // the evidence is older than EventWindow the incident resolves; after
 // ClearFor and a passing NCCL check through the agent, the node is resumed.
 func TestXID79DrainsThenVerifiedResume(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	a := e.agent("worker-0")
 	a.healthy()
 	a.events("gpu1", "xid", 79, 1)
@@ -612,7 +576,7 @@ func TestXID79DrainsThenVerifiedResume(t *testing.T) {
 // 5,000 identical XIDs in several batches are one incident with count
 // 5,000 and one drain.
 func TestXIDStormIsOneIncident(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	a := e.agent("worker-0")
 	a.healthy()
 	for range 5 {
@@ -641,8 +605,8 @@ func TestXIDStormIsOneIncident(t *testing.T) {
 // An application XID is recorded against the run on the GPU; the node is
 // not drained. The same XID from a second job is a node problem.
 func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
-	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
+	e.as.Set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	a := e.agent("worker-0")
 	testwait.For(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
 	a.send(a.batch("77", nil))
@@ -673,7 +637,7 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 	}
 
 	// The next job on the GPU hits the same XID: the GPU, not the code.
-	e.as.set(fleet.Assignment{RunID: "r-2", JobID: "78", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	e.as.Set(fleet.Assignment{RunID: "r-2", JobID: "78", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	testwait.For(t, "assignment r-2", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-2"}) })
 	a.send(a.batch("78", func(b *agentpb.Batch) {
 		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(e.clock.Now()), Component: "gpu0", Kind: "xid", Code: 13}}
@@ -691,9 +655,9 @@ func TestApplicationXIDRecordedAgainstRun(t *testing.T) {
 // Marking a run with an incident is the monitor's background work: it is
 // cancelled and waited for when Run returns (goleak checks nothing is left).
 func TestBackgroundWorkStopsWithRun(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	e.runs.block, e.runs.ended = make(chan struct{}), make(chan error, 1)
-	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	e.as.Set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	a := e.agent("worker-0")
 	testwait.For(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
 	a.send(a.batch("77", func(b *agentpb.Batch) {
@@ -718,7 +682,7 @@ func TestBackgroundWorkStopsWithRun(t *testing.T) {
 
 // A port going DOWN opens ib_link_down on the port and drains the node.
 func TestIBPortDown(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	a := e.agent("worker-0")
 	a.healthy()
 	down := func(b *agentpb.Batch) {
@@ -751,7 +715,7 @@ func TestIBPortDown(t *testing.T) {
 // evidence, it is neither drained nor resumed; once it reports again, the
 // expired evidence resolves them.
 func TestSilentNodeUnknownNeverDrainedIncidentsKept(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	a := e.agent("worker-0")
 	a.healthy()
 	a.events("gpu0", "xid", 13, 1) // recorded, not drained
@@ -792,8 +756,8 @@ func TestSilentNodeUnknownNeverDrainedIncidentsKept(t *testing.T) {
 // Progress that stops moving for StallAfter while the run is assigned is a
 // suspected hang, marked on the run; it resolves when the step moves.
 func TestProgressStall(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
-	e.as.set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
+	e.as.Set(fleet.Assignment{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0"}, GPUsPerNode: 2})
 	a := e.agent("worker-0")
 	testwait.For(t, "assignment", func() bool { v, _ := e.fl.Snapshot("worker-0"); return slices.Equal(v.RunIDs, []string{"r-1"}) })
 	at := func(step int64) func(*agentpb.Batch) {
@@ -841,7 +805,7 @@ func TestProgressStall(t *testing.T) {
 	if second.ID == inc.ID {
 		t.Fatalf("second stall reused the first incident's id")
 	}
-	e.as.set()
+	e.as.Set()
 	testwait.For(t, "unassigned", func() bool { v, _ := e.fl.Snapshot("worker-0"); return len(v.RunIDs) == 0 })
 	got = e.waitIncident("worker-0", "progress_stalled", func(i *store.Incident) bool { return i.ID == second.ID && !i.Open() })
 	if got.ResolvedBy != "run no longer running" {
@@ -852,7 +816,7 @@ func TestProgressStall(t *testing.T) {
 // Check runs the NCCL check through the agent: a failure is an nccl_busbw
 // incident that ticks do not resolve; a pass resolves it.
 func TestNCCLCheck(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	a := e.agent("worker-0")
 	a.healthy()
 	ctx := context.Background()
@@ -921,7 +885,7 @@ func TestNCCLCheckJudgedByControllerThresholds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0}, func(c *monitor.Config) { c.Thresholds = th })
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0), func(c *monitor.Config) { c.Thresholds = th })
 	a := e.agent("worker-0")
 	a.healthy()
 	ctx := context.Background()
@@ -953,7 +917,7 @@ func TestNCCLCheckJudgedByControllerThresholds(t *testing.T) {
 // A failing verification keeps the node drained and is recorded on the
 // incident.
 func TestVerificationFailureKeepsDrained(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	a := e.agent("worker-0")
 	a.healthy()
 	a.events("gpu1", "xid", 79, 1)
@@ -988,7 +952,7 @@ func TestVerificationFailureKeepsDrained(t *testing.T) {
 // (one GPU fewer than the inventory) are two incidents, and the node is
 // drained once.
 func TestGPULost(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	a := e.agent("worker-0")
 	a.healthy()
 	a.send(a.batch("", func(b *agentpb.Batch) {
@@ -1014,7 +978,7 @@ func TestGPULost(t *testing.T) {
 // long ago its evidence was; once it reports again, the usual path resumes
 // it.
 func TestSilentDrainedNodeNotResumed(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0})
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
 	a := e.agent("worker-0")
 	a.healthy()
 	a.events("gpu1", "xid", 79, 1)
@@ -1043,7 +1007,7 @@ func TestSilentDrainedNodeNotResumed(t *testing.T) {
 // With CheckInterval, idle undrained nodes with an agent get the NCCL check
 // on schedule; a failing one opens nccl_busbw.
 func TestScheduledChecks(t *testing.T) {
-	e := newEnv(t, filepath.Join(t.TempDir(), "db"), &clock{t: t0}, func(c *monitor.Config) { c.CheckInterval = 10 * time.Minute })
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0), func(c *monitor.Config) { c.CheckInterval = 10 * time.Minute })
 	a := e.agent("worker-0")
 	a.healthy()
 	// Not at once: an interval after the node was first seen.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/testclock"
 	"github.com/sopilot/sopilot/internal/testwait"
 )
 
@@ -16,7 +17,7 @@ import (
 func drainedThenRestarted(t *testing.T) (before *store.Incident, e2 *env) {
 	t.Helper()
 	db := filepath.Join(t.TempDir(), "db")
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	e := newEnv(t, db, clk)
 	a := e.agent("worker-0")
 	a.healthy()

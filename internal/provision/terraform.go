@@ -21,7 +21,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -171,9 +170,6 @@ func setEnv(tf *tfexec.Terraform, opts Options, log *slog.Logger) error {
 	// terraform-exec manages TF_LOG, TF_INPUT, TF_IN_AUTOMATION... itself.
 	return tf.SetEnv(tfexec.CleanEnv(env))
 }
-
-// Dir is the installation directory, absolute.
-func (r *Runner) Dir() string { return r.opts.Dir }
 
 // wrap maps a terraform-exec error: a cancelled context becomes
 // ErrCancelled (with the context's error), the rest gets the operation.
@@ -407,6 +403,3 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
-
-// LookPath is exec.LookPath, the default for Locate.
-func LookPath(name string) (string, error) { return exec.LookPath(name) }

@@ -15,6 +15,7 @@ import (
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/testclock"
 )
 
 // call is one NodeBackend call the fake saw.
@@ -174,24 +175,6 @@ func (f *fakeSlurm) resetCalls() {
 	f.calls = nil
 }
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fakeVerifier answers from a function and counts its calls.
 type fakeVerifier struct {
 	mu     sync.Mutex
@@ -226,7 +209,7 @@ func (v *fakeVerifier) count() int {
 type env struct {
 	t     *testing.T
 	slurm *fakeSlurm
-	clock *fakeClock
+	clock *testclock.Clock
 	ver   *fakeVerifier
 	reg   *prometheus.Registry
 	m     *remediation.Metrics
@@ -239,7 +222,7 @@ var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 // state is given as "name=STATE".
 func newEnv(t *testing.T, cfg remediation.Config, nodes ...string) *env {
 	t.Helper()
-	clock := &fakeClock{t: t0}
+	clock := testclock.New(t0)
 	e := &env{t: t, slurm: newFakeSlurm(clock.Now), clock: clock, ver: &fakeVerifier{}, reg: prometheus.NewPedanticRegistry()}
 	for _, n := range nodes {
 		name, state := n, "IDLE"

@@ -14,6 +14,7 @@ import (
 	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/scheduler/slurmcli"
 	"github.com/sopilot/sopilot/internal/slurmtest"
+	"github.com/sopilot/sopilot/internal/testclock"
 )
 
 const liveNode = "worker-1"
@@ -75,7 +76,7 @@ func TestExclusiveLiveEngine(t *testing.T) {
 		}
 	}
 
-	clock := &fakeClock{t: time.Now()}
+	clock := testclock.New(time.Now())
 	verifier := &fakeVerifier{}
 	eng, err := remediation.New(remediation.Config{}, backend, verifier, clock.Now)
 	if err != nil {

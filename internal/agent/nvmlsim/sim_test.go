@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,36 +12,20 @@ import (
 
 	"github.com/sopilot/sopilot/internal/agent/gpu"
 	"github.com/sopilot/sopilot/internal/telemetry"
+	"github.com/sopilot/sopilot/internal/testclock"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// clock is a settable clock for the Sim and the collector.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// newClock is a settable clock for the Sim and the collector.
+func newClock() *testclock.Clock { return testclock.New(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)) }
 
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newSim(t *testing.T, clk *clock) *Sim {
+func newSim(t *testing.T, clk *testclock.Clock) *Sim {
 	t.Helper()
 	return New(Options{Seed: 7, Now: clk.Now, NodeName: "worker-0"})
 }
 
-func newCollector(t *testing.T, s *Sim, clk *clock) *gpu.Collector {
+func newCollector(t *testing.T, s *Sim, clk *testclock.Clock) *gpu.Collector {
 	t.Helper()
 	c, err := gpu.New(s, slog.New(slog.DiscardHandler), gpu.Options{Now: clk.Now, EventWaitTimeout: 10 * time.Millisecond})
 	if err != nil {
@@ -72,7 +55,7 @@ func sample(t *testing.T, c *gpu.Collector) ([]gpu.Sample, []gpu.HealthEvent) {
 
 // settle advances the clock by d in one-second steps, sampling each step
 // as a sampling loop would.
-func settle(t *testing.T, c *gpu.Collector, clk *clock, d time.Duration) []gpu.Sample {
+func settle(t *testing.T, c *gpu.Collector, clk *testclock.Clock, d time.Duration) []gpu.Sample {
 	t.Helper()
 	var samples []gpu.Sample
 	for elapsed := time.Duration(0); elapsed < d; elapsed += time.Second {

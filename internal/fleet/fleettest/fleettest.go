@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -85,3 +86,23 @@ type AgentServer struct {
 }
 
 func (a AgentServer) Connect(s agentpb.AgentService_ConnectServer) error { return a.Fleet.Connect(s) }
+
+// Assignments is a settable fleet.AssignmentSource; the zero value has none.
+type Assignments struct {
+	mu sync.Mutex
+	as []fleet.Assignment
+}
+
+// Assignments returns a copy of what was set last.
+func (a *Assignments) Assignments(context.Context) ([]fleet.Assignment, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.as), nil
+}
+
+// Set replaces the assignments.
+func (a *Assignments) Set(as ...fleet.Assignment) {
+	a.mu.Lock()
+	a.as = as
+	a.mu.Unlock()
+}

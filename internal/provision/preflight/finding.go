@@ -35,7 +35,6 @@ const (
 	CheckShrink           = "shrink"
 	CheckModules          = "modules"
 	CheckImport           = "import"
-	CheckConfig           = "config"
 )
 
 // Finding is one result of a check. It is part of the JSON output of

@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/testclock"
 )
 
 // recorded is one request the fake slurmrestd saw.
@@ -261,28 +262,11 @@ func writeKey(t *testing.T, key []byte) string {
 	return p
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 func TestMintedToken_ClaimsAndRenewal(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef\n") // trailing newline is part of the key
 	keyFile := writeKey(t, key)
 	f := newFakeREST(t, http.StatusOK, []byte(`{"jobs":[],"errors":[]}`))
-	clock := &fakeClock{now: time.Unix(1800000000, 0)}
+	clock := testclock.New(time.Unix(1800000000, 0))
 	cfg := Config{BaseURL: f.srv.URL, JWTKeyFile: keyFile, UserName: "sopilot", TokenLifetime: 9 * time.Minute, now: clock.Now}
 	b := newTestBackend(t, cfg)
 	ctx := context.Background()
@@ -382,7 +366,7 @@ func TestMintedToken_Concurrent(t *testing.T) {
 }
 
 func TestStaticToken_Expired(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1800000000, 0)}
+	clock := testclock.New(time.Unix(1800000000, 0))
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"iat": int64(1799990000), "exp": int64(1800000000), "sun": "u",
 	}).SignedString([]byte("k"))
