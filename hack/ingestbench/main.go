@@ -20,7 +20,6 @@ import (
 	"github.com/sopilot/sopilot/internal/controlplane"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/monitor"
-	"github.com/sopilot/sopilot/internal/scheduler"
 )
 
 func main() {
@@ -159,26 +158,6 @@ type controller struct {
 	done   chan error
 }
 
-// noSlurm is the benchmark's scheduler: no jobs, so the run service polls
-// nothing and every node's run assignments are empty (still recomputed
-// every 2 s, as in the controller). It cannot read node states, so there
-// is no node poller and no remediation.
-type noSlurm struct{}
-
-var _ scheduler.Backend = noSlurm{}
-
-var errNoSlurm = fmt.Errorf("%w: ingestbench runs without Slurm", scheduler.ErrUnavailable)
-
-func (noSlurm) Submit(context.Context, scheduler.JobSpec) (string, error) { return "", errNoSlurm }
-func (noSlurm) Jobs(context.Context, []string) ([]scheduler.JobStatus, error) {
-	return nil, nil
-}
-func (noSlurm) FindByComment(context.Context, string) ([]scheduler.JobStatus, error) {
-	return nil, nil
-}
-func (noSlurm) Cancel(context.Context, string) error { return nil }
-func (noSlurm) Name() string                         { return "none" }
-
 func startController(listen string, withMonitor bool, logger *slog.Logger) (*controller, error) {
 	dir, err := os.MkdirTemp("", "ingestbench-")
 	if err != nil {
@@ -191,7 +170,7 @@ func startController(listen string, withMonitor bool, logger *slog.Logger) (*con
 	c, err := controlplane.New(controlplane.Config{
 		GRPCAddr:  listen,
 		DBPath:    filepath.Join(dir, "controller.db"),
-		Backend:   noSlurm{},
+		Backend:   controlplane.NoSlurm{},
 		Monitor:   monitor.Config{Thresholds: th},
 		NoMonitor: !withMonitor,
 		Security:  controlplane.Security{Insecure: true},

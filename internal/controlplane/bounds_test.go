@@ -30,30 +30,12 @@ import (
 	"github.com/sopilot/sopilot/internal/agent/uplink"
 	"github.com/sopilot/sopilot/internal/controlplane"
 	"github.com/sopilot/sopilot/internal/health"
-	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/internal/testwait"
 	"github.com/sopilot/sopilot/internal/tlsutil/tlstest"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
-
-// noSlurm is a scheduler with no jobs: these tests need agents, not Slurm.
-type noSlurm struct{}
-
-var _ scheduler.Backend = noSlurm{}
-
-var errNoSlurm = fmt.Errorf("%w: no Slurm in this test", scheduler.ErrUnavailable)
-
-func (noSlurm) Submit(context.Context, scheduler.JobSpec) (string, error) { return "", errNoSlurm }
-func (noSlurm) Jobs(context.Context, []string) ([]scheduler.JobStatus, error) {
-	return nil, nil
-}
-func (noSlurm) FindByComment(context.Context, string) ([]scheduler.JobStatus, error) {
-	return nil, nil
-}
-func (noSlurm) Cancel(context.Context, string) error { return nil }
-func (noSlurm) Name() string                         { return "none" }
 
 type bearer string
 
@@ -90,7 +72,7 @@ func startSecure(t *testing.T, grace time.Duration) *secure {
 	cfg := controlplane.Config{
 		GRPCAddr: "127.0.0.1:0",
 		DBPath:   filepath.Join(dir, "controller.db"),
-		Backend:  noSlurm{},
+		Backend:  controlplane.NoSlurm{},
 		Security: controlplane.Security{
 			TLSCertFile: srv.CertFile, TLSKeyFile: srv.KeyFile, TLSClientCAFile: ca.CertFile, TokenFile: tokens,
 		},
