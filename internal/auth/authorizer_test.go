@@ -186,14 +186,7 @@ func TestCheckRunWrite(t *testing.T) {
 // or one from another CA does not get through.
 func TestAgentNodeBinding(t *testing.T) {
 	ca := tlstest.NewCA(t)
-	tf, err := auth.NewTokenFile(writeTokenFile(t), auth.TokenFileOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.New(auth.Config{Tokens: tf, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := tokenAuthorizer(t, auth.Config{Logger: discard()})
 	addr := startServer(t, a, ca, stubs{agent: bindingAgent{}})
 	nodeA := ca.Agent(t, "worker-0")
 	expired := ca.Expired(t, "worker-0")
@@ -217,7 +210,7 @@ func TestAgentNodeBinding(t *testing.T) {
 	if err := hello(&nodeA, "worker-0"); status.Code(err) != codes.OK && err.Error() != "EOF" {
 		t.Errorf("node A as node A: %v; want the stream to end cleanly", err)
 	}
-	err = hello(&nodeA, "worker-1")
+	err := hello(&nodeA, "worker-1")
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `agent certificate is for node "worker-0", not for node "worker-1"`) {
 		t.Errorf("node A as node B: %v", err)
 	}

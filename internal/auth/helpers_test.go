@@ -134,3 +134,19 @@ func ctxWithCancel(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// tokenAuthorizer is an Authorizer over the test token file with cfg's
+// other settings.
+func tokenAuthorizer(t *testing.T, cfg auth.Config) *auth.Authorizer {
+	t.Helper()
+	tf, err := auth.NewTokenFile(writeTokenFile(t), auth.TokenFileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tokens = tf
+	a, err := auth.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

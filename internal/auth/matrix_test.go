@@ -193,20 +193,13 @@ func containsToken(s, token string) bool {
 
 func TestErrorMessagesSayWhatToDo(t *testing.T) {
 	ca := tlstest.NewCA(t)
-	tf, err := auth.NewTokenFile(writeTokenFile(t), auth.TokenFileOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.New(auth.Config{Tokens: tf, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := tokenAuthorizer(t, auth.Config{Logger: discard()})
 	addr := startServer(t, a, ca, stubs{})
 	conn := dial(t, addr, ca, nil)
 	runs := apipb.NewRunServiceClient(conn)
 	nodes := apipb.NewNodeServiceClient(conn)
 
-	_, err = runs.ListRuns(ctxWithCancel(t), &apipb.ListRunsRequest{})
+	_, err := runs.ListRuns(ctxWithCancel(t), &apipb.ListRunsRequest{})
 	wantStatus(t, err, codes.Unauthenticated, "send 'authorization: Bearer <token>'")
 
 	ctx := metadata.AppendToOutgoingContext(ctxWithCancel(t), "authorization", "Basic dXNlcjpwYXNz")

@@ -358,14 +358,7 @@ func rpcNamed(t *testing.T, method string) rpc {
 // write; the others are refused, not let through.
 func TestRunWritesWithoutOwnersFailClosed(t *testing.T) {
 	ca := tlstest.NewCA(t)
-	tf, err := auth.NewTokenFile(writeTokenFile(t), auth.TokenFileOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.New(auth.Config{Tokens: tf, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := tokenAuthorizer(t, auth.Config{Logger: discard()})
 	runs := &recordingRuns{}
 	addr := startServer(t, a, ca, stubs{runs: runs})
 	conn := dial(t, addr, ca, nil)

@@ -178,18 +178,11 @@ func writeFile(t *testing.T, content string) string {
 func TestTokenReviewThroughAuthorizer(t *testing.T) {
 	f := newFakeAPIServer(t)
 	logger, logs := newLogger()
-	tf, err := auth.NewTokenFile(writeTokenFile(t), auth.TokenFileOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.New(auth.Config{Tokens: tf, TokenReview: newReview(t, f, nil), Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := tokenAuthorizer(t, auth.Config{TokenReview: newReview(t, f, nil), Logger: logger})
 	in := func(tok string) context.Context {
 		return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tok))
 	}
-	_, err = a.Authorize(in(expiredToken), "/sopilot.api.v1.RunService/ListRuns")
+	_, err := a.Authorize(in(expiredToken), "/sopilot.api.v1.RunService/ListRuns")
 	if status.Code(err) != codes.Unauthenticated || strings.Contains(err.Error(), expiredToken) {
 		t.Fatalf("expired token: %v", err)
 	}
