@@ -262,8 +262,10 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 // for while at least one of them was listed less than MinJobAge ago: Slurm
 // keeps even a finished job listed for MinJobAge after it ends, so a healthy
 // slurmctld cannot have forgotten that one. That is what an empty answer
-// from a slurmctld that is down looks like (squeue --json exits 0 with an
-// empty list and an "errors" entry on every version).
+// from a slurmctld that is down looks like (22.05's squeue --json exits 0
+// with an empty list and an "errors" entry). The backends already report
+// such a document as scheduler.ErrUnavailable; this is the second line, for
+// a backend or Slurm version that still answers with a bare empty list.
 func (s *Service) trusted(runs []*run.Run, listed map[string]scheduler.JobStatus, now time.Time) bool {
 	if len(runs) == 0 {
 		return true
