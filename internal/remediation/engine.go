@@ -214,7 +214,9 @@ func handedOff(st scheduler.NodeStatus) bool {
 
 // held: drained by the engine, with its own reason or handed off; what the
 // breaker's share counts.
-func (e *Engine) held(st scheduler.NodeStatus) bool { return e.ours(st) || handedOff(st) }
+func (e *Engine) held(st scheduler.NodeStatus) bool {
+	return e.ours(st) && !e.isCheckHold(st.Reason) || handedOff(st)
+}
 
 // handoffFor is the hand-off evidence of a result when the engine hands
 // off and the result's evidence is hardware-class.
