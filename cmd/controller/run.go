@@ -78,6 +78,7 @@ type options struct {
 	logLevel, logFormat                       string
 	agentSilence, nodePollInterval            time.Duration
 	platform, thresholdsFile, remediationMode string
+	remediationHandoff                        string
 	maxDrainShare                             float64
 	maxDrainsPerWindow                        int
 	drainWindow, undrainAfter, eventWindow    time.Duration
@@ -117,6 +118,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.platform, "platform", "h100", "default health thresholds: h100 or h200 (8-GPU nodes)")
 	fs.StringVar(&o.thresholdsFile, "thresholds-file", "", "health thresholds as JSON (versioned; absent fields keep the platform's defaults); see docs/health.md")
 	fs.StringVar(&o.remediationMode, "remediation", "on", `what to do about unhealthy nodes: "on" (drain in Slurm), "dry-run" (record what would be done) or "off"`)
+	fs.StringVar(&o.remediationHandoff, "remediation-handoff", "none", `who takes nodes with hardware faults (XID 79, a lost GPU, a failed row remap, a down InfiniBand port): "none" (sopilot drains, verifies and resumes them itself: plain Slurm) or "soperator" (drained with Soperator's "[node_problem]" reason so that Soperator 1.22+ replaces the machine; sopilot then leaves the node alone until it is back): the right choice on Soperator with node replacement enabled`)
 	fs.Float64Var(&o.maxDrainShare, "max-drain-share", 0.25, "circuit breaker: never let sopilot's drains exceed this share of the cluster's nodes")
 	fs.IntVar(&o.maxDrainsPerWindow, "max-drains-per-window", 0, "circuit breaker: automatic drains allowed per --drain-window (0: 10% of the nodes, at least 1)")
 	fs.DurationVar(&o.drainWindow, "drain-window", 10*time.Minute, "circuit breaker window")
@@ -165,6 +167,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	}
 	if o.remediationMode != "on" && o.remediationMode != "dry-run" && o.remediationMode != "off" {
 		problems = append(problems, fmt.Errorf(`--remediation must be "on", "dry-run" or "off", got %q`, o.remediationMode))
+	}
+	if _, err := remediation.ParseHandoff(o.remediationHandoff); err != nil {
+		problems = append(problems, fmt.Errorf(`--remediation-handoff must be "none" or "soperator", got %q`, o.remediationHandoff))
 	}
 	if o.maxDrainShare <= 0 || o.maxDrainShare > 1 {
 		problems = append(problems, fmt.Errorf("--max-drain-share must be in (0, 1], got %v", o.maxDrainShare))
@@ -220,6 +225,10 @@ func assemblyConfig(o *options) (controlplane.Config, error) {
 	if err != nil {
 		return controlplane.Config{}, usageError{err}
 	}
+	handoff, err := remediation.ParseHandoff(o.remediationHandoff)
+	if err != nil {
+		return controlplane.Config{}, usageError{err}
+	}
 	limits := runmodel.DefaultLimits()
 	limits.MaxNodes, limits.MaxGPUsPerNode, limits.MaxTimeLimit = o.maxNodes, o.maxGPUsPerNode, o.maxTimeLimit
 	restUser := o.restUser
@@ -257,7 +266,7 @@ func assemblyConfig(o *options) (controlplane.Config, error) {
 		},
 		RemediationOff: o.remediationMode == "off",
 		Remediation: remediation.Config{
-			DryRun: o.remediationMode == "dry-run", MaxDrainShare: o.maxDrainShare, MaxDrainsPerWindow: o.maxDrainsPerWindow,
+			DryRun: o.remediationMode == "dry-run", Handoff: handoff, MaxDrainShare: o.maxDrainShare, MaxDrainsPerWindow: o.maxDrainsPerWindow,
 			Window: o.drainWindow, ClearFor: o.undrainAfter,
 		},
 		Security:      o.security.config(),

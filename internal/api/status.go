@@ -66,6 +66,7 @@ var errorClasses = []errorClass{
 	{err: controller.ErrNoMetric, code: codes.FailedPrecondition},
 	{err: scheduler.ErrRejected, code: codes.FailedPrecondition},
 	{err: remediation.ErrForeign, code: codes.FailedPrecondition},
+	{err: remediation.ErrNodeInUse, code: codes.FailedPrecondition},
 	{err: remediation.ErrNotDrained, code: codes.FailedPrecondition},
 	{err: remediation.ErrVerificationFailed, code: codes.FailedPrecondition},
 	{err: results.ErrTooLarge, code: codes.ResourceExhausted},

@@ -315,6 +315,7 @@ func TestErrorClasses(t *testing.T) {
 		controller.ErrNoMetric:            codes.FailedPrecondition,
 		scheduler.ErrRejected:             codes.FailedPrecondition,
 		remediation.ErrForeign:            codes.FailedPrecondition,
+		remediation.ErrNodeInUse:          codes.FailedPrecondition,
 		remediation.ErrNotDrained:         codes.FailedPrecondition,
 		remediation.ErrVerificationFailed: codes.FailedPrecondition,
 		results.ErrTooLarge:               codes.ResourceExhausted,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/nccl"
+	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/store"
 )
 
@@ -24,6 +25,21 @@ var ErrUnknownCheck = errors.New("unknown check")
 
 // Check runs an active check on the node through its agent and records a
 // failure as an incident (resolved by the next pass).
+//
+// The check runs outside Slurm, so Slurm alone would start jobs on the
+// node during it: a user's, or Soperator's NCCL benchmark (srun jobs named
+// nccl_test, one per node, all its GPUs) and active checks (sbatch jobs in
+// the hidden partition, per node with --nodelist). So that it never
+// overlaps any of them, the remediation engine first holds the node
+// (remediation.Engine.HoldForCheck): it drains the IDLE node with
+// "[sopilot] nccl check in progress", reads Slurm again and resumes it at
+// once if a job got there first. Slurm starts no job on a drained node,
+// and Soperator's check runner skips drained nodes, so from the hold
+// until the release nothing else runs there; a job of theirs pending for
+// the node waits for the release. A node running jobs, or drained by
+// someone else, is not checked now (the check is "postponed"). Without a
+// remediation engine, or in dry-run (which changes nothing in Slurm), the
+// check runs unheld.
 func (m *Monitor) Check(ctx context.Context, node, check string) (CheckResult, error) {
 	if check == "" {
 		check = "nccl"
@@ -31,6 +47,28 @@ func (m *Monitor) Check(ctx context.Context, node, check string) (CheckResult, e
 	if check != "nccl" {
 		return CheckResult{}, fmt.Errorf("%w %q (known: nccl)", ErrUnknownCheck, check)
 	}
+	if m.engine != nil {
+		release, err := m.engine.HoldForCheck(ctx, node)
+		switch {
+		case errors.Is(err, remediation.ErrNoHold):
+		case err != nil:
+			m.metrics.Checks.WithLabelValues("postponed").Inc()
+			return CheckResult{}, fmt.Errorf("nccl check on %s not started: %w", node, err)
+		default:
+			m.cfg.RefreshSlurm()
+			defer func() {
+				if err := release(context.WithoutCancel(ctx)); err != nil {
+					m.log.Warn("release the node after its nccl check", "node", node, "err", err)
+				}
+				m.cfg.RefreshSlurm()
+			}()
+		}
+	}
+	return m.runCheck(ctx, node)
+}
+
+// runCheck runs the NCCL check through the node's agent and records it.
+func (m *Monitor) runCheck(ctx context.Context, node string) (CheckResult, error) {
 	m.mu.Lock()
 	m.lastCheck[node] = m.cfg.Now()
 	m.mu.Unlock()
@@ -76,7 +114,8 @@ func (m *Monitor) Check(ctx context.Context, node, check string) (CheckResult, e
 func (m *Monitor) Verify(ctx context.Context, node string) (bool, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	r, err := m.Check(ctx, node, "nccl")
+	// The node is drained by remediation: no job starts there.
+	r, err := m.runCheck(ctx, node)
 	if err != nil {
 		return false, "", err
 	}

@@ -29,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sopilot_remediation_decisions_total", Help: "Remediation decisions by kind (drain, resume, skip, verify_failed, alert).",
 		}, []string{"kind"}),
 		Checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sopilot_node_checks_total", Help: "Active node checks (NCCL) by result: passed, failed, error.",
+			Name: "sopilot_node_checks_total", Help: "Active node checks (NCCL) by result: passed, failed, error, postponed (the node could not be held free of Slurm jobs).",
 		}, []string{"result"}),
 	}
 	if reg != nil {

@@ -93,6 +93,7 @@ type Remediator interface {
 	Step(ctx context.Context, nodes []remediation.NodeInput) []remediation.Decision
 	Drain(ctx context.Context, node, reason, who string) (remediation.Decision, error)
 	Undrain(ctx context.Context, node string, skipVerification bool, who string) (remediation.Decision, error)
+	HoldForCheck(ctx context.Context, node string) (release func(context.Context) error, err error)
 }
 
 var (

@@ -69,7 +69,9 @@ func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
 		switch {
 		case d.Kind == remediation.KindDrain && d.Err == nil && id != "":
 			m.drainedFor[d.Node] = id
-		case d.Kind == remediation.KindResume && d.Err == nil:
+		case d.Kind == remediation.KindResume && d.Err == nil, d.Kind == remediation.KindReturned:
+			// A node back from a hand-off is a new node: no drain of
+			// ours is left on it.
 			delete(m.drainedFor, d.Node)
 		}
 		for _, inc := range m.open {
@@ -78,7 +80,7 @@ func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
 				changed = append(changed, inc)
 			}
 		}
-		if d.Kind == remediation.KindResume && id != "" {
+		if (d.Kind == remediation.KindResume || d.Kind == remediation.KindReturned) && id != "" {
 			// The incident closed when its evidence cleared; note the resume.
 			if inc, err := m.store.GetIncident(ctx, id); err == nil && !strings.Contains(inc.Action, "resumed") {
 				inc.Action = strings.TrimSpace(inc.Action + "; " + d.Action)

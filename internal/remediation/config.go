@@ -23,6 +23,10 @@ type Config struct {
 	// DryRun computes and returns every decision but never changes Slurm
 	// and never runs the verifier.
 	DryRun bool
+	// Handoff, when HandoffSoperator, hands nodes with hardware-class
+	// evidence to Soperator's node replacement instead of draining them
+	// with Prefix (see the package comment). Default HandoffNone.
+	Handoff Handoff
 	// MaxDrainShare is the largest share of the cluster's nodes that may
 	// be drained by the engine at once before automatic drains are refused,
 	// in (0, 1] (default 0.25). At least one node may always be drained.
@@ -61,8 +65,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.VerifyBackoff = DefaultVerifyBackoff
 	}
 	switch {
+	case c.Handoff != HandoffNone && c.Handoff != HandoffSoperator:
+		return c, fmt.Errorf("remediation config: Handoff %q: must be %q or %q", c.Handoff, HandoffNone, HandoffSoperator)
 	case clean(c.Prefix, maxPrefixLen) != c.Prefix:
 		return c, fmt.Errorf("remediation config: Prefix %q: must be one line of printable text without leading or trailing space, at most %d bytes", c.Prefix, maxPrefixLen)
+	case Owned(c.Prefix, HandoffReasonPrefix):
+		return c, fmt.Errorf("remediation config: Prefix %q: must not own the hand-off reason %q", c.Prefix, HandoffReasonPrefix)
 	case math.IsNaN(c.MaxDrainShare) || c.MaxDrainShare <= 0 || c.MaxDrainShare > 1:
 		return c, fmt.Errorf("remediation config: MaxDrainShare %v: must be in (0, 1]", c.MaxDrainShare)
 	case c.MaxDrainsPerWindow < 0:

@@ -64,6 +64,23 @@
 // skip) is not returned again until something else has happened to the
 // node.
 //
+// # Hand-off to Soperator
+//
+// With Config.Handoff set to HandoffSoperator, a node whose drain-worthy
+// evidence is hardware-class (HandoffRule: XIDs of class drain, a lost or
+// missing GPU, a failed row remap, a down InfiniBand port) is drained with
+// Soperator's reason instead of ours: "[node_problem] sopilot: <evidence>
+// incident=<id>" (FormatHandoffReason), so that Soperator's soperatorchecks
+// replaces the machine. From then on the drain is foreign: the engine never
+// resumes, verifies, rewrites or drains over it, and its manual Drain and
+// Undrain refuse it with ErrForeign, but the breaker counts it like a drain
+// of ours. A drain of ours already in place (automatic, not an operator's)
+// is converted to the hand-off reason when such evidence arrives, because
+// Soperator's checks skip drained nodes. A handed-off node that Slurm shows
+// no longer drained is a new node: the engine forgets it (KindReturned).
+// The engine recognises its hand-offs by the reason's prefix, so a
+// restarted controller finds them too. Other evidence keeps the flow above.
+//
 // # Reasons
 //
 // Reasons are kept to one line of at most MaxReasonLen (120) bytes. Slurm

@@ -46,6 +46,10 @@ const (
 	KindVerifyFailed Kind = "verify_failed"
 	// KindAlert: the circuit breaker opened. Node is empty.
 	KindAlert Kind = "alert"
+	// KindReturned: a node handed off to Soperator is back in Slurm,
+	// neither drained nor carrying the hand-off reason (replaced, or
+	// resumed by someone); the engine forgot what it knew of it.
+	KindReturned Kind = "returned"
 )
 
 // Decision is one thing the engine decided, for the incident record.
@@ -70,6 +74,10 @@ type Decision struct {
 	Manual bool
 	// DryRun is true when nothing was changed because of Config.DryRun.
 	DryRun bool
+	// Handoff is true for a drain with the hand-off reason (Soperator's
+	// "[node_problem]"), for the skips of a node handed off and for its
+	// return.
+	Handoff bool
 	// Err is the failure of a Slurm or verifier call, if any.
 	Err error
 }
@@ -132,6 +140,9 @@ type nodeState struct {
 	// "resumed".
 	dry       string
 	dryReason string
+	// handedOff: the node was drained with the hand-off reason (by this
+	// engine, or seen so in Slurm); it is Soperator's until it is back.
+	handedOff bool
 }
 
 // New returns an engine. verifier is required; now nil means time.Now.
@@ -180,7 +191,7 @@ func (e *Engine) effective(st scheduler.NodeStatus) scheduler.NodeStatus {
 		return st
 	}
 	switch {
-	case ns.dry == "drained" && !st.Drained():
+	case ns.dry == "drained" && (!st.Drained() || IsHandoff(ns.dryReason) && e.ours(st)):
 		st.Flags = append(slices.Clone(st.Flags), "DRAIN")
 		st.Reason = ns.dryReason
 	case ns.dry == "resumed" && e.ours(st):
@@ -193,6 +204,38 @@ func (e *Engine) effective(st scheduler.NodeStatus) scheduler.NodeStatus {
 // ours: drained, with our reason.
 func (e *Engine) ours(st scheduler.NodeStatus) bool {
 	return st.Drained() && Owned(e.cfg.Prefix, st.Reason)
+}
+
+// handedOff: drained with the hand-off reason. Such a drain is foreign
+// (Soperator's from then on) but still counts towards the breaker.
+func handedOff(st scheduler.NodeStatus) bool {
+	return st.Drained() && IsHandoff(st.Reason)
+}
+
+// held: drained by the engine, with its own reason or handed off; what the
+// breaker's share counts.
+func (e *Engine) held(st scheduler.NodeStatus) bool {
+	return e.ours(st) && !e.isCheckHold(st.Reason) || handedOff(st)
+}
+
+// handoffFor is the hand-off evidence of a result when the engine hands
+// off and the result's evidence is hardware-class.
+func (e *Engine) handoffFor(r health.Result) (string, bool) {
+	if e.cfg.Handoff != HandoffSoperator {
+		return "", false
+	}
+	return handoffEvidence(r)
+}
+
+// converts reports whether a node the engine drained with its own reason is
+// to be handed off: hand-off mode, hardware-class evidence, an automatic
+// drain (an operator's drain stays the operator's).
+func (e *Engine) converts(in NodeInput, st scheduler.NodeStatus, ns *nodeState) bool {
+	if !wantsDrain(in.Result) || ns.pinned || isManual(e.cfg.Prefix, st.Reason) {
+		return false
+	}
+	_, ok := e.handoffFor(in.Result)
+	return ok
 }
 
 // foreign: drained or carrying a reason (DOWN, FAIL) that is not ours.
@@ -226,6 +269,17 @@ func drainedText(st scheduler.NodeStatus, dry bool) string {
 		return "drained (running job allowed to finish)"
 	}
 	return "drained"
+}
+
+func handoffText(st scheduler.NodeStatus, dry bool) string {
+	what := "handed off to soperator: drained with [node_problem] for its node replacement"
+	if dry {
+		what = "dry-run: would hand off to soperator: drain with [node_problem] for its node replacement"
+	}
+	if st.Allocated() {
+		what += " (running job allowed to finish)"
+	}
+	return what
 }
 
 // record returns d for the caller unless it repeats the node's last
@@ -312,6 +366,7 @@ func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 
 	var drains []drainCandidate
 	var verify []*verifyJob
+	var convert []drainCandidate
 	for _, in := range inputs {
 		st := status[in.Name]
 		ns := e.state(in.Name)
@@ -325,10 +380,33 @@ func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 			if want {
 				e.record(&out, seen, Decision{Node: in.Name, Kind: KindSkip, Action: "skipped: node not known to slurm"})
 			}
+		case handedOff(st):
+			// Soperator's now: never resumed, rewritten or drained over.
+			ns.handedOff = true
+			if want {
+				e.record(&out, seen, Decision{Node: in.Name, Kind: KindSkip, Reason: st.Reason, IncidentID: in.IncidentID, Handoff: true,
+					Action: "handed off to soperator: left to its node replacement"})
+			}
+		case ns.handedOff && !st.Drained():
+			// Back in Slurm (replaced, or resumed by someone): a new
+			// node for the engine. Judged from the next Step on.
+			delete(e.nodes, in.Name)
+			seen[in.Name] = true
+			out = append(out, Decision{Node: in.Name, Kind: KindReturned, IncidentID: in.IncidentID, Handoff: true,
+				Action: "hand-off ended: node resumed in Slurm (" + st.StateString() + "), taken up fresh"})
 		case e.foreign(st):
 			if want && e.record(&out, seen, Decision{Node: in.Name, Kind: KindSkip, Action: foreignText(st), Reason: st.Reason}) {
 				e.cfg.Metrics.drain(modeAuto, resultSkippedForeign)
 			}
+		case e.ours(st) && e.converts(in, st, ns):
+			// Our own drain blocks Soperator's flow (its checks skip
+			// drained nodes): the drain becomes a hand-off.
+			if readErr != nil {
+				e.record(&out, seen, Decision{Node: in.Name, Kind: KindDrain, Handoff: true, IncidentID: in.IncidentID,
+					Action: "hand-off failed: " + readErr.Error(), Err: readErr})
+				break
+			}
+			convert = append(convert, drainCandidate{in: in, st: st})
 		case e.ours(st):
 			// Already drained by us: the first reason stays. Resume only
 			// automatic drains, once the evidence has cleared for
@@ -347,6 +425,7 @@ func (e *Engine) Step(ctx context.Context, nodes []NodeInput) []Decision {
 		}
 	}
 
+	out = append(out, e.convertAll(ctx, convert, seen)...)
 	if readErr == nil {
 		// Without a fresh read nothing was due; the breaker stays as it was.
 		out = append(out, e.drainAll(ctx, now, status, drains, seen)...)
@@ -408,7 +487,7 @@ func (e *Engine) mayAct(inputs []NodeInput, status map[string]scheduler.NodeStat
 		if wantsDrain(in.Result) && !e.ours(st) && !e.foreign(st) {
 			return true
 		}
-		if e.ours(st) && e.cleared(in, st, now) {
+		if e.ours(st) && (e.cleared(in, st, now) || e.converts(in, st, e.state(in.Name))) {
 			return true
 		}
 	}
@@ -429,7 +508,7 @@ func (e *Engine) drainAll(ctx context.Context, now time.Time, status map[string]
 	total := len(status)
 	held := 0
 	for _, st := range status {
-		if e.ours(st) {
+		if e.held(st) {
 			held++
 		}
 	}
@@ -439,19 +518,26 @@ func (e *Engine) drainAll(ctx context.Context, now time.Time, status map[string]
 	var refused []string
 	for _, c := range cands {
 		reason := FormatReason(e.cfg.Prefix, evidence(c.in.Result), c.in.IncidentID)
+		hwEvidence, handoff := e.handoffFor(c.in.Result)
+		if handoff {
+			reason = FormatHandoffReason(hwEvidence, c.in.IncidentID)
+		}
 		if held+1 > shareCap || len(e.drains)+1 > windowCap {
 			refused = append(refused, c.in.Name)
 			why := fmt.Sprintf("limit of %d automatic drains per %s reached", windowCap, e.cfg.Window)
 			if held+1 > shareCap {
 				why = fmt.Sprintf("limit of %d of %d nodes drained reached", shareCap, total)
 			}
-			if e.record(&out, seen, Decision{Node: c.in.Name, Kind: KindSkip, Reason: reason, IncidentID: c.in.IncidentID,
+			if e.record(&out, seen, Decision{Node: c.in.Name, Kind: KindSkip, Reason: reason, IncidentID: c.in.IncidentID, Handoff: handoff,
 				Action: "breaker open: would drain (" + why + ")"}) {
 				e.cfg.Metrics.drain(modeAuto, resultBreaker)
 			}
 			continue
 		}
-		d := Decision{Node: c.in.Name, Kind: KindDrain, Reason: reason, IncidentID: c.in.IncidentID, Action: drainedText(c.st, e.cfg.DryRun), DryRun: e.cfg.DryRun}
+		d := Decision{Node: c.in.Name, Kind: KindDrain, Reason: reason, IncidentID: c.in.IncidentID, Action: drainedText(c.st, e.cfg.DryRun), DryRun: e.cfg.DryRun, Handoff: handoff}
+		if handoff {
+			d.Action = handoffText(c.st, e.cfg.DryRun)
+		}
 		if e.cfg.DryRun {
 			ns := e.state(c.in.Name)
 			ns.dry, ns.dryReason = "drained", reason
@@ -461,6 +547,8 @@ func (e *Engine) drainAll(ctx context.Context, now time.Time, status map[string]
 			e.cfg.Metrics.drain(modeAuto, resultError)
 			e.record(&out, seen, d)
 			continue
+		} else if handoff {
+			e.cfg.Metrics.drain(modeAuto, resultHandedOff)
 		} else {
 			e.cfg.Metrics.drain(modeAuto, resultDrained)
 		}
@@ -468,6 +556,7 @@ func (e *Engine) drainAll(ctx context.Context, now time.Time, status map[string]
 		e.drains = append(e.drains, now)
 		ns := e.state(c.in.Name)
 		ns.nextVerify = time.Time{}
+		ns.handedOff = handoff
 		e.record(&out, seen, d)
 	}
 
@@ -480,6 +569,37 @@ func (e *Engine) drainAll(ctx context.Context, now time.Time, status map[string]
 	}
 	e.breakerOpen = open
 	e.cfg.Metrics.breaker(open, tripped)
+	return out
+}
+
+// convertAll hands off nodes the engine had drained with its own reason:
+// their reason becomes the hand-off reason. Not a new drain: the breaker
+// already counts them. Called with e.mu held, after a fresh read.
+func (e *Engine) convertAll(ctx context.Context, cands []drainCandidate, seen map[string]bool) []Decision {
+	var out []Decision
+	for _, c := range cands {
+		hwEvidence, _ := e.handoffFor(c.in.Result)
+		reason := FormatHandoffReason(hwEvidence, c.in.IncidentID)
+		d := Decision{Node: c.in.Name, Kind: KindDrain, Reason: reason, IncidentID: c.in.IncidentID, Handoff: true, DryRun: e.cfg.DryRun,
+			Action: "handed off to soperator: sopilot's drain became [node_problem] for its node replacement"}
+		ns := e.state(c.in.Name)
+		switch {
+		case e.cfg.DryRun:
+			d.Action = "dry-run: would hand off to soperator: sopilot's drain would become [node_problem] for its node replacement"
+			ns.dry, ns.dryReason = "drained", reason
+			e.cfg.Metrics.drain(modeAuto, resultDryRun)
+		default:
+			if err := e.backend.Drain(ctx, c.in.Name, reason); err != nil {
+				d.Action, d.Err = "hand-off failed: "+err.Error(), err
+				e.cfg.Metrics.drain(modeAuto, resultError)
+				e.record(&out, seen, d)
+				continue
+			}
+			e.cfg.Metrics.drain(modeAuto, resultHandedOff)
+		}
+		ns.handedOff, ns.nextVerify = true, time.Time{}
+		e.record(&out, seen, d)
+	}
 	return out
 }
 
@@ -571,7 +691,7 @@ func (e *Engine) forget(names, seen map[string]bool) {
 		if !seen[name] {
 			ns.last = ""
 		}
-		if !names[name] && !ns.busy && !ns.pinned && ns.dry == "" && ns.nextVerify.IsZero() {
+		if !names[name] && !ns.busy && !ns.pinned && !ns.handedOff && ns.dry == "" && ns.nextVerify.IsZero() {
 			delete(e.nodes, name)
 		}
 	}

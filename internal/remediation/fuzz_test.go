@@ -28,6 +28,14 @@ func FuzzFormatReason(f *testing.F) {
 			if i < 0 && printable(incident) {
 				t.Errorf("incident %q lost", incident)
 			}
+			handoff := remediation.FormatHandoffReason(evidence, incident)
+			checkReason(t, remediation.HandoffReasonPrefix, handoff)
+			if !remediation.IsHandoff(handoff) || remediation.Owned(prefix, handoff) {
+				t.Errorf("hand-off reason %q: IsHandoff false or owned by %q", handoff, prefix)
+			}
+			if i >= 0 && !strings.HasSuffix(handoff, bare[i:]) {
+				t.Errorf("hand-off reason %q lost the incident of %q", handoff, bare)
+			}
 			manual := remediation.FormatManualReason(prefix, reason, who)
 			checkReason(t, prefix, manual)
 			if !strings.HasPrefix(manual, prefix+" manual:") {

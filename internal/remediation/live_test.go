@@ -158,3 +158,102 @@ func TestExclusiveLiveEngine(t *testing.T) {
 		t.Fatalf("job %s is %q at the end, want RUNNING", job, st)
 	}
 }
+
+// TestExclusiveLiveHandoff runs hand-off mode over the real Slurm CLI
+// backend: a hardware fault drains the node with Soperator's
+// "[node_problem]" reason, stored byte for byte; sopilot then leaves the
+// node alone (no verification, no resume, no rewrite, no operator's drain
+// or undrain through it); once the node is resumed in Slurm, as Soperator
+// does after replacing the machine, the engine takes it up as new.
+func TestExclusiveLiveHandoff(t *testing.T) {
+	env := slurmtest.RequireExclusive(t)
+	ctx := context.Background()
+	backend := slurmcli.New(slurmcli.Config{SlurmConf: env.SlurmConf, Timeout: time.Minute}, nil)
+	current := func() map[string]scheduler.NodeStatus {
+		t.Helper()
+		nodes, err := backend.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := make(map[string]scheduler.NodeStatus)
+		for _, n := range nodes {
+			m[n.Name] = n
+		}
+		return m
+	}
+	if n := current()[liveNode]; n.Drained() || n.Reason != "" {
+		slurmtest.Unavailable(t, "%s is in use (%s, reason %q)", liveNode, n.StateString(), n.Reason)
+	}
+	t.Cleanup(func() {
+		if out, err := slurmCmd(t, env, "scontrol", "update", "NodeName="+liveNode, "State=RESUME"); err != nil && !strings.Contains(out, "Invalid node state") {
+			t.Errorf("cleanup: resume: %v: %s", err, out)
+		}
+	})
+
+	clock := testclock.New(time.Now())
+	verifier := &fakeVerifier{}
+	eng, err := remediation.New(remediation.Config{Handoff: remediation.HandoffSoperator, MaxDrainShare: 1}, backend, verifier, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := func(r health.Result, since time.Time) []remediation.NodeInput {
+		var in []remediation.NodeInput
+		for name, st := range current() {
+			ni := remediation.NodeInput{Name: name, Result: healthy(), Slurm: st, HealthySince: clock.Now().Add(-time.Hour)}
+			if name == liveNode {
+				ni.Result, ni.HealthySince, ni.IncidentID = r, since, "01JLIVEHANDOFF"
+			}
+			in = append(in, ni)
+		}
+		return in
+	}
+
+	ds := eng.Step(ctx, inputs(xid79(3), time.Time{}))
+	want := "[node_problem] sopilot: xid 79 (drain) on gpu3 incident=01JLIVEHANDOFF"
+	if d := only(t, ds); d.Kind != remediation.KindDrain || !d.Handoff || d.Reason != want || d.Err != nil {
+		t.Fatalf("decision = %+v", d)
+	}
+	n := current()[liveNode]
+	if !n.Drained() || n.Reason != want {
+		t.Fatalf("%s = %s reason %q, want drained with %q", liveNode, n.StateString(), n.Reason, want)
+	}
+	t.Logf("handed off: %s, reason %q by %s", n.StateString(), n.Reason, n.ReasonUser)
+
+	// The evidence clears and stays clear: sopilot does not verify, resume
+	// or rewrite the node, and does not let an operator do so through it.
+	clock.Advance(time.Hour)
+	for range 2 {
+		if ds := eng.Step(ctx, inputs(healthy(), clock.Now().Add(-time.Hour))); len(ds) != 0 {
+			t.Fatalf("step on the handed-off node = %+v", ds)
+		}
+	}
+	if _, err := eng.Undrain(ctx, liveNode, true, "tester"); !errors.Is(err, remediation.ErrForeign) {
+		t.Fatalf("Undrain = %v, want ErrForeign", err)
+	}
+	if _, err := eng.Drain(ctx, liveNode, "x", "tester"); !errors.Is(err, remediation.ErrForeign) {
+		t.Fatalf("Drain = %v, want ErrForeign", err)
+	}
+	if d := only(t, eng.Step(ctx, inputs(xid79(5), time.Time{}))); d.Kind != remediation.KindSkip || !d.Handoff {
+		t.Fatalf("new evidence on the handed-off node: %+v", d)
+	}
+	if n := current()[liveNode]; n.Reason != want || !n.Drained() {
+		t.Fatalf("the hand-off changed: %s reason %q", n.StateString(), n.Reason)
+	}
+	if verifier.count() != 0 {
+		t.Fatal("verified a handed-off node")
+	}
+
+	// Soperator resumes the node once its worker runs on a new machine.
+	if out, err := slurmCmd(t, env, "scontrol", "update", "NodeName="+liveNode, "State=RESUME"); err != nil {
+		t.Fatalf("scontrol: %v: %s", err, out)
+	}
+	if d := only(t, eng.Step(ctx, inputs(healthy(), clock.Now()))); d.Kind != remediation.KindReturned || d.Node != liveNode {
+		t.Fatalf("after the resume: %+v, want the node returned", d)
+	}
+	if ds := eng.Step(ctx, inputs(healthy(), clock.Now())); len(ds) != 0 {
+		t.Fatalf("step after the return = %+v", ds)
+	}
+	if n := current()[liveNode]; n.Drained() || n.Reason != "" {
+		t.Fatalf("after the return: %s reason %q", n.StateString(), n.Reason)
+	}
+}

@@ -10,6 +10,7 @@ const (
 	modeManual = "manual"
 
 	resultDrained        = "drained"
+	resultHandedOff      = "handed_off"
 	resultResumed        = "resumed"
 	resultDryRun         = "dry_run"
 	resultBreaker        = "breaker"
@@ -21,7 +22,7 @@ const (
 
 // Metrics are the engine's Prometheus metrics:
 //
-//	sopilot_remediation_drains_total{mode="auto|manual",result="drained|dry_run|breaker|skipped_foreign|error"}
+//	sopilot_remediation_drains_total{mode="auto|manual",result="drained|handed_off|dry_run|breaker|skipped_foreign|error"}
 //	sopilot_remediation_resumes_total{mode="auto|manual",result="resumed|dry_run|skipped_foreign|error"}
 //	sopilot_remediation_verifications_total{result="passed|failed|error"}
 //	sopilot_remediation_breaker_open          (gauge, 1 while open)
@@ -63,8 +64,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	for _, mode := range []string{modeAuto, modeManual} {
-		for _, r := range []string{resultDrained, resultDryRun, resultBreaker, resultSkippedForeign, resultError} {
-			if mode == modeManual && r == resultBreaker {
+		for _, r := range []string{resultDrained, resultHandedOff, resultDryRun, resultBreaker, resultSkippedForeign, resultError} {
+			if mode == modeManual && (r == resultBreaker || r == resultHandedOff) {
 				continue // manual drains bypass the breaker
 			}
 			m.drains.WithLabelValues(mode, r)

@@ -78,7 +78,7 @@ func HoldsDrain(action string) bool {
 	if strings.Contains(action, "resumed") {
 		return false
 	}
-	for _, p := range []string{"drained", "dry-run: would drain", "verification failed", "verification could not run"} {
+	for _, p := range []string{"drained", "dry-run: would drain", "verification failed", "verification could not run", "handed off", "dry-run: would hand off"} {
 		if strings.HasPrefix(action, p) {
 			return true
 		}
