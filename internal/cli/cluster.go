@@ -32,7 +32,7 @@ terraform.tfvars. The usual cycle:
   sopilot cluster destroy   --dir soperator/installations/demo
 
 What the checks catch (numbers are the seed tutorial's problems):
-  1-3  terraform, the nebius CLI, yq or kubectl missing: all reported at once,
+  1-3  terraform, the nebius CLI, jq, yq, md5sum or kubectl missing: all reported at once,
        with how to install each
   4    a Terraform too old for the configuration (provider::units::from_gib
        needs >= 1.8): the file and line, before Terraform fails on it
@@ -77,7 +77,7 @@ func newClusterCommand(a *app) *cobra.Command {
 	pf.StringVar(&o.terraform, "terraform", "", "terraform binary (default: terraform on PATH)")
 	pf.StringVar(&o.rules, "rules", "", "preflight rules file replacing the built-in Nebius rules (see preflight --print-rules)")
 	pf.StringVar(&o.quota, "quota", "", "filesystem size quota to check the tfvars and the plan against, e.g. 5TiB (binary units: KiB, GiB, TiB; decimal: GB, TB)")
-	pf.StringSliceVar(&o.tools, "tools", []string{"terraform", "kubectl", "yq"}, "tools that must be on PATH")
+	pf.StringSliceVar(&o.tools, "tools", []string{"terraform", "kubectl", "jq", "yq", "md5sum"}, "tools that must be on PATH (the recipe's README and .envrc need jq and coreutils' md5sum; its modules run yq and kubectl)")
 	pf.StringVar(&o.cloudCLI, "cloud-cli", "nebius", "the cloud's CLI, checked like --tools (empty: none)")
 	pf.StringSliceVar(&o.allow, "allow", nil, "turn errors of these checks into warnings: tools, terraform-version, quota, shrink, modules")
 	pf.IntVar(&o.initAttempts, "init-attempts", 3, "terraform init attempts when init fails on network or registry errors")
