@@ -31,6 +31,7 @@ func Static(in StaticInput) []Finding {
 		out = append(out, TerraformVersion(in.Config, in.Installed, in.Rules)...)
 		out = append(out, Modules(in.Config)...)
 		out = append(out, Quota(in.Config, in.Quota, in.Rules)...)
+		out = append(out, VarTypes(in.Config)...)
 	}
 	Sort(out)
 	return out

@@ -35,6 +35,8 @@ const (
 	CheckShrink           = "shrink"
 	CheckModules          = "modules"
 	CheckImport           = "import"
+	CheckVariables        = "variables"
+	CheckDiskQuota        = "disk-quota"
 )
 
 // Finding is one result of a check. It is part of the JSON output of
