@@ -258,4 +258,3 @@ func ParseDiskQuotas(specs []string, rules *Rules) (map[string]Bytes, error) {
 	}
 	return out, nil
 }
-
