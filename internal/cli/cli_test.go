@@ -76,7 +76,7 @@ func withTerraform(t *testing.T, inv invocation) invocation {
 	}
 	inv.env["SOPILOT_TERRAFORM"] = bin
 	if inv.onPath == nil {
-		inv.onPath = []string{"kubectl", "yq", "nebius"}
+		inv.onPath = []string{"kubectl", "jq", "yq", "md5sum", "nebius"}
 	}
 	return inv
 }

@@ -32,7 +32,7 @@ terraform.tfvars. The usual cycle:
   sopilot cluster destroy   --dir soperator/installations/demo
 
 What the checks catch (numbers are the seed tutorial's problems):
-  1-3  terraform, the nebius CLI, yq or kubectl missing: all reported at once,
+  1-3  terraform, the nebius CLI, jq, yq, md5sum or kubectl missing: all reported at once,
        with how to install each
   4    a Terraform too old for the configuration (provider::units::from_gib
        needs >= 1.8): the file and line, before Terraform fails on it
@@ -54,6 +54,7 @@ type clusterOptions struct {
 	terraform    string
 	rules        string
 	quota        string
+	diskQuotas   []string
 	tools        []string
 	cloudCLI     string
 	allow        []string
@@ -77,9 +78,10 @@ func newClusterCommand(a *app) *cobra.Command {
 	pf.StringVar(&o.terraform, "terraform", "", "terraform binary (default: terraform on PATH)")
 	pf.StringVar(&o.rules, "rules", "", "preflight rules file replacing the built-in Nebius rules (see preflight --print-rules)")
 	pf.StringVar(&o.quota, "quota", "", "filesystem size quota to check the tfvars and the plan against, e.g. 5TiB (binary units: KiB, GiB, TiB; decimal: GB, TB)")
-	pf.StringSliceVar(&o.tools, "tools", []string{"terraform", "kubectl", "yq"}, "tools that must be on PATH")
+	pf.StringSliceVar(&o.diskQuotas, "disk-quota", nil, "disk size quota per disk type, NAME=SIZE, e.g. network-ssd=20TiB or compute.disk.size.network-ssd-io-m3=20TiB (repeatable): boot, node-local and NFS disks are checked against it")
+	pf.StringSliceVar(&o.tools, "tools", []string{"terraform", "kubectl", "jq", "yq", "md5sum"}, "tools that must be on PATH (the recipe's README and .envrc need jq and coreutils' md5sum; its modules run yq and kubectl)")
 	pf.StringVar(&o.cloudCLI, "cloud-cli", "nebius", "the cloud's CLI, checked like --tools (empty: none)")
-	pf.StringSliceVar(&o.allow, "allow", nil, "turn errors of these checks into warnings: tools, terraform-version, quota, shrink, modules")
+	pf.StringSliceVar(&o.allow, "allow", nil, "turn errors of these checks into warnings: tools, terraform-version, quota, disk-quota, shrink, modules, variables")
 	pf.IntVar(&o.initAttempts, "init-attempts", 3, "terraform init attempts when init fails on network or registry errors")
 
 	cmd.AddCommand(
@@ -100,6 +102,7 @@ type session struct {
 	o        *clusterOptions
 	rules    *preflight.Rules
 	quota    preflight.Bytes
+	disks    map[string]preflight.Bytes
 	varFiles []string
 	tfPath   string // "" when terraform was not found
 	tfErr    error
@@ -122,7 +125,7 @@ func newSession(ctx context.Context, a *app, o *clusterOptions) (*session, error
 		}
 	}
 	for _, c := range o.allow {
-		if !slices.Contains([]string{preflight.CheckTools, preflight.CheckTerraformVersion, preflight.CheckQuota, preflight.CheckShrink, preflight.CheckModules}, c) {
+		if !slices.Contains([]string{preflight.CheckTools, preflight.CheckTerraformVersion, preflight.CheckQuota, preflight.CheckShrink, preflight.CheckModules, preflight.CheckVariables, preflight.CheckDiskQuota}, c) {
 			return nil, fmt.Errorf("%w: --allow %q: not a check name", ErrUsage, c)
 		}
 	}
@@ -131,6 +134,9 @@ func newSession(ctx context.Context, a *app, o *clusterOptions) (*session, error
 	}
 	if s.rules, err = preflight.LoadRules(o.rules); err != nil {
 		return nil, err
+	}
+	if s.disks, err = preflight.ParseDiskQuotas(o.diskQuotas, s.rules); err != nil {
+		return nil, fmt.Errorf("%w: --disk-quota: %w", ErrUsage, err)
 	}
 	s.tfPath, s.tfErr = provision.Locate(o.terraform, a.env.LookPath)
 	if s.tfErr == nil {
@@ -197,10 +203,12 @@ func (s *session) staticChecks(withQuota bool) ([]preflight.Finding, *preflight.
 		tools = append(tools, s.o.cloudCLI)
 	}
 	fs := preflight.Static(preflight.StaticInput{
-		Config: cfg, Rules: s.rules, LookPath: s.lookPath, Tools: tools, Installed: s.version, Quota: s.quota,
+		Config: cfg, Rules: s.rules, LookPath: s.lookPath, Tools: tools, Installed: s.version, Quota: s.quota, DiskQuotas: s.disks,
 	})
 	if !withQuota {
-		fs = slices.DeleteFunc(fs, func(f preflight.Finding) bool { return f.Check == preflight.CheckQuota })
+		fs = slices.DeleteFunc(fs, func(f preflight.Finding) bool {
+			return f.Check == preflight.CheckQuota || f.Check == preflight.CheckDiskQuota
+		})
 	}
 	return preflight.Allow(fs, s.o.allow), cfg, nil
 }

@@ -17,11 +17,15 @@ type StaticInput struct {
 	Installed *version.Version
 	// Quota is the filesystem size quota; 0 when unknown.
 	Quota Bytes
+	// DiskQuotas are the disk size quotas by quota name
+	// (compute.disk.size.network-ssd); absent ones are unknown.
+	DiskQuotas map[string]Bytes
 }
 
 // Static runs every check that needs no Terraform run: tools (seed
-// problems 1–3), Terraform version (4), tfvars quota (5), missing modules
-// (7). Findings are sorted, errors first.
+// problems 1–3), Terraform version (4), tfvars filesystem and disk quotas
+// (5), missing modules (7), tfvars against the variable types. Findings are
+// sorted, errors first.
 func Static(in StaticInput) []Finding {
 	var out []Finding
 	if in.LookPath != nil {
@@ -31,6 +35,8 @@ func Static(in StaticInput) []Finding {
 		out = append(out, TerraformVersion(in.Config, in.Installed, in.Rules)...)
 		out = append(out, Modules(in.Config)...)
 		out = append(out, Quota(in.Config, in.Quota, in.Rules)...)
+		out = append(out, DiskQuota(in.Config, in.DiskQuotas, in.Rules)...)
+		out = append(out, VarTypes(in.Config)...)
 	}
 	Sort(out)
 	return out

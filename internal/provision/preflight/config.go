@@ -33,6 +33,9 @@ type Config struct {
 	Vars map[string]cty.Value
 	// VarFiles are the variable files that were read, in order.
 	VarFiles []string
+	// VarOrigins say where each value in Vars that came from a variable
+	// file was set: the last file that set it, and the line.
+	VarOrigins map[string]Location
 }
 
 // Module is one module directory.
@@ -101,7 +104,7 @@ func LoadConfig(dir string, varFiles []string) (*Config, error) {
 			c.Modules = append(c.Modules, sub)
 		}
 	}
-	if c.Vars, c.VarFiles, err = loadVars(root, dir, varFiles); err != nil {
+	if c.Vars, c.VarFiles, c.VarOrigins, err = loadVars(root, dir, varFiles); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -189,7 +192,7 @@ func moduleCalls(m *Module) []*ModuleCall {
 // loadVars gives the root module's variable values in Terraform's order:
 // declared defaults, terraform.tfvars, terraform.tfvars.json, *.auto.tfvars
 // and *.auto.tfvars.json in lexical order, then the -var-file files.
-func loadVars(root *Module, dir string, extra []string) (map[string]cty.Value, []string, error) {
+func loadVars(root *Module, dir string, extra []string) (map[string]cty.Value, []string, map[string]Location, error) {
 	vars := map[string]cty.Value{}
 	for _, f := range root.Files {
 		if f.Body == nil {
@@ -214,7 +217,7 @@ func loadVars(root *Module, dir string, extra []string) (map[string]cty.Value, [
 	}
 	auto, err := filepath.Glob(filepath.Join(dir, "*.auto.tfvars*"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	slices.Sort(auto)
 	for _, a := range auto {
@@ -223,33 +226,46 @@ func loadVars(root *Module, dir string, extra []string) (map[string]cty.Value, [
 		}
 	}
 	files = append(files, extra...)
+	origins := map[string]Location{}
 	for _, path := range files {
-		vals, err := ReadTfvars(path)
+		vals, lines, err := readTfvars(path)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for k, v := range vals {
 			vars[k] = v
+			origins[k] = Location{File: path, Line: lines[k], What: k}
 		}
 	}
-	return vars, files, nil
+	return vars, files, origins, nil
 }
 
 // ReadTfvars reads a .tfvars (HCL) or .tfvars.json file. Values that are
 // not literals (they call functions or reference something) are skipped:
 // Terraform does not allow them in tfvars either.
 func ReadTfvars(path string) (map[string]cty.Value, error) {
+	vals, _, err := readTfvars(path)
+	return vals, err
+}
+
+// readTfvars is ReadTfvars that also gives the line of each variable.
+func readTfvars(path string) (map[string]cty.Value, map[string]int, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("variable file %s: %w", path, err)
+			return nil, nil, fmt.Errorf("variable file %s: %w", path, err)
 		}
-		return nil, fmt.Errorf("read variable file: %w", err)
+		return nil, nil, fmt.Errorf("read variable file: %w", err)
 	}
-	return parseTfvars(src, path)
+	return parseTfvarsLines(src, path)
 }
 
 func parseTfvars(src []byte, name string) (map[string]cty.Value, error) {
+	vals, _, err := parseTfvarsLines(src, name)
+	return vals, err
+}
+
+func parseTfvarsLines(src []byte, name string) (map[string]cty.Value, map[string]int, error) {
 	var f *hcl.File
 	var diags hcl.Diagnostics
 	if strings.HasSuffix(name, ".json") {
@@ -258,19 +274,21 @@ func parseTfvars(src []byte, name string) (map[string]cty.Value, error) {
 		f, diags = hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 	}
 	if diags.HasErrors() {
-		return nil, fmt.Errorf("variable file %s: %s", name, diags.Error())
+		return nil, nil, fmt.Errorf("variable file %s: %w", name, diags)
 	}
 	attrs, diags := f.Body.JustAttributes()
 	if diags.HasErrors() {
-		return nil, fmt.Errorf("variable file %s: %s", name, diags.Error())
+		return nil, nil, fmt.Errorf("variable file %s: %w", name, diags)
 	}
 	out := map[string]cty.Value{}
+	lines := map[string]int{}
 	for name, attr := range attrs {
 		v, diags := attr.Expr.Value(nil)
 		if diags.HasErrors() {
 			continue
 		}
 		out[name] = v
+		lines[name] = attr.NameRange.Start.Line
 	}
-	return out, nil
+	return out, lines, nil
 }

@@ -1,9 +1,10 @@
 // Package preflight owns the checks that stop a Soperator installation
 // before Terraform hits one of the failures the seed tutorial hit: missing
 // tools (seed problems 1–3), a Terraform too old for the configuration (4),
-// filesystem sizes over quota (5), a filesystem shrink the cloud refuses
-// (6), module directories missing on disk (7), and resources that exist in
-// the cloud but not in state (8).
+// filesystem and compute-disk sizes over quota (5), a filesystem shrink the
+// cloud refuses (6), module directories missing on disk (7), resources that
+// exist in the cloud but not in state (8), and tfvars that do not fit the
+// declared variable types.
 //
 // Each check is one small function returning Findings; none of them runs
 // Terraform. They read .tf and .tfvars files with hashicorp/hcl/v2, plans
@@ -35,6 +36,8 @@ const (
 	CheckShrink           = "shrink"
 	CheckModules          = "modules"
 	CheckImport           = "import"
+	CheckVariables        = "variables"
+	CheckDiskQuota        = "disk-quota"
 )
 
 // Finding is one result of a check. It is part of the JSON output of

@@ -135,6 +135,41 @@ func TestImportCommandsNebius(t *testing.T) {
 	}
 }
 
+// The 1.20.1 recipe creates more than node groups: a GPU cluster keyed by
+// the worker node set's index, the GPU and network operators as k8s
+// releases, and (backups on) a service account and a bucket; its .envrc
+// makes access keys. Each gets an import command, with the ID from the
+// text where the rules know its pattern, sorted by address.
+func TestImportCommandsRecipeTypes(t *testing.T) {
+	block := func(addr, detail string) string {
+		return "╷\n│ Error: Error creating resource\n│\n│   with " + addr + ",\n│\n│ " + detail + "\n╵\n"
+	}
+	text := block(`module.k8s.nebius_compute_v1_gpu_cluster.this["0"]`, "rpc error: code = AlreadyExists desc = computegpucluster-e00gpu0 already exists") +
+		block(`module.nvidia_operator_gpu[0].nebius_applications_v1alpha1_k8s_release.this`, "release gpu-operator already exists") +
+		block(`module.backups[0].nebius_iam_v1_service_account.backups_service_account`, "ALREADY_EXISTS: serviceaccount-e00backupsa") +
+		block(`nebius_iam_v1_access_key.terraform`, "AlreadyExists accesskey-e00key1") +
+		block(`module.backups_store[0].nebius_storage_v1_bucket.backups_bucket`, "bucket already exists: storagebucket-e00bkt")
+	got := ImportCommands(ParseDiagnostics(text), DefaultRules())
+	type row struct{ typ, id, command string }
+	var rows []row
+	for _, c := range got {
+		rows = append(rows, row{c.Type, c.ID, c.Command})
+		if c.ID == "" && !strings.Contains(c.Lookup, "applications") {
+			t.Errorf("%s: no ID and lookup %q", c.Address, c.Lookup)
+		}
+	}
+	want := []row{
+		{"nebius_iam_v1_service_account", "serviceaccount-e00backupsa", "terraform import 'module.backups[0].nebius_iam_v1_service_account.backups_service_account' serviceaccount-e00backupsa"},
+		{"nebius_storage_v1_bucket", "storagebucket-e00bkt", "terraform import 'module.backups_store[0].nebius_storage_v1_bucket.backups_bucket' storagebucket-e00bkt"},
+		{"nebius_compute_v1_gpu_cluster", "computegpucluster-e00gpu0", `terraform import 'module.k8s.nebius_compute_v1_gpu_cluster.this["0"]' computegpucluster-e00gpu0`},
+		{"nebius_applications_v1alpha1_k8s_release", "", "terraform import 'module.nvidia_operator_gpu[0].nebius_applications_v1alpha1_k8s_release.this' '<ID>'"},
+		{"nebius_iam_v1_access_key", "accesskey-e00key1", "terraform import nebius_iam_v1_access_key.terraform accesskey-e00key1"},
+	}
+	if !slices.Equal(rows, want) {
+		t.Fatalf("got\n%q\nwant\n%q", rows, want)
+	}
+}
+
 func TestResourceType(t *testing.T) {
 	tests := []struct{ addr, want string }{
 		{"nebius_compute_v1_filesystem.jail", "nebius_compute_v1_filesystem"},

@@ -32,10 +32,27 @@ type MissingModule struct {
 	// Because is the expression that decided State, e.g.
 	// "count = var.nfs.enabled ? 1 : 0".
 	Because string
+	// DependsOn are the module outputs count/for_each read
+	// ("module.k8s.gpu_involved"): Terraform knows them only during plan,
+	// so State is Unknown.
+	DependsOn []string
 	// Arguments are the call's arguments; Outputs are the outputs the
 	// calling module reads from it. A stub module must declare both.
 	Arguments []string
 	Outputs   []string
+	// Providers are the provider configurations the call passes
+	// (`providers = { nebius = nebius }`): the module's local name and the
+	// source address the caller's required_providers give it. A stub must
+	// declare them, or Terraform takes "nebius" for hashicorp/nebius and
+	// stops with "Provider type mismatch".
+	Providers []ProviderRequirement
+}
+
+// ProviderRequirement is a provider a module needs: its local name in the
+// module and its source address ("" when the caller does not declare one).
+type ProviderRequirement struct {
+	Name   string
+	Source string
 }
 
 // MissingModules finds local module calls whose directory does not exist,
@@ -48,6 +65,8 @@ func MissingModules(c *Config) []MissingModule {
 		}
 		mm := MissingModule{Call: call}
 		mm.State, mm.Because = callState(c, call)
+		mm.DependsOn = moduleOutputsRead(call)
+		mm.Providers = passedProviders(c, call)
 		for name := range call.Block.Body.Attributes {
 			switch name {
 			case "source", "version", "count", "for_each", "providers", "depends_on":
@@ -110,6 +129,95 @@ func evalEnablement(expr hclsyntax.Expression, meta string, vars map[string]cty.
 	}
 }
 
+// moduleOutputsRead lists the module outputs a call's count and for_each
+// read: module.k8s.gpu_involved in `count = module.k8s.gpu_involved ? 1 : 0`.
+func moduleOutputsRead(call *ModuleCall) []string {
+	seen := map[string]bool{}
+	for _, meta := range []string{"count", "for_each"} {
+		attr, ok := call.Block.Body.Attributes[meta]
+		if !ok {
+			continue
+		}
+		for _, tr := range attr.Expr.Variables() {
+			if tr.RootName() != "module" || len(tr) < 2 {
+				continue
+			}
+			name, ok := tr[1].(hcl.TraverseAttr)
+			if !ok {
+				continue
+			}
+			ref := "module." + name.Name
+			for _, step := range tr[2:] {
+				if a, ok := step.(hcl.TraverseAttr); ok {
+					ref += "." + a.Name
+					break
+				}
+			}
+			seen[ref] = true
+		}
+	}
+	return sortedKeys(seen)
+}
+
+// passedProviders reads a call's `providers = { child = parent }` map and
+// gives each child name the source address the caller declares for parent.
+func passedProviders(c *Config, call *ModuleCall) []ProviderRequirement {
+	attr, ok := call.Block.Body.Attributes["providers"]
+	if !ok {
+		return nil
+	}
+	pairs, diags := hcl.ExprMap(attr.Expr)
+	if diags.HasErrors() {
+		return nil
+	}
+	var out []ProviderRequirement
+	for _, p := range pairs {
+		child := hcl.ExprAsKeyword(p.Key)
+		tr, diags := hcl.AbsTraversalForExpr(p.Value)
+		if child == "" || diags.HasErrors() {
+			continue
+		}
+		out = append(out, ProviderRequirement{Name: child, Source: providerSource(c, call.Caller, tr.RootName())})
+	}
+	slices.SortFunc(out, func(a, b ProviderRequirement) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// providerSource is the source address module m's required_providers give
+// a local provider name; "" when m does not declare it.
+func providerSource(c *Config, m *Module, name string) string {
+	for _, f := range m.Files {
+		if f.Body == nil {
+			continue
+		}
+		for _, tb := range f.Body.Blocks {
+			if tb.Type != "terraform" {
+				continue
+			}
+			for _, rp := range tb.Body.Blocks {
+				if rp.Type != "required_providers" {
+					continue
+				}
+				attr, ok := rp.Body.Attributes[name]
+				if !ok {
+					continue
+				}
+				v, diags := attr.Expr.Value(nil)
+				if diags.HasErrors() || v.IsNull() || !v.IsKnown() {
+					continue
+				}
+				if v.Type() == cty.String { // the pre-0.13 form: a version only
+					continue
+				}
+				if src, ok := getString(v, "source"); ok {
+					return src
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // outputsRead lists the attributes the module m reads from module.<name>,
 // e.g. nfs_export_path from `module.nfs-server[0].nfs_export_path`.
 func outputsRead(m *Module, name string) []string {
@@ -157,27 +265,30 @@ func Modules(c *Config) []Finding {
 	for _, mm := range MissingModules(c) {
 		call := mm.Call
 		loc := Location{File: call.File.Path, Line: call.Line, What: fmt.Sprintf("module %q", call.Name)}
-		rel, err := filepath.Rel(c.Dir, call.Dir)
-		if err != nil {
-			rel = call.Dir
-		}
+		where := sourcePlace(c, call)
 		f := Finding{
 			Check: CheckModules, Severity: Error, SeedProblem: 7,
-			Summary:   fmt.Sprintf("module %q (%s) points at %s, which does not exist", call.Name, loc.File+":"+fmt.Sprint(loc.Line), rel),
+			Summary:   fmt.Sprintf("module %q (%s:%d) points at %s, which does not exist", call.Name, loc.File, loc.Line, where),
 			Locations: []Location{loc},
 		}
+		restore := "restore " + where + " from the same release of the solution library (clone the whole repository, not only the installation directory)"
 		switch mm.State {
 		case Disabled:
 			f.Detail = fmt.Sprintf("The module is disabled (%s evaluates to nothing with your tfvars), but `terraform init` "+
 				"reads every module directory anyway and stops with \"Unreadable module directory\".", mm.Because)
-			f.Fix = "restore the module directory from the full solution library checkout, or write a stub module " +
+			f.Fix = restore + ", or write a stub module " +
 				"(`sopilot cluster preflight --write-stubs` writes one declaring the arguments " +
-				listOrNone(mm.Arguments) + " and the outputs " + listOrNone(mm.Outputs) + ")"
+				listOrNone(mm.Arguments) + ", the outputs " + listOrNone(mm.Outputs) + providersText(mm.Providers) + ")"
 		case Unknown:
-			f.Detail = fmt.Sprintf("Whether it is enabled depends on %s, which is only known at plan time; "+
-				"`terraform init` stops with \"Unreadable module directory\" either way.", mm.Because)
-			f.Fix = "restore the module directory from the full solution library checkout (clone the whole repository, " +
-				"not only the installation directory)"
+			if len(mm.DependsOn) > 0 {
+				f.Detail = fmt.Sprintf("Whether it is created depends on %s (%s), an output Terraform knows only during plan; "+
+					"`terraform init` stops with \"Unreadable module directory\" either way. A stub is not safe: when the output "+
+					"turns out true, the cluster silently lacks what this module installs.", strings.Join(mm.DependsOn, ", "), mm.Because)
+			} else {
+				f.Detail = fmt.Sprintf("Whether it is enabled depends on %s, which is only known at plan time; "+
+					"`terraform init` stops with \"Unreadable module directory\" either way.", mm.Because)
+			}
+			f.Fix = restore
 		default:
 			because := "it has no count or for_each"
 			if mm.Because != "" {
@@ -185,13 +296,53 @@ func Modules(c *Config) []Finding {
 			}
 			f.Detail = fmt.Sprintf("The module is enabled (%s): the cluster needs it. "+
 				"`terraform init` stops with \"Unreadable module directory\".", because)
-			f.Fix = "restore the module directory from the full solution library checkout (clone the whole repository, " +
-				"not only the installation directory); if you do not need the feature, disable it in terraform.tfvars " +
-				"(e.g. `nfs = { enabled = false }`) and then write a stub with `sopilot cluster preflight --write-stubs`"
+			f.Fix = restore + "; if you do not need the feature, disable it in terraform.tfvars " +
+				"(e.g. `nfs = { enabled = false, ... }`) and then write a stub with `sopilot cluster preflight --write-stubs`"
 		}
 		out = append(out, f)
 	}
 	return append(out, enabledStubs(c)...)
+}
+
+// sourcePlace names a missing module directory the way a user finds it:
+// relative to the checkout when the source climbs out of the installation
+// ("modules/gpu-operator at the root of the checkout that holds
+// soperator/installations/demo, source ../../../modules/gpu-operator"),
+// else relative to the installation.
+func sourcePlace(c *Config, call *ModuleCall) string {
+	rel, err := filepath.Rel(absClean(c.Dir), absClean(call.Dir))
+	if err != nil {
+		return call.Dir
+	}
+	parts := strings.Split(filepath.ToSlash(rel), "/")
+	up := 0
+	for up < len(parts) && parts[up] == ".." {
+		up++
+	}
+	if up == 0 {
+		return filepath.ToSlash(rel)
+	}
+	dir := strings.Split(filepath.ToSlash(absClean(c.Dir)), "/")
+	if up >= len(dir) {
+		return filepath.ToSlash(rel)
+	}
+	inst := strings.Join(dir[len(dir)-up:], "/")
+	return fmt.Sprintf("%s at the root of the checkout that holds %s (source %q)", strings.Join(parts[up:], "/"), inst, call.Source)
+}
+
+func providersText(ps []ProviderRequirement) string {
+	if len(ps) == 0 {
+		return ""
+	}
+	var names []string
+	for _, p := range ps {
+		n := p.Name
+		if p.Source != "" {
+			n += " (" + p.Source + ")"
+		}
+		names = append(names, n)
+	}
+	return " and the providers " + strings.Join(names, ", ")
 }
 
 // stubMarker starts every stub WriteStub writes.
@@ -260,6 +411,20 @@ func WriteStub(mm MissingModule) (string, error) {
 	fmt.Fprintf(&b, "%s\n", stubMarker)
 	fmt.Fprintf(&b, "# Module %q is disabled (%s) but Terraform reads every module\n", mm.Call.Name, mm.Because)
 	fmt.Fprintf(&b, "# directory at init. Replace this with the real module before enabling it.\n\n")
+	if len(mm.Providers) > 0 {
+		// The call passes these providers: without their source addresses
+		// Terraform takes "nebius" for hashicorp/nebius and stops with
+		// "Provider type mismatch".
+		fmt.Fprintf(&b, "terraform {\n  required_providers {\n")
+		for _, p := range mm.Providers {
+			if p.Source == "" {
+				fmt.Fprintf(&b, "    %s = {}\n", p.Name)
+				continue
+			}
+			fmt.Fprintf(&b, "    %s = {\n      source = %q\n    }\n", p.Name, p.Source)
+		}
+		fmt.Fprintf(&b, "  }\n}\n\n")
+	}
 	for _, a := range mm.Arguments {
 		fmt.Fprintf(&b, "variable %q {\n  type    = any\n  default = null\n}\n\n", a)
 	}

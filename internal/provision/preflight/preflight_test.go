@@ -45,6 +45,13 @@ func TestDefaultRulesParse(t *testing.T) {
 			t.Errorf("tool %s has no seed problem", tool)
 		}
 	}
+	// The 1.20.1 recipe's README lists jq and coreutils; its .envrc calls
+	// jq nine times and names the state bucket with md5sum.
+	for tool, says := range map[string]string{"jq": ".envrc", "md5sum": "coreutils", "yq": "local-exec"} {
+		if rule := r.Tool(tool); !strings.Contains(rule.Why, says) || strings.HasPrefix(rule.Install, "install "+tool) {
+			t.Errorf("tool %s: rule %+v does not say why (%q) and how to install", tool, rule, says)
+		}
+	}
 }
 
 func TestParseRulesRejects(t *testing.T) {
@@ -619,7 +626,7 @@ func TestNestedLocalModulesAreFollowed(t *testing.T) {
 	})
 	c := mustConfig(t, filepath.Join(dir, "installations", "demo"))
 	fs := Modules(c)
-	if len(fs) != 1 || !strings.Contains(fs[0].Summary, "../../modules/gpu-operator") {
+	if len(fs) != 1 || !strings.Contains(fs[0].Summary, "modules/gpu-operator at the root of the checkout that holds installations/demo") {
 		t.Fatalf("got %+v, want the missing gpu-operator reached through modules/k8s", fs)
 	}
 	uses := ScanFeatures(c, DefaultRules())

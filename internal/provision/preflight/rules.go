@@ -26,6 +26,7 @@ type Rules struct {
 	Tools           []ToolRule      `json:"tools"`
 	VersionFeatures VersionFeatures `json:"version_features"`
 	Filesystems     FilesystemRules `json:"filesystems"`
+	Disks           DiskRules       `json:"disks"`
 	Imports         ImportRules     `json:"imports"`
 
 	alreadyExists []*regexp.Regexp
@@ -119,6 +120,37 @@ type TfvarsSize struct {
 	// EnabledBy is a tfvars path to a bool; when it is false the size is
 	// not counted (the filesystem is not created).
 	EnabledBy string `json:"enabled_by,omitempty"`
+}
+
+// DiskRules say which tfvars settings become compute disks. Disks count
+// against a quota per disk type, not against the filesystem quota.
+type DiskRules struct {
+	Sizes []DiskSize `json:"tfvars_sizes"`
+	// QuotaPrefix and the disk type, lower case with "-" for "_", name the
+	// quota: compute.disk.size. + NETWORK_SSD_IO_M3 →
+	// compute.disk.size.network-ssd-io-m3.
+	QuotaPrefix string `json:"quota_prefix"`
+}
+
+// DiskSize is one kind of disk the tfvars ask for: its size (a tfvars path
+// or a constant), its type (a path, an attribute of the "[*]" element, or a
+// constant) and how many there are (a count attribute of the element, or
+// the sum of the numbers at CountPaths, e.g. every worker node set's size
+// for a disk each worker gets; 1 when neither is given).
+type DiskSize struct {
+	What           string   `json:"what"`
+	Path           string   `json:"path,omitempty"`
+	Size           string   `json:"size,omitempty"`
+	Unit           string   `json:"unit,omitempty"`
+	Type           string   `json:"type,omitempty"`
+	TypePath       string   `json:"type_path,omitempty"`
+	TypeAttribute  string   `json:"type_attribute,omitempty"`
+	CountAttribute string   `json:"count_attribute,omitempty"`
+	CountPaths     []string `json:"count_paths,omitempty"`
+	LabelAttribute string   `json:"label_attribute,omitempty"`
+	EnabledBy      string   `json:"enabled_by,omitempty"`
+	// Note is said with the item, e.g. that autoscaling may add more.
+	Note string `json:"note,omitempty"`
 }
 
 // ImportRules turn a provider's "already exists" error into import commands.
@@ -235,6 +267,32 @@ func (r *Rules) compile() error {
 		if s.EnabledBy != "" {
 			if _, err := parseVarPath(s.EnabledBy); err != nil {
 				errs = append(errs, fmt.Errorf("tfvars size %s enabled_by: %v", s.Path, err))
+			}
+		}
+	}
+	for _, d := range r.Disks.Sizes {
+		if (d.Path == "") == (d.Size == "") {
+			errs = append(errs, fmt.Errorf("disk %q: exactly one of path and size", d.What))
+		}
+		if d.Path != "" {
+			if _, err := unitBytes(d.Unit); err != nil {
+				errs = append(errs, fmt.Errorf("disk %q: %v", d.What, err))
+			}
+		}
+		if d.Size != "" {
+			if _, err := ParseSize(d.Size); err != nil {
+				errs = append(errs, fmt.Errorf("disk %q size: %v", d.What, err))
+			}
+		}
+		if d.Type == "" && d.TypePath == "" && d.TypeAttribute == "" {
+			errs = append(errs, fmt.Errorf("disk %q: one of type, type_path, type_attribute is required", d.What))
+		}
+		for _, p := range append([]string{d.Path, d.TypePath, d.EnabledBy}, d.CountPaths...) {
+			if p == "" {
+				continue
+			}
+			if _, err := parseVarPath(p); err != nil {
+				errs = append(errs, fmt.Errorf("disk %q: %v", d.What, err))
 			}
 		}
 	}
