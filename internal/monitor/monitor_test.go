@@ -226,7 +226,7 @@ func newEnv(t *testing.T, dbPath string, clk *testclock.Clock, tune ...func(*mon
 	for _, n := range []string{"worker-0", "worker-1"} {
 		e.slurm.nodes[n] = &scheduler.NodeStatus{Name: n, State: "IDLE", GPUs: 8}
 	}
-	fl.SetSlurmNodes(e.slurm.snapshot())
+	fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
 	eng, err := remediation.New(remediation.Config{ClearFor: 2 * time.Minute, MaxDrainShare: 1, MaxDrainsPerWindow: 100}, e.slurm, late, clk.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func newEnv(t *testing.T, dbPath string, clk *testclock.Clock, tune ...func(*mon
 		t.Fatal(err)
 	}
 	cfg := monitor.Config{Thresholds: th, EventWindow: 15 * time.Minute, StallAfter: 10 * time.Minute, Interval: 5 * time.Millisecond, Now: clk.Now,
-		RefreshSlurm: func() { fl.SetSlurmNodes(e.slurm.snapshot()) }}
+		RefreshSlurm: func() { fl.SetSlurmNodes(context.Background(), e.slurm.snapshot()) }}
 	for _, f := range tune {
 		f(&cfg)
 	}
@@ -1033,7 +1033,7 @@ func TestScheduledChecks(t *testing.T) {
 	e.slurm.mu.Lock()
 	e.slurm.nodes["worker-0"].State = "ALLOCATED"
 	e.slurm.mu.Unlock()
-	e.fl.SetSlurmNodes(e.slurm.snapshot())
+	e.fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
 	a.run(20 * time.Minute)
 	e.settle()
 	if n := a.h.count(); n != 2 {
