@@ -105,7 +105,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs := flag.NewFlagSet("node-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.controller, "controller", "127.0.0.1:50051", "controller gRPC address (host:port)")
-	fs.StringVar(&o.nodeName, "node-name", host, "this node's Slurm node name")
+	fs.StringVar(&o.nodeName, "node-name", host, "the machine this agent runs on: the Kubernetes node name (spec.nodeName) on Kubernetes, the host's Slurm node name on a plain Slurm host; the controller maps it to Slurm nodes through their instance_id")
 	fs.StringVar(&o.nvmlMode, "nvml", "real", `"real" (libnvidia-ml) or "sim" (simulated GPUs, labelled simulated everywhere)`)
 	fs.IntVar(&o.simGPUs, "sim-gpus", 8, "number of simulated GPUs (--nvml=sim)")
 	fs.StringVar(&o.simModel, "sim-model", "", `simulated GPU model (default "NVIDIA H200 (simulated)")`)

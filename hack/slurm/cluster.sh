@@ -6,6 +6,8 @@
 #   hack/slurm/cluster.sh [--slurm VERSION] down [--purge] stop it; --purge also deletes the state dir
 #   hack/slurm/cluster.sh [--slurm VERSION] status         exit 0 iff the cluster is up and usable
 #   hack/slurm/cluster.sh [--slurm VERSION] env            print export lines:  eval "$(hack/slurm/cluster.sh env)"
+#   hack/slurm/cluster.sh [--slurm VERSION] replace-node NODE INSTANCE
+#                                                          move Slurm node NODE to the "machine" INSTANCE
 #
 # VERSION (--slurm, else SOPILOT_SLURM_VERSION, else 22.05):
 #   22.05  Debian 12's packages on the host     state /tmp/sopilot-slurm        ports 6817-6899
@@ -23,7 +25,19 @@
 # fake GPU device files. Nothing is written to /etc/slurm; every Slurm tool
 # is pointed at our slurm.conf through SLURM_CONF.
 #
-# `env` prints SOPILOT_SLURM_VERSION, SLURM_CONF, SOPILOT_SLURMRESTD_URL
+# Node identity as on Soperator: there the Slurm node name is the worker
+# pod's name and slurmd runs with --instance-id <Kubernetes node name>, so
+# Slurm's node record says which machine each Slurm node runs on. Here, on
+# the versions whose slurmd has --instance-id (24.11, 26.05; 22.05's has
+# not), worker-N starts with --instance-id gpu-node-N, a Kubernetes-like
+# node name. The mapping is kept in $DIR/etc/instances ("NODE INSTANCE" per
+# line) and survives `up`; `replace-node worker-1 gpu-node-9` simulates
+# Soperator replacing worker-1's Kubernetes node: it restarts that slurmd
+# with the new instance id and waits until slurmctld reports it (taking
+# about a second).
+#
+# `env` prints SOPILOT_SLURM_VERSION, SOPILOT_SLURM_INSTANCES (the mapping,
+# "worker-0=gpu-node-0,worker-1=gpu-node-1"; empty on 22.05), SLURM_CONF, SOPILOT_SLURMRESTD_URL
 # (http://127.0.0.1:PORT), SOPILOT_SLURM_TOKEN (a fresh token, valid 24 h,
 # for SOPILOT_SLURM_USER, root by default; send both as X-SLURM-USER-TOKEN /
 # X-SLURM-USER-NAME), SOPILOT_SLURM_JWT_KEY_FILE and SOPILOT_SLURM_WORKDIR (a
@@ -80,6 +94,7 @@ TOKEN_LIFESPAN=${SOPILOT_SLURM_JWT_LIFESPAN:-86400}
 WAIT_SECONDS=${SOPILOT_SLURM_WAIT:-60}
 
 CONF=$DIR/etc/slurm.conf
+INSTANCES=$DIR/etc/instances
 JWT_KEY=$DIR/etc/jwt_hs256.key
 RUN=$DIR/run
 LOG=$DIR/log
@@ -301,6 +316,44 @@ Name=gpu File=$DIR/dev/nvidia[0-$((GPUS_PER_NODE - 1))]" | write_if_changed "$DI
 	version_config
 }
 
+# ---------------------------------------------------------------- node identity
+# ensure_instances: the first `up` of a version with instance ids gives
+# worker-N the instance gpu-node-N; later ones keep what replace-node set.
+ensure_instances() {
+	((INSTANCE_IDS)) || { rm -f "$INSTANCES"; return 0; }
+	local i n missing=0
+	for n in "${NODES[@]}"; do [[ -n $(instance_of "$n") ]] || missing=1; done
+	((missing)) || return 0
+	for i in "${!NODES[@]}"; do echo "${NODES[$i]} gpu-node-$i"; done | write_if_changed "$INSTANCES" 0644
+}
+
+# instance_of NODE: the instance id NODE's slurmd runs with ("" for none).
+instance_of() {
+	[[ -f $INSTANCES ]] || return 0
+	awk -v n="$1" '$1 == n { print $2 }' "$INSTANCES"
+}
+
+# set_instance NODE INSTANCE: record NODE's new instance id.
+set_instance() {
+	local n
+	for n in "${NODES[@]}"; do
+		if [[ $n == "$1" ]]; then
+			echo "$n $2"
+		else
+			echo "$n $(instance_of "$n")"
+		fi
+	done | write_if_changed "$INSTANCES" 0644
+}
+
+# instances_env: "worker-0=gpu-node-0,worker-1=gpu-node-1" (empty without
+# instance ids).
+instances_env() {
+	local n out=()
+	((INSTANCE_IDS)) || return 0
+	for n in "${NODES[@]}"; do out+=("$n=$(instance_of "$n")"); done
+	(IFS=,; echo "${out[*]}")
+}
+
 # ---------------------------------------------------------------- daemons
 start_slurmctld() {
 	pid_alive "$RUN/slurmctld.pid" && return 0
@@ -309,10 +362,13 @@ start_slurmctld() {
 }
 
 start_slurmd() {
-	local n=$1
+	local n=$1 inst args=()
 	pid_alive "$RUN/slurmd-$n.pid" && return 0
-	log "starting slurmd $n"
-	slurm_exec slurmd -N "$n" || { tail_log "$LOG/slurmd-$n.log"; die "slurmd $n failed to start"; }
+	inst=$(instance_of "$n")
+	# As Soperator starts it: slurmd --instance-id <Kubernetes node name>.
+	[[ -n $inst ]] && args=(--instance-id "$inst")
+	log "starting slurmd $n${inst:+ (instance $inst)}"
+	slurm_exec slurmd -N "$n" "${args[@]+"${args[@]}"}" || { tail_log "$LOG/slurmd-$n.log"; die "slurmd $n failed to start"; }
 }
 
 start_slurmrestd() {
@@ -409,12 +465,14 @@ cmd_up() {
 	fi
 	ensure_users
 	ensure_layout
+	ensure_instances
 	write_config
 	in_chroot && write_chroot_wrappers
 	start_slurmctld
 	for n in "${NODES[@]}"; do start_slurmd "$n"; done
 	start_slurmrestd
 	timed "daemons ready" wait_ready
+	for n in "${NODES[@]}"; do sync_instance "$n"; done
 	log "Slurm $VERSION cluster is up in $(elapsed "$t0")s (state in $DIR)"
 	cmd_env
 }
@@ -516,6 +574,7 @@ cmd_env() {
 	in_chroot && { mountpoint -q "$ROOT/tmp" || die "the Slurm $VERSION chroot is not mounted; run: $0 --slurm $VERSION up"; }
 	token=$(new_token) || die "scontrol token failed (is the cluster up?)"
 	printf 'export SOPILOT_SLURM_VERSION=%q\n' "$VERSION"
+	printf 'export SOPILOT_SLURM_INSTANCES=%q\n' "$(instances_env)"
 	in_chroot && printf 'export PATH=%q:"$PATH"\n' "$DIR/bin"
 	printf 'export SLURM_CONF=%q\n' "$CONF"
 	printf 'export SOPILOT_SLURMRESTD_URL=%q\n' "http://127.0.0.1:$REST_PORT"
@@ -525,14 +584,62 @@ cmd_env() {
 	printf 'export SOPILOT_SLURM_JWT_KEY_FILE=%q\n' "$JWT_KEY"
 }
 
+# reported_instance NODE: the instance id slurmctld holds for NODE.
+reported_instance() {
+	slurm_exec scontrol show node "$1" 2>/dev/null | tr ' ' '\n' | awk -F= '$1 == "InstanceId" { print $2 }'
+}
+
+# sync_instance NODE: slurmctld reports NODE's instance id as cluster.sh
+# started it. 24.11's slurmctld takes the id from each registration of the
+# slurmd; 26.05.5's keeps the one it has for a node defined in slurm.conf
+# (after a restart the id recovered from its state, even an empty one; after
+# a slurmd restart the old one: SlurmdStartTime changes, InstanceId does
+# not), so the id is set through slurmctld as well, which both accept.
+sync_instance() {
+	local n=$1 inst
+	inst=$(instance_of "$n")
+	[[ -n $inst && $(reported_instance "$n") != "$inst" ]] || return 0
+	slurm_exec scontrol update NodeName="$n" InstanceId="$inst" ||
+		die "scontrol update NodeName=$n InstanceId=$inst failed"
+}
+
+cmd_replace_node() {
+	need_root
+	(($# == 2)) || die "replace-node needs NODE INSTANCE (e.g. replace-node worker-1 gpu-node-9)"
+	local node=$1 inst=$2 n known=0 deadline
+	for n in "${NODES[@]}"; do [[ $n == "$node" ]] && known=1; done
+	((known)) || die "replace-node: no Slurm node $node here (nodes: ${NODES[*]})"
+	[[ $inst =~ ^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$ ]] ||
+		die "replace-node: instance $inst is not a Kubernetes node name (lower-case letters, digits, '-' and '.')"
+	((INSTANCE_IDS)) || die "replace-node: Slurm $VERSION's slurmd has no --instance-id (use 24.11 or 26.05)"
+	[[ -f $CONF ]] || die "no cluster config at $CONF; run: $0 up"
+	lock_state_dir
+	log "replacing $node's machine: $(instance_of "$node") -> $inst"
+	stop_pidfile "slurmd $node" "$RUN/slurmd-$node.pid"
+	set_instance "$node" "$inst"
+	start_slurmd "$node"
+	sync_instance "$node"
+	deadline=$((SECONDS + WAIT_SECONDS))
+	until [[ $(reported_instance "$node") == "$inst" ]] && nodes_idle; do
+		if ((SECONDS >= deadline)); then
+			slurm_exec scontrol show node "$node" >&2 || true
+			tail_log "$LOG/slurmd-$node.log"
+			die "$node did not come back with instance $inst within ${WAIT_SECONDS}s"
+		fi
+		sleep 0.5
+	done
+	log "$node now runs on $inst"
+}
+
 set -- "${ARGS[@]+"${ARGS[@]}"}"
 case ${1:-} in
 up) cmd_up ;;
 down) shift; cmd_down "$@" ;;
 status) cmd_status ;;
 env) cmd_env ;;
+replace-node) shift; cmd_replace_node "$@" ;;
 *)
-	echo "usage: $0 [--slurm 22.05|24.11|26.05] up|down [--purge]|status|env" >&2
+	echo "usage: $0 [--slurm 22.05|24.11|26.05] up|down [--purge]|status|env|replace-node NODE INSTANCE" >&2
 	exit 2
 	;;
 esac

@@ -28,7 +28,8 @@ CHROOT_PACKAGES=(slurmctld slurmd slurm-client slurmrestd slurm-wlm-jwt-plugin m
 	bash coreutils procps ca-certificates)
 
 # select_version sets, for $VERSION: SUITE (empty: host packages), the default
-# state dir, the port block and the REST API version used as a health probe.
+# state dir, the port block, the REST API version used as a health probe and
+# INSTANCE_IDS (1: slurmd takes --instance-id, 23.11 and later).
 # Port blocks are 100 apart so that clusters of different versions can run
 # side by side: controller, two slurmd, slurmrestd, then srun's ports.
 select_version() {
@@ -36,14 +37,17 @@ select_version() {
 	22.05)
 		SUITE="" PORT_BASE=6817 DEFAULT_DIR=/tmp/sopilot-slurm
 		REST_PLUGINS=v0.0.38 REST_PROBE_API=v0.0.38
+		INSTANCE_IDS=0 # 22.05's slurmd has no --instance-id
 		;;
 	24.11)
 		SUITE=trixie PORT_BASE=7117 DEFAULT_DIR=/tmp/sopilot-slurm-24.11
 		REST_PLUGINS=slurmctld REST_PROBE_API=v0.0.42 # serves v0.0.40-v0.0.42
+		INSTANCE_IDS=1
 		;;
 	26.05)
 		SUITE=sid PORT_BASE=7217 DEFAULT_DIR=/tmp/sopilot-slurm-26.05
 		REST_PLUGINS=slurmctld REST_PROBE_API=v0.0.42 # serves v0.0.42-v0.0.45
+		INSTANCE_IDS=1
 		;;
 	*) die "unsupported Slurm version \"$VERSION\" (--slurm or SOPILOT_SLURM_VERSION): choose 22.05, 24.11 or 26.05" ;;
 	esac

@@ -55,7 +55,9 @@ func requireNodeName(name string) error {
 	return nil
 }
 
-// ListNodes returns every node an agent or Slurm knows, by name.
+// ListNodes returns every Slurm node, with the machine it runs on and
+// what that machine's agent reports, and every machine whose agent reports
+// but that no Slurm node maps to (unmapped), by name.
 func (s *NodeServer) ListNodes(ctx context.Context, _ *apipb.ListNodesRequest) (*apipb.ListNodesResponse, error) {
 	if err := s.ready(); err != nil {
 		return nil, err
@@ -124,6 +126,8 @@ func NodeToProto(v fleet.NodeView) *apipb.Node {
 		RunIds:         v.RunIDs,
 		AgentVersion:   v.AgentVersion,
 		BootId:         v.BootID,
+		Machine:        v.Machine,
+		Unmapped:       v.Unmapped,
 	}
 	if v.Slurm != nil {
 		n.SlurmState, n.SlurmReason = v.Slurm.StateString(), v.Slurm.Reason

@@ -224,7 +224,11 @@ func nodeRow(n *apipb.Node, now time.Time) []string {
 	case s.gpus > 0:
 		telemetry = "nvml"
 	}
-	return []string{n.GetName(), orDash(n.GetSlurmState()), healthName(n.GetVerdict()), agentText(n, now),
+	slurm := orDash(n.GetSlurmState())
+	if n.GetUnmapped() {
+		slurm = "unmapped" // an agent on a machine with no Slurm node
+	}
+	return []string{n.GetName(), slurm, healthName(n.GetVerdict()), agentText(n, now),
 		gpus, util, temp, power, ib, orDash(strings.Join(n.GetRunIds(), ",")), telemetry}
 }
 
@@ -409,7 +413,12 @@ func printNode(w io.Writer, n *apipb.Node, now time.Time) {
 		}
 	}
 	row("Name", n.GetName())
-	row("Slurm", orDash(n.GetSlurmState()))
+	row("Machine", n.GetMachine())
+	if n.GetUnmapped() {
+		row("Slurm", "unmapped: no Slurm node runs on this machine (never drained)")
+	} else {
+		row("Slurm", orDash(n.GetSlurmState()))
+	}
 	row("Slurm reason", n.GetSlurmReason())
 	row("Health", healthName(n.GetVerdict()))
 	for i, r := range n.GetVerdictReasons() {

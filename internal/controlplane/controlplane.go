@@ -8,7 +8,7 @@
 //	  Slurm backend (cli | rest | cfg.Backend)   store (bbolt at cfg.DBPath)
 //	  run service ── jobs ──▶ backend            metrics registry
 //	  fleet ◀── agents' Connect streams
-//	  node poller ── Slurm node states ──▶ fleet
+//	  node poller ── Slurm node states ──▶ fleet (machine ↔ Slurm node map)
 //	  monitor ◀── fleet's batches and events; incidents ──▶ run service
 //	  remediation ── drain/resume ──▶ backend; verifies through the monitor
 //	  gRPC server: auth ▸ Run · Node · Comparison · Agent services, health
@@ -211,7 +211,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 	}
 	fopts.Assignments, fopts.Progress, fopts.Usage = c.runs, c.runs, usage
 	if !cfg.NoMonitor {
-		fopts.Events, fopts.Observer = late, late
+		fopts.Events, fopts.Observer, fopts.Replacements = late, late, late
 	}
 	if c.fleet, err = fleet.New(c.store, logger, fleet.NewMetrics(reg), fopts); err != nil {
 		return nil, err
@@ -262,9 +262,10 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 type lateMonitor struct{ *monitor.Monitor }
 
 var (
-	_ fleet.EventSink      = (*lateMonitor)(nil)
-	_ fleet.Observer       = (*lateMonitor)(nil)
-	_ remediation.Verifier = (*lateMonitor)(nil)
+	_ fleet.EventSink       = (*lateMonitor)(nil)
+	_ fleet.Observer        = (*lateMonitor)(nil)
+	_ fleet.ReplacementSink = (*lateMonitor)(nil)
+	_ remediation.Verifier  = (*lateMonitor)(nil)
 )
 
 // register puts the API services on the gRPC server.

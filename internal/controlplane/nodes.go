@@ -50,7 +50,7 @@ func (p *nodePoller) Run(ctx context.Context) error {
 				p.log.Warn("read slurm node states", "err", err)
 			}
 		} else {
-			p.fleet.SetSlurmNodes(ns)
+			p.fleet.SetSlurmNodes(ctx, ns)
 		}
 		select {
 		case <-ctx.Done():

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sopilot/sopilot/internal/identity"
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
@@ -67,6 +69,9 @@ type Options struct {
 	Events      EventSink
 	Observer    Observer
 	Usage       *Usage
+	// Replacements hears of Slurm nodes that moved to another machine
+	// (nil: nobody); see SetSlurmNodes.
+	Replacements ReplacementSink
 }
 
 func (o Options) withDefaults() Options {
@@ -149,6 +154,13 @@ type Observer interface {
 	ObserveBatch(node string, expectedGPUs int, b *telemetry.Batch, runIDs []string)
 }
 
+// ReplacementSink hears of Slurm nodes that now run on another machine
+// (Soperator replaced their Kubernetes node): what was judged of the old
+// machine does not apply to the new one. It is called from the node poll.
+type ReplacementSink interface {
+	NodeReplaced(ctx context.Context, r identity.Replacement)
+}
+
 // Fleet is the controller's view of the node agents: the AgentService
 // stream handler, the latest telemetry per node, and per-run GPU usage.
 type Fleet struct {
@@ -161,6 +173,7 @@ type Fleet struct {
 	nodes    map[string]*node
 	sessions uint64
 	slurm    map[string]scheduler.NodeStatus
+	ids      *identity.Map // nil until Slurm's nodes were first read
 	verdicts map[string]Verdict
 	commands map[string]chan *agentpb.CommandResult
 
@@ -254,6 +267,11 @@ type node struct {
 	ib             map[ibPort]telemetry.IBPortSample
 	lastEnergy     map[int]uint64
 	assigned       []Assignment // runs on this node now
+	// slurmNodes are the Slurm nodes on this machine (identity.Map), as of
+	// the last assignment pass; jobNode maps each assigned job to the one
+	// of them it runs on.
+	slurmNodes []string
+	jobNode    map[string]string
 	// recent holds when runs were last assigned to the node; their final
 	// progress is taken while run.AcceptsProgress.
 	recent      map[string]time.Time
@@ -469,8 +487,10 @@ func (f *Fleet) commit(ctx context.Context, items []item) error {
 				return fmt.Errorf("record events: %w", err)
 			}
 			ne := evs[n]
-			if err := f.opts.Events.RecordEvents(ctx, n.name, ne.events, ne.jobs); err != nil {
-				return fmt.Errorf("record %d events of %s: %w", len(ne.events), n.name, err)
+			for _, name := range f.viewNames(n.name) {
+				if err := f.opts.Events.RecordEvents(ctx, name, ne.events, ne.jobs); err != nil {
+					return fmt.Errorf("record %d events of %s (machine %s): %w", len(ne.events), name, n.name, err)
+				}
 			}
 		}
 	}
@@ -611,12 +631,25 @@ func (f *Fleet) applyAssignments(as []Assignment) {
 	for _, n := range f.nodes {
 		nodes = append(nodes, n)
 	}
+	ids := f.ids
 	f.mu.RUnlock()
 	for _, n := range nodes {
-		mine := per[n.name]
+		// A machine gets the runs of each Slurm node on it, once.
+		slurmNodes := ids.SlurmNodes(n.name)
+		var mine []Assignment
+		jobNode := map[string]string{}
+		for _, sn := range slurmNodes {
+			for _, a := range per[sn] {
+				if _, dup := jobNode[a.JobID]; !dup {
+					jobNode[a.JobID] = sn
+					mine = append(mine, a)
+				}
+			}
+		}
 		sort.Slice(mine, func(i, j int) bool { return mine[i].RunID < mine[j].RunID })
-		key := assignmentKey(n.name, mine)
+		key := assignmentKey(slurmNodes, mine)
 		n.mu.Lock()
+		n.slurmNodes, n.jobNode = slurmNodes, jobNode
 		changed := key != n.assignedKey
 		now := time.Now()
 		for _, a := range n.assigned {
@@ -634,44 +667,76 @@ func (f *Fleet) applyAssignments(as []Assignment) {
 		s := n.session
 		n.mu.Unlock()
 		if changed && s != nil {
-			s.send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(n.name, mine)}})
+			s.send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(slurmNodes, mine)}})
 		}
 	}
 }
 
-func assignmentKey(node string, as []Assignment) string {
+func assignmentKey(slurmNodes []string, as []Assignment) string {
 	k := ""
 	for _, a := range as {
-		k += a.RunID + "/" + a.JobID + "/" + progressPathFor(node, a) + ";"
+		k += a.RunID + "/" + a.JobID + "/" + progressPathFor(slurmNodes, a) + ";"
 	}
 	return k
 }
 
-func progressPathFor(node string, a Assignment) string {
-	if len(a.Nodes) > 0 && a.Nodes[0] == node {
+// progressPathFor is the run's progress path for the machine running its
+// first Slurm node (where rank 0 runs), "" for the others.
+func progressPathFor(slurmNodes []string, a Assignment) string {
+	if len(a.Nodes) > 0 && slices.Contains(slurmNodes, a.Nodes[0]) {
 		return a.ProgressPath
 	}
 	return ""
 }
 
-func assignmentsFor(node string, as []Assignment) *agentpb.RunAssignments {
+func assignmentsFor(slurmNodes []string, as []Assignment) *agentpb.RunAssignments {
 	out := &agentpb.RunAssignments{}
 	for _, a := range as {
 		out.Runs = append(out.Runs, &agentpb.RunAssignment{
-			RunId: a.RunID, SlurmJobId: a.JobID, ProgressPath: progressPathFor(node, a), GpusPerNode: int32(a.GPUsPerNode),
+			RunId: a.RunID, SlurmJobId: a.JobID, ProgressPath: progressPathFor(slurmNodes, a), GpusPerNode: int32(a.GPUsPerNode),
 		})
 	}
 	return out
 }
 
-// SetSlurmNodes records Slurm's view of the nodes (from a periodic query).
-func (f *Fleet) SetSlurmNodes(ns []scheduler.NodeStatus) {
+// SetSlurmNodes records Slurm's view of the nodes (from a periodic query)
+// and remaps machines to Slurm nodes by the listing's instance ids
+// (internal/identity). A Slurm node now on another machine than in the
+// previous listing starts fresh: its verdict is dropped and
+// Options.Replacements hears of it, while its history (incidents, drain
+// records, runs) stays under its name.
+func (f *Fleet) SetSlurmNodes(ctx context.Context, ns []scheduler.NodeStatus) {
+	ids := identity.New(ns)
 	f.mu.Lock()
 	f.slurm = make(map[string]scheduler.NodeStatus, len(ns))
 	for _, s := range ns {
 		f.slurm[s.Name] = s
 	}
+	replaced := identity.Replaced(f.ids, ids)
+	f.ids = ids
+	for _, r := range replaced {
+		delete(f.verdicts, r.Node)
+	}
 	f.mu.Unlock()
+	for _, r := range replaced {
+		f.log.Warn("slurm node moved to another machine; its health state starts fresh", "node", r.Node, "old_machine", r.Old, "new_machine", r.New)
+		f.metrics.Replacements.Inc()
+		if f.opts.Replacements != nil {
+			f.opts.Replacements.NodeReplaced(ctx, r)
+		}
+	}
+}
+
+// viewNames are the names a machine's evidence is kept under: its Slurm
+// nodes, or the machine's own name while it is unmapped.
+func (f *Fleet) viewNames(machine string) []string {
+	f.mu.RLock()
+	names := f.ids.SlurmNodes(machine)
+	f.mu.RUnlock()
+	if len(names) == 0 {
+		return []string{machine}
+	}
+	return names
 }
 
 // SetVerdict records a node's health verdict.

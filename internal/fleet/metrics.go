@@ -16,6 +16,7 @@ type Metrics struct {
 	CommitDuration  prometheus.Histogram
 	CommitErrors    prometheus.Counter
 	AckLatency      prometheus.Histogram
+	Replacements    prometheus.Counter
 	Nodes           *prometheus.GaugeVec // by verdict
 }
 
@@ -58,6 +59,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sopilot_agent_ack_latency_seconds", Help: "From receiving an agent batch to queueing its ack.",
 			Buckets: []float64{.01, .025, .05, .1, .2, .3, .5, .75, 1, 2, 5},
 		}),
+		Replacements: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_slurm_node_replacements_total", Help: "Slurm nodes seen on another machine (instance id) than in the previous node listing; each starts with fresh health state.",
+		}),
 		Nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sopilot_nodes", Help: "Nodes by health verdict.",
 		}, []string{"verdict"}),
@@ -70,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Streams, m.Batches, m.Rejected, m.SequenceGaps, m.SequenceResets, m.Throttled, m.AgentDropped, m.ProgressIgnored,
-			m.CommitDuration, m.CommitErrors, m.AckLatency, m.Nodes)
+			m.CommitDuration, m.CommitErrors, m.AckLatency, m.Replacements, m.Nodes)
 	}
 	return m
 }

@@ -167,7 +167,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	n.lastBatch = n.lastSeen
 	n.version++
 	durable, bootID, epoch := n.ackable(), n.bootID, n.epoch
-	assigned := n.assigned
+	assigned, slurmNodes := n.assigned, n.slurmNodes
 	n.mu.Unlock()
 	if old != nil {
 		old.cancel(errReplaced)
@@ -196,7 +196,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	if f.opts.AgentConfig != nil {
 		s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Config{Config: f.opts.AgentConfig}}
 	}
-	s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(n.name, assigned)}}
+	s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(slurmNodes, assigned)}}
 	go s.sender(ctx, stream)
 	// The reader receives; this goroutine applies. Receiving apart lets a
 	// stopping controller end the stream at once (Recv cannot be
@@ -506,7 +506,7 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	epoch := n.epoch
 	energy := n.lastEnergy
 	inv := n.inventory
-	f.opts.Usage.accumulate(n.name, inv.Simulated, tb, jobToRun, energy)
+	f.opts.Usage.accumulate(n.name, n.jobNode, inv.Simulated, tb, jobToRun, energy)
 	var runIDs []string
 	if f.opts.Observer != nil {
 		for _, a := range n.assigned {
@@ -515,7 +515,11 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	}
 	n.mu.Unlock()
 	if f.opts.Observer != nil {
-		f.opts.Observer.ObserveBatch(n.name, len(inv.GPUs), tb, runIDs)
+		// The machine's evidence is judged once per Slurm node on it: a
+		// verdict on the machine is a verdict on each of them.
+		for _, name := range f.viewNames(n.name) {
+			f.opts.Observer.ObserveBatch(name, len(inv.GPUs), tb, runIDs)
+		}
 	}
 
 	var progress []progressItem

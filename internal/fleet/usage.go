@@ -41,9 +41,10 @@ type usageAcc struct {
 	rate     float64 // steps per second, smoothed
 }
 
-// accumulate adds a batch's GPU samples to the runs that own the GPUs. n.mu
-// is held by the caller.
-func (u *Usage) accumulate(node string, simulated bool, b *telemetry.Batch, jobToRun map[string]string, lastEnergy map[int]uint64) {
+// accumulate adds a batch's GPU samples of the machine to the runs that own
+// the GPUs; a GPU is recorded under the Slurm node its job runs on
+// (jobNode), else the machine's name. n.mu is held by the caller.
+func (u *Usage) accumulate(machine string, jobNode map[string]string, simulated bool, b *telemetry.Batch, jobToRun map[string]string, lastEnergy map[int]uint64) {
 	if len(jobToRun) == 0 {
 		for _, g := range b.GPUSamples {
 			if g.EnergyMillijoules != nil {
@@ -67,6 +68,10 @@ func (u *Usage) accumulate(node string, simulated bool, b *telemetry.Batch, jobT
 		if acc == nil {
 			acc = &usageAcc{gpus: map[string]struct{}{}, xids: map[int32]struct{}{}}
 			u.runs[runID] = acc
+		}
+		node := jobNode[g.SlurmJobID]
+		if node == "" {
+			node = machine
 		}
 		acc.gpus[node+"/"+strconv.Itoa(g.Index)] = struct{}{}
 		acc.lastSeen = time.Now()

@@ -13,11 +13,21 @@ import (
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
-// NodeView is a consistent snapshot of one node. The inventory and the
-// samples' optional fields are shared with the fleet and must not be
-// modified.
+// NodeView is a consistent snapshot of one node: a Slurm node with what
+// the agent of its machine reports, or a machine whose agent reports but
+// that no Slurm node maps to (Unmapped; see internal/identity). The
+// inventory and the samples' optional fields are shared with the fleet and
+// must not be modified.
 type NodeView struct {
-	Name         string
+	// Name is the Slurm node's name, or an unmapped machine's.
+	Name string
+	// Machine is the machine the node runs on, as its agent names it:
+	// the Kubernetes node (Slurm's instance id) or, on a plain host, the
+	// host's name. Empty when Slurm maps the node to no machine.
+	Machine string
+	// Unmapped: an agent reports for this machine, but no Slurm node is on
+	// it. Such a node is shown, never drained.
+	Unmapped     bool
 	BootID       string
 	AgentVersion string
 	Connected    bool
@@ -35,12 +45,14 @@ type NodeView struct {
 	Version   uint64
 }
 
-// Snapshots returns every node the fleet or Slurm knows, by name.
+// Snapshots returns every Slurm node and every unmapped machine, by name.
 func (f *Fleet) Snapshots() []NodeView {
 	f.mu.RLock()
 	names := make(map[string]struct{}, len(f.nodes)+len(f.slurm))
 	for n := range f.nodes {
-		names[n] = struct{}{}
+		if f.agentOnlyLocked(n) {
+			names[n] = struct{}{}
+		}
 	}
 	for n := range f.slurm {
 		names[n] = struct{}{}
@@ -56,19 +68,46 @@ func (f *Fleet) Snapshots() []NodeView {
 	return out
 }
 
-// Snapshot returns one node; false when neither an agent nor Slurm knows it.
+// viewLocked finds what a node's view is made of: its Slurm record, its
+// machine and the agent of that machine (nil when none reported). ok is
+// false for a name that is neither a Slurm node nor an unmapped machine.
+// f.mu is held.
+func (f *Fleet) viewLocked(name string) (v NodeView, n *node, ok bool) {
+	v = NodeView{Name: name, Silent: true}
+	if sl, inSlurm := f.slurm[name]; inSlurm {
+		v.Slurm = &sl
+		if machine, mapped := f.ids.Machine(name); mapped {
+			v.Machine, n = machine, f.nodes[machine]
+		}
+		return v, n, true
+	}
+	if n = f.nodes[name]; n != nil && f.agentOnlyLocked(name) {
+		v.Machine, v.Unmapped = name, f.ids != nil
+		return v, n, true
+	}
+	return NodeView{}, nil, false
+}
+
+// agentOnlyLocked reports whether the machine's agent has a view of its
+// own: the machine is unmapped, or no node listing was read yet (then
+// every machine stands for the Slurm node of its name). f.mu is held.
+func (f *Fleet) agentOnlyLocked(machine string) bool {
+	if f.ids == nil {
+		return true
+	}
+	_, inSlurm := f.slurm[machine]
+	return !inSlurm && !f.ids.Mapped(machine)
+}
+
+// Snapshot returns one node by its Slurm name (or an unmapped machine's
+// name); false when neither Slurm nor an unmapped agent knows it.
 func (f *Fleet) Snapshot(name string) (NodeView, bool) {
 	f.mu.RLock()
-	n := f.nodes[name]
-	sl, inSlurm := f.slurm[name]
+	v, n, ok := f.viewLocked(name)
 	verdict, hasVerdict := f.verdicts[name]
 	f.mu.RUnlock()
-	if n == nil && !inSlurm {
+	if !ok {
 		return NodeView{}, false
-	}
-	v := NodeView{Name: name, Silent: true}
-	if inSlurm {
-		v.Slurm = &sl
 	}
 	if n != nil {
 		now := f.opts.Now()
@@ -83,9 +122,7 @@ func (f *Fleet) Snapshot(name string) (NodeView, bool) {
 		for _, p := range n.ib {
 			v.IBPorts = append(v.IBPorts, p)
 		}
-		for _, a := range n.assigned {
-			v.RunIDs = append(v.RunIDs, a.RunID)
-		}
+		v.RunIDs = runsOn(v, n)
 		n.mu.Unlock()
 		sort.Slice(v.GPUs, func(i, j int) bool { return v.GPUs[i].Index < v.GPUs[j].Index })
 		sort.Slice(v.IBPorts, func(i, j int) bool {
@@ -153,19 +190,25 @@ func (f *Fleet) Watch(ctx context.Context, names []string, send func(NodeView) e
 	}
 }
 
-// RunCommand sends a command to the node's agent and waits for its result.
-func (f *Fleet) RunCommand(ctx context.Context, node, kind string, args map[string]string) (*agentpb.CommandResult, error) {
+// RunCommand sends a command to the agent of the node's machine (name is a
+// Slurm node, or an unmapped machine) and waits for its result.
+func (f *Fleet) RunCommand(ctx context.Context, name, kind string, args map[string]string) (*agentpb.CommandResult, error) {
 	f.mu.RLock()
-	n := f.nodes[node]
+	var n *node
+	if machine, ok := f.ids.Machine(name); ok {
+		n = f.nodes[machine]
+	} else if f.agentOnlyLocked(name) {
+		n = f.nodes[name] // an unmapped machine
+	}
 	f.mu.RUnlock()
 	if n == nil {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownNode, node)
+		return nil, fmt.Errorf("%w: %s", ErrUnknownNode, name)
 	}
 	n.mu.Lock()
 	s := n.session
 	n.mu.Unlock()
 	if s == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotConnected, node)
+		return nil, fmt.Errorf("%w: %s", ErrNotConnected, name)
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -207,30 +250,46 @@ func (f *Fleet) Summaries() []NodeView {
 	now := f.opts.Now()
 	f.mu.RLock()
 	out := make([]NodeView, 0, len(f.nodes)+len(f.slurm))
-	for name, n := range f.nodes {
-		v := NodeView{Name: name}
-		if sl, ok := f.slurm[name]; ok {
-			v.Slurm = &sl
+	for name := range f.slurm {
+		v, n, _ := f.viewLocked(name)
+		if n == nil {
+			out = append(out, v)
+			continue
 		}
-		n.mu.Lock()
-		v.Connected, v.LastSeen = n.session != nil, n.lastSeen
-		v.Silent = n.lastBatch.IsZero() || now.Sub(n.lastBatch) > f.opts.Silence
-		v.Sequence, v.Durable, v.Version = n.seq, n.durable, n.version
-		if len(n.assigned) > 0 {
-			v.RunIDs = make([]string, len(n.assigned))
-			for i, a := range n.assigned {
-				v.RunIDs[i] = a.RunID
-			}
-		}
-		n.mu.Unlock()
-		out = append(out, v)
+		out = append(out, summarize(v, n, now, f.opts.Silence))
 	}
-	for name, sl := range f.slurm {
-		if _, ok := f.nodes[name]; !ok {
-			sl := sl
-			out = append(out, NodeView{Name: name, Slurm: &sl, Silent: true})
+	for name, n := range f.nodes {
+		if !f.agentOnlyLocked(name) {
+			continue
 		}
+		v, _, _ := f.viewLocked(name)
+		out = append(out, summarize(v, n, now, f.opts.Silence))
 	}
 	f.mu.RUnlock()
 	return out
+}
+
+// summarize fills v from its machine's agent, without telemetry.
+func summarize(v NodeView, n *node, now time.Time, silence time.Duration) NodeView {
+	{
+		n.mu.Lock()
+		v.Connected, v.LastSeen = n.session != nil, n.lastSeen
+		v.Silent = n.lastBatch.IsZero() || now.Sub(n.lastBatch) > silence
+		v.Sequence, v.Durable, v.Version = n.seq, n.durable, n.version
+		v.RunIDs = runsOn(v, n)
+		n.mu.Unlock()
+	}
+	return v
+}
+
+// runsOn lists the runs of the machine n that have a job on the view's
+// node (all of them for an unmapped machine). n.mu is held.
+func runsOn(v NodeView, n *node) []string {
+	var ids []string
+	for _, a := range n.assigned {
+		if v.Slurm == nil || n.jobNode[a.JobID] == v.Name {
+			ids = append(ids, a.RunID)
+		}
+	}
+	return ids
 }

@@ -217,7 +217,7 @@ func newEnv(t *testing.T, dbPath string, clk *testclock.Clock, tune ...func(*mon
 	e := &env{t: t, clock: clk, st: st, runs: &runMarks{}, as: &fleettest.Assignments{}, reg: prometheus.NewPedanticRegistry()}
 	late := &lateMonitor{} // as the controller's assembly does
 	fl, err := fleet.New(st, log, nil, fleet.Options{Silence: silence, Now: clk.Now, CommitInterval: 5 * time.Millisecond, AssignmentInterval: 10 * time.Millisecond,
-		Assignments: e.as, Events: late, Observer: late})
+		Assignments: e.as, Events: late, Observer: late, Replacements: late})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func newEnv(t *testing.T, dbPath string, clk *testclock.Clock, tune ...func(*mon
 	for _, n := range []string{"worker-0", "worker-1"} {
 		e.slurm.nodes[n] = &scheduler.NodeStatus{Name: n, State: "IDLE", GPUs: 8}
 	}
-	fl.SetSlurmNodes(e.slurm.snapshot())
+	fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
 	eng, err := remediation.New(remediation.Config{ClearFor: 2 * time.Minute, MaxDrainShare: 1, MaxDrainsPerWindow: 100}, e.slurm, late, clk.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func newEnv(t *testing.T, dbPath string, clk *testclock.Clock, tune ...func(*mon
 		t.Fatal(err)
 	}
 	cfg := monitor.Config{Thresholds: th, EventWindow: 15 * time.Minute, StallAfter: 10 * time.Minute, Interval: 5 * time.Millisecond, Now: clk.Now,
-		RefreshSlurm: func() { fl.SetSlurmNodes(e.slurm.snapshot()) }}
+		RefreshSlurm: func() { fl.SetSlurmNodes(context.Background(), e.slurm.snapshot()) }}
 	for _, f := range tune {
 		f(&cfg)
 	}
@@ -345,7 +345,16 @@ func (e *env) agent(node string) *agent {
 	var once sync.Once
 	a.stopF = func() { once.Do(func() { cancel(); <-done; _ = conn.Close() }) }
 	e.t.Cleanup(a.stopF)
-	testwait.For(e.t, node+" connected", func() bool { v, ok := e.fl.Snapshot(node); return ok && v.Connected })
+	// node is the agent's machine: a Slurm node's name on a plain host, a
+	// Kubernetes node's name that Slurm's instance ids map.
+	testwait.For(e.t, node+" connected", func() bool {
+		for _, v := range e.fl.Snapshots() {
+			if v.Machine == node && v.Connected {
+				return true
+			}
+		}
+		return false
+	})
 	return a
 }
 
@@ -1033,7 +1042,7 @@ func TestScheduledChecks(t *testing.T) {
 	e.slurm.mu.Lock()
 	e.slurm.nodes["worker-0"].State = "ALLOCATED"
 	e.slurm.mu.Unlock()
-	e.fl.SetSlurmNodes(e.slurm.snapshot())
+	e.fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
 	a.run(20 * time.Minute)
 	e.settle()
 	if n := a.h.count(); n != 2 {
@@ -1065,5 +1074,52 @@ func TestRemediationDisabled(t *testing.T) {
 	}
 	if _, err := mon.Drain(context.Background(), "worker-0", "test", "me"); err == nil || !strings.Contains(err.Error(), "remediation is disabled") {
 		t.Errorf("Drain without remediation = %v", err)
+	}
+}
+
+// TestReplacedNodeStartsFresh: a Kubernetes node carrying worker-0 (an
+// agent reporting as gpu-node-0, mapped through the instance id) earns an
+// XID 79 drain; Soperator replaces the machine (worker-0's instance id
+// becomes gpu-node-9). The new machine's agent reports healthy: worker-0's
+// open incident is resolved as replaced, its verdict is the new machine's,
+// and its history (the incident, the drain record in it) stays under
+// worker-0.
+func TestReplacedNodeStartsFresh(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
+	e.slurm.mu.Lock()
+	e.slurm.nodes["worker-0"].InstanceID = "gpu-node-0"
+	e.slurm.mu.Unlock()
+	e.fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
+	old := e.agent("gpu-node-0")
+	old.healthy()
+	old.events("gpu1", "xid", 79, 1)
+	inc := e.only("worker-0", "xid_drain")
+	testwait.For(t, "drain", func() bool { return len(e.drains("worker-0")) > 0 })
+	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return i.Action == "drained" })
+	if v := e.verdict("worker-0"); v.Verdict != "UNHEALTHY" {
+		t.Fatalf("verdict before the replacement = %+v", v)
+	}
+	if got := e.incidents(store.IncidentQuery{Node: "gpu-node-0"}); len(got) != 0 {
+		t.Errorf("incidents under the machine's name: %+v", got)
+	}
+
+	e.slurm.mu.Lock()
+	e.slurm.nodes["worker-0"].InstanceID = "gpu-node-9"
+	e.slurm.mu.Unlock()
+	e.fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
+	fresh := e.agent("gpu-node-9")
+	fresh.healthy()
+
+	resolved := e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
+	if resolved.ID != inc.ID || !strings.HasPrefix(resolved.ResolvedBy, "node replaced: worker-0 now runs on gpu-node-9, not gpu-node-0") ||
+		resolved.Action != "drained" {
+		t.Errorf("old machine's incident after the replacement = %+v", *resolved)
+	}
+	testwait.For(t, "the new machine's verdict", func() bool {
+		v, _ := e.fl.Snapshot("worker-0")
+		return v.Machine == "gpu-node-9" && v.Connected && v.Verdict.Verdict == "HEALTHY"
+	})
+	if v, _ := e.fl.Snapshot("gpu-node-0"); !v.Unmapped {
+		t.Errorf("the old machine's agent = %+v, want unmapped", v)
 	}
 }

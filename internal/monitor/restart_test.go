@@ -1,6 +1,7 @@
 package monitor_test
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func drainedThenRestarted(t *testing.T) (before *store.Incident, e2 *env) {
 	e2.slurm.mu.Lock()
 	e2.slurm.nodes["worker-0"] = &drained
 	e2.slurm.mu.Unlock()
-	e2.fl.SetSlurmNodes(e2.slurm.snapshot())
+	e2.fl.SetSlurmNodes(context.Background(), e2.slurm.snapshot())
 	if got := e2.incidents(store.IncidentQuery{OpenOnly: true}); len(got) != 1 || got[0].ID != before.ID {
 		t.Fatalf("open incidents after restart = %s", dump(got))
 	}
@@ -106,7 +107,7 @@ func restartedWithoutIncidentInReason(t *testing.T) (*store.Incident, *env) {
 		t.Fatalf("reason %q", n.Reason)
 	}
 	e.slurm.mu.Unlock()
-	e.fl.SetSlurmNodes(e.slurm.snapshot())
+	e.fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
 	return before, e
 }
 

@@ -28,6 +28,29 @@ type NodeStatus struct {
 	ReasonTime time.Time
 	// GPUs is the node's configured gpu GRES count (0 when none).
 	GPUs int
+	// InstanceID is the machine the node's slurmd runs on, as slurmd
+	// registered it (--instance-id; Slurm 23.11 and later). Soperator
+	// starts slurmd with the worker pod's Kubernetes node name here, so it
+	// is what maps a Slurm node to the node agent of its machine. Empty
+	// when slurmd set none, on Slurm without instance ids (22.05) and from
+	// listings that do not carry it (sinfo --json). A value that is not a
+	// plain name (CheckNodeName) is InstanceIDInvalid.
+	InstanceID string
+}
+
+// InstanceIDInvalid stands for an instance id that is not a plain name: it
+// matches no machine and is not empty, so the node is never mapped to an
+// agent by its own name either.
+const InstanceIDInvalid = "(invalid)"
+
+// CleanInstanceID is how backends store an instance id read from Slurm:
+// "" stays "", a plain name (CheckNodeName) is kept, anything else is
+// InstanceIDInvalid.
+func CleanInstanceID(raw string) string {
+	if raw == "" || CheckNodeName(raw) == nil {
+		return raw
+	}
+	return InstanceIDInvalid
 }
 
 // Drained reports whether the node carries the DRAIN flag (draining or

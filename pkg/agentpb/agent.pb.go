@@ -237,7 +237,12 @@ func (*ConnectResponse_Command) isConnectResponse_Message() {}
 
 type Hello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Slurm node name, e.g. "worker-0".
+	// The machine this agent runs on: on Kubernetes the Kubernetes node name
+	// (the pod's spec.nodeName, e.g. "gpu-node-0"), on a plain Slurm host the
+	// host's Slurm node name (e.g. "worker-0"). The controller maps it to the
+	// Slurm node(s) on the machine through Slurm's instance_id (Soperator
+	// starts slurmd with --instance-id <Kubernetes node name>), else to the
+	// Slurm node of that name that has no instance_id.
 	NodeName string `protobuf:"bytes,1,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	// /proc/sys/kernel/random/boot_id: a new boot restarts sequences.
 	BootId       string     `protobuf:"bytes,2,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`

@@ -81,7 +81,8 @@ func (HealthVerdict) EnumDescriptor() ([]byte, []int) {
 
 type Node struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Slurm node name, e.g. "worker-0".
+	// Slurm node name, e.g. "worker-0" (an unmapped machine's name when
+	// `unmapped`).
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Slurm's state, e.g. "IDLE", "ALLOCATED", "DRAIN+ALLOC".
 	SlurmState string `protobuf:"bytes,2,opt,name=slurm_state,json=slurmState,proto3" json:"slurm_state,omitempty"`
@@ -102,8 +103,18 @@ type Node struct {
 	RunIds       []string `protobuf:"bytes,13,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"`
 	AgentVersion string   `protobuf:"bytes,14,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// The node's /proc/sys/kernel/random/boot_id as its agent reported it.
-	BootId        string `protobuf:"bytes,15,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
-	CudaVersion   string `protobuf:"bytes,16,opt,name=cuda_version,json=cudaVersion,proto3" json:"cuda_version,omitempty"`
+	BootId      string `protobuf:"bytes,15,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	CudaVersion string `protobuf:"bytes,16,opt,name=cuda_version,json=cudaVersion,proto3" json:"cuda_version,omitempty"`
+	// The machine the node runs on, as its agent names it: on Kubernetes
+	// the Kubernetes node (Slurm's instance_id, which Soperator sets to the
+	// worker pod's node), on a plain host the host's name. Several Slurm
+	// nodes may share one machine; a verdict on the machine applies to each.
+	// Empty when Slurm maps the node to no machine. Output only.
+	Machine string `protobuf:"bytes,17,opt,name=machine,proto3" json:"machine,omitempty"`
+	// True for a machine whose agent reports but on which no Slurm node runs
+	// (its name matches no instance_id, nor a Slurm node without one): `name`
+	// is then the machine's. Such a node is shown, never drained. Output only.
+	Unmapped      bool `protobuf:"varint,18,opt,name=unmapped,proto3" json:"unmapped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -248,6 +259,20 @@ func (x *Node) GetCudaVersion() string {
 		return x.CudaVersion
 	}
 	return ""
+}
+
+func (x *Node) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
+}
+
+func (x *Node) GetUnmapped() bool {
+	if x != nil {
+		return x.Unmapped
+	}
+	return false
 }
 
 type Gpu struct {
@@ -1323,7 +1348,7 @@ var File_sopilot_api_v1_node_proto protoreflect.FileDescriptor
 
 const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x19sopilot/api/v1/node.proto\x12\x0esopilot.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x04\n" +
+	"\x19sopilot/api/v1/node.proto\x12\x0esopilot.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x05\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vslurm_state\x18\x02 \x01(\tR\n" +
@@ -1342,7 +1367,9 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\arun_ids\x18\r \x03(\tR\x06runIds\x12#\n" +
 	"\ragent_version\x18\x0e \x01(\tR\fagentVersion\x12\x17\n" +
 	"\aboot_id\x18\x0f \x01(\tR\x06bootId\x12!\n" +
-	"\fcuda_version\x18\x10 \x01(\tR\vcudaVersion\"\x88\x05\n" +
+	"\fcuda_version\x18\x10 \x01(\tR\vcudaVersion\x12\x18\n" +
+	"\amachine\x18\x11 \x01(\tR\amachine\x12\x1a\n" +
+	"\bunmapped\x18\x12 \x01(\bR\bunmapped\"\x88\x05\n" +
 	"\x03Gpu\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +

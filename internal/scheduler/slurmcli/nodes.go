@@ -23,8 +23,10 @@ var _ scheduler.NodeBackend = (*Backend)(nil)
 // has it, with the reason's user, time and the node's GRES per node; sinfo
 // --json prints the same document on 22.05 but, from 23.11, one entry per
 // group of nodes, and from 26.05 without the reason's user. Both are read
-// by slurmrest.ParseNodes, so a NodeStatus is the same from either tool.
-// scontrol's text output is not used because its Reason cannot always be
+// by slurmrest.ParseNodes, so a NodeStatus is the same from either tool,
+// except for InstanceID: scontrol --json has it ("instance_id", 23.11 and
+// later), sinfo --json never does, and 22.05 (the only version listed
+// with sinfo) has no instance ids at all. scontrol's text output is not used because its Reason cannot always be
 // told apart from the " [user@time]" after it. See the package comment for
 // what each costs slurmctld.
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -259,4 +260,42 @@ func nodesFromTool(t *testing.T, tool string, res result) []scheduler.NodeStatus
 		t.Fatalf("Nodes from %s: %v", tool, err)
 	}
 	return nodes
+}
+
+// TestVersionsInstanceIDs: scontrol --json carries each node's slurmd
+// --instance-id (how Soperator records a Slurm node's Kubernetes node), the
+// same as scontrol's text InstanceId= at that moment, before and after
+// worker-1 moved to another machine; sinfo --json carries none.
+func TestVersionsInstanceIDs(t *testing.T) {
+	instanceText := regexp.MustCompile(`^NodeName=(\S+) .* InstanceId=(\S*) *$`)
+	for _, v := range newerVersions {
+		for capture, want1 := range map[string]string{"instance": "gpu-node-1", "replaced": "gpu-node-9"} {
+			t.Run(v+"/"+capture, func(t *testing.T) {
+				nodes := nodesFromTool(t, "scontrol", vfix(t, v, "nodes-scontrol-json-"+capture))
+				want := map[string]string{"worker-0": "gpu-node-0", "worker-1": want1}
+				if len(nodes) != 2 {
+					t.Fatalf("nodes %+v", nodes)
+				}
+				for _, n := range nodes {
+					if n.InstanceID != want[n.Name] {
+						t.Errorf("%s: instance %q, want %q", n.Name, n.InstanceID, want[n.Name])
+					}
+				}
+				lines := strings.Split(strings.TrimSpace(string(vfix(t, v, "nodes-scontrol-show-"+capture).stdout)), "\n")
+				for i, line := range lines {
+					m := instanceText.FindStringSubmatch(line)
+					if m == nil || i >= len(nodes) || m[1] != nodes[i].Name || m[2] != nodes[i].InstanceID {
+						t.Errorf("scontrol text %q does not match %+v", line, nodes)
+					}
+				}
+			})
+		}
+		t.Run(v+"/sinfo", func(t *testing.T) {
+			for _, n := range nodesFromTool(t, "sinfo", vfix(t, v, "nodes-sinfo-json-instance")) {
+				if n.InstanceID != "" {
+					t.Errorf("sinfo node %+v carries an instance id", n)
+				}
+			}
+		})
+	}
 }

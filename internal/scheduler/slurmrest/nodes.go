@@ -151,7 +151,10 @@ var nodeBaseStates = map[string]bool{
 //
 // A reason is reported only for a node it explains (down, drained, failing,
 // rebooting, powering down; see dropStaleReason). "gres" ("gpu:8",
-// "gpu:h100:8(S:0-1)", ...) gives the GPU count. A field
+// "gpu:h100:8(S:0-1)", ...) gives the GPU count. "instance_id" (data_parser
+// v0.0.40 and later, from Slurm 23.11: the slurmd's --instance-id, on
+// Soperator the worker pod's Kubernetes node name) gives InstanceID; sinfo's
+// groups and v0.0.38 have none. A field
 // of an unexpected type reads as its zero value, and a node without a
 // usable name is skipped; only a document with neither a "nodes" nor a
 // "sinfo" array is an error. Nodes are returned in the document's order.
@@ -184,6 +187,7 @@ func ParseNodes(data []byte) ([]scheduler.NodeStatus, error) {
 		n.ReasonUser = slurmjson.String(f["reason_set_by_user"])
 		n.ReasonTime = reasonTime(f["reason_changed_at"])
 		n.GPUs = GRESGPUs(slurmjson.String(f["gres"]))
+		n.InstanceID = scheduler.CleanInstanceID(slurmjson.String(f["instance_id"]))
 		out = append(out, dropStaleReason(n))
 	}
 	return out, nil

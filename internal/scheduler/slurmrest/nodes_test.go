@@ -353,6 +353,7 @@ func FuzzParseNodes(f *testing.F) {
 	}
 	f.Add([]byte(`{"nodes":[{"name":"n","state":["IDLE","DRAIN","DRAIN"],"gres":"gpu:h100:8(S:0-1),gpu:2","reason_changed_at":{"set":true,"number":"5"}}]}`))
 	f.Add([]byte(`{"nodes":[{"name":"n","state":"mixed","state_flags":["drain",null,7],"reason_set_by_user":12}]}`))
+	f.Add([]byte(`{"nodes":[{"name":"n","state":["IDLE"],"instance_id":"gpu-node-0"},{"name":"m","state":["IDLE"],"instance_id":"a b\u0000"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		nodes, err := ParseNodes(data)
 		if err != nil {
@@ -380,6 +381,9 @@ func FuzzParseNodes(f *testing.F) {
 			}
 			if !n.ReasonTime.IsZero() && n.ReasonTime.Unix() <= 0 {
 				t.Fatalf("reason time %v", n.ReasonTime)
+			}
+			if n.InstanceID != "" && n.InstanceID != scheduler.InstanceIDInvalid && scheduler.CheckNodeName(n.InstanceID) != nil {
+				t.Fatalf("instance id %q reported", n.InstanceID)
 			}
 		}
 	})
@@ -423,5 +427,61 @@ func TestParseNodes_StaleReason(t *testing.T) {
 	}
 	if len(nodes) != len(want) {
 		t.Fatalf("%d nodes", len(nodes))
+	}
+}
+
+// TestParseNodes_InstanceID reads the instance ids of every API version's
+// captures of a cluster whose slurmd run with --instance-id, as Soperator
+// starts them (testdata/*/README.md): gpu-node-0 and gpu-node-1, then
+// gpu-node-9 after worker-1 was moved to another machine. v0.0.38 (22.05)
+// has none.
+func TestParseNodes_InstanceID(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/slurm-*-v0.0.4*")
+	if err != nil || len(dirs) != 7 {
+		t.Fatalf("capture directories %v, %v: want the 7 of 24.11 and 26.05", dirs, err)
+	}
+	for _, dir := range dirs {
+		for file, want1 := range map[string]string{"nodes-instance.json": "gpu-node-1", "nodes-replaced.json": "gpu-node-9"} {
+			t.Run(filepath.Base(dir)+"/"+file, func(t *testing.T) {
+				got, err := ParseNodes(readFixture(t, filepath.Join(dir, file)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != 2 || got[0].Name != "worker-0" || got[0].InstanceID != "gpu-node-0" ||
+					got[1].Name != "worker-1" || got[1].InstanceID != want1 {
+					t.Fatalf("nodes %+v: want worker-0 on gpu-node-0, worker-1 on %s", got, want1)
+				}
+				for _, n := range got {
+					if n.State != "IDLE" || n.GPUs != 8 {
+						t.Errorf("node %+v: want IDLE with 8 GPUs", n)
+					}
+				}
+			})
+		}
+	}
+	got, err := ParseNodes(readFixture(t, fixtures2205+"/nodes-idle.json"))
+	if err != nil || len(got) != 2 || got[0].InstanceID != "" || got[1].InstanceID != "" {
+		t.Errorf("22.05 nodes %+v, %v: want no instance ids", got, err)
+	}
+}
+
+func TestParseNodes_InstanceIDClean(t *testing.T) {
+	tests := []struct{ name, raw, want string }{
+		{"none", `""`, ""},
+		{"absent", `null`, ""},
+		{"kubernetes node", `"gpu-node-0.eu-north1.internal"`, "gpu-node-0.eu-north1.internal"},
+		{"cloud instance", `"computeinstance-e00abcd"`, "computeinstance-e00abcd"},
+		{"space", `"a b"`, scheduler.InstanceIDInvalid},
+		{"hostlist", `"gpu-[0-1]"`, scheduler.InstanceIDInvalid},
+		{"newline", `"a\nb"`, scheduler.InstanceIDInvalid},
+		{"a number, as text", `7`, "7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseNodes([]byte(`{"nodes":[{"name":"w","state":["IDLE"],"instance_id":` + tt.raw + `}]}`))
+			if err != nil || len(got) != 1 || got[0].InstanceID != tt.want {
+				t.Fatalf("ParseNodes = %+v, %v; want instance %q", got, err, tt.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,176 @@
+package fleet_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sopilot/sopilot/internal/fleet"
+	"github.com/sopilot/sopilot/internal/identity"
+	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/telemetry"
+	"github.com/sopilot/sopilot/internal/testwait"
+	"github.com/sopilot/sopilot/pkg/agentpb"
+)
+
+// observed records which node names batches and replacements reached.
+type observed struct {
+	mu       sync.Mutex
+	batches  map[string]int
+	replaced []identity.Replacement
+}
+
+func (o *observed) ObserveBatch(node string, _ int, _ *telemetry.Batch, _ []string) {
+	o.mu.Lock()
+	o.batches[node]++
+	o.mu.Unlock()
+}
+
+func (o *observed) NodeReplaced(_ context.Context, r identity.Replacement) {
+	o.mu.Lock()
+	o.replaced = append(o.replaced, r)
+	o.mu.Unlock()
+}
+
+func (o *observed) get() (map[string]int, []identity.Replacement) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := map[string]int{}
+	for k, v := range o.batches {
+		b[k] = v
+	}
+	return b, slices.Clone(o.replaced)
+}
+
+func slurmNode(name, instance string) scheduler.NodeStatus {
+	return scheduler.NodeStatus{Name: name, State: "IDLE", GPUs: 8, InstanceID: instance}
+}
+
+// TestFleet_Identity: agents name their machines (Kubernetes nodes);
+// the fleet shows, judges and assigns by Slurm node through the
+// listing's instance ids: two Slurm nodes on one machine, a plain host,
+// an unmapped machine, and a Slurm node moving to another machine.
+func TestFleet_Identity(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	obs := &observed{batches: map[string]int{}}
+	ev := &events{codes: map[string][]int64{}}
+	as := staticAssignments{{RunID: "r-a", JobID: "11", Nodes: []string{"a-1", "worker-0"}, ProgressPath: "/p"}}
+	f, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{
+		Observer: obs, Replacements: obs, Events: ev, Assignments: as,
+		AssignmentInterval: 20 * time.Millisecond, CommitInterval: time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = f.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	f.SetSlurmNodes(ctx, []scheduler.NodeStatus{
+		slurmNode("worker-0", "gpu-node-0"),
+		slurmNode("a-1", "gpu-node-1"), slurmNode("b-1", "gpu-node-1"),
+		slurmNode("host-7", ""),
+	})
+	now := time.Now()
+	for i, machine := range []string{"gpu-node-0", "gpu-node-1", "host-7", "stray"} {
+		ingest := f.IngestFunc(machine)
+		b := healthyBatch(1, now)
+		b.HealthEvents = []*agentpb.HealthEvent{{EventTime: timestamppb.New(now), Component: "gpu3", Kind: "xid", Code: int64(100 + i)}}
+		if err := ingest(b); err != nil {
+			t.Fatalf("ingest for %s: %v", machine, err)
+		}
+	}
+
+	// Evidence of a machine reaches each of its Slurm nodes; an unmapped
+	// machine's stays under its own name.
+	batches, _ := obs.get()
+	if want := map[string]int{"worker-0": 1, "a-1": 1, "b-1": 1, "host-7": 1, "stray": 1}; !reflect.DeepEqual(batches, want) {
+		t.Errorf("batches observed %v, want %v", batches, want)
+	}
+	testwait.For(t, "health events durable", func() bool { return len(ev.get("stray")) == 1 })
+	for node, code := range map[string]int64{"worker-0": 100, "a-1": 101, "b-1": 101, "host-7": 102, "stray": 103} {
+		if got := ev.get(node); !reflect.DeepEqual(got, []int64{code}) {
+			t.Errorf("events of %s: %v, want [%d]", node, got, code)
+		}
+	}
+	for _, absent := range []string{"gpu-node-0", "gpu-node-1"} {
+		if got := ev.get(absent); len(got) > 0 {
+			t.Errorf("events recorded under the mapped machine %s: %v", absent, got)
+		}
+	}
+
+	// Rows are Slurm nodes with their machine, plus the unmapped machine.
+	type row struct {
+		name, machine     string
+		unmapped, inSlurm bool
+		connected         bool
+	}
+	var rows []row
+	for _, v := range f.Snapshots() {
+		rows = append(rows, row{v.Name, v.Machine, v.Unmapped, v.Slurm != nil, v.Connected})
+	}
+	want := []row{
+		{"a-1", "gpu-node-1", false, true, true},
+		{"b-1", "gpu-node-1", false, true, true},
+		{"host-7", "host-7", false, true, true},
+		{"stray", "stray", true, false, true},
+		{"worker-0", "gpu-node-0", false, true, true},
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("rows\n got %+v\nwant %+v", rows, want)
+	}
+	if _, ok := f.Snapshot("gpu-node-1"); ok {
+		t.Error("a mapped machine has a row of its own")
+	}
+
+	// A run on a-1 and worker-0 reaches gpu-node-1 and gpu-node-0, and is
+	// shown on a-1 only of gpu-node-1's Slurm nodes.
+	testwait.For(t, "assignments applied", func() bool {
+		v, _ := f.Snapshot("a-1")
+		return len(v.RunIDs) == 1
+	})
+	for node, want := range map[string][]string{"a-1": {"r-a"}, "b-1": nil, "worker-0": {"r-a"}, "host-7": nil} {
+		if v, _ := f.Snapshot(node); !reflect.DeepEqual(v.RunIDs, want) {
+			t.Errorf("runs on %s: %v, want %v", node, v.RunIDs, want)
+		}
+	}
+
+	// worker-0 moves to gpu-node-9: its verdict goes, the sink hears it,
+	// its row shows the new machine (whose agent has not reported), and
+	// gpu-node-0's agent is now unmapped.
+	f.SetVerdict("worker-0", fleet.Verdict{Verdict: "UNHEALTHY", Reasons: []string{"gpu3: xid 79"}})
+	f.SetSlurmNodes(ctx, []scheduler.NodeStatus{
+		slurmNode("worker-0", "gpu-node-9"),
+		slurmNode("a-1", "gpu-node-1"), slurmNode("b-1", "gpu-node-1"),
+		slurmNode("host-7", ""),
+	})
+	_, replaced := obs.get()
+	if want := []identity.Replacement{{Node: "worker-0", Old: "gpu-node-0", New: "gpu-node-9"}}; !reflect.DeepEqual(replaced, want) {
+		t.Errorf("replacements %+v, want %+v", replaced, want)
+	}
+	v, ok := f.Snapshot("worker-0")
+	if !ok || v.Machine != "gpu-node-9" || v.Connected || v.Verdict.Verdict != "UNKNOWN" {
+		t.Errorf("worker-0 after the replacement: %+v", v)
+	}
+	if v, ok := f.Snapshot("gpu-node-0"); !ok || !v.Unmapped || !v.Connected {
+		t.Errorf("the old machine: %+v, %v; want an unmapped, connected row", v, ok)
+	}
+	// A second identical listing replaces nothing more.
+	f.SetSlurmNodes(ctx, []scheduler.NodeStatus{slurmNode("worker-0", "gpu-node-9")})
+	if _, replaced := obs.get(); len(replaced) != 1 {
+		t.Errorf("replacements %+v after an unchanged listing", replaced)
+	}
+}
