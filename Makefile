@@ -85,12 +85,18 @@ demo-down: ## stop what `DEMO_KEEP=1 make demo` left running (controller, agents
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 REGISTRY ?= ghcr.io/sopilot
+# Slurm release of controller-slurmcli's tools (22.05, 24.11 or 26.05) and
+# the Debian suite that packages it.
+SLURM_CLIENT ?= 24.11
+SLURM_SUITE = $(if $(filter 22.05,$(SLURM_CLIENT)),bookworm,$(if $(filter 26.05,$(SLURM_CLIENT)),sid,trixie))
 
 .PHONY: images
 images: ## build the container images, tagged with VERSION (git describe) under REGISTRY (needs docker with BuildKit)
 	docker build -f deploy/docker/controller.Dockerfile --target controller \
 	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(REGISTRY)/controller:$(VERSION) .
 	docker build -f deploy/docker/controller.Dockerfile --target controller-slurmcli \
-	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(REGISTRY)/controller-slurmcli:$(VERSION) .
+	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	  --build-arg SLURM_VERSION=$(SLURM_CLIENT) --build-arg SLURM_SUITE=$(SLURM_SUITE) \
+	  -t $(REGISTRY)/controller-slurmcli:$(VERSION)-slurm$(SLURM_CLIENT) .
 	docker build -f deploy/docker/node-agent.Dockerfile \
 	  --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(REGISTRY)/node-agent:$(VERSION) .

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sopilot/sopilot/internal/agent"
+	"github.com/sopilot/sopilot/internal/agent/attrib"
 	"github.com/sopilot/sopilot/internal/agent/ib"
 	"github.com/sopilot/sopilot/internal/agent/nvmlsim"
 	"github.com/sopilot/sopilot/internal/agent/sim"
@@ -74,6 +75,7 @@ func exitCode(err error) int {
 type options struct {
 	controller, nodeName, nvmlMode, ibMode string
 	sysfsRoot, procRoot, stateDir          string
+	gpuJobDir                              string
 	adminAddr, bootIDFile, platform        string
 	ncclPath, ncclMode, logLevel           string
 	simGPUs                                int
@@ -113,6 +115,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.ibMode, "ib", "sysfs", `"sysfs" (read --sysfs-root), "sim" (a simulated tree of 8 NDR ports under --state-dir) or "none"`)
 	fs.StringVar(&o.sysfsRoot, "sysfs-root", "/sys", "sysfs root for InfiniBand (tests point it at a fixture tree)")
 	fs.StringVar(&o.procRoot, "proc-root", "/proc", "procfs root, for attributing GPU processes to Slurm jobs")
+	fs.StringVar(&o.gpuJobDir, "gpu-job-dir", "", "directory of Soperator's GPU→job files (one per GPU index, holding the job id; Soperator writes "+attrib.DefaultGPUJobDir+"): the first source of a GPU's job, before --proc-root; empty: off")
 	fs.StringVar(&o.stateDir, "state-dir", "", "where simulated state lives (default: a temporary directory)")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9478", "HTTP address for /metrics, /healthz and the /sim/ fault endpoints; empty disables it")
 	fs.StringVar(&o.bootIDFile, "boot-id-file", "/proc/sys/kernel/random/boot_id", "file holding this boot's id")
@@ -194,7 +197,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	th, _ := health.DefaultThresholds(o.platform)
 	cfg := agent.Config{
 		NodeName: o.nodeName, BootID: strings.TrimSpace(string(bootID)), Version: Version,
-		ProcRoot: o.procRoot, Interval: o.interval, Logger: logger,
+		ProcRoot: o.procRoot, GPUJobDir: o.gpuJobDir, Interval: o.interval, Logger: logger,
 		Buffer:           uplink.BufferOptions{MaxTelemetryBatches: o.maxTelemetryBatches},
 		NCCL:             agent.NCCLTests{Runner: nccl.Runner{Path: o.ncclPath}},
 		NCCLMessageBytes: th.NCCLMessageBytes,

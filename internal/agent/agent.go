@@ -45,6 +45,10 @@ type Config struct {
 	SimulatedIB bool
 	// ProcRoot is where processes are looked up ("" = /proc).
 	ProcRoot string
+	// GPUJobDir, when set, holds Soperator's GPU→job files (one per GPU
+	// index, written by its prolog): the first source of a GPU's job. Its
+	// processes are looked up under ProcRoot only for GPUs without a file.
+	GPUJobDir string
 	// Interval between samples (default 1 s).
 	Interval time.Duration
 	// Conn reaches the controller.
@@ -68,12 +72,16 @@ type Agent struct {
 	gpus    *gpu.Collector
 	ibc     IBCollector // nil: no InfiniBand
 	attrib  *attrib.Resolver
+	gpuJobs *attrib.GPUJobs // nil: no GPU→job files
 	buf     *uplink.Buffer
 	client  *uplink.Client
 	metrics *Metrics
 
 	inv   gpu.Inventory
 	ports []ib.PortInfo
+	// gpuJobsFailing: the last read of the GPU→job files failed (logged
+	// once per failure streak). Used by the sampling goroutine only.
+	gpuJobsFailing bool
 
 	mu          sync.Mutex
 	interval    time.Duration
@@ -114,6 +122,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		interval: cfg.Interval,
 		tailers:  map[string]*progress.Tailer{},
 		ended:    map[string]time.Time{},
+	}
+	if cfg.GPUJobDir != "" {
+		a.gpuJobs = attrib.NewGPUJobs(cfg.GPUJobDir)
 	}
 	col, err := gpu.New(cfg.NVML, cfg.Logger, gpu.Options{})
 	if err != nil {
@@ -247,8 +258,12 @@ func (a *Agent) sample(ctx context.Context, now time.Time) {
 	for _, e := range lost {
 		b.HealthEvents = append(b.HealthEvents, e.ToProto())
 	}
+	gpuJobs := a.readGPUJobs()
 	var pids []int32
 	for _, s := range samples {
+		if gpuJobs[s.Index] != "" {
+			continue // the GPU→job file answers for these processes
+		}
 		for _, p := range s.Processes {
 			pids = append(pids, p.PID)
 		}
@@ -257,7 +272,7 @@ func (a *Agent) sample(ctx context.Context, now time.Time) {
 	seen := map[int]bool{}
 	for _, s := range samples {
 		seen[s.Index] = true
-		b.GpuSamples = append(b.GpuSamples, gpuSampleToProto(s, jobs))
+		b.GpuSamples = append(b.GpuSamples, gpuSampleToProto(s, jobs, gpuJobs[s.Index]))
 	}
 	// A GPU that did not answer (fell off the bus) is reported bare, so the
 	// controller stops showing its last good values.
@@ -278,6 +293,28 @@ func (a *Agent) sample(ctx context.Context, now time.Time) {
 	b.Progress = a.pollProgress(now)
 	a.metrics.observe(samples, ibs, b.HealthEvents)
 	a.buf.Add(b)
+}
+
+// readGPUJobs reads Soperator's GPU→job files (GPU index → job id); nil
+// when they are not configured or cannot be read, so that attribution
+// falls back to the processes' cgroups.
+func (a *Agent) readGPUJobs() map[int]string {
+	if a.gpuJobs == nil {
+		return nil
+	}
+	jobs, err := a.gpuJobs.Read()
+	if err != nil {
+		if !a.gpuJobsFailing {
+			a.log.Warn("read gpu job files; attributing by process instead", "dir", a.gpuJobs.Dir(), "err", err)
+		}
+		a.gpuJobsFailing = true
+		return nil
+	}
+	if a.gpuJobsFailing {
+		a.log.Info("gpu job files readable again", "dir", a.gpuJobs.Dir())
+	}
+	a.gpuJobsFailing = false
+	return jobs
 }
 
 func (a *Agent) pollProgress(now time.Time) []*agentpb.ProgressUpdate {

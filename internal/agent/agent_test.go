@@ -599,3 +599,46 @@ func TestMetricsPassPedanticRegistry(t *testing.T) {
 		t.Errorf("sopilot_gpu_info{gpu=\"7\"} missing")
 	}
 }
+
+// Soperator's GPU→job files come first: a GPU with a file is the job's
+// whatever its processes' /proc says, a GPU without one falls back to
+// /proc, and an idle GPU's leftover file (Soperator 1.20's epilog does not
+// remove them) names no job.
+func TestAttributionFromGPUJobFiles(t *testing.T) {
+	jobDir := t.TempDir()
+	for i := range 4 {
+		if err := os.WriteFile(filepath.Join(jobDir, strconv.Itoa(i)), []byte("5555"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := start(t, func(c *agent.Config) { c.GPUJobDir = jobDir })
+	n.process(1001, "python3", "4242")
+	n.process(1002, "python3", "4242")
+	n.as.Set(fleet.Assignment{RunID: "r-1", JobID: "4242", Nodes: []string{"worker-0"}, GPUsPerNode: 8})
+	want := func(i int) string {
+		if i < 4 {
+			return "5555"
+		}
+		return "4242"
+	}
+	testwait.For(t, "GPUs attributed by file, then by /proc", func() bool {
+		v := n.view()
+		for _, g := range v.GPUs {
+			if g.SlurmJobID != want(g.Index) {
+				return false
+			}
+		}
+		return len(v.GPUs) == 8
+	})
+
+	n.as.Set()
+	testwait.For(t, "GPUs idle, leftover files ignored", func() bool {
+		v := n.view()
+		for _, g := range v.GPUs {
+			if g.SlurmJobID != "" {
+				return false
+			}
+		}
+		return len(v.GPUs) == 8
+	})
+}

@@ -9,10 +9,20 @@ import (
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
-func gpuSampleToProto(s gpu.Sample, jobs map[int32]string) *agentpb.GpuSample {
+// gpuSampleToProto converts a GPU's sample. gpuJob, when not empty, is the
+// job that Soperator's GPU→job file names for this GPU, and it is the job
+// of every process on the GPU; otherwise each process has its own from
+// jobs (pid → job). A file is believed only while the GPU runs processes:
+// Soperator 1.20's epilog leaves the file behind when the job ends, so on
+// an idle GPU it names a finished job.
+func gpuSampleToProto(s gpu.Sample, jobs map[int32]string, gpuJob string) *agentpb.GpuSample {
 	p := s.GPUSample.ToProto()
 	for _, pr := range s.Processes {
-		gp := &agentpb.GpuProcess{Pid: pr.PID, SlurmJobId: jobs[pr.PID]}
+		job := jobs[pr.PID]
+		if gpuJob != "" {
+			job = gpuJob
+		}
+		gp := &agentpb.GpuProcess{Pid: pr.PID, SlurmJobId: job}
 		if pr.MemoryUsedBytes != nil {
 			gp.MemoryUsedBytes = *pr.MemoryUsedBytes
 		}

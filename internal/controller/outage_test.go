@@ -613,3 +613,23 @@ func TestReadinessSkipsProbesWhileTheTrackerIsAnswered(t *testing.T) {
 	start = calls()
 	testwait.Within(t, 5*time.Second, "probes again", func() bool { return calls() >= start+3 })
 }
+
+func TestReadinessNamesTheSlurmVersions(t *testing.T) {
+	versions := "Slurm tools 24.11.5, slurmctld 25.11.3"
+	rd, err := NewReadiness(&fakeProbe{}, ReadinessConfig{
+		Describe: func() string { return "cli" },
+		Versions: func() string { return versions },
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rd.Probe(context.Background())
+	if want := "slurm backend ready (cli; Slurm tools 24.11.5, slurmctld 25.11.3)"; got.String() != want {
+		t.Errorf("status = %q, want %q", got.String(), want)
+	}
+	// slurmctld upgraded under the controller: the next probe says so.
+	versions = "Slurm tools 24.11.5, slurmctld 26.05.1"
+	if got = rd.Probe(context.Background()); got.Versions != versions {
+		t.Errorf("after the upgrade Versions = %q, want %q", got.Versions, versions)
+	}
+}

@@ -87,11 +87,17 @@ type BackendStatus struct {
 	// Backend says what the controller talks to once the backend answered:
 	// "cli", or "rest v0.0.45" with the negotiated slurmrestd API version.
 	Backend string
+	// Versions names the Slurm releases on either side once the backend
+	// answered ("Slurm tools 24.11.5, slurmctld 25.11.3", "slurmrestd Slurm
+	// 26.05.5"); empty when the backend does not say.
+	Versions string
 }
 
 // String is the status as /readyz and the logs show it.
 func (s BackendStatus) String() string {
 	switch {
+	case s.Ready() && s.Backend != "" && s.Versions != "":
+		return "slurm backend ready (" + s.Backend + "; " + s.Versions + ")"
 	case s.Ready() && s.Backend != "":
 		return "slurm backend ready (" + s.Backend + ")"
 	case s.Ready():
@@ -122,6 +128,9 @@ type ReadinessConfig struct {
 	// Describe, when set, names the backend after a successful probe
 	// (BackendStatus.Backend), e.g. with the negotiated API version.
 	Describe func() string
+	// Versions, when set, names the Slurm releases after a successful probe
+	// (BackendStatus.Versions).
+	Versions func() string
 }
 
 // Readiness knows whether the Slurm backend can be used. It probes at start
@@ -273,6 +282,9 @@ func (r *Readiness) Probe(ctx context.Context) BackendStatus {
 		if r.cfg.Describe != nil {
 			next.Backend = r.cfg.Describe()
 		}
+		if r.cfg.Versions != nil {
+			next.Versions = r.cfg.Versions()
+		}
 	case errors.Is(err, scheduler.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		// A probe that got no answer in time says nothing about the
 		// settings: slurmctld (or slurmrestd) is busy or gone.
@@ -289,7 +301,7 @@ func (r *Readiness) Probe(ctx context.Context) BackendStatus {
 func (r *Readiness) set(next BackendStatus) BackendStatus {
 	r.mu.Lock()
 	prev := r.status
-	if prev.State == next.State && prev.Reason == next.Reason && prev.Backend == next.Backend {
+	if prev.State == next.State && prev.Reason == next.Reason && prev.Backend == next.Backend && prev.Versions == next.Versions {
 		r.mu.Unlock()
 		return prev
 	}
@@ -305,7 +317,7 @@ func (r *Readiness) set(next BackendStatus) BackendStatus {
 	if prev.State != next.State {
 		r.export(next)
 		if next.Ready() {
-			r.log.Info("slurm backend ready", "was", prev.State.String(), "backend", next.Backend)
+			r.log.Info("slurm backend ready", "was", prev.State.String(), "backend", next.Backend, "slurm_versions", next.Versions)
 		} else {
 			r.log.Warn("slurm backend not ready", "state", next.State.String(), "reason", next.Reason)
 		}

@@ -191,7 +191,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 	c.metrics = metrics.NewController()
 	reg := c.metrics.Registry
 	if c.ready, err = controller.NewReadiness(controller.ProberFor(c.backend), controller.ReadinessConfig{
-		Interval: cfg.Runs.PollInterval, Timeout: slurmTimeout(cfg), Describe: describeBackend(c.backend),
+		Interval: cfg.Runs.PollInterval, Timeout: slurmTimeout(cfg), Describe: describeBackend(c.backend), Versions: slurmVersions(c.backend),
 	}, logger, reg); err != nil {
 		return nil, err
 	}
@@ -308,6 +308,18 @@ func describeBackend(b scheduler.Backend) func() string {
 			return b.Name() + " " + v.APIVersion()
 		}
 		return b.Name()
+	}
+}
+
+// slurmVersions names the Slurm releases the backend found at its last
+// probe (the CLI backend also refuses tools that Slurm's compatibility
+// window rules out).
+func slurmVersions(b scheduler.Backend) func() string {
+	return func() string {
+		if v, ok := b.(interface{ SlurmVersions() string }); ok {
+			return v.SlurmVersions()
+		}
+		return ""
 	}
 }
 

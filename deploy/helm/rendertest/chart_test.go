@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"helm.sh/helm/v3/pkg/chartutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -229,7 +230,9 @@ func checkWorkloads(t *testing.T, r rendered) {
 	for name, tpl := range podSpecs(t, r) {
 		spec := tpl.Spec
 		isAgent := strings.HasPrefix(name, "DaemonSet/")
-		if spec.HostNetwork || spec.HostIPC || spec.HostPID {
+		// hostPID: the agent's only, so that NVML lists the jobs'
+		// processes (agent.hostPID in values.yaml).
+		if spec.HostNetwork || spec.HostIPC || (spec.HostPID && !isAgent) {
 			t.Errorf("%s: hostNetwork %v hostIPC %v hostPID %v, want none", name, spec.HostNetwork, spec.HostIPC, spec.HostPID)
 		}
 		if psc := spec.SecurityContext; psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
@@ -247,8 +250,10 @@ func checkWorkloads(t *testing.T, r rendered) {
 		for _, c := range all {
 			where := name + " container " + c.Name
 			checkResources(t, where, c.Resources)
-			checkContainerSecurity(t, where, c.SecurityContext, spec.SecurityContext, isAgent && r.readEnviron)
-			if !strings.HasSuffix(c.Image, ":"+appVersion) {
+			checkContainerSecurity(t, where, c.SecurityContext, spec.SecurityContext, isAgent && r.readEnviron && c.Name == "agent")
+			if c.Name == "wait-for-toolkit" {
+				checkToolkitWait(t, where, c)
+			} else if !strings.HasSuffix(c.Image, ":"+appVersion) && !strings.Contains(c.Image, ":"+appVersion+"-slurm") {
 				t.Errorf("%s: image %q is not tagged with the appVersion %s", where, c.Image, appVersion)
 			}
 			for _, m := range c.VolumeMounts {
@@ -590,7 +595,9 @@ func checkAgents(t *testing.T, r rendered) {
 func gpuSelector(t *testing.T, ds *appsv1.DaemonSet) {
 	t.Helper()
 	spec := ds.Spec.Template.Spec
-	if spec.NodeSelector["nvidia.com/gpu.present"] != "true" {
+	// Soperator's Terraform labels every GPU node group so; the GPU
+	// Operator's nvidia.com/gpu.present may be missing.
+	if spec.NodeSelector["nebius.com/gpu"] != "true" || spec.NodeSelector["nvidia.com/gpu.present"] != "" {
 		t.Errorf("DaemonSet %s nodeSelector %v does not select GPU nodes", ds.Name, spec.NodeSelector)
 	}
 	tolerated := false
@@ -646,6 +653,7 @@ func checkDefaults(t *testing.T, r rendered) {
 
 	ds := r.agents(t)[0]
 	gpuSelector(t, ds)
+	checkSoperatorAgent(t, ds)
 	as := ds.Spec.Template.Spec
 	if as.RuntimeClassName == nil || *as.RuntimeClassName != "nvidia" {
 		t.Errorf("agent runtimeClassName %v, want nvidia", as.RuntimeClassName)
@@ -721,21 +729,24 @@ func checkCLIBackend(t *testing.T, r rendered) {
 	noArg(t, "controller", c.Args, "--slurmrestd-url")
 	noArg(t, "controller", c.Args, "--slurm-jwt-key-file")
 
-	conf, _ := volume(spec, "slurm-conf")
-	if conf.ConfigMap == nil || conf.ConfigMap.Name != "slurm1-slurm-configs" {
-		t.Fatalf("slurm.conf volume %+v, want ConfigMap slurm1-slurm-configs", conf.VolumeSource)
+	// Soperator 3.0 runs Slurm 25.11, which takes Debian trixie's 24.11
+	// tools.
+	if !strings.HasSuffix(c.Image, ":"+appVersion+"-slurm24.11") {
+		t.Errorf("cli image %s, want tag %s-slurm24.11", c.Image, appVersion)
 	}
-	if len(conf.ConfigMap.Items) != 1 || conf.ConfigMap.Items[0].Key != "slurm.conf" {
-		t.Errorf("slurm.conf volume items %+v: mount slurm.conf alone (plugstack.conf names SPANK plugins the image lacks)", conf.ConfigMap.Items)
-	}
+	// The whole config set of the jail (/etc/slurm from Soperator 1.22 on),
+	// linked into /etc/slurm without plugstack.conf.
+	checkConfigSet(t, spec, c, func(src corev1.Volume, m corev1.VolumeMount) bool {
+		return src.PersistentVolumeClaim != nil && src.PersistentVolumeClaim.ClaimName == "jail-pvc" && src.PersistentVolumeClaim.ReadOnly && m.SubPath == "etc/slurm"
+	})
 	key, _ := volume(spec, "munge-key-secret")
-	if key.Secret == nil || key.Secret.SecretName != "slurm1-munge-key" || len(key.Secret.Items) != 1 || key.Secret.Items[0].Key != "munge.key" {
-		t.Errorf("munge key volume %+v, want Secret slurm1-munge-key item munge.key", key.VolumeSource)
+	if key.Secret == nil || key.Secret.SecretName != "slurm1-munge" || len(key.Secret.Items) != 1 || key.Secret.Items[0].Key != "munge.key" {
+		t.Errorf("munge key volume %+v, want Secret slurm1-munge item munge.key", key.VolumeSource)
 	}
 	// munged: a sidecar sharing the socket directory; the key is copied by
 	// an init container into directories munged accepts.
-	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Name != "munge-setup" {
-		t.Fatalf("init containers %v, want munge-setup", spec.InitContainers)
+	if len(spec.InitContainers) != 2 || spec.InitContainers[0].Name != "slurm-config" || spec.InitContainers[1].Name != "munge-setup" {
+		t.Fatalf("init containers %v, want slurm-config and munge-setup", spec.InitContainers)
 	}
 	m := container(t, spec, "munged")
 	if m.Command[0] != "munged" || !slices.Contains(m.Command, "--foreground") || !slices.Contains(m.Command, "--socket=/run/munge/munge.socket.2") {
@@ -1091,5 +1102,131 @@ func checkSimulatedAgents(t *testing.T, r rendered) {
 	}
 	if r.has("PersistentVolumeClaim", controllerName+"-history") {
 		t.Errorf("history claim rendered without persistence")
+	}
+}
+
+// checkConfigSet checks the cli backend's Slurm configuration: the source
+// (srcOK) mounted read-only at /etc/slurm-src in the controller and the
+// init container, which links all of it but plugstack.conf into the
+// emptyDir that the controller reads at /etc/slurm.
+func checkConfigSet(t *testing.T, spec corev1.PodSpec, c corev1.Container, srcOK func(corev1.Volume, corev1.VolumeMount) bool) {
+	t.Helper()
+	conf, _ := volume(spec, "slurm-conf")
+	if conf.EmptyDir == nil {
+		t.Errorf("slurm-conf volume %+v, want an emptyDir of links", conf.VolumeSource)
+	}
+	src, _ := volume(spec, "slurm-conf-src")
+	var init corev1.Container
+	for _, ic := range spec.InitContainers {
+		if ic.Name == "slurm-config" {
+			init = ic
+		}
+	}
+	for _, ct := range []corev1.Container{c, init} {
+		m, ok := mount(ct, "/etc/slurm-src")
+		if !ok || !m.ReadOnly || m.Name != "slurm-conf-src" || !srcOK(src, m) {
+			t.Errorf("%s: config source mount %+v of %+v", ct.Name, m, src.VolumeSource)
+		}
+	}
+	if m, ok := mount(c, "/etc/slurm"); !ok || !m.ReadOnly || m.Name != "slurm-conf" {
+		t.Errorf("controller: /etc/slurm mount %+v", m)
+	}
+	if m, ok := mount(init, "/etc/slurm"); !ok || m.ReadOnly || m.Name != "slurm-conf" {
+		t.Errorf("slurm-config: /etc/slurm mount %+v, want writable", m)
+	}
+	script := strings.Join(init.Command, " ")
+	if !strings.Contains(script, `ln -s "$f" "/etc/slurm/$name"`) || !strings.Contains(script, `[ "$name" = plugstack.conf ] && continue`) {
+		t.Errorf("slurm-config script does not link all but plugstack.conf: %s", script)
+	}
+}
+
+// checkSoperatorAgent checks what the agent learns from Soperator's DCGM
+// exporter: priority, the wait for the toolkit, the GPU→job files.
+func checkSoperatorAgent(t *testing.T, ds *appsv1.DaemonSet) {
+	t.Helper()
+	spec := ds.Spec.Template.Spec
+	if spec.PriorityClassName != "system-node-critical" {
+		t.Errorf("agent priorityClassName %q, want system-node-critical", spec.PriorityClassName)
+	}
+	if !spec.HostPID {
+		t.Errorf("agent hostPID off: NVML leaves out processes outside its PID namespace")
+	}
+	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Name != "wait-for-toolkit" {
+		t.Fatalf("agent init containers %v, want wait-for-toolkit", spec.InitContainers)
+	}
+	a := container(t, spec, "agent")
+	wantArg(t, "agent", a.Args, "--gpu-job-dir", "/var/run/nebius/slurm")
+	m, ok := mount(a, "/var/run/nebius/slurm")
+	v, _ := volume(spec, m.Name)
+	if !ok || !m.ReadOnly || m.MountPropagation == nil || *m.MountPropagation != corev1.MountPropagationHostToContainer ||
+		v.HostPath == nil || v.HostPath.Path != "/var/run/nebius/slurm" {
+		t.Errorf("agent: GPU→job files mount %+v of %+v, want the host's /var/run/nebius/slurm read-only", m, v.VolumeSource)
+	}
+}
+
+// checkToolkitWait checks the init container that waits for the NVIDIA
+// container toolkit.
+func checkToolkitWait(t *testing.T, where string, c corev1.Container) {
+	t.Helper()
+	if !strings.Contains(strings.Join(c.Command, " "), "[ -f /run/nvidia/validations/toolkit-ready ]") {
+		t.Errorf("%s: command %v does not wait for toolkit-ready", where, c.Command)
+	}
+	if m, ok := mount(c, "/run/nvidia"); !ok || !m.ReadOnly {
+		t.Errorf("%s: /run/nvidia mount %+v", where, m)
+	}
+}
+
+// One soperator.clusterName names every Soperator object, and
+// soperator.version picks the cli image's Slurm and the jail's config
+// directory; each name can still be set on its own.
+func TestSoperatorNames(t *testing.T) {
+	renderYAML := func(t *testing.T, values string) rendered {
+		t.Helper()
+		vals, err := chartutil.ReadValues([]byte(values))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := Render(chartDir, vals, rel)
+		if err != nil {
+			t.Fatalf("render %s: %v", values, err)
+		}
+		return rendered{objs: objs}
+	}
+	t.Run("rest", func(t *testing.T) {
+		r := renderYAML(t, "soperator: {clusterName: c1}")
+		checkRESTDefaults(t, r, "http://c1-rest-svc:6820", "c1-rest-jwt-key")
+		r = renderYAML(t, "{soperator: {clusterName: c1}, slurm: {rest: {jwtKey: {secretName: own-key}}}}")
+		checkRESTDefaults(t, r, "http://c1-rest-svc:6820", "own-key")
+	})
+	for _, tc := range []struct{ version, image, jailDir string }{
+		{"1.21.3", "24.11", "slurm"},
+		{"1.22", "24.11", "etc/slurm"},
+		{"2.0.1", "24.11", "etc/slurm"},
+		{"4.1.7", "24.11", "etc/slurm"},
+		{"5.0.0", "26.05", "etc/slurm"},
+	} {
+		t.Run("cli "+tc.version, func(t *testing.T) {
+			r := renderYAML(t, "{soperator: {clusterName: c1, version: '"+tc.version+"'}, slurm: {backend: cli}}")
+			spec := r.controller(t).Spec.Template.Spec
+			c := container(t, spec, "controller")
+			if want := "ghcr.io/sopilot/controller-slurmcli:" + appVersion + "-slurm" + tc.image; c.Image != want {
+				t.Errorf("image %s, want %s", c.Image, want)
+			}
+			// All keys of the ConfigMap: no items.
+			checkConfigSet(t, spec, c, func(src corev1.Volume, _ corev1.VolumeMount) bool {
+				return src.ConfigMap != nil && src.ConfigMap.Name == "c1-slurm-configs" && len(src.ConfigMap.Items) == 0
+			})
+			if key, _ := volume(spec, "munge-key-secret"); key.Secret == nil || key.Secret.SecretName != "c1-munge" {
+				t.Errorf("munge key volume %+v, want Secret c1-munge", key.VolumeSource)
+			}
+			r = renderYAML(t, "{soperator: {clusterName: c1, version: '"+tc.version+"'}, slurm: {backend: cli, cli: {configSource: jail, mungeKey: {secretName: m}}}}")
+			spec = r.controller(t).Spec.Template.Spec
+			checkConfigSet(t, spec, container(t, spec, "controller"), func(src corev1.Volume, m corev1.VolumeMount) bool {
+				return src.PersistentVolumeClaim != nil && src.PersistentVolumeClaim.ClaimName == "jail-pvc" && m.SubPath == tc.jailDir
+			})
+			if key, _ := volume(spec, "munge-key-secret"); key.Secret == nil || key.Secret.SecretName != "m" {
+				t.Errorf("munge key volume %+v, want Secret m", key.VolumeSource)
+			}
+		})
 	}
 }

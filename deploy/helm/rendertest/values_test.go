@@ -77,7 +77,10 @@ func TestTemplateGuards(t *testing.T) {
 		{"tls: {enabled: true, certManager: {enabled: true}, existingSecret: {controller: x}}", "not both"},
 		{"tls: {enabled: true, existingSecret: {controller: x}, agentCerts: {source: certManagerPerNode}}", "needs tls.certManager.enabled=true"},
 		{"tls: {enabled: true, certManager: {enabled: true}, agentCerts: {source: certManagerPerNode}}", "agent.nodeName.source=map"},
-		{"slurm: {rest: {url: null}}", "slurm.backend=rest needs slurm.rest.url"},
+		{"soperator: {version: '1.19.3'}", "sopilot supports Soperator 1.20 and later"},
+		{"soperator: {version: '6.0'}", "unknown Slurm release"},
+		{"slurm: {backend: cli}", "Debian packages none of them"}, // Soperator 1.20: Slurm 24.05
+		{"{soperator: {version: '2.0.1'}, slurm: {backend: cli, cli: {configSource: jail}}, jail: {enabled: false}}", "slurm.cli.configSource=jail needs jail.enabled"},
 		{"jail: {claimName: ''}", "jail.enabled needs jail.claimName or jail.hostPath"},
 	}
 	for _, tt := range tests {
@@ -187,6 +190,9 @@ func TestNotes(t *testing.T) {
 		"sopilot --controller 127.0.0.1:50051 run list",
 		"kubectl -n soperator rollout status deployment/sopilot-controller",
 		"Remediation is in dry-run",
+		"Soperator cluster soperator (Soperator 1.20.1, Slurm 24.05).",
+		"Slurm backend: rest (http://soperator-rest-svc:6820, JWT key Secret soperator-rest-jwt-key)",
+		"accounting and REST",
 	} {
 		if !strings.Contains(plain, want) {
 			t.Errorf("NOTES lack %q:\n%s", want, plain)

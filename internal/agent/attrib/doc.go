@@ -1,5 +1,11 @@
-// Package attrib tells which Slurm job owns a process, so that the node
-// agent can attribute GPU processes (from NVML) to jobs.
+// Package attrib tells which Slurm job owns a GPU or a process, so that the
+// node agent can attribute GPU samples and GPU processes (from NVML) to
+// jobs.
+//
+// On Soperator the first source is the GPU→job files that its prolog
+// writes (GPUJobs, ParseJobFile): one file per GPU index holding the job
+// id, which needs no process ids at all. Where there is no such file the
+// agent asks a Resolver about each process.
 //
 // A Resolver reads /proc/<pid>/cgroup first: with Slurm's cgroup plugins
 // (proctrack/cgroup, task/cgroup) every process of a job lives below a

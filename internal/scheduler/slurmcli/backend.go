@@ -68,6 +68,9 @@ type Backend struct {
 	// noScontrolJSON is set once scontrol has said it cannot print JSON
 	// (Slurm before 23.02): from then on Nodes uses sinfo --json.
 	noScontrolJSON atomic.Bool
+	// versions: the tools' and slurmctld's Slurm releases, from the last
+	// check after a successful Ping (nil before).
+	versions atomic.Pointer[versions]
 }
 
 // New returns a Backend; it runs nothing until called.
@@ -301,7 +304,10 @@ func (b *Backend) Cancel(ctx context.Context, jobID string) error {
 	return toolError("scancel", res, nil)
 }
 
-// Ping asks slurmctld whether it is up (scontrol ping), for health checks.
+// Ping asks slurmctld whether it is up (scontrol ping), for health checks,
+// and then (at most every 10 minutes) whether the Slurm tools may talk to
+// it: an error wrapping ErrIncompatibleClient when Slurm's compatibility
+// window says no (see CheckCompatible).
 func (b *Backend) Ping(ctx context.Context) error {
 	res, err := b.run(ctx, "scontrol", command{path: b.cfg.Scontrol, args: []string{"ping"}, env: toolEnv(b.base)})
 	if err != nil {
@@ -312,7 +318,9 @@ func (b *Backend) Ping(ctx context.Context) error {
 		return fmt.Errorf("scontrol ping: %w: %s", scheduler.ErrUnavailable,
 			truncate(strings.TrimSpace(string(res.stdout)+" "+toolMessage("scontrol", res.stderr)), 512))
 	}
-	return nil
+	// slurmctld answers: check that the tools' release may talk to it, so
+	// that a mismatch is said at start, not by the first sbatch.
+	return b.checkVersions(ctx)
 }
 
 // run runs c under the per-command timeout. Failing to start the tool, a

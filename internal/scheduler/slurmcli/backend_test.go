@@ -410,6 +410,9 @@ func TestPing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &fakeRunner{reply: func(context.Context, command) (result, error) { return tt.res, nil }}
+			if tt.wantOK {
+				r = pingRunner("24.11.5", "24.11.5") // the version check follows a ping that succeeded
+			}
 			err := newTestBackend(Config{}, r).Ping(context.Background())
 			if (err == nil) != tt.wantOK || (err != nil && !errors.Is(err, scheduler.ErrUnavailable)) {
 				t.Errorf("Ping = %v", err)

@@ -472,3 +472,19 @@ func BenchmarkLiveJobs500(b *testing.B) {
 		})
 	}
 }
+
+// TestLivePingNamesVersions: on the local cluster the tools and slurmctld
+// are the same release, which Ping reads and accepts.
+func TestLivePingNamesVersions(t *testing.T) {
+	b, env := liveBackend(t)
+	if err := b.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	v := b.versions.Load()
+	if v == nil || v.client != v.server || v.server.Major() != env.Version {
+		t.Fatalf("versions %+v, want the cluster's %s on both sides", v, env.Version)
+	}
+	if got := b.SlurmVersions(); !strings.HasPrefix(got, "Slurm tools "+env.Version+".") {
+		t.Errorf("SlurmVersions = %q", got)
+	}
+}

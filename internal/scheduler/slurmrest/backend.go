@@ -3,6 +3,7 @@ package slurmrest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +31,10 @@ const maxBody = 256 << 20
 type Backend struct {
 	// version is the API version requests use; nil until negotiated when
 	// Config.APIVersion is "auto" (see negotiate.go).
-	version   atomic.Pointer[apiVersion]
+	version atomic.Pointer[apiVersion]
+	// release is slurmrestd's Slurm release from the meta of the last
+	// Check's answer ("24.11.5"); nil before.
+	release   atomic.Pointer[string]
 	negotiate sync.Mutex // held while negotiating, so only one runs
 	ep        endpoint
 	user      string
@@ -406,12 +410,17 @@ func (b *Backend) Check(ctx context.Context) error {
 	if v.minor >= nodeUpdateMinMinor {
 		// "now" in Slurm's time syntax: v0.0.40 and v0.0.41 refuse a Unix
 		// time there (error 9202), v0.0.42+ take both.
-		if _, err := b.do(ctx, http.MethodGet, "jobs?update_time=now", nil); err != nil {
+		resp, err := b.do(ctx, http.MethodGet, "jobs?update_time=now", nil)
+		if err != nil {
 			return fmt.Errorf("slurmrest: check: %w", err)
 		}
+		b.noteRelease(resp.body)
 		return nil
 	}
 	resp, err := b.do(ctx, http.MethodDelete, "job/"+probeJobID, nil)
+	if resp != nil {
+		b.noteRelease(resp.body) // also from the expected "invalid job id"
+	}
 	if err == nil {
 		err = cancelStatusError(resp)
 	}
@@ -427,4 +436,32 @@ func (b *Backend) Check(ctx context.Context) error {
 	default:
 		return fmt.Errorf("slurmrest: check: %w", err)
 	}
+}
+
+// SlurmVersions names slurmrestd's Slurm release as the last successful
+// Check read it from the answer's meta ("" before), for the controller's
+// readiness message. On Soperator slurmrestd and slurmctld come from one
+// release.
+func (b *Backend) SlurmVersions() string {
+	if r := b.release.Load(); r != nil {
+		return "slurmrestd Slurm " + *r
+	}
+	return ""
+}
+
+// noteRelease remembers meta.slurm.release of an answer (v0.0.38 spells
+// the key "Slurm"; encoding/json matches it all the same).
+func (b *Backend) noteRelease(body []byte) {
+	var m struct {
+		Meta struct {
+			Slurm struct {
+				Release string `json:"release"`
+			} `json:"slurm"`
+		} `json:"meta"`
+	}
+	if json.Unmarshal(body, &m) != nil || m.Meta.Slurm.Release == "" || len(m.Meta.Slurm.Release) > 32 {
+		return
+	}
+	r := m.Meta.Slurm.Release
+	b.release.Store(&r)
 }

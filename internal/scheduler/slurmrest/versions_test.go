@@ -150,3 +150,27 @@ func TestCheck_DataParser(t *testing.T) {
 		})
 	}
 }
+
+// Check remembers slurmrestd's Slurm release from the meta of its answer,
+// in v0.0.38's spelling ("Slurm") and the data_parser's ("slurm").
+func TestCheckNotesSlurmRelease(t *testing.T) {
+	for _, c := range []struct{ dir, fixture, api, want string }{
+		{"slurm-22.05-v0.0.38", "cancel-unknown.json", "v0.0.38", "slurmrestd Slurm 22.05.8"},
+		{"slurm-24.11-v0.0.42", "jobs.json", "v0.0.42", "slurmrestd Slurm 24.11.5"},
+		{"slurm-26.05-v0.0.45", "jobs.json", "v0.0.45", "slurmrestd Slurm 26.05.5"},
+	} {
+		t.Run(c.dir, func(t *testing.T) {
+			f := newFakeRESTFixture(t, filepath.Join("testdata", c.dir, c.fixture))
+			b := newTestBackend(t, Config{BaseURL: f.srv.URL, APIVersion: c.api})
+			if b.SlurmVersions() != "" {
+				t.Fatalf("SlurmVersions before any Check = %q", b.SlurmVersions())
+			}
+			if err := b.Check(context.Background()); err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if got := b.SlurmVersions(); got != c.want {
+				t.Errorf("SlurmVersions = %q, want %q", got, c.want)
+			}
+		})
+	}
+}

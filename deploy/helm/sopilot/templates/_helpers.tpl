@@ -78,13 +78,82 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s.%s.svc.%s" (include "sopilot.controller.fullname" .) .Release.Namespace .Values.tls.clusterDomain -}}
 {{- end -}}
 
+{{/*
+Soperator's object names, from soperator.clusterName unless overridden one
+by one (Soperator's internal/naming: <cluster>-<entity>).
+*/}}
+{{- define "sopilot.soperator.restURL" -}}
+{{- default (printf "http://%s-rest-svc:6820" .Values.soperator.clusterName) .Values.slurm.rest.url -}}
+{{- end -}}
+{{- define "sopilot.soperator.jwtSecret" -}}
+{{- default (printf "%s-rest-jwt-key" .Values.soperator.clusterName) .Values.slurm.rest.jwtKey.secretName -}}
+{{- end -}}
+{{- define "sopilot.soperator.mungeSecret" -}}
+{{- default (printf "%s-munge" .Values.soperator.clusterName) .Values.slurm.cli.mungeKey.secretName -}}
+{{- end -}}
+{{- define "sopilot.soperator.configMap" -}}
+{{- default (printf "%s-slurm-configs" .Values.soperator.clusterName) .Values.slurm.cli.configMap -}}
+{{- end -}}
+
+{{/* soperator.version as a semver string ("1.20" -> "1.20.0"). */}}
+{{- define "sopilot.soperator.semver" -}}
+{{- $v := toString .Values.soperator.version -}}
+{{- if eq (len (splitList "." $v)) 2 -}}{{- $v = printf "%s.0" $v -}}{{- end -}}
+{{- $v -}}
+{{- end -}}
+
+{{/* The Slurm release Soperator's version runs (its Makefile's SLURM_VERSION). */}}
+{{- define "sopilot.soperator.slurm" -}}
+{{- $v := include "sopilot.soperator.semver" . -}}
+{{- if semverCompare "<1.20.0-0" $v -}}
+{{- fail (printf "soperator.version %s: sopilot supports Soperator 1.20 and later" .Values.soperator.version) -}}
+{{- else if semverCompare "<1.21.0-0" $v -}}24.05
+{{- else if semverCompare "<1.23.0-0" $v -}}24.11
+{{- else if semverCompare "<3.0.0-0" $v -}}25.05
+{{- else if semverCompare "<5.0.0-0" $v -}}25.11
+{{- else if semverCompare "<6.0.0-0" $v -}}26.05
+{{- else -}}
+{{- fail (printf "soperator.version %s: unknown Slurm release; this chart knows Soperator 1.20 to 5.x" .Values.soperator.version) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The jail's directory of the complete Slurm config set. */}}
+{{- define "sopilot.soperator.jailConfigDir" -}}
+{{- if .Values.slurm.cli.jailConfigDir -}}
+{{- .Values.slurm.cli.jailConfigDir -}}
+{{- else if semverCompare "<1.22.0-0" (include "sopilot.soperator.semver" .) -}}
+/slurm
+{{- else -}}
+/etc/slurm
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Slurm release of the cli image's tools: one that Debian packages and
+that the cluster's slurmctld accepts (Slurm's compatibility window: from
+24.11 on, its own and the three previous major releases; before, two).
+*/}}
+{{- define "sopilot.slurmClient" -}}
+{{- if .Values.controller.image.slurmClient -}}
+{{- .Values.controller.image.slurmClient -}}
+{{- else -}}
+{{- $slurm := include "sopilot.soperator.slurm" . -}}
+{{- if eq $slurm "24.05" -}}
+{{- fail (printf "slurm.backend=cli with soperator.version %s: its slurmctld is Slurm 24.05, which accepts clients 23.02 to 24.05, and Debian packages none of them (22.05, 24.11, 26.05). Use slurm.backend=rest, or build controller-slurmcli with Slurm 24.05's tools and set controller.image.slurmClient and controller.image.tag" .Values.soperator.version) -}}
+{{- else if eq $slurm "26.05" -}}26.05
+{{- else -}}24.11
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The controller image: the static one for slurmrestd, the one with the Slurm tools for the cli backend. */}}
 {{- define "sopilot.controller.image" -}}
-{{- $repo := .Values.controller.image.repository -}}
+{{- $tag := default .Chart.AppVersion .Values.controller.image.tag -}}
 {{- if eq .Values.slurm.backend "cli" -}}
-{{- $repo = .Values.controller.image.slurmcliRepository -}}
+{{- printf "%s:%s-slurm%s" .Values.controller.image.slurmcliRepository $tag (include "sopilot.slurmClient" .) -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.controller.image.repository $tag -}}
 {{- end -}}
-{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.controller.image.tag) -}}
 {{- end -}}
 
 {{- define "sopilot.agent.image" -}}
@@ -120,8 +189,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- else if .Values.tls.certManager.enabled -}}
 {{- fail "tls.certManager.enabled needs tls.enabled=true" -}}
 {{- end -}}
-{{- if and (eq .Values.slurm.backend "rest") (not (get .Values.slurm.rest "url")) -}}
-{{- fail "slurm.backend=rest needs slurm.rest.url" -}}
+{{- $_ := include "sopilot.soperator.slurm" . -}}
+{{- if and (eq .Values.slurm.backend "cli") (eq .Values.slurm.cli.configSource "jail") (not .Values.jail.enabled) -}}
+{{- fail "slurm.cli.configSource=jail needs jail.enabled" -}}
 {{- end -}}
 {{- if and .Values.agent.enabled .Values.jail.enabled (not .Values.jail.hostPath) (not .Values.jail.claimName) -}}
 {{- fail "jail.enabled needs jail.claimName or jail.hostPath" -}}
