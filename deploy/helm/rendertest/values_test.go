@@ -81,6 +81,7 @@ func TestTemplateGuards(t *testing.T) {
 		{"tls: {enabled: true, existingSecret: {controller: x}, agentAuth: clientCertificate, agentCerts: {source: certManagerPerNode}}", "needs tls.certManager.enabled=true"},
 		{"tls: {enabled: true, certManager: {enabled: true}, agentAuth: clientCertificate, agentCerts: {source: certManagerPerNode}}", "agent.nodeName.source=map"},
 		{"tls: {enabled: true, certManager: {enabled: true}, agentCerts: {source: certManagerPerNode}}", "tls.agentCerts.source=certManagerPerNode needs tls.agentAuth=clientCertificate"},
+		{"{tls: {enabled: true, certManager: {enabled: true}}, agent: {nodeName: {source: map, map: {n1: worker-0}}}}", "agent.nodeName.source=map needs tls.agentAuth=clientCertificate"},
 		{"{tls: {enabled: true, certManager: {enabled: true}}, serviceAccount: {create: false}}", `any pod running as "default" could speak for its node`},
 		{"{tls: {enabled: true, certManager: {enabled: true}}, serviceAccount: {create: false, agentName: sopilot, controllerName: sopilot}}", "different service accounts for the agents and the controller"},
 		{"slurm: {rest: {url: null}}", "slurm.backend=rest needs slurm.rest.url"},

@@ -125,6 +125,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version -}}
 {{- fail (printf "tls.agentAuth=serviceAccountToken needs Kubernetes 1.30 or later (the API server names a pod token's node from 1.30, feature ServiceAccountTokenPodNodeInfo); this cluster is %s: use tls.agentAuth=clientCertificate" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}
+{{- if eq (dig "nodeName" "source" "" .Values.agent) "map" -}}
+{{- fail "tls.agentAuth=serviceAccountToken binds each agent to its Kubernetes node's name, so the agent must report that name: agent.nodeName.source=map needs tls.agentAuth=clientCertificate" -}}
+{{- end -}}
 {{- if eq .Values.tls.agentCerts.source "certManagerPerNode" -}}
 {{- fail "tls.agentCerts.source=certManagerPerNode needs tls.agentAuth=clientCertificate (with tls.agentAuth=serviceAccountToken agents need no certificates)" -}}
 {{- end -}}
