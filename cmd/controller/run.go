@@ -35,17 +35,22 @@ Prometheus metrics.
 The API is served over TLS; callers send "authorization: Bearer <token>"
 (tokens from --token-file, or Kubernetes service-account tokens through
 --tokenreview-audience), and every RPC requires a role (viewer, submitter,
-operator, admin). Node agents authenticate with client certificates signed
-by --tls-client-ca-file and may report only for the node their certificate
-names. --insecure serves plaintext with no authentication, for local
-development only.
+operator, admin). Node agents in Kubernetes send their pod's service
+account token (of an --agent-service-account), which binds them to the
+Kubernetes node their pod runs on; agents elsewhere present client
+certificates signed by --tls-client-ca-file, bound to the node the
+certificate names. An agent may report only for its own node. --insecure
+serves plaintext with no authentication, for local development only.
 
 Examples:
   # Local development on the local cluster, Slurm command-line tools:
   controller --insecure --db /tmp/sopilot.db
-  # Production: TLS, tokens, agent certificates:
+  # Production in Kubernetes: TLS, user tokens, agents by service account token:
   controller --db /var/lib/sopilot/controller.db --tls-cert-file tls.crt --tls-key-file tls.key \
-             --tls-client-ca-file agents-ca.crt --token-file tokens.csv
+             --token-file tokens.csv --tokenreview-audience sopilot \
+             --agent-service-account soperator/sopilot-agent
+  # Agents with client certificates (hosts outside Kubernetes):
+  controller ... --tls-client-ca-file agents-ca.crt
   # slurmrestd with a JWT key (mints its own tokens):
   controller ... --scheduler rest --slurmrestd-url http://127.0.0.1:6820 \
              --slurm-user root --slurm-jwt-key-file /etc/slurm/jwt_hs256.key

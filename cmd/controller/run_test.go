@@ -30,6 +30,12 @@ func TestRunFlags(t *testing.T) {
 		{name: "TLS without authentication", args: []string{"--tls-cert-file", "c", "--tls-key-file", "k"}, wantErr: "give --token-file and/or --tokenreview-audience", wantUsage: true},
 		{name: "insecure with TLS flags", args: []string{"--insecure", "--tls-cert-file", "c"}, wantErr: "--insecure turns TLS and authentication off", wantUsage: true},
 		{name: "bad tokenreview role", args: []string{"--tokenreview-role", "alice=root"}, wantErr: "tokenreview-role", wantUsage: true},
+		{name: "agent service account without audience", args: []string{"--tls-cert-file", "c", "--tls-key-file", "k", "--token-file", "t", "--agent-service-account", "soperator/sopilot-agent"},
+			wantErr: "--agent-service-account need --tokenreview-audience", wantUsage: true},
+		{name: "agent service account not NAMESPACE/NAME", args: []string{"--agent-service-account", "sopilot-agent"}, wantErr: "want <namespace>/<name>", wantUsage: true},
+		{name: "agent service account from the environment with --insecure", args: []string{"--insecure"}, env: map[string]string{"SOPILOT_AGENT_SERVICE_ACCOUNT": "soperator/sopilot-agent"},
+			wantErr: "--insecure turns TLS and authentication off", wantUsage: true},
+		{name: "help names the agent flags", args: []string{"--help"}, wantOut: []string{"--agent-service-account  [SOPILOT_AGENT_SERVICE_ACCOUNT]", "--tokenreview-ca-file", "--tokenreview-token-file"}},
 		{name: "rest with token and key", args: []string{"--insecure", "--scheduler", "rest", "--slurmrestd-url", "http://127.0.0.1:1", "--slurm-user", "root", "--slurm-jwt", "x", "--slurm-jwt-key-file", "/k"},
 			wantErr: "slurmrestd settings", wantUsage: true},
 	}

@@ -53,7 +53,11 @@ Prometheus metrics and, in simulated modes, fault injection are served on
 --admin-addr (keep it on localhost).
 
 Examples:
-  # A real GPU node (mutual TLS with the controller):
+  # A GPU node in Kubernetes: TLS, and the pod's projected service account
+  # token (the controller reviews it and binds the agent to its node):
+  node-agent --controller sopilot-controller:50051 --node-name "$K8S_NODE_NAME" \
+             --token-file /var/run/secrets/sopilot/token --tls-ca-file ca.crt
+  # A host outside Kubernetes (mutual TLS with a client certificate):
   node-agent --controller sopilot-controller:50051 --node-name "$(hostname -s)" \
              --tls-cert-file agent.crt --tls-key-file agent.key --tls-ca-file ca.crt
   # A machine without GPUs (demo, CI): simulated GPUs and IB, labelled so:
@@ -86,6 +90,7 @@ type options struct {
 	maxTelemetryBatches                    int
 	insecure                               bool
 	tlsCert, tlsKey, tlsCA, serverName     string
+	tokenFile                              string
 }
 
 type stringList struct{ v *[]string }
@@ -126,6 +131,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.interval, "interval", time.Second, "sampling interval")
 	fs.IntVar(&o.maxTelemetryBatches, "buffer-batches", 600, "unsent telemetry batches kept while the controller is unreachable (older ones lose their samples first; health events are kept)")
 	fs.BoolVar(&o.insecure, "insecure", false, "connect without TLS and without a client certificate: local development only (the controller must run --insecure too)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "bearer token sent to the controller instead of a client certificate: the pod's projected service account token (audience the controller's --tokenreview-audience); re-read at every connect, so the kubelet's rotation needs no restart")
 	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "this agent's client certificate (PEM, URI SAN spiffe://sopilot/agent/<node>); reloaded when it changes")
 	fs.StringVar(&o.tlsKey, "tls-key-file", "", "the client certificate's private key (PEM)")
 	fs.StringVar(&o.tlsCA, "tls-ca-file", "", "CA that signs the controller's certificate (PEM)")
@@ -160,12 +166,18 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	if len(o.simFaults) > 0 && o.nvmlMode != "sim" {
 		problems = append(problems, errors.New("--sim-fault needs --nvml=sim"))
 	}
-	tlsFlags := o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != ""
+	tlsFlags := o.tlsCert != "" || o.tlsKey != "" || o.tlsCA != "" || o.tokenFile != ""
+	certFlags := o.tlsCert != "" || o.tlsKey != ""
 	switch {
 	case o.insecure && tlsFlags:
-		problems = append(problems, errors.New("--insecure turns TLS off: drop it or the --tls-* flags"))
-	case !o.insecure && (o.tlsCert == "" || o.tlsKey == "" || o.tlsCA == ""):
-		problems = append(problems, errors.New("the agent connects with mutual TLS: give --tls-cert-file, --tls-key-file and --tls-ca-file, or --insecure for local development"))
+		problems = append(problems, errors.New("--insecure turns TLS off: drop it or the --tls-*/--token-file flags"))
+	case o.insecure:
+	case o.tokenFile != "" && certFlags:
+		problems = append(problems, errors.New("give --token-file or a client certificate (--tls-cert-file, --tls-key-file), not both"))
+	case o.tokenFile != "" && o.tlsCA == "":
+		problems = append(problems, errors.New("--token-file needs --tls-ca-file (the CA of the controller's certificate): the token is sent only over TLS"))
+	case o.tokenFile == "" && (o.tlsCert == "" || o.tlsKey == "" || o.tlsCA == ""):
+		problems = append(problems, errors.New("the agent connects with TLS: give --tls-ca-file and either --token-file (in Kubernetes, the pod's service account token) or --tls-cert-file and --tls-key-file (a client certificate), or --insecure for local development"))
 	}
 	if _, err := health.DefaultThresholds(o.platform); err != nil {
 		problems = append(problems, fmt.Errorf("--platform: %w", err))
@@ -262,9 +274,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		creds = credentials.NewTLS(tc)
 	}
-	conn, err := grpc.NewClient(o.controller,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithKeepaliveParams(uplink.Keepalive))
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithKeepaliveParams(uplink.Keepalive)}
+	if o.tokenFile != "" {
+		token, err := uplink.NewTokenFile(o.tokenFile)
+		if err != nil {
+			return usageError{fmt.Errorf("--token-file: %w", err)}
+		}
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(token))
+	}
+	conn, err := grpc.NewClient(o.controller, dialOpts...)
 	if err != nil {
 		return usageError{fmt.Errorf("--controller: %w", err)}
 	}

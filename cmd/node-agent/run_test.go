@@ -52,8 +52,12 @@ func TestUsageErrors(t *testing.T) {
 		{"stray argument", []string{"run"}, nil, []string{`unexpected argument "run"`}},
 		{"bad env", nil, map[string]string{"SOPILOT_SIM_GPUS": "eight"}, []string{"SOPILOT_SIM_GPUS"}},
 		{"env checked like flags", nil, map[string]string{"SOPILOT_NVML": "fake"}, []string{`--nvml must be "real" or "sim", got "fake"`}},
-		{"neither TLS nor insecure", []string{"--insecure=false"}, nil, []string{"give --tls-cert-file, --tls-key-file and --tls-ca-file, or --insecure"}},
-		{"TLS half given", []string{"--insecure=false", "--tls-cert-file", "a.crt"}, nil, []string{"give --tls-cert-file, --tls-key-file and --tls-ca-file"}},
+		{"neither TLS nor insecure", []string{"--insecure=false"}, nil, []string{"give --tls-ca-file and either --token-file (in Kubernetes, the pod's service account token) or --tls-cert-file and --tls-key-file (a client certificate), or --insecure"}},
+		{"TLS half given", []string{"--insecure=false", "--tls-cert-file", "a.crt"}, nil, []string{"give --tls-ca-file and either --token-file"}},
+		{"token without CA", []string{"--insecure=false", "--token-file", "token"}, nil, []string{"--token-file needs --tls-ca-file"}},
+		{"token and certificate", []string{"--insecure=false", "--token-file", "token", "--tls-ca-file", "ca.crt", "--tls-key-file", "a.key"}, nil, []string{"give --token-file or a client certificate (--tls-cert-file, --tls-key-file), not both"}},
+		{"insecure and token", []string{"--token-file", "token"}, nil, []string{"--insecure turns TLS off: drop it or the --tls-*/--token-file flags"}},
+		{"token from the environment, unreadable", []string{"--insecure=false", "--tls-ca-file", "/nonexistent/ca.crt"}, map[string]string{"SOPILOT_TOKEN_FILE": "/nonexistent/token"}, []string{"TLS: "}},
 		{"insecure and TLS", []string{"--tls-ca-file", "ca.crt"}, nil, []string{"--insecure turns TLS off"}},
 		{"unreadable TLS files", []string{"--insecure=false", "--tls-cert-file", "/nonexistent/a.crt", "--tls-key-file", "/nonexistent/a.key", "--tls-ca-file", "/nonexistent/ca.crt"}, nil,
 			[]string{"TLS: "}},
@@ -110,6 +114,7 @@ func FuzzParseFlags(f *testing.F) {
 	for _, s := range []string{
 		"--insecure --nvml sim --sim-gpus 8 --sim-fault xid:79@gpu3",
 		"--tls-cert-file a --tls-key-file b --tls-ca-file c",
+		"--insecure=false --token-file t --tls-ca-file c",
 		"--nvml=fake --sim-gpus=0 --platform=a100",
 		"--interval 50ms --ib rdma",
 		"--node-name worker/0",
@@ -136,7 +141,8 @@ func FuzzParseFlags(f *testing.F) {
 			}
 		default:
 			if o.nvmlMode != "real" && o.nvmlMode != "sim" || o.simGPUs < 1 || o.simGPUs > 64 || o.interval < 100*time.Millisecond ||
-				len(o.simFaults) > 0 && o.nvmlMode != "sim" || !o.insecure && (o.tlsCert == "" || o.tlsKey == "" || o.tlsCA == "") {
+				len(o.simFaults) > 0 && o.nvmlMode != "sim" || !o.insecure && o.tlsCA == "" ||
+				!o.insecure && o.tokenFile == "" && (o.tlsCert == "" || o.tlsKey == "") || o.tokenFile != "" && (o.insecure || o.tlsCert != "" || o.tlsKey != "") {
 				t.Fatalf("parseFlags(%q) accepted %+v", args, *o)
 			}
 		}

@@ -13,13 +13,41 @@
 // suit people: they are easy to issue per person with a role, and revoked
 // by deleting a line or a RoleBinding.
 //
-// Node agents authenticate with a client certificate (mutual TLS; see
-// package tlsutil for the TLS configuration and the naming scheme: URI SAN
-// spiffe://sopilot/agent/<node>). Agents run unattended on every node, so
-// their credential is issued per node by the cluster's CA, rotated on disk,
-// and binds the agent to its node: AgentNode returns the node the
-// certificate names and CheckAgentNode refuses a Hello for any other node.
-// A bearer token, when sent, takes precedence over a client certificate.
+// Node agents run unattended on every node, and their credential must bind
+// each one to its node. In Kubernetes an agent sends its pod's projected
+// service account token as its bearer token. TokenReviewConfig.Agents
+// names the agents' service accounts; the review of such a token is a
+// node agent's Identity bound to the node the API server names in the
+// review's user.extra (ExtraNodeName: the pod's spec.nodeName, written
+// into the token when the kubelet requested it for the pod; Kubernetes
+// 1.30+). A token of that account that is not bound to a pod, or names no
+// node, is refused with an error saying why. Hosts outside Kubernetes
+// present a client certificate instead (mutual TLS; see package tlsutil
+// for the TLS configuration and the naming scheme: URI SAN
+// spiffe://sopilot/agent/<node>). Either way AgentNode returns the node the
+// credential is bound to and CheckAgentNode refuses a Hello for any other
+// node. A bearer token, when sent, takes precedence over a client
+// certificate.
+//
+// Why a bound service account token rather than a certificate per node:
+// a certificate must be issued for each node before its agent can connect,
+// and Kubernetes has no way to hand each pod of a DaemonSet a Secret of
+// its own, so per-node certificates came from the host's disk or from one
+// DaemonSet per node of a static map, and both broke when Soperator
+// replaced a node. The projected token needs no issuing: the kubelet asks
+// for it when it starts the pod and replaces it before it expires, the API
+// server (not the agent) says which node the pod was scheduled to, and a
+// review fails once the pod is deleted. A replaced node's new agent pod
+// is admitted with no step by hand. The cost is one TokenReview per token
+// per CacheTTL, and the trust boundary: whoever may run pods as the agents'
+// service account in its namespace may speak for the node such a pod runs
+// on, as whoever could mount a node's host path could read its key
+// before. docs/design.md records the decision.
+//
+// A stream is authorized when it opens. A review's answer is cached for
+// CacheTTL, never past the token's expiry, so a revoked or expired token
+// opens no stream after that; a stream already open runs on (the agent
+// of a deleted pod ends with its pod).
 //
 // # Roles and the policy table
 //
@@ -64,7 +92,7 @@
 // # What handlers must still check
 //
 // The AgentService Connect handler calls CheckAgentNode with
-// Hello.node_name: an agent's certificate binds it to one node.
+// Hello.node_name: an agent's token or certificate binds it to one node.
 //
 // # Secrets
 //

@@ -269,7 +269,7 @@ func (a *Authorizer) authenticate(ctx context.Context, rule Rule) (Identity, err
 		return Identity{Name: "agent:" + node, Kind: KindAgent, Node: node, Source: "client-certificate"}, nil
 	}
 	if rule.AgentOnly {
-		return Identity{}, status.Errorf(codes.Unauthenticated, "no agent client certificate; node agents must present a certificate from the agent CA with URI SAN spiffe://%s/agent/<node>", tlsutil.AgentTrustDomain)
+		return Identity{}, status.Errorf(codes.Unauthenticated, "no agent credentials; node agents must send their pod's service account token ('authorization: Bearer <token>', an agent service account of the controller) or present a client certificate from the agent CA with URI SAN spiffe://%s/agent/<node>", tlsutil.AgentTrustDomain)
 	}
 	return Identity{}, status.Errorf(codes.Unauthenticated, "no credentials; %s", howToAuthenticate)
 }
@@ -279,7 +279,7 @@ func authorize(id Identity, rule Rule, method string) error {
 	case id.Kind == KindAgent && !rule.AgentOnly:
 		return status.Errorf(codes.PermissionDenied, "%s is denied to node agents (caller %q); agents may call only AgentService/Connect", method, id.Name)
 	case rule.AgentOnly && id.Kind != KindAgent:
-		return status.Errorf(codes.PermissionDenied, "%s requires a node agent client certificate; caller %q has role %s", method, id.Name, id.Role)
+		return status.Errorf(codes.PermissionDenied, "%s is for node agents only (an agent service account token or client certificate); caller %q has role %s", method, id.Name, id.Role)
 	case rule.AgentOnly:
 		return nil
 	case !id.Role.Includes(rule.Role) || rule.Role == RoleNone:

@@ -217,7 +217,7 @@ func TestErrorMessagesSayWhatToDo(t *testing.T) {
 	if err == nil {
 		_, err = stream.Recv()
 	}
-	wantStatus(t, err, codes.Unauthenticated, "no agent client certificate; node agents must present a certificate from the agent CA with URI SAN spiffe://sopilot/agent/<node>")
+	wantStatus(t, err, codes.Unauthenticated, "no agent credentials; node agents must send their pod's service account token")
 }
 
 func wantStatus(t *testing.T, err error, code codes.Code, msg string) {

@@ -58,7 +58,8 @@ type Kind int
 const (
 	// KindUser is a person or automation authenticated by a bearer token.
 	KindUser Kind = iota + 1
-	// KindAgent is a node agent authenticated by its client certificate.
+	// KindAgent is a node agent, authenticated by its client certificate
+	// or by the service account token of its pod (TokenReview).
 	KindAgent
 	// KindInsecure is any caller of a server in insecure mode (every
 	// caller is an admin and may also act as an agent for any node).
@@ -88,8 +89,12 @@ type Identity struct {
 	Kind Kind
 	// Role is the caller's role; RoleNone for agents.
 	Role Role
-	// Node is the node an agent's certificate names; empty otherwise.
+	// Node is the node an agent speaks for: the one its certificate names,
+	// or the Kubernetes node its pod's token is bound to; empty otherwise.
 	Node string
+	// Pod is "<namespace>/<pod>" of an agent authenticated by its pod's
+	// service account token; empty otherwise.
+	Pod string
 	// Source names the authenticator: "token-file", "tokenreview",
 	// "client-certificate" or "insecure".
 	Source string
@@ -111,8 +116,9 @@ func FromContext(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
-// AgentNode returns the node named by the verified client certificate of
-// the agent making the call, and false when the caller is not an agent
+// AgentNode returns the node the credential of the agent making the call
+// is bound to (its verified client certificate, or its pod's reviewed
+// service account token), and false when the caller is not an agent
 // (including in insecure mode).
 func AgentNode(ctx context.Context) (string, bool) {
 	id, ok := FromContext(ctx)
@@ -123,9 +129,10 @@ func AgentNode(ctx context.Context) (string, bool) {
 }
 
 // CheckAgentNode is the node binding of AgentService: it returns nil when
-// the caller may speak for node (its certificate names node, or the server
-// is in insecure mode), and a PermissionDenied status error otherwise.
-// The Connect handler calls it with Hello.node_name.
+// the caller may speak for node (its certificate names node, its pod's
+// token is bound to Kubernetes node node, or the server is in insecure
+// mode), and a PermissionDenied status error otherwise. The Connect
+// handler calls it with Hello.node_name.
 func CheckAgentNode(ctx context.Context, node string) error {
 	id, ok := FromContext(ctx)
 	switch {
@@ -135,6 +142,8 @@ func CheckAgentNode(ctx context.Context, node string) error {
 		return nil
 	case id.Kind != KindAgent:
 		return status.Errorf(codes.PermissionDenied, "caller %q is not a node agent", id.Name)
+	case id.Node != node && id.Source == "tokenreview":
+		return status.Errorf(codes.PermissionDenied, "agent service account token is bound to pod %s on node %q, not to node %q", id.Pod, id.Node, node)
 	case id.Node != node:
 		return status.Errorf(codes.PermissionDenied, "agent certificate is for node %q, not for node %q", id.Node, node)
 	}

@@ -49,7 +49,16 @@ type TokenReviewConfig struct {
 	// role of its user name and its groups; none is RoleNone, which
 	// authenticates but is allowed nothing.
 	Groups map[string]Role
-	// CacheTTL is how long a review's answer is reused; default 10s.
+	// Agents are the service accounts of node agents. A token of one of
+	// them is a node agent's identity (KindAgent, no role), bound to the
+	// node the review's user.extra names; it must be a token bound to a
+	// pod whose review carries the node (Kubernetes 1.30+), else it is
+	// refused. These accounts must not also be in Users.
+	Agents []ServiceAccount
+	// CacheTTL is how long a review's answer is reused, and so how long a
+	// revoked token (its pod or service account deleted) may still open
+	// streams; default 10s. An answer is never reused past the token's
+	// own expiry (its "exp" claim).
 	CacheTTL time.Duration
 	// Timeout bounds one review request; default 5s.
 	Timeout time.Duration
@@ -68,6 +77,8 @@ type TokenReview struct {
 	cfg    TokenReviewConfig
 	url    string
 	client *http.Client
+	// agents maps the user names of Agents to them.
+	agents map[string]ServiceAccount
 
 	mu    sync.Mutex
 	cache map[[sha256.Size]byte]reviewResult
@@ -116,6 +127,16 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	agents := map[string]ServiceAccount{}
+	for _, sa := range cfg.Agents {
+		if _, err := ParseServiceAccount(sa.String()); err != nil {
+			return nil, fmt.Errorf("tokenreview: agent service account: %w", err)
+		}
+		if _, ok := cfg.Users[sa.Username()]; ok {
+			return nil, fmt.Errorf("tokenreview: %s is an agent service account and cannot also have a user role", sa)
+		}
+		agents[sa.Username()] = sa
+	}
 	client := cfg.HTTPClient
 	if client == nil {
 		pem, err := os.ReadFile(cfg.CAFile)
@@ -134,6 +155,7 @@ func NewTokenReview(cfg TokenReviewConfig) (*TokenReview, error) {
 		cfg:    cfg,
 		url:    strings.TrimRight(cfg.URL, "/") + "/apis/authentication.k8s.io/v1/tokenreviews",
 		client: client,
+		agents: agents,
 		cache:  map[[sha256.Size]byte]reviewResult{},
 	}, nil
 }
@@ -158,15 +180,17 @@ type tokenReviewStatus struct {
 }
 
 type userInfo struct {
-	Username string   `json:"username"`
-	UID      string   `json:"uid"`
-	Groups   []string `json:"groups"`
+	Username string              `json:"username"`
+	UID      string              `json:"uid"`
+	Groups   []string            `json:"groups"`
+	Extra    map[string][]string `json:"extra,omitempty"`
 }
 
 // Authenticate reviews token. An invalid or expired token, or one for
-// another audience, is a codes.Unauthenticated status error; an API server
-// that cannot answer is codes.Unavailable. Answers are cached for
-// CacheTTL, keyed by the token's SHA-256.
+// another audience, or an agent's token without a node, is a
+// codes.Unauthenticated status error; an API server that cannot answer is
+// codes.Unavailable. Answers are cached for CacheTTL, keyed by the token's
+// SHA-256, and never past the token's expiry.
 func (r *TokenReview) Authenticate(ctx context.Context, token string) (Identity, error) {
 	digest := sha256.Sum256([]byte(token))
 	now := r.cfg.Now()
@@ -180,6 +204,9 @@ func (r *TokenReview) Authenticate(ctx context.Context, token string) (Identity,
 			return Identity{}, err
 		}
 		res.expires = now.Add(r.cfg.CacheTTL)
+		if exp, ok := tokenExpiry(token); ok && exp.Before(res.expires) {
+			res.expires = exp
+		}
 		r.store(digest, res, now)
 	}
 	if !res.ok {
@@ -259,6 +286,15 @@ func (r *TokenReview) review(ctx context.Context, token string) (reviewResult, e
 	}
 	if st.User.Username == "" {
 		return reviewResult{reason: "review names no user"}, nil
+	}
+	if sa, ok := r.agents[st.User.Username]; ok {
+		node, pod, err := agentBinding(st.User.Extra)
+		if err != nil {
+			r.cfg.Logger.Warn("tokenreview: refused a token of the agent service account", "service_account", sa.String(), "err", err)
+			return reviewResult{reason: fmt.Sprintf("token of agent service account %s: %v", sa, err)}, nil
+		}
+		r.cfg.Logger.Debug("tokenreview: node agent authenticated", "service_account", sa.String(), "node", node, "pod", pod)
+		return reviewResult{ok: true, id: Identity{Name: "agent:" + node, Kind: KindAgent, Node: node, Pod: sa.Namespace + "/" + pod, Source: "tokenreview"}}, nil
 	}
 	role := r.cfg.Users[st.User.Username]
 	for _, g := range st.User.Groups {

@@ -30,6 +30,14 @@ type Security struct {
 	// in-cluster) and mapped to roles by user and group.
 	TokenReviewAudience, TokenReviewURL string
 	TokenReviewUsers, TokenReviewGroups map[string]auth.Role
+	// TokenReviewCAFile and TokenReviewTokenFile are the API server's CA
+	// and the controller's own token (defaults: the pod's service account
+	// files), for pointing the controller at an API server from outside.
+	TokenReviewCAFile, TokenReviewTokenFile string
+	// AgentServiceAccounts are the node agents' service accounts: their
+	// pod-bound tokens authenticate agents, each bound to its pod's
+	// Kubernetes node. They need TokenReviewAudience.
+	AgentServiceAccounts []auth.ServiceAccount
 	// RateLimit limits calls per caller; zero disables it.
 	RateLimit auth.RateLimit
 }
@@ -59,10 +67,13 @@ func (s Security) serverOptions(logger *slog.Logger, owners auth.RunOwners) ([]g
 		}
 		if s.TokenReviewAudience != "" {
 			if cfg.TokenReview, err = auth.NewTokenReview(auth.TokenReviewConfig{
-				URL: s.TokenReviewURL, Audience: s.TokenReviewAudience, Users: s.TokenReviewUsers, Groups: s.TokenReviewGroups, Logger: logger,
+				URL: s.TokenReviewURL, Audience: s.TokenReviewAudience, Users: s.TokenReviewUsers, Groups: s.TokenReviewGroups,
+				CAFile: s.TokenReviewCAFile, TokenFile: s.TokenReviewTokenFile, Agents: s.AgentServiceAccounts, Logger: logger,
 			}); err != nil {
 				return nil, fmt.Errorf("--tokenreview-*: %w", err)
 			}
+		} else if len(s.AgentServiceAccounts) > 0 {
+			return nil, fmt.Errorf("agent service accounts %v need a TokenReview audience", s.AgentServiceAccounts)
 		}
 		if a, err = auth.New(cfg); err != nil {
 			return nil, err

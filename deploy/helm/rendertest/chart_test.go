@@ -475,9 +475,13 @@ func env(c corev1.Container, name string) (corev1.EnvVar, bool) {
 	return corev1.EnvVar{}, false
 }
 
+// tlsOn: the controller serves TLS, or an agent connects with TLS (with a
+// client certificate or a service account token; both verify the
+// controller with --tls-ca-file).
 func tlsOn(c corev1.Container) bool {
-	_, ok := arg(c.Args, "--tls-cert-file")
-	return ok
+	_, cert := arg(c.Args, "--tls-cert-file")
+	_, ca := arg(c.Args, "--tls-ca-file")
+	return cert || ca
 }
 
 func checkController(t *testing.T, r rendered) {
@@ -577,17 +581,100 @@ func checkAgents(t *testing.T, r rendered) {
 		if e, ok := env(c, "K8S_NODE_NAME"); !ok || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
 			t.Errorf("%s: K8S_NODE_NAME %+v, want the downward API's spec.nodeName", where, e)
 		}
-		if tlsOn(c) {
+		if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+			t.Errorf("%s: the agent pod mounts the default service account token (it never calls the Kubernetes API)", where)
+		}
+		_, tokenAuth := arg(c.Args, "--token-file")
+		switch {
+		case tokenAuth:
+			checkAgentToken(t, where, spec, c)
+		case tlsOn(c):
 			wantArg(t, where, c.Args, "--tls-key-file", "/etc/sopilot/tls/tls.key")
 			wantArg(t, where, c.Args, "--tls-ca-file", "/etc/sopilot/tls/ca.crt")
 			if m, ok := mount(c, "/etc/sopilot/tls"); !ok || !m.ReadOnly {
 				t.Errorf("%s: TLS material not mounted read-only", where)
+			}
+			if _, ok := volume(spec, "sopilot-token"); ok {
+				t.Errorf("%s: a service account token volume beside a client certificate", where)
 			}
 		}
 		if e, ok := env(c, "SOPILOT_INSECURE"); tlsOn(c) == ok || (ok && e.Value != "true") {
 			t.Errorf("%s: TLS %v but SOPILOT_INSECURE %+v", where, tlsOn(c), e)
 		}
 	}
+}
+
+// checkAgentToken: an agent authenticating with its pod's service account
+// token gets a projected token for the controller's audience and the CA of
+// the controller's certificate, and nothing else: no client certificate,
+// no key.
+func checkAgentToken(t *testing.T, where string, spec corev1.PodSpec, c corev1.Container) {
+	t.Helper()
+	wantArg(t, where, c.Args, "--token-file", "/var/run/secrets/sopilot/token")
+	wantArg(t, where, c.Args, "--tls-ca-file", "/var/run/secrets/sopilot/ca.crt")
+	wantArg(t, where, c.Args, "--controller-server-name", controllerDNS)
+	noArg(t, where, c.Args, "--tls-cert-file")
+	noArg(t, where, c.Args, "--tls-key-file")
+	if spec.ServiceAccountName != agentName {
+		t.Errorf("%s: service account %q, want the agents' own %s", where, spec.ServiceAccountName, agentName)
+	}
+	if m, ok := mount(c, "/var/run/secrets/sopilot"); !ok || !m.ReadOnly {
+		t.Errorf("%s: token volume not mounted read-only at /var/run/secrets/sopilot", where)
+	}
+	if _, ok := volume(spec, "tls"); ok {
+		t.Errorf("%s: a certificate volume beside the service account token", where)
+	}
+	v, _ := volume(spec, "sopilot-token")
+	if v.Projected == nil || len(v.Projected.Sources) != 2 {
+		t.Fatalf("%s: token volume %+v, want a projected token and the controller's CA", where, v.VolumeSource)
+	}
+	tok, ca := v.Projected.Sources[0].ServiceAccountToken, v.Projected.Sources[1].Secret
+	if tok == nil || tok.Audience != "sopilot" || tok.Path != "token" || tok.ExpirationSeconds == nil || *tok.ExpirationSeconds != 3600 {
+		t.Errorf("%s: projected token %+v, want audience sopilot, path token, 3600 s", where, tok)
+	}
+	if ca == nil || ca.Name != "sopilot-controller-tls" || len(ca.Items) != 1 || ca.Items[0].Key != "ca.crt" || ca.Items[0].Path != "ca.crt" {
+		t.Errorf("%s: CA source %+v, want only ca.crt of the controller's certificate Secret", where, ca)
+	}
+}
+
+// checkTokenReviewRBAC: the controller may create tokenreviews, nothing
+// more, and mounts its own service account token to do so.
+func checkTokenReviewRBAC(t *testing.T, r rendered) {
+	t.Helper()
+	cr := r.get(t, "ClusterRole", controllerName+"-tokenreview").(*rbacv1.ClusterRole)
+	want := rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}}
+	if len(cr.Rules) != 1 || !slices.Equal(cr.Rules[0].APIGroups, want.APIGroups) ||
+		!slices.Equal(cr.Rules[0].Resources, want.Resources) || !slices.Equal(cr.Rules[0].Verbs, want.Verbs) ||
+		len(cr.Rules[0].ResourceNames) > 0 || len(cr.Rules[0].NonResourceURLs) > 0 {
+		t.Errorf("TokenReview ClusterRole rules %+v, want exactly %+v", cr.Rules, want)
+	}
+	crb := r.get(t, "ClusterRoleBinding", controllerName+"-tokenreview").(*rbacv1.ClusterRoleBinding)
+	if crb.RoleRef.Name != cr.Name || crb.RoleRef.Kind != "ClusterRole" ||
+		len(crb.Subjects) != 1 || crb.Subjects[0].Kind != "ServiceAccount" ||
+		crb.Subjects[0].Name != controllerName || crb.Subjects[0].Namespace != rel.Namespace {
+		t.Errorf("TokenReview binding %+v %+v, want the controller's ServiceAccount only", crb.RoleRef, crb.Subjects)
+	}
+	spec := r.controller(t).Spec.Template.Spec
+	if spec.AutomountServiceAccountToken == nil || !*spec.AutomountServiceAccountToken {
+		t.Errorf("controller does not mount its service account token, which TokenReview needs")
+	}
+	wantArg(t, "controller", container(t, spec, "controller").Args, "--tokenreview-audience", "sopilot")
+}
+
+// noTokenReview: without TokenReview the controller has no Kubernetes
+// permission and no token.
+func noTokenReview(t *testing.T, r rendered) {
+	t.Helper()
+	if r.has("ClusterRole", controllerName+"-tokenreview") || r.has("ClusterRoleBinding", controllerName+"-tokenreview") {
+		t.Errorf("TokenReview RBAC rendered although nothing reviews tokens")
+	}
+	spec := r.controller(t).Spec.Template.Spec
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Errorf("controller mounts a service account token it does not use")
+	}
+	c := container(t, spec, "controller")
+	noArg(t, "controller", c.Args, "--tokenreview-audience")
+	noArg(t, "controller", c.Args, "--agent-service-account")
 }
 
 // --- per variant ----------------------------------------------------------
@@ -612,6 +699,7 @@ func gpuSelector(t *testing.T, ds *appsv1.DaemonSet) {
 }
 
 func checkDefaults(t *testing.T, r rendered) {
+	noTokenReview(t, r) // TLS is off by default: no agent tokens to review
 	wantKinds := map[string]int{"ServiceAccount": 2, "PersistentVolumeClaim": 1, "Service": 2, "Deployment": 1, "DaemonSet": 1}
 	got := map[string]int{}
 	for _, o := range r.objs {
@@ -828,16 +916,16 @@ func checkCertManagerTLS(t *testing.T, r rendered) {
 	if v, _ := volume(spec, "tls"); v.Secret == nil || v.Secret.SecretName != srv.Spec.SecretName {
 		t.Errorf("controller TLS volume %+v, want Secret %s", v.VolumeSource, srv.Spec.SecretName)
 	}
-	// Agent certificates come from the nodes (agentCerts.source=hostPath).
+	// Agents authenticate with their pods' service account tokens (the
+	// default tls.agentAuth), which the controller reviews and binds to
+	// each pod's node.
 	ds := r.agents(t)
 	if len(ds) != 1 {
 		t.Fatalf("%d agent DaemonSets, want 1", len(ds))
 	}
-	a := container(t, ds[0].Spec.Template.Spec, "agent")
-	wantArg(t, "agent", a.Args, "--controller-server-name", controllerDNS)
-	if v, _ := volume(ds[0].Spec.Template.Spec, "tls"); v.HostPath == nil || v.HostPath.Path != "/etc/sopilot/agent-tls" {
-		t.Errorf("agent TLS volume %+v, want the host's /etc/sopilot/agent-tls", v.VolumeSource)
-	}
+	checkAgentToken(t, "agent", ds[0].Spec.Template.Spec, container(t, ds[0].Spec.Template.Spec, "agent"))
+	checkTokenReviewRBAC(t, r)
+	wantArg(t, "controller", c.Args, "--agent-service-account", rel.Namespace+"/"+agentName)
 	if len(certs) != 2 {
 		t.Errorf("certificates %v, want the CA and the controller's only", certs)
 	}
@@ -858,9 +946,12 @@ func checkExistingSecretTLS(t *testing.T, r rendered) {
 	as := ds[0].Spec.Template.Spec
 	a := container(t, as, "agent")
 	wantArg(t, "agent", a.Args, "--controller-server-name", "sopilot.example.internal")
+	// Agent certificates come from the nodes (agentAuth=clientCertificate,
+	// agentCerts.source=hostPath).
 	if v, _ := volume(as, "tls"); v.HostPath == nil || v.HostPath.Path != "/etc/sopilot/agent-tls" {
 		t.Errorf("agent TLS volume %+v, want the host's /etc/sopilot/agent-tls", v.VolumeSource)
 	}
+	noTokenReview(t, r)
 	// Node names from the map: a wrapper reads this node's entry.
 	noArg(t, "agent", a.Args, "--node-name")
 	if len(a.Command) != 4 || a.Command[0] != "/bin/sh" || a.Command[3] != "node-agent" ||
@@ -1001,21 +1092,11 @@ func sourceText(t *testing.T) string {
 }
 
 func checkTokenReview(t *testing.T, r rendered) {
-	cr := r.get(t, "ClusterRole", controllerName+"-tokenreview").(*rbacv1.ClusterRole)
-	want := rbacv1.PolicyRule{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}}
-	if len(cr.Rules) != 1 || !slices.Equal(cr.Rules[0].APIGroups, want.APIGroups) ||
-		!slices.Equal(cr.Rules[0].Resources, want.Resources) || !slices.Equal(cr.Rules[0].Verbs, want.Verbs) ||
-		len(cr.Rules[0].ResourceNames) > 0 || len(cr.Rules[0].NonResourceURLs) > 0 {
-		t.Errorf("TokenReview ClusterRole rules %+v, want exactly %+v", cr.Rules, want)
-	}
-	crb := r.get(t, "ClusterRoleBinding", controllerName+"-tokenreview").(*rbacv1.ClusterRoleBinding)
-	if crb.RoleRef.Name != cr.Name || crb.RoleRef.Kind != "ClusterRole" ||
-		len(crb.Subjects) != 1 || crb.Subjects[0].Kind != "ServiceAccount" ||
-		crb.Subjects[0].Name != controllerName || crb.Subjects[0].Namespace != rel.Namespace {
-		t.Errorf("TokenReview binding %+v %+v, want the controller's ServiceAccount only", crb.RoleRef, crb.Subjects)
-	}
+	checkTokenReviewRBAC(t, r)
 	spec := r.controller(t).Spec.Template.Spec
 	c := container(t, spec, "controller")
+	// Users only: with TLS off there are no agent identities to review.
+	noArg(t, "controller", c.Args, "--agent-service-account")
 	wantArg(t, "controller", c.Args, "--token-file", "/etc/sopilot/auth/tokens")
 	if v, _ := volume(spec, "auth-tokens"); v.Secret == nil || v.Secret.SecretName != "sopilot-api-tokens" {
 		t.Errorf("token file volume %+v, want Secret sopilot-api-tokens", v.VolumeSource)

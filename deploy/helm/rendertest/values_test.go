@@ -41,6 +41,9 @@ func TestSchemaRejects(t *testing.T) {
 		{"slurmrestd URL", "slurm: {rest: {url: slurm:6820}}", "/slurm/rest/url"},
 		{"relative run directory", "jail: {runDirs: [opt/runs]}", "/jail/runDirs/0"},
 		{"agent cert source", "tls: {agentCerts: {source: shared}}", "/tls/agentCerts/source"},
+		{"agent authentication", "tls: {agentAuth: mutualTLS}", "/tls/agentAuth"},
+		{"agent token shorter than the API server allows", "tls: {agentToken: {expirationSeconds: 300}}", "/tls/agentToken/expirationSeconds"},
+		{"token review audience list", "auth: {tokenReview: {audience: 'sopilot,vault'}}", "/auth/tokenReview/audience"},
 		{"node name source", "agent: {nodeName: {source: hostname}}", "/agent/nodeName/source"},
 		{"slurm node name not a DNS label", "agent: {nodeName: {map: {n1: Worker_0}}}", "/agent/nodeName/map/n1"},
 		{"ib mode", "agent: {ib: sim}", "/agent/ib"},
@@ -75,8 +78,12 @@ func TestTemplateGuards(t *testing.T) {
 		{"tls: {enabled: true}", "tls.enabled needs tls.certManager.enabled=true or tls.existingSecret.controller"},
 		{"tls: {certManager: {enabled: true}}", "tls.certManager.enabled needs tls.enabled=true"},
 		{"tls: {enabled: true, certManager: {enabled: true}, existingSecret: {controller: x}}", "not both"},
-		{"tls: {enabled: true, existingSecret: {controller: x}, agentCerts: {source: certManagerPerNode}}", "needs tls.certManager.enabled=true"},
-		{"tls: {enabled: true, certManager: {enabled: true}, agentCerts: {source: certManagerPerNode}}", "agent.nodeName.source=map"},
+		{"tls: {enabled: true, existingSecret: {controller: x}, agentAuth: clientCertificate, agentCerts: {source: certManagerPerNode}}", "needs tls.certManager.enabled=true"},
+		{"tls: {enabled: true, certManager: {enabled: true}, agentAuth: clientCertificate, agentCerts: {source: certManagerPerNode}}", "agent.nodeName.source=map"},
+		{"tls: {enabled: true, certManager: {enabled: true}, agentCerts: {source: certManagerPerNode}}", "tls.agentCerts.source=certManagerPerNode needs tls.agentAuth=clientCertificate"},
+		{"{tls: {enabled: true, certManager: {enabled: true}}, agent: {nodeName: {source: map, map: {n1: worker-0}}}}", "agent.nodeName.source=map needs tls.agentAuth=clientCertificate"},
+		{"{tls: {enabled: true, certManager: {enabled: true}}, serviceAccount: {create: false}}", `any pod running as "default" could speak for its node`},
+		{"{tls: {enabled: true, certManager: {enabled: true}}, serviceAccount: {create: false, agentName: sopilot, controllerName: sopilot}}", "different service accounts for the agents and the controller"},
 		{"soperator: {version: '1.19.3'}", "sopilot supports Soperator 1.20 and later"},
 		{"soperator: {version: '6.0'}", "unknown Slurm release"},
 		{"slurm: {backend: cli}", "Debian packages none of them"}, // Soperator 1.20: Slurm 24.05
@@ -95,20 +102,22 @@ func TestTemplateGuards(t *testing.T) {
 	}
 }
 
-// flagNames returns the flags a command's run.go defines.
-func flagNames(t *testing.T, file string) map[string]bool {
+// flagNames returns the flags a command's files define.
+func flagNames(t *testing.T, files ...string) map[string]bool {
 	t.Helper()
-	src, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]bool{}
 	re := regexp.MustCompile(`fs\.(?:\w+Var|Var)\([^"]*?"([a-z0-9-]+)"`)
-	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
-		out[m[1]] = true
+	for _, file := range files {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+			out[m[1]] = true
+		}
 	}
 	if len(out) < 10 {
-		t.Fatalf("found only %d flags in %s: has the flag definition style changed?", len(out), file)
+		t.Fatalf("found only %d flags in %s: has the flag definition style changed?", len(out), files)
 	}
 	return out
 }
@@ -117,15 +126,15 @@ func flagNames(t *testing.T, file string) map[string]bool {
 // for, which the binaries may not define yet (see tls in values.yaml). The
 // test says which of them have landed, so the list can shrink.
 var pendingFlags = map[string]map[string]bool{
-	"controller": {"tls-cert-file": true, "tls-key-file": true, "tls-client-ca-file": true, "token-file": true, "insecure": true},
-	"node-agent": {"tls-cert-file": true, "tls-key-file": true, "tls-ca-file": true, "controller-server-name": true, "insecure": true},
+	"controller": {},
+	"node-agent": {},
 }
 
 // Every flag and SOPILOT_ variable the chart passes exists in the binary
 // it is passed to.
 func TestFlagsExistInBinaries(t *testing.T) {
 	defined := map[string]map[string]bool{
-		"controller": flagNames(t, "../../../cmd/controller/run.go"),
+		"controller": flagNames(t, "../../../cmd/controller/run.go", "../../../cmd/controller/security.go"),
 		"node-agent": flagNames(t, "../../../cmd/node-agent/run.go"),
 	}
 	for bin, pending := range pendingFlags {

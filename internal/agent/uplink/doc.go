@@ -9,4 +9,8 @@
 // when it is created, so a partition can drop old telemetry (oldest first,
 // counted in the next batch's dropped_samples) without leaving holes in the
 // sequence. Health events are never dropped before telemetry.
+//
+// The agent proves who it is with a client certificate (the TLS
+// configuration) or with a bearer token (TokenFile): its pod's service
+// account token, re-read at every connect.
 package uplink

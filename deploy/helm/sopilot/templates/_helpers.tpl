@@ -83,7 +83,7 @@ Soperator's object names, from soperator.clusterName unless overridden one
 by one (Soperator's internal/naming: <cluster>-<entity>).
 */}}
 {{- define "sopilot.soperator.restURL" -}}
-{{- default (printf "http://%s-rest-svc:6820" .Values.soperator.clusterName) .Values.slurm.rest.url -}}
+{{- default (printf "http://%s-rest-svc:6820" .Values.soperator.clusterName) (get .Values.slurm.rest "url") -}}
 {{- end -}}
 {{- define "sopilot.soperator.jwtSecret" -}}
 {{- default (printf "%s-rest-jwt-key" .Values.soperator.clusterName) .Values.slurm.rest.jwtKey.secretName -}}
@@ -169,6 +169,18 @@ that the cluster's slurmctld accepts (Slurm's compatibility window: from
 {{- end -}}
 {{- end -}}
 
+{{/* Agents authenticate with their pod's projected service account token
+(TLS on, tls.agentAuth=serviceAccountToken): "true" or "". */}}
+{{- define "sopilot.agentToken" -}}
+{{- if and .Values.tls.enabled .Values.agent.enabled (eq .Values.tls.agentAuth "serviceAccountToken") -}}true{{- end -}}
+{{- end -}}
+
+{{/* The controller reviews Kubernetes tokens (TokenReview), for users
+(auth.tokenReview.enabled) or for agents: "true" or "". */}}
+{{- define "sopilot.tokenReview" -}}
+{{- if or .Values.auth.tokenReview.enabled (include "sopilot.agentToken" .) -}}true{{- end -}}
+{{- end -}}
+
 {{/* Fail early on settings that contradict each other. */}}
 {{- define "sopilot.validate" -}}
 {{- if .Values.tls.enabled -}}
@@ -177,6 +189,23 @@ that the cluster's slurmctld accepts (Slurm's compatibility window: from
 {{- end -}}
 {{- if and (not .Values.tls.certManager.enabled) (not .Values.tls.existingSecret.controller) -}}
 {{- fail "tls.enabled needs tls.certManager.enabled=true or tls.existingSecret.controller" -}}
+{{- end -}}
+{{- if include "sopilot.agentToken" . -}}
+{{- if semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version -}}
+{{- fail (printf "tls.agentAuth=serviceAccountToken needs Kubernetes 1.30 or later (the API server names a pod token's node from 1.30, feature ServiceAccountTokenPodNodeInfo); this cluster is %s: use tls.agentAuth=clientCertificate" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- if eq (dig "nodeName" "source" "" .Values.agent) "map" -}}
+{{- fail "tls.agentAuth=serviceAccountToken binds each agent to its Kubernetes node's name, so the agent must report that name: agent.nodeName.source=map needs tls.agentAuth=clientCertificate" -}}
+{{- end -}}
+{{- if eq .Values.tls.agentCerts.source "certManagerPerNode" -}}
+{{- fail "tls.agentCerts.source=certManagerPerNode needs tls.agentAuth=clientCertificate (with tls.agentAuth=serviceAccountToken agents need no certificates)" -}}
+{{- end -}}
+{{- if eq (include "sopilot.agent.serviceAccountName" .) "default" -}}
+{{- fail "tls.agentAuth=serviceAccountToken needs a service account of the agents' own: any pod running as \"default\" could speak for its node (set serviceAccount.create=true or serviceAccount.agentName)" -}}
+{{- end -}}
+{{- if eq (include "sopilot.agent.serviceAccountName" .) (include "sopilot.controller.serviceAccountName" .) -}}
+{{- fail "tls.agentAuth=serviceAccountToken needs different service accounts for the agents and the controller (serviceAccount.agentName, serviceAccount.controllerName)" -}}
+{{- end -}}
 {{- end -}}
 {{- if eq .Values.tls.agentCerts.source "certManagerPerNode" -}}
 {{- if not .Values.tls.certManager.enabled -}}
