@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"context"
 	"encoding/binary"
 	"math"
 	"os"
@@ -69,7 +70,7 @@ func BenchmarkComparePaired1M(b *testing.B) {
 		base, cand := benchData(1_000_000, kind)
 		b.Run(kind, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := ComparePaired(base, cand, HigherIsBetter, Options{Resamples: 10000}); err != nil {
+				if _, err := ComparePaired(context.Background(), base, cand, HigherIsBetter, Options{Resamples: 10000}); err != nil {
 					b.Fatal(err)
 				}
 			}
