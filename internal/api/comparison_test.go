@@ -58,7 +58,7 @@ func TestCompareRunsMapsReportAndLegacyFields(t *testing.T) {
 		t.Errorf("request reached the controller as %+v", f.got)
 	}
 	m := resp.GetMetrics()[0]
-	if resp.GetVerdict() != apipb.Verdict_VERDICT_IMPROVED || m.GetTest() != "paired t" || m.GetWins() != 70 || m.GetRelativeChange() != -0.2 || !m.GetPaired() {
+	if resp.GetVerdict() != apipb.Verdict_VERDICT_IMPROVED || m.GetTest() != "paired_t" || m.GetWins() != 70 || m.GetRelativeChange() != -0.2 || !m.GetPaired() {
 		t.Errorf("response = %v", resp)
 	}
 	if resp.GetScalingEfficiency() != 0.833 || resp.GetCandidateEfficiency().GetGpuCount() != 16 || resp.GetBaselineEfficiency().GetWallSeconds() != 3600 {
@@ -76,7 +76,7 @@ func TestCompareRunsMapsReportAndLegacyFields(t *testing.T) {
 
 	// The whole response is in the report too, with proto field names.
 	metric0 := doc["metrics"].([]any)[0].(map[string]any)
-	if metric0["absolute_change"] != -0.1 || metric0["test"] != "paired t" || doc["baseline_efficiency"].(map[string]any)["wall_seconds"] != 3600.0 {
+	if metric0["absolute_change"] != -0.1 || metric0["test"] != "paired_t" || doc["baseline_efficiency"].(map[string]any)["wall_seconds"] != 3600.0 {
 		t.Errorf("report body = metrics[0] %v, baseline_efficiency %v", metric0, doc["baseline_efficiency"])
 	}
 	if _, ok := doc["report_json"]; ok || doc["baseline_run_id"] != "r-a" {
