@@ -218,12 +218,17 @@ func (j metricJoin) shared() int        { return len(j.pairedB) }
 func (j metricJoin) baselineOnly() int  { return j.presentB - j.shared() }
 func (j metricJoin) candidateOnly() int { return j.presentC - j.shared() }
 
-// pair says whether the comparison is paired: whenever the runs share at
-// least as many samples as a verdict needs. Samples only one run scored
-// are left out (and counted); pairing on the shared ones keeps the
-// per-sample difficulty out of the comparison, where Welch over every
-// value would let one missing sample cost all the power of pairing.
-func (j metricJoin) pair() bool { return j.shared() >= stats.MinSamples(stats.DefaultAlpha) }
+// pair says whether the comparison is paired: when the runs scored the
+// same samples (at least 2), or share at least as many as a verdict needs.
+// Samples only one run scored are left out (and counted); pairing on the
+// shared ones keeps the per-sample difficulty out of the comparison, where
+// Welch over every value would let one missing sample cost all the power
+// of pairing. Only when the runs share fewer than that, and each has
+// others, is every value compared unpaired.
+func (j metricJoin) pair() bool {
+	n := j.shared()
+	return n >= stats.MinSamples(stats.DefaultAlpha) || (n >= 2 && n == j.presentB && n == j.presentC)
+}
 
 // values is how many values the comparison resamples.
 func (j metricJoin) values() int {
@@ -278,7 +283,7 @@ func (j metricJoin) compare(ctx context.Context, dir stats.Direction, opt stats.
 	if err != nil {
 		return c, err
 	}
-	c.Note = fmt.Sprintf("the runs share only %d samples with this metric (baseline has %d, candidate %d; pairing needs %d), so every value was compared unpaired. %s",
+	c.Note = fmt.Sprintf("the runs share only %d samples with this metric (baseline has %d, candidate %d; pairing on shared samples needs %d), so every value was compared unpaired. %s",
 		j.shared(), j.presentB, j.presentC, stats.MinSamples(stats.DefaultAlpha), c.Note)
 	return c, nil
 }

@@ -123,7 +123,7 @@ func TestCompareRunsUnpairedWhenSamplesDiffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := rep.Metrics[0].Comparison
-	if c.Paired || c.Test.Name != stats.TestWelchT || !strings.Contains(c.Note, "share only 0 samples with this metric (baseline has 50, candidate 60; pairing needs 6)") {
+	if c.Paired || c.Test.Name != stats.TestWelchT || !strings.Contains(c.Note, "share only 0 samples with this metric (baseline has 50, candidate 60; pairing on shared samples needs 6)") {
 		t.Errorf("paired %v test %q note %q", c.Paired, c.Test.Name, c.Note)
 	}
 	if rep.EfficiencyNote == "" || rep.Efficiency != nil {
