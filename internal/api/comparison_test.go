@@ -43,7 +43,7 @@ func TestCompareRunsMapsReportAndLegacyFields(t *testing.T) {
 	f := &fakeComparer{rep: &controller.CompareReport{
 		Baseline: &run.Run{ID: "r-a"}, Candidate: &run.Run{ID: "r-b"}, Verdict: stats.Improved,
 		Metrics:      []controller.MetricResult{{Name: "loss", Comparison: loss}},
-		BaselineCost: controller.RunCost{GPUs: 8, Wall: time.Hour, GPUHours: 8}, CandidateCost: controller.RunCost{GPUs: 16, Wall: 36 * time.Minute, GPUHours: 9.6},
+		BaselineCost: controller.RunCost{GPUs: 8, Wall: time.Hour, GPUHours: 8, UtilizationMean: 87, UtilizationMeasured: true}, CandidateCost: controller.RunCost{GPUs: 16, Wall: 36 * time.Minute, GPUHours: 9.6},
 		Efficiency: &stats.Efficiency{Speedup: 1.667, ScalingEfficiency: 0.833},
 	}}
 	s := NewComparisonServer(f, slog.New(slog.DiscardHandler))
@@ -63,6 +63,10 @@ func TestCompareRunsMapsReportAndLegacyFields(t *testing.T) {
 	}
 	if resp.GetScalingEfficiency() != 0.833 || resp.GetCandidateEfficiency().GetGpuCount() != 16 || resp.GetBaselineEfficiency().GetWallSeconds() != 3600 {
 		t.Errorf("efficiency = %v / %v / %v", resp.GetScalingEfficiency(), resp.GetBaselineEfficiency(), resp.GetCandidateEfficiency())
+	}
+	// Utilisation comes from the recorded usage, and says when there was none.
+	if be, ce := resp.GetBaselineEfficiency(), resp.GetCandidateEfficiency(); be.GetGpuUtilizationMeanPercent() != 87 || !be.GetGpuUtilizationMeasured() || ce.GetGpuUtilizationMeasured() {
+		t.Errorf("utilisation: baseline %v (measured %v), candidate measured %v", be.GetGpuUtilizationMeanPercent(), be.GetGpuUtilizationMeasured(), ce.GetGpuUtilizationMeasured())
 	}
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(resp.GetReportJson()), &doc); err != nil {

@@ -207,3 +207,15 @@ func TestCompareGroupsOfSeeds(t *testing.T) {
 		t.Errorf("one baseline run: err = %v", err)
 	}
 }
+
+func TestRunCostUtilisationFromRecordedUsage(t *testing.T) {
+	measured := runCost(&run.Run{Usage: &run.Usage{GPUCount: 8, Samples: 120, UtilizationMean: 73}, Progress: &run.Progress{SamplesPerSecond: 900}})
+	if !measured.UtilizationMeasured || measured.UtilizationMean != 73 || !measured.ThroughputReported || measured.SamplesPerSecond != 900 {
+		t.Errorf("recorded usage: %+v", measured)
+	}
+	// Energy but no utilisation samples, and no progress: nothing measured.
+	none := runCost(&run.Run{Usage: &run.Usage{GPUCount: 8, EnergyJoules: 5}})
+	if none.UtilizationMeasured || none.ThroughputReported {
+		t.Errorf("nothing measured: %+v", none)
+	}
+}
