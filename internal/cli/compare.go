@@ -74,8 +74,7 @@ mean of the metric, and the groups are compared with Welch's t-test.
 			if a.json() {
 				return writeProto(a.env.Stdout, a.root.output, resp)
 			}
-			fmt.Fprintf(a.env.Stdout, "baseline %s, candidate %s\n", args[0], args[1])
-			printComparison(a.env.Stdout, resp, a.colorFor(a.env.Stdout))
+			printComparison(a.env.Stdout, resp, a.colorFor(a.env.Stdout), args[0], args[1])
 			return nil
 		},
 	}
@@ -157,8 +156,9 @@ func fmtSigned(v float64) string {
 }
 
 // printComparison writes the verdict line (coloured when color is set),
-// then one row per metric, then notes, efficiency and incidents.
-func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool) {
+// the runs in command-line order, then one row per metric, then notes,
+// efficiency, run metrics and incidents.
+func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool, baseline, candidate string) {
 	v := verdictName(r.GetVerdict())
 	if color {
 		switch r.GetVerdict() {
@@ -175,6 +175,7 @@ func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool) {
 		verdict += fmt.Sprintf(" (on %s, %s)", ms[0].GetName(), directionText(ms[0].GetDirection()))
 	}
 	fmt.Fprintln(w, verdict)
+	fmt.Fprintf(w, "baseline %s, candidate %s\n", baseline, candidate)
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

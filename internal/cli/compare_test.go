@@ -79,14 +79,14 @@ func TestRenderComparison(t *testing.T) {
 		IncidentIds: []string{"inc-1"},
 	}
 	var b strings.Builder
-	printComparison(&b, resp, false)
+	printComparison(&b, resp, false, "r-base", "r-cand")
 	if !strings.HasPrefix(b.String(), "verdict: IMPROVED (on correct, higher is better)\n") {
 		t.Errorf("the verdict is not first:\n%s", b.String())
 	}
 	golden(t, "compare.golden", b.String())
 
 	b.Reset()
-	printComparison(&b, resp, true)
+	printComparison(&b, resp, true, "r-base", "r-cand")
 	if !strings.HasPrefix(b.String(), "verdict: \x1b[32;1mIMPROVED\x1b[0m (on correct") {
 		t.Errorf("coloured verdict line: %q", strings.SplitN(b.String(), "\n", 2)[0])
 	}
