@@ -76,6 +76,8 @@ func verdictToProto(v stats.Verdict) apipb.Verdict {
 		return apipb.Verdict_VERDICT_REGRESSED
 	case stats.NoSignificantChange:
 		return apipb.Verdict_VERDICT_NO_SIGNIFICANT_CHANGE
+	case stats.Inconclusive:
+		return apipb.Verdict_VERDICT_INCONCLUSIVE
 	}
 	return apipb.Verdict_VERDICT_UNSPECIFIED
 }
@@ -108,7 +110,15 @@ func (s *ComparisonServer) CompareRuns(ctx context.Context, req *apipb.CompareRu
 			AbsoluteChange: c.AbsoluteChange, CiLow: c.CILow, CiHigh: c.CIHigh, ConfidenceLevel: c.ConfidenceLevel,
 			PValue: c.Test.PValue, Test: c.Test.Name,
 			Wins: int64(c.Wins), Ties: int64(c.Ties), Losses: int64(c.Losses),
-			Note: joinNonEmpty(c.Note, c.VerdictReason),
+			Note:                joinNonEmpty(c.Note, c.VerdictReason),
+			BaselineOnlySamples: int64(m.BaselineOnly), CandidateOnlySamples: int64(m.CandidateOnly),
+			TieTolerance: c.Tolerance,
+		}
+		for _, t := range c.Tests {
+			mc.Tests = append(mc.Tests, &apipb.TestResult{Name: t.Name, Statistic: t.Statistic, Df: t.DF, PValue: t.PValue, Method: t.Method})
+		}
+		if c.Paired {
+			mc.Deltas = summaryToProto(c.Deltas)
 		}
 		if c.Relative.OK {
 			v := c.Relative.Value
@@ -117,6 +127,16 @@ func (s *ComparisonServer) CompareRuns(ctx context.Context, req *apipb.CompareRu
 			mc.RelativeChangeNote = c.Relative.Reason
 		}
 		resp.Metrics = append(resp.Metrics, mc)
+	}
+	for _, rm := range rep.RunMetrics {
+		p := &apipb.RunMetricComparison{Name: rm.Name}
+		if rm.HasBaseline {
+			p.Baseline = &rm.Baseline
+		}
+		if rm.HasCandidate {
+			p.Candidate = &rm.Candidate
+		}
+		resp.RunMetrics = append(resp.RunMetrics, p)
 	}
 	resp.BaselineEfficiency = costToProto(rep.BaselineCost)
 	resp.CandidateEfficiency = costToProto(rep.CandidateCost)
@@ -134,7 +154,9 @@ func (s *ComparisonServer) CompareRuns(ctx context.Context, req *apipb.CompareRu
 func costToProto(c controller.RunCost) *apipb.Efficiency {
 	return &apipb.Efficiency{
 		WallSeconds: c.Wall.Seconds(), QueueSeconds: c.Queue.Seconds(), GpuHours: c.GPUHours,
-		SamplesPerSecond: c.SamplesPerSecond, GpuCount: int32(c.GPUs),
+		GpuCount:         int32(c.GPUs),
+		SamplesPerSecond: c.SamplesPerSecond, SamplesPerSecondReported: c.ThroughputReported,
+		GpuUtilizationMeanPercent: c.UtilizationMean, GpuUtilizationMeasured: c.UtilizationMeasured,
 	}
 }
 

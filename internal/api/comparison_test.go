@@ -43,7 +43,7 @@ func TestCompareRunsMapsReportAndLegacyFields(t *testing.T) {
 	f := &fakeComparer{rep: &controller.CompareReport{
 		Baseline: &run.Run{ID: "r-a"}, Candidate: &run.Run{ID: "r-b"}, Verdict: stats.Improved,
 		Metrics:      []controller.MetricResult{{Name: "loss", Comparison: loss}},
-		BaselineCost: controller.RunCost{GPUs: 8, Wall: time.Hour, GPUHours: 8}, CandidateCost: controller.RunCost{GPUs: 16, Wall: 36 * time.Minute, GPUHours: 9.6},
+		BaselineCost: controller.RunCost{GPUs: 8, Wall: time.Hour, GPUHours: 8, UtilizationMean: 87, UtilizationMeasured: true}, CandidateCost: controller.RunCost{GPUs: 16, Wall: 36 * time.Minute, GPUHours: 9.6},
 		Efficiency: &stats.Efficiency{Speedup: 1.667, ScalingEfficiency: 0.833},
 	}}
 	s := NewComparisonServer(f, slog.New(slog.DiscardHandler))
@@ -58,11 +58,15 @@ func TestCompareRunsMapsReportAndLegacyFields(t *testing.T) {
 		t.Errorf("request reached the controller as %+v", f.got)
 	}
 	m := resp.GetMetrics()[0]
-	if resp.GetVerdict() != apipb.Verdict_VERDICT_IMPROVED || m.GetTest() != "paired t" || m.GetWins() != 70 || m.GetRelativeChange() != -0.2 || !m.GetPaired() {
+	if resp.GetVerdict() != apipb.Verdict_VERDICT_IMPROVED || m.GetTest() != "paired_t" || m.GetWins() != 70 || m.GetRelativeChange() != -0.2 || !m.GetPaired() {
 		t.Errorf("response = %v", resp)
 	}
 	if resp.GetScalingEfficiency() != 0.833 || resp.GetCandidateEfficiency().GetGpuCount() != 16 || resp.GetBaselineEfficiency().GetWallSeconds() != 3600 {
 		t.Errorf("efficiency = %v / %v / %v", resp.GetScalingEfficiency(), resp.GetBaselineEfficiency(), resp.GetCandidateEfficiency())
+	}
+	// Utilisation comes from the recorded usage, and says when there was none.
+	if be, ce := resp.GetBaselineEfficiency(), resp.GetCandidateEfficiency(); be.GetGpuUtilizationMeanPercent() != 87 || !be.GetGpuUtilizationMeasured() || ce.GetGpuUtilizationMeasured() {
+		t.Errorf("utilisation: baseline %v (measured %v), candidate measured %v", be.GetGpuUtilizationMeanPercent(), be.GetGpuUtilizationMeasured(), ce.GetGpuUtilizationMeasured())
 	}
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(resp.GetReportJson()), &doc); err != nil {
@@ -76,7 +80,7 @@ func TestCompareRunsMapsReportAndLegacyFields(t *testing.T) {
 
 	// The whole response is in the report too, with proto field names.
 	metric0 := doc["metrics"].([]any)[0].(map[string]any)
-	if metric0["absolute_change"] != -0.1 || metric0["test"] != "paired t" || doc["baseline_efficiency"].(map[string]any)["wall_seconds"] != 3600.0 {
+	if metric0["absolute_change"] != -0.1 || metric0["test"] != "paired_t" || doc["baseline_efficiency"].(map[string]any)["wall_seconds"] != 3600.0 {
 		t.Errorf("report body = metrics[0] %v, baseline_efficiency %v", metric0, doc["baseline_efficiency"])
 	}
 	if _, ok := doc["report_json"]; ok || doc["baseline_run_id"] != "r-a" {

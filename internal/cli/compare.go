@@ -6,6 +6,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,6 +21,8 @@ type compareOptions struct {
 	seed       int64
 	resamples  int32
 	confidence float64
+	minAbs     float64
+	minRel     float64
 }
 
 func newCompareCommand(a *app) *cobra.Command {
@@ -37,6 +40,11 @@ Every metric needs its direction: higher or lower is better (there is no
 default: guessing would call a higher loss an improvement). The first metric
 decides the overall verdict, printed first. -o json prints the whole
 response, report_json (with the seed's compare_models.py fields) included.
+
+Samples are paired by sample id; samples only one run scored are left out
+and counted. A verdict is IMPROVED or REGRESSED only when significant, and
+at least --min-absolute-improvement / --min-relative-improvement (applied to
+every --metric); INCONCLUSIVE means too few samples to decide.
 
 Groups of runs (the same training repeated with different seeds) are
 compared by giving comma-separated run ids: each run counts once, by its
@@ -61,12 +69,12 @@ mean of the metric, and the groups are compared with Welch's t-test.
 			defer cancel()
 			resp, err := apipb.NewComparisonServiceClient(conn).CompareRuns(ctx, req)
 			if err != nil {
-				return o.clientError(fmt.Sprintf("compare %s with %s", args[1], args[0]), err)
+				return o.clientError(fmt.Sprintf("compare baseline %s with candidate %s", args[0], args[1]), err)
 			}
 			if a.json() {
 				return writeProto(a.env.Stdout, a.root.output, resp)
 			}
-			printComparison(a.env.Stdout, resp, a.colorFor(a.env.Stdout))
+			printComparison(a.env.Stdout, resp, a.colorFor(a.env.Stdout), args[0], args[1])
 			return nil
 		},
 	}
@@ -76,6 +84,8 @@ mean of the metric, and the groups are compared with Welch's t-test.
 	fs.Int64Var(&c.seed, "seed", 0, "bootstrap seed, for reproducible confidence intervals")
 	fs.Int32Var(&c.resamples, "resamples", 0, "bootstrap resamples (0: the controller's default, 10000)")
 	fs.Float64Var(&c.confidence, "confidence", 0.95, "confidence level of the intervals, in (0, 1)")
+	fs.Float64Var(&c.minAbs, "min-absolute-improvement", 0, "smallest change, in each metric's units, that counts as improved or regressed (0: none)")
+	fs.Float64Var(&c.minRel, "min-relative-improvement", 0, "smallest relative change (0.01 = 1%) that counts as improved or regressed (0: none)")
 	return cmd
 }
 
@@ -89,6 +99,12 @@ func (c *compareOptions) request(baseline, candidate string) (*apipb.CompareRuns
 	if c.resamples < 0 {
 		return nil, fmt.Errorf("%w: --resamples must be 0 (default) or positive", ErrUsage)
 	}
+	if !(c.minAbs >= 0) || math.IsInf(c.minAbs, 0) {
+		return nil, fmt.Errorf("%w: --min-absolute-improvement %v: want a finite value ≥ 0", ErrUsage, c.minAbs)
+	}
+	if !(c.minRel >= 0) || math.IsInf(c.minRel, 0) {
+		return nil, fmt.Errorf("%w: --min-relative-improvement %v: want a finite value ≥ 0, e.g. 0.01 for 1%%", ErrUsage, c.minRel)
+	}
 	req := &apipb.CompareRunsRequest{
 		BaselineRunId: baseline, CandidateRunId: candidate,
 		ConfidenceLevel: c.confidence, BootstrapResamples: c.resamples, Seed: c.seed,
@@ -98,6 +114,7 @@ func (c *compareOptions) request(baseline, candidate string) (*apipb.CompareRuns
 		if err != nil {
 			return nil, err
 		}
+		ms.MinAbsoluteImprovement, ms.MinRelativeImprovement = c.minAbs, c.minRel
 		req.Metrics = append(req.Metrics, ms)
 	}
 	return req, nil
@@ -139,8 +156,9 @@ func fmtSigned(v float64) string {
 }
 
 // printComparison writes the verdict line (coloured when color is set),
-// then one row per metric, then notes, efficiency and incidents.
-func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool) {
+// the runs in command-line order, then one row per metric, then notes,
+// efficiency, run metrics and incidents.
+func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool, baseline, candidate string) {
 	v := verdictName(r.GetVerdict())
 	if color {
 		switch r.GetVerdict() {
@@ -148,6 +166,8 @@ func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool) {
 			v = "\x1b[32;1m" + v + "\x1b[0m"
 		case apipb.Verdict_VERDICT_REGRESSED:
 			v = "\x1b[31;1m" + v + "\x1b[0m"
+		case apipb.Verdict_VERDICT_INCONCLUSIVE:
+			v = "\x1b[33;1m" + v + "\x1b[0m"
 		}
 	}
 	verdict := "verdict: " + v
@@ -155,6 +175,7 @@ func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool) {
 		verdict += fmt.Sprintf(" (on %s, %s)", ms[0].GetName(), directionText(ms[0].GetDirection()))
 	}
 	fmt.Fprintln(w, verdict)
+	fmt.Fprintf(w, "baseline %s, candidate %s\n", baseline, candidate)
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -171,7 +192,8 @@ func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool) {
 		} else if m.GetRelativeChangeNote() != "" {
 			rel = "omitted: " + m.GetRelativeChangeNote()
 		}
-		ci := fmt.Sprintf("%s [%s, %s] @%.0f%%", fmtSigned(m.GetAbsoluteChange()), fmtSigned(m.GetCiLow()), fmtSigned(m.GetCiHigh()), m.GetConfidenceLevel()*100)
+		tol := m.GetTieTolerance()
+		ci := fmt.Sprintf("%s [%s, %s] @%.0f%%", fmtChange(m.GetAbsoluteChange(), tol), fmtChange(m.GetCiLow(), tol), fmtChange(m.GetCiHigh(), tol), m.GetConfidenceLevel()*100)
 		wtl := "-"
 		if m.GetPaired() {
 			wtl = fmt.Sprintf("%d/%d/%d", m.GetWins(), m.GetTies(), m.GetLosses())
@@ -180,6 +202,18 @@ func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool) {
 			m.GetName(), verdictName(m.GetVerdict()), paired, orDash(m.GetTest()),
 			m.GetBaseline().GetN(), m.GetCandidate().GetN(),
 			meanStd(m.GetBaseline()), meanStd(m.GetCandidate()), ci, rel, m.GetPValue(), wtl)
+		if bo, co := m.GetBaselineOnlySamples(), m.GetCandidateOnlySamples(); bo+co > 0 {
+			notes = append(notes, fmt.Sprintf("%s: left out %d samples only the baseline scored and %d only the candidate scored", m.GetName(), bo, co))
+		}
+		for _, t := range m.GetTests() {
+			if t.GetName() != m.GetTest() {
+				notes = append(notes, fmt.Sprintf("%s: also %s p = %.2g (%s)", m.GetName(), t.GetName(), t.GetPValue(), t.GetMethod()))
+			}
+		}
+		if d := m.GetDeltas(); d != nil {
+			notes = append(notes, fmt.Sprintf("%s: deltas min %s, median %s, p90 %s, max %s", m.GetName(),
+				fmtChange(d.GetMin(), tol), fmtChange(d.GetP50(), tol), fmtChange(d.GetP90(), tol), fmtChange(d.GetMax(), tol)))
+		}
 		if m.GetNote() != "" {
 			notes = append(notes, m.GetName()+": "+m.GetNote())
 		}
@@ -197,18 +231,52 @@ func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool) {
 			name string
 			e    *apipb.Efficiency
 		}{{"baseline", be}, {"candidate", ce}} {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3f\t%.0f%%\t%s\n", e.name,
+			util, rate := "—", "—"
+			if e.e.GetGpuUtilizationMeasured() {
+				util = fmt.Sprintf("%.0f%%", e.e.GetGpuUtilizationMeanPercent())
+			}
+			if e.e.GetSamplesPerSecondReported() {
+				rate = fmtFloat(e.e.GetSamplesPerSecond())
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3f\t%s\t%s\n", e.name,
 				fmtDuration(secondsDuration(e.e.GetWallSeconds())), fmtDuration(secondsDuration(e.e.GetQueueSeconds())),
-				e.e.GetGpuCount(), e.e.GetGpuHours(), e.e.GetGpuUtilizationMeanPercent(), fmtFloat(e.e.GetSamplesPerSecond()))
+				e.e.GetGpuCount(), e.e.GetGpuHours(), util, rate)
 		}
 		tw.Flush()
 		if r.GetSpeedup() != 0 {
 			fmt.Fprintf(w, "speed-up %.2fx, scaling efficiency %.0f%%\n", r.GetSpeedup(), r.GetScalingEfficiency()*100)
 		}
 	}
+	if rms := r.GetRunMetrics(); len(rms) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "RUN METRIC\tBASELINE\tCANDIDATE")
+		for _, rm := range rms {
+			b, c := "—", "—"
+			if rm.Baseline != nil {
+				b = fmtFloat(rm.GetBaseline())
+			}
+			if rm.Candidate != nil {
+				c = fmtFloat(rm.GetCandidate())
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", rm.GetName(), b, c)
+		}
+		tw.Flush()
+	}
 	if ids := r.GetIncidentIds(); len(ids) > 0 {
 		fmt.Fprintln(w, "incidents during the runs: "+strings.Join(ids, ", "))
 	}
+}
+
+// fmtChange prints a change signed, and as 0 when it is within the
+// comparison's tie tolerance of 0 (or, without one, below 1e-12 of a unit
+// in the last printed place): an interval end of -2.776e-17 is rounding
+// noise, not a change.
+func fmtChange(v, tol float64) string {
+	if math.Abs(v) <= tol {
+		return "0"
+	}
+	return fmtSigned(v)
 }
 
 func meanStd(s *apipb.Summary) string {

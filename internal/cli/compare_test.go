@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -11,15 +12,15 @@ import (
 )
 
 func TestCompareRequest(t *testing.T) {
-	c := &compareOptions{metrics: []string{"correct:higher", "loss:LOWER"}, seed: 7, resamples: 2000, confidence: 0.9}
+	c := &compareOptions{metrics: []string{"correct:higher", "loss:LOWER"}, seed: 7, resamples: 2000, confidence: 0.9, minAbs: 0.01, minRel: 0.02}
 	got, err := c.request("r-base", "r-cand")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &apipb.CompareRunsRequest{BaselineRunId: "r-base", CandidateRunId: "r-cand", Seed: 7,
 		BootstrapResamples: 2000, ConfidenceLevel: 0.9, Metrics: []*apipb.MetricSpec{
-			{Name: "correct", Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER},
-			{Name: "loss", Direction: apipb.Direction_DIRECTION_LOWER_IS_BETTER}}}
+			{Name: "correct", Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER, MinAbsoluteImprovement: 0.01, MinRelativeImprovement: 0.02},
+			{Name: "loss", Direction: apipb.Direction_DIRECTION_LOWER_IS_BETTER, MinAbsoluteImprovement: 0.01, MinRelativeImprovement: 0.02}}}
 	if !proto.Equal(got, want) {
 		t.Errorf("request = %v, want %v", got, want)
 	}
@@ -34,6 +35,8 @@ func TestCompareRequest(t *testing.T) {
 		{"no name", compareOptions{metrics: []string{":higher"}, confidence: 0.95}, `--metric ":higher"`},
 		{"confidence 1", compareOptions{metrics: []string{"correct:higher"}, confidence: 1}, "--confidence 1"},
 		{"negative resamples", compareOptions{metrics: []string{"correct:higher"}, confidence: 0.95, resamples: -1}, "--resamples"},
+		{"negative minimum", compareOptions{metrics: []string{"correct:higher"}, confidence: 0.95, minAbs: -1}, "--min-absolute-improvement"},
+		{"infinite minimum", compareOptions{metrics: []string{"correct:higher"}, confidence: 0.95, minRel: math.Inf(1)}, "--min-relative-improvement"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,29 +54,39 @@ func TestRenderComparison(t *testing.T) {
 		Verdict: apipb.Verdict_VERDICT_IMPROVED,
 		Metrics: []*apipb.MetricComparison{
 			{Name: "correct", Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER, Verdict: apipb.Verdict_VERDICT_IMPROVED,
-				Paired: true, Test: "McNemar", Baseline: &apipb.Summary{N: 200, Mean: 0.6, Std: 0.4911},
+				Paired: true, Test: "mcnemar_chi_square", Baseline: &apipb.Summary{N: 200, Mean: 0.6, Std: 0.4911},
 				Candidate: &apipb.Summary{N: 200, Mean: 0.9, Std: 0.3008}, AbsoluteChange: 0.3, RelativeChange: &rel,
-				CiLow: 0.24, CiHigh: 0.365, ConfidenceLevel: 0.95, PValue: 2.6e-14, Wins: 60, Ties: 140},
+				CiLow: 0.24, CiHigh: 0.365, ConfidenceLevel: 0.95, PValue: 2.6e-14, Wins: 60, Ties: 140,
+				BaselineOnlySamples: 1, TieTolerance: 1e-9,
+				Tests: []*apipb.TestResult{{Name: "mcnemar_chi_square", PValue: 2.6e-14, Method: "chi-square with continuity correction"},
+					{Name: "wilcoxon_signed_rank", PValue: 3.1e-14, Method: "normal approximation with tie correction"}},
+				Deltas: &apipb.Summary{N: 200, Min: 0, P50: 0, P90: 1, Max: 1}},
+			{Name: "score", Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER, Verdict: apipb.Verdict_VERDICT_INCONCLUSIVE,
+				Paired: true, Test: "paired_t", Baseline: &apipb.Summary{N: 4, Mean: 0.5, Std: 0.1}, Candidate: &apipb.Summary{N: 4, Mean: 0.5, Std: 0.1},
+				AbsoluteChange: 2.7e-17, CiLow: -2.776e-17, CiHigh: 5.5e-17, ConfidenceLevel: 0.95, PValue: 1, Ties: 4, TieTolerance: 1e-9},
 			{Name: "loss", Direction: apipb.Direction_DIRECTION_LOWER_IS_BETTER, Verdict: apipb.Verdict_VERDICT_NO_SIGNIFICANT_CHANGE,
 				Paired: false, Test: "welch", Baseline: &apipb.Summary{N: 200, Mean: 0.0001, Std: 0.002},
 				Candidate: &apipb.Summary{N: 150, Mean: 0.0002, Std: 0.003}, AbsoluteChange: 0.0001,
 				RelativeChangeNote: "baseline mean is near zero", CiLow: -0.0004, CiHigh: 0.0006, ConfidenceLevel: 0.95,
 				PValue: 0.71, Note: "runs scored different samples; unpaired test"},
 		},
-		BaselineEfficiency:  &apipb.Efficiency{WallSeconds: 750, QueueSeconds: 1, GpuHours: 3.33, GpuUtilizationMeanPercent: 87, SamplesPerSecond: 812.5, GpuCount: 16},
-		CandidateEfficiency: &apipb.Efficiency{WallSeconds: 420, QueueSeconds: 3, GpuHours: 3.73, GpuUtilizationMeanPercent: 91, SamplesPerSecond: 1450, GpuCount: 32},
+		BaselineEfficiency: &apipb.Efficiency{WallSeconds: 750, QueueSeconds: 1, GpuHours: 3.33, GpuUtilizationMeanPercent: 87, GpuUtilizationMeasured: true,
+			SamplesPerSecond: 812.5, SamplesPerSecondReported: true, GpuCount: 16},
+		// Nothing measured: shown as —, never 0 %.
+		CandidateEfficiency: &apipb.Efficiency{WallSeconds: 420, QueueSeconds: 3, GpuHours: 3.73, GpuCount: 32},
+		RunMetrics:          []*apipb.RunMetricComparison{{Name: "accuracy", Baseline: &rel, Candidate: &rel}, {Name: "bleu", Candidate: &rel}},
 		Speedup:             1.79, ScalingEfficiency: 0.89,
 		IncidentIds: []string{"inc-1"},
 	}
 	var b strings.Builder
-	printComparison(&b, resp, false)
+	printComparison(&b, resp, false, "r-base", "r-cand")
 	if !strings.HasPrefix(b.String(), "verdict: IMPROVED (on correct, higher is better)\n") {
 		t.Errorf("the verdict is not first:\n%s", b.String())
 	}
 	golden(t, "compare.golden", b.String())
 
 	b.Reset()
-	printComparison(&b, resp, true)
+	printComparison(&b, resp, true, "r-base", "r-cand")
 	if !strings.HasPrefix(b.String(), "verdict: \x1b[32;1mIMPROVED\x1b[0m (on correct") {
 		t.Errorf("coloured verdict line: %q", strings.SplitN(b.String(), "\n", 2)[0])
 	}

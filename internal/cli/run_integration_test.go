@@ -151,7 +151,7 @@ func TestRunCommandsAgainstController(t *testing.T) {
 
 	r = run("", "compare", seed, sleeper, "--metric", "correct:higher", "--seed", "1")
 	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "verdict: IMPROVED (on correct, higher is better)\n") ||
-		!strings.Contains(r.stdout, "60/140/0") {
+		!strings.Contains(r.stdout, "60/140/0") || !strings.Contains(r.stdout, "\nbaseline "+seed+", candidate "+sleeper+"\n") {
 		t.Errorf("compare: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = run("", "compare", seed, sleeper, "--metric", "correct:higher", "--seed", "1", "-o", "json")

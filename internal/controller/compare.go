@@ -37,6 +37,16 @@ type CompareRequest struct {
 type MetricResult struct {
 	Name       string
 	Comparison stats.Comparison
+	// BaselineOnly and CandidateOnly count the samples that have the
+	// metric in one run only, left out of a paired comparison.
+	BaselineOnly, CandidateOnly int
+}
+
+// RunMetric is one run-level metric (results run_metrics) of both runs.
+type RunMetric struct {
+	Name                      string
+	Baseline, Candidate       float64
+	HasBaseline, HasCandidate bool
 }
 
 // RunCost is what a run cost, from its record.
@@ -44,8 +54,14 @@ type RunCost struct {
 	Wall, Queue time.Duration
 	GPUs        int
 	GPUHours    float64
-	// SamplesPerSecond is the last reported training throughput, 0 if none.
-	SamplesPerSecond float64
+	// SamplesPerSecond is the last reported training throughput, valid
+	// when ThroughputReported.
+	SamplesPerSecond   float64
+	ThroughputReported bool
+	// UtilizationMean is the mean GPU utilisation (percent) of the run's
+	// recorded usage, valid when UtilizationMeasured.
+	UtilizationMean     float64
+	UtilizationMeasured bool
 }
 
 // CompareReport is CompareRuns' answer.
@@ -58,11 +74,14 @@ type CompareReport struct {
 	// Efficiency is set when both runs have GPUs and wall times.
 	Efficiency     *stats.Efficiency
 	EfficiencyNote string
+	// RunMetrics are the run-level metrics either run reported, by name.
+	RunMetrics []RunMetric
 }
 
 // Compare compares the per-sample results of two runs, metric by metric,
-// paired by sample id when both runs scored the same samples, and their
-// cost from the run records.
+// paired by sample id on the samples both runs scored, and their cost from
+// the run records. Every option is checked before any results are read;
+// ctx cancels the bootstrap.
 func (s *Service) Compare(ctx context.Context, req CompareRequest) (*CompareReport, error) {
 	var verr run.ValidationError
 	add := func(field, format string, args ...any) {
@@ -73,6 +92,12 @@ func (s *Service) Compare(ctx context.Context, req CompareRequest) (*CompareRepo
 	}
 	if req.CandidateID == "" {
 		add("candidate_run_id", "required: the run being judged")
+	}
+	if err := (stats.Options{ConfidenceLevel: req.ConfidenceLevel}).Validate(); err != nil {
+		add("confidence_level", "%v: want a level in (0, 1), e.g. 0.95 (0 means 0.95)", req.ConfidenceLevel)
+	}
+	if err := (stats.Options{Resamples: req.Resamples}).Validate(); err != nil {
+		add("bootstrap_resamples", "%d: want 0 (the default, %d) or %d to %d", req.Resamples, stats.DefaultResamples, 100, stats.MaxResamples)
 	}
 	seen := map[string]bool{}
 	for i, m := range req.Metrics {
@@ -86,6 +111,12 @@ func (s *Service) Compare(ctx context.Context, req CompareRequest) (*CompareRepo
 		seen[m.Name] = true
 		if m.Direction != stats.HigherIsBetter && m.Direction != stats.LowerIsBetter {
 			add(field+".direction", "required: DIRECTION_HIGHER_IS_BETTER (accuracy, score) or DIRECTION_LOWER_IS_BETTER (loss, error)")
+		}
+		if (stats.Options{MinAbsoluteImprovement: m.MinAbsoluteImprovement}).Validate() != nil {
+			add(field+".min_absolute_improvement", "%v: must be finite and ≥ 0 (0: no threshold)", m.MinAbsoluteImprovement)
+		}
+		if (stats.Options{MinRelativeImprovement: m.MinRelativeImprovement}).Validate() != nil {
+			add(field+".min_relative_improvement", "%v: must be finite and ≥ 0 (0.01 = 1 %%; 0: no threshold)", m.MinRelativeImprovement)
 		}
 	}
 	if len(verr.Violations) > 0 {
@@ -113,22 +144,43 @@ func (s *Service) Compare(ctx context.Context, req CompareRequest) (*CompareRepo
 			Description: fmt.Sprintf("declare at least one metric and its direction (a lower loss is better, a higher accuracy is); metrics both runs have: %s", strings.Join(shared, ", "))}}}
 	}
 
-	rep := &CompareReport{Baseline: base, Candidate: cand}
+	// Join every metric first, so that the work of the whole call is known
+	// (and refused if too large) before any bootstrap starts.
+	joins := make([]metricJoin, len(req.Metrics))
+	work := 0
+	for i, m := range req.Metrics {
+		j, err := joinMetric(baseSet, candSet, m.Name)
+		if errors.Is(err, ErrNoMetric) {
+			return nil, &run.ValidationError{Violations: []run.FieldViolation{{Field: fmt.Sprintf("metrics[%d].name", i), Description: err.Error()}}}
+		}
+		joins[i] = j
+		work += j.values()
+	}
+	if err := stats.CheckWork(req.Resamples, work); err != nil {
+		var oe *stats.OptionError
+		errors.As(err, &oe)
+		return nil, &run.ValidationError{Violations: []run.FieldViolation{{Field: "bootstrap_resamples",
+			Description: fmt.Sprintf("too much work for one call, summed over the %d metrics: %s", len(req.Metrics), oe.Reason)}}}
+	}
+
+	rep := &CompareReport{Baseline: base, Candidate: cand, RunMetrics: runMetrics(baseSet, candSet)}
 	opt := stats.Options{ConfidenceLevel: req.ConfidenceLevel, Resamples: req.Resamples, Seed: req.Seed}
 	for i, m := range req.Metrics {
 		o := opt
 		o.MinAbsoluteImprovement, o.MinRelativeImprovement = m.MinAbsoluteImprovement, m.MinRelativeImprovement
-		c, err := compareMetric(baseSet, candSet, m, o)
+		c, err := joins[i].compare(ctx, m.Direction, o)
 		switch {
-		case errors.Is(err, ErrNoMetric):
-			return nil, &run.ValidationError{Violations: []run.FieldViolation{{Field: fmt.Sprintf("metrics[%d].name", i), Description: err.Error()}}}
-		case errors.Is(err, stats.ErrOptions):
-			return nil, &run.ValidationError{Violations: []run.FieldViolation{{Field: fmt.Sprintf("metrics[%d]", i), Description: err.Error()}}}
+		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			return nil, fmt.Errorf("compare metric %q: %w", m.Name, err)
 		case err != nil:
-			// The data cannot be compared (too few samples, ...).
+			// The data cannot be compared (too few samples, overflow, ...).
 			return nil, fmt.Errorf("metric %q: %w: %w", m.Name, ErrFailedPrecondition, err)
 		}
-		rep.Metrics = append(rep.Metrics, MetricResult{Name: m.Name, Comparison: c})
+		res := MetricResult{Name: m.Name, Comparison: c}
+		if c.Paired {
+			res.BaselineOnly, res.CandidateOnly = joins[i].baselineOnly(), joins[i].candidateOnly()
+		}
+		rep.Metrics = append(rep.Metrics, res)
 	}
 	rep.Verdict = rep.Metrics[0].Comparison.Verdict
 	rep.BaselineCost, rep.CandidateCost = runCost(base), runCost(cand)
@@ -153,41 +205,86 @@ func (s *Service) Compare(ctx context.Context, req CompareRequest) (*CompareRepo
 // ErrNoMetric: a requested metric is missing from a run's results.
 var ErrNoMetric = errors.New("metric not in the run's results")
 
-// compareMetric pairs by sample id when both runs have the metric for
-// exactly the same samples, and falls back to an unpaired comparison,
-// saying so, when they do not.
-func compareMetric(base, cand *results.Set, m MetricRequest, opt stats.Options) (stats.Comparison, error) {
-	bcol, ok := base.Column(m.Name)
-	if !ok {
-		return stats.Comparison{}, fmt.Errorf("baseline: %w (it has: %s)", ErrNoMetric, strings.Join(base.Metrics(), ", "))
+// metricJoin is one metric of two runs joined by sample id: the values of
+// the samples both runs have (in baseline order), and every value of each.
+type metricJoin struct {
+	name               string
+	pairedB, pairedC   []float64
+	allB, allC         []float64
+	presentB, presentC int
+}
+
+func (j metricJoin) shared() int        { return len(j.pairedB) }
+func (j metricJoin) baselineOnly() int  { return j.presentB - j.shared() }
+func (j metricJoin) candidateOnly() int { return j.presentC - j.shared() }
+
+// pair says whether the comparison is paired: when the runs scored the
+// same samples (at least 2), or share at least as many as a verdict needs.
+// Samples only one run scored are left out (and counted); pairing on the
+// shared ones keeps the per-sample difficulty out of the comparison, where
+// Welch over every value would let one missing sample cost all the power
+// of pairing. Only when the runs share fewer than that, and each has
+// others, is every value compared unpaired.
+func (j metricJoin) pair() bool {
+	n := j.shared()
+	return n >= stats.MinSamples(stats.DefaultAlpha) || (n >= 2 && n == j.presentB && n == j.presentC)
+}
+
+// values is how many values the comparison resamples.
+func (j metricJoin) values() int {
+	if j.pair() {
+		return j.shared()
 	}
-	ccol, ok := cand.Column(m.Name)
+	return len(j.allB) + len(j.allC)
+}
+
+func joinMetric(base, cand *results.Set, metric string) (metricJoin, error) {
+	bcol, ok := base.Column(metric)
 	if !ok {
-		return stats.Comparison{}, fmt.Errorf("candidate: %w (it has: %s)", ErrNoMetric, strings.Join(cand.Metrics(), ", "))
+		return metricJoin{}, fmt.Errorf("baseline: %w (it has: %s)", ErrNoMetric, strings.Join(base.Metrics(), ", "))
 	}
-	var pb, pc []float64 // paired values, in baseline order
-	shared := 0
+	ccol, ok := cand.Column(metric)
+	if !ok {
+		return metricJoin{}, fmt.Errorf("candidate: %w (it has: %s)", ErrNoMetric, strings.Join(cand.Metrics(), ", "))
+	}
+	j := metricJoin{name: metric, presentB: base.Present(metric), presentC: cand.Present(metric)}
 	for i := range base.Len() {
 		if math.IsNaN(bcol[i]) {
 			continue
 		}
-		j, ok := cand.Index(base.SampleID(i))
-		if !ok || math.IsNaN(ccol[j]) {
+		k, ok := cand.Index(base.SampleID(i))
+		if !ok || math.IsNaN(ccol[k]) {
 			continue
 		}
-		shared++
-		pb = append(pb, bcol[i])
-		pc = append(pc, ccol[j])
+		j.pairedB = append(j.pairedB, bcol[i])
+		j.pairedC = append(j.pairedC, ccol[k])
 	}
-	nb, nc := base.Present(m.Name), cand.Present(m.Name)
-	if shared == nb && shared == nc && shared >= 2 {
-		return stats.ComparePaired(pb, pc, m.Direction, opt)
+	if !j.pair() {
+		j.allB, j.allC = present(bcol), present(ccol)
 	}
-	c, err := stats.CompareUnpaired(present(bcol), present(ccol), m.Direction, opt)
+	return j, nil
+}
+
+// compare runs the paired comparison on the shared samples, or, when the
+// runs share too few, the unpaired one on every value, saying so.
+func (j metricJoin) compare(ctx context.Context, dir stats.Direction, opt stats.Options) (stats.Comparison, error) {
+	if j.pair() {
+		c, err := stats.ComparePaired(ctx, j.pairedB, j.pairedC, dir, opt)
+		if err != nil {
+			return c, err
+		}
+		if left := j.baselineOnly() + j.candidateOnly(); left > 0 {
+			c.Note = fmt.Sprintf("%s; left out: %d samples only the baseline scored and %d only the candidate scored",
+				c.Note, j.baselineOnly(), j.candidateOnly())
+		}
+		return c, nil
+	}
+	c, err := stats.CompareUnpaired(ctx, j.allB, j.allC, dir, opt)
 	if err != nil {
 		return c, err
 	}
-	c.Note = fmt.Sprintf("the runs did not score the same samples (%d shared; baseline %d, candidate %d), so they were compared unpaired. %s", shared, nb, nc, c.Note)
+	c.Note = fmt.Sprintf("the runs share only %d samples with this metric (baseline has %d, candidate %d; pairing on shared samples needs %d), so every value was compared unpaired. %s",
+		j.shared(), j.presentB, j.presentC, stats.MinSamples(stats.DefaultAlpha), c.Note)
 	return c, nil
 }
 
@@ -224,10 +321,35 @@ func runCost(r *run.Run) RunCost {
 	if !r.StartTime.IsZero() && !r.SubmitTime.IsZero() && r.StartTime.After(r.SubmitTime) {
 		c.Queue = r.StartTime.Sub(r.SubmitTime)
 	}
-	if r.Progress != nil {
-		c.SamplesPerSecond = r.Progress.SamplesPerSecond
+	if r.Progress != nil && r.Progress.SamplesPerSecond > 0 {
+		c.SamplesPerSecond, c.ThroughputReported = r.Progress.SamplesPerSecond, true
+	}
+	if u := r.Usage; u != nil && u.Samples > 0 { // utilisation samples from telemetry
+		c.UtilizationMean, c.UtilizationMeasured = u.UtilizationMean, true
 	}
 	return c
+}
+
+// runMetrics lists the run-level metrics of either run, sorted by name.
+func runMetrics(base, cand *results.Set) []RunMetric {
+	b, c := base.RunMetrics(), cand.RunMetrics()
+	names := make([]string, 0, len(b)+len(c))
+	for k := range b {
+		names = append(names, k)
+	}
+	for k := range c {
+		if _, ok := b[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	out := make([]RunMetric, 0, len(names))
+	for _, k := range names {
+		bv, bok := b[k]
+		cv, cok := c[k]
+		out = append(out, RunMetric{Name: k, Baseline: bv, Candidate: cv, HasBaseline: bok, HasCandidate: cok})
+	}
+	return out
 }
 
 // GroupRequest compares groups of repeated runs (e.g. the same training
@@ -259,6 +381,25 @@ func (s *Service) CompareGroups(ctx context.Context, req GroupRequest) (stats.Ve
 	if len(req.CandidateIDs) < 2 {
 		add("candidate.run_ids", "at least two runs are needed to estimate the spread between repeats; got %d", len(req.CandidateIDs))
 	}
+	// A run listed twice, or in both groups, would be counted as two
+	// independent repeats: the spread shrinks and significance is faked.
+	first := map[string]string{}
+	for _, g := range []struct {
+		field string
+		ids   []string
+	}{{"baseline.run_ids", req.BaselineIDs}, {"candidate.run_ids", req.CandidateIDs}} {
+		for i, id := range g.ids {
+			field := fmt.Sprintf("%s[%d]", g.field, i)
+			switch prev, dup := first[id]; {
+			case id == "":
+				add(field, "required: a run id")
+			case dup:
+				add(field, "run %s is already %s: each run may count once, in one group", id, prev)
+			default:
+				first[id] = field
+			}
+		}
+	}
 	if len(req.Metrics) == 0 {
 		add("metrics", "declare at least one metric and its direction")
 	}
@@ -285,14 +426,18 @@ func (s *Service) CompareGroups(ctx context.Context, req GroupRequest) (stats.Ve
 				return nil, &run.ValidationError{Violations: []run.FieldViolation{{Field: fmt.Sprintf("%s[%d]", field, i),
 					Description: fmt.Sprintf("run %s has no metric %q (it has: %s)", id, metric, strings.Join(set.Metrics(), ", "))}}}
 			}
-			sum, n := 0.0, 0
-			for _, v := range col {
-				if !math.IsNaN(v) {
-					sum += v
-					n++
-				}
+			vals := present(col)
+			if len(vals) == 0 {
+				return nil, &run.ValidationError{Violations: []run.FieldViolation{{Field: fmt.Sprintf("%s[%d]", field, i),
+					Description: fmt.Sprintf("run %s has no sample with metric %q", id, metric)}}}
 			}
-			out = append(out, sum/float64(n))
+			// stats.Mean keeps the mean of values near ±1.8e308 finite,
+			// where a plain sum overflows.
+			m, err := stats.Mean(vals)
+			if err != nil {
+				return nil, fmt.Errorf("%s[%d] %s: %w", field, i, id, err)
+			}
+			out = append(out, m)
 		}
 		return out, nil
 	}
@@ -306,11 +451,14 @@ func (s *Service) CompareGroups(ctx context.Context, req GroupRequest) (stats.Ve
 		if err != nil {
 			return 0, nil, err
 		}
-		g, err := stats.CompareGroups(b, c, m.Direction, stats.Options{
+		g, err := stats.CompareGroups(ctx, b, c, m.Direction, stats.Options{
 			ConfidenceLevel: req.ConfidenceLevel, Seed: req.Seed,
 			MinAbsoluteImprovement: m.MinAbsoluteImprovement, MinRelativeImprovement: m.MinRelativeImprovement,
 		})
-		if err != nil {
+		switch {
+		case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+			return 0, nil, fmt.Errorf("compare metric %q: %w", m.Name, err)
+		case err != nil:
 			return 0, nil, fmt.Errorf("metric %q: %w: %w", m.Name, ErrFailedPrecondition, err)
 		}
 		res = append(res, GroupMetricResult{Name: m.Name, Comparison: g})

@@ -79,7 +79,7 @@ func TestCompareRunsPairedByDeclaredDirection(t *testing.T) {
 		t.Errorf("verdict = %v, want improved", rep.Verdict)
 	}
 	correct, loss := rep.Metrics[0].Comparison, rep.Metrics[1].Comparison
-	if !correct.Paired || correct.Test.Name != stats.TestMcNemar || correct.Baseline.N != n {
+	if !correct.Paired || correct.Test.Name != stats.TestMcNemarChiSq || correct.Baseline.N != n {
 		t.Errorf("correct: paired %v test %q n %d, want paired McNemar on %d", correct.Paired, correct.Test.Name, correct.Baseline.N, n)
 	}
 	if !(correct.CILow > 0 && correct.CILow < correct.AbsoluteChange && correct.AbsoluteChange < correct.CIHigh) {
@@ -123,7 +123,7 @@ func TestCompareRunsUnpairedWhenSamplesDiffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := rep.Metrics[0].Comparison
-	if c.Paired || c.Test.Name != stats.TestWelchT || !strings.Contains(c.Note, "did not score the same samples (0 shared; baseline 50, candidate 60)") {
+	if c.Paired || c.Test.Name != stats.TestWelchT || !strings.Contains(c.Note, "share only 0 samples with this metric (baseline has 50, candidate 60; pairing on shared samples needs 6)") {
 		t.Errorf("paired %v test %q note %q", c.Paired, c.Test.Name, c.Note)
 	}
 	if rep.EfficiencyNote == "" || rep.Efficiency != nil {
@@ -205,5 +205,17 @@ func TestCompareGroupsOfSeeds(t *testing.T) {
 	if _, _, err := fx.svc.CompareGroups(context.Background(), GroupRequest{BaselineIDs: baseIDs[:1], CandidateIDs: candIDs,
 		Metrics: []MetricRequest{{Name: "accuracy", Direction: stats.HigherIsBetter}}}); err == nil || !strings.Contains(err.Error(), "at least two runs") {
 		t.Errorf("one baseline run: err = %v", err)
+	}
+}
+
+func TestRunCostUtilisationFromRecordedUsage(t *testing.T) {
+	measured := runCost(&run.Run{Usage: &run.Usage{GPUCount: 8, Samples: 120, UtilizationMean: 73}, Progress: &run.Progress{SamplesPerSecond: 900}})
+	if !measured.UtilizationMeasured || measured.UtilizationMean != 73 || !measured.ThroughputReported || measured.SamplesPerSecond != 900 {
+		t.Errorf("recorded usage: %+v", measured)
+	}
+	// Energy but no utilisation samples, and no progress: nothing measured.
+	none := runCost(&run.Run{Usage: &run.Usage{GPUCount: 8, EnergyJoules: 5}})
+	if none.UtilizationMeasured || none.ThroughputReported {
+		t.Errorf("nothing measured: %+v", none)
 	}
 }

@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"context"
 	"encoding/binary"
 	"math"
 	"os"
@@ -69,7 +70,7 @@ func BenchmarkComparePaired1M(b *testing.B) {
 		base, cand := benchData(1_000_000, kind)
 		b.Run(kind, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := ComparePaired(base, cand, HigherIsBetter, Options{Resamples: 10000}); err != nil {
+				if _, err := ComparePaired(context.Background(), base, cand, HigherIsBetter, Options{Resamples: 10000}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -120,5 +121,32 @@ func TestWriteBenchmarkData(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// BenchmarkCompareLargestCall measures time and memory of the largest
+// comparisons the limits allow (Resamples × n ≤ MaxWork, Resamples ≤
+// MaxResamples): 10⁷ pairs (the results limit per run) at the default 10⁴
+// resamples, and 10⁶ pairs at MaxResamples. B/op is what one call
+// allocates; docs/benchmarks.md records it.
+//
+//	go test -run '^$' -bench CompareLargestCall -benchtime 1x -count 3 ./internal/stats/
+func BenchmarkCompareLargestCall(b *testing.B) {
+	for _, tc := range []struct {
+		name         string
+		n, resamples int
+	}{{"n=1e7/resamples=1e4", 10_000_000, DefaultResamples}, {"n=1e6/resamples=1e5", 1_000_000, MaxResamples}} {
+		if err := CheckWork(tc.resamples, tc.n); err != nil {
+			b.Fatal(err)
+		}
+		base, cand := benchData(tc.n, benchContinuous)
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ComparePaired(context.Background(), base, cand, HigherIsBetter, Options{Resamples: tc.resamples, Seed: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,8 @@
 package stats
 
 import (
+	"context"
+	"fmt"
 	"math"
 	"runtime"
 	"slices"
@@ -270,8 +272,9 @@ func (s *binnedResampler) info() ResampleInfo { return s.ri }
 // bootstrapReplicates returns b replicates of stat, computed in parallel in
 // fixed chunks of chunkResamples; chunk c draws from newRNG(seed, c), so the
 // result depends only on seed, b and the data. The replicates are returned
-// sorted.
-func bootstrapReplicates(b int, seed uint64, stat func(r *rng) float64) []float64 {
+// sorted. Workers check ctx before each chunk, so a cancelled comparison
+// stops within one chunk's work and returns ctx's error.
+func bootstrapReplicates(ctx context.Context, b int, seed uint64, stat func(r *rng) float64) ([]float64, error) {
 	out := make([]float64, b)
 	chunks := (b + chunkResamples - 1) / chunkResamples
 	workers := min(runtime.GOMAXPROCS(0), chunks)
@@ -279,7 +282,7 @@ func bootstrapReplicates(b int, seed uint64, stat func(r *rng) float64) []float6
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for {
+			for ctx.Err() == nil {
 				c := int(next.Add(1) - 1)
 				if c >= chunks {
 					return
@@ -292,8 +295,11 @@ func bootstrapReplicates(b int, seed uint64, stat func(r *rng) float64) []float6
 		})
 	}
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
 	sortFloat64s(out)
-	return out
+	return out, nil
 }
 
 // percentileInterval returns the type-7 quantiles (1−level)/2 and

@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"context"
 	"math"
 	"runtime"
 	"slices"
@@ -21,7 +22,7 @@ func normals(seed uint64, n int, mu, sigma float64) []float64 {
 // replicateStats returns the variance and the 2.5 % and 97.5 % quantiles of
 // b bootstrap replicates of rs.
 func replicateStats(rs resampler, b int, seed uint64) (variance, lo, hi float64) {
-	reps := bootstrapReplicates(b, seed, rs.draw)
+	reps := mustReplicates(bootstrapReplicates(context.Background(), b, seed, rs.draw))
 	m, ss := meanAndSS(reps)
 	_ = m
 	lo, hi = percentileInterval(reps, 0.95)
@@ -163,12 +164,12 @@ func TestBootstrapIsReproducible(t *testing.T) {
 	for _, data := range [][]float64{x, y} {
 		mean, ss := meanAndSS(data)
 		rs := newResampler("x", data, mean, ss)
-		first := bootstrapReplicates(1000, 99, rs.draw)
-		again := bootstrapReplicates(1000, 99, rs.draw)
+		first := mustReplicates(bootstrapReplicates(context.Background(), 1000, 99, rs.draw))
+		again := mustReplicates(bootstrapReplicates(context.Background(), 1000, 99, rs.draw))
 		prev := runtime.GOMAXPROCS(1)
-		serial := bootstrapReplicates(1000, 99, rs.draw)
+		serial := mustReplicates(bootstrapReplicates(context.Background(), 1000, 99, rs.draw))
 		runtime.GOMAXPROCS(prev)
-		other := bootstrapReplicates(1000, 100, rs.draw)
+		other := mustReplicates(bootstrapReplicates(context.Background(), 1000, 100, rs.draw))
 		if !slices.Equal(first, again) || !slices.Equal(first, serial) {
 			t.Errorf("%s: same seed gave different replicates", rs.info().Method)
 		}
@@ -190,7 +191,7 @@ func TestBootstrapCoverage(t *testing.T) {
 		for i := range c {
 			c[i] = b[i] + d[i]
 		}
-		cmp, err := ComparePaired(b, c, HigherIsBetter, Options{Resamples: 1000, Seed: s})
+		cmp, err := ComparePaired(context.Background(), b, c, HigherIsBetter, Options{Resamples: 1000, Seed: s})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,4 +204,11 @@ func TestBootstrapCoverage(t *testing.T) {
 	if rate := float64(covered) / sims; rate < 0.90 || rate > 0.985 {
 		t.Errorf("coverage %.3f, want ≈ 0.95", rate)
 	}
+}
+
+func mustReplicates(reps []float64, err error) []float64 {
+	if err != nil {
+		panic(err)
+	}
+	return reps
 }

@@ -1,8 +1,10 @@
 package stats
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Direction declares which way a metric improves. The zero value is not a
@@ -50,10 +52,14 @@ const (
 	Improved
 	// Regressed: the same, in the worse direction.
 	Regressed
-	// NoSignificantChange: anything else (not significant, the test and
-	// the interval disagree, or smaller than a threshold). VerdictReason
-	// says which.
+	// NoSignificantChange: enough data to decide, and no decision for a
+	// change (not significant, the test and the interval disagree, or
+	// smaller than a threshold). VerdictReason says which.
 	NoSignificantChange
+	// Inconclusive: too few samples for any verdict (see MinSamples):
+	// no distribution-free test could reject at Alpha with so few, so a
+	// significant p would rest only on an assumption the data cannot check.
+	Inconclusive
 )
 
 func (v Verdict) String() string {
@@ -64,6 +70,8 @@ func (v Verdict) String() string {
 		return "regressed"
 	case NoSignificantChange:
 		return "no significant change"
+	case Inconclusive:
+		return "inconclusive"
 	}
 	return fmt.Sprintf("Verdict(%d)", int(v))
 }
@@ -73,7 +81,8 @@ type Options struct {
 	// ConfidenceLevel of the intervals; default 0.95.
 	ConfidenceLevel float64
 	// Resamples is the number of bootstrap resamples; default 10000,
-	// at least 100.
+	// at least 100, at most MaxResamples; and Resamples × n (the values
+	// resampled) at most MaxWork.
 	Resamples int
 	// Seed of the bootstrap. The same seed and data give the same interval.
 	Seed uint64
@@ -90,6 +99,11 @@ type Options struct {
 	// when |baseline mean| ≤ NearZero. The significance guard (see
 	// RelativeChange) applies either way.
 	NearZero float64
+	// Tolerance is the relative tolerance below which two values count as
+	// equal: values (and deltas) that differ by at most
+	// Tolerance × max |value| of the data are ties. Default
+	// DefaultTolerance; it must be below 10⁻³.
+	Tolerance float64
 }
 
 // Defaults.
@@ -98,7 +112,80 @@ const (
 	DefaultResamples       = 10000
 	DefaultAlpha           = 0.05
 	minResamples           = 100
+	// DefaultTolerance: 10⁻⁹ is 4.5·10⁶ float64 ulps (2.2·10⁻¹⁶) above
+	// rounding in one subtraction, so decimal inputs such as
+	// baseline + 0.1 give exactly equal deltas, and far below any
+	// difference a metric is meant to resolve.
+	DefaultTolerance = 1e-9
+	// MaxResamples bounds Options.Resamples: the replicates are kept in
+	// memory (8 bytes each) and 10⁵ already puts the Monte-Carlo error of
+	// a 95 % endpoint at 0.009 standard errors.
+	MaxResamples = 100_000
+	// MaxWork bounds Resamples × n, the values one comparison resamples:
+	// the default 10⁴ resamples of the largest results a run may hold
+	// (10⁷ samples). A caller summing over metrics applies it per call.
+	MaxWork = 1e11
 )
+
+// OptionError is an Options field out of range. It wraps ErrOptions.
+type OptionError struct {
+	// Option is the Options field: "ConfidenceLevel", "Resamples", ...
+	Option string
+	Reason string
+}
+
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", ErrOptions, e.Option, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrOptions) true.
+func (e *OptionError) Unwrap() error { return ErrOptions }
+
+// Validate checks every field of o (zero values meaning the defaults) and
+// returns an *OptionError for the first one out of range. A caller can run
+// it before loading any data.
+func (o Options) Validate() error {
+	_, err := o.withDefaults()
+	return err
+}
+
+// CheckWork returns an *OptionError for Resamples when resampling n values
+// resamples times exceeds MaxWork.
+func CheckWork(resamples, n int) error {
+	if resamples == 0 {
+		resamples = DefaultResamples
+	}
+	if float64(resamples)*float64(n) > MaxWork {
+		return &OptionError{Option: "Resamples", Reason: fmt.Sprintf(
+			"%d resamples of %d values is %.3g values, above the limit %.0g: use at most %d resamples",
+			resamples, n, float64(resamples)*float64(n), MaxWork, int(MaxWork/float64(max(n, 1))))}
+	}
+	return nil
+}
+
+// MinSamples is the least number of pairs (paired comparisons) for a
+// verdict other than Inconclusive at significance level alpha: the least n
+// with 2/2ⁿ < alpha, i.e. the least n at which the exact sign-flip test —
+// which assumes nothing about the distribution of the deltas — could reject
+// at all. 6 at alpha = 0.05: with five pairs even five equal improvements
+// give p = 2/2⁵ = 0.0625.
+func MinSamples(alpha float64) int {
+	if alpha == 0 {
+		alpha = DefaultAlpha
+	}
+	n := 2
+	for math.Exp2(1-float64(n)) >= alpha {
+		n++
+	}
+	return n
+}
+
+// enoughUnpaired reports whether the exact permutation test of two samples
+// of sizes nb and nc could reject at alpha (2/C(nb+nc, nb) < alpha): the
+// unpaired counterpart of MinSamples (3 against 3 values cannot: 0.1).
+func enoughUnpaired(nb, nc int, alpha float64) bool {
+	return math.Ln2-lnChoose(float64(nb+nc), float64(nb)) < math.Log(alpha)
+}
 
 func (o Options) withDefaults() (Options, error) {
 	if o.ConfidenceLevel == 0 {
@@ -110,19 +197,29 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Alpha == 0 {
 		o.Alpha = DefaultAlpha
 	}
+	if o.Tolerance == 0 {
+		o.Tolerance = DefaultTolerance
+	}
+	bad := func(option, format string, args ...any) (Options, error) {
+		return o, &OptionError{Option: option, Reason: fmt.Sprintf(format, args...)}
+	}
 	switch {
 	case !(o.ConfidenceLevel > 0 && o.ConfidenceLevel < 1):
-		return o, fmt.Errorf("%w: ConfidenceLevel %v not in (0, 1)", ErrOptions, o.ConfidenceLevel)
+		return bad("ConfidenceLevel", "%v not in (0, 1)", o.ConfidenceLevel)
 	case !(o.Alpha > 0 && o.Alpha < 1):
-		return o, fmt.Errorf("%w: Alpha %v not in (0, 1)", ErrOptions, o.Alpha)
+		return bad("Alpha", "%v not in (0, 1)", o.Alpha)
 	case o.Resamples < minResamples:
-		return o, fmt.Errorf("%w: Resamples %d below %d", ErrOptions, o.Resamples, minResamples)
+		return bad("Resamples", "%d below %d", o.Resamples, minResamples)
+	case o.Resamples > MaxResamples:
+		return bad("Resamples", "%d above the limit %d", o.Resamples, MaxResamples)
 	case !(o.MinAbsoluteImprovement >= 0) || math.IsInf(o.MinAbsoluteImprovement, 0):
-		return o, fmt.Errorf("%w: MinAbsoluteImprovement %v must be finite and ≥ 0", ErrOptions, o.MinAbsoluteImprovement)
+		return bad("MinAbsoluteImprovement", "%v must be finite and ≥ 0", o.MinAbsoluteImprovement)
 	case !(o.MinRelativeImprovement >= 0) || math.IsInf(o.MinRelativeImprovement, 0):
-		return o, fmt.Errorf("%w: MinRelativeImprovement %v must be finite and ≥ 0", ErrOptions, o.MinRelativeImprovement)
+		return bad("MinRelativeImprovement", "%v must be finite and ≥ 0", o.MinRelativeImprovement)
 	case !(o.NearZero >= 0) || math.IsInf(o.NearZero, 0):
-		return o, fmt.Errorf("%w: NearZero %v must be finite and ≥ 0", ErrOptions, o.NearZero)
+		return bad("NearZero", "%v must be finite and ≥ 0", o.NearZero)
+	case !(o.Tolerance > 0 && o.Tolerance < 1e-3):
+		return bad("Tolerance", "%v not in (0, 10⁻³)", o.Tolerance)
 	}
 	return o, nil
 }
@@ -164,10 +261,14 @@ type Comparison struct {
 	// unpaired (an exact permutation test when both runs are constant).
 	Test TestResult
 	// Tests holds every test computed, Test first (paired: also Wilcoxon
-	// signed-rank, and the paired t test for 0/1 metrics).
+	// signed-rank, and the paired t test for 0/1 metrics; unpaired: also
+	// Mann–Whitney U).
 	Tests []TestResult
 	// Alpha is the significance level Test was judged at.
 	Alpha float64
+	// Tolerance is the absolute tolerance used for ties: Options.Tolerance
+	// × the largest |value| of either run.
+	Tolerance float64
 	// Wins, Ties, Losses count samples where the candidate is better,
 	// equal, worse than the baseline by Direction (paired only).
 	Wins, Ties, Losses int
@@ -177,8 +278,11 @@ type Comparison struct {
 
 // ComparePaired compares two runs scored on the same samples: baseline[i]
 // and candidate[i] are the metric for the same sample (the caller joins by
-// sample id). It needs at least two samples.
-func ComparePaired(baseline, candidate []float64, dir Direction, opt Options) (Comparison, error) {
+// sample id). It needs at least two samples, and MinSamples(Alpha) for a
+// verdict other than Inconclusive. Deltas within the tolerance of 0 are
+// ties, and deltas all equal within the tolerance are one value (see
+// Options.Tolerance). ctx cancels the bootstrap.
+func ComparePaired(ctx context.Context, baseline, candidate []float64, dir Direction, opt Options) (Comparison, error) {
 	opt, err := prepare(dir, opt)
 	if err != nil {
 		return Comparison{}, err
@@ -197,6 +301,10 @@ func ComparePaired(baseline, candidate []float64, dir Direction, opt Options) (C
 	if n < 2 {
 		return Comparison{}, fmt.Errorf("paired comparison of %d sample: %w", n, ErrTooFewSamples)
 	}
+	if err := CheckWork(opt.Resamples, n); err != nil {
+		return Comparison{}, err
+	}
+	tol := opt.Tolerance * math.Max(maxAbs(baseline), maxAbs(candidate))
 	deltas := make([]float64, n)
 	for i := range deltas {
 		deltas[i] = candidate[i] - baseline[i]
@@ -204,7 +312,8 @@ func ComparePaired(baseline, candidate []float64, dir Direction, opt Options) (C
 			return Comparison{}, fmt.Errorf("candidate[%d] − baseline[%d]: %w", i, i, ErrOverflow)
 		}
 	}
-	c := Comparison{Paired: true, Direction: dir, ConfidenceLevel: opt.ConfidenceLevel, Alpha: opt.Alpha}
+	snapTies(deltas, tol)
+	c := Comparison{Paired: true, Direction: dir, ConfidenceLevel: opt.ConfidenceLevel, Alpha: opt.Alpha, Tolerance: tol}
 	if c.Baseline, err = summarize("baseline", baseline); err != nil {
 		return Comparison{}, err
 	}
@@ -225,7 +334,7 @@ func ComparePaired(baseline, candidate []float64, dir Direction, opt Options) (C
 	if err != nil {
 		return Comparison{}, err
 	}
-	w := wilcoxon(deltas)
+	w := wilcoxon(deltas, tol)
 	binary := IsBinary(baseline) && IsBinary(candidate)
 	if binary {
 		var b, cc int // baseline-only and candidate-only successes
@@ -246,7 +355,10 @@ func ComparePaired(baseline, candidate []float64, dir Direction, opt Options) (C
 
 	// Bootstrap interval of the mean delta.
 	rs := newResampler("deltas", deltas, mean, ss)
-	reps := bootstrapReplicates(opt.Resamples, opt.Seed, rs.draw)
+	reps, err := bootstrapReplicates(ctx, opt.Resamples, opt.Seed, rs.draw)
+	if err != nil {
+		return Comparison{}, err
+	}
 	c.CILow, c.CIHigh = percentileInterval(reps, opt.ConfidenceLevel)
 	c.Bootstrap = BootstrapInfo{Resamples: opt.Resamples, Seed: opt.Seed, Interval: "percentile",
 		Parts: []ResampleInfo{rs.info()}}
@@ -263,24 +375,34 @@ func ComparePaired(baseline, candidate []float64, dir Direction, opt Options) (C
 		}
 	}
 	c.Relative = relativeChange(c.AbsoluteChange, c.Baseline, opt)
-	c.Verdict, c.VerdictReason = decide(dir, c.AbsoluteChange, c.Relative, []interval{{"bootstrap", c.CILow, c.CIHigh}}, c.Test, opt)
+	if minN := MinSamples(opt.Alpha); n < minN {
+		c.Verdict, c.VerdictReason = Inconclusive, fmt.Sprintf(
+			"%d pairs, fewer than the %d a verdict needs at α = %g: no distribution-free test can reject with so few", n, minN, opt.Alpha)
+	} else {
+		c.Verdict, c.VerdictReason = decide(dir, c.AbsoluteChange, c.Relative, []interval{{"bootstrap", c.CILow, c.CIHigh}}, c.Test, opt)
+	}
 	kind := "continuous metric"
 	if binary {
 		kind = "0/1 metric"
 	}
-	c.Note = fmt.Sprintf("paired: %d samples matched by the caller, deltas = candidate − baseline (%s, %v)", n, kind, dir)
+	c.Note = fmt.Sprintf("paired by sample id: %d samples both runs scored, deltas = candidate − baseline (%s, %v)", n, kind, dir)
 	return c, nil
 }
 
 // CompareUnpaired compares two runs whose samples are not matched (different
-// test sets, or a caller that cannot join by sample id): Welch's t test and
-// a bootstrap that resamples each run independently. Each run needs at
-// least two values. When the runs did score the same samples, ComparePaired
-// is the right call: pairing removes the between-sample variance and is
-// usually far more sensitive.
-func CompareUnpaired(baseline, candidate []float64, dir Direction, opt Options) (Comparison, error) {
+// test sets, or a caller that cannot join by sample id): Welch's t test
+// (with the Mann–Whitney U test beside it) and a bootstrap that resamples
+// each run independently. Each run needs at least two values; a verdict
+// other than Inconclusive needs sizes at which an exact permutation test
+// could reject at Alpha. When the runs did score the same samples,
+// ComparePaired is the right call: pairing removes the between-sample
+// variance and is usually far more sensitive. ctx cancels the bootstrap.
+func CompareUnpaired(ctx context.Context, baseline, candidate []float64, dir Direction, opt Options) (Comparison, error) {
 	opt, err := prepare(dir, opt)
 	if err != nil {
+		return Comparison{}, err
+	}
+	if err := CheckWork(opt.Resamples, len(baseline)+len(candidate)); err != nil {
 		return Comparison{}, err
 	}
 	c := Comparison{Direction: dir, ConfidenceLevel: opt.ConfidenceLevel, Alpha: opt.Alpha}
@@ -292,32 +414,85 @@ func CompareUnpaired(baseline, candidate []float64, dir Direction, opt Options) 
 	if err != nil {
 		return Comparison{}, err
 	}
+	tol := opt.Tolerance * math.Max(maxAbs(baseline), maxAbs(candidate))
+	c.Tolerance = tol
+	// A side whose values are all equal within the tolerance is constant,
+	// and means equal within it are equal: rounding noise is not a spread.
+	if c.Baseline.Max-c.Baseline.Min <= tol {
+		bss = 0
+	}
+	if c.Candidate.Max-c.Candidate.Min <= tol {
+		css = 0
+	}
 	nb, nc := len(baseline), len(candidate)
 	c.AbsoluteChange = cm - bm
 	if math.IsInf(c.AbsoluteChange, 0) {
 		return Comparison{}, fmt.Errorf("difference of means: %w", ErrOverflow)
 	}
+	if math.Abs(c.AbsoluteChange) <= tol {
+		c.AbsoluteChange, cm = 0, bm
+	}
 	c.Test, err = welchT(nb, bm, bss/float64(nb-1), nc, cm, css/float64(nc-1))
 	if err != nil {
 		return Comparison{}, err
 	}
-	c.Tests = []TestResult{c.Test}
+	c.Tests = []TestResult{c.Test, mannWhitney(baseline, candidate, tol)}
 
 	rb := newResampler("baseline", baseline, bm, bss)
 	rc := newResampler("candidate", candidate, cm, css)
-	reps := bootstrapReplicates(opt.Resamples, opt.Seed, func(r *rng) float64 {
+	reps, err := bootstrapReplicates(ctx, opt.Resamples, opt.Seed, func(r *rng) float64 {
 		b := rb.draw(r)
 		return rc.draw(r) - b
 	})
+	if err != nil {
+		return Comparison{}, err
+	}
 	c.CILow, c.CIHigh = percentileInterval(reps, opt.ConfidenceLevel)
 	c.Bootstrap = BootstrapInfo{Resamples: opt.Resamples, Seed: opt.Seed, Interval: "percentile",
 		Parts: []ResampleInfo{rb.info(), rc.info()}}
 
 	c.Relative = relativeChange(c.AbsoluteChange, c.Baseline, opt)
-	c.Verdict, c.VerdictReason = decide(dir, c.AbsoluteChange, c.Relative, []interval{{"bootstrap", c.CILow, c.CIHigh}}, c.Test, opt)
+	if !enoughUnpaired(nb, nc, opt.Alpha) {
+		c.Verdict, c.VerdictReason = Inconclusive, fmt.Sprintf(
+			"%d baseline and %d candidate values are too few for a verdict at α = %g: no distribution-free test can reject with so few", nb, nc, opt.Alpha)
+	} else {
+		c.Verdict, c.VerdictReason = decide(dir, c.AbsoluteChange, c.Relative, []interval{{"bootstrap", c.CILow, c.CIHigh}}, c.Test, opt)
+	}
 	c.Note = fmt.Sprintf("unpaired: %d baseline and %d candidate values, not matched by sample; "+
-		"Welch's t test (unequal variances) and an independent bootstrap of each run (%v)", nb, nc, dir)
+		"Welch's t test (unequal variances), Mann–Whitney U beside it, and an independent bootstrap of each run (%v)", nb, nc, dir)
 	return c, nil
+}
+
+// maxAbs returns max |x| (0 for an empty x).
+func maxAbs(x []float64) float64 {
+	var m float64
+	for _, v := range x {
+		m = math.Max(m, math.Abs(v))
+	}
+	return m
+}
+
+// snapTies removes rounding noise from deltas in place: a delta within tol
+// of 0 becomes 0 (a tie), and when every delta lies within tol of every
+// other they all become their mean, exactly one value (so five
+// improvements of "0.1" written in decimal are five equal improvements,
+// not a spread of 10⁻¹⁷ that makes t enormous).
+func snapTies(deltas []float64, tol float64) {
+	for i, d := range deltas {
+		if math.Abs(d) <= tol {
+			deltas[i] = 0
+		}
+	}
+	lo, hi := slices.Min(deltas), slices.Max(deltas)
+	if lo != hi && hi-lo <= tol {
+		m, _ := meanAndSS(deltas)
+		if math.Abs(m) <= tol {
+			m = 0
+		}
+		for i := range deltas {
+			deltas[i] = m
+		}
+	}
 }
 
 // twoSampleSide validates and summarises one side of an unpaired or group

@@ -14,7 +14,10 @@
 // and the index (*NonFiniteError), never silently dropped. A caller joining
 // two runs by sample id decides what a missing value means before calling.
 // Every comparison needs a Direction (HigherIsBetter, LowerIsBetter); there
-// is no default.
+// is no default. Values (and deltas) that differ by at most
+// Options.Tolerance (10⁻⁹) × the largest |value| of either run are ties, so
+// rounding noise never decides a test. Work is bounded (Resamples ≤
+// MaxResamples, Resamples × n ≤ MaxWork) and ctx cancels the bootstrap.
 //
 // # Summary
 //
@@ -54,7 +57,9 @@
 // Welch's t: t = (x̄_c − x̄_b)/√(s_b²/n_b + s_c²/n_c) on
 // ν = (s_b²/n_b + s_c²/n_c)² / ((s_b²/n_b)²/(n_b−1) + (s_c²/n_c)²/(n_c−1)).
 // Both runs constant: equal gives p = 1, different gives the exact
-// permutation p = 2/C(n_b+n_c, n_b).
+// permutation p = 2/C(n_b+n_c, n_b). Mann–Whitney U is reported beside it
+// (exact without ties up to n_b + n_c = 50, otherwise the tie- and
+// continuity-corrected normal approximation).
 //
 // # Groups of runs (CompareGroups)
 //
@@ -113,7 +118,10 @@
 //
 // # Verdict
 //
-// Improved or Regressed only when Test's p < Alpha, every interval reported
+// Inconclusive below the least sample size at which an exact,
+// distribution-free test could reject at Alpha (paired: MinSamples, 6 at
+// 0.05; unpaired: 2/C(n_b+n_c, n_b) < Alpha). Otherwise Improved or
+// Regressed only when Test's p < Alpha, every interval reported
 // excludes 0 on the same side, and |AbsoluteChange| ≥
 // MinAbsoluteImprovement and |relative change| ≥ MinRelativeImprovement when
 // those are set (a threshold that cannot be checked — relative change

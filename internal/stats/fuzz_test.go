@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -40,8 +41,8 @@ func FuzzCompare(f *testing.F) {
 		}
 		opt := Options{Resamples: 200, MinRelativeImprovement: 0.01}
 		for _, call := range []func() (Comparison, error){
-			func() (Comparison, error) { return ComparePaired(b, c, dir, opt) },
-			func() (Comparison, error) { return CompareUnpaired(b, c, dir, opt) },
+			func() (Comparison, error) { return ComparePaired(context.Background(), b, c, dir, opt) },
+			func() (Comparison, error) { return CompareUnpaired(context.Background(), b, c, dir, opt) },
 		} {
 			cmp, err := call()
 			if err != nil {
@@ -54,7 +55,7 @@ func FuzzCompare(f *testing.F) {
 				t.Errorf("wins/ties/losses %d/%d/%d of %d", cmp.Wins, cmp.Ties, cmp.Losses, n)
 			}
 		}
-		g, err := CompareGroups(b, c, dir, opt)
+		g, err := CompareGroups(context.Background(), b, c, dir, opt)
 		if err != nil {
 			checkSentinel(t, err)
 			return
@@ -97,7 +98,7 @@ func checkFiniteResult(t *testing.T, b, c, d Summary, abs float64, rel RelativeC
 	if !(lo <= hi) {
 		t.Errorf("interval [%v, %v]", lo, hi)
 	}
-	if v != Improved && v != Regressed && v != NoSignificantChange {
+	if v != Improved && v != Regressed && v != NoSignificantChange && v != Inconclusive {
 		t.Errorf("verdict %v", v)
 	}
 }

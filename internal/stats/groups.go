@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"context"
 	"fmt"
 	"math"
 )
@@ -39,8 +40,8 @@ type GroupComparison struct {
 // CompareGroups compares per-run means of two groups of runs, at least two
 // runs per group. The verdict requires Welch's p < Alpha and both the Welch
 // and the bootstrap interval to exclude 0 on the same side, and the
-// thresholds.
-func CompareGroups(baselineRunMeans, candidateRunMeans []float64, dir Direction, opt Options) (GroupComparison, error) {
+// thresholds. ctx cancels the bootstrap.
+func CompareGroups(ctx context.Context, baselineRunMeans, candidateRunMeans []float64, dir Direction, opt Options) (GroupComparison, error) {
 	opt, err := prepare(dir, opt)
 	if err != nil {
 		return GroupComparison{}, err
@@ -71,10 +72,13 @@ func CompareGroups(baselineRunMeans, candidateRunMeans []float64, dir Direction,
 	}
 	rb := newNaiveOrConstant("baseline", baselineRunMeans, bm, bss)
 	rc := newNaiveOrConstant("candidate", candidateRunMeans, cm, css)
-	reps := bootstrapReplicates(opt.Resamples, opt.Seed, func(r *rng) float64 {
+	reps, err := bootstrapReplicates(ctx, opt.Resamples, opt.Seed, func(r *rng) float64 {
 		b := rb.draw(r)
 		return rc.draw(r) - b
 	})
+	if err != nil {
+		return GroupComparison{}, err
+	}
 	g.BootstrapCILow, g.BootstrapCIHigh = percentileInterval(reps, opt.ConfidenceLevel)
 	g.Bootstrap = BootstrapInfo{Resamples: opt.Resamples, Seed: opt.Seed, Interval: "percentile",
 		Parts: []ResampleInfo{rb.info(), rc.info()}}

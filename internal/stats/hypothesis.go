@@ -1,20 +1,24 @@
 package stats
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // TestResult is one two-sided test of "no difference between the runs".
 type TestResult struct {
-	// Name says which test: TestPairedT, TestSignFlip, TestWilcoxon,
-	// TestMcNemar, TestWelchT or TestPermutation.
+	// Name says which test, one of the Test* identifiers (the values the
+	// API's MetricComparison.test and tests[].name carry).
 	Name string
 	// Statistic is the test's own statistic: t for the t tests, W⁺ (the
 	// sum of the ranks of the positive deltas) for Wilcoxon, the smaller
 	// discordant count for exact McNemar and the continuity-corrected χ²
 	// for approximate McNemar, the number of nonzero deltas for the
-	// sign-flip test, 0 for the complete-separation permutation test.
+	// sign-flip test, 0 for the complete-separation permutation test, and
+	// U of the candidate (pairs where the candidate's value is larger,
+	// ties counting ½) for Mann–Whitney.
 	Statistic float64
 	// DF is the t tests' degrees of freedom (Welch's is fractional), 1 for
 	// χ² McNemar and 0 where the reference distribution has none.
@@ -26,14 +30,18 @@ type TestResult struct {
 	Method string
 }
 
-// Test names.
+// Test identifiers: stable, machine-readable, and the same strings the API
+// reports (proto MetricComparison.test lists them). McNemar's two variants
+// are two names, so a reader of the response knows which was used.
 const (
-	TestPairedT     = "paired t"
-	TestSignFlip    = "exact sign-flip"
-	TestWilcoxon    = "Wilcoxon signed-rank"
-	TestMcNemar     = "McNemar"
-	TestWelchT      = "Welch t"
-	TestPermutation = "exact permutation"
+	TestPairedT      = "paired_t"
+	TestSignFlip     = "sign_flip_exact"
+	TestWilcoxon     = "wilcoxon_signed_rank"
+	TestMcNemarExact = "mcnemar_exact"
+	TestMcNemarChiSq = "mcnemar_chi_square"
+	TestWelchT       = "welch_t"
+	TestPermutation  = "permutation_exact"
+	TestMannWhitneyU = "mann_whitney_u"
 )
 
 // wilcoxonExactMax is the largest number of nonzero deltas for which the
@@ -123,7 +131,10 @@ func welchCI(nb int, vb float64, nc int, vc float64, diff, level float64, df flo
 // normal approximation there). Beyond that, the normal approximation with
 // the tie correction Var = n(n+1)(2n+1)/24 − Σ(t³−t)/48 and no continuity
 // correction.
-func wilcoxon(d []float64) TestResult {
+//
+// |d| values within tol of the smallest value of their group are ties
+// (tol is the comparison's noise tolerance; 0 means exact equality).
+func wilcoxon(d []float64, tol float64) TestResult {
 	pos := make([]float64, 0, len(d))
 	neg := make([]float64, 0, len(d))
 	for _, v := range d {
@@ -158,11 +169,11 @@ func wilcoxon(d []float64) TestResult {
 			v = neg[j]
 		}
 		cp, cn := 0, 0
-		for i < len(pos) && pos[i] == v {
+		for i < len(pos) && pos[i]-v <= tol {
 			i++
 			cp++
 		}
-		for j < len(neg) && neg[j] == v {
+		for j < len(neg) && neg[j]-v <= tol {
 			j++
 			cn++
 		}
@@ -239,7 +250,7 @@ func wilcoxonExactP(groups []rankGroup, s int) float64 {
 func mcnemar(b, c int) TestResult {
 	m := b + c
 	if m == 0 {
-		return TestResult{Name: TestMcNemar, PValue: 1, Method: "no discordant pairs: p = 1 by definition"}
+		return TestResult{Name: TestMcNemarExact, PValue: 1, Method: "no discordant pairs: p = 1 by definition"}
 	}
 	if m < mcnemarExactBelow {
 		k := min(b, c)
@@ -251,12 +262,12 @@ func mcnemar(b, c int) TestResult {
 			}
 			sum += coef
 		}
-		return TestResult{Name: TestMcNemar, Statistic: float64(k),
+		return TestResult{Name: TestMcNemarExact, Statistic: float64(k),
 			PValue: math.Min(1, 2*sum/math.Exp2(float64(m))), Method: "exact binomial"}
 	}
 	diff := math.Max(0, math.Abs(float64(b-c))-1)
 	chi2 := diff * diff / float64(m)
-	return TestResult{Name: TestMcNemar, Statistic: chi2, DF: 1, PValue: chiSquare1SF(chi2),
+	return TestResult{Name: TestMcNemarChiSq, Statistic: chi2, DF: 1, PValue: chiSquare1SF(chi2),
 		Method: "chi-square with continuity correction"}
 }
 
@@ -273,4 +284,102 @@ func IsBinary(x []float64) bool {
 		}
 	}
 	return true
+}
+
+// mannWhitneyExactMax is the largest n_b + n_c for which the Mann–Whitney
+// p-value is computed exactly (without ties): the counts of the U
+// distribution are then below C(50, 25) ≈ 1.3·10¹⁴ < 2⁵³, exact in float64.
+const mannWhitneyExactMax = 50
+
+// mannWhitney is the two-sided Mann–Whitney U (Wilcoxon rank-sum) test of
+// baseline against candidate: the distribution-free check beside Welch's t,
+// as Wilcoxon's signed-rank test is beside the paired t. Values within tol
+// of the smallest value of their group are ties and share the average rank.
+// U is the candidate's: the number of (baseline, candidate) pairs in which
+// the candidate's value is larger, ties counting ½. Without ties and with
+// n_b + n_c ≤ mannWhitneyExactMax the p-value is exact,
+// 2·min(P(U ≤ u), P(U ≥ u)); otherwise z = (|U − n_b·n_c/2| − ½)/σ with
+// σ² = n_b·n_c/12·((N+1) − Σ(t³−t)/(N(N−1))), the continuity-corrected
+// normal approximation (scipy.stats.mannwhitneyu's default).
+func mannWhitney(baseline, candidate []float64, tol float64) TestResult {
+	nb, nc := len(baseline), len(candidate)
+	type obs struct {
+		v    float64
+		cand bool
+	}
+	all := make([]obs, 0, nb+nc)
+	for _, v := range baseline {
+		all = append(all, obs{v, false})
+	}
+	for _, v := range candidate {
+		all = append(all, obs{v, true})
+	}
+	slices.SortFunc(all, func(a, b obs) int { return cmp.Compare(a.v, b.v) })
+	var rankSumC, tieTerm float64
+	ties := false
+	for i := 0; i < len(all); {
+		j := i
+		for j < len(all) && all[j].v-all[i].v <= tol {
+			j++
+		}
+		t := j - i
+		mid := float64(i) + float64(t+1)/2
+		for k := i; k < j; k++ {
+			if all[k].cand {
+				rankSumC += mid
+			}
+		}
+		if t > 1 {
+			ties = true
+			ft := float64(t)
+			tieTerm += ft*ft*ft - ft
+		}
+		i = j
+	}
+	fb, fc := float64(nb), float64(nc)
+	u := rankSumC - fc*(fc+1)/2
+	if !ties && nb+nc <= mannWhitneyExactMax {
+		return TestResult{Name: TestMannWhitneyU, Statistic: u,
+			PValue: mannWhitneyExactP(nb, nc, int(math.Round(u))), Method: "exact distribution (no ties)"}
+	}
+	n := fb + fc
+	variance := fb * fc / 12 * ((n + 1) - tieTerm/(n*(n-1)))
+	if variance <= 0 {
+		// Every value tied: nothing distinguishes the runs.
+		return TestResult{Name: TestMannWhitneyU, Statistic: u, PValue: 1, Method: "every value tied: p = 1 by definition"}
+	}
+	z := math.Max(0, math.Abs(u-fb*fc/2)-0.5) / math.Sqrt(variance)
+	return TestResult{Name: TestMannWhitneyU, Statistic: u, PValue: normalTwoSided(z),
+		Method: "normal approximation with tie and continuity corrections"}
+}
+
+// mannWhitneyExactP returns min(1, 2·min(P(U ≤ u), P(U ≥ u))) for U the
+// Mann–Whitney statistic of samples of sizes m and n under H₀. The counts
+// of U are the coefficients of the Gaussian binomial [m+n choose m]_q =
+// Π_{i=1..m} (1 − q^{n+i})/(1 − q^i), built factor by factor; every
+// intermediate is an integer below 2⁵³ when m + n ≤ mannWhitneyExactMax.
+func mannWhitneyExactP(m, n, u int) float64 {
+	top := m * n
+	c := make([]float64, top+1)
+	c[0] = 1
+	for i := 1; i <= m; i++ {
+		// Multiply by (1 − q^{n+i}), then divide by (1 − q^i).
+		for k := top; k >= n+i; k-- {
+			c[k] -= c[k-n-i]
+		}
+		for k := i; k <= top; k++ {
+			c[k] += c[k-i]
+		}
+	}
+	var le, ge, total float64
+	for k, w := range c {
+		total += w
+		if k <= u {
+			le += w
+		}
+		if k >= u {
+			ge += w
+		}
+	}
+	return math.Min(1, 2*math.Min(le, ge)/total)
 }

@@ -129,7 +129,7 @@ func TestPairedTestsMatchScipy(t *testing.T) {
 			checkNear(t, "t df", pt.DF, c.T.DF, 0, 0)
 			checkNear(t, "t p", pt.PValue, c.T.PValue, 1e-9, 1e-300)
 
-			w := wilcoxon(d)
+			w := wilcoxon(d, 0)
 			checkNear(t, "W+", w.Statistic, c.Wilcoxon.WPlus, 0, 1e-9)
 			checkNear(t, "Wilcoxon p ("+c.Wilcoxon.Source+")", w.PValue, c.Wilcoxon.PValue, 1e-9, 1e-300)
 		})

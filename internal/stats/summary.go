@@ -108,3 +108,15 @@ func quantileSorted(s []float64, q float64) float64 {
 	frac := h - float64(lo)
 	return s[lo] + frac*(s[lo+1]-s[lo])
 }
+
+// Mean returns the mean of x, which must be non-empty and finite (a
+// *NonFiniteError naming input "x" otherwise). Finite values whose sum
+// overflows float64 (values near ±1.8e308) still have a finite mean, and
+// get it: the sum is then taken of x/n.
+func Mean(x []float64) (float64, error) {
+	if err := checkFinite("x", x); err != nil {
+		return 0, err
+	}
+	m, _ := meanAndSS(x)
+	return m, nil
+}

@@ -71,13 +71,22 @@ func (Direction) EnumDescriptor() ([]byte, []int) {
 	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{0}
 }
 
+// Verdict is the outcome of a comparison, from the candidate's side
+// (docs/statistics.md, "The verdict").
 type Verdict int32
 
 const (
-	Verdict_VERDICT_UNSPECIFIED           Verdict = 0
-	Verdict_VERDICT_IMPROVED              Verdict = 1
-	Verdict_VERDICT_REGRESSED             Verdict = 2
+	Verdict_VERDICT_UNSPECIFIED Verdict = 0
+	// Significant in the better direction, and at least the thresholds.
+	Verdict_VERDICT_IMPROVED Verdict = 1
+	// Significant in the worse direction, and at least the thresholds.
+	Verdict_VERDICT_REGRESSED Verdict = 2
+	// Enough data to decide, and no significant change of the size asked for.
 	Verdict_VERDICT_NO_SIGNIFICANT_CHANGE Verdict = 3
+	// Too few samples for any verdict: fewer pairs than the least number at
+	// which an exact, distribution-free test could reject (6 at alpha 0.05),
+	// or, unpaired, sizes at which the exact permutation test could not.
+	Verdict_VERDICT_INCONCLUSIVE Verdict = 4
 )
 
 // Enum value maps for Verdict.
@@ -87,12 +96,14 @@ var (
 		1: "VERDICT_IMPROVED",
 		2: "VERDICT_REGRESSED",
 		3: "VERDICT_NO_SIGNIFICANT_CHANGE",
+		4: "VERDICT_INCONCLUSIVE",
 	}
 	Verdict_value = map[string]int32{
 		"VERDICT_UNSPECIFIED":           0,
 		"VERDICT_IMPROVED":              1,
 		"VERDICT_REGRESSED":             2,
 		"VERDICT_NO_SIGNIFICANT_CHANGE": 3,
+		"VERDICT_INCONCLUSIVE":          4,
 	}
 )
 
@@ -129,9 +140,11 @@ type MetricSpec struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Required.
 	Direction Direction `protobuf:"varint,2,opt,name=direction,proto3,enum=sopilot.api.v1.Direction" json:"direction,omitempty"`
-	// Minimum absolute improvement to call it IMPROVED.
+	// Minimum absolute change (in the metric's units) for IMPROVED or
+	// REGRESSED; finite and >= 0, 0 means none.
 	MinAbsoluteImprovement float64 `protobuf:"fixed64,3,opt,name=min_absolute_improvement,json=minAbsoluteImprovement,proto3" json:"min_absolute_improvement,omitempty"`
-	// Minimum relative improvement (0.01 = 1%) to call it IMPROVED.
+	// Minimum relative change (0.01 = 1%) for IMPROVED or REGRESSED; finite
+	// and >= 0, 0 means none.
 	MinRelativeImprovement float64 `protobuf:"fixed64,4,opt,name=min_relative_improvement,json=minRelativeImprovement,proto3" json:"min_relative_improvement,omitempty"`
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
@@ -287,12 +300,103 @@ func (x *Summary) GetMax() float64 {
 	return 0
 }
 
+// TestResult is one two-sided test of "no difference between the runs".
+type TestResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of the identifiers listed at MetricComparison.test.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The test's own statistic: t for the t tests; W+ for
+	// wilcoxon_signed_rank; the smaller discordant count for mcnemar_exact;
+	// the continuity-corrected chi-square for mcnemar_chi_square; the
+	// candidate's U for mann_whitney_u; the number of deltas for
+	// sign_flip_exact; 0 for permutation_exact.
+	Statistic float64 `protobuf:"fixed64,2,opt,name=statistic,proto3" json:"statistic,omitempty"`
+	// Degrees of freedom of the t tests (Welch's is fractional), 1 for
+	// mcnemar_chi_square, 0 where there are none.
+	Df     float64 `protobuf:"fixed64,3,opt,name=df,proto3" json:"df,omitempty"`
+	PValue float64 `protobuf:"fixed64,4,opt,name=p_value,json=pValue,proto3" json:"p_value,omitempty"`
+	// How p_value was computed, in words ("exact binomial", "normal
+	// approximation with tie correction", ...).
+	Method        string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestResult) Reset() {
+	*x = TestResult{}
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestResult) ProtoMessage() {}
+
+func (x *TestResult) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestResult.ProtoReflect.Descriptor instead.
+func (*TestResult) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TestResult) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TestResult) GetStatistic() float64 {
+	if x != nil {
+		return x.Statistic
+	}
+	return 0
+}
+
+func (x *TestResult) GetDf() float64 {
+	if x != nil {
+		return x.Df
+	}
+	return 0
+}
+
+func (x *TestResult) GetPValue() float64 {
+	if x != nil {
+		return x.PValue
+	}
+	return 0
+}
+
+func (x *TestResult) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
 type MetricComparison struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Direction Direction              `protobuf:"varint,2,opt,name=direction,proto3,enum=sopilot.api.v1.Direction" json:"direction,omitempty"`
 	Verdict   Verdict                `protobuf:"varint,3,opt,name=verdict,proto3,enum=sopilot.api.v1.Verdict" json:"verdict,omitempty"`
-	// True when both runs scored the same sample ids.
+	// True when the comparison is paired by sample id: the runs share enough
+	// samples that have the metric (at least the minimum a verdict needs);
+	// samples only one run scored are left out and counted below. False:
+	// too few shared samples, so every value of each run was compared
+	// unpaired (Welch), and note says so.
 	Paired         bool     `protobuf:"varint,4,opt,name=paired,proto3" json:"paired,omitempty"`
 	Baseline       *Summary `protobuf:"bytes,5,opt,name=baseline,proto3" json:"baseline,omitempty"`
 	Candidate      *Summary `protobuf:"bytes,6,opt,name=candidate,proto3" json:"candidate,omitempty"`
@@ -303,20 +407,41 @@ type MetricComparison struct {
 	CiLow              float64  `protobuf:"fixed64,10,opt,name=ci_low,json=ciLow,proto3" json:"ci_low,omitempty"`
 	CiHigh             float64  `protobuf:"fixed64,11,opt,name=ci_high,json=ciHigh,proto3" json:"ci_high,omitempty"`
 	ConfidenceLevel    float64  `protobuf:"fixed64,12,opt,name=confidence_level,json=confidenceLevel,proto3" json:"confidence_level,omitempty"`
-	PValue             float64  `protobuf:"fixed64,13,opt,name=p_value,json=pValue,proto3" json:"p_value,omitempty"`
-	// "paired_t", "wilcoxon", "mcnemar", "welch".
-	Test          string `protobuf:"bytes,14,opt,name=test,proto3" json:"test,omitempty"`
-	Wins          int64  `protobuf:"varint,15,opt,name=wins,proto3" json:"wins,omitempty"`
-	Ties          int64  `protobuf:"varint,16,opt,name=ties,proto3" json:"ties,omitempty"`
-	Losses        int64  `protobuf:"varint,17,opt,name=losses,proto3" json:"losses,omitempty"`
-	Note          string `protobuf:"bytes,18,opt,name=note,proto3" json:"note,omitempty"`
+	// p_value and test are those of the test the verdict uses (tests[0]).
+	PValue float64 `protobuf:"fixed64,13,opt,name=p_value,json=pValue,proto3" json:"p_value,omitempty"`
+	// The verdict's test: "paired_t" (continuous paired), "sign_flip_exact"
+	// (paired, every delta the same nonzero value, where t is undefined),
+	// "mcnemar_exact" (0/1 paired, fewer than 25 discordant pairs: exact
+	// binomial), "mcnemar_chi_square" (0/1 paired, 25 or more: chi-square
+	// with Edwards' continuity correction), "welch_t" (unpaired), or
+	// "permutation_exact" (unpaired, both runs constant). tests also holds
+	// "wilcoxon_signed_rank" (paired) and "mann_whitney_u" (unpaired).
+	Test   string `protobuf:"bytes,14,opt,name=test,proto3" json:"test,omitempty"`
+	Wins   int64  `protobuf:"varint,15,opt,name=wins,proto3" json:"wins,omitempty"`
+	Ties   int64  `protobuf:"varint,16,opt,name=ties,proto3" json:"ties,omitempty"`
+	Losses int64  `protobuf:"varint,17,opt,name=losses,proto3" json:"losses,omitempty"`
+	Note   string `protobuf:"bytes,18,opt,name=note,proto3" json:"note,omitempty"`
+	// Every test computed, the verdict's first: paired, Wilcoxon signed-rank
+	// beside the t test (and the paired t beside McNemar for 0/1 metrics);
+	// unpaired, Mann-Whitney U beside Welch. When they disagree, look at
+	// deltas.
+	Tests []*TestResult `protobuf:"bytes,19,rep,name=tests,proto3" json:"tests,omitempty"`
+	// Summary of the per-sample deltas candidate - baseline (paired only).
+	Deltas *Summary `protobuf:"bytes,20,opt,name=deltas,proto3" json:"deltas,omitempty"`
+	// Samples that have the metric in only one run, left out of a paired
+	// comparison (and of nothing when unpaired).
+	BaselineOnlySamples  int64 `protobuf:"varint,21,opt,name=baseline_only_samples,json=baselineOnlySamples,proto3" json:"baseline_only_samples,omitempty"`
+	CandidateOnlySamples int64 `protobuf:"varint,22,opt,name=candidate_only_samples,json=candidateOnlySamples,proto3" json:"candidate_only_samples,omitempty"`
+	// Values (and deltas) closer than this are ties: 1e-9 times the largest
+	// |value| of either run, so rounding noise is not a difference.
+	TieTolerance  float64 `protobuf:"fixed64,23,opt,name=tie_tolerance,json=tieTolerance,proto3" json:"tie_tolerance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetricComparison) Reset() {
 	*x = MetricComparison{}
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[2]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +453,7 @@ func (x *MetricComparison) String() string {
 func (*MetricComparison) ProtoMessage() {}
 
 func (x *MetricComparison) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[2]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +466,7 @@ func (x *MetricComparison) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetricComparison.ProtoReflect.Descriptor instead.
 func (*MetricComparison) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{2}
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MetricComparison) GetName() string {
@@ -470,21 +595,127 @@ func (x *MetricComparison) GetNote() string {
 	return ""
 }
 
+func (x *MetricComparison) GetTests() []*TestResult {
+	if x != nil {
+		return x.Tests
+	}
+	return nil
+}
+
+func (x *MetricComparison) GetDeltas() *Summary {
+	if x != nil {
+		return x.Deltas
+	}
+	return nil
+}
+
+func (x *MetricComparison) GetBaselineOnlySamples() int64 {
+	if x != nil {
+		return x.BaselineOnlySamples
+	}
+	return 0
+}
+
+func (x *MetricComparison) GetCandidateOnlySamples() int64 {
+	if x != nil {
+		return x.CandidateOnlySamples
+	}
+	return 0
+}
+
+func (x *MetricComparison) GetTieTolerance() float64 {
+	if x != nil {
+		return x.TieTolerance
+	}
+	return 0
+}
+
+// RunMetricComparison is one run-level metric (the results' run_metrics),
+// shown side by side; no test, as there is one value per run.
+type RunMetricComparison struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Absent when the run did not report it.
+	Baseline      *float64 `protobuf:"fixed64,2,opt,name=baseline,proto3,oneof" json:"baseline,omitempty"`
+	Candidate     *float64 `protobuf:"fixed64,3,opt,name=candidate,proto3,oneof" json:"candidate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunMetricComparison) Reset() {
+	*x = RunMetricComparison{}
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunMetricComparison) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunMetricComparison) ProtoMessage() {}
+
+func (x *RunMetricComparison) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunMetricComparison.ProtoReflect.Descriptor instead.
+func (*RunMetricComparison) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RunMetricComparison) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunMetricComparison) GetBaseline() float64 {
+	if x != nil && x.Baseline != nil {
+		return *x.Baseline
+	}
+	return 0
+}
+
+func (x *RunMetricComparison) GetCandidate() float64 {
+	if x != nil && x.Candidate != nil {
+		return *x.Candidate
+	}
+	return 0
+}
+
 type Efficiency struct {
-	state                     protoimpl.MessageState `protogen:"open.v1"`
-	WallSeconds               float64                `protobuf:"fixed64,1,opt,name=wall_seconds,json=wallSeconds,proto3" json:"wall_seconds,omitempty"`
-	QueueSeconds              float64                `protobuf:"fixed64,2,opt,name=queue_seconds,json=queueSeconds,proto3" json:"queue_seconds,omitempty"`
-	GpuHours                  float64                `protobuf:"fixed64,3,opt,name=gpu_hours,json=gpuHours,proto3" json:"gpu_hours,omitempty"`
-	GpuUtilizationMeanPercent float64                `protobuf:"fixed64,4,opt,name=gpu_utilization_mean_percent,json=gpuUtilizationMeanPercent,proto3" json:"gpu_utilization_mean_percent,omitempty"`
-	SamplesPerSecond          float64                `protobuf:"fixed64,5,opt,name=samples_per_second,json=samplesPerSecond,proto3" json:"samples_per_second,omitempty"`
-	GpuCount                  int32                  `protobuf:"varint,6,opt,name=gpu_count,json=gpuCount,proto3" json:"gpu_count,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	WallSeconds  float64                `protobuf:"fixed64,1,opt,name=wall_seconds,json=wallSeconds,proto3" json:"wall_seconds,omitempty"`
+	QueueSeconds float64                `protobuf:"fixed64,2,opt,name=queue_seconds,json=queueSeconds,proto3" json:"queue_seconds,omitempty"`
+	GpuHours     float64                `protobuf:"fixed64,3,opt,name=gpu_hours,json=gpuHours,proto3" json:"gpu_hours,omitempty"`
+	// Mean GPU utilisation from the run's recorded usage; meaningful only
+	// when gpu_utilization_measured (0 with it false means unknown, not idle).
+	GpuUtilizationMeanPercent float64 `protobuf:"fixed64,4,opt,name=gpu_utilization_mean_percent,json=gpuUtilizationMeanPercent,proto3" json:"gpu_utilization_mean_percent,omitempty"`
+	// The last training throughput the run reported; meaningful only when
+	// samples_per_second_reported.
+	SamplesPerSecond float64 `protobuf:"fixed64,5,opt,name=samples_per_second,json=samplesPerSecond,proto3" json:"samples_per_second,omitempty"`
+	GpuCount         int32   `protobuf:"varint,6,opt,name=gpu_count,json=gpuCount,proto3" json:"gpu_count,omitempty"`
+	// True when the run's usage was recorded from GPU telemetry.
+	GpuUtilizationMeasured bool `protobuf:"varint,7,opt,name=gpu_utilization_measured,json=gpuUtilizationMeasured,proto3" json:"gpu_utilization_measured,omitempty"`
+	// True when the run reported its throughput.
+	SamplesPerSecondReported bool `protobuf:"varint,8,opt,name=samples_per_second_reported,json=samplesPerSecondReported,proto3" json:"samples_per_second_reported,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Efficiency) Reset() {
 	*x = Efficiency{}
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[3]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +727,7 @@ func (x *Efficiency) String() string {
 func (*Efficiency) ProtoMessage() {}
 
 func (x *Efficiency) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[3]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +740,7 @@ func (x *Efficiency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Efficiency.ProtoReflect.Descriptor instead.
 func (*Efficiency) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{3}
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Efficiency) GetWallSeconds() float64 {
@@ -554,6 +785,20 @@ func (x *Efficiency) GetGpuCount() int32 {
 	return 0
 }
 
+func (x *Efficiency) GetGpuUtilizationMeasured() bool {
+	if x != nil {
+		return x.GpuUtilizationMeasured
+	}
+	return false
+}
+
+func (x *Efficiency) GetSamplesPerSecondReported() bool {
+	if x != nil {
+		return x.SamplesPerSecondReported
+	}
+	return false
+}
+
 type CompareRunsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required.
@@ -564,11 +809,14 @@ type CompareRunsRequest struct {
 	// direction; the first decides the overall verdict. (There is no default
 	// direction: guessing would call a higher loss an improvement.)
 	Metrics []*MetricSpec `protobuf:"bytes,3,rep,name=metrics,proto3" json:"metrics,omitempty"`
-	// Bootstrap confidence level; 0 means 0.95.
+	// Bootstrap confidence level, in (0, 1); 0 means 0.95.
 	ConfidenceLevel float64 `protobuf:"fixed64,4,opt,name=confidence_level,json=confidenceLevel,proto3" json:"confidence_level,omitempty"`
-	// Bootstrap resamples; 0 means 10000.
+	// Bootstrap resamples; 0 means 10000; otherwise 100 to 100000, and
+	// resamples times the values compared (summed over metrics) at most 1e11.
+	// Every option is checked before any results are read
+	// (INVALID_ARGUMENT with a BadRequest field violation).
 	BootstrapResamples int32 `protobuf:"varint,5,opt,name=bootstrap_resamples,json=bootstrapResamples,proto3" json:"bootstrap_resamples,omitempty"`
-	// Seed of the bootstrap, for reproducible intervals.
+	// Seed of the bootstrap, for reproducible intervals; >= 0.
 	Seed          int64 `protobuf:"varint,6,opt,name=seed,proto3" json:"seed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -576,7 +824,7 @@ type CompareRunsRequest struct {
 
 func (x *CompareRunsRequest) Reset() {
 	*x = CompareRunsRequest{}
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[4]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +836,7 @@ func (x *CompareRunsRequest) String() string {
 func (*CompareRunsRequest) ProtoMessage() {}
 
 func (x *CompareRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[4]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +849,7 @@ func (x *CompareRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareRunsRequest.ProtoReflect.Descriptor instead.
 func (*CompareRunsRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{4}
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CompareRunsRequest) GetBaselineRunId() string {
@@ -660,14 +908,16 @@ type CompareRunsResponse struct {
 	// Incidents on either run's nodes while it ran.
 	IncidentIds []string `protobuf:"bytes,7,rep,name=incident_ids,json=incidentIds,proto3" json:"incident_ids,omitempty"`
 	// The report as JSON, with the legacy compare_models.py fields too.
-	ReportJson    string `protobuf:"bytes,8,opt,name=report_json,json=reportJson,proto3" json:"report_json,omitempty"`
+	ReportJson string `protobuf:"bytes,8,opt,name=report_json,json=reportJson,proto3" json:"report_json,omitempty"`
+	// The runs' run-level metrics (results run_metrics), by name.
+	RunMetrics    []*RunMetricComparison `protobuf:"bytes,9,rep,name=run_metrics,json=runMetrics,proto3" json:"run_metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompareRunsResponse) Reset() {
 	*x = CompareRunsResponse{}
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[5]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +929,7 @@ func (x *CompareRunsResponse) String() string {
 func (*CompareRunsResponse) ProtoMessage() {}
 
 func (x *CompareRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[5]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +942,7 @@ func (x *CompareRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareRunsResponse.ProtoReflect.Descriptor instead.
 func (*CompareRunsResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{5}
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CompareRunsResponse) GetVerdict() Verdict {
@@ -751,6 +1001,13 @@ func (x *CompareRunsResponse) GetReportJson() string {
 	return ""
 }
 
+func (x *CompareRunsResponse) GetRunMetrics() []*RunMetricComparison {
+	if x != nil {
+		return x.RunMetrics
+	}
+	return nil
+}
+
 type RunGroup struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -761,7 +1018,7 @@ type RunGroup struct {
 
 func (x *RunGroup) Reset() {
 	*x = RunGroup{}
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +1030,7 @@ func (x *RunGroup) String() string {
 func (*RunGroup) ProtoMessage() {}
 
 func (x *RunGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +1043,7 @@ func (x *RunGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunGroup.ProtoReflect.Descriptor instead.
 func (*RunGroup) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{6}
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RunGroup) GetName() string {
@@ -815,7 +1072,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +1084,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +1097,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{7}
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GroupSummary) GetName() string {
@@ -873,9 +1130,10 @@ func (x *GroupSummary) GetStd() float64 {
 
 type CompareRunGroupsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required.
+	// Required: at least two distinct runs.
 	Baseline *RunGroup `protobuf:"bytes,1,opt,name=baseline,proto3" json:"baseline,omitempty"`
-	// Required.
+	// Required: at least two distinct runs, none of them in baseline (a run
+	// counted twice would shrink the spread and fake significance).
 	Candidate       *RunGroup     `protobuf:"bytes,2,opt,name=candidate,proto3" json:"candidate,omitempty"`
 	Metrics         []*MetricSpec `protobuf:"bytes,3,rep,name=metrics,proto3" json:"metrics,omitempty"`
 	ConfidenceLevel float64       `protobuf:"fixed64,4,opt,name=confidence_level,json=confidenceLevel,proto3" json:"confidence_level,omitempty"`
@@ -886,7 +1144,7 @@ type CompareRunGroupsRequest struct {
 
 func (x *CompareRunGroupsRequest) Reset() {
 	*x = CompareRunGroupsRequest{}
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1156,7 @@ func (x *CompareRunGroupsRequest) String() string {
 func (*CompareRunGroupsRequest) ProtoMessage() {}
 
 func (x *CompareRunGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1169,7 @@ func (x *CompareRunGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareRunGroupsRequest.ProtoReflect.Descriptor instead.
 func (*CompareRunGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{8}
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CompareRunGroupsRequest) GetBaseline() *RunGroup {
@@ -964,7 +1222,7 @@ type GroupMetricComparison struct {
 
 func (x *GroupMetricComparison) Reset() {
 	*x = GroupMetricComparison{}
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1234,7 @@ func (x *GroupMetricComparison) String() string {
 func (*GroupMetricComparison) ProtoMessage() {}
 
 func (x *GroupMetricComparison) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1247,7 @@ func (x *GroupMetricComparison) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMetricComparison.ProtoReflect.Descriptor instead.
 func (*GroupMetricComparison) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{9}
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GroupMetricComparison) GetName() string {
@@ -1051,7 +1309,7 @@ type CompareRunGroupsResponse struct {
 
 func (x *CompareRunGroupsResponse) Reset() {
 	*x = CompareRunGroupsResponse{}
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1321,7 @@ func (x *CompareRunGroupsResponse) String() string {
 func (*CompareRunGroupsResponse) ProtoMessage() {}
 
 func (x *CompareRunGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_comparison_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1334,7 @@ func (x *CompareRunGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareRunGroupsResponse.ProtoReflect.Descriptor instead.
 func (*CompareRunGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{10}
+	return file_sopilot_api_v1_comparison_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CompareRunGroupsResponse) GetVerdict() Verdict {
@@ -1111,7 +1369,14 @@ const file_sopilot_api_v1_comparison_proto_rawDesc = "" +
 	"\x03min\x18\x04 \x01(\x01R\x03min\x12\x10\n" +
 	"\x03p50\x18\x05 \x01(\x01R\x03p50\x12\x10\n" +
 	"\x03p90\x18\x06 \x01(\x01R\x03p90\x12\x10\n" +
-	"\x03max\x18\a \x01(\x01R\x03max\"\x8f\x05\n" +
+	"\x03max\x18\a \x01(\x01R\x03max\"\x7f\n" +
+	"\n" +
+	"TestResult\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tstatistic\x18\x02 \x01(\x01R\tstatistic\x12\x0e\n" +
+	"\x02df\x18\x03 \x01(\x01R\x02df\x12\x17\n" +
+	"\ap_value\x18\x04 \x01(\x01R\x06pValue\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\"\x81\a\n" +
 	"\x10MetricComparison\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\tdirection\x18\x02 \x01(\x0e2\x19.sopilot.api.v1.DirectionR\tdirection\x121\n" +
@@ -1131,8 +1396,20 @@ const file_sopilot_api_v1_comparison_proto_rawDesc = "" +
 	"\x04wins\x18\x0f \x01(\x03R\x04wins\x12\x12\n" +
 	"\x04ties\x18\x10 \x01(\x03R\x04ties\x12\x16\n" +
 	"\x06losses\x18\x11 \x01(\x03R\x06losses\x12\x12\n" +
-	"\x04note\x18\x12 \x01(\tR\x04noteB\x12\n" +
-	"\x10_relative_change\"\xfd\x01\n" +
+	"\x04note\x18\x12 \x01(\tR\x04note\x120\n" +
+	"\x05tests\x18\x13 \x03(\v2\x1a.sopilot.api.v1.TestResultR\x05tests\x12/\n" +
+	"\x06deltas\x18\x14 \x01(\v2\x17.sopilot.api.v1.SummaryR\x06deltas\x122\n" +
+	"\x15baseline_only_samples\x18\x15 \x01(\x03R\x13baselineOnlySamples\x124\n" +
+	"\x16candidate_only_samples\x18\x16 \x01(\x03R\x14candidateOnlySamples\x12#\n" +
+	"\rtie_tolerance\x18\x17 \x01(\x01R\ftieToleranceB\x12\n" +
+	"\x10_relative_change\"\x88\x01\n" +
+	"\x13RunMetricComparison\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\bbaseline\x18\x02 \x01(\x01H\x00R\bbaseline\x88\x01\x01\x12!\n" +
+	"\tcandidate\x18\x03 \x01(\x01H\x01R\tcandidate\x88\x01\x01B\v\n" +
+	"\t_baselineB\f\n" +
+	"\n" +
+	"_candidate\"\xf6\x02\n" +
 	"\n" +
 	"Efficiency\x12!\n" +
 	"\fwall_seconds\x18\x01 \x01(\x01R\vwallSeconds\x12#\n" +
@@ -1140,14 +1417,16 @@ const file_sopilot_api_v1_comparison_proto_rawDesc = "" +
 	"\tgpu_hours\x18\x03 \x01(\x01R\bgpuHours\x12?\n" +
 	"\x1cgpu_utilization_mean_percent\x18\x04 \x01(\x01R\x19gpuUtilizationMeanPercent\x12,\n" +
 	"\x12samples_per_second\x18\x05 \x01(\x01R\x10samplesPerSecond\x12\x1b\n" +
-	"\tgpu_count\x18\x06 \x01(\x05R\bgpuCount\"\x8c\x02\n" +
+	"\tgpu_count\x18\x06 \x01(\x05R\bgpuCount\x128\n" +
+	"\x18gpu_utilization_measured\x18\a \x01(\bR\x16gpuUtilizationMeasured\x12=\n" +
+	"\x1bsamples_per_second_reported\x18\b \x01(\bR\x18samplesPerSecondReported\"\x8c\x02\n" +
 	"\x12CompareRunsRequest\x12&\n" +
 	"\x0fbaseline_run_id\x18\x01 \x01(\tR\rbaselineRunId\x12(\n" +
 	"\x10candidate_run_id\x18\x02 \x01(\tR\x0ecandidateRunId\x124\n" +
 	"\ametrics\x18\x03 \x03(\v2\x1a.sopilot.api.v1.MetricSpecR\ametrics\x12)\n" +
 	"\x10confidence_level\x18\x04 \x01(\x01R\x0fconfidenceLevel\x12/\n" +
 	"\x13bootstrap_resamples\x18\x05 \x01(\x05R\x12bootstrapResamples\x12\x12\n" +
-	"\x04seed\x18\x06 \x01(\x03R\x04seed\"\xad\x03\n" +
+	"\x04seed\x18\x06 \x01(\x03R\x04seed\"\xf3\x03\n" +
 	"\x13CompareRunsResponse\x121\n" +
 	"\averdict\x18\x01 \x01(\x0e2\x17.sopilot.api.v1.VerdictR\averdict\x12:\n" +
 	"\ametrics\x18\x02 \x03(\v2 .sopilot.api.v1.MetricComparisonR\ametrics\x12K\n" +
@@ -1157,7 +1436,9 @@ const file_sopilot_api_v1_comparison_proto_rawDesc = "" +
 	"\x12scaling_efficiency\x18\x06 \x01(\x01R\x11scalingEfficiency\x12!\n" +
 	"\fincident_ids\x18\a \x03(\tR\vincidentIds\x12\x1f\n" +
 	"\vreport_json\x18\b \x01(\tR\n" +
-	"reportJson\"7\n" +
+	"reportJson\x12D\n" +
+	"\vrun_metrics\x18\t \x03(\v2#.sopilot.api.v1.RunMetricComparisonR\n" +
+	"runMetrics\"7\n" +
 	"\bRunGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
 	"\arun_ids\x18\x02 \x03(\tR\x06runIds\"\\\n" +
@@ -1186,12 +1467,13 @@ const file_sopilot_api_v1_comparison_proto_rawDesc = "" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aDIRECTION_HIGHER_IS_BETTER\x10\x01\x12\x1d\n" +
-	"\x19DIRECTION_LOWER_IS_BETTER\x10\x02*r\n" +
+	"\x19DIRECTION_LOWER_IS_BETTER\x10\x02*\x8c\x01\n" +
 	"\aVerdict\x12\x17\n" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10VERDICT_IMPROVED\x10\x01\x12\x15\n" +
 	"\x11VERDICT_REGRESSED\x10\x02\x12!\n" +
-	"\x1dVERDICT_NO_SIGNIFICANT_CHANGE\x10\x032\xd2\x01\n" +
+	"\x1dVERDICT_NO_SIGNIFICANT_CHANGE\x10\x03\x12\x18\n" +
+	"\x14VERDICT_INCONCLUSIVE\x10\x042\xd2\x01\n" +
 	"\x11ComparisonService\x12V\n" +
 	"\vCompareRuns\x12\".sopilot.api.v1.CompareRunsRequest\x1a#.sopilot.api.v1.CompareRunsResponse\x12e\n" +
 	"\x10CompareRunGroups\x12'.sopilot.api.v1.CompareRunGroupsRequest\x1a(.sopilot.api.v1.CompareRunGroupsResponseB,Z*github.com/sopilot/sopilot/pkg/apipb;apipbb\x06proto3"
@@ -1209,21 +1491,23 @@ func file_sopilot_api_v1_comparison_proto_rawDescGZIP() []byte {
 }
 
 var file_sopilot_api_v1_comparison_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_sopilot_api_v1_comparison_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_sopilot_api_v1_comparison_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_sopilot_api_v1_comparison_proto_goTypes = []any{
 	(Direction)(0),                   // 0: sopilot.api.v1.Direction
 	(Verdict)(0),                     // 1: sopilot.api.v1.Verdict
 	(*MetricSpec)(nil),               // 2: sopilot.api.v1.MetricSpec
 	(*Summary)(nil),                  // 3: sopilot.api.v1.Summary
-	(*MetricComparison)(nil),         // 4: sopilot.api.v1.MetricComparison
-	(*Efficiency)(nil),               // 5: sopilot.api.v1.Efficiency
-	(*CompareRunsRequest)(nil),       // 6: sopilot.api.v1.CompareRunsRequest
-	(*CompareRunsResponse)(nil),      // 7: sopilot.api.v1.CompareRunsResponse
-	(*RunGroup)(nil),                 // 8: sopilot.api.v1.RunGroup
-	(*GroupSummary)(nil),             // 9: sopilot.api.v1.GroupSummary
-	(*CompareRunGroupsRequest)(nil),  // 10: sopilot.api.v1.CompareRunGroupsRequest
-	(*GroupMetricComparison)(nil),    // 11: sopilot.api.v1.GroupMetricComparison
-	(*CompareRunGroupsResponse)(nil), // 12: sopilot.api.v1.CompareRunGroupsResponse
+	(*TestResult)(nil),               // 4: sopilot.api.v1.TestResult
+	(*MetricComparison)(nil),         // 5: sopilot.api.v1.MetricComparison
+	(*RunMetricComparison)(nil),      // 6: sopilot.api.v1.RunMetricComparison
+	(*Efficiency)(nil),               // 7: sopilot.api.v1.Efficiency
+	(*CompareRunsRequest)(nil),       // 8: sopilot.api.v1.CompareRunsRequest
+	(*CompareRunsResponse)(nil),      // 9: sopilot.api.v1.CompareRunsResponse
+	(*RunGroup)(nil),                 // 10: sopilot.api.v1.RunGroup
+	(*GroupSummary)(nil),             // 11: sopilot.api.v1.GroupSummary
+	(*CompareRunGroupsRequest)(nil),  // 12: sopilot.api.v1.CompareRunGroupsRequest
+	(*GroupMetricComparison)(nil),    // 13: sopilot.api.v1.GroupMetricComparison
+	(*CompareRunGroupsResponse)(nil), // 14: sopilot.api.v1.CompareRunGroupsResponse
 }
 var file_sopilot_api_v1_comparison_proto_depIdxs = []int32{
 	0,  // 0: sopilot.api.v1.MetricSpec.direction:type_name -> sopilot.api.v1.Direction
@@ -1231,28 +1515,31 @@ var file_sopilot_api_v1_comparison_proto_depIdxs = []int32{
 	1,  // 2: sopilot.api.v1.MetricComparison.verdict:type_name -> sopilot.api.v1.Verdict
 	3,  // 3: sopilot.api.v1.MetricComparison.baseline:type_name -> sopilot.api.v1.Summary
 	3,  // 4: sopilot.api.v1.MetricComparison.candidate:type_name -> sopilot.api.v1.Summary
-	2,  // 5: sopilot.api.v1.CompareRunsRequest.metrics:type_name -> sopilot.api.v1.MetricSpec
-	1,  // 6: sopilot.api.v1.CompareRunsResponse.verdict:type_name -> sopilot.api.v1.Verdict
-	4,  // 7: sopilot.api.v1.CompareRunsResponse.metrics:type_name -> sopilot.api.v1.MetricComparison
-	5,  // 8: sopilot.api.v1.CompareRunsResponse.baseline_efficiency:type_name -> sopilot.api.v1.Efficiency
-	5,  // 9: sopilot.api.v1.CompareRunsResponse.candidate_efficiency:type_name -> sopilot.api.v1.Efficiency
-	8,  // 10: sopilot.api.v1.CompareRunGroupsRequest.baseline:type_name -> sopilot.api.v1.RunGroup
-	8,  // 11: sopilot.api.v1.CompareRunGroupsRequest.candidate:type_name -> sopilot.api.v1.RunGroup
-	2,  // 12: sopilot.api.v1.CompareRunGroupsRequest.metrics:type_name -> sopilot.api.v1.MetricSpec
-	9,  // 13: sopilot.api.v1.GroupMetricComparison.baseline:type_name -> sopilot.api.v1.GroupSummary
-	9,  // 14: sopilot.api.v1.GroupMetricComparison.candidate:type_name -> sopilot.api.v1.GroupSummary
-	1,  // 15: sopilot.api.v1.GroupMetricComparison.verdict:type_name -> sopilot.api.v1.Verdict
-	1,  // 16: sopilot.api.v1.CompareRunGroupsResponse.verdict:type_name -> sopilot.api.v1.Verdict
-	11, // 17: sopilot.api.v1.CompareRunGroupsResponse.metrics:type_name -> sopilot.api.v1.GroupMetricComparison
-	6,  // 18: sopilot.api.v1.ComparisonService.CompareRuns:input_type -> sopilot.api.v1.CompareRunsRequest
-	10, // 19: sopilot.api.v1.ComparisonService.CompareRunGroups:input_type -> sopilot.api.v1.CompareRunGroupsRequest
-	7,  // 20: sopilot.api.v1.ComparisonService.CompareRuns:output_type -> sopilot.api.v1.CompareRunsResponse
-	12, // 21: sopilot.api.v1.ComparisonService.CompareRunGroups:output_type -> sopilot.api.v1.CompareRunGroupsResponse
-	20, // [20:22] is the sub-list for method output_type
-	18, // [18:20] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	4,  // 5: sopilot.api.v1.MetricComparison.tests:type_name -> sopilot.api.v1.TestResult
+	3,  // 6: sopilot.api.v1.MetricComparison.deltas:type_name -> sopilot.api.v1.Summary
+	2,  // 7: sopilot.api.v1.CompareRunsRequest.metrics:type_name -> sopilot.api.v1.MetricSpec
+	1,  // 8: sopilot.api.v1.CompareRunsResponse.verdict:type_name -> sopilot.api.v1.Verdict
+	5,  // 9: sopilot.api.v1.CompareRunsResponse.metrics:type_name -> sopilot.api.v1.MetricComparison
+	7,  // 10: sopilot.api.v1.CompareRunsResponse.baseline_efficiency:type_name -> sopilot.api.v1.Efficiency
+	7,  // 11: sopilot.api.v1.CompareRunsResponse.candidate_efficiency:type_name -> sopilot.api.v1.Efficiency
+	6,  // 12: sopilot.api.v1.CompareRunsResponse.run_metrics:type_name -> sopilot.api.v1.RunMetricComparison
+	10, // 13: sopilot.api.v1.CompareRunGroupsRequest.baseline:type_name -> sopilot.api.v1.RunGroup
+	10, // 14: sopilot.api.v1.CompareRunGroupsRequest.candidate:type_name -> sopilot.api.v1.RunGroup
+	2,  // 15: sopilot.api.v1.CompareRunGroupsRequest.metrics:type_name -> sopilot.api.v1.MetricSpec
+	11, // 16: sopilot.api.v1.GroupMetricComparison.baseline:type_name -> sopilot.api.v1.GroupSummary
+	11, // 17: sopilot.api.v1.GroupMetricComparison.candidate:type_name -> sopilot.api.v1.GroupSummary
+	1,  // 18: sopilot.api.v1.GroupMetricComparison.verdict:type_name -> sopilot.api.v1.Verdict
+	1,  // 19: sopilot.api.v1.CompareRunGroupsResponse.verdict:type_name -> sopilot.api.v1.Verdict
+	13, // 20: sopilot.api.v1.CompareRunGroupsResponse.metrics:type_name -> sopilot.api.v1.GroupMetricComparison
+	8,  // 21: sopilot.api.v1.ComparisonService.CompareRuns:input_type -> sopilot.api.v1.CompareRunsRequest
+	12, // 22: sopilot.api.v1.ComparisonService.CompareRunGroups:input_type -> sopilot.api.v1.CompareRunGroupsRequest
+	9,  // 23: sopilot.api.v1.ComparisonService.CompareRuns:output_type -> sopilot.api.v1.CompareRunsResponse
+	14, // 24: sopilot.api.v1.ComparisonService.CompareRunGroups:output_type -> sopilot.api.v1.CompareRunGroupsResponse
+	23, // [23:25] is the sub-list for method output_type
+	21, // [21:23] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_sopilot_api_v1_comparison_proto_init() }
@@ -1260,14 +1547,15 @@ func file_sopilot_api_v1_comparison_proto_init() {
 	if File_sopilot_api_v1_comparison_proto != nil {
 		return
 	}
-	file_sopilot_api_v1_comparison_proto_msgTypes[2].OneofWrappers = []any{}
+	file_sopilot_api_v1_comparison_proto_msgTypes[3].OneofWrappers = []any{}
+	file_sopilot_api_v1_comparison_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sopilot_api_v1_comparison_proto_rawDesc), len(file_sopilot_api_v1_comparison_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
