@@ -64,32 +64,57 @@ func (f *resultsSlurm) Cancel(context.Context, string) error { return nil }
 // resultsServer is the real controller on a real store behind the real
 // gRPC server (server.NewGRPC), over bufconn.
 type resultsServer struct {
-	client apipb.RunServiceClient
-	svc    *controller.Service
+	client  apipb.RunServiceClient
+	compare apipb.ComparisonServiceClient
+	svc     *controller.Service
+	store   *store.Store
 }
 
 func serveResults(t *testing.T, runs func(*controller.Service) Runs) resultsServer {
 	t.Helper()
+	return serveResultsWith(t, resultsServerOptions{runs: runs})
+}
+
+// resultsServerOptions vary the server of serveResultsWith.
+type resultsServerOptions struct {
+	runs func(*controller.Service) Runs
+	// tcp serves on a loopback TCP socket instead of bufconn, and sync
+	// keeps the store's fsyncs, as the controller ships: for benchmarks.
+	tcp, sync bool
+}
+
+func serveResultsWith(t testing.TB, o resultsServerOptions) resultsServer {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(filepath.Join(t.TempDir(), "runs.db"), store.Options{NoSync: true})
+	st, err := store.Open(filepath.Join(t.TempDir(), "runs.db"), store.Options{NoSync: !o.sync})
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc := controller.New(controller.Config{DefaultWorkDir: "/work"}, st, &resultsSlurm{}, logger, nil)
 	var r Runs = svc
-	if runs != nil {
-		r = runs(svc)
+	if o.runs != nil {
+		r = o.runs(svc)
 	}
 	m := metrics.NewController()
 	srv, _ := server.NewGRPC(logger, m)
 	apipb.RegisterRunServiceServer(srv, NewRunServer(r, logger))
-	lis := bufconn.Listen(1 << 20)
+	apipb.RegisterComparisonServiceServer(srv, NewComparisonServer(svc, logger))
+	var lis net.Listener
+	target := "passthrough:///bufconn"
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if o.tcp {
+		if lis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		target = lis.Addr().String()
+	} else {
+		bl := bufconn.Listen(1 << 20)
+		lis = bl
+		dialOpts = append(dialOpts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return bl.DialContext(ctx) }))
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	)
+	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +133,10 @@ func serveResults(t *testing.T, runs func(*controller.Service) Runs) resultsServ
 			t.Errorf("close store: %v", err)
 		}
 	})
-	return resultsServer{client: apipb.NewRunServiceClient(conn), svc: svc}
+	return resultsServer{client: apipb.NewRunServiceClient(conn), compare: apipb.NewComparisonServiceClient(conn), svc: svc, store: st}
 }
 
-func (rs resultsServer) createRun(t *testing.T) string {
+func (rs resultsServer) createRun(t testing.TB) string {
 	t.Helper()
 	r, err := rs.svc.Create(context.Background(), run.Spec{
 		JobName: "inference-trained", Nodes: 1, TimeLimit: time.Hour, Argv: []string{"python3", "infer.py"},
