@@ -1,15 +1,20 @@
 package api
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sopilot/sopilot/internal/results"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
@@ -170,4 +175,100 @@ func benchUpload(b *testing.B, rs resultsServer, data benchRun, id string, chunk
 		}
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// BenchmarkUploadAndCompare1M is the end-to-end figure: upload a
+// baseline and a candidate run of 1,000,000 samples each (columns) and
+// compare them (CompareRuns on "correct", higher is better, and "loss",
+// lower is better, 10,000 bootstrap resamples), all through the loopback
+// socket. It reports each step's milliseconds beside the total.
+//
+//	go test -run '^$' -bench UploadAndCompare1M -benchtime 3x -count 5 ./internal/api/
+func BenchmarkUploadAndCompare1M(b *testing.B) {
+	rs := serveResultsWith(b, resultsServerOptions{tcp: true, sync: true})
+	base, cand := makeBenchRun(benchSamples, 0), makeBenchRun(benchSamples, 3)
+	ctx := context.Background()
+	runtime.GC()
+	var upBase, upCand, cmp time.Duration
+	var peak uint64
+	for b.Loop() {
+		baseID, candID := rs.createRun(b), rs.createRun(b)
+		stop := heapPeak()
+		t0 := time.Now()
+		if n, err := sendChunks(ctx, rs.client, base.columnChunks(baseID)); err != nil || n != benchSamples {
+			b.Fatalf("baseline: %d samples, %v", n, err)
+		}
+		t1 := time.Now()
+		if n, err := sendChunks(ctx, rs.client, cand.columnChunks(candID)); err != nil || n != benchSamples {
+			b.Fatalf("candidate: %d samples, %v", n, err)
+		}
+		t2 := time.Now()
+		resp, err := rs.compare.CompareRuns(ctx, &apipb.CompareRunsRequest{
+			BaselineRunId: baseID, CandidateRunId: candID, Seed: 1,
+			Metrics: []*apipb.MetricSpec{
+				{Name: "correct", Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER},
+				{Name: "loss", Direction: apipb.Direction_DIRECTION_LOWER_IS_BETTER},
+			},
+		})
+		t3 := time.Now()
+		peak = max(peak, stop())
+		if err != nil || resp.GetVerdict() != apipb.Verdict_VERDICT_IMPROVED {
+			b.Fatalf("CompareRuns: %v, verdict %v", err, resp.GetVerdict())
+		}
+		upBase += t1.Sub(t0)
+		upCand += t2.Sub(t1)
+		cmp += t3.Sub(t2)
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Milliseconds()) / float64(b.N) }
+	b.ReportMetric(ms(upBase), "upload-baseline-ms")
+	b.ReportMetric(ms(upCand), "upload-candidate-ms")
+	b.ReportMetric(ms(cmp), "compare-ms")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// TestWriteUploadBenchmarkData writes the benchmarks' two runs as results
+// files (docs/results.md's flat shape) for testdata/bench_upload_seed.sh,
+// which times the seed's comparison arithmetic on the same samples. It
+// runs only when asked:
+//
+//	SOPILOT_UPLOAD_BENCH_DATA=<dir> go test -run WriteUploadBenchmarkData ./internal/api/
+func TestWriteUploadBenchmarkData(t *testing.T) {
+	dir := os.Getenv("SOPILOT_UPLOAD_BENCH_DATA")
+	if dir == "" {
+		t.Skip("set SOPILOT_UPLOAD_BENCH_DATA=<dir> to write the benchmark data")
+	}
+	for name, r := range map[string]benchRun{"baseline": makeBenchRun(benchSamples, 0), "candidate": makeBenchRun(benchSamples, 3)} {
+		b := results.NewBuilder(results.Limits{})
+		err := b.AddColumns(results.Columns{IDs: r.ids, Metrics: []results.Column{
+			{Name: "correct", Values: r.correct}, {Name: "loss", Values: r.loss}, {Name: "score", Values: r.score, Absent: nanPositions(r.score)},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := b.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(dir, name+".jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := bufio.NewWriterSize(f, 1<<20)
+		if err := set.WriteJSONL(w); err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(w.Flush(), f.Close()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func nanPositions(xs []float64) []uint32 {
+	var out []uint32
+	for i, x := range xs {
+		if math.IsNaN(x) {
+			out = append(out, uint32(i))
+		}
+	}
+	return out
 }
