@@ -9,6 +9,7 @@
 # 1. the Go benchmarks over a loopback socket (5 counts of 3 iterations),
 #    with their medians;
 # 2. the seed baseline, median of 5 (needs Debian's python3-numpy);
+#    (SOPILOT_BENCH_ONLY_BINARIES=1 skips them)
 # 3. when a Slurm cluster's environment is set (eval "$(hack/slurm/cluster.sh env)"),
 #    the real binaries: a controller, `sopilot results upload` of both files
 #    (parsing included), `sopilot compare`, and the controller's peak
@@ -25,7 +26,9 @@ trap cleanup EXIT
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 SOPILOT_UPLOAD_BENCH_DATA=$dir go test -count=1 -run '^TestWriteUploadBenchmarkData$' ./internal/api/ >/dev/null
-go test -run '^$' -bench 'ReportRunResults1M|UploadAndCompare1M' -benchtime 3x -count 5 ./internal/api/ | tee "$dir/go.txt"
+# SOPILOT_BENCH_ONLY_BINARIES=1 skips the Go benchmarks (step 1).
+[[ -n ${SOPILOT_BENCH_ONLY_BINARIES:-} ]] || go test -run '^$' -bench 'ReportRunResults1M|UploadAndCompare1M' -benchtime 3x -count 5 ./internal/api/ | tee "$dir/go.txt"
+touch "$dir/go.txt"
 for name in $(awk '/^Benchmark/ {print $1}' "$dir/go.txt" | sort -u); do
 	printf 'median %s: %s ms' "$name" "$(awk -v n="$name" '$1 == n {print $3 / 1e6}' "$dir/go.txt" | median)"
 	for unit in upload-baseline-ms upload-candidate-ms compare-ms peak-heap-MiB; do
@@ -47,7 +50,7 @@ go build -o "$dir/sopilot" ./cmd/sopilot
 workdir=$dir/work
 mkdir -p "$workdir"
 "$dir/controller" --db "$dir/controller.db" --grpc-addr 127.0.0.1:0 --metrics-addr "" --poll-interval 5s \
-	--default-workdir "$workdir" --remediation dry-run --insecure 2>"$dir/controller.log" &
+	--default-workdir "$workdir" --remediation dry-run --insecure >"$dir/controller.log" 2>&1 &
 ctl_pid=$!
 for _ in $(seq 100); do
 	addr=$(grep -o 'controller listening on [^ ]*' "$dir/controller.log" | awk '{print $4}' || true)
