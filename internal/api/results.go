@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sopilot/sopilot/internal/controller"
@@ -65,7 +66,7 @@ func (s *RunServer) ReportRunResults(stream grpc.ClientStreamingServer[apipb.Rep
 		if err != nil {
 			return err
 		}
-		if wireBytes += int64(proto.Size(req)); wireBytes > maxReportWireBytes {
+		if wireBytes += reportWireSize(req); wireBytes > maxReportWireBytes {
 			return status.Errorf(codes.ResourceExhausted, "stream exceeds %d bytes of results", maxReportWireBytes)
 		}
 		switch id := req.GetRunId(); {
@@ -87,6 +88,11 @@ func (s *RunServer) ReportRunResults(stream grpc.ClientStreamingServer[apipb.Rep
 				return toStatus(ctx, s.log, err)
 			}
 		}
+		if c := req.GetColumns(); c != nil {
+			if err := b.AddColumns(columnsFromProto(c)); err != nil {
+				return toStatus(ctx, s.log, chunkError(chunk, err))
+			}
+		}
 		metrics := req.GetRunMetrics()
 		for _, name := range slices.Sorted(maps.Keys(metrics)) {
 			if err := b.AddRunMetric(name, metrics[name]); err != nil {
@@ -105,4 +111,49 @@ func (s *RunServer) ReportRunResults(stream grpc.ClientStreamingServer[apipb.Rep
 		return toStatus(ctx, s.log, err)
 	}
 	return stream.SendAndClose(&apipb.ReportRunResultsResponse{SampleCount: int64(set.Len())})
+}
+
+// columnsFromProto is the domain view of a ResultColumns batch. The slices
+// are the message's own: the Builder copies what it keeps.
+func columnsFromProto(c *apipb.ResultColumns) results.Columns {
+	out := results.Columns{IDs: c.GetSampleIds(), Metrics: make([]results.Column, len(c.GetMetrics()))}
+	for j, m := range c.GetMetrics() {
+		out.Metrics[j] = results.Column{Name: m.GetName(), Values: m.GetValues(), Absent: m.GetAbsent()}
+	}
+	return out
+}
+
+// chunkError says which chunk a batch-shape error (one that names a
+// columns field rather than a record) came from.
+func chunkError(chunk int, err error) error {
+	var re *results.Error
+	if errors.As(err, &re) && re.Record < 0 && re.Field != "" {
+		re.Reason = fmt.Sprintf("chunk %d: %s", chunk, re.Reason)
+	}
+	return err
+}
+
+// reportWireSize is the protobuf size of one ReportRunResultsRequest,
+// computed without proto.Size: proto.Size walks every record's map through
+// reflection and cost more than the rest of the handler together.
+func reportWireSize(req *apipb.ReportRunResultsRequest) int64 {
+	n := 0
+	if id := req.GetRunId(); id != "" {
+		n += protowire.SizeTag(1) + protowire.SizeBytes(len(id))
+	}
+	for _, rec := range req.GetRecords() {
+		m := protowire.SizeTag(1) + protowire.SizeBytes(len(rec.GetSampleId()))
+		for name := range rec.GetValues() {
+			// An entry: key (tag, length, name) and value (tag, 8 bytes).
+			m += protowire.SizeTag(2) + protowire.SizeBytes(protowire.SizeTag(1)+protowire.SizeBytes(len(name))+protowire.SizeTag(2)+8)
+		}
+		n += protowire.SizeTag(2) + protowire.SizeBytes(m)
+	}
+	if rm := req.GetRunMetrics(); len(rm) > 0 {
+		n += proto.Size(&apipb.ReportRunResultsRequest{RunMetrics: rm})
+	}
+	if c := req.GetColumns(); c != nil {
+		n += protowire.SizeTag(4) + protowire.SizeBytes(proto.Size(c))
+	}
+	return int64(n)
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sopilot/sopilot/internal/controller"
 	"github.com/sopilot/sopilot/internal/metrics"
@@ -64,32 +65,57 @@ func (f *resultsSlurm) Cancel(context.Context, string) error { return nil }
 // resultsServer is the real controller on a real store behind the real
 // gRPC server (server.NewGRPC), over bufconn.
 type resultsServer struct {
-	client apipb.RunServiceClient
-	svc    *controller.Service
+	client  apipb.RunServiceClient
+	compare apipb.ComparisonServiceClient
+	svc     *controller.Service
+	store   *store.Store
 }
 
 func serveResults(t *testing.T, runs func(*controller.Service) Runs) resultsServer {
 	t.Helper()
+	return serveResultsWith(t, resultsServerOptions{runs: runs})
+}
+
+// resultsServerOptions vary the server of serveResultsWith.
+type resultsServerOptions struct {
+	runs func(*controller.Service) Runs
+	// tcp serves on a loopback TCP socket instead of bufconn, and sync
+	// keeps the store's fsyncs, as the controller ships: for benchmarks.
+	tcp, sync bool
+}
+
+func serveResultsWith(t testing.TB, o resultsServerOptions) resultsServer {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	st, err := store.Open(filepath.Join(t.TempDir(), "runs.db"), store.Options{NoSync: true})
+	st, err := store.Open(filepath.Join(t.TempDir(), "runs.db"), store.Options{NoSync: !o.sync})
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc := controller.New(controller.Config{DefaultWorkDir: "/work"}, st, &resultsSlurm{}, logger, nil)
 	var r Runs = svc
-	if runs != nil {
-		r = runs(svc)
+	if o.runs != nil {
+		r = o.runs(svc)
 	}
 	m := metrics.NewController()
 	srv, _ := server.NewGRPC(logger, m)
 	apipb.RegisterRunServiceServer(srv, NewRunServer(r, logger))
-	lis := bufconn.Listen(1 << 20)
+	apipb.RegisterComparisonServiceServer(srv, NewComparisonServer(svc, logger))
+	var lis net.Listener
+	target := "passthrough:///bufconn"
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if o.tcp {
+		if lis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		target = lis.Addr().String()
+	} else {
+		bl := bufconn.Listen(1 << 20)
+		lis = bl
+		dialOpts = append(dialOpts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return bl.DialContext(ctx) }))
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	)
+	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +134,10 @@ func serveResults(t *testing.T, runs func(*controller.Service) Runs) resultsServ
 			t.Errorf("close store: %v", err)
 		}
 	})
-	return resultsServer{client: apipb.NewRunServiceClient(conn), svc: svc}
+	return resultsServer{client: apipb.NewRunServiceClient(conn), compare: apipb.NewComparisonServiceClient(conn), svc: svc, store: st}
 }
 
-func (rs resultsServer) createRun(t *testing.T) string {
+func (rs resultsServer) createRun(t testing.TB) string {
 	t.Helper()
 	r, err := rs.svc.Create(context.Background(), run.Spec{
 		JobName: "inference-trained", Nodes: 1, TimeLimit: time.Hour, Argv: []string{"python3", "infer.py"},
@@ -308,6 +334,47 @@ func TestReportRunResultsRejects(t *testing.T) {
 			violations: []string{`records: no records and no run_metrics`},
 		},
 		{
+			name: "non-finite value in a column of chunk 2 is named by its sample's index across chunks",
+			chunks: func(id string) []*apipb.ReportRunResultsRequest {
+				return []*apipb.ReportRunResultsRequest{
+					{RunId: id, Records: []*apipb.ResultRecord{rec("a", "loss", 0.5)}},
+					{Columns: cols([]string{"b", "c", "d"}, col("loss", []float64{0.1, 0.2, math.Inf(-1)}))},
+				}
+			},
+			code:       codes.InvalidArgument,
+			violations: []string{`records[3].values["loss"]: must be a finite number, got -Inf`},
+		},
+		{
+			name: "column of the wrong length",
+			chunks: func(id string) []*apipb.ReportRunResultsRequest {
+				return []*apipb.ReportRunResultsRequest{
+					{RunId: id, Columns: cols([]string{"a", "b"}, col("loss", []float64{0.1, 0.2}))},
+					{Columns: cols([]string{"c", "d"}, col("loss", []float64{0.1, 0.2}), col("correct", []float64{1}))},
+				}
+			},
+			code:       codes.InvalidArgument,
+			violations: []string{`columns.metrics[1].values: chunk 1: 1 values for 2 sample_ids; want one per sample id`},
+		},
+		{
+			name: "absent position past the batch",
+			chunks: func(id string) []*apipb.ReportRunResultsRequest {
+				c := col("loss", []float64{0.1, nan})
+				c.Absent = []uint32{2}
+				return []*apipb.ReportRunResultsRequest{{RunId: id, Columns: cols([]string{"a", "b"}, c)}}
+			},
+			code:       codes.InvalidArgument,
+			violations: []string{`columns.metrics[0].absent[0]: chunk 0: position 2 is past the batch's 2 samples`},
+		},
+		{
+			name: "sample id repeated between records and columns",
+			chunks: func(id string) []*apipb.ReportRunResultsRequest {
+				return []*apipb.ReportRunResultsRequest{{RunId: id, Records: []*apipb.ResultRecord{rec("a", "loss", 0.5)},
+					Columns: cols([]string{"b", "a"}, col("loss", []float64{0.1, 0.2}))}}
+			},
+			code:       codes.InvalidArgument,
+			violations: []string{`records[2].sample_id: duplicate sample_id "a", first used by records[0]`},
+		},
+		{
 			name: "run metric in two chunks",
 			chunks: func(id string) []*apipb.ReportRunResultsRequest {
 				return []*apipb.ReportRunResultsRequest{
@@ -387,6 +454,69 @@ func TestReportRunResultsRejects(t *testing.T) {
 				t.Errorf("results after the rejected stream changed: %v", gerr)
 			}
 		})
+	}
+}
+
+func cols(ids []string, metrics ...*apipb.ResultColumn) *apipb.ResultColumns {
+	return &apipb.ResultColumns{SampleIds: ids, Metrics: metrics}
+}
+
+func col(name string, values []float64) *apipb.ResultColumn {
+	return &apipb.ResultColumn{Name: name, Values: values}
+}
+
+// TestReportRunResultsColumns: batches in columns, alone and beside
+// records, store what the same samples in records would.
+func TestReportRunResultsColumns(t *testing.T) {
+	rs := serveResults(t, nil)
+	id := rs.createRun(t)
+	score := col("score", []float64{0.5, math.NaN(), 0})
+	score.Absent = []uint32{1, 2} // the value at an absent position is ignored, NaN or not
+	resp, err := rs.send(t,
+		&apipb.ReportRunResultsRequest{RunId: id, Records: []*apipb.ResultRecord{rec("img-0001", "correct", 1.0, "loss", 0.25)},
+			Columns: cols([]string{"img-0002", "img-0003", "img-0004"}, col("loss", []float64{1.5, 0.125, 2}), score, col("correct", []float64{0, 1, 1}))},
+		&apipb.ReportRunResultsRequest{Columns: cols([]string{"img-0005"}, col("correct", []float64{1})), RunMetrics: map[string]float64{"accuracy": 0.8}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetSampleCount() != 5 {
+		t.Errorf("sample_count = %d, want 5", resp.GetSampleCount())
+	}
+	got, err := rs.svc.Results(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := results.Parse(strings.NewReader(`{"sample_id": "img-0001", "correct": 1, "loss": 0.25}
+{"sample_id": "img-0002", "correct": 0, "loss": 1.5, "score": 0.5}
+{"sample_id": "img-0003", "correct": 1, "loss": 0.125}
+{"sample_id": "img-0004", "correct": 1, "loss": 2}
+{"sample_id": "img-0005", "correct": 1}
+{"run_metrics": {"accuracy": 0.8}}
+`), results.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(want) {
+		var b strings.Builder
+		_ = got.WriteJSONL(&b)
+		t.Errorf("stored:\n%s", b.String())
+	}
+}
+
+// TestReportWireSize: the handler's own count of a message's bytes is
+// proto.Size's.
+func TestReportWireSize(t *testing.T) {
+	for _, req := range []*apipb.ReportRunResultsRequest{
+		{},
+		{RunId: "r-1"},
+		{RunId: "r-1", Records: []*apipb.ResultRecord{rec("a", "loss", 0.5, "correct", 1.0), rec("bb", "x", 2.0), {SampleId: "c"}}},
+		{Records: []*apipb.ResultRecord{rec(strings.Repeat("long-id-", 40), "metric/with:long@name", 1e300)}, RunMetrics: map[string]float64{"accuracy": 0.9}},
+		{RunId: "r-1", Columns: cols([]string{"a", "b"}, col("loss", []float64{1, 2}), &apipb.ResultColumn{Name: "x", Values: []float64{1, 0}, Absent: []uint32{1}})},
+	} {
+		if got, want := reportWireSize(req), int64(proto.Size(req)); got != want {
+			t.Errorf("reportWireSize = %d, proto.Size = %d for %v", got, want, req)
+		}
 	}
 }
 

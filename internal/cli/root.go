@@ -213,6 +213,8 @@ Soperator). Its command groups:
             sopilot nodes --watch
   node      one node in detail, drain/undrain, checks, incidents:
             sopilot node get worker-0
+  results   upload a run's per-sample results (a JSON-lines file):
+            sopilot results upload RUN_ID results.jsonl
   compare   compare two runs' results with paired statistics:
             sopilot compare BASELINE CANDIDATE --metric correct:higher
   cluster   provision the cluster with Terraform, with preflight checks that
@@ -277,6 +279,7 @@ func newRoot(env *Env) *cobra.Command {
 
 	root.AddCommand(newClusterCommand(a))
 	root.AddCommand(newRunCommand(a))
+	root.AddCommand(newResultsCommand(a))
 	root.AddCommand(newCompareCommand(a))
 	root.AddCommand(newNodesCommand(a))
 	root.AddCommand(newNodeCommand(a))

@@ -2,6 +2,7 @@ package results
 
 import (
 	"bytes"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"slices"
@@ -72,7 +73,8 @@ func (b *Builder) add(id string, fields []field) *Error {
 	if msg := validateSampleID(id, b.lim.MaxSampleIDBytes); msg != "" {
 		return invalid(rec, "sample_id", "%s", msg)
 	}
-	if first, dup := s.index.find(s, id); dup {
+	h := s.index.hash(id)
+	if first, dup := s.index.findHashed(s, id, h); dup {
 		e := invalid(rec, "sample_id", "duplicate sample_id %q, first used by records[%d]", id, first)
 		e.FirstRecord = first
 		return e
@@ -149,7 +151,7 @@ func (b *Builder) add(id string, fields []field) *Error {
 		}
 	}
 	b.cols = cols
-	s.index.insert(s, rec)
+	s.index.insertHashed(s, rec, h)
 	return nil
 }
 
@@ -218,29 +220,46 @@ func (b *Builder) Finish() (*Set, error) {
 }
 
 // idIndex maps sample ids to their positions: an open-addressing hash table
-// of uint32 positions (4 bytes a slot, at most 3/4 full) over the Set's own
-// id bytes, far smaller than a map[string]int of millions of ids.
+// over the Set's own id bytes, far smaller than a map[string]int of
+// millions of ids. A slot is 8 bytes: the sample position + 1 in the low
+// half (0: empty) and the top 32 bits of the id's hash in the high half.
+// The top bits of the hash also pick the first slot to probe, so a probe
+// compares id bytes (a random read elsewhere in memory) only when the hash
+// bits match, and growing the table moves slots without hashing ids again.
+// At most 3/4 full.
 type idIndex struct {
 	seed  maphash.Seed
-	slots []uint32 // 0: empty; otherwise sample position + 1
+	slots []uint64
+	bits  uint // len(slots) == 1<<bits
 	n     int
 }
 
 func newIDIndex() idIndex { return idIndex{seed: maphash.MakeSeed()} }
 
+func (x *idIndex) hash(id string) uint64 { return maphash.String(x.seed, id) }
+
+func (x *idIndex) hashBytes(id []byte) uint64 { return maphash.Bytes(x.seed, id) }
+
+// home is the first slot to probe for hash h.
+func (x *idIndex) home(h uint64) uint64 { return h >> (64 - x.bits) }
+
 // find returns the position of id in s.
 func (x *idIndex) find(s *Set, id string) (int, bool) {
+	return x.findHashed(s, id, x.hash(id))
+}
+
+func (x *idIndex) findHashed(s *Set, id string, h uint64) (int, bool) {
 	if len(x.slots) == 0 {
 		return 0, false
 	}
-	mask := uint64(len(x.slots) - 1)
-	for i := maphash.String(x.seed, id) & mask; ; i = (i + 1) & mask {
+	mask, tag := uint64(len(x.slots)-1), h>>32
+	for i := x.home(h); ; i = (i + 1) & mask {
 		v := x.slots[i]
 		if v == 0 {
 			return 0, false
 		}
-		if string(s.idBytes(int(v-1))) == id {
-			return int(v - 1), true
+		if v>>32 == tag && string(s.idBytes(int(uint32(v)-1))) == id {
+			return int(uint32(v) - 1), true
 		}
 	}
 }
@@ -248,37 +267,165 @@ func (x *idIndex) find(s *Set, id string) (int, bool) {
 // insert adds sample pos of s; if another sample already has its id, it
 // adds nothing and returns that sample's position.
 func (x *idIndex) insert(s *Set, pos int) (dupOf int, dup bool) {
+	return x.insertHashed(s, pos, x.hashBytes(s.idBytes(pos)))
+}
+
+// insertHashed is insert with the id's hash h already computed.
+func (x *idIndex) insertHashed(s *Set, pos int, h uint64) (dupOf int, dup bool) {
 	if (x.n+1)*4 > len(x.slots)*3 {
-		x.grow(s)
+		x.grow(s, x.n+1)
 	}
 	id := s.idBytes(pos)
-	mask := uint64(len(x.slots) - 1)
-	for i := maphash.Bytes(x.seed, id) & mask; ; i = (i + 1) & mask {
+	mask, tag := uint64(len(x.slots)-1), h>>32
+	for i := x.home(h); ; i = (i + 1) & mask {
 		v := x.slots[i]
 		if v == 0 {
-			x.slots[i] = uint32(pos + 1)
+			x.slots[i] = tag<<32 | uint64(pos+1)
 			x.n++
 			return 0, false
 		}
-		if bytes.Equal(s.idBytes(int(v-1)), id) {
-			return int(v - 1), true
+		if v>>32 == tag && bytes.Equal(s.idBytes(int(uint32(v)-1)), id) {
+			return int(uint32(v) - 1), true
 		}
 	}
 }
 
-func (x *idIndex) grow(s *Set) {
-	size := max(16, 2*len(x.slots))
+// reserve grows the table for n entries in all.
+func (x *idIndex) reserve(s *Set, n int) {
+	if n*4 > len(x.slots)*3 {
+		x.grow(s, n)
+	}
+}
+
+// grow makes the table large enough for n entries (at least twice its
+// size). Up to 2^32 slots the stored hash bits give each slot's new home;
+// beyond, ids are hashed again.
+func (x *idIndex) grow(s *Set, n int) {
+	bits := max(4, x.bits+1)
+	for (1<<bits)*3 < n*4 {
+		bits++
+	}
 	old := x.slots
-	x.slots = make([]uint32, size)
-	mask := uint64(size - 1)
+	x.slots, x.bits = make([]uint64, 1<<bits), bits
+	mask := uint64(len(x.slots) - 1)
 	for _, v := range old {
 		if v == 0 {
 			continue
 		}
-		i := maphash.Bytes(x.seed, s.idBytes(int(v-1))) & mask
+		var i uint64
+		if bits <= 32 {
+			i = (v >> 32) >> (32 - bits)
+		} else {
+			i = x.home(x.hashBytes(s.idBytes(int(uint32(v) - 1))))
+		}
 		for x.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
 		x.slots[i] = v
+	}
+}
+
+// Columns is a batch of samples in columns, the compact form of the API's
+// ResultColumns: sample IDs[i] has Metrics[j].Values[i] for every metric j,
+// except at the positions Metrics[j].Absent lists.
+type Columns struct {
+	IDs     []string
+	Metrics []Column
+}
+
+// Column is one metric's values for a Columns batch.
+type Column struct {
+	Name string
+	// Values has one value per sample id; those at Absent positions are
+	// ignored.
+	Values []float64
+	// Absent lists the positions (0-based within the batch, strictly
+	// ascending) of the samples without a value for this metric.
+	Absent []uint32
+}
+
+// AddColumns appends a batch of samples. The batch's shape is checked
+// first: a column whose length differs from the ids', a bad or repeated
+// metric name, or Absent positions out of order or out of range return an
+// *Error whose Field names the column (columns.metrics[1].values) and
+// whose Record is -1, and add nothing. Then every sample is checked and
+// added in order with the rules of Add, so a bad sample returns the *Error
+// Add would for it (records[17].values["loss"], counted across all
+// records), after the samples before it were added.
+func (b *Builder) AddColumns(c Columns) error {
+	if err := b.addColumns(c); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (b *Builder) addColumns(c Columns) *Error {
+	if b.done {
+		return invalid(-1, "", "builder already finished")
+	}
+	n := len(c.IDs)
+	order := make([]int, len(c.Metrics)) // columns in name order
+	for j, col := range c.Metrics {
+		field := fmt.Sprintf("columns.metrics[%d]", j)
+		if msg := validateName(col.Name); msg != "" {
+			return invalid(-1, field+".name", "%s", msg)
+		}
+		if len(col.Values) != n {
+			return invalid(-1, field+".values", "%d values for %d sample_ids; want one per sample id", len(col.Values), n)
+		}
+		for k, p := range col.Absent {
+			switch {
+			case int64(p) >= int64(n):
+				return invalid(-1, fmt.Sprintf("%s.absent[%d]", field, k), "position %d is past the batch's %d samples", p, n)
+			case k > 0 && p <= col.Absent[k-1]:
+				return invalid(-1, fmt.Sprintf("%s.absent[%d]", field, k), "positions must ascend strictly; %d follows %d", p, col.Absent[k-1])
+			}
+		}
+		order[j] = j
+	}
+	slices.SortFunc(order, func(x, y int) int { return strings.Compare(c.Metrics[x].Name, c.Metrics[y].Name) })
+	for k := 1; k < len(order); k++ {
+		if c.Metrics[order[k]].Name == c.Metrics[order[k-1]].Name {
+			return invalid(-1, fmt.Sprintf("columns.metrics[%d].name", max(order[k], order[k-1])), "metric %q appears twice in the batch", c.Metrics[order[k]].Name)
+		}
+	}
+	if n > 0 && len(c.Metrics) == 0 {
+		return invalid(-1, "columns.metrics", "%d sample_ids and no metric; a sample needs at least one value", n)
+	}
+	b.reserve(n)
+	next := make([]int, len(order)) // per column: index of its next Absent entry
+	fields := b.fields[:0]
+	for i, id := range c.IDs {
+		fields = fields[:0]
+		for k, j := range order {
+			col := &c.Metrics[j]
+			f := field{name: col.Name, value: col.Values[i]}
+			if a := col.Absent; next[k] < len(a) && int(a[next[k]]) == i {
+				f.absent = true
+				next[k]++
+			}
+			fields = append(fields, f)
+		}
+		if err := b.add(id, fields); err != nil {
+			b.fields = fields
+			return err
+		}
+	}
+	b.fields = fields
+	return nil
+}
+
+// reserve makes room for n more samples in the set's slices, so that a
+// batch grows them once rather than by repeated doubling.
+func (b *Builder) reserve(n int) {
+	s := b.set
+	n = min(n, b.lim.MaxSamples-s.Len())
+	if n <= 0 {
+		return
+	}
+	s.idEnds = slices.Grow(s.idEnds, n)
+	s.index.reserve(s, s.Len()+n)
+	for j := range s.columns {
+		s.columns[j] = slices.Grow(s.columns[j], n)
 	}
 }

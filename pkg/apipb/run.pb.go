@@ -1418,10 +1418,15 @@ func (x *ResultRecord) GetValues() map[string]float64 {
 type ReportRunResultsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required in the first chunk; later chunks may repeat it.
-	RunId   string          `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Samples one record at a time. A chunk may carry records, columns or
+	// both; its records come before its columns in the sample order.
 	Records []*ResultRecord `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
 	// Run-level metrics (e.g. "accuracy"), any chunk.
-	RunMetrics    map[string]float64 `protobuf:"bytes,3,rep,name=run_metrics,json=runMetrics,proto3" json:"run_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	RunMetrics map[string]float64 `protobuf:"bytes,3,rep,name=run_metrics,json=runMetrics,proto3" json:"run_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Samples column by column: the compact form for large uploads (8 bytes
+	// a value on the wire, no metric names per sample).
+	Columns       *ResultColumns `protobuf:"bytes,4,opt,name=columns,proto3" json:"columns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1477,6 +1482,136 @@ func (x *ReportRunResultsRequest) GetRunMetrics() map[string]float64 {
 	return nil
 }
 
+func (x *ReportRunResultsRequest) GetColumns() *ResultColumns {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+// ResultColumns is a batch of samples in columns: sample sample_ids[i] has
+// metrics[j].values[i] for every metric j, except where metrics[j].absent
+// lists i.
+type ResultColumns struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: one per sample of the batch, each unique in the run.
+	SampleIds []string `protobuf:"bytes,1,rep,name=sample_ids,json=sampleIds,proto3" json:"sample_ids,omitempty"`
+	// At least one. Each metric name at most once per batch.
+	Metrics       []*ResultColumn `protobuf:"bytes,2,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResultColumns) Reset() {
+	*x = ResultColumns{}
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResultColumns) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResultColumns) ProtoMessage() {}
+
+func (x *ResultColumns) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResultColumns.ProtoReflect.Descriptor instead.
+func (*ResultColumns) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResultColumns) GetSampleIds() []string {
+	if x != nil {
+		return x.SampleIds
+	}
+	return nil
+}
+
+func (x *ResultColumns) GetMetrics() []*ResultColumn {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+// ResultColumn is one metric's values for a ResultColumns batch.
+type ResultColumn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: a metric name, the same rules as ResultRecord.values' keys.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Required: exactly one per sample id of the batch, in its order; finite
+	// except at the absent positions, whose values are ignored.
+	Values []float64 `protobuf:"fixed64,2,rep,packed,name=values,proto3" json:"values,omitempty"`
+	// Positions (0-based within the batch, strictly ascending) of the
+	// samples that have no value for this metric.
+	Absent        []uint32 `protobuf:"varint,3,rep,packed,name=absent,proto3" json:"absent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResultColumn) Reset() {
+	*x = ResultColumn{}
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResultColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResultColumn) ProtoMessage() {}
+
+func (x *ResultColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResultColumn.ProtoReflect.Descriptor instead.
+func (*ResultColumn) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ResultColumn) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResultColumn) GetValues() []float64 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *ResultColumn) GetAbsent() []uint32 {
+	if x != nil {
+		return x.Absent
+	}
+	return nil
+}
+
 type ReportRunResultsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Samples stored for the run.
@@ -1487,7 +1622,7 @@ type ReportRunResultsResponse struct {
 
 func (x *ReportRunResultsResponse) Reset() {
 	*x = ReportRunResultsResponse{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[18]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1634,7 @@ func (x *ReportRunResultsResponse) String() string {
 func (*ReportRunResultsResponse) ProtoMessage() {}
 
 func (x *ReportRunResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[18]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1647,7 @@ func (x *ReportRunResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRunResultsResponse.ProtoReflect.Descriptor instead.
 func (*ReportRunResultsResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{18}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReportRunResultsResponse) GetSampleCount() int64 {
@@ -1653,15 +1788,24 @@ const file_sopilot_api_v1_run_proto_rawDesc = "" +
 	"\x06values\x18\x02 \x03(\v2(.sopilot.api.v1.ResultRecord.ValuesEntryR\x06values\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x81\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xba\x02\n" +
 	"\x17ReportRunResultsRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x126\n" +
 	"\arecords\x18\x02 \x03(\v2\x1c.sopilot.api.v1.ResultRecordR\arecords\x12X\n" +
 	"\vrun_metrics\x18\x03 \x03(\v27.sopilot.api.v1.ReportRunResultsRequest.RunMetricsEntryR\n" +
-	"runMetrics\x1a=\n" +
+	"runMetrics\x127\n" +
+	"\acolumns\x18\x04 \x01(\v2\x1d.sopilot.api.v1.ResultColumnsR\acolumns\x1a=\n" +
 	"\x0fRunMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"=\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"f\n" +
+	"\rResultColumns\x12\x1d\n" +
+	"\n" +
+	"sample_ids\x18\x01 \x03(\tR\tsampleIds\x126\n" +
+	"\ametrics\x18\x02 \x03(\v2\x1c.sopilot.api.v1.ResultColumnR\ametrics\"R\n" +
+	"\fResultColumn\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\x01R\x06values\x12\x16\n" +
+	"\x06absent\x18\x03 \x03(\rR\x06absent\"=\n" +
 	"\x18ReportRunResultsResponse\x12!\n" +
 	"\fsample_count\x18\x01 \x01(\x03R\vsampleCount*\xaf\x02\n" +
 	"\bRunState\x12\x19\n" +
@@ -1702,7 +1846,7 @@ func file_sopilot_api_v1_run_proto_rawDescGZIP() []byte {
 }
 
 var file_sopilot_api_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sopilot_api_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_sopilot_api_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_sopilot_api_v1_run_proto_goTypes = []any{
 	(RunState)(0),                    // 0: sopilot.api.v1.RunState
 	(*RunSpec)(nil),                  // 1: sopilot.api.v1.RunSpec
@@ -1723,64 +1867,68 @@ var file_sopilot_api_v1_run_proto_goTypes = []any{
 	(*GetRunLogsResponse)(nil),       // 16: sopilot.api.v1.GetRunLogsResponse
 	(*ResultRecord)(nil),             // 17: sopilot.api.v1.ResultRecord
 	(*ReportRunResultsRequest)(nil),  // 18: sopilot.api.v1.ReportRunResultsRequest
-	(*ReportRunResultsResponse)(nil), // 19: sopilot.api.v1.ReportRunResultsResponse
-	nil,                              // 20: sopilot.api.v1.RunSpec.EnvironmentEntry
-	nil,                              // 21: sopilot.api.v1.RunSpec.LabelsEntry
-	nil,                              // 22: sopilot.api.v1.RunProgress.MetricsEntry
-	nil,                              // 23: sopilot.api.v1.ListRunsRequest.LabelsEntry
-	nil,                              // 24: sopilot.api.v1.ResultRecord.ValuesEntry
-	nil,                              // 25: sopilot.api.v1.ReportRunResultsRequest.RunMetricsEntry
-	(*durationpb.Duration)(nil),      // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 27: google.protobuf.Timestamp
+	(*ResultColumns)(nil),            // 19: sopilot.api.v1.ResultColumns
+	(*ResultColumn)(nil),             // 20: sopilot.api.v1.ResultColumn
+	(*ReportRunResultsResponse)(nil), // 21: sopilot.api.v1.ReportRunResultsResponse
+	nil,                              // 22: sopilot.api.v1.RunSpec.EnvironmentEntry
+	nil,                              // 23: sopilot.api.v1.RunSpec.LabelsEntry
+	nil,                              // 24: sopilot.api.v1.RunProgress.MetricsEntry
+	nil,                              // 25: sopilot.api.v1.ListRunsRequest.LabelsEntry
+	nil,                              // 26: sopilot.api.v1.ResultRecord.ValuesEntry
+	nil,                              // 27: sopilot.api.v1.ReportRunResultsRequest.RunMetricsEntry
+	(*durationpb.Duration)(nil),      // 28: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
 }
 var file_sopilot_api_v1_run_proto_depIdxs = []int32{
-	26, // 0: sopilot.api.v1.RunSpec.time_limit:type_name -> google.protobuf.Duration
-	20, // 1: sopilot.api.v1.RunSpec.environment:type_name -> sopilot.api.v1.RunSpec.EnvironmentEntry
-	21, // 2: sopilot.api.v1.RunSpec.labels:type_name -> sopilot.api.v1.RunSpec.LabelsEntry
+	28, // 0: sopilot.api.v1.RunSpec.time_limit:type_name -> google.protobuf.Duration
+	22, // 1: sopilot.api.v1.RunSpec.environment:type_name -> sopilot.api.v1.RunSpec.EnvironmentEntry
+	23, // 2: sopilot.api.v1.RunSpec.labels:type_name -> sopilot.api.v1.RunSpec.LabelsEntry
 	1,  // 3: sopilot.api.v1.Run.spec:type_name -> sopilot.api.v1.RunSpec
 	0,  // 4: sopilot.api.v1.Run.state:type_name -> sopilot.api.v1.RunState
-	27, // 5: sopilot.api.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	27, // 6: sopilot.api.v1.Run.submit_time:type_name -> google.protobuf.Timestamp
-	27, // 7: sopilot.api.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	27, // 8: sopilot.api.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	27, // 9: sopilot.api.v1.Run.update_time:type_name -> google.protobuf.Timestamp
+	29, // 5: sopilot.api.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	29, // 6: sopilot.api.v1.Run.submit_time:type_name -> google.protobuf.Timestamp
+	29, // 7: sopilot.api.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	29, // 8: sopilot.api.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	29, // 9: sopilot.api.v1.Run.update_time:type_name -> google.protobuf.Timestamp
 	3,  // 10: sopilot.api.v1.Run.progress:type_name -> sopilot.api.v1.RunProgress
 	4,  // 11: sopilot.api.v1.Run.usage:type_name -> sopilot.api.v1.RunUsage
-	26, // 12: sopilot.api.v1.RunProgress.eta:type_name -> google.protobuf.Duration
-	27, // 13: sopilot.api.v1.RunProgress.update_time:type_name -> google.protobuf.Timestamp
-	22, // 14: sopilot.api.v1.RunProgress.metrics:type_name -> sopilot.api.v1.RunProgress.MetricsEntry
+	28, // 12: sopilot.api.v1.RunProgress.eta:type_name -> google.protobuf.Duration
+	29, // 13: sopilot.api.v1.RunProgress.update_time:type_name -> google.protobuf.Timestamp
+	24, // 14: sopilot.api.v1.RunProgress.metrics:type_name -> sopilot.api.v1.RunProgress.MetricsEntry
 	1,  // 15: sopilot.api.v1.CreateRunRequest.spec:type_name -> sopilot.api.v1.RunSpec
 	2,  // 16: sopilot.api.v1.CreateRunResponse.run:type_name -> sopilot.api.v1.Run
 	2,  // 17: sopilot.api.v1.GetRunResponse.run:type_name -> sopilot.api.v1.Run
 	0,  // 18: sopilot.api.v1.ListRunsRequest.states:type_name -> sopilot.api.v1.RunState
-	23, // 19: sopilot.api.v1.ListRunsRequest.labels:type_name -> sopilot.api.v1.ListRunsRequest.LabelsEntry
-	27, // 20: sopilot.api.v1.ListRunsRequest.create_time_after:type_name -> google.protobuf.Timestamp
-	27, // 21: sopilot.api.v1.ListRunsRequest.create_time_before:type_name -> google.protobuf.Timestamp
+	25, // 19: sopilot.api.v1.ListRunsRequest.labels:type_name -> sopilot.api.v1.ListRunsRequest.LabelsEntry
+	29, // 20: sopilot.api.v1.ListRunsRequest.create_time_after:type_name -> google.protobuf.Timestamp
+	29, // 21: sopilot.api.v1.ListRunsRequest.create_time_before:type_name -> google.protobuf.Timestamp
 	2,  // 22: sopilot.api.v1.ListRunsResponse.runs:type_name -> sopilot.api.v1.Run
 	2,  // 23: sopilot.api.v1.CancelRunResponse.run:type_name -> sopilot.api.v1.Run
 	2,  // 24: sopilot.api.v1.WatchRunResponse.run:type_name -> sopilot.api.v1.Run
-	24, // 25: sopilot.api.v1.ResultRecord.values:type_name -> sopilot.api.v1.ResultRecord.ValuesEntry
+	26, // 25: sopilot.api.v1.ResultRecord.values:type_name -> sopilot.api.v1.ResultRecord.ValuesEntry
 	17, // 26: sopilot.api.v1.ReportRunResultsRequest.records:type_name -> sopilot.api.v1.ResultRecord
-	25, // 27: sopilot.api.v1.ReportRunResultsRequest.run_metrics:type_name -> sopilot.api.v1.ReportRunResultsRequest.RunMetricsEntry
-	5,  // 28: sopilot.api.v1.RunService.CreateRun:input_type -> sopilot.api.v1.CreateRunRequest
-	7,  // 29: sopilot.api.v1.RunService.GetRun:input_type -> sopilot.api.v1.GetRunRequest
-	9,  // 30: sopilot.api.v1.RunService.ListRuns:input_type -> sopilot.api.v1.ListRunsRequest
-	11, // 31: sopilot.api.v1.RunService.CancelRun:input_type -> sopilot.api.v1.CancelRunRequest
-	13, // 32: sopilot.api.v1.RunService.WatchRun:input_type -> sopilot.api.v1.WatchRunRequest
-	15, // 33: sopilot.api.v1.RunService.GetRunLogs:input_type -> sopilot.api.v1.GetRunLogsRequest
-	18, // 34: sopilot.api.v1.RunService.ReportRunResults:input_type -> sopilot.api.v1.ReportRunResultsRequest
-	6,  // 35: sopilot.api.v1.RunService.CreateRun:output_type -> sopilot.api.v1.CreateRunResponse
-	8,  // 36: sopilot.api.v1.RunService.GetRun:output_type -> sopilot.api.v1.GetRunResponse
-	10, // 37: sopilot.api.v1.RunService.ListRuns:output_type -> sopilot.api.v1.ListRunsResponse
-	12, // 38: sopilot.api.v1.RunService.CancelRun:output_type -> sopilot.api.v1.CancelRunResponse
-	14, // 39: sopilot.api.v1.RunService.WatchRun:output_type -> sopilot.api.v1.WatchRunResponse
-	16, // 40: sopilot.api.v1.RunService.GetRunLogs:output_type -> sopilot.api.v1.GetRunLogsResponse
-	19, // 41: sopilot.api.v1.RunService.ReportRunResults:output_type -> sopilot.api.v1.ReportRunResultsResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	27, // 27: sopilot.api.v1.ReportRunResultsRequest.run_metrics:type_name -> sopilot.api.v1.ReportRunResultsRequest.RunMetricsEntry
+	19, // 28: sopilot.api.v1.ReportRunResultsRequest.columns:type_name -> sopilot.api.v1.ResultColumns
+	20, // 29: sopilot.api.v1.ResultColumns.metrics:type_name -> sopilot.api.v1.ResultColumn
+	5,  // 30: sopilot.api.v1.RunService.CreateRun:input_type -> sopilot.api.v1.CreateRunRequest
+	7,  // 31: sopilot.api.v1.RunService.GetRun:input_type -> sopilot.api.v1.GetRunRequest
+	9,  // 32: sopilot.api.v1.RunService.ListRuns:input_type -> sopilot.api.v1.ListRunsRequest
+	11, // 33: sopilot.api.v1.RunService.CancelRun:input_type -> sopilot.api.v1.CancelRunRequest
+	13, // 34: sopilot.api.v1.RunService.WatchRun:input_type -> sopilot.api.v1.WatchRunRequest
+	15, // 35: sopilot.api.v1.RunService.GetRunLogs:input_type -> sopilot.api.v1.GetRunLogsRequest
+	18, // 36: sopilot.api.v1.RunService.ReportRunResults:input_type -> sopilot.api.v1.ReportRunResultsRequest
+	6,  // 37: sopilot.api.v1.RunService.CreateRun:output_type -> sopilot.api.v1.CreateRunResponse
+	8,  // 38: sopilot.api.v1.RunService.GetRun:output_type -> sopilot.api.v1.GetRunResponse
+	10, // 39: sopilot.api.v1.RunService.ListRuns:output_type -> sopilot.api.v1.ListRunsResponse
+	12, // 40: sopilot.api.v1.RunService.CancelRun:output_type -> sopilot.api.v1.CancelRunResponse
+	14, // 41: sopilot.api.v1.RunService.WatchRun:output_type -> sopilot.api.v1.WatchRunResponse
+	16, // 42: sopilot.api.v1.RunService.GetRunLogs:output_type -> sopilot.api.v1.GetRunLogsResponse
+	21, // 43: sopilot.api.v1.RunService.ReportRunResults:output_type -> sopilot.api.v1.ReportRunResultsResponse
+	37, // [37:44] is the sub-list for method output_type
+	30, // [30:37] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_sopilot_api_v1_run_proto_init() }
@@ -1794,7 +1942,7 @@ func file_sopilot_api_v1_run_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sopilot_api_v1_run_proto_rawDesc), len(file_sopilot_api_v1_run_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
