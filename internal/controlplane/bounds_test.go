@@ -402,7 +402,7 @@ func ptr[T any](v T) *T { return &v }
 // Stopping the controller in the middle of a storm returns within the
 // shutdown grace, and the store it leaves is whole.
 func TestStopDuringStormWithinGrace(t *testing.T) {
-	const grace = 2 * time.Second
+	const grace = 5 * time.Second // well under the default --shutdown-grace; room for a loaded 2-core machine
 	s := startSecure(t, grace)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
