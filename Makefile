@@ -25,13 +25,14 @@ $(BIN)/terraform:
 tools: $(BIN)/buf $(BIN)/staticcheck $(BIN)/grpcurl $(BIN)/terraform ## install pinned tools into ./bin
 
 .PHONY: generate
-generate: $(BIN)/buf ## regenerate pkg/ from proto/ (buf, local plugins pinned in go.mod)
+generate: $(BIN)/buf ## regenerate pkg/ from proto/ (buf, local plugins pinned in go.mod) and the reflection descriptor set
 	buf generate
+	buf build -o internal/server/reflection.binpb
 
 .PHONY: check-generated
 check-generated: generate ## fail if generated code differs from proto/
-	@if [ -n "$$(git status --porcelain -- pkg)" ]; then \
-	  echo "generated code is stale: run 'make generate' and commit pkg/:"; git status --short -- pkg; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- pkg internal/server/reflection.binpb)" ]; then \
+	  echo "generated code is stale: run 'make generate' and commit pkg/ and internal/server/reflection.binpb:"; git status --short -- pkg internal/server/reflection.binpb; exit 1; fi
 
 .PHONY: lint
 lint: $(BIN)/buf $(BIN)/staticcheck ## gofmt, go vet, the house rules (hack/houserules), staticcheck, buf lint

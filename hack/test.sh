@@ -110,6 +110,8 @@ if ((full)); then
   phase "Slurm 22.05: all tests" full_suite
   phase "Slurm 22.05: allocation tests (no race detector)" alloc_tests
   phase "Slurm 22.05: tests that drain nodes (exclusive)" exclusive_tests ./...
+  phase "Prometheus: rules, metrics and dashboard queries" hack/prometheus/check.sh
+  phase "cluster.sh down waits for a daemon whose pid file vanished" hack/slurm/down_test.sh
 fi
 
 # ---------------------------------------------------------------- newer Slurm

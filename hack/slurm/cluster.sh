@@ -130,13 +130,24 @@ check_host_version() {
 # ---------------------------------------------------------------- helpers
 # pid_alive FILE: the pid in FILE names a live (not zombie) process whose
 # command is the daemon the file is named after (guards against pid reuse).
-pid_alive() {
-	local f=$1 pid comm state
+pid_alive() { daemon_pid "$1" >/dev/null; }
+
+# daemon_pid FILE: prints the pid in FILE when pid_alive holds.
+daemon_pid() {
+	local f=$1 pid
 	# The daemon removes its pid file as it exits: it may vanish here.
 	pid=$(cat "$f" 2>/dev/null) || return 1
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	proc_is "$(basename "$f" .pid)" "$pid" || return 1
+	echo "$pid"
+}
+
+# proc_is KIND PID: PID is a live (not zombie) process of the daemon KIND
+# (the pid file's name without .pid).
+proc_is() {
+	local kind=$1 pid=$2 comm state
 	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-	case $(basename "$f" .pid) in
+	case $kind in
 	slurmctld) [[ $comm == slurmctld ]] ;;
 	slurmd-*) [[ $comm == slurmd ]] ;;
 	# setsid, chroot, setpriv and env exec one another, then slurmrestd.
@@ -146,6 +157,15 @@ pid_alive() {
 	esac || return 1
 	state=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || return 1
 	[[ $state != Z ]]
+}
+
+# proc_start PID: the process's start time (clock ticks after boot), which
+# tells a process from a later one given the same pid.
+proc_start() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) } # the fields after "pid (comm) "; comm may hold spaces
+	awk '{print $20}' <<<"$stat"
 }
 
 tail_log() {
@@ -477,21 +497,33 @@ cmd_up() {
 	cmd_env
 }
 
-stop_pidfile() { # stop_pidfile NAME FILE
-	local name=$1 f=$2 pid i
-	if ! pid_alive "$f"; then
+# stop_pidfile NAME FILE: stop the daemon of FILE and wait until it is gone.
+# The pid is read once: slurmctld removes its pid file as soon as it is
+# told to stop and exits only after saving its state, so the file says
+# nothing about whether the process still runs. Waiting on the file made
+# down return (or, reading it again, fail with "No such file") while
+# slurmctld was still running.
+stop_pidfile() {
+	local name=$1 f=$2 kind pid start i
+	kind=$(basename "$f" .pid)
+	if ! pid=$(daemon_pid "$f"); then
 		rm -f "$f"
 		return 0
 	fi
-	pid=$(cat "$f" 2>/dev/null) || return 0
+	start=$(proc_start "$pid") || { rm -f "$f"; return 0; }
+	gone() { ! proc_is "$kind" "$pid" || [[ $(proc_start "$pid") != "$start" ]]; }
 	log "stopping $name (pid $pid)"
 	kill -TERM "$pid" 2>/dev/null || true
 	for ((i = 0; i < 60; i++)); do
-		pid_alive "$f" || { rm -f "$f"; return 0; }
+		gone && { rm -f "$f"; return 0; }
 		sleep 0.5
 	done
 	log "$name did not exit after 30s; sending SIGKILL"
 	kill -KILL "$pid" 2>/dev/null || true
+	for ((i = 0; i < 20; i++)); do
+		gone && break
+		sleep 0.25
+	done
 	rm -f "$f"
 }
 

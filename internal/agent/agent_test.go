@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -510,7 +512,7 @@ func TestMetrics(t *testing.T) {
 		}
 		return value(mfs, "sopilot_gpu_utilization_percent", "gpu", "0") > 50 &&
 			value(mfs, "sopilot_ib_port_up", "device", "mlx5_3", "port", "1") == 0 &&
-			value(mfs, "sopilot_gpu_ecc_errors", "gpu", "1", "type", "uncorrected", "counter", "volatile") == 2
+			value(mfs, "sopilot_gpu_ecc_errors_total", "gpu", "1", "type", "uncorrected", "counter", "volatile") == 2
 	})
 	checks := []struct {
 		name   string
@@ -524,7 +526,14 @@ func TestMetrics(t *testing.T) {
 		{"sopilot_gpu_info", []string{"gpu", "0", "simulated", "true"}, func(v float64) bool { return v == 1 }},
 		{"sopilot_ib_port_up", []string{"device", "mlx5_0", "port", "1"}, func(v float64) bool { return v == 1 }},
 		{"sopilot_ib_port_up", []string{"device", "mlx5_3", "port", "1"}, func(v float64) bool { return v == 0 }},
-		{"sopilot_ib_port_counter", []string{"device", "mlx5_3", "port", "1", "counter", "link_downed"}, func(v float64) bool { return v == 1 }},
+		{"sopilot_ib_port_errors_total", []string{"device", "mlx5_3", "port", "1", "counter", "link_downed"}, func(v float64) bool { return v == 1 }},
+		{"sopilot_ib_port_rate_bytes_per_second", []string{"device", "mlx5_0", "port", "1"}, func(v float64) bool { return v == 400e9/8 }},
+		{"sopilot_ib_port_receive_bytes_total", []string{"device", "mlx5_0", "port", "1"}, func(v float64) bool { return v >= 0 && math.Mod(v, 4) == 0 }},
+		{"sopilot_ib_port_transmit_bytes_total", []string{"device", "mlx5_0", "port", "1"}, func(v float64) bool { return v >= 0 && math.Mod(v, 4) == 0 }},
+		{"sopilot_gpu_clock_event_active", []string{"gpu", "7", "reason", "gpu_idle"}, func(v float64) bool { return v == 1 }},
+		{"sopilot_gpu_clock_event_active", []string{"gpu", "0", "reason", "gpu_idle"}, func(v float64) bool { return v == 0 }},
+		{"sopilot_gpu_clock_event_active", []string{"gpu", "0", "reason", "hw_thermal_slowdown"}, func(v float64) bool { return v == 0 }},
+		{"sopilot_gpu_sm_clock_hertz", []string{"gpu", "0"}, func(v float64) bool { return v >= 1e8 && v < 1e10 }},
 		{"sopilot_agent_simulated", []string{"source", "nvml"}, func(v float64) bool { return v == 1 }},
 		{"sopilot_agent_simulated", []string{"source", "ib"}, func(v float64) bool { return v == 1 }},
 		{"sopilot_agent_connected", nil, func(v float64) bool { return v == 1 }},
@@ -597,6 +606,15 @@ func TestMetricsPassPedanticRegistry(t *testing.T) {
 	}
 	if value(mfs, "sopilot_gpu_info", "gpu", "7") != 1 {
 		t.Errorf("sopilot_gpu_info{gpu=\"7\"} missing")
+	}
+	// promlint is what `promtool check metrics` runs: names, types,
+	// units and help text by Prometheus' conventions.
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promtool check metrics: %s: %s", p.Metric, p.Text)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sopilot/sopilot/internal/agent/gpu"
@@ -41,16 +42,18 @@ var (
 	dPower     = prometheus.NewDesc("sopilot_gpu_power_watts", "Power draw.", gpuLabels, nil)
 	dPowerLim  = prometheus.NewDesc("sopilot_gpu_power_limit_watts", "Enforced power limit.", gpuLabels, nil)
 	dEnergy    = prometheus.NewDesc("sopilot_gpu_energy_joules_total", "Energy since the driver loaded.", gpuLabels, nil)
-	dSMClock   = prometheus.NewDesc("sopilot_gpu_sm_clock_mhz", "SM clock.", gpuLabels, nil)
-	dThrottle  = prometheus.NewDesc("sopilot_gpu_clock_event_reasons", "NVML clock event (throttle) reasons bitmask.", gpuLabels, nil)
-	dECC       = prometheus.NewDesc("sopilot_gpu_ecc_errors", "ECC error counts by type (corrected, uncorrected) and counter (volatile, aggregate).", []string{"gpu", "type", "counter"}, nil)
+	dSMClock   = prometheus.NewDesc("sopilot_gpu_sm_clock_hertz", "SM clock.", gpuLabels, nil)
+	dThrottle  = prometheus.NewDesc("sopilot_gpu_clock_event_active", "1 while the NVML clock event (throttle) reason holds, else 0; one series per reason.", []string{"gpu", "reason"}, nil)
+	dECC       = prometheus.NewDesc("sopilot_gpu_ecc_errors_total", "ECC errors by type (corrected, uncorrected) and counter (volatile: since the driver loaded; aggregate: the GPU's lifetime).", []string{"gpu", "type", "counter"}, nil)
 	dRemap     = prometheus.NewDesc("sopilot_gpu_row_remap_failure", "1 when row remapping failed (the GPU needs service).", gpuLabels, nil)
 	dPCIe      = prometheus.NewDesc("sopilot_gpu_pcie_replay_total", "PCIe replay counter.", gpuLabels, nil)
 	dNVLink    = prometheus.NewDesc("sopilot_gpu_nvlink_errors_total", "NVLink CRC, replay and recovery errors, all links.", gpuLabels, nil)
 	dProcs     = prometheus.NewDesc("sopilot_gpu_processes", "Compute processes on the GPU.", gpuLabels, nil)
 	dIBUp      = prometheus.NewDesc("sopilot_ib_port_up", "1 when the port is ACTIVE and LinkUp.", ibLabels, nil)
-	dIBRate    = prometheus.NewDesc("sopilot_ib_port_rate_gbps", "Link rate.", ibLabels, nil)
-	dIBCounter = prometheus.NewDesc("sopilot_ib_port_counter", "Port counters as the kernel reports them (data counters in 4-octet words).", []string{"device", "port", "counter"}, nil)
+	dIBRate    = prometheus.NewDesc("sopilot_ib_port_rate_bytes_per_second", "Link rate (the kernel's Gb/s in bytes per second).", ibLabels, nil)
+	dIBErrors  = prometheus.NewDesc("sopilot_ib_port_errors_total", "Port error counters by the kernel's counter name (a fixed set; they saturate at their InfiniBand widths rather than wrap).", []string{"device", "port", "counter"}, nil)
+	dIBRcv     = prometheus.NewDesc("sopilot_ib_port_receive_bytes_total", "Data received (the kernel's port_rcv_data, which counts 4-octet words, times 4).", ibLabels, nil)
+	dIBXmit    = prometheus.NewDesc("sopilot_ib_port_transmit_bytes_total", "Data transmitted (the kernel's port_xmit_data, which counts 4-octet words, times 4).", ibLabels, nil)
 	dBuffered  = prometheus.NewDesc("sopilot_agent_buffered_batches", "Batches waiting for the controller's ack.", nil, nil)
 	dDropped   = prometheus.NewDesc("sopilot_agent_dropped_samples_total", "Telemetry samples dropped because the buffer was full.", nil, nil)
 	dDroppedEv = prometheus.NewDesc("sopilot_agent_dropped_health_events_total", "Health events dropped (only past the event bound).", nil, nil)
@@ -59,9 +62,32 @@ var (
 	dSimulated = prometheus.NewDesc("sopilot_agent_simulated", "1 when GPU (nvml) or InfiniBand (ib) telemetry is simulated.", []string{"source"}, nil)
 )
 
-// ibCounters are the port counters exported (a fixed set: bounded series).
-var ibCounters = []string{"symbol_error", "link_downed", "link_error_recovery", "port_rcv_errors", "local_link_integrity_errors",
-	"excessive_buffer_overrun_errors", "port_xmit_discards", "port_rcv_data", "port_xmit_data"}
+// ibErrorCounters are the port error counters exported (a fixed set:
+// bounded series).
+var ibErrorCounters = []string{"symbol_error", "link_downed", "link_error_recovery", "port_rcv_errors", "local_link_integrity_errors",
+	"excessive_buffer_overrun_errors", "port_xmit_discards"}
+
+// ibWordBytes is the size of the unit port_rcv_data and port_xmit_data
+// count in (InfiniBand PortCounters: 4-octet words).
+const ibWordBytes = 4
+
+// clockEventReasons name the bits of NVML's clock event (throttle) reasons
+// mask, exported one series each so that a query can select a reason
+// (sopilot_gpu_clock_event_active{reason="hw_thermal_slowdown"} == 1).
+var clockEventReasons = []struct {
+	name string
+	bit  uint64
+}{
+	{"gpu_idle", nvml.ClocksEventReasonGpuIdle},
+	{"applications_clocks_setting", nvml.ClocksEventReasonApplicationsClocksSetting},
+	{"sw_power_cap", nvml.ClocksEventReasonSwPowerCap},
+	{"hw_slowdown", nvml.ClocksThrottleReasonHwSlowdown},
+	{"sync_boost", nvml.ClocksEventReasonSyncBoost},
+	{"sw_thermal_slowdown", nvml.ClocksEventReasonSwThermalSlowdown},
+	{"hw_thermal_slowdown", nvml.ClocksThrottleReasonHwThermalSlowdown},
+	{"hw_power_brake_slowdown", nvml.ClocksThrottleReasonHwPowerBrakeSlowdown},
+	{"display_clock_setting", nvml.ClocksEventReasonDisplayClockSetting},
+}
 
 func newMetrics(a *Agent) *Metrics {
 	return &Metrics{
@@ -91,7 +117,7 @@ func (m *Metrics) observe(gs []gpu.Sample, ps []ib.Sample, evs []*agentpb.Health
 
 // allDescs are the descriptors of the metrics built at scrape time.
 var allDescs = []*prometheus.Desc{dInfo, dUtil, dMemUtil, dMemUsed, dMemTotal, dTemp, dMemTemp, dPower, dPowerLim, dEnergy,
-	dSMClock, dThrottle, dECC, dRemap, dPCIe, dNVLink, dProcs, dIBUp, dIBRate, dIBCounter, dBuffered, dDropped, dDroppedEv,
+	dSMClock, dThrottle, dECC, dRemap, dPCIe, dNVLink, dProcs, dIBUp, dIBRate, dIBErrors, dIBRcv, dIBXmit, dBuffered, dDropped, dDroppedEv,
 	dConnected, dSessions, dSimulated}
 
 // Describe implements prometheus.Collector.
@@ -151,10 +177,16 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			counter(dEnergy, float64(*s.EnergyMillijoules)/1000, i)
 		}
 		if s.SMClockMHz != nil {
-			gauge(dSMClock, float64(*s.SMClockMHz), i)
+			gauge(dSMClock, float64(*s.SMClockMHz)*1e6, i)
 		}
 		if s.ThrottleReasons != nil {
-			gauge(dThrottle, float64(*s.ThrottleReasons), i)
+			for _, r := range clockEventReasons {
+				v := 0.0
+				if *s.ThrottleReasons&r.bit != 0 {
+					v = 1
+				}
+				gauge(dThrottle, v, i, r.name)
+			}
 		}
 		for _, e := range []struct {
 			v         *uint64
@@ -164,7 +196,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			{s.ECCAggregateCorrected, "corrected", "aggregate"}, {s.ECCAggregateUncorrected, "uncorrected", "aggregate"},
 		} {
 			if e.v != nil {
-				gauge(dECC, float64(*e.v), i, e.typ, e.kind)
+				counter(dECC, float64(*e.v), i, e.typ, e.kind)
 			}
 		}
 		if s.RowRemapFailure != nil {
@@ -191,11 +223,17 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		gauge(dIBUp, up, p.Device, port)
-		gauge(dIBRate, float64(p.RateGbps), p.Device, port)
-		for _, c := range ibCounters {
+		gauge(dIBRate, float64(p.RateMbps)*1e6/8, p.Device, port)
+		for _, c := range ibErrorCounters {
 			if v, ok := p.Counters[c]; ok {
-				counter(dIBCounter, float64(v), p.Device, port, c)
+				counter(dIBErrors, float64(v), p.Device, port, c)
 			}
+		}
+		if v, ok := p.Counters[ib.CounterPortRcvData]; ok {
+			counter(dIBRcv, float64(v)*ibWordBytes, p.Device, port)
+		}
+		if v, ok := p.Counters[ib.CounterPortXmitData]; ok {
+			counter(dIBXmit, float64(v)*ibWordBytes, p.Device, port)
 		}
 	}
 	st := a.buf.Stats()

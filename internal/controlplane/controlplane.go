@@ -216,6 +216,9 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 	if c.fleet, err = fleet.New(c.store, logger, fleet.NewMetrics(reg), fopts); err != nil {
 		return nil, err
 	}
+	if err = reg.Register(c.fleet.NodeInfo()); err != nil {
+		return nil, fmt.Errorf("register sopilot_node_info: %w", err)
+	}
 	mcfg := cfg.Monitor
 	nodes, canReadNodes := c.backend.(scheduler.NodeBackend)
 	if canReadNodes {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -91,6 +93,7 @@ func TestRunServesEveryServiceAndStopsWithItsContext(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.NotFound {
 		t.Errorf("DrainNode of an unknown node: %v, want NotFound from remediation", err)
 	}
+	lintMetrics(t, "http://"+c.MetricsAddr().String()+"/metrics")
 
 	cancel()
 	select {
@@ -149,4 +152,25 @@ func TestNewReleasesWhatItOpenedOnFailure(t *testing.T) {
 		t.Fatalf("New after a failed New on the same store: %v (store left open?)", err)
 	}
 	_ = c.Close()
+}
+
+// lintMetrics scrapes url and fails the test on every problem `promtool
+// check metrics` would report (promlint is its implementation).
+func lintMetrics(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s: %s", url, resp.Status)
+	}
+	problems, err := promlint.New(resp.Body).Lint()
+	if err != nil {
+		t.Fatalf("parse %s: %v", url, err)
+	}
+	for _, p := range problems {
+		t.Errorf("promtool check metrics: %s: %s", p.Metric, p.Text)
+	}
 }

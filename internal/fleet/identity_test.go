@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sopilot/sopilot/internal/fleet"
@@ -136,6 +138,20 @@ func TestFleet_Identity(t *testing.T) {
 		t.Error("a mapped machine has a row of its own")
 	}
 
+	// sopilot_node_info joins machines (the agents' series) to Slurm
+	// nodes: one series per mapped machine, several nodes joined by
+	// commas; the unmapped machine has none.
+	const wantInfo = `
+# HELP sopilot_node_info ` + nodeInfoHelp + `
+# TYPE sopilot_node_info gauge
+sopilot_node_info{machine="gpu-node-0",slurm_node="worker-0"} 1
+sopilot_node_info{machine="gpu-node-1",slurm_node="a-1,b-1"} 1
+sopilot_node_info{machine="host-7",slurm_node="host-7"} 1
+`
+	if err := testutil.CollectAndCompare(f.NodeInfo(), strings.NewReader(wantInfo)); err != nil {
+		t.Errorf("sopilot_node_info: %v", err)
+	}
+
 	// A run on a-1 and worker-0 reaches gpu-node-1 and gpu-node-0, and is
 	// shown on a-1 only of gpu-node-1's Slurm nodes.
 	testwait.For(t, "assignments applied", func() bool {
@@ -174,3 +190,7 @@ func TestFleet_Identity(t *testing.T) {
 		t.Errorf("replacements %+v after an unchanged listing", replaced)
 	}
 }
+
+const nodeInfoHelp = "1 for each machine a node agent reported from, labelled with the Slurm node(s) on it as of the last node listing " +
+	"(comma-separated and sorted when several share the machine; absent while the machine is unmapped). " +
+	"Join: ... * on(machine) group_left(slurm_node) sopilot_node_info."

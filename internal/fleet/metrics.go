@@ -1,6 +1,10 @@
 package fleet
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the controller's ingest metrics. No label carries a node or
 // run name, so cardinality does not grow with the cluster.
@@ -77,4 +81,40 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.CommitDuration, m.CommitErrors, m.AckLatency, m.Replacements, m.Nodes)
 	}
 	return m
+}
+
+// nodeInfoDesc joins the agents' per-machine series with Slurm's node
+// names: one series per machine an agent reported from, value 1.
+var nodeInfoDesc = prometheus.NewDesc("sopilot_node_info",
+	"1 for each machine a node agent reported from, labelled with the Slurm node(s) on it as of the last node listing "+
+		"(comma-separated and sorted when several share the machine; absent while the machine is unmapped). "+
+		"Join: ... * on(machine) group_left(slurm_node) sopilot_node_info.",
+	[]string{"machine", "slurm_node"}, nil)
+
+// NodeInfo is the collector of sopilot_node_info. The mapping is read at
+// scrape time, so the series follow a Slurm node that moves to another
+// machine at the next listing; there is one series per machine (the agents'
+// count), which keeps a PromQL group_left join valid even when one machine
+// carries several Slurm nodes.
+func (f *Fleet) NodeInfo() prometheus.Collector { return nodeInfoCollector{f} }
+
+type nodeInfoCollector struct{ f *Fleet }
+
+var _ prometheus.Collector = nodeInfoCollector{}
+
+func (c nodeInfoCollector) Describe(ch chan<- *prometheus.Desc) { ch <- nodeInfoDesc }
+
+func (c nodeInfoCollector) Collect(ch chan<- prometheus.Metric) {
+	c.f.mu.RLock()
+	machines := make([]string, 0, len(c.f.nodes))
+	for name := range c.f.nodes {
+		machines = append(machines, name)
+	}
+	ids := c.f.ids
+	c.f.mu.RUnlock()
+	for _, m := range machines {
+		if nodes := ids.SlurmNodes(m); len(nodes) > 0 {
+			ch <- prometheus.MustNewConstMetric(nodeInfoDesc, prometheus.GaugeValue, 1, m, strings.Join(nodes, ","))
+		}
+	}
 }

@@ -67,7 +67,11 @@ func NewGRPC(logger *slog.Logger, m *metrics.Controller, opts ...grpc.ServerOpti
 	srv := grpc.NewServer(append(base, opts...)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	reflection.Register(srv)
+	if err := registerReflection(srv); err != nil {
+		// Only a broken build gets here: serve reflection without comments.
+		log.Error("serving reflection without proto comments", "err", err)
+		reflection.Register(srv)
+	}
 	return srv, hs
 }
 

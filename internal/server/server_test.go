@@ -295,6 +295,31 @@ func TestReflection(t *testing.T) {
 			}
 		})
 	}
+
+	// What `grpcurl describe sopilot.api.v1.RunService.CreateRun` prints
+	// comes from the served file's source info: the method's comment.
+	t.Run("describe a method shows its comment", func(t *testing.T) {
+		resp := ask(&reflectionpb.ServerReflectionRequest{
+			MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "sopilot.api.v1.RunService.CreateRun"},
+		})
+		var fd descriptorpb.FileDescriptorProto
+		if err := proto.Unmarshal(resp.GetFileDescriptorResponse().GetFileDescriptorProto()[0], &fd); err != nil {
+			t.Fatal(err)
+		}
+		svc := slices.IndexFunc(fd.GetService(), func(s *descriptorpb.ServiceDescriptorProto) bool { return s.GetName() == "RunService" })
+		method := slices.IndexFunc(fd.GetService()[svc].GetMethod(), func(m *descriptorpb.MethodDescriptorProto) bool { return m.GetName() == "CreateRun" })
+		// Source info path of a method: service (6), index, method (2), index.
+		want := []int32{6, int32(svc), 2, int32(method)}
+		var comment string
+		for _, loc := range fd.GetSourceCodeInfo().GetLocation() {
+			if slices.Equal(loc.GetPath(), want) {
+				comment = loc.GetLeadingComments()
+			}
+		}
+		if !strings.Contains(comment, "CreateRun validates a spec, records the run durably") {
+			t.Errorf("CreateRun's comment through reflection = %q", comment)
+		}
+	})
 }
 
 // firstFinishedCall returns the interceptor's first "finished call" log
