@@ -32,8 +32,9 @@ Example:
 func runWaitFile(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("node-agent wait-file", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	timeout := fs.Duration("timeout", 0, "give up after this long (exit 1); 0: wait until stopped")
-	interval := fs.Duration("poll-interval", waitfile.DefaultInterval, "how often to look")
+	var timeout, interval time.Duration
+	fs.DurationVar(&timeout, "timeout", 0, "give up after this long (exit 1); 0: wait until stopped")
+	fs.DurationVar(&interval, "poll-interval", waitfile.DefaultInterval, "how often to look")
 	fs.Usage = config.Usage(fs, stderr, waitFileSummary)
 	// PATH may come before or after the flags.
 	err := fs.Parse(args)
@@ -43,7 +44,7 @@ func runWaitFile(ctx context.Context, args []string, getenv func(string) string,
 		}
 		path := fs.Arg(0)
 		if err = config.Parse(fs, fs.Args()[1:], getenv); err == nil {
-			return waitFile(ctx, path, *timeout, *interval, stderr)
+			return waitFile(ctx, path, timeout, interval, stderr)
 		}
 	}
 	if errors.Is(err, flag.ErrHelp) {
