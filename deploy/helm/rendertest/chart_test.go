@@ -1243,6 +1243,11 @@ func checkToolkitWait(t *testing.T, where string, spec corev1.PodSpec, c corev1.
 	if _, ok := arg(c.Args, "--timeout"); !ok {
 		t.Errorf("%s: args %q lack --timeout", where, c.Args)
 	}
+	// The agent image asks the nvidia runtime for every GPU, which fails
+	// before the driver is ready: the wait must ask for none.
+	if e, ok := env(c, "NVIDIA_VISIBLE_DEVICES"); !ok || e.Value != "void" {
+		t.Errorf("%s: NVIDIA_VISIBLE_DEVICES %+v, want void (the nvidia runtime then injects nothing)", where, e)
+	}
 	if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
 		t.Errorf("%s: terminationMessagePolicy %q: a timed-out wait would not say why in the pod's status", where, c.TerminationMessagePolicy)
 	}
