@@ -64,6 +64,8 @@ Examples:
   node-agent --insecure --nvml sim --ib sim --node-name worker-0 --admin-addr 127.0.0.1:9480
   # Inject an XID 79 on GPU 3 of that simulated node:
   curl -XPOST 127.0.0.1:9480/sim/gpu/faults -d '{"gpu":3,"kind":"xid","code":79}'
+  # Wait for the NVIDIA container toolkit (the chart's init container):
+  node-agent wait-file --timeout 30m /run/nvidia/validations/toolkit-ready
 `
 
 type usageError struct{ error }
@@ -189,6 +191,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "wait-file" {
+		return runWaitFile(ctx, args[1:], getenv, stderr)
+	}
 	o, err := parseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil

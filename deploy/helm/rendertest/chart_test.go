@@ -2,6 +2,8 @@ package rendertest
 
 import (
 	"encoding/json"
+	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -252,8 +254,9 @@ func checkWorkloads(t *testing.T, r rendered) {
 			checkResources(t, where, c.Resources)
 			checkContainerSecurity(t, where, c.SecurityContext, spec.SecurityContext, isAgent && r.readEnviron && c.Name == "agent")
 			if c.Name == "wait-for-toolkit" {
-				checkToolkitWait(t, where, c)
-			} else if !strings.HasSuffix(c.Image, ":"+appVersion) && !strings.Contains(c.Image, ":"+appVersion+"-slurm") {
+				checkToolkitWait(t, where, spec, c)
+			}
+			if !strings.HasSuffix(c.Image, ":"+appVersion) && !strings.Contains(c.Image, ":"+appVersion+"-slurm") {
 				t.Errorf("%s: image %q is not tagged with the appVersion %s", where, c.Image, appVersion)
 			}
 			for _, m := range c.VolumeMounts {
@@ -542,6 +545,14 @@ func checkController(t *testing.T, r rendered) {
 }
 
 func checkAgents(t *testing.T, r rendered) {
+	if n := len(r.agents(t)); n > 1 {
+		t.Errorf("%d agent DaemonSets, want one for every node: %s", n, r.inventory())
+	}
+	for _, o := range r.all("ConfigMap") {
+		if strings.Contains(o.Name, "node-names") {
+			t.Errorf("ConfigMap %s: a static node-name map is rendered", o.Name)
+		}
+	}
 	for _, ds := range r.agents(t) {
 		where := "DaemonSet " + ds.Name
 		spec := ds.Spec.Template.Spec
@@ -578,8 +589,14 @@ func checkAgents(t *testing.T, r rendered) {
 		if e, ok := env(c, "NVIDIA_VISIBLE_DEVICES"); !ok || e.Value != "all" {
 			t.Errorf("%s: NVIDIA_VISIBLE_DEVICES %+v, want all", where, e)
 		}
+		// Node identity: the agent always reports its Kubernetes node
+		// name, and the controller maps it to Slurm nodes by instance_id.
 		if e, ok := env(c, "K8S_NODE_NAME"); !ok || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
 			t.Errorf("%s: K8S_NODE_NAME %+v, want the downward API's spec.nodeName", where, e)
+		}
+		wantArg(t, where, c.Args, "--node-name", "$(K8S_NODE_NAME)")
+		if len(c.Command) != 0 {
+			t.Errorf("%s: command %q overrides the image's node-agent", where, c.Command)
 		}
 		if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
 			t.Errorf("%s: the agent pod mounts the default service account token (it never calls the Kubernetes API)", where)
@@ -946,30 +963,21 @@ func checkExistingSecretTLS(t *testing.T, r rendered) {
 	as := ds[0].Spec.Template.Spec
 	a := container(t, as, "agent")
 	wantArg(t, "agent", a.Args, "--controller-server-name", "sopilot.example.internal")
-	// Agent certificates come from the nodes (agentAuth=clientCertificate,
-	// agentCerts.source=hostPath).
-	if v, _ := volume(as, "tls"); v.HostPath == nil || v.HostPath.Path != "/etc/sopilot/agent-tls" {
-		t.Errorf("agent TLS volume %+v, want the host's /etc/sopilot/agent-tls", v.VolumeSource)
-	}
+	// Agent certificates come from the nodes (agentAuth=clientCertificate).
+	checkAgentCertFromHost(t, as, a, "/etc/sopilot/agent-tls")
 	noTokenReview(t, r)
-	// Node names from the map: a wrapper reads this node's entry.
-	noArg(t, "agent", a.Args, "--node-name")
-	if len(a.Command) != 4 || a.Command[0] != "/bin/sh" || a.Command[3] != "node-agent" ||
-		!strings.Contains(a.Command[2], `/etc/sopilot/node-names/$name`) || !strings.Contains(a.Command[2], `exec node-agent --node-name="$name" "$@"`) {
-		t.Errorf("agent command %q does not look its node name up", a.Command)
-	}
-	cm := r.get(t, "ConfigMap", "sopilot-agent-node-names").(*corev1.ConfigMap)
-	if len(cm.Data) != 2 || cm.Data["gpu-node-a1.internal"] != "worker-0" || cm.Data["gpu-node-a2.internal"] != "worker-1" {
-		t.Errorf("node-name map %v", cm.Data)
-	}
-	if v, _ := volume(as, "node-names"); v.ConfigMap == nil || v.ConfigMap.Name != cm.Name {
-		t.Errorf("node-name volume %+v, want ConfigMap %s", v.VolumeSource, cm.Name)
-	}
-	if m, ok := mount(a, "/etc/sopilot/node-names"); !ok || !m.ReadOnly {
-		t.Errorf("node-name map not mounted read-only")
-	}
-	if ds[0].Spec.Template.Annotations["checksum/node-names"] == "" {
-		t.Errorf("a node-name map change would not restart the agents")
+}
+
+// checkAgentCertFromHost: with tls.agentAuth=clientCertificate the agent
+// presents the certificate its node provides in a host directory, and no
+// service account token.
+func checkAgentCertFromHost(t *testing.T, spec corev1.PodSpec, a corev1.Container, hostDir string) {
+	t.Helper()
+	wantArg(t, "agent", a.Args, "--tls-cert-file", "/etc/sopilot/tls/tls.crt")
+	noArg(t, "agent", a.Args, "--token-file")
+	v, _ := volume(spec, "tls")
+	if v.HostPath == nil || v.HostPath.Path != hostDir || v.HostPath.Type == nil || *v.HostPath.Type != corev1.HostPathDirectory {
+		t.Errorf("agent TLS volume %+v, want the host's directory %s", v.VolumeSource, hostDir)
 	}
 }
 
@@ -1105,64 +1113,38 @@ func checkTokenReview(t *testing.T, r rendered) {
 
 func checkAgentOptions(t *testing.T, r rendered) {
 	ds := r.agents(t)
-	want := map[string]string{"sopilot-agent-worker-0": "gpu-node-a1", "sopilot-agent-worker-1": "gpu-node-a2"}
-	if len(ds) != len(want) {
-		t.Fatalf("%d agent DaemonSets, want one per mapped node: %v", len(ds), r.inventory())
+	if len(ds) != 1 {
+		t.Fatalf("%d agent DaemonSets, want 1: %s", len(ds), r.inventory())
 	}
+	spec := ds[0].Spec.Template.Spec
+	gpuSelector(t, ds[0])
+	if _, ok := spec.NodeSelector["kubernetes.io/hostname"]; ok {
+		t.Errorf("agent pinned to a host: %v", spec.NodeSelector)
+	}
+	if spec.RuntimeClassName != nil {
+		t.Errorf("runtimeClassName %q, want none", *spec.RuntimeClassName)
+	}
+	a := container(t, spec, "agent")
+	checkAgentCertFromHost(t, spec, a, "/var/lib/sopilot/agent-tls")
+	// cert-manager issues the controller's certificate only: agent
+	// certificates are per node, from the node.
 	certs := certificates(r)
-	for _, d := range ds {
-		spec := d.Spec.Template.Spec
-		host, ok := want[d.Name]
-		if !ok {
-			t.Errorf("unexpected DaemonSet %s", d.Name)
-			continue
-		}
-		slurm := strings.TrimPrefix(d.Name, "sopilot-agent-")
-		gpuSelector(t, d)
-		if spec.NodeSelector["kubernetes.io/hostname"] != host {
-			t.Errorf("%s runs on %v, want only %s", d.Name, spec.NodeSelector, host)
-		}
-		if spec.RuntimeClassName != nil {
-			t.Errorf("%s: runtimeClassName %q, want none", d.Name, *spec.RuntimeClassName)
-		}
-		a := container(t, spec, "agent")
-		wantArg(t, d.Name, a.Args, "--node-name", slurm)
-		cert, ok := certs["sopilot-agent-"+slurm]
-		if !ok {
-			t.Errorf("no certificate for %s", slurm)
-			continue
-		}
-		checkCertificate(t, cert, "client auth")
-		if !slices.Equal(cert.Spec.URIs, []string{"spiffe://sopilot/agent/" + slurm}) || cert.Spec.CommonName != slurm {
-			t.Errorf("certificate of %s names %v / CN %q; the controller binds agents by URI SAN spiffe://sopilot/agent/<node>", slurm, cert.Spec.URIs, cert.Spec.CommonName)
-		}
-		if cert.Spec.IssuerRef != (IssuerRef{Name: "cluster-ca", Kind: "ClusterIssuer", Group: "cert-manager.io"}) {
-			t.Errorf("certificate of %s issued by %+v", slurm, cert.Spec.IssuerRef)
-		}
-		if v, _ := volume(spec, "tls"); v.Secret == nil || v.Secret.SecretName != cert.Spec.SecretName {
-			t.Errorf("%s mounts %+v, want only its own Secret %s", d.Name, v.VolumeSource, cert.Spec.SecretName)
-		}
-		jail, _ := volume(spec, "jail")
-		if jail.HostPath == nil || jail.HostPath.Path != "/mnt/jail" {
-			t.Errorf("%s: jail volume %+v, want host path /mnt/jail", d.Name, jail.VolumeSource)
-		}
+	if len(certs) != 1 || certs[controllerName] == nil {
+		t.Errorf("certificates %v, want the controller's only", certs)
+	} else if certs[controllerName].Spec.IssuerRef != (IssuerRef{Name: "cluster-ca", Kind: "ClusterIssuer", Group: "cert-manager.io"}) {
+		t.Errorf("controller certificate issued by %+v", certs[controllerName].Spec.IssuerRef)
 	}
-	if _, ok := certs["sopilot-ca"]; ok {
-		t.Errorf("the chart's own CA rendered although an issuerRef is given")
+	if n := len(r.all("Issuer")); n != 0 {
+		t.Errorf("%d Issuers rendered although an issuerRef is given", n)
 	}
-	// Per-node DaemonSets carry their node name; the map is read only by
-	// the single DaemonSet.
-	if r.has("ConfigMap", "sopilot-agent-node-names") {
-		t.Errorf("node-name map rendered for per-node DaemonSets")
+	jail, _ := volume(spec, "jail")
+	if jail.HostPath == nil || jail.HostPath.Path != "/mnt/jail" {
+		t.Errorf("jail volume %+v, want host path /mnt/jail", jail.VolumeSource)
 	}
-	for _, d := range ds {
-		if _, ok := volume(d.Spec.Template.Spec, "node-names"); ok {
-			t.Errorf("%s mounts the node-name map it does not need", d.Name)
-		}
-		if d.Spec.Template.Annotations["checksum/node-names"] != "" {
-			t.Errorf("%s restarts on node-name map changes it does not read", d.Name)
-		}
+	if len(spec.InitContainers) != 1 {
+		t.Fatalf("init containers %v, want wait-for-toolkit", spec.InitContainers)
 	}
+	wantArg(t, "wait-for-toolkit", spec.InitContainers[0].Args, "--timeout", "0s")
 }
 
 func checkSimulatedAgents(t *testing.T, r rendered) {
@@ -1235,6 +1217,7 @@ func checkSoperatorAgent(t *testing.T, ds *appsv1.DaemonSet) {
 	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Name != "wait-for-toolkit" {
 		t.Fatalf("agent init containers %v, want wait-for-toolkit", spec.InitContainers)
 	}
+	wantArg(t, "wait-for-toolkit", spec.InitContainers[0].Args, "--timeout", "30m")
 	a := container(t, spec, "agent")
 	wantArg(t, "agent", a.Args, "--gpu-job-dir", "/var/run/nebius/slurm")
 	m, ok := mount(a, "/var/run/nebius/slurm")
@@ -1246,13 +1229,29 @@ func checkSoperatorAgent(t *testing.T, ds *appsv1.DaemonSet) {
 }
 
 // checkToolkitWait checks the init container that waits for the NVIDIA
-// container toolkit.
-func checkToolkitWait(t *testing.T, where string, c corev1.Container) {
+// container toolkit: the agent's own image and binary (node-agent
+// wait-file), no third image.
+func checkToolkitWait(t *testing.T, where string, spec corev1.PodSpec, c corev1.Container) {
 	t.Helper()
-	if !strings.Contains(strings.Join(c.Command, " "), "[ -f /run/nvidia/validations/toolkit-ready ]") {
-		t.Errorf("%s: command %v does not wait for toolkit-ready", where, c.Command)
+	agent := container(t, spec, "agent")
+	if c.Image != agent.Image || c.ImagePullPolicy != agent.ImagePullPolicy {
+		t.Errorf("%s: image %s (%s), want the agent's %s (%s)", where, c.Image, c.ImagePullPolicy, agent.Image, agent.ImagePullPolicy)
 	}
-	if m, ok := mount(c, "/run/nvidia"); !ok || !m.ReadOnly {
+	if len(c.Command) != 0 || len(c.Args) != 3 || c.Args[0] != "wait-file" || c.Args[2] != "/run/nvidia/validations/toolkit-ready" {
+		t.Errorf("%s: command %q args %q, want the image's node-agent wait-file --timeout=... /run/nvidia/validations/toolkit-ready", where, c.Command, c.Args)
+	}
+	if _, ok := arg(c.Args, "--timeout"); !ok {
+		t.Errorf("%s: args %q lack --timeout", where, c.Args)
+	}
+	// The agent image asks the nvidia runtime for every GPU, which fails
+	// before the driver is ready: the wait must ask for none.
+	if e, ok := env(c, "NVIDIA_VISIBLE_DEVICES"); !ok || e.Value != "void" {
+		t.Errorf("%s: NVIDIA_VISIBLE_DEVICES %+v, want void (the nvidia runtime then injects nothing)", where, e)
+	}
+	if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+		t.Errorf("%s: terminationMessagePolicy %q: a timed-out wait would not say why in the pod's status", where, c.TerminationMessagePolicy)
+	}
+	if m, ok := mount(c, "/run/nvidia"); !ok || !m.ReadOnly || m.MountPropagation == nil || *m.MountPropagation != corev1.MountPropagationHostToContainer {
 		t.Errorf("%s: /run/nvidia mount %+v", where, m)
 	}
 }
@@ -1310,4 +1309,156 @@ func TestSoperatorNames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// soperatorRefs returns every object the rendered workloads use but the
+// chart does not create: the Secrets, ConfigMaps and claims their volumes
+// and environment name, and the Service of --slurmrestd-url, as
+// "Kind/name", each with the keys it is read by ("" for all of it).
+func soperatorRefs(t *testing.T, r rendered) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	add := func(kind, name string, items []corev1.KeyToPath) {
+		if name == "" || r.has(kind, name) {
+			return
+		}
+		key := kind + "/" + name
+		if len(items) == 0 {
+			out[key] = append(out[key], "")
+		}
+		for _, it := range items {
+			out[key] = append(out[key], it.Key)
+		}
+	}
+	for where, tpl := range podSpecs(t, r) {
+		for _, v := range tpl.Spec.Volumes {
+			switch {
+			case v.Secret != nil:
+				add("Secret", v.Secret.SecretName, v.Secret.Items)
+			case v.ConfigMap != nil:
+				add("ConfigMap", v.ConfigMap.Name, v.ConfigMap.Items)
+			case v.PersistentVolumeClaim != nil:
+				add("PersistentVolumeClaim", v.PersistentVolumeClaim.ClaimName, nil)
+			case v.Projected != nil:
+				for _, src := range v.Projected.Sources {
+					if src.Secret != nil {
+						add("Secret", src.Secret.Name, src.Secret.Items)
+					}
+					if src.ConfigMap != nil {
+						add("ConfigMap", src.ConfigMap.Name, src.ConfigMap.Items)
+					}
+				}
+			}
+		}
+		for _, c := range append(append([]corev1.Container{}, tpl.Spec.InitContainers...), tpl.Spec.Containers...) {
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					add("Secret", e.ValueFrom.SecretKeyRef.Name, []corev1.KeyToPath{{Key: e.ValueFrom.SecretKeyRef.Key}})
+				}
+				if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
+					add("ConfigMap", e.ValueFrom.ConfigMapKeyRef.Name, []corev1.KeyToPath{{Key: e.ValueFrom.ConfigMapKeyRef.Key}})
+				}
+			}
+			for _, e := range c.EnvFrom {
+				if e.SecretRef != nil {
+					add("Secret", e.SecretRef.Name, nil)
+				}
+				if e.ConfigMapRef != nil {
+					add("ConfigMap", e.ConfigMapRef.Name, nil)
+				}
+			}
+			if u, ok := arg(c.Args, "--slurmrestd-url"); ok {
+				pu, err := url.Parse(u)
+				if err != nil {
+					t.Fatalf("%s: --slurmrestd-url %q: %v", where, u, err)
+				}
+				add("Service", pu.Hostname(), []corev1.KeyToPath{{Key: "port " + pu.Port()}})
+			}
+		}
+	}
+	for k := range out {
+		slices.Sort(out[k])
+		out[k] = slices.Compact(out[k])
+	}
+	return out
+}
+
+// renderValues renders the chart as rel with values given as YAML.
+func renderValues(t *testing.T, values string) rendered {
+	t.Helper()
+	vals, err := chartutil.ReadValues([]byte(values))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Render(chartDir, vals, rel)
+	if err != nil {
+		t.Fatalf("render %s: %v", values, err)
+	}
+	return rendered{objs: objs}
+}
+
+// docs/operations.md installs the chart for the cluster Soperator's
+// Terraform recipe creates (SlurmCluster "soperator" in namespace
+// "soperator", Soperator 1.20.1) with no values but the namespace:
+// "helm install sopilot deploy/helm/sopilot -n soperator". Everything the
+// chart then uses but does not create must be what Soperator 1.20.1
+// creates, by those exact names (Soperator's internal/naming,
+// internal/values/slurm_rest.go, internal/consts/rest.go at the 1.20.1
+// tag): nothing more, nothing renamed. The same with
+// soperator.clusterName=foo, where every name but the jail claim's
+// (which is not per cluster) follows.
+func TestSoperatorObjectNames(t *testing.T) {
+	tests := []struct {
+		name, values string
+		want         map[string][]string
+	}{
+		{"defaults", "{}", map[string][]string{
+			"Service/soperator-rest-svc":     {"port 6820"},
+			"Secret/soperator-rest-jwt-key":  {"rest_jwt.key"},
+			"PersistentVolumeClaim/jail-pvc": {""},
+		}},
+		// Soperator 1.20's Slurm 24.05 has no Debian client package, so the
+		// cli backend needs an image built with its tools: the names are
+		// still Soperator's.
+		{"defaults, cli backend", "{slurm: {backend: cli}, controller: {image: {slurmClient: '24.05'}}}", map[string][]string{
+			"Secret/soperator-munge":            {"munge.key"},
+			"ConfigMap/soperator-slurm-configs": {""},
+			"PersistentVolumeClaim/jail-pvc":    {""},
+		}},
+		{"defaults, cli backend, config set from the jail", "{slurm: {backend: cli, cli: {configSource: jail}}, controller: {image: {slurmClient: '24.05'}}}", map[string][]string{
+			"Secret/soperator-munge":         {"munge.key"},
+			"PersistentVolumeClaim/jail-pvc": {""},
+		}},
+		{"cluster foo", "soperator: {clusterName: foo}", map[string][]string{
+			"Service/foo-rest-svc":           {"port 6820"},
+			"Secret/foo-rest-jwt-key":        {"rest_jwt.key"},
+			"PersistentVolumeClaim/jail-pvc": {""},
+		}},
+		{"cluster foo, cli backend", "{soperator: {clusterName: foo}, slurm: {backend: cli}, controller: {image: {slurmClient: '24.05'}}}", map[string][]string{
+			"Secret/foo-munge":               {"munge.key"},
+			"ConfigMap/foo-slurm-configs":    {""},
+			"PersistentVolumeClaim/jail-pvc": {""},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := renderValues(t, tt.values)
+			got := soperatorRefs(t, r)
+			if !maps.EqualFunc(got, tt.want, slices.Equal) {
+				t.Errorf("objects used but not created:\n got %v\nwant %v", got, tt.want)
+			}
+			for _, o := range r.objs {
+				if o.Namespace != "" && o.Namespace != "soperator" {
+					t.Errorf("%s/%s in namespace %q, want the SlurmCluster's soperator", o.Kind, o.Name, o.Namespace)
+				}
+			}
+		})
+	}
+	// The jail's config directory of Soperator 1.20 (sconfigcontroller's
+	// --configs-path /mnt/jail/slurm).
+	r := renderValues(t, "{slurm: {backend: cli, cli: {configSource: jail}}, controller: {image: {slurmClient: '24.05'}}}")
+	spec := r.controller(t).Spec.Template.Spec
+	checkConfigSet(t, spec, container(t, spec, "controller"), func(src corev1.Volume, m corev1.VolumeMount) bool {
+		return src.PersistentVolumeClaim != nil && src.PersistentVolumeClaim.ClaimName == "jail-pvc" && m.SubPath == "slurm"
+	})
 }

@@ -40,12 +40,12 @@ func TestSchemaRejects(t *testing.T) {
 		{"slurmrestd API version", "slurm: {rest: {apiVersion: v0.0.37}}", "/slurm/rest/apiVersion"},
 		{"slurmrestd URL", "slurm: {rest: {url: slurm:6820}}", "/slurm/rest/url"},
 		{"relative run directory", "jail: {runDirs: [opt/runs]}", "/jail/runDirs/0"},
-		{"agent cert source", "tls: {agentCerts: {source: shared}}", "/tls/agentCerts/source"},
+		{"agent certificate host path relative", "tls: {agentCerts: {hostPath: agent-tls}}", "/tls/agentCerts/hostPath"},
 		{"agent authentication", "tls: {agentAuth: mutualTLS}", "/tls/agentAuth"},
 		{"agent token shorter than the API server allows", "tls: {agentToken: {expirationSeconds: 300}}", "/tls/agentToken/expirationSeconds"},
 		{"token review audience list", "auth: {tokenReview: {audience: 'sopilot,vault'}}", "/auth/tokenReview/audience"},
-		{"node name source", "agent: {nodeName: {source: hostname}}", "/agent/nodeName/source"},
-		{"slurm node name not a DNS label", "agent: {nodeName: {map: {n1: Worker_0}}}", "/agent/nodeName/map/n1"},
+		{"toolkit wait timeout", "agent: {waitForToolkit: {timeout: 10 minutes}}", "/agent/waitForToolkit/timeout"},
+		{"toolkit wait timeout removed", "agent: {waitForToolkit: {timeout: null}}", "timeout"},
 		{"ib mode", "agent: {ib: sim}", "/agent/ib"},
 		{"port range", "controller: {grpcPort: 70000}", "/controller/grpcPort"},
 		{"log level", "agent: {logLevel: verbose}", "/agent/logLevel"},
@@ -71,6 +71,55 @@ func TestSchemaRejects(t *testing.T) {
 	}
 }
 
+// Keys that chart 0.2.0 removed are refused by the schema, naming the key
+// (helm prints the path and the message), saying why it went and what to
+// do, and pointing to the values migration in deploy/README.md: a values
+// file written for 0.1 must not install with a setting silently ignored.
+func TestSchemaRejectsRemovedKeys(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const migration = "Upgrading from chart 0.1"
+	if !strings.Contains(string(readme), "## "+migration) {
+		t.Fatalf("deploy/README.md has no section %q, which the schema's messages point to", migration)
+	}
+	tests := []struct {
+		name, values, path string
+		want               []string
+	}{
+		{"node name map", "agent: {nodeName: {source: map, map: {gpu-node-a1: worker-0}}}", "/agent/nodeName",
+			[]string{"agent.nodeName was removed in chart 0.2.0", "instance_id", "delete agent.nodeName"}},
+		{"node name source alone", "agent: {nodeName: {source: kubernetesNode}}", "/agent/nodeName",
+			[]string{"agent.nodeName was removed"}},
+		{"per-node certificates", "tls: {agentCerts: {source: certManagerPerNode}}", "/tls/agentCerts/source",
+			[]string{"tls.agentCerts.source was removed in chart 0.2.0", "tls.agentCerts.hostPath", "tls.agentAuth=serviceAccountToken", "delete the key"}},
+		{"certificates from the host, said explicitly", "tls: {agentCerts: {source: hostPath}}", "/tls/agentCerts/source",
+			[]string{"tls.agentCerts.source was removed"}},
+		{"shell image of the toolkit wait", "agent: {waitForToolkit: {image: 'busybox:1.37'}}", "/agent/waitForToolkit/image",
+			[]string{"agent.waitForToolkit.image was removed in chart 0.2.0", "node-agent wait-file", "delete the key"}},
+		{"pull policy of the toolkit wait", "agent: {waitForToolkit: {pullPolicy: Always}}", "/agent/waitForToolkit/pullPolicy",
+			[]string{"agent.waitForToolkit.pullPolicy was removed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vals, err := chartutil.ReadValues([]byte(tt.values))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Render(chartDir, vals, rel)
+			if err == nil {
+				t.Fatalf("values %s accepted", tt.values)
+			}
+			for _, want := range append([]string{"at '" + tt.path + "'", "deploy/README.md: " + migration}, tt.want...) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
+
 // Settings the schema cannot express are refused by the templates with a
 // message saying what to set.
 func TestTemplateGuards(t *testing.T) {
@@ -78,10 +127,6 @@ func TestTemplateGuards(t *testing.T) {
 		{"tls: {enabled: true}", "tls.enabled needs tls.certManager.enabled=true or tls.existingSecret.controller"},
 		{"tls: {certManager: {enabled: true}}", "tls.certManager.enabled needs tls.enabled=true"},
 		{"tls: {enabled: true, certManager: {enabled: true}, existingSecret: {controller: x}}", "not both"},
-		{"tls: {enabled: true, existingSecret: {controller: x}, agentAuth: clientCertificate, agentCerts: {source: certManagerPerNode}}", "needs tls.certManager.enabled=true"},
-		{"tls: {enabled: true, certManager: {enabled: true}, agentAuth: clientCertificate, agentCerts: {source: certManagerPerNode}}", "agent.nodeName.source=map"},
-		{"tls: {enabled: true, certManager: {enabled: true}, agentCerts: {source: certManagerPerNode}}", "tls.agentCerts.source=certManagerPerNode needs tls.agentAuth=clientCertificate"},
-		{"{tls: {enabled: true, certManager: {enabled: true}}, agent: {nodeName: {source: map, map: {n1: worker-0}}}}", "agent.nodeName.source=map needs tls.agentAuth=clientCertificate"},
 		{"{tls: {enabled: true, certManager: {enabled: true}}, serviceAccount: {create: false}}", `any pod running as "default" could speak for its node`},
 		{"{tls: {enabled: true, certManager: {enabled: true}}, serviceAccount: {create: false, agentName: sopilot, controllerName: sopilot}}", "different service accounts for the agents and the controller"},
 		{"soperator: {version: '1.19.3'}", "sopilot supports Soperator 1.20 and later"},
@@ -145,6 +190,18 @@ func TestFlagsExistInBinaries(t *testing.T) {
 		}
 	}
 	flagRE := regexp.MustCompile(`^--([a-z0-9-]+)(=|$)`)
+	// The wait-file subcommand's flags, defined beside it.
+	waitFileFlags := map[string]bool{}
+	src, err := os.ReadFile("../../../cmd/node-agent/waitfile.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`fs\.(?:\w+Var|Var)\([^"]*?"([a-z0-9-]+)"`).FindAllStringSubmatch(string(src), -1) {
+		waitFileFlags[m[1]] = true
+	}
+	if !waitFileFlags["timeout"] {
+		t.Fatalf("cmd/node-agent/waitfile.go defines no --timeout (flags found: %v)", waitFileFlags)
+	}
 	for _, v := range variants {
 		r := render(t, v)
 		pods := []*corev1.PodSpec{&r.controller(t).Spec.Template.Spec}
@@ -152,17 +209,29 @@ func TestFlagsExistInBinaries(t *testing.T) {
 			pods = append(pods, &d.Spec.Template.Spec)
 		}
 		for _, spec := range pods {
+			for _, c := range spec.InitContainers {
+				if c.Name != "wait-for-toolkit" {
+					continue // the cli backend's slurm-config: a shell script
+				}
+				if len(c.Command) > 0 || len(c.Args) == 0 || c.Args[0] != "wait-file" {
+					t.Errorf("%s: %s runs %q %q, want the agent image's node-agent wait-file", v.name(), c.Name, c.Command, c.Args)
+					continue
+				}
+				for _, a := range c.Args[1:] {
+					if m := flagRE.FindStringSubmatch(a); m != nil && !waitFileFlags[m[1]] {
+						t.Errorf("%s: node-agent wait-file has no flag --%s", v.name(), m[1])
+					}
+				}
+			}
 			for _, c := range spec.Containers {
 				bin := map[string]string{"controller": "controller", "agent": "node-agent"}[c.Name]
 				if bin == "" {
 					continue // munged
 				}
-				args := c.Args
-				if len(c.Command) > 0 && c.Command[0] == "/bin/sh" {
-					// The node-name wrapper passes --node-name itself.
-					args = append(args, "--node-name=x")
+				if len(c.Command) > 0 {
+					t.Errorf("%s: %s container %s replaces the image's entrypoint: %q", v.name(), bin, c.Name, c.Command)
 				}
-				for _, a := range args {
+				for _, a := range c.Args {
 					m := flagRE.FindStringSubmatch(a)
 					if m == nil {
 						t.Errorf("%s: %s argument %q is not a --flag=value", v.name(), bin, a)

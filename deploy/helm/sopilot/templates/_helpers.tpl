@@ -194,25 +194,11 @@ that the cluster's slurmctld accepts (Slurm's compatibility window: from
 {{- if semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version -}}
 {{- fail (printf "tls.agentAuth=serviceAccountToken needs Kubernetes 1.30 or later (the API server names a pod token's node from 1.30, feature ServiceAccountTokenPodNodeInfo); this cluster is %s: use tls.agentAuth=clientCertificate" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}
-{{- if eq (dig "nodeName" "source" "" .Values.agent) "map" -}}
-{{- fail "tls.agentAuth=serviceAccountToken binds each agent to its Kubernetes node's name, so the agent must report that name: agent.nodeName.source=map needs tls.agentAuth=clientCertificate" -}}
-{{- end -}}
-{{- if eq .Values.tls.agentCerts.source "certManagerPerNode" -}}
-{{- fail "tls.agentCerts.source=certManagerPerNode needs tls.agentAuth=clientCertificate (with tls.agentAuth=serviceAccountToken agents need no certificates)" -}}
-{{- end -}}
 {{- if eq (include "sopilot.agent.serviceAccountName" .) "default" -}}
 {{- fail "tls.agentAuth=serviceAccountToken needs a service account of the agents' own: any pod running as \"default\" could speak for its node (set serviceAccount.create=true or serviceAccount.agentName)" -}}
 {{- end -}}
 {{- if eq (include "sopilot.agent.serviceAccountName" .) (include "sopilot.controller.serviceAccountName" .) -}}
 {{- fail "tls.agentAuth=serviceAccountToken needs different service accounts for the agents and the controller (serviceAccount.agentName, serviceAccount.controllerName)" -}}
-{{- end -}}
-{{- end -}}
-{{- if eq .Values.tls.agentCerts.source "certManagerPerNode" -}}
-{{- if not .Values.tls.certManager.enabled -}}
-{{- fail "tls.agentCerts.source=certManagerPerNode needs tls.certManager.enabled=true" -}}
-{{- end -}}
-{{- if and .Values.agent.enabled (or (ne .Values.agent.nodeName.source "map") (not .Values.agent.nodeName.map)) -}}
-{{- fail "tls.agentCerts.source=certManagerPerNode needs agent.nodeName.source=map and a non-empty agent.nodeName.map (Kubernetes node -> Slurm node)" -}}
 {{- end -}}
 {{- end -}}
 {{- else if .Values.tls.certManager.enabled -}}
