@@ -95,9 +95,20 @@ start_controller
 bin/grpcurl -plaintext "$addr" list
 
 step "one node agent per Slurm node (GPUs and InfiniBand SIMULATED: no GPU here)"
+# Each agent names its machine, as on Soperator: the Slurm node's instance id
+# (slurmd --instance-id, Slurm 24.11+: worker-N runs on gpu-node-N), else the
+# node's own name (22.05, a plain host). The controller maps them back.
+machine_of() {
+  local pair
+  for pair in ${SOPILOT_SLURM_INSTANCES//,/ }; do
+    [ "${pair%%=*}" = "$1" ] && { echo "${pair#*=}"; return; }
+  done
+  echo "$1"
+}
 for n in $(sinfo -h -N -o %N | sort -u); do
-  bin/node-agent --insecure --controller "$addr" --node-name "$n" --nvml sim --ib sim --nccl sim \
-    --admin-addr "127.0.0.1:$(free_port)" --state-dir "$work/agent-$n" >/dev/null 2>>"$work/agent-$n.log" &
+  m=$(machine_of "$n")
+  bin/node-agent --insecure --controller "$addr" --node-name "$m" --nvml sim --ib sim --nccl sim \
+    --admin-addr "127.0.0.1:$(free_port)" --state-dir "$work/agent-$m" >/dev/null 2>>"$work/agent-$m.log" &
   agent_pids+=($!)
 done
 for _ in $(seq 50); do

@@ -27,10 +27,12 @@ func agentBinary(t testing.TB) string { return testbin.Build(t, "node-agent", ra
 
 var adminRE = regexp.MustCompile(`admin on (\S+)`)
 
-// startAgent runs a simulated agent for node and returns its admin address.
-func startAgent(t testing.TB, controller, node string, extra ...string) string {
+// startAgent runs a simulated agent for machine (its --node-name) and
+// returns its admin address. An agent for a Slurm node of the local cluster
+// names that node's machine: env.Machine(node), as on Soperator.
+func startAgent(t testing.TB, controller, machine string, extra ...string) string {
 	t.Helper()
-	args := append([]string{"--insecure", "--controller", controller, "--node-name", node, "--nvml", "sim", "--ib", "sim", "--nccl", "sim",
+	args := append([]string{"--insecure", "--controller", controller, "--node-name", machine, "--nvml", "sim", "--ib", "sim", "--nccl", "sim",
 		"--admin-addr", "127.0.0.1:0", "--state-dir", t.TempDir(), "--log-level", "debug"}, extra...)
 	return testbin.Start(t, exec.Command(agentBinary(t), args...), &lockedBuffer{}, adminRE)[1]
 }
@@ -86,7 +88,7 @@ func TestAgentsReportNodesProgressAndUsage(t *testing.T) {
 	p := startController(t, env, filepath.Join(t.TempDir(), "c.db"), "--remediation", "dry-run")
 	nodes := apipb.NewNodeServiceClient(p.conn)
 	for _, n := range []string{"worker-0", "worker-1"} {
-		startAgent(t, p.addr, n)
+		startAgent(t, p.addr, env.Machine(n))
 	}
 	got := waitNodes(t, nodes, "2 nodes with 8 GPUs", time.Minute, func(ns []*apipb.Node) bool {
 		m := byName(ns)
@@ -196,7 +198,7 @@ func TestExclusiveAgentsDrainVerifyUndrain(t *testing.T) {
 	nodes := apipb.NewNodeServiceClient(p.conn)
 	admin := map[string]string{}
 	for _, n := range []string{"worker-0", "worker-1"} {
-		admin[n] = startAgent(t, p.addr, n)
+		admin[n] = startAgent(t, p.addr, env.Machine(n))
 	}
 	scontrol := func(args ...string) {
 		t.Helper()

@@ -28,8 +28,8 @@ func BenchmarkExclusiveFaultToDrain(b *testing.B) {
 		"--max-drain-share", "1", "--max-drains-per-window", "100000", "--drain-window", "1s", "--node-poll-interval", "1s", "--log-level", "info")
 	nodes := apipb.NewNodeServiceClient(p.conn)
 	const node = "worker-0"
-	admin := startAgent(b, p.addr, node)
-	startAgent(b, p.addr, "worker-1")
+	admin := startAgent(b, p.addr, env.Machine(node))
+	startAgent(b, p.addr, env.Machine("worker-1"))
 	ctx := context.Background()
 	b.Cleanup(func() {
 		cmd := exec.Command("scontrol", "update", "NodeName="+node, "State=RESUME")

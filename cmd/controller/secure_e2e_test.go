@@ -81,7 +81,10 @@ func TestSecureControllerTokensRolesAndAgentBinding(t *testing.T) {
 
 	// Agents: a certificate for worker-0 reports as worker-0; the same
 	// certificate claiming worker-1 is refused; no certificate, no stream.
-	agent := ca.Agent(t, "worker-0")
+	// On Slurm with instance ids an agent names its machine, not the
+	// Slurm node (env.Machine).
+	m0, m1 := env.Machine("worker-0"), env.Machine("worker-1")
+	agent := ca.Agent(t, m0)
 	run := func(node string, extra ...string) (*exec.Cmd, *lockedBuffer) {
 		args := append([]string{"--controller", addr, "--controller-server-name", "localhost", "--node-name", node,
 			"--nvml", "sim", "--ib", "sim", "--nccl", "sim", "--admin-addr", "", "--state-dir", t.TempDir()}, extra...)
@@ -94,8 +97,8 @@ func TestSecureControllerTokensRolesAndAgentBinding(t *testing.T) {
 		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
 		return c, out
 	}
-	run("worker-0", "--tls-cert-file", agent.CertFile, "--tls-key-file", agent.KeyFile, "--tls-ca-file", ca.CertFile)
-	_, imposter := run("worker-1", "--tls-cert-file", agent.CertFile, "--tls-key-file", agent.KeyFile, "--tls-ca-file", ca.CertFile)
+	run(m0, "--tls-cert-file", agent.CertFile, "--tls-key-file", agent.KeyFile, "--tls-ca-file", ca.CertFile)
+	_, imposter := run(m1, "--tls-cert-file", agent.CertFile, "--tls-key-file", agent.KeyFile, "--tls-ca-file", ca.CertFile)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := dial(viewer).ListNodes(ctx, &apipb.ListNodesRequest{})
@@ -106,7 +109,7 @@ func TestSecureControllerTokensRolesAndAgentBinding(t *testing.T) {
 		for _, n := range resp.GetNodes() {
 			connected[n.GetName()] = n.GetAgentConnected()
 		}
-		if connected["worker-0"] && strings.Contains(imposter.String(), `not for node \"worker-1\"`) {
+		if connected["worker-0"] && strings.Contains(imposter.String(), `not for node \"`+m1+`\"`) {
 			if connected["worker-1"] {
 				t.Error("an agent with worker-0's certificate reported for worker-1")
 			}

@@ -423,6 +423,15 @@ nodes_idle() {
 	done
 }
 
+# node_responding NODE: slurmctld hears NODE's slurmd: idle, busy or drained
+# (a replaced node keeps the drain its old machine earned), neither down nor
+# marked not responding ("*").
+node_responding() {
+	local st
+	st=$(slurm_exec sinfo --noheader --Node --nodes="$1" --format='%t' 2>/dev/null | head -1) || return 1
+	[[ $st =~ ^(idle|mix|alloc|comp|drain|drng|drained)$ ]]
+}
+
 new_token() {
 	local out
 	out=$(slurm_exec scontrol token username="$JWT_USER" lifespan="$TOKEN_LIFESPAN") || return 1
@@ -652,7 +661,7 @@ cmd_replace_node() {
 	start_slurmd "$node"
 	sync_instance "$node"
 	deadline=$((SECONDS + WAIT_SECONDS))
-	until [[ $(reported_instance "$node") == "$inst" ]] && nodes_idle; do
+	until [[ $(reported_instance "$node") == "$inst" ]] && node_responding "$node"; do
 		if ((SECONDS >= deadline)); then
 			slurm_exec scontrol show node "$node" >&2 || true
 			tail_log "$LOG/slurmd-$node.log"

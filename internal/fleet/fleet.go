@@ -174,8 +174,13 @@ type Fleet struct {
 	sessions uint64
 	slurm    map[string]scheduler.NodeStatus
 	ids      *identity.Map // nil until Slurm's nodes were first read
-	verdicts map[string]Verdict
-	commands map[string]chan *agentpb.CommandResult
+	// instances is the last instance id seen for each Slurm node, loaded
+	// from the store at start and kept there (saved: what the store has),
+	// so that a node replaced while the controller was down is recognised
+	// at the first listing.
+	instances, saved map[string]string
+	verdicts         map[string]Verdict
+	commands         map[string]chan *agentpb.CommandResult
 
 	// queue holds the batches (and hellos) waiting for the next commit;
 	// each node's share of it is bounded (node.reserve).
@@ -214,6 +219,11 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 	if f.metrics == nil {
 		f.metrics = NewMetrics(nil)
 	}
+	var err error
+	if f.instances, err = st.SlurmInstances(context.Background()); err != nil {
+		return nil, fmt.Errorf("load slurm nodes' instance ids: %w", err)
+	}
+	f.saved = maps.Clone(f.instances)
 	recs, err := st.Nodes(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("load nodes: %w", err)
@@ -701,8 +711,9 @@ func assignmentsFor(slurmNodes []string, as []Assignment) *agentpb.RunAssignment
 
 // SetSlurmNodes records Slurm's view of the nodes (from a periodic query)
 // and remaps machines to Slurm nodes by the listing's instance ids
-// (internal/identity). A Slurm node now on another machine than in the
-// previous listing starts fresh: its verdict is dropped and
+// (internal/identity). A Slurm node now on another machine than the last
+// one seen for it (in an earlier listing, or before a restart: the last
+// ids are kept in the store) starts fresh: its verdict is dropped and
 // Options.Replacements hears of it, while its history (incidents, drain
 // records, runs) stays under its name.
 func (f *Fleet) SetSlurmNodes(ctx context.Context, ns []scheduler.NodeStatus) {
@@ -712,10 +723,17 @@ func (f *Fleet) SetSlurmNodes(ctx context.Context, ns []scheduler.NodeStatus) {
 	for _, s := range ns {
 		f.slurm[s.Name] = s
 	}
-	replaced := identity.Replaced(f.ids, ids)
+	replaced := identity.ReplacedSince(f.instances, ids)
 	f.ids = ids
 	for _, r := range replaced {
 		delete(f.verdicts, r.Node)
+	}
+	changed := map[string]string{}
+	for node, id := range ids.Instances() {
+		f.instances[node] = id
+		if f.saved[node] != id {
+			changed[node] = id
+		}
 	}
 	f.mu.Unlock()
 	for _, r := range replaced {
@@ -723,6 +741,18 @@ func (f *Fleet) SetSlurmNodes(ctx context.Context, ns []scheduler.NodeStatus) {
 		f.metrics.Replacements.Inc()
 		if f.opts.Replacements != nil {
 			f.opts.Replacements.NodeReplaced(ctx, r)
+		}
+	}
+	// Saved after the replacements were acted on: a crash in between
+	// repeats their fresh start at the next start, rather than losing it.
+	if len(changed) > 0 {
+		if err := f.store.PutSlurmInstances(ctx, changed); err != nil {
+			// Retried with the next listing: saved still lacks them.
+			f.log.Error("store slurm nodes' instance ids", "nodes", len(changed), "err", err)
+		} else {
+			f.mu.Lock()
+			maps.Copy(f.saved, changed)
+			f.mu.Unlock()
 		}
 	}
 }

@@ -194,3 +194,54 @@ sopilot_node_info{machine="host-7",slurm_node="host-7"} 1
 const nodeInfoHelp = "1 for each machine a node agent reported from, labelled with the Slurm node(s) on it as of the last node listing " +
 	"(comma-separated and sorted when several share the machine; absent while the machine is unmapped). " +
 	"Join: ... * on(machine) group_left(slurm_node) sopilot_node_info."
+
+// TestFleet_ReplacedWhileDown: the last instance id of each Slurm node is
+// kept in the store, so a node replaced while no controller ran is still
+// recognised as replaced by the first listing after the restart, and once
+// only.
+func TestFleet_ReplacedWhileDown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	ctx := context.Background()
+	start := func() (*fleet.Fleet, *observed, *store.Store) {
+		st, err := store.Open(path, store.Options{Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		obs := &observed{batches: map[string]int{}}
+		f, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{Replacements: obs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f, obs, st
+	}
+	f, obs, st := start()
+	f.SetSlurmNodes(ctx, []scheduler.NodeStatus{slurmNode("worker-0", "gpu-node-0"), slurmNode("worker-1", "gpu-node-1")})
+	// Listed without an id (slurmd re-registering): the last one is kept.
+	f.SetSlurmNodes(ctx, []scheduler.NodeStatus{slurmNode("worker-0", "gpu-node-0"), slurmNode("worker-1", "")})
+	if _, r := obs.get(); len(r) != 0 {
+		t.Fatalf("replacements %+v before any", r)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Down: worker-1 moves to gpu-node-9. Up again.
+	f, obs, st = start()
+	t.Cleanup(func() { _ = st.Close() })
+	listing := []scheduler.NodeStatus{slurmNode("worker-0", "gpu-node-0"), slurmNode("worker-1", "gpu-node-9")}
+	f.SetSlurmNodes(ctx, listing)
+	want := []identity.Replacement{{Node: "worker-1", Old: "gpu-node-1", New: "gpu-node-9"}}
+	if _, r := obs.get(); !reflect.DeepEqual(r, want) {
+		t.Fatalf("replacements after the restart %+v, want %+v", r, want)
+	}
+	f.SetSlurmNodes(ctx, listing)
+	if _, r := obs.get(); len(r) != 1 {
+		t.Errorf("replacements %+v after an unchanged listing, want the one", r)
+	}
+	if got, err := st.SlurmInstances(ctx); err != nil || got["worker-1"] != "gpu-node-9" || got["worker-0"] != "gpu-node-0" {
+		t.Errorf("stored instance ids %v, %v; want worker-1 on gpu-node-9", got, err)
+	}
+	if v, ok := f.Snapshot("worker-1"); !ok || v.Machine != "gpu-node-9" {
+		t.Errorf("worker-1's machine %q (%v), want gpu-node-9", v.Machine, ok)
+	}
+}

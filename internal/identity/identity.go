@@ -26,6 +26,7 @@ package identity
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/sopilot/sopilot/internal/scheduler"
 )
@@ -100,30 +101,45 @@ type Replacement struct {
 	Old, New string // instance ids
 }
 
+// Instances returns the listing's instance ids by Slurm node, for the
+// nodes listed with one.
+func (m *Map) Instances() map[string]string {
+	out := make(map[string]string, len(m.instance))
+	for node, id := range m.instance {
+		if id != "" {
+			out[node] = id
+		}
+	}
+	return out
+}
+
 // Replaced lists the Slurm nodes whose instance id changed from prev to
 // next, by name. Only a change from one instance id to another counts: a
 // node that had none, or has none now (its slurmd re-registering, Slurm
 // without instance ids), has not been shown to be on a new machine. A nil
 // prev (the first listing) replaces nothing.
 func Replaced(prev, next *Map) []Replacement {
-	if prev == nil || next == nil {
+	if prev == nil {
+		return nil
+	}
+	return ReplacedSince(prev.Instances(), next)
+}
+
+// ReplacedSince lists the Slurm nodes of next whose instance id differs
+// from the last one known for them (last: node → instance id, as kept
+// across listings and restarts), by name. A node with no last id, or
+// listed without one, is not replaced.
+func ReplacedSince(last map[string]string, next *Map) []Replacement {
+	if next == nil {
 		return nil
 	}
 	var out []Replacement
 	for node, now := range next.instance {
-		was := prev.instance[node]
+		was := last[node]
 		if was != "" && now != "" && was != now {
 			out = append(out, Replacement{Node: node, Old: was, New: now})
 		}
 	}
-	slices.SortFunc(out, func(a, b Replacement) int {
-		switch {
-		case a.Node < b.Node:
-			return -1
-		case a.Node > b.Node:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Replacement) int { return strings.Compare(a.Node, b.Node) })
 	return out
 }

@@ -108,3 +108,27 @@ func TestReplaced(t *testing.T) {
 		t.Errorf("the new machine holds %q, want worker-1", got)
 	}
 }
+
+// TestReplacedSince: the last ids known (from earlier listings or from the
+// store after a restart) against a listing; a node that lost its id in
+// between keeps its last one, so moving on from there still counts.
+func TestReplacedSince(t *testing.T) {
+	last := map[string]string{"worker-0": "gpu-node-0", "worker-1": "gpu-node-1", "worker-2": "gpu-node-2"}
+	next := New([]scheduler.NodeStatus{
+		node("worker-0", "gpu-node-0"), // unchanged
+		node("worker-1", "gpu-node-9"), // replaced while nobody watched
+		node("worker-2", ""),           // re-registering: not shown to have moved
+		node("worker-3", "gpu-node-3"), // never seen before
+	})
+	want := []Replacement{{"worker-1", "gpu-node-1", "gpu-node-9"}}
+	if got := ReplacedSince(last, next); !reflect.DeepEqual(got, want) {
+		t.Errorf("ReplacedSince = %+v, want %+v", got, want)
+	}
+	if got := ReplacedSince(nil, next); got != nil {
+		t.Errorf("ReplacedSince with nothing known = %+v", got)
+	}
+	wantIDs := map[string]string{"worker-0": "gpu-node-0", "worker-1": "gpu-node-9", "worker-3": "gpu-node-3"}
+	if got := next.Instances(); !reflect.DeepEqual(got, wantIDs) {
+		t.Errorf("Instances = %v, want %v (nodes without an id left out)", got, wantIDs)
+	}
+}

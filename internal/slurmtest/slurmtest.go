@@ -56,6 +56,42 @@ type Env struct {
 	// BinDir holds the wrappers that run a chroot cluster's tools; empty
 	// when the tools are the host's own.
 	BinDir string
+	// Instances is the machine each Slurm node's slurmd runs on, as
+	// cluster.sh starts them (--instance-id, as Soperator does with the
+	// Kubernetes node's name): worker-0 → gpu-node-0, worker-1 →
+	// gpu-node-1. Empty on Slurm without instance ids (22.05). From
+	// SOPILOT_SLURM_INSTANCES ("worker-0=gpu-node-0,worker-1=gpu-node-1").
+	Instances map[string]string
+}
+
+// InstancesEnvVar names the node → machine mapping cluster.sh env prints.
+const InstancesEnvVar = "SOPILOT_SLURM_INSTANCES"
+
+// Machine is the machine a node agent for the Slurm node reports as its
+// own (its --node-name): the node's instance id where slurmd has one, else
+// the node's own name, as on a plain Slurm host.
+func (e Env) Machine(node string) string {
+	if m := e.Instances[node]; m != "" {
+		return m
+	}
+	return node
+}
+
+// parseInstances reads SOPILOT_SLURM_INSTANCES: NODE=INSTANCE pairs,
+// comma separated; "" is none.
+func parseInstances(spec string) (map[string]string, error) {
+	out := map[string]string{}
+	if spec == "" {
+		return out, nil
+	}
+	for _, pair := range strings.Split(spec, ",") {
+		node, inst, ok := strings.Cut(pair, "=")
+		if !ok || node == "" || inst == "" {
+			return nil, fmt.Errorf("%s=%q: %q is not NODE=INSTANCE", InstancesEnvVar, spec, pair)
+		}
+		out[node] = inst
+	}
+	return out, nil
 }
 
 // AtLeast reports whether the cluster's Slurm is version (major.minor) or
@@ -190,6 +226,10 @@ func lookup() (Env, string) {
 			Version:    os.Getenv(VersionEnvVar),
 			BinDir:     binDir(conf),
 		}
+		var err error
+		if env.Instances, err = parseInstances(os.Getenv(InstancesEnvVar)); err != nil {
+			return Env{}, err.Error()
+		}
 		if env.WorkDir == "" {
 			env.WorkDir = filepath.Join(filepath.Dir(filepath.Dir(conf)), "work")
 		}
@@ -229,6 +269,9 @@ func lookup() (Env, string) {
 	}
 	if env.SlurmConf == "" {
 		return Env{}, fmt.Sprintf("%s env printed no SLURM_CONF", script)
+	}
+	if env.Instances, err = parseInstances(vars[InstancesEnvVar]); err != nil {
+		return Env{}, err.Error()
 	}
 	env.BinDir = binDir(env.SlurmConf)
 	return finish(env)
@@ -385,4 +428,29 @@ func RequireExclusive(t testing.TB) Env {
 		t.Fatalf("%s uses RequireExclusive but its name lacks \"Exclusive\", so the exclusive phase would never run it", t.Name())
 	}
 	return env
+}
+
+// ReplaceNode moves the Slurm node to another machine as Soperator's
+// replacement of a Kubernetes node does: `cluster.sh replace-node` restarts
+// the node's slurmd with --instance-id instance and waits until slurmctld
+// reports it. It changes the cluster for every test, so only tests that
+// have it to themselves (RequireExclusive) call it, and they move the node
+// back when they end.
+func (e Env) ReplaceNode(ctx context.Context, node, instance string) error {
+	if len(e.Instances) == 0 {
+		return fmt.Errorf("replace %s: Slurm %s runs no instance ids", node, e.Version)
+	}
+	script, err := clusterScript()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", script, "--slurm", e.Version, "replace-node", node, instance)
+	// The state directory of the cluster found, whichever way it was.
+	cmd.Env = append(e.Environ(), "SOPILOT_SLURM_DIR="+filepath.Dir(filepath.Dir(e.SlurmConf)))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("replace %s with %s: %w: %s", node, instance, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

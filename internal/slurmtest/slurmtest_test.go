@@ -171,3 +171,35 @@ func TestWithBinDir(t *testing.T) {
 		})
 	}
 }
+
+func TestParseInstances(t *testing.T) {
+	for _, tt := range []struct {
+		name, spec string
+		want       map[string]string
+		wantErr    bool
+	}{
+		{"none (22.05)", "", map[string]string{}, false},
+		{"two nodes", "worker-0=gpu-node-0,worker-1=gpu-node-1", map[string]string{"worker-0": "gpu-node-0", "worker-1": "gpu-node-1"}, false},
+		{"no instance", "worker-0=", nil, true},
+		{"no separator", "worker-0", nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseInstances(tt.spec)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+		})
+	}
+	env := Env{Instances: map[string]string{"worker-0": "gpu-node-0"}}
+	if env.Machine("worker-0") != "gpu-node-0" || env.Machine("worker-1") != "worker-1" {
+		t.Errorf("Machine: worker-0 → %q, worker-1 → %q; want gpu-node-0 and worker-1 (no instance: its own name)", env.Machine("worker-0"), env.Machine("worker-1"))
+	}
+}

@@ -10,7 +10,7 @@ import (
 	"github.com/sopilot/sopilot/internal/run"
 )
 
-// The on-disk schema, version 2. Every bucket is top-level; there are no
+// The on-disk schema, version 4. Every bucket is top-level; there are no
 // nested buckets. "seq" is the 8-byte big-endian uint64 that the runs
 // bucket's NextSequence handed out when the run was created: it starts at 1,
 // is never reused, and orders runs by creation, so a cursor walking a bucket
@@ -27,10 +27,17 @@ import (
 //	incidents    incident id        -> JSON of Incident (v3)
 //	incidents_by_node  node 0x00 id -> empty (v3)
 //	incidents_by_run   run id 0x00 id -> empty (v3)
+//	slurm_instances    slurm node name -> instance id, raw bytes (v4)
 //
 // nodes holds what must survive a controller restart about each node agent:
 // its boot id and the highest batch sequence made durable, so a resent batch
 // is recognised as a duplicate, and the last inventory it reported.
+// slurm_instances holds the last instance id (the machine its slurmd ran
+// on; on Soperator the Kubernetes node) seen for each Slurm node, so that a
+// node replaced while the controller was down is still recognised as
+// replaced when it starts (internal/fleet compares the first listing with
+// it). Written only when an id changes; a node listed without one keeps
+// its last.
 // Incident ids are ULIDs, so each index walks a node's or run's incidents in
 // the order they opened.
 //
@@ -77,17 +84,18 @@ import (
 // intact. A file whose version is newer than len(migrations()) is refused
 // with ErrUnsupportedVersion rather than being read with the wrong layout.
 var (
-	bucketMeta       = []byte("meta")
-	bucketRuns       = []byte("runs")
-	bucketRunIDs     = []byte("run_ids")
-	bucketRequestIDs = []byte("request_ids")
-	bucketActive     = []byte("active")
-	bucketByState    = []byte("by_state")
-	bucketResults    = []byte("results")
-	bucketNodes      = []byte("nodes")
-	bucketIncidents  = []byte("incidents")
-	bucketIncByNode  = []byte("incidents_by_node")
-	bucketIncByRun   = []byte("incidents_by_run")
+	bucketMeta           = []byte("meta")
+	bucketRuns           = []byte("runs")
+	bucketRunIDs         = []byte("run_ids")
+	bucketRequestIDs     = []byte("request_ids")
+	bucketActive         = []byte("active")
+	bucketByState        = []byte("by_state")
+	bucketResults        = []byte("results")
+	bucketNodes          = []byte("nodes")
+	bucketIncidents      = []byte("incidents")
+	bucketIncByNode      = []byte("incidents_by_node")
+	bucketIncByRun       = []byte("incidents_by_run")
+	bucketSlurmInstances = []byte("slurm_instances")
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -107,6 +115,7 @@ func migrations() []migration {
 		{name: "v1: runs, run_ids, request_ids, active, by_state", fn: migrateV1},
 		{name: "v2: results", fn: migrateV2},
 		{name: "v3: nodes, incidents, incidents_by_node, incidents_by_run", fn: migrateV3},
+		{name: "v4: slurm_instances", fn: migrateV4},
 	}
 }
 
@@ -131,6 +140,13 @@ func migrateV3(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucket(name); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}
+	}
+	return nil
+}
+
+func migrateV4(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucket(bucketSlurmInstances); err != nil {
+		return fmt.Errorf("create bucket %q: %w", bucketSlurmInstances, err)
 	}
 	return nil
 }
