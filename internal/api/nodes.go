@@ -80,7 +80,7 @@ func (s *NodeServer) GetNode(ctx context.Context, req *apipb.GetNodeRequest) (*a
 	}
 	v, ok := s.nodes.Snapshot(req.GetName())
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "node %q: no agent has reported it and Slurm does not list it", req.GetName())
+		return nil, status.Errorf(codes.NotFound, "node %q not found: no agent has reported it and Slurm does not list it", req.GetName())
 	}
 	return &apipb.GetNodeResponse{Node: NodeToProto(v)}, nil
 }

@@ -15,6 +15,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -164,7 +166,7 @@ func (o *clientOptions) clientError(what string, err error) error {
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: the controller at %s did not answer within %s (--timeout / SOPILOT_TIMEOUT)", what, o.controller, o.timeout)
 	case codes.NotFound:
-		return fmt.Errorf("%s: not found: %s", what, st.Message())
+		return notFound(what, st.Message())
 	case codes.InvalidArgument:
 		if vs := fieldViolations(st); len(vs) > 0 {
 			var b strings.Builder
@@ -185,6 +187,27 @@ func (o *clientOptions) clientError(what string, err error) error {
 		return context.Canceled
 	}
 	return fmt.Errorf("%s: %s: %s", what, st.Code(), st.Message())
+}
+
+// repeatedNotFound is the controller's `run "r-1": run not found`: a name,
+// then the sentinel error's text that names the kind again.
+var repeatedNotFound = regexp.MustCompile(`^(\w+) ("[^"]*"): (?:\w+ )?not found$`)
+
+// notFound says once what was not found. The controller's message names
+// the object (`node "worker-9" not found: ...`); when it names the one the
+// operation was about, the message alone is the error (as kubectl's
+// `pods "x" not found`), else the operation comes first.
+func notFound(what, msg string) error {
+	if m := repeatedNotFound.FindStringSubmatch(msg); m != nil {
+		msg = m[1] + " " + m[2] + " not found"
+	}
+	if !strings.Contains(msg, "not found") {
+		msg = "not found: " + msg
+	}
+	if f := strings.Fields(what); len(f) > 0 && strings.Contains(msg, strconv.Quote(f[len(f)-1])) {
+		return errors.New(msg)
+	}
+	return fmt.Errorf("%s: %s", what, msg)
 }
 
 func fieldViolations(st *status.Status) []*errdetails.BadRequest_FieldViolation {

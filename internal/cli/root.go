@@ -175,9 +175,12 @@ func Execute(ctx context.Context, args []string, env Env) error {
 		reached = true
 		return nil
 	})
-	_, err := cmd.ExecuteContextC(ctx)
+	failed, err := cmd.ExecuteContextC(ctx)
 	if err == nil {
 		return nil
+	}
+	if failed == nil {
+		failed = cmd
 	}
 	if !reached && !errors.Is(err, ErrUsage) {
 		// cobra rejected the command line (unknown command, bad args)
@@ -186,7 +189,9 @@ func Execute(ctx context.Context, args []string, env Env) error {
 	}
 	msg := err.Error()
 	if errors.Is(err, ErrUsage) {
-		msg = strings.TrimPrefix(msg, ErrUsage.Error()+": ") + "\nRun 'sopilot --help' for usage."
+		// The help of the command that failed, as kubectl and gh do: it
+		// lists the flags and arguments that command takes.
+		msg = strings.TrimPrefix(msg, ErrUsage.Error()+": ") + "\nRun '" + failed.CommandPath() + " --help' for usage."
 	}
 	fmt.Fprintln(env.Stderr, "sopilot: "+msg)
 	return err
@@ -285,7 +290,36 @@ func newRoot(env *Env) *cobra.Command {
 	root.AddCommand(newNodeCommand(a))
 
 	annotateEnv(root)
+	for _, c := range root.Commands() {
+		suggestSubcommands(c) // the root's own check already suggests
+	}
 	return root
+}
+
+// suggestSubcommands makes every command group (a command with
+// subcommands) refuse an unknown subcommand the way cobra's root does,
+// with "Did you mean this?" suggestions, instead of cobra's plain
+// "unknown command" for groups below the root.
+func suggestSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		suggestSubcommands(c)
+	}
+	if !cmd.HasSubCommands() || !cmd.Runnable() {
+		return
+	}
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default, which only its root applies
+	}
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+		}
+		return fmt.Errorf("%w: %s", ErrUsage, msg)
+	}
 }
 
 // applyEnv sets every flag not given on the command line from its
