@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -57,5 +59,47 @@ func TestNotFoundSaysItOnce(t *testing.T) {
 				t.Errorf("got %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestControllerTarget: a host alone dials the controller's port (not
+// gRPC's 443); an http:// URL is refused with what to write instead.
+func TestControllerTarget(t *testing.T) {
+	tests := []struct {
+		in, want, wantErr string
+	}{
+		{in: "localhost", want: "localhost:50051"},
+		{in: "10.0.0.5", want: "10.0.0.5:50051"},
+		{in: "[::1]", want: "[::1]:50051"},
+		{in: "::1", want: "[::1]:50051"},
+		{in: "ctl.example.com:443", want: "ctl.example.com:443"},
+		{in: "dns:///ctl.example.com:50051", want: "dns:///ctl.example.com:50051"},
+		{in: "http://localhost:50051", wantErr: `--controller "http://localhost:50051": the controller speaks gRPC, not HTTP, and takes no URL scheme: write --controller localhost:50051 (and --insecure if the controller serves plaintext)`},
+		{in: "https://ctl.example.com/", wantErr: `--controller "https://ctl.example.com/": the controller speaks gRPC, not HTTP, and takes no URL scheme: write --controller ctl.example.com:50051`},
+		{in: "", wantErr: "--controller is empty; want host:port, e.g. 127.0.0.1:50051"},
+		{in: "a b", wantErr: `--controller "a b": want host:port, e.g. 127.0.0.1:50051`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := controllerTarget(tt.in)
+			if tt.wantErr != "" {
+				if !errors.Is(err, ErrUsage) || err.Error() != "usage: "+tt.wantErr {
+					t.Fatalf("got %q, %v; want usage error %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestControllerHTTPRefusedBeforeDialling: the CLI says what to write, with
+// the usage exit code, instead of "cannot reach the controller".
+func TestControllerHTTPRefusedBeforeDialling(t *testing.T) {
+	r := sopilot(t, invocation{args: []string{"nodes", "--controller", "http://localhost:50051"}})
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "speaks gRPC, not HTTP") || strings.Contains(r.stderr, "is it running") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }
