@@ -22,6 +22,7 @@ import (
 
 	"github.com/sopilot/sopilot/internal/config"
 	"github.com/sopilot/sopilot/internal/provision"
+	"github.com/sopilot/sopilot/internal/version"
 )
 
 // Exit codes of the sopilot command. They are part of its interface.
@@ -246,7 +247,10 @@ func newRoot(env *Env) *cobra.Command {
 		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version: cobra's flag, our build (internal/version).
+		Version: version.Get().String(),
 	}
+	root.SetVersionTemplate("sopilot {{.Version}}\n")
 	root.SetIn(env.Stdin)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
@@ -327,7 +331,7 @@ func suggestSubcommands(cmd *cobra.Command) {
 func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == "help" {
+		if err != nil || f.Changed || f.Name == "help" || f.Name == "version" {
 			return
 		}
 		name := config.EnvName(f.Name)
@@ -345,7 +349,7 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 func annotateEnv(root *cobra.Command) {
 	seen := map[*pflag.Flag]bool{}
 	add := func(f *pflag.Flag) {
-		if seen[f] || f.Name == "help" {
+		if seen[f] || f.Name == "help" || f.Name == "version" {
 			return
 		}
 		seen[f] = true
