@@ -59,7 +59,6 @@ Examples:
   controller --version
 `
 
-
 // usageError marks errors in the command line, which exit with status 2.
 type usageError struct{ error }
 

@@ -39,7 +39,6 @@ import (
 	"github.com/sopilot/sopilot/internal/version"
 )
 
-
 const summary = `
 node-agent - sopilot's agent for one GPU worker.
 
