@@ -284,7 +284,11 @@ func (c *Controller) register(canDrain bool) {
 		}
 	}
 	apipb.RegisterRunServiceServer(c.grpc, api.NewRunServer(c.runs, c.log))
-	apipb.RegisterNodeServiceServer(c.grpc, api.NewNodeServer(c.fleet, ops, c.log))
+	nodes := api.NewNodeServer(c.fleet, ops, c.log)
+	if c.poller != nil {
+		nodes.RefreshSlurm = c.poller.Refresh
+	}
+	apipb.RegisterNodeServiceServer(c.grpc, nodes)
 	apipb.RegisterComparisonServiceServer(c.grpc, api.NewComparisonServer(c.runs, c.log))
 	agentpb.RegisterAgentServiceServer(c.grpc, api.NewAgentServer(c.fleet))
 }
