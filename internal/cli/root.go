@@ -256,7 +256,8 @@ func newRoot(env *Env) *cobra.Command {
 	root.SetErr(env.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %w", ErrUsage, err) })
 	// `sopilot completion bash|zsh|fish|powershell` prints a completion
-	// script (cobra's); run and node ids are not completed from the API.
+	// script (cobra's); completion.go completes run ids and node names from
+	// the controller and enum flags from their values.
 	root.CompletionOptions.HiddenDefaultCmd = false
 
 	pf := root.PersistentFlags()
@@ -297,6 +298,7 @@ func newRoot(env *Env) *cobra.Command {
 	for _, c := range root.Commands() {
 		suggestSubcommands(c) // the root's own check already suggests
 	}
+	addCompletions(root, env)
 	return root
 }
 
