@@ -42,9 +42,17 @@ lint: $(BIN)/buf $(BIN)/staticcheck ## gofmt, go vet, the house rules (hack/hous
 	staticcheck ./...
 	buf lint
 
+# What `--version` says (internal/version): the nearest tag (or the commit),
+# the commit with -dirty for a tree with changes, the build time.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT     ?= $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null && echo $$c || echo $$c-dirty; })
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+VERSION_PKG := github.com/sopilot/sopilot/internal/version
+LDFLAGS    := -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT) -X $(VERSION_PKG).date=$(BUILD_DATE)
+
 .PHONY: build
-build: ## build the binaries into ./bin
-	go build -o $(BIN)/ ./cmd/...
+build: ## build the binaries into ./bin (--version: VERSION, COMMIT, BUILD_DATE from git unless given)
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 .PHONY: test
 test: ## THE test command: installs what it needs, runs lint and every test on Slurm 22.05, then the Slurm-facing tests on 24.11 and 26.05

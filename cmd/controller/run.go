@@ -22,6 +22,7 @@ import (
 	runmodel "github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/scheduler/slurmcli"
 	"github.com/sopilot/sopilot/internal/scheduler/slurmrest"
+	"github.com/sopilot/sopilot/internal/version"
 )
 
 const summary = `
@@ -54,10 +55,9 @@ Examples:
   # slurmrestd with a JWT key (mints its own tokens):
   controller ... --scheduler rest --slurmrestd-url http://127.0.0.1:6820 \
              --slurm-user root --slurm-jwt-key-file /etc/slurm/jwt_hs256.key
+  # The version, commit and build date of this binary:
+  controller --version
 `
-
-// Version is set at build time (-ldflags "-X main.Version=...").
-var Version = "dev"
 
 // usageError marks errors in the command line, which exit with status 2.
 type usageError struct{ error }
@@ -276,12 +276,16 @@ func assemblyConfig(o *options) (controlplane.Config, error) {
 		},
 		Security:      o.security.config(),
 		ShutdownGrace: o.shutdownGrace,
-		Version:       Version,
+		Version:       version.Get(),
 	}, nil
 }
 
 // run is the whole controller; main only adds signals and the exit status.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if version.Requested(args) {
+		_, err := fmt.Fprintln(stdout, version.Get().Line("controller"))
+		return err
+	}
 	o, err := parseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil

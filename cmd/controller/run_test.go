@@ -64,3 +64,13 @@ func TestRunFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestVersion: --version prints the build and exits 0 before any other
+// flag is checked (no settings, no boot id file needed).
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"--version", "--log-level", "loud"}, func(string) string { return "" }, &stdout, &stderr)
+	if err != nil || !strings.HasPrefix(stdout.String(), "controller dev (commit ") || !strings.HasSuffix(stdout.String(), ")\n") || stderr.Len() != 0 {
+		t.Fatalf("err %v, stdout %q, stderr %q", err, stdout.String(), stderr.String())
+	}
+}

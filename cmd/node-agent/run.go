@@ -36,10 +36,8 @@ import (
 	"github.com/sopilot/sopilot/internal/nccl"
 	"github.com/sopilot/sopilot/internal/server"
 	"github.com/sopilot/sopilot/internal/tlsutil"
+	"github.com/sopilot/sopilot/internal/version"
 )
-
-// Version is set at build time (-ldflags "-X main.Version=...").
-var Version = "dev"
 
 const summary = `
 node-agent - sopilot's agent for one GPU worker.
@@ -64,8 +62,12 @@ Examples:
   node-agent --insecure --nvml sim --ib sim --node-name worker-0 --admin-addr 127.0.0.1:9480
   # Inject an XID 79 on GPU 3 of that simulated node:
   curl -XPOST 127.0.0.1:9480/sim/gpu/faults -d '{"gpu":3,"kind":"xid","code":79}'
-  # Wait for the NVIDIA container toolkit (the chart's init container):
-  node-agent wait-file --timeout 30m /run/nvidia/validations/toolkit-ready
+	if len(args) > 0 && args[0] == "wait-file" {
+		return runWaitFile(ctx, args[1:], getenv, stderr)
+	}
+	if version.Requested(args) {
+		_, err := fmt.Fprintln(stdout, version.Get().Line("node-agent"))
+		return err
 `
 
 type usageError struct{ error }
@@ -194,6 +196,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "wait-file" {
 		return runWaitFile(ctx, args[1:], getenv, stderr)
 	}
+	if version.Requested(args) {
+		_, err := fmt.Fprintln(stdout, version.Get().Line("node-agent"))
+		return err
+	}
 	o, err := parseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -213,7 +219,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	th, _ := health.DefaultThresholds(o.platform)
 	cfg := agent.Config{
-		NodeName: o.nodeName, BootID: strings.TrimSpace(string(bootID)), Version: Version,
+		NodeName: o.nodeName, BootID: strings.TrimSpace(string(bootID)), Version: version.Get().Version,
 		ProcRoot: o.procRoot, GPUJobDir: o.gpuJobDir, Interval: o.interval, Logger: logger,
 		Buffer:           uplink.BufferOptions{MaxTelemetryBatches: o.maxTelemetryBatches},
 		NCCL:             agent.NCCLTests{Runner: nccl.Runner{Path: o.ncclPath}},

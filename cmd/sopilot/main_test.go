@@ -19,6 +19,7 @@ func TestRun(t *testing.T) {
 		stderr string
 	}{
 		{"help", []string{"--help"}, nil, cli.ExitOK, "Exit codes:", ""},
+		{"version", []string{"--version"}, map[string]string{"SOPILOT_VERSION": "x"}, cli.ExitOK, "sopilot dev (commit ", ""},
 		{"cluster help", []string{"cluster", "--help"}, nil, cli.ExitOK, "sopilot cluster preflight", ""},
 		{"unknown command", []string{"nodez"}, nil, cli.ExitUsage, "", `unknown command "nodez"`},
 		{"nodes help", []string{"nodes", "--help"}, nil, cli.ExitOK, "TELEMETRY", ""},

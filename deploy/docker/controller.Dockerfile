@@ -4,6 +4,7 @@
 #
 #   docker build -f deploy/docker/controller.Dockerfile --target controller \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) \
+#     --build-arg BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 #     -t ghcr.io/sopilot/controller:0.1.0 .
 #   docker build -f deploy/docker/controller.Dockerfile --target controller-slurmcli \
 #     --build-arg VERSION=0.1.0 --build-arg SLURM_VERSION=24.11 --build-arg SLURM_SUITE=trixie \
@@ -34,10 +35,14 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
+ARG REVISION=unknown
+ARG BUILD_DATE=unknown
+# --version (internal/version): the image's version, commit and build date.
+ARG LDFLAGS="-s -w -X github.com/sopilot/sopilot/internal/version.version=${VERSION} -X github.com/sopilot/sopilot/internal/version.commit=${REVISION} -X github.com/sopilot/sopilot/internal/version.date=${BUILD_DATE}"
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.Version=${VERSION}" \
+    CGO_ENABLED=0 go build -trimpath -ldflags "${LDFLAGS}" \
       -o /out/controller ./cmd/controller && \
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.Version=${VERSION}" \
+    CGO_ENABLED=0 go build -trimpath -ldflags "${LDFLAGS}" \
       -o /out/sopilot ./cmd/sopilot
 
 FROM docker.io/library/debian:${SLURM_SUITE}-slim AS controller-slurmcli

@@ -4,6 +4,7 @@
 #
 #   docker build -f deploy/docker/node-agent.Dockerfile \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) \
+#     --build-arg BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 #     -t ghcr.io/sopilot/node-agent:0.1.0 .
 #
 # go-nvml is cgo and dlopens libnvidia-ml.so.1 at run time, so the binary
@@ -20,10 +21,14 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
+ARG REVISION=unknown
+ARG BUILD_DATE=unknown
+# --version (internal/version): the image's version, commit and build date.
+ARG LDFLAGS="-s -w -X github.com/sopilot/sopilot/internal/version.version=${VERSION} -X github.com/sopilot/sopilot/internal/version.commit=${REVISION} -X github.com/sopilot/sopilot/internal/version.date=${BUILD_DATE}"
 # nvml.h marks old entry points deprecated; the warnings are not ours.
 ENV CGO_CFLAGS="-O2 -Wno-deprecated-declarations"
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.Version=${VERSION}" \
+    CGO_ENABLED=1 go build -trimpath -ldflags "${LDFLAGS}" \
       -o /out/node-agent ./cmd/node-agent
 
 FROM debian:bookworm-slim AS node-agent

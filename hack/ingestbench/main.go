@@ -20,6 +20,7 @@ import (
 	"github.com/sopilot/sopilot/internal/controlplane"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/monitor"
+	"github.com/sopilot/sopilot/internal/version"
 )
 
 func main() {
@@ -174,7 +175,7 @@ func startController(listen string, withMonitor bool, logger *slog.Logger) (*con
 		Monitor:   monitor.Config{Thresholds: th},
 		NoMonitor: !withMonitor,
 		Security:  controlplane.Security{Insecure: true},
-		Version:   "ingestbench",
+		Version:   version.Get(),
 	}, logger)
 	if err != nil {
 		os.RemoveAll(dir)

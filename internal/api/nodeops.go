@@ -83,7 +83,46 @@ func (s *NodeServer) DrainNode(ctx context.Context, req *apipb.DrainNodeRequest)
 	if _, err := s.ops.Drain(ctx, req.GetName(), r, who); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
+	s.refresh(ctx, req.GetName())
 	return &apipb.DrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
+}
+
+// refresh reads Slurm's node states after an operation changed one. The
+// operation is done either way: a failed read only leaves the previous
+// state shown until the next periodic read.
+func (s *NodeServer) refresh(ctx context.Context, node string) {
+	if s.RefreshSlurm == nil {
+		return
+	}
+	if err := s.RefreshSlurm(ctx); err != nil {
+		s.log.Warn("read slurm node states after a node operation", "node", node, "err", err)
+	}
+}
+
+// hardwareIncidents are node's open incidents whose evidence is
+// hardware-class (remediation.HandoffRule: an XID that needs a drain, a
+// lost GPU, a failed row remap, a down InfiniBand port), oldest first.
+func (s *NodeServer) hardwareIncidents(ctx context.Context, node string) ([]*store.Incident, error) {
+	incs, err := s.openIncidents(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	var hw []*store.Incident
+	for i := len(incs) - 1; i >= 0; i-- {
+		if remediation.HandoffRule(incs[i].Rule) {
+			hw = append(hw, incs[i])
+		}
+	}
+	return hw, nil
+}
+
+// incidentList is "01J...: xid 79 (drain) on gpu3; ..." for messages.
+func incidentList(incs []*store.Incident) string {
+	parts := make([]string, len(incs))
+	for i, inc := range incs {
+		parts[i] = fmt.Sprintf("%s (%s)", inc.ID, inc.Summary)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // UndrainNode resumes a node sopilot drained.
@@ -98,10 +137,27 @@ func (s *NodeServer) UndrainNode(ctx context.Context, req *apipb.UndrainNodeRequ
 	if err != nil {
 		return nil, err
 	}
+	hw, err := s.hardwareIncidents(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	if len(hw) > 0 && !req.GetForce() {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"node %s has %d open hardware incident(s): %s; the fault may still be there: fix or replace the machine, or set force to resume anyway",
+			req.GetName(), len(hw), incidentList(hw))
+	}
 	if _, err := s.ops.Undrain(ctx, req.GetName(), req.GetSkipVerification(), who); err != nil {
 		return nil, toStatus(ctx, s.log, err)
 	}
-	return &apipb.UndrainNodeResponse{Node: s.nodeOrName(req.GetName())}, nil
+	if len(hw) > 0 {
+		s.log.Warn("node undrained with open hardware incidents (force)", "node", req.GetName(), "by", who, "incidents", incidentList(hw))
+	}
+	s.refresh(ctx, req.GetName())
+	out := &apipb.UndrainNodeResponse{Node: s.nodeOrName(req.GetName())}
+	for _, inc := range hw {
+		out.OverriddenIncidents = append(out.OverriddenIncidents, IncidentToProto(inc))
+	}
+	return out, nil
 }
 
 // RunNodeCheck runs an active check on a node through its agent.
@@ -161,6 +217,14 @@ func (s *NodeServer) ListIncidents(ctx context.Context, req *apipb.ListIncidents
 	incs, next, err := s.ops.Incidents(ctx, store.IncidentQuery{Node: req.GetNode(), RunID: req.GetRunId(), PageSize: int(req.GetPageSize()), After: req.GetPageToken()})
 	if err != nil {
 		return nil, toStatus(ctx, s.log, err)
+	}
+	if req.GetNode() != "" && req.GetPageToken() == "" && len(incs) == 0 {
+		// A node with incidents on record is listed even after it left
+		// Slurm; one with none that nobody knows is a typo, not a
+		// healthy node.
+		if _, known := s.nodes.Snapshot(req.GetNode()); !known {
+			return nil, nodeNotFound(req.GetNode())
+		}
 	}
 	out := &apipb.ListIncidentsResponse{NextPageToken: next}
 	for _, i := range incs {

@@ -31,6 +31,11 @@ type NodeServer struct {
 	nodes Nodes
 	ops   NodeOps
 	log   *slog.Logger
+	// RefreshSlurm, when set, reads Slurm's node states into Nodes and
+	// returns once they are there. Drains and undrains call it, so that
+	// their answer and the next ListNodes show Slurm's new state rather
+	// than the last periodic read's.
+	RefreshSlurm func(ctx context.Context) error
 }
 
 // NewNodeServer builds the NodeService handlers; ops may be nil.
@@ -63,11 +68,33 @@ func (s *NodeServer) ListNodes(ctx context.Context, _ *apipb.ListNodesRequest) (
 		return nil, err
 	}
 	views := s.nodes.Snapshots()
-	out := &apipb.ListNodesResponse{Nodes: make([]*apipb.Node, 0, len(views))}
+	out := &apipb.ListNodesResponse{Nodes: make([]*apipb.Node, 0, len(views)), Remediation: s.remediation()}
+	xids := s.openXIDs(ctx, "")
 	for _, v := range views {
-		out.Nodes = append(out.Nodes, NodeToProto(v))
+		n := NodeToProto(v)
+		addXIDs(n, xids[v.Name])
+		out.Nodes = append(out.Nodes, n)
 	}
 	return out, nil
+}
+
+// automaticDrains is the monitor's view of its remediation engine.
+type automaticDrains interface {
+	AutomaticDrains() (paused bool, why string, dryRun bool, ok bool)
+}
+
+// remediation is the state of automatic drains, nil when the controller
+// runs none.
+func (s *NodeServer) remediation() *apipb.Remediation {
+	ad, ok := s.ops.(automaticDrains)
+	if !ok {
+		return nil
+	}
+	paused, why, dry, running := ad.AutomaticDrains()
+	if !running {
+		return nil
+	}
+	return &apipb.Remediation{AutomaticDrainsPaused: paused, PausedReason: why, DryRun: dry}
 }
 
 // GetNode returns one node.
@@ -80,9 +107,15 @@ func (s *NodeServer) GetNode(ctx context.Context, req *apipb.GetNodeRequest) (*a
 	}
 	v, ok := s.nodes.Snapshot(req.GetName())
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "node %q: no agent has reported it and Slurm does not list it", req.GetName())
+		return nil, nodeNotFound(req.GetName())
 	}
-	return &apipb.GetNodeResponse{Node: NodeToProto(v)}, nil
+	n := NodeToProto(v)
+	addXIDs(n, s.openXIDs(ctx, v.Name)[v.Name])
+	return &apipb.GetNodeResponse{Node: n}, nil
+}
+
+func nodeNotFound(name string) error {
+	return status.Errorf(codes.NotFound, "node %q not found: no agent has reported it and Slurm does not list it", name)
 }
 
 // WatchNodes streams nodes as they change.
@@ -128,6 +161,8 @@ func NodeToProto(v fleet.NodeView) *apipb.Node {
 		BootId:         v.BootID,
 		Machine:        v.Machine,
 		Unmapped:       v.Unmapped,
+		// What the agent last said, not what the GPUs do now.
+		TelemetryStale: !v.LastSeen.IsZero() && (!v.Connected || v.Silent),
 	}
 	if v.Slurm != nil {
 		n.SlurmState, n.SlurmReason = v.Slurm.StateString(), v.Slurm.Reason

@@ -130,7 +130,7 @@ func TestUsageErrors(t *testing.T) {
 			if r.code != ExitUsage || !errors.Is(r.err, ErrUsage) {
 				t.Fatalf("exit %d (%v), want %d", r.code, r.err, ExitUsage)
 			}
-			if !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "sopilot --help") {
+			if !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "Run 'sopilot ") || !strings.Contains(r.stderr, " --help' for usage.") {
 				t.Fatalf("stderr %q lacks %q", r.stderr, tt.want)
 			}
 		})

@@ -15,6 +15,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +33,48 @@ import (
 
 // DefaultController is the controller address the CLI dials by default.
 const DefaultController = "127.0.0.1:50051"
+
+// defaultControllerPort is the controller's gRPC port, dialled when
+// --controller names a host only (gRPC's own default would be 443).
+const defaultControllerPort = "50051"
+
+// controllerTarget is --controller as gRPC dials it: host:port, with the
+// controller's port when only a host is given. A URL with a scheme other
+// than gRPC's own resolvers (dns:, unix:) is refused: the controller
+// speaks gRPC, not HTTP.
+func controllerTarget(addr string) (string, error) {
+	if addr == "" {
+		return "", fmt.Errorf("%w: --controller is empty; want host:port, e.g. %s", ErrUsage, DefaultController)
+	}
+	if scheme, rest, ok := strings.Cut(addr, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "http", "https", "grpc", "grpcs":
+			hint := ""
+			if strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "grpc") {
+				hint = " (and --insecure if the controller serves plaintext)"
+			}
+			return "", fmt.Errorf("%w: --controller %q: the controller speaks gRPC, not HTTP, and takes no URL scheme: write --controller %s%s",
+				ErrUsage, addr, withControllerPort(strings.TrimSuffix(rest, "/")), hint)
+		}
+	}
+	if strings.HasPrefix(addr, "dns:") || strings.HasPrefix(addr, "unix:") || strings.HasPrefix(addr, "passthrough:") {
+		return addr, nil // a gRPC target that names its resolver
+	}
+	if strings.ContainsAny(addr, "/ ") {
+		return "", fmt.Errorf("%w: --controller %q: want host:port, e.g. %s", ErrUsage, addr, DefaultController)
+	}
+	return withControllerPort(addr), nil
+}
+
+// withControllerPort adds the controller's port to a bare host
+// ("localhost", "10.0.0.5", "[::1]", "::1").
+func withControllerPort(hostport string) string {
+	if _, _, err := net.SplitHostPort(hostport); err == nil {
+		return hostport
+	}
+	host := strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+	return net.JoinHostPort(host, defaultControllerPort)
+}
 
 // clientOptions are the connection flags of every group that talks to the
 // controller.
@@ -49,7 +93,7 @@ type clientOptions struct {
 // everyone).
 func addClientFlags(cmd *cobra.Command, o *clientOptions) {
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&o.controller, "controller", DefaultController, "address (host:port) of the sopilot controller's gRPC API")
+	pf.StringVar(&o.controller, "controller", DefaultController, "address (host:port; a host alone means port "+defaultControllerPort+") of the sopilot controller's gRPC API, no http:// (it speaks gRPC)")
 	pf.BoolVar(&o.insecure, "insecure", false, "plaintext gRPC without TLS or a token, for a controller started with --insecure (local development)")
 	pf.StringVar(&o.caFile, "tls-ca-file", "", "CA certificate (PEM) that signs the controller's certificate (default: the system's roots)")
 	pf.StringVar(&o.serverName, "tls-server-name", "", "name to verify in the controller's certificate (default: the host of --controller)")
@@ -70,17 +114,19 @@ func (bearer) RequireTransportSecurity() bool { return true }
 // unreachable controller shows up as Unavailable on the first call, which
 // clientError explains.
 func (o *clientOptions) dial() (*grpc.ClientConn, error) {
-	if o.controller == "" {
-		return nil, fmt.Errorf("%w: --controller is empty; want host:port, e.g. %s", ErrUsage, DefaultController)
-	}
-	if o.timeout <= 0 {
-		return nil, fmt.Errorf("%w: --timeout must be positive, e.g. 30s", ErrUsage)
-	}
-	opts, err := o.transport()
+	target, err := controllerTarget(o.controller)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(o.controller, opts...)
+	o.controller = target // messages name the address dialled
+	if o.timeout <= 0 {
+		return nil, fmt.Errorf("%w: --timeout must be positive, e.g. 30s", ErrUsage)
+	}
+	opts, err := o.transport(target)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --controller %q: %w", ErrUsage, o.controller, err)
 	}
@@ -88,7 +134,7 @@ func (o *clientOptions) dial() (*grpc.ClientConn, error) {
 }
 
 // transport is plaintext under --insecure, else TLS with the bearer token.
-func (o *clientOptions) transport() ([]grpc.DialOption, error) {
+func (o *clientOptions) transport(target string) ([]grpc.DialOption, error) {
 	token := o.token
 	if o.tokenFile != "" {
 		if token != "" {
@@ -108,7 +154,7 @@ func (o *clientOptions) transport() ([]grpc.DialOption, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.serverName}
 	if tc.ServerName == "" {
-		if h, _, err := net.SplitHostPort(o.controller); err == nil {
+		if h, _, err := net.SplitHostPort(target); err == nil {
 			tc.ServerName = h
 		}
 	}
@@ -164,7 +210,7 @@ func (o *clientOptions) clientError(what string, err error) error {
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: the controller at %s did not answer within %s (--timeout / SOPILOT_TIMEOUT)", what, o.controller, o.timeout)
 	case codes.NotFound:
-		return fmt.Errorf("%s: not found: %s", what, st.Message())
+		return notFound(what, st.Message())
 	case codes.InvalidArgument:
 		if vs := fieldViolations(st); len(vs) > 0 {
 			var b strings.Builder
@@ -185,6 +231,27 @@ func (o *clientOptions) clientError(what string, err error) error {
 		return context.Canceled
 	}
 	return fmt.Errorf("%s: %s: %s", what, st.Code(), st.Message())
+}
+
+// repeatedNotFound is the controller's `run "r-1": run not found`: a name,
+// then the sentinel error's text that names the kind again.
+var repeatedNotFound = regexp.MustCompile(`^(\w+) ("[^"]*"): (?:\w+ )?not found$`)
+
+// notFound says once what was not found. The controller's message names
+// the object (`node "worker-9" not found: ...`); when it names the one the
+// operation was about, the message alone is the error (as kubectl's
+// `pods "x" not found`), else the operation comes first.
+func notFound(what, msg string) error {
+	if m := repeatedNotFound.FindStringSubmatch(msg); m != nil {
+		msg = m[1] + " " + m[2] + " not found"
+	}
+	if !strings.Contains(msg, "not found") {
+		msg = "not found: " + msg
+	}
+	if f := strings.Fields(what); len(f) > 0 && strings.Contains(msg, strconv.Quote(f[len(f)-1])) {
+		return errors.New(msg)
+	}
+	return fmt.Errorf("%s: %s", what, msg)
 }
 
 func fieldViolations(st *status.Status) []*errdetails.BadRequest_FieldViolation {

@@ -115,6 +115,9 @@ func newNodeListCommand(a *app, o *clientOptions, use string) *cobra.Command {
 			if a.json() {
 				return writeProto(a.env.Stdout, a.root.output, resp)
 			}
+			if line := remediationLine(resp.GetRemediation()); line != "" {
+				fmt.Fprintln(a.env.Stdout, line)
+			}
 			printNodeList(a.env.Stdout, resp.GetNodes(), time.Now())
 			return nil
 		},
@@ -208,17 +211,27 @@ func nodeRow(n *apipb.Node, now time.Time) []string {
 	if s.gpus > 0 {
 		gpus = fmt.Sprintf("%d/%d", s.busy, s.gpus)
 	}
-	if s.present > 0 {
+	stale := n.GetTelemetryStale()
+	if s.present > 0 && !stale {
 		util = fmt.Sprintf("%.0f%%", s.utilSum/float64(s.present))
 		temp = fmt.Sprintf("%.0fC", s.maxTemp)
 		power = fmt.Sprintf("%.0fW", float64(s.powerMW)/1000)
 	}
+	if stale && s.gpus > 0 {
+		// The last report is not what the GPUs do now: no busy count.
+		gpus = fmt.Sprintf("-/%d", s.gpus)
+	}
 	ib := "-"
-	if s.ibAll > 0 {
+	if s.ibAll > 0 && !stale {
 		ib = fmt.Sprintf("%d/%d up", s.ibUp, s.ibAll)
 	}
 	telemetry := "-"
 	switch {
+	case stale:
+		telemetry = "stale"
+		if n.GetLastSeenTime() != nil && !now.IsZero() {
+			telemetry += " " + fmtDuration(now.Sub(n.GetLastSeenTime().AsTime()))
+		}
 	case n.GetSimulated():
 		telemetry = "simulated"
 	case s.gpus > 0:
@@ -246,6 +259,19 @@ func printNodeList(w io.Writer, nodes []*apipb.Node, now time.Time) {
 		fmt.Fprintln(tw, strings.Join(nodeRow(n, now), "\t"))
 	}
 	tw.Flush()
+}
+
+// remediationLine is the line above the nodes table that says automatic
+// drains are paused by the circuit breaker; "" when they are not.
+func remediationLine(r *apipb.Remediation) string {
+	if !r.GetAutomaticDrainsPaused() {
+		return ""
+	}
+	why := ""
+	if r.GetPausedReason() != "" {
+		why = ": " + r.GetPausedReason()
+	}
+	return "AUTOMATIC DRAINS PAUSED by the circuit breaker" + why + "\n(operators' drains still work; see docs/operations.md)\n"
 }
 
 // nodeLineWidths are the column widths of the rows that `nodes --watch`
@@ -433,7 +459,14 @@ func printNode(w io.Writer, n *apipb.Node, now time.Time) {
 		agent += ", version " + n.GetAgentVersion()
 	}
 	row("Agent", agent)
-	if n.GetSimulated() {
+	switch {
+	case n.GetTelemetryStale():
+		age := "an unknown time"
+		if n.GetLastSeenTime() != nil {
+			age = fmtDuration(now.Sub(n.GetLastSeenTime().AsTime()))
+		}
+		row("Telemetry", "STALE: the agent's last report, "+age+" old; the GPU and IB numbers below are from then")
+	case n.GetSimulated():
 		row("Telemetry", "simulated (not real NVML)")
 	}
 	var sw []string
@@ -457,7 +490,11 @@ func printNode(w io.Writer, n *apipb.Node, now time.Time) {
 		fmt.Fprintln(tw, "GPU\tMODEL\tUTIL\tMEMORY\tTEMP\tPOWER\tJOB\tSTATUS")
 		for _, g := range n.GetGpus() {
 			if !g.GetPresent() {
-				fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\t-\t-\t%s\n", g.GetIndex(), orDash(g.GetModel()), "lost (no telemetry; off the bus?)")
+				lost := "lost (no telemetry; off the bus?)"
+				if x := g.GetOpenXids(); len(x) > 0 {
+					lost = gpuStatus(&apipb.Gpu{OpenXids: x}) + ", " + lost
+				}
+				fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\t-\t-\t%s\n", g.GetIndex(), orDash(g.GetModel()), lost)
 				continue
 			}
 			mem := fmt.Sprintf("%.1f/%.1f GiB", float64(g.GetMemoryUsedBytes())/gib, float64(g.GetMemoryTotalBytes())/gib)
@@ -495,9 +532,13 @@ var slowdowns = []struct {
 	{0x80, "power brake"},
 }
 
-// gpuStatus names what is wrong with a present GPU, or "ok".
+// gpuStatus names what is wrong with a present GPU, or "ok": its open
+// XID incidents first ("xid 79").
 func gpuStatus(g *apipb.Gpu) string {
 	var s []string
+	for _, x := range g.GetOpenXids() {
+		s = append(s, fmt.Sprintf("xid %d", x))
+	}
 	for _, sd := range slowdowns {
 		if g.GetThrottleReasons()&sd.bit != 0 {
 			s = append(s, "slowdown: "+sd.name)
@@ -566,14 +607,18 @@ prefix. A drain that sopilot does not own is never overwritten.
 }
 
 func newNodeUndrainCommand(a *app, o *clientOptions) *cobra.Command {
-	var skip bool
+	var skip, force bool
 	cmd := &cobra.Command{
 		Use:   "undrain NAME",
 		Short: "Resume a node that sopilot drained (after a verification check)",
 		Long: `Resume a node that sopilot drained. The controller runs a verification check
 first and refuses if it fails; --skip-verification resumes without it.
+A node with open hardware incidents (an XID such as 79, a lost GPU, a
+failed row remap, a down InfiniBand port) is refused: the fault may still
+be there. --force resumes it anyway, with a warning naming the incidents.
 
-  sopilot node undrain worker-0`,
+  sopilot node undrain worker-0
+  sopilot node undrain worker-0 --force     after the hardware was fixed`,
 		Args: exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, closer, err := nodeClient(o)
@@ -583,23 +628,33 @@ first and refuses if it fails; --skip-verification resumes without it.
 			defer closer()
 			ctx, cancel := o.call(cmd.Context())
 			defer cancel()
-			resp, err := c.UndrainNode(ctx, &apipb.UndrainNodeRequest{Name: args[0], SkipVerification: skip})
+			resp, err := c.UndrainNode(ctx, &apipb.UndrainNodeRequest{Name: args[0], SkipVerification: skip, Force: force})
+			if status.Code(err) == codes.FailedPrecondition && !force && strings.Contains(status.Convert(err).Message(), "hardware incident") {
+				return fmt.Errorf("undrain node %s: refused: %s\n  (--force resumes it anyway)", args[0], status.Convert(err).Message())
+			}
 			if err != nil {
 				return o.opError("undrain node "+args[0], "node undrains", err)
+			}
+			for _, inc := range resp.GetOverriddenIncidents() {
+				fmt.Fprintf(a.env.Stderr, "sopilot: warning: %s resumed with open hardware incident %s: %s (--force)\n", args[0], inc.GetId(), inc.GetSummary())
 			}
 			return printNodeResult(a, resp.GetNode(), "resumed "+args[0])
 		},
 	}
 	cmd.Flags().BoolVar(&skip, "skip-verification", false, "resume without the verification check")
+	cmd.Flags().BoolVar(&force, "force", false, "resume even with open hardware incidents (an XID such as 79, a lost GPU): after the fault was fixed")
 	return cmd
 }
 
-// printNodeResult prints what drain/undrain did: a line for people (the
-// Node in the response can predate the controller's next read of Slurm, so
-// it is not shown; 'node get' shows the node), the Node for scripts.
+// printNodeResult prints what drain/undrain did: a line for people, with
+// Slurm's state (the controller reads it again after the operation), the
+// Node for scripts.
 func printNodeResult(a *app, n *apipb.Node, done string) error {
 	if a.json() {
 		return writeProto(a.env.Stdout, a.root.output, n)
+	}
+	if st := n.GetSlurmState(); st != "" {
+		done += ", Slurm state " + st
 	}
 	_, err := fmt.Fprintln(a.env.Stdout, done)
 	return err

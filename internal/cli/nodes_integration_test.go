@@ -215,7 +215,7 @@ func TestNodesCommandsAgainstController(t *testing.T) {
 		}
 	}
 	r = run("node", "get", "worker-9")
-	if r.code != ExitError || r.stdout != "" || r.stderr != "sopilot: get node worker-9: not found: node \"worker-9\": no agent has reported it and Slurm does not list it\n" {
+	if r.code != ExitError || r.stdout != "" || r.stderr != "sopilot: node \"worker-9\" not found: no agent has reported it and Slurm does not list it\n" {
 		t.Errorf("node get worker-9: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
 	}
 	r = run("node", "get", "bad name!")

@@ -59,9 +59,15 @@ func TestRenderNodes(t *testing.T) {
 	lost := &apipb.Node{Name: "worker-2", SlurmState: "DOWN+DRAIN", SlurmReason: "sopilot: XID 79 on GPU 3", Verdict: apipb.HealthVerdict_HEALTH_VERDICT_UNKNOWN,
 		LastSeenTime: ts(20, 0)}
 	never := &apipb.Node{Name: "worker-3", SlurmState: "IDLE"}
+	// The agent stopped 5 minutes ago with the GPUs busy; GPU 3 has an
+	// open XID 79 incident and GPU 5 an XID 48 with its last numbers.
+	stale := busyNode()
+	stale.Name, stale.AgentConnected, stale.LastSeenTime, stale.TelemetryStale, stale.RunIds = "worker-4", false, ts(25, 0), true, nil
+	stale.Gpus[3].Present, stale.Gpus[3].OpenXids = false, []int32{79}
+	stale.Gpus[5].OpenXids = []int32{48}
 
 	var b strings.Builder
-	printNodeList(&b, []*apipb.Node{busyNode(), sim, lost, never}, renderNow)
+	printNodeList(&b, []*apipb.Node{busyNode(), sim, lost, never, stale}, renderNow)
 	golden(t, "nodes.golden", b.String())
 
 	b.Reset()
@@ -71,6 +77,10 @@ func TestRenderNodes(t *testing.T) {
 	b.Reset()
 	printNode(&b, lost, renderNow)
 	golden(t, "node_get_lost.golden", b.String())
+
+	b.Reset()
+	printNode(&b, stale, renderNow)
+	golden(t, "node_get_stale.golden", b.String())
 
 	b.Reset()
 	printNodeList(&b, nil, renderNow)
@@ -172,7 +182,19 @@ func (f *fakeNodes) UndrainNode(_ context.Context, req *apipb.UndrainNodeRequest
 	if err := f.record(req); err != nil {
 		return nil, err
 	}
-	return &apipb.UndrainNodeResponse{Node: &apipb.Node{Name: req.GetName(), SlurmState: "IDLE"}}, nil
+	var overridden []*apipb.Incident
+	if req.GetName() == "worker-3" { // has an open XID 79 incident
+		if !req.GetForce() {
+			return nil, status.Error(codes.FailedPrecondition, "node worker-3 has 1 open hardware incident(s): i-79 (xid 79 (drain) on gpu3); the fault may still be there: fix or replace the machine, or set force to resume anyway")
+		}
+		overridden = []*apipb.Incident{{Id: "i-79", Node: "worker-3", Summary: "xid 79 (drain) on gpu3"}}
+	}
+	return &apipb.UndrainNodeResponse{Node: &apipb.Node{Name: req.GetName(), SlurmState: "IDLE"}, OverriddenIncidents: overridden}, nil
+}
+
+func (f *fakeNodes) ListNodes(context.Context, *apipb.ListNodesRequest) (*apipb.ListNodesResponse, error) {
+	return &apipb.ListNodesResponse{Nodes: []*apipb.Node{busyNode()}, Remediation: &apipb.Remediation{
+		AutomaticDrainsPaused: true, PausedReason: "refused automatic drains of worker-3 (2 of 8 nodes drained by us, limit 2; 2 automatic drains in 10m0s, limit 1)"}}, nil
 }
 
 func (f *fakeNodes) RunNodeCheck(_ context.Context, req *apipb.RunNodeCheckRequest) (*apipb.RunNodeCheckResponse, error) {
@@ -188,6 +210,9 @@ func (f *fakeNodes) RunNodeCheck(_ context.Context, req *apipb.RunNodeCheckReque
 func (f *fakeNodes) ListIncidents(_ context.Context, req *apipb.ListIncidentsRequest) (*apipb.ListIncidentsResponse, error) {
 	if err := f.record(req); err != nil {
 		return nil, err
+	}
+	if req.GetNode() == "worker-9" {
+		return nil, status.Error(codes.NotFound, `node "worker-9" not found: no agent has reported it and Slurm does not list it`)
 	}
 	// Two pages.
 	if req.GetPageToken() == "" {
@@ -245,7 +270,7 @@ func TestNodeOps(t *testing.T) {
 	}
 
 	r := run("node", "drain", "worker-0", "--reason", "XID 79 on GPU 3")
-	if r.code != ExitOK || r.stdout != "drained worker-0 (running jobs finish; no new ones start)\n" {
+	if r.code != ExitOK || r.stdout != "drained worker-0 (running jobs finish; no new ones start), Slurm state DRAIN\n" {
 		t.Errorf("drain: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if want := (&apipb.DrainNodeRequest{Name: "worker-0", Reason: "XID 79 on GPU 3"}); !proto.Equal(last(), want) {
@@ -257,7 +282,7 @@ func TestNodeOps(t *testing.T) {
 	}
 
 	r = run("node", "undrain", "worker-0")
-	if r.code != ExitOK || r.stdout != "resumed worker-0\n" {
+	if r.code != ExitOK || r.stdout != "resumed worker-0, Slurm state IDLE\n" {
 		t.Errorf("undrain: exit %d\n%q%s", r.code, r.stdout, r.stderr)
 	}
 	if want := (&apipb.UndrainNodeRequest{Name: "worker-0"}); !proto.Equal(last(), want) {
@@ -398,5 +423,36 @@ func TestWatchNodes(t *testing.T) {
 			}
 			tt.check(t, out.String())
 		})
+	}
+}
+
+// TestNodeOpsRefusals: an undrain with open hardware incidents needs
+// --force and then warns; incidents of an unknown node are NOT_FOUND (exit
+// 1); the breaker shows above the nodes table.
+func TestNodeOpsRefusals(t *testing.T) {
+	f := &fakeNodes{ops: true}
+	addr := serveNodes(t, f)
+	run := func(args ...string) result {
+		t.Helper()
+		return sopilot(t, invocation{args: args, env: map[string]string{"SOPILOT_CONTROLLER": addr}})
+	}
+	r := run("node", "undrain", "worker-3")
+	if r.code != ExitError || r.stdout != "" || r.stderr != "sopilot: undrain node worker-3: refused: node worker-3 has 1 open hardware incident(s): i-79 (xid 79 (drain) on gpu3); "+
+		"the fault may still be there: fix or replace the machine, or set force to resume anyway\n  (--force resumes it anyway)\n" {
+		t.Errorf("undrain with an open XID 79: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = run("node", "undrain", "worker-3", "--force")
+	if r.code != ExitOK || r.stdout != "resumed worker-3, Slurm state IDLE\n" ||
+		r.stderr != "sopilot: warning: worker-3 resumed with open hardware incident i-79: xid 79 (drain) on gpu3 (--force)\n" {
+		t.Errorf("undrain --force: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = run("node", "incidents", "worker-9")
+	if r.code != ExitError || r.stdout != "" || r.stderr != "sopilot: list incidents: node \"worker-9\" not found: no agent has reported it and Slurm does not list it\n" {
+		t.Errorf("incidents of an unknown node: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = run("nodes")
+	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "AUTOMATIC DRAINS PAUSED by the circuit breaker: refused automatic drains of worker-3 (2 of 8 nodes drained by us, limit 2; 2 automatic drains in 10m0s, limit 1)\n"+
+		"(operators' drains still work; see docs/operations.md)\n\nNODE ") {
+		t.Errorf("nodes with the breaker open: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sopilot/sopilot/internal/config"
 	"github.com/sopilot/sopilot/internal/provision"
+	"github.com/sopilot/sopilot/internal/version"
 )
 
 // Exit codes of the sopilot command. They are part of its interface.
@@ -175,9 +176,12 @@ func Execute(ctx context.Context, args []string, env Env) error {
 		reached = true
 		return nil
 	})
-	_, err := cmd.ExecuteContextC(ctx)
+	failed, err := cmd.ExecuteContextC(ctx)
 	if err == nil {
 		return nil
+	}
+	if failed == nil {
+		failed = cmd
 	}
 	if !reached && !errors.Is(err, ErrUsage) {
 		// cobra rejected the command line (unknown command, bad args)
@@ -186,7 +190,9 @@ func Execute(ctx context.Context, args []string, env Env) error {
 	}
 	msg := err.Error()
 	if errors.Is(err, ErrUsage) {
-		msg = strings.TrimPrefix(msg, ErrUsage.Error()+": ") + "\nRun 'sopilot --help' for usage."
+		// The help of the command that failed, as kubectl and gh do: it
+		// lists the flags and arguments that command takes.
+		msg = strings.TrimPrefix(msg, ErrUsage.Error()+": ") + "\nRun '" + failed.CommandPath() + " --help' for usage."
 	}
 	fmt.Fprintln(env.Stderr, "sopilot: "+msg)
 	return err
@@ -241,13 +247,17 @@ func newRoot(env *Env) *cobra.Command {
 		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version: cobra's flag, our build (internal/version).
+		Version: version.Get().String(),
 	}
+	root.SetVersionTemplate("sopilot {{.Version}}\n")
 	root.SetIn(env.Stdin)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %w", ErrUsage, err) })
 	// `sopilot completion bash|zsh|fish|powershell` prints a completion
-	// script (cobra's); run and node ids are not completed from the API.
+	// script (cobra's); completion.go completes run ids and node names from
+	// the controller and enum flags from their values.
 	root.CompletionOptions.HiddenDefaultCmd = false
 
 	pf := root.PersistentFlags()
@@ -285,7 +295,37 @@ func newRoot(env *Env) *cobra.Command {
 	root.AddCommand(newNodeCommand(a))
 
 	annotateEnv(root)
+	for _, c := range root.Commands() {
+		suggestSubcommands(c) // the root's own check already suggests
+	}
+	addCompletions(root, env)
 	return root
+}
+
+// suggestSubcommands makes every command group (a command with
+// subcommands) refuse an unknown subcommand the way cobra's root does,
+// with "Did you mean this?" suggestions, instead of cobra's plain
+// "unknown command" for groups below the root.
+func suggestSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		suggestSubcommands(c)
+	}
+	if !cmd.HasSubCommands() || !cmd.Runnable() {
+		return
+	}
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default, which only its root applies
+	}
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+		}
+		return fmt.Errorf("%w: %s", ErrUsage, msg)
+	}
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -293,7 +333,7 @@ func newRoot(env *Env) *cobra.Command {
 func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == "help" {
+		if err != nil || f.Changed || f.Name == "help" || f.Name == "version" {
 			return
 		}
 		name := config.EnvName(f.Name)
@@ -311,7 +351,7 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 func annotateEnv(root *cobra.Command) {
 	seen := map[*pflag.Flag]bool{}
 	add := func(f *pflag.Flag) {
-		if seen[f] || f.Name == "help" {
+		if seen[f] || f.Name == "help" || f.Name == "version" {
 			return
 		}
 		seen[f] = true

@@ -115,7 +115,7 @@ func TestRunCommandsAgainstController(t *testing.T) {
 	}
 
 	r = run("", "run", "get", "r-00000000000000000000000000")
-	if r.code != ExitError || !strings.Contains(r.stderr, "sopilot: get run r-00000000000000000000000000: not found") {
+	if r.code != ExitError || !strings.Contains(r.stderr, "sopilot: run \"r-00000000000000000000000000\" not found\n") {
 		t.Errorf("run get unknown: exit %d, stderr %q", r.code, r.stderr)
 	}
 

@@ -255,7 +255,7 @@ func TestClientError(t *testing.T) {
 	}{
 		{"unavailable", status.Error(codes.Unavailable, "connection refused"),
 			"get run r-1: cannot reach the controller at 10.0.0.1:50051: is it running? (--controller / SOPILOT_CONTROLLER)\n  (connection refused)"},
-		{"not found", status.Error(codes.NotFound, `run "r-1" not found`), `get run r-1: not found: run "r-1" not found`},
+		{"not found", status.Error(codes.NotFound, `run "r-1" not found`), `run "r-1" not found`},
 		{"field violations", bad.Err(),
 			"get run r-1: the controller refused the request:\n  spec.job_name: must be 1-64 characters\n  spec.nodes: must be at least 1"},
 		{"invalid without details", status.Error(codes.InvalidArgument, "bad page token"), "get run r-1: invalid request: bad page token"},

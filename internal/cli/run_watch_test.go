@@ -111,7 +111,7 @@ func TestWatchRun(t *testing.T) {
 			name: "unknown run",
 			id:   "r-2", srv: &watchServer{},
 			output:  "table",
-			wantErr: `watch run r-2: not found: run "r-2": run not found`,
+			wantErr: `run "r-2" not found`,
 		},
 	}
 	for _, tt := range tests {

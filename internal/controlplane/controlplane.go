@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -62,6 +63,7 @@ import (
 	"github.com/sopilot/sopilot/internal/scheduler/slurmrest"
 	"github.com/sopilot/sopilot/internal/server"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/version"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
@@ -112,8 +114,9 @@ type Config struct {
 	// ShutdownGrace is how long Run's shutdown waits for open calls before
 	// closing them (default 10 s).
 	ShutdownGrace time.Duration
-	// Version is logged at start.
-	Version string
+	// Version is this build: logged at start, exported as
+	// sopilot_build_info and shown by /healthz and /readyz.
+	Version version.Info
 }
 
 // Scheduler kinds.
@@ -190,6 +193,9 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 
 	c.metrics = metrics.NewController()
 	reg := c.metrics.Registry
+	if err := registerBuildInfo(reg, cfg.Version); err != nil {
+		return nil, err
+	}
 	if c.ready, err = controller.NewReadiness(controller.ProberFor(c.backend), controller.ReadinessConfig{
 		Interval: cfg.Runs.PollInterval, Timeout: slurmTimeout(cfg), Describe: describeBackend(c.backend), Versions: slurmVersions(c.backend),
 	}, logger, reg); err != nil {
@@ -281,7 +287,11 @@ func (c *Controller) register(canDrain bool) {
 		}
 	}
 	apipb.RegisterRunServiceServer(c.grpc, api.NewRunServer(c.runs, c.log))
-	apipb.RegisterNodeServiceServer(c.grpc, api.NewNodeServer(c.fleet, ops, c.log))
+	nodes := api.NewNodeServer(c.fleet, ops, c.log)
+	if c.poller != nil {
+		nodes.RefreshSlurm = c.poller.Refresh
+	}
+	apipb.RegisterNodeServiceServer(c.grpc, nodes)
 	apipb.RegisterComparisonServiceServer(c.grpc, api.NewComparisonServer(c.runs, c.log))
 	agentpb.RegisterAgentServiceServer(c.grpc, api.NewAgentServer(c.fleet))
 }
@@ -369,7 +379,9 @@ func (c *Controller) Run(ctx context.Context) (err error) {
 	if c.httpLis != nil {
 		c.log.Info("metrics listening", "addr", c.httpLis.Addr().String())
 		g.Go(func() error {
-			return server.ServeHTTP(gctx, server.NewMetricsHTTP(c.metrics, c.readyz), c.httpLis, c.cfg.ShutdownGrace)
+			srv := server.NewMetricsHTTP(c.metrics, c.readyz)
+			srv.Handler = withVersionHealth(srv.Handler, c.cfg.Version)
+			return server.ServeHTTP(gctx, srv, c.httpLis, c.cfg.ShutdownGrace)
 		})
 	}
 	g.Go(func() error { return c.ready.Run(gctx) })
@@ -393,7 +405,7 @@ func (c *Controller) Run(ctx context.Context) (err error) {
 		}
 		c.health.SetServingStatus(apipb.RunService_ServiceDesc.ServiceName, serving)
 	})
-	c.log.Info("controller ready", "version", c.cfg.Version, "grpc_addr", c.GRPCAddr().String(), "scheduler", c.backend.Name(), "db", c.cfg.DBPath)
+	c.log.Info("controller ready", "version", c.cfg.Version.String(), "grpc_addr", c.GRPCAddr().String(), "scheduler", c.backend.Name(), "db", c.cfg.DBPath)
 	waited := make(chan error, 1)
 	go func() { waited <- g.Wait() }()
 	select {
@@ -439,7 +451,36 @@ func (c *Controller) Close() error {
 // readyz answers /readyz: whether runs can be submitted to Slurm now.
 func (c *Controller) readyz() (bool, string) {
 	st := c.ready.Status()
-	return st.Ready(), st.String()
+	return st.Ready(), st.String() + "\n" + c.cfg.Version.Line("controller")
+}
+
+// registerBuildInfo exports the build as the constant gauge
+// sopilot_build_info{version,commit} 1, the Prometheus convention for
+// build information (join it to other series with group_left).
+func registerBuildInfo(reg prometheus.Registerer, v version.Info) error {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sopilot_build_info",
+		Help: "The controller's build: version and git commit (always 1).",
+	}, []string{"version", "commit"})
+	g.WithLabelValues(v.Version, v.Commit).Set(1)
+	if err := reg.Register(g); err != nil {
+		return fmt.Errorf("register sopilot_build_info: %w", err)
+	}
+	return nil
+}
+
+// withVersionHealth answers /healthz with "ok" and the build, so that a
+// look at the probe says which controller answers; everything else goes
+// to next.
+func withVersionHealth(next http.Handler, v version.Info) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = fmt.Fprintf(w, "ok\n%s\n", v.Line("controller"))
+	})
 }
 
 // GRPCAddr is the address the gRPC API listens on.

@@ -2,7 +2,9 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -24,6 +26,25 @@ type nodePoller struct {
 	every time.Duration
 	kick  chan struct{}
 	log   *slog.Logger
+	// mu orders reads with their writes to the fleet, so that a read
+	// started before a drain or resume never lands after Refresh's newer
+	// one.
+	mu sync.Mutex
+}
+
+// Refresh reads Slurm's node states now and records them before it
+// returns: NodeService calls it after a drain or resume, so that its
+// answer and the next ListNodes show Slurm's new state, not the previous
+// poll's for up to an interval.
+func (p *nodePoller) Refresh(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ns, err := p.nodes.Nodes(ctx)
+	if err != nil {
+		return fmt.Errorf("read slurm node states: %w", err)
+	}
+	p.fleet.SetSlurmNodes(ctx, ns)
+	return nil
 }
 
 func newNodePoller(nodes scheduler.NodeBackend, fl *fleet.Fleet, every time.Duration, logger *slog.Logger) *nodePoller {
@@ -44,13 +65,8 @@ func (p *nodePoller) Run(ctx context.Context) error {
 	t := time.NewTicker(p.every)
 	defer t.Stop()
 	for {
-		ns, err := p.nodes.Nodes(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				p.log.Warn("read slurm node states", "err", err)
-			}
-		} else {
-			p.fleet.SetSlurmNodes(ctx, ns)
+		if err := p.Refresh(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("read slurm node states", "err", err)
 		}
 		select {
 		case <-ctx.Done():

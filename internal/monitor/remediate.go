@@ -120,3 +120,15 @@ func (m *Monitor) Undrain(ctx context.Context, node string, skipVerification boo
 	}
 	return d, err
 }
+
+// AutomaticDrains says whether automatic drains are paused by the circuit
+// breaker and why, and whether remediation is a dry run; ok is false when
+// this controller runs no remediation.
+func (m *Monitor) AutomaticDrains() (paused bool, why string, dryRun bool, ok bool) {
+	e, isEngine := m.engine.(*remediation.Engine)
+	if m.engine == nil || !isEngine || e == nil {
+		return false, "", false, false
+	}
+	paused, why = e.Breaker()
+	return paused, why, e.Config().DryRun, true
+}

@@ -122,6 +122,9 @@ type Engine struct {
 	nodes       map[string]*nodeState
 	drains      []time.Time // automatic drains (dry-run ones too), oldest first
 	breakerOpen bool
+	// breakerWhy says, while the breaker is open, which drains it refused
+	// and which limit was hit.
+	breakerWhy string
 }
 
 // nodeState is what the engine remembers about one node between calls.
@@ -173,6 +176,14 @@ func (e *Engine) BreakerOpen() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.breakerOpen
+}
+
+// Breaker reports whether the last Step refused an automatic drain and,
+// if so, why (the refused nodes and the limits).
+func (e *Engine) Breaker() (open bool, why string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.breakerOpen, e.breakerWhy
 }
 
 func (e *Engine) state(node string) *nodeState {
@@ -562,10 +573,13 @@ func (e *Engine) drainAll(ctx context.Context, now time.Time, status map[string]
 
 	open := len(refused) > 0
 	tripped := open && !e.breakerOpen
+	e.breakerWhy = ""
+	if open {
+		e.breakerWhy = fmt.Sprintf("refused automatic drains of %s (%d of %d nodes drained by us, limit %d; %d automatic drains in %s, limit %d)",
+			strings.Join(refused, ", "), held, total, shareCap, len(e.drains), e.cfg.Window, windowCap)
+	}
 	if tripped {
-		out = append(out, Decision{Kind: KindAlert, Action: fmt.Sprintf(
-			"breaker open: refused automatic drains of %s (%d of %d nodes drained by us, limit %d; %d automatic drains in %s, limit %d)",
-			strings.Join(refused, ", "), held, total, shareCap, len(e.drains), e.cfg.Window, windowCap)})
+		out = append(out, Decision{Kind: KindAlert, Action: "breaker open: " + e.breakerWhy})
 	}
 	e.breakerOpen = open
 	e.cfg.Metrics.breaker(open, tripped)

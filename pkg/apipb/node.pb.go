@@ -114,9 +114,14 @@ type Node struct {
 	// True for a machine whose agent reports but on which no Slurm node runs
 	// (its name matches no instance_id, nor a Slurm node without one): `name`
 	// is then the machine's. Such a node is shown, never drained. Output only.
-	Unmapped      bool `protobuf:"varint,18,opt,name=unmapped,proto3" json:"unmapped,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Unmapped bool `protobuf:"varint,18,opt,name=unmapped,proto3" json:"unmapped,omitempty"`
+	// True when the node's agent has reported before but is disconnected or
+	// silent (nothing for the controller's --agent-silence): `gpus` and
+	// `ib_ports` are then its last report, as old as `last_seen_time`, not
+	// live numbers. Output only.
+	TelemetryStale bool `protobuf:"varint,19,opt,name=telemetry_stale,json=telemetryStale,proto3" json:"telemetry_stale,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -275,6 +280,13 @@ func (x *Node) GetUnmapped() bool {
 	return false
 }
 
+func (x *Node) GetTelemetryStale() bool {
+	if x != nil {
+		return x.TelemetryStale
+	}
+	return false
+}
+
 type Gpu struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Index              int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -294,7 +306,10 @@ type Gpu struct {
 	EccVolatileUncorrected uint64 `protobuf:"varint,13,opt,name=ecc_volatile_uncorrected,json=eccVolatileUncorrected,proto3" json:"ecc_volatile_uncorrected,omitempty"`
 	RowRemapFailure        *bool  `protobuf:"varint,14,opt,name=row_remap_failure,json=rowRemapFailure,proto3,oneof" json:"row_remap_failure,omitempty"`
 	// False after the GPU fell off the bus.
-	Present       bool `protobuf:"varint,15,opt,name=present,proto3" json:"present,omitempty"`
+	Present bool `protobuf:"varint,15,opt,name=present,proto3" json:"present,omitempty"`
+	// XID codes of the GPU's open health incidents (e.g. 79, fallen off the
+	// bus), oldest first; empty when none is open. Output only.
+	OpenXids      []int32 `protobuf:"varint,16,rep,packed,name=open_xids,json=openXids,proto3" json:"open_xids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,6 +447,13 @@ func (x *Gpu) GetPresent() bool {
 		return x.Present
 	}
 	return false
+}
+
+func (x *Gpu) GetOpenXids() []int32 {
+	if x != nil {
+		return x.OpenXids
+	}
+	return nil
 }
 
 type IbPort struct {
@@ -692,8 +714,11 @@ func (*ListNodesRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListNodesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The controller's automatic remediation, as far as it affects every
+	// node; unset on a controller that runs none. Output only.
+	Remediation   *Remediation `protobuf:"bytes,2,opt,name=remediation,proto3" json:"remediation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -735,6 +760,80 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 	return nil
 }
 
+func (x *ListNodesResponse) GetRemediation() *Remediation {
+	if x != nil {
+		return x.Remediation
+	}
+	return nil
+}
+
+// Remediation is the state of the controller's automatic drains.
+type Remediation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True while the circuit breaker refuses automatic drains: too many
+	// nodes are drained by sopilot, or too many were drained recently.
+	// Operators' drains still work.
+	AutomaticDrainsPaused bool `protobuf:"varint,1,opt,name=automatic_drains_paused,json=automaticDrainsPaused,proto3" json:"automatic_drains_paused,omitempty"`
+	// Why, when paused: which nodes were refused and which limit was hit.
+	PausedReason string `protobuf:"bytes,2,opt,name=paused_reason,json=pausedReason,proto3" json:"paused_reason,omitempty"`
+	// True when remediation only records what it would do (--remediation
+	// dry-run).
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Remediation) Reset() {
+	*x = Remediation{}
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Remediation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Remediation) ProtoMessage() {}
+
+func (x *Remediation) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Remediation.ProtoReflect.Descriptor instead.
+func (*Remediation) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Remediation) GetAutomaticDrainsPaused() bool {
+	if x != nil {
+		return x.AutomaticDrainsPaused
+	}
+	return false
+}
+
+func (x *Remediation) GetPausedReason() string {
+	if x != nil {
+		return x.PausedReason
+	}
+	return ""
+}
+
+func (x *Remediation) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 type WatchNodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only these nodes; all when empty.
@@ -745,7 +844,7 @@ type WatchNodesRequest struct {
 
 func (x *WatchNodesRequest) Reset() {
 	*x = WatchNodesRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -757,7 +856,7 @@ func (x *WatchNodesRequest) String() string {
 func (*WatchNodesRequest) ProtoMessage() {}
 
 func (x *WatchNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -770,7 +869,7 @@ func (x *WatchNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodesRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodesRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WatchNodesRequest) GetNames() []string {
@@ -789,7 +888,7 @@ type WatchNodesResponse struct {
 
 func (x *WatchNodesResponse) Reset() {
 	*x = WatchNodesResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +900,7 @@ func (x *WatchNodesResponse) String() string {
 func (*WatchNodesResponse) ProtoMessage() {}
 
 func (x *WatchNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +913,7 @@ func (x *WatchNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodesResponse.ProtoReflect.Descriptor instead.
 func (*WatchNodesResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchNodesResponse) GetNode() *Node {
@@ -834,7 +933,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +945,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +958,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetNodeRequest) GetName() string {
@@ -878,7 +977,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +989,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1002,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -925,7 +1024,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1036,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1049,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DrainNodeRequest) GetName() string {
@@ -968,15 +1067,16 @@ func (x *DrainNodeRequest) GetReason() string {
 }
 
 type DrainNodeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node as Slurm shows it after the drain.
+	Node          *Node `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DrainNodeResponse) Reset() {
 	*x = DrainNodeResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1088,7 @@ func (x *DrainNodeResponse) String() string {
 func (*DrainNodeResponse) ProtoMessage() {}
 
 func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1101,7 @@ func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DrainNodeResponse) GetNode() *Node {
@@ -1017,13 +1117,18 @@ type UndrainNodeRequest struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Skip the verification check before resuming.
 	SkipVerification bool `protobuf:"varint,2,opt,name=skip_verification,json=skipVerification,proto3" json:"skip_verification,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Resume although the node has open hardware incidents (an XID that
+	// needs a drain, a lost GPU, a failed row remap, a down InfiniBand
+	// port). Without it such an undrain fails with FAILED_PRECONDITION
+	// naming the incidents.
+	Force         bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UndrainNodeRequest) Reset() {
 	*x = UndrainNodeRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1140,7 @@ func (x *UndrainNodeRequest) String() string {
 func (*UndrainNodeRequest) ProtoMessage() {}
 
 func (x *UndrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1153,7 @@ func (x *UndrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*UndrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UndrainNodeRequest) GetName() string {
@@ -1065,16 +1170,27 @@ func (x *UndrainNodeRequest) GetSkipVerification() bool {
 	return false
 }
 
+func (x *UndrainNodeRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
 type UndrainNodeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node as Slurm shows it after the undrain.
+	Node *Node `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The open hardware incidents that `force` overrode; empty otherwise.
+	// Output only.
+	OverriddenIncidents []*Incident `protobuf:"bytes,2,rep,name=overridden_incidents,json=overriddenIncidents,proto3" json:"overridden_incidents,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *UndrainNodeResponse) Reset() {
 	*x = UndrainNodeResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1202,7 @@ func (x *UndrainNodeResponse) String() string {
 func (*UndrainNodeResponse) ProtoMessage() {}
 
 func (x *UndrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,12 +1215,19 @@ func (x *UndrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*UndrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UndrainNodeResponse) GetNode() *Node {
 	if x != nil {
 		return x.Node
+	}
+	return nil
+}
+
+func (x *UndrainNodeResponse) GetOverriddenIncidents() []*Incident {
+	if x != nil {
+		return x.OverriddenIncidents
 	}
 	return nil
 }
@@ -1121,7 +1244,7 @@ type RunNodeCheckRequest struct {
 
 func (x *RunNodeCheckRequest) Reset() {
 	*x = RunNodeCheckRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1256,7 @@ func (x *RunNodeCheckRequest) String() string {
 func (*RunNodeCheckRequest) ProtoMessage() {}
 
 func (x *RunNodeCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1269,7 @@ func (x *RunNodeCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunNodeCheckRequest.ProtoReflect.Descriptor instead.
 func (*RunNodeCheckRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RunNodeCheckRequest) GetName() string {
@@ -1175,7 +1298,7 @@ type RunNodeCheckResponse struct {
 
 func (x *RunNodeCheckResponse) Reset() {
 	*x = RunNodeCheckResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1310,7 @@ func (x *RunNodeCheckResponse) String() string {
 func (*RunNodeCheckResponse) ProtoMessage() {}
 
 func (x *RunNodeCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1323,7 @@ func (x *RunNodeCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunNodeCheckResponse.ProtoReflect.Descriptor instead.
 func (*RunNodeCheckResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RunNodeCheckResponse) GetPassed() bool {
@@ -1236,7 +1359,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1371,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1384,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListIncidentsRequest) GetNode() string {
@@ -1302,7 +1425,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1437,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1450,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -1348,7 +1471,7 @@ var File_sopilot_api_v1_node_proto protoreflect.FileDescriptor
 
 const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x19sopilot/api/v1/node.proto\x12\x0esopilot.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x05\n" +
+	"\x19sopilot/api/v1/node.proto\x12\x0esopilot.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x05\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vslurm_state\x18\x02 \x01(\tR\n" +
@@ -1369,7 +1492,8 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\aboot_id\x18\x0f \x01(\tR\x06bootId\x12!\n" +
 	"\fcuda_version\x18\x10 \x01(\tR\vcudaVersion\x12\x18\n" +
 	"\amachine\x18\x11 \x01(\tR\amachine\x12\x1a\n" +
-	"\bunmapped\x18\x12 \x01(\bR\bunmapped\"\x88\x05\n" +
+	"\bunmapped\x18\x12 \x01(\bR\bunmapped\x12'\n" +
+	"\x0ftelemetry_stale\x18\x13 \x01(\bR\x0etelemetryStale\"\xa5\x05\n" +
 	"\x03Gpu\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +
@@ -1387,7 +1511,8 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\x10throttle_reasons\x18\f \x01(\x04R\x0fthrottleReasons\x128\n" +
 	"\x18ecc_volatile_uncorrected\x18\r \x01(\x04R\x16eccVolatileUncorrected\x12/\n" +
 	"\x11row_remap_failure\x18\x0e \x01(\bH\x00R\x0frowRemapFailure\x88\x01\x01\x12\x18\n" +
-	"\apresent\x18\x0f \x01(\bR\apresentB\x14\n" +
+	"\apresent\x18\x0f \x01(\bR\apresent\x12\x1b\n" +
+	"\topen_xids\x18\x10 \x03(\x05R\bopenXidsB\x14\n" +
 	"\x12_row_remap_failure\"\xdc\x01\n" +
 	"\x06IbPort\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -1412,9 +1537,14 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\x06action\x18\n" +
 	" \x01(\tR\x06action\x12\x17\n" +
 	"\arun_ids\x18\v \x03(\tR\x06runIds\"\x12\n" +
-	"\x10ListNodesRequest\"?\n" +
+	"\x10ListNodesRequest\"~\n" +
 	"\x11ListNodesResponse\x12*\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x14.sopilot.api.v1.NodeR\x05nodes\")\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.sopilot.api.v1.NodeR\x05nodes\x12=\n" +
+	"\vremediation\x18\x02 \x01(\v2\x1b.sopilot.api.v1.RemediationR\vremediation\"\x83\x01\n" +
+	"\vRemediation\x126\n" +
+	"\x17automatic_drains_paused\x18\x01 \x01(\bR\x15automaticDrainsPaused\x12#\n" +
+	"\rpaused_reason\x18\x02 \x01(\tR\fpausedReason\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\")\n" +
 	"\x11WatchNodesRequest\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\">\n" +
 	"\x12WatchNodesResponse\x12(\n" +
@@ -1427,12 +1557,14 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"=\n" +
 	"\x11DrainNodeResponse\x12(\n" +
-	"\x04node\x18\x01 \x01(\v2\x14.sopilot.api.v1.NodeR\x04node\"U\n" +
+	"\x04node\x18\x01 \x01(\v2\x14.sopilot.api.v1.NodeR\x04node\"k\n" +
 	"\x12UndrainNodeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
-	"\x11skip_verification\x18\x02 \x01(\bR\x10skipVerification\"?\n" +
+	"\x11skip_verification\x18\x02 \x01(\bR\x10skipVerification\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\"\x8c\x01\n" +
 	"\x13UndrainNodeResponse\x12(\n" +
-	"\x04node\x18\x01 \x01(\v2\x14.sopilot.api.v1.NodeR\x04node\"?\n" +
+	"\x04node\x18\x01 \x01(\v2\x14.sopilot.api.v1.NodeR\x04node\x12K\n" +
+	"\x14overridden_incidents\x18\x02 \x03(\v2\x18.sopilot.api.v1.IncidentR\x13overriddenIncidents\"?\n" +
 	"\x13RunNodeCheckRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05check\x18\x02 \x01(\tR\x05check\"v\n" +
@@ -1478,7 +1610,7 @@ func file_sopilot_api_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_sopilot_api_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sopilot_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_sopilot_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_sopilot_api_v1_node_proto_goTypes = []any{
 	(HealthVerdict)(0),            // 0: sopilot.api.v1.HealthVerdict
 	(*Node)(nil),                  // 1: sopilot.api.v1.Node
@@ -1487,54 +1619,57 @@ var file_sopilot_api_v1_node_proto_goTypes = []any{
 	(*Incident)(nil),              // 4: sopilot.api.v1.Incident
 	(*ListNodesRequest)(nil),      // 5: sopilot.api.v1.ListNodesRequest
 	(*ListNodesResponse)(nil),     // 6: sopilot.api.v1.ListNodesResponse
-	(*WatchNodesRequest)(nil),     // 7: sopilot.api.v1.WatchNodesRequest
-	(*WatchNodesResponse)(nil),    // 8: sopilot.api.v1.WatchNodesResponse
-	(*GetNodeRequest)(nil),        // 9: sopilot.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),       // 10: sopilot.api.v1.GetNodeResponse
-	(*DrainNodeRequest)(nil),      // 11: sopilot.api.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),     // 12: sopilot.api.v1.DrainNodeResponse
-	(*UndrainNodeRequest)(nil),    // 13: sopilot.api.v1.UndrainNodeRequest
-	(*UndrainNodeResponse)(nil),   // 14: sopilot.api.v1.UndrainNodeResponse
-	(*RunNodeCheckRequest)(nil),   // 15: sopilot.api.v1.RunNodeCheckRequest
-	(*RunNodeCheckResponse)(nil),  // 16: sopilot.api.v1.RunNodeCheckResponse
-	(*ListIncidentsRequest)(nil),  // 17: sopilot.api.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil), // 18: sopilot.api.v1.ListIncidentsResponse
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*Remediation)(nil),           // 7: sopilot.api.v1.Remediation
+	(*WatchNodesRequest)(nil),     // 8: sopilot.api.v1.WatchNodesRequest
+	(*WatchNodesResponse)(nil),    // 9: sopilot.api.v1.WatchNodesResponse
+	(*GetNodeRequest)(nil),        // 10: sopilot.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),       // 11: sopilot.api.v1.GetNodeResponse
+	(*DrainNodeRequest)(nil),      // 12: sopilot.api.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),     // 13: sopilot.api.v1.DrainNodeResponse
+	(*UndrainNodeRequest)(nil),    // 14: sopilot.api.v1.UndrainNodeRequest
+	(*UndrainNodeResponse)(nil),   // 15: sopilot.api.v1.UndrainNodeResponse
+	(*RunNodeCheckRequest)(nil),   // 16: sopilot.api.v1.RunNodeCheckRequest
+	(*RunNodeCheckResponse)(nil),  // 17: sopilot.api.v1.RunNodeCheckResponse
+	(*ListIncidentsRequest)(nil),  // 18: sopilot.api.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil), // 19: sopilot.api.v1.ListIncidentsResponse
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_sopilot_api_v1_node_proto_depIdxs = []int32{
 	0,  // 0: sopilot.api.v1.Node.verdict:type_name -> sopilot.api.v1.HealthVerdict
-	19, // 1: sopilot.api.v1.Node.last_seen_time:type_name -> google.protobuf.Timestamp
+	20, // 1: sopilot.api.v1.Node.last_seen_time:type_name -> google.protobuf.Timestamp
 	2,  // 2: sopilot.api.v1.Node.gpus:type_name -> sopilot.api.v1.Gpu
 	3,  // 3: sopilot.api.v1.Node.ib_ports:type_name -> sopilot.api.v1.IbPort
 	0,  // 4: sopilot.api.v1.Incident.severity:type_name -> sopilot.api.v1.HealthVerdict
-	19, // 5: sopilot.api.v1.Incident.first_seen_time:type_name -> google.protobuf.Timestamp
-	19, // 6: sopilot.api.v1.Incident.last_seen_time:type_name -> google.protobuf.Timestamp
-	19, // 7: sopilot.api.v1.Incident.resolve_time:type_name -> google.protobuf.Timestamp
+	20, // 5: sopilot.api.v1.Incident.first_seen_time:type_name -> google.protobuf.Timestamp
+	20, // 6: sopilot.api.v1.Incident.last_seen_time:type_name -> google.protobuf.Timestamp
+	20, // 7: sopilot.api.v1.Incident.resolve_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: sopilot.api.v1.ListNodesResponse.nodes:type_name -> sopilot.api.v1.Node
-	1,  // 9: sopilot.api.v1.WatchNodesResponse.node:type_name -> sopilot.api.v1.Node
-	1,  // 10: sopilot.api.v1.GetNodeResponse.node:type_name -> sopilot.api.v1.Node
-	1,  // 11: sopilot.api.v1.DrainNodeResponse.node:type_name -> sopilot.api.v1.Node
-	1,  // 12: sopilot.api.v1.UndrainNodeResponse.node:type_name -> sopilot.api.v1.Node
-	4,  // 13: sopilot.api.v1.ListIncidentsResponse.incidents:type_name -> sopilot.api.v1.Incident
-	5,  // 14: sopilot.api.v1.NodeService.ListNodes:input_type -> sopilot.api.v1.ListNodesRequest
-	9,  // 15: sopilot.api.v1.NodeService.GetNode:input_type -> sopilot.api.v1.GetNodeRequest
-	7,  // 16: sopilot.api.v1.NodeService.WatchNodes:input_type -> sopilot.api.v1.WatchNodesRequest
-	11, // 17: sopilot.api.v1.NodeService.DrainNode:input_type -> sopilot.api.v1.DrainNodeRequest
-	13, // 18: sopilot.api.v1.NodeService.UndrainNode:input_type -> sopilot.api.v1.UndrainNodeRequest
-	15, // 19: sopilot.api.v1.NodeService.RunNodeCheck:input_type -> sopilot.api.v1.RunNodeCheckRequest
-	17, // 20: sopilot.api.v1.NodeService.ListIncidents:input_type -> sopilot.api.v1.ListIncidentsRequest
-	6,  // 21: sopilot.api.v1.NodeService.ListNodes:output_type -> sopilot.api.v1.ListNodesResponse
-	10, // 22: sopilot.api.v1.NodeService.GetNode:output_type -> sopilot.api.v1.GetNodeResponse
-	8,  // 23: sopilot.api.v1.NodeService.WatchNodes:output_type -> sopilot.api.v1.WatchNodesResponse
-	12, // 24: sopilot.api.v1.NodeService.DrainNode:output_type -> sopilot.api.v1.DrainNodeResponse
-	14, // 25: sopilot.api.v1.NodeService.UndrainNode:output_type -> sopilot.api.v1.UndrainNodeResponse
-	16, // 26: sopilot.api.v1.NodeService.RunNodeCheck:output_type -> sopilot.api.v1.RunNodeCheckResponse
-	18, // 27: sopilot.api.v1.NodeService.ListIncidents:output_type -> sopilot.api.v1.ListIncidentsResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	7,  // 9: sopilot.api.v1.ListNodesResponse.remediation:type_name -> sopilot.api.v1.Remediation
+	1,  // 10: sopilot.api.v1.WatchNodesResponse.node:type_name -> sopilot.api.v1.Node
+	1,  // 11: sopilot.api.v1.GetNodeResponse.node:type_name -> sopilot.api.v1.Node
+	1,  // 12: sopilot.api.v1.DrainNodeResponse.node:type_name -> sopilot.api.v1.Node
+	1,  // 13: sopilot.api.v1.UndrainNodeResponse.node:type_name -> sopilot.api.v1.Node
+	4,  // 14: sopilot.api.v1.UndrainNodeResponse.overridden_incidents:type_name -> sopilot.api.v1.Incident
+	4,  // 15: sopilot.api.v1.ListIncidentsResponse.incidents:type_name -> sopilot.api.v1.Incident
+	5,  // 16: sopilot.api.v1.NodeService.ListNodes:input_type -> sopilot.api.v1.ListNodesRequest
+	10, // 17: sopilot.api.v1.NodeService.GetNode:input_type -> sopilot.api.v1.GetNodeRequest
+	8,  // 18: sopilot.api.v1.NodeService.WatchNodes:input_type -> sopilot.api.v1.WatchNodesRequest
+	12, // 19: sopilot.api.v1.NodeService.DrainNode:input_type -> sopilot.api.v1.DrainNodeRequest
+	14, // 20: sopilot.api.v1.NodeService.UndrainNode:input_type -> sopilot.api.v1.UndrainNodeRequest
+	16, // 21: sopilot.api.v1.NodeService.RunNodeCheck:input_type -> sopilot.api.v1.RunNodeCheckRequest
+	18, // 22: sopilot.api.v1.NodeService.ListIncidents:input_type -> sopilot.api.v1.ListIncidentsRequest
+	6,  // 23: sopilot.api.v1.NodeService.ListNodes:output_type -> sopilot.api.v1.ListNodesResponse
+	11, // 24: sopilot.api.v1.NodeService.GetNode:output_type -> sopilot.api.v1.GetNodeResponse
+	9,  // 25: sopilot.api.v1.NodeService.WatchNodes:output_type -> sopilot.api.v1.WatchNodesResponse
+	13, // 26: sopilot.api.v1.NodeService.DrainNode:output_type -> sopilot.api.v1.DrainNodeResponse
+	15, // 27: sopilot.api.v1.NodeService.UndrainNode:output_type -> sopilot.api.v1.UndrainNodeResponse
+	17, // 28: sopilot.api.v1.NodeService.RunNodeCheck:output_type -> sopilot.api.v1.RunNodeCheckResponse
+	19, // 29: sopilot.api.v1.NodeService.ListIncidents:output_type -> sopilot.api.v1.ListIncidentsResponse
+	23, // [23:30] is the sub-list for method output_type
+	16, // [16:23] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_sopilot_api_v1_node_proto_init() }
@@ -1549,7 +1684,7 @@ func file_sopilot_api_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sopilot_api_v1_node_proto_rawDesc), len(file_sopilot_api_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,11 +44,15 @@ type NodeServiceClient interface {
 	// DrainNode drains a node in Slurm with the operator's reason. It never
 	// overwrites a drain that sopilot does not own.
 	DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*DrainNodeResponse, error)
-	// UndrainNode resumes a node that sopilot drained.
+	// UndrainNode resumes a node that sopilot drained. A node with open
+	// hardware incidents is refused (FAILED_PRECONDITION, naming them)
+	// unless `force` is set.
 	UndrainNode(ctx context.Context, in *UndrainNodeRequest, opts ...grpc.CallOption) (*UndrainNodeResponse, error)
 	// RunNodeCheck runs an active check (e.g. NCCL all_reduce_perf) on a node.
 	RunNodeCheck(ctx context.Context, in *RunNodeCheckRequest, opts ...grpc.CallOption) (*RunNodeCheckResponse, error)
-	// ListIncidents lists health incidents, per node or per run.
+	// ListIncidents lists health incidents, per node or per run. A node that
+	// neither Slurm nor an agent knows, and that has no incidents on record,
+	// is NOT_FOUND.
 	ListIncidents(ctx context.Context, in *ListIncidentsRequest, opts ...grpc.CallOption) (*ListIncidentsResponse, error)
 }
 
@@ -155,11 +159,15 @@ type NodeServiceServer interface {
 	// DrainNode drains a node in Slurm with the operator's reason. It never
 	// overwrites a drain that sopilot does not own.
 	DrainNode(context.Context, *DrainNodeRequest) (*DrainNodeResponse, error)
-	// UndrainNode resumes a node that sopilot drained.
+	// UndrainNode resumes a node that sopilot drained. A node with open
+	// hardware incidents is refused (FAILED_PRECONDITION, naming them)
+	// unless `force` is set.
 	UndrainNode(context.Context, *UndrainNodeRequest) (*UndrainNodeResponse, error)
 	// RunNodeCheck runs an active check (e.g. NCCL all_reduce_perf) on a node.
 	RunNodeCheck(context.Context, *RunNodeCheckRequest) (*RunNodeCheckResponse, error)
-	// ListIncidents lists health incidents, per node or per run.
+	// ListIncidents lists health incidents, per node or per run. A node that
+	// neither Slurm nor an agent knows, and that has no incidents on record,
+	// is NOT_FOUND.
 	ListIncidents(context.Context, *ListIncidentsRequest) (*ListIncidentsResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
