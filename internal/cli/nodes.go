@@ -599,7 +599,11 @@ prefix. A drain that sopilot does not own is never overwritten.
 			if err != nil {
 				return o.opError("drain node "+args[0], "node drains", err)
 			}
-			return printNodeResult(a, resp.GetNode(), "drained "+args[0]+" (running jobs finish; no new ones start)")
+			done := "drained " + args[0] + " (running jobs finish; no new ones start)"
+			if !slurmDrained(resp.GetNode()) {
+				done = "drain of " + args[0] + " recorded, but Slurm does not show it drained (a controller in --remediation dry-run records drains without making them)"
+			}
+			return printNodeResult(a, resp.GetNode(), done)
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, shown in Slurm (required)")
@@ -638,7 +642,11 @@ be there. --force resumes it anyway, with a warning naming the incidents.
 			for _, inc := range resp.GetOverriddenIncidents() {
 				fmt.Fprintf(a.env.Stderr, "sopilot: warning: %s resumed with open hardware incident %s: %s (--force)\n", args[0], inc.GetId(), inc.GetSummary())
 			}
-			return printNodeResult(a, resp.GetNode(), "resumed "+args[0])
+			done := "resumed " + args[0]
+			if slurmDrained(resp.GetNode()) {
+				done = "undrain of " + args[0] + " recorded, but Slurm still shows it drained (a controller in --remediation dry-run records undrains without making them)"
+			}
+			return printNodeResult(a, resp.GetNode(), done)
 		},
 	}
 	cmd.Flags().BoolVar(&skip, "skip-verification", false, "resume without the verification check")
@@ -649,6 +657,12 @@ be there. --force resumes it anyway, with a warning naming the incidents.
 // printNodeResult prints what drain/undrain did: a line for people, with
 // Slurm's state (the controller reads it again after the operation), the
 // Node for scripts.
+// slurmDrained reports whether Slurm's state of the node carries DRAIN
+// (DRAIN, DRAINING, DRAINED or a +DRAIN flag).
+func slurmDrained(n *apipb.Node) bool {
+	return strings.Contains(strings.ToUpper(n.GetSlurmState()), "DRAIN")
+}
+
 func printNodeResult(a *app, n *apipb.Node, done string) error {
 	if a.json() {
 		return writeProto(a.env.Stdout, a.root.output, n)

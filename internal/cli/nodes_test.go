@@ -175,6 +175,9 @@ func (f *fakeNodes) DrainNode(_ context.Context, req *apipb.DrainNodeRequest) (*
 	if err := f.record(req); err != nil {
 		return nil, err
 	}
+	if req.GetName() == "worker-dry" { // a controller in --remediation dry-run changes nothing
+		return &apipb.DrainNodeResponse{Node: &apipb.Node{Name: req.GetName(), SlurmState: "IDLE"}}, nil
+	}
 	return &apipb.DrainNodeResponse{Node: &apipb.Node{Name: req.GetName(), SlurmState: "DRAIN", SlurmReason: "sopilot: " + req.GetReason()}}, nil
 }
 
@@ -188,6 +191,9 @@ func (f *fakeNodes) UndrainNode(_ context.Context, req *apipb.UndrainNodeRequest
 			return nil, status.Error(codes.FailedPrecondition, "node worker-3 has 1 open hardware incident(s): i-79 (xid 79 (drain) on gpu3); the fault may still be there: fix or replace the machine, or set force to resume anyway")
 		}
 		overridden = []*apipb.Incident{{Id: "i-79", Node: "worker-3", Summary: "xid 79 (drain) on gpu3"}}
+	}
+	if req.GetName() == "worker-dry" {
+		return &apipb.UndrainNodeResponse{Node: &apipb.Node{Name: req.GetName(), SlurmState: "IDLE+DRAIN"}}, nil
 	}
 	return &apipb.UndrainNodeResponse{Node: &apipb.Node{Name: req.GetName(), SlurmState: "IDLE"}, OverriddenIncidents: overridden}, nil
 }
@@ -287,6 +293,16 @@ func TestNodeOps(t *testing.T) {
 	}
 	if want := (&apipb.UndrainNodeRequest{Name: "worker-0"}); !proto.Equal(last(), want) {
 		t.Errorf("undrain sent %v, want %v", last(), want)
+	}
+	// A dry-run controller records the operation but Slurm is unchanged:
+	// never claim it was done.
+	r = run("node", "undrain", "worker-dry")
+	if want := "undrain of worker-dry recorded, but Slurm still shows it drained (a controller in --remediation dry-run records undrains without making them), Slurm state IDLE+DRAIN\n"; r.code != ExitOK || r.stdout != want {
+		t.Errorf("undrain in dry-run: exit %d\n%q%s", r.code, r.stdout, r.stderr)
+	}
+	r = run("node", "drain", "worker-dry", "--reason", "look")
+	if want := "drain of worker-dry recorded, but Slurm does not show it drained (a controller in --remediation dry-run records drains without making them), Slurm state IDLE\n"; r.code != ExitOK || r.stdout != want {
+		t.Errorf("drain in dry-run: exit %d\n%q%s", r.code, r.stdout, r.stderr)
 	}
 	r = run("node", "drain", "worker-0", "--reason", "XID 79", "-o", "yaml")
 	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "name: worker-0\nslurmState: DRAIN\nslurmReason: 'sopilot: XID 79'\n") {
