@@ -169,8 +169,14 @@ func Decode(r io.Reader) (*Set, error) {
 		if uint64(len(s.ids))+l > math.MaxUint32 {
 			return nil, fmt.Errorf("%w: sample ids exceed 4 GiB", ErrCorrupt)
 		}
+		if !s.indexed && !s.followsBytes(id) {
+			s.buildIndex() // the first id out of order
+		}
 		s.ids = append(s.ids, id...)
 		s.idEnds = append(s.idEnds, uint32(len(s.ids)))
+		if !s.indexed {
+			continue // ascending ids are unique
+		}
 		if first, dup := s.index.insert(s, i); dup {
 			return nil, fmt.Errorf("%w: sample %d repeats the id of sample %d", ErrCorrupt, i, first)
 		}
