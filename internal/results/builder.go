@@ -451,11 +451,14 @@ func (b *Builder) reserve(n int) {
 	if n <= 0 {
 		return
 	}
-	s.idEnds = slices.Grow(s.idEnds, n)
+	// At least double (within MaxSamples): batch after batch, growing by
+	// exactly n would copy the columns once a batch.
+	more := max(n, min(s.Len(), b.lim.MaxSamples-s.Len()))
+	s.idEnds = slices.Grow(s.idEnds, more)
 	if s.indexed {
 		s.index.reserve(s, s.Len()+n)
 	}
 	for j := range s.columns {
-		s.columns[j] = slices.Grow(s.columns[j], n)
+		s.columns[j] = slices.Grow(s.columns[j], more)
 	}
 }
