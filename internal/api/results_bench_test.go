@@ -237,7 +237,13 @@ func TestWriteUploadBenchmarkData(t *testing.T) {
 	if dir == "" {
 		t.Skip("set SOPILOT_UPLOAD_BENCH_DATA=<dir> to write the benchmark data")
 	}
-	for name, r := range map[string]benchRun{"baseline": makeBenchRun(benchSamples, 0), "candidate": makeBenchRun(benchSamples, 3)} {
+	writeBenchFiles(t, dir, map[string]benchRun{"baseline": makeBenchRun(benchSamples, 0), "candidate": makeBenchRun(benchSamples, 3)})
+}
+
+// writeBenchFiles writes each run as dir/<name>.jsonl.
+func writeBenchFiles(t testing.TB, dir string, runs map[string]benchRun) {
+	t.Helper()
+	for name, r := range runs {
 		b := results.NewBuilder(results.Limits{})
 		err := b.AddColumns(results.Columns{IDs: r.ids, Metrics: []results.Column{
 			{Name: "correct", Values: r.correct}, {Name: "loss", Values: r.loss}, {Name: "score", Values: r.score, Absent: nanPositions(r.score)},
