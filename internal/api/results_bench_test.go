@@ -237,7 +237,13 @@ func TestWriteUploadBenchmarkData(t *testing.T) {
 	if dir == "" {
 		t.Skip("set SOPILOT_UPLOAD_BENCH_DATA=<dir> to write the benchmark data")
 	}
-	for name, r := range map[string]benchRun{"baseline": makeBenchRun(benchSamples, 0), "candidate": makeBenchRun(benchSamples, 3)} {
+	writeBenchFiles(t, dir, map[string]benchRun{"baseline": makeBenchRun(benchSamples, 0), "candidate": makeBenchRun(benchSamples, 3)})
+}
+
+// writeBenchFiles writes each run as dir/<name>.jsonl.
+func writeBenchFiles(t testing.TB, dir string, runs map[string]benchRun) {
+	t.Helper()
+	for name, r := range runs {
 		b := results.NewBuilder(results.Limits{})
 		err := b.AddColumns(results.Columns{IDs: r.ids, Metrics: []results.Column{
 			{Name: "correct", Values: r.correct}, {Name: "loss", Values: r.loss}, {Name: "score", Values: r.score, Absent: nanPositions(r.score)},
@@ -271,4 +277,46 @@ func nanPositions(xs []float64) []uint32 {
 		}
 	}
 	return out
+}
+
+// BenchmarkCompareRuns1M times CompareRuns alone on two stored runs of
+// 1,000,000 samples (uploaded once, before the timer), through the same
+// loopback socket: the end-to-end benchmark's two metrics, and all three
+// ("score" is absent for every tenth sample, so 900,000 are shared),
+// default options (10,000 resamples).
+//
+//	go test -run '^$' -bench CompareRuns1M -benchtime 3x -count 5 ./internal/api/
+func BenchmarkCompareRuns1M(b *testing.B) {
+	rs := serveResultsWith(b, resultsServerOptions{tcp: true, sync: true})
+	ctx := context.Background()
+	baseID, candID := rs.createRun(b), rs.createRun(b)
+	if n, err := sendChunks(ctx, rs.client, makeBenchRun(benchSamples, 0).columnChunks(baseID)); err != nil || n != benchSamples {
+		b.Fatalf("baseline: %d samples, %v", n, err)
+	}
+	if n, err := sendChunks(ctx, rs.client, makeBenchRun(benchSamples, 3).columnChunks(candID)); err != nil || n != benchSamples {
+		b.Fatalf("candidate: %d samples, %v", n, err)
+	}
+	correct := &apipb.MetricSpec{Name: "correct", Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER}
+	loss := &apipb.MetricSpec{Name: "loss", Direction: apipb.Direction_DIRECTION_LOWER_IS_BETTER}
+	score := &apipb.MetricSpec{Name: "score", Direction: apipb.Direction_DIRECTION_HIGHER_IS_BETTER}
+	for _, tc := range []struct {
+		name    string
+		metrics []*apipb.MetricSpec
+	}{
+		{"metrics=2", []*apipb.MetricSpec{correct, loss}},
+		{"metrics=3", []*apipb.MetricSpec{correct, loss, score}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			runtime.GC()
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := rs.compare.CompareRuns(ctx, &apipb.CompareRunsRequest{
+					BaselineRunId: baseID, CandidateRunId: candID, Seed: 1, Metrics: tc.metrics,
+				})
+				if err != nil || resp.GetVerdict() != apipb.Verdict_VERDICT_IMPROVED {
+					b.Fatalf("CompareRuns: %v, verdict %v", err, resp.GetVerdict())
+				}
+			}
+		})
+	}
 }

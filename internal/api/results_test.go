@@ -37,6 +37,18 @@ import (
 type resultsSlurm struct {
 	mu   sync.Mutex
 	next int
+	// completed jobs report COMPLETED; every other job PENDING.
+	completed map[string]bool
+}
+
+// complete makes job id report COMPLETED from now on.
+func (f *resultsSlurm) complete(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.completed == nil {
+		f.completed = map[string]bool{}
+	}
+	f.completed[id] = true
 }
 
 func (f *resultsSlurm) Name() string { return "fake" }
@@ -49,9 +61,15 @@ func (f *resultsSlurm) Submit(context.Context, scheduler.JobSpec) (string, error
 }
 
 func (f *resultsSlurm) Jobs(_ context.Context, ids []string) ([]scheduler.JobStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var out []scheduler.JobStatus
 	for _, id := range ids {
-		out = append(out, scheduler.JobStatus{JobID: id, State: "PENDING"})
+		st := scheduler.JobStatus{JobID: id, State: "PENDING"}
+		if f.completed[id] {
+			st.State, st.Reason = "COMPLETED", "None"
+		}
+		out = append(out, st)
 	}
 	return out, nil
 }
@@ -69,6 +87,7 @@ type resultsServer struct {
 	compare apipb.ComparisonServiceClient
 	svc     *controller.Service
 	store   *store.Store
+	slurm   *resultsSlurm
 }
 
 func serveResults(t *testing.T, runs func(*controller.Service) Runs) resultsServer {
@@ -91,7 +110,8 @@ func serveResultsWith(t testing.TB, o resultsServerOptions) resultsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := controller.New(controller.Config{DefaultWorkDir: "/work"}, st, &resultsSlurm{}, logger, nil)
+	sl := &resultsSlurm{}
+	svc := controller.New(controller.Config{DefaultWorkDir: "/work"}, st, sl, logger, nil)
 	var r Runs = svc
 	if o.runs != nil {
 		r = o.runs(svc)
@@ -134,7 +154,7 @@ func serveResultsWith(t testing.TB, o resultsServerOptions) resultsServer {
 			t.Errorf("close store: %v", err)
 		}
 	})
-	return resultsServer{client: apipb.NewRunServiceClient(conn), compare: apipb.NewComparisonServiceClient(conn), svc: svc, store: st}
+	return resultsServer{client: apipb.NewRunServiceClient(conn), compare: apipb.NewComparisonServiceClient(conn), svc: svc, store: st, slurm: sl}
 }
 
 func (rs resultsServer) createRun(t testing.TB) string {

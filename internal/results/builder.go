@@ -73,11 +73,18 @@ func (b *Builder) add(id string, fields []field) *Error {
 	if msg := validateSampleID(id, b.lim.MaxSampleIDBytes); msg != "" {
 		return invalid(rec, "sample_id", "%s", msg)
 	}
-	h := s.index.hash(id)
-	if first, dup := s.index.findHashed(s, id, h); dup {
-		e := invalid(rec, "sample_id", "duplicate sample_id %q, first used by records[%d]", id, first)
-		e.FirstRecord = first
-		return e
+	ascending := !s.indexed && s.follows(id)
+	var h uint64
+	if !ascending {
+		if !s.indexed {
+			s.buildIndex() // the first id out of order
+		}
+		h = s.index.hash(id)
+		if first, dup := s.index.findHashed(s, id, h); dup {
+			e := invalid(rec, "sample_id", "duplicate sample_id %q, first used by records[%d]", id, first)
+			e.FirstRecord = first
+			return e
+		}
 	}
 	present, newMetrics := 0, 0
 	var firstNew string
@@ -151,7 +158,9 @@ func (b *Builder) add(id string, fields []field) *Error {
 		}
 	}
 	b.cols = cols
-	s.index.insertHashed(s, rec, h)
+	if !ascending {
+		s.index.insertHashed(s, rec, h)
+	}
 	return nil
 }
 
@@ -246,6 +255,25 @@ func (x *idIndex) home(h uint64) uint64 { return h >> (64 - x.bits) }
 // find returns the position of id in s.
 func (x *idIndex) find(s *Set, id string) (int, bool) {
 	return x.findHashed(s, id, x.hash(id))
+}
+
+// findBytes is find for an id held as bytes (another set's), without
+// converting it to a string.
+func (x *idIndex) findBytes(s *Set, id []byte) (int, bool) {
+	if len(x.slots) == 0 {
+		return 0, false
+	}
+	h := x.hashBytes(id)
+	mask, tag := uint64(len(x.slots)-1), h>>32
+	for i := x.home(h); ; i = (i + 1) & mask {
+		v := x.slots[i]
+		if v == 0 {
+			return 0, false
+		}
+		if v>>32 == tag && bytes.Equal(s.idBytes(int(uint32(v)-1)), id) {
+			return int(uint32(v) - 1), true
+		}
+	}
 }
 
 func (x *idIndex) findHashed(s *Set, id string, h uint64) (int, bool) {
@@ -423,9 +451,14 @@ func (b *Builder) reserve(n int) {
 	if n <= 0 {
 		return
 	}
-	s.idEnds = slices.Grow(s.idEnds, n)
-	s.index.reserve(s, s.Len()+n)
+	// At least double (within MaxSamples): batch after batch, growing by
+	// exactly n would copy the columns once a batch.
+	more := max(n, min(s.Len(), b.lim.MaxSamples-s.Len()))
+	s.idEnds = slices.Grow(s.idEnds, more)
+	if s.indexed {
+		s.index.reserve(s, s.Len()+n)
+	}
 	for j := range s.columns {
-		s.columns[j] = slices.Grow(s.columns[j], n)
+		s.columns[j] = slices.Grow(s.columns[j], more)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 )
 
 // EncodingVersion is the version byte Encode writes first.
@@ -147,9 +148,12 @@ func Decode(r io.Reader) (*Set, error) {
 	for j, mi := range info.Metrics {
 		s.metrics[j], s.present[j] = mi.Name, mi.Present
 	}
-	// Grow slices as the data arrives rather than trusting the header's
-	// counts for an allocation: a short corrupt input cannot make Decode
-	// allocate much more than its own size.
+	// The ids grow as the data arrives (doubling, so about twice their
+	// size is allocated in all) rather than trusting the header's count
+	// for an allocation: a short corrupt input cannot make Decode allocate
+	// much more than its own size. Once the ids are in, the input has
+	// proved n (at least 2 bytes a sample), and each column is allocated
+	// whole.
 	s.idEnds = make([]uint32, 0, min(n, 1<<16))
 	for i := range n {
 		l, err := d.uvarint()
@@ -169,15 +173,21 @@ func Decode(r io.Reader) (*Set, error) {
 		if uint64(len(s.ids))+l > math.MaxUint32 {
 			return nil, fmt.Errorf("%w: sample ids exceed 4 GiB", ErrCorrupt)
 		}
-		s.ids = append(s.ids, id...)
-		s.idEnds = append(s.idEnds, uint32(len(s.ids)))
+		if !s.indexed && !s.followsBytes(id) {
+			s.buildIndex() // the first id out of order
+		}
+		s.ids = appendDoubling(s.ids, id...)
+		s.idEnds = appendDoubling(s.idEnds, uint32(len(s.ids)))
+		if !s.indexed {
+			continue // ascending ids are unique
+		}
 		if first, dup := s.index.insert(s, i); dup {
 			return nil, fmt.Errorf("%w: sample %d repeats the id of sample %d", ErrCorrupt, i, first)
 		}
 	}
 	s.columns = make([][]float64, m)
 	for j := range m {
-		col := make([]float64, 0, min(n, 1<<16))
+		col := make([]float64, 0, n)
 		present := 0
 		for len(col) < n {
 			k := min(n-len(col), len(d.buf)/8)
@@ -395,4 +405,14 @@ func (d *decoder) sum() uint32 {
 	d.crc = crc32.Update(d.crc, castagnoli, d.buf[d.summed:d.start])
 	d.summed = d.start
 	return d.crc
+}
+
+// appendDoubling is append that at least doubles a full slice's capacity
+// (append grows large slices by a quarter, which allocates five times the
+// final size over a million appends).
+func appendDoubling[T any](s []T, v ...T) []T {
+	if len(s)+len(v) > cap(s) {
+		s = slices.Grow(s, max(len(v), cap(s)))
+	}
+	return append(s, v...)
 }

@@ -18,6 +18,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -234,8 +235,15 @@ var absentBits = math.Float64bits(absent)
 // metric), and run-level metrics. Build one with a Builder, Parse or Decode.
 // A Set is immutable once built and safe for concurrent reads.
 type Set struct {
-	ids     []byte   // every sample id, concatenated
-	idEnds  []uint32 // idEnds[i] is where sample i's id ends in ids
+	ids    []byte   // every sample id, concatenated
+	idEnds []uint32 // idEnds[i] is where sample i's id ends in ids
+	// indexed: index holds every id. While the ids ascend strictly (byte
+	// order; "sample-0000001", "sample-0000002", ... as most evaluation
+	// scripts write them) they are unique by construction and a lookup is
+	// a binary search, so no index is built: that saves hashing every id
+	// on upload and on every read from the store, and 16 bytes a sample.
+	// The first id out of order builds it.
+	indexed bool
 	index   idIndex
 	metrics []string    // sorted, unique
 	columns [][]float64 // columns[j][i]: metric j of sample i
@@ -261,7 +269,85 @@ func (s *Set) idBytes(i int) []byte {
 
 // Index returns the position of the sample with this id.
 func (s *Set) Index(sampleID string) (int, bool) {
+	if !s.indexed {
+		return s.search(sampleID)
+	}
 	return s.index.find(s, sampleID)
+}
+
+// search finds id by binary search; the ids must ascend (!s.indexed).
+func (s *Set) search(id string) (int, bool) {
+	i := sort.Search(s.Len(), func(i int) bool { return string(s.idBytes(i)) >= id })
+	return i, i < s.Len() && string(s.idBytes(i)) == id
+}
+
+// indexBytes is Index for an id held as bytes (another set's).
+func (s *Set) indexBytes(id []byte) (int, bool) {
+	if !s.indexed {
+		return s.search(string(id))
+	}
+	return s.index.findBytes(s, id)
+}
+
+// follows reports whether id sorts strictly after the last id of s (true
+// for an empty s): then it is new, and the ids still ascend.
+func (s *Set) follows(id string) bool {
+	n := s.Len()
+	return n == 0 || id > string(s.idBytes(n-1))
+}
+
+// followsBytes is follows for an id held as bytes.
+func (s *Set) followsBytes(id []byte) bool {
+	n := s.Len()
+	return n == 0 || string(id) > string(s.idBytes(n-1))
+}
+
+// buildIndex indexes every id of s; they must be unique.
+func (s *Set) buildIndex() {
+	s.index.reserve(s, s.Len())
+	for i := range s.Len() {
+		s.index.insert(s, i)
+	}
+	s.indexed = true
+}
+
+// NoMatch is the position MatchSamples gives a sample the other set lacks.
+const NoMatch = math.MaxUint32
+
+// MatchSamples joins s to o by sample id: pos[i] is the position in o of
+// sample i of s, or NoMatch if o has no sample with its id. When both sets
+// hold the same ids in the same order (two runs scored on one test set,
+// written in the same order, the usual case) it returns nil and same =
+// true without looking up a single id: sample i is sample i. A comparison
+// of several metrics joins once and reuses the answer.
+func (s *Set) MatchSamples(o *Set) (pos []uint32, same bool) {
+	if slices.Equal(s.idEnds, o.idEnds) && string(s.ids) == string(o.ids) {
+		return nil, true
+	}
+	pos = make([]uint32, s.Len())
+	if !s.indexed && !o.indexed {
+		// Both ascend: one merge, no lookups.
+		k := 0
+		for i := range pos {
+			id := s.idBytes(i)
+			for k < o.Len() && string(o.idBytes(k)) < string(id) {
+				k++
+			}
+			pos[i] = NoMatch
+			if k < o.Len() && string(o.idBytes(k)) == string(id) {
+				pos[i] = uint32(k)
+			}
+		}
+		return pos, false
+	}
+	for i := range pos {
+		k, ok := o.indexBytes(s.idBytes(i))
+		if !ok {
+			k = NoMatch
+		}
+		pos[i] = uint32(k)
+	}
+	return pos, false
 }
 
 // Metrics returns the per-sample metric names, sorted.

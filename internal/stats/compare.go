@@ -320,11 +320,15 @@ func ComparePaired(ctx context.Context, baseline, candidate []float64, dir Direc
 	if c.Candidate, err = summarize("candidate", candidate); err != nil {
 		return Comparison{}, err
 	}
-	if c.Deltas, err = summarize("deltas", deltas); err != nil {
-		return Comparison{}, err
-	}
+	// The deltas are sorted once, as Wilcoxon's two halves; their
+	// quantiles come from the same arrays.
+	pos, neg := signedMagnitudes(deltas)
 	mean, ss := meanAndSS(deltas)
-	if math.IsInf(ss, 0) || math.IsInf(c.Baseline.Std, 0) {
+	if math.IsInf(ss, 0) {
+		return Comparison{}, fmt.Errorf("deltas: variance: %w", ErrOverflow)
+	}
+	c.Deltas = summarizeSorted(n, mean, ss, func(r int) float64 { return sortedDelta(pos, neg, n, r) })
+	if math.IsInf(c.Baseline.Std, 0) {
 		return Comparison{}, fmt.Errorf("paired comparison: %w", ErrOverflow)
 	}
 	c.AbsoluteChange = mean
@@ -334,7 +338,7 @@ func ComparePaired(ctx context.Context, baseline, candidate []float64, dir Direc
 	if err != nil {
 		return Comparison{}, err
 	}
-	w := wilcoxon(deltas, tol)
+	w := wilcoxonRanks(pos, neg, tol)
 	binary := IsBinary(baseline) && IsBinary(candidate)
 	if binary {
 		var b, cc int // baseline-only and candidate-only successes
@@ -461,6 +465,21 @@ func CompareUnpaired(ctx context.Context, baseline, candidate []float64, dir Dir
 	c.Note = fmt.Sprintf("unpaired: %d baseline and %d candidate values, not matched by sample; "+
 		"Welch's t test (unequal variances), Mann–Whitney U beside it, and an independent bootstrap of each run (%v)", nb, nc, dir)
 	return c, nil
+}
+
+// sortedDelta returns the deltas' order statistic r (0 ≤ r < n) from
+// signedMagnitudes' halves: the negative deltas (neg, largest magnitude
+// first), then the zeros, then pos. Negating a magnitude gives back the
+// delta exactly, and after snapTies every zero delta is +0, so this is the
+// sorted deltas, bit for bit.
+func sortedDelta(pos, neg []float64, n, r int) float64 {
+	switch {
+	case r < len(neg):
+		return -neg[len(neg)-1-r]
+	case r < n-len(pos):
+		return 0
+	}
+	return pos[r-(n-len(pos))]
 }
 
 // maxAbs returns max |x| (0 for an empty x).

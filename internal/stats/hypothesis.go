@@ -135,8 +135,23 @@ func welchCI(nb int, vb float64, nc int, vc float64, diff, level float64, df flo
 // |d| values within tol of the smallest value of their group are ties
 // (tol is the comparison's noise tolerance; 0 means exact equality).
 func wilcoxon(d []float64, tol float64) TestResult {
-	pos := make([]float64, 0, len(d))
-	neg := make([]float64, 0, len(d))
+	pos, neg := signedMagnitudes(d)
+	return wilcoxonRanks(pos, neg, tol)
+}
+
+// signedMagnitudes returns the positive values of d and the magnitudes of
+// its negative ones, each sorted ascending (zeros are in neither). They are
+// the deltas sorted, in two halves: ComparePaired takes the deltas'
+// quantiles from them too (sortedDeltas), so the deltas are sorted once.
+func signedMagnitudes(d []float64) (pos, neg []float64) {
+	np := 0
+	for _, v := range d {
+		if v > 0 {
+			np++
+		}
+	}
+	pos = make([]float64, 0, np)
+	neg = make([]float64, 0, len(d)-np)
 	for _, v := range d {
 		switch {
 		case v > 0:
@@ -145,12 +160,17 @@ func wilcoxon(d []float64, tol float64) TestResult {
 			neg = append(neg, -v)
 		}
 	}
+	sortFloat64s(pos)
+	sortFloat64s(neg)
+	return pos, neg
+}
+
+// wilcoxonRanks is wilcoxon on signedMagnitudes' halves.
+func wilcoxonRanks(pos, neg []float64, tol float64) TestResult {
 	n := len(pos) + len(neg)
 	if n == 0 {
 		return TestResult{Name: TestWilcoxon, PValue: 1, Method: "every delta is 0: p = 1 by definition"}
 	}
-	sortFloat64s(pos)
-	sortFloat64s(neg)
 	// Walk both sorted lists as one, rank groups of equal |d|.
 	var (
 		wPlus   float64 // Σ ranks of positive deltas

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -173,5 +174,47 @@ func TestBootstrapHonoursCancellation(t *testing.T) {
 	_, err := CompareUnpaired(ctx, b, c, HigherIsBetter, Options{Resamples: MaxResamples})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v after %v, want the deadline", err, time.Since(start))
+	}
+}
+
+// TestOrderStatsMatchSort: the selection behind Summarize's quantiles of
+// large samples gives the very bits that sorting gives, on shapes that
+// stress it: many ties, 0/1 values, ±0, sorted and reversed input, a few
+// distinct values, extremes.
+func TestOrderStatsMatchSort(t *testing.T) {
+	const n = 3 * radixThreshold
+	r := newRNG(7, 0)
+	shapes := map[string]func(i int) float64{
+		"uniform":      func(int) float64 { return r.uniform()*2 - 1 },
+		"binary":       func(int) float64 { return float64(r.index(2)) },
+		"signed zeros": func(i int) float64 { return []float64{math.Copysign(0, -1), 0, 1, -1}[r.index(4)] },
+		"ascending":    func(i int) float64 { return float64(i) },
+		"descending":   func(i int) float64 { return float64(-i) },
+		"three values": func(int) float64 { return []float64{-2.5, 0.1, 7}[r.index(3)] },
+		"extremes": func(int) float64 {
+			return []float64{-math.MaxFloat64, math.MaxFloat64, math.SmallestNonzeroFloat64}[r.index(3)]
+		},
+		"constant":        func(int) float64 { return 0.3 },
+		"organ pipe":      func(i int) float64 { return float64(min(i, n-i)) },
+		"mostly one, few": func(i int) float64 { return float64(min(1, r.index(1000))) },
+	}
+	for name, gen := range shapes {
+		for _, size := range []int{radixThreshold, n, n + 1, n + 9} {
+			x := make([]float64, size)
+			for i := range x {
+				x[i] = gen(i)
+			}
+			s := slices.Clone(x)
+			sortFloat64s(s)
+			want := [4]float64{s[0], quantileSorted(s, 0.5), quantileSorted(s, 0.9), s[len(s)-1]}
+			var got [4]float64
+			got[0], got[1], got[2], got[3] = orderStats(x)
+			for k := range got {
+				if math.Float64bits(got[k]) != math.Float64bits(want[k]) {
+					t.Errorf("%s, n = %d: order statistics %v, sorting gives %v", name, size, got, want)
+					break
+				}
+			}
+		}
 	}
 }

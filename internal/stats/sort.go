@@ -2,6 +2,7 @@ package stats
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -29,12 +30,7 @@ func sortFloat64s(x []float64) {
 	tmp := make([]uint64, n)
 	var counts [passes][buckets]int
 	for i, v := range x {
-		k := math.Float64bits(v)
-		if k>>63 == 1 {
-			k = ^k // negative: reverse the order of the magnitude bits
-		} else {
-			k |= 1 << 63
-		}
+		k := floatKey(v)
 		keys[i] = k
 		for p := range passes {
 			counts[p][(k>>(p*digitBits))&(buckets-1)]++
@@ -58,11 +54,63 @@ func sortFloat64s(x []float64) {
 		keys, tmp = tmp, keys
 	}
 	for i, k := range keys {
-		if k>>63 == 1 {
-			k &^= 1 << 63
-		} else {
-			k = ^k
-		}
-		x[i] = math.Float64frombits(k)
+		x[i] = keyFloat(k)
 	}
+}
+
+// floatKey maps a float64 (not NaN) to a uint64 whose order is the
+// float's, with −0 before +0.
+func floatKey(v float64) uint64 {
+	k := math.Float64bits(v)
+	if k>>63 == 1 {
+		return ^k // negative: reverse the order of the magnitude bits
+	}
+	return k | 1<<63
+}
+
+// keyFloat inverts floatKey.
+func keyFloat(k uint64) float64 {
+	if k>>63 == 1 {
+		return math.Float64frombits(k &^ (1 << 63))
+	}
+	return math.Float64frombits(^k)
+}
+
+// selectKeys reorders a so that a[k] is the key of rank k, every key
+// before it ≤ a[k] and every key after it ≥ a[k] (quickselect, 0 ≤ k <
+// len(a)). Three-way partitioning keeps many equal keys (0/1 metrics)
+// linear; a depth limit falls back to sorting, so the worst case is
+// O(n log n).
+func selectKeys(a []uint64, k int) {
+	lo, hi := 0, len(a)
+	for depth := 2 * bits.Len(uint(len(a))); hi-lo > 16; depth-- {
+		if depth == 0 {
+			break
+		}
+		x, y, z := a[lo], a[lo+(hi-lo)/2], a[hi-1]
+		p := max(min(x, y), min(max(x, y), z)) // median of three
+		lt, i, gt := lo, lo, hi
+		for i < gt {
+			switch v := a[i]; {
+			case v < p:
+				a[lt], a[i] = v, a[lt]
+				lt++
+				i++
+			case v > p:
+				gt--
+				a[gt], a[i] = v, a[gt]
+			default:
+				i++
+			}
+		}
+		switch {
+		case k < lt:
+			hi = lt
+		case k >= gt:
+			lo = gt
+		default:
+			return // a[lt:gt] all equal the pivot, a[k] among them
+		}
+	}
+	slices.Sort(a[lo:hi])
 }
