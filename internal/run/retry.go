@@ -320,7 +320,7 @@ func (r *Run) BeginRetry(cause Cause, faulty []string, incidentID string, endSta
 	r.State, r.SlurmState, r.SlurmJobID, r.NodeList = StatePending, "", "", ""
 	r.ExitCode, r.ExitSignal = 0, 0
 	r.SubmitTime, r.StartTime, r.EndTime, r.SubmitBegan = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	r.Checkpoint = nil
+	r.Checkpoint, r.AttemptIncidentIDs = nil, nil
 	r.AttemptTime = now
 	r.NotBefore = now.Add(wait)
 	var why strings.Builder

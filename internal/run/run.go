@@ -114,6 +114,9 @@ type Progress struct {
 	ETA              time.Duration      `json:"eta,omitempty"`
 	UpdateTime       time.Time          `json:"update_time"`
 	Metrics          map[string]float64 `json:"metrics,omitempty"`
+	// Checkpoint is the newest checkpoint among the lines of this update
+	// (nil when none); the run keeps it as Run.Checkpoint.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 }
 
 // Usage is what a run's jobs did with their GPUs, aggregated by the
@@ -160,6 +163,10 @@ type Run struct {
 	// operators and admins write any (auth.RuleFor).
 	Owner string `json:"owner,omitempty"`
 
+	// AttemptIncidentIDs are the incidents attached while the current
+	// attempt ran: the hardware evidence that turns a FAILED job into a
+	// HARDWARE retry rather than the job's own failure.
+	AttemptIncidentIDs []string `json:"attempt_incident_ids,omitempty"`
 	// Attempts are the run's ended attempts, oldest first; the current
 	// attempt is the fields above (see Attempt, AllAttempts).
 	Attempts []Attempt `json:"attempts,omitempty"`
@@ -202,6 +209,7 @@ func (r *Run) Clone() *Run {
 		c.Usage = &u
 	}
 	c.IncidentIDs = append([]string(nil), r.IncidentIDs...)
+	c.AttemptIncidentIDs = append([]string(nil), r.AttemptIncidentIDs...)
 	if r.Spec.Retry != nil {
 		p := *r.Spec.Retry
 		p.Causes = append([]Cause(nil), r.Spec.Retry.Causes...)
