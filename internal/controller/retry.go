@@ -77,7 +77,8 @@ const (
 // before Run.
 func (s *Service) SetRetryGate(g RetryGate) { s.gate = g }
 
-// retryAllowed says whether one more retry may start now, and why not.
+// retryAllowed says whether one more retry may start now, and why not; a
+// retry it allows is counted against the window.
 // Dependency replacements are not retries of a fault and always may.
 // It runs inside store transactions, so it reads only memory: loadRetries
 // fills the window from the store first.
@@ -94,6 +95,8 @@ func (s *Service) retryAllowed(now time.Time) (bool, string) {
 	if len(s.retryTimes) >= s.cfg.RetryBreaker.MaxRetries {
 		return false, fmt.Sprintf("the retry breaker is open: %d retries in the last %s", len(s.retryTimes), s.cfg.RetryBreaker.Window)
 	}
+	// Counted at once: the retries of one poll are decided together.
+	s.retryTimes = append(s.retryTimes, now)
 	return true, ""
 }
 
@@ -124,9 +127,6 @@ func (s *Service) loadRetries(ctx context.Context) {
 func (s *Service) noteRetry(ctx context.Context, r *run.Run) {
 	a := r.Attempts[len(r.Attempts)-1]
 	if a.Cause != run.CauseDependency {
-		s.mu.Lock()
-		s.retryTimes = append(s.retryTimes, r.AttemptTime)
-		s.mu.Unlock()
 		if rs, ok := s.store.(RetryStore); ok {
 			if err := rs.PutRetry(ctx, store.RetryEvent{Time: r.AttemptTime, RunID: r.ID, Attempt: r.Attempt(), Cause: a.Cause.String(), Nodes: a.FaultyNodes}); err != nil {
 				s.log.Warn("log retry", "run_id", r.ID, "err", err)
@@ -238,14 +238,10 @@ func (s *Service) NodeFault(ctx context.Context, node, incidentID string) error 
 	for _, why := range refused {
 		s.log.Warn("run on a faulty node not retried", "node", node, "incident_id", incidentID, "why", why)
 	}
+	// The next jobs first, so the dependants' new jobs can wait on them.
+	err = s.advanceRetries(ctx, changed)
 	s.afterRetries(ctx, changed)
-	var errs []error
-	for _, r := range changed {
-		if err := s.advanceRetry(ctx, r); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // afterRetries logs the retries that began, tells watchers, and replaces
@@ -299,13 +295,10 @@ func (s *Service) replaceDependants(ctx context.Context, retried []*run.Run) err
 	if err != nil {
 		return err
 	}
+	err = s.advanceRetries(ctx, changed)
 	// Their dependants in turn.
 	s.afterRetries(ctx, changed)
-	var errs []error
-	for _, r := range changed {
-		errs = append(errs, s.advanceRetry(ctx, r))
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // reviveDependants gives a new attempt to runs that Slurm ended before

@@ -280,13 +280,11 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 	s.countTransitions(reached...)
 	s.announce(changed)
 	if track {
+		if err := s.advanceRetries(ctx, retried); err != nil {
+			s.log.Warn("start the next attempts", "err", err)
+		}
 		s.afterRetries(ctx, retried)
 		s.reviveDependants(ctx, changed)
-		for _, r := range retried {
-			if err := s.advanceRetry(ctx, r); err != nil && !errors.Is(err, errWaiting) {
-				s.log.Warn("start the next attempt", "run_id", r.ID, "err", err)
-			}
-		}
 	}
 	return changed, res, nil
 }
