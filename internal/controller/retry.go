@@ -132,9 +132,10 @@ func (s *Service) noteRetry(ctx context.Context, r *run.Run) {
 				s.log.Warn("log retry", "run_id", r.ID, "err", err)
 			}
 		}
-		if s.metrics != nil && s.retriesTotal != nil {
+		if s.retriesTotal != nil {
 			s.retriesTotal.WithLabelValues(a.Cause.String()).Inc()
 		}
+		s.countLost(r)
 	}
 	s.log.Info("run retrying", "run_id", r.ID, "attempt", r.Attempt(), "cause", a.Cause.String(), "ended_job", a.SlurmJobID,
 		"faulty_nodes", a.FaultyNodes, "incident_id", a.IncidentID, "not_before", r.NotBefore)

@@ -219,8 +219,8 @@ func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m
 			Help: "Attempts of runs ended by a fault and started again, by cause (HARDWARE, NODE_FAIL, PREEMPTED, EXIT_CODE).",
 		}, []string{"cause"})
 		lostGPUHours = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sopilot_run_lost_gpu_hours_total",
-			Help: "GPU-hours of work lost by ended attempts (run after their last checkpoint), by the cause that ended them.",
+			Name: "sopilot_run_lost_gpu_seconds_total",
+			Help: "GPU time (GPU-seconds) of work lost by ended attempts of runs (what they ran after their last checkpoint), by the cause that ended them.",
 		}, []string{"cause"})
 		for _, c := range []*prometheus.CounterVec{retriesTotal, lostGPUHours} {
 			if err := m.Registry.Register(c); err != nil {

@@ -269,7 +269,6 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 	for _, r := range changed {
 		if retrying[r.ID] {
 			retried = append(retried, r)
-			s.countLost(r)
 		}
 	}
 	if track {
@@ -296,7 +295,7 @@ func (s *Service) countLost(r *run.Run) {
 	}
 	one := &run.Run{Spec: r.Spec, Attempts: r.Attempts[len(r.Attempts)-1:]}
 	for cause, h := range one.ComputeGoodput(r.AttemptTime).LostByCause {
-		s.lostGPUHours.WithLabelValues(cause).Add(h)
+		s.lostGPUHours.WithLabelValues(cause).Add(h * 3600)
 	}
 }
 
