@@ -301,6 +301,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	cfg.Runs.Failpoint = failpoint(getenv(FailpointEnv), logger)
 	c, err := controlplane.New(cfg, logger)
 	var cerr *controlplane.ConfigError
 	if errors.As(err, &cerr) {
@@ -311,4 +312,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintf(stdout, "controller listening on %s\n", c.GRPCAddr())
 	return c.Run(ctx)
+}
+
+// FailpointEnv names a retry step (controller.FailpointRetrySubmitted) at
+// which the controller kills itself with SIGKILL: the crash-safety tests
+// of retries kill the real binary there. Unset in production; the name is
+// deliberately not a flag, so no configuration file or chart can set it.
+const FailpointEnv = "SOPILOT_TEST_FAILPOINT"
+
+func failpoint(name string, logger *slog.Logger) func(string) {
+	if name == "" {
+		return nil
+	}
+	logger.Warn("test failpoint armed: the controller will kill itself at this step", "failpoint", name)
+	return func(at string) {
+		if at != name {
+			return
+		}
+		logger.Warn("failpoint reached; killing the controller", "failpoint", at)
+		p, err := os.FindProcess(os.Getpid())
+		if err == nil {
+			err = p.Signal(os.Kill)
+		}
+		if err != nil {
+			logger.Error("failpoint: kill", "err", err)
+			os.Exit(137)
+		}
+		select {} // the signal takes the process down
+	}
 }

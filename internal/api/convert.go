@@ -34,6 +34,19 @@ func specFromProto(p *apipb.RunSpec) run.Spec {
 		Labels:           p.GetLabels(),
 		ResultsPath:      p.GetResultsPath(),
 	}
+	if rp := p.GetRetry(); rp != nil {
+		s.Retry = &run.RetryPolicy{MaxAttempts: int(rp.GetMaxAttempts()), KeepFaultyNodes: rp.GetKeepFaultyNodes()}
+		for _, c := range rp.GetCauses() {
+			s.Retry.Causes = append(s.Retry.Causes, run.Cause(c)) // same numbering
+		}
+		if d := rp.GetBackoff(); d != nil {
+			if d.CheckValid() != nil {
+				s.Retry.Backoff = -1 // validation names the field
+			} else {
+				s.Retry.Backoff = d.AsDuration()
+			}
+		}
+	}
 	if d := p.GetTimeLimit(); d != nil {
 		// An out-of-range Duration becomes a negative limit, which
 		// validation rejects with the field's name.
@@ -70,6 +83,27 @@ func specToProto(s run.Spec) *apipb.RunSpec {
 	}
 	if s.TimeLimit > 0 {
 		p.TimeLimit = durationpb.New(s.TimeLimit)
+	}
+	if rp := s.Retry; rp != nil {
+		p.Retry = &apipb.RetryPolicy{MaxAttempts: int32(rp.MaxAttempts), KeepFaultyNodes: rp.KeepFaultyNodes}
+		for _, c := range rp.Causes {
+			p.Retry.Causes = append(p.Retry.Causes, apipb.RetryCause(c))
+		}
+		if rp.Backoff > 0 {
+			p.Retry.Backoff = durationpb.New(rp.Backoff)
+		}
+	}
+	return p
+}
+
+func attemptToProto(a run.Attempt) *apipb.RunAttempt {
+	p := &apipb.RunAttempt{
+		Number: int32(a.Number), SlurmJobId: a.SlurmJobID, NodeList: a.NodeList, State: stateToProto(a.State),
+		SubmitTime: ts(a.SubmitTime), StartTime: ts(a.StartTime), EndTime: ts(a.EndTime),
+		Cause: apipb.RetryCause(a.Cause), FaultyNodes: a.FaultyNodes, IncidentId: a.IncidentID,
+	}
+	if c := a.Checkpoint; c != nil {
+		p.CheckpointStep, p.CheckpointPath = c.Step, c.Path
 	}
 	return p
 }
@@ -124,6 +158,18 @@ func runToProto(r *run.Run) *apipb.Run {
 			p.Progress.Eta = durationpb.New(pr.ETA)
 		}
 	}
+	if r.Spec.Retry == nil && r.Attempt() == 1 {
+		return p
+	}
+	for _, a := range r.AllAttempts() {
+		p.Attempts = append(p.Attempts, attemptToProto(a))
+	}
+	// Computed now for a run still going; as stored for one that ended.
+	g := r.ComputeGoodput(time.Now())
+	if r.State.Terminal() && r.Goodput != nil {
+		g = *r.Goodput
+	}
+	p.Goodput = &apipb.RunGoodput{GpuHoursUsed: g.GPUHoursUsed, GpuHoursKept: g.GPUHoursKept, LostGpuHoursByCause: g.LostByCause}
 	return p
 }
 

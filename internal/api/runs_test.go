@@ -222,6 +222,8 @@ func fullProtoSpec() *apipb.RunSpec {
 		DependsOn:        []string{"r-01jdx2k7a8m3q0c4n5p6r7s8t9", "r-01jdx2k7a8m3q0c4n5p6r7s8ta"},
 		Labels:           map[string]string{"team": "llm", "exp": ""},
 		ResultsPath:      "/scratch/ann/results.jsonl",
+		Retry: &apipb.RetryPolicy{MaxAttempts: 3, Causes: []apipb.RetryCause{apipb.RetryCause_RETRY_CAUSE_HARDWARE, apipb.RetryCause_RETRY_CAUSE_EXIT_CODE},
+			KeepFaultyNodes: true, Backoff: durationpb.New(30 * time.Second)},
 	}
 }
 
@@ -242,6 +244,8 @@ func fullDomainSpec() run.Spec {
 		DependsOn:        []string{"r-01jdx2k7a8m3q0c4n5p6r7s8t9", "r-01jdx2k7a8m3q0c4n5p6r7s8ta"},
 		Labels:           map[string]string{"team": "llm", "exp": ""},
 		ResultsPath:      "/scratch/ann/results.jsonl",
+		Retry: &run.RetryPolicy{MaxAttempts: 3, Causes: []run.Cause{run.CauseHardware, run.CauseExitCode},
+			KeepFaultyNodes: true, Backoff: 30 * time.Second},
 	}
 }
 
@@ -714,6 +718,11 @@ func TestRunToProto(t *testing.T) {
 			EnergyJoules: 1.5e6, GPUHours: 32, XIDs: []int32{13, 79}, Samples: 1000, Simulated: true},
 		IncidentIDs: []string{"inc-1", "inc-2"},
 		Owner:       "ann",
+		Attempts: []run.Attempt{{Number: 1, SlurmJobID: "4241", NodeList: "worker-[2-3]", State: run.StateNodeFail,
+			SubmitTime: create, StartTime: create, EndTime: submit, Cause: run.CauseNodeFail, FaultyNodes: []string{"worker-2", "worker-3"},
+			IncidentID: "inc-1", Checkpoint: &run.Checkpoint{Step: 600, Path: "/ckpt/600.pt", Time: create}}},
+		Checkpoint: &run.Checkpoint{Step: 1200, Path: "/ckpt/1200.pt", Time: progressAt},
+		Goodput:    &run.Goodput{GPUHoursUsed: 2, GPUHoursKept: 1.5, LostByCause: map[string]float64{"NODE_FAIL": 0.5}},
 	}
 	fullWant := &apipb.Run{
 		Id:         "r-01jdx2k7a8m3q0c4n5p6r7s8t9",
@@ -738,6 +747,16 @@ func TestRunToProto(t *testing.T) {
 			EnergyJoules: 1.5e6, GpuHours: 32, Xids: []int32{13, 79}, Simulated: true},
 		IncidentIds: []string{"inc-1", "inc-2"},
 		Owner:       "ann",
+		Attempts: []*apipb.RunAttempt{
+			{Number: 1, SlurmJobId: "4241", NodeList: "worker-[2-3]", State: apipb.RunState_RUN_STATE_NODE_FAIL,
+				SubmitTime: timestamppb.New(create), StartTime: timestamppb.New(create), EndTime: timestamppb.New(submit),
+				Cause: apipb.RetryCause_RETRY_CAUSE_NODE_FAIL, FaultyNodes: []string{"worker-2", "worker-3"}, IncidentId: "inc-1",
+				CheckpointStep: 600, CheckpointPath: "/ckpt/600.pt"},
+			{Number: 2, SlurmJobId: "4242", NodeList: "worker-[0-1]", State: apipb.RunState_RUN_STATE_OUT_OF_MEMORY,
+				SubmitTime: timestamppb.New(submit), StartTime: timestamppb.New(start), EndTime: timestamppb.New(end),
+				CheckpointStep: 1200, CheckpointPath: "/ckpt/1200.pt"},
+		},
+		Goodput: &apipb.RunGoodput{GpuHoursUsed: 2, GpuHoursKept: 1.5, LostGpuHoursByCause: map[string]float64{"NODE_FAIL": 0.5}},
 		Progress: &apipb.RunProgress{
 			Step:             1200,
 			TotalSteps:       10000,

@@ -40,9 +40,21 @@ func (s *Service) ApplyProgress(ctx context.Context, updates map[string]run.Prog
 		if !ok || r.State.Terminal() && !run.AcceptsProgress(r.EndTime, now) {
 			return false
 		}
-		if r.Progress != nil && (p.Step < r.Progress.Step || p.UpdateTime.Before(r.Progress.UpdateTime)) {
+		// A later attempt resumes from a checkpoint, so its steps start
+		// below the last attempt's: its progress replaces what the last
+		// one reported, and lines of the attempt that was ended (written
+		// before the retry was decided) are dropped.
+		if r.Attempt() > 1 && p.UpdateTime.Before(r.AttemptTime) {
 			return false
 		}
+		fresh := r.Attempt() > 1 && r.Progress != nil && r.Progress.UpdateTime.Before(r.AttemptTime)
+		if r.Progress != nil && !fresh && (p.Step < r.Progress.Step || p.UpdateTime.Before(r.Progress.UpdateTime)) {
+			return false
+		}
+		if p.Checkpoint != nil {
+			r.Checkpoint = p.Checkpoint
+		}
+		p.Checkpoint = nil
 		r.Progress = &p
 		touch(r, now)
 		return true
@@ -105,6 +117,9 @@ func (s *Service) AttachIncident(ctx context.Context, runIDs []string, incidentI
 			return false
 		}
 		r.IncidentIDs = append(r.IncidentIDs, incidentID)
+		if !r.State.Terminal() || run.AcceptsProgress(r.EndTime, s.cfg.Now()) {
+			r.AttemptIncidentIDs = append(r.AttemptIncidentIDs, incidentID)
+		}
 		touch(r, s.cfg.Now())
 		return true
 	})

@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,6 +62,15 @@ import (
 // CommentPrefix starts the comment of every Slurm job the controller submits.
 const CommentPrefix = "sopilot:run="
 
+// The environment a job learns its attempt from (docs/resilience.md).
+const (
+	// AttemptEnv is the attempt number, from 1.
+	AttemptEnv = "SOPILOT_ATTEMPT"
+	// ResumeEnv is the path of the newest checkpoint any earlier attempt
+	// reported; unset when there is none.
+	ResumeEnv = "SOPILOT_RESUME_FROM"
+)
+
 // Sentinel errors; the API maps them to gRPC codes.
 var (
 	// ErrNotFound: no run with that id.
@@ -72,6 +82,9 @@ var (
 	ErrFailedPrecondition = errors.New("failed precondition")
 	// ErrBusy: the run is being submitted right now; retry shortly.
 	ErrBusy = errors.New("run is being submitted")
+	// errDependencyUnsubmitted: a dependency has no Slurm job yet (being
+	// submitted, or between attempts).
+	errDependencyUnsubmitted = errors.New("dependency has no Slurm job yet")
 )
 
 // Store is the persistence the controller needs (implemented by
@@ -113,6 +126,12 @@ type Config struct {
 	// Usage, when set, gives the GPU usage the node agents saw for a run;
 	// the tracker stores it in the run when it ends.
 	Usage UsageSource
+	// RetryBreaker bounds the retries started across all runs.
+	RetryBreaker RetryBreakerConfig
+	// Failpoint, when set, is called at the named steps of a retry (the
+	// Failpoint* constants). Tests kill the process there; production
+	// leaves it nil.
+	Failpoint func(name string)
 }
 
 func (c *Config) setDefaults() {
@@ -140,6 +159,7 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.RetryBreaker.setDefaults()
 }
 
 // Service is the run controller. Create it with New and start its tracker
@@ -162,12 +182,20 @@ type Service struct {
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // run ids whose submission is under way
+	// The retry breaker's window of retry times, loaded from the store's
+	// retry log on first use; under mu.
+	retryTimes    []time.Time
+	retriesLoaded bool
+	gate          RetryGate
+	retriesTotal  *prometheus.CounterVec
+	lostGPUHours  *prometheus.CounterVec
 }
 
 // New builds a controller. metrics may be nil.
 func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m *metrics.Controller) *Service {
 	cfg.setDefaults()
 	var untrusted prometheus.Counter
+	var retriesTotal, lostGPUHours *prometheus.CounterVec
 	if m != nil {
 		backend = &instrumented{Backend: backend, m: m}
 		untrusted = prometheus.NewCounter(prometheus.CounterOpts{
@@ -186,6 +214,29 @@ func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m
 		for st := run.StatePending; st <= run.StateLost; st++ {
 			m.RunTransitions.WithLabelValues(st.String())
 		}
+		retriesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sopilot_run_retries_total",
+			Help: "Attempts of runs ended by a fault and started again, by cause (HARDWARE, NODE_FAIL, PREEMPTED, EXIT_CODE).",
+		}, []string{"cause"})
+		lostGPUHours = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sopilot_run_lost_gpu_seconds_total",
+			Help: "GPU time (GPU-seconds) of work lost by ended attempts of runs (what they ran after their last checkpoint), by the cause that ended them.",
+		}, []string{"cause"})
+		for _, c := range []*prometheus.CounterVec{retriesTotal, lostGPUHours} {
+			if err := m.Registry.Register(c); err != nil {
+				logger.Error("register retry metrics", "err", err)
+				retriesTotal, lostGPUHours = nil, nil
+				break
+			}
+		}
+		if retriesTotal != nil {
+			for _, c := range run.DefaultCauses {
+				retriesTotal.WithLabelValues(c.String())
+				lostGPUHours.WithLabelValues(c.String())
+			}
+			retriesTotal.WithLabelValues(run.CauseExitCode.String())
+			lostGPUHours.WithLabelValues(run.CauseExitCode.String())
+		}
 	}
 	return &Service{
 		cfg:       cfg,
@@ -198,6 +249,9 @@ func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m
 		inflight:  map[string]struct{}{},
 		untrusted: untrusted,
 		track:     newTracking(),
+
+		retriesTotal: retriesTotal,
+		lostGPUHours: lostGPUHours,
 	}
 }
 
@@ -285,6 +339,9 @@ func (s *Service) submit(ctx context.Context, r *run.Run, deps []string) (*run.R
 		return s.failSubmit(ctx, r, err)
 	}
 	jobID, err := s.backend.Submit(ctx, job)
+	if err == nil && r.Attempt() > 1 && s.cfg.Failpoint != nil {
+		s.cfg.Failpoint(FailpointRetrySubmitted)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, scheduler.ErrRejected):
@@ -311,7 +368,7 @@ func (s *Service) submit(ctx context.Context, r *run.Run, deps []string) (*run.R
 		return nil, err
 	}
 	s.countCreate("created")
-	s.log.Info("run submitted", "run_id", r.ID, "slurm_job_id", jobID)
+	s.log.Info("run submitted", "run_id", r.ID, "slurm_job_id", jobID, "attempt", r.Attempt())
 	return updated, nil
 }
 
@@ -380,7 +437,7 @@ func (s *Service) resolveDependencies(ctx context.Context, ids []string) ([]stri
 		case dep.State.Terminal():
 			return nil, fmt.Errorf("dependency %s ended %s, so this run could never start: %w", id, dep.State, ErrFailedPrecondition)
 		case !dep.Submitted():
-			return nil, fmt.Errorf("dependency %s is not yet accepted by Slurm; retry in a few seconds: %w", id, ErrFailedPrecondition)
+			return nil, fmt.Errorf("dependency %s is not yet accepted by Slurm; retry in a few seconds: %w: %w", id, ErrFailedPrecondition, errDependencyUnsubmitted)
 		default:
 			jobs = append(jobs, dep.SlurmJobID)
 		}
@@ -419,6 +476,12 @@ func (s *Service) Cancel(ctx context.Context, id string) (*run.Run, error) {
 	}
 	if s.isInflight(id) {
 		return nil, fmt.Errorf("run %s: %w; retry in a moment", id, ErrBusy)
+	}
+	if n := len(r.Attempts); !r.Submitted() && n > 0 && r.Attempts[n-1].CancelPending {
+		// Between attempts: the ended attempt's job may still run.
+		if err := s.backend.Cancel(ctx, r.Attempts[n-1].SlurmJobID); err != nil {
+			return nil, fmt.Errorf("cancel run %s (slurm job %s of attempt %d): %w", id, r.Attempts[n-1].SlurmJobID, n, err)
+		}
 	}
 	if !r.Submitted() {
 		updated, err := s.cancelUnsubmitted(ctx, id)
@@ -564,8 +627,9 @@ func jobSpec(r *run.Run, deps []string) (scheduler.JobSpec, error) {
 		TimeLimit:    sp.TimeLimit,
 		WorkDir:      sp.WorkingDirectory,
 		OutputPath:   r.OutputPath,
-		Comment:      CommentPrefix + r.ID,
+		Comment:      run.CommentFor(CommentPrefix, r.ID, r.Attempt()),
 		Dependencies: deps,
+		Exclude:      r.ExcludedNodes(),
 		Environment:  map[string]string{},
 	}
 	for k, v := range sp.Environment {
@@ -574,6 +638,10 @@ func jobSpec(r *run.Run, deps []string) (scheduler.JobSpec, error) {
 	// Tell the job who it is, so scripts and later tools can find their run.
 	job.Environment["SOPILOT_RUN_ID"] = r.ID
 	job.Environment[ProgressEnv] = ProgressPath(r)
+	job.Environment[AttemptEnv] = strconv.Itoa(r.Attempt())
+	if c := r.ResumeCheckpoint(); c != nil {
+		job.Environment[ResumeEnv] = c.Path
+	}
 	script, err := scheduler.RenderScript(job, sp.Argv, sp.Script)
 	if err != nil {
 		return scheduler.JobSpec{}, fmt.Errorf("render batch script: %w", err)

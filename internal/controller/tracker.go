@@ -77,12 +77,17 @@ func (s *Service) Poll(ctx context.Context) error {
 	}
 	s.expireLost()
 	s.pruneTracking(active)
-	var submitted, unconfirmed []*run.Run
+	var submitted, unconfirmed, between []*run.Run
 	for _, r := range active {
 		switch {
 		case r.Submitted():
 			submitted = append(submitted, r)
-		case !s.isInflight(r.ID):
+		case s.isInflight(r.ID):
+		case r.Attempt() > 1 && r.SubmitBegan.IsZero():
+			// Between attempts, nothing handed to Slurm yet: no job of
+			// this attempt can exist, so there is nothing to adopt.
+			between = append(between, r)
+		default:
 			unconfirmed = append(unconfirmed, r)
 		}
 	}
@@ -91,6 +96,9 @@ func (s *Service) Poll(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if err := s.reconcileUnconfirmed(ctx, unconfirmed, listing); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.advanceRetries(ctx, between); err != nil {
 		errs = append(errs, err)
 	}
 	if s.metrics != nil {
@@ -172,7 +180,7 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 	owned := make(map[string]scheduler.JobStatus, len(runs)) // by job id, for pickUpResults
 	for _, r := range runs {
 		if j, ok := byID[r.SlurmJobID]; ok {
-			if j.Comment != "" && j.Comment != CommentPrefix+r.ID {
+			if j.Comment != "" && j.Comment != run.CommentFor(CommentPrefix, r.ID, r.Attempt()) {
 				s.log.Warn("Slurm lists the run's job id for another job; Slurm reused the id", "run_id", r.ID, "slurm_job_id", j.JobID, "comment", j.Comment)
 				continue
 			}
@@ -198,7 +206,7 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 		if !ok {
 			continue
 		}
-		if j.Comment != CommentPrefix+id {
+		if jid, _, ok := run.ParseComment(CommentPrefix, j.Comment); !ok || jid != id {
 			s.log.Debug("job id of a lost run now belongs to another job", "run_id", id, "slurm_job_id", j.JobID, "comment", j.Comment)
 			continue
 		}
@@ -222,7 +230,12 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 	}
 	// Before the states are committed: see pickUpResults.
 	failedPickups := s.pickUpResults(ctx, append(append([]*run.Run(nil), runs...), reviveRecs...), owned)
+	if track {
+		s.loadRetries(ctx)
+	}
 	var reached []run.State
+	var retried []*run.Run
+	retrying := map[string]bool{}
 	changed, err := s.store.UpdateRuns(ctx, updateIDs, func(r *run.Run) bool {
 		prev := r.State
 		var ch bool
@@ -236,16 +249,27 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 			ch = r.MarkLost(lose[r.ID], now)
 		}
 		ch = notePickup(r, failedPickups) || ch
+		if r.State != prev && r.State.Terminal() && track && s.retryOnEnd(r, prev, now) {
+			retrying[r.ID] = true
+			return true
+		}
 		if r.State != prev {
 			reached = append(reached, r.State)
 			if r.State.Terminal() {
 				s.recordUsage(r, r.State != run.StateLost)
+				g := r.ComputeGoodput(now)
+				r.Goodput = &g
 			}
 		}
 		return ch
 	})
 	if err != nil {
 		return nil, res, fmt.Errorf("store %d job states: %w", len(updateIDs), err)
+	}
+	for _, r := range changed {
+		if retrying[r.ID] {
+			retried = append(retried, r)
+		}
 	}
 	if track {
 		for _, r := range changed {
@@ -254,7 +278,25 @@ func (s *Service) refresh(ctx context.Context, runs []*run.Run, track bool) ([]*
 	}
 	s.countTransitions(reached...)
 	s.announce(changed)
+	if track {
+		if err := s.advanceRetries(ctx, retried); err != nil {
+			s.log.Warn("start the next attempts", "err", err)
+		}
+		s.afterRetries(ctx, retried)
+		s.reviveDependants(ctx, changed)
+	}
 	return changed, res, nil
+}
+
+// countLost adds the work lost by the attempt r just ended to the metrics.
+func (s *Service) countLost(r *run.Run) {
+	if s.lostGPUHours == nil || len(r.Attempts) == 0 {
+		return
+	}
+	one := &run.Run{Spec: r.Spec, Attempts: r.Attempts[len(r.Attempts)-1:]}
+	for cause, h := range one.ComputeGoodput(r.AttemptTime).LostByCause {
+		s.lostGPUHours.WithLabelValues(cause).Add(h * 3600)
+	}
 }
 
 // trusted decides whether a listing that came back without error can be
@@ -459,18 +501,31 @@ func (s *Service) reconcileUnconfirmed(ctx context.Context, runs []*run.Run, lis
 	if err != nil {
 		return fmt.Errorf("look for unconfirmed submissions: %w", err)
 	}
+	// Each run's job by run id and attempt: a job of an earlier attempt
+	// (cancelled, still listed for MinJobAge) is never taken for the
+	// current attempt's.
+	type attemptKey struct {
+		id string
+		n  int
+	}
+	byAttempt := make(map[attemptKey]scheduler.JobStatus, len(jobs))
 	byRun := make(map[string]scheduler.JobStatus, len(jobs))
 	listedIDs := make(map[string]bool, len(jobs))
 	for _, j := range jobs {
-		byRun[strings.TrimPrefix(j.Comment, CommentPrefix)] = j
 		listedIDs[j.JobID] = true
+		id, n, ok := run.ParseComment(CommentPrefix, j.Comment)
+		if !ok {
+			continue
+		}
+		byAttempt[attemptKey{id, n}] = j
+		byRun[id] = j
 	}
 	var errs []error
 	// Adopting needs no trust: a listed job is an observation.
 	var missing []*run.Run
 	for _, r := range runs {
-		if j, ok := byRun[r.ID]; ok {
-			s.log.Info("adopting job submitted before a restart", "run_id", r.ID, "slurm_job_id", j.JobID)
+		if j, ok := byAttempt[attemptKey{r.ID, r.Attempt()}]; ok {
+			s.log.Info("adopting job submitted before a restart", "run_id", r.ID, "slurm_job_id", j.JobID, "attempt", r.Attempt())
 			if _, err := s.recordSubmitted(ctx, r.ID, j.JobID); err != nil {
 				errs = append(errs, err)
 			}
@@ -501,7 +556,11 @@ func (s *Service) reconcileUnconfirmed(ctx context.Context, runs []*run.Run, lis
 		}
 	}
 	for _, r := range missing {
-		age := s.cfg.Now().Sub(r.CreateTime)
+		since := r.CreateTime
+		if r.Attempt() > 1 {
+			since = r.SubmitBegan
+		}
+		age := s.cfg.Now().Sub(since)
 		if age >= s.cfg.MinJobAge {
 			now := s.cfg.Now().UTC()
 			updated, err := s.store.UpdateRun(ctx, r.ID, func(x *run.Run) bool {

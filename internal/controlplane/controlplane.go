@@ -247,6 +247,7 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 			return nil, err
 		}
 		late.Monitor = c.monitor
+		c.runs.SetRetryGate(c.monitor)
 	}
 
 	c.grpc, c.health = server.NewGRPC(logger, c.metrics, secOpts...)
@@ -271,6 +272,8 @@ func New(cfg Config, logger *slog.Logger) (_ *Controller, err error) {
 type lateMonitor struct{ *monitor.Monitor }
 
 var (
+	_ monitor.RunFaults     = (*controller.Service)(nil)
+	_ controller.RetryGate  = (*monitor.Monitor)(nil)
 	_ fleet.EventSink       = (*lateMonitor)(nil)
 	_ fleet.Observer        = (*lateMonitor)(nil)
 	_ fleet.ReplacementSink = (*lateMonitor)(nil)

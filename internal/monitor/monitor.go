@@ -107,6 +107,14 @@ type RunIncidents interface {
 	AttachIncident(ctx context.Context, runIDs []string, incidentID string) error
 }
 
+// RunFaults is told of every node remediation took out of service for
+// hardware-class evidence, so runs with a retry policy move away from it
+// (the controller's NodeFault). The monitor finds it on its RunIncidents
+// when that implements it.
+type RunFaults interface {
+	NodeFault(ctx context.Context, node, incidentID string) error
+}
+
 // Monitor turns agent telemetry into verdicts, incidents and remediation.
 type Monitor struct {
 	cfg     Config

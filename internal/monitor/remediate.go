@@ -53,6 +53,7 @@ func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
 		return
 	}
 	var changed []*store.Incident
+	var faults []remediation.Decision
 	acted := false
 	m.mu.Lock()
 	for _, d := range ds {
@@ -69,6 +70,9 @@ func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
 		switch {
 		case d.Kind == remediation.KindDrain && d.Err == nil && id != "":
 			m.drainedFor[d.Node] = id
+			if !d.DryRun && !d.Manual {
+				faults = append(faults, d)
+			}
 		case d.Kind == remediation.KindResume && d.Err == nil, d.Kind == remediation.KindReturned:
 			// A node back from a hand-off is a new node: no drain of
 			// ours is left on it.
@@ -95,6 +99,23 @@ func (m *Monitor) record(ctx context.Context, ds []remediation.Decision) {
 	if acted {
 		m.cfg.RefreshSlurm()
 	}
+	// Runs on a node drained (or handed off) for its evidence end their
+	// attempt there and, with a retry policy, start the next elsewhere.
+	if rf, ok := m.runs.(RunFaults); ok {
+		for _, d := range faults {
+			if err := rf.NodeFault(ctx, d.Node, d.IncidentID); err != nil {
+				m.log.Warn("retry the runs of a drained node", "node", d.Node, "incident_id", d.IncidentID, "err", err)
+			}
+		}
+	}
+}
+
+// RetriesPaused says whether the remediation breaker is open: many nodes
+// failed at once, so runs are not retried onto the rest of the cluster
+// (the controller's RetryGate).
+func (m *Monitor) RetriesPaused() (bool, string) {
+	paused, why, _, ok := m.AutomaticDrains()
+	return ok && paused, why
 }
 
 // Drain is an operator's drain.

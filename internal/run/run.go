@@ -100,6 +100,9 @@ type Spec struct {
 	DependsOn        []string          `json:"depends_on,omitempty"`
 	Labels           map[string]string `json:"labels,omitempty"`
 	ResultsPath      string            `json:"results_path,omitempty"`
+	// Retry, when set, starts the run's job again after a hardware fault,
+	// a node failure or a preemption (docs/resilience.md).
+	Retry *RetryPolicy `json:"retry,omitempty"`
 }
 
 // Progress is the latest training progress a job reported.
@@ -111,6 +114,9 @@ type Progress struct {
 	ETA              time.Duration      `json:"eta,omitempty"`
 	UpdateTime       time.Time          `json:"update_time"`
 	Metrics          map[string]float64 `json:"metrics,omitempty"`
+	// Checkpoint is the newest checkpoint among the lines of this update
+	// (nil when none); the run keeps it as Run.Checkpoint.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 }
 
 // Usage is what a run's jobs did with their GPUs, aggregated by the
@@ -156,6 +162,29 @@ type Run struct {
 	// Submitters write (cancel, report results of) only runs they own;
 	// operators and admins write any (auth.RuleFor).
 	Owner string `json:"owner,omitempty"`
+
+	// AttemptIncidentIDs are the incidents attached while the current
+	// attempt ran: the hardware evidence that turns a FAILED job into a
+	// HARDWARE retry rather than the job's own failure.
+	AttemptIncidentIDs []string `json:"attempt_incident_ids,omitempty"`
+	// Attempts are the run's ended attempts, oldest first; the current
+	// attempt is the fields above (see Attempt, AllAttempts).
+	Attempts []Attempt `json:"attempts,omitempty"`
+	// Checkpoint is the last checkpoint the current attempt's job reported.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+	// AttemptTime is when the current attempt was decided (zero for the
+	// first: CreateTime).
+	AttemptTime time.Time `json:"attempt_time,omitzero"`
+	// NotBefore is when the current attempt's job may be submitted (the
+	// policy's back-off).
+	NotBefore time.Time `json:"not_before,omitzero"`
+	// SubmitBegan is written, for attempts after the first, just before
+	// the job is handed to Slurm: a run with it set and no job id may have
+	// a job in Slurm that only adoption can find; one without it has none.
+	SubmitBegan time.Time `json:"submit_began,omitzero"`
+	// Goodput is the run's GPU time used and kept, computed when an
+	// attempt ends.
+	Goodput *Goodput `json:"goodput,omitempty"`
 }
 
 // Submitted reports whether Slurm has accepted the run's job.
@@ -180,6 +209,32 @@ func (r *Run) Clone() *Run {
 		c.Usage = &u
 	}
 	c.IncidentIDs = append([]string(nil), r.IncidentIDs...)
+	c.AttemptIncidentIDs = append([]string(nil), r.AttemptIncidentIDs...)
+	if r.Spec.Retry != nil {
+		p := *r.Spec.Retry
+		p.Causes = append([]Cause(nil), r.Spec.Retry.Causes...)
+		c.Spec.Retry = &p
+	}
+	if r.Attempts != nil {
+		c.Attempts = make([]Attempt, len(r.Attempts))
+		for i, a := range r.Attempts {
+			a.FaultyNodes = append([]string(nil), a.FaultyNodes...)
+			if a.Checkpoint != nil {
+				cp := *a.Checkpoint
+				a.Checkpoint = &cp
+			}
+			c.Attempts[i] = a
+		}
+	}
+	if r.Checkpoint != nil {
+		cp := *r.Checkpoint
+		c.Checkpoint = &cp
+	}
+	if r.Goodput != nil {
+		g := *r.Goodput
+		g.LostByCause = cloneMap(r.Goodput.LostByCause)
+		c.Goodput = &g
+	}
 	return &c
 }
 

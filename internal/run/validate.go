@@ -144,6 +144,7 @@ func Validate(s Spec, lim Limits) error {
 	validateDependsOn(&vs, s.DependsOn)
 	validateLabels(&vs, s.Labels)
 	validatePath(&vs, "spec.results_path", s.ResultsPath, "file")
+	validateRetry(&vs, s.Retry)
 
 	return vs.err()
 }

@@ -70,6 +70,12 @@ type JobSpec struct {
 	Comment string
 	// Dependencies are Slurm job ids this job waits for (afterok).
 	Dependencies []string
+	// Exclude are node names the job must not run on (--exclude): the
+	// nodes blamed for an earlier attempt of the run. slurmrestd's
+	// v0.0.38 (Slurm 22.05) has no such field ("excluded_nodes" is a
+	// disabled key there); that backend submits without it, and the
+	// node's drain alone keeps the job off it.
+	Exclude []string
 	// Environment is the complete environment of the batch step, on top of
 	// what Slurm itself sets. Nothing from the controller's own environment
 	// leaks into the job.
@@ -170,5 +176,24 @@ func (j JobSpec) Options() []Option {
 	if len(j.Dependencies) > 0 {
 		add("dependency", "afterok:"+strings.Join(j.Dependencies, ":"))
 	}
+	if len(j.Exclude) > 0 {
+		add("exclude", strings.Join(j.Exclude, ","))
+	}
 	return opts
+}
+
+// ValidNodeName reports whether name can be passed to Slurm as one node
+// name in a list: non-empty, at most 64 bytes of letters, digits, '-', '_'
+// and '.' (no list or range syntax).
+func ValidNodeName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

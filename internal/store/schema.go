@@ -10,7 +10,7 @@ import (
 	"github.com/sopilot/sopilot/internal/run"
 )
 
-// The on-disk schema, version 4. Every bucket is top-level; there are no
+// The on-disk schema, version 5. Every bucket is top-level; there are no
 // nested buckets. "seq" is the 8-byte big-endian uint64 that the runs
 // bucket's NextSequence handed out when the run was created: it starts at 1,
 // is never reused, and orders runs by creation, so a cursor walking a bucket
@@ -28,6 +28,7 @@ import (
 //	incidents_by_node  node 0x00 id -> empty (v3)
 //	incidents_by_run   run id 0x00 id -> empty (v3)
 //	slurm_instances    slurm node name -> instance id, raw bytes (v4)
+//	retries      time run id        -> JSON of RetryEvent (v5)
 //
 // nodes holds what must survive a controller restart about each node agent:
 // its boot id and the highest batch sequence made durable, so a resent batch
@@ -38,6 +39,12 @@ import (
 // replaced when it starts (internal/fleet compares the first listing with
 // it). Written only when an id changes; a node listed without one keeps
 // its last.
+// retries logs every retry the controller started (a run's attempt ended
+// by a fault and the next one decided), keyed by the 8-byte big-endian
+// unix nanoseconds of the decision and the run id, so the retry breaker
+// (internal/controller) counts the retries of its window after a restart
+// too. A run's attempts themselves live in its record ("attempts", v5);
+// records written before v5 have none, which reads as one attempt.
 // Incident ids are ULIDs, so each index walks a node's or run's incidents in
 // the order they opened.
 //
@@ -96,6 +103,7 @@ var (
 	bucketIncByNode      = []byte("incidents_by_node")
 	bucketIncByRun       = []byte("incidents_by_run")
 	bucketSlurmInstances = []byte("slurm_instances")
+	bucketRetries        = []byte("retries")
 
 	keySchemaVersion = []byte("schema_version")
 )
@@ -116,6 +124,7 @@ func migrations() []migration {
 		{name: "v2: results", fn: migrateV2},
 		{name: "v3: nodes, incidents, incidents_by_node, incidents_by_run", fn: migrateV3},
 		{name: "v4: slurm_instances", fn: migrateV4},
+		{name: "v5: retries (run records gain attempts)", fn: migrateV5},
 	}
 }
 
@@ -147,6 +156,13 @@ func migrateV3(tx *bolt.Tx) error {
 func migrateV4(tx *bolt.Tx) error {
 	if _, err := tx.CreateBucket(bucketSlurmInstances); err != nil {
 		return fmt.Errorf("create bucket %q: %w", bucketSlurmInstances, err)
+	}
+	return nil
+}
+
+func migrateV5(tx *bolt.Tx) error {
+	if _, err := tx.CreateBucket(bucketRetries); err != nil {
+		return fmt.Errorf("create bucket %q: %w", bucketRetries, err)
 	}
 	return nil
 }

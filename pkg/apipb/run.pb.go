@@ -105,6 +105,75 @@ func (RunState) EnumDescriptor() ([]byte, []int) {
 	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{0}
 }
 
+// Why an attempt of a run ended and the next one began.
+type RetryCause int32
+
+const (
+	RetryCause_RETRY_CAUSE_UNSPECIFIED RetryCause = 0
+	// Remediation drained (or handed off) one of the attempt's nodes for
+	// hardware-class evidence, or the job failed with such evidence on its
+	// nodes while it ran.
+	RetryCause_RETRY_CAUSE_HARDWARE RetryCause = 1
+	// Slurm ended the job NODE_FAIL.
+	RetryCause_RETRY_CAUSE_NODE_FAIL RetryCause = 2
+	// Slurm ended the job PREEMPTED.
+	RetryCause_RETRY_CAUSE_PREEMPTED RetryCause = 3
+	// The job itself failed (non-zero exit, no hardware evidence). Retried
+	// only when the policy names it.
+	RetryCause_RETRY_CAUSE_EXIT_CODE RetryCause = 4
+	// A run this one depends on started a new attempt; this run's job was
+	// replaced by one that waits on the new attempt. Not counted against
+	// max_attempts; never named in a policy.
+	RetryCause_RETRY_CAUSE_DEPENDENCY RetryCause = 5
+)
+
+// Enum value maps for RetryCause.
+var (
+	RetryCause_name = map[int32]string{
+		0: "RETRY_CAUSE_UNSPECIFIED",
+		1: "RETRY_CAUSE_HARDWARE",
+		2: "RETRY_CAUSE_NODE_FAIL",
+		3: "RETRY_CAUSE_PREEMPTED",
+		4: "RETRY_CAUSE_EXIT_CODE",
+		5: "RETRY_CAUSE_DEPENDENCY",
+	}
+	RetryCause_value = map[string]int32{
+		"RETRY_CAUSE_UNSPECIFIED": 0,
+		"RETRY_CAUSE_HARDWARE":    1,
+		"RETRY_CAUSE_NODE_FAIL":   2,
+		"RETRY_CAUSE_PREEMPTED":   3,
+		"RETRY_CAUSE_EXIT_CODE":   4,
+		"RETRY_CAUSE_DEPENDENCY":  5,
+	}
+)
+
+func (x RetryCause) Enum() *RetryCause {
+	p := new(RetryCause)
+	*p = x
+	return p
+}
+
+func (x RetryCause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RetryCause) Descriptor() protoreflect.EnumDescriptor {
+	return file_sopilot_api_v1_run_proto_enumTypes[1].Descriptor()
+}
+
+func (RetryCause) Type() protoreflect.EnumType {
+	return &file_sopilot_api_v1_run_proto_enumTypes[1]
+}
+
+func (x RetryCause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RetryCause.Descriptor instead.
+func (RetryCause) EnumDescriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{1}
+}
+
 // RunSpec is what to run and with which resources. It carries what a batch
 // script's #SBATCH lines carry, plus the command.
 type RunSpec struct {
@@ -157,7 +226,11 @@ type RunSpec struct {
 	Labels map[string]string `protobuf:"bytes,14,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Absolute path of the per-sample results file this run writes, picked up
 	// when it completes. Optional.
-	ResultsPath   string `protobuf:"bytes,15,opt,name=results_path,json=resultsPath,proto3" json:"results_path,omitempty"`
+	ResultsPath string `protobuf:"bytes,15,opt,name=results_path,json=resultsPath,proto3" json:"results_path,omitempty"`
+	// When set, the run's job is started again (a new attempt, a new Slurm
+	// job) after a hardware fault on one of its nodes, a node failure or a
+	// preemption. Optional; see docs/resilience.md.
+	Retry         *RetryPolicy `protobuf:"bytes,16,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -297,6 +370,302 @@ func (x *RunSpec) GetResultsPath() string {
 	return ""
 }
 
+func (x *RunSpec) GetRetry() *RetryPolicy {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+// RetryPolicy says when a run's job is started again.
+type RetryPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Attempts in all, the first included: 2-16.
+	MaxAttempts int32 `protobuf:"varint,1,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// Causes retried; empty means HARDWARE, NODE_FAIL and PREEMPTED (never
+	// the job's own failure unless EXIT_CODE is named). No repeats.
+	Causes []RetryCause `protobuf:"varint,2,rep,packed,name=causes,proto3,enum=sopilot.api.v1.RetryCause" json:"causes,omitempty"`
+	// By default the nodes blamed for a cause are excluded from the next
+	// attempts (--exclude); set to let them be used again.
+	KeepFaultyNodes bool `protobuf:"varint,3,opt,name=keep_faulty_nodes,json=keepFaultyNodes,proto3" json:"keep_faulty_nodes,omitempty"`
+	// Wait before the second attempt is submitted, doubling for each further
+	// one: 0 to 3600 seconds. Optional.
+	Backoff       *durationpb.Duration `protobuf:"bytes,4,opt,name=backoff,proto3" json:"backoff,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryPolicy) Reset() {
+	*x = RetryPolicy{}
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryPolicy) ProtoMessage() {}
+
+func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
+func (*RetryPolicy) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RetryPolicy) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *RetryPolicy) GetCauses() []RetryCause {
+	if x != nil {
+		return x.Causes
+	}
+	return nil
+}
+
+func (x *RetryPolicy) GetKeepFaultyNodes() bool {
+	if x != nil {
+		return x.KeepFaultyNodes
+	}
+	return false
+}
+
+func (x *RetryPolicy) GetBackoff() *durationpb.Duration {
+	if x != nil {
+		return x.Backoff
+	}
+	return nil
+}
+
+// RunAttempt is one attempt of a run: one Slurm job.
+type RunAttempt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. From 1.
+	Number int32 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// Output only. Empty until Slurm accepted the attempt's job.
+	SlurmJobId string `protobuf:"bytes,2,opt,name=slurm_job_id,json=slurmJobId,proto3" json:"slurm_job_id,omitempty"`
+	// Output only.
+	NodeList string `protobuf:"bytes,3,opt,name=node_list,json=nodeList,proto3" json:"node_list,omitempty"`
+	// Output only. The attempt's own state (the run's, for the current one).
+	State RunState `protobuf:"varint,4,opt,name=state,proto3,enum=sopilot.api.v1.RunState" json:"state,omitempty"`
+	// Output only.
+	SubmitTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=submit_time,json=submitTime,proto3" json:"submit_time,omitempty"`
+	// Output only.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Output only.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Output only. Why it ended and the next began; unspecified for the
+	// current attempt.
+	Cause RetryCause `protobuf:"varint,8,opt,name=cause,proto3,enum=sopilot.api.v1.RetryCause" json:"cause,omitempty"`
+	// Output only. The nodes blamed for the cause.
+	FaultyNodes []string `protobuf:"bytes,9,rep,name=faulty_nodes,json=faultyNodes,proto3" json:"faulty_nodes,omitempty"`
+	// Output only. The health incident behind a HARDWARE cause.
+	IncidentId string `protobuf:"bytes,10,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// Output only. The last checkpoint the attempt's job reported.
+	CheckpointStep int64 `protobuf:"varint,11,opt,name=checkpoint_step,json=checkpointStep,proto3" json:"checkpoint_step,omitempty"`
+	// Output only.
+	CheckpointPath string `protobuf:"bytes,12,opt,name=checkpoint_path,json=checkpointPath,proto3" json:"checkpoint_path,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RunAttempt) Reset() {
+	*x = RunAttempt{}
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunAttempt) ProtoMessage() {}
+
+func (x *RunAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunAttempt.ProtoReflect.Descriptor instead.
+func (*RunAttempt) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RunAttempt) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *RunAttempt) GetSlurmJobId() string {
+	if x != nil {
+		return x.SlurmJobId
+	}
+	return ""
+}
+
+func (x *RunAttempt) GetNodeList() string {
+	if x != nil {
+		return x.NodeList
+	}
+	return ""
+}
+
+func (x *RunAttempt) GetState() RunState {
+	if x != nil {
+		return x.State
+	}
+	return RunState_RUN_STATE_UNSPECIFIED
+}
+
+func (x *RunAttempt) GetSubmitTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SubmitTime
+	}
+	return nil
+}
+
+func (x *RunAttempt) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *RunAttempt) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *RunAttempt) GetCause() RetryCause {
+	if x != nil {
+		return x.Cause
+	}
+	return RetryCause_RETRY_CAUSE_UNSPECIFIED
+}
+
+func (x *RunAttempt) GetFaultyNodes() []string {
+	if x != nil {
+		return x.FaultyNodes
+	}
+	return nil
+}
+
+func (x *RunAttempt) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *RunAttempt) GetCheckpointStep() int64 {
+	if x != nil {
+		return x.CheckpointStep
+	}
+	return 0
+}
+
+func (x *RunAttempt) GetCheckpointPath() string {
+	if x != nil {
+		return x.CheckpointPath
+	}
+	return ""
+}
+
+// RunGoodput is what a run did with its GPU time across its attempts.
+type RunGoodput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Output only. GPU time of every attempt (nodes × GPUs per node, each
+	// node counting as one GPU when the run asks for none).
+	GpuHoursUsed float64 `protobuf:"fixed64,1,opt,name=gpu_hours_used,json=gpuHoursUsed,proto3" json:"gpu_hours_used,omitempty"`
+	// Output only. The part whose work survived: the current attempt, and
+	// each ended attempt up to its last checkpoint.
+	GpuHoursKept float64 `protobuf:"fixed64,2,opt,name=gpu_hours_kept,json=gpuHoursKept,proto3" json:"gpu_hours_kept,omitempty"`
+	// Output only. used − kept by the cause that ended the attempts
+	// (RetryCause names without the prefix, e.g. "HARDWARE").
+	LostGpuHoursByCause map[string]float64 `protobuf:"bytes,3,rep,name=lost_gpu_hours_by_cause,json=lostGpuHoursByCause,proto3" json:"lost_gpu_hours_by_cause,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *RunGoodput) Reset() {
+	*x = RunGoodput{}
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunGoodput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunGoodput) ProtoMessage() {}
+
+func (x *RunGoodput) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunGoodput.ProtoReflect.Descriptor instead.
+func (*RunGoodput) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RunGoodput) GetGpuHoursUsed() float64 {
+	if x != nil {
+		return x.GpuHoursUsed
+	}
+	return 0
+}
+
+func (x *RunGoodput) GetGpuHoursKept() float64 {
+	if x != nil {
+		return x.GpuHoursKept
+	}
+	return 0
+}
+
+func (x *RunGoodput) GetLostGpuHoursByCause() map[string]float64 {
+	if x != nil {
+		return x.LostGpuHoursByCause
+	}
+	return nil
+}
+
 // Run is one submission of a RunSpec to Slurm and everything known about it.
 type Run struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -346,14 +715,20 @@ type Run struct {
 	// for runs created in insecure mode or before owners were recorded. A
 	// submitter may cancel or report results only for runs it owns; operators
 	// and admins for any run, including those with no owner.
-	Owner         string `protobuf:"bytes,22,opt,name=owner,proto3" json:"owner,omitempty"`
+	Owner string `protobuf:"bytes,22,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Output only. Every attempt, oldest first, the current one last; set
+	// for runs with a retry policy (and any run with more than one attempt).
+	Attempts []*RunAttempt `protobuf:"bytes,23,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	// Output only. GPU time used and kept across the attempts; set when
+	// attempts is.
+	Goodput       *RunGoodput `protobuf:"bytes,24,opt,name=goodput,proto3" json:"goodput,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[1]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +740,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[1]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +753,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{1}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Run) GetId() string {
@@ -535,6 +910,20 @@ func (x *Run) GetOwner() string {
 	return ""
 }
 
+func (x *Run) GetAttempts() []*RunAttempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+func (x *Run) GetGoodput() *RunGoodput {
+	if x != nil {
+		return x.Goodput
+	}
+	return nil
+}
+
 // RunProgress is the latest line of a run's progress file.
 type RunProgress struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -553,7 +942,7 @@ type RunProgress struct {
 
 func (x *RunProgress) Reset() {
 	*x = RunProgress{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[2]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -565,7 +954,7 @@ func (x *RunProgress) String() string {
 func (*RunProgress) ProtoMessage() {}
 
 func (x *RunProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[2]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -578,7 +967,7 @@ func (x *RunProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunProgress.ProtoReflect.Descriptor instead.
 func (*RunProgress) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{2}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RunProgress) GetStep() int64 {
@@ -648,7 +1037,7 @@ type RunUsage struct {
 
 func (x *RunUsage) Reset() {
 	*x = RunUsage{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[3]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +1049,7 @@ func (x *RunUsage) String() string {
 func (*RunUsage) ProtoMessage() {}
 
 func (x *RunUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[3]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +1062,7 @@ func (x *RunUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUsage.ProtoReflect.Descriptor instead.
 func (*RunUsage) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{3}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RunUsage) GetGpuCount() int32 {
@@ -746,7 +1135,7 @@ type CreateRunRequest struct {
 
 func (x *CreateRunRequest) Reset() {
 	*x = CreateRunRequest{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[4]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +1147,7 @@ func (x *CreateRunRequest) String() string {
 func (*CreateRunRequest) ProtoMessage() {}
 
 func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[4]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +1160,7 @@ func (x *CreateRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunRequest.ProtoReflect.Descriptor instead.
 func (*CreateRunRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{4}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateRunRequest) GetSpec() *RunSpec {
@@ -797,7 +1186,7 @@ type CreateRunResponse struct {
 
 func (x *CreateRunResponse) Reset() {
 	*x = CreateRunResponse{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[5]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +1198,7 @@ func (x *CreateRunResponse) String() string {
 func (*CreateRunResponse) ProtoMessage() {}
 
 func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[5]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +1211,7 @@ func (x *CreateRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRunResponse.ProtoReflect.Descriptor instead.
 func (*CreateRunResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{5}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateRunResponse) GetRun() *Run {
@@ -842,7 +1231,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1243,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1256,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{6}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -886,7 +1275,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1287,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1300,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{7}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -943,7 +1332,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1344,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1357,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{8}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRunsRequest) GetPageSize() int32 {
@@ -1031,7 +1420,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1432,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1445,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{9}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1083,7 +1472,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1484,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1497,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{10}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -1127,7 +1516,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[11]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1528,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[11]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1541,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{11}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelRunResponse) GetRun() *Run {
@@ -1172,7 +1561,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[12]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1573,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[12]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1586,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{12}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1217,7 +1606,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[13]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1618,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[13]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1631,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{13}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchRunResponse) GetRun() *Run {
@@ -1266,7 +1655,7 @@ type GetRunLogsRequest struct {
 
 func (x *GetRunLogsRequest) Reset() {
 	*x = GetRunLogsRequest{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[14]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1667,7 @@ func (x *GetRunLogsRequest) String() string {
 func (*GetRunLogsRequest) ProtoMessage() {}
 
 func (x *GetRunLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[14]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1680,7 @@ func (x *GetRunLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetRunLogsRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{14}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRunLogsRequest) GetRunId() string {
@@ -1325,7 +1714,7 @@ type GetRunLogsResponse struct {
 
 func (x *GetRunLogsResponse) Reset() {
 	*x = GetRunLogsResponse{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[15]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1726,7 @@ func (x *GetRunLogsResponse) String() string {
 func (*GetRunLogsResponse) ProtoMessage() {}
 
 func (x *GetRunLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[15]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1739,7 @@ func (x *GetRunLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetRunLogsResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{15}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetRunLogsResponse) GetData() []byte {
@@ -1373,7 +1762,7 @@ type ResultRecord struct {
 
 func (x *ResultRecord) Reset() {
 	*x = ResultRecord{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[16]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1774,7 @@ func (x *ResultRecord) String() string {
 func (*ResultRecord) ProtoMessage() {}
 
 func (x *ResultRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[16]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1787,7 @@ func (x *ResultRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRecord.ProtoReflect.Descriptor instead.
 func (*ResultRecord) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{16}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResultRecord) GetSampleId() string {
@@ -1433,7 +1822,7 @@ type ReportRunResultsRequest struct {
 
 func (x *ReportRunResultsRequest) Reset() {
 	*x = ReportRunResultsRequest{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[17]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1834,7 @@ func (x *ReportRunResultsRequest) String() string {
 func (*ReportRunResultsRequest) ProtoMessage() {}
 
 func (x *ReportRunResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[17]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1847,7 @@ func (x *ReportRunResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRunResultsRequest.ProtoReflect.Descriptor instead.
 func (*ReportRunResultsRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{17}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReportRunResultsRequest) GetRunId() string {
@@ -1504,7 +1893,7 @@ type ResultColumns struct {
 
 func (x *ResultColumns) Reset() {
 	*x = ResultColumns{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[18]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1905,7 @@ func (x *ResultColumns) String() string {
 func (*ResultColumns) ProtoMessage() {}
 
 func (x *ResultColumns) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[18]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1918,7 @@ func (x *ResultColumns) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultColumns.ProtoReflect.Descriptor instead.
 func (*ResultColumns) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{18}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResultColumns) GetSampleIds() []string {
@@ -1563,7 +1952,7 @@ type ResultColumn struct {
 
 func (x *ResultColumn) Reset() {
 	*x = ResultColumn{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[19]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1964,7 @@ func (x *ResultColumn) String() string {
 func (*ResultColumn) ProtoMessage() {}
 
 func (x *ResultColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[19]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1977,7 @@ func (x *ResultColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultColumn.ProtoReflect.Descriptor instead.
 func (*ResultColumn) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{19}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResultColumn) GetName() string {
@@ -1622,7 +2011,7 @@ type ReportRunResultsResponse struct {
 
 func (x *ReportRunResultsResponse) Reset() {
 	*x = ReportRunResultsResponse{}
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[20]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +2023,7 @@ func (x *ReportRunResultsResponse) String() string {
 func (*ReportRunResultsResponse) ProtoMessage() {}
 
 func (x *ReportRunResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_run_proto_msgTypes[20]
+	mi := &file_sopilot_api_v1_run_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +2036,7 @@ func (x *ReportRunResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRunResultsResponse.ProtoReflect.Descriptor instead.
 func (*ReportRunResultsResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{20}
+	return file_sopilot_api_v1_run_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReportRunResultsResponse) GetSampleCount() int64 {
@@ -1661,7 +2050,7 @@ var File_sopilot_api_v1_run_proto protoreflect.FileDescriptor
 
 const file_sopilot_api_v1_run_proto_rawDesc = "" +
 	"\n" +
-	"\x18sopilot/api/v1/run.proto\x12\x0esopilot.api.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x05\n" +
+	"\x18sopilot/api/v1/run.proto\x12\x0esopilot.api.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x05\n" +
 	"\aRunSpec\x12\x19\n" +
 	"\bjob_name\x18\x01 \x01(\tR\ajobName\x12\x14\n" +
 	"\x05nodes\x18\x02 \x01(\x05R\x05nodes\x12$\n" +
@@ -1680,13 +2069,46 @@ const file_sopilot_api_v1_run_proto_rawDesc = "" +
 	"\n" +
 	"depends_on\x18\r \x03(\tR\tdependsOn\x12;\n" +
 	"\x06labels\x18\x0e \x03(\v2#.sopilot.api.v1.RunSpec.LabelsEntryR\x06labels\x12!\n" +
-	"\fresults_path\x18\x0f \x01(\tR\vresultsPath\x1a>\n" +
+	"\fresults_path\x18\x0f \x01(\tR\vresultsPath\x121\n" +
+	"\x05retry\x18\x10 \x01(\v2\x1b.sopilot.api.v1.RetryPolicyR\x05retry\x1a>\n" +
 	"\x10EnvironmentEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc5\x01\n" +
+	"\vRetryPolicy\x12!\n" +
+	"\fmax_attempts\x18\x01 \x01(\x05R\vmaxAttempts\x122\n" +
+	"\x06causes\x18\x02 \x03(\x0e2\x1a.sopilot.api.v1.RetryCauseR\x06causes\x12*\n" +
+	"\x11keep_faulty_nodes\x18\x03 \x01(\bR\x0fkeepFaultyNodes\x123\n" +
+	"\abackoff\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\abackoff\"\x8a\x04\n" +
+	"\n" +
+	"RunAttempt\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12 \n" +
+	"\fslurm_job_id\x18\x02 \x01(\tR\n" +
+	"slurmJobId\x12\x1b\n" +
+	"\tnode_list\x18\x03 \x01(\tR\bnodeList\x12.\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x18.sopilot.api.v1.RunStateR\x05state\x12;\n" +
+	"\vsubmit_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"submitTime\x129\n" +
+	"\n" +
+	"start_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x120\n" +
+	"\x05cause\x18\b \x01(\x0e2\x1a.sopilot.api.v1.RetryCauseR\x05cause\x12!\n" +
+	"\ffaulty_nodes\x18\t \x03(\tR\vfaultyNodes\x12\x1f\n" +
+	"\vincident_id\x18\n" +
+	" \x01(\tR\n" +
+	"incidentId\x12'\n" +
+	"\x0fcheckpoint_step\x18\v \x01(\x03R\x0echeckpointStep\x12'\n" +
+	"\x0fcheckpoint_path\x18\f \x01(\tR\x0echeckpointPath\"\x8b\x02\n" +
+	"\n" +
+	"RunGoodput\x12$\n" +
+	"\x0egpu_hours_used\x18\x01 \x01(\x01R\fgpuHoursUsed\x12$\n" +
+	"\x0egpu_hours_kept\x18\x02 \x01(\x01R\fgpuHoursKept\x12i\n" +
+	"\x17lost_gpu_hours_by_cause\x18\x03 \x03(\v23.sopilot.api.v1.RunGoodput.LostGpuHoursByCauseEntryR\x13lostGpuHoursByCause\x1aF\n" +
+	"\x18LostGpuHoursByCauseEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xcb\a\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -1719,7 +2141,9 @@ const file_sopilot_api_v1_run_proto_rawDesc = "" +
 	"\bprogress\x18\x13 \x01(\v2\x1b.sopilot.api.v1.RunProgressR\bprogress\x12.\n" +
 	"\x05usage\x18\x14 \x01(\v2\x18.sopilot.api.v1.RunUsageR\x05usage\x12!\n" +
 	"\fincident_ids\x18\x15 \x03(\tR\vincidentIds\x12\x14\n" +
-	"\x05owner\x18\x16 \x01(\tR\x05owner\"\xee\x02\n" +
+	"\x05owner\x18\x16 \x01(\tR\x05owner\x126\n" +
+	"\battempts\x18\x17 \x03(\v2\x1a.sopilot.api.v1.RunAttemptR\battempts\x124\n" +
+	"\agoodput\x18\x18 \x01(\v2\x1a.sopilot.api.v1.RunGoodputR\agoodput\"\xee\x02\n" +
 	"\vRunProgress\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x1f\n" +
 	"\vtotal_steps\x18\x02 \x01(\x03R\n" +
@@ -1821,7 +2245,15 @@ const file_sopilot_api_v1_run_proto_rawDesc = "" +
 	"\x13RUN_STATE_PREEMPTED\x10\t\x12\x1b\n" +
 	"\x17RUN_STATE_OUT_OF_MEMORY\x10\n" +
 	"\x12\x12\n" +
-	"\x0eRUN_STATE_LOST\x10\v2\xd9\x04\n" +
+	"\x0eRUN_STATE_LOST\x10\v*\xb0\x01\n" +
+	"\n" +
+	"RetryCause\x12\x1b\n" +
+	"\x17RETRY_CAUSE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14RETRY_CAUSE_HARDWARE\x10\x01\x12\x19\n" +
+	"\x15RETRY_CAUSE_NODE_FAIL\x10\x02\x12\x19\n" +
+	"\x15RETRY_CAUSE_PREEMPTED\x10\x03\x12\x19\n" +
+	"\x15RETRY_CAUSE_EXIT_CODE\x10\x04\x12\x1a\n" +
+	"\x16RETRY_CAUSE_DEPENDENCY\x10\x052\xd9\x04\n" +
 	"\n" +
 	"RunService\x12P\n" +
 	"\tCreateRun\x12 .sopilot.api.v1.CreateRunRequest\x1a!.sopilot.api.v1.CreateRunResponse\x12G\n" +
@@ -1845,90 +2277,106 @@ func file_sopilot_api_v1_run_proto_rawDescGZIP() []byte {
 	return file_sopilot_api_v1_run_proto_rawDescData
 }
 
-var file_sopilot_api_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sopilot_api_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_sopilot_api_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sopilot_api_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_sopilot_api_v1_run_proto_goTypes = []any{
 	(RunState)(0),                    // 0: sopilot.api.v1.RunState
-	(*RunSpec)(nil),                  // 1: sopilot.api.v1.RunSpec
-	(*Run)(nil),                      // 2: sopilot.api.v1.Run
-	(*RunProgress)(nil),              // 3: sopilot.api.v1.RunProgress
-	(*RunUsage)(nil),                 // 4: sopilot.api.v1.RunUsage
-	(*CreateRunRequest)(nil),         // 5: sopilot.api.v1.CreateRunRequest
-	(*CreateRunResponse)(nil),        // 6: sopilot.api.v1.CreateRunResponse
-	(*GetRunRequest)(nil),            // 7: sopilot.api.v1.GetRunRequest
-	(*GetRunResponse)(nil),           // 8: sopilot.api.v1.GetRunResponse
-	(*ListRunsRequest)(nil),          // 9: sopilot.api.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),         // 10: sopilot.api.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),         // 11: sopilot.api.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),        // 12: sopilot.api.v1.CancelRunResponse
-	(*WatchRunRequest)(nil),          // 13: sopilot.api.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),         // 14: sopilot.api.v1.WatchRunResponse
-	(*GetRunLogsRequest)(nil),        // 15: sopilot.api.v1.GetRunLogsRequest
-	(*GetRunLogsResponse)(nil),       // 16: sopilot.api.v1.GetRunLogsResponse
-	(*ResultRecord)(nil),             // 17: sopilot.api.v1.ResultRecord
-	(*ReportRunResultsRequest)(nil),  // 18: sopilot.api.v1.ReportRunResultsRequest
-	(*ResultColumns)(nil),            // 19: sopilot.api.v1.ResultColumns
-	(*ResultColumn)(nil),             // 20: sopilot.api.v1.ResultColumn
-	(*ReportRunResultsResponse)(nil), // 21: sopilot.api.v1.ReportRunResultsResponse
-	nil,                              // 22: sopilot.api.v1.RunSpec.EnvironmentEntry
-	nil,                              // 23: sopilot.api.v1.RunSpec.LabelsEntry
-	nil,                              // 24: sopilot.api.v1.RunProgress.MetricsEntry
-	nil,                              // 25: sopilot.api.v1.ListRunsRequest.LabelsEntry
-	nil,                              // 26: sopilot.api.v1.ResultRecord.ValuesEntry
-	nil,                              // 27: sopilot.api.v1.ReportRunResultsRequest.RunMetricsEntry
-	(*durationpb.Duration)(nil),      // 28: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 29: google.protobuf.Timestamp
+	(RetryCause)(0),                  // 1: sopilot.api.v1.RetryCause
+	(*RunSpec)(nil),                  // 2: sopilot.api.v1.RunSpec
+	(*RetryPolicy)(nil),              // 3: sopilot.api.v1.RetryPolicy
+	(*RunAttempt)(nil),               // 4: sopilot.api.v1.RunAttempt
+	(*RunGoodput)(nil),               // 5: sopilot.api.v1.RunGoodput
+	(*Run)(nil),                      // 6: sopilot.api.v1.Run
+	(*RunProgress)(nil),              // 7: sopilot.api.v1.RunProgress
+	(*RunUsage)(nil),                 // 8: sopilot.api.v1.RunUsage
+	(*CreateRunRequest)(nil),         // 9: sopilot.api.v1.CreateRunRequest
+	(*CreateRunResponse)(nil),        // 10: sopilot.api.v1.CreateRunResponse
+	(*GetRunRequest)(nil),            // 11: sopilot.api.v1.GetRunRequest
+	(*GetRunResponse)(nil),           // 12: sopilot.api.v1.GetRunResponse
+	(*ListRunsRequest)(nil),          // 13: sopilot.api.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),         // 14: sopilot.api.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),         // 15: sopilot.api.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),        // 16: sopilot.api.v1.CancelRunResponse
+	(*WatchRunRequest)(nil),          // 17: sopilot.api.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),         // 18: sopilot.api.v1.WatchRunResponse
+	(*GetRunLogsRequest)(nil),        // 19: sopilot.api.v1.GetRunLogsRequest
+	(*GetRunLogsResponse)(nil),       // 20: sopilot.api.v1.GetRunLogsResponse
+	(*ResultRecord)(nil),             // 21: sopilot.api.v1.ResultRecord
+	(*ReportRunResultsRequest)(nil),  // 22: sopilot.api.v1.ReportRunResultsRequest
+	(*ResultColumns)(nil),            // 23: sopilot.api.v1.ResultColumns
+	(*ResultColumn)(nil),             // 24: sopilot.api.v1.ResultColumn
+	(*ReportRunResultsResponse)(nil), // 25: sopilot.api.v1.ReportRunResultsResponse
+	nil,                              // 26: sopilot.api.v1.RunSpec.EnvironmentEntry
+	nil,                              // 27: sopilot.api.v1.RunSpec.LabelsEntry
+	nil,                              // 28: sopilot.api.v1.RunGoodput.LostGpuHoursByCauseEntry
+	nil,                              // 29: sopilot.api.v1.RunProgress.MetricsEntry
+	nil,                              // 30: sopilot.api.v1.ListRunsRequest.LabelsEntry
+	nil,                              // 31: sopilot.api.v1.ResultRecord.ValuesEntry
+	nil,                              // 32: sopilot.api.v1.ReportRunResultsRequest.RunMetricsEntry
+	(*durationpb.Duration)(nil),      // 33: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 34: google.protobuf.Timestamp
 }
 var file_sopilot_api_v1_run_proto_depIdxs = []int32{
-	28, // 0: sopilot.api.v1.RunSpec.time_limit:type_name -> google.protobuf.Duration
-	22, // 1: sopilot.api.v1.RunSpec.environment:type_name -> sopilot.api.v1.RunSpec.EnvironmentEntry
-	23, // 2: sopilot.api.v1.RunSpec.labels:type_name -> sopilot.api.v1.RunSpec.LabelsEntry
-	1,  // 3: sopilot.api.v1.Run.spec:type_name -> sopilot.api.v1.RunSpec
-	0,  // 4: sopilot.api.v1.Run.state:type_name -> sopilot.api.v1.RunState
-	29, // 5: sopilot.api.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	29, // 6: sopilot.api.v1.Run.submit_time:type_name -> google.protobuf.Timestamp
-	29, // 7: sopilot.api.v1.Run.start_time:type_name -> google.protobuf.Timestamp
-	29, // 8: sopilot.api.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	29, // 9: sopilot.api.v1.Run.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 10: sopilot.api.v1.Run.progress:type_name -> sopilot.api.v1.RunProgress
-	4,  // 11: sopilot.api.v1.Run.usage:type_name -> sopilot.api.v1.RunUsage
-	28, // 12: sopilot.api.v1.RunProgress.eta:type_name -> google.protobuf.Duration
-	29, // 13: sopilot.api.v1.RunProgress.update_time:type_name -> google.protobuf.Timestamp
-	24, // 14: sopilot.api.v1.RunProgress.metrics:type_name -> sopilot.api.v1.RunProgress.MetricsEntry
-	1,  // 15: sopilot.api.v1.CreateRunRequest.spec:type_name -> sopilot.api.v1.RunSpec
-	2,  // 16: sopilot.api.v1.CreateRunResponse.run:type_name -> sopilot.api.v1.Run
-	2,  // 17: sopilot.api.v1.GetRunResponse.run:type_name -> sopilot.api.v1.Run
-	0,  // 18: sopilot.api.v1.ListRunsRequest.states:type_name -> sopilot.api.v1.RunState
-	25, // 19: sopilot.api.v1.ListRunsRequest.labels:type_name -> sopilot.api.v1.ListRunsRequest.LabelsEntry
-	29, // 20: sopilot.api.v1.ListRunsRequest.create_time_after:type_name -> google.protobuf.Timestamp
-	29, // 21: sopilot.api.v1.ListRunsRequest.create_time_before:type_name -> google.protobuf.Timestamp
-	2,  // 22: sopilot.api.v1.ListRunsResponse.runs:type_name -> sopilot.api.v1.Run
-	2,  // 23: sopilot.api.v1.CancelRunResponse.run:type_name -> sopilot.api.v1.Run
-	2,  // 24: sopilot.api.v1.WatchRunResponse.run:type_name -> sopilot.api.v1.Run
-	26, // 25: sopilot.api.v1.ResultRecord.values:type_name -> sopilot.api.v1.ResultRecord.ValuesEntry
-	17, // 26: sopilot.api.v1.ReportRunResultsRequest.records:type_name -> sopilot.api.v1.ResultRecord
-	27, // 27: sopilot.api.v1.ReportRunResultsRequest.run_metrics:type_name -> sopilot.api.v1.ReportRunResultsRequest.RunMetricsEntry
-	19, // 28: sopilot.api.v1.ReportRunResultsRequest.columns:type_name -> sopilot.api.v1.ResultColumns
-	20, // 29: sopilot.api.v1.ResultColumns.metrics:type_name -> sopilot.api.v1.ResultColumn
-	5,  // 30: sopilot.api.v1.RunService.CreateRun:input_type -> sopilot.api.v1.CreateRunRequest
-	7,  // 31: sopilot.api.v1.RunService.GetRun:input_type -> sopilot.api.v1.GetRunRequest
-	9,  // 32: sopilot.api.v1.RunService.ListRuns:input_type -> sopilot.api.v1.ListRunsRequest
-	11, // 33: sopilot.api.v1.RunService.CancelRun:input_type -> sopilot.api.v1.CancelRunRequest
-	13, // 34: sopilot.api.v1.RunService.WatchRun:input_type -> sopilot.api.v1.WatchRunRequest
-	15, // 35: sopilot.api.v1.RunService.GetRunLogs:input_type -> sopilot.api.v1.GetRunLogsRequest
-	18, // 36: sopilot.api.v1.RunService.ReportRunResults:input_type -> sopilot.api.v1.ReportRunResultsRequest
-	6,  // 37: sopilot.api.v1.RunService.CreateRun:output_type -> sopilot.api.v1.CreateRunResponse
-	8,  // 38: sopilot.api.v1.RunService.GetRun:output_type -> sopilot.api.v1.GetRunResponse
-	10, // 39: sopilot.api.v1.RunService.ListRuns:output_type -> sopilot.api.v1.ListRunsResponse
-	12, // 40: sopilot.api.v1.RunService.CancelRun:output_type -> sopilot.api.v1.CancelRunResponse
-	14, // 41: sopilot.api.v1.RunService.WatchRun:output_type -> sopilot.api.v1.WatchRunResponse
-	16, // 42: sopilot.api.v1.RunService.GetRunLogs:output_type -> sopilot.api.v1.GetRunLogsResponse
-	21, // 43: sopilot.api.v1.RunService.ReportRunResults:output_type -> sopilot.api.v1.ReportRunResultsResponse
-	37, // [37:44] is the sub-list for method output_type
-	30, // [30:37] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	33, // 0: sopilot.api.v1.RunSpec.time_limit:type_name -> google.protobuf.Duration
+	26, // 1: sopilot.api.v1.RunSpec.environment:type_name -> sopilot.api.v1.RunSpec.EnvironmentEntry
+	27, // 2: sopilot.api.v1.RunSpec.labels:type_name -> sopilot.api.v1.RunSpec.LabelsEntry
+	3,  // 3: sopilot.api.v1.RunSpec.retry:type_name -> sopilot.api.v1.RetryPolicy
+	1,  // 4: sopilot.api.v1.RetryPolicy.causes:type_name -> sopilot.api.v1.RetryCause
+	33, // 5: sopilot.api.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
+	0,  // 6: sopilot.api.v1.RunAttempt.state:type_name -> sopilot.api.v1.RunState
+	34, // 7: sopilot.api.v1.RunAttempt.submit_time:type_name -> google.protobuf.Timestamp
+	34, // 8: sopilot.api.v1.RunAttempt.start_time:type_name -> google.protobuf.Timestamp
+	34, // 9: sopilot.api.v1.RunAttempt.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 10: sopilot.api.v1.RunAttempt.cause:type_name -> sopilot.api.v1.RetryCause
+	28, // 11: sopilot.api.v1.RunGoodput.lost_gpu_hours_by_cause:type_name -> sopilot.api.v1.RunGoodput.LostGpuHoursByCauseEntry
+	2,  // 12: sopilot.api.v1.Run.spec:type_name -> sopilot.api.v1.RunSpec
+	0,  // 13: sopilot.api.v1.Run.state:type_name -> sopilot.api.v1.RunState
+	34, // 14: sopilot.api.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	34, // 15: sopilot.api.v1.Run.submit_time:type_name -> google.protobuf.Timestamp
+	34, // 16: sopilot.api.v1.Run.start_time:type_name -> google.protobuf.Timestamp
+	34, // 17: sopilot.api.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	34, // 18: sopilot.api.v1.Run.update_time:type_name -> google.protobuf.Timestamp
+	7,  // 19: sopilot.api.v1.Run.progress:type_name -> sopilot.api.v1.RunProgress
+	8,  // 20: sopilot.api.v1.Run.usage:type_name -> sopilot.api.v1.RunUsage
+	4,  // 21: sopilot.api.v1.Run.attempts:type_name -> sopilot.api.v1.RunAttempt
+	5,  // 22: sopilot.api.v1.Run.goodput:type_name -> sopilot.api.v1.RunGoodput
+	33, // 23: sopilot.api.v1.RunProgress.eta:type_name -> google.protobuf.Duration
+	34, // 24: sopilot.api.v1.RunProgress.update_time:type_name -> google.protobuf.Timestamp
+	29, // 25: sopilot.api.v1.RunProgress.metrics:type_name -> sopilot.api.v1.RunProgress.MetricsEntry
+	2,  // 26: sopilot.api.v1.CreateRunRequest.spec:type_name -> sopilot.api.v1.RunSpec
+	6,  // 27: sopilot.api.v1.CreateRunResponse.run:type_name -> sopilot.api.v1.Run
+	6,  // 28: sopilot.api.v1.GetRunResponse.run:type_name -> sopilot.api.v1.Run
+	0,  // 29: sopilot.api.v1.ListRunsRequest.states:type_name -> sopilot.api.v1.RunState
+	30, // 30: sopilot.api.v1.ListRunsRequest.labels:type_name -> sopilot.api.v1.ListRunsRequest.LabelsEntry
+	34, // 31: sopilot.api.v1.ListRunsRequest.create_time_after:type_name -> google.protobuf.Timestamp
+	34, // 32: sopilot.api.v1.ListRunsRequest.create_time_before:type_name -> google.protobuf.Timestamp
+	6,  // 33: sopilot.api.v1.ListRunsResponse.runs:type_name -> sopilot.api.v1.Run
+	6,  // 34: sopilot.api.v1.CancelRunResponse.run:type_name -> sopilot.api.v1.Run
+	6,  // 35: sopilot.api.v1.WatchRunResponse.run:type_name -> sopilot.api.v1.Run
+	31, // 36: sopilot.api.v1.ResultRecord.values:type_name -> sopilot.api.v1.ResultRecord.ValuesEntry
+	21, // 37: sopilot.api.v1.ReportRunResultsRequest.records:type_name -> sopilot.api.v1.ResultRecord
+	32, // 38: sopilot.api.v1.ReportRunResultsRequest.run_metrics:type_name -> sopilot.api.v1.ReportRunResultsRequest.RunMetricsEntry
+	23, // 39: sopilot.api.v1.ReportRunResultsRequest.columns:type_name -> sopilot.api.v1.ResultColumns
+	24, // 40: sopilot.api.v1.ResultColumns.metrics:type_name -> sopilot.api.v1.ResultColumn
+	9,  // 41: sopilot.api.v1.RunService.CreateRun:input_type -> sopilot.api.v1.CreateRunRequest
+	11, // 42: sopilot.api.v1.RunService.GetRun:input_type -> sopilot.api.v1.GetRunRequest
+	13, // 43: sopilot.api.v1.RunService.ListRuns:input_type -> sopilot.api.v1.ListRunsRequest
+	15, // 44: sopilot.api.v1.RunService.CancelRun:input_type -> sopilot.api.v1.CancelRunRequest
+	17, // 45: sopilot.api.v1.RunService.WatchRun:input_type -> sopilot.api.v1.WatchRunRequest
+	19, // 46: sopilot.api.v1.RunService.GetRunLogs:input_type -> sopilot.api.v1.GetRunLogsRequest
+	22, // 47: sopilot.api.v1.RunService.ReportRunResults:input_type -> sopilot.api.v1.ReportRunResultsRequest
+	10, // 48: sopilot.api.v1.RunService.CreateRun:output_type -> sopilot.api.v1.CreateRunResponse
+	12, // 49: sopilot.api.v1.RunService.GetRun:output_type -> sopilot.api.v1.GetRunResponse
+	14, // 50: sopilot.api.v1.RunService.ListRuns:output_type -> sopilot.api.v1.ListRunsResponse
+	16, // 51: sopilot.api.v1.RunService.CancelRun:output_type -> sopilot.api.v1.CancelRunResponse
+	18, // 52: sopilot.api.v1.RunService.WatchRun:output_type -> sopilot.api.v1.WatchRunResponse
+	20, // 53: sopilot.api.v1.RunService.GetRunLogs:output_type -> sopilot.api.v1.GetRunLogsResponse
+	25, // 54: sopilot.api.v1.RunService.ReportRunResults:output_type -> sopilot.api.v1.ReportRunResultsResponse
+	48, // [48:55] is the sub-list for method output_type
+	41, // [41:48] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_sopilot_api_v1_run_proto_init() }
@@ -1941,8 +2389,8 @@ func file_sopilot_api_v1_run_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sopilot_api_v1_run_proto_rawDesc), len(file_sopilot_api_v1_run_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   27,
+			NumEnums:      2,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

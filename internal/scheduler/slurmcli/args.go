@@ -54,6 +54,11 @@ func checkSpec(job scheduler.JobSpec) error {
 			return bad("dependency %q is not a job id", truncate(d, 40))
 		}
 	}
+	for _, n := range job.Exclude {
+		if !scheduler.ValidNodeName(n) {
+			return bad("excluded node %q is not a node name", truncate(n, 40))
+		}
+	}
 	for k, v := range job.Environment {
 		if !validEnvKey(k) {
 			return bad("environment variable name %q is not valid", truncate(k, 40))

@@ -67,6 +67,7 @@ func seedJob() scheduler.JobSpec {
 		OutputPath:   "/data/run 1/%x-%j.out",
 		Comment:      "sopilot:run-0123",
 		Dependencies: []string{"11", "12"},
+		Exclude:      []string{"worker-3", "worker-5"},
 		Environment:  map[string]string{"WANDB_MODE": "offline", "PATH": "/job/bin:/usr/bin", "QUOTE": `a'b"c $(x)`},
 		Script:       "#!/bin/bash\nsrun python train.py\n",
 	}
@@ -99,6 +100,7 @@ func TestSubmitCommand(t *testing.T) {
 		"--error=/data/run 1/%x-%j.out",
 		"--comment=sopilot:run-0123",
 		"--dependency=afterok:11:12",
+		"--exclude=worker-3,worker-5",
 		"--export=ALL",
 	}
 	if c.path != "/usr/bin/sbatch" || !slices.Equal(c.args, wantArgs) {

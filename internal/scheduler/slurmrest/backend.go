@@ -248,6 +248,10 @@ func (b *Backend) Submit(ctx context.Context, job scheduler.JobSpec) (string, er
 	if err != nil {
 		return "", fmt.Errorf("slurmrest: submit %q: %w", job.Name, err)
 	}
+	if len(job.Exclude) > 0 && !v.dataParser() {
+		b.logger.Warn("slurmrest: this slurmrestd's API cannot exclude nodes; submitting without the exclusion (the nodes' drains keep the job off them)",
+			"name", job.Name, "exclude", job.Exclude)
+	}
 	resp, err := b.do(ctx, http.MethodPost, "job/submit", body)
 	if err != nil {
 		// A job Slurm created despite reporting an error (a non-fatal

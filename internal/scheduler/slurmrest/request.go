@@ -68,6 +68,11 @@ func checkSpec(job scheduler.JobSpec) error {
 			problems = append(problems, fmt.Sprintf("invalid dependency job id %q", d))
 		}
 	}
+	for _, n := range job.Exclude {
+		if !scheduler.ValidNodeName(n) {
+			problems = append(problems, fmt.Sprintf("invalid excluded node name %q", n))
+		}
+	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
 		return fmt.Errorf("%w: invalid job spec: %s", scheduler.ErrRejected, strings.Join(problems, "; "))
@@ -173,6 +178,9 @@ func jobDescNew(job scheduler.JobSpec) map[string]any {
 	}
 	sort.Strings(list)
 	m["environment"] = list
+	if len(job.Exclude) > 0 {
+		m["excluded_nodes"] = job.Exclude
+	}
 	return m
 }
 

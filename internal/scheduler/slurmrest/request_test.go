@@ -87,6 +87,22 @@ func TestSubmitBody(t *testing.T) {
 			want:    `{"job":{"environment":["LANG=C.UTF-8","PATH=/bin"],"script":"#!/bin/sh\n"}}`,
 		},
 		{
+			// Checked on 24.11 (v0.0.42) and 26.05 (v0.0.45): ExcNodeList
+			// is set.
+			name:    "v0.0.42 excluded nodes",
+			version: "v0.0.42",
+			spec:    scheduler.JobSpec{Script: "#!/bin/sh\n", Environment: map[string]string{"PATH": "/bin"}, Exclude: []string{"worker-0", "worker-3"}},
+			want:    `{"job":{"environment":["LANG=C.UTF-8","PATH=/bin"],"excluded_nodes":["worker-0","worker-3"],"script":"#!/bin/sh\n"}}`,
+		},
+		{
+			// 22.05's slurmrestd answers "Disabled key" for
+			// excluded_nodes and "Unknown key" for exclude.
+			name:    "v0.0.38 cannot exclude",
+			version: "v0.0.38",
+			spec:    scheduler.JobSpec{Script: "#!/bin/sh\n", Environment: map[string]string{"PATH": "/bin", "LANG": "C"}, Exclude: []string{"worker-0"}},
+			want:    `{"job":{"environment":{"LANG":"C","PATH":"/bin"}},"script":"#!/bin/sh\n"}`,
+		},
+		{
 			name:    "tasks per node without nodes means one node",
 			version: "v0.0.38",
 			spec:    scheduler.JobSpec{Script: "#!/bin/sh\n", TasksPerNode: 4, Environment: map[string]string{"PATH": "/bin", "LANG": "C"}},
@@ -130,6 +146,7 @@ func TestSubmitBody_RejectsBadSpecs(t *testing.T) {
 		{name: "empty env name", edit: func(s *scheduler.JobSpec) { s.Environment = map[string]string{"": "x"} }},
 		{name: "dependency smuggling a type", edit: func(s *scheduler.JobSpec) { s.Dependencies = []string{"1,afterany:2"} }},
 		{name: "empty dependency", edit: func(s *scheduler.JobSpec) { s.Dependencies = []string{""} }},
+		{name: "excluded node list syntax", edit: func(s *scheduler.JobSpec) { s.Exclude = []string{"worker-[0-1]"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
