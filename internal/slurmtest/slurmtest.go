@@ -34,6 +34,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sopilot/sopilot/internal/testwait"
 )
 
 // Env is where the local cluster is.
@@ -453,4 +455,16 @@ func (e Env) ReplaceNode(ctx context.Context, node, instance string) error {
 		return fmt.Errorf("replace %s with %s: %w: %s", node, instance, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// WaitForOutput waits until the job output file at path contains want,
+// failing the test after d. Slurm reports a job RUNNING before its batch
+// script runs; a test that needs the script itself running (to cancel it
+// mid-flight, say) has the script print a mark and waits for it.
+func WaitForOutput(t testing.TB, path, want string, d time.Duration) {
+	t.Helper()
+	testwait.Within(t, d, fmt.Sprintf("%q in %s", want, path), func() bool {
+		b, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), want)
+	})
 }

@@ -150,8 +150,11 @@ func TestLiveExit3Fails(t *testing.T) {
 
 func TestLiveCancelRunning(t *testing.T) {
 	b, env := liveBackend(t)
-	id := submit(t, b, liveJob(t, env, "#!/bin/sh\nsleep 300\n"))
+	id := submit(t, b, liveJob(t, env, "#!/bin/sh\necho started\nsleep 300\n"))
 	waitFor(t, b, id, 2*time.Minute, func(st scheduler.JobStatus) bool { return st.State == "RUNNING" })
+	// RUNNING comes before the script runs; a job cancelled in between
+	// ends 0:0. Cancel once the script has said it started.
+	slurmtest.WaitForOutput(t, filepath.Join(env.WorkDir, "slurmcli-test-"+id+".out"), "started", time.Minute)
 	if err := b.Cancel(context.Background(), id); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}

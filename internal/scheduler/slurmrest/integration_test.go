@@ -204,13 +204,16 @@ func TestIntegration_ExitCodeAndDependency(t *testing.T) {
 
 func TestIntegration_CancelRunning(t *testing.T) {
 	b, env, prefix := itBackend(t)
-	id := submit(t, b, itSpec(env, prefix, "sleep", "#!/bin/sh\nsleep 300\n"))
+	id := submit(t, b, itSpec(env, prefix, "sleep", "#!/bin/sh\necho started\nsleep 300\n"))
 	waitFor(t, b, id, 3*time.Minute, func(j scheduler.JobStatus) bool {
 		if terminal(j) {
 			t.Fatalf("job %s ended before it was cancelled: %+v", id, j)
 		}
 		return j.State == "RUNNING"
 	})
+	// RUNNING comes before the script runs; a job cancelled in between
+	// ends 0:0. Cancel once the script has said it started.
+	slurmtest.WaitForOutput(t, filepath.Join(env.WorkDir, "slurmrest-it-"+id+".out"), "started", time.Minute)
 	ctx := context.Background()
 	if err := b.Cancel(ctx, id); err != nil {
 		t.Fatalf("Cancel: %v", err)
