@@ -135,7 +135,7 @@ bin/sopilot nodes
 if [ -n "$SOPILOT_SLURM_INSTANCES" ]; then
   echo "-- Slurm's record of worker-0 (slurmd --instance-id, as Soperator starts it) and sopilot's view of it:"
   scontrol show node worker-0 | grep -o 'InstanceId=[^ ]*'
-  bin/sopilot node get worker-0
+  bin/sopilot node get worker-0 | sed -n '1,/^$/p'   # its header; the GPUs and IB ports follow
 fi
 
 step "CreateRun: the seed's job shape, 2 nodes x 8 tasks, --gres=gpu:8"
