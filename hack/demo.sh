@@ -34,7 +34,7 @@ ctl_pid=
 agent_pids=()
 runs=()   # runs submitted in part 2: cancelled if the demo stops early
 keep=${DEMO_KEEP:-0}
-state=/tmp/sopilot-demo.state   # what make demo-down stops
+state_file=/tmp/sopilot-demo.state   # what make demo-down stops
 export SOPILOT_SLURM_VERSION=${SOPILOT_SLURM_VERSION:-24.11}   # every cluster.sh call below
 cleanup() {
   local rc=$? r p
@@ -43,7 +43,7 @@ cleanup() {
   fi
   if [ "$rc" = 0 ] && [ "$keep" = 1 ]; then
     { echo "pids=\"$ctl_pid ${agent_pids[*]}\""; echo "started_cluster=$started_cluster"
-      echo "slurm_version=$SOPILOT_SLURM_VERSION"; } >"$state"
+      echo "slurm_version=$SOPILOT_SLURM_VERSION"; } >"$state_file"
     echo "left running (DEMO_KEEP=1): controller on $SOPILOT_CONTROLLER and ${#agent_pids[@]} agents; try:"
     echo "  export SOPILOT_CONTROLLER=$SOPILOT_CONTROLLER SOPILOT_INSECURE=true; bin/sopilot run list; bin/sopilot nodes"
     echo "make demo-down stops them"
@@ -155,8 +155,8 @@ bin/grpcurl -plaintext -d "$req" "$addr" sopilot.api.v1.RunService/CreateRun | g
 step "WatchRun $run_id until it ends"
 bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/WatchRun |
   grep -E '"(state|slurmState|nodeList|exitCode)"' || true
-state=$(bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/GetRun | jq -r .run.state)
-[ "$state" = RUN_STATE_COMPLETED ] || { echo "run $run_id ended $state, not RUN_STATE_COMPLETED" >&2; exit 1; }
+run_state=$(bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/GetRun | jq -r .run.state)
+[ "$run_state" = RUN_STATE_COMPLETED ] || { echo "run $run_id ended $run_state, not RUN_STATE_COMPLETED" >&2; exit 1; }
 
 step "kill -9 the controller, restart it, read the history back"
 kill -9 "$ctl_pid"; wait "$ctl_pid" 2>/dev/null || true; ctl_pid=
