@@ -88,7 +88,7 @@ demo: ## THE main command: the seed's workflow (save, 2-node DDP training with l
 .PHONY: demo-down
 demo-down: ## stop what `DEMO_KEEP=1 make demo` left running (controller, agents, the cluster if the demo started it)
 	@if [ -f /tmp/sopilot-demo.state ]; then . /tmp/sopilot-demo.state; kill $$pids 2>/dev/null || true; \
-	  if [ "$$started_cluster" = 1 ]; then hack/slurm/cluster.sh down; fi; rm -f /tmp/sopilot-demo.state; echo "demo stopped"; \
+	  if [ "$$started_cluster" = 1 ]; then SOPILOT_SLURM_VERSION=$${slurm_version:-22.05} hack/slurm/cluster.sh down; fi; rm -f /tmp/sopilot-demo.state; echo "demo stopped"; \
 	else echo "no demo left running (DEMO_KEEP=1 make demo leaves one)"; fi
 
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)

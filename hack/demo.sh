@@ -13,6 +13,12 @@
 # DEMO_KEEP=1 leaves the cluster, the controller and the agents running so
 # the history can be queried (SOPILOT_CONTROLLER is printed); make demo-down
 # stops them.
+# Slurm 24.11 by default (SOPILOT_SLURM_VERSION=22.05 or 26.05 picks another
+# version): as on Soperator, slurmd runs with --instance-id, each agent names
+# its machine and the controller maps it to its Slurm node through Slurm's
+# own record. On 24.11 and 26.05 the jobs run inside the cluster's Debian
+# chroot, so Python, PyTorch and scikit-learn are installed there
+# (cluster.sh --packages: once, then cached); on 22.05 on the host.
 # Run as root on Debian. It installs what is missing, starts what it needs and
 # stops what it started; it exits non-zero if any step fails.
 # docs/demo.md walks through it step by step.
@@ -28,14 +34,16 @@ ctl_pid=
 agent_pids=()
 runs=()   # runs submitted in part 2: cancelled if the demo stops early
 keep=${DEMO_KEEP:-0}
-state=/tmp/sopilot-demo.state   # what make demo-down stops
+state_file=/tmp/sopilot-demo.state   # what make demo-down stops
+export SOPILOT_SLURM_VERSION=${SOPILOT_SLURM_VERSION:-24.11}   # every cluster.sh call below
 cleanup() {
   local rc=$? r p
   if [ "$rc" != 0 ] && [ -n "$ctl_pid" ]; then
     for r in "${runs[@]}"; do bin/sopilot run cancel "$r" >/dev/null 2>&1 || true; done
   fi
   if [ "$rc" = 0 ] && [ "$keep" = 1 ]; then
-    { echo "pids=\"$ctl_pid ${agent_pids[*]}\""; echo "started_cluster=$started_cluster"; } >"$state"
+    { echo "pids=\"$ctl_pid ${agent_pids[*]}\""; echo "started_cluster=$started_cluster"
+      echo "slurm_version=$SOPILOT_SLURM_VERSION"; } >"$state_file"
     echo "left running (DEMO_KEEP=1): controller on $SOPILOT_CONTROLLER and ${#agent_pids[@]} agents; try:"
     echo "  export SOPILOT_CONTROLLER=$SOPILOT_CONTROLLER SOPILOT_INSECURE=true; bin/sopilot run list; bin/sopilot nodes"
     echo "make demo-down stops them"
@@ -56,17 +64,25 @@ trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "tools and the local Slurm cluster"
+step "tools and the local Slurm $SOPILOT_SLURM_VERSION cluster"
 py=/usr/bin/python3   # Debian's python3, where python3-torch and python3-sklearn install
 pkgs=()
 command -v jq >/dev/null || pkgs+=(jq)
-$py -c 'import torch, sklearn' 2>/dev/null || pkgs+=(python3-torch python3-sklearn)
+[ -x $py ] || pkgs+=(python3)   # the host's python3 finds free ports
 if [ ${#pkgs[@]} -gt 0 ]; then
-  echo "installing ${pkgs[*]} (python3-torch is large: this takes a few minutes once)"
+  echo "installing ${pkgs[*]} on the host"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 make --no-print-directory tools build >/dev/null
-if ! hack/slurm/cluster.sh status >/dev/null 2>&1; then started_cluster=1; hack/slurm/cluster.sh up >/dev/null; fi
+# What the jobs run, installed where they run (the chroot on 24.11/26.05, the
+# host on 22.05); python3-torch is large: the first time takes minutes.
+job_pkgs="python3 python3-torch python3-sklearn"
+if ! hack/slurm/cluster.sh status >/dev/null 2>&1; then
+  started_cluster=1; hack/slurm/cluster.sh --packages "$job_pkgs" up >/dev/null
+else
+  # Already up (and left up at the end): only the packages, no daemon touched.
+  hack/slurm/cluster.sh --packages "$job_pkgs" packages
+fi
 eval "$(hack/slurm/cluster.sh env)"
 sinfo
 
@@ -116,6 +132,11 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 bin/sopilot nodes
+if [ -n "$SOPILOT_SLURM_INSTANCES" ]; then
+  echo "-- Slurm's record of worker-0 (slurmd --instance-id, as Soperator starts it) and sopilot's view of it:"
+  scontrol show node worker-0 | grep -o 'InstanceId=[^ ]*'
+  bin/sopilot node get worker-0 | sed -n '1,/^$/p'   # its header; the GPUs and IB ports follow
+fi
 
 step "CreateRun: the seed's job shape, 2 nodes x 8 tasks, --gres=gpu:8"
 req=$(cat <<JSON
@@ -134,8 +155,8 @@ bin/grpcurl -plaintext -d "$req" "$addr" sopilot.api.v1.RunService/CreateRun | g
 step "WatchRun $run_id until it ends"
 bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/WatchRun |
   grep -E '"(state|slurmState|nodeList|exitCode)"' || true
-state=$(bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/GetRun | jq -r .run.state)
-[ "$state" = RUN_STATE_COMPLETED ] || { echo "run $run_id ended $state, not RUN_STATE_COMPLETED" >&2; exit 1; }
+run_state=$(bin/grpcurl -plaintext -d "{\"run_id\": \"$run_id\"}" "$addr" sopilot.api.v1.RunService/GetRun | jq -r .run.state)
+[ "$run_state" = RUN_STATE_COMPLETED ] || { echo "run $run_id ended $run_state, not RUN_STATE_COMPLETED" >&2; exit 1; }
 
 step "kill -9 the controller, restart it, read the history back"
 kill -9 "$ctl_pid"; wait "$ctl_pid" 2>/dev/null || true; ctl_pid=

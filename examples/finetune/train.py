@@ -191,6 +191,12 @@ def main():
     host = os.environ.get("SLURMD_NODENAME", socket.gethostname())
     print(f"rank {rank}/{world} local_rank {local_rank} on {host}: backend {backend}, "
           f"master {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}", flush=True)
+    # PyTorch 2.4+ asks for the libuv TCPStore by default, and Debian's
+    # python3-torch (trixie's 2.6) is built without libuv: "use_libuv was
+    # requested but PyTorch was build without libuv support". The classic
+    # store is all a job of this size needs; older PyTorch ignores the
+    # variable. Set only when the caller has not chosen.
+    os.environ.setdefault("USE_LIBUV", "0")
     dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
 
     x_train, y_train, _, x_test, y_test, _ = load_split()

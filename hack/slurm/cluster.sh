@@ -8,6 +8,16 @@
 #   hack/slurm/cluster.sh [--slurm VERSION] env            print export lines:  eval "$(hack/slurm/cluster.sh env)"
 #   hack/slurm/cluster.sh [--slurm VERSION] replace-node NODE INSTANCE
 #                                                          move Slurm node NODE to the "machine" INSTANCE
+#   hack/slurm/cluster.sh [--slurm VERSION] --packages LIST packages
+#                                                          only install LIST where jobs run (see below)
+#
+# --packages LIST (else SOPILOT_SLURM_PACKAGES; space or comma separated
+# Debian package names), with `up` or `packages`: what the cluster's jobs
+# need beyond Slurm, installed where they run: into the chroot for 24.11 and
+# 26.05 (with the chroot's apt, from the same mirror; recorded by a stamp
+# file per package set, so a later `up` with the same set runs no apt), on
+# the host for 22.05 (if missing). `make demo` asks for python3-torch and
+# python3-sklearn this way.
 #
 # VERSION (--slurm, else SOPILOT_SLURM_VERSION, else 22.05):
 #   22.05  Debian 12's packages on the host     state /tmp/sopilot-slurm        ports 6817-6899
@@ -66,15 +76,19 @@ die() { log "error: $*"; exit 1; }
 . "$HERE/versions.sh"
 
 VERSION=${SOPILOT_SLURM_VERSION:-22.05}
+PACKAGES=${SOPILOT_SLURM_PACKAGES:-}
 ARGS=()
 while (($#)); do
 	case $1 in
 	--slurm) (($# >= 2)) || die "--slurm needs a version"; VERSION=$2; shift 2 ;;
 	--slurm=*) VERSION=${1#--slurm=}; shift ;;
+	--packages) (($# >= 2)) || die "--packages needs a list of Debian packages"; PACKAGES=$2; shift 2 ;;
+	--packages=*) PACKAGES=${1#--packages=}; shift ;;
 	*) ARGS+=("$1"); shift ;;
 	esac
 done
 select_version
+parse_packages "$PACKAGES"
 
 DIR=${SOPILOT_SLURM_DIR:-$DEFAULT_DIR}
 CTLD_PORT=${SOPILOT_SLURMCTLD_PORT:-$PORT_BASE}
@@ -492,6 +506,7 @@ cmd_up() {
 		check_host_version
 		ensure_munge
 	fi
+	ensure_extra_packages
 	ensure_users
 	ensure_layout
 	ensure_instances
@@ -588,6 +603,15 @@ cmd_down() {
 	fi
 }
 
+# cmd_packages: --packages where jobs run, without touching any daemon (for a
+# cluster that is already up). A chroot is built and mounted if it is not.
+cmd_packages() {
+	need_root
+	((${#EXTRA_PACKAGES[@]})) || die "packages: name them with --packages LIST (or SOPILOT_SLURM_PACKAGES)"
+	in_chroot && ensure_chroot
+	ensure_extra_packages
+}
+
 cmd_status() {
 	local ok=0 n token
 	if in_chroot; then
@@ -679,8 +703,9 @@ down) shift; cmd_down "$@" ;;
 status) cmd_status ;;
 env) cmd_env ;;
 replace-node) shift; cmd_replace_node "$@" ;;
+packages) cmd_packages ;;
 *)
-	echo "usage: $0 [--slurm 22.05|24.11|26.05] up|down [--purge]|status|env|replace-node NODE INSTANCE" >&2
+	echo "usage: $0 [--slurm 22.05|24.11|26.05] [--packages LIST] up|down [--purge]|status|env|replace-node NODE INSTANCE|packages" >&2
 	exit 2
 	;;
 esac

@@ -214,6 +214,91 @@ ensure_chroot() {
 	log "chroot $ROOT has Slurm $have"
 }
 
+# ---------------------------------------------------------------- extra packages
+# What jobs need beyond Slurm (the demo's python3-torch and python3-sklearn),
+# asked for with --packages or SOPILOT_SLURM_PACKAGES. On a chroot version
+# jobs run inside the chroot, so that is where they go: installed with the
+# chroot's apt from the same mirror, once per package set. A stamp file per
+# set ($ROOT$PACKAGE_STAMPS/<sorted names, comma separated>, holding the
+# versions installed) makes every later `up` skip apt altogether; the chroot's
+# lock (taken by ensure_chroot) keeps two `up`s from running apt at once. On
+# 22.05 they are installed on the host, where its jobs run, if missing.
+PACKAGE_STAMPS=/etc/sopilot-slurm-packages
+
+# parse_packages LIST: EXTRA_PACKAGES from a space or comma separated list.
+parse_packages() {
+	local p
+	EXTRA_PACKAGES=()
+	for p in ${1//,/ }; do
+		[[ $p =~ ^[a-z0-9][a-z0-9+.-]+$ ]] ||
+			die "--packages (SOPILOT_SLURM_PACKAGES): \"$p\" is not a Debian package name"
+		EXTRA_PACKAGES+=("$p")
+	done
+	return 0
+}
+
+ensure_extra_packages() {
+	((${#EXTRA_PACKAGES[@]})) || return 0
+	if in_chroot; then
+		ensure_chroot_extra_packages
+	else
+		ensure_host_extra_packages
+	fi
+}
+
+ensure_host_extra_packages() {
+	local p missing=()
+	for p in "${EXTRA_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	((${#missing[@]} == 0)) && return 0
+	log "installing on the host: ${missing[*]} (once)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	timed "apt-get install of ${missing[*]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# chroot_has_packages: every package of EXTRA_PACKAGES is installed in the
+# chroot (dpkg-query fails for one it does not know).
+chroot_has_packages() {
+	local st
+	st=$(chroot "$ROOT" dpkg-query -W -f='${Status}\n' "${EXTRA_PACKAGES[@]}" 2>/dev/null) || return 1
+	! grep -vqx 'install ok installed' <<<"$st"
+}
+
+# ensure_chroot_extra_packages: needs the chroot built and mounted, and its
+# lock held (ensure_chroot).
+ensure_chroot_extra_packages() {
+	local set stamp have
+	set=$(printf '%s\n' "${EXTRA_PACKAGES[@]}" | sort -u | paste -sd, -)
+	stamp=$ROOT$PACKAGE_STAMPS/$set
+	[[ -f $stamp ]] && return 0
+	if chroot_has_packages; then
+		log "the $SUITE chroot already has ${EXTRA_PACKAGES[*]}"
+	else
+		timed "apt-get install of ${EXTRA_PACKAGES[*]} in the $SUITE chroot" install_chroot_extra_packages
+		have=$(chroot_slurm_version) || die "no slurmctld in the $SUITE chroot after installing ${EXTRA_PACKAGES[*]}"
+		[[ $have == "$VERSION".* ]] || die "installing ${EXTRA_PACKAGES[*]} replaced the $SUITE chroot's Slurm $VERSION with $have"
+	fi
+	mkdir -p "$ROOT$PACKAGE_STAMPS"
+	chroot "$ROOT" dpkg-query -W "${EXTRA_PACKAGES[@]}" >"$stamp.tmp"
+	mv -f "$stamp.tmp" "$stamp"
+}
+
+install_chroot_extra_packages() {
+	local out=$CHROOT_CACHE/$SUITE-$VERSION.packages.log
+	log "installing into the $SUITE chroot: ${EXTRA_PACKAGES[*]} (once per package set; python3-torch takes minutes)"
+	# The same options as install_chroot_packages (policy-rc.d is in place).
+	chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 sh -c \
+		'apt-get -q -o Acquire::Check-Valid-Until=false update &&
+		 apt-get install -y -q --no-install-recommends "$@" && apt-get clean' \
+		sh "${EXTRA_PACKAGES[@]}" >"$out" 2>&1 || {
+		tail -n 20 "$out" >&2
+		die "installing ${EXTRA_PACKAGES[*]} into the $SUITE chroot failed (log: $out)"
+	}
+	awk '/^(Need to get|After this operation)/' "$out" | while read -r line; do log "  apt: $line"; done
+}
+
 # ---------------------------------------------------------------- munge in a chroot
 chroot_munge_ok() { chroot "$ROOT" sh -c 'munge -n | unmunge' >/dev/null 2>&1; }
 
