@@ -286,7 +286,7 @@ nat_rule() {
 # rewrites it (a DNAT ends the chain), so its jump is PREROUTING's first rule.
 jump_first() {
 	local first
-	first=$(ipt -t nat -S PREROUTING | sed -n 2p)
+	first=$(ipt -t nat -S PREROUTING 2>/dev/null | sed -n 2p)
 	[[ $first == "-A PREROUTING -j $CHAIN" ]] && return 0
 	while ipt -t nat -D PREROUTING -j "$CHAIN" 2>/dev/null; do :; done
 	ipt -t nat -I PREROUTING 1 -j "$CHAIN"
@@ -306,11 +306,11 @@ clean_iptables() {
 				[[ -n $rule ]] || continue
 				eval "set -- ${rule/-A /-D }"
 				"$cmd" -w 5 -t "$table" "$@" 2>/dev/null || true
-			done < <("$cmd" -w 5 -t "$table" -S | grep -E '^-A (PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) .*-j (KUBE-|SOPK8S-)' || true)
-			for chain in $("$cmd" -w 5 -t "$table" -S | awk '$1 == "-N" && ($2 ~ /^KUBE-/ || $2 ~ /^SOPK8S-/) { print $2 }'); do
+			done < <("$cmd" -w 5 -t "$table" -S 2>/dev/null | grep -E '^-A (PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) .*-j (KUBE-|SOPK8S-)' || true)
+			for chain in $("$cmd" -w 5 -t "$table" -S 2>/dev/null | awk '$1 == "-N" && ($2 ~ /^KUBE-/ || $2 ~ /^SOPK8S-/) { print $2 }'); do
 				"$cmd" -w 5 -t "$table" -F "$chain" 2>/dev/null || true
 			done
-			for chain in $("$cmd" -w 5 -t "$table" -S | awk '$1 == "-N" && ($2 ~ /^KUBE-/ || $2 ~ /^SOPK8S-/) { print $2 }'); do
+			for chain in $("$cmd" -w 5 -t "$table" -S 2>/dev/null | awk '$1 == "-N" && ($2 ~ /^KUBE-/ || $2 ~ /^SOPK8S-/) { print $2 }'); do
 				"$cmd" -w 5 -t "$table" -X "$chain" 2>/dev/null || true
 			done
 		done

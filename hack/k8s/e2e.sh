@@ -82,7 +82,9 @@ snapshot() {
 	ip -o link show | sed -E 's/^[0-9]+: //; s/ +link\/.*//' | sort >"$out.links"
 	ip -o addr show | awk '{ print $2, $3, $4 }' | sort >"$out.addrs"
 	{ iptables-save; ip6tables-save; } 2>/dev/null | grep -vE '^#|^:' | sed -E 's/\[[0-9]+:[0-9]+\]//' >"$out.iptables"
-	awk '{ print $5, $9 }' /proc/self/mountinfo | grep -v '^/run/user' | sort >"$out.mounts"
+	# Mounts, less those of the local Slurm clusters' chroots, which their
+	# own script mounts and unmounts whenever a cluster starts or stops.
+	awk '{ print $5, $9 }' /proc/self/mountinfo | grep -vE '^(/var/cache/sopilot/slurm-chroots/|/run/user)' | sort >"$out.mounts"
 	sysctl -a 2>/dev/null | grep -E '^(net\.ipv4\.ip_forward|net\.ipv4\.conf\.(all|default|eth0|lo)\.|vm\.overcommit_memory|vm\.panic_on_oom|kernel\.panic|kernel\.keys\.root_max|net\.netfilter\.nf_conntrack_max)' \
 		| grep -v 'nf_conntrack_count' | sort >"$out.sysctl"
 	ls -d /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /var/lib/cni /run/netns /etc/cni 2>/dev/null >"$out.paths" || true
@@ -333,39 +335,43 @@ check_api() {
 }
 
 check_run() {
-	local out id state job
+	local out last id state job
+	# -o json --watch: one JSON line per change of the run, the last one final.
 	out=$(sopilot -o json run submit --job-name k8s-e2e --nodes 1 --time 5 \
 		--request-id "k8s-e2e-$(date +%s)" --watch -- /bin/sh -c 'echo hello from $(hostname)') ||
 		die "run did not complete: $out"
-	id=$(jq -r '.id // .run.id // empty' <<<"$out" | tail -1)
-	out=$(sopilot -o json run get "$id" 2>/dev/null || sopilot -o json run list)
-	state=$(jq -r '(.state // .run.state // empty)' <<<"$out" | head -1)
-	job=$(jq -r '(.slurm_job_id // .slurmJobId // .run.slurm_job_id // empty)' <<<"$out" | head -1)
-	[[ $state == *COMPLETED* ]] || die "run $id ended $state"
-	[[ -n $job ]] || die "run $id has no Slurm job id: $out"
-	scontrol show job "$job" >/dev/null 2>&1 || sacct -j "$job" >/dev/null 2>&1 || true
+	last=$(tail -1 <<<"$out")
+	id=$(jq -r .id <<<"$last")
+	state=$(jq -r .state <<<"$last")
+	job=$(jq -r .slurmJobId <<<"$last")
+	[[ $state == *COMPLETED ]] || die "run $id ended $state: $last"
+	[[ -n $job && $job != null && $job != 0 ]] || die "run $id has no Slurm job id: $last"
+	[[ $(scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z]*') == JobState=COMPLETED ]] ||
+		sacct -n -X -j "$job" -o State 2>/dev/null | grep -q COMPLETED ||
+		die "Slurm $SLURM_VERSION does not know job $job as COMPLETED"
 	pass "CreateRun through the chart's controller ran Slurm $SLURM_VERSION job $job to $state"
 }
 
 # node_json SLURM_NODE: that node's record from `sopilot nodes -o json`.
 node_json() {
-	sopilot -o json nodes | jq -c --arg n "$1" '(if type == "array" then .[] elif .nodes then .nodes[] else . end) | select(.name == $n)'
+	sopilot -o json nodes | jq -c --arg n "$1" '.nodes[] | select(.name == $n)'
 }
 
 check_nodes() {
 	local rec deadline=$((SECONDS + 60))
 	while :; do
 		rec=$(node_json worker-0 || true)
-		[[ -n $rec ]] && jq -e '(.agent // .agent_connected // .agentConnected // empty) | tostring | test("true|CONNECTED|connected")' <<<"$rec" >/dev/null && break
+		[[ -n $rec ]] && [[ $(jq -r .agentConnected <<<"$rec") == true ]] && break
 		((SECONDS < deadline)) || die "sopilot nodes: worker-0 has no connected agent: $rec"
 		sleep 1
 	done
+	[[ $(jq -r .simulated <<<"$rec") == true ]] || die "worker-0's agent is not the simulated one: $rec"
 	if identity_landed; then
 		jq -e --arg k "$SOPILOT_K8S_NODE" 'tostring | contains($k)' <<<"$rec" >/dev/null ||
 			die "sopilot nodes: worker-0 is not mapped to Kubernetes node $SOPILOT_K8S_NODE: $rec"
 		pass "sopilot nodes: worker-0 mapped to Kubernetes node $SOPILOT_K8S_NODE through instance_id, agent connected"
 	else
-		pass "sopilot nodes: worker-0 has the agent of Kubernetes node $SOPILOT_K8S_NODE connected (static map)"
+		pass "sopilot nodes: worker-0 ($(jq -r .slurmState <<<"$rec")) has the agent of Kubernetes node $SOPILOT_K8S_NODE connected (static map)"
 		waiting "agent mapped to its Slurm node through instance_id (needs instance ids in hack/slurm/cluster.sh and the controller's mapping)"
 	fi
 }
