@@ -175,6 +175,8 @@ soperator_namespace() {
 	kc create secret generic soperator-rest-jwt-key --from-file=rest_jwt.key="$jwt" --dry-run=client -o yaml | kc apply -f - >/dev/null
 	kc create secret generic soperator-munge --from-file=munge.key="$munge" --dry-run=client -o yaml | kc apply -f - >/dev/null
 	kc create configmap soperator-slurm-configs --from-file=slurm.conf="$SLURM_CONF" --dry-run=client -o yaml | kc apply -f - >/dev/null
+	# A fresh history for each run (the controller PVC binds to it).
+	rm -rf "$WORK/controller-history"
 	mkdir -p "$WORK/controller-history"
 	chown 65532:65532 "$WORK/controller-history"
 	kc apply -f - >/dev/null <<EOF
@@ -210,7 +212,7 @@ spec:
   persistentVolumeReclaimPolicy: Retain
   storageClassName: ""
   hostPath: {path: $WORK/controller-history, type: Directory}
-  claimRef: {namespace: $NS, name: $RELEASE-controller}
+  claimRef: {namespace: $NS, name: $RELEASE-controller-history}
 ---
 apiVersion: v1
 kind: Service
