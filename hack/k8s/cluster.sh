@@ -683,6 +683,10 @@ cmd_replace_node() {
 	# The old machine is gone: its pods with it.
 	remove_pods
 	kubectl delete node "$old" --wait=true >/dev/null
+	# Their API objects too, now rather than after the pod GC's quarantine
+	# (40 s), so controllers recreate them on the new node at once.
+	kubectl delete pods --all-namespaces --field-selector "spec.nodeName=$old" \
+		--force --grace-period=0 >/dev/null 2>&1 || true
 	echo "$new" >"$DIR/node-name"
 	start_kubelet "$new"
 	start_proxy "$new"
