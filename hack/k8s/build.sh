@@ -45,6 +45,7 @@ APT_PACKAGES=(
 	buildah:buildah
 	busybox-static:/bin/busybox
 	iptables:iptables
+	nftables:nft
 	conntrack:conntrack
 	iproute2:ip
 	util-linux:unshare

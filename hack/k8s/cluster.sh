@@ -317,6 +317,24 @@ clean_iptables() {
 	done
 }
 
+# iptables-nft creates a table the first time a chain of it is used, and has
+# no way to delete one: `down` deletes, with nft, the tables that did not
+# exist before `up` and hold no rule after clean_iptables.
+nft_tables() { if command -v nft >/dev/null; then nft list tables 2>/dev/null | sort; fi; }
+
+remove_new_tables() {
+	local before=$DIR/nft-tables-before t fam name save
+	[[ -e $before ]] || return 0
+	while read -r t fam name; do
+		[[ $t == table ]] || continue
+		grep -qxF "table $fam $name" "$before" && continue
+		case $fam in ip) save=iptables-save ;; ip6) save=ip6tables-save ;; *) continue ;; esac
+		"$save" -t "$name" 2>/dev/null | grep -q '^-A' && continue
+		nft delete table "$fam" "$name" 2>/dev/null || true
+	done < <(nft_tables)
+	rm -f "$before"
+}
+
 # ---------------------------------------------------------------- components
 
 start_etcd() {
@@ -502,9 +520,13 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 iptables: {masqueradeAll: true, localhostNodePorts: false, syncPeriod: 30s, minSyncPeriod: 1s}
 EOF
 	start kube-proxy "$BIN/kube-proxy" --config "$DIR/kube-proxy.yaml"
-	wait_for "kube-proxy's rules" ipt -t nat -C PREROUTING -j KUBE-SERVICES
+	wait_for "kube-proxy's rules" proxy_rules_in_place
 	jump_first
 }
+
+# proxy_rules_in_place: kube-proxy has hooked KUBE-SERVICES into PREROUTING
+# (with a comment, so -C with the bare rule does not match it).
+proxy_rules_in_place() { ipt -t nat -S PREROUTING 2>/dev/null | grep -q -- '-j KUBE-SERVICES$'; }
 
 start_coredns() {
 	cat >"$DIR/Corefile" <<EOF
@@ -565,6 +587,7 @@ cmd_up() {
 		local p
 		for p in "${HOST_PATHS[@]}"; do [[ -e $p ]] && echo "$p"; done >"$DIR/host-paths-before"
 	fi
+	[[ -e $DIR/nft-tables-before ]] || nft_tables >"$DIR/nft-tables-before"
 	node=$(node_name)
 	echo "$node" >"$DIR/node-name"
 	make_pki
@@ -631,6 +654,7 @@ cmd_down() {
 	stop containerd
 	kill_shims
 	clean_iptables
+	remove_new_tables
 	ip link del "$BRIDGE" 2>/dev/null || true
 	unmount_under "$DIR"
 	remove_cgroups
