@@ -81,14 +81,14 @@ snapshot() {
 	local out=$WORK/host-$1
 	ip -o link show | sed -E 's/^[0-9]+: //; s/ +link\/.*//' | sort >"$out.links"
 	ip -o addr show | awk '{ print $2, $3, $4 }' | sort >"$out.addrs"
-	{ iptables-save; ip6tables-save; } 2>/dev/null | grep -vE '^#|^:' | sed -E 's/\[[0-9]+:[0-9]+\]//' >"$out.iptables"
+	{ iptables-save; ip6tables-save; } 2>/dev/null | { grep -vE '^#' || true; } | sed -E 's/\[[0-9]+:[0-9]+\]//' >"$out.iptables"
 	# Mounts, less those of the local Slurm clusters' chroots, which their
 	# own script mounts and unmounts whenever a cluster starts or stops.
-	awk '{ print $5, $9 }' /proc/self/mountinfo | grep -vE '^(/var/cache/sopilot/slurm-chroots/|/run/user)' | sort >"$out.mounts"
-	sysctl -a 2>/dev/null | grep -E '^(net\.ipv4\.ip_forward|net\.ipv4\.conf\.(all|default|eth0|lo)\.|vm\.overcommit_memory|vm\.panic_on_oom|kernel\.panic|kernel\.keys\.root_max|net\.netfilter\.nf_conntrack_max)' \
-		| grep -v 'nf_conntrack_count' | sort >"$out.sysctl"
+	awk '{ print $5, $9 }' /proc/self/mountinfo | { grep -vE '^(/var/cache/sopilot/slurm-chroots/|/run/user)' || true; } | sort >"$out.mounts"
+	sysctl -a 2>/dev/null | { grep -E '^(net\.ipv4\.ip_forward|net\.ipv4\.conf\.(all|default|eth0|lo)\.|net\.bridge\.|vm\.overcommit_memory|vm\.panic_on_oom|kernel\.panic|kernel\.keys\.root_max|net\.netfilter\.nf_conntrack_(max|tcp_timeout_established|tcp_timeout_close_wait))' || true; } |
+		sort >"$out.sysctl"
 	ls -d /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /var/lib/cni /run/netns /etc/cni 2>/dev/null >"$out.paths" || true
-	ls /sys/fs/cgroup/memory /sys/fs/cgroup/cpu 2>/dev/null | grep -i kube >"$out.cgroups" || true
+	{ ls /sys/fs/cgroup/memory /sys/fs/cgroup/cpu /sys/fs/cgroup/unified 2>/dev/null || true; } | { grep -i kube || true; } >"$out.cgroups"
 }
 
 compare_snapshots() {
@@ -323,7 +323,7 @@ stop_port_forward() {
 	PF_PID=""
 }
 
-sopilot() { "$BIN/sopilot" --controller "127.0.0.1:$PF_GRPC" --insecure "$@"; }
+sopilot() { SOPILOT_CONTROLLER=127.0.0.1:$PF_GRPC SOPILOT_INSECURE=true "$BIN/sopilot" "$@"; }
 
 check_api() {
 	local body
@@ -339,7 +339,7 @@ check_api() {
 check_run() {
 	local out last id state job
 	# -o json --watch: one JSON line per change of the run, the last one final.
-	out=$(sopilot -o json run submit --job-name k8s-e2e --nodes 1 --time 5 \
+	out=$(sopilot run submit -o json --job-name k8s-e2e --nodes 1 --time 5 \
 		--request-id "k8s-e2e-$(date +%s)" --watch -- /bin/sh -c 'echo hello from $(hostname)') ||
 		die "run did not complete: $out"
 	last=$(tail -1 <<<"$out")
@@ -356,7 +356,7 @@ check_run() {
 
 # node_json SLURM_NODE: that node's record from `sopilot nodes -o json`.
 node_json() {
-	sopilot -o json nodes | jq -c --arg n "$1" '.nodes[] | select(.name == $n)'
+	sopilot nodes -o json | jq -c --arg n "$1" '.nodes[] | select(.name == $n)'
 }
 
 check_nodes() {
@@ -378,6 +378,12 @@ check_nodes() {
 	fi
 }
 
+# token_review TOKEN: the API server's TokenReview of TOKEN, as JSON.
+token_review() {
+	jq -n --arg t "$1" '{apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: {token: $t}}' |
+		kubectl create -o json -f -
+}
+
 # check_tokenreview: a projected token of the agent's ServiceAccount, bound
 # to the agent pod, is reviewed by this API server with the pod and node it
 # is bound to.
@@ -386,23 +392,23 @@ check_tokenreview() {
 	pod=$(kc get pods -l app.kubernetes.io/component=agent -o jsonpath='{.items[0].metadata.name}')
 	sa=$(kc get pod "$pod" -o jsonpath='{.spec.serviceAccountName}')
 	token=$(kc create token "$sa" --bound-object-kind Pod --bound-object-name "$pod" --duration 10m)
-	review=$(kubectl create -o json -f - <<EOF
-{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "$token"}}
-EOF
-)
+	review=$(token_review "$token")
 	[[ $(jq -r .status.authenticated <<<"$review") == true ]] || die "TokenReview refused the agent's token: $review"
 	[[ $(jq -r .status.user.username <<<"$review") == "system:serviceaccount:$NS:$sa" ]] || die "TokenReview user: $review"
 	node=$(jq -r '.status.user.extra["authentication.kubernetes.io/node-name"][0] // empty' <<<"$review")
 	[[ $node == "$SOPILOT_K8S_NODE" ]] || die "TokenReview names node '$node', want $SOPILOT_K8S_NODE: $review"
 	[[ $(jq -r '.status.user.extra["authentication.kubernetes.io/pod-name"][0]' <<<"$review") == "$pod" ]] || die "TokenReview pod: $review"
 	pass "TokenReview: the agent's projected token is bound to pod $pod on node $node"
-	# A token bound to a pod that is gone is refused.
+	# A token bound to a pod that is gone is refused (once the API server's
+	# authentication cache, 10 s for accepted tokens, has let it go).
 	kc delete pod "$pod" --wait=true >/dev/null
-	review=$(kubectl create -o json -f - <<EOF
-{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "$token"}}
-EOF
-)
-	[[ $(jq -r .status.authenticated <<<"$review") != true ]] || die "TokenReview accepted a token of a deleted pod: $review"
+	local deadline=$((SECONDS + 40))
+	while :; do
+		review=$(token_review "$token")
+		[[ $(jq -r .status.authenticated <<<"$review") == true ]] || break
+		((SECONDS < deadline)) || die "TokenReview still accepts a token of a deleted pod: $review"
+		sleep 2
+	done
 	pass "TokenReview: the token of a deleted agent pod is refused"
 	kc rollout status "daemonset/$RELEASE-agent" --timeout 120s >/dev/null
 	# The controller's own check (accepted for the agent's node, refused for
