@@ -59,6 +59,7 @@ TIMINGS=()
 PF_PID=""
 PASSED=0
 WAITING=()
+RUN_ID=""
 
 # timed NAME CMD...: run CMD, remember how long it took.
 timed() {
@@ -356,6 +357,7 @@ check_run() {
 	[[ $(scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z]*') == JobState=COMPLETED ]] ||
 		sacct -n -X -j "$job" -o State 2>/dev/null | grep -q COMPLETED ||
 		die "Slurm $SLURM_VERSION does not know job $job as COMPLETED"
+	RUN_ID=$id
 	pass "CreateRun through the chart's controller ran Slurm $SLURM_VERSION job $job to $state"
 }
 
@@ -445,6 +447,10 @@ check_replacement() {
 	port_forward
 	check_nodes
 	pass "node replacement: $NODE0 -> $NODE_REPLACED in $((SECONDS - t0)) s, worker-0's agent back"
+	# The controller came back on the new node with its history volume.
+	[[ $(sopilot run get -o json "$RUN_ID" | jq -r .state) == *COMPLETED ]] ||
+		die "run $RUN_ID is not in the rescheduled controller's history"
+	pass "the rescheduled controller still has run $RUN_ID (history on its PersistentVolume)"
 	identity_landed || waiting "replacement: controller maps the new agent to worker-0 through the changed instance id, with fresh health state"
 }
 
