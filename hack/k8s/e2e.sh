@@ -88,9 +88,16 @@ snapshot() {
 	ip -o link show | sed -E 's/^[0-9]+: //; s/ +link\/.*//' | sort >"$out.links"
 	ip -o addr show | awk '{ print $2, $3, $4 }' | sort >"$out.addrs"
 	{ iptables-save; ip6tables-save; } 2>/dev/null | { grep -vE '^#' || true; } | sed -E 's/\[[0-9]+:[0-9]+\]//' >"$out.iptables"
-	# Mounts, less those of the local Slurm clusters' chroots, which their
-	# own script mounts and unmounts whenever a cluster starts or stops.
-	awk '{ print $5, $9 }' /proc/self/mountinfo | { grep -vE '^(/var/cache/sopilot/slurm-chroots/|/run/user)' || true; } | sort >"$out.mounts"
+	# Every mount the cluster can make: below its state dirs and the paths
+	# its components use, and any container rootfs (overlay) or network
+	# namespace (nsfs) wherever it is. Other mounts come and go with other
+	# work on the host (the Slurm clusters' chroots) and are left out.
+	local k8s_dir
+	k8s_dir=$(sed -n 's/^export SOPILOT_K8S_DIR=//p' <("$CLUSTER" env))
+	awk -v a="$k8s_dir" -v b="$WORK" '
+		{ t = $5; fs = $9 }
+		index(t, a "/") == 1 || t == a || index(t, b "/") == 1 || t ~ /^\/(var\/lib\/kubelet|run\/containerd|run\/netns|var\/run\/netns|var\/lib\/containerd)(\/|$)/ || fs == "overlay" || fs == "nsfs" { print t, fs }
+	' /proc/self/mountinfo | sort >"$out.mounts"
 	sysctl -a 2>/dev/null | { grep -E '^(net\.ipv4\.ip_forward|net\.ipv4\.conf\.(all|default|eth0|lo)\.|net\.bridge\.|vm\.overcommit_memory|vm\.panic_on_oom|kernel\.panic|kernel\.keys\.root_max|net\.netfilter\.nf_conntrack_(max|tcp_timeout_established|tcp_timeout_close_wait))' || true; } |
 		sort >"$out.sysctl"
 	ls -d /var/lib/kubelet /var/log/containers /var/log/pods /run/containerd /var/lib/cni /run/netns /etc/cni 2>/dev/null >"$out.paths" || true
