@@ -310,6 +310,13 @@ pods_ready() {
 }
 
 check_pods() {
+	# helm --wait counts a DaemonSet ready within its maxUnavailable (10%,
+	# which is one agent of one node): wait for the pods themselves.
+	local c
+	for c in controller agent; do
+		kc wait --for=condition=Ready pod -l "app.kubernetes.io/component=$c" --timeout 120s >/dev/null ||
+			{ kc get pods -o wide >&2; die "$c pod not Ready within 120 s"; }
+	done
 	pods_ready app.kubernetes.io/component=controller 1 || { kc get pods -o wide >&2; die "controller pod not Running and Ready"; }
 	pods_ready app.kubernetes.io/component=agent 1 || { kc get pods -o wide >&2; die "agent pod not Running and Ready"; }
 	pass "controller and agent pods Running and Ready"
@@ -497,8 +504,8 @@ main() {
 	eval "$("$CLUSTER" env)"
 	timed "images (go build, buildah, import)" build_images
 	timed "Soperator's namespace" soperator_namespace
-	timed "helm install --wait (pods Ready)" helm_install
-	check_pods
+	timed "helm install --wait" helm_install
+	timed "pods Ready" check_pods
 	port_forward
 	timed "API checks" check_api
 	timed "run on Slurm $SLURM_VERSION" check_run
