@@ -49,7 +49,7 @@
 # lives in $SOPILOT_K8S_DIR (default /tmp/sopilot-k8s). Must run as root.
 #
 # Settings (environment): SOPILOT_K8S_NODE (first node name, default
-# k8s-gpu-node-0), SOPILOT_K8S_NODE_LABELS (kubelet --node-labels),
+# gpu-node-0), SOPILOT_K8S_NODE_LABELS (kubelet --node-labels),
 # SOPILOT_K8S_NODE_TAINTS (kubelet --register-with-taints), SOPILOT_K8S_CACHE
 # (binaries, see build.sh), SOPILOT_K8S_WAIT (seconds to wait for readiness,
 # default 120). Addresses: bridge sopk8s0 10.244.0.1/24 (pods), Services
@@ -100,7 +100,7 @@ kubectl() { "$BIN/kubectl" --kubeconfig "$KC/admin.conf" "$@"; }
 crictl() { "$BIN/crictl" --runtime-endpoint "unix://$CTRD_SOCK" --timeout 30s "$@"; }
 
 node_name() {
-	if [[ -s $DIR/node-name ]]; then cat "$DIR/node-name"; else echo "${SOPILOT_K8S_NODE:-k8s-gpu-node-0}"; fi
+	if [[ -s $DIR/node-name ]]; then cat "$DIR/node-name"; else echo "${SOPILOT_K8S_NODE:-gpu-node-0}"; fi
 }
 
 # ---------------------------------------------------------------- processes

@@ -497,6 +497,8 @@ main() {
 	eval "$("$REPO/hack/slurm/cluster.sh" --slurm "$SLURM_VERSION" env)"
 	timed "tools (helm, grpcurl)" tools
 	"$CLUSTER" status >/dev/null 2>&1 && die "a cluster is already up: hack/k8s/cluster.sh down first"
+	# Leftovers of an interrupted run (processes, mounts, rules) go first.
+	"$CLUSTER" down >/dev/null 2>&1 || true
 	snapshot before
 	trap cleanup EXIT
 	SOPILOT_K8S_NODE=$NODE0 SOPILOT_K8S_NODE_LABELS=$NODE_LABELS SOPILOT_K8S_NODE_TAINTS=$NODE_TAINTS \
