@@ -106,12 +106,15 @@ node_name() {
 # ---------------------------------------------------------------- processes
 
 pidfile() { echo "$RUN/$1.pid"; }
+# running NAME: its pid file names a live process that is ours (every
+# component's command line names a file in $DIR), not a reused pid.
 running() {
 	local f pid
 	f=$(pidfile "$1")
 	[[ -s $f ]] || return 1
 	pid=$(<"$f")
-	kill -0 "$pid" 2>/dev/null
+	kill -0 "$pid" 2>/dev/null || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/"
 }
 
 # start NAME CMD...: run CMD in the background, detached, logging to
@@ -131,7 +134,7 @@ stop() {
 	f=$(pidfile "$name")
 	[[ -s $f ]] || return 0
 	pid=$(<"$f")
-	if kill -0 "$pid" 2>/dev/null; then
+	if running "$name"; then
 		kill -TERM "$pid" 2>/dev/null || true
 		for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		if kill -0 "$pid" 2>/dev/null; then
