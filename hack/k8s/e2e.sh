@@ -292,10 +292,22 @@ EOF
 # replace-node) and agents are mapped through them.
 identity_landed() { [[ -n ${SOPILOT_SLURM_INSTANCES:-} ]]; }
 
+# chart_has PATTERN: the chart's values.yaml has a line matching PATTERN (for
+# settings that only some chart versions know; its schema refuses unknown keys).
+chart_has() { grep -qE "$1" "$CHART/values.yaml"; }
+
 helm_install() {
 	local args=(--namespace "$NS" -f "$CHART/ci/k8s-e2e-values.yaml"
 		--set "jail.runDirs[0]=$SOPILOT_SLURM_WORKDIR" --wait --timeout 5m)
-	if ! identity_landed; then
+	# No GPU Operator here: its toolkit-ready file never appears.
+	chart_has '^  waitForToolkit:' && args+=(--set agent.waitForToolkit.enabled=false)
+	# Soperator's prolog writes the GPU->job files on the host; here a
+	# directory of this test's (the chart would create the host path).
+	if chart_has '^  gpuJobDir:'; then
+		mkdir -p "$WORK/gpu-job-files"
+		args+=(--set "agent.gpuJobDir=$WORK/gpu-job-files")
+	fi
+	if ! identity_landed && chart_has '^    source: kubernetesNode'; then
 		# Until agents are mapped through Slurm's instance_id, name the
 		# agent's Slurm node with the chart's static map.
 		args+=(--set agent.nodeName.source=map --set "agent.nodeName.map.$SOPILOT_K8S_NODE=worker-0")
