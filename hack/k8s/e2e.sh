@@ -299,6 +299,12 @@ chart_has() { grep -qE "$1" "$CHART/values.yaml"; }
 helm_install() {
 	local args=(--namespace "$NS" -f "$CHART/ci/k8s-e2e-values.yaml"
 		--set "jail.runDirs[0]=$SOPILOT_SLURM_WORKDIR" --wait --timeout 5m)
+	# Charts before 0.2 select the GPU Operator's nvidia.com/gpu.present,
+	# which a Soperator cluster may lack: select Terraform's label instead.
+	if chart_has '^    nvidia.com/gpu.present: "true"'; then
+		args+=(--set 'agent.nodeSelector.nvidia\.com/gpu\.present=null'
+			--set-string 'agent.nodeSelector.nebius\.com/gpu=true')
+	fi
 	# No GPU Operator here: its toolkit-ready file never appears.
 	chart_has '^  waitForToolkit:' && args+=(--set agent.waitForToolkit.enabled=false)
 	# Soperator's prolog writes the GPU->job files on the host; here a

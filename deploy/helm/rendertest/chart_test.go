@@ -2,7 +2,6 @@ package rendertest
 
 import (
 	"encoding/json"
-	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -1097,15 +1096,12 @@ func checkSimulatedAgents(t *testing.T, r rendered) {
 }
 
 // checkK8sE2E: the values hack/k8s/e2e.sh installs on the single-node
-// Kubernetes: Soperator's REST Service and JWT Secret, simulated agents on the
-// nodes Soperator's Terraform labels as GPU workers, no RuntimeClass, and a
-// controller that tolerates the GPU workers' taint (there is only one node).
+// Kubernetes: Soperator's REST Service and JWT Secret, simulated agents with
+// no RuntimeClass, and a controller that tolerates the GPU workers' taint
+// (there is only one node).
 func checkK8sE2E(t *testing.T, r rendered) {
 	checkRESTDefaults(t, r, "http://soperator-rest-svc:6820", "soperator-rest-jwt-key")
 	spec := r.agents(t)[0].Spec.Template.Spec
-	if want := map[string]string{"nebius.com/gpu": "true"}; !maps.Equal(spec.NodeSelector, want) {
-		t.Errorf("agent nodeSelector %v, want %v", spec.NodeSelector, want)
-	}
 	if spec.RuntimeClassName != nil {
 		t.Errorf("agent runtimeClassName %q, want none", *spec.RuntimeClassName)
 	}
