@@ -451,6 +451,12 @@ start_kubelet() {
 	# where containerd bind-mounts it into containers.
 	if ! mountpoint -q "$KUBELET_DIR"; then mount --bind "$KUBELET_DIR" "$KUBELET_DIR"; fi
 	mount --make-shared "$KUBELET_DIR"
+	# hostPath volumes with mountPropagation (HostToContainer) need their
+	# source on a shared or slave mount, and this host's / is private: pods'
+	# host directories go below this shared one (`env`: SOPILOT_K8S_HOSTPATH).
+	mkdir -p "$DIR/hostpath"
+	if ! mountpoint -q "$DIR/hostpath"; then mount --bind "$DIR/hostpath" "$DIR/hostpath"; fi
+	mount --make-shared "$DIR/hostpath"
 	local binds=""
 	for s in "${KUBELET_SYSCTLS[@]}"; do
 		f=$DIR/sysctl/${s//\//.}
@@ -696,6 +702,7 @@ export CONTAINER_RUNTIME_ENDPOINT=unix://$CTRD_SOCK
 export SOPILOT_K8S_NODE=$(node_name)
 export SOPILOT_K8S_GATEWAY=$GATEWAY
 export SOPILOT_K8S_DIR=$DIR
+export SOPILOT_K8S_HOSTPATH=$DIR/hostpath
 export PATH=$BIN:\$PATH
 EOF
 }

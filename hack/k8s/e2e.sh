@@ -308,10 +308,11 @@ helm_install() {
 	# No GPU Operator here: its toolkit-ready file never appears.
 	chart_has '^  waitForToolkit:' && args+=(--set agent.waitForToolkit.enabled=false)
 	# Soperator's prolog writes the GPU->job files on the host; here a
-	# directory of this test's (the chart would create the host path).
+	# directory the cluster provides for host paths that pods mount with
+	# propagation (the chart would create /var/run/nebius/slurm otherwise).
 	if chart_has '^  gpuJobDir:'; then
-		mkdir -p "$WORK/gpu-job-files"
-		args+=(--set "agent.gpuJobDir=$WORK/gpu-job-files")
+		mkdir -p "$SOPILOT_K8S_HOSTPATH/nebius-slurm"
+		args+=(--set "agent.gpuJobDir=$SOPILOT_K8S_HOSTPATH/nebius-slurm")
 	fi
 	if ! identity_landed && chart_has '^    source: kubernetesNode'; then
 		# Until agents are mapped through Slurm's instance_id, name the
