@@ -55,12 +55,16 @@ build: ## build the binaries into ./bin (--version: VERSION, COMMIT, BUILD_DATE 
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: ## THE test command: installs what it needs, runs lint and every test on Slurm 22.05, then the Slurm-facing tests on 24.11 and 26.05
+test: ## THE test command: installs what it needs, runs lint and every test on Slurm 22.05, then the Slurm-facing tests on 24.11 and 26.05 and the chart on a real Kubernetes
 	hack/test.sh
 
 .PHONY: test-matrix
 test-matrix: ## only the newer-Slurm phases of `make test` (SLURM=24.11 for one version)
 	hack/test.sh $(if $(SLURM),--slurm $(SLURM),--matrix)
+
+.PHONY: test-k8s
+test-k8s: ## only the Helm chart on a real single-node Kubernetes against Slurm 24.11 (hack/k8s; the first run builds Kubernetes)
+	hack/test.sh --k8s
 
 .PHONY: test-unit
 test-unit: ## tests only, against a cluster you started (tests needing Slurm skip if it is absent)

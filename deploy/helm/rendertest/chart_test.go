@@ -50,6 +50,7 @@ var variants = []variant{
 	{"tokenreview-values.yaml", checkTokenReview},
 	{"agent-options-values.yaml", checkAgentOptions},
 	{"simulated-agents-values.yaml", checkSimulatedAgents},
+	{"k8s-e2e-values.yaml", checkK8sE2E},
 }
 
 func (v variant) name() string {
@@ -1461,4 +1462,30 @@ func TestSoperatorObjectNames(t *testing.T) {
 	checkConfigSet(t, spec, container(t, spec, "controller"), func(src corev1.Volume, m corev1.VolumeMount) bool {
 		return src.PersistentVolumeClaim != nil && src.PersistentVolumeClaim.ClaimName == "jail-pvc" && m.SubPath == "slurm"
 	})
+}
+// checkK8sE2E: the values hack/k8s/e2e.sh installs on the single-node
+// Kubernetes: Soperator's REST Service and JWT Secret, simulated agents with
+// no RuntimeClass, and a controller that tolerates the GPU workers' taint
+// (there is only one node).
+func checkK8sE2E(t *testing.T, r rendered) {
+	checkRESTDefaults(t, r, "http://soperator-rest-svc:6820", "soperator-rest-jwt-key")
+	spec := r.agents(t)[0].Spec.Template.Spec
+	if spec.RuntimeClassName != nil {
+		t.Errorf("agent runtimeClassName %q, want none", *spec.RuntimeClassName)
+	}
+	a := container(t, spec, "agent")
+	for _, f := range []string{"--nvml", "--ib", "--nccl"} {
+		wantArg(t, "agent", a.Args, f, "sim")
+	}
+	cspec := r.controller(t).Spec.Template.Spec
+	tolerated := false
+	for _, tol := range cspec.Tolerations {
+		tolerated = tolerated || (tol.Key == "nvidia.com/gpu" && tol.Operator == corev1.TolerationOpExists && tol.Effect == corev1.TaintEffectNoSchedule)
+	}
+	if !tolerated {
+		t.Errorf("controller tolerations %+v, want nvidia.com/gpu Exists NoSchedule", cspec.Tolerations)
+	}
+	if !r.has("PersistentVolumeClaim", controllerName+"-history") {
+		t.Errorf("no history claim: e2e.sh binds it to a static PV")
+	}
 }
