@@ -46,18 +46,37 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("tracker started", "poll_interval", s.cfg.PollInterval, "backend", s.backend.Name())
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
+	f := time.NewTicker(min(flushInterval, s.cfg.PollInterval))
+	defer f.Stop()
 	for {
 		if err := s.Poll(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("poll failed; will retry", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			s.log.Info("tracker stopped")
-			return nil
-		case <-t.C:
+		for next := false; !next; {
+			select {
+			case <-ctx.Done():
+				// Write the job ids CreateRun answered with, so that a
+				// clean stop leaves nothing for adoption to recover.
+				if err := s.jobs.flush(context.WithoutCancel(ctx)); err != nil {
+					s.log.Error("write pending Slurm job ids at stop; the next start adopts their jobs", "runs", s.jobs.pendingCount(), "err", err)
+				}
+				s.log.Info("tracker stopped")
+				return nil
+			case <-f.C:
+				if err := s.jobs.flush(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("write pending Slurm job ids; will retry", "runs", s.jobs.pendingCount(), "err", err)
+				}
+			case <-t.C:
+				next = true
+			}
 		}
 	}
 }
+
+// flushInterval bounds how long a Slurm job id that CreateRun answered
+// with stays in memory only (jobIDs): at most this, or the poll interval
+// when that is shorter.
+const flushInterval = time.Second
 
 // Poll refreshes every active run and every recently LOST one: one Slurm
 // query for the submitted ones, and one more only when some submission is
