@@ -26,7 +26,7 @@ import (
 const benchScript = "#!/bin/bash\ntrue\n"
 
 // BenchmarkCreateRunVsSbatch times a CreateRun call (gRPC over loopback,
-// validation, two fsynced bbolt transactions, sbatch) against the bare
+// validation, one fsynced bbolt transaction, sbatch) against the bare
 // sbatch call it makes, alternating the two so machine noise hits both.
 // The ratio CreateRun/sbatch is reported as a metric.
 func BenchmarkCreateRunVsSbatch(b *testing.B) {
