@@ -12,11 +12,9 @@ import (
 	"os"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/store"
-	"github.com/sopilot/sopilot/pkg/agentpb"
+	"github.com/sopilot/sopilot/internal/telemetry"
 )
 
 // Options says what to write.
@@ -221,13 +219,13 @@ func SlurmNodeName(i int) string { return fmt.Sprintf("worker-%05d", i) }
 // inventory of an 8 × H200 machine with 8 InfiniBand ports.
 func Node(i int, seen time.Time) (store.NodeRecord, error) {
 	name := NodeName(i)
-	inv := &agentpb.Inventory{DriverVersion: "570.124.06", CudaVersion: "12.8", NcclVersion: "2.25.1"}
+	inv := telemetry.Inventory{DriverVersion: "570.124.06", CUDAVersion: "12.8", NCCLVersion: "2.25.1"}
 	for g := range 8 {
-		inv.Gpus = append(inv.Gpus, &agentpb.GpuInfo{Index: int32(g), Uuid: fmt.Sprintf("GPU-%08x-%04x-%04x", i, g, i%65536),
-			Model: "NVIDIA H200", MemoryTotalBytes: 141 << 30, PciBusId: fmt.Sprintf("00000000:%02X:00.0", 0x18+g)})
-		inv.IbPorts = append(inv.IbPorts, &agentpb.IbPortInfo{Device: fmt.Sprintf("mlx5_%d", g), Port: 1, RateGbps: 400, LinkLayer: "InfiniBand"})
+		inv.GPUs = append(inv.GPUs, telemetry.GPUInfo{Index: g, UUID: fmt.Sprintf("GPU-%08x-%04x-%04x", i, g, i%65536),
+			Model: "NVIDIA H200", MemoryTotalBytes: 141 << 30})
+		inv.IBPorts = append(inv.IBPorts, telemetry.IBPortInfo{Device: fmt.Sprintf("mlx5_%d", g), Port: 1, RateGbps: 400, LinkLayer: "InfiniBand"})
 	}
-	b, err := proto.Marshal(inv)
+	b, err := telemetry.MarshalInventory(inv)
 	if err != nil {
 		return store.NodeRecord{}, fmt.Errorf("storegen: inventory of %s: %w", name, err)
 	}
