@@ -32,7 +32,7 @@ func timeStart(tb testing.TB, env slurmtest.Env, db string) startTimes {
 	bin := controllerBinary(tb)
 	args := []string{"--db", db, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "", "--insecure", "--log-level", "warn", "--default-workdir", tb.TempDir()}
 	cmd := exec.Command(bin, args...)
-	if cpus := os.Getenv("SOPILOT_BENCH_CONTROLLER_CPUS"); cpus != "" {
+	if cpus := os.Getenv(controllerCPUsEnv); cpus != "" {
 		cmd = exec.Command("taskset", append([]string{"-c", cpus, bin}, args...)...)
 	}
 	cmd.Env = env.Environ()
