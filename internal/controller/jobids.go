@@ -64,6 +64,14 @@ func (j *jobIDs) remember(r *run.Run, jobID string, at time.Time) *run.Run {
 	return out
 }
 
+// has reports whether run id has a job id waiting for a write.
+func (j *jobIDs) has(id string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	_, ok := j.pending[id]
+	return ok
+}
+
 // pendingCount is how many job ids wait for a write.
 func (j *jobIDs) pendingCount() int {
 	j.mu.Lock()

@@ -101,7 +101,9 @@ func (s *Service) Poll(ctx context.Context) error {
 		switch {
 		case r.Submitted():
 			submitted = append(submitted, r)
-		case !s.isInflight(r.ID):
+		case !s.isInflight(r.ID) && !s.jobs.has(r.ID):
+			// (A run read before its Create finished may have been given
+			// its job id since: has sees that id, not yet written.)
 			unconfirmed = append(unconfirmed, r)
 		}
 	}
