@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -103,32 +104,39 @@ func TestUpdatesCarryThePendingJobID(t *testing.T) {
 	}
 }
 
-// A crash before the job id is written loses nothing: a new controller on
-// the same store adopts the job by its comment and submits nothing.
-func TestJobIDLostInACrashIsAdopted(t *testing.T) {
+// A crash before the job ids are written loses nothing: a new controller
+// on the same store adopts every job by its comment (in one transaction)
+// and submits nothing.
+func TestJobIDsLostInACrashAreAdopted(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	r, err := fx.svc.Create(ctx, seedSpec(), "req-1")
-	if err != nil {
-		t.Fatal(err)
+	var acked []*run.Run
+	for i := range 3 {
+		r, err := fx.svc.Create(ctx, seedSpec(), fmt.Sprintf("req-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, r)
 	}
 	// The crash: this Service's memory is gone; a new one starts.
 	restarted := New(Config{PollInterval: time.Second, MinJobAge: 300 * time.Second, DefaultWorkDir: "/work", Now: fx.clock},
 		fx.store, fx.slurm, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if got, _ := restarted.Get(ctx, r.ID); got.Submitted() {
+	if got, _ := restarted.Get(ctx, acked[0].ID); got.Submitted() {
 		t.Fatalf("the restarted controller sees job %q before adopting it", got.SlurmJobID)
 	}
 	if err := restarted.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := fx.store.GetRun(ctx, r.ID)
-	if err != nil {
-		t.Fatal(err)
+	for _, r := range acked {
+		got, err := fx.store.GetRun(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.SlurmJobID != r.SlurmJobID || got.OutputPath != r.OutputPath {
+			t.Errorf("run %s: adopted job %q output %q, want %q %q", r.ID, got.SlurmJobID, got.OutputPath, r.SlurmJobID, r.OutputPath)
+		}
 	}
-	if got.SlurmJobID != r.SlurmJobID || got.OutputPath != r.OutputPath {
-		t.Errorf("adopted job %q output %q, want %q %q", got.SlurmJobID, got.OutputPath, r.SlurmJobID, r.OutputPath)
-	}
-	if len(fx.slurm.submitted) != 1 {
-		t.Errorf("%d jobs submitted, want 1", len(fx.slurm.submitted))
+	if len(fx.slurm.submitted) != len(acked) {
+		t.Errorf("%d jobs submitted, want %d", len(fx.slurm.submitted), len(acked))
 	}
 }

@@ -323,16 +323,6 @@ func (s *Service) submit(ctx context.Context, r *run.Run, deps []string) (*run.R
 	return updated, nil
 }
 
-func (s *Service) recordSubmitted(ctx context.Context, runID, jobID string) (*run.Run, error) {
-	now := s.cfg.Now().UTC()
-	updated, err := s.store.UpdateRun(ctx, runID, func(x *run.Run) bool { return markSubmitted(x, jobID, now) })
-	if err != nil {
-		return nil, fmt.Errorf("record slurm job %s for run %s: %w", jobID, runID, err)
-	}
-	s.hub.publish(updated)
-	return updated, nil
-}
-
 func (s *Service) failSubmit(ctx context.Context, r *run.Run, cause error) (*run.Run, error) {
 	ctx = context.WithoutCancel(ctx)
 	now := s.cfg.Now().UTC()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -489,15 +491,17 @@ func (s *Service) reconcileUnconfirmed(ctx context.Context, runs []*run.Run, lis
 	var errs []error
 	// Adopting needs no trust: a listed job is an observation.
 	var missing []*run.Run
+	adopt := map[string]string{} // run id → job id
 	for _, r := range runs {
 		if j, ok := byRun[r.ID]; ok {
 			s.log.Info("adopting job submitted before a restart", "run_id", r.ID, "slurm_job_id", j.JobID)
-			if _, err := s.recordSubmitted(ctx, r.ID, j.JobID); err != nil {
-				errs = append(errs, err)
-			}
+			adopt[r.ID] = j.JobID
 			continue
 		}
 		missing = append(missing, r)
+	}
+	if err := s.recordAdopted(ctx, adopt); err != nil {
+		errs = append(errs, err)
 	}
 	for _, id := range lostUnsubmitted {
 		if j, ok := byRun[id]; ok {
@@ -547,6 +551,25 @@ func (s *Service) reconcileUnconfirmed(ctx context.Context, runs []*run.Run, lis
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// recordAdopted writes the job ids of adopted runs in one transaction: after
+// a crash in a burst of CreateRuns there can be hundreds, and one commit
+// each would hold the first poll up for seconds.
+func (s *Service) recordAdopted(ctx context.Context, jobs map[string]string) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(jobs))
+	now := s.cfg.Now().UTC()
+	changed, err := s.store.UpdateRuns(ctx, ids, func(x *run.Run) bool { return markSubmitted(x, jobs[x.ID], now) })
+	if err != nil {
+		return fmt.Errorf("record %d adopted Slurm jobs: %w", len(ids), err)
+	}
+	for _, r := range changed {
+		s.hub.publish(r)
+	}
+	return nil
 }
 
 // distrustComments says why the comment listing cannot be believed about
