@@ -91,9 +91,21 @@ func TestKill9AtRandomPointsOfConcurrentCreates(t *testing.T) {
 				}
 			})
 		}
-		// Let some calls through, then kill at a random moment: before,
+		// Let some calls through (5 acknowledged in this round, or 20 s
+		// on a slow cluster), then kill at a random moment: before,
 		// during or after a commit, an sbatch or a flush of job ids.
-		time.Sleep(time.Duration(200+rng.IntN(1300)) * time.Millisecond)
+		mu.Lock()
+		before := len(acked)
+		mu.Unlock()
+		for wait := time.Now().Add(20 * time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			n := len(acked)
+			mu.Unlock()
+			if n >= before+5 {
+				break
+			}
+		}
+		time.Sleep(time.Duration(rng.IntN(1300)) * time.Millisecond)
 		p.kill9(t)
 		cancel()
 		wg.Wait()

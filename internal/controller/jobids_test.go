@@ -140,3 +140,49 @@ func TestJobIDsLostInACrashAreAdopted(t *testing.T) {
 		t.Errorf("%d jobs submitted, want %d", len(fx.slurm.submitted), len(acked))
 	}
 }
+
+// The tracker writes pending job ids on its own clock, and once more when
+// it stops.
+func TestTrackerWritesJobIDsWithinASecondAndAtStop(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		stop bool
+	}{{"within a second", false}, {"at stop", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- fx.svc.Run(ctx) }()
+			r, err := fx.svc.Create(context.Background(), seedSpec(), "req-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.stop {
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				got, err := fx.store.GetRun(context.Background(), r.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.SlurmJobID == r.SlurmJobID {
+					break
+				}
+				if tc.stop || time.Now().After(deadline) {
+					t.Fatalf("job id %q not written (store has %q)", r.SlurmJobID, got.SlurmJobID)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			if !tc.stop {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sopilot/sopilot/internal/run"
@@ -46,30 +47,44 @@ func newTracking() tracking {
 // restarted controller reconciles before its first tick.
 func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("tracker started", "poll_interval", s.cfg.PollInterval, "backend", s.backend.Name())
+	// Job ids are written on their own clock: a poll can take seconds (a
+	// long listing, a Slurm outage), and the ids CreateRun answered with
+	// must not wait for it.
+	var flusher sync.WaitGroup
+	flusher.Go(func() { s.flushJobIDs(ctx) })
+	defer flusher.Wait()
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
-	f := time.NewTicker(min(flushInterval, s.cfg.PollInterval))
-	defer f.Stop()
 	for {
 		if err := s.Poll(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("poll failed; will retry", "err", err)
 		}
-		for next := false; !next; {
-			select {
-			case <-ctx.Done():
-				// Write the job ids CreateRun answered with, so that a
-				// clean stop leaves nothing for adoption to recover.
-				if err := s.jobs.flush(context.WithoutCancel(ctx)); err != nil {
-					s.log.Error("write pending Slurm job ids at stop; the next start adopts their jobs", "runs", s.jobs.pendingCount(), "err", err)
-				}
-				s.log.Info("tracker stopped")
-				return nil
-			case <-f.C:
-				if err := s.jobs.flush(ctx); err != nil && ctx.Err() == nil {
-					s.log.Warn("write pending Slurm job ids; will retry", "runs", s.jobs.pendingCount(), "err", err)
-				}
-			case <-t.C:
-				next = true
+		select {
+		case <-ctx.Done():
+			s.log.Info("tracker stopped")
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// flushJobIDs writes the job ids CreateRun answered with (jobIDs) every
+// flushInterval, or every poll interval when that is shorter, until ctx
+// ends, and once more then, so that a clean stop leaves nothing for
+// adoption to recover.
+func (s *Service) flushJobIDs(ctx context.Context) {
+	f := time.NewTicker(min(flushInterval, s.cfg.PollInterval))
+	defer f.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := s.jobs.flush(context.WithoutCancel(ctx)); err != nil {
+				s.log.Error("write pending Slurm job ids at stop; the next start adopts their jobs", "runs", s.jobs.pendingCount(), "err", err)
+			}
+			return
+		case <-f.C:
+			if err := s.jobs.flush(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("write pending Slurm job ids; will retry", "runs", s.jobs.pendingCount(), "err", err)
 			}
 		}
 	}
