@@ -1,19 +1,36 @@
 #!/usr/bin/env bash
 # make bench: the benchmarks behind docs/benchmarks.md. Needs root and the
 # local Slurm cluster (started here if it is not running, and stopped again).
-# Takes about 35 minutes (the 500-run load on three Slurm versions is 12 of them).
+# Takes about 45 minutes (the 500-run load on three Slurm versions is 12 of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make bench uses the local Slurm cluster and needs root" >&2; exit 1; }
 started=0
-trap '[ "$started" = 1 ] && hack/slurm/cluster.sh down >/dev/null || true' EXIT
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; [ "$started" = 1 ] && hack/slurm/cluster.sh down >/dev/null || true' EXIT
 if ! hack/slurm/cluster.sh status >/dev/null 2>&1; then started=1; hack/slurm/cluster.sh up >/dev/null; fi
 eval "$(hack/slurm/cluster.sh env)"
 
 echo "== ListRuns over 100,000 stored runs; CreateRun and a 500-run poll update in the store"
 go test -run XXX -bench . -benchtime 2s -count 5 -benchmem ./internal/store/
-echo "== CreateRun through the controller vs bare sbatch on the same cluster (5 x 60 pairs)"
-go test -run XXX -bench BenchmarkCreateRunVsSbatch -benchtime 60x -count 5 ./cmd/controller/
+echo "== CreateRun through the controller (pinned to CPU 0) vs bare sbatch (CPU 1) on 22.05 and 24.11 (5 x 60 pairs each), and where Create's time goes"
+go test -c -o "$tmp/controller.test" ./cmd/controller/
+go test -c -o "$tmp/controller-pkg.test" ./internal/controller/
+go test -c -o "$tmp/api.test" ./internal/api/
+for v in 22.05 24.11; do
+  hack/slurm/cluster.sh --slurm "$v" status >/dev/null 2>&1 || hack/slurm/cluster.sh --slurm "$v" up >/dev/null
+  (eval "$(hack/slurm/cluster.sh --slurm "$v" env)"
+   echo "-- Slurm $v, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+   cd cmd/controller && SOPILOT_BENCH_CONTROLLER_CPUS=0 taskset -c 1 "$tmp/controller.test" -test.run XXX \
+     -test.bench BenchmarkCreateRunVsSbatch -test.benchtime 60x -test.count 5 | grep -E '^Benchmark')
+done
+(cd internal/controller && "$tmp/controller-pkg.test" -test.run XXX -test.bench BenchmarkCreateBreakdown -test.benchtime 40x -test.count 5 | grep -E '^Benchmark')
+echo "== controller start on 100,000 runs and 10,000 nodes (pinned to CPU 0), against a 50-run store, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+(cd cmd/controller && SOPILOT_BENCH_CONTROLLER_CPUS=0 taskset -c 1 "$tmp/controller.test" -test.run XXX \
+  -test.bench BenchmarkStartOn100kRuns -test.benchtime 10x -test.count 3 | grep -E '^Benchmark|bytes a run')
+echo "== WatchRun: 1,000 watchers (CPU 1) on 100 runs changing every second, controller CPU (CPU 0), 3 x 30 s, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+(cd internal/api && SOPILOT_BENCH_WATCHER_CPUS=1 taskset -c 0 "$tmp/api.test" -test.run '^$' \
+  -test.bench WatchRun1000 -test.benchtime 1x -test.count 3 | grep -E '^Benchmark')
 echo "== slurmctld RPCs while the controller tracks 500 active runs (5 s poll, 60 s window), on each Slurm version"
 for v in 22.05 24.11 26.05; do
   up_here=0

@@ -25,36 +25,64 @@ import (
 
 const benchScript = "#!/bin/bash\ntrue\n"
 
-// BenchmarkCreateRunVsSbatch times a CreateRun call (gRPC over loopback,
-// validation, two fsynced bbolt transactions, sbatch) against the bare
-// sbatch call it makes, alternating the two so machine noise hits both.
-// The ratio CreateRun/sbatch is reported as a metric.
-func BenchmarkCreateRunVsSbatch(b *testing.B) {
-	env := slurmtest.Require(b)
-	dir := b.TempDir()
-	p := startController(b, env, filepath.Join(dir, "bench.db"), "--poll-interval", "5s")
+// createAndSbatch starts a controller on the local cluster and returns two
+// calls to time against each other: a bare sbatch with the options the
+// controller passes, and a CreateRun of the same job through it.
+func createAndSbatch(tb testing.TB) (sbatch func(), create func(i int)) {
+	env := slurmtest.Require(tb)
+	dir := tb.TempDir()
+	p := startController(tb, env, filepath.Join(dir, "bench.db"), "--poll-interval", "5s")
 	ctx := context.Background()
 	spec := &apipb.RunSpec{JobName: "bench-create", Nodes: 1, TimeLimit: durationpb.New(time.Minute), Script: benchScript,
 		WorkingDirectory: dir, OutputDirectory: dir}
-	sbatch := func() {
+	sbatch = func() {
 		cmd := exec.Command("sbatch", "--parsable", "--job-name=bench-sbatch", "--nodes=1", "--ntasks-per-node=1",
 			"--time=00:01:00", "--chdir="+dir, "--output="+dir+"/bench-sbatch-%j.out", "--error="+dir+"/bench-sbatch-%j.out",
 			"--comment=bench", "--export=ALL")
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8", "SLURM_CONF=" + env.SlurmConf}
 		cmd.Stdin = strings.NewReader(benchScript)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("sbatch: %v: %s", err, out)
+			tb.Fatalf("sbatch: %v: %s", err, out)
 		}
 	}
-	create := func(i int) {
+	create = func(i int) {
 		_, err := p.runs.CreateRun(ctx, &apipb.CreateRunRequest{Spec: spec, RequestId: fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i)})
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
-	b.Cleanup(func() { scancelByName(b, env, "bench-create", "bench-sbatch") })
+	tb.Cleanup(func() { scancelByName(tb, env, "bench-create", "bench-sbatch") })
 	sbatch() // warm up both paths
 	create(-1)
+	return sbatch, create
+}
+
+// TestCreateRunIsNotOrdersSlowerThanSbatch is the short version of
+// BenchmarkCreateRunVsSbatch for the test suite: 10 alternating pairs, and
+// the median CreateRun may not take ten times the median sbatch (the goal
+// is 1.2×; this catches a CreateRun that waits for something it should
+// not, not a regression of a few percent).
+func TestCreateRunIsNotOrdersSlowerThanSbatch(t *testing.T) {
+	sbatch, create := createAndSbatch(t)
+	var tSbatch, tCreate []time.Duration
+	timed := func(f func()) time.Duration { t0 := time.Now(); f(); return time.Since(t0) }
+	for i := range 10 {
+		tSbatch = append(tSbatch, timed(sbatch))
+		tCreate = append(tCreate, timed(func() { create(i) }))
+	}
+	ms, mc := median(tSbatch), median(tCreate)
+	t.Logf("median sbatch %s, CreateRun %s (%.2f×)", ms, mc, float64(mc)/float64(ms))
+	if mc > 10*ms {
+		t.Errorf("CreateRun's median %s is over ten times sbatch's %s", mc, ms)
+	}
+}
+
+// BenchmarkCreateRunVsSbatch times a CreateRun call (gRPC over loopback,
+// validation, one fsynced bbolt transaction, sbatch) against the bare
+// sbatch call it makes, alternating the two so machine noise hits both.
+// The ratio CreateRun/sbatch is reported as a metric.
+func BenchmarkCreateRunVsSbatch(b *testing.B) {
+	sbatch, create := createAndSbatch(b)
 
 	var tSbatch, tCreate []time.Duration
 	b.ResetTimer()

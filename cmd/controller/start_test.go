@@ -4,6 +4,7 @@ package main
 // until it serves.
 
 import (
+	"os"
 	"os/exec"
 	"regexp"
 	"syscall"
@@ -34,12 +35,20 @@ type lockedBuffer = testbin.Buffer
 
 var listenRE = regexp.MustCompile(`controller listening on (\S+)`)
 
+// controllerCPUsEnv, when set (e.g. "0"), runs the controller under
+// taskset on those CPUs, so that benchmarks can keep it apart from the
+// load they generate (run the test binary itself on the other CPUs).
+const controllerCPUsEnv = "SOPILOT_BENCH_CONTROLLER_CPUS"
+
 // launch starts the binary with exactly args against the local cluster
 // and waits until it prints its address. The process is killed at the end
 // of the test, and its log shown if the test failed.
 func launch(t testing.TB, env slurmtest.Env, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(controllerBinary(t), args...)
+	if cpus := os.Getenv(controllerCPUsEnv); cpus != "" {
+		cmd = exec.Command("taskset", append([]string{"-c", cpus, controllerBinary(t)}, args...)...)
+	}
 	cmd.Env = env.Environ()
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}}
 	p.addr = testbin.Start(t, cmd, p.stderr, listenRE)[1]

@@ -8,7 +8,10 @@
 //  1. CreateRun commits the run (state PENDING, no Slurm job id) and its
 //     request_id to the store before anything reaches Slurm.
 //  2. The job is submitted with the comment "sopilot:run=<run id>".
-//  3. The Slurm job id is committed to the run.
+//  3. The Slurm job id is committed to the run. CreateRun answers before
+//     this commit (the id is held in memory and shown in every read, see
+//     jobIDs), and the tracker writes it within flushInterval, so a
+//     CreateRun costs one fsync, not two.
 //
 // A crash between 1 and 3 leaves a run without a job id. The tracker finds
 // such runs, looks for a Slurm job carrying their comment (one query for all
@@ -166,7 +169,8 @@ func (c *Config) setDefaults() {
 // with Run.
 type Service struct {
 	cfg     Config
-	store   Store
+	store   Store   // jobs, as the Store interface
+	jobs    *jobIDs // the real store and the job ids not yet in it
 	backend scheduler.Backend
 	log     *slog.Logger
 	metrics *metrics.Controller
@@ -238,9 +242,11 @@ func New(cfg Config, st Store, backend scheduler.Backend, logger *slog.Logger, m
 			lostGPUHours.WithLabelValues(run.CauseExitCode.String())
 		}
 	}
+	jobs := newJobIDs(st)
 	return &Service{
 		cfg:       cfg,
-		store:     st,
+		store:     jobs,
+		jobs:      jobs,
 		backend:   backend,
 		log:       logger.With("component", "controller"),
 		metrics:   m,
@@ -328,7 +334,7 @@ func (s *Service) Create(ctx context.Context, spec run.Spec, requestID string) (
 		return stored, nil
 	}
 	s.log.Info("run recorded", "run_id", r.ID, "request_id", requestID, "job_name", spec.JobName)
-	return s.submit(ctx, r, deps)
+	return s.submit(ctx, stored, deps)
 }
 
 // submit sends a recorded run to Slurm and records the outcome.
@@ -363,32 +369,14 @@ func (s *Service) submit(ctx context.Context, r *run.Run, deps []string) (*run.R
 		s.hub.publish(updated)
 		return updated, nil
 	}
-	updated, err := s.recordSubmitted(context.WithoutCancel(ctx), r.ID, jobID)
-	if err != nil {
-		return nil, err
-	}
+	// The job id is not written now: that would be a second fsync on the
+	// caller's time. It is shown in every read at once and written by the
+	// tracker within flushInterval (jobIDs); a crash before then leaves a
+	// durable run whose job the restarted tracker adopts by its comment.
+	updated := s.jobs.remember(r, jobID, s.cfg.Now().UTC())
+	s.hub.publish(updated)
 	s.countCreate("created")
 	s.log.Info("run submitted", "run_id", r.ID, "slurm_job_id", jobID, "attempt", r.Attempt())
-	return updated, nil
-}
-
-func (s *Service) recordSubmitted(ctx context.Context, runID, jobID string) (*run.Run, error) {
-	now := s.cfg.Now().UTC()
-	updated, err := s.store.UpdateRun(ctx, runID, func(x *run.Run) bool {
-		if x.Submitted() {
-			return false
-		}
-		x.SlurmJobID = jobID
-		x.SubmitTime = now
-		x.UpdateTime = now
-		x.Reason = ""
-		x.OutputPath = strings.ReplaceAll(x.OutputPath, "%j", jobID)
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("record slurm job %s for run %s: %w", jobID, runID, err)
-	}
-	s.hub.publish(updated)
 	return updated, nil
 }
 

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sopilot/sopilot/internal/run"
@@ -44,6 +47,12 @@ func newTracking() tracking {
 // restarted controller reconciles before its first tick.
 func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("tracker started", "poll_interval", s.cfg.PollInterval, "backend", s.backend.Name())
+	// Job ids are written on their own clock: a poll can take seconds (a
+	// long listing, a Slurm outage), and the ids CreateRun answered with
+	// must not wait for it.
+	var flusher sync.WaitGroup
+	flusher.Go(func() { s.flushJobIDs(ctx) })
+	defer flusher.Wait()
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -58,6 +67,33 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// flushJobIDs writes the job ids CreateRun answered with (jobIDs) every
+// flushInterval, or every poll interval when that is shorter, until ctx
+// ends, and once more then, so that a clean stop leaves nothing for
+// adoption to recover.
+func (s *Service) flushJobIDs(ctx context.Context) {
+	f := time.NewTicker(min(flushInterval, s.cfg.PollInterval))
+	defer f.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := s.jobs.flush(context.WithoutCancel(ctx)); err != nil {
+				s.log.Error("write pending Slurm job ids at stop; the next start adopts their jobs", "runs", s.jobs.pendingCount(), "err", err)
+			}
+			return
+		case <-f.C:
+			if err := s.jobs.flush(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("write pending Slurm job ids; will retry", "runs", s.jobs.pendingCount(), "err", err)
+			}
+		}
+	}
+}
+
+// flushInterval bounds how long a Slurm job id that CreateRun answered
+// with stays in memory only (jobIDs): at most this, or the poll interval
+// when that is shorter.
+const flushInterval = time.Second
 
 // Poll refreshes every active run and every recently LOST one: one Slurm
 // query for the submitted ones, and one more only when some submission is
@@ -83,6 +119,9 @@ func (s *Service) Poll(ctx context.Context) error {
 		case r.Submitted():
 			submitted = append(submitted, r)
 		case s.isInflight(r.ID):
+		case s.jobs.has(r.ID):
+			// A run read before its Create finished may have been given
+			// its job id since: has sees that id, not yet written.
 		case r.Attempt() > 1 && r.SubmitBegan.IsZero():
 			// Between attempts, nothing handed to Slurm yet: no job of
 			// this attempt can exist, so there is nothing to adopt.
@@ -523,15 +562,17 @@ func (s *Service) reconcileUnconfirmed(ctx context.Context, runs []*run.Run, lis
 	var errs []error
 	// Adopting needs no trust: a listed job is an observation.
 	var missing []*run.Run
+	adopt := map[string]string{} // run id → job id
 	for _, r := range runs {
 		if j, ok := byAttempt[attemptKey{r.ID, r.Attempt()}]; ok {
 			s.log.Info("adopting job submitted before a restart", "run_id", r.ID, "slurm_job_id", j.JobID, "attempt", r.Attempt())
-			if _, err := s.recordSubmitted(ctx, r.ID, j.JobID); err != nil {
-				errs = append(errs, err)
-			}
+			adopt[r.ID] = j.JobID
 			continue
 		}
 		missing = append(missing, r)
+	}
+	if err := s.recordAdopted(ctx, adopt); err != nil {
+		errs = append(errs, err)
 	}
 	for _, id := range lostUnsubmitted {
 		if j, ok := byRun[id]; ok {
@@ -585,6 +626,25 @@ func (s *Service) reconcileUnconfirmed(ctx context.Context, runs []*run.Run, lis
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// recordAdopted writes the job ids of adopted runs in one transaction: after
+// a crash in a burst of CreateRuns there can be hundreds, and one commit
+// each would hold the first poll up for seconds.
+func (s *Service) recordAdopted(ctx context.Context, jobs map[string]string) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(jobs))
+	now := s.cfg.Now().UTC()
+	changed, err := s.store.UpdateRuns(ctx, ids, func(x *run.Run) bool { return markSubmitted(x, jobs[x.ID], now) })
+	if err != nil {
+		return fmt.Errorf("record %d adopted Slurm jobs: %w", len(ids), err)
+	}
+	for _, r := range changed {
+		s.hub.publish(r)
+	}
+	return nil
 }
 
 // distrustComments says why the comment listing cannot be believed about

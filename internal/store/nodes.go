@@ -84,16 +84,19 @@ func (s *Store) Nodes(ctx context.Context) ([]NodeRecord, error) {
 		if b == nil {
 			return fmt.Errorf("store: bucket %q missing", bucketNodes)
 		}
+		// A node's inventory key sorts right after its record's key (the
+		// name, then a 0 byte), so one pass pairs them without a lookup
+		// per node: 10,000 lookups were a third of this call.
 		return b.ForEach(func(k, v []byte) error {
-			if bytes.HasSuffix(k, []byte(inventorySuffix)) {
+			if name, ok := bytes.CutSuffix(k, []byte(inventorySuffix)); ok {
+				if n := len(out); n > 0 && out[n-1].Name == string(name) {
+					out[n-1].Inventory = bytes.Clone(v)
+				}
 				return nil
 			}
 			var r NodeRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("store: node %q: %w", k, err)
-			}
-			if inv := b.Get([]byte(r.Name + inventorySuffix)); inv != nil {
-				r.Inventory = append([]byte(nil), inv...)
 			}
 			out = append(out, r)
 			return nil

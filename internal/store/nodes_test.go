@@ -45,3 +45,33 @@ func TestNodesRoundTripAcrossReopen(t *testing.T) {
 		t.Errorf("worker-0 = %+v", got[0])
 	}
 }
+
+// Each node gets its own inventory, also where one name is a prefix of
+// another and where a node between them has none.
+func TestNodesPairEachRecordWithItsInventory(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+	recs := []NodeRecord{
+		{Name: "gpu-1", Inventory: []byte("inv-1")},
+		{Name: "gpu-10", Inventory: []byte("inv-10")},
+		{Name: "gpu-1-a"},
+		{Name: "gpu-10x", Inventory: []byte("inv-10x")},
+		{Name: "gpu-2"},
+	}
+	if err := s.PutNodes(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"gpu-1": "inv-1", "gpu-10": "inv-10", "gpu-1-a": "", "gpu-10x": "inv-10x", "gpu-2": ""}
+	if len(got) != len(want) {
+		t.Fatalf("Nodes = %d records, want %d", len(got), len(want))
+	}
+	for _, r := range got {
+		if string(r.Inventory) != want[r.Name] {
+			t.Errorf("%s: inventory %q, want %q", r.Name, r.Inventory, want[r.Name])
+		}
+	}
+}

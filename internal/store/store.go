@@ -476,3 +476,37 @@ func (s *Store) ActiveRuns(ctx context.Context) ([]*run.Run, error) {
 	}
 	return out, nil
 }
+
+// CreateRuns stores many runs in one transaction, as CreateRun does each
+// (ids and request ids set by the caller; a request id already stored is
+// skipped), and returns how many it created. For imports and generated
+// histories: one commit instead of one per run. If any run is invalid or
+// its id is taken under another request id, nothing is written.
+func (s *Store) CreateRuns(ctx context.Context, runs []*run.Run) (created int, err error) {
+	for _, r := range runs {
+		if err := validateRun(r); err != nil {
+			return 0, err
+		}
+	}
+	err = s.update(ctx, func(b *buckets) error {
+		created = 0
+		for _, r := range runs {
+			_, data, err := b.create(r)
+			if err != nil {
+				return err
+			}
+			if data != nil {
+				created++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return created, nil
+}
+
+// Sync flushes the file to disk: for a Store opened with NoSync (bulk
+// writes), so that what was written is durable before Close.
+func (s *Store) Sync() error { return s.db.Sync() }

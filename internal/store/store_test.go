@@ -1086,3 +1086,41 @@ func TestLostRunRevivedKeepsIndexes(t *testing.T) {
 		checkIndexes(t, s)
 	}
 }
+
+func TestCreateRunsIsOneTransactionAndSkipsKnownRequests(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+	first := mustCreate(t, s, testRun(0, run.StateCompleted))
+	runs := []*run.Run{testRun(0, run.StateCompleted), testRun(1, run.StatePending), testRun(2, run.StateFailed)}
+	n, err := s.CreateRuns(ctx, runs)
+	if err != nil || n != 2 {
+		t.Fatalf("CreateRuns = %d, %v; want 2 created (one request id was stored)", n, err)
+	}
+	if got, err := s.GetRun(ctx, first.ID); err != nil || got.RequestID != first.RequestID {
+		t.Fatalf("run 0: %v, %v", got, err)
+	}
+	for _, r := range runs[1:] {
+		got, err := s.GetRun(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRun(t, r.ID, got, r)
+	}
+	checkIndexes(t, s)
+	bad := []*run.Run{testRun(3, run.StatePending), {ID: "r-x", RequestID: "", State: run.StatePending}}
+	if _, err := s.CreateRuns(ctx, bad); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("invalid run: err = %v, want ErrInvalidArgument", err)
+	}
+	if _, err := s.GetRun(ctx, bad[0].ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a batch with an invalid run wrote %s: %v", bad[0].ID, err)
+	}
+	clash := testRun(4, run.StatePending)
+	clash.ID = runs[1].ID
+	if _, err := s.CreateRuns(ctx, []*run.Run{testRun(5, run.StatePending), clash}); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("taken id: err = %v, want ErrAlreadyExists", err)
+	}
+	if _, err := s.GetRun(ctx, testRun(5, run.StatePending).ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a batch with a taken id wrote its other runs: %v", err)
+	}
+	checkIndexes(t, s)
+}

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sopilot/sopilot/pkg/agentpb"
@@ -55,6 +56,20 @@ func InventoryFromProto(inv *agentpb.Inventory) Inventory {
 		out.IBPorts = append(out.IBPorts, IBPortInfo{Device: p.GetDevice(), Port: int(p.GetPort()), RateGbps: p.GetRateGbps(), LinkLayer: p.GetLinkLayer()})
 	}
 	return out
+}
+
+// MarshalInventory is the wire form of inv, as an agent's Hello carries it
+// and the store keeps it (store.NodeRecord.Inventory): the inverse of
+// InventoryFromProto over proto.Unmarshal.
+func MarshalInventory(inv Inventory) ([]byte, error) {
+	out := &agentpb.Inventory{DriverVersion: inv.DriverVersion, CudaVersion: inv.CUDAVersion, NcclVersion: inv.NCCLVersion, Simulated: inv.Simulated}
+	for _, g := range inv.GPUs {
+		out.Gpus = append(out.Gpus, &agentpb.GpuInfo{Index: int32(g.Index), Uuid: g.UUID, Model: g.Model, MemoryTotalBytes: g.MemoryTotalBytes})
+	}
+	for _, p := range inv.IBPorts {
+		out.IbPorts = append(out.IbPorts, &agentpb.IbPortInfo{Device: p.Device, Port: int32(p.Port), RateGbps: p.RateGbps, LinkLayer: p.LinkLayer})
+	}
+	return proto.Marshal(out)
 }
 
 // Compact keeps what the hourly rate rules read of a sample (the counters

@@ -1,6 +1,7 @@
 package telemetry_test
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -80,5 +81,24 @@ func TestFromProto(t *testing.T) {
 	}
 	if (telemetry.IBPortSample{State: "ACTIVE", PhysState: "Polling"}).Up() {
 		t.Error("ACTIVE/Polling is up")
+	}
+}
+
+func TestMarshalInventoryRoundTrips(t *testing.T) {
+	inv := telemetry.Inventory{
+		GPUs:          []telemetry.GPUInfo{{Index: 0, UUID: "GPU-a", Model: "NVIDIA H200", MemoryTotalBytes: 141 << 30}, {Index: 1, UUID: "GPU-b", Model: "NVIDIA H200", MemoryTotalBytes: 141 << 30}},
+		IBPorts:       []telemetry.IBPortInfo{{Device: "mlx5_0", Port: 1, RateGbps: 400, LinkLayer: "InfiniBand"}},
+		DriverVersion: "570.124.06", CUDAVersion: "12.8", NCCLVersion: "2.25.1", Simulated: true,
+	}
+	b, err := telemetry.MarshalInventory(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire agentpb.Inventory
+	if err := proto.Unmarshal(b, &wire); err != nil {
+		t.Fatal(err)
+	}
+	if got := telemetry.InventoryFromProto(&wire); !reflect.DeepEqual(got, inv) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", got, inv)
 	}
 }
