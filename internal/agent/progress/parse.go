@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -322,10 +324,9 @@ func checkpointField(key string, kind valueKind, raw []byte) (string, error) {
 	case len(s) > MaxCheckpointPathBytes:
 		return "", fieldErr(key, "path is %d bytes, longer than the limit of %d", len(s), MaxCheckpointPathBytes)
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return "", fieldErr(key, "must not contain control characters, found %U", r)
-		}
+	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return "", fieldErr(key, "must not contain control characters, found %U", r)
 	}
 	return s, nil
 }

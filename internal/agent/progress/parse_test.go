@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 func f64(v float64) *float64 { return &v }
@@ -227,7 +228,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("bad metric %q=%v", k, v)
 			}
 		}
-		if len(u.Checkpoint) > MaxCheckpointPathBytes || strings.ContainsFunc(u.Checkpoint, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		if len(u.Checkpoint) > MaxCheckpointPathBytes || strings.ContainsFunc(u.Checkpoint, unicode.IsControl) {
 			t.Fatalf("bad checkpoint path %q", u.Checkpoint)
 		}
 		// An accepted line is JSON, except that NaN/Infinity may appear in
