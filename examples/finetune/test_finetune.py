@@ -109,6 +109,54 @@ class ProgressWriterTest(unittest.TestCase):
 
 
 @unittest.skipUnless(HAVE_DEPS, "needs torch and sklearn (apt-get install python3-torch python3-sklearn)")
+class CheckpointTest(unittest.TestCase):
+    def setUp(self):
+        sys.path.insert(0, HERE)
+        import train  # no torch needed
+        self.train = train
+
+    def test_checkpoint_line(self):
+        with tempfile.TemporaryDirectory() as d:
+            path, clock = f"{d}/progress.jsonl", FakeClock()
+            w = self.train.ProgressWriter(path, interval=10, clock=clock)
+            self.assertTrue(w.write(1, 100, loss=2.0))
+            clock.t += 0.1  # throttled, but a checkpoint line is always written
+            self.assertTrue(w.write(5, 100, loss=1.5, checkpoint=f"{d}/checkpoint-step5.pt", epoch=0.05))
+            w.close()
+            with open(path) as f:
+                lines = [json.loads(l) for l in f]
+            self.assertEqual(lines[1]["step"], 5)
+            self.assertEqual(lines[1]["checkpoint"], f"{d}/checkpoint-step5.pt")
+            self.assertNotIn("checkpoint", lines[0])
+
+    def test_keeps_the_newest(self):
+        saved = {}
+        with tempfile.TemporaryDirectory() as d:
+            def save(obj, path):
+                saved[path] = obj
+                open(path, "w").close()
+            c = self.train.Checkpointer(d, keep=2, save=save)
+            paths = [c.write({"model": "m"}, step) for step in (10, 20, 30)]
+            self.assertEqual(paths, [f"{d}/checkpoint-step{s}.pt" for s in (10, 20, 30)])
+            self.assertEqual(sorted(os.listdir(d)), ["checkpoint-step20.pt", "checkpoint-step30.pt"])
+            self.assertEqual(saved[paths[2]], {"model": "m", "step": 30})
+            c = self.train.Checkpointer(d, keep=0, save=save)
+            for step in (40, 50, 60):
+                c.write({}, step)
+            self.assertEqual(len(os.listdir(d)), 5, "keep 0 removes nothing")
+
+    def test_resume_source_and_position(self):
+        with mock.patch.dict(os.environ, {"SOPILOT_RESUME_FROM": "/ckpt/a.pt"}):
+            self.assertEqual(self.train.resume_source(""), "/ckpt/a.pt")
+            self.assertEqual(self.train.resume_source("/ckpt/b.pt"), "/ckpt/b.pt")  # the flag wins
+        with mock.patch.dict(os.environ, {"SOPILOT_RESUME_FROM": ""}):
+            self.assertIsNone(self.train.resume_source(""))
+        # 12 steps per epoch: after 30 steps, epoch 3 with 6 of its batches done.
+        self.assertEqual(self.train.resume_position(30, 12), (3, 6))
+        self.assertEqual(self.train.resume_position(0, 12), (1, 0))
+        self.assertEqual(self.train.resume_position(24, 12), (3, 0))
+
+
 class WorkflowTest(unittest.TestCase):
     def test_save_train_infer(self):
         with tempfile.TemporaryDirectory() as d:
@@ -121,19 +169,23 @@ class WorkflowTest(unittest.TestCase):
                         CUDA_VISIBLE_DEVICES="")
             progress = f"{d}/progress.jsonl"
             base["SOPILOT_PROGRESS_FILE"] = progress
-            procs = [subprocess.Popen(
-                [sys.executable, script("train.py"), "--init", f"{d}/original.pt", "--out", f"{d}/trained.pt",
-                 "--epochs", "8", "--progress-interval", "0.2"],
-                env=dict(base, SLURM_PROCID=str(r), SLURM_LOCALID=str(r)),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
-            outs = [p.communicate(timeout=120)[0] for p in procs]
-            for r, (p, out) in enumerate(zip(procs, outs)):
-                self.assertEqual(p.returncode, 0, f"rank {r}:\n{out}")
+            def train(out, env, *extra):
+                procs = [subprocess.Popen(
+                    [sys.executable, script("train.py"), "--init", f"{d}/original.pt", "--out", out,
+                     "--epochs", "8", "--progress-interval", "0.2", *extra],
+                    env=dict(env, SLURM_PROCID=str(r), SLURM_LOCALID=str(r)),
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
+                outs = [p.communicate(timeout=120)[0] for p in procs]
+                for r, (p, o) in enumerate(zip(procs, outs)):
+                    self.assertEqual(p.returncode, 0, f"rank {r}:\n{o}")
+                return outs
+
+            outs = train(f"{d}/trained.pt", dict(base, CHECKPOINT_EVERY="7"), "--keep-checkpoints", "0",
+                         "--checkpoint-dir", f"{d}/ckpt")
             self.assertIn("rank 0/2 local_rank 0", outs[0])
             self.assertIn("master 127.0.0.1:24242", outs[0])  # 20000 + 4242 % 20000
             self.assertIn("world 2 (gloo)", outs[0])
             self.assertIn("epoch 8/8", outs[0])
-            self.assertTrue(os.path.exists(f"{d}/checkpoint.pt"))
 
             # Progress lines from rank 0 only: steps strictly increase (both
             # ranks writing would repeat them), one line per epoch end at least.
@@ -148,14 +200,42 @@ class WorkflowTest(unittest.TestCase):
             epoch_ends = [l for l in lines if "test_acc" in l["metrics"]]
             self.assertEqual([l["step"] for l in epoch_ends], [total // 8 * e for e in range(1, 9)])
             self.assertEqual([l["metrics"]["epoch"] for l in epoch_ends], list(range(1, 9)))
+            # A checkpoint line every 7 steps and at every epoch end, each
+            # naming a checkpoint of that step.
+            ckpts = {l["step"]: l["checkpoint"] for l in lines if "checkpoint" in l}
+            want = sorted(set(range(7, total + 1, 7)) | {total // 8 * e for e in range(1, 9)})
+            self.assertEqual(sorted(ckpts), want)
+            for s, path in ckpts.items():
+                self.assertEqual(path, f"{d}/ckpt/checkpoint-step{s}.pt")
+                self.assertTrue(os.path.exists(path))
             for l in lines:
-                self.assertLessEqual(set(l), {"step", "total_steps", "time", "loss", "samples_per_second", "metrics"})
+                self.assertLessEqual(set(l), {"step", "total_steps", "time", "loss", "samples_per_second", "metrics",
+                                              "checkpoint"})
                 self.assertGreater(l["loss"], 0)
                 self.assertEqual(l["metrics"]["lr"], 3e-3)
                 self.assertGreater(l["samples_per_second"], 0)
                 self.assertTrue(0 < l["metrics"]["epoch"] <= 8)
             self.assertGreater(epoch_ends[-1]["metrics"]["test_acc"], 0.8)
             self.assertLess(epoch_ends[-1]["metrics"]["epoch_loss"], epoch_ends[0]["metrics"]["epoch_loss"])
+
+            # A second attempt resumes from a mid-epoch checkpoint (as sopilot
+            # passes it) and ends with the same model as the run that was
+            # never interrupted: model, optimizer and step all restored.
+            mid = next(s for s in sorted(ckpts) if s % (total // 8))
+            resumed_progress = f"{d}/progress-2.jsonl"
+            outs = train(f"{d}/resumed.pt", dict(base, SOPILOT_RESUME_FROM=ckpts[mid], SOPILOT_ATTEMPT="2",
+                                                 SOPILOT_PROGRESS_FILE=resumed_progress),
+                         "--checkpoint-dir", f"{d}/ckpt-2")
+            self.assertIn(f"attempt 2: resumed from {ckpts[mid]} at step {mid}/{total}", outs[0])
+            with open(resumed_progress) as f:
+                steps2 = [json.loads(l)["step"] for l in f]
+            self.assertGreater(steps2[0], mid)
+            self.assertEqual(steps2[-1], total)
+            self.assertEqual(len(os.listdir(f"{d}/ckpt-2")), 2, "the newest 2 checkpoints are kept by default")
+            import torch
+            a, b = torch.load(f"{d}/trained.pt")["model"], torch.load(f"{d}/resumed.pt")["model"]
+            for k in a:
+                self.assertTrue(torch.allclose(a[k], b[k], atol=1e-6), f"{k} differs after resuming")
 
             acc = {}
             for name in ("original", "trained"):

@@ -17,9 +17,18 @@ torch.distributed's variables, so this script maps Slurm's:
 Variables already set (torchrun, a launcher) win. The backend is NCCL when
 CUDA is available (each rank takes GPU LOCAL_RANK) and gloo on CPU. Every
 rank trains on its DistributedSampler shard of the fixed training split;
-gradients are averaged by DDP. Rank 0 prints progress, writes a checkpoint
-(DIR/checkpoint.pt, next to --out) after every epoch and the final model to
---out.
+gradients are averaged by DDP. Rank 0 prints progress and writes the final
+model to --out.
+
+Checkpoints: rank 0 saves the model, the optimizer and the step to
+--checkpoint-dir (default: the directory of --out) as checkpoint-step<N>.pt
+after every epoch and every --checkpoint-every steps (env CHECKPOINT_EVERY;
+0: at epoch ends only), keeping the newest --keep-checkpoints of them, and
+reports each in the progress file with a checkpoint line once it is whole.
+When SOPILOT_RESUME_FROM is set (sopilot sets it for a later attempt of a
+run: the newest checkpoint an earlier attempt reported) or --resume-from is
+given, every rank loads that checkpoint and training goes on from its step:
+the same batches in the same order as an uninterrupted run.
 
 When SOPILOT_PROGRESS_FILE is set (sopilot sets it for every run), rank 0
 also appends progress lines to that file for the node agent to stream: JSON
@@ -105,12 +114,17 @@ class ProgressWriter:
     def add_samples(self, n):
         self.samples += n
 
-    def write(self, step, total_steps, loss=None, force=False, **metrics):
-        """Write one line if due; returns whether it did."""
+    def write(self, step, total_steps, loss=None, force=False, checkpoint=None, **metrics):
+        """Write one line if due; returns whether it did. checkpoint, the path
+        of a checkpoint saved after step steps, makes it a checkpoint line
+        (always written)."""
+        force = force or checkpoint is not None
         if not self.due(force) or (self.last_step is not None and step <= self.last_step):
             return False
         now = self.clock()
         rec = {"step": int(step), "total_steps": int(total_steps), "time": round(now, 3)}
+        if checkpoint is not None:
+            rec["checkpoint"] = str(checkpoint)
         if loss is not None and math.isfinite(loss):
             rec["loss"] = float(loss)
         elapsed = now - self.since
@@ -135,6 +149,44 @@ class ProgressWriter:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+class Checkpointer:
+    """Saves checkpoints (model, optimizer, step) as DIR/checkpoint-step<N>.pt,
+    each written whole before it is named (save_atomic), and removes all but
+    the newest `keep` of those it wrote (keep 0: none removed)."""
+
+    def __init__(self, directory, keep=2, save=None):
+        self.dir, self.keep, self.written = directory, keep, []
+        self.save = save or save_atomic
+
+    def path(self, step):
+        return os.path.join(self.dir, f"checkpoint-step{int(step)}.pt")
+
+    def write(self, state, step):
+        """Save state for step; returns its path."""
+        path = self.path(step)
+        self.save(dict(state, step=int(step)), path)
+        self.written.append(path)
+        while self.keep and len(self.written) > self.keep:
+            old = self.written.pop(0)
+            try:
+                os.remove(old)
+            except OSError as e:
+                log(f"remove old checkpoint {old}: {e}")
+        return path
+
+
+def resume_source(arg):
+    """The checkpoint to resume from: --resume-from, else SOPILOT_RESUME_FROM,
+    else None."""
+    return arg or os.environ.get("SOPILOT_RESUME_FROM") or None
+
+
+def resume_position(step, steps_per_epoch):
+    """(first epoch, batches of it already done) for a run resumed after
+    step steps; epochs count from 1."""
+    return step // steps_per_epoch + 1, step % steps_per_epoch
 
 
 def setup_env():
@@ -166,7 +218,20 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--progress-interval", type=float, default=0.5,
                    help="seconds between progress lines in $SOPILOT_PROGRESS_FILE (plus one per epoch)")
+    p.add_argument("--checkpoint-every", type=int, default=int(os.environ.get("CHECKPOINT_EVERY", "0")),
+                   help="also save a checkpoint every N steps (env CHECKPOINT_EVERY; 0: at epoch ends only)")
+    p.add_argument("--checkpoint-dir", default=os.environ.get("CHECKPOINT_DIR", ""),
+                   help="where checkpoints go (env CHECKPOINT_DIR; default: the directory of --out); "
+                        "a later attempt on another node must be able to read it")
+    p.add_argument("--keep-checkpoints", type=int, default=2,
+                   help="how many of the newest checkpoints to keep (0: all)")
+    p.add_argument("--resume-from", default="",
+                   help="checkpoint to resume from (default: $SOPILOT_RESUME_FROM, set by sopilot for a retry)")
     args = p.parse_args()
+    if args.checkpoint_every < 0:
+        die(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    if args.keep_checkpoints < 0:
+        die(f"--keep-checkpoints must be >= 0, got {args.keep_checkpoints}")
 
     t0 = time.time()
     rank, world, local_rank = setup_env()
@@ -214,20 +279,44 @@ def main():
     loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler)
     opt = torch.optim.Adam(ddp.parameters(), lr=args.lr)
     steps_per_epoch, total = len(loader), len(loader) * args.epochs
-    ckpt_path = os.path.join(os.path.dirname(os.path.abspath(args.out)), "checkpoint.pt")
+    ckpt = Checkpointer(args.checkpoint_dir or os.path.dirname(os.path.abspath(args.out)), args.keep_checkpoints)
+    if rank == 0:
+        os.makedirs(ckpt.dir, exist_ok=True)
+    step = 0
+    resume = resume_source(args.resume_from)
+    if resume:
+        # Every rank loads it: the model and Adam's state are the same on all.
+        try:
+            state = torch.load(resume, map_location="cpu")
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            step = int(state["step"])
+        except Exception as e:  # noqa: BLE001 - fatal, with its cause
+            die(f"rank {rank}: cannot resume from {resume}: {e}")
+        if not 0 <= step <= total:
+            die(f"rank {rank}: checkpoint {resume} is at step {step}, outside this run's 0..{total}")
+        if rank == 0:
+            log(f"attempt {os.environ.get('SOPILOT_ATTEMPT', '?')}: resumed from {resume} at step {step}/{total}")
+    start_epoch, done_in_epoch = resume_position(step, steps_per_epoch)
     if rank == 0:
         log(f"world {world} ({backend}), {len(data)} training samples, {steps_per_epoch} steps/epoch "
             f"of {args.batch_size}/rank (global batch {args.batch_size * world}), {args.epochs} epochs, "
             f"started in {time.time() - t0:.1f}s")
 
+    def save_checkpoint(epoch):
+        return ckpt.write({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                           "world_size": world}, step)
+
     progress = ProgressWriter.from_env(rank, args.progress_interval)
-    step, t_train = 0, time.time()
-    for epoch in range(1, args.epochs + 1):
+    t_train = time.time()
+    for epoch in range(start_epoch, args.epochs + 1):
         sampler.set_epoch(epoch)
         ddp.train()
         # loss and sample count summed over ranks, for an honest epoch loss
         acc = torch.zeros(2, device=device)
         for i, (xb, yb) in enumerate(loader, 1):
+            if epoch == start_epoch and i <= done_in_epoch:
+                continue  # done before the checkpoint: same order, since the sampler's seed is the epoch
             xb, yb = xb.to(device), yb.to(device)
             opt.zero_grad()
             loss = F.cross_entropy(ddp(xb), yb)
@@ -237,7 +326,13 @@ def main():
             acc += torch.stack([loss.detach() * len(yb), torch.tensor(float(len(yb)), device=device)])
             if progress:
                 progress.add_samples(len(yb) * world)  # the sampler gives every rank equal batches
-                # The epoch's last step gets its line below, with the epoch's results.
+            # The epoch's last step gets its checkpoint and line below, with the epoch's results.
+            if rank == 0 and args.checkpoint_every and step % args.checkpoint_every == 0 and i < steps_per_epoch:
+                path = save_checkpoint(epoch - 1 + i / steps_per_epoch)
+                if progress:
+                    progress.write(step, total, loss.item(), checkpoint=path, lr=opt.param_groups[0]["lr"],
+                                   epoch=epoch - 1 + i / steps_per_epoch)
+            elif progress:
                 if i < steps_per_epoch and progress.due():
                     progress.write(step, total, loss.item(), lr=opt.param_groups[0]["lr"],
                                    epoch=epoch - 1 + i / steps_per_epoch)
@@ -246,14 +341,14 @@ def main():
             model.eval()
             with torch.no_grad():
                 test_acc = (model(x_test.to(device)).argmax(1).cpu() == y_test).float().mean().item()
-            save_atomic({"model": model.state_dict(), "epoch": epoch, "step": step}, ckpt_path)
-            elapsed = time.time() - t_train
-            rate = acc[1].item() / (elapsed / epoch)
-            eta = elapsed / epoch * (args.epochs - epoch)
+            path = save_checkpoint(epoch)
+            elapsed, epochs_here = time.time() - t_train, epoch - start_epoch + 1
+            rate = acc[1].item() / (elapsed / epochs_here)
+            eta = elapsed / epochs_here * (args.epochs - epoch)
             log(f"epoch {epoch}/{args.epochs} step {step}/{total} loss {acc[0].item() / acc[1].item():.4f} "
                 f"test_acc {test_acc:.4f} {rate:.0f} samples/s ETA {eta:.0f}s")
             if progress:
-                progress.write(step, total, loss.item(), force=True, lr=opt.param_groups[0]["lr"], epoch=epoch,
+                progress.write(step, total, loss.item(), checkpoint=path, lr=opt.param_groups[0]["lr"], epoch=epoch,
                                epoch_loss=acc[0].item() / acc[1].item(), test_acc=test_acc)
 
     if rank == 0:

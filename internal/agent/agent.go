@@ -335,9 +335,14 @@ func (a *Agent) pollProgress(now time.Time) []*agentpb.ProgressUpdate {
 			a.metrics.progressRejected.Inc()
 		}
 		// Progress is latest-wins; the controller derives the rate from
-		// consecutive updates.
+		// consecutive updates. The newest checkpoint line of the poll
+		// travels with it, even when plain lines followed it.
 		if u, ok := progress.Latest(ups); ok {
-			out = append(out, progressToProto(id, u))
+			p := progressToProto(id, u)
+			if c, ok := progress.LatestCheckpoint(ups); ok {
+				p.Checkpoint = checkpointToProto(c)
+			}
+			out = append(out, p)
 		}
 	}
 	a.mu.Lock()

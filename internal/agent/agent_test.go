@@ -421,6 +421,25 @@ func TestAttributionAndProgress(t *testing.T) {
 		t.Errorf("progress = %+v", last)
 	}
 
+	// A checkpoint line and a plain line after it, in one write: the
+	// checkpoint reaches the run's progress although it is not the newest
+	// line.
+	if _, err := f.WriteString(`{"step": 30, "total_steps": 100, "checkpoint": "/ckpt/r-1/step-30.pt"}` + "\n" + `{"step": 31, "total_steps": 100}` + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, "progress step 31", func() bool { return slices.Contains(n.sinks.steps("r-1"), 31) })
+	n.sinks.mu.Lock()
+	var ck *run.Checkpoint
+	for _, p := range n.sinks.progress["r-1"] {
+		if p.Checkpoint != nil {
+			ck = p.Checkpoint
+		}
+	}
+	n.sinks.mu.Unlock()
+	if ck == nil || ck.Step != 30 || ck.Path != "/ckpt/r-1/step-30.pt" || ck.Time.IsZero() {
+		t.Errorf("checkpoint = %+v, want step 30 at /ckpt/r-1/step-30.pt", ck)
+	}
+
 	// The job's last line, then the run leaves the node at once.
 	if _, err := f.WriteString(`{"step": 100, "total_steps": 100, "loss": 1.2}` + "\n"); err != nil {
 		t.Fatal(err)

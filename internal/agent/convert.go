@@ -89,3 +89,8 @@ func progressToProto(runID string, u progress.Update) *agentpb.ProgressUpdate {
 	}
 	return p
 }
+
+// checkpointToProto is the checkpoint a progress line reported.
+func checkpointToProto(u progress.Update) *agentpb.ProgressCheckpoint {
+	return &agentpb.ProgressCheckpoint{Step: u.Step, Path: u.Checkpoint, WriteTime: timestamppb.New(u.Time)}
+}

@@ -51,8 +51,8 @@ func (s *Service) ApplyProgress(ctx context.Context, updates map[string]run.Prog
 		if r.Progress != nil && !fresh && (p.Step < r.Progress.Step || p.UpdateTime.Before(r.Progress.UpdateTime)) {
 			return false
 		}
-		if p.Checkpoint != nil {
-			r.Checkpoint = p.Checkpoint
+		if c := p.Checkpoint; c != nil && (r.Checkpoint == nil || c.Step >= r.Checkpoint.Step) && !c.Time.Before(r.AttemptTime) {
+			r.Checkpoint = c
 		}
 		p.Checkpoint = nil
 		r.Progress = &p

@@ -347,3 +347,30 @@ func TestDependantsWaitForTheNextAttempt(t *testing.T) {
 }
 
 func near(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
+
+// A run keeps the newest checkpoint: an update carrying an older one (or
+// one written before the current attempt began) does not replace it.
+func TestCheckpointNeverGoesBack(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	r, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 2}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.startJob(t, r.SlurmJobID, "worker-0")
+	apply := func(step int64, ck *run.Checkpoint) {
+		t.Helper()
+		fx.advance(time.Second)
+		if err := fx.svc.ApplyProgress(ctx, map[string]run.Progress{r.ID: {Step: step, UpdateTime: fx.clock(), Checkpoint: ck}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ck200 := &run.Checkpoint{Step: 200, Path: "/ckpt/step-200.pt", Time: fx.clock()}
+	apply(210, ck200)
+	apply(220, &run.Checkpoint{Step: 100, Path: "/ckpt/step-100.pt", Time: fx.clock()})
+	apply(230, nil)
+	got := fx.get(t, r.ID)
+	if got.Checkpoint == nil || *got.Checkpoint != *ck200 || got.Progress.Step != 230 || got.Progress.Checkpoint != nil {
+		t.Fatalf("checkpoint %+v progress %+v, want step 200 kept, progress 230 without its own copy", got.Checkpoint, got.Progress)
+	}
+}

@@ -470,8 +470,17 @@ func (f *Fleet) commit(ctx context.Context, items []item) error {
 			maxSeq[it.n] = nodeMax{m.epoch, it.seq}
 		}
 		for _, p := range it.progress {
-			if cur, ok := progress[p.runID]; ok && p.p.Step < cur.Step {
+			cur, ok := progress[p.runID]
+			if ok && p.p.Step < cur.Step {
+				// Older progress, but its checkpoint may be the newest.
+				if newerCheckpoint(p.p.Checkpoint, cur.Checkpoint) {
+					cur.Checkpoint = p.p.Checkpoint
+					progress[p.runID] = cur
+				}
 				continue
+			}
+			if ok && newerCheckpoint(cur.Checkpoint, p.p.Checkpoint) {
+				p.p.Checkpoint = cur.Checkpoint
 			}
 			progress[p.runID] = p.p
 		}
@@ -605,7 +614,25 @@ func toProgress(p telemetry.Progress) run.Progress {
 	if len(p.Metrics) > 0 {
 		pr.Metrics = maps.Clone(p.Metrics)
 	}
+	if c := p.Checkpoint; c != nil {
+		pr.Checkpoint = &run.Checkpoint{Step: c.Step, Path: c.Path, Time: c.Time.UTC()}
+	}
 	return pr
+}
+
+// newerCheckpoint reports whether a is a later checkpoint than b (b may be
+// nil): more steps, or as many and written later.
+func newerCheckpoint(a, b *run.Checkpoint) bool {
+	switch {
+	case a == nil:
+		return false
+	case b == nil:
+		return true
+	case a.Step != b.Step:
+		return a.Step > b.Step
+	default:
+		return a.Time.After(b.Time)
+	}
 }
 
 // pushAssignments tells every connected agent which runs have jobs on it.

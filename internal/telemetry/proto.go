@@ -176,14 +176,22 @@ func (s IBPortSample) ToProto() *agentpb.IbSample {
 
 // ProgressFromProto converts a wire progress update.
 func ProgressFromProto(p *agentpb.ProgressUpdate) Progress {
-	return Progress{RunID: p.GetRunId(), Time: p.GetUpdateTime().AsTime(), Step: p.GetStep(), TotalSteps: p.GetTotalSteps(),
+	out := Progress{RunID: p.GetRunId(), Time: p.GetUpdateTime().AsTime(), Step: p.GetStep(), TotalSteps: p.GetTotalSteps(),
 		Loss: p.GetLoss(), SamplesPerSecond: p.GetSamplesPerSecond(), Metrics: p.GetMetrics()}
+	if c := p.GetCheckpoint(); c != nil {
+		out.Checkpoint = &Checkpoint{Step: c.GetStep(), Path: c.GetPath(), Time: c.GetWriteTime().AsTime()}
+	}
+	return out
 }
 
 // ToProto is the wire form of p.
 func (p Progress) ToProto() *agentpb.ProgressUpdate {
-	return &agentpb.ProgressUpdate{RunId: p.RunID, UpdateTime: timestamppb.New(p.Time), Step: p.Step, TotalSteps: p.TotalSteps,
+	out := &agentpb.ProgressUpdate{RunId: p.RunID, UpdateTime: timestamppb.New(p.Time), Step: p.Step, TotalSteps: p.TotalSteps,
 		Loss: p.Loss, SamplesPerSecond: p.SamplesPerSecond, Metrics: p.Metrics}
+	if c := p.Checkpoint; c != nil {
+		out.Checkpoint = &agentpb.ProgressCheckpoint{Step: c.Step, Path: c.Path, WriteTime: timestamppb.New(c.Time)}
+	}
+	return out
 }
 
 // SetFromProto makes dst the batch b, reusing dst's slices: the ingest path

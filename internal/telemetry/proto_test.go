@@ -35,7 +35,8 @@ func TestRoundTrip(t *testing.T) {
 	}
 	ev := &agentpb.HealthEvent{EventTime: timestamppb.New(at), Component: "gpu3", Kind: telemetry.KindXID, Code: 79, Message: "XID 79"}
 	prog := &agentpb.ProgressUpdate{RunId: "r-1", UpdateTime: timestamppb.New(at), Step: 10, TotalSteps: 100, Loss: 0.5,
-		SamplesPerSecond: 1200, Metrics: map[string]float64{"accuracy": 0.9}}
+		SamplesPerSecond: 1200, Metrics: map[string]float64{"accuracy": 0.9},
+		Checkpoint: &agentpb.ProgressCheckpoint{Step: 8, Path: "/ckpt/step-8.pt", WriteTime: timestamppb.New(at.Add(-time.Second))}}
 	batch := &agentpb.Batch{Sequence: 7, DroppedSamples: 2, GpuSamples: []*agentpb.GpuSample{gpu}, IbSamples: []*agentpb.IbSample{ib},
 		HealthEvents: []*agentpb.HealthEvent{ev}, Progress: []*agentpb.ProgressUpdate{prog}}
 	// Filled twice: the second fill reuses the first one's slices.

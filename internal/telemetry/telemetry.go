@@ -139,6 +139,17 @@ type Progress struct {
 	SamplesPerSecond float64
 	// Metrics is shared with the wire message: copy before keeping it.
 	Metrics map[string]float64
+	// Checkpoint is the newest checkpoint among the lines this update sums
+	// up; nil when none reported one.
+	Checkpoint *Checkpoint
+}
+
+// Checkpoint is a checkpoint a job reported in its progress file.
+type Checkpoint struct {
+	Step int64
+	Path string
+	// Time is when the job wrote the checkpoint line.
+	Time time.Time
 }
 
 // Batch is one agent batch. A Batch filled by SetFromProto shares its

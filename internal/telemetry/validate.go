@@ -3,6 +3,9 @@ package telemetry
 import (
 	"fmt"
 	"math"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
@@ -83,6 +86,32 @@ func checkProgress(p *agentpb.ProgressUpdate) string {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Sprintf("metrics[%q]: %v is not a finite number", k, v)
 		}
+	}
+	if c := p.GetCheckpoint(); c != nil {
+		return checkCheckpoint(c)
+	}
+	return ""
+}
+
+// MaxCheckpointPathBytes is the longest checkpoint path a progress update
+// may carry (the agent's progress parser holds lines to the same limit).
+const MaxCheckpointPathBytes = 4096
+
+// checkCheckpoint holds a checkpoint to the progress file's rules: its path
+// becomes an environment variable of the run's next job.
+func checkCheckpoint(c *agentpb.ProgressCheckpoint) string {
+	path := c.GetPath()
+	switch {
+	case c.GetStep() < 0:
+		return fmt.Sprintf("checkpoint.step: %d is negative", c.GetStep())
+	case path == "":
+		return "checkpoint.path: empty"
+	case len(path) > MaxCheckpointPathBytes:
+		return fmt.Sprintf("checkpoint.path: %d bytes, longer than the limit of %d", len(path), MaxCheckpointPathBytes)
+	case !utf8.ValidString(path):
+		return "checkpoint.path: not valid UTF-8"
+	case strings.ContainsFunc(path, unicode.IsControl):
+		return fmt.Sprintf("checkpoint.path: %q has control characters", path)
 	}
 	return ""
 }

@@ -1316,8 +1316,11 @@ type ProgressUpdate struct {
 	Loss             float64                `protobuf:"fixed64,5,opt,name=loss,proto3" json:"loss,omitempty"`
 	SamplesPerSecond float64                `protobuf:"fixed64,6,opt,name=samples_per_second,json=samplesPerSecond,proto3" json:"samples_per_second,omitempty"`
 	Metrics          map[string]float64     `protobuf:"bytes,7,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The newest checkpoint line among the lines this update sums up (it may
+	// be older than the update itself); absent when none of them reported one.
+	Checkpoint    *ProgressCheckpoint `protobuf:"bytes,8,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProgressUpdate) Reset() {
@@ -1399,6 +1402,79 @@ func (x *ProgressUpdate) GetMetrics() map[string]float64 {
 	return nil
 }
 
+func (x *ProgressUpdate) GetCheckpoint() *ProgressCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+// A checkpoint a job reported in its progress file: a later attempt of the
+// run resumes from it.
+type ProgressCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optimizer steps done when the checkpoint was saved.
+	Step int64 `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	// Where the checkpoint is, as the job wrote it (non-empty, at most 4096
+	// bytes, no control characters).
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// When the job wrote the checkpoint line.
+	WriteTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=write_time,json=writeTime,proto3" json:"write_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressCheckpoint) Reset() {
+	*x = ProgressCheckpoint{}
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressCheckpoint) ProtoMessage() {}
+
+func (x *ProgressCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressCheckpoint.ProtoReflect.Descriptor instead.
+func (*ProgressCheckpoint) Descriptor() ([]byte, []int) {
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ProgressCheckpoint) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *ProgressCheckpoint) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ProgressCheckpoint) GetWriteTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WriteTime
+	}
+	return nil
+}
+
 // What a command did. For "nccl_check" the agent measures and the
 // controller judges: the agent does not compare the bandwidth with any
 // threshold.
@@ -1421,7 +1497,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1509,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1522,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CommandResult) GetCommandId() string {
@@ -1487,7 +1563,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1575,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1588,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Ack) GetSequence() uint64 {
@@ -1533,7 +1609,7 @@ type AgentConfig struct {
 
 func (x *AgentConfig) Reset() {
 	*x = AgentConfig{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1621,7 @@ func (x *AgentConfig) String() string {
 func (*AgentConfig) ProtoMessage() {}
 
 func (x *AgentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1634,7 @@ func (x *AgentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentConfig.ProtoReflect.Descriptor instead.
 func (*AgentConfig) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AgentConfig) GetSampleInterval() *durationpb.Duration {
@@ -1591,7 +1667,7 @@ type RunAssignments struct {
 
 func (x *RunAssignments) Reset() {
 	*x = RunAssignments{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1679,7 @@ func (x *RunAssignments) String() string {
 func (*RunAssignments) ProtoMessage() {}
 
 func (x *RunAssignments) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +1692,7 @@ func (x *RunAssignments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunAssignments.ProtoReflect.Descriptor instead.
 func (*RunAssignments) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunAssignments) GetRuns() []*RunAssignment {
@@ -1640,7 +1716,7 @@ type RunAssignment struct {
 
 func (x *RunAssignment) Reset() {
 	*x = RunAssignment{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1728,7 @@ func (x *RunAssignment) String() string {
 func (*RunAssignment) ProtoMessage() {}
 
 func (x *RunAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1741,7 @@ func (x *RunAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunAssignment.ProtoReflect.Descriptor instead.
 func (*RunAssignment) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunAssignment) GetRunId() string {
@@ -1708,7 +1784,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1796,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_sopilot_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1809,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_sopilot_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Command) GetCommandId() string {
@@ -1905,7 +1981,7 @@ const file_sopilot_agent_v1_agent_proto_rawDesc = "" +
 	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04code\x18\x04 \x01(\x03R\x04code\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\xe0\x02\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\xa6\x03\n" +
 	"\x0eProgressUpdate\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12;\n" +
 	"\vupdate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1915,10 +1991,18 @@ const file_sopilot_agent_v1_agent_proto_rawDesc = "" +
 	"totalSteps\x12\x12\n" +
 	"\x04loss\x18\x05 \x01(\x01R\x04loss\x12,\n" +
 	"\x12samples_per_second\x18\x06 \x01(\x01R\x10samplesPerSecond\x12G\n" +
-	"\ametrics\x18\a \x03(\v2-.sopilot.agent.v1.ProgressUpdate.MetricsEntryR\ametrics\x1a:\n" +
+	"\ametrics\x18\a \x03(\v2-.sopilot.agent.v1.ProgressUpdate.MetricsEntryR\ametrics\x12D\n" +
+	"\n" +
+	"checkpoint\x18\b \x01(\v2$.sopilot.agent.v1.ProgressCheckpointR\n" +
+	"checkpoint\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x8e\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"w\n" +
+	"\x12ProgressCheckpoint\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x129\n" +
+	"\n" +
+	"write_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\twriteTime\"\x8e\x01\n" +
 	"\rCommandResult\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x18\n" +
@@ -1962,7 +2046,7 @@ func file_sopilot_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_sopilot_agent_v1_agent_proto_rawDescData
 }
 
-var file_sopilot_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_sopilot_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_sopilot_agent_v1_agent_proto_goTypes = []any{
 	(*ConnectRequest)(nil),        // 0: sopilot.agent.v1.ConnectRequest
 	(*ConnectResponse)(nil),       // 1: sopilot.agent.v1.ConnectResponse
@@ -1977,51 +2061,54 @@ var file_sopilot_agent_v1_agent_proto_goTypes = []any{
 	(*IbCounters)(nil),            // 10: sopilot.agent.v1.IbCounters
 	(*HealthEvent)(nil),           // 11: sopilot.agent.v1.HealthEvent
 	(*ProgressUpdate)(nil),        // 12: sopilot.agent.v1.ProgressUpdate
-	(*CommandResult)(nil),         // 13: sopilot.agent.v1.CommandResult
-	(*Ack)(nil),                   // 14: sopilot.agent.v1.Ack
-	(*AgentConfig)(nil),           // 15: sopilot.agent.v1.AgentConfig
-	(*RunAssignments)(nil),        // 16: sopilot.agent.v1.RunAssignments
-	(*RunAssignment)(nil),         // 17: sopilot.agent.v1.RunAssignment
-	(*Command)(nil),               // 18: sopilot.agent.v1.Command
-	nil,                           // 19: sopilot.agent.v1.ProgressUpdate.MetricsEntry
-	nil,                           // 20: sopilot.agent.v1.Command.ArgsEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(*ProgressCheckpoint)(nil),    // 13: sopilot.agent.v1.ProgressCheckpoint
+	(*CommandResult)(nil),         // 14: sopilot.agent.v1.CommandResult
+	(*Ack)(nil),                   // 15: sopilot.agent.v1.Ack
+	(*AgentConfig)(nil),           // 16: sopilot.agent.v1.AgentConfig
+	(*RunAssignments)(nil),        // 17: sopilot.agent.v1.RunAssignments
+	(*RunAssignment)(nil),         // 18: sopilot.agent.v1.RunAssignment
+	(*Command)(nil),               // 19: sopilot.agent.v1.Command
+	nil,                           // 20: sopilot.agent.v1.ProgressUpdate.MetricsEntry
+	nil,                           // 21: sopilot.agent.v1.Command.ArgsEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
 }
 var file_sopilot_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: sopilot.agent.v1.ConnectRequest.hello:type_name -> sopilot.agent.v1.Hello
 	6,  // 1: sopilot.agent.v1.ConnectRequest.batch:type_name -> sopilot.agent.v1.Batch
-	13, // 2: sopilot.agent.v1.ConnectRequest.command_result:type_name -> sopilot.agent.v1.CommandResult
-	14, // 3: sopilot.agent.v1.ConnectResponse.ack:type_name -> sopilot.agent.v1.Ack
-	15, // 4: sopilot.agent.v1.ConnectResponse.config:type_name -> sopilot.agent.v1.AgentConfig
-	16, // 5: sopilot.agent.v1.ConnectResponse.assignments:type_name -> sopilot.agent.v1.RunAssignments
-	18, // 6: sopilot.agent.v1.ConnectResponse.command:type_name -> sopilot.agent.v1.Command
+	14, // 2: sopilot.agent.v1.ConnectRequest.command_result:type_name -> sopilot.agent.v1.CommandResult
+	15, // 3: sopilot.agent.v1.ConnectResponse.ack:type_name -> sopilot.agent.v1.Ack
+	16, // 4: sopilot.agent.v1.ConnectResponse.config:type_name -> sopilot.agent.v1.AgentConfig
+	17, // 5: sopilot.agent.v1.ConnectResponse.assignments:type_name -> sopilot.agent.v1.RunAssignments
+	19, // 6: sopilot.agent.v1.ConnectResponse.command:type_name -> sopilot.agent.v1.Command
 	3,  // 7: sopilot.agent.v1.Hello.inventory:type_name -> sopilot.agent.v1.Inventory
 	4,  // 8: sopilot.agent.v1.Inventory.gpus:type_name -> sopilot.agent.v1.GpuInfo
 	5,  // 9: sopilot.agent.v1.Inventory.ib_ports:type_name -> sopilot.agent.v1.IbPortInfo
-	21, // 10: sopilot.agent.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
+	22, // 10: sopilot.agent.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
 	11, // 11: sopilot.agent.v1.Batch.health_events:type_name -> sopilot.agent.v1.HealthEvent
 	7,  // 12: sopilot.agent.v1.Batch.gpu_samples:type_name -> sopilot.agent.v1.GpuSample
 	9,  // 13: sopilot.agent.v1.Batch.ib_samples:type_name -> sopilot.agent.v1.IbSample
 	12, // 14: sopilot.agent.v1.Batch.progress:type_name -> sopilot.agent.v1.ProgressUpdate
-	21, // 15: sopilot.agent.v1.GpuSample.sample_time:type_name -> google.protobuf.Timestamp
+	22, // 15: sopilot.agent.v1.GpuSample.sample_time:type_name -> google.protobuf.Timestamp
 	8,  // 16: sopilot.agent.v1.GpuSample.processes:type_name -> sopilot.agent.v1.GpuProcess
-	21, // 17: sopilot.agent.v1.IbSample.sample_time:type_name -> google.protobuf.Timestamp
+	22, // 17: sopilot.agent.v1.IbSample.sample_time:type_name -> google.protobuf.Timestamp
 	10, // 18: sopilot.agent.v1.IbSample.counters:type_name -> sopilot.agent.v1.IbCounters
-	21, // 19: sopilot.agent.v1.HealthEvent.event_time:type_name -> google.protobuf.Timestamp
-	21, // 20: sopilot.agent.v1.ProgressUpdate.update_time:type_name -> google.protobuf.Timestamp
-	19, // 21: sopilot.agent.v1.ProgressUpdate.metrics:type_name -> sopilot.agent.v1.ProgressUpdate.MetricsEntry
-	22, // 22: sopilot.agent.v1.AgentConfig.sample_interval:type_name -> google.protobuf.Duration
-	22, // 23: sopilot.agent.v1.AgentConfig.batch_interval:type_name -> google.protobuf.Duration
-	17, // 24: sopilot.agent.v1.RunAssignments.runs:type_name -> sopilot.agent.v1.RunAssignment
-	20, // 25: sopilot.agent.v1.Command.args:type_name -> sopilot.agent.v1.Command.ArgsEntry
-	0,  // 26: sopilot.agent.v1.AgentService.Connect:input_type -> sopilot.agent.v1.ConnectRequest
-	1,  // 27: sopilot.agent.v1.AgentService.Connect:output_type -> sopilot.agent.v1.ConnectResponse
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	22, // 19: sopilot.agent.v1.HealthEvent.event_time:type_name -> google.protobuf.Timestamp
+	22, // 20: sopilot.agent.v1.ProgressUpdate.update_time:type_name -> google.protobuf.Timestamp
+	20, // 21: sopilot.agent.v1.ProgressUpdate.metrics:type_name -> sopilot.agent.v1.ProgressUpdate.MetricsEntry
+	13, // 22: sopilot.agent.v1.ProgressUpdate.checkpoint:type_name -> sopilot.agent.v1.ProgressCheckpoint
+	22, // 23: sopilot.agent.v1.ProgressCheckpoint.write_time:type_name -> google.protobuf.Timestamp
+	23, // 24: sopilot.agent.v1.AgentConfig.sample_interval:type_name -> google.protobuf.Duration
+	23, // 25: sopilot.agent.v1.AgentConfig.batch_interval:type_name -> google.protobuf.Duration
+	18, // 26: sopilot.agent.v1.RunAssignments.runs:type_name -> sopilot.agent.v1.RunAssignment
+	21, // 27: sopilot.agent.v1.Command.args:type_name -> sopilot.agent.v1.Command.ArgsEntry
+	0,  // 28: sopilot.agent.v1.AgentService.Connect:input_type -> sopilot.agent.v1.ConnectRequest
+	1,  // 29: sopilot.agent.v1.AgentService.Connect:output_type -> sopilot.agent.v1.ConnectResponse
+	29, // [29:30] is the sub-list for method output_type
+	28, // [28:29] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_sopilot_agent_v1_agent_proto_init() }
@@ -2047,7 +2134,7 @@ func file_sopilot_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sopilot_agent_v1_agent_proto_rawDesc), len(file_sopilot_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,6 +19,9 @@
 //	time                RFC 3339 string or unix seconds, optional; default:
 //	                    when the line was read
 //	metrics             object of name -> number, optional
+//	checkpoint          string, optional: the path of a checkpoint saved
+//	                    after step steps (a checkpoint line); non-empty, at
+//	                    most 4096 bytes, no control characters
 //
 // Every other top-level key whose value is a number is added to the
 // metrics under its own name; a "metrics" entry wins over a top-level key of
@@ -27,8 +30,14 @@
 // finite: NaN and Infinity (which Python's json module writes by default)
 // reject the line, as do a negative or fractional step, a step greater than
 // total_steps, more than MaxMetrics (64) metrics, an empty metric name, and
-// a line longer than 64 KiB. A rejected line yields an error that names the
+// a line longer than 64 KiB, and a checkpoint that is not such a path. A rejected line yields an error that names the
 // field and, from a Tailer, the line number; it never stops the tail.
+//
+// A checkpoint line tells the controller where a later attempt of the run
+// (docs/resilience.md) resumes from: the newest checkpoint reported becomes
+// the next job's SOPILOT_RESUME_FROM. The node agent sends only the newest
+// progress of each poll, so it carries the newest checkpoint line of the
+// poll beside it (LatestCheckpoint).
 package progress
 
 // EnvVar is the job environment variable that holds the progress file path.

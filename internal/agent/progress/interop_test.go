@@ -1,9 +1,11 @@
 package progress
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +79,31 @@ write_progress(3, fsync=True)
 		if d := before.Sub(u.Time); d < 0 || d > time.Minute {
 			t.Errorf("time %v is not when the line was written (%v)", u.Time, before)
 		}
+	}
+}
+
+// TestTrainPyCheckpointLines reads a progress file that train.py wrote with
+// --checkpoint-every 40 (3 epochs of 90 steps, one rank): a checkpoint line
+// every 40 steps and at each epoch end.
+func TestTrainPyCheckpointLines(t *testing.T) {
+	tl := NewTailer(filepath.Join("testdata", "train_py_checkpoints.jsonl"), TailOptions{})
+	us, rej, err := tl.Poll(t0)
+	if err != nil || len(rej) != 0 {
+		t.Fatalf("Poll: %v %v", err, rej)
+	}
+	var steps []int64
+	for _, u := range us {
+		if u.Checkpoint != "" {
+			if want := fmt.Sprintf("/shared/ckpt/run-7/checkpoint-step%d.pt", u.Step); u.Checkpoint != want {
+				t.Errorf("step %d: checkpoint %q, want %q", u.Step, u.Checkpoint, want)
+			}
+			steps = append(steps, u.Step)
+		}
+	}
+	if want := []int64{40, 80, 90, 120, 160, 180, 200, 240, 270}; !slices.Equal(steps, want) {
+		t.Errorf("checkpoint steps = %v, want %v", steps, want)
+	}
+	if c, ok := LatestCheckpoint(us); !ok || c.Step != 270 {
+		t.Errorf("LatestCheckpoint = %+v, %v; want step 270", c, ok)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -39,6 +41,27 @@ type Update struct {
 	// Metrics holds the "metrics" object and every other top-level key
 	// whose value is a number; nil when there are none.
 	Metrics map[string]float64
+	// Checkpoint is the path of a checkpoint the job saved after Step
+	// steps; empty when the line reports none. A later attempt of the run
+	// resumes from it.
+	Checkpoint string
+}
+
+// MaxCheckpointPathBytes is the longest checkpoint path accepted (Linux's
+// PATH_MAX).
+const MaxCheckpointPathBytes = 4096
+
+// LatestCheckpoint returns the last update of updates that reports a
+// checkpoint, and whether there was one. Progress is latest-wins, but a
+// checkpoint must not be lost because a plain progress line followed it
+// before the file was read.
+func LatestCheckpoint(updates []Update) (Update, bool) {
+	for i := len(updates) - 1; i >= 0; i-- {
+		if updates[i].Checkpoint != "" {
+			return updates[i], true
+		}
+	}
+	return Update{}, false
 }
 
 // Latest returns the last of updates (the newest, since a Tailer returns
@@ -168,6 +191,12 @@ func Parse(line []byte) (Update, error) {
 				return u, err
 			}
 			u.Time = t
+		case "checkpoint":
+			c, err := checkpointField(key, kind, raw)
+			if err != nil {
+				return u, err
+			}
+			u.Checkpoint = c
 		case "metrics":
 			m, err := metricsField(raw, kind)
 			if err != nil {
@@ -272,6 +301,35 @@ func numField(key string, kind valueKind, raw []byte) (float64, error) {
 // Unix-seconds times must lie in [0, maxUnix] (the year 5138): beyond that
 // the value is certainly not a time, and time.Unix would lose precision.
 const maxUnix = 1e11
+
+// checkpointField reads a checkpoint path: a non-empty string without
+// control characters (the path travels to the next job in an environment
+// variable, where NUL cannot be and a newline would split the value), at
+// most MaxCheckpointPathBytes long. null means none.
+func checkpointField(key string, kind valueKind, raw []byte) (string, error) {
+	switch kind {
+	case kindNull:
+		return "", nil
+	case kindString:
+	default:
+		return "", fieldErr(key, "must be a path string, got %s", kind)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fieldErr(key, "invalid string: %v", err)
+	}
+	switch {
+	case s == "":
+		return "", fieldErr(key, "must not be empty")
+	case len(s) > MaxCheckpointPathBytes:
+		return "", fieldErr(key, "path is %d bytes, longer than the limit of %d", len(s), MaxCheckpointPathBytes)
+	}
+	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return "", fieldErr(key, "must not contain control characters, found %U", r)
+	}
+	return s, nil
+}
 
 func timeField(key string, kind valueKind, raw []byte) (time.Time, error) {
 	switch kind {

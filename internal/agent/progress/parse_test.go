@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 func f64(v float64) *float64 { return &v }
@@ -46,6 +47,10 @@ func TestParseValid(t *testing.T) {
 		{`{"st\u0065p":7,"val\/acc":0.5}`, Update{Step: 7, Metrics: map[string]float64{"val/acc": 0.5}}},
 		// A later duplicate wins, as with encoding/json.
 		{`{"step":1,"step":2}`, Update{Step: 2}},
+		// A checkpoint line: the checkpoint saved after this step.
+		{`{"step":200,"checkpoint":"/ckpt/run-1/step-200.pt"}`, Update{Step: 200, Checkpoint: "/ckpt/run-1/step-200.pt"}},
+		{`{"step":200,"loss":0.5,"checkpoint":"/ckpt/\u00e9t\u00e9 1.pt"}`, Update{Step: 200, Loss: f64(0.5), Checkpoint: "/ckpt/été 1.pt"}},
+		{`{"step":1,"checkpoint":null}`, Update{Step: 1}},
 	} {
 		t.Run(tc.line, func(t *testing.T) {
 			got, err := Parse([]byte(tc.line))
@@ -110,6 +115,13 @@ func TestParseRejects(t *testing.T) {
 		{`{"step":1,"cfg":"\x"}`, "cfg", "invalid escape"},
 		{`{"step":1,"cfg":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `}`, "cfg", "nested more than"},
 		{`{"step":1,"pad":"` + strings.Repeat("x", MaxLineBytes) + `"}`, "", "longer than the limit"},
+		{`{"checkpoint":"/ckpt/a.pt"}`, "step", "required"},
+		{`{"step":1,"checkpoint":""}`, "checkpoint", "must not be empty"},
+		{`{"step":1,"checkpoint":7}`, "checkpoint", "must be a path string, got a number"},
+		{`{"step":1,"checkpoint":{"path":"/a"}}`, "checkpoint", "must be a path string, got an object"},
+		{`{"step":1,"checkpoint":"/a\nb"}`, "checkpoint", "control characters"},
+		{`{"step":1,"checkpoint":"/a\u0000b"}`, "checkpoint", "control characters"},
+		{`{"step":1,"checkpoint":"/` + strings.Repeat("x", MaxCheckpointPathBytes) + `"}`, "checkpoint", "longer than the limit of 4096"},
 	} {
 		name := tc.line
 		if len(name) > 60 {
@@ -146,6 +158,17 @@ func TestParseExactlyMaxMetrics(t *testing.T) {
 	}
 }
 
+func TestLatestCheckpoint(t *testing.T) {
+	if _, ok := LatestCheckpoint([]Update{{Step: 1}, {Step: 2}}); ok {
+		t.Error("LatestCheckpoint reported a checkpoint where no line has one")
+	}
+	// A plain progress line after the checkpoint line does not hide it.
+	u, ok := LatestCheckpoint([]Update{{Step: 10, Checkpoint: "/c/10"}, {Step: 20, Checkpoint: "/c/20"}, {Step: 21}})
+	if !ok || u.Step != 20 || u.Checkpoint != "/c/20" {
+		t.Errorf("LatestCheckpoint = %+v, %v; want step 20 at /c/20", u, ok)
+	}
+}
+
 func TestLatest(t *testing.T) {
 	if _, ok := Latest(nil); ok {
 		t.Error("Latest(nil) reported an update")
@@ -168,6 +191,8 @@ func FuzzParse(f *testing.F) {
 		`{"step":1.0e1,"total_steps":1E1}`,
 		`{"st\u0065p":7}`,
 		`{"step":-0}`,
+		`{"step":200,"checkpoint":"/ckpt/step-200.pt"}`,
+		`{"step":1,"checkpoint":"/a\u0000b"}`,
 		`not json`,
 		``,
 	} {
@@ -202,6 +227,9 @@ func FuzzParse(f *testing.F) {
 			if k == "" || !finite(v) {
 				t.Fatalf("bad metric %q=%v", k, v)
 			}
+		}
+		if len(u.Checkpoint) > MaxCheckpointPathBytes || strings.ContainsFunc(u.Checkpoint, unicode.IsControl) {
+			t.Fatalf("bad checkpoint path %q", u.Checkpoint)
 		}
 		// An accepted line is JSON, except that NaN/Infinity may appear in
 		// ignored values.
