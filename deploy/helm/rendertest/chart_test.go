@@ -1463,6 +1463,7 @@ func TestSoperatorObjectNames(t *testing.T) {
 		return src.PersistentVolumeClaim != nil && src.PersistentVolumeClaim.ClaimName == "jail-pvc" && m.SubPath == "slurm"
 	})
 }
+
 // checkK8sE2E: the values hack/k8s/e2e.sh installs on the single-node
 // Kubernetes: Soperator's REST Service and JWT Secret, simulated agents with
 // no RuntimeClass, and a controller that tolerates the GPU workers' taint
@@ -1477,7 +1478,13 @@ func checkK8sE2E(t *testing.T, r rendered) {
 	for _, f := range []string{"--nvml", "--ib", "--nccl"} {
 		wantArg(t, "agent", a.Args, f, "sim")
 	}
+	// TLS on: agents send their projected token, users a token of the file.
+	wantArg(t, "agent", a.Args, "--token-file", "/var/run/secrets/sopilot/token")
 	cspec := r.controller(t).Spec.Template.Spec
+	c := container(t, cspec, "controller")
+	wantArg(t, "controller", c.Args, "--tls-cert-file", "/etc/sopilot/tls/tls.crt")
+	wantArg(t, "controller", c.Args, "--agent-service-account", rel.Namespace+"/"+agentName)
+	wantArg(t, "controller", c.Args, "--token-file", "/etc/sopilot/auth/tokens")
 	tolerated := false
 	for _, tol := range cspec.Tolerations {
 		tolerated = tolerated || (tol.Key == "nvidia.com/gpu" && tol.Operator == corev1.TolerationOpExists && tol.Effect == corev1.TaintEffectNoSchedule)
