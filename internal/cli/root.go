@@ -41,6 +41,10 @@ const (
 	// ExitInterrupted: interrupted (Ctrl-C, SIGTERM); Terraform was asked
 	// to stop and saved its state.
 	ExitInterrupted = 130
+	// ExitUnreachable: the controller could not be reached (or did not
+	// answer in time); nothing is known about the outcome. 69 is
+	// EX_UNAVAILABLE of sysexits.h.
+	ExitUnreachable = 69
 )
 
 // Sentinel errors that select an exit code.
@@ -63,6 +67,8 @@ func ExitCode(err error) int {
 		return ExitNotConfirmed
 	case errors.Is(err, provision.ErrCancelled), errors.Is(err, context.Canceled):
 		return ExitInterrupted
+	case errors.Is(err, ErrUnreachable):
+		return ExitUnreachable
 	}
 	return ExitError
 }
@@ -229,6 +235,8 @@ Exit codes:
   2    bad flags or arguments
   3    refused by a preflight or plan check; nothing was changed
   4    apply/destroy not confirmed; nothing was changed
+  69   the controller could not be reached (run watch/logs -f: not even by
+       reconnecting); the run itself may still be fine
   130  interrupted; Terraform was stopped gracefully and saved its state`
 
 // newRoot builds the command tree. Groups register here; a group must not
