@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sopilot/sopilot/pkg/apipb"
+)
+
+// restartingLogServer serves "a\nb\n" and breaks (a controller restart);
+// asked again from an offset, it answers from two bytes before it (an
+// overlap the client must not print twice), then "c\n", and ends.
+type restartingLogServer struct {
+	apipb.UnimplementedRunServiceServer
+	mu   sync.Mutex
+	reqs []*apipb.GetRunLogsRequest
+}
+
+func (s *restartingLogServer) GetRunLogs(req *apipb.GetRunLogsRequest, stream grpc.ServerStreamingServer[apipb.GetRunLogsResponse]) error {
+	s.mu.Lock()
+	s.reqs = append(s.reqs, req)
+	n := len(s.reqs)
+	s.mu.Unlock()
+	file := "a\nb\nc\n"
+	if n == 1 {
+		if err := stream.Send(&apipb.GetRunLogsResponse{Data: []byte(file[:4]), Offset: 0}); err != nil {
+			return err
+		}
+		return status.Error(codes.Unavailable, "transport is closing")
+	}
+	from := req.GetOffset() - 2
+	for _, chunk := range []string{file[from:4], file[4:]} {
+		if err := stream.Send(&apipb.GetRunLogsResponse{Data: []byte(chunk), Offset: from}); err != nil {
+			return err
+		}
+		from += int64(len(chunk))
+	}
+	return nil
+}
+
+func TestFollowLogsResumesAfterRestart(t *testing.T) {
+	srv := &restartingLogServer{}
+	var out, errOut bytes.Buffer
+	a := &app{env: Env{Stdout: &out, Stderr: &errOut}, root: rootOptions{output: "table"}}
+	o := &clientOptions{controller: "bufnet", timeout: time.Second}
+	err := followLogs(context.Background(), a, o, watchClient(t, srv), &apipb.GetRunLogsRequest{RunId: "r-1", Follow: true, TailLines: 5}, fastFollow)
+	if err != nil || out.String() != "a\nb\nc\n" {
+		t.Fatalf("followLogs = %q, %v; want every line once", out.String(), err)
+	}
+	if len(srv.reqs) != 2 || srv.reqs[1].GetOffset() != 4 || srv.reqs[1].GetTailLines() != 0 {
+		t.Errorf("requests = %v; want the second from offset 4, without tail_lines", srv.reqs)
+	}
+	if !strings.Contains(errOut.String(), "reconnecting") || !strings.Contains(errOut.String(), "reconnected") {
+		t.Errorf("stderr = %q", errOut.String())
+	}
+}
+
+// stallingLogServer sends one chunk and waits for the client to go.
+type stallingLogServer struct {
+	apipb.UnimplementedRunServiceServer
+}
+
+func (stallingLogServer) GetRunLogs(_ *apipb.GetRunLogsRequest, stream grpc.ServerStreamingServer[apipb.GetRunLogsResponse]) error {
+	if err := stream.Send(&apipb.GetRunLogsResponse{Data: []byte("step 1\n")}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+func TestFollowLogsInterrupted(t *testing.T) {
+	a := &app{env: Env{Stdout: io.Discard}, root: rootOptions{output: "table"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := followLogs(ctx, a, &clientOptions{controller: "bufnet", timeout: time.Second}, watchClient(t, stallingLogServer{}), &apipb.GetRunLogsRequest{RunId: "r-1", Follow: true}, fastFollow)
+	if !errors.Is(err, context.Canceled) || ExitCode(err) != ExitInterrupted || !strings.Contains(err.Error(), "run r-1 keeps running (again: sopilot run logs -f r-1") {
+		t.Errorf("err = %v (exit %d)", err, ExitCode(err))
+	}
+}
