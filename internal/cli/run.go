@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sopilot/sopilot/pkg/apipb"
@@ -102,7 +101,7 @@ func (s *submitOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.resultsPath, "results-path", "", "absolute path of the per-sample results file the run writes")
 	fs.StringVar(&s.requestID, "request-id", "", "idempotency key; give the same one to retry without a second job (default: a fresh random id)")
 	fs.StringVar(&s.script, "script", "", "bash script file to run once on the first node (- reads stdin), instead of a command after --")
-	fs.StringVarP(&s.file, "file", "f", "", "run file: a RunSpec as YAML or JSON (snake_case or camelCase fields, time_limit like \"600s\"; - reads stdin); flags given too override its fields")
+	fs.StringVarP(&s.file, "file", "f", "", "run file: a RunSpec as YAML or JSON (snake_case or camelCase fields, time_limit as --time takes it: 10m, 06:00:00, 1-00:00:00; - reads stdin); flags given too override its fields")
 	fs.BoolVarP(&s.watch, "watch", "w", false, "after submitting, watch the run until it ends (exit 0 only if it COMPLETED)")
 }
 
@@ -116,11 +115,13 @@ func (s *submitOptions) spec(fs *pflag.FlagSet, args []string, stdin io.Reader) 
 		if err != nil {
 			return nil, fmt.Errorf("%w: --file: %w", ErrUsage, err)
 		}
-		if b, err = fileToJSON(b); err != nil {
+		doc, err := parseYAMLDoc(b)
+		if err != nil {
 			return nil, fmt.Errorf("%w: --file %s: %w", ErrUsage, s.file, err)
 		}
-		if err := protojson.Unmarshal(b, spec); err != nil {
-			return nil, fmt.Errorf("%w: --file %s: not a RunSpec: %w", ErrUsage, s.file, err)
+		var probs []string
+		if spec, probs = specFromNode(doc); len(probs) > 0 {
+			return nil, fmt.Errorf("%w: --file %s: %d problem(s), nothing submitted:\n  %s", ErrUsage, s.file, len(probs), strings.Join(probs, "\n  "))
 		}
 	}
 	set := func(name string) bool { return s.file == "" || fs.Changed(name) }
@@ -337,7 +338,8 @@ The flags are sbatch's: the seed tutorial's job is
 
 The command after -- runs once per task under srun; --script FILE is a bash
 body that runs once on the first node and calls srun itself. -f FILE reads a
-RunSpec as JSON (same fields, snake_case); flags given as well override it.
+RunSpec as YAML or JSON (the API's fields, snake_case or camelCase; time_limit
+as --time takes it, e.g. 10m or 06:00:00); flags given as well override it.
 
 --request-id makes retries safe: the same id with the same spec returns the
 run created first instead of submitting a second job.`,

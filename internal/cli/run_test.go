@@ -156,7 +156,7 @@ func TestSubmitFlagErrors(t *testing.T) {
 		{"no command", []string{"-J", "j", "-t", "1h"}, "no command"},
 		{"argv and script", []string{"-J", "j", "-t", "1h", "--script", "x.sh", "--", "true"}, "not both"},
 		{"missing script", []string{"-J", "j", "-t", "1h", "--script", "/nonexistent/x.sh"}, "--script: open /nonexistent/x.sh"},
-		{"bad run file", []string{"-f", "-"}, "--file -: not a RunSpec"},
+		{"bad run file", []string{"-f", "-"}, "--file -: neither YAML nor JSON: yaml: line 1:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -386,4 +386,86 @@ func TestEndError(t *testing.T) {
 	if !errors.Is(err, ErrRunNotCompleted) || err.Error() != want || ExitCode(err) != ExitError {
 		t.Errorf("endError = %v (exit %d), want %q (exit 1)", err, ExitCode(err), want)
 	}
+}
+
+func TestRunFileYAML(t *testing.T) {
+	tests := []struct {
+		name     string
+		file     string
+		want     *apipb.RunSpec
+		wantErrs []string // each must appear in the error
+	}{
+		{
+			name: "time_limit like --time",
+			file: "job_name: eval\nnodes: 2\ntime_limit: 10m\nargv: [python3, eval.py, --lr, 3e-4, true]\nlabels: {team: nlp, gpus: 8}\n",
+			want: &apipb.RunSpec{JobName: "eval", Nodes: 2, TimeLimit: durationpb.New(10 * time.Minute), Argv: []string{"python3", "eval.py", "--lr", "3e-4", "true"}, Labels: map[string]string{"team": "nlp", "gpus": "8"}},
+		},
+		{
+			name: "Slurm's D-HH:MM:SS and camelCase",
+			file: "jobName: eval\ntimeLimit: 1-02:03:04\nscript: |\n  srun hostname\n",
+			want: &apipb.RunSpec{JobName: "eval", TimeLimit: durationpb.New(26*time.Hour + 3*time.Minute + 4*time.Second), Script: "srun hostname\n"},
+		},
+		{
+			name: "JSON with protojson's seconds",
+			file: `{"job_name": "eval", "time_limit": "600s", "argv": ["true"]}`,
+			want: &apipb.RunSpec{JobName: "eval", TimeLimit: durationpb.New(10 * time.Minute), Argv: []string{"true"}},
+		},
+		{
+			name:     "errors name the line and the field",
+			file:     "job_name: eval\nnodez: 2\ntime_limit: 10 minutes\nnodes: two\nargv: [true]\n",
+			wantErrs: []string{"3 problem(s)", "line 2: nodez: not a RunSpec field", `line 3: time_limit: "10 minutes": want MINUTES`, "line 4: nodes: invalid value for int32 field nodes: \"two\""},
+		},
+		{
+			name:     "not a mapping",
+			file:     "- a\n- b\n",
+			wantErrs: []string{"line 1: want a mapping of RunSpec fields"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "run.yaml")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := submitSpec(t, []string{"-f", path}, "")
+			if tt.wantErrs != nil {
+				if !errors.Is(err, ErrUsage) {
+					t.Fatalf("err = %v, want ErrUsage", err)
+				}
+				for _, w := range tt.wantErrs {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("err = %v\nwant it to contain %q", err, w)
+					}
+				}
+				if strings.Contains(err.Error(), "{") {
+					t.Errorf("err = %v: points into converted JSON", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, tt.want) {
+				t.Errorf("spec = %v\nwant %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzRunFile: any file gives a spec or problems, never a panic, and a
+// spec it accepts has a time limit that --time would accept.
+func FuzzRunFile(f *testing.F) {
+	f.Add([]byte("job_name: eval\ntime_limit: 10m\nargv: [true]\n"))
+	f.Add([]byte(`{"time_limit": "1-00:00:00", "labels": {"a": 1}}`))
+	f.Add([]byte("time_limit: [1]\nnodes: {a: b}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		doc, err := parseYAMLDoc(b)
+		if err != nil {
+			return
+		}
+		spec, probs := specFromNode(doc)
+		if len(probs) == 0 && spec.GetTimeLimit() != nil && spec.GetTimeLimit().AsDuration() <= 0 {
+			t.Errorf("accepted time_limit %v", spec.GetTimeLimit().AsDuration())
+		}
+	})
 }
