@@ -66,7 +66,10 @@ func specFromNode(n *yaml.Node) (*apipb.RunSpec, []string) {
 			one := &apipb.RunSpec{}
 			err = protojson.Unmarshal([]byte(`{"`+string(fd.Name())+`":`+string(val)+`}`), one)
 			if err == nil {
-				spec.ProtoReflect().Set(fd, one.ProtoReflect().Get(fd))
+				// An empty list or map is unset, and cannot be Set.
+				if one.ProtoReflect().Has(fd) {
+					spec.ProtoReflect().Set(fd, one.ProtoReflect().Get(fd))
+				}
 				continue
 			}
 			err = errors.New(trimProtoJSONPosition(err.Error()))
