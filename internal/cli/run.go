@@ -397,16 +397,94 @@ func newRunGetCommand(a *app, o *clientOptions) *cobra.Command {
 
 func newRunCancelCommand(a *app, o *clientOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "cancel RUN_ID",
-		Short: "Cancel a run's Slurm job (a run that already ended is shown unchanged)",
-		Args:  exactArgs(1, "RUN_ID"),
+		Use:   "cancel RUN_ID...",
+		Short: "Cancel runs' Slurm jobs (a run that already ended is shown unchanged)",
+		Long: `Cancel one or more runs (scancel of their Slurm jobs). Each run is reported on
+its own line; the exit status is non-zero if any could not be cancelled
+(the others are cancelled all the same).
+
+  sopilot run cancel r-01jdx2k7a8m3q0c4n5p6r7s8t9 r-01jdx2k7b0000000000000000`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("%w: %s wants one or more RUN_IDs", ErrUsage, cmd.CommandPath())
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return oneRun(cmd.Context(), a, o, "cancel run "+args[0], func(ctx context.Context, c apipb.RunServiceClient) (*apipb.Run, error) {
-				resp, err := c.CancelRun(ctx, &apipb.CancelRunRequest{RunId: args[0]})
-				return resp.GetRun(), err
-			})
+			conn, err := o.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			return cancelRuns(cmd.Context(), a, o, apipb.NewRunServiceClient(conn), args)
 		},
 	}
+}
+
+// cancelFailedError: some of the runs given to run cancel were not
+// cancelled. It wraps each failure, so that ExitCode sees their kind.
+type cancelFailedError struct {
+	failed, total int
+	errs          []error
+}
+
+func (e *cancelFailedError) Error() string {
+	if e.total == 1 {
+		return e.errs[0].Error()
+	}
+	return fmt.Sprintf("%d of %d runs not cancelled (see above)", e.failed, e.total)
+}
+func (e *cancelFailedError) Unwrap() []error { return e.errs }
+
+// cancelRuns cancels each run, reporting each as it goes: the run (or, with
+// several, one line per run) on stdout, a failure on stderr.
+func cancelRuns(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceClient, ids []string) error {
+	var (
+		done []*apipb.Run
+		errs []error
+	)
+	for _, id := range ids {
+		cctx, cancel := o.call(ctx)
+		resp, err := c.CancelRun(cctx, &apipb.CancelRunRequest{RunId: id})
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			err = o.clientError("cancel run "+id, err)
+			errs = append(errs, err)
+			if len(ids) > 1 {
+				fmt.Fprintln(a.env.Stderr, "sopilot: "+err.Error())
+			}
+			continue
+		}
+		r := resp.GetRun()
+		done = append(done, r)
+		switch {
+		case a.json():
+		case len(ids) == 1:
+			printRun(a.env.Stdout, r, time.Now())
+		case terminal(r.GetState()):
+			fmt.Fprintf(a.env.Stdout, "%s had already ended %s\n", r.GetId(), stateName(r.GetState()))
+		default:
+			fmt.Fprintf(a.env.Stdout, "%s cancel requested (slurm job %s, was %s)\n", r.GetId(), orDash(r.GetSlurmJobId()), stateName(r.GetState()))
+		}
+	}
+	if a.json() {
+		var err error
+		if len(ids) == 1 && len(done) == 1 {
+			err = writeProto(a.env.Stdout, a.root.output, done[0])
+		} else if len(ids) > 1 {
+			err = writeProto(a.env.Stdout, a.root.output, &apipb.ListRunsResponse{Runs: done})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		return &cancelFailedError{failed: len(errs), total: len(ids), errs: errs}
+	}
+	return nil
 }
 
 // exactArgs is cobra.ExactArgs with a message that names the arguments.
