@@ -270,7 +270,9 @@ func newRoot(env *Env) *cobra.Command {
 		switch a.root.output {
 		case formatTable, formatJSON, formatYAML:
 		default:
-			return fmt.Errorf("%w: --output %q: want table, json or yaml", ErrUsage, a.root.output)
+			if !extraOutput(cmd, a.root.output) {
+				return fmt.Errorf("%w: --output %q: want table, json or yaml", ErrUsage, a.root.output)
+			}
 		}
 		switch a.root.color {
 		case "auto", "always", "never":
@@ -301,7 +303,7 @@ func newRoot(env *Env) *cobra.Command {
 func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == "help" {
+		if err != nil || f.Changed || f.Name == "help" || envIgnored(f) {
 			return
 		}
 		name := config.EnvName(f.Name)
@@ -319,7 +321,7 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 func annotateEnv(root *cobra.Command) {
 	seen := map[*pflag.Flag]bool{}
 	add := func(f *pflag.Flag) {
-		if seen[f] || f.Name == "help" {
+		if seen[f] || f.Name == "help" || envIgnored(f) {
 			return
 		}
 		seen[f] = true

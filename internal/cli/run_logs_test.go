@@ -80,8 +80,9 @@ func (stallingLogServer) GetRunLogs(_ *apipb.GetRunLogsRequest, stream grpc.Serv
 
 func TestFollowLogsInterrupted(t *testing.T) {
 	a := &app{env: Env{Stdout: io.Discard}, root: rootOptions{output: "table"}}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	time.AfterFunc(200*time.Millisecond, cancel) // Ctrl-C
 	err := followLogs(ctx, a, &clientOptions{controller: "bufnet", timeout: time.Second}, watchClient(t, stallingLogServer{}), &apipb.GetRunLogsRequest{RunId: "r-1", Follow: true}, fastFollow)
 	if !errors.Is(err, context.Canceled) || ExitCode(err) != ExitInterrupted || !strings.Contains(err.Error(), "run r-1 keeps running (again: sopilot run logs -f r-1") {
 		t.Errorf("err = %v (exit %d)", err, ExitCode(err))

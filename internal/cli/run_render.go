@@ -178,21 +178,6 @@ func joinMap(m map[string]string) string {
 	return strings.Join(keys, ",")
 }
 
-// printRunList is run list's table.
-func printRunList(w io.Writer, runs []*apipb.Run, now time.Time) {
-	if len(runs) == 0 {
-		fmt.Fprintln(w, "No runs.")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLURM JOB\tNODES\tCREATED\tELAPSED")
-	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), r.GetName(), stateName(r.GetState()),
-			orDash(r.GetSlurmJobId()), orDash(r.GetNodeList()), fmtTime(r.GetCreateTime()), elapsed(r, now))
-	}
-	tw.Flush()
-}
-
 // statusLine is the one-line status of run watch: statusHead and the
 // run's progress.
 func statusLine(r *apipb.Run, now time.Time) string {

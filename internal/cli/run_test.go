@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mattn/go-runewidth"
 	"github.com/spf13/pflag"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -204,20 +205,46 @@ func TestParseTimeLimit(t *testing.T) {
 }
 
 func TestListRequest(t *testing.T) {
-	l := &listOptions{states: []string{"running", "COMPLETED", "RUN_STATE_FAILED", "out-of-memory"},
-		labels: []string{"experiment=doc"}, namePrefix: "train", limit: 20}
-	got, err := l.request()
+	// --state failed,pending arrives split by pflag's StringSlice.
+	fs := pflag.NewFlagSet("list", pflag.ContinueOnError)
+	var states []string
+	fs.StringSliceVar(&states, "state", nil, "")
+	if err := fs.Parse([]string{"--state", "running,COMPLETED", "--state", "RUN_STATE_FAILED,out-of-memory"}); err != nil {
+		t.Fatal(err)
+	}
+	l := &listOptions{states: states,
+		labels: []string{"experiment=doc", "exp", "!pipeline"}, namePrefix: "train", limit: 20, since: 2 * time.Hour}
+	got, sel, err := l.request(renderNow)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &apipb.ListRunsRequest{PageSize: 20, NamePrefix: "train", Labels: map[string]string{"experiment": "doc"},
 		States: []apipb.RunState{apipb.RunState_RUN_STATE_RUNNING, apipb.RunState_RUN_STATE_COMPLETED,
-			apipb.RunState_RUN_STATE_FAILED, apipb.RunState_RUN_STATE_OUT_OF_MEMORY}}
+			apipb.RunState_RUN_STATE_FAILED, apipb.RunState_RUN_STATE_OUT_OF_MEMORY},
+		CreateTimeAfter: timestamppb.New(renderNow.Add(-2 * time.Hour))}
 	if !proto.Equal(got, want) {
 		t.Errorf("request = %v, want %v", got, want)
 	}
-	for _, bad := range []*listOptions{{states: []string{"finished"}}, {labels: []string{"x"}}, {limit: -1}} {
-		if _, err := bad.request(); !errors.Is(err, ErrUsage) {
+	for _, c := range []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{"exp": "1"}, true},
+		{map[string]string{"exp": ""}, true},
+		{map[string]string{"exp": "1", "pipeline": "p"}, false},
+		{map[string]string{"other": "1"}, false},
+	} {
+		if got := sel.matches(c.labels); got != c.want {
+			t.Errorf("selector on %v = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	l = &listOptions{createdAfter: "2026-03-01"}
+	if got, _, err := l.request(renderNow); err != nil || !got.GetCreateTimeAfter().AsTime().Equal(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("--created-after 2026-03-01: %v, %v", got, err)
+	}
+	for _, bad := range []*listOptions{{states: []string{"finished"}}, {labels: []string{"!"}}, {labels: []string{"=x"}}, {labels: []string{"!a=b"}}, {limit: -1},
+		{createdAfter: "yesterday"}, {since: time.Hour, createdAfter: "2026-03-01"}} {
+		if _, _, err := bad.request(renderNow); !errors.Is(err, ErrUsage) {
 			t.Errorf("%+v: err = %v, want a usage error", bad, err)
 		}
 	}
@@ -301,8 +328,8 @@ func TestRunUsageErrorsExit2(t *testing.T) {
 func TestUnreachableController(t *testing.T) {
 	r := sopilot(t, invocation{args: []string{"run", "list"}, env: map[string]string{"SOPILOT_CONTROLLER": "127.0.0.1:1"}})
 	want := "sopilot: list runs: cannot reach the controller at 127.0.0.1:1: is it running? (--controller / SOPILOT_CONTROLLER)"
-	if r.code != ExitError || !strings.HasPrefix(r.stderr, want) {
-		t.Errorf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	if r.code != ExitUnreachable || !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("exit %d, stderr %q; want exit %d and %q", r.code, r.stderr, ExitUnreachable, want)
 	}
 }
 
@@ -365,8 +392,23 @@ func TestRenderRuns(t *testing.T) {
 	golden(t, "run_get.golden", b.String())
 
 	b.Reset()
-	printRunList(&b, []*apipb.Run{pending, running, completedRun()}, renderNow)
+	longName := proto.Clone(running).(*apipb.Run)
+	longName.Id, longName.Name, longName.NodeList = "r-01m8kcb0000000000000000ccc", "a-job-name-much-longer-than-the-column", "worker-[0-15],gpu-node-[100-131]"
+	list := []*apipb.Run{pending, running, longName, completedRun()}
+	printRunList(&b, list, renderNow, 80)
 	golden(t, "run_list.golden", b.String())
+	for i, line := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
+		if w := runewidth.StringWidth(line); w > 80 {
+			t.Errorf("run list line %d is %d columns wide, more than 80: %q", i, w, line)
+		}
+	}
+
+	b.Reset()
+	printRunList(&b, list, renderNow, 0)
+	golden(t, "run_list_wide.golden", b.String())
+	if !strings.Contains(b.String(), "a-job-name-much-longer-than-the-column") || !strings.Contains(b.String(), "gpu-node-[100-131]") {
+		t.Errorf("-o wide cut a column:\n%s", b.String())
+	}
 
 	b.Reset()
 	for _, r := range []*apipb.Run{pending, running, completedRun()} {

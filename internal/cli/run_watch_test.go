@@ -172,8 +172,9 @@ func TestWatchRunInterrupted(t *testing.T) {
 	defer conn.Close()
 	var out bytes.Buffer
 	a := &app{env: Env{Stdout: &out, IsTerminal: func(io.Writer) bool { return false }}, root: rootOptions{output: "table"}}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	time.AfterFunc(200*time.Millisecond, cancel) // Ctrl-C
 	err = watchRun(ctx, a, &clientOptions{controller: "bufnet", timeout: time.Second}, apipb.NewRunServiceClient(conn), nil, "r-1")
 	if err == nil || out.String() != "r-1  RUNNING  -\n" {
 		t.Errorf("err = %v, stdout %q; want an error after the RUNNING line", err, out.String())
