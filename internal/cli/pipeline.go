@@ -506,7 +506,7 @@ func watchPipeline(ctx context.Context, a *app, o *clientOptions, c apipb.RunSer
 					if r.GetState() == apipb.RunState_RUN_STATE_PENDING {
 						blocked[s.Name] = fmt.Sprintf("never starts: step %s did not complete", dep)
 						if !a.json() {
-							fmt.Fprintf(w, "%-*s  %s  %s (cancel it: sopilot run cancel %s)\n", width, s.Name, r.GetId(), blocked[s.Name], r.GetId())
+							fmt.Fprintf(w, "%-*s  %s  %s (the controller cancels it)\n", width, s.Name, r.GetId(), blocked[s.Name])
 						}
 					}
 					break

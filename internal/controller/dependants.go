@@ -80,6 +80,9 @@ func (s *Service) cancelForDependency(ctx context.Context, r, dep *run.Run) erro
 			return false
 		}
 		x.State = run.StateCancelled
+		if x.Submitted() {
+			x.SlurmState = "CANCELLED" // what scancel just made it
+		}
 		x.Reason = reason
 		x.EndTime, x.UpdateTime = now, now
 		return true

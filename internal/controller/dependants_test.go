@@ -58,7 +58,7 @@ func TestDependantsOfAFailedRunAreCancelled(t *testing.T) {
 		{d, "dependency failed: " + a.ID + " ended FAILED"},
 	} {
 		got := fx.state(t, tc.r.ID)
-		if got.State != run.StateCancelled || got.Reason != tc.reason || got.EndTime.IsZero() {
+		if got.State != run.StateCancelled || got.SlurmState != "CANCELLED" || got.Reason != tc.reason || got.EndTime.IsZero() {
 			t.Errorf("run %s: %s %q (end %v); want CANCELLED %q", tc.r.ID, got.State, got.Reason, got.EndTime, tc.reason)
 		}
 		if !slices.Contains(fx.slurm.cancelled, tc.r.SlurmJobID) {
