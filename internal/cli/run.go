@@ -443,6 +443,7 @@ func cancelRuns(ctx context.Context, a *app, o *clientOptions, c apipb.RunServic
 		done []*apipb.Run
 		errs []error
 	)
+	start := time.Now().Add(-time.Second) // the controller's clock may lag ours a little
 	for _, id := range ids {
 		cctx, cancel := o.call(ctx)
 		resp, err := c.CancelRun(cctx, &apipb.CancelRunRequest{RunId: id})
@@ -464,10 +465,12 @@ func cancelRuns(ctx context.Context, a *app, o *clientOptions, c apipb.RunServic
 		case a.json():
 		case len(ids) == 1:
 			printRun(a.env.Stdout, r, time.Now())
+		case r.GetState() == apipb.RunState_RUN_STATE_CANCELLED && r.GetEndTime() != nil && !r.GetEndTime().AsTime().Before(start):
+			fmt.Fprintf(a.env.Stdout, "%s cancelled (slurm job %s)\n", r.GetId(), orDash(r.GetSlurmJobId()))
 		case terminal(r.GetState()):
 			fmt.Fprintf(a.env.Stdout, "%s had already ended %s\n", r.GetId(), stateName(r.GetState()))
 		default:
-			fmt.Fprintf(a.env.Stdout, "%s cancel requested (slurm job %s, was %s)\n", r.GetId(), orDash(r.GetSlurmJobId()), stateName(r.GetState()))
+			fmt.Fprintf(a.env.Stdout, "%s cancel requested (slurm job %s, now %s)\n", r.GetId(), orDash(r.GetSlurmJobId()), stateName(r.GetState()))
 		}
 	}
 	if a.json() {

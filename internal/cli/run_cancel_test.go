@@ -35,7 +35,7 @@ func TestCancelSeveralRuns(t *testing.T) {
 	if ExitCode(err) != ExitError || err.Error() != "1 of 3 runs not cancelled (see above)" {
 		t.Errorf("err = %v (exit %d)", err, ExitCode(err))
 	}
-	if want := "r-1 cancel requested (slurm job 42, was RUNNING)\nr-3 had already ended COMPLETED\n"; out.String() != want {
+	if want := "r-1 cancel requested (slurm job 42, now RUNNING)\nr-3 had already ended COMPLETED\n"; out.String() != want {
 		t.Errorf("stdout = %q, want %q", out.String(), want)
 	}
 	if want := "sopilot: cancel run r-2: not found: run \"r-2\" not found\n"; errOut.String() != want {
