@@ -35,8 +35,9 @@ const runLong = `Submit runs (Slurm batch jobs) to the sopilot controller and fo
   sopilot run cancel r-01m8kc4a4s0xq0n7w6zv5c2k9e
 
 The controller is at --controller (SOPILOT_CONTROLLER, default ` + DefaultController + `).
-'run watch' and 'run submit --watch' exit 0 when the run COMPLETED and 1
-otherwise, naming the state it ended in.`
+'run watch' and 'run submit --watch' exit 0 when the run COMPLETED, 1 when
+it ended otherwise (naming the state), 69 when the controller could not be
+reached, and 130 on Ctrl-C (the run goes on).`
 
 func newRunCommand(a *app) *cobra.Command {
 	o := &clientOptions{}
@@ -540,7 +541,11 @@ func newRunWatchCommand(a *app, o *clientOptions) *cobra.Command {
 state, nodes, elapsed time, and training progress when the run reports it);
 otherwise one line per change (-o json: one JSON run per line).
 
-Exits 0 when the run COMPLETED, 1 (naming the state) when it ended otherwise.`,
+If the controller restarts, the watch reconnects (for up to 5 minutes) and
+goes on where it was. Ctrl-C stops watching, not the run.
+
+Exits 0 when the run COMPLETED, 1 (naming the state) when it ended
+otherwise, 69 when the controller could not be reached, 130 on Ctrl-C.`,
 		Args: exactArgs(1, "RUN_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			conn, err := o.dial()
