@@ -65,6 +65,17 @@ func followLogs(ctx context.Context, a *app, o *clientOptions, c apipb.RunServic
 		lostSince time.Time
 		attempts  int
 	)
+	if req.GetFollow() {
+		// A stream that waits for a pending job's file sends nothing for a
+		// while; reaching the controller once first tells a controller
+		// that went away later from one that was never there.
+		cctx, cancel := o.call(ctx)
+		_, err := c.GetRun(cctx, &apipb.GetRunRequest{RunId: id})
+		cancel()
+		if err != nil {
+			return o.clientError("logs of run "+id, err)
+		}
+	}
 	for {
 		callCtx, cancel := ctx, context.CancelFunc(func() {})
 		if !req.GetFollow() {
@@ -105,7 +116,7 @@ func followLogs(ctx context.Context, a *app, o *clientOptions, c apipb.RunServic
 				return stoppedError{what: "following its output", again: "logs -f", id: id}
 			}
 			return stoppedError{what: "printing its output", again: "logs", id: id}
-		case !req.GetFollow() || !reconnectable(err) || (!received && lostSince.IsZero()):
+		case !req.GetFollow() || !reconnectable(err):
 			return o.clientError("logs of run "+id, err)
 		}
 		if lostSince.IsZero() {

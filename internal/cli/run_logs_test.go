@@ -26,6 +26,10 @@ type restartingLogServer struct {
 	reqs []*apipb.GetRunLogsRequest
 }
 
+func (s *restartingLogServer) GetRun(_ context.Context, req *apipb.GetRunRequest) (*apipb.GetRunResponse, error) {
+	return &apipb.GetRunResponse{Run: &apipb.Run{Id: req.GetRunId(), State: apipb.RunState_RUN_STATE_RUNNING}}, nil
+}
+
 func (s *restartingLogServer) GetRunLogs(req *apipb.GetRunLogsRequest, stream grpc.ServerStreamingServer[apipb.GetRunLogsResponse]) error {
 	s.mu.Lock()
 	s.reqs = append(s.reqs, req)
@@ -70,6 +74,10 @@ type stallingLogServer struct {
 	apipb.UnimplementedRunServiceServer
 }
 
+func (stallingLogServer) GetRun(_ context.Context, req *apipb.GetRunRequest) (*apipb.GetRunResponse, error) {
+	return &apipb.GetRunResponse{Run: &apipb.Run{Id: req.GetRunId(), State: apipb.RunState_RUN_STATE_RUNNING}}, nil
+}
+
 func (stallingLogServer) GetRunLogs(_ *apipb.GetRunLogsRequest, stream grpc.ServerStreamingServer[apipb.GetRunLogsResponse]) error {
 	if err := stream.Send(&apipb.GetRunLogsResponse{Data: []byte("step 1\n")}); err != nil {
 		return err
@@ -86,5 +94,34 @@ func TestFollowLogsInterrupted(t *testing.T) {
 	err := followLogs(ctx, a, &clientOptions{controller: "bufnet", timeout: time.Second}, watchClient(t, stallingLogServer{}), &apipb.GetRunLogsRequest{RunId: "r-1", Follow: true}, fastFollow)
 	if !errors.Is(err, context.Canceled) || ExitCode(err) != ExitInterrupted || !strings.Contains(err.Error(), "run r-1 keeps running (again: sopilot run logs -f r-1") {
 		t.Errorf("err = %v (exit %d)", err, ExitCode(err))
+	}
+}
+
+// pendingLogServer breaks its first stream before any output (a job still
+// pending when the controller restarts), then serves the file.
+type pendingLogServer struct {
+	stallingLogServer
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *pendingLogServer) GetRunLogs(req *apipb.GetRunLogsRequest, stream grpc.ServerStreamingServer[apipb.GetRunLogsResponse]) error {
+	s.mu.Lock()
+	s.calls++
+	first := s.calls == 1
+	s.mu.Unlock()
+	if first {
+		return status.Error(codes.Unavailable, "transport is closing")
+	}
+	return stream.Send(&apipb.GetRunLogsResponse{Data: []byte("started\n")})
+}
+
+func TestFollowLogsReconnectsBeforeAnyOutput(t *testing.T) {
+	srv := &pendingLogServer{}
+	var out bytes.Buffer
+	a := &app{env: Env{Stdout: &out}, root: rootOptions{output: "table"}}
+	err := followLogs(context.Background(), a, &clientOptions{controller: "bufnet", timeout: time.Second}, watchClient(t, srv), &apipb.GetRunLogsRequest{RunId: "r-1", Follow: true}, fastFollow)
+	if err != nil || out.String() != "started\n" || srv.calls != 2 {
+		t.Errorf("followLogs = %q, %v after %d calls; want the output after a reconnect", out.String(), err, srv.calls)
 	}
 }
