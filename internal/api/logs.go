@@ -14,7 +14,7 @@ import (
 
 // LogReader is what GetRunLogs needs from the controller.
 type LogReader interface {
-	Logs(ctx context.Context, runID string, follow bool, tailBytes int64, send func([]byte) error) error
+	Logs(ctx context.Context, runID string, opts controller.LogOptions, send func(offset int64, data []byte) error) error
 }
 
 var _ LogReader = (*controller.Service)(nil)
@@ -29,8 +29,9 @@ func (s *RunServer) GetRunLogs(req *apipb.GetRunLogsRequest, stream grpc.ServerS
 	if err := requireRunID(req.GetRunId()); err != nil {
 		return err
 	}
-	err := lr.Logs(stream.Context(), req.GetRunId(), req.GetFollow(), req.GetTailBytes(), func(b []byte) error {
-		return stream.Send(&apipb.GetRunLogsResponse{Data: b})
+	opts := controller.LogOptions{Follow: req.GetFollow(), TailBytes: req.GetTailBytes(), TailLines: req.GetTailLines(), Offset: req.GetOffset()}
+	err := lr.Logs(stream.Context(), req.GetRunId(), opts, func(offset int64, b []byte) error {
+		return stream.Send(&apipb.GetRunLogsResponse{Data: b, Offset: offset})
 	})
 	if errors.Is(err, context.Canceled) && stream.Context().Err() != nil {
 		return status.Error(codes.Canceled, "client went away")

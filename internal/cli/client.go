@@ -198,9 +198,9 @@ func (o *clientOptions) clientError(what string, err error) error {
 	switch st.Code() {
 	case codes.Unavailable:
 		if !o.insecure && (strings.Contains(st.Message(), "tls:") || strings.Contains(st.Message(), "handshake") || strings.Contains(st.Message(), "EOF")) {
-			return fmt.Errorf("%s: TLS with the controller at %s failed: a controller started with --insecure needs --insecure (SOPILOT_INSECURE=true) here; otherwise check --tls-ca-file / --tls-server-name\n  (%s)", what, o.controller, st.Message())
+			return unreachable(fmt.Errorf("%s: TLS with the controller at %s failed: a controller started with --insecure needs --insecure (SOPILOT_INSECURE=true) here; otherwise check --tls-ca-file / --tls-server-name\n  (%s)", what, o.controller, st.Message()))
 		}
-		return fmt.Errorf("%s: cannot reach the controller at %s: is it running? (--controller / SOPILOT_CONTROLLER)\n  (%s)", what, o.controller, st.Message())
+		return unreachable(fmt.Errorf("%s: cannot reach the controller at %s: is it running? (--controller / SOPILOT_CONTROLLER)\n  (%s)", what, o.controller, st.Message()))
 	case codes.Unauthenticated:
 		return fmt.Errorf("%s: the controller wants a token: %s (--token-file / SOPILOT_TOKEN)", what, st.Message())
 	case codes.PermissionDenied:
@@ -208,7 +208,7 @@ func (o *clientOptions) clientError(what string, err error) error {
 	case codes.ResourceExhausted:
 		return fmt.Errorf("%s: rate limited by the controller: %s (try again shortly)", what, st.Message())
 	case codes.DeadlineExceeded:
-		return fmt.Errorf("%s: the controller at %s did not answer within %s (--timeout / SOPILOT_TIMEOUT)", what, o.controller, o.timeout)
+		return unreachable(fmt.Errorf("%s: the controller at %s did not answer within %s (--timeout / SOPILOT_TIMEOUT)", what, o.controller, o.timeout))
 	case codes.NotFound:
 		return notFound(what, st.Message())
 	case codes.InvalidArgument:

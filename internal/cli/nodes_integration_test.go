@@ -235,7 +235,7 @@ func TestNodesCommandsAgainstController(t *testing.T) {
 
 	// No controller there.
 	r = sopilotBin(t, bins["sopilot"], nil, "nodes", "--controller", "127.0.0.1:1")
-	if r.code != ExitError || !strings.HasPrefix(r.stderr, "sopilot: list nodes: cannot reach the controller at 127.0.0.1:1: is it running? (--controller / SOPILOT_CONTROLLER)") {
+	if r.code != ExitUnreachable || !strings.HasPrefix(r.stderr, "sopilot: list nodes: cannot reach the controller at 127.0.0.1:1: is it running? (--controller / SOPILOT_CONTROLLER)") {
 		t.Errorf("unreachable controller: exit %d, stderr %q", r.code, r.stderr)
 	}
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -59,11 +60,17 @@ type rawStep struct {
 
 // parsePipeline reads and validates a pipeline file. It reports every
 // problem it finds, each naming the step and the field, as one ErrUsage.
-func parsePipeline(b []byte, file string) (*pipeline, error) {
-	b, err := fileToJSON(b)
+func parsePipeline(text []byte, file string) (*pipeline, error) {
+	b, err := fileToJSON(text)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --file %s: %w", ErrUsage, file, err)
 	}
+	// The same document with lines, so that a spec's problems name them.
+	doc, err := parseYAMLDoc(text)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --file %s: %w", ErrUsage, file, err)
+	}
+	stepNodes := mappingValue(doc, "steps")
 	var raw rawPipeline
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -104,17 +111,27 @@ func parsePipeline(b []byte, file string) (*pipeline, error) {
 			add("%s: spec: required: a RunSpec as run submit -f reads it", where)
 			continue
 		}
-		st.Spec = &apipb.RunSpec{}
-		if err := protojson.Unmarshal(rs.Spec, st.Spec); err != nil {
-			add("%s: spec: not a RunSpec: %v", where, err)
-			st.Spec = nil
+		var specNode *yaml.Node
+		if stepNodes != nil && stepNodes.Kind == yaml.SequenceNode && i < len(stepNodes.Content) {
+			specNode = mappingValue(stepNodes.Content[i], "spec")
+		}
+		if specNode == nil {
+			add("%s: spec: not found in the file", where)
 			continue
 		}
+		spec, specProbs := specFromNode(specNode)
+		if len(specProbs) > 0 {
+			for _, p := range specProbs {
+				add("%s: spec: %s", where, p)
+			}
+			continue
+		}
+		st.Spec = spec
 		if len(st.Spec.GetArgv()) == 0 && st.Spec.GetScript() == "" {
 			add("%s: spec: no command: give spec.argv or spec.script", where)
 		}
 		if st.Spec.GetTimeLimit() == nil {
-			add("%s: spec.time_limit: required, e.g. \"600s\"", where)
+			add("%s: spec.time_limit: required, e.g. 10m or 06:00:00", where)
 		}
 		for _, k := range []string{pipelineLabel, pipelineStepLabel} {
 			if _, ok := st.Spec.GetLabels()[k]; ok {
@@ -489,7 +506,7 @@ func watchPipeline(ctx context.Context, a *app, o *clientOptions, c apipb.RunSer
 					if r.GetState() == apipb.RunState_RUN_STATE_PENDING {
 						blocked[s.Name] = fmt.Sprintf("never starts: step %s did not complete", dep)
 						if !a.json() {
-							fmt.Fprintf(w, "%-*s  %s  %s (cancel it: sopilot run cancel %s)\n", width, s.Name, r.GetId(), blocked[s.Name], r.GetId())
+							fmt.Fprintf(w, "%-*s  %s  %s (the controller cancels it)\n", width, s.Name, r.GetId(), blocked[s.Name])
 						}
 					}
 					break

@@ -6,6 +6,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -88,23 +89,42 @@ func TestRunPipelineAgainstController(t *testing.T) {
 		t.Errorf("step c lost its own label: %v", l)
 	}
 
-	// A failing step: its dependents never start, and --watch says so
-	// instead of waiting for them.
+	// A failing step: its dependents never start, --watch says so instead
+	// of waiting for them, and the controller cancels them (they do not
+	// wait PENDING in Slurm until someone does).
 	failing := `{"name": "pl-fail", "steps": [
 	  {"name": "a", "spec": {"job_name": "pl-fail-a", "time_limit": "60s", "argv": ["false"]}},
 	  {"name": "b", "spec": {"job_name": "pl-fail-b", "time_limit": "60s", "argv": ["true"]}, "after": ["a"]}]}`
 	r = sopilot(t, invocation{args: []string{"run", "pipeline", "-f", "-", "--watch"}, stdin: failing, env: cliEnv})
 	if r.code != ExitError || !strings.Contains(r.stderr, "pipeline pl-fail did not complete") ||
-		!strings.Contains(r.stderr, "step a: run r-") || !strings.Contains(r.stderr, "never starts: step a did not complete") {
+		!strings.Contains(r.stderr, "step a: run r-") ||
+		!(strings.Contains(r.stderr, "never starts: step a did not complete") || strings.Contains(r.stderr, "dependency failed")) {
 		t.Errorf("failing pipeline --watch: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	list, err = c.ListRuns(ctx, &apipb.ListRunsRequest{Labels: map[string]string{"pipeline": "pl-fail", "pipeline-step": "b"}})
 	if err != nil || len(list.GetRuns()) != 1 {
 		t.Fatalf("list pl-fail b: %v %v", err, list)
 	}
-	if _, err := c.CancelRun(ctx, &apipb.CancelRunRequest{RunId: list.GetRuns()[0].GetId()}); err != nil {
-		t.Errorf("cancel the blocked step: %v", err)
+	b := list.GetRuns()[0]
+	for deadline := time.Now().Add(20 * time.Second); b.GetState() != apipb.RunState_RUN_STATE_CANCELLED && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		resp, err := c.GetRun(ctx, &apipb.GetRunRequest{RunId: b.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = resp.GetRun()
 	}
+	if b.GetState() != apipb.RunState_RUN_STATE_CANCELLED || !strings.HasPrefix(b.GetReason(), "dependency failed: r-") {
+		t.Errorf("step b after a failed: %s %q, want CANCELLED \"dependency failed: ...\"", b.GetState(), b.GetReason())
+	}
+	if js := squeueState(t, env, b.GetSlurmJobId()); js != "" && js != "CANCELLED" {
+		t.Errorf("slurm job %s of step b is %s, want CANCELLED (or gone)", b.GetSlurmJobId(), js)
+	}
+	r = sopilot(t, invocation{args: []string{"run", "list", "--label", "pipeline=pl-fail", "-o", "wide"}, env: cliEnv})
+	if r.code != ExitOK || !strings.Contains(r.stdout, "(dependency failed: r-") {
+		t.Errorf("run list -o wide: exit %d, want the reason in NODELIST(REASON)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("run list -o wide:\n%s", r.stdout)
 }
 
 func mustSpecLabels(t *testing.T, c apipb.RunServiceClient, id string) map[string]string {
@@ -116,4 +136,17 @@ func mustSpecLabels(t *testing.T, c apipb.RunServiceClient, id string) map[strin
 		t.Fatal(err)
 	}
 	return resp.GetRun().GetSpec().GetLabels()
+}
+
+// squeueState is the job's state as squeue shows it, "" once squeue has
+// forgotten it.
+func squeueState(t *testing.T, env slurmtest.Env, id string) string {
+	t.Helper()
+	cmd := exec.Command("squeue", "-h", "-j", id, "-o", "%T")
+	cmd.Env = env.Environ()
+	out, err := cmd.Output()
+	if err != nil {
+		return "" // squeue refuses a job id it no longer knows
+	}
+	return strings.TrimSpace(string(out))
 }

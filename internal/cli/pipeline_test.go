@@ -41,7 +41,7 @@ func TestParsePipelineErrors(t *testing.T) {
 		{"missing spec", pipelineJSON(`{"name": "a"}`), []string{`steps[0] "a": spec: required`}},
 		{"spec without command", pipelineJSON(`{"name": "a", "spec": {"time_limit": "60s"}}`), []string{`steps[0] "a": spec: no command`}},
 		{"spec without time", pipelineJSON(`{"name": "a", "spec": {"argv": ["true"]}}`), []string{`steps[0] "a": spec.time_limit: required`}},
-		{"bad spec", pipelineJSON(`{"name": "a", "spec": {"nodez": 1}}`), []string{`steps[0] "a": spec: not a RunSpec`}},
+		{"bad spec", pipelineJSON(`{"name": "a", "spec": {"nodez": 1}}`), []string{`steps[0] "a": spec: line 1: nodez: not a RunSpec field`}},
 		{"pipeline label", pipelineJSON(`{"name": "a", "spec": {"argv": ["true"], "time_limit": "1s", "labels": {"pipeline": "x"}}}`),
 			[]string{`steps[0] "a": spec.labels["pipeline"]: set by run pipeline`}},
 		{"unknown field", `{"name": "p", "stepz": []}`, []string{`unknown field "stepz"`}},

@@ -42,6 +42,10 @@ const (
 	// ExitInterrupted: interrupted (Ctrl-C, SIGTERM); Terraform was asked
 	// to stop and saved its state.
 	ExitInterrupted = 130
+	// ExitUnreachable: the controller could not be reached (or did not
+	// answer in time); nothing is known about the outcome. 69 is
+	// EX_UNAVAILABLE of sysexits.h.
+	ExitUnreachable = 69
 )
 
 // Sentinel errors that select an exit code.
@@ -64,6 +68,8 @@ func ExitCode(err error) int {
 		return ExitNotConfirmed
 	case errors.Is(err, provision.ErrCancelled), errors.Is(err, context.Canceled):
 		return ExitInterrupted
+	case errors.Is(err, ErrUnreachable):
+		return ExitUnreachable
 	}
 	return ExitError
 }
@@ -235,6 +241,8 @@ Exit codes:
   2    bad flags or arguments
   3    refused by a preflight or plan check; nothing was changed
   4    apply/destroy not confirmed; nothing was changed
+  69   the controller could not be reached (run watch/logs -f: not even by
+       reconnecting); the run itself may still be fine
   130  interrupted; Terraform was stopped gracefully and saved its state`
 
 // newRoot builds the command tree. Groups register here; a group must not
@@ -272,7 +280,9 @@ func newRoot(env *Env) *cobra.Command {
 		switch a.root.output {
 		case formatTable, formatJSON, formatYAML:
 		default:
-			return fmt.Errorf("%w: --output %q: want table, json or yaml", ErrUsage, a.root.output)
+			if !extraOutput(cmd, a.root.output) {
+				return fmt.Errorf("%w: --output %q: want table, json or yaml", ErrUsage, a.root.output)
+			}
 		}
 		switch a.root.color {
 		case "auto", "always", "never":
@@ -333,7 +343,7 @@ func suggestSubcommands(cmd *cobra.Command) {
 func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == "help" || f.Name == "version" {
+		if err != nil || f.Changed || f.Name == "help" || f.Name == "version" || envIgnored(f) {
 			return
 		}
 		name := config.EnvName(f.Name)
@@ -351,7 +361,7 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 func annotateEnv(root *cobra.Command) {
 	seen := map[*pflag.Flag]bool{}
 	add := func(f *pflag.Flag) {
-		if seen[f] || f.Name == "help" || f.Name == "version" {
+		if seen[f] || f.Name == "help" || f.Name == "version" || envIgnored(f) {
 			return
 		}
 		seen[f] = true

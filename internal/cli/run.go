@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sopilot/sopilot/pkg/apipb"
@@ -36,8 +35,9 @@ const runLong = `Submit runs (Slurm batch jobs) to the sopilot controller and fo
   sopilot run cancel r-01m8kc4a4s0xq0n7w6zv5c2k9e
 
 The controller is at --controller (SOPILOT_CONTROLLER, default ` + DefaultController + `).
-'run watch' and 'run submit --watch' exit 0 when the run COMPLETED and 1
-otherwise, naming the state it ended in.`
+'run watch' and 'run submit --watch' exit 0 when the run COMPLETED, 1 when
+it ended otherwise (naming the state), 69 when the controller could not be
+reached, and 130 on Ctrl-C (the run goes on).`
 
 func newRunCommand(a *app) *cobra.Command {
 	o := &clientOptions{}
@@ -102,7 +102,7 @@ func (s *submitOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.resultsPath, "results-path", "", "absolute path of the per-sample results file the run writes")
 	fs.StringVar(&s.requestID, "request-id", "", "idempotency key; give the same one to retry without a second job (default: a fresh random id)")
 	fs.StringVar(&s.script, "script", "", "bash script file to run once on the first node (- reads stdin), instead of a command after --")
-	fs.StringVarP(&s.file, "file", "f", "", "run file: a RunSpec as YAML or JSON (snake_case or camelCase fields, time_limit like \"600s\"; - reads stdin); flags given too override its fields")
+	fs.StringVarP(&s.file, "file", "f", "", "run file: a RunSpec as YAML or JSON (snake_case or camelCase fields, time_limit as --time takes it: 10m, 06:00:00, 1-00:00:00; - reads stdin); flags given too override its fields")
 	fs.BoolVarP(&s.watch, "watch", "w", false, "after submitting, watch the run until it ends (exit 0 only if it COMPLETED)")
 }
 
@@ -116,11 +116,13 @@ func (s *submitOptions) spec(fs *pflag.FlagSet, args []string, stdin io.Reader) 
 		if err != nil {
 			return nil, fmt.Errorf("%w: --file: %w", ErrUsage, err)
 		}
-		if b, err = fileToJSON(b); err != nil {
+		doc, err := parseYAMLDoc(b)
+		if err != nil {
 			return nil, fmt.Errorf("%w: --file %s: %w", ErrUsage, s.file, err)
 		}
-		if err := protojson.Unmarshal(b, spec); err != nil {
-			return nil, fmt.Errorf("%w: --file %s: not a RunSpec: %w", ErrUsage, s.file, err)
+		var probs []string
+		if spec, probs = specFromNode(doc); len(probs) > 0 {
+			return nil, fmt.Errorf("%w: --file %s: %d problem(s), nothing submitted:\n  %s", ErrUsage, s.file, len(probs), strings.Join(probs, "\n  "))
 		}
 	}
 	set := func(name string) bool { return s.file == "" || fs.Changed(name) }
@@ -337,7 +339,8 @@ The flags are sbatch's: the seed tutorial's job is
 
 The command after -- runs once per task under srun; --script FILE is a bash
 body that runs once on the first node and calls srun itself. -f FILE reads a
-RunSpec as JSON (same fields, snake_case); flags given as well override it.
+RunSpec as YAML or JSON (the API's fields, snake_case or camelCase; time_limit
+as --time takes it, e.g. 10m or 06:00:00); flags given as well override it.
 
 --request-id makes retries safe: the same id with the same spec returns the
 run created first instead of submitting a second job.`,
@@ -395,16 +398,97 @@ func newRunGetCommand(a *app, o *clientOptions) *cobra.Command {
 
 func newRunCancelCommand(a *app, o *clientOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "cancel RUN_ID",
-		Short: "Cancel a run's Slurm job (a run that already ended is shown unchanged)",
-		Args:  exactArgs(1, "RUN_ID"),
+		Use:   "cancel RUN_ID...",
+		Short: "Cancel runs' Slurm jobs (a run that already ended is shown unchanged)",
+		Long: `Cancel one or more runs (scancel of their Slurm jobs). Each run is reported on
+its own line; the exit status is non-zero if any could not be cancelled
+(the others are cancelled all the same).
+
+  sopilot run cancel r-01jdx2k7a8m3q0c4n5p6r7s8t9 r-01jdx2k7b0000000000000000`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("%w: %s wants one or more RUN_IDs", ErrUsage, cmd.CommandPath())
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return oneRun(cmd.Context(), a, o, "cancel run "+args[0], func(ctx context.Context, c apipb.RunServiceClient) (*apipb.Run, error) {
-				resp, err := c.CancelRun(ctx, &apipb.CancelRunRequest{RunId: args[0]})
-				return resp.GetRun(), err
-			})
+			conn, err := o.dial()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			return cancelRuns(cmd.Context(), a, o, apipb.NewRunServiceClient(conn), args)
 		},
 	}
+}
+
+// cancelFailedError: some of the runs given to run cancel were not
+// cancelled. It wraps each failure, so that ExitCode sees their kind.
+type cancelFailedError struct {
+	failed, total int
+	errs          []error
+}
+
+func (e *cancelFailedError) Error() string {
+	if e.total == 1 {
+		return e.errs[0].Error()
+	}
+	return fmt.Sprintf("%d of %d runs not cancelled (see above)", e.failed, e.total)
+}
+func (e *cancelFailedError) Unwrap() []error { return e.errs }
+
+// cancelRuns cancels each run, reporting each as it goes: the run (or, with
+// several, one line per run) on stdout, a failure on stderr.
+func cancelRuns(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceClient, ids []string) error {
+	var (
+		done []*apipb.Run
+		errs []error
+	)
+	start := time.Now().Add(-time.Second) // the controller's clock may lag ours a little
+	for _, id := range ids {
+		cctx, cancel := o.call(ctx)
+		resp, err := c.CancelRun(cctx, &apipb.CancelRunRequest{RunId: id})
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			err = o.clientError("cancel run "+id, err)
+			errs = append(errs, err)
+			if len(ids) > 1 {
+				fmt.Fprintln(a.env.Stderr, "sopilot: "+err.Error())
+			}
+			continue
+		}
+		r := resp.GetRun()
+		done = append(done, r)
+		switch {
+		case a.json():
+		case len(ids) == 1:
+			printRun(a.env.Stdout, r, time.Now())
+		case r.GetState() == apipb.RunState_RUN_STATE_CANCELLED && r.GetEndTime() != nil && !r.GetEndTime().AsTime().Before(start):
+			fmt.Fprintf(a.env.Stdout, "%s cancelled (slurm job %s)\n", r.GetId(), orDash(r.GetSlurmJobId()))
+		case terminal(r.GetState()):
+			fmt.Fprintf(a.env.Stdout, "%s had already ended %s\n", r.GetId(), stateName(r.GetState()))
+		default:
+			fmt.Fprintf(a.env.Stdout, "%s cancel requested (slurm job %s, now %s)\n", r.GetId(), orDash(r.GetSlurmJobId()), stateName(r.GetState()))
+		}
+	}
+	if a.json() {
+		var err error
+		if len(ids) == 1 && len(done) == 1 {
+			err = writeProto(a.env.Stdout, a.root.output, done[0])
+		} else if len(ids) > 1 {
+			err = writeProto(a.env.Stdout, a.root.output, &apipb.ListRunsResponse{Runs: done})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		return &cancelFailedError{failed: len(errs), total: len(ids), errs: errs}
+	}
+	return nil
 }
 
 // exactArgs is cobra.ExactArgs with a message that names the arguments.
@@ -436,88 +520,6 @@ func oneRun(ctx context.Context, a *app, o *clientOptions, what string, call fun
 	return nil
 }
 
-type listOptions struct {
-	states     []string
-	labels     []string
-	namePrefix string
-	limit      int
-}
-
-func newRunListCommand(a *app, o *clientOptions) *cobra.Command {
-	l := &listOptions{}
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List runs, newest first",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			req, err := l.request()
-			if err != nil {
-				return err
-			}
-			conn, err := o.dial()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			c := apipb.NewRunServiceClient(conn)
-			all := &apipb.ListRunsResponse{}
-			for {
-				ctx, cancel := o.call(cmd.Context())
-				resp, err := c.ListRuns(ctx, req)
-				cancel()
-				if err != nil {
-					return o.clientError("list runs", err)
-				}
-				all.Runs = append(all.Runs, resp.GetRuns()...)
-				if l.limit > 0 && len(all.Runs) >= l.limit {
-					all.Runs = all.Runs[:l.limit]
-					break
-				}
-				if resp.GetNextPageToken() == "" {
-					break
-				}
-				req.PageToken = resp.GetNextPageToken()
-			}
-			if a.json() {
-				return writeProto(a.env.Stdout, a.root.output, all)
-			}
-			printRunList(a.env.Stdout, all.GetRuns(), time.Now())
-			return nil
-		},
-	}
-	fs := cmd.Flags()
-	fs.StringArrayVar(&l.states, "state", nil, "only runs in this state (repeatable): pending, running, completing, completed, failed, cancelled, timeout, node_fail, preempted, out_of_memory, lost")
-	fs.StringArrayVar(&l.labels, "label", nil, "only runs with label key=value (repeatable; all must match)")
-	fs.StringVar(&l.namePrefix, "name-prefix", "", "only runs whose job name starts with this")
-	fs.IntVar(&l.limit, "limit", 50, "at most this many runs (0: all, fetched page by page)")
-	return cmd
-}
-
-func (l *listOptions) request() (*apipb.ListRunsRequest, error) {
-	if l.limit < 0 {
-		return nil, fmt.Errorf("%w: --limit must be 0 (all) or positive", ErrUsage)
-	}
-	req := &apipb.ListRunsRequest{NamePrefix: l.namePrefix, PageSize: 1000}
-	if l.limit > 0 && l.limit < 1000 {
-		req.PageSize = int32(l.limit)
-	}
-	for _, s := range l.states {
-		st, err := parseRunState(s)
-		if err != nil {
-			return nil, err
-		}
-		req.States = append(req.States, st)
-	}
-	if len(l.labels) > 0 {
-		m, err := parseKeyValues("label", "key=value", l.labels)
-		if err != nil {
-			return nil, err
-		}
-		req.Labels = m
-	}
-	return req, nil
-}
-
 // parseRunState accepts running, RUNNING and RUN_STATE_RUNNING.
 func parseRunState(s string) (apipb.RunState, error) {
 	name := strings.ToUpper(strings.ReplaceAll(s, "-", "_"))
@@ -539,7 +541,11 @@ func newRunWatchCommand(a *app, o *clientOptions) *cobra.Command {
 state, nodes, elapsed time, and training progress when the run reports it);
 otherwise one line per change (-o json: one JSON run per line).
 
-Exits 0 when the run COMPLETED, 1 (naming the state) when it ended otherwise.`,
+If the controller restarts, the watch reconnects (for up to 5 minutes) and
+goes on where it was. Ctrl-C stops watching, not the run.
+
+Exits 0 when the run COMPLETED, 1 (naming the state) when it ended
+otherwise, 69 when the controller could not be reached, 130 on Ctrl-C.`,
 		Args: exactArgs(1, "RUN_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			conn, err := o.dial()

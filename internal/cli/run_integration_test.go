@@ -109,6 +109,11 @@ func TestRunCommandsAgainstController(t *testing.T) {
 	if r.code != ExitOK || strings.Count(r.stdout, "rank=") != 16 {
 		t.Errorf("run logs -f: exit %d, %d rank lines, want 16\n%s%s", r.code, strings.Count(r.stdout, "rank="), r.stdout, r.stderr)
 	}
+	whole := r.stdout
+	r = run("", "run", "logs", "--tail", "3", seed)
+	if lines := strings.SplitAfter(strings.TrimSuffix(whole, "\n"), "\n"); r.code != ExitOK || len(lines) < 3 || r.stdout != strings.Join(lines[len(lines)-3:], "")+"\n" {
+		t.Errorf("run logs --tail 3: exit %d, want the last 3 lines of\n%s\ngot\n%s%s", r.code, whole, r.stdout, r.stderr)
+	}
 	r = run("", "run", "logs", "--tail", "-1", seed)
 	if r.code != ExitUsage || !strings.Contains(r.stderr, "--tail must not be negative") {
 		t.Errorf("run logs --tail -1: exit %d, stderr %q", r.code, r.stderr)

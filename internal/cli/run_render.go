@@ -5,13 +5,11 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -180,21 +178,6 @@ func joinMap(m map[string]string) string {
 	return strings.Join(keys, ",")
 }
 
-// printRunList is run list's table.
-func printRunList(w io.Writer, runs []*apipb.Run, now time.Time) {
-	if len(runs) == 0 {
-		fmt.Fprintln(w, "No runs.")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tSLURM JOB\tNODES\tCREATED\tELAPSED")
-	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetId(), r.GetName(), stateName(r.GetState()),
-			orDash(r.GetSlurmJobId()), orDash(r.GetNodeList()), fmtTime(r.GetCreateTime()), elapsed(r, now))
-	}
-	tw.Flush()
-}
-
 // statusLine is the one-line status of run watch: statusHead and the
 // run's progress.
 func statusLine(r *apipb.Run, now time.Time) string {
@@ -276,151 +259,4 @@ func shellJoin(argv []string) string {
 		}
 	}
 	return strings.Join(out, " ")
-}
-
-type watchEvent struct {
-	run *apipb.Run
-	err error
-}
-
-// watchRun streams WatchRun until the run ends. On a terminal it redraws a
-// status block in place every second (the elapsed time moves): the status
-// line and, when the run reports progress, a progress bar with the mean GPU
-// utilization of its nodes (read from nodes every two seconds; nil nodes,
-// or a controller without NodeService, leaves it out). Otherwise it prints
-// a line whenever the status changes; -o json/yaml prints each run. When
-// the run has ended, a usage summary follows if the run has one.
-func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceClient, nodes apipb.NodeServiceClient, id string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	stream, err := c.WatchRun(ctx, &apipb.WatchRunRequest{RunId: id})
-	if err != nil {
-		cancel()
-		return o.clientError("watch run "+id, err)
-	}
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	events := make(chan watchEvent)
-	wg.Go(func() {
-		for {
-			resp, err := stream.Recv()
-			select {
-			case events <- watchEvent{resp.GetRun(), err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
-
-	w := a.env.Stdout
-	live := !a.json() && a.env.IsTerminal(w)
-	var poller *nodePoller
-	var polls <-chan pollResult
-	if nodes != nil && !a.json() {
-		poller = newNodePoller(nodes, c, id, o.timeout)
-		polls = poller.out
-		wg.Go(func() { poller.run(ctx) })
-	}
-	var tick <-chan time.Time
-	if live {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		tick = t.C
-	}
-	var last *apipb.Run
-	var lastLine string
-	var util float64
-	var utilOK bool
-	drawn := 0 // lines of the block on the terminal
-	draw := func() {
-		lines := watchLines(last, util, utilOK, time.Now(), true)
-		if drawn <= 1 {
-			fmt.Fprint(w, "\r\033[K")
-		} else {
-			fmt.Fprintf(w, "\r\033[%dA\033[J", drawn-1)
-		}
-		fmt.Fprint(w, strings.Join(lines, "\n"))
-		drawn = len(lines)
-	}
-	// show prints a line when the status changed (ignoring the elapsed
-	// time, which changes every line).
-	show := func() {
-		key := statusLine(last, time.Time{})
-		if key != lastLine {
-			lastLine = key
-			fmt.Fprintln(w, watchLines(last, util, utilOK, time.Now(), false)[0])
-		}
-	}
-	finish := func() {
-		if live && drawn > 0 {
-			fmt.Fprintln(w)
-		}
-	}
-	for {
-		select {
-		case <-ctx.Done(): // interrupted (Ctrl-C): exit 130
-			finish()
-			return ctx.Err()
-		case <-tick:
-			if last != nil {
-				draw()
-			}
-		case res := <-polls:
-			if res.utilOK {
-				util, utilOK = res.util, true
-			}
-			if last == nil {
-				continue
-			}
-			if !terminal(last.GetState()) && newerProgress(last.GetProgress(), res.progress) {
-				last = withProgress(last, res.progress)
-				if !live {
-					show()
-				}
-			}
-			if live {
-				draw()
-			}
-		case ev := <-events:
-			if errors.Is(ev.err, io.EOF) {
-				finish()
-				if last == nil || !terminal(last.GetState()) {
-					return fmt.Errorf("watch run %s: the controller ended the stream before the run ended; run 'sopilot run watch %s' again", id, id)
-				}
-				if !a.json() {
-					if last.GetUsage() == nil {
-						// The usage may be stored just after the final state.
-						last = finalUsage(ctx, o, c, last)
-					}
-					if u := usageText(last.GetUsage()); u != "" {
-						fmt.Fprintln(w, u)
-					}
-				}
-				return endError(last)
-			}
-			if ev.err != nil {
-				finish()
-				return o.clientError("watch run "+id, ev.err)
-			}
-			last = ev.run
-			if poller != nil {
-				poller.target(last)
-			}
-			switch {
-			case a.json():
-				if err := writeProtoLine(w, a.root.output, last); err != nil {
-					return err
-				}
-			case live:
-				draw()
-			default:
-				show()
-			}
-		}
-	}
 }

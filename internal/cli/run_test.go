@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mattn/go-runewidth"
 	"github.com/spf13/pflag"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -156,7 +157,7 @@ func TestSubmitFlagErrors(t *testing.T) {
 		{"no command", []string{"-J", "j", "-t", "1h"}, "no command"},
 		{"argv and script", []string{"-J", "j", "-t", "1h", "--script", "x.sh", "--", "true"}, "not both"},
 		{"missing script", []string{"-J", "j", "-t", "1h", "--script", "/nonexistent/x.sh"}, "--script: open /nonexistent/x.sh"},
-		{"bad run file", []string{"-f", "-"}, "--file -: not a RunSpec"},
+		{"bad run file", []string{"-f", "-"}, "--file -: neither YAML nor JSON: yaml: line 1:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,20 +205,46 @@ func TestParseTimeLimit(t *testing.T) {
 }
 
 func TestListRequest(t *testing.T) {
-	l := &listOptions{states: []string{"running", "COMPLETED", "RUN_STATE_FAILED", "out-of-memory"},
-		labels: []string{"experiment=doc"}, namePrefix: "train", limit: 20}
-	got, err := l.request()
+	// --state failed,pending arrives split by pflag's StringSlice.
+	fs := pflag.NewFlagSet("list", pflag.ContinueOnError)
+	var states []string
+	fs.StringSliceVar(&states, "state", nil, "")
+	if err := fs.Parse([]string{"--state", "running,COMPLETED", "--state", "RUN_STATE_FAILED,out-of-memory"}); err != nil {
+		t.Fatal(err)
+	}
+	l := &listOptions{states: states,
+		labels: []string{"experiment=doc", "exp", "!pipeline"}, namePrefix: "train", limit: 20, since: 2 * time.Hour}
+	got, sel, err := l.request(renderNow)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &apipb.ListRunsRequest{PageSize: 20, NamePrefix: "train", Labels: map[string]string{"experiment": "doc"},
 		States: []apipb.RunState{apipb.RunState_RUN_STATE_RUNNING, apipb.RunState_RUN_STATE_COMPLETED,
-			apipb.RunState_RUN_STATE_FAILED, apipb.RunState_RUN_STATE_OUT_OF_MEMORY}}
+			apipb.RunState_RUN_STATE_FAILED, apipb.RunState_RUN_STATE_OUT_OF_MEMORY},
+		CreateTimeAfter: timestamppb.New(renderNow.Add(-2 * time.Hour))}
 	if !proto.Equal(got, want) {
 		t.Errorf("request = %v, want %v", got, want)
 	}
-	for _, bad := range []*listOptions{{states: []string{"finished"}}, {labels: []string{"x"}}, {limit: -1}} {
-		if _, err := bad.request(); !errors.Is(err, ErrUsage) {
+	for _, c := range []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{"exp": "1"}, true},
+		{map[string]string{"exp": ""}, true},
+		{map[string]string{"exp": "1", "pipeline": "p"}, false},
+		{map[string]string{"other": "1"}, false},
+	} {
+		if got := sel.matches(c.labels); got != c.want {
+			t.Errorf("selector on %v = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	l = &listOptions{createdAfter: "2026-03-01"}
+	if got, _, err := l.request(renderNow); err != nil || !got.GetCreateTimeAfter().AsTime().Equal(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("--created-after 2026-03-01: %v, %v", got, err)
+	}
+	for _, bad := range []*listOptions{{states: []string{"finished"}}, {labels: []string{"!"}}, {labels: []string{"=x"}}, {labels: []string{"!a=b"}}, {limit: -1},
+		{createdAfter: "yesterday"}, {since: time.Hour, createdAfter: "2026-03-01"}} {
+		if _, _, err := bad.request(renderNow); !errors.Is(err, ErrUsage) {
 			t.Errorf("%+v: err = %v, want a usage error", bad, err)
 		}
 	}
@@ -301,8 +328,8 @@ func TestRunUsageErrorsExit2(t *testing.T) {
 func TestUnreachableController(t *testing.T) {
 	r := sopilot(t, invocation{args: []string{"run", "list"}, env: map[string]string{"SOPILOT_CONTROLLER": "127.0.0.1:1"}})
 	want := "sopilot: list runs: cannot reach the controller at 127.0.0.1:1: is it running? (--controller / SOPILOT_CONTROLLER)"
-	if r.code != ExitError || !strings.HasPrefix(r.stderr, want) {
-		t.Errorf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	if r.code != ExitUnreachable || !strings.HasPrefix(r.stderr, want) {
+		t.Errorf("exit %d, stderr %q; want exit %d and %q", r.code, r.stderr, ExitUnreachable, want)
 	}
 }
 
@@ -365,8 +392,23 @@ func TestRenderRuns(t *testing.T) {
 	golden(t, "run_get.golden", b.String())
 
 	b.Reset()
-	printRunList(&b, []*apipb.Run{pending, running, completedRun()}, renderNow)
+	longName := proto.Clone(running).(*apipb.Run)
+	longName.Id, longName.Name, longName.NodeList = "r-01m8kcb0000000000000000ccc", "a-job-name-much-longer-than-the-column", "worker-[0-15],gpu-node-[100-131]"
+	list := []*apipb.Run{pending, running, longName, completedRun()}
+	printRunList(&b, list, renderNow, 80)
 	golden(t, "run_list.golden", b.String())
+	for i, line := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
+		if w := runewidth.StringWidth(line); w > 80 {
+			t.Errorf("run list line %d is %d columns wide, more than 80: %q", i, w, line)
+		}
+	}
+
+	b.Reset()
+	printRunList(&b, list, renderNow, 0)
+	golden(t, "run_list_wide.golden", b.String())
+	if !strings.Contains(b.String(), "a-job-name-much-longer-than-the-column") || !strings.Contains(b.String(), "gpu-node-[100-131]") {
+		t.Errorf("-o wide cut a column:\n%s", b.String())
+	}
 
 	b.Reset()
 	for _, r := range []*apipb.Run{pending, running, completedRun()} {
@@ -386,4 +428,86 @@ func TestEndError(t *testing.T) {
 	if !errors.Is(err, ErrRunNotCompleted) || err.Error() != want || ExitCode(err) != ExitError {
 		t.Errorf("endError = %v (exit %d), want %q (exit 1)", err, ExitCode(err), want)
 	}
+}
+
+func TestRunFileYAML(t *testing.T) {
+	tests := []struct {
+		name     string
+		file     string
+		want     *apipb.RunSpec
+		wantErrs []string // each must appear in the error
+	}{
+		{
+			name: "time_limit like --time",
+			file: "job_name: eval\nnodes: 2\ntime_limit: 10m\nargv: [python3, eval.py, --lr, 3e-4, true]\nlabels: {team: nlp, gpus: 8}\n",
+			want: &apipb.RunSpec{JobName: "eval", Nodes: 2, TimeLimit: durationpb.New(10 * time.Minute), Argv: []string{"python3", "eval.py", "--lr", "3e-4", "true"}, Labels: map[string]string{"team": "nlp", "gpus": "8"}},
+		},
+		{
+			name: "Slurm's D-HH:MM:SS and camelCase",
+			file: "jobName: eval\ntimeLimit: 1-02:03:04\nscript: |\n  srun hostname\n",
+			want: &apipb.RunSpec{JobName: "eval", TimeLimit: durationpb.New(26*time.Hour + 3*time.Minute + 4*time.Second), Script: "srun hostname\n"},
+		},
+		{
+			name: "JSON with protojson's seconds",
+			file: `{"job_name": "eval", "time_limit": "600s", "argv": ["true"]}`,
+			want: &apipb.RunSpec{JobName: "eval", TimeLimit: durationpb.New(10 * time.Minute), Argv: []string{"true"}},
+		},
+		{
+			name:     "errors name the line and the field",
+			file:     "job_name: eval\nnodez: 2\ntime_limit: 10 minutes\nnodes: two\nargv: [true]\n",
+			wantErrs: []string{"3 problem(s)", "line 2: nodez: not a RunSpec field", `line 3: time_limit: "10 minutes": want MINUTES`, "line 4: nodes: invalid value for int32 field nodes: \"two\""},
+		},
+		{
+			name:     "not a mapping",
+			file:     "- a\n- b\n",
+			wantErrs: []string{"line 1: want a mapping of RunSpec fields"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "run.yaml")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := submitSpec(t, []string{"-f", path}, "")
+			if tt.wantErrs != nil {
+				if !errors.Is(err, ErrUsage) {
+					t.Fatalf("err = %v, want ErrUsage", err)
+				}
+				for _, w := range tt.wantErrs {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("err = %v\nwant it to contain %q", err, w)
+					}
+				}
+				if strings.Contains(err.Error(), "{") {
+					t.Errorf("err = %v: points into converted JSON", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, tt.want) {
+				t.Errorf("spec = %v\nwant %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzRunFile: any file gives a spec or problems, never a panic, and a
+// spec it accepts has a time limit that --time would accept.
+func FuzzRunFile(f *testing.F) {
+	f.Add([]byte("job_name: eval\ntime_limit: 10m\nargv: [true]\n"))
+	f.Add([]byte(`{"time_limit": "1-00:00:00", "labels": {"a": 1}}`))
+	f.Add([]byte("time_limit: [1]\nnodes: {a: b}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		doc, err := parseYAMLDoc(b)
+		if err != nil {
+			return
+		}
+		spec, probs := specFromNode(doc)
+		if len(probs) == 0 && spec.GetTimeLimit() != nil && spec.GetTimeLimit().AsDuration() <= 0 {
+			t.Errorf("accepted time_limit %v", spec.GetTimeLimit().AsDuration())
+		}
+	})
 }

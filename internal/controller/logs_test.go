@@ -22,10 +22,19 @@ func TestLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	collect := func(follow bool, tail int64) (string, error) {
+	collectOpts := func(opts LogOptions) (string, error) {
 		var b strings.Builder
-		err := fx.svc.Logs(ctx, r.ID, follow, tail, func(p []byte) error { b.Write(p); return nil })
+		err := fx.svc.Logs(ctx, r.ID, opts, func(off int64, p []byte) error {
+			if want := opts.Offset + int64(b.Len()); opts.TailBytes == 0 && opts.TailLines == 0 && off != want {
+				t.Errorf("chunk at offset %d, want %d", off, want)
+			}
+			b.Write(p)
+			return nil
+		})
 		return b.String(), err
+	}
+	collect := func(follow bool, tail int64) (string, error) {
+		return collectOpts(LogOptions{Follow: follow, TailBytes: tail})
 	}
 
 	if _, err := collect(false, 0); !errors.Is(err, ErrNoOutput) {
@@ -84,7 +93,57 @@ func TestLogs(t *testing.T) {
 	if tail, err := collect(false, 1<<20); err != nil || tail != got {
 		t.Errorf("tail longer than the file = %q, %v", tail, err)
 	}
-	if err := fx.svc.Logs(ctx, "r-nope", false, 0, func([]byte) error { return nil }); !errors.Is(err, ErrNotFound) {
+	for _, tc := range []struct {
+		name string
+		opts LogOptions
+		want string
+	}{
+		{"last line", LogOptions{TailLines: 1}, "epoch 2 loss 0.5\n"},
+		{"both lines", LogOptions{TailLines: 2}, got},
+		{"more lines than the file", LogOptions{TailLines: 50}, got},
+		{"resume at an offset", LogOptions{Offset: 17}, "epoch 2 loss 0.5\n"},
+		{"offset past the end", LogOptions{Offset: 1000}, ""},
+	} {
+		if s, err := collectOpts(tc.opts); err != nil || s != tc.want {
+			t.Errorf("%s: %q, %v; want %q", tc.name, s, err, tc.want)
+		}
+	}
+	if _, err := collectOpts(LogOptions{TailLines: 1, Offset: 3}); !errors.As(err, &verr) {
+		t.Errorf("tail_lines with offset: err = %v, want a ValidationError", err)
+	}
+	if err := fx.svc.Logs(ctx, "r-nope", LogOptions{}, func(int64, []byte) error { return nil }); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown run: %v", err)
+	}
+}
+
+func TestLastLinesStart(t *testing.T) {
+	tests := []struct {
+		name, text string
+		n          int64
+		want       int64
+	}{
+		{"empty file", "", 3, 0},
+		{"trailing newline", "a\nb\nc\n", 2, 2},
+		{"no trailing newline", "a\nb\nc", 1, 4},
+		{"all lines", "a\nb\n", 2, 0},
+		{"empty lines count", "a\n\n\n", 2, 2},
+		{"lines longer than the read buffer", strings.Repeat("x", 40<<10) + "\n" + strings.Repeat("y", 40<<10) + "\n", 1, 40<<10 + 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := t.TempDir() + "/out"
+			if err := os.WriteFile(path, []byte(tt.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			got, err := lastLinesStart(f, int64(len(tt.text)), tt.n)
+			if err != nil || got != tt.want {
+				t.Errorf("lastLinesStart(%d) = %d, %v; want %d", tt.n, got, err, tt.want)
+			}
+		})
 	}
 }

@@ -140,6 +140,9 @@ func (s *Service) Poll(ctx context.Context) error {
 	if err := s.advanceRetries(ctx, between); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.cancelDependants(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if s.metrics != nil {
 		s.metrics.PollDuration.Observe(time.Since(start).Seconds())
 		s.metrics.ActiveRuns.Set(float64(len(active)))

@@ -1648,7 +1648,13 @@ type GetRunLogsRequest struct {
 	// Keep streaming new output until the run ends.
 	Follow bool `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
 	// Start this many bytes before the end of the file; 0 = from the start.
-	TailBytes     int64 `protobuf:"varint,3,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"`
+	TailBytes int64 `protobuf:"varint,3,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"`
+	// Start at the first of the file's last tail_lines lines (like tail -n);
+	// 0 = not by lines. At most one of tail_bytes, tail_lines and offset.
+	TailLines int64 `protobuf:"varint,4,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	// Start at this byte of the file: a client that lost its stream resumes
+	// with the offset after the last byte it received. 0 = from the start.
+	Offset        int64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1704,10 +1710,26 @@ func (x *GetRunLogsRequest) GetTailBytes() int64 {
 	return 0
 }
 
+func (x *GetRunLogsRequest) GetTailLines() int64 {
+	if x != nil {
+		return x.TailLines
+	}
+	return 0
+}
+
+func (x *GetRunLogsRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 type GetRunLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A chunk of the output file, in order.
-	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Output only. The position in the file of data's first byte.
+	Offset        int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1747,6 +1769,13 @@ func (x *GetRunLogsResponse) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *GetRunLogsResponse) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
 }
 
 // ResultRecord is one scored test sample.
@@ -2199,14 +2228,18 @@ const file_sopilot_api_v1_run_proto_rawDesc = "" +
 	"\x0fWatchRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"9\n" +
 	"\x10WatchRunResponse\x12%\n" +
-	"\x03run\x18\x01 \x01(\v2\x13.sopilot.api.v1.RunR\x03run\"a\n" +
+	"\x03run\x18\x01 \x01(\v2\x13.sopilot.api.v1.RunR\x03run\"\x98\x01\n" +
 	"\x11GetRunLogsRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x16\n" +
 	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x1d\n" +
 	"\n" +
-	"tail_bytes\x18\x03 \x01(\x03R\ttailBytes\"(\n" +
+	"tail_bytes\x18\x03 \x01(\x03R\ttailBytes\x12\x1d\n" +
+	"\n" +
+	"tail_lines\x18\x04 \x01(\x03R\ttailLines\x12\x16\n" +
+	"\x06offset\x18\x05 \x01(\x03R\x06offset\"@\n" +
 	"\x12GetRunLogsResponse\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xa8\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"\xa8\x01\n" +
 	"\fResultRecord\x12\x1b\n" +
 	"\tsample_id\x18\x01 \x01(\tR\bsampleId\x12@\n" +
 	"\x06values\x18\x02 \x03(\v2(.sopilot.api.v1.ResultRecord.ValuesEntryR\x06values\x1a9\n" +
