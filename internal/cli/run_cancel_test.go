@@ -38,7 +38,7 @@ func TestCancelSeveralRuns(t *testing.T) {
 	if want := "r-1 cancel requested (slurm job 42, now RUNNING)\nr-3 had already ended COMPLETED\n"; out.String() != want {
 		t.Errorf("stdout = %q, want %q", out.String(), want)
 	}
-	if want := "sopilot: cancel run r-2: not found: run \"r-2\" not found\n"; errOut.String() != want {
+	if want := "sopilot: run \"r-2\" not found\n"; errOut.String() != want {
 		t.Errorf("stderr = %q, want %q", errOut.String(), want)
 	}
 
