@@ -73,6 +73,7 @@ var errorClasses = []errorClass{
 	{err: scheduler.ErrNodeUnsupported, code: codes.Unimplemented},
 	{err: scheduler.ErrUnavailable, code: codes.Unavailable},
 	{err: fleet.ErrNotConnected, code: codes.Unavailable},
+	{err: controller.ErrShuttingDown, code: codes.Unavailable},
 	{err: context.DeadlineExceeded, code: codes.DeadlineExceeded},
 	{err: context.Canceled, code: codes.Canceled},
 }

@@ -322,6 +322,7 @@ func TestErrorClasses(t *testing.T) {
 		scheduler.ErrNodeUnsupported:      codes.Unimplemented,
 		scheduler.ErrUnavailable:          codes.Unavailable,
 		fleet.ErrNotConnected:             codes.Unavailable,
+		controller.ErrShuttingDown:        codes.Unavailable,
 		context.DeadlineExceeded:          codes.DeadlineExceeded,
 		context.Canceled:                  codes.Canceled,
 		// Sentinels that only a bug in the controller lets through: the

@@ -12,9 +12,18 @@ import (
 type hub struct {
 	mu   sync.Mutex
 	subs map[string]map[chan *run.Run]struct{}
+	// done is closed when the controller stops: watchers end at once
+	// instead of holding the gRPC server's graceful stop for its grace.
+	done     chan struct{}
+	doneOnce sync.Once
 }
 
-func newHub() *hub { return &hub{subs: map[string]map[chan *run.Run]struct{}{}} }
+func newHub() *hub {
+	return &hub{subs: map[string]map[chan *run.Run]struct{}{}, done: make(chan struct{})}
+}
+
+// close ends every watch (and every later one) with ErrShuttingDown.
+func (h *hub) close() { h.doneOnce.Do(func() { close(h.done) }) }
 
 func (h *hub) subscribe(runID string) (<-chan *run.Run, func()) {
 	ch := make(chan *run.Run, 1)

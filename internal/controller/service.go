@@ -85,6 +85,9 @@ var (
 	ErrFailedPrecondition = errors.New("failed precondition")
 	// ErrBusy: the run is being submitted right now; retry shortly.
 	ErrBusy = errors.New("run is being submitted")
+	// ErrShuttingDown ends a watch when the controller stops; the caller
+	// watches again once it is back.
+	ErrShuttingDown = errors.New("controller is shutting down")
 	// errDependencyUnsubmitted: a dependency has no Slurm job yet (being
 	// submitted, or between attempts).
 	errDependencyUnsubmitted = errors.New("dependency has no Slurm job yet")
@@ -549,6 +552,8 @@ func (s *Service) Watch(ctx context.Context, id string, send func(*run.Run) erro
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-s.hub.done:
+			return ErrShuttingDown
 		case <-recheck:
 		case next := <-ch:
 			if !next.UpdateTime.After(last) && next.State == r.State {

@@ -496,6 +496,42 @@ func TestWatchSendsCurrentThenChangesUntilTerminal(t *testing.T) {
 	}
 }
 
+// A controller that stops ends its watches at once (Unavailable for the
+// API; the CLI watches again), instead of holding the gRPC server's
+// graceful stop for its whole grace.
+func TestWatchEndsWhenTheControllerStops(t *testing.T) {
+	fx := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, _ := fx.svc.Create(ctx, seedSpec(), "w-stop")
+	runCtx, stop := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- fx.svc.Run(runCtx) }()
+	got := make(chan *run.Run, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- fx.svc.Watch(ctx, r.ID, func(x *run.Run) error { got <- x; return nil })
+	}()
+	<-got
+	stop()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrShuttingDown) {
+			t.Errorf("watch ended with %v, want ErrShuttingDown", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch still open 5 s after the controller stopped")
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	// A watch that starts after the stop ends the same way.
+	err := fx.svc.Watch(ctx, r.ID, func(*run.Run) error { return nil })
+	if !errors.Is(err, ErrShuttingDown) {
+		t.Errorf("watch after the stop ended with %v, want ErrShuttingDown", err)
+	}
+}
+
 // Runs record the user who created them. The insecure identity is nobody:
 // its runs have no owner. Who may then write which run is the
 // authorizer's business (internal/auth), not the controller's.

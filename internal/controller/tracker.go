@@ -61,6 +61,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			s.hub.close()
 			s.log.Info("tracker stopped")
 			return nil
 		case <-t.C:
