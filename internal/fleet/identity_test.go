@@ -19,6 +19,7 @@ import (
 	"github.com/sopilot/sopilot/internal/scheduler"
 	"github.com/sopilot/sopilot/internal/store"
 	"github.com/sopilot/sopilot/internal/telemetry"
+	"github.com/sopilot/sopilot/internal/testclock"
 	"github.com/sopilot/sopilot/internal/testwait"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
@@ -243,5 +244,43 @@ func TestFleet_ReplacedWhileDown(t *testing.T) {
 	}
 	if v, ok := f.Snapshot("worker-1"); !ok || v.Machine != "gpu-node-9" {
 		t.Errorf("worker-1's machine %q (%v), want gpu-node-9", v.Machine, ok)
+	}
+}
+
+// An unmapped machine is listed while its agent reports; once it is silent
+// (a machine left behind by a replacement) it drops out of the list, and
+// GetNode still finds it by name.
+func TestFleet_SilentUnmappedMachineLeavesTheList(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	clock := testclock.New(time.Now())
+	f, err := fleet.New(st, slog.New(slog.DiscardHandler), nil, fleet.Options{Now: clock.Now, Silence: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f.SetSlurmNodes(ctx, []scheduler.NodeStatus{slurmNode("worker-0", "gpu-node-0")})
+	if err := f.IngestFunc("gpu-node-old")(healthyBatch(1, clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		var out []string
+		for _, v := range f.Snapshots() {
+			out = append(out, v.Name)
+		}
+		return out
+	}
+	if got := names(); !reflect.DeepEqual(got, []string{"gpu-node-old", "worker-0"}) {
+		t.Errorf("listed %v, want the reporting unmapped machine too", got)
+	}
+	clock.Advance(2 * time.Minute)
+	if got := names(); !reflect.DeepEqual(got, []string{"worker-0"}) {
+		t.Errorf("listed %v after the unmapped machine went silent, want worker-0 only", got)
+	}
+	if v, ok := f.Snapshot("gpu-node-old"); !ok || !v.Unmapped || !v.Silent {
+		t.Errorf("Snapshot of the silent unmapped machine = %+v, %v; want it found", v, ok)
 	}
 }

@@ -45,7 +45,10 @@ type NodeView struct {
 	Version   uint64
 }
 
-// Snapshots returns every Slurm node and every unmapped machine, by name.
+// Snapshots returns every Slurm node and every unmapped machine whose
+// agent is reporting, by name. An unmapped machine whose agent is silent
+// (a machine left behind when Soperator replaced its node, say) drops out
+// of the list; Snapshot still finds it by name.
 func (f *Fleet) Snapshots() []NodeView {
 	f.mu.RLock()
 	names := make(map[string]struct{}, len(f.nodes)+len(f.slurm))
@@ -60,7 +63,7 @@ func (f *Fleet) Snapshots() []NodeView {
 	f.mu.RUnlock()
 	out := make([]NodeView, 0, len(names))
 	for name := range names {
-		if v, ok := f.Snapshot(name); ok {
+		if v, ok := f.Snapshot(name); ok && !(v.Unmapped && v.Silent) {
 			out = append(out, v)
 		}
 	}
