@@ -129,6 +129,31 @@ var _ Nodes = (*simFleet)(nil)
 // client and the server.
 func serveNodes(t testing.TB, f Nodes) (apipb.NodeServiceClient, *NodeServer) {
 	t.Helper()
+	return serveNodesConn(t, f, 0)
+}
+
+// shared is one server for every f, so that watchers share its hub.
+var shared = struct {
+	sync.Mutex
+	srv  map[Nodes]*NodeServer
+	addr map[Nodes]string
+}{srv: map[Nodes]*NodeServer{}, addr: map[Nodes]string{}}
+
+// serveNodesConn is serveNodes with a connection of its own to the one
+// server of f (started by the call with i == 0).
+func serveNodesConn(t testing.TB, f Nodes, i int) (apipb.NodeServiceClient, *NodeServer) {
+	t.Helper()
+	if i > 0 {
+		shared.Lock()
+		addr, ns := shared.addr[f], shared.srv[f]
+		shared.Unlock()
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return apipb.NewNodeServiceClient(conn), ns
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -142,10 +167,17 @@ func serveNodes(t testing.TB, f Nodes) (apipb.NodeServiceClient, *NodeServer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	shared.Lock()
+	shared.srv[f], shared.addr[f] = ns, lis.Addr().String()
+	shared.Unlock()
 	t.Cleanup(func() {
 		conn.Close()
 		srv.Stop()
 		<-done
+		shared.Lock()
+		delete(shared.srv, f)
+		delete(shared.addr, f)
+		shared.Unlock()
 	})
 	return apipb.NewNodeServiceClient(conn), ns
 }

@@ -32,7 +32,10 @@ const (
 // nodeUpdate is one node's state, published to every watcher that wants
 // it; each view's message is built once for all of them.
 type nodeUpdate struct {
-	view         fleet.NodeView
+	view fleet.NodeView
+	// state: the verdict, Slurm state or agent changed (not only the
+	// telemetry); sent before telemetry refreshes.
+	state        bool
 	full, basic  *apipb.Node
 	fOnce, bOnce sync.Once
 }
@@ -47,18 +50,26 @@ func (u *nodeUpdate) node(view apipb.NodeView) *apipb.Node {
 	return u.full
 }
 
+// queued is a node's update in a watcher's queue; state is true when a
+// state change is among those it replaced.
+type queued struct {
+	u     *nodeUpdate
+	state bool
+}
+
 // nodeWatcher is one WatchNodes stream's queue.
 type nodeWatcher struct {
 	names map[string]bool // nil: every node
 	wake  chan struct{}
 
 	mu      sync.Mutex
-	pending map[string]*nodeUpdate
-	order   []string // names in pending, oldest first
+	pending map[string]queued
+	urgent  []string // names of state changes, oldest first
+	order   []string // names of telemetry refreshes, oldest first
 }
 
 func newNodeWatcher(names []string) *nodeWatcher {
-	w := &nodeWatcher{wake: make(chan struct{}, 1), pending: map[string]*nodeUpdate{}}
+	w := &nodeWatcher{wake: make(chan struct{}, 1), pending: map[string]queued{}}
 	if len(names) > 0 {
 		w.names = map[string]bool{}
 		for _, n := range names {
@@ -74,10 +85,15 @@ func (w *nodeWatcher) wants(name string) bool { return w.names == nil || w.names
 func (w *nodeWatcher) offer(u *nodeUpdate) {
 	name := u.view.Name
 	w.mu.Lock()
-	if _, queued := w.pending[name]; !queued {
+	old, isQueued := w.pending[name]
+	switch {
+	case u.state && (!isQueued || !old.state):
+		w.urgent = append(w.urgent, name)
+	case !isQueued:
 		w.order = append(w.order, name)
 	}
-	w.pending[name] = u
+	// A state change keeps its place among the state changes.
+	w.pending[name] = queued{u: u, state: u.state || isQueued && old.state}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -96,16 +112,18 @@ func (w *nodeWatcher) drop(name string) {
 func (w *nodeWatcher) next(ctx context.Context) (*nodeUpdate, error) {
 	for {
 		w.mu.Lock()
-		for len(w.order) > 0 {
-			name := w.order[0]
-			w.order = w.order[1:]
-			if u, ok := w.pending[name]; ok {
-				delete(w.pending, name)
-				w.mu.Unlock()
-				return u, nil
+		for _, q := range []*[]string{&w.urgent, &w.order} {
+			for len(*q) > 0 {
+				name := (*q)[0]
+				*q = (*q)[1:]
+				if q, ok := w.pending[name]; ok {
+					delete(w.pending, name)
+					w.mu.Unlock()
+					return q.u, nil
+				}
 			}
+			*q = nil // let the array go
 		}
-		w.order = nil // let the array go
 		w.mu.Unlock()
 		select {
 		case <-w.wake:
@@ -189,12 +207,16 @@ func (h *nodeHub) loop(ctx context.Context, done chan struct{}) {
 func (h *nodeHub) pass(last map[string]published, pass uint64) {
 	now := time.Now()
 	var changed []string
+	state := map[string]bool{}
 	for _, v := range h.nodes.Index() {
 		st := stateKey(v)
 		p, seen := last[v.Name]
 		switch {
-		case !seen && pass > 1, seen && p.state != st,
-			seen && p.version != v.Version && now.Sub(p.at) >= h.telemetryEvery:
+		case !seen && pass > 1, seen && p.state != st:
+			changed = append(changed, v.Name)
+			state[v.Name] = true
+			p = published{state: st, version: v.Version, at: now}
+		case seen && p.version != v.Version && now.Sub(p.at) >= h.telemetryEvery:
 			changed = append(changed, v.Name)
 			p = published{state: st, version: v.Version, at: now}
 		case !seen:
@@ -222,7 +244,7 @@ func (h *nodeHub) pass(last map[string]published, pass uint64) {
 		if !ok {
 			continue
 		}
-		u := &nodeUpdate{view: v}
+		u := &nodeUpdate{view: v, state: state[name]}
 		for _, w := range ws {
 			if w.wants(name) {
 				w.offer(u)
