@@ -87,6 +87,7 @@ func BenchmarkWatchNodes100(b *testing.B) {
 					return
 				}
 				first := 0
+				last := map[string]int64{}
 				for {
 					resp, err := stream.Recv()
 					if err != nil {
@@ -98,6 +99,10 @@ func BenchmarkWatchNodes100(b *testing.B) {
 					r := resp.GetNode().GetVerdictReasons()
 					if len(r) == 1 && strings.HasPrefix(r[0], "changed_at ") {
 						at, _ := strconv.ParseInt(strings.TrimPrefix(r[0], "changed_at "), 10, 64)
+						if last[resp.GetNode().GetName()] == at {
+							continue // a telemetry refresh of a change seen before
+						}
+						last[resp.GetNode().GetName()] = at
 						lag := time.Since(time.Unix(0, at))
 						mu.Lock()
 						lags = append(lags, lag)

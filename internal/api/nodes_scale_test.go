@@ -174,6 +174,17 @@ func serveNodesConn(t testing.TB, f Nodes, i int) (apipb.NodeServiceClient, *Nod
 		conn.Close()
 		srv.Stop()
 		<-done
+		// Stop does not wait for the handlers: wait for the last
+		// watcher to stop the hub.
+		for range 1000 {
+			ns.hub.mu.Lock()
+			idle := ns.hub.stop == nil
+			ns.hub.mu.Unlock()
+			if idle {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		shared.Lock()
 		delete(shared.srv, f)
 		delete(shared.addr, f)

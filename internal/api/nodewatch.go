@@ -192,7 +192,7 @@ func (h *nodeHub) loop(ctx context.Context, done chan struct{}) {
 	t := time.NewTicker(h.tick)
 	defer t.Stop()
 	for pass := uint64(1); ; pass++ {
-		h.pass(last, pass)
+		h.pass(ctx, last, pass)
 		select {
 		case <-ctx.Done():
 			return
@@ -204,7 +204,7 @@ func (h *nodeHub) loop(ctx context.Context, done chan struct{}) {
 // pass publishes the nodes that changed since the last pass. On the
 // first, it only records them: each watcher lists every node itself
 // when it starts.
-func (h *nodeHub) pass(last map[string]published, pass uint64) {
+func (h *nodeHub) pass(ctx context.Context, last map[string]published, pass uint64) {
 	now := time.Now()
 	var changed []string
 	state := map[string]bool{}
@@ -240,6 +240,9 @@ func (h *nodeHub) pass(last map[string]published, pass uint64) {
 	}
 	h.mu.Unlock()
 	for _, name := range changed {
+		if ctx.Err() != nil {
+			return // the last watcher left
+		}
 		v, ok := h.nodes.Snapshot(name)
 		if !ok {
 			continue
