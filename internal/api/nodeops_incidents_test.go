@@ -44,14 +44,13 @@ func (f oneNode) view() fleet.NodeView {
 		Slurm: &scheduler.NodeStatus{Name: "worker-0", State: f.slurmState},
 	}
 }
-func (f oneNode) Snapshots() []fleet.NodeView { return []fleet.NodeView{f.view()} }
+func (f oneNode) Index() []fleet.NodeView { return []fleet.NodeView{f.view()} }
 func (f oneNode) Snapshot(name string) (fleet.NodeView, bool) {
 	if name != "worker-0" {
 		return fleet.NodeView{}, false
 	}
 	return f.view(), true
 }
-func (oneNode) Watch(context.Context, []string, func(fleet.NodeView) error) error { return nil }
 
 // incidentServer is NodeService over a real store holding an open XID 79
 // incident on worker-0's gpu3, a resolved one on gpu0, and a resolved

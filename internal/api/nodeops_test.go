@@ -65,9 +65,8 @@ func (o *recordingOps) recorded() []string {
 // noNodes is a fleet that knows no node.
 type noNodes struct{}
 
-func (noNodes) Snapshots() []fleet.NodeView                                       { return nil }
-func (noNodes) Snapshot(string) (fleet.NodeView, bool)                            { return fleet.NodeView{}, false }
-func (noNodes) Watch(context.Context, []string, func(fleet.NodeView) error) error { return nil }
+func (noNodes) Index() []fleet.NodeView                { return nil }
+func (noNodes) Snapshot(string) (fleet.NodeView, bool) { return fleet.NodeView{}, false }
 
 type bearer string
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,9 +19,10 @@ import (
 
 // Nodes is what the read side of NodeService needs.
 type Nodes interface {
-	Snapshots() []fleet.NodeView
+	// Index is every node without telemetry, with its verdict, in name
+	// order.
+	Index() []fleet.NodeView
 	Snapshot(name string) (fleet.NodeView, bool)
-	Watch(ctx context.Context, names []string, send func(fleet.NodeView) error) error
 }
 
 var _ Nodes = (*fleet.Fleet)(nil)
@@ -29,6 +32,7 @@ var _ Nodes = (*fleet.Fleet)(nil)
 type NodeServer struct {
 	apipb.UnimplementedNodeServiceServer
 	nodes Nodes
+	hub   *nodeHub
 	ops   NodeOps
 	log   *slog.Logger
 	// RefreshSlurm, when set, reads Slurm's node states into Nodes and
@@ -40,7 +44,7 @@ type NodeServer struct {
 
 // NewNodeServer builds the NodeService handlers; ops may be nil.
 func NewNodeServer(nodes Nodes, ops NodeOps, logger *slog.Logger) *NodeServer {
-	return &NodeServer{nodes: nodes, ops: ops, log: logger.With("component", "api")}
+	return &NodeServer{nodes: nodes, hub: newNodeHub(nodes), ops: ops, log: logger.With("component", "api")}
 }
 
 func (s *NodeServer) ready() error {
@@ -60,22 +64,79 @@ func requireNodeName(name string) error {
 	return nil
 }
 
-// ListNodes returns every Slurm node, with the machine it runs on and
-// what that machine's agent reports, and every machine whose agent reports
-// but that no Slurm node maps to (unmapped), by name.
-func (s *NodeServer) ListNodes(ctx context.Context, _ *apipb.ListNodesRequest) (*apipb.ListNodesResponse, error) {
+// ListNodes returns a page of the Slurm nodes, with the machine each runs
+// on and what that machine's agent reports, and of the machines whose
+// agent reports but that no Slurm node maps to (unmapped), by name.
+func (s *NodeServer) ListNodes(ctx context.Context, req *apipb.ListNodesRequest) (*apipb.ListNodesResponse, error) {
 	if err := s.ready(); err != nil {
 		return nil, err
 	}
-	views := s.nodes.Snapshots()
-	out := &apipb.ListNodesResponse{Nodes: make([]*apipb.Node, 0, len(views)), Remediation: s.remediation()}
-	xids := s.openXIDs(ctx, "")
-	for _, v := range views {
-		n := NodeToProto(v)
-		addXIDs(n, xids[v.Name])
-		out.Nodes = append(out.Nodes, n)
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, badRequest(fmt.Sprintf("page_size %d is negative", size), run.FieldViolation{Field: "page_size", Description: fmt.Sprintf("0 (%d) to %d; larger is %d", defaultNodePageSize, maxNodePageSize, maxNodePageSize)})
+	case size == 0:
+		size = defaultNodePageSize
+	case size > maxNodePageSize:
+		size = maxNodePageSize
+	}
+	if err := checkView(req.GetView()); err != nil {
+		return nil, err
+	}
+	filter, err := parseNodeFilter(req.GetFilter())
+	if err != nil {
+		return nil, filterViolation(err)
+	}
+	after, err := parseNodePageToken(req.GetPageToken(), req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, v := range s.nodes.Index() {
+		if filter.match(v) {
+			names = append(names, v.Name)
+		}
+	}
+	start, _ := slices.BinarySearch(names, after)
+	if start < len(names) && names[start] == after {
+		start++
+	}
+	page := names[start:min(start+size, len(names))]
+	out := &apipb.ListNodesResponse{Nodes: make([]*apipb.Node, 0, len(page)), Remediation: s.remediation(), TotalSize: int32(len(names))}
+	if start+size < len(names) {
+		out.NextPageToken = nodePageToken(req.GetFilter(), page[len(page)-1])
+	}
+	var xids map[string]map[int32][]int32
+	if len(page) > 0 {
+		xids = s.openXIDs(ctx, "")
+	}
+	for _, name := range page {
+		v, ok := s.nodes.Snapshot(name)
+		if !ok {
+			continue // gone since the index was read
+		}
+		out.Nodes = append(out.Nodes, nodeProto(v, xids[v.Name], req.GetView()))
 	}
 	return out, nil
+}
+
+// checkView refuses a view this server does not know.
+func checkView(v apipb.NodeView) error {
+	if _, ok := apipb.NodeView_name[int32(v)]; !ok {
+		return badRequest(fmt.Sprintf("view %d is not a NodeView", v), run.FieldViolation{Field: "view", Description: "NODE_VIEW_BASIC or NODE_VIEW_FULL (the default)"})
+	}
+	return nil
+}
+
+// nodeProto is v in the view asked for, with its GPUs' open XIDs.
+func nodeProto(v fleet.NodeView, xids map[int32][]int32, view apipb.NodeView) *apipb.Node {
+	n := NodeToProto(v)
+	if view == apipb.NodeView_NODE_VIEW_BASIC {
+		n.Gpus, n.IbPorts = nil, nil
+		return n
+	}
+	addXIDs(n, xids)
+	return n
 }
 
 // automaticDrains is the monitor's view of its remediation engine.
@@ -105,13 +166,18 @@ func (s *NodeServer) GetNode(ctx context.Context, req *apipb.GetNodeRequest) (*a
 	if err := requireNodeName(req.GetName()); err != nil {
 		return nil, err
 	}
+	if err := checkView(req.GetView()); err != nil {
+		return nil, err
+	}
 	v, ok := s.nodes.Snapshot(req.GetName())
 	if !ok {
 		return nil, nodeNotFound(req.GetName())
 	}
-	n := NodeToProto(v)
-	addXIDs(n, s.openXIDs(ctx, v.Name)[v.Name])
-	return &apipb.GetNodeResponse{Node: n}, nil
+	var xids map[int32][]int32
+	if req.GetView() != apipb.NodeView_NODE_VIEW_BASIC {
+		xids = s.openXIDs(ctx, v.Name)[v.Name]
+	}
+	return &apipb.GetNodeResponse{Node: nodeProto(v, xids, req.GetView())}, nil
 }
 
 func nodeNotFound(name string) error {
@@ -128,10 +194,43 @@ func (s *NodeServer) WatchNodes(req *apipb.WatchNodesRequest, stream grpc.Server
 			return badRequest(fmt.Sprintf("names[%d] %q is not a node name", i, n), run.FieldViolation{Field: fmt.Sprintf("names[%d]", i), Description: "a Slurm node name"})
 		}
 	}
-	err := s.nodes.Watch(stream.Context(), req.GetNames(), func(v fleet.NodeView) error {
-		return stream.Send(&apipb.WatchNodesResponse{Node: NodeToProto(v)})
-	})
-	if stream.Context().Err() != nil {
+	if err := checkView(req.GetView()); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	w := newNodeWatcher(req.GetNames())
+	s.hub.join(w)
+	defer s.hub.leave(w)
+	// Every node once. A queued update of a node is older than the
+	// snapshot taken after dropping it; the hub publishes whatever
+	// changes later.
+	for _, v := range s.nodes.Index() {
+		if !w.wants(v.Name) {
+			continue
+		}
+		w.drop(v.Name)
+		snap, ok := s.nodes.Snapshot(v.Name)
+		if !ok {
+			continue
+		}
+		if err := stream.Send(&apipb.WatchNodesResponse{Node: nodeProto(snap, nil, req.GetView())}); err != nil {
+			return watchEnd(ctx, err)
+		}
+	}
+	for {
+		u, err := w.next(ctx)
+		if err != nil {
+			return watchEnd(ctx, err)
+		}
+		if err := stream.Send(&apipb.WatchNodesResponse{Node: u.node(req.GetView())}); err != nil {
+			return watchEnd(ctx, err)
+		}
+	}
+}
+
+// watchEnd is nil when the watcher went away, else err.
+func watchEnd(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
 		return nil
 	}
 	return err
@@ -143,6 +242,10 @@ var verdicts = map[string]apipb.HealthVerdict{
 	"UNHEALTHY": apipb.HealthVerdict_HEALTH_VERDICT_UNHEALTHY,
 	"UNKNOWN":   apipb.HealthVerdict_HEALTH_VERDICT_UNKNOWN,
 }
+
+// busyUtilizationPercent is the utilization from which a GPU counts as
+// busy in NodeSummary (as does one with a Slurm job on it).
+const busyUtilizationPercent = 10
 
 // NodeToProto converts a fleet snapshot to the API's Node.
 func NodeToProto(v fleet.NodeView) *apipb.Node {
@@ -167,6 +270,8 @@ func NodeToProto(v fleet.NodeView) *apipb.Node {
 	if v.Slurm != nil {
 		n.SlurmState, n.SlurmReason = v.Slurm.StateString(), v.Slurm.Reason
 	}
+	sum := &apipb.NodeSummary{}
+	n.Summary = sum
 	samples := make(map[int]*telemetry.GPUSample, len(v.GPUs))
 	for i := range v.GPUs {
 		samples[v.GPUs[i].Index] = &v.GPUs[i]
@@ -188,6 +293,19 @@ func NodeToProto(v fleet.NodeView) *apipb.Node {
 			g.SlurmJobId = s.SlurmJobID
 		}
 		n.Gpus = append(n.Gpus, g)
+		sum.GpuCount++
+		if g.Present {
+			sum.GpusPresent++
+			if g.UtilizationPercent >= busyUtilizationPercent || g.SlurmJobId != "" {
+				sum.GpusBusy++
+			}
+			sum.MeanUtilizationPercent += g.UtilizationPercent
+			sum.MaxTemperatureCelsius = max(sum.MaxTemperatureCelsius, g.TemperatureCelsius)
+			sum.PowerMilliwatts += g.PowerMilliwatts
+		}
+	}
+	if sum.GpusPresent > 0 {
+		sum.MeanUtilizationPercent /= float64(sum.GpusPresent)
 	}
 	for _, p := range v.IBPorts {
 		n.IbPorts = append(n.IbPorts, &apipb.IbPort{
@@ -199,6 +317,10 @@ func NodeToProto(v fleet.NodeView) *apipb.Node {
 			LinkDowned:    p.Counters.LinkDowned,
 			PortRcvErrors: p.Counters.PortRcvErrors,
 		})
+		sum.IbPortCount++
+		if strings.EqualFold(p.State, "ACTIVE") {
+			sum.IbPortsActive++
+		}
 	}
 	return n
 }

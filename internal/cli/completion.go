@@ -216,13 +216,22 @@ func completeNodes(cmd *cobra.Command, env *Env, prefix string) ([]string, cobra
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
 	defer cancel()
-	resp, err := apipb.NewNodeServiceClient(conn).ListNodes(ctx, &apipb.ListNodesRequest{})
-	if err != nil {
-		cobra.CompDebugln("list nodes: "+err.Error(), false)
-		return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
+	c := apipb.NewNodeServiceClient(conn)
+	req := &apipb.ListNodesRequest{View: apipb.NodeView_NODE_VIEW_BASIC, PageSize: maxNodesPage}
+	var nodes []*apipb.Node
+	for {
+		resp, err := c.ListNodes(ctx, req)
+		if err != nil {
+			cobra.CompDebugln("list nodes: "+err.Error(), false)
+			return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
+		}
+		nodes = append(nodes, resp.GetNodes()...)
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
 	}
 	var out []string
-	for _, n := range resp.GetNodes() {
+	for _, n := range nodes {
 		if strings.HasPrefix(n.GetName(), prefix) {
 			out = append(out, n.GetName()+"\t"+orDash(n.GetSlurmState())+" "+healthName(n.GetVerdict()))
 		}

@@ -89,13 +89,21 @@ func newNodeCommand(a *app) *cobra.Command {
 	return cmd
 }
 
+// nodesFirstScreen is how many nodes `sopilot nodes` lists without --all.
+const nodesFirstScreen = 200
+
 func newNodeListCommand(a *app, o *clientOptions, use string) *cobra.Command {
-	var watch bool
+	var watch, all bool
+	var filter string
+	var limit int
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: "List nodes: Slurm state, health, agent, GPUs, InfiniBand, runs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit <= 0 {
+				return fmt.Errorf("%w: --limit must be positive (--all lists every node)", ErrUsage)
+			}
 			conn, err := o.dial()
 			if err != nil {
 				return err
@@ -105,13 +113,18 @@ func newNodeListCommand(a *app, o *clientOptions, use string) *cobra.Command {
 			if watch {
 				return watchNodes(cmd.Context(), a, o, c)
 			}
-			ctx, cancel := o.call(cmd.Context())
-			defer cancel()
-			resp, err := c.ListNodes(ctx, &apipb.ListNodesRequest{})
-			if err != nil {
-				return o.clientError("list nodes", err)
+			// The table needs no per-GPU rows; -o json/yaml shows them.
+			req := &apipb.ListNodesRequest{Filter: filter, View: apipb.NodeView_NODE_VIEW_BASIC, PageSize: int32(min(limit, maxNodesPage))}
+			if a.json() {
+				req.View = apipb.NodeView_NODE_VIEW_FULL
 			}
-			sortNodes(resp.Nodes)
+			if all {
+				req.PageSize = maxNodesPage
+			}
+			resp, err := listNodes(cmd.Context(), o, c, req, all, limit)
+			if err != nil {
+				return err
+			}
 			if a.json() {
 				return writeProto(a.env.Stdout, a.root.output, resp)
 			}
@@ -119,11 +132,52 @@ func newNodeListCommand(a *app, o *clientOptions, use string) *cobra.Command {
 				fmt.Fprintln(a.env.Stdout, line)
 			}
 			printNodeList(a.env.Stdout, resp.GetNodes(), time.Now())
+			if shown, total := len(resp.GetNodes()), int(resp.GetTotalSize()); resp.GetNextPageToken() != "" && total > shown {
+				fmt.Fprintf(a.env.Stderr, "%d of %d nodes shown: --all lists every one, --filter narrows (e.g. --filter verdict=UNHEALTHY,DEGRADED)\n", shown, total)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep watching: redraw the table on a terminal, else print a row per change (-o json/yaml: one node per line/document)")
+	cmd.Flags().BoolVar(&all, "all", false, "list every node, fetching them page by page (else the first --limit)")
+	cmd.Flags().IntVar(&limit, "limit", nodesFirstScreen, "at most this many nodes, in name order, without --all")
+	cmd.Flags().StringVar(&filter, "filter", "", "only these nodes: FIELD=VALUE[,VALUE] terms, space-separated, e.g. 'verdict=UNHEALTHY,DEGRADED slurm_state=DRAIN' (fields: verdict, slurm_state, machine, unmapped, name)")
 	return cmd
+}
+
+// maxNodesPage is the controller's largest ListNodes page.
+const maxNodesPage = 1000
+
+// listNodes asks for pages of nodes until the last one (all) or limit
+// nodes, and returns them as one response; NextPageToken stays set when
+// nodes were left out.
+func listNodes(ctx context.Context, o *clientOptions, c apipb.NodeServiceClient, req *apipb.ListNodesRequest, all bool, limit int) (*apipb.ListNodesResponse, error) {
+	var out *apipb.ListNodesResponse
+	for {
+		cctx, cancel := o.call(ctx)
+		resp, err := c.ListNodes(cctx, req)
+		cancel()
+		if err != nil {
+			return nil, o.clientError("list nodes", err)
+		}
+		if out == nil {
+			out = resp
+		} else {
+			out.Nodes = append(out.Nodes, resp.GetNodes()...)
+			out.NextPageToken, out.TotalSize = resp.GetNextPageToken(), resp.GetTotalSize()
+		}
+		if !all && len(out.Nodes) >= limit {
+			if len(out.Nodes) > limit {
+				out.Nodes = out.Nodes[:limit]
+				out.NextPageToken = "more" // the caller only tests it for ""
+			}
+			return out, nil
+		}
+		if resp.GetNextPageToken() == "" {
+			return out, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
 }
 
 func sortNodes(ns []*apipb.Node) {
@@ -178,6 +232,12 @@ type nodeSummary struct {
 }
 
 func summarize(n *apipb.Node) nodeSummary {
+	if sum := n.GetSummary(); sum != nil && len(n.GetGpus()) == 0 && len(n.GetIbPorts()) == 0 {
+		// NODE_VIEW_BASIC: the controller counted.
+		return nodeSummary{gpus: int(sum.GetGpuCount()), busy: int(sum.GetGpusBusy()), present: int(sum.GetGpusPresent()),
+			utilSum: sum.GetMeanUtilizationPercent() * float64(sum.GetGpusPresent()), maxTemp: sum.GetMaxTemperatureCelsius(),
+			powerMW: sum.GetPowerMilliwatts(), ibUp: int(sum.GetIbPortsActive()), ibAll: int(sum.GetIbPortCount())}
+	}
 	var s nodeSummary
 	for _, g := range n.GetGpus() {
 		s.gpus++
@@ -303,7 +363,11 @@ type nodeEvent struct {
 // prints each node as it arrives.
 func watchNodes(ctx context.Context, a *app, o *clientOptions, c apipb.NodeServiceClient) error {
 	ctx, cancel := context.WithCancel(ctx)
-	stream, err := c.WatchNodes(ctx, &apipb.WatchNodesRequest{})
+	req := &apipb.WatchNodesRequest{View: apipb.NodeView_NODE_VIEW_BASIC}
+	if a.json() {
+		req.View = apipb.NodeView_NODE_VIEW_FULL
+	}
+	stream, err := c.WatchNodes(ctx, req)
 	if err != nil {
 		cancel()
 		return o.clientError("watch nodes", err)

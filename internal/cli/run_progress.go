@@ -205,13 +205,13 @@ func (p *nodePoller) run(ctx context.Context) {
 		var res pollResult
 		if nodesOK && len(names) > 0 {
 			cctx, cancel := context.WithTimeout(ctx, p.timeout)
-			resp, err := p.c.ListNodes(cctx, &apipb.ListNodesRequest{})
+			nodes, err := runNodes(cctx, p.c, names)
 			cancel()
 			if status.Code(err) == codes.Unimplemented {
 				nodesOK = false
 			}
 			if err == nil {
-				res.util, res.utilOK = runUtilization(resp.GetNodes(), names, jobID)
+				res.util, res.utilOK = runUtilization(nodes, names, jobID)
 			}
 		}
 		if running && p.runs != nil {
@@ -234,6 +234,22 @@ func (p *nodePoller) run(ctx context.Context) {
 		case <-p.kick:
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// runNodes lists the run's nodes with their GPUs, page by page.
+func runNodes(ctx context.Context, c apipb.NodeServiceClient, names []string) ([]*apipb.Node, error) {
+	req := &apipb.ListNodesRequest{Filter: "name=" + strings.Join(names, ","), View: apipb.NodeView_NODE_VIEW_FULL, PageSize: maxNodesPage}
+	var out []*apipb.Node
+	for {
+		resp, err := c.ListNodes(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.GetNodes()...)
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return out, nil
 		}
 	}
 }

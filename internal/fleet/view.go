@@ -133,16 +133,37 @@ func (f *Fleet) Snapshot(name string) (NodeView, bool) {
 			return a.Device < b.Device || a.Device == b.Device && a.Port < b.Port
 		})
 	}
+	v.Verdict = verdictOf(v, verdict, hasVerdict, f.opts.Silence)
+	return v, true
+}
+
+// verdictOf is the verdict shown for v: the monitor's, unless the agent is
+// silent.
+func verdictOf(v NodeView, verdict Verdict, hasVerdict bool, silence time.Duration) Verdict {
 	switch {
 	case v.Silent:
 		// Silence is not evidence of a fault.
-		v.Verdict = Verdict{Verdict: "UNKNOWN", Reasons: []string{silenceReason(v, f.opts.Silence)}}
+		return Verdict{Verdict: "UNKNOWN", Reasons: []string{silenceReason(v, silence)}}
 	case hasVerdict:
-		v.Verdict = verdict
+		return verdict
 	default:
-		v.Verdict = Verdict{Verdict: "HEALTHY"}
+		return Verdict{Verdict: "HEALTHY"}
 	}
-	return v, true
+}
+
+// Index is every node as Summaries has it (no telemetry), with its
+// verdict, in name order: what a page of a listing or a watcher's pass
+// needs to choose nodes, before Snapshot fetches the chosen ones whole.
+func (f *Fleet) Index() []NodeView {
+	out := f.Summaries()
+	f.mu.RLock()
+	for i := range out {
+		verdict, ok := f.verdicts[out[i].Name]
+		out[i].Verdict = verdictOf(out[i], verdict, ok, f.opts.Silence)
+	}
+	f.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 func silenceReason(v NodeView, d time.Duration) string {

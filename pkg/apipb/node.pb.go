@@ -79,6 +79,61 @@ func (HealthVerdict) EnumDescriptor() ([]byte, []int) {
 	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{0}
 }
 
+// NodeView selects how much of each Node an answer carries (AIP-157).
+type NodeView int32
+
+const (
+	// ListNodes, GetNode and WatchNodes answer NODE_VIEW_FULL, as they did
+	// before views existed.
+	NodeView_NODE_VIEW_UNSPECIFIED NodeView = 0
+	// Everything but `gpus` and `ib_ports` (`summary` has their numbers):
+	// about a tenth of the size of FULL for a node with 8 GPUs and 8 ports.
+	NodeView_NODE_VIEW_BASIC NodeView = 1
+	// Every field, a row per GPU and per IB port included.
+	NodeView_NODE_VIEW_FULL NodeView = 2
+)
+
+// Enum value maps for NodeView.
+var (
+	NodeView_name = map[int32]string{
+		0: "NODE_VIEW_UNSPECIFIED",
+		1: "NODE_VIEW_BASIC",
+		2: "NODE_VIEW_FULL",
+	}
+	NodeView_value = map[string]int32{
+		"NODE_VIEW_UNSPECIFIED": 0,
+		"NODE_VIEW_BASIC":       1,
+		"NODE_VIEW_FULL":        2,
+	}
+)
+
+func (x NodeView) Enum() *NodeView {
+	p := new(NodeView)
+	*p = x
+	return p
+}
+
+func (x NodeView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NodeView) Descriptor() protoreflect.EnumDescriptor {
+	return file_sopilot_api_v1_node_proto_enumTypes[1].Descriptor()
+}
+
+func (NodeView) Type() protoreflect.EnumType {
+	return &file_sopilot_api_v1_node_proto_enumTypes[1]
+}
+
+func (x NodeView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NodeView.Descriptor instead.
+func (NodeView) EnumDescriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
 type Node struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Slurm node name, e.g. "worker-0" (an unmapped machine's name when
@@ -120,8 +175,12 @@ type Node struct {
 	// `ib_ports` are then its last report, as old as `last_seen_time`, not
 	// live numbers. Output only.
 	TelemetryStale bool `protobuf:"varint,19,opt,name=telemetry_stale,json=telemetryStale,proto3" json:"telemetry_stale,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The GPUs and IB ports in a few numbers: set in every view, so that a
+	// NODE_VIEW_BASIC page (without `gpus` and `ib_ports`) still fills a
+	// table row. Output only.
+	Summary       *NodeSummary `protobuf:"bytes,20,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -287,6 +346,121 @@ func (x *Node) GetTelemetryStale() bool {
 	return false
 }
 
+func (x *Node) GetSummary() *NodeSummary {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
+// NodeSummary is a node's GPUs and IB ports counted.
+type NodeSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// GPUs in the inventory.
+	GpuCount int32 `protobuf:"varint,1,opt,name=gpu_count,json=gpuCount,proto3" json:"gpu_count,omitempty"`
+	// GPUs that report telemetry (not lost).
+	GpusPresent int32 `protobuf:"varint,2,opt,name=gpus_present,json=gpusPresent,proto3" json:"gpus_present,omitempty"`
+	// Present GPUs with utilization of at least 10% or a Slurm job on them.
+	GpusBusy int32 `protobuf:"varint,3,opt,name=gpus_busy,json=gpusBusy,proto3" json:"gpus_busy,omitempty"`
+	// Mean utilization of the present GPUs.
+	MeanUtilizationPercent float64 `protobuf:"fixed64,4,opt,name=mean_utilization_percent,json=meanUtilizationPercent,proto3" json:"mean_utilization_percent,omitempty"`
+	// The hottest present GPU.
+	MaxTemperatureCelsius float64 `protobuf:"fixed64,5,opt,name=max_temperature_celsius,json=maxTemperatureCelsius,proto3" json:"max_temperature_celsius,omitempty"`
+	// The present GPUs' draw, summed.
+	PowerMilliwatts int64 `protobuf:"varint,6,opt,name=power_milliwatts,json=powerMilliwatts,proto3" json:"power_milliwatts,omitempty"`
+	IbPortCount     int32 `protobuf:"varint,7,opt,name=ib_port_count,json=ibPortCount,proto3" json:"ib_port_count,omitempty"`
+	// IB ports in state ACTIVE.
+	IbPortsActive int32 `protobuf:"varint,8,opt,name=ib_ports_active,json=ibPortsActive,proto3" json:"ib_ports_active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeSummary) Reset() {
+	*x = NodeSummary{}
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeSummary) ProtoMessage() {}
+
+func (x *NodeSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeSummary.ProtoReflect.Descriptor instead.
+func (*NodeSummary) Descriptor() ([]byte, []int) {
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *NodeSummary) GetGpuCount() int32 {
+	if x != nil {
+		return x.GpuCount
+	}
+	return 0
+}
+
+func (x *NodeSummary) GetGpusPresent() int32 {
+	if x != nil {
+		return x.GpusPresent
+	}
+	return 0
+}
+
+func (x *NodeSummary) GetGpusBusy() int32 {
+	if x != nil {
+		return x.GpusBusy
+	}
+	return 0
+}
+
+func (x *NodeSummary) GetMeanUtilizationPercent() float64 {
+	if x != nil {
+		return x.MeanUtilizationPercent
+	}
+	return 0
+}
+
+func (x *NodeSummary) GetMaxTemperatureCelsius() float64 {
+	if x != nil {
+		return x.MaxTemperatureCelsius
+	}
+	return 0
+}
+
+func (x *NodeSummary) GetPowerMilliwatts() int64 {
+	if x != nil {
+		return x.PowerMilliwatts
+	}
+	return 0
+}
+
+func (x *NodeSummary) GetIbPortCount() int32 {
+	if x != nil {
+		return x.IbPortCount
+	}
+	return 0
+}
+
+func (x *NodeSummary) GetIbPortsActive() int32 {
+	if x != nil {
+		return x.IbPortsActive
+	}
+	return 0
+}
+
 type Gpu struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Index              int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -316,7 +490,7 @@ type Gpu struct {
 
 func (x *Gpu) Reset() {
 	*x = Gpu{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[1]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +502,7 @@ func (x *Gpu) String() string {
 func (*Gpu) ProtoMessage() {}
 
 func (x *Gpu) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[1]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +515,7 @@ func (x *Gpu) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Gpu.ProtoReflect.Descriptor instead.
 func (*Gpu) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{1}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Gpu) GetIndex() int32 {
@@ -474,7 +648,7 @@ type IbPort struct {
 
 func (x *IbPort) Reset() {
 	*x = IbPort{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[2]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +660,7 @@ func (x *IbPort) String() string {
 func (*IbPort) ProtoMessage() {}
 
 func (x *IbPort) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[2]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +673,7 @@ func (x *IbPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IbPort.ProtoReflect.Descriptor instead.
 func (*IbPort) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{2}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *IbPort) GetName() string {
@@ -572,7 +746,7 @@ type Incident struct {
 
 func (x *Incident) Reset() {
 	*x = Incident{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[3]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +758,7 @@ func (x *Incident) String() string {
 func (*Incident) ProtoMessage() {}
 
 func (x *Incident) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[3]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +771,7 @@ func (x *Incident) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incident.ProtoReflect.Descriptor instead.
 func (*Incident) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{3}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Incident) GetId() string {
@@ -678,14 +852,33 @@ func (x *Incident) GetRunIds() []string {
 }
 
 type ListNodesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many nodes; 500 when 0, 1000 when larger. Negative is
+	// INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// `next_page_token` of the previous page. It is opaque, stays valid
+	// while nodes come and go (the next page starts after the previous
+	// page's last name), and is INVALID_ARGUMENT with another `filter`.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Which nodes: space-separated terms, all of which must hold; a term is
+	// `FIELD=VALUE[,VALUE...]`, true when any value matches. Fields:
+	// `verdict` (HEALTHY, DEGRADED, UNHEALTHY, UNKNOWN), `slurm_state` (a
+	// Slurm state or flag: IDLE, ALLOCATED, MIXED, DOWN, DRAIN, ... matched
+	// against each part of e.g. "IDLE+DRAIN"), `machine` (a machine name),
+	// `unmapped` (true or false), `name` (node names). Case does not matter
+	// in values but in names. E.g. "verdict=UNHEALTHY,DEGRADED
+	// slurm_state=DRAIN". Empty: every node. A bad filter is
+	// INVALID_ARGUMENT naming the field.
+	Filter string `protobuf:"bytes,3,opt,name=filter,proto3" json:"filter,omitempty"`
+	// NODE_VIEW_BASIC leaves out the per-GPU and per-port rows.
+	View          NodeView `protobuf:"varint,4,opt,name=view,proto3,enum=sopilot.api.v1.NodeView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[4]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +890,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[4]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,22 +903,55 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{4}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListNodesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListNodesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListNodesRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
+}
+
+func (x *ListNodesRequest) GetView() NodeView {
+	if x != nil {
+		return x.View
+	}
+	return NodeView_NODE_VIEW_UNSPECIFIED
 }
 
 type ListNodesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Nodes []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// In name order.
+	Nodes []*Node `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// The controller's automatic remediation, as far as it affects every
 	// node; unset on a controller that runs none. Output only.
-	Remediation   *Remediation `protobuf:"bytes,2,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	Remediation *Remediation `protobuf:"bytes,2,opt,name=remediation,proto3" json:"remediation,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many nodes match the filter, on every page. Output only.
+	TotalSize     int32 `protobuf:"varint,4,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[5]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +963,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[5]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +976,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -765,6 +991,20 @@ func (x *ListNodesResponse) GetRemediation() *Remediation {
 		return x.Remediation
 	}
 	return nil
+}
+
+func (x *ListNodesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListNodesResponse) GetTotalSize() int32 {
+	if x != nil {
+		return x.TotalSize
+	}
+	return 0
 }
 
 // Remediation is the state of the controller's automatic drains.
@@ -785,7 +1025,7 @@ type Remediation struct {
 
 func (x *Remediation) Reset() {
 	*x = Remediation{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +1037,7 @@ func (x *Remediation) String() string {
 func (*Remediation) ProtoMessage() {}
 
 func (x *Remediation) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[6]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +1050,7 @@ func (x *Remediation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Remediation.ProtoReflect.Descriptor instead.
 func (*Remediation) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Remediation) GetAutomaticDrainsPaused() bool {
@@ -837,14 +1077,16 @@ func (x *Remediation) GetDryRun() bool {
 type WatchNodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only these nodes; all when empty.
-	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	Names []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	// NODE_VIEW_BASIC leaves out the per-GPU and per-port rows.
+	View          NodeView `protobuf:"varint,2,opt,name=view,proto3,enum=sopilot.api.v1.NodeView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchNodesRequest) Reset() {
 	*x = WatchNodesRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1098,7 @@ func (x *WatchNodesRequest) String() string {
 func (*WatchNodesRequest) ProtoMessage() {}
 
 func (x *WatchNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[7]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1111,7 @@ func (x *WatchNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodesRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodesRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchNodesRequest) GetNames() []string {
@@ -877,6 +1119,13 @@ func (x *WatchNodesRequest) GetNames() []string {
 		return x.Names
 	}
 	return nil
+}
+
+func (x *WatchNodesRequest) GetView() NodeView {
+	if x != nil {
+		return x.View
+	}
+	return NodeView_NODE_VIEW_UNSPECIFIED
 }
 
 type WatchNodesResponse struct {
@@ -888,7 +1137,7 @@ type WatchNodesResponse struct {
 
 func (x *WatchNodesResponse) Reset() {
 	*x = WatchNodesResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1149,7 @@ func (x *WatchNodesResponse) String() string {
 func (*WatchNodesResponse) ProtoMessage() {}
 
 func (x *WatchNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[8]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1162,7 @@ func (x *WatchNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodesResponse.ProtoReflect.Descriptor instead.
 func (*WatchNodesResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchNodesResponse) GetNode() *Node {
@@ -926,14 +1175,16 @@ func (x *WatchNodesResponse) GetNode() *Node {
 type GetNodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required.
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// NODE_VIEW_BASIC leaves out the per-GPU and per-port rows.
+	View          NodeView `protobuf:"varint,2,opt,name=view,proto3,enum=sopilot.api.v1.NodeView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -945,7 +1196,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[9]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -958,7 +1209,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetNodeRequest) GetName() string {
@@ -966,6 +1217,13 @@ func (x *GetNodeRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *GetNodeRequest) GetView() NodeView {
+	if x != nil {
+		return x.View
+	}
+	return NodeView_NODE_VIEW_UNSPECIFIED
 }
 
 type GetNodeResponse struct {
@@ -977,7 +1235,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1247,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[10]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1260,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -1024,7 +1282,7 @@ type DrainNodeRequest struct {
 
 func (x *DrainNodeRequest) Reset() {
 	*x = DrainNodeRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1294,7 @@ func (x *DrainNodeRequest) String() string {
 func (*DrainNodeRequest) ProtoMessage() {}
 
 func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[11]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1307,7 @@ func (x *DrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*DrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DrainNodeRequest) GetName() string {
@@ -1076,7 +1334,7 @@ type DrainNodeResponse struct {
 
 func (x *DrainNodeResponse) Reset() {
 	*x = DrainNodeResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1346,7 @@ func (x *DrainNodeResponse) String() string {
 func (*DrainNodeResponse) ProtoMessage() {}
 
 func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[12]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1359,7 @@ func (x *DrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*DrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DrainNodeResponse) GetNode() *Node {
@@ -1128,7 +1386,7 @@ type UndrainNodeRequest struct {
 
 func (x *UndrainNodeRequest) Reset() {
 	*x = UndrainNodeRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1398,7 @@ func (x *UndrainNodeRequest) String() string {
 func (*UndrainNodeRequest) ProtoMessage() {}
 
 func (x *UndrainNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[13]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1411,7 @@ func (x *UndrainNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainNodeRequest.ProtoReflect.Descriptor instead.
 func (*UndrainNodeRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UndrainNodeRequest) GetName() string {
@@ -1190,7 +1448,7 @@ type UndrainNodeResponse struct {
 
 func (x *UndrainNodeResponse) Reset() {
 	*x = UndrainNodeResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1460,7 @@ func (x *UndrainNodeResponse) String() string {
 func (*UndrainNodeResponse) ProtoMessage() {}
 
 func (x *UndrainNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[14]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1473,7 @@ func (x *UndrainNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UndrainNodeResponse.ProtoReflect.Descriptor instead.
 func (*UndrainNodeResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UndrainNodeResponse) GetNode() *Node {
@@ -1244,7 +1502,7 @@ type RunNodeCheckRequest struct {
 
 func (x *RunNodeCheckRequest) Reset() {
 	*x = RunNodeCheckRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1514,7 @@ func (x *RunNodeCheckRequest) String() string {
 func (*RunNodeCheckRequest) ProtoMessage() {}
 
 func (x *RunNodeCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[15]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1527,7 @@ func (x *RunNodeCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunNodeCheckRequest.ProtoReflect.Descriptor instead.
 func (*RunNodeCheckRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RunNodeCheckRequest) GetName() string {
@@ -1298,7 +1556,7 @@ type RunNodeCheckResponse struct {
 
 func (x *RunNodeCheckResponse) Reset() {
 	*x = RunNodeCheckResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1568,7 @@ func (x *RunNodeCheckResponse) String() string {
 func (*RunNodeCheckResponse) ProtoMessage() {}
 
 func (x *RunNodeCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[16]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1581,7 @@ func (x *RunNodeCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunNodeCheckResponse.ProtoReflect.Descriptor instead.
 func (*RunNodeCheckResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunNodeCheckResponse) GetPassed() bool {
@@ -1359,7 +1617,7 @@ type ListIncidentsRequest struct {
 
 func (x *ListIncidentsRequest) Reset() {
 	*x = ListIncidentsRequest{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1629,7 @@ func (x *ListIncidentsRequest) String() string {
 func (*ListIncidentsRequest) ProtoMessage() {}
 
 func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[17]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1642,7 @@ func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
 func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListIncidentsRequest) GetNode() string {
@@ -1425,7 +1683,7 @@ type ListIncidentsResponse struct {
 
 func (x *ListIncidentsResponse) Reset() {
 	*x = ListIncidentsResponse{}
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[18]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1695,7 @@ func (x *ListIncidentsResponse) String() string {
 func (*ListIncidentsResponse) ProtoMessage() {}
 
 func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sopilot_api_v1_node_proto_msgTypes[18]
+	mi := &file_sopilot_api_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1708,7 @@ func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
 func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
-	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_sopilot_api_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListIncidentsResponse) GetIncidents() []*Incident {
@@ -1471,7 +1729,7 @@ var File_sopilot_api_v1_node_proto protoreflect.FileDescriptor
 
 const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x19sopilot/api/v1/node.proto\x12\x0esopilot.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x05\n" +
+	"\x19sopilot/api/v1/node.proto\x12\x0esopilot.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x05\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vslurm_state\x18\x02 \x01(\tR\n" +
@@ -1493,7 +1751,17 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\fcuda_version\x18\x10 \x01(\tR\vcudaVersion\x12\x18\n" +
 	"\amachine\x18\x11 \x01(\tR\amachine\x12\x1a\n" +
 	"\bunmapped\x18\x12 \x01(\bR\bunmapped\x12'\n" +
-	"\x0ftelemetry_stale\x18\x13 \x01(\bR\x0etelemetryStale\"\xa5\x05\n" +
+	"\x0ftelemetry_stale\x18\x13 \x01(\bR\x0etelemetryStale\x125\n" +
+	"\asummary\x18\x14 \x01(\v2\x1b.sopilot.api.v1.NodeSummaryR\asummary\"\xd3\x02\n" +
+	"\vNodeSummary\x12\x1b\n" +
+	"\tgpu_count\x18\x01 \x01(\x05R\bgpuCount\x12!\n" +
+	"\fgpus_present\x18\x02 \x01(\x05R\vgpusPresent\x12\x1b\n" +
+	"\tgpus_busy\x18\x03 \x01(\x05R\bgpusBusy\x128\n" +
+	"\x18mean_utilization_percent\x18\x04 \x01(\x01R\x16meanUtilizationPercent\x126\n" +
+	"\x17max_temperature_celsius\x18\x05 \x01(\x01R\x15maxTemperatureCelsius\x12)\n" +
+	"\x10power_milliwatts\x18\x06 \x01(\x03R\x0fpowerMilliwatts\x12\"\n" +
+	"\rib_port_count\x18\a \x01(\x05R\vibPortCount\x12&\n" +
+	"\x0fib_ports_active\x18\b \x01(\x05R\ribPortsActive\"\xa5\x05\n" +
 	"\x03Gpu\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12\x14\n" +
@@ -1536,21 +1804,31 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\fresolve_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vresolveTime\x12\x16\n" +
 	"\x06action\x18\n" +
 	" \x01(\tR\x06action\x12\x17\n" +
-	"\arun_ids\x18\v \x03(\tR\x06runIds\"\x12\n" +
-	"\x10ListNodesRequest\"~\n" +
+	"\arun_ids\x18\v \x03(\tR\x06runIds\"\x94\x01\n" +
+	"\x10ListNodesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06filter\x18\x03 \x01(\tR\x06filter\x12,\n" +
+	"\x04view\x18\x04 \x01(\x0e2\x18.sopilot.api.v1.NodeViewR\x04view\"\xc5\x01\n" +
 	"\x11ListNodesResponse\x12*\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x14.sopilot.api.v1.NodeR\x05nodes\x12=\n" +
-	"\vremediation\x18\x02 \x01(\v2\x1b.sopilot.api.v1.RemediationR\vremediation\"\x83\x01\n" +
+	"\vremediation\x18\x02 \x01(\v2\x1b.sopilot.api.v1.RemediationR\vremediation\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12\x1d\n" +
+	"\n" +
+	"total_size\x18\x04 \x01(\x05R\ttotalSize\"\x83\x01\n" +
 	"\vRemediation\x126\n" +
 	"\x17automatic_drains_paused\x18\x01 \x01(\bR\x15automaticDrainsPaused\x12#\n" +
 	"\rpaused_reason\x18\x02 \x01(\tR\fpausedReason\x12\x17\n" +
-	"\adry_run\x18\x03 \x01(\bR\x06dryRun\")\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"W\n" +
 	"\x11WatchNodesRequest\x12\x14\n" +
-	"\x05names\x18\x01 \x03(\tR\x05names\">\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12,\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x18.sopilot.api.v1.NodeViewR\x04view\">\n" +
 	"\x12WatchNodesResponse\x12(\n" +
-	"\x04node\x18\x01 \x01(\v2\x14.sopilot.api.v1.NodeR\x04node\"$\n" +
+	"\x04node\x18\x01 \x01(\v2\x14.sopilot.api.v1.NodeR\x04node\"R\n" +
 	"\x0eGetNodeRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\";\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x18.sopilot.api.v1.NodeViewR\x04view\";\n" +
 	"\x0fGetNodeResponse\x12(\n" +
 	"\x04node\x18\x01 \x01(\v2\x14.sopilot.api.v1.NodeR\x04node\">\n" +
 	"\x10DrainNodeRequest\x12\x12\n" +
@@ -1586,7 +1864,11 @@ const file_sopilot_api_v1_node_proto_rawDesc = "" +
 	"\x16HEALTH_VERDICT_HEALTHY\x10\x01\x12\x1b\n" +
 	"\x17HEALTH_VERDICT_DEGRADED\x10\x02\x12\x1c\n" +
 	"\x18HEALTH_VERDICT_UNHEALTHY\x10\x03\x12\x1a\n" +
-	"\x16HEALTH_VERDICT_UNKNOWN\x10\x042\xe5\x04\n" +
+	"\x16HEALTH_VERDICT_UNKNOWN\x10\x04*N\n" +
+	"\bNodeView\x12\x19\n" +
+	"\x15NODE_VIEW_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fNODE_VIEW_BASIC\x10\x01\x12\x12\n" +
+	"\x0eNODE_VIEW_FULL\x10\x022\xe5\x04\n" +
 	"\vNodeService\x12P\n" +
 	"\tListNodes\x12 .sopilot.api.v1.ListNodesRequest\x1a!.sopilot.api.v1.ListNodesResponse\x12J\n" +
 	"\aGetNode\x12\x1e.sopilot.api.v1.GetNodeRequest\x1a\x1f.sopilot.api.v1.GetNodeResponse\x12U\n" +
@@ -1609,67 +1891,73 @@ func file_sopilot_api_v1_node_proto_rawDescGZIP() []byte {
 	return file_sopilot_api_v1_node_proto_rawDescData
 }
 
-var file_sopilot_api_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_sopilot_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_sopilot_api_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_sopilot_api_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_sopilot_api_v1_node_proto_goTypes = []any{
 	(HealthVerdict)(0),            // 0: sopilot.api.v1.HealthVerdict
-	(*Node)(nil),                  // 1: sopilot.api.v1.Node
-	(*Gpu)(nil),                   // 2: sopilot.api.v1.Gpu
-	(*IbPort)(nil),                // 3: sopilot.api.v1.IbPort
-	(*Incident)(nil),              // 4: sopilot.api.v1.Incident
-	(*ListNodesRequest)(nil),      // 5: sopilot.api.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 6: sopilot.api.v1.ListNodesResponse
-	(*Remediation)(nil),           // 7: sopilot.api.v1.Remediation
-	(*WatchNodesRequest)(nil),     // 8: sopilot.api.v1.WatchNodesRequest
-	(*WatchNodesResponse)(nil),    // 9: sopilot.api.v1.WatchNodesResponse
-	(*GetNodeRequest)(nil),        // 10: sopilot.api.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),       // 11: sopilot.api.v1.GetNodeResponse
-	(*DrainNodeRequest)(nil),      // 12: sopilot.api.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),     // 13: sopilot.api.v1.DrainNodeResponse
-	(*UndrainNodeRequest)(nil),    // 14: sopilot.api.v1.UndrainNodeRequest
-	(*UndrainNodeResponse)(nil),   // 15: sopilot.api.v1.UndrainNodeResponse
-	(*RunNodeCheckRequest)(nil),   // 16: sopilot.api.v1.RunNodeCheckRequest
-	(*RunNodeCheckResponse)(nil),  // 17: sopilot.api.v1.RunNodeCheckResponse
-	(*ListIncidentsRequest)(nil),  // 18: sopilot.api.v1.ListIncidentsRequest
-	(*ListIncidentsResponse)(nil), // 19: sopilot.api.v1.ListIncidentsResponse
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(NodeView)(0),                 // 1: sopilot.api.v1.NodeView
+	(*Node)(nil),                  // 2: sopilot.api.v1.Node
+	(*NodeSummary)(nil),           // 3: sopilot.api.v1.NodeSummary
+	(*Gpu)(nil),                   // 4: sopilot.api.v1.Gpu
+	(*IbPort)(nil),                // 5: sopilot.api.v1.IbPort
+	(*Incident)(nil),              // 6: sopilot.api.v1.Incident
+	(*ListNodesRequest)(nil),      // 7: sopilot.api.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),     // 8: sopilot.api.v1.ListNodesResponse
+	(*Remediation)(nil),           // 9: sopilot.api.v1.Remediation
+	(*WatchNodesRequest)(nil),     // 10: sopilot.api.v1.WatchNodesRequest
+	(*WatchNodesResponse)(nil),    // 11: sopilot.api.v1.WatchNodesResponse
+	(*GetNodeRequest)(nil),        // 12: sopilot.api.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),       // 13: sopilot.api.v1.GetNodeResponse
+	(*DrainNodeRequest)(nil),      // 14: sopilot.api.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),     // 15: sopilot.api.v1.DrainNodeResponse
+	(*UndrainNodeRequest)(nil),    // 16: sopilot.api.v1.UndrainNodeRequest
+	(*UndrainNodeResponse)(nil),   // 17: sopilot.api.v1.UndrainNodeResponse
+	(*RunNodeCheckRequest)(nil),   // 18: sopilot.api.v1.RunNodeCheckRequest
+	(*RunNodeCheckResponse)(nil),  // 19: sopilot.api.v1.RunNodeCheckResponse
+	(*ListIncidentsRequest)(nil),  // 20: sopilot.api.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil), // 21: sopilot.api.v1.ListIncidentsResponse
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_sopilot_api_v1_node_proto_depIdxs = []int32{
 	0,  // 0: sopilot.api.v1.Node.verdict:type_name -> sopilot.api.v1.HealthVerdict
-	20, // 1: sopilot.api.v1.Node.last_seen_time:type_name -> google.protobuf.Timestamp
-	2,  // 2: sopilot.api.v1.Node.gpus:type_name -> sopilot.api.v1.Gpu
-	3,  // 3: sopilot.api.v1.Node.ib_ports:type_name -> sopilot.api.v1.IbPort
-	0,  // 4: sopilot.api.v1.Incident.severity:type_name -> sopilot.api.v1.HealthVerdict
-	20, // 5: sopilot.api.v1.Incident.first_seen_time:type_name -> google.protobuf.Timestamp
-	20, // 6: sopilot.api.v1.Incident.last_seen_time:type_name -> google.protobuf.Timestamp
-	20, // 7: sopilot.api.v1.Incident.resolve_time:type_name -> google.protobuf.Timestamp
-	1,  // 8: sopilot.api.v1.ListNodesResponse.nodes:type_name -> sopilot.api.v1.Node
-	7,  // 9: sopilot.api.v1.ListNodesResponse.remediation:type_name -> sopilot.api.v1.Remediation
-	1,  // 10: sopilot.api.v1.WatchNodesResponse.node:type_name -> sopilot.api.v1.Node
-	1,  // 11: sopilot.api.v1.GetNodeResponse.node:type_name -> sopilot.api.v1.Node
-	1,  // 12: sopilot.api.v1.DrainNodeResponse.node:type_name -> sopilot.api.v1.Node
-	1,  // 13: sopilot.api.v1.UndrainNodeResponse.node:type_name -> sopilot.api.v1.Node
-	4,  // 14: sopilot.api.v1.UndrainNodeResponse.overridden_incidents:type_name -> sopilot.api.v1.Incident
-	4,  // 15: sopilot.api.v1.ListIncidentsResponse.incidents:type_name -> sopilot.api.v1.Incident
-	5,  // 16: sopilot.api.v1.NodeService.ListNodes:input_type -> sopilot.api.v1.ListNodesRequest
-	10, // 17: sopilot.api.v1.NodeService.GetNode:input_type -> sopilot.api.v1.GetNodeRequest
-	8,  // 18: sopilot.api.v1.NodeService.WatchNodes:input_type -> sopilot.api.v1.WatchNodesRequest
-	12, // 19: sopilot.api.v1.NodeService.DrainNode:input_type -> sopilot.api.v1.DrainNodeRequest
-	14, // 20: sopilot.api.v1.NodeService.UndrainNode:input_type -> sopilot.api.v1.UndrainNodeRequest
-	16, // 21: sopilot.api.v1.NodeService.RunNodeCheck:input_type -> sopilot.api.v1.RunNodeCheckRequest
-	18, // 22: sopilot.api.v1.NodeService.ListIncidents:input_type -> sopilot.api.v1.ListIncidentsRequest
-	6,  // 23: sopilot.api.v1.NodeService.ListNodes:output_type -> sopilot.api.v1.ListNodesResponse
-	11, // 24: sopilot.api.v1.NodeService.GetNode:output_type -> sopilot.api.v1.GetNodeResponse
-	9,  // 25: sopilot.api.v1.NodeService.WatchNodes:output_type -> sopilot.api.v1.WatchNodesResponse
-	13, // 26: sopilot.api.v1.NodeService.DrainNode:output_type -> sopilot.api.v1.DrainNodeResponse
-	15, // 27: sopilot.api.v1.NodeService.UndrainNode:output_type -> sopilot.api.v1.UndrainNodeResponse
-	17, // 28: sopilot.api.v1.NodeService.RunNodeCheck:output_type -> sopilot.api.v1.RunNodeCheckResponse
-	19, // 29: sopilot.api.v1.NodeService.ListIncidents:output_type -> sopilot.api.v1.ListIncidentsResponse
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	22, // 1: sopilot.api.v1.Node.last_seen_time:type_name -> google.protobuf.Timestamp
+	4,  // 2: sopilot.api.v1.Node.gpus:type_name -> sopilot.api.v1.Gpu
+	5,  // 3: sopilot.api.v1.Node.ib_ports:type_name -> sopilot.api.v1.IbPort
+	3,  // 4: sopilot.api.v1.Node.summary:type_name -> sopilot.api.v1.NodeSummary
+	0,  // 5: sopilot.api.v1.Incident.severity:type_name -> sopilot.api.v1.HealthVerdict
+	22, // 6: sopilot.api.v1.Incident.first_seen_time:type_name -> google.protobuf.Timestamp
+	22, // 7: sopilot.api.v1.Incident.last_seen_time:type_name -> google.protobuf.Timestamp
+	22, // 8: sopilot.api.v1.Incident.resolve_time:type_name -> google.protobuf.Timestamp
+	1,  // 9: sopilot.api.v1.ListNodesRequest.view:type_name -> sopilot.api.v1.NodeView
+	2,  // 10: sopilot.api.v1.ListNodesResponse.nodes:type_name -> sopilot.api.v1.Node
+	9,  // 11: sopilot.api.v1.ListNodesResponse.remediation:type_name -> sopilot.api.v1.Remediation
+	1,  // 12: sopilot.api.v1.WatchNodesRequest.view:type_name -> sopilot.api.v1.NodeView
+	2,  // 13: sopilot.api.v1.WatchNodesResponse.node:type_name -> sopilot.api.v1.Node
+	1,  // 14: sopilot.api.v1.GetNodeRequest.view:type_name -> sopilot.api.v1.NodeView
+	2,  // 15: sopilot.api.v1.GetNodeResponse.node:type_name -> sopilot.api.v1.Node
+	2,  // 16: sopilot.api.v1.DrainNodeResponse.node:type_name -> sopilot.api.v1.Node
+	2,  // 17: sopilot.api.v1.UndrainNodeResponse.node:type_name -> sopilot.api.v1.Node
+	6,  // 18: sopilot.api.v1.UndrainNodeResponse.overridden_incidents:type_name -> sopilot.api.v1.Incident
+	6,  // 19: sopilot.api.v1.ListIncidentsResponse.incidents:type_name -> sopilot.api.v1.Incident
+	7,  // 20: sopilot.api.v1.NodeService.ListNodes:input_type -> sopilot.api.v1.ListNodesRequest
+	12, // 21: sopilot.api.v1.NodeService.GetNode:input_type -> sopilot.api.v1.GetNodeRequest
+	10, // 22: sopilot.api.v1.NodeService.WatchNodes:input_type -> sopilot.api.v1.WatchNodesRequest
+	14, // 23: sopilot.api.v1.NodeService.DrainNode:input_type -> sopilot.api.v1.DrainNodeRequest
+	16, // 24: sopilot.api.v1.NodeService.UndrainNode:input_type -> sopilot.api.v1.UndrainNodeRequest
+	18, // 25: sopilot.api.v1.NodeService.RunNodeCheck:input_type -> sopilot.api.v1.RunNodeCheckRequest
+	20, // 26: sopilot.api.v1.NodeService.ListIncidents:input_type -> sopilot.api.v1.ListIncidentsRequest
+	8,  // 27: sopilot.api.v1.NodeService.ListNodes:output_type -> sopilot.api.v1.ListNodesResponse
+	13, // 28: sopilot.api.v1.NodeService.GetNode:output_type -> sopilot.api.v1.GetNodeResponse
+	11, // 29: sopilot.api.v1.NodeService.WatchNodes:output_type -> sopilot.api.v1.WatchNodesResponse
+	15, // 30: sopilot.api.v1.NodeService.DrainNode:output_type -> sopilot.api.v1.DrainNodeResponse
+	17, // 31: sopilot.api.v1.NodeService.UndrainNode:output_type -> sopilot.api.v1.UndrainNodeResponse
+	19, // 32: sopilot.api.v1.NodeService.RunNodeCheck:output_type -> sopilot.api.v1.RunNodeCheckResponse
+	21, // 33: sopilot.api.v1.NodeService.ListIncidents:output_type -> sopilot.api.v1.ListIncidentsResponse
+	27, // [27:34] is the sub-list for method output_type
+	20, // [20:27] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_sopilot_api_v1_node_proto_init() }
@@ -1677,14 +1965,14 @@ func file_sopilot_api_v1_node_proto_init() {
 	if File_sopilot_api_v1_node_proto != nil {
 		return
 	}
-	file_sopilot_api_v1_node_proto_msgTypes[1].OneofWrappers = []any{}
+	file_sopilot_api_v1_node_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sopilot_api_v1_node_proto_rawDesc), len(file_sopilot_api_v1_node_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   19,
+			NumEnums:      2,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

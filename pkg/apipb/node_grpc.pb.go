@@ -35,11 +35,17 @@ const (
 // NodeService shows what the node agents report and the controller's health
 // verdicts, and lets operators drain, undrain and check nodes.
 type NodeServiceClient interface {
+	// ListNodes lists nodes by name, a page at a time (AIP-158): at most
+	// `page_size` (500 when unset, 1000 at most), then `next_page_token`
+	// until it is empty. A client that sends no `page_size` gets the first
+	// 500 nodes, not all of them: it must follow `next_page_token`.
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 	GetNode(ctx context.Context, in *GetNodeRequest, opts ...grpc.CallOption) (*GetNodeResponse, error)
-	// WatchNodes sends every node once, then each node again whenever its
-	// telemetry, verdict or Slurm state changes (at most once a second per
-	// node).
+	// WatchNodes sends every matching node once, then each node again when
+	// its verdict, Slurm state or agent connection changes (within about a
+	// second), and when only its telemetry changed at most every 10 s.
+	// A watcher that reads slowly gets each node's latest state once, not
+	// every intermediate one.
 	WatchNodes(ctx context.Context, in *WatchNodesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNodesResponse], error)
 	// DrainNode drains a node in Slurm with the operator's reason. It never
 	// overwrites a drain that sopilot does not own.
@@ -150,11 +156,17 @@ func (c *nodeServiceClient) ListIncidents(ctx context.Context, in *ListIncidents
 // NodeService shows what the node agents report and the controller's health
 // verdicts, and lets operators drain, undrain and check nodes.
 type NodeServiceServer interface {
+	// ListNodes lists nodes by name, a page at a time (AIP-158): at most
+	// `page_size` (500 when unset, 1000 at most), then `next_page_token`
+	// until it is empty. A client that sends no `page_size` gets the first
+	// 500 nodes, not all of them: it must follow `next_page_token`.
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	GetNode(context.Context, *GetNodeRequest) (*GetNodeResponse, error)
-	// WatchNodes sends every node once, then each node again whenever its
-	// telemetry, verdict or Slurm state changes (at most once a second per
-	// node).
+	// WatchNodes sends every matching node once, then each node again when
+	// its verdict, Slurm state or agent connection changes (within about a
+	// second), and when only its telemetry changed at most every 10 s.
+	// A watcher that reads slowly gets each node's latest state once, not
+	// every intermediate one.
 	WatchNodes(*WatchNodesRequest, grpc.ServerStreamingServer[WatchNodesResponse]) error
 	// DrainNode drains a node in Slurm with the operator's reason. It never
 	// overwrites a drain that sopilot does not own.
