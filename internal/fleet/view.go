@@ -173,47 +173,6 @@ func silenceReason(v NodeView, d time.Duration) string {
 	return fmt.Sprintf("agent: no report for more than %s (last %s)", d, v.LastSeen.UTC().Format(time.RFC3339))
 }
 
-// Watch calls send with every matching node now, then with each node whose
-// state changed, checking once a second, until ctx ends or send fails.
-func (f *Fleet) Watch(ctx context.Context, names []string, send func(NodeView) error) error {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	type key struct {
-		version uint64
-		silent  bool
-		slurm   string
-		verdict string
-	}
-	seen := map[string]key{}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		for _, v := range f.Snapshots() {
-			if len(want) > 0 && !want[v.Name] {
-				continue
-			}
-			k := key{version: v.Version, silent: v.Silent, verdict: v.Verdict.Verdict + fmt.Sprint(v.Verdict.Reasons)}
-			if v.Slurm != nil {
-				k.slurm = v.Slurm.StateString() + v.Slurm.Reason
-			}
-			if old, ok := seen[v.Name]; ok && old == k {
-				continue
-			}
-			seen[v.Name] = k
-			if err := send(v); err != nil {
-				return err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
 // RunCommand sends a command to the agent of the node's machine (name is a
 // Slurm node, or an unmapped machine) and waits for its result.
 func (f *Fleet) RunCommand(ctx context.Context, name, kind string, args map[string]string) (*agentpb.CommandResult, error) {
