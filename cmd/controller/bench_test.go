@@ -213,6 +213,9 @@ func sdiagCounts(tb testing.TB, env slurmtest.Env) map[string]int {
 	return counts
 }
 
+// scancelByName cancels the jobs of these names and waits (up to a
+// minute) until Slurm lists none of them, so that no job still writes its
+// output into a directory the test is about to remove.
 func scancelByName(tb testing.TB, env slurmtest.Env, names ...string) {
 	for _, n := range names {
 		cmd := exec.Command("scancel", "--name="+n)
@@ -220,6 +223,20 @@ func scancelByName(tb testing.TB, env slurmtest.Env, names ...string) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			tb.Logf("scancel --name=%s: %v: %s", n, err, out)
 		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cmd := exec.Command("squeue", "-h", "-o", "%i", "--name="+strings.Join(names, ","))
+		cmd.Env = env.Environ()
+		out, err := cmd.Output()
+		if err == nil && strings.TrimSpace(string(out)) == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Logf("jobs %s still listed a minute after scancel: %s (%v)", strings.Join(names, ","), out, err)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
