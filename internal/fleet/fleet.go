@@ -52,6 +52,16 @@ type Options struct {
 	// nothing. A handshake whose agent was acked less than the
 	// controller holds by more than this starts the sequence space again.
 	MaxSequenceJump uint64
+	// MaxBatchRate and MaxBatchBurst bound how fast one agent's stream
+	// is read, in batches per second (defaults 20/s, burst 200). A real
+	// agent sends one batch per sample interval, one per burst of health
+	// events, and after a reconnect resends at most its send window at
+	// once; an agent past the limit is not read until its bucket refills,
+	// so HTTP/2 flow control slows that agent alone and the others are
+	// read as before (sopilot_agent_batches_rate_limited_total counts
+	// the batches that waited).
+	MaxBatchRate  float64
+	MaxBatchBurst int
 	// FinalCommitTimeout bounds the commit of what is queued when Run's
 	// context ends (default 2 s); what does not fit is not acked, and the
 	// agents resend it to the next controller.
@@ -107,6 +117,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxSequenceJump == 0 {
 		o.MaxSequenceJump = 1 << 20
+	}
+	if o.MaxBatchRate <= 0 {
+		o.MaxBatchRate = 20
+	}
+	if o.MaxBatchBurst <= 0 {
+		o.MaxBatchBurst = 200
 	}
 	if o.FinalCommitTimeout <= 0 {
 		o.FinalCommitTimeout = 2 * time.Second

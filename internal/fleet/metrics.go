@@ -15,6 +15,7 @@ type Metrics struct {
 	SequenceGaps    prometheus.Counter
 	SequenceResets  prometheus.Counter
 	Throttled       prometheus.Counter
+	RateLimited     prometheus.Counter
 	AgentDropped    prometheus.Counter
 	ProgressIgnored prometheus.Counter
 	CommitDuration  prometheus.Histogram
@@ -45,6 +46,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Throttled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sopilot_agent_batches_throttled_total", Help: "Agent batches that waited for room in their node's share of the commit queue (a health-event storm slowing its own stream).",
+		}),
+		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_agent_batches_rate_limited_total", Help: "Agent batches read late because their agent sent faster than the per-agent limit (its stream alone slowed by flow control).",
 		}),
 		AgentDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sopilot_agent_dropped_samples_total", Help: "Telemetry samples agents dropped from full buffers while the controller was unreachable, as they reported.",
@@ -77,7 +81,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Streams, m.Batches, m.Rejected, m.SequenceGaps, m.SequenceResets, m.Throttled, m.AgentDropped, m.ProgressIgnored,
+		reg.MustRegister(m.Streams, m.Batches, m.Rejected, m.SequenceGaps, m.SequenceResets, m.Throttled, m.RateLimited, m.AgentDropped, m.ProgressIgnored,
 			m.CommitDuration, m.CommitErrors, m.AckLatency, m.Replacements, m.Nodes)
 	}
 	return m

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -29,6 +30,9 @@ type session struct {
 	cancel context.CancelCauseFunc
 
 	out chan *agentpb.ConnectResponse
+	// limit bounds how fast the stream's batches are read
+	// (Options.MaxBatchRate).
+	limit *rate.Limiter
 	// batch is the stream's batch in the controller's terms, refilled for
 	// every batch (only the stream's goroutine ingests).
 	batch   telemetry.Batch
@@ -116,7 +120,8 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		return err
 	}
 	n := f.node(hello.GetNodeName())
-	s := &session{node: n, ctx: ctx, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1)}
+	s := &session{node: n, ctx: ctx, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1),
+		limit: rate.NewLimiter(rate.Limit(f.opts.MaxBatchRate), f.opts.MaxBatchBurst)}
 	invBytes, _ := proto.Marshal(hello.GetInventory())
 
 	f.mu.Lock()
@@ -242,6 +247,14 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		}
 		switch msg := m.GetMessage().(type) {
 		case *agentpb.ConnectRequest_Batch:
+			if !s.limit.Allow() {
+				// Not reading the stream until a token is there: the
+				// agent's sends block on flow control, nobody else's.
+				f.metrics.RateLimited.Inc()
+				if err := s.limit.Wait(ctx); err != nil {
+					return status.FromContextError(context.Cause(ctx)).Err()
+				}
+			}
 			if err := f.ingest(s, msg.Batch); err != nil {
 				switch {
 				case errors.Is(err, errStopping):
