@@ -227,6 +227,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.mu.Lock()
 		iv := a.interval
 		a.mu.Unlock()
+		// A controller short of CPU asks for fewer samples.
+		iv = max(iv, a.client.MinSampleInterval())
 		timer.Reset(max(time.Until(now.Add(iv)), 10*time.Millisecond))
 	}
 }

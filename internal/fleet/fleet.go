@@ -204,6 +204,8 @@ type Fleet struct {
 	queue   []item
 	qwake   chan struct{}
 	stopped chan struct{} // closed when Run stops committing
+
+	overload *overload
 }
 
 // MaxSequence is the largest batch sequence the controller accepts: far
@@ -231,6 +233,7 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 		commands: map[string]chan *agentpb.CommandResult{},
 		qwake:    make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
+		overload: newOverload(sampleInterval(opts.AgentConfig)),
 	}
 	if f.metrics == nil {
 		f.metrics = NewMetrics(nil)
@@ -265,6 +268,10 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 
 // node is one agent's state. Fields after mu are guarded by it.
 type node struct {
+	// lastObserved is when the health monitor last saw a batch of this
+	// node (overload coarsening); n.mu.
+	lastObserved time.Time
+
 	name string
 
 	mu     sync.Mutex
@@ -392,6 +399,11 @@ func (f *Fleet) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		f.pushAssignments(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.watchOverload(ctx)
 	}()
 	err := f.commitLoop(ctx)
 	wg.Wait()
@@ -798,3 +810,12 @@ var ErrNotConnected = errors.New("node agent not connected")
 // ErrUnknownNode: no agent ever reported for the node and Slurm does not
 // know it.
 var ErrUnknownNode = errors.New("unknown node")
+
+// sampleInterval is the agents' sample interval: the one the controller
+// pushes, or the agent's default of 1 s.
+func sampleInterval(c *agentpb.AgentConfig) time.Duration {
+	if d := c.GetSampleInterval().AsDuration(); d > 0 {
+		return d
+	}
+	return time.Second
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -71,6 +72,10 @@ type Client struct {
 	logger  *slog.Logger
 	opts    Options
 
+	// minSampleInterval is the controller's last min_sample_interval
+	// (nanoseconds, 0: none).
+	minSampleInterval atomic.Int64
+
 	mu        sync.Mutex
 	connected bool
 	sessions  uint64
@@ -89,6 +94,27 @@ func (c *Client) Connected() bool {
 	defer c.mu.Unlock()
 	return c.connected
 }
+
+// MinSampleInterval is how often, at most, the controller asks this agent
+// to sample and send telemetry while it is short of CPU (the last ack's
+// min_sample_interval), or 0 when it asks nothing. Health events are
+// exempt: they go at once.
+func (c *Client) MinSampleInterval() time.Duration {
+	return time.Duration(c.minSampleInterval.Load())
+}
+
+func (c *Client) noteAck(a *agentpb.Ack) {
+	var d time.Duration
+	if m := a.GetMinSampleInterval(); m != nil {
+		// Bounded: a controller's hint slows an agent, never silences it.
+		d = min(max(m.AsDuration(), 0), MaxMinSampleInterval)
+	}
+	c.minSampleInterval.Store(int64(d))
+}
+
+// MaxMinSampleInterval is the most an ack's min_sample_interval is
+// obeyed.
+const MaxMinSampleInterval = time.Minute
 
 // Sessions is how many streams completed a handshake so far.
 func (c *Client) Sessions() uint64 {
@@ -156,6 +182,7 @@ func (c *Client) session(ctx context.Context) error {
 		return fmt.Errorf("handshake: controller sent %T before an ack", first.GetMessage())
 	}
 	c.buf.Handshake(ack.GetSequence())
+	c.noteAck(ack)
 	c.setConnected(true, nil)
 	c.logger.Info("connected to controller", "acked", ack.GetSequence())
 
@@ -237,6 +264,7 @@ func (c *Client) receive(ctx context.Context, stream agentpb.AgentService_Connec
 		switch msg := m.GetMessage().(type) {
 		case *agentpb.ConnectResponse_Ack:
 			c.buf.Ack(msg.Ack.GetSequence())
+			c.noteAck(msg.Ack)
 		case *agentpb.ConnectResponse_Config:
 			c.handler.Config(msg.Config)
 		case *agentpb.ConnectResponse_Assignments:
