@@ -52,6 +52,7 @@ type options struct {
 	header     bool
 	ibCounters bool
 	monitor    bool
+	tlsDir     string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -73,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the window here (of the controller with -role server)")
 	fs.BoolVar(&o.header, "header", false, "print the table header before the row")
 	fs.BoolVar(&o.monitor, "monitor", true, "run the health monitor, as the controller does (every batch's samples kept for the rules, nodes judged every 5 s; no Slurm, so no remediation); false measures what it costs")
+	fs.StringVar(&o.tlsDir, "tls-dir", "", "mTLS as in production: -role server/all writes a test CA, its certificate and a token file here and requires TLS; -role agents/all issues each agent its own client certificate (spiffe://sopilot/agent/<node>) from that CA. Empty: plaintext, insecure mode")
 	fs.BoolVar(&o.ibCounters, "ib-counters", true, "send the 21 counters of each InfiniBand port; false measures what they cost the controller")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -98,6 +100,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.conns == 0 {
 		o.conns = o.agents
+	}
+	if o.tlsDir != "" && o.conns != o.agents {
+		errs = append(errs, "-conns: with -tls-dir each agent has its own connection (its certificate names its node)")
 	}
 	if o.duration <= 0 {
 		errs = append(errs, "-duration: must be positive")
@@ -133,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "agent":
 		return runRealAgents(ctx, o, stdout, logger)
 	}
-	c, err := startController(o.listen, o.monitor, logger)
+	c, err := startController(o.listen, o.monitor, o.tlsDir, logger)
 	if err != nil {
 		return err
 	}
@@ -158,7 +163,7 @@ type controller struct {
 	done   chan error
 }
 
-func startController(listen string, withMonitor bool, logger *slog.Logger) (*controller, error) {
+func startController(listen string, withMonitor bool, tlsDir string, logger *slog.Logger) (*controller, error) {
 	dir, err := os.MkdirTemp("", "ingestbench-")
 	if err != nil {
 		return nil, err
@@ -167,13 +172,24 @@ func startController(listen string, withMonitor bool, logger *slog.Logger) (*con
 	if err != nil {
 		return nil, err
 	}
+	sec := controlplane.Security{Insecure: true}
+	if tlsDir != "" {
+		if err := writeServerPKI(tlsDir); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("test PKI: %w", err)
+		}
+		sec = controlplane.Security{
+			TLSCertFile: filepath.Join(tlsDir, serverCertFile), TLSKeyFile: filepath.Join(tlsDir, serverKeyFile),
+			TLSClientCAFile: filepath.Join(tlsDir, caCertFile), TokenFile: filepath.Join(tlsDir, tokenFile),
+		}
+	}
 	c, err := controlplane.New(controlplane.Config{
 		GRPCAddr:  listen,
 		DBPath:    filepath.Join(dir, "controller.db"),
 		Backend:   controlplane.NoSlurm{},
 		Monitor:   monitor.Config{Thresholds: th},
 		NoMonitor: !withMonitor,
-		Security:  controlplane.Security{Insecure: true},
+		Security:  sec,
 		Version:   "ingestbench",
 	}, logger)
 	if err != nil {
@@ -195,7 +211,7 @@ func (c *controller) stop() {
 // runServer serves until ctx ends. SIGUSR1 starts the CPU profile and
 // SIGUSR2 stops it, so that -role agents can profile its window only.
 func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) error {
-	c, err := startController(o.listen, o.monitor, logger)
+	c, err := startController(o.listen, o.monitor, o.tlsDir, logger)
 	if err != nil {
 		return err
 	}
