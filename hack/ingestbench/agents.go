@@ -189,6 +189,10 @@ type result struct {
 	ctlCPU, ctlRSS     float64 // percent of one core, MiB; NaN when unknown
 	agentCPU, agentRSS float64
 	sameProcess        bool
+	// After a controller restart (-restart): how long stopping and
+	// starting it took, and when each agent had a stream again (sorted).
+	restartStopped time.Duration
+	restartBack    []time.Duration
 }
 
 func (r result) print(w io.Writer, header bool) {
@@ -258,7 +262,10 @@ func selfCPU() time.Duration {
 
 // runAgents starts o.agents agents against addr, measures the window and
 // returns the row.
-func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger) (result, error) {
+// runAgents runs the agents against addr and measures the window. With
+// restart set, it then restarts the controller through it and measures
+// how long the agents take to reconnect (result.restart).
+func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger, restart func() error) (result, error) {
 	res := result{agents: o.agents, conns: o.conns, window: o.duration, sameProcess: o.role == "all"}
 	var ca *testCA
 	if o.tlsDir != "" {
@@ -473,7 +480,54 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger)
 		// An unacked batch waited at least until now: the max is a bound.
 		res.max = max(res.max, time.Since(w1))
 	}
+	if restart != nil {
+		if err := measureRestart(ctx, agents, restart, &res); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+// measureRestart restarts the controller and polls every 50 ms until every
+// agent has a new stream (or a minute passed).
+func measureRestart(ctx context.Context, agents []*simAgent, restart func() error, res *result) error {
+	before := make([]uint64, len(agents))
+	for i, a := range agents {
+		before[i] = a.client.Sessions()
+	}
+	t0 := time.Now()
+	if err := restart(); err != nil {
+		return fmt.Errorf("restart the controller: %w", err)
+	}
+	res.restartStopped = time.Since(t0)
+	back := make([]time.Duration, 0, len(agents))
+	done := make([]bool, len(agents))
+	for len(back) < len(agents) && time.Since(t0) < time.Minute {
+		if !sleepUntil(ctx, time.Now().Add(50*time.Millisecond)) {
+			return ctx.Err()
+		}
+		for i, a := range agents {
+			if !done[i] && a.client.Sessions() > before[i] && a.client.Connected() {
+				done[i] = true
+				back = append(back, time.Since(t0))
+			}
+		}
+	}
+	res.restartBack = back
+	return nil
+}
+
+// printRestart describes the reconnection after a controller restart.
+func (r result) printRestart(w io.Writer) {
+	b := r.restartBack
+	if len(b) == 0 {
+		fmt.Fprintf(w, "restart: no agent reconnected within a minute (controller stopped and started in %v)\n", r.restartStopped.Round(time.Millisecond))
+		return
+	}
+	fmt.Fprintf(w, "restart: controller stopped and started again in %v; %d of %d agents reconnected within a minute: 50%% by %v, 99%% by %v, the last at %v\n",
+		r.restartStopped.Round(time.Millisecond), len(b), r.agents,
+		percentile(b, 50*float64(len(b))/float64(r.agents)).Round(time.Millisecond),
+		percentile(b, 99*float64(len(b))/float64(r.agents)).Round(time.Millisecond), b[len(b)-1].Round(time.Millisecond))
 }
 
 func nan() float64 { z := 0.0; return z / z }

@@ -93,8 +93,12 @@ func (ca *testCA) agentCert(node string) (tls.Certificate, error) {
 }
 
 // writeServerPKI creates a CA in dir and the controller's certificate
-// (for "localhost" and 127.0.0.1) and a token file there.
+// (for "localhost" and 127.0.0.1) and a token file there, unless dir has
+// them already (a restarted controller keeps its agents' CA).
 func writeServerPKI(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, tokenFile)); err == nil {
+		return nil
+	}
 	ca, err := newTestCA()
 	if err != nil {
 		return err

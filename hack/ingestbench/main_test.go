@@ -162,12 +162,12 @@ func TestRunAllSmall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := startController("127.0.0.1:0", true, tlsDir, slog.New(slog.DiscardHandler))
+			c, err := startController("127.0.0.1:0", true, tlsDir, 0, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.stop()
-			res, err := runAgents(context.Background(), o, c.addr, slog.New(slog.DiscardHandler))
+			res, err := runAgents(context.Background(), o, c.addr, slog.New(slog.DiscardHandler), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,7 +13,8 @@
 # monitor attached; TLS=1: mTLS as in production (a test CA, a client
 # certificate per agent; see -tls-dir); PIN=1: the controller on CPU 0 and
 # the agents on CPU 1 (taskset), so that figures mean the same on any
-# 2-core machine.
+# 2-core machine; OVERLOAD_LATENCY: the controller's -overload-latency
+# (-1ns: overload control off, to measure capacity).
 # One process may hold ~20,000 descriptors here (ulimit -n); one connection
 # per agent needs one in each process, so beyond ~19,000 agents pass
 # CONNS=<n> to share connections.
@@ -45,7 +46,7 @@ for n in "${ns[@]}"; do
 		prof=()
 		if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(-cpuprofile "$PROFILE_DIR/controller-$n-$rep.pprof"); fi
 		rm -f "$tmp/addr"
-		GOGC=${SERVER_GOGC:-100} "${pin0[@]}" "$tmp/ingestbench" -role server -monitor="${MONITOR:-true}" "${tlsargs[@]}" -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
+		GOGC=${SERVER_GOGC:-100} "${pin0[@]}" "$tmp/ingestbench" -role server -monitor="${MONITOR:-true}" -overload-latency "${OVERLOAD_LATENCY:-0}" "${tlsargs[@]}" -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
 		spid=$!
 		for _ in $(seq 100); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
 		"${pin1[@]}" "$tmp/ingestbench" -role agents "${tlsargs[@]}" -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \

@@ -62,6 +62,11 @@ type Options struct {
 	// the batches that waited).
 	MaxBatchRate  float64
 	MaxBatchBurst int
+	// OverloadSchedLatency is the goroutine scheduling latency p99 (over
+	// a second) above which the controller counts as short of CPU and
+	// asks agents to slow down (overload.go; default 100 ms; negative:
+	// never).
+	OverloadSchedLatency time.Duration
 	// FinalCommitTimeout bounds the commit of what is queued when Run's
 	// context ends (default 2 s); what does not fit is not acked, and the
 	// agents resend it to the next controller.
@@ -123,6 +128,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatchBurst <= 0 {
 		o.MaxBatchBurst = 200
+	}
+	if o.OverloadSchedLatency == 0 {
+		o.OverloadSchedLatency = DefaultOverloadSchedLatency
 	}
 	if o.FinalCommitTimeout <= 0 {
 		o.FinalCommitTimeout = 2 * time.Second
@@ -233,7 +241,7 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 		commands: map[string]chan *agentpb.CommandResult{},
 		qwake:    make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
-		overload: newOverload(sampleInterval(opts.AgentConfig)),
+		overload: newOverload(opts.OverloadSchedLatency, sampleInterval(opts.AgentConfig)),
 	}
 	if f.metrics == nil {
 		f.metrics = NewMetrics(nil)

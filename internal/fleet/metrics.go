@@ -53,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sopilot_agent_batches_rate_limited_total", Help: "Agent batches read late because their agent sent faster than the per-agent limit (its stream alone slowed by flow control).",
 		}),
 		OverloadFactor: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sopilot_agent_overload_factor", Help: "How many times their own sample interval agents are asked to slow to because the controller is short of CPU (goroutine scheduling latency p99 over 50 ms); 1: not overloaded.",
+			Name: "sopilot_agent_overload_factor", Help: "How many times their own sample interval agents are asked to slow to because the controller is short of CPU (goroutine scheduling latency p99 over its threshold, 100 ms by default); 1: not overloaded.",
 		}),
 		Coarsened: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sopilot_agent_telemetry_coarsened_total", Help: "Telemetry-only agent batches applied but not shown to the health monitor while the controller was short of CPU (batches with health events or progress always are).",

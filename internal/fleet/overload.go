@@ -17,7 +17,7 @@ import (
 // reconnects (TLS handshakes, hellos) cost more CPU still. Instead the
 // controller measures how long runnable goroutines wait (the runtime's
 // /sched/latencies:seconds histogram) and, while its p99 over a second is
-// above OverloadSchedLatency, doubles a factor (up to MaxOverloadFactor):
+// above Options.OverloadSchedLatency (default 100 ms), doubles a factor (up to MaxOverloadFactor):
 //
 //   - every ack carries min_sample_interval = factor × the agents' sample
 //     interval, and agents sample and send telemetry that much less often
@@ -31,9 +31,10 @@ import (
 // the threshold, so that it neither oscillates nor stays up.
 
 const (
-	// OverloadSchedLatency is the goroutine scheduling latency p99 above
-	// which the controller counts as short of CPU.
-	OverloadSchedLatency = 50 * time.Millisecond
+	// DefaultOverloadSchedLatency is the goroutine scheduling latency p99
+	// above which the controller counts as short of CPU: a tenth of the
+	// 1 s within which agents' batches should be acked.
+	DefaultOverloadSchedLatency = 100 * time.Millisecond
 	// MaxOverloadFactor bounds how much agents are asked to slow down.
 	MaxOverloadFactor   = 8
 	overloadCalmSeconds = 10
@@ -41,14 +42,15 @@ const (
 
 // overload holds the current factor; the zero value is "not overloaded".
 type overload struct {
-	factor atomic.Int32 // 0 or 1: normal
+	threshold time.Duration // 0: never overloaded
+	factor    atomic.Int32  // 0 or 1: normal
 	// hints[f] is the ack field for factor f, shared by every ack (never
 	// modified once built).
 	hints [MaxOverloadFactor + 1]*durationpb.Duration
 }
 
-func newOverload(sampleInterval time.Duration) *overload {
-	o := &overload{}
+func newOverload(threshold, sampleInterval time.Duration) *overload {
+	o := &overload{threshold: max(threshold, 0)}
 	for f := 2; f <= MaxOverloadFactor; f++ {
 		o.hints[f] = durationpb.New(time.Duration(f) * sampleInterval)
 	}
@@ -67,10 +69,12 @@ func (o *overload) hint() *durationpb.Duration { return o.hints[min(o.Factor(), 
 func (o *overload) step(p99 time.Duration, calm int) int {
 	f := o.Factor()
 	switch {
-	case p99 > OverloadSchedLatency:
+	case o.threshold == 0:
+		return 0
+	case p99 > o.threshold:
 		o.factor.Store(int32(min(2*f, MaxOverloadFactor)))
 		return 0
-	case p99 < OverloadSchedLatency/4 && f > 1:
+	case p99 < o.threshold/4 && f > 1:
 		calm++
 		if calm >= overloadCalmSeconds {
 			o.factor.Store(int32(f / 2))
@@ -84,6 +88,9 @@ func (o *overload) step(p99 time.Duration, calm int) int {
 // watchOverload samples the scheduling latency every second until ctx
 // ends.
 func (f *Fleet) watchOverload(ctx context.Context) {
+	if f.overload.threshold == 0 {
+		return
+	}
 	sample := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
 	metrics.Read(sample)
 	if sample[0].Value.Kind() != metrics.KindFloat64Histogram {

@@ -7,7 +7,7 @@ import (
 )
 
 func TestOverloadFactorSteps(t *testing.T) {
-	o := newOverload(time.Second)
+	o := newOverload(DefaultOverloadSchedLatency, time.Second)
 	if o.Factor() != 1 || o.hint() != nil {
 		t.Fatalf("new: factor %d, hint %v; want 1, none", o.Factor(), o.hint())
 	}
@@ -23,7 +23,7 @@ func TestOverloadFactorSteps(t *testing.T) {
 	}
 	// Between a quarter of the threshold and the threshold: held.
 	for range 30 {
-		calm = o.step(OverloadSchedLatency/2, calm)
+		calm = o.step(DefaultOverloadSchedLatency/2, calm)
 	}
 	if o.Factor() != 8 {
 		t.Fatalf("factor moved on middling seconds: %d", o.Factor())
@@ -60,5 +60,13 @@ func TestDeltaQuantile(t *testing.T) {
 	}
 	if got := deltaQuantile(h, prev, 0.999); got != time.Second {
 		t.Fatalf("p99.9: %v, want 1s", got)
+	}
+}
+
+func TestOverloadOff(t *testing.T) {
+	o := newOverload(-1, time.Second)
+	o.step(time.Hour, 0)
+	if o.Factor() != 1 {
+		t.Fatalf("overload control off, yet factor %d", o.Factor())
 	}
 }
