@@ -14,7 +14,8 @@
 # certificate per agent; see -tls-dir); PIN=1: the controller on CPU 0 and
 # the agents on CPU 1 (taskset), so that figures mean the same on any
 # 2-core machine; OVERLOAD_LATENCY: the controller's -overload-latency
-# (-1ns: overload control off, to measure capacity).
+# (-1ns: overload control off, to measure capacity); RAMP: agents start
+# spread over this long (default 5s).
 # One process may hold ~20,000 descriptors here (ulimit -n); one connection
 # per agent needs one in each process, so beyond ~19,000 agents pass
 # CONNS=<n> to share connections.
@@ -50,7 +51,7 @@ for n in "${ns[@]}"; do
 		spid=$!
 		for _ in $(seq 100); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
 		"${pin1[@]}" "$tmp/ingestbench" -role agents "${tlsargs[@]}" -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \
-			-conns "${CONNS:-0}" -ib-counters="${IB_COUNTERS:-true}" -duration "$DURATION" -warmup "$WARMUP" $header 2>"$tmp/agents.log" ||
+			-conns "${CONNS:-0}" -ib-counters="${IB_COUNTERS:-true}" -duration "$DURATION" -warmup "$WARMUP" -ramp "${RAMP:-5s}" $header 2>"$tmp/agents.log" ||
 			{ echo "agents failed:" >&2; tail -n 20 "$tmp/agents.log" "$tmp/server.log" >&2; exit 1; }
 		header=
 		grep -v '^$' "$tmp/agents.log" | tail -n 3 >&2 || true
