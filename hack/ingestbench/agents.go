@@ -308,7 +308,7 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger,
 			}
 			return &agentpb.Hello{NodeName: name, BootId: "boot-" + name, AgentVersion: "ingestbench", Inventory: inv}
 		}
-		a.client = uplink.NewClient(conns[i%len(conns)], hello, a.buf, nopHandler{}, quiet, uplink.Options{})
+		a.client = uplink.NewClient(conns[i%len(conns)], hello, a.buf, nopHandler{}, quiet, uplink.Options{ReconnectSpread: uplink.DefaultReconnectSpread})
 		agents[i] = a
 	}
 	start := time.Now()

@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		}
 	}
 	a.metrics = newMetrics(a)
-	a.client = uplink.NewClient(cfg.Conn, a.hello, a.buf, a, cfg.Logger, uplink.Options{})
+	a.client = uplink.NewClient(cfg.Conn, a.hello, a.buf, a, cfg.Logger, uplink.Options{ReconnectSpread: uplink.DefaultReconnectSpread})
 	return a, nil
 }
 

@@ -44,7 +44,18 @@ type Options struct {
 	// HandshakeTimeout bounds the wait for the controller's first ack
 	// (default 10 s).
 	HandshakeTimeout time.Duration
+	// ReconnectSpread, when set, is the window over which the first
+	// reconnect after a stream that had been up for a while is spread
+	// (uniformly from MinBackoff/2): when a controller restarts, its
+	// agents come back over this window rather than all within
+	// MinBackoff — 10,000 agents within 250 ms would be 40,000 TLS
+	// handshakes a second. Zero: no spread, the first retry within
+	// MinBackoff.
+	ReconnectSpread time.Duration
 }
+
+// DefaultReconnectSpread is the node agent's ReconnectSpread.
+const DefaultReconnectSpread = 10 * time.Second
 
 func (o Options) withDefaults() Options {
 	if o.Window <= 0 {
@@ -133,12 +144,16 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if time.Since(start) > 10*c.opts.MinBackoff+time.Second {
+		healthy := time.Since(start) > 10*c.opts.MinBackoff+time.Second
+		if healthy {
 			delay = c.opts.MinBackoff // the connection was healthy for a while
 		}
 		// Full jitter: spreads thousands of agents reconnecting after a
 		// controller restart over the whole interval.
 		sleep := time.Duration(rand.Int64N(int64(delay))) + c.opts.MinBackoff/2
+		if healthy && c.opts.ReconnectSpread > 0 {
+			sleep = time.Duration(rand.Int64N(int64(c.opts.ReconnectSpread))) + c.opts.MinBackoff/2
+		}
 		c.logger.Warn("controller stream ended; reconnecting", "err", err, "in", sleep.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
