@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sopilot/sopilot/internal/slurmtest"
+	"github.com/sopilot/sopilot/internal/testbin"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
@@ -21,6 +23,14 @@ import (
 // (-benchtime=Nx sets the count). Run it with the cluster to itself:
 //
 //	SOPILOT_SLURM_EXCLUSIVE=1 go test -run '^$' -bench ExclusiveFaultToDrain -benchtime 50x ./cmd/controller
+//
+// Under ingest load: SOPILOT_DRAIN_LOAD_AGENTS=10000 also runs that many
+// simulated agents at 1 Hz (hack/ingestbench -role agents, pinned to CPU 1
+// when taskset is there) against the same controller, from 30 s before
+// the first injection to the end; run the test itself under taskset -c 0
+// so that the controller has the other core:
+//
+//	SOPILOT_SLURM_EXCLUSIVE=1 SOPILOT_DRAIN_LOAD_AGENTS=10000 taskset -c 0 go test -run '^$' -bench ExclusiveFaultToDrain -benchtime 50x -timeout 30m ./cmd/controller
 func BenchmarkExclusiveFaultToDrain(b *testing.B) {
 	env := slurmtest.RequireExclusive(b)
 	p := startController(b, env, filepath.Join(b.TempDir(), "c.db"), "--slurm-conf", env.SlurmConf,
@@ -30,6 +40,9 @@ func BenchmarkExclusiveFaultToDrain(b *testing.B) {
 	const node = "worker-0"
 	admin := startAgent(b, p.addr, env.Machine(node))
 	startAgent(b, p.addr, env.Machine("worker-1"))
+	if n := os.Getenv("SOPILOT_DRAIN_LOAD_AGENTS"); n != "" {
+		startIngestLoad(b, p.addr, n)
+	}
 	ctx := context.Background()
 	b.Cleanup(func() {
 		cmd := exec.Command("scontrol", "update", "NodeName="+node, "State=RESUME")
@@ -94,4 +107,44 @@ func BenchmarkExclusiveFaultToDrain(b *testing.B) {
 	b.ReportMetric(float64(q(0.99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// startIngestLoad runs n simulated agents at 1 Hz against addr from a
+// separate process (hack/ingestbench -role agents, on CPU 1 when taskset
+// is there) and returns once they have been connected for a while.
+func startIngestLoad(b *testing.B, addr, n string) {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "ingestbench")
+	build := exec.Command("go", "build", "-o", bin, "./hack/ingestbench")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build ./hack/ingestbench: %v\n%s", err, out)
+	}
+	const warmup = 30 * time.Second
+	args := []string{bin, "-role", "agents", "-connect", addr, "-agents", n, "-ramp", "10s", "-warmup", warmup.String(), "-duration", "24h"}
+	if ts, err := exec.LookPath("taskset"); err == nil {
+		args = append([]string{ts, "-c", "1"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	var stderr testbin.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start the ingest load: %v", err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- cmd.Wait() }()
+	b.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-ended
+		if b.Failed() {
+			b.Logf("ingest load's stderr:\n%s", stderr.String())
+		}
+	})
+	b.Logf("ingest load: %s agents at 1 Hz; waiting %v for them to connect", n, warmup)
+	select {
+	case err := <-ended:
+		ended <- err
+		b.Fatalf("the ingest load ended early (%v): %s", err, stderr.String())
+	case <-time.After(warmup):
+	}
 }

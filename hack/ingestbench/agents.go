@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -23,6 +24,9 @@ import (
 )
 
 func ptr[T any](v T) *T { return &v }
+
+// agentName is the node name of simulated agent i.
+func agentName(i int) string { return fmt.Sprintf("bench-%05d", i) }
 
 // makeBatch is the n-th (from 1) batch of an 8-GPU, 8-port node: every GPU
 // field set, one process per GPU attributed to a Slurm job, 21 counters per
@@ -78,6 +82,7 @@ type recorder struct {
 	mu       sync.Mutex
 	lat      []time.Duration
 	offered  atomic.Int64 // batches added inside the window
+	skipped  atomic.Int64 // samples skipped inside the window: the controller asked for fewer
 }
 
 func (r *recorder) inWindow(t time.Time) bool {
@@ -176,6 +181,7 @@ type result struct {
 	agents, conns      int
 	window             time.Duration
 	offered, acked     int
+	skipped            int
 	p50, p99, max      time.Duration
 	unacked            int
 	reconnects         uint64
@@ -183,12 +189,16 @@ type result struct {
 	ctlCPU, ctlRSS     float64 // percent of one core, MiB; NaN when unknown
 	agentCPU, agentRSS float64
 	sameProcess        bool
+	// After a controller restart (-restart): how long stopping and
+	// starting it took, and when each agent had a stream again (sorted).
+	restartStopped time.Duration
+	restartBack    []time.Duration
 }
 
 func (r result) print(w io.Writer, header bool) {
 	if header {
-		fmt.Fprintln(w, "| agents | conns | offered b/s | acked b/s | ack p50 | ack p99 | ack max | unacked | reconnects | down at end | controller CPU % | controller RSS MiB | agents CPU % | agents RSS MiB |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| agents | conns | offered b/s | acked b/s | ack p50 | ack p99 | ack max | unacked | reconnects | down at end | controller CPU % | controller RSS MiB | agents CPU % | agents RSS MiB | slowed b/s |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	}
 	ctl := func(v float64, f string) string {
 		if v != v {
@@ -201,10 +211,10 @@ func (r result) print(w io.Writer, header bool) {
 		agentCPU, agentRSS = "(same process)", "(same process)"
 	}
 	sec := r.window.Seconds()
-	fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %s | %s | %s | %d | %d | %d | %s | %s | %s | %s |\n",
+	fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %s | %s | %s | %d | %d | %d | %s | %s | %s | %s | %.0f |\n",
 		r.agents, r.conns, float64(r.offered)/sec, float64(r.acked)/sec,
 		fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.max), r.unacked, r.reconnects, r.disconnected,
-		ctl(r.ctlCPU, "%.1f"), ctl(r.ctlRSS, "%.0f"), agentCPU, agentRSS)
+		ctl(r.ctlCPU, "%.1f"), ctl(r.ctlRSS, "%.0f"), agentCPU, agentRSS, float64(r.skipped)/sec)
 }
 
 func fmtDur(d time.Duration) string {
@@ -252,11 +262,29 @@ func selfCPU() time.Duration {
 
 // runAgents starts o.agents agents against addr, measures the window and
 // returns the row.
-func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger) (result, error) {
+// runAgents runs the agents against addr and measures the window. With
+// restart set, it then restarts the controller through it and measures
+// how long the agents take to reconnect (result.restart).
+func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger, restart func() error) (result, error) {
 	res := result{agents: o.agents, conns: o.conns, window: o.duration, sameProcess: o.role == "all"}
+	var ca *testCA
+	if o.tlsDir != "" {
+		var err error
+		if ca, err = readCA(o.tlsDir); err != nil {
+			return res, fmt.Errorf("-tls-dir: %w", err)
+		}
+	}
 	conns := make([]*grpc.ClientConn, o.conns)
 	for i := range conns {
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		creds := insecure.NewCredentials()
+		if ca != nil {
+			cert, err := ca.agentCert(agentName(i))
+			if err != nil {
+				return res, err
+			}
+			creds = credentials.NewTLS(ca.clientTLS(cert))
+		}
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 			grpc.WithKeepaliveParams(uplink.Keepalive), grpc.WithStreamInterceptor(tap))
 		if err != nil {
 			return res, err
@@ -271,7 +299,7 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger)
 	quiet := slog.New(slog.DiscardHandler)
 	agents := make([]*simAgent, o.agents)
 	for i := range agents {
-		name := fmt.Sprintf("bench-%05d", i)
+		name := agentName(i)
 		a := &simAgent{name: name, buf: uplink.NewBuffer(uplink.BufferOptions{}), added: map[uint64]time.Time{}, rec: rec}
 		hello := func() *agentpb.Hello {
 			inv := &agentpb.Inventory{Simulated: true}
@@ -280,7 +308,7 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger)
 			}
 			return &agentpb.Hello{NodeName: name, BootId: "boot-" + name, AgentVersion: "ingestbench", Inventory: inv}
 		}
-		a.client = uplink.NewClient(conns[i%len(conns)], hello, a.buf, nopHandler{}, quiet, uplink.Options{})
+		a.client = uplink.NewClient(conns[i%len(conns)], hello, a.buf, nopHandler{}, quiet, uplink.Options{ReconnectSpread: uplink.DefaultReconnectSpread})
 		agents[i] = a
 	}
 	start := time.Now()
@@ -304,8 +332,23 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger)
 			}
 			t := time.NewTicker(o.interval)
 			defer t.Stop()
-			for n := uint64(1); ; n++ {
+			var last time.Time
+			for n := uint64(1); ; {
 				now := time.Now()
+				// As the real agent does: sample no more often than a
+				// controller short of CPU asks.
+				if hint := a.client.MinSampleInterval(); hint > o.interval && now.Sub(last) < hint-o.interval/2 {
+					if rec.inWindow(now) {
+						rec.skipped.Add(1)
+					}
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+					}
+					continue
+				}
+				last = now
 				if rec.inWindow(now) {
 					rec.offered.Add(1)
 				}
@@ -316,6 +359,7 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger)
 					}
 				}
 				a.buf.Add(b)
+				n++
 				select {
 				case <-ctx.Done():
 					return
@@ -427,7 +471,7 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger)
 	lat := slices.Clone(rec.lat)
 	rec.mu.Unlock()
 	slices.Sort(lat)
-	res.offered, res.acked = int(rec.offered.Load()), len(lat)
+	res.offered, res.acked, res.skipped = int(rec.offered.Load()), len(lat), int(rec.skipped.Load())
 	res.p50, res.p99 = percentile(lat, 50), percentile(lat, 99)
 	if len(lat) > 0 {
 		res.max = lat[len(lat)-1]
@@ -436,7 +480,54 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger)
 		// An unacked batch waited at least until now: the max is a bound.
 		res.max = max(res.max, time.Since(w1))
 	}
+	if restart != nil {
+		if err := measureRestart(ctx, agents, restart, &res); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+// measureRestart restarts the controller and polls every 50 ms until every
+// agent has a new stream (or a minute passed).
+func measureRestart(ctx context.Context, agents []*simAgent, restart func() error, res *result) error {
+	before := make([]uint64, len(agents))
+	for i, a := range agents {
+		before[i] = a.client.Sessions()
+	}
+	t0 := time.Now()
+	if err := restart(); err != nil {
+		return fmt.Errorf("restart the controller: %w", err)
+	}
+	res.restartStopped = time.Since(t0)
+	back := make([]time.Duration, 0, len(agents))
+	done := make([]bool, len(agents))
+	for len(back) < len(agents) && time.Since(t0) < time.Minute {
+		if !sleepUntil(ctx, time.Now().Add(50*time.Millisecond)) {
+			return ctx.Err()
+		}
+		for i, a := range agents {
+			if !done[i] && a.client.Sessions() > before[i] && a.client.Connected() {
+				done[i] = true
+				back = append(back, time.Since(t0))
+			}
+		}
+	}
+	res.restartBack = back
+	return nil
+}
+
+// printRestart describes the reconnection after a controller restart.
+func (r result) printRestart(w io.Writer) {
+	b := r.restartBack
+	if len(b) == 0 {
+		fmt.Fprintf(w, "restart: no agent reconnected within a minute (controller stopped and started in %v)\n", r.restartStopped.Round(time.Millisecond))
+		return
+	}
+	fmt.Fprintf(w, "restart: controller stopped and started again in %v; %d of %d agents reconnected within a minute: 50%% by %v, 99%% by %v, the last at %v\n",
+		r.restartStopped.Round(time.Millisecond), len(b), r.agents,
+		percentile(b, 50*float64(len(b))/float64(r.agents)).Round(time.Millisecond),
+		percentile(b, 99*float64(len(b))/float64(r.agents)).Round(time.Millisecond), b[len(b)-1].Round(time.Millisecond))
 }
 
 func nan() float64 { z := 0.0; return z / z }

@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sopilot/sopilot/internal/controlplane"
+	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/monitor"
 	"github.com/sopilot/sopilot/internal/version"
@@ -53,6 +55,9 @@ type options struct {
 	header     bool
 	ibCounters bool
 	monitor    bool
+	tlsDir     string
+	restart    bool
+	overload   time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -74,6 +79,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the window here (of the controller with -role server)")
 	fs.BoolVar(&o.header, "header", false, "print the table header before the row")
 	fs.BoolVar(&o.monitor, "monitor", true, "run the health monitor, as the controller does (every batch's samples kept for the rules, nodes judged every 5 s; no Slurm, so no remediation); false measures what it costs")
+	fs.StringVar(&o.tlsDir, "tls-dir", "", "mTLS as in production: -role server/all writes a test CA, its certificate and a token file here and requires TLS; -role agents/all issues each agent its own client certificate (spiffe://sopilot/agent/<node>) from that CA. Empty: plaintext, insecure mode")
+	fs.DurationVar(&o.overload, "overload-latency", 0, "the controller's overload threshold (goroutine scheduling latency p99; 0: its default, negative: overload control off, to measure capacity)")
+	fs.BoolVar(&o.restart, "restart", false, "-role all: after the window, restart the controller on the same address and report how long the agents take to reconnect")
 	fs.BoolVar(&o.ibCounters, "ib-counters", true, "send the 21 counters of each InfiniBand port; false measures what they cost the controller")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -85,6 +93,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	switch o.role {
 	case "all", "server", "agent":
 	case "agents":
+		if o.restart {
+			errs = append(errs, "-restart: only with -role all")
+		}
 		if o.connect == "" {
 			errs = append(errs, "-connect: required with -role agents")
 		}
@@ -99,6 +110,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.conns == 0 {
 		o.conns = o.agents
+	}
+	if o.tlsDir != "" && o.conns != o.agents {
+		errs = append(errs, "-conns: with -tls-dir each agent has its own connection (its certificate names its node)")
 	}
 	if o.duration <= 0 {
 		errs = append(errs, "-duration: must be positive")
@@ -125,7 +139,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "server":
 		return runServer(ctx, o, stdout, logger)
 	case "agents":
-		res, err := runAgents(ctx, o, o.connect, logger)
+		res, err := runAgents(ctx, o, o.connect, logger, nil)
 		if err != nil {
 			return err
 		}
@@ -134,16 +148,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "agent":
 		return runRealAgents(ctx, o, stdout, logger)
 	}
-	c, err := startController(o.listen, o.monitor, logger)
+	c, err := startController(o.listen, o.monitor, o.tlsDir, o.overload, logger)
 	if err != nil {
 		return err
 	}
-	defer c.stop()
-	res, err := runAgents(ctx, o, c.addr, logger)
+	defer func() { c.stop() }()
+	var restart func() error
+	if o.restart {
+		restart = func() error {
+			c.stop()
+			nc, err := startController(c.addr, o.monitor, o.tlsDir, o.overload, logger)
+			if err != nil {
+				return err
+			}
+			c = nc
+			return nil
+		}
+	}
+	res, err := runAgents(ctx, o, c.addr, logger, restart)
 	if err != nil {
 		return err
 	}
 	res.print(stdout, o.header)
+	if o.restart {
+		res.printRestart(stdout)
+	}
 	return nil
 }
 
@@ -157,9 +186,10 @@ type controller struct {
 	dir    string
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
-func startController(listen string, withMonitor bool, logger *slog.Logger) (*controller, error) {
+func startController(listen string, withMonitor bool, tlsDir string, overload time.Duration, logger *slog.Logger) (*controller, error) {
 	dir, err := os.MkdirTemp("", "ingestbench-")
 	if err != nil {
 		return nil, err
@@ -168,13 +198,25 @@ func startController(listen string, withMonitor bool, logger *slog.Logger) (*con
 	if err != nil {
 		return nil, err
 	}
+	sec := controlplane.Security{Insecure: true}
+	if tlsDir != "" {
+		if err := writeServerPKI(tlsDir); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("test PKI: %w", err)
+		}
+		sec = controlplane.Security{
+			TLSCertFile: filepath.Join(tlsDir, serverCertFile), TLSKeyFile: filepath.Join(tlsDir, serverKeyFile),
+			TLSClientCAFile: filepath.Join(tlsDir, caCertFile), TokenFile: filepath.Join(tlsDir, tokenFile),
+		}
+	}
 	c, err := controlplane.New(controlplane.Config{
 		GRPCAddr:  listen,
 		DBPath:    filepath.Join(dir, "controller.db"),
 		Backend:   controlplane.NoSlurm{},
 		Monitor:   monitor.Config{Thresholds: th},
 		NoMonitor: !withMonitor,
-		Security:  controlplane.Security{Insecure: true},
+		Fleet:     fleet.Options{OverloadSchedLatency: overload},
+		Security:  sec,
 		Version:   version.Get(),
 	}, logger)
 	if err != nil {
@@ -188,15 +230,17 @@ func startController(listen string, withMonitor bool, logger *slog.Logger) (*con
 }
 
 func (c *controller) stop() {
-	c.cancel()
-	<-c.done
-	_ = os.RemoveAll(c.dir)
+	c.once.Do(func() {
+		c.cancel()
+		<-c.done
+		_ = os.RemoveAll(c.dir)
+	})
 }
 
 // runServer serves until ctx ends. SIGUSR1 starts the CPU profile and
 // SIGUSR2 stops it, so that -role agents can profile its window only.
 func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) error {
-	c, err := startController(o.listen, o.monitor, logger)
+	c, err := startController(o.listen, o.monitor, o.tlsDir, o.overload, logger)
 	if err != nil {
 		return err
 	}

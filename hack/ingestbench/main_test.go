@@ -141,41 +141,55 @@ func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 }
 
 // A small run end to end: every batch of the window is acked, within the
-// commit interval's reach, over one connection per agent.
+// commit interval's reach, over one connection per agent, in plaintext and
+// over mTLS with a client certificate per agent.
 func TestRunAllSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for a few seconds")
 	}
-	o, err := parseFlags([]string{"-agents", "20", "-duration", "3s", "-warmup", "2s", "-ramp", "500ms", "-grace", "3s"}, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := startController("127.0.0.1:0", true, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.stop()
-	res, err := runAgents(context.Background(), o, c.addr, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// 20 agents at 1 Hz over ~3 s: 60 batches, ±1 per agent at the edges.
-	if res.offered < 40 || res.offered > 80 {
-		t.Errorf("offered %d batches, want about 60", res.offered)
-	}
-	if res.acked != res.offered || res.unacked != 0 {
-		t.Errorf("acked %d of %d, %d unacked; want all", res.acked, res.offered, res.unacked)
-	}
-	if res.p50 <= 0 || res.p99 > time.Second || res.max < res.p99 {
-		t.Errorf("ack p50 %v, p99 %v, max %v; want 0 < p50, p99 ≤ 1 s ≤ ..., max ≥ p99", res.p50, res.p99, res.max)
-	}
-	if res.reconnects != 0 {
-		t.Errorf("%d reconnects, want 0", res.reconnects)
-	}
-	var out bytes.Buffer
-	res.print(&out, true)
-	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[2], "| 20 | 20 |") || strings.Count(lines[0], "|") != 15 {
-		t.Errorf("table:\n%s", out.String())
+	for _, tc := range []struct {
+		name string
+		tls  bool
+	}{{"plaintext", false}, {"mtls", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"-agents", "20", "-duration", "3s", "-warmup", "2s", "-ramp", "500ms", "-grace", "3s"}
+			tlsDir := ""
+			if tc.tls {
+				tlsDir = t.TempDir()
+				args = append(args, "-tls-dir", tlsDir)
+			}
+			o, err := parseFlags(args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := startController("127.0.0.1:0", true, tlsDir, 0, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.stop()
+			res, err := runAgents(context.Background(), o, c.addr, slog.New(slog.DiscardHandler), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 20 agents at 1 Hz over ~3 s: 60 batches, ±1 per agent at the edges.
+			if res.offered < 40 || res.offered > 80 {
+				t.Errorf("offered %d batches, want about 60", res.offered)
+			}
+			if res.acked != res.offered || res.unacked != 0 {
+				t.Errorf("acked %d of %d, %d unacked; want all", res.acked, res.offered, res.unacked)
+			}
+			if res.p50 <= 0 || res.p99 > time.Second || res.max < res.p99 {
+				t.Errorf("ack p50 %v, p99 %v, max %v; want 0 < p50, p99 ≤ 1 s ≤ ..., max ≥ p99", res.p50, res.p99, res.max)
+			}
+			if res.reconnects != 0 || res.disconnected != 0 {
+				t.Errorf("%d reconnects, %d down at the end; want 0", res.reconnects, res.disconnected)
+			}
+			var out bytes.Buffer
+			res.print(&out, true)
+			if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[2], "| 20 | 20 |") || strings.Count(lines[0], "|") != 16 {
+				t.Errorf("table:\n%s", out.String())
+			}
+		})
 	}
 }
 

@@ -30,7 +30,7 @@ import (
 // controller's share is in the profile under internal/fleet and grpc's
 // server, and is small next to the agents at this scale.
 func runRealAgents(ctx context.Context, o options, stdout io.Writer, logger *slog.Logger) error {
-	c, err := startController(o.listen, o.monitor, logger)
+	c, err := startController(o.listen, o.monitor, "", 0, logger)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,12 @@
 # each run is written there (controller-N-rep.pprof); SERVER_GOGC: the
 # controller's GOGC (default 100, Go's default); IB_COUNTERS=false: batches
 # without InfiniBand counters; MONITOR=false: the fleet without the health
-# monitor attached.
+# monitor attached; TLS=1: mTLS as in production (a test CA, a client
+# certificate per agent; see -tls-dir); PIN=1: the controller on CPU 0 and
+# the agents on CPU 1 (taskset), so that figures mean the same on any
+# 2-core machine; OVERLOAD_LATENCY: the controller's -overload-latency
+# (-1ns: overload control off, to measure capacity); RAMP: agents start
+# spread over this long (default 5s).
 # One process may hold ~20,000 descriptors here (ulimit -n); one connection
 # per agent needs one in each process, so beyond ~19,000 agents pass
 # CONNS=<n> to share connections.
@@ -31,6 +36,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 go build -o "$tmp/ingestbench" ./hack/ingestbench
+tlsargs=()
+if [ "${TLS:-0}" = 1 ]; then mkdir -p "$tmp/pki"; tlsargs=(-tls-dir "$tmp/pki"); fi
+pin0=() pin1=()
+if [ "${PIN:-0}" = 1 ]; then pin0=(taskset -c 0) pin1=(taskset -c 1); fi
 echo "ulimit -n: $(ulimit -n); $(nproc) CPUs; window $DURATION after $WARMUP warm-up; $REPS runs per N"
 header=-header
 for n in "${ns[@]}"; do
@@ -38,11 +47,11 @@ for n in "${ns[@]}"; do
 		prof=()
 		if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(-cpuprofile "$PROFILE_DIR/controller-$n-$rep.pprof"); fi
 		rm -f "$tmp/addr"
-		GOGC=${SERVER_GOGC:-100} "$tmp/ingestbench" -role server -monitor="${MONITOR:-true}" -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
+		GOGC=${SERVER_GOGC:-100} "${pin0[@]}" "$tmp/ingestbench" -role server -monitor="${MONITOR:-true}" -overload-latency "${OVERLOAD_LATENCY:-0}" "${tlsargs[@]}" -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
 		spid=$!
 		for _ in $(seq 100); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
-		"$tmp/ingestbench" -role agents -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \
-			-conns "${CONNS:-0}" -ib-counters="${IB_COUNTERS:-true}" -duration "$DURATION" -warmup "$WARMUP" $header 2>"$tmp/agents.log" ||
+		"${pin1[@]}" "$tmp/ingestbench" -role agents "${tlsargs[@]}" -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \
+			-conns "${CONNS:-0}" -ib-counters="${IB_COUNTERS:-true}" -duration "$DURATION" -warmup "$WARMUP" -ramp "${RAMP:-5s}" $header 2>"$tmp/agents.log" ||
 			{ echo "agents failed:" >&2; tail -n 20 "$tmp/agents.log" "$tmp/server.log" >&2; exit 1; }
 		header=
 		grep -v '^$' "$tmp/agents.log" | tail -n 3 >&2 || true

@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		}
 	}
 	a.metrics = newMetrics(a)
-	a.client = uplink.NewClient(cfg.Conn, a.hello, a.buf, a, cfg.Logger, uplink.Options{})
+	a.client = uplink.NewClient(cfg.Conn, a.hello, a.buf, a, cfg.Logger, uplink.Options{ReconnectSpread: uplink.DefaultReconnectSpread})
 	return a, nil
 }
 
@@ -227,6 +227,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.mu.Lock()
 		iv := a.interval
 		a.mu.Unlock()
+		// A controller short of CPU asks for fewer samples.
+		iv = max(iv, a.client.MinSampleInterval())
 		timer.Reset(max(time.Until(now.Add(iv)), 10*time.Millisecond))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -37,7 +38,7 @@ func TestRateLimitPerIdentity(t *testing.T) {
 		}
 	}
 	_, err = a.Authorize(bearer(viewer), m)
-	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), `rate limit exceeded for "viewer-user" (1 calls/s, burst 2)`) {
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), `rate limit exceeded for "viewer-user" (1 calls/s, burst 2;`) {
 		t.Fatalf("3rd call: %v; want ResourceExhausted", err)
 	}
 	if _, err := a.Authorize(bearer(admin), m); err != nil {
@@ -55,6 +56,56 @@ func TestRateLimitPerIdentity(t *testing.T) {
 	}
 	if _, err := auth.New(auth.Config{Tokens: tf, RateLimit: auth.RateLimit{Rate: -1}}); err == nil {
 		t.Error("negative rate accepted")
+	}
+}
+
+// TestRateLimitCostWeighted: an expensive method takes more of the
+// caller's budget than a cheap one, and the refusal says when to retry.
+func TestRateLimitCostWeighted(t *testing.T) {
+	tf, err := auth.NewTokenFile(writeTokenFile(t), auth.TokenFileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	a, err := auth.New(auth.Config{Tokens: tf, RateLimit: auth.RateLimit{Rate: 1, Burst: 12}, Logger: discard(), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		list = "/sopilot.api.v1.NodeService/ListNodes"
+		get  = "/sopilot.api.v1.RunService/GetRun"
+	)
+	viewer, operator := roleTokens[auth.RoleViewer], roleTokens[auth.RoleOperator]
+	if _, err := a.Authorize(bearer(viewer), list); err != nil {
+		t.Fatalf("first ListNodes: %v", err)
+	}
+	_, err = a.Authorize(bearer(viewer), list)
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second ListNodes at once: %v; want ResourceExhausted (cost 10 of a burst of 12)", err)
+	}
+	var retry *errdetails.RetryInfo
+	for _, d := range status.Convert(err).Details() {
+		if r, ok := d.(*errdetails.RetryInfo); ok {
+			retry = r
+		}
+	}
+	if retry == nil || retry.GetRetryDelay().AsDuration() != 8*time.Second {
+		t.Fatalf("retry info %v; want 8s (8 tokens missing at 1/s)", retry)
+	}
+	if !strings.Contains(err.Error(), "ListNodes costs 10") {
+		t.Errorf("message does not name the cost: %v", err)
+	}
+	for i := range 2 {
+		if _, err := a.Authorize(bearer(viewer), get); err != nil {
+			t.Fatalf("cheap call %d with 2 tokens left: %v", i+1, err)
+		}
+	}
+	if _, err := a.Authorize(bearer(operator), list); err != nil {
+		t.Fatalf("another identity is limited by the first's expensive calls: %v", err)
+	}
+	now = now.Add(10 * time.Second)
+	if _, err := a.Authorize(bearer(viewer), list); err != nil {
+		t.Fatalf("ListNodes after 10 s: %v", err)
 	}
 }
 

@@ -8,12 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sopilot/sopilot/internal/tlsutil"
 )
@@ -237,8 +239,8 @@ func (a *Authorizer) Authorize(ctx context.Context, fullMethod string) (context.
 		a.log.InfoContext(ctx, "permission denied", "method", fullMethod, "caller", id.Name, "role", id.Role.String(), "kind", id.Kind.String())
 		return nil, err
 	}
-	if !a.limiter.allow(id.Name) {
-		return nil, status.Errorf(codes.ResourceExhausted, "rate limit exceeded for %q (%g calls/s, burst %d); retry later", id.Name, a.rate.Rate, a.rate.Burst)
+	if ok, wait := a.limiter.allow(id.Name, rule.Cost); !ok {
+		return nil, rateLimited(id.Name, fullMethod, max(rule.Cost, 1), a.rate, wait)
 	}
 	return NewContext(ctx, id), nil
 }
@@ -319,4 +321,16 @@ func peerAddr(ctx context.Context) string {
 		return p.Addr.String()
 	}
 	return ""
+}
+
+// rateLimited is the ResourceExhausted status of a call over its caller's
+// rate limit, with a RetryInfo detail saying when enough tokens will be
+// there for it.
+func rateLimited(name, method string, cost int, rl RateLimit, wait time.Duration) error {
+	st := status.Newf(codes.ResourceExhausted, "rate limit exceeded for %q (%g calls/s, burst %d; %s costs %d); retry in %v",
+		name, rl.Rate, rl.Burst, method, cost, wait.Round(time.Millisecond))
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(wait)}); err == nil {
+		st = d
+	}
+	return st.Err()
 }

@@ -25,7 +25,24 @@ type Rule struct {
 	// only runs it created; nobody but AnyRun writes a run created with no
 	// owner (insecure mode, records older than ownership).
 	AnyRun Role
+	// Cost is how many rate-limit tokens a call takes (0 means 1): calls
+	// that walk the whole fleet or many runs, start Slurm jobs or hold
+	// a stream open cost more, so that a caller's budget of cheap calls
+	// is not also a budget of as many expensive ones.
+	Cost int
 }
+
+// Costs of the expensive methods (Rule.Cost), in cheap calls: a list or
+// watch of every node reads and encodes up to ~10,000 node records; a
+// comparison reads the results of many runs; a node check runs NCCL on a
+// node for minutes.
+const (
+	costList      = 10
+	costCompare   = 10
+	costStream    = 5
+	costSubmit    = 5
+	costNodeCheck = 50
+)
 
 // RunAccess says what a method does to the existing runs its request
 // names. Every method whose request names a run declares it; a test walks
@@ -81,24 +98,24 @@ var ownRuns = Rule{Role: RoleSubmitter, Runs: RunWrite, AnyRun: RoleOperator}
 // mode; a test fails when a generated method is missing, and when a
 // method whose request names a run does not say what it does to it.
 var policy = map[string]Rule{
-	apipb.RunService_CreateRun_FullMethodName:        {Role: RoleSubmitter, Runs: RunRead}, // reads the runs it depends on
+	apipb.RunService_CreateRun_FullMethodName:        {Role: RoleSubmitter, Runs: RunRead, Cost: costSubmit}, // reads the runs it depends on
 	apipb.RunService_GetRun_FullMethodName:           {Role: RoleViewer, Runs: RunRead},
-	apipb.RunService_ListRuns_FullMethodName:         {Role: RoleViewer, Runs: RunRead},
+	apipb.RunService_ListRuns_FullMethodName:         {Role: RoleViewer, Runs: RunRead, Cost: costList},
 	apipb.RunService_CancelRun_FullMethodName:        ownRuns,
-	apipb.RunService_WatchRun_FullMethodName:         {Role: RoleViewer, Runs: RunRead},
-	apipb.RunService_GetRunLogs_FullMethodName:       {Role: RoleViewer, Runs: RunRead},
+	apipb.RunService_WatchRun_FullMethodName:         {Role: RoleViewer, Runs: RunRead, Cost: costStream},
+	apipb.RunService_GetRunLogs_FullMethodName:       {Role: RoleViewer, Runs: RunRead, Cost: costStream},
 	apipb.RunService_ReportRunResults_FullMethodName: ownRuns,
 
-	apipb.NodeService_ListNodes_FullMethodName:     {Role: RoleViewer},
+	apipb.NodeService_ListNodes_FullMethodName:     {Role: RoleViewer, Cost: costList},
 	apipb.NodeService_GetNode_FullMethodName:       {Role: RoleViewer},
-	apipb.NodeService_WatchNodes_FullMethodName:    {Role: RoleViewer},
+	apipb.NodeService_WatchNodes_FullMethodName:    {Role: RoleViewer, Cost: costList},
 	apipb.NodeService_DrainNode_FullMethodName:     {Role: RoleOperator},
 	apipb.NodeService_UndrainNode_FullMethodName:   {Role: RoleOperator},
-	apipb.NodeService_RunNodeCheck_FullMethodName:  {Role: RoleOperator},
-	apipb.NodeService_ListIncidents_FullMethodName: {Role: RoleViewer, Runs: RunRead},
+	apipb.NodeService_RunNodeCheck_FullMethodName:  {Role: RoleOperator, Cost: costNodeCheck},
+	apipb.NodeService_ListIncidents_FullMethodName: {Role: RoleViewer, Runs: RunRead, Cost: costList},
 
-	apipb.ComparisonService_CompareRuns_FullMethodName:      {Role: RoleViewer, Runs: RunRead},
-	apipb.ComparisonService_CompareRunGroups_FullMethodName: {Role: RoleViewer, Runs: RunRead},
+	apipb.ComparisonService_CompareRuns_FullMethodName:      {Role: RoleViewer, Runs: RunRead, Cost: costCompare},
+	apipb.ComparisonService_CompareRunGroups_FullMethodName: {Role: RoleViewer, Runs: RunRead, Cost: costCompare},
 
 	agentpb.AgentService_Connect_FullMethodName: {AgentOnly: true, Runs: RunWriteAssigned},
 

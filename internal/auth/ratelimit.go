@@ -1,13 +1,15 @@
 package auth
 
 import (
+	"math"
 	"sync"
 	"time"
 )
 
-// RateLimit is a per-identity token bucket: each caller name may make
-// Burst calls at once and Rate calls per second on average. Rate 0
-// disables limiting.
+// RateLimit is a per-identity token bucket: each caller name may spend
+// Burst tokens at once and Rate tokens per second on average. A call costs
+// its method's Rule.Cost tokens (1 unless the policy table says the method
+// is expensive). Rate 0 disables limiting.
 type RateLimit struct {
 	Rate  float64
 	Burst int
@@ -39,12 +41,15 @@ func newLimiter(cfg RateLimit, now func() time.Time) *limiter {
 	return &limiter{cfg: cfg, now: now, buckets: map[string]*bucket{}}
 }
 
-// allow takes one token from name's bucket, reporting false when it is
-// empty. A nil limiter allows everything.
-func (l *limiter) allow(name string) bool {
+// allow takes cost tokens from name's bucket. When there are not enough it
+// takes none and returns false and how long until there would be. A call
+// costing more than the burst costs the whole burst, so that it can still
+// be made from a full bucket. A nil limiter allows everything.
+func (l *limiter) allow(name string, cost int) (bool, time.Duration) {
 	if l == nil {
-		return true
+		return true, 0
 	}
+	need := float64(min(max(cost, 1), l.cfg.Burst))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	t := l.now()
@@ -60,11 +65,12 @@ func (l *limiter) allow(name string) bool {
 		b.tokens = min(float64(l.cfg.Burst), b.tokens+el*l.cfg.Rate)
 	}
 	b.last = t
-	if b.tokens < 1 {
-		return false
+	if b.tokens < need {
+		wait := (need - b.tokens) / l.cfg.Rate
+		return false, time.Duration(math.Ceil(wait * float64(time.Second)))
 	}
-	b.tokens--
-	return true
+	b.tokens -= need
+	return true, 0
 }
 
 // sweepLocked forgets buckets that have refilled completely: forgetting

@@ -58,7 +58,7 @@ func (s Security) serverOptions(logger *slog.Logger, owners auth.RunOwners) ([]g
 		if err != nil {
 			return nil, fmt.Errorf("TLS: %w", err)
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+		opts = append(opts, grpc.Creds(limitHandshakes(credentials.NewTLS(tc), 0)))
 		cfg := auth.Config{Logger: logger, RateLimit: s.RateLimit, Runs: owners}
 		if s.TokenFile != "" {
 			if cfg.Tokens, err = auth.NewTokenFile(s.TokenFile, auth.TokenFileOptions{Logger: logger}); err != nil {

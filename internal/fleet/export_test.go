@@ -24,3 +24,7 @@ func (f *Fleet) IngestFunc(node string) func(*agentpb.Batch) error {
 func (f *Fleet) RunUsage(runID string, final bool) *run.Usage {
 	return f.opts.Usage.RunUsage(runID, final)
 }
+
+// SetOverloadFactor sets the overload factor as the scheduling latency
+// watcher would.
+func (f *Fleet) SetOverloadFactor(factor int) { f.overload.factor.Store(int32(factor)) }

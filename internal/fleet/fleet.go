@@ -52,6 +52,21 @@ type Options struct {
 	// nothing. A handshake whose agent was acked less than the
 	// controller holds by more than this starts the sequence space again.
 	MaxSequenceJump uint64
+	// MaxBatchRate and MaxBatchBurst bound how fast one agent's stream
+	// is read, in batches per second (defaults 20/s, burst 200). A real
+	// agent sends one batch per sample interval, one per burst of health
+	// events, and after a reconnect resends at most its send window at
+	// once; an agent past the limit is not read until its bucket refills,
+	// so HTTP/2 flow control slows that agent alone and the others are
+	// read as before (sopilot_agent_batches_rate_limited_total counts
+	// the batches that waited).
+	MaxBatchRate  float64
+	MaxBatchBurst int
+	// OverloadSchedLatency is the goroutine scheduling latency p99 (over
+	// a second) above which the controller counts as short of CPU and
+	// asks agents to slow down (overload.go; default 100 ms; negative:
+	// never).
+	OverloadSchedLatency time.Duration
 	// FinalCommitTimeout bounds the commit of what is queued when Run's
 	// context ends (default 2 s); what does not fit is not acked, and the
 	// agents resend it to the next controller.
@@ -107,6 +122,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxSequenceJump == 0 {
 		o.MaxSequenceJump = 1 << 20
+	}
+	if o.MaxBatchRate <= 0 {
+		o.MaxBatchRate = 20
+	}
+	if o.MaxBatchBurst <= 0 {
+		o.MaxBatchBurst = 200
+	}
+	if o.OverloadSchedLatency == 0 {
+		o.OverloadSchedLatency = DefaultOverloadSchedLatency
 	}
 	if o.FinalCommitTimeout <= 0 {
 		o.FinalCommitTimeout = 2 * time.Second
@@ -188,6 +212,8 @@ type Fleet struct {
 	queue   []item
 	qwake   chan struct{}
 	stopped chan struct{} // closed when Run stops committing
+
+	overload *overload
 }
 
 // MaxSequence is the largest batch sequence the controller accepts: far
@@ -215,6 +241,7 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 		commands: map[string]chan *agentpb.CommandResult{},
 		qwake:    make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
+		overload: newOverload(opts.OverloadSchedLatency, sampleInterval(opts.AgentConfig)),
 	}
 	if f.metrics == nil {
 		f.metrics = NewMetrics(nil)
@@ -249,6 +276,10 @@ func New(st *store.Store, logger *slog.Logger, m *Metrics, opts Options) (*Fleet
 
 // node is one agent's state. Fields after mu are guarded by it.
 type node struct {
+	// lastObserved is when the health monitor last saw a batch of this
+	// node (overload coarsening); n.mu.
+	lastObserved time.Time
+
 	name string
 
 	mu     sync.Mutex
@@ -376,6 +407,11 @@ func (f *Fleet) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		f.pushAssignments(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.watchOverload(ctx)
 	}()
 	err := f.commitLoop(ctx)
 	wg.Wait()
@@ -809,3 +845,12 @@ var ErrNotConnected = errors.New("node agent not connected")
 // ErrUnknownNode: no agent ever reported for the node and Slurm does not
 // know it.
 var ErrUnknownNode = errors.New("unknown node")
+
+// sampleInterval is the agents' sample interval: the one the controller
+// pushes, or the agent's default of 1 s.
+func sampleInterval(c *agentpb.AgentConfig) time.Duration {
+	if d := c.GetSampleInterval().AsDuration(); d > 0 {
+		return d
+	}
+	return time.Second
+}

@@ -15,6 +15,9 @@ type Metrics struct {
 	SequenceGaps    prometheus.Counter
 	SequenceResets  prometheus.Counter
 	Throttled       prometheus.Counter
+	RateLimited     prometheus.Counter
+	OverloadFactor  prometheus.Gauge
+	Coarsened       prometheus.Counter
 	AgentDropped    prometheus.Counter
 	ProgressIgnored prometheus.Counter
 	CommitDuration  prometheus.Histogram
@@ -46,6 +49,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Throttled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sopilot_agent_batches_throttled_total", Help: "Agent batches that waited for room in their node's share of the commit queue (a health-event storm slowing its own stream).",
 		}),
+		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_agent_batches_rate_limited_total", Help: "Agent batches read late because their agent sent faster than the per-agent limit (its stream alone slowed by flow control).",
+		}),
+		OverloadFactor: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sopilot_agent_overload_factor", Help: "How many times their own sample interval agents are asked to slow to because the controller is short of CPU (goroutine scheduling latency p99 over its threshold, 100 ms by default); 1: not overloaded.",
+		}),
+		Coarsened: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sopilot_agent_telemetry_coarsened_total", Help: "Telemetry-only agent batches applied but not shown to the health monitor while the controller was short of CPU (batches with health events or progress always are).",
+		}),
 		AgentDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sopilot_agent_dropped_samples_total", Help: "Telemetry samples agents dropped from full buffers while the controller was unreachable, as they reported.",
 		}),
@@ -70,6 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sopilot_nodes", Help: "Nodes by health verdict.",
 		}, []string{"verdict"}),
 	}
+	m.OverloadFactor.Set(1)
 	for _, r := range []string{"accepted", "duplicate"} {
 		m.Batches.WithLabelValues(r)
 	}
@@ -77,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Streams, m.Batches, m.Rejected, m.SequenceGaps, m.SequenceResets, m.Throttled, m.AgentDropped, m.ProgressIgnored,
+		reg.MustRegister(m.Streams, m.Batches, m.Rejected, m.SequenceGaps, m.SequenceResets, m.Throttled, m.RateLimited, m.OverloadFactor, m.Coarsened, m.AgentDropped, m.ProgressIgnored,
 			m.CommitDuration, m.CommitErrors, m.AckLatency, m.Replacements, m.Nodes)
 	}
 	return m

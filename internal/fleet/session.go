@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -29,6 +30,9 @@ type session struct {
 	cancel context.CancelCauseFunc
 
 	out chan *agentpb.ConnectResponse
+	// limit bounds how fast the stream's batches are read
+	// (Options.MaxBatchRate).
+	limit *rate.Limiter
 	// batch is the stream's batch in the controller's terms, refilled for
 	// every batch (only the stream's goroutine ingests).
 	batch   telemetry.Batch
@@ -62,7 +66,7 @@ func (s *session) send(m *agentpb.ConnectResponse) {
 	}
 }
 
-func (s *session) sender(ctx context.Context, stream agentpb.AgentService_ConnectServer) {
+func (s *session) sender(ctx context.Context, stream agentpb.AgentService_ConnectServer, load *overload) {
 	var sent uint64
 	for {
 		select {
@@ -80,7 +84,8 @@ func (s *session) sender(ctx context.Context, stream agentpb.AgentService_Connec
 			if seq <= sent && sent != 0 {
 				continue
 			}
-			if err := stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: &agentpb.Ack{Sequence: seq}}}); err != nil {
+			ack := &agentpb.Ack{Sequence: seq, MinSampleInterval: load.hint()}
+			if err := stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: ack}}); err != nil {
 				s.cancel(err)
 				return
 			}
@@ -116,7 +121,8 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		return err
 	}
 	n := f.node(hello.GetNodeName())
-	s := &session{node: n, ctx: ctx, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1)}
+	s := &session{node: n, ctx: ctx, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1),
+		limit: rate.NewLimiter(rate.Limit(f.opts.MaxBatchRate), f.opts.MaxBatchBurst)}
 	invBytes, _ := proto.Marshal(hello.GetInventory())
 
 	f.mu.Lock()
@@ -188,7 +194,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 
 	// The handshake: the highest sequence durable for this boot. It goes
 	// first, before the sender starts, so the agent can renumber.
-	if err := stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: &agentpb.Ack{Sequence: durable}}}); err != nil {
+	if err := stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: &agentpb.Ack{Sequence: durable, MinSampleInterval: f.overload.hint()}}}); err != nil {
 		return err
 	}
 	// Persist the hello (new boot, inventory) with the next commit.
@@ -197,7 +203,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Config{Config: f.opts.AgentConfig}}
 	}
 	s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(slurmNodes, assigned)}}
-	go s.sender(ctx, stream)
+	go s.sender(ctx, stream, f.overload)
 	// The reader receives; this goroutine applies. Receiving apart lets a
 	// stopping controller end the stream at once (Recv cannot be
 	// interrupted, returning from the handler can); the reader ends with
@@ -242,6 +248,14 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		}
 		switch msg := m.GetMessage().(type) {
 		case *agentpb.ConnectRequest_Batch:
+			if !s.limit.Allow() {
+				// Not reading the stream until a token is there: the
+				// agent's sends block on flow control, nobody else's.
+				f.metrics.RateLimited.Inc()
+				if err := s.limit.Wait(ctx); err != nil {
+					return status.FromContextError(context.Cause(ctx)).Err()
+				}
+			}
 			if err := f.ingest(s, msg.Batch); err != nil {
 				switch {
 				case errors.Is(err, errStopping):
@@ -507,14 +521,24 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	energy := n.lastEnergy
 	inv := n.inventory
 	f.opts.Usage.accumulate(n.name, n.jobNode, inv.Simulated, tb, jobToRun, energy)
+	// Short of CPU, the monitor sees a node's telemetry-only batches at
+	// most once per overload factor seconds.
+	observe := f.opts.Observer != nil
+	if factor := f.overload.Factor(); observe && factor > 1 && nEvents == 0 && len(tb.Progress) == 0 && now.Sub(n.lastObserved) < time.Duration(factor)*time.Second {
+		observe = false
+		f.metrics.Coarsened.Inc()
+	}
+	if observe {
+		n.lastObserved = now
+	}
 	var runIDs []string
-	if f.opts.Observer != nil {
+	if observe {
 		for _, a := range n.assigned {
 			runIDs = append(runIDs, a.RunID)
 		}
 	}
 	n.mu.Unlock()
-	if f.opts.Observer != nil {
+	if observe {
 		// The machine's evidence is judged once per Slurm node on it: a
 		// verdict on the machine is a verdict on each of them.
 		for _, name := range f.viewNames(n.name) {

@@ -63,6 +63,13 @@ func NewGRPC(logger *slog.Logger, m *metrics.Controller, opts ...grpc.ServerOpti
 		// dead peers are noticed, and allow clients' own pings.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// Memory per connection: thousands of agents each hold one. The
+		// write buffer goes back to a shared pool after each flush
+		// instead of staying with an idle connection, and the read buffer
+		// is sized for agents' batches (~2.5 KB) rather than the 32 KiB
+		// default; larger messages are read in several calls.
+		grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(8 << 10),
 	}
 	srv := grpc.NewServer(append(base, opts...)...)
 	hs := health.NewServer()

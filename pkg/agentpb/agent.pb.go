@@ -1556,9 +1556,13 @@ func (x *CommandResult) GetBusBandwidthGbps() float64 {
 type Ack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every batch with a sequence up to this one is durable.
-	Sequence      uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Set while the controller is short of CPU: sample and send telemetry no
+	// more often than this, until an ack without it arrives. Health events
+	// are still sent at once. Unset: the agent's own interval. Output only.
+	MinSampleInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=min_sample_interval,json=minSampleInterval,proto3" json:"min_sample_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Ack) Reset() {
@@ -1596,6 +1600,13 @@ func (x *Ack) GetSequence() uint64 {
 		return x.Sequence
 	}
 	return 0
+}
+
+func (x *Ack) GetMinSampleInterval() *durationpb.Duration {
+	if x != nil {
+		return x.MinSampleInterval
+	}
+	return nil
 }
 
 type AgentConfig struct {
@@ -2008,9 +2019,10 @@ const file_sopilot_agent_v1_agent_proto_rawDesc = "" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x18\n" +
 	"\asuccess\x18\x02 \x01(\bR\asuccess\x12\x16\n" +
 	"\x06output\x18\x03 \x01(\tR\x06output\x12,\n" +
-	"\x12bus_bandwidth_gbps\x18\x04 \x01(\x01R\x10busBandwidthGbps\"!\n" +
+	"\x12bus_bandwidth_gbps\x18\x04 \x01(\x01R\x10busBandwidthGbps\"l\n" +
 	"\x03Ack\x12\x1a\n" +
-	"\bsequence\x18\x01 \x01(\x04R\bsequence\"\xc5\x01\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12I\n" +
+	"\x13min_sample_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11minSampleInterval\"\xc5\x01\n" +
 	"\vAgentConfig\x12B\n" +
 	"\x0fsample_interval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x0esampleInterval\x12@\n" +
 	"\x0ebatch_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\rbatchInterval\x120\n" +
@@ -2098,17 +2110,18 @@ var file_sopilot_agent_v1_agent_proto_depIdxs = []int32{
 	20, // 21: sopilot.agent.v1.ProgressUpdate.metrics:type_name -> sopilot.agent.v1.ProgressUpdate.MetricsEntry
 	13, // 22: sopilot.agent.v1.ProgressUpdate.checkpoint:type_name -> sopilot.agent.v1.ProgressCheckpoint
 	22, // 23: sopilot.agent.v1.ProgressCheckpoint.write_time:type_name -> google.protobuf.Timestamp
-	23, // 24: sopilot.agent.v1.AgentConfig.sample_interval:type_name -> google.protobuf.Duration
-	23, // 25: sopilot.agent.v1.AgentConfig.batch_interval:type_name -> google.protobuf.Duration
-	18, // 26: sopilot.agent.v1.RunAssignments.runs:type_name -> sopilot.agent.v1.RunAssignment
-	21, // 27: sopilot.agent.v1.Command.args:type_name -> sopilot.agent.v1.Command.ArgsEntry
-	0,  // 28: sopilot.agent.v1.AgentService.Connect:input_type -> sopilot.agent.v1.ConnectRequest
-	1,  // 29: sopilot.agent.v1.AgentService.Connect:output_type -> sopilot.agent.v1.ConnectResponse
-	29, // [29:30] is the sub-list for method output_type
-	28, // [28:29] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	23, // 24: sopilot.agent.v1.Ack.min_sample_interval:type_name -> google.protobuf.Duration
+	23, // 25: sopilot.agent.v1.AgentConfig.sample_interval:type_name -> google.protobuf.Duration
+	23, // 26: sopilot.agent.v1.AgentConfig.batch_interval:type_name -> google.protobuf.Duration
+	18, // 27: sopilot.agent.v1.RunAssignments.runs:type_name -> sopilot.agent.v1.RunAssignment
+	21, // 28: sopilot.agent.v1.Command.args:type_name -> sopilot.agent.v1.Command.ArgsEntry
+	0,  // 29: sopilot.agent.v1.AgentService.Connect:input_type -> sopilot.agent.v1.ConnectRequest
+	1,  // 30: sopilot.agent.v1.AgentService.Connect:output_type -> sopilot.agent.v1.ConnectResponse
+	30, // [30:31] is the sub-list for method output_type
+	29, // [29:30] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_sopilot_agent_v1_agent_proto_init() }
