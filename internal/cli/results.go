@@ -69,7 +69,7 @@ func newResultsCommand(a *app) *cobra.Command {
 func newResultsUploadCommand(a *app, o *clientOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "upload RUN_ID FILE",
-		Short: "Check a results file (JSON lines, or - for stdin) and store it as the run's results",
+		Short: "Check and store a results file (JSON lines, or - for stdin) as the run's results",
 		Long:  resultsLong,
 		Args:  exactArgs(2, "RUN_ID and FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
