@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,14 +89,14 @@ func TestResultsUploadAgainstController(t *testing.T) {
 
 	// 120,000 samples: three batches.
 	const n = 120_000
-	r := run("results", "upload", withResults, writeResultsFile(t, n, 60))
+	first := writeResultsFile(t, n, 60)
+	r := run("results", "upload", withResults, first)
 	if r.code != ExitOK || !strings.HasPrefix(r.stdout, fmt.Sprintf("stored %d samples (2 metrics, 1 run metrics) as the results of run %s in ", n, withResults)) {
 		t.Fatalf("results upload: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	// Off a terminal, progress is plain lines on stderr.
-	if want := fmt.Sprintf("uploading %d samples\nsent 50000/%d samples (41%%)\nsent 100000/%d samples (83%%)\nsent %d/%d samples (100%%)\n", n, n, n, n, n); r.stderr != want {
-		t.Errorf("progress:\n%s\nwant:\n%s", r.stderr, want)
-	}
+	// Off a terminal, progress is plain lines on stderr: the file's size,
+	// then a line at each quarter of it, the last at 100%.
+	checkUploadProgress(t, r.stderr, first, n)
 
 	candidate := newRun("results-candidate")
 	r = run("results", "upload", candidate, writeResultsFile(t, n, 90), "-o", "json")
@@ -138,6 +142,33 @@ func TestResultsUploadAgainstController(t *testing.T) {
 		t.Errorf("upload to an unknown run: exit %d, stderr %q", r.code, r.stderr)
 	}
 
+	// A bad line after the first batch went out: the stream is abandoned,
+	// and the controller stores nothing.
+	late := newRun("results-late")
+	lateFile := writeResultsFile(t, n, 80)
+	data, err := os.ReadFile(lateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Line 100,001 repeats the id of line 2.
+	data = bytes.Replace(data, []byte(`"img-100000"`), []byte(`"img-000001"`), 1)
+	if err := os.WriteFile(lateFile, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = run("results", "upload", late, lateFile)
+	if want := "sopilot: " + lateFile + `: line 100001: sample_id: duplicate sample_id "img-000001", first used on line 2; the upload was abandoned and nothing was stored`; r.code != ExitError || !strings.HasSuffix(strings.TrimSpace(r.stderr), want) {
+		t.Errorf("upload of a file bad after the first batch: exit %d, stderr %q, want it to end %q", r.code, r.stderr, want)
+	}
+	if !strings.Contains(r.stderr, "% of the file)") {
+		t.Errorf("upload of a file bad after the first batch: no batch went out first:\n%s", r.stderr)
+	}
+	for range 3 {
+		if hasResults(late) {
+			t.Fatalf("run %s has results after an abandoned upload", late)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// Interrupted after the first batch: the stream ends unclosed and the
 	// controller stores nothing.
 	interrupted := newRun("results-interrupted")
@@ -145,21 +176,57 @@ func TestResultsUploadAgainstController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := results.Parse(f, results.Limits{})
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer f.Close()
 	uctx, ucancel := context.WithCancel(context.Background())
-	batches := 0
-	_, err = uploadResults(uctx, runs, interrupted, set, func(int) { batches++; ucancel() })
-	if status.Code(err) != codes.Canceled && err != context.Canceled || batches != 1 {
-		t.Errorf("interrupted upload: err %v after %d batches, want Canceled after 1", err, batches)
+	defer ucancel()
+	batches := make(chan parsedBatch, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		parseBatches(uctx, results.NewReader(f, results.Limits{}), batches)
+	}()
+	sent := 0
+	_, err = uploadBatches(uctx, runs, interrupted, batches, func(int, int64) { sent++; ucancel() })
+	<-done
+	if status.Code(err) != codes.Canceled && !errors.Is(err, context.Canceled) || sent != 1 {
+		t.Errorf("interrupted upload: err %v after %d messages, want Canceled after 1", err, sent)
 	}
 	for range 3 {
 		if hasResults(interrupted) {
 			t.Fatalf("run %s has results after an interrupted upload", interrupted)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkUploadProgress checks the plain progress lines of an upload of n
+// samples from path: its size first, then at least one line a quarter,
+// samples ascending, the last at 100% with all n.
+func checkUploadProgress(t *testing.T, stderr, path string, n int) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if want := fmt.Sprintf("uploading %s (%d bytes)", path, fi.Size()); len(got) < 4 || got[0] != want {
+		t.Fatalf("progress:\n%s\nwant it to start %q and have a line a quarter", stderr, want)
+	}
+	line := regexp.MustCompile(`^sent (\d+) samples \((\d+)% of the file\)$`)
+	last, lastPct := 0, 0
+	for _, l := range got[1:] {
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("progress line %q, want \"sent N samples (P%% of the file)\"", l)
+		}
+		samples, _ := strconv.Atoi(m[1])
+		pct, _ := strconv.Atoi(m[2])
+		if samples <= last || pct <= lastPct || pct/25 == lastPct/25 {
+			t.Errorf("progress line %q after %d samples (%d%%): not a new quarter", l, last, lastPct)
+		}
+		last, lastPct = samples, pct
+	}
+	if last != n || lastPct != 100 {
+		t.Errorf("progress ends at %d samples (%d%%), want %d (100%%):\n%s", last, lastPct, n, stderr)
 	}
 }

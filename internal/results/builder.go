@@ -30,6 +30,7 @@ type field struct {
 	name   string
 	value  float64
 	absent bool
+	col    int // 1 + the metric's column when the caller knows it; 0: look it up
 }
 
 // NewBuilder returns an empty Builder with limits l (zero fields: defaults).
@@ -90,9 +91,11 @@ func (b *Builder) add(id string, fields []field) *Error {
 	var firstNew string
 	cols := b.cols[:0] // column of each field; -1 for a new metric
 	for _, f := range fields {
-		j, known := b.columns[f.name]
+		j, known := f.col-1, f.col > 0
 		if !known {
-			j = -1
+			if j, known = b.columns[f.name]; !known {
+				j = -1
+			}
 		}
 		cols = append(cols, j)
 		if !known {
@@ -164,13 +167,19 @@ func (b *Builder) add(id string, fields []field) *Error {
 	return nil
 }
 
-// intern returns the metric name in name as a string, reusing the string
-// of a known metric so a parsed line allocates none for them.
-func (b *Builder) intern(name []byte) string {
-	if j, ok := b.columns[string(name)]; ok {
-		return b.names[j]
+// intern returns the metric name in name as a string, and 1 + its column
+// if it is a known metric (0 if not), reusing the known metric's string so
+// a parsed line allocates none. hint is the column to try first: lines
+// usually name their metrics in the same order, so the k-th value of a
+// line is usually column k, found without hashing.
+func (b *Builder) intern(name []byte, hint int) (string, int) {
+	if hint < len(b.names) && string(name) == b.names[hint] {
+		return b.names[hint], hint + 1
 	}
-	return string(name)
+	if j, ok := b.columns[string(name)]; ok {
+		return b.names[j], j + 1
+	}
+	return string(name), 0
 }
 
 // AddRunMetric records one run-level metric. Each name may be reported once.

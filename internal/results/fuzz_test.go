@@ -23,6 +23,7 @@ func FuzzParse(f *testing.F) {
 		lines(`{"sample_id": "a", "values": {"x": 1}, "y": 2}`),
 		"{\"sample_id\": \"a\xff\", \"x\": 1}",
 		`{"sample_id":"a","x":012}`,
+		lines(`{"sample_id": "a", "x": 123456789012345, "y": 0.000000000000000000001, "z": -0}`, `{"sample_id": "b", "y": 1234567890123456, "x": 9007199254740993}`, `{"run_metrics": {"r": 0.1}}`, `{"sample_id": "a", "x": 1}`),
 		`{}`,
 		``,
 	} {
@@ -30,6 +31,14 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse(bytes.NewReader(data), Limits{MaxLineBytes: 4096})
+		// A Reader, batch by batch, finds the same error or the same set.
+		streamed, _, serr := readBatches(t, string(data), 1+len(data)%3, Limits{MaxLineBytes: 4096})
+		if (err == nil) != (serr == nil) || err != nil && err.Error() != serr.Error() {
+			t.Fatalf("Parse: %v; Reader: %v", err, serr)
+		}
+		if err == nil && !streamed.Equal(s) {
+			t.Fatal("the Reader's batches built another set than Parse")
+		}
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) {

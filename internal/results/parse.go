@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/sopilot/sopilot/internal/jsonscan"
 )
@@ -28,47 +29,183 @@ import (
 // first problem and returns an *Error with its line number; a read error is
 // returned wrapped as it is.
 func Parse(r io.Reader, l Limits) (*Set, error) {
-	l = l.withDefaults()
-	b := NewBuilder(l)
-	p := &lineParser{b: b}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, min(64<<10, l.MaxLineBytes)), l.MaxLineBytes)
+	rd := NewReader(r, l)
+	if err := rd.advance(math.MaxInt); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return rd.Finish()
+}
+
+// Reader parses a results file as Parse does, a batch of records at a
+// time, so that a caller can send each batch on while it parses the next
+// (sopilot results upload). Every record is checked against the ones
+// before it as it is read (a duplicate sample_id anywhere is found), but a
+// problem on a later line is only found when that line is read: a caller
+// that streams batches must be able to discard what it already sent. A
+// Reader is not safe for concurrent use; the batches it returns are.
+type Reader struct {
+	sc      *bufio.Scanner
+	p       lineParser
+	maxLine int
+	line    int
+	offset  int64
 	// lineOf[i] is the line of records[i], so a duplicate sample_id can
 	// name the line that used it first.
-	var lineOf []uint32
-	line := 0
-	for sc.Scan() {
-		line++
-		if line > math.MaxUint32 {
-			return nil, &Error{Line: line, Record: -1, FirstRecord: -1, Reason: "more than 2^32 lines", kind: ErrInvalid}
+	lineOf  []uint32
+	handed  int                // records already returned in batches
+	pending map[string]float64 // run metrics read since the last batch
+	err     error              // sticky: the first error, or io.EOF
+}
+
+// NewReader returns a Reader of r with limits l (zero fields: defaults).
+func NewReader(r io.Reader, l Limits) *Reader {
+	l = l.withDefaults()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, min(256<<10, l.MaxLineBytes)), l.MaxLineBytes)
+	return &Reader{sc: sc, p: lineParser{b: NewBuilder(l)}, maxLine: l.MaxLineBytes}
+}
+
+// Batch is a run of consecutive records a Reader parsed, in the form of
+// the API's ResultColumns, with the run metrics read since the previous
+// batch. Its slices are its own (values are the final set's, never
+// written again) and safe to read while the Reader goes on.
+type Batch struct {
+	Columns
+	// RunMetrics holds the run_metrics read since the previous batch; nil
+	// if none.
+	RunMetrics map[string]float64
+	// Offset is about how many bytes of the input were read to its end
+	// (each line and its newline).
+	Offset int64
+}
+
+// Next reads up to n more records (and any run_metrics lines among them)
+// and returns them. At the end of the input it returns the last records
+// with a nil error, then an empty Batch and io.EOF; a bad line returns its
+// *Error, and every call after an error returns it again. The records of
+// earlier batches are not affected by a later error, so a caller that
+// needs all or nothing must undo them itself (the API's stream stores
+// nothing unless it is closed).
+func (r *Reader) Next(n int) (Batch, error) {
+	err := r.advance(max(n, 1))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return Batch{}, err
+	}
+	batch := r.batch()
+	if err != nil && len(batch.IDs) == 0 && batch.RunMetrics == nil {
+		return Batch{Offset: r.offset}, err
+	}
+	return batch, nil
+}
+
+// advance parses lines until n more records were read, the input ends
+// (io.EOF) or a line is bad.
+func (r *Reader) advance(n int) error {
+	if r.err != nil {
+		return r.err
+	}
+	b := r.p.b
+	stop := b.Len() + min(n, math.MaxInt-b.Len())
+	for b.Len() < stop {
+		if !r.sc.Scan() {
+			r.err = io.EOF
+			if err := r.sc.Err(); err != nil {
+				r.err = fmt.Errorf("read results: %w", err)
+				if errors.Is(err, bufio.ErrTooLong) {
+					r.err = &Error{Line: r.line + 1, Record: -1, FirstRecord: -1, Reason: fmt.Sprintf("line is longer than %d bytes", r.maxLine), kind: ErrInvalid}
+				}
+			}
+			return r.err
 		}
-		text := sc.Bytes()
-		if line == 1 {
+		r.line++
+		if r.line > math.MaxUint32 {
+			r.err = &Error{Line: r.line, Record: -1, FirstRecord: -1, Reason: "more than 2^32 lines", kind: ErrInvalid}
+			return r.err
+		}
+		text := r.sc.Bytes()
+		r.offset += int64(len(text)) + 1
+		if r.line == 1 {
 			text = bytes.TrimPrefix(text, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
 		}
 		if blank(text) {
 			continue
 		}
-		isRecord, err := p.parse(text)
+		isRecord, err := r.p.parse(text)
 		if err != nil {
-			err.Line = line
+			err.Line = r.line
 			if err.FirstRecord >= 0 {
-				err.FirstLine = int(lineOf[err.FirstRecord])
-				err.Reason = fmt.Sprintf("duplicate sample_id %q, first used on line %d", p.id, err.FirstLine)
+				err.FirstLine = int(r.lineOf[err.FirstRecord])
+				err.Reason = fmt.Sprintf("duplicate sample_id %q, first used on line %d", r.p.idBuf, err.FirstLine)
 			}
-			return nil, err
+			r.err = err
+			return err
 		}
 		if isRecord {
-			lineOf = append(lineOf, uint32(line))
+			r.lineOf = append(r.lineOf, uint32(r.line))
+			continue
+		}
+		for _, f := range r.p.run {
+			if !f.absent {
+				if r.pending == nil {
+					r.pending = map[string]float64{}
+				}
+				r.pending[f.name] = f.value
+			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, &Error{Line: line + 1, Record: -1, FirstRecord: -1, Reason: fmt.Sprintf("line is longer than %d bytes", l.MaxLineBytes), kind: ErrInvalid}
-		}
-		return nil, fmt.Errorf("read results: %w", err)
+	return nil
+}
+
+// batch returns the records read since the last batch and the pending run
+// metrics.
+func (r *Reader) batch() Batch {
+	s := r.p.b.set
+	start, end := r.handed, s.Len()
+	r.handed = end
+	out := Batch{RunMetrics: r.pending, Offset: r.offset}
+	r.pending = nil
+	if start == end {
+		return out
 	}
-	return b.Finish()
+	// One string holds the batch's ids; each id is a piece of it.
+	var from uint32
+	if start > 0 {
+		from = s.idEnds[start-1]
+	}
+	all := string(s.ids[from:s.idEnds[end-1]])
+	out.IDs = make([]string, end-start)
+	for i := range out.IDs {
+		lo := from
+		if i > 0 {
+			lo = s.idEnds[start+i-1]
+		}
+		out.IDs[i] = all[lo-from : s.idEnds[start+i]-from]
+	}
+	for j, name := range r.p.b.names {
+		values := s.columns[j][start:end:end]
+		col := Column{Name: name, Values: values}
+		for i, v := range values {
+			if math.IsNaN(v) {
+				col.Absent = append(col.Absent, uint32(i))
+			}
+		}
+		if len(col.Absent) < len(values) {
+			out.Metrics = append(out.Metrics, col)
+		}
+	}
+	return out
+}
+
+// Line is the number of lines read so far.
+func (r *Reader) Line() int { return r.line }
+
+// Finish reads the rest of the input and returns the whole Set, as Parse
+// would have; after an error it returns that error.
+func (r *Reader) Finish() (*Set, error) {
+	if err := r.advance(math.MaxInt); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return r.p.b.Finish()
 }
 
 func blank(line []byte) bool {
@@ -94,7 +231,7 @@ type lineParser struct {
 	fields []field // the record's values
 	run    []field // the line's run metrics
 	record int     // index the record on this line would get
-	id     string  // its sample_id
+	idBuf  []byte  // its sample_id
 }
 
 // parse reads one non-blank line into the Builder and reports whether it
@@ -102,7 +239,7 @@ type lineParser struct {
 func (p *lineParser) parse(line []byte) (bool, *Error) {
 	p.line, p.pos = line, 0
 	p.fields, p.run = p.fields[:0], p.run[:0]
-	p.record, p.id = p.b.Len(), ""
+	p.record, p.idBuf = p.b.Len(), p.idBuf[:0]
 	var haveID, haveValues, flat, haveRunMetrics, emptyValue bool
 	p.ws()
 	if !p.consume('{') {
@@ -134,7 +271,7 @@ func (p *lineParser) parse(line []byte) (bool, *Error) {
 			if err := p.readString(); err != nil {
 				return false, err
 			}
-			p.id = string(p.str)
+			p.idBuf = append(p.idBuf, p.str...)
 		case "values":
 			if haveValues {
 				return false, invalid(p.record, "values", "key appears twice in the line")
@@ -201,7 +338,9 @@ func (p *lineParser) parse(line []byte) (bool, *Error) {
 	case haveValues && emptyValue:
 		return false, invalid(p.record, "values", "empty; a record needs at least one metric")
 	}
-	if err := p.b.add(p.id, p.fields); err != nil {
+	// The id is a view of idBuf: add copies what it keeps, and a line
+	// allocates no string for it.
+	if err := p.b.add(unsafe.String(unsafe.SliceData(p.idBuf), len(p.idBuf)), p.fields); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -240,7 +379,10 @@ func (p *lineParser) readObject(fields *[]field, run bool) *Error {
 
 // readField reads the value of the key in p.str into fields.
 func (p *lineParser) readField(fields *[]field, run bool) *Error {
-	name := p.b.intern(p.str)
+	name, col := p.b.intern(p.str, len(*fields))
+	if run {
+		col = 0 // run metrics have no column
+	}
 	limit := p.b.lim.MaxMetrics
 	if run {
 		limit = p.b.lim.MaxRunMetrics
@@ -261,7 +403,7 @@ func (p *lineParser) readField(fields *[]field, run bool) *Error {
 	if len(*fields) >= limit {
 		return bad("more than %d values in one line", limit)
 	}
-	f := field{name: name}
+	f := field{name: name, col: col}
 	switch c := p.peek(); {
 	case c == '-' || c >= '0' && c <= '9':
 		v, err := p.readNumber()
@@ -428,31 +570,49 @@ func (p *lineParser) hex4() (rune, bool) {
 
 // readNumber reads a number in JSON's grammar (strconv.ParseFloat alone
 // would also take "Inf", "0x1p3" or "1_000") and returns it if finite.
+// Numbers of at most 15 significant digits and a small decimal exponent
+// (0, 1, 0.231, 12.5e-3: what results files mostly hold) are converted
+// here from the digits the scan collects (exactFloat); the others go to
+// strconv.ParseFloat. Both give the correctly rounded float64.
 func (p *lineParser) readNumber() (float64, error) {
 	start := p.pos
-	digits := func() int {
+	var mant uint64 // the significant digits, while there are at most 19
+	ndigits := 0    // digits in mant, leading zeros excluded
+	exp10 := 0      // the decimal exponent mant needs: digits after '.', minus
+	digits := func(fraction bool) int {
 		n := 0
 		for p.pos < len(p.line) && p.line[p.pos] >= '0' && p.line[p.pos] <= '9' {
+			if d := p.line[p.pos] - '0'; ndigits > 0 || d != 0 {
+				if ndigits < 19 {
+					mant = mant*10 + uint64(d)
+				}
+				ndigits++
+			}
+			if fraction {
+				exp10--
+			}
 			p.pos++
 			n++
 		}
 		return n
 	}
-	p.consume('-')
+	neg := p.consume('-')
 	switch {
 	case p.consume('0'):
-	case digits() > 0:
+	case digits(false) > 0:
 	default:
 		return 0, errors.New("malformed number")
 	}
-	if p.consume('.') && digits() == 0 {
+	if p.consume('.') && digits(true) == 0 {
 		return 0, errors.New("malformed number: no digits after '.'")
 	}
+	fast := true
 	if p.consume('e') || p.consume('E') {
+		fast = false // rare in results files: strconv reads the exponent
 		if !p.consume('+') {
 			p.consume('-')
 		}
-		if digits() == 0 {
+		if digits(false) == 0 {
 			return 0, errors.New("malformed number: no digits in the exponent")
 		}
 	}
@@ -460,11 +620,36 @@ func (p *lineParser) readNumber() (float64, error) {
 	if c := p.peek(); c >= '0' && c <= '9' {
 		return 0, fmt.Errorf("malformed number %s%c: leading zero", text, c)
 	}
+	if fast {
+		if v, ok := exactFloat(mant, ndigits, exp10, neg); ok {
+			return v, nil
+		}
+	}
 	v, err := strconv.ParseFloat(string(text), 64)
 	if err != nil || math.IsInf(v, 0) {
 		return 0, fmt.Errorf("%s is beyond the range of a float64", text)
 	}
 	return v, nil
+}
+
+// exactPow10 are the powers of ten a float64 holds exactly.
+var exactPow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// exactFloat is mant × 10^exp10 (negated if neg) when it can be computed
+// exactly rounded in one step (Clinger's fast path, as strconv's own):
+// mant has at most 15 digits, so it is an exact float64, and 10^-exp10 is
+// an exact power of ten; one IEEE division of two exact values is rounded
+// correctly.
+func exactFloat(mant uint64, ndigits, exp10 int, neg bool) (float64, bool) {
+	if ndigits > 15 || exp10 > 0 || -exp10 >= len(exactPow10) {
+		return 0, false
+	}
+	v := float64(mant) / exactPow10[-exp10]
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 // WriteJSONL writes s in the flat line shape Parse reads: one record per

@@ -17,7 +17,8 @@
 # 3. when a Slurm cluster's environment is set (eval "$(hack/slurm/cluster.sh env)"),
 #    the real binaries: a controller pinned to CPU 0 and the CLI to CPU 1
 #    (taskset, when there are two CPUs), `sopilot results upload` of both
-#    files (parsing included), `sopilot compare`, and the controller's peak
+#    files (parsing included), `sopilot compare`, the CPU time of each
+#    upload in the CLI and in the controller, and the controller's peak
 #    resident memory (VmHWM) at the end; 5 rounds, medians.
 # The 1-minute load average is printed before and after each step.
 set -euo pipefail
@@ -85,14 +86,22 @@ for _ in $(seq 100); do
 done
 export SOPILOT_CONTROLLER=$addr SOPILOT_INSECURE=true
 load "before the real binaries"
+# CPU time (user + system) of the controller so far, and of each CLI
+# upload (bash's time): unlike wall time, it hardly moves with the load.
+ctl_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$ctl_pid/stat"; }
+TIMEFORMAT='%U %S'
 for round in 1 2 3 4 5; do
 	base=$("$dir/sopilot" run submit --job-name up-base --time 1m -o json -- true | awk -F'"' '/"id"/ {print $4; exit}')
 	cand=$("$dir/sopilot" run submit --job-name up-cand --time 1m -o json -- true | awk -F'"' '/"id"/ {print $4; exit}')
+	c0=$(ctl_cpu_ms)
 	t0=$(date +%s%N)
-	"${pin_cli[@]}" "$dir/sopilot" results upload "$base" "$dir/baseline.jsonl" >/dev/null 2>&1
+	{ time "${pin_cli[@]}" "$dir/sopilot" results upload "$base" "$dir/baseline.jsonl" >/dev/null 2>&1; } 2>>"$dir/cli-cpu.txt"
 	t1=$(date +%s%N)
-	"${pin_cli[@]}" "$dir/sopilot" results upload "$cand" "$dir/candidate.jsonl" >/dev/null 2>&1
+	c1=$(ctl_cpu_ms)
+	{ time "${pin_cli[@]}" "$dir/sopilot" results upload "$cand" "$dir/candidate.jsonl" >/dev/null 2>&1; } 2>>"$dir/cli-cpu.txt"
 	t2=$(date +%s%N)
+	c2=$(ctl_cpu_ms)
+	echo "$((c1 - c0)) $((c2 - c1))" >>"$dir/ctl-cpu.txt"
 	"${pin_cli[@]}" "$dir/sopilot" compare "$base" "$cand" --metric correct:higher --metric loss:lower --seed 1 >/dev/null
 	t3=$(date +%s%N)
 	echo "$(((t1 - t0) / 1000000)) $(((t2 - t1) / 1000000)) $(((t3 - t2) / 1000000)) $(((t3 - t0) / 1000000))" >>"$dir/cli.txt"
@@ -101,5 +110,9 @@ for col in 1 2 3 4; do
 	label=$(echo "upload-baseline upload-candidate compare end-to-end" | cut -d' ' -f"$col")
 	printf 'real binaries, %s (CLI, file parse included): median %s ms\n' "$label" "$(awk -v c="$col" '{print $c}' "$dir/cli.txt" | median)"
 done
+echo "real binaries, CPU per upload: CLI median $(awk '{print int(($1 + $2) * 1000)}' "$dir/cli-cpu.txt" | median) ms, controller median $(tr ' ' '\n' <"$dir/ctl-cpu.txt" | median) ms"
+if [[ -n ${seed_ms:-} ]]; then
+	awk -v e="$(awk '{print $4}' "$dir/cli.txt" | median)" -v s="$seed_ms" 'BEGIN {printf "ratio real binaries end to end / seed baseline: %.2f\n", e / s}'
+fi
 load "after the real binaries"
 echo "controller peak resident memory after 10 uploads and 5 comparisons: $(awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$ctl_pid/status")"
