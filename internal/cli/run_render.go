@@ -166,6 +166,7 @@ func printRun(w io.Writer, r *apipb.Run, now time.Time) {
 	}
 	row("Incidents", strings.Join(r.GetIncidentIds(), ", "))
 	tw.Flush()
+	printAttempts(w, r)
 }
 
 func joinMap(m map[string]string) string {
@@ -400,6 +401,7 @@ func watchRun(ctx context.Context, a *app, o *clientOptions, c apipb.RunServiceC
 					if u := usageText(last.GetUsage()); u != "" {
 						fmt.Fprintln(w, u)
 					}
+					printAttempts(w, last)
 				}
 				return endError(last)
 			}
