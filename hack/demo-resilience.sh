@@ -117,14 +117,18 @@ epochs=${DEMO_EPOCHS:-30}
 every=${DEMO_CHECKPOINT_EVERY:-10}   # steps between checkpoints (and one per epoch)
 
 # spec NAME [RETRY_JSON]: a 1-node x 8-task job that trains from original.pt
-# (checkpoints in $work/ckpt-NAME) and then scores the trained model.
+# (checkpoints in $work/ckpt-NAME) and then scores the trained model. It
+# keeps every checkpoint: the job runs on for a moment after the fault, until
+# sopilot cancels it, and here checkpoints come faster than that (a fraction
+# of a second apart), so rotating them (train.py keeps 2 by default) would
+# delete the one attempt 2 resumes from.
 spec() {
   jq -n --arg name "$1" --arg py "$py" --arg ex "$ex" --arg models "$models" --arg results "$results" \
     --arg epochs "$epochs" --arg every "$every" --arg ckpt "$work/ckpt-$1" --argjson retry "${2:-null}" '
     {job_name: "finetune-\($name)", nodes: 1, tasks_per_node: 8, gpus_per_node: 8, time_limit: "900s",
      labels: {demo: "resilience"}, results_path: "\($results)/\($name).jsonl",
      script: ("set -e\n"
-       + "srun \($py) \($ex)/train.py --init \($models)/original.pt --out \($models)/\($name).pt --epochs \($epochs) --checkpoint-every \($every) --checkpoint-dir \($ckpt)\n"
+       + "srun \($py) \($ex)/train.py --init \($models)/original.pt --out \($models)/\($name).pt --epochs \($epochs) --checkpoint-every \($every) --keep-checkpoints 0 --checkpoint-dir \($ckpt)\n"
        + "\($py) \($ex)/infer.py --model \($models)/\($name).pt --results \($results)/\($name).jsonl\n")}
     + (if $retry then {retry: $retry} else {} end)'
 }
@@ -138,7 +142,7 @@ watch_run() {
 }
 
 step "save the original model"
-save=$(bin/sopilot run submit -o json --job-name save-original --label demo=resilience -- $py "$ex/save_original.py" --out "$models" | jq -r .id)
+save=$(bin/sopilot run submit -o json --job-name save-original --time 00:10:00 --label demo=resilience -- $py "$ex/save_original.py" --out "$models" | jq -r .id)
 runs+=("$save")
 watch_run "$save" >/dev/null
 bin/sopilot run logs "$save"
