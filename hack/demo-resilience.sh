@@ -157,13 +157,14 @@ step "resilient: the same job with a retry policy, checkpoints every $every step
 spec resilient '{"max_attempts": 2, "causes": ["RETRY_CAUSE_HARDWARE"]}' >"$work/resilient.json"
 jq '{retry, script}' "$work/resilient.json"
 resilient=$(submit "$work/resilient.json")
-# Wait until it is a third of the way through, past a checkpoint.
+# Wait until it is a third of the way through, a few steps past a checkpoint
+# (the steps since are the work the fault will cost).
 for _ in $(seq 600); do
   r=$(bin/sopilot run get -o json "$resilient")
   step_now=$(jq -r '(.progress.step // "0") | tonumber' <<<"$r")
   total=$(jq -r '(.progress.totalSteps // "0") | tonumber' <<<"$r")
   ckpt_step=$(jq -r '(.attempts[0].checkpointStep // "0") | tonumber' <<<"$r")
-  [ "$total" -gt 0 ] && [ "$ckpt_step" -gt 0 ] && [ $((step_now * 3)) -ge "$total" ] && break
+  [ "$total" -gt 0 ] && [ "$ckpt_step" -gt 0 ] && [ $((step_now * 3)) -ge "$total" ] && [ "$step_now" -gt "$ckpt_step" ] && break
   [ "$(jq -r .state <<<"$r")" = RUN_STATE_RUNNING ] || [ "$(jq -r .state <<<"$r")" = RUN_STATE_PENDING ] ||
     fail "run $resilient ended before the fault: $(jq -r .state <<<"$r")"
   sleep 0.5
@@ -199,7 +200,9 @@ r=$(bin/sopilot run get -o json "$resilient")
 grep -q "resumed from $work/ckpt-resilient/" "$(jq -r .outputPath <<<"$r")" || fail "attempt 2 did not resume from a checkpoint"
 
 step "compare: baseline (undisturbed) vs resilient (one fault, two attempts)"
-bin/sopilot compare "$baseline" "$resilient" --metric correct:higher --metric loss:lower --seed 1
+# Changes of a loss below 0.001 are floating-point noise (the all-reduce
+# sums in another order after the resume), not a different model.
+bin/sopilot compare "$baseline" "$resilient" --metric correct:higher --metric loss:lower --min-absolute-improvement 0.001 --seed 1
 bin/sopilot compare "$baseline" "$resilient" --metric correct:higher --seed 1 -o json >"$work/compare.json"
 verdict=$(jq -r .verdict "$work/compare.json")
 acc() { jq -r 'select(.run_metrics) | .run_metrics.accuracy' "$results/$1.jsonl"; }
@@ -210,7 +213,7 @@ case $verdict in
 esac
 
 step "undrain $faulty (the simulated fault is cleared first)"
-curl -fsS -X DELETE "http://${admin[$faulty]}/sim/gpu/faults"
+curl -fsS -X DELETE "http://${admin[$faulty]}/sim/gpu/faults" >/dev/null
 bin/sopilot node undrain "$faulty" --force --skip-verification
 drained=()
 sinfo
