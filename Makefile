@@ -89,6 +89,10 @@ bench: ## benchmarks of docs/benchmarks.md (needs the local cluster)
 demo: ## THE main command: the seed's workflow (save, 2-node DDP training with live progress, inference x2, compare) on a local Slurm cluster with simulated-GPU agents
 	hack/demo.sh
 
+.PHONY: demo-resilience
+demo-resilience: ## extra: a fine-tuning run survives an injected XID 79 (node drained, run resumed from its checkpoint on the other node, compared with an undisturbed run)
+	hack/demo-resilience.sh
+
 .PHONY: demo-down
 demo-down: ## stop what `DEMO_KEEP=1 make demo` left running (controller, agents, the cluster if the demo started it)
 	@if [ -f /tmp/sopilot-demo.state ]; then . /tmp/sopilot-demo.state; kill $$pids 2>/dev/null || true; \

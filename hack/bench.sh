@@ -53,3 +53,6 @@ hack/agentbench.sh
 echo "== controller ingest at 1 Hz from 1,000-10,000 simulated agents, separate processes (3 x 30 s each)"
 hack/ingestbench/sweep.sh 1000 2500 5000 10000
 go test -run XXX -bench DecodeBatch -count 5 ./hack/ingestbench/
+echo "== XID 79 → the retried run's first progress line (20 injections, sopilot's share apart), Slurm 22.05, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+SOPILOT_SLURM_EXCLUSIVE=1 go test -run '^$' -bench ExclusiveRetryFaultToResume -benchtime 1x -v ./cmd/controller/ |
+  grep -E 'injection|over [0-9]+ injections|^Benchmark'

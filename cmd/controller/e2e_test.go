@@ -37,7 +37,7 @@ func seedShape(name string) *apipb.RunSpec {
 }
 
 // waitState watches the run until it reaches a terminal state.
-func waitTerminal(t *testing.T, c apipb.RunServiceClient, id string, within time.Duration) *apipb.Run {
+func waitTerminal(t testing.TB, c apipb.RunServiceClient, id string, within time.Duration) *apipb.Run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()

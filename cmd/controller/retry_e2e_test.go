@@ -57,7 +57,7 @@ func retrySpec(name, ckpt string) *apipb.RunSpec {
 
 // retryCluster starts the agents of both nodes for p and waits until they
 // are connected and idle; the nodes are resumed at the end.
-func retryCluster(t *testing.T, env slurmtest.Env, p *proc) map[string]string {
+func retryCluster(t testing.TB, env slurmtest.Env, p *proc) map[string]string {
 	t.Helper()
 	admin := map[string]string{}
 	for _, n := range []string{"worker-0", "worker-1"} {
@@ -78,7 +78,7 @@ func retryCluster(t *testing.T, env slurmtest.Env, p *proc) map[string]string {
 	return admin
 }
 
-func waitRun(t *testing.T, c apipb.RunServiceClient, id, what string, within time.Duration, ok func(*apipb.Run) bool) *apipb.Run {
+func waitRun(t testing.TB, c apipb.RunServiceClient, id, what string, within time.Duration, ok func(*apipb.Run) bool) *apipb.Run {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var last *apipb.Run

@@ -152,12 +152,18 @@ func (s *ComparisonServer) CompareRuns(ctx context.Context, req *apipb.CompareRu
 }
 
 func costToProto(c controller.RunCost) *apipb.Efficiency {
-	return &apipb.Efficiency{
+	e := &apipb.Efficiency{
 		WallSeconds: c.Wall.Seconds(), QueueSeconds: c.Queue.Seconds(), GpuHours: c.GPUHours,
 		GpuCount:         int32(c.GPUs),
 		SamplesPerSecond: c.SamplesPerSecond, SamplesPerSecondReported: c.ThroughputReported,
 		GpuUtilizationMeanPercent: c.UtilizationMean, GpuUtilizationMeasured: c.UtilizationMeasured,
+		Attempts: int32(c.Attempts),
 	}
+	if c.GoodputMeasured {
+		g := c.Goodput
+		e.Goodput = &apipb.RunGoodput{GpuHoursUsed: g.GPUHoursUsed, GpuHoursKept: g.GPUHoursKept, LostGpuHoursByCause: g.LostByCause}
+	}
+	return e
 }
 
 func (s *ComparisonServer) CompareRunGroups(ctx context.Context, req *apipb.CompareRunGroupsRequest) (*apipb.CompareRunGroupsResponse, error) {

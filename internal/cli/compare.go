@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -243,6 +244,7 @@ func printComparison(w io.Writer, r *apipb.CompareRunsResponse, color bool, base
 				e.e.GetGpuCount(), e.e.GetGpuHours(), util, rate)
 		}
 		tw.Flush()
+		printGoodput(w, be, ce)
 		if r.GetSpeedup() != 0 {
 			fmt.Fprintf(w, "speed-up %.2fx, scaling efficiency %.0f%%\n", r.GetSpeedup(), r.GetScalingEfficiency()*100)
 		}
@@ -345,4 +347,45 @@ func printGroupComparison(w io.Writer, resp *apipb.CompareRunGroupsResponse, lev
 			b.GetMean(), b.GetStd(), b.GetRuns(), c.GetMean(), c.GetStd(), c.GetRuns(), m.GetCiLow(), m.GetCiHigh(), level*100, m.GetPValue())
 	}
 	_ = tw.Flush()
+}
+
+// printGoodput prints each run's attempts and the GPU-hours it used, kept
+// and lost (by cause), "—" where the controller did not measure them.
+func printGoodput(w io.Writer, be, ce *apipb.Efficiency) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GOODPUT\tATTEMPTS\tGPU-HOURS USED\tKEPT\tLOST")
+	for _, e := range []struct {
+		name string
+		e    *apipb.Efficiency
+	}{{"baseline", be}, {"candidate", ce}} {
+		attempts, used, kept, lost := "—", "—", "—", "—"
+		if n := e.e.GetAttempts(); n > 0 {
+			attempts = fmt.Sprint(n)
+		}
+		if g := e.e.GetGoodput(); g != nil {
+			used, kept = fmt.Sprintf("%.3f", g.GetGpuHoursUsed()), fmt.Sprintf("%.3f", g.GetGpuHoursKept())
+			lost = fmtLost(g.GetLostGpuHoursByCause())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.name, attempts, used, kept, lost)
+	}
+	tw.Flush()
+}
+
+// fmtLost prints lost GPU-hours in all and by cause: "0.012 (HARDWARE 0.012)".
+func fmtLost(byCause map[string]float64) string {
+	if len(byCause) == 0 {
+		return "0"
+	}
+	causes := make([]string, 0, len(byCause))
+	total := 0.0
+	for c, h := range byCause {
+		causes = append(causes, c)
+		total += h
+	}
+	sort.Strings(causes)
+	parts := make([]string, len(causes))
+	for i, c := range causes {
+		parts[i] = fmt.Sprintf("%s %.3f", c, byCause[c])
+	}
+	return fmt.Sprintf("%.3f (%s)", total, strings.Join(parts, ", "))
 }

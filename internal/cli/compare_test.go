@@ -71,7 +71,8 @@ func TestRenderComparison(t *testing.T) {
 				PValue: 0.71, Note: "runs scored different samples; unpaired test"},
 		},
 		BaselineEfficiency: &apipb.Efficiency{WallSeconds: 750, QueueSeconds: 1, GpuHours: 3.33, GpuUtilizationMeanPercent: 87, GpuUtilizationMeasured: true,
-			SamplesPerSecond: 812.5, SamplesPerSecondReported: true, GpuCount: 16},
+			SamplesPerSecond: 812.5, SamplesPerSecondReported: true, GpuCount: 16, Attempts: 2,
+			Goodput: &apipb.RunGoodput{GpuHoursUsed: 3.33, GpuHoursKept: 3.1, LostGpuHoursByCause: map[string]float64{"HARDWARE": 0.2, "NODE_FAIL": 0.03}}},
 		// Nothing measured: shown as —, never 0 %.
 		CandidateEfficiency: &apipb.Efficiency{WallSeconds: 420, QueueSeconds: 3, GpuHours: 3.73, GpuCount: 32},
 		RunMetrics:          []*apipb.RunMetricComparison{{Name: "accuracy", Baseline: &rel, Candidate: &rel}, {Name: "bleu", Candidate: &rel}},

@@ -164,6 +164,7 @@ func printRun(w io.Writer, r *apipb.Run, now time.Time) {
 	}
 	row("Incidents", strings.Join(r.GetIncidentIds(), ", "))
 	tw.Flush()
+	printAttempts(w, r)
 }
 
 func joinMap(m map[string]string) string {

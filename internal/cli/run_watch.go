@@ -332,6 +332,7 @@ func watchRunWith(ctx context.Context, a *app, o *clientOptions, c apipb.RunServ
 					if u := usageText(last.GetUsage()); u != "" {
 						fmt.Fprintln(w, u)
 					}
+					printAttempts(w, last)
 				}
 				return endError(last)
 			}

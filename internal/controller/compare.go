@@ -64,6 +64,15 @@ type RunCost struct {
 	// recorded usage, valid when UtilizationMeasured.
 	UtilizationMean     float64
 	UtilizationMeasured bool
+	// Attempts is how many attempts the run had (1 unless it was retried).
+	Attempts int
+	// Goodput is the GPU time the run used across its attempts and the
+	// part whose work it kept, valid when GoodputMeasured: the run had a
+	// retry policy (its attempts and checkpoints are recorded) or completed
+	// in one attempt (all of its time kept). Without a policy, a run that
+	// failed kept an unknown part.
+	Goodput         run.Goodput
+	GoodputMeasured bool
 }
 
 // CompareReport is CompareRuns' answer.
@@ -358,18 +367,39 @@ func sharedMetrics(a, b *results.Set) []string {
 
 func runCost(r *run.Run) RunCost {
 	c := RunCost{GPUs: r.Spec.Nodes * r.Spec.GPUsPerNode}
-	if !r.StartTime.IsZero() && !r.EndTime.IsZero() && r.EndTime.After(r.StartTime) {
-		c.Wall = r.EndTime.Sub(r.StartTime)
-		c.GPUHours = float64(c.GPUs) * c.Wall.Hours()
+	// A retried run's wall time and queue time run from its first
+	// attempt, and its GPU-hours are every attempt's.
+	submit, start := r.SubmitTime, r.StartTime
+	if len(r.Attempts) > 0 {
+		submit, start = r.Attempts[0].SubmitTime, r.Attempts[0].StartTime
 	}
-	if !r.StartTime.IsZero() && !r.SubmitTime.IsZero() && r.StartTime.After(r.SubmitTime) {
-		c.Queue = r.StartTime.Sub(r.SubmitTime)
+	if !start.IsZero() && !r.EndTime.IsZero() && r.EndTime.After(start) {
+		c.Wall = r.EndTime.Sub(start)
+		c.GPUHours = float64(c.GPUs) * r.EndTime.Sub(r.StartTime).Hours()
+		for _, a := range r.Attempts {
+			if !a.StartTime.IsZero() && a.EndTime.After(a.StartTime) {
+				c.GPUHours += float64(c.GPUs) * a.EndTime.Sub(a.StartTime).Hours()
+			}
+		}
+	}
+	if !start.IsZero() && !submit.IsZero() && start.After(submit) {
+		c.Queue = start.Sub(submit)
 	}
 	if r.Progress != nil && r.Progress.SamplesPerSecond > 0 {
 		c.SamplesPerSecond, c.ThroughputReported = r.Progress.SamplesPerSecond, true
 	}
 	if u := r.Usage; u != nil && u.Samples > 0 { // utilisation samples from telemetry
 		c.UtilizationMean, c.UtilizationMeasured = u.UtilizationMean, true
+	}
+	c.Attempts = r.Attempt()
+	ended := r.State.Terminal() && !r.EndTime.IsZero()
+	if ended && (r.Spec.Retry != nil || len(r.Attempts) > 0 || r.State == run.StateCompleted) {
+		if r.Goodput != nil {
+			c.Goodput = *r.Goodput
+		} else {
+			c.Goodput = r.ComputeGoodput(r.EndTime)
+		}
+		c.GoodputMeasured = true
 	}
 	return c
 }

@@ -219,3 +219,35 @@ func TestRunCostUtilisationFromRecordedUsage(t *testing.T) {
 		t.Errorf("nothing measured: %+v", none)
 	}
 }
+
+func TestRunCostGoodputAcrossAttempts(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	spec := run.Spec{Nodes: 1, GPUsPerNode: 8, Retry: &run.RetryPolicy{MaxAttempts: 2}}
+	// Attempt 1 ran 1 h, its last checkpoint at 30 min; attempt 2 queued
+	// 6 min and ran 2 h.
+	retried := &run.Run{Spec: spec, State: run.StateCompleted,
+		SubmitTime: t0.Add(61 * time.Minute), StartTime: t0.Add(67 * time.Minute), EndTime: t0.Add(187 * time.Minute),
+		Attempts: []run.Attempt{{Number: 1, State: run.StateCancelled, Cause: run.CauseHardware,
+			SubmitTime: t0.Add(-time.Minute), StartTime: t0, EndTime: t0.Add(time.Hour),
+			Checkpoint: &run.Checkpoint{Step: 100, Time: t0.Add(30 * time.Minute)}}}}
+	c := runCost(retried)
+	if c.Attempts != 2 || !c.GoodputMeasured {
+		t.Fatalf("attempts %d, measured %v", c.Attempts, c.GoodputMeasured)
+	}
+	if c.Wall != 187*time.Minute || c.Queue != time.Minute || c.GPUHours != 24 {
+		t.Errorf("wall %v queue %v GPU-hours %v; want 187m from the first start, 1m, 8 GPUs x 3 h", c.Wall, c.Queue, c.GPUHours)
+	}
+	if g := c.Goodput; g.GPUHoursUsed != 24 || g.GPUHoursKept != 20 || g.LostByCause["HARDWARE"] != 4 {
+		t.Errorf("goodput %+v; want 24 used, 20 kept, 4 lost to HARDWARE", g)
+	}
+
+	// No policy: a completed run kept all of its time; a failed one is not measured.
+	plain := &run.Run{Spec: run.Spec{Nodes: 2, GPUsPerNode: 8}, State: run.StateCompleted, StartTime: t0, EndTime: t0.Add(time.Hour)}
+	if c := runCost(plain); !c.GoodputMeasured || c.Attempts != 1 || c.Goodput.GPUHoursKept != 16 || len(c.Goodput.LostByCause) != 0 {
+		t.Errorf("completed without a policy: %+v", c)
+	}
+	plain.State = run.StateFailed
+	if c := runCost(plain); c.GoodputMeasured {
+		t.Errorf("failed without a policy: goodput measured %+v", c.Goodput)
+	}
+}

@@ -709,8 +709,15 @@ type Efficiency struct {
 	GpuUtilizationMeasured bool `protobuf:"varint,7,opt,name=gpu_utilization_measured,json=gpuUtilizationMeasured,proto3" json:"gpu_utilization_measured,omitempty"`
 	// True when the run reported its throughput.
 	SamplesPerSecondReported bool `protobuf:"varint,8,opt,name=samples_per_second_reported,json=samplesPerSecondReported,proto3" json:"samples_per_second_reported,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// Attempts the run had: 1 unless a retry policy resubmitted it.
+	Attempts int32 `protobuf:"varint,9,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// GPU-hours used across every attempt and kept (the work that survived),
+	// and the lost ones by cause (docs/resilience.md). Absent when not
+	// measured: a run without a retry policy that did not complete (what of
+	// its time was kept is unknown), or one with no start and end time.
+	Goodput       *RunGoodput `protobuf:"bytes,10,opt,name=goodput,proto3" json:"goodput,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Efficiency) Reset() {
@@ -797,6 +804,20 @@ func (x *Efficiency) GetSamplesPerSecondReported() bool {
 		return x.SamplesPerSecondReported
 	}
 	return false
+}
+
+func (x *Efficiency) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Efficiency) GetGoodput() *RunGoodput {
+	if x != nil {
+		return x.Goodput
+	}
+	return nil
 }
 
 type CompareRunsRequest struct {
@@ -1355,7 +1376,7 @@ var File_sopilot_api_v1_comparison_proto protoreflect.FileDescriptor
 
 const file_sopilot_api_v1_comparison_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsopilot/api/v1/comparison.proto\x12\x0esopilot.api.v1\"\xcd\x01\n" +
+	"\x1fsopilot/api/v1/comparison.proto\x12\x0esopilot.api.v1\x1a\x18sopilot/api/v1/run.proto\"\xcd\x01\n" +
 	"\n" +
 	"MetricSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
@@ -1409,7 +1430,7 @@ const file_sopilot_api_v1_comparison_proto_rawDesc = "" +
 	"\tcandidate\x18\x03 \x01(\x01H\x01R\tcandidate\x88\x01\x01B\v\n" +
 	"\t_baselineB\f\n" +
 	"\n" +
-	"_candidate\"\xf6\x02\n" +
+	"_candidate\"\xc8\x03\n" +
 	"\n" +
 	"Efficiency\x12!\n" +
 	"\fwall_seconds\x18\x01 \x01(\x01R\vwallSeconds\x12#\n" +
@@ -1419,7 +1440,10 @@ const file_sopilot_api_v1_comparison_proto_rawDesc = "" +
 	"\x12samples_per_second\x18\x05 \x01(\x01R\x10samplesPerSecond\x12\x1b\n" +
 	"\tgpu_count\x18\x06 \x01(\x05R\bgpuCount\x128\n" +
 	"\x18gpu_utilization_measured\x18\a \x01(\bR\x16gpuUtilizationMeasured\x12=\n" +
-	"\x1bsamples_per_second_reported\x18\b \x01(\bR\x18samplesPerSecondReported\"\x8c\x02\n" +
+	"\x1bsamples_per_second_reported\x18\b \x01(\bR\x18samplesPerSecondReported\x12\x1a\n" +
+	"\battempts\x18\t \x01(\x05R\battempts\x124\n" +
+	"\agoodput\x18\n" +
+	" \x01(\v2\x1a.sopilot.api.v1.RunGoodputR\agoodput\"\x8c\x02\n" +
 	"\x12CompareRunsRequest\x12&\n" +
 	"\x0fbaseline_run_id\x18\x01 \x01(\tR\rbaselineRunId\x12(\n" +
 	"\x10candidate_run_id\x18\x02 \x01(\tR\x0ecandidateRunId\x124\n" +
@@ -1508,6 +1532,7 @@ var file_sopilot_api_v1_comparison_proto_goTypes = []any{
 	(*CompareRunGroupsRequest)(nil),  // 12: sopilot.api.v1.CompareRunGroupsRequest
 	(*GroupMetricComparison)(nil),    // 13: sopilot.api.v1.GroupMetricComparison
 	(*CompareRunGroupsResponse)(nil), // 14: sopilot.api.v1.CompareRunGroupsResponse
+	(*RunGoodput)(nil),               // 15: sopilot.api.v1.RunGoodput
 }
 var file_sopilot_api_v1_comparison_proto_depIdxs = []int32{
 	0,  // 0: sopilot.api.v1.MetricSpec.direction:type_name -> sopilot.api.v1.Direction
@@ -1517,29 +1542,30 @@ var file_sopilot_api_v1_comparison_proto_depIdxs = []int32{
 	3,  // 4: sopilot.api.v1.MetricComparison.candidate:type_name -> sopilot.api.v1.Summary
 	4,  // 5: sopilot.api.v1.MetricComparison.tests:type_name -> sopilot.api.v1.TestResult
 	3,  // 6: sopilot.api.v1.MetricComparison.deltas:type_name -> sopilot.api.v1.Summary
-	2,  // 7: sopilot.api.v1.CompareRunsRequest.metrics:type_name -> sopilot.api.v1.MetricSpec
-	1,  // 8: sopilot.api.v1.CompareRunsResponse.verdict:type_name -> sopilot.api.v1.Verdict
-	5,  // 9: sopilot.api.v1.CompareRunsResponse.metrics:type_name -> sopilot.api.v1.MetricComparison
-	7,  // 10: sopilot.api.v1.CompareRunsResponse.baseline_efficiency:type_name -> sopilot.api.v1.Efficiency
-	7,  // 11: sopilot.api.v1.CompareRunsResponse.candidate_efficiency:type_name -> sopilot.api.v1.Efficiency
-	6,  // 12: sopilot.api.v1.CompareRunsResponse.run_metrics:type_name -> sopilot.api.v1.RunMetricComparison
-	10, // 13: sopilot.api.v1.CompareRunGroupsRequest.baseline:type_name -> sopilot.api.v1.RunGroup
-	10, // 14: sopilot.api.v1.CompareRunGroupsRequest.candidate:type_name -> sopilot.api.v1.RunGroup
-	2,  // 15: sopilot.api.v1.CompareRunGroupsRequest.metrics:type_name -> sopilot.api.v1.MetricSpec
-	11, // 16: sopilot.api.v1.GroupMetricComparison.baseline:type_name -> sopilot.api.v1.GroupSummary
-	11, // 17: sopilot.api.v1.GroupMetricComparison.candidate:type_name -> sopilot.api.v1.GroupSummary
-	1,  // 18: sopilot.api.v1.GroupMetricComparison.verdict:type_name -> sopilot.api.v1.Verdict
-	1,  // 19: sopilot.api.v1.CompareRunGroupsResponse.verdict:type_name -> sopilot.api.v1.Verdict
-	13, // 20: sopilot.api.v1.CompareRunGroupsResponse.metrics:type_name -> sopilot.api.v1.GroupMetricComparison
-	8,  // 21: sopilot.api.v1.ComparisonService.CompareRuns:input_type -> sopilot.api.v1.CompareRunsRequest
-	12, // 22: sopilot.api.v1.ComparisonService.CompareRunGroups:input_type -> sopilot.api.v1.CompareRunGroupsRequest
-	9,  // 23: sopilot.api.v1.ComparisonService.CompareRuns:output_type -> sopilot.api.v1.CompareRunsResponse
-	14, // 24: sopilot.api.v1.ComparisonService.CompareRunGroups:output_type -> sopilot.api.v1.CompareRunGroupsResponse
-	23, // [23:25] is the sub-list for method output_type
-	21, // [21:23] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	15, // 7: sopilot.api.v1.Efficiency.goodput:type_name -> sopilot.api.v1.RunGoodput
+	2,  // 8: sopilot.api.v1.CompareRunsRequest.metrics:type_name -> sopilot.api.v1.MetricSpec
+	1,  // 9: sopilot.api.v1.CompareRunsResponse.verdict:type_name -> sopilot.api.v1.Verdict
+	5,  // 10: sopilot.api.v1.CompareRunsResponse.metrics:type_name -> sopilot.api.v1.MetricComparison
+	7,  // 11: sopilot.api.v1.CompareRunsResponse.baseline_efficiency:type_name -> sopilot.api.v1.Efficiency
+	7,  // 12: sopilot.api.v1.CompareRunsResponse.candidate_efficiency:type_name -> sopilot.api.v1.Efficiency
+	6,  // 13: sopilot.api.v1.CompareRunsResponse.run_metrics:type_name -> sopilot.api.v1.RunMetricComparison
+	10, // 14: sopilot.api.v1.CompareRunGroupsRequest.baseline:type_name -> sopilot.api.v1.RunGroup
+	10, // 15: sopilot.api.v1.CompareRunGroupsRequest.candidate:type_name -> sopilot.api.v1.RunGroup
+	2,  // 16: sopilot.api.v1.CompareRunGroupsRequest.metrics:type_name -> sopilot.api.v1.MetricSpec
+	11, // 17: sopilot.api.v1.GroupMetricComparison.baseline:type_name -> sopilot.api.v1.GroupSummary
+	11, // 18: sopilot.api.v1.GroupMetricComparison.candidate:type_name -> sopilot.api.v1.GroupSummary
+	1,  // 19: sopilot.api.v1.GroupMetricComparison.verdict:type_name -> sopilot.api.v1.Verdict
+	1,  // 20: sopilot.api.v1.CompareRunGroupsResponse.verdict:type_name -> sopilot.api.v1.Verdict
+	13, // 21: sopilot.api.v1.CompareRunGroupsResponse.metrics:type_name -> sopilot.api.v1.GroupMetricComparison
+	8,  // 22: sopilot.api.v1.ComparisonService.CompareRuns:input_type -> sopilot.api.v1.CompareRunsRequest
+	12, // 23: sopilot.api.v1.ComparisonService.CompareRunGroups:input_type -> sopilot.api.v1.CompareRunGroupsRequest
+	9,  // 24: sopilot.api.v1.ComparisonService.CompareRuns:output_type -> sopilot.api.v1.CompareRunsResponse
+	14, // 25: sopilot.api.v1.ComparisonService.CompareRunGroups:output_type -> sopilot.api.v1.CompareRunGroupsResponse
+	24, // [24:26] is the sub-list for method output_type
+	22, // [22:24] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_sopilot_api_v1_comparison_proto_init() }
@@ -1547,6 +1573,7 @@ func file_sopilot_api_v1_comparison_proto_init() {
 	if File_sopilot_api_v1_comparison_proto != nil {
 		return
 	}
+	file_sopilot_api_v1_run_proto_init()
 	file_sopilot_api_v1_comparison_proto_msgTypes[3].OneofWrappers = []any{}
 	file_sopilot_api_v1_comparison_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
