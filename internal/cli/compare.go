@@ -347,6 +347,36 @@ func printGroupComparison(w io.Writer, resp *apipb.CompareRunGroupsResponse, lev
 			b.GetMean(), b.GetStd(), b.GetRuns(), c.GetMean(), c.GetStd(), c.GetRuns(), m.GetCiLow(), m.GetCiHigh(), level*100, m.GetPValue())
 	}
 	_ = tw.Flush()
+	for _, m := range resp.GetMetrics() {
+		if note := constantGroupsNote(m); note != "" {
+			fmt.Fprintf(w, "note: %s: %s\n", m.GetName(), note)
+		}
+	}
+}
+
+// constantGroupsNote explains a group comparison in which every run of each
+// group gave the same value: Welch's t is undefined there, so the controller
+// uses the exact permutation test, whose p-value cannot go below
+// 2/C(nb+nc, nb) however large the difference (1/3 with two runs a side).
+// Without the note a large, clean change reads as a contradiction.
+func constantGroupsNote(m *apipb.GroupMetricComparison) string {
+	b, c := m.GetBaseline(), m.GetCandidate()
+	if b.GetStd() != 0 || c.GetStd() != 0 || b.GetMean() == c.GetMean() || b.GetRuns() < 1 || c.GetRuns() < 1 {
+		return ""
+	}
+	nb, nc := int(b.GetRuns()), int(c.GetRuns())
+	minP := 2 / binomial(nb+nc, nb)
+	return fmt.Sprintf("every run of each group gave the same value, so the p-value is the exact permutation test's (not Welch's t); "+
+		"with %d and %d runs it cannot go below %.2g (2/C(%d,%d)): more runs per group are needed to show a change", nb, nc, min(minP, 1), nb+nc, nb)
+}
+
+// binomial is C(n, k) as a float64 (exact for the group sizes compared here).
+func binomial(n, k int) float64 {
+	r := 1.0
+	for i := 1; i <= k; i++ {
+		r = r * float64(n-k+i) / float64(i)
+	}
+	return r
 }
 
 // printGoodput prints each run's attempts and the GPU-hours it used, kept

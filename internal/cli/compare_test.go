@@ -110,6 +110,44 @@ func TestGroupComparisonOutputAndErrors(t *testing.T) {
 	if b.String() != want {
 		t.Errorf("output =\n%s\nwant\n%s", b.String(), want)
 	}
+
+	// Every run of each group gave the same value (the same model evaluated
+	// twice): the controller's p-value is the exact permutation test's, and
+	// with 2 and 2 runs it is at least 2/C(4,2) = 1/3.
+	constant := &apipb.CompareRunGroupsResponse{
+		Verdict: apipb.Verdict_VERDICT_NO_SIGNIFICANT_CHANGE,
+		Metrics: []*apipb.GroupMetricComparison{{
+			Name:     "correct",
+			Baseline: &apipb.GroupSummary{Runs: 2, Mean: 0.5472}, Candidate: &apipb.GroupSummary{Runs: 2, Mean: 0.9694},
+			Verdict: apipb.Verdict_VERDICT_NO_SIGNIFICANT_CHANGE, PValue: 1.0 / 3, CiLow: 0.4222, CiHigh: 0.4222,
+		}},
+	}
+	b.Reset()
+	printGroupComparison(&b, constant, 0.95)
+	wantNote := "note: correct: every run of each group gave the same value, so the p-value is the exact permutation test's (not Welch's t); " +
+		"with 2 and 2 runs it cannot go below 0.33 (2/C(4,2)): more runs per group are needed to show a change\n"
+	if !strings.HasSuffix(b.String(), wantNote) {
+		t.Errorf("constant groups: output =\n%s\nwant it to end with\n%s", b.String(), wantNote)
+	}
+	for _, tc := range []struct {
+		name           string
+		nb, nc         int32
+		bStd, cStd     float64
+		bMean, cMean   float64
+		wantNoteSuffix string
+	}{
+		{name: "3 and 4 runs", nb: 3, nc: 4, bMean: 1, cMean: 2, wantNoteSuffix: "with 3 and 4 runs it cannot go below 0.057 (2/C(7,3)): more runs per group are needed to show a change"},
+		{name: "spread in one group", nb: 2, nc: 2, bStd: 0.1, bMean: 1, cMean: 2},
+		{name: "no change", nb: 2, nc: 2, bMean: 1, cMean: 1},
+	} {
+		got := constantGroupsNote(&apipb.GroupMetricComparison{
+			Baseline:  &apipb.GroupSummary{Runs: tc.nb, Mean: tc.bMean, Std: tc.bStd},
+			Candidate: &apipb.GroupSummary{Runs: tc.nc, Mean: tc.cMean, Std: tc.cStd},
+		})
+		if tc.wantNoteSuffix == "" && got != "" || !strings.HasSuffix(got, tc.wantNoteSuffix) {
+			t.Errorf("%s: note %q, want one ending %q", tc.name, got, tc.wantNoteSuffix)
+		}
+	}
 	for _, tt := range []struct {
 		args []string
 		want string
