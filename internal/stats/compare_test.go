@@ -500,6 +500,19 @@ func TestCompareGroups(t *testing.T) {
 	if g4.Test.Name != TestPermutation || !near(g4.Test.PValue, 0.2, 1e-12, 0) || g4.CILow != 1 || g4.CIHigh != 1 {
 		t.Errorf("constant groups: %+v CI [%v, %v]", g4.Test, g4.CILow, g4.CIHigh)
 	}
+	// ... and with so few runs that p can never reach α, no verdict: not
+	// "no significant change" for a clean, constant +1.
+	if g4.Verdict != Inconclusive || !strings.Contains(g4.VerdictReason, "smallest p is 0.2") {
+		t.Errorf("constant 2 vs 3: %v (%s), want Inconclusive", g4.Verdict, g4.VerdictReason)
+	}
+	// Enough constant runs (4 vs 4: smallest p 2/70) reject.
+	g5, err := CompareGroups(context.Background(), []float64{1, 1, 1, 1}, []float64{2, 2, 2, 2}, HigherIsBetter, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g5.Test.Name != TestPermutation || g5.Verdict != Improved {
+		t.Errorf("constant 4 vs 4: %+v %v (%s), want Improved", g5.Test, g5.Verdict, g5.VerdictReason)
+	}
 }
 
 func TestEfficiency(t *testing.T) {

@@ -83,10 +83,20 @@ func CompareGroups(ctx context.Context, baselineRunMeans, candidateRunMeans []fl
 	g.Bootstrap = BootstrapInfo{Resamples: opt.Resamples, Seed: opt.Seed, Interval: "percentile",
 		Parts: []ResampleInfo{rb.info(), rc.info()}}
 	g.Relative = relativeChange(g.AbsoluteChange, g.Baseline, opt)
-	g.Verdict, g.VerdictReason = decide(dir, g.AbsoluteChange, g.Relative, []interval{
-		{"Welch", g.CILow, g.CIHigh},
-		{"bootstrap", g.BootstrapCILow, g.BootstrapCIHigh},
-	}, g.Test, opt)
+	if g.Test.Name == TestPermutation && !enoughUnpaired(nb, nc, opt.Alpha) {
+		// Every run of each group gave the same value: the exact
+		// permutation test is all there is, and with so few runs its
+		// smallest p cannot reach Alpha. "No change" would be a claim the
+		// data cannot support either way.
+		g.Verdict, g.VerdictReason = Inconclusive, fmt.Sprintf(
+			"%d baseline and %d candidate runs, each group constant: the exact permutation test cannot reach p < %g with so few runs (its smallest p is %.3g); add runs",
+			nb, nc, opt.Alpha, 2/math.Exp(lnChoose(float64(nb+nc), float64(nb))))
+	} else {
+		g.Verdict, g.VerdictReason = decide(dir, g.AbsoluteChange, g.Relative, []interval{
+			{"Welch", g.CILow, g.CIHigh},
+			{"bootstrap", g.BootstrapCILow, g.BootstrapCIHigh},
+		}, g.Test, opt)
+	}
 	g.Note = fmt.Sprintf("groups of runs: %d baseline and %d candidate runs, one mean per run; "+
 		"Welch's t test across runs (%v)", nb, nc, dir)
 	return g, nil
