@@ -151,6 +151,18 @@ class CheckpointTest(unittest.TestCase):
             self.assertEqual(self.train.resume_source("/ckpt/b.pt"), "/ckpt/b.pt")  # the flag wins
         with mock.patch.dict(os.environ, {"SOPILOT_RESUME_FROM": ""}):
             self.assertIsNone(self.train.resume_source(""))
+        # The recorded checkpoint was rotated away after newer ones were
+        # written: the newest one there is used.
+        with tempfile.TemporaryDirectory() as d:
+            for step in (30, 40, 9):
+                open(os.path.join(d, f"checkpoint-step{step}.pt"), "w").close()
+            open(os.path.join(d, "checkpoint-stepx.pt"), "w").close()
+            with mock.patch.dict(os.environ, {"SOPILOT_RESUME_FROM": os.path.join(d, "checkpoint-step20.pt")}):
+                self.assertEqual(self.train.resume_source(""), os.path.join(d, "checkpoint-step40.pt"))
+            with mock.patch.dict(os.environ, {"SOPILOT_RESUME_FROM": os.path.join(d, "checkpoint-step30.pt")}):
+                self.assertEqual(self.train.resume_source(""), os.path.join(d, "checkpoint-step30.pt"))  # still there
+        with mock.patch.dict(os.environ, {"SOPILOT_RESUME_FROM": "/nonexistent/checkpoint-step5.pt"}):
+            self.assertEqual(self.train.resume_source(""), "/nonexistent/checkpoint-step5.pt")  # fails on load, with the cause
         # 12 steps per epoch: after 30 steps, epoch 3 with 6 of its batches done.
         self.assertEqual(self.train.resume_position(30, 12), (3, 6))
         self.assertEqual(self.train.resume_position(0, 12), (1, 0))

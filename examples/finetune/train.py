@@ -179,8 +179,42 @@ class Checkpointer:
 
 def resume_source(arg):
     """The checkpoint to resume from: --resume-from, else SOPILOT_RESUME_FROM,
-    else None."""
-    return arg or os.environ.get("SOPILOT_RESUME_FROM") or None
+    else None.
+
+    SOPILOT_RESUME_FROM names the newest checkpoint sopilot saw reported. The
+    earlier attempt may have gone on a little after the fault, written newer
+    checkpoints and rotated that one away (--keep-checkpoints): then the
+    newest whole checkpoint of that directory is used instead (checkpoints
+    are written whole before they are named, so any that exists is
+    complete). A --resume-from that does not exist is an error."""
+    if arg:
+        return arg
+    env = os.environ.get("SOPILOT_RESUME_FROM")
+    if not env or os.path.exists(env):
+        return env or None
+    newest = newest_checkpoint(os.path.dirname(env))
+    if newest is None:
+        return env  # loading it fails with the cause
+    log(f"SOPILOT_RESUME_FROM {env} is gone (rotated after a newer checkpoint); resuming from {newest}")
+    return newest
+
+
+def newest_checkpoint(directory):
+    """The checkpoint-step<N>.pt of directory with the highest N, or None."""
+    best, best_step = None, -1
+    try:
+        names = os.listdir(directory or ".")
+    except OSError:
+        return None
+    for name in names:
+        if name.startswith("checkpoint-step") and name.endswith(".pt"):
+            try:
+                n = int(name[len("checkpoint-step"):-len(".pt")])
+            except ValueError:
+                continue
+            if n > best_step:
+                best, best_step = os.path.join(directory, name), n
+    return best
 
 
 def resume_position(step, steps_per_epoch):
