@@ -179,11 +179,14 @@ func TestSecureRunOwnership(t *testing.T) {
 	if node == other {
 		other = "worker-1"
 	}
-	sendProgress(t, agentConn(other), other, "", annRun, 7)
+	// Agents name their machine: the Slurm node's instance id where the
+	// cluster has them (24.11+), else the node's own name.
+	otherMachine, nodeMachine := env.Machine(other), env.Machine(node)
+	sendProgress(t, agentConn(otherMachine), otherMachine, "", annRun, 7)
 	if got := getRun(annRun); got.GetProgress() != nil {
 		t.Errorf("progress from %s for a run on %s was stored: %v", other, node, got.GetProgress())
 	}
-	sendProgress(t, agentConn(node), node, annRun, annRun, 9)
+	sendProgress(t, agentConn(nodeMachine), nodeMachine, annRun, annRun, 9)
 	if got := getRun(annRun).GetProgress(); got.GetStep() != 9 {
 		t.Errorf("progress from the run's own node %s = %v, want step 9", node, got)
 	}

@@ -64,11 +64,9 @@ func NewGRPC(logger *slog.Logger, m *metrics.Controller, opts ...grpc.ServerOpti
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// Memory per connection: thousands of agents each hold one. The
-		// write buffer goes back to a shared pool after each flush
-		// instead of staying with an idle connection, and the read buffer
-		// is sized for agents' batches (~2.5 KB) rather than the 32 KiB
-		// default; larger messages are read in several calls.
-		grpc.SharedWriteBuffer(true),
+		// read buffer is sized for agents' batches (~2.5 KB) rather than
+		// the 32 KiB default; larger messages are read in several calls.
+		// (The write buffer is shared between connections by default.)
 		grpc.ReadBufferSize(8 << 10),
 	}
 	srv := grpc.NewServer(append(base, opts...)...)

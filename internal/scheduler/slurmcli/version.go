@@ -89,7 +89,7 @@ func CheckCompatible(client, server Release) error {
 	if ci <= si && si-ci <= window {
 		return nil
 	}
-	oldest := Release{Year: 24, Month: 5}
+	var oldest Release
 	if j := si - window; j < len(olderMajors) {
 		oldest, _ = ParseRelease(olderMajors[max(j, 0)] + ".0")
 	} else {
