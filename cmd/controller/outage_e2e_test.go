@@ -131,7 +131,10 @@ func outage(t *testing.T, env slurmtest.Env, stateDir string, ctls map[string]*p
 		if r.id == "" {
 			continue // createRun failed the test already
 		}
-		final := waitTerminal(t, r.ctl.runs, r.id, 4*time.Minute)
+		// A job whose launch the outage interrupted is requeued by Slurm
+		// itself and is eligible again only after its credential lifetime
+		// (about 2 minutes, Restarts=1, Reason=BeginTime): allow for it.
+		final := waitTerminal(t, r.ctl.runs, r.id, 7*time.Minute)
 		if final.GetState() != r.want || final.GetExitCode() != r.exitCode {
 			t.Errorf("%s/%s ended %v exit %d (%s), want %v exit %d", r.ctlName, r.name,
 				final.GetState(), final.GetExitCode(), final.GetReason(), r.want, r.exitCode)
