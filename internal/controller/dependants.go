@@ -24,11 +24,17 @@ func (s *Service) cancelDependants(ctx context.Context) error {
 			return fmt.Errorf("load active runs: %w", err)
 		}
 		cancelled := 0
+		// A dependency among the active runs has not ended: only the
+		// others are read from the store.
+		isActive := make(map[string]bool, len(active))
+		for _, r := range active {
+			isActive[r.ID] = true
+		}
 		for _, r := range active {
 			if len(r.Spec.DependsOn) == 0 || s.isInflight(r.ID) {
 				continue
 			}
-			dep, err := s.failedDependency(ctx, r)
+			dep, err := s.failedDependency(ctx, r, isActive)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -50,9 +56,13 @@ func (s *Service) cancelDependants(ctx context.Context) error {
 }
 
 // failedDependency is r's first dependency that ended other than
-// COMPLETED (and not LOST), or nil.
-func (s *Service) failedDependency(ctx context.Context, r *run.Run) (*run.Run, error) {
+// COMPLETED (and not LOST), or nil. Dependencies in active are skipped
+// without a store read: they have not ended.
+func (s *Service) failedDependency(ctx context.Context, r *run.Run, active map[string]bool) (*run.Run, error) {
 	for _, id := range r.Spec.DependsOn {
+		if active[id] {
+			continue
+		}
 		dep, err := s.store.GetRun(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
