@@ -27,12 +27,10 @@ func slurmCmd(t *testing.T, env slurmtest.Env, name string, args ...string) (str
 	return strings.TrimSpace(string(out)), err
 }
 
-// TestExclusiveLiveEngine runs the engine over the real Slurm CLI backend: an
-// automatic drain of a node with a job running, someone else's drain left
-// alone, and an operator's drain and verified undrain.
-func TestExclusiveLiveEngine(t *testing.T) {
-	env := slurmtest.RequireExclusive(t)
-	ctx := context.Background()
+// liveBackend is the real Slurm CLI backend of env and a reader of its
+// nodes by name; the test is Unavailable when liveNode is already drained.
+func liveBackend(ctx context.Context, t *testing.T, env slurmtest.Env) (*slurmcli.Backend, func() map[string]scheduler.NodeStatus) {
+	t.Helper()
 	backend := slurmcli.New(slurmcli.Config{SlurmConf: env.SlurmConf, Timeout: time.Minute}, nil)
 	current := func() map[string]scheduler.NodeStatus {
 		t.Helper()
@@ -49,6 +47,16 @@ func TestExclusiveLiveEngine(t *testing.T) {
 	if n := current()[liveNode]; n.Drained() || n.Reason != "" {
 		slurmtest.Unavailable(t, "%s is in use (%s, reason %q)", liveNode, n.StateString(), n.Reason)
 	}
+	return backend, current
+}
+
+// TestExclusiveLiveEngine runs the engine over the real Slurm CLI backend: an
+// automatic drain of a node with a job running, someone else's drain left
+// alone, and an operator's drain and verified undrain.
+func TestExclusiveLiveEngine(t *testing.T) {
+	env := slurmtest.RequireExclusive(t)
+	ctx := context.Background()
+	backend, current := liveBackend(ctx, t, env)
 	var job string
 	t.Cleanup(func() {
 		if job != "" {
@@ -168,22 +176,7 @@ func TestExclusiveLiveEngine(t *testing.T) {
 func TestExclusiveLiveHandoff(t *testing.T) {
 	env := slurmtest.RequireExclusive(t)
 	ctx := context.Background()
-	backend := slurmcli.New(slurmcli.Config{SlurmConf: env.SlurmConf, Timeout: time.Minute}, nil)
-	current := func() map[string]scheduler.NodeStatus {
-		t.Helper()
-		nodes, err := backend.Nodes(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := make(map[string]scheduler.NodeStatus)
-		for _, n := range nodes {
-			m[n.Name] = n
-		}
-		return m
-	}
-	if n := current()[liveNode]; n.Drained() || n.Reason != "" {
-		slurmtest.Unavailable(t, "%s is in use (%s, reason %q)", liveNode, n.StateString(), n.Reason)
-	}
+	backend, current := liveBackend(ctx, t, env)
 	t.Cleanup(func() {
 		if out, err := slurmCmd(t, env, "scontrol", "update", "NodeName="+liveNode, "State=RESUME"); err != nil && !strings.Contains(out, "Invalid node state") {
 			t.Errorf("cleanup: resume: %v: %s", err, out)
