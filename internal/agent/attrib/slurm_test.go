@@ -28,7 +28,7 @@ func TestSlurmJob(t *testing.T) {
 	}
 
 	out, err := slurm("sbatch", "--parsable", "--job-name", "attrib-test",
-		"--output", filepath.Join(cluster.WorkDir, "attrib-test-%j.out"), "--wrap", "sleep 30")
+		"--output", filepath.Join(cluster.WorkDir, "attrib-test-%j.out"), "--wrap", "sleep 300")
 	if err != nil {
 		t.Fatalf("sbatch: %v: %s", err, out)
 	}
@@ -41,18 +41,27 @@ func TestSlurmJob(t *testing.T) {
 	})
 
 	// Wait for the job's sleep to appear among the job's processes, as
-	// slurmstepd reports them.
+	// slurmstepd reports them. Every slurmd of the local cluster runs on
+	// this host, so listpids must name the job's node: without it scontrol
+	// asks whichever slurmd it finds first, which knows nothing of a job on
+	// another node. The job sleeps far longer than the wait, so a slow start
+	// on a busy machine cannot let it finish unseen; cleanup cancels it.
 	var sleepPid int32
-	deadline := time.Now().Add(60 * time.Second)
+	const wait = 120 * time.Second
+	deadline := time.Now().Add(wait)
 	for sleepPid == 0 {
 		if time.Now().After(deadline) {
-			state, _ := slurm("squeue", "-h", "-j", jobID, "-o", "%T %R")
-			t.Fatalf("job %s: no sleep process after 60s (squeue: %s)", jobID, state)
+			state, _ := slurm("squeue", "-h", "-j", jobID, "-o", "%T %R %N")
+			t.Fatalf("job %s: no sleep process after %v (squeue: %s)", jobID, wait, state)
 		}
 		time.Sleep(500 * time.Millisecond)
-		out, err := slurm("scontrol", "listpids", jobID)
-		if err != nil {
+		node, err := slurm("squeue", "-h", "-j", jobID, "-t", "RUNNING", "-o", "%N")
+		if err != nil || node == "" {
 			continue // not running yet
+		}
+		out, err := slurm("scontrol", "listpids", jobID, node)
+		if err != nil {
+			continue // running, but its step not started yet
 		}
 		for _, line := range strings.Split(out, "\n")[1:] {
 			f := strings.Fields(line)
