@@ -5,10 +5,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 func main() {
@@ -19,6 +22,12 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(300)
 	}
+	// What bounds that trade: a soft memory limit at 90 % of the
+	// container's (cgroup) limit, unless GOMEMLIMIT is set. Without it the
+	// heap grows to 4× what is live and the kernel kills the controller
+	// before the collector runs; with it the collector works harder only
+	// near the limit. No cgroup limit, no soft limit.
+	_, _ = memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithLogger(slog.Default()))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {

@@ -184,7 +184,8 @@ type result struct {
 	skipped            int
 	p50, p99, max      time.Duration
 	unacked            int
-	reconnects         uint64
+	reconnects         uint64 // streams opened again in the window by agents that had had one
+	late               int    // agents whose first stream opened in the window
 	disconnected       int     // agents without a stream at the end of the window
 	ctlCPU, ctlRSS     float64 // percent of one core, MiB; NaN when unknown
 	agentCPU, agentRSS float64
@@ -197,8 +198,8 @@ type result struct {
 
 func (r result) print(w io.Writer, header bool) {
 	if header {
-		fmt.Fprintln(w, "| agents | conns | offered b/s | acked b/s | ack p50 | ack p99 | ack max | unacked | reconnects | down at end | controller CPU % | controller RSS MiB | agents CPU % | agents RSS MiB | slowed b/s |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| agents | conns | offered b/s | acked b/s | ack p50 | ack p99 | ack max | unacked | reconnects | connected late | down at end | controller CPU % | controller RSS MiB | agents CPU % | agents RSS MiB | slowed b/s |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	}
 	ctl := func(v float64, f string) string {
 		if v != v {
@@ -211,9 +212,9 @@ func (r result) print(w io.Writer, header bool) {
 		agentCPU, agentRSS = "(same process)", "(same process)"
 	}
 	sec := r.window.Seconds()
-	fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %s | %s | %s | %d | %d | %d | %s | %s | %s | %s | %.0f |\n",
+	fmt.Fprintf(w, "| %d | %d | %.0f | %.0f | %s | %s | %s | %d | %d | %d | %d | %s | %s | %s | %s | %.0f |\n",
 		r.agents, r.conns, float64(r.offered)/sec, float64(r.acked)/sec,
-		fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.max), r.unacked, r.reconnects, r.disconnected,
+		fmtDur(r.p50), fmtDur(r.p99), fmtDur(r.max), r.unacked, r.reconnects, r.late, r.disconnected,
 		ctl(r.ctlCPU, "%.1f"), ctl(r.ctlRSS, "%.0f"), agentCPU, agentRSS, float64(r.skipped)/sec)
 }
 
@@ -381,8 +382,10 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger,
 		logger.Warn("not every agent connected by the end of the warm-up", "connected", connected, "agents", len(agents))
 	}
 	sessions0 := uint64(0)
-	for _, a := range agents {
-		sessions0 += a.client.Sessions()
+	before := make([]uint64, len(agents))
+	for i, a := range agents {
+		before[i] = a.client.Sessions()
+		sessions0 += before[i]
 	}
 
 	var ctlTicks0 int64
@@ -440,10 +443,14 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger,
 		res.agentCPU, res.agentRSS = own, float64(selfRSS)/1024
 	}
 	sessions1 := uint64(0)
-	for _, a := range agents {
-		sessions1 += a.client.Sessions()
+	for i, a := range agents {
+		n := a.client.Sessions()
+		sessions1 += n
+		if before[i] == 0 && n > 0 {
+			res.late++ // its first stream is not a reconnect
+		}
 	}
-	res.reconnects = sessions1 - sessions0
+	res.reconnects = sessions1 - sessions0 - uint64(res.late)
 	for _, a := range agents {
 		if !a.client.Connected() {
 			res.disconnected++

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -52,6 +53,7 @@ type options struct {
 	addrFile   string
 	serverPID  int
 	cpuprofile string
+	memprofile string
 	header     bool
 	ibCounters bool
 	monitor    bool
@@ -77,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.addrFile, "addr-file", "", "-role server writes its address here once listening")
 	fs.IntVar(&o.serverPID, "server-pid", 0, "-role agents: the controller's pid, for its CPU, memory and profile")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the window here (of the controller with -role server)")
+	fs.StringVar(&o.memprofile, "memprofile", "", "-role server: write a heap profile here at the end of the window (after a GC, so it shows what is live)")
 	fs.BoolVar(&o.header, "header", false, "print the table header before the row")
 	fs.BoolVar(&o.monitor, "monitor", true, "run the health monitor, as the controller does (every batch's samples kept for the rules, nodes judged every 5 s; no Slurm, so no remediation); false measures what it costs")
 	fs.StringVar(&o.tlsDir, "tls-dir", "", "mTLS as in production: -role server/all writes a test CA, its certificate and a token file here and requires TLS; -role agents/all issues each agent its own client certificate (spiffe://sopilot/agent/<node>) from that CA. Empty: plaintext, insecure mode")
@@ -276,6 +279,10 @@ func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Lo
 				at0 = c.stats()
 			case syscall.SIGUSR2:
 				fmt.Fprintln(stdout, c.stats().since(at0))
+				fmt.Fprintln(stdout, memoryLine())
+				if err := writeHeapProfile(o.memprofile); err != nil {
+					return err
+				}
 			}
 			if o.cpuprofile == "" {
 				continue
@@ -349,4 +356,41 @@ func (s fleetStats) since(a fleetStats) string {
 		float64(commits)/sec, (s.batches-a.batches)/float64(commits), 1000*(s.commitSeconds-a.commitSeconds)/float64(commits),
 		100*(s.commitSeconds-a.commitSeconds)/sec, s.commitsOver100ms-a.commitsOver100ms,
 		1000*(s.ackSeconds-a.ackSeconds)/float64(max(s.acks-a.acks, 1)))
+}
+
+// writeHeapProfile writes the live heap after a collection to path, then
+// the goroutines, counted by where they wait (each agent's stream holds
+// several, and their stacks are a large share of the memory), to path's
+// .goroutines.txt; an empty path writes nothing.
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	write := func(path string, p *pprof.Profile, debug int) error {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := p.WriteTo(f, debug); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	// The heap first: the agents leave a few seconds after the window.
+	runtime.GC()
+	runtime.GC() // a second cycle empties sync.Pools' victim caches
+	if err := write(path, pprof.Lookup("heap"), 0); err != nil {
+		return err
+	}
+	return write(strings.TrimSuffix(path, ".heap")+".goroutines.txt", pprof.Lookup("goroutine"), 1)
+}
+
+// memoryLine says where the process's memory is, from the runtime's view.
+func memoryLine() string {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	const mib = 1 << 20
+	return fmt.Sprintf("memory: heap in use %d MiB (target %d MiB), goroutine stacks %d MiB, %d goroutines, runtime total %d MiB, released to the OS %d MiB",
+		m.HeapInuse/mib, m.NextGC/mib, m.StackInuse/mib, runtime.NumGoroutine(), m.Sys/mib, m.HeapReleased/mib)
 }

@@ -181,12 +181,12 @@ func TestRunAllSmall(t *testing.T) {
 			if res.p50 <= 0 || res.p99 > time.Second || res.max < res.p99 {
 				t.Errorf("ack p50 %v, p99 %v, max %v; want 0 < p50, p99 ≤ 1 s ≤ ..., max ≥ p99", res.p50, res.p99, res.max)
 			}
-			if res.reconnects != 0 || res.disconnected != 0 {
-				t.Errorf("%d reconnects, %d down at the end; want 0", res.reconnects, res.disconnected)
+			if res.reconnects != 0 || res.late != 0 || res.disconnected != 0 {
+				t.Errorf("%d reconnects, %d connected late, %d down at the end; want 0", res.reconnects, res.late, res.disconnected)
 			}
 			var out bytes.Buffer
 			res.print(&out, true)
-			if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[2], "| 20 | 20 |") || strings.Count(lines[0], "|") != 16 {
+			if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[2], "| 20 | 20 |") || strings.Count(lines[0], "|") != 17 {
 				t.Errorf("table:\n%s", out.String())
 			}
 		})

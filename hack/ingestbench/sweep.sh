@@ -7,8 +7,11 @@
 #
 # Environment: REPS (default 3) runs per N, DURATION (default 30s) window,
 # WARMUP (default 20s), PROFILE_DIR: if set, the controller's CPU profile of
-# each run is written there (controller-N-rep.pprof); SERVER_GOGC: the
-# controller's GOGC (default 100, Go's default); IB_COUNTERS=false: batches
+# each run is written there (controller-N-rep.pprof, and its live heap at
+# the end of the window: controller-N-rep.heap); SERVER_GOGC: the
+# controller's GOGC (default 100, Go's default); SERVER_GOMEMLIMIT: its
+# soft memory limit (default off; the controller binary sets 90 % of its
+# container's limit, 922MiB under the chart's 1Gi); IB_COUNTERS=false: batches
 # without InfiniBand counters; MONITOR=false: the fleet without the health
 # monitor attached; TLS=1: mTLS as in production (a test CA, a client
 # certificate per agent; see -tls-dir); PIN=1: the controller on CPU 0 and
@@ -45,9 +48,9 @@ header=-header
 for n in "${ns[@]}"; do
 	for rep in $(seq 1 "$REPS"); do
 		prof=()
-		if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(-cpuprofile "$PROFILE_DIR/controller-$n-$rep.pprof"); fi
+		if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(-cpuprofile "$PROFILE_DIR/controller-$n-$rep.pprof" -memprofile "$PROFILE_DIR/controller-$n-$rep.heap"); fi
 		rm -f "$tmp/addr"
-		GOGC=${SERVER_GOGC:-100} "${pin0[@]}" "$tmp/ingestbench" -role server -monitor="${MONITOR:-true}" -overload-latency "${OVERLOAD_LATENCY:-0}" "${tlsargs[@]}" -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
+		GOGC=${SERVER_GOGC:-100} GOMEMLIMIT=${SERVER_GOMEMLIMIT:-off} "${pin0[@]}" "$tmp/ingestbench" -role server -monitor="${MONITOR:-true}" -overload-latency "${OVERLOAD_LATENCY:-0}" "${tlsargs[@]}" -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
 		spid=$!
 		for _ in $(seq 100); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
 		"${pin1[@]}" "$tmp/ingestbench" -role agents "${tlsargs[@]}" -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \
@@ -57,7 +60,7 @@ for n in "${ns[@]}"; do
 		grep -v '^$' "$tmp/agents.log" | tail -n 3 >&2 || true
 		kill "$spid"
 		wait "$spid" 2>/dev/null || true
-		grep '^fleet:' "$tmp/server.log" | sed "s/^/  N=$n: /; s/\$/; load average $(cut -d' ' -f1 /proc/loadavg)/" >&2 || true
+		grep '^fleet:\|^memory:' "$tmp/server.log" | sed "s/^/  N=$n: /; s/\$/; load average $(cut -d' ' -f1 /proc/loadavg)/" >&2 || true
 		spid=
 	done
 done

@@ -58,7 +58,12 @@ func (s Security) serverOptions(logger *slog.Logger, owners auth.RunOwners) ([]g
 		if err != nil {
 			return nil, fmt.Errorf("TLS: %w", err)
 		}
-		opts = append(opts, grpc.Creds(limitHandshakes(credentials.NewTLS(tc), 0)))
+		opts = append(opts, grpc.Creds(limitHandshakes(credentials.NewTLS(tc), 0)),
+			// No read buffer of gRPC's own under TLS: the TLS connection
+			// already holds a whole decrypted record, so the HTTP/2 framer
+			// reads from memory either way, and each agent's connection is
+			// 8 KiB smaller (80 MiB at 10,000 agents).
+			grpc.ReadBufferSize(0))
 		cfg := auth.Config{Logger: logger, RateLimit: s.RateLimit, Runs: owners}
 		if s.TokenFile != "" {
 			if cfg.Tokens, err = auth.NewTokenFile(s.TokenFile, auth.TokenFileOptions{Logger: logger}); err != nil {
