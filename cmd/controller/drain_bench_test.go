@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/sopilot/sopilot/internal/slurmtest"
 	"github.com/sopilot/sopilot/internal/testbin"
 	"github.com/sopilot/sopilot/pkg/apipb"
@@ -94,8 +97,15 @@ func BenchmarkExclusiveFaultToDrain(b *testing.B) {
 		b.StopTimer()
 		inject(b, admin, "")
 		wait("the evidence to clear", healthy)
-		if _, err := nodes.UndrainNode(ctx, &apipb.UndrainNodeRequest{Name: node, SkipVerification: true}); err != nil {
-			b.Fatalf("UndrainNode: %v", err)
+		// The incident closes on a monitor pass after the verdict turns
+		// healthy; until then UndrainNode refuses (FailedPrecondition).
+		var undrainErr error
+		wait("UndrainNode to succeed", func() bool {
+			_, undrainErr = nodes.UndrainNode(ctx, &apipb.UndrainNodeRequest{Name: node, SkipVerification: true})
+			return undrainErr == nil || status.Code(undrainErr) != codes.FailedPrecondition
+		})
+		if undrainErr != nil {
+			b.Fatalf("UndrainNode: %v", undrainErr)
 		}
 	}
 	b.StopTimer()

@@ -285,7 +285,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		creds = credentials.NewTLS(tc)
 	}
-	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(creds), grpc.WithKeepaliveParams(uplink.Keepalive)}
+	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, uplink.DialOptions()...)
 	if o.tokenFile != "" {
 		token, err := uplink.NewTokenFile(o.tokenFile)
 		if err != nil {

@@ -285,8 +285,7 @@ func runAgents(ctx context.Context, o options, addr string, logger *slog.Logger,
 			}
 			creds = credentials.NewTLS(ca.clientTLS(cert))
 		}
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
-			grpc.WithKeepaliveParams(uplink.Keepalive), grpc.WithStreamInterceptor(tap))
+		c, err := grpc.NewClient(addr, append(uplink.DialOptions(), grpc.WithTransportCredentials(creds), grpc.WithStreamInterceptor(tap))...)
 		if err != nil {
 			return res, err
 		}

@@ -45,7 +45,7 @@ func runRealAgents(ctx context.Context, o options, stdout io.Writer, logger *slo
 	defer func() { cancel(); wg.Wait() }()
 	for i := range o.agents {
 		name := fmt.Sprintf("agent-%03d", i)
-		conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithKeepaliveParams(uplink.Keepalive))
+		conn, err := grpc.NewClient(c.addr, append(uplink.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			return err
 		}

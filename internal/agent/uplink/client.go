@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -23,6 +24,23 @@ import (
 // enforcement policy permits pings every 10 s (internal/server), so pinging
 // every 30 s can never trigger its too_many_pings GOAWAY.
 var Keepalive = keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}
+
+// ConnectBackoff is how the agent's connection retries after a failed
+// attempt (a handshake that timed out on a controller short of CPU, a
+// controller not up yet): gRPC's default waits up to 120 s between
+// attempts, which after a handshake storm left agents away for minutes;
+// capped at 30 s, like the stream's own backoff (Options.MaxBackoff), with
+// jitter so that they do not come back together.
+var ConnectBackoff = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 30 * time.Second},
+	MinConnectTimeout: 20 * time.Second,
+}
+
+// DialOptions are the agent's connection settings besides its credentials:
+// Keepalive and ConnectBackoff.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithKeepaliveParams(Keepalive), grpc.WithConnectParams(ConnectBackoff)}
+}
 
 // Handler receives what the controller pushes. Methods are called from the
 // receiving goroutine and must not block for long.
