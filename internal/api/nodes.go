@@ -198,7 +198,7 @@ func (s *NodeServer) WatchNodes(req *apipb.WatchNodesRequest, stream grpc.Server
 		return err
 	}
 	ctx := stream.Context()
-	w := newNodeWatcher(req.GetNames())
+	w := newNodeWatcher(req.GetNames(), req.GetView())
 	s.hub.join(w)
 	defer s.hub.leave(w)
 	// Every node once. A queued update of a node is older than the
@@ -222,7 +222,7 @@ func (s *NodeServer) WatchNodes(req *apipb.WatchNodesRequest, stream grpc.Server
 		if err != nil {
 			return watchEnd(ctx, err)
 		}
-		if err := stream.Send(&apipb.WatchNodesResponse{Node: u.node(req.GetView())}); err != nil {
+		if err := stream.SendMsg(u.message(stream, req.GetView())); err != nil {
 			return watchEnd(ctx, err)
 		}
 	}

@@ -388,7 +388,7 @@ func FuzzNodeFilter(f *testing.F) {
 func TestWatchNodesCoalescesAndPublishes(t *testing.T) {
 	f := newSimFleet(50)
 	c, ns := serveNodes(t, f)
-	ns.hub.tick, ns.hub.telemetryEvery = 20*time.Millisecond, time.Hour
+	ns.hub.tick, ns.hub.telemetryEvery, ns.hub.basicTelemetryEvery = 20*time.Millisecond, time.Hour, time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stream, err := c.WatchNodes(ctx, &apipb.WatchNodesRequest{View: apipb.NodeView_NODE_VIEW_BASIC})
@@ -420,7 +420,7 @@ func TestWatchNodesCoalescesAndPublishes(t *testing.T) {
 	}
 
 	// A watcher that does not read: its queue keeps one update per node.
-	w := newNodeWatcher(nil)
+	w := newNodeWatcher(nil, apipb.NodeView_NODE_VIEW_FULL)
 	ns.hub.join(w)
 	defer ns.hub.leave(w)
 	for k := range 5 {
@@ -457,5 +457,43 @@ func TestNodesAt10000IsNotOrdersSlower(t *testing.T) {
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("first page, a node and a walk of 10,000 took %s (goal 1 s each, measured ~0.1 s)", d)
+	}
+}
+
+// A change of telemetry alone reaches FULL watchers every telemetryEvery
+// and BASIC watchers only every basicTelemetryEvery; a state change
+// reaches both at once.
+func TestWatchNodesBasicTelemetryIsCoarser(t *testing.T) {
+	f := newSimFleet(3)
+	h := newNodeHub(f)
+	h.telemetryEvery, h.basicTelemetryEvery = 0, time.Hour
+	full, basic := newNodeWatcher(nil, apipb.NodeView_NODE_VIEW_FULL), newNodeWatcher(nil, apipb.NodeView_NODE_VIEW_BASIC)
+	h.watchers[full], h.watchers[basic] = struct{}{}, struct{}{}
+	queued := func(w *nodeWatcher) int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		n := len(w.pending)
+		clear(w.pending)
+		w.urgent, w.order = nil, nil
+		return n
+	}
+	ctx := context.Background()
+	last := map[string]published{}
+	h.pass(ctx, last, 1) // records only
+	f.step(0, 0)         // telemetry of every node
+	h.pass(ctx, last, 2)
+	if nf, nb := queued(full), queued(basic); nf != 3 || nb != 0 {
+		t.Errorf("telemetry refresh: FULL watcher got %d nodes, BASIC %d; want 3 and 0", nf, nb)
+	}
+	f.step(1, 3) // node-00001's verdict
+	h.pass(ctx, last, 3)
+	if nf, nb := queued(full), queued(basic); nf != 3 || nb != 1 {
+		t.Errorf("a verdict change: FULL watcher got %d nodes, BASIC %d; want 3 and 1", nf, nb)
+	}
+	h.basicTelemetryEvery = 0
+	f.step(2, 0)
+	h.pass(ctx, last, 4)
+	if nf, nb := queued(full), queued(basic); nf != 3 || nb != 3 {
+		t.Errorf("BASIC refresh due: FULL watcher got %d nodes, BASIC %d; want 3 and 3", nf, nb)
 	}
 }

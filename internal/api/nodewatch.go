@@ -4,7 +4,8 @@ package api
 // reads the fleet's index once a second for every watcher together and
 // decides which nodes to publish: a change of verdict, Slurm state or
 // agent at once, a change of telemetry alone at most every
-// telemetryEvery per node. Each watcher has a queue that holds at most one
+// telemetryEvery per node (basicTelemetryEvery for NODE_VIEW_BASIC
+// watchers). Each watcher has a queue that holds at most one
 // update per node (a newer one replaces it in place), so a slow watcher
 // costs memory bounded by the number of nodes, gets each node's latest
 // state, and never holds up the hub or the other watchers.
@@ -12,9 +13,12 @@ package api
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/pkg/apipb"
@@ -27,27 +31,52 @@ const (
 	// changes is published again: at 10,000 nodes reporting every second,
 	// once a second would be 10,000 messages a second per watcher.
 	nodeTelemetryEvery = 10 * time.Second
+	// nodeBasicTelemetryEvery is the same for NODE_VIEW_BASIC watchers:
+	// their rows carry the telemetry only as the summary's counts, which
+	// a refresh rarely changes, and a table of 10,000 rows is what such a
+	// watcher shows. A sixth of the messages keeps 100 of them at 10,000
+	// nodes within about a second of a state change (docs/benchmarks.md).
+	nodeBasicTelemetryEvery = 60 * time.Second
 )
 
 // nodeUpdate is one node's state, published to every watcher that wants
-// it; each view's message is built once for all of them.
+// it; each view's message is built and encoded once for all of them.
 type nodeUpdate struct {
 	view fleet.NodeView
 	// state: the verdict, Slurm state or agent changed (not only the
 	// telemetry); sent before telemetry refreshes.
-	state        bool
-	full, basic  *apipb.Node
-	fOnce, bOnce sync.Once
+	state bool
+	// forBasic: NODE_VIEW_BASIC watchers get it too (a state change, or
+	// their coarser telemetry refresh is due).
+	forBasic    bool
+	full, basic encodedNode
 }
 
-// node is the message for a watcher in view (never modified after).
-func (u *nodeUpdate) node(view apipb.NodeView) *apipb.Node {
+// encodedNode is a node's WatchNodesResponse in one view, encoded once:
+// 100 watchers of 10,000 nodes would otherwise marshal the same message
+// 100 times. An encoded message can go on any stream that encodes alike;
+// the controller registers no compressor, so every stream does (proto,
+// uncompressed).
+type encodedNode struct {
+	once sync.Once
+	msg  any // *grpc.PreparedMsg, or the *apipb.WatchNodesResponse if encoding failed
+}
+
+// message is what to pass to stream.SendMsg for a watcher in view.
+func (u *nodeUpdate) message(stream grpc.ServerStream, view apipb.NodeView) any {
+	e := &u.full
 	if view == apipb.NodeView_NODE_VIEW_BASIC {
-		u.bOnce.Do(func() { u.basic = nodeProto(u.view, nil, view) })
-		return u.basic
+		e = &u.basic
 	}
-	u.fOnce.Do(func() { u.full = nodeProto(u.view, nil, view) })
-	return u.full
+	e.once.Do(func() {
+		resp := &apipb.WatchNodesResponse{Node: nodeProto(u.view, nil, view)}
+		e.msg = resp
+		var pm grpc.PreparedMsg
+		if err := pm.Encode(stream, resp); err == nil {
+			e.msg = &pm
+		}
+	})
+	return e.msg
 }
 
 // queued is a node's update in a watcher's queue; state is true when a
@@ -60,6 +89,7 @@ type queued struct {
 // nodeWatcher is one WatchNodes stream's queue.
 type nodeWatcher struct {
 	names map[string]bool // nil: every node
+	basic bool            // NODE_VIEW_BASIC
 	wake  chan struct{}
 
 	mu      sync.Mutex
@@ -68,8 +98,8 @@ type nodeWatcher struct {
 	order   []string // names of telemetry refreshes, oldest first
 }
 
-func newNodeWatcher(names []string) *nodeWatcher {
-	w := &nodeWatcher{wake: make(chan struct{}, 1), pending: map[string]queued{}}
+func newNodeWatcher(names []string, view apipb.NodeView) *nodeWatcher {
+	w := &nodeWatcher{basic: view == apipb.NodeView_NODE_VIEW_BASIC, wake: make(chan struct{}, 1), pending: map[string]queued{}}
 	if len(names) > 0 {
 		w.names = map[string]bool{}
 		for _, n := range names {
@@ -80,6 +110,11 @@ func newNodeWatcher(names []string) *nodeWatcher {
 }
 
 func (w *nodeWatcher) wants(name string) bool { return w.names == nil || w.names[name] }
+
+// wantsUpdate says whether u is for this watcher.
+func (w *nodeWatcher) wantsUpdate(u *nodeUpdate) bool {
+	return w.wants(u.view.Name) && (u.forBasic || !w.basic)
+}
 
 // offer queues u, replacing an older update of the same node in its place.
 func (w *nodeWatcher) offer(u *nodeUpdate) {
@@ -136,9 +171,10 @@ func (w *nodeWatcher) next(ctx context.Context) (*nodeUpdate, error) {
 // nodeHub runs its loop while it has watchers: the first to join starts
 // it, the last to leave stops it and waits for it.
 type nodeHub struct {
-	nodes          Nodes
-	tick           time.Duration
-	telemetryEvery time.Duration
+	nodes               Nodes
+	tick                time.Duration
+	telemetryEvery      time.Duration
+	basicTelemetryEvery time.Duration
 
 	mu       sync.Mutex
 	watchers map[*nodeWatcher]struct{}
@@ -147,7 +183,8 @@ type nodeHub struct {
 }
 
 func newNodeHub(nodes Nodes) *nodeHub {
-	return &nodeHub{nodes: nodes, tick: nodeWatchTick, telemetryEvery: nodeTelemetryEvery, watchers: map[*nodeWatcher]struct{}{}}
+	return &nodeHub{nodes: nodes, tick: nodeWatchTick, telemetryEvery: nodeTelemetryEvery, basicTelemetryEvery: nodeBasicTelemetryEvery,
+		watchers: map[*nodeWatcher]struct{}{}}
 }
 
 func (h *nodeHub) join(w *nodeWatcher) {
@@ -182,7 +219,8 @@ func (h *nodeHub) leave(w *nodeWatcher) {
 type published struct {
 	state   string
 	version uint64
-	at      time.Time
+	at      time.Time // published to every watcher
+	basicAt time.Time // published to NODE_VIEW_BASIC watchers
 	pass    uint64
 }
 
@@ -206,21 +244,30 @@ func (h *nodeHub) loop(ctx context.Context, done chan struct{}) {
 // when it starts.
 func (h *nodeHub) pass(ctx context.Context, last map[string]published, pass uint64) {
 	now := time.Now()
-	var changed []string
-	state := map[string]bool{}
+	type change struct {
+		name            string
+		state, forBasic bool
+	}
+	var changed []change
 	for _, v := range h.nodes.Index() {
 		st := stateKey(v)
 		p, seen := last[v.Name]
 		switch {
 		case !seen && pass > 1, seen && p.state != st:
-			changed = append(changed, v.Name)
-			state[v.Name] = true
-			p = published{state: st, version: v.Version, at: now}
+			changed = append(changed, change{v.Name, true, true})
+			p = published{state: st, version: v.Version, at: now, basicAt: now}
 		case seen && p.version != v.Version && now.Sub(p.at) >= h.telemetryEvery:
-			changed = append(changed, v.Name)
-			p = published{state: st, version: v.Version, at: now}
+			c := change{name: v.Name, forBasic: now.Sub(p.basicAt) >= h.basicTelemetryEvery}
+			changed = append(changed, c)
+			p.version, p.at = v.Version, now
+			if c.forBasic {
+				p.basicAt = now
+			}
 		case !seen:
-			p = published{state: st, version: v.Version, at: now}
+			// Spread the nodes' refreshes over their periods: from one
+			// start they would all fall due in the same pass.
+			p = published{state: st, version: v.Version,
+				at: now.Add(-stagger(v.Name, h.telemetryEvery)), basicAt: now.Add(-stagger(v.Name, h.basicTelemetryEvery))}
 		}
 		p.pass = pass
 		last[v.Name] = p
@@ -239,21 +286,31 @@ func (h *nodeHub) pass(ctx context.Context, last map[string]published, pass uint
 		ws = append(ws, w)
 	}
 	h.mu.Unlock()
-	for _, name := range changed {
+	for _, c := range changed {
 		if ctx.Err() != nil {
 			return // the last watcher left
 		}
-		v, ok := h.nodes.Snapshot(name)
+		v, ok := h.nodes.Snapshot(c.name)
 		if !ok {
 			continue
 		}
-		u := &nodeUpdate{view: v, state: state[name]}
+		u := &nodeUpdate{view: v, state: c.state, forBasic: c.forBasic}
 		for _, w := range ws {
-			if w.wants(name) {
+			if w.wantsUpdate(u) {
 				w.offer(u)
 			}
 		}
 	}
+}
+
+// stagger is a node's fixed offset within a refresh period.
+func stagger(name string, every time.Duration) time.Duration {
+	if every <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return time.Duration(h.Sum64() % uint64(every))
 }
 
 // stateKey is what of a node is published at once when it changes:

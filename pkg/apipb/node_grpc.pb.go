@@ -43,7 +43,9 @@ type NodeServiceClient interface {
 	GetNode(ctx context.Context, in *GetNodeRequest, opts ...grpc.CallOption) (*GetNodeResponse, error)
 	// WatchNodes sends every matching node once, then each node again when
 	// its verdict, Slurm state or agent connection changes (within about a
-	// second), and when only its telemetry changed at most every 10 s.
+	// second), and when only its telemetry changed at most every 10 s
+	// (every 60 s in NODE_VIEW_BASIC, whose rows show telemetry only as the
+	// summary's counts).
 	// A watcher that reads slowly gets each node's latest state once, not
 	// every intermediate one.
 	WatchNodes(ctx context.Context, in *WatchNodesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNodesResponse], error)
@@ -164,7 +166,9 @@ type NodeServiceServer interface {
 	GetNode(context.Context, *GetNodeRequest) (*GetNodeResponse, error)
 	// WatchNodes sends every matching node once, then each node again when
 	// its verdict, Slurm state or agent connection changes (within about a
-	// second), and when only its telemetry changed at most every 10 s.
+	// second), and when only its telemetry changed at most every 10 s
+	// (every 60 s in NODE_VIEW_BASIC, whose rows show telemetry only as the
+	// summary's counts).
 	// A watcher that reads slowly gets each node's latest state once, not
 	// every intermediate one.
 	WatchNodes(*WatchNodesRequest, grpc.ServerStreamingServer[WatchNodesResponse]) error
