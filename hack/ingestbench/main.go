@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -84,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.monitor, "monitor", true, "run the health monitor, as the controller does (every batch's samples kept for the rules, nodes judged every 5 s; no Slurm, so no remediation); false measures what it costs")
 	fs.StringVar(&o.tlsDir, "tls-dir", "", "mTLS as in production: -role server/all writes a test CA, its certificate and a token file here and requires TLS; -role agents/all issues each agent its own client certificate (spiffe://sopilot/agent/<node>) from that CA. Empty: plaintext, insecure mode")
 	fs.DurationVar(&o.overload, "overload-latency", 0, "the controller's overload threshold (goroutine scheduling latency p99; 0: its default, negative: overload control off, to measure capacity)")
-	fs.BoolVar(&o.restart, "restart", false, "-role all: after the window, restart the controller on the same address and report how long the agents take to reconnect")
+	fs.BoolVar(&o.restart, "restart", false, "after the window, restart the controller on the same address and report how long the agents take to reconnect (-role all; -role agents with -server-pid: the server restarts its controller on SIGHUP)")
 	fs.BoolVar(&o.ibCounters, "ib-counters", true, "send the 21 counters of each InfiniBand port; false measures what they cost the controller")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -96,8 +97,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	switch o.role {
 	case "all", "server", "agent":
 	case "agents":
-		if o.restart {
-			errs = append(errs, "-restart: only with -role all")
+		if o.restart && o.serverPID == 0 {
+			errs = append(errs, "-restart: with -role agents, needs -server-pid")
 		}
 		if o.connect == "" {
 			errs = append(errs, "-connect: required with -role agents")
@@ -142,11 +143,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "server":
 		return runServer(ctx, o, stdout, logger)
 	case "agents":
-		res, err := runAgents(ctx, o, o.connect, logger, nil)
+		var restart func() error
+		if o.restart {
+			restart = func() error { return restartServer(ctx, o.serverPID, o.connect) }
+		}
+		res, err := runAgents(ctx, o, o.connect, logger, restart)
 		if err != nil {
 			return err
 		}
 		res.print(stdout, o.header)
+		if o.restart {
+			res.printRestart(stdout)
+		}
 		return nil
 	case "agent":
 		return runRealAgents(ctx, o, stdout, logger)
@@ -247,7 +255,7 @@ func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Lo
 	if err != nil {
 		return err
 	}
-	defer c.stop()
+	defer func() { c.stop() }()
 	fmt.Fprintf(stdout, "controller listening on %s (pid %d)\n", c.addr, os.Getpid())
 	if o.addrFile != "" {
 		tmp := o.addrFile + ".tmp"
@@ -259,7 +267,7 @@ func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Lo
 		}
 	}
 	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
 	defer signal.Stop(sig)
 	var prof *os.File
 	var at0 fleetStats
@@ -277,6 +285,14 @@ func runServer(ctx context.Context, o options, stdout io.Writer, logger *slog.Lo
 			switch s {
 			case syscall.SIGUSR1:
 				at0 = c.stats()
+			case syscall.SIGHUP: // -role agents -restart
+				c.stop()
+				nc, err := startController(c.addr, o.monitor, o.tlsDir, o.overload, logger)
+				if err != nil {
+					return fmt.Errorf("restart: %w", err)
+				}
+				c = nc
+				continue
 			case syscall.SIGUSR2:
 				fmt.Fprintln(stdout, c.stats().since(at0))
 				fmt.Fprintln(stdout, memoryLine())
@@ -393,4 +409,33 @@ func memoryLine() string {
 	const mib = 1 << 20
 	return fmt.Sprintf("memory: heap in use %d MiB (target %d MiB), goroutine stacks %d MiB, %d goroutines, runtime total %d MiB, released to the OS %d MiB",
 		m.HeapInuse/mib, m.NextGC/mib, m.StackInuse/mib, runtime.NumGoroutine(), m.Sys/mib, m.HeapReleased/mib)
+}
+
+// restartServer has the -role server process at pid restart its
+// controller (SIGHUP) and returns once addr refused a connection (the old
+// controller stopped) and then accepted one (the new one listens).
+func restartServer(ctx context.Context, pid int, addr string) error {
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for stopped := false; ; {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the controller at %s did not stop and start again within 30 s", addr)
+		}
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			if stopped {
+				return nil
+			}
+		} else {
+			stopped = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }

@@ -18,7 +18,9 @@
 # the agents on CPU 1 (taskset), so that figures mean the same on any
 # 2-core machine; OVERLOAD_LATENCY: the controller's -overload-latency
 # (-1ns: overload control off, to measure capacity); RAMP: agents start
-# spread over this long (default 5s).
+# spread over this long (default 5s); RESTART=1: after the window the
+# controller restarts on the same address and the agents' reconnection is
+# reported.
 # One process may hold ~20,000 descriptors here (ulimit -n); one connection
 # per agent needs one in each process, so beyond ~19,000 agents pass
 # CONNS=<n> to share connections.
@@ -41,6 +43,8 @@ trap 'exit 130' INT TERM
 go build -o "$tmp/ingestbench" ./hack/ingestbench
 tlsargs=()
 if [ "${TLS:-0}" = 1 ]; then mkdir -p "$tmp/pki"; tlsargs=(-tls-dir "$tmp/pki"); fi
+restart=
+if [ "${RESTART:-0}" = 1 ]; then restart=-restart; fi
 pin0=() pin1=()
 if [ "${PIN:-0}" = 1 ]; then pin0=(taskset -c 0) pin1=(taskset -c 1); fi
 echo "ulimit -n: $(ulimit -n); $(nproc) CPUs; window $DURATION after $WARMUP warm-up; $REPS runs per N"
@@ -54,7 +58,7 @@ for n in "${ns[@]}"; do
 		spid=$!
 		for _ in $(seq 100); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
 		"${pin1[@]}" "$tmp/ingestbench" -role agents "${tlsargs[@]}" -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \
-			-conns "${CONNS:-0}" -ib-counters="${IB_COUNTERS:-true}" -duration "$DURATION" -warmup "$WARMUP" -ramp "${RAMP:-5s}" $header 2>"$tmp/agents.log" ||
+			-conns "${CONNS:-0}" -ib-counters="${IB_COUNTERS:-true}" -duration "$DURATION" -warmup "$WARMUP" -ramp "${RAMP:-5s}" $header $restart 2>"$tmp/agents.log" ||
 			{ echo "agents failed:" >&2; tail -n 20 "$tmp/agents.log" "$tmp/server.log" >&2; exit 1; }
 		header=
 		grep -v '^$' "$tmp/agents.log" | tail -n 3 >&2 || true
