@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,11 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/sopilot/sopilot/internal/slurmtest"
 	"github.com/sopilot/sopilot/internal/testbin"
+	"github.com/sopilot/sopilot/internal/tlsutil/tlstest"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
@@ -29,22 +35,35 @@ import (
 //
 // Under ingest load: SOPILOT_DRAIN_LOAD_AGENTS=10000 also runs that many
 // simulated agents at 1 Hz (hack/ingestbench -role agents, pinned to CPU 1
-// when taskset is there) against the same controller, from 30 s before
+// when taskset is there) against the same controller, every agent over
+// mTLS with its own client certificate as in production, from 30 s before
 // the first injection to the end; run the test itself under taskset -c 0
 // so that the controller has the other core:
 //
 //	SOPILOT_SLURM_EXCLUSIVE=1 SOPILOT_DRAIN_LOAD_AGENTS=10000 taskset -c 0 go test -run '^$' -bench ExclusiveFaultToDrain -benchtime 50x -timeout 30m ./cmd/controller
 func BenchmarkExclusiveFaultToDrain(b *testing.B) {
 	env := slurmtest.RequireExclusive(b)
-	p := startController(b, env, filepath.Join(b.TempDir(), "c.db"), "--slurm-conf", env.SlurmConf,
+	flags := []string{"--slurm-conf", env.SlurmConf,
 		"--health-event-window", "1s", "--health-evaluate-every", "200ms", "--undrain-after", "1h",
-		"--max-drain-share", "1", "--max-drains-per-window", "100000", "--drain-window", "1s", "--node-poll-interval", "1s", "--log-level", "info")
-	nodes := apipb.NewNodeServiceClient(p.conn)
+		"--max-drain-share", "1", "--max-drains-per-window", "100000", "--drain-window", "1s", "--node-poll-interval", "1s", "--log-level", "info"}
 	const node = "worker-0"
-	admin := startAgent(b, p.addr, env.Machine(node))
-	startAgent(b, p.addr, env.Machine("worker-1"))
+	var (
+		nodes apipb.NodeServiceClient
+		admin string
+	)
 	if n := os.Getenv("SOPILOT_DRAIN_LOAD_AGENTS"); n != "" {
-		startIngestLoad(b, p.addr, n)
+		// Under load, as in production: mTLS, a client certificate per
+		// agent, the two real agents included.
+		sec := startSecureController(b, env, flags...)
+		nodes = apipb.NewNodeServiceClient(sec.conn)
+		admin = sec.agent(b, env.Machine(node))
+		sec.agent(b, env.Machine("worker-1"))
+		startIngestLoad(b, sec.addr, n, "-tls-dir", sec.pki)
+	} else {
+		p := startController(b, env, filepath.Join(b.TempDir(), "c.db"), flags...)
+		nodes = apipb.NewNodeServiceClient(p.conn)
+		admin = startAgent(b, p.addr, env.Machine(node))
+		startAgent(b, p.addr, env.Machine("worker-1"))
 	}
 	ctx := context.Background()
 	b.Cleanup(func() {
@@ -109,6 +128,9 @@ func BenchmarkExclusiveFaultToDrain(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	if os.Getenv("SOPILOT_DRAIN_LOAD_AGENTS") != "" {
+		b.Logf("agents connected at the end: %d", connectedAgents(b, nodes))
+	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))] }
 	b.Logf("fault → Slurm DRAIN over %d injections: p50 %v  p90 %v  p99 %v  max %v", len(lat),
@@ -122,7 +144,7 @@ func BenchmarkExclusiveFaultToDrain(b *testing.B) {
 // startIngestLoad runs n simulated agents at 1 Hz against addr from a
 // separate process (hack/ingestbench -role agents, on CPU 1 when taskset
 // is there) and returns once they have been connected for a while.
-func startIngestLoad(b *testing.B, addr, n string) {
+func startIngestLoad(b *testing.B, addr, n string, extra ...string) {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "ingestbench")
 	build := exec.Command("go", "build", "-o", bin, "./hack/ingestbench")
@@ -131,7 +153,7 @@ func startIngestLoad(b *testing.B, addr, n string) {
 		b.Fatalf("go build ./hack/ingestbench: %v\n%s", err, out)
 	}
 	const warmup = 30 * time.Second
-	args := []string{bin, "-role", "agents", "-connect", addr, "-agents", n, "-ramp", "10s", "-warmup", warmup.String(), "-duration", "24h"}
+	args := append([]string{bin, "-role", "agents", "-connect", addr, "-agents", n, "-ramp", "10s", "-warmup", warmup.String(), "-duration", "24h"}, extra...)
 	if ts, err := exec.LookPath("taskset"); err == nil {
 		args = append([]string{ts, "-c", "1"}, args...)
 	}
@@ -156,5 +178,80 @@ func startIngestLoad(b *testing.B, addr, n string) {
 		ended <- err
 		b.Fatalf("the ingest load ended early (%v): %s", err, stderr.String())
 	case <-time.After(warmup):
+	}
+}
+
+// secureController is a controller serving mTLS, with the test CA that
+// signed its certificate and issues its agents'.
+type secureController struct {
+	addr string
+	conn *grpc.ClientConn // an admin's, over TLS with a bearer token
+	ca   *tlstest.CA
+	// pki holds ca.crt and ca.key, the form hack/ingestbench -tls-dir
+	// issues its agents' certificates from.
+	pki string
+}
+
+func startSecureController(b *testing.B, env slurmtest.Env, extra ...string) *secureController {
+	b.Helper()
+	ca := tlstest.NewCA(b)
+	srv := ca.Server(b, "localhost", "127.0.0.1")
+	pki := b.TempDir()
+	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.Key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const token = "drain-bench-admin-token-0123456789abcdef"
+	for name, data := range map[string][]byte{
+		"ca.crt":     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}),
+		"ca.key":     pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		"tokens.csv": []byte(token + ",bench,admin\n"),
+	} {
+		if err := os.WriteFile(filepath.Join(pki, name), data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	args := append([]string{"--db", filepath.Join(b.TempDir(), "c.db"), "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "",
+		"--poll-interval", "1s", "--default-workdir", b.TempDir(),
+		"--tls-cert-file", srv.CertFile, "--tls-key-file", srv.KeyFile, "--tls-client-ca-file", ca.CertFile,
+		"--token-file", filepath.Join(pki, "tokens.csv")}, extra...)
+	p := launch(b, env, args...)
+	tc := &tls.Config{RootCAs: ca.Pool, ServerName: "localhost", MinVersion: tls.VersionTLS13}
+	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)), grpc.WithPerRPCCredentials(tokenCreds(token)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return &secureController{addr: p.addr, conn: conn, ca: ca, pki: pki}
+}
+
+// agent runs a simulated agent for machine over mTLS with its own
+// certificate and returns its admin address.
+func (c *secureController) agent(b *testing.B, machine string) string {
+	b.Helper()
+	pair := c.ca.Agent(b, machine)
+	args := []string{"--controller", c.addr, "--controller-server-name", "localhost", "--node-name", machine,
+		"--tls-cert-file", pair.CertFile, "--tls-key-file", pair.KeyFile, "--tls-ca-file", c.ca.CertFile,
+		"--nvml", "sim", "--ib", "sim", "--nccl", "sim", "--admin-addr", "127.0.0.1:0", "--state-dir", b.TempDir(), "--log-level", "info"}
+	return testbin.Start(b, exec.Command(agentBinary(b), args...), &lockedBuffer{}, adminRE)[1]
+}
+
+// connectedAgents counts the nodes whose agent is connected, page by page.
+func connectedAgents(b *testing.B, nodes apipb.NodeServiceClient) int {
+	n := 0
+	req := &apipb.ListNodesRequest{PageSize: 1000, View: apipb.NodeView_NODE_VIEW_BASIC}
+	for {
+		resp, err := nodes.ListNodes(context.Background(), req)
+		if err != nil {
+			b.Fatalf("ListNodes: %v", err)
+		}
+		for _, nd := range resp.GetNodes() {
+			if nd.GetAgentConnected() {
+				n++
+			}
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			return n
+		}
 	}
 }
