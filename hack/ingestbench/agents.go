@@ -184,8 +184,8 @@ type result struct {
 	skipped            int
 	p50, p99, max      time.Duration
 	unacked            int
-	reconnects         uint64 // streams opened again in the window by agents that had had one
-	late               int    // agents whose first stream opened in the window
+	reconnects         uint64  // streams opened again in the window by agents that had had one
+	late               int     // agents whose first stream opened in the window
 	disconnected       int     // agents without a stream at the end of the window
 	ctlCPU, ctlRSS     float64 // percent of one core, MiB; NaN when unknown
 	agentCPU, agentRSS float64
