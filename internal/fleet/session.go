@@ -198,7 +198,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	// be interrupted, returning from the handler can); the reader ends with
 	// the stream. Sending here rather than in a goroutine of its own keeps
 	// each agent's stream to one goroutine of ours besides the reader: at
-	// 10,000 agents a goroutine each is ~50 MiB of stacks. A send blocks
+	// 10,000 agents a goroutine each is ~40 MiB of stacks. A send blocks
 	// only on HTTP/2 flow control, that is on an agent that stopped
 	// reading, whose stream then waits with it.
 	type recvd struct {
