@@ -106,6 +106,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	default:
 		errs = append(errs, fmt.Sprintf("-role: %q is not all, server, agents or agent", o.role))
 	}
+	if o.memprofile != "" && o.role != "server" {
+		errs = append(errs, "-memprofile: only with -role server")
+	}
 	if o.agents < 1 {
 		errs = append(errs, fmt.Sprintf("-agents: %d, at least 1", o.agents))
 	}

@@ -129,6 +129,7 @@ func TestParseFlagsErrorsNameTheFlag(t *testing.T) {
 		"-interval -1s":           "-interval",
 		"-warmup -1s -agents 100": "-warmup",
 		"-role agents -connect 127.0.0.1:1 -restart": "-server-pid",
+		"-memprofile x.heap":                         "-memprofile",
 	} {
 		_, err := parseFlags(strings.Fields(args), &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), want) {
