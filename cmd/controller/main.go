@@ -26,8 +26,10 @@ func main() {
 	// container's (cgroup) limit, unless GOMEMLIMIT is set. Without it the
 	// heap grows to 4× what is live and the kernel kills the controller
 	// before the collector runs; with it the collector works harder only
-	// near the limit. No cgroup limit, no soft limit.
-	_, _ = memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithLogger(slog.Default()))
+	// near the limit. No cgroup limit, no soft limit. The limit is in the
+	// "controller ready" line; only failures are logged here.
+	_, _ = memlimit.Set(memlimit.WithRatio(0.9),
+		memlimit.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {

@@ -39,10 +39,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -408,7 +410,12 @@ func (c *Controller) Run(ctx context.Context) (err error) {
 		}
 		c.health.SetServingStatus(apipb.RunService_ServiceDesc.ServiceName, serving)
 	})
-	c.log.Info("controller ready", "version", c.cfg.Version.String(), "grpc_addr", c.GRPCAddr().String(), "scheduler", c.backend.Name(), "db", c.cfg.DBPath)
+	memLimit := "none"
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		memLimit = fmt.Sprintf("%d MiB", l>>20)
+	}
+	c.log.Info("controller ready", "version", c.cfg.Version.String(), "grpc_addr", c.GRPCAddr().String(), "scheduler", c.backend.Name(), "db", c.cfg.DBPath,
+		"memory_limit", memLimit)
 	waited := make(chan error, 1)
 	go func() { waited <- g.Wait() }()
 	select {
