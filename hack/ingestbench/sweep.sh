@@ -54,7 +54,7 @@ for n in "${ns[@]}"; do
 		prof=()
 		if [ -n "${PROFILE_DIR:-}" ]; then mkdir -p "$PROFILE_DIR"; prof=(-cpuprofile "$PROFILE_DIR/controller-$n-$rep.pprof" -memprofile "$PROFILE_DIR/controller-$n-$rep.heap"); fi
 		rm -f "$tmp/addr"
-		GOGC=${SERVER_GOGC:-100} GOMEMLIMIT=${SERVER_GOMEMLIMIT:-off} "${pin0[@]}" "$tmp/ingestbench" -role server -monitor="${MONITOR:-true}" -overload-latency "${OVERLOAD_LATENCY:-0}" "${tlsargs[@]}" -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
+		GOGC=${SERVER_GOGC:-100} GOMEMLIMIT=${SERVER_GOMEMLIMIT:-off} GODEBUG=${SERVER_GODEBUG:-} "${pin0[@]}" "$tmp/ingestbench" -role server -monitor="${MONITOR:-true}" -overload-latency "${OVERLOAD_LATENCY:-0}" "${tlsargs[@]}" -addr-file "$tmp/addr" "${prof[@]}" >"$tmp/server.log" 2>&1 &
 		spid=$!
 		for _ in $(seq 100); do [ -s "$tmp/addr" ] && break; sleep 0.1; done
 		"${pin1[@]}" "$tmp/ingestbench" -role agents "${tlsargs[@]}" -connect "$(cat "$tmp/addr")" -server-pid "$spid" -agents "$n" \

@@ -3,6 +3,8 @@ package fleet
 import (
 	"context"
 
+	"golang.org/x/time/rate"
+
 	"github.com/sopilot/sopilot/internal/run"
 	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
@@ -12,7 +14,8 @@ import (
 // and returns what applies one batch on it: the ingest path alone.
 func (f *Fleet) IngestFunc(node string) func(*agentpb.Batch) error {
 	n := f.node(node)
-	s := &session{node: n, ctx: context.Background(), cancel: func(error) {}, out: make(chan *agentpb.ConnectResponse, 16), ackWake: make(chan struct{}, 1)}
+	s := newSession(context.Background(), func(error) {}, n, discard{}, f.overload, rate.NewLimiter(rate.Inf, 0))
+	s.flushing = false
 	n.mu.Lock()
 	n.session, n.bootID = s, "boot-"+node
 	n.inventory = telemetry.Inventory{GPUs: make([]telemetry.GPUInfo, 8)}
@@ -28,3 +31,8 @@ func (f *Fleet) RunUsage(runID string, final bool) *run.Usage {
 // SetOverloadFactor sets the overload factor as the scheduling latency
 // watcher would.
 func (f *Fleet) SetOverloadFactor(factor int) { f.overload.factor.Store(int32(factor)) }
+
+// discard is a stream that drops what is sent.
+type discard struct{}
+
+func (discard) Send(*agentpb.ConnectResponse) error { return nil }

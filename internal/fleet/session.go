@@ -21,65 +21,169 @@ import (
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
-// session is one open Connect stream. Only its handler goroutine calls
-// stream.Send; everything else queues through send or ack.
+// session is one open Connect stream. The stream's handler goroutine is
+// the only one that receives; sends come from whoever has something for the
+// agent (the handler's own acks, the commit loop's acks, assignments,
+// commands), queue under mu and go out through flush, one sender at a time.
 type session struct {
 	id     uint64
 	node   *node
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	stream sender
+	load   *overload
 
-	out chan *agentpb.ConnectResponse
 	// limit bounds how fast the stream's batches are read
 	// (Options.MaxBatchRate).
 	limit *rate.Limiter
-	// batch is the stream's batch in the controller's terms, refilled for
-	// every batch (only the stream's goroutine ingests).
-	batch   telemetry.Batch
-	ackMu   sync.Mutex
-	acked   uint64 // highest sequence queued for acking
-	ackWake chan struct{}
+
+	mu       sync.Mutex
+	queue    []*agentpb.ConnectResponse // waiting to be sent, in order
+	acked    uint64                     // highest sequence to ack
+	ackSent  uint64                     // highest sequence acked on the stream
+	ackOwed  bool                       // acked changed (or the handshake's ack) and is not sent yet
+	flushing bool                       // a flush is running: it sends what is queued before it returns
+	closed   bool                       // the handler is returning or a send failed: send nothing more
+	flushed  *sync.Cond                 // on mu: signalled when a flush ends
 }
+
+// sender is the sending half of the agent's stream.
+type sender interface {
+	Send(*agentpb.ConnectResponse) error
+}
+
+// maxQueued bounds what may wait for an agent that does not read its
+// stream before the stream is ended.
+const maxQueued = 64
 
 // errReplaced ends a stream when the same node connects again.
 var errReplaced = errors.New("replaced by a newer connection from the same node")
 
+// ack queues seq as the sequence to ack and sends it from a goroutine of
+// its own (the caller is the commit loop, which must not wait on a stream).
 func (s *session) ack(seq uint64) {
-	s.ackMu.Lock()
+	if s.setAck(seq) {
+		go s.flush()
+	}
+}
+
+// ackHere is ack for the stream's own handler: it sends on this goroutine.
+func (s *session) ackHere(seq uint64) {
+	if s.setAck(seq) {
+		s.flush()
+	}
+}
+
+// setAck records seq and says whether the caller must flush.
+func (s *session) setAck(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if seq > s.acked {
 		s.acked = seq
 	}
-	s.ackMu.Unlock()
-	select {
-	case s.ackWake <- struct{}{}:
-	default:
+	if s.acked > s.ackSent {
+		s.ackOwed = true
 	}
+	return s.ackOwed && s.claimFlush()
 }
 
+// send queues m for the agent and sends it from a goroutine of its own.
 func (s *session) send(m *agentpb.ConnectResponse) {
-	select {
-	case s.out <- m:
-	default:
+	s.mu.Lock()
+	if len(s.queue) >= maxQueued {
+		s.mu.Unlock()
 		// The agent is not reading; it will get a fresh state after it
 		// reconnects.
-		s.cancel(errors.New("agent is not reading its stream"))
+		s.cancel(errNotReading)
+		return
+	}
+	s.queue = append(s.queue, m)
+	start := s.claimFlush()
+	s.mu.Unlock()
+	if start {
+		go s.flush()
 	}
 }
 
-// sendAck sends the latest durable sequence if it has not been sent yet.
-func (s *session) sendAck(stream agentpb.AgentService_ConnectServer, load *overload, sent *uint64) error {
-	s.ackMu.Lock()
-	seq := s.acked
-	s.ackMu.Unlock()
-	if seq <= *sent && *sent != 0 {
+var errNotReading = errors.New("agent is not reading its stream")
+
+// claimFlush makes the caller the flusher if none is running. s.mu held.
+func (s *session) claimFlush() bool {
+	if s.flushing {
+		return false
+	}
+	s.flushing = true
+	return true
+}
+
+// flush sends everything queued, and the ack owed, until nothing is left.
+// Only the goroutine that claimed the flush runs it, so sends never run
+// concurrently. A send blocks only on HTTP/2 flow control, that is on an
+// agent that stopped reading; its stream ends when it is found out (the
+// queue fills up, the connection's keepalive fails, or its next batch
+// arrives after the stream was cancelled).
+func (s *session) flush() {
+	for {
+		s.mu.Lock()
+		q := s.queue
+		s.queue = nil
+		var ack *agentpb.Ack
+		if s.ackOwed {
+			ack = &agentpb.Ack{Sequence: s.acked, MinSampleInterval: s.load.hint()}
+			s.ackSent, s.ackOwed = s.acked, false
+		}
+		if s.closed || len(q) == 0 && ack == nil {
+			s.endFlush()
+			return
+		}
+		s.mu.Unlock()
+		err := s.sendAll(q, ack)
+		if err != nil {
+			s.cancel(err)
+			s.mu.Lock()
+			s.closed = true
+			s.endFlush()
+			return
+		}
+	}
+}
+
+// endFlush gives the flush up. s.mu held; it unlocks.
+func (s *session) endFlush() {
+	s.flushing = false
+	s.flushed.Broadcast()
+	s.mu.Unlock()
+}
+
+func (s *session) sendAll(q []*agentpb.ConnectResponse, ack *agentpb.Ack) error {
+	for _, m := range q {
+		if err := s.stream.Send(m); err != nil {
+			return err
+		}
+	}
+	if ack == nil {
 		return nil
 	}
-	ack := &agentpb.Ack{Sequence: seq, MinSampleInterval: load.hint()}
-	if err := stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: ack}}); err != nil {
-		return err
+	return s.stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: ack}})
+}
+
+// close stops all sending and waits for a send under way: gRPC's stream
+// may not be used once the handler has returned.
+func (s *session) close() {
+	s.mu.Lock()
+	s.closed = true
+	for s.flushing {
+		s.flushed.Wait()
 	}
-	*sent = seq
-	return nil
+	s.mu.Unlock()
+}
+
+// newSession returns a session whose flush is claimed by the caller, who
+// sends the handshake on stream first and then calls flush.
+func newSession(ctx context.Context, cancel context.CancelCauseFunc, n *node, stream sender, load *overload, limit *rate.Limiter) *session {
+	s := &session{node: n, ctx: ctx, cancel: cancel, stream: stream, load: load, limit: limit, flushing: true}
+	s.flushed = sync.NewCond(&s.mu)
+	return s
 }
 
 // HelloTimeout bounds the wait for an agent's first message.
@@ -109,8 +213,8 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		return err
 	}
 	n := f.node(hello.GetNodeName())
-	s := &session{node: n, ctx: ctx, cancel: cancel, out: make(chan *agentpb.ConnectResponse, 64), ackWake: make(chan struct{}, 1),
-		limit: rate.NewLimiter(rate.Limit(f.opts.MaxBatchRate), f.opts.MaxBatchBurst)}
+	s := newSession(ctx, cancel, n, stream, f.overload, rate.NewLimiter(rate.Limit(f.opts.MaxBatchRate), f.opts.MaxBatchBurst))
+	defer s.close()
 	invBytes, _ := proto.Marshal(hello.GetInventory())
 
 	f.mu.Lock()
@@ -161,6 +265,7 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	n.lastBatch = n.lastSeen
 	n.version++
 	durable, bootID, epoch := n.ackable(), n.bootID, n.epoch
+	s.acked, s.ackSent = durable, durable
 	assigned, slurmNodes := n.assigned, n.slurmNodes
 	n.mu.Unlock()
 	if old != nil {
@@ -181,64 +286,37 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 		"gpus", len(hello.GetInventory().GetGpus()), "simulated", hello.GetInventory().GetSimulated())
 
 	// The handshake: the highest sequence durable for this boot. It goes
-	// first, before anything queued for the stream, so the agent can
-	// renumber.
+	// first, before anything queued for the stream (this goroutine holds
+	// the session's flush until then), so the agent can renumber.
 	if err := stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: &agentpb.Ack{Sequence: durable, MinSampleInterval: f.overload.hint()}}}); err != nil {
 		return err
 	}
 	// Persist the hello (new boot, inventory) with the next commit.
 	f.enqueue(item{n: n, epoch: epoch, received: time.Now()})
+	s.mu.Lock()
 	if f.opts.AgentConfig != nil {
-		s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Config{Config: f.opts.AgentConfig}}
+		s.queue = append(s.queue, &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Config{Config: f.opts.AgentConfig}})
 	}
-	s.out <- &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(slurmNodes, assigned)}}
-	// The reader receives; this goroutine applies what it receives and
-	// sends what the agent is owed (acks, assignments, commands). Receiving
-	// apart lets a stopping controller end the stream at once (Recv cannot
-	// be interrupted, returning from the handler can); the reader ends with
-	// the stream. Sending here rather than in a goroutine of its own keeps
-	// each agent's stream to one goroutine of ours besides the reader: at
-	// 10,000 agents a goroutine each is ~40 MiB of stacks. A send blocks
-	// only on HTTP/2 flow control, that is on an agent that stopped
-	// reading, whose stream then waits with it.
-	type recvd struct {
-		m   *agentpb.ConnectRequest
-		err error
-	}
-	msgs := make(chan recvd, 1)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			select {
-			case msgs <- recvd{m, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-
-	var sent uint64 // the last sequence acked on this stream
+	s.queue = append(s.queue, &agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Assignments{Assignments: assignmentsFor(slurmNodes, assigned)}})
+	s.mu.Unlock()
+	s.flush()
+	// This goroutine receives and applies; it is the stream's only
+	// goroutine of ours (sends run on it or on short-lived flushes), since
+	// at 10,000 agents every goroutine per stream costs tens of MiB of
+	// stacks. Recv cannot be interrupted, so a stream that was replaced,
+	// found not reading, or outlived the fleet ends at its next message;
+	// one whose agent went silent ends with its connection (keepalive),
+	// and a stopping server ends the rest after its grace.
 	for {
-		var r recvd
+		m, err := stream.Recv()
 		select {
-		case r = <-msgs:
-		case m := <-s.out:
-			if r.err = stream.Send(m); r.err == nil {
-				continue
-			}
-		case <-s.ackWake:
-			if r.err = s.sendAck(stream, f.overload, &sent); r.err == nil {
-				continue
-			}
 		case <-f.stopped:
 			return status.Error(codes.Unavailable, errStopping.Error())
-		case <-ctx.Done():
-			r.err = status.FromContextError(context.Cause(ctx)).Err()
+		default:
 		}
-		m, err := r.m, r.err
+		if err == nil && ctx.Err() != nil {
+			err = status.FromContextError(context.Cause(ctx)).Err()
+		}
 		if err != nil {
 			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 				if errors.Is(cause, errReplaced) {
@@ -413,6 +491,11 @@ func (f *Fleet) checkComponents(n *node, tb *telemetry.Batch) error {
 // errSequenceJump: a batch numbered absurdly far past the node's last one.
 var errSequenceJump = errors.New("sequence jump")
 
+// batchPool holds the batches ingest converts into, refilled for every
+// batch: one per stream being ingested at the moment rather than one per
+// connected agent. Nothing keeps a reference into a batch after ingest.
+var batchPool = sync.Pool{New: func() any { return new(telemetry.Batch) }}
+
 // ingest applies one batch in memory and queues it for the next commit.
 // A batch with health events or progress first waits for room in its
 // node's share of the commit queue (Options.MaxQueuedEventsPerNode,
@@ -424,7 +507,8 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 	}
 	n := s.node
 	now := f.opts.Now()
-	tb := &s.batch
+	tb := batchPool.Get().(*telemetry.Batch)
+	defer batchPool.Put(tb)
 	tb.SetFromProto(b, now)
 	nEvents := len(tb.Events)
 	reserved := nEvents > 0 || len(tb.Progress) > 0
@@ -453,7 +537,7 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 		unreserve()
 		f.metrics.Batches.WithLabelValues("duplicate").Inc()
 		if seq <= ack {
-			s.ack(ack)
+			s.ackHere(ack)
 		}
 		return nil
 	}
@@ -579,7 +663,7 @@ func (f *Fleet) ingest(s *session, b *agentpb.Batch) error {
 		f.enqueue(it)
 	}
 	if !needsDurable {
-		s.ack(ack) // applied is enough for telemetry
+		s.ackHere(ack) // applied is enough for telemetry
 	}
 	return nil
 }

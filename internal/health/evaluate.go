@@ -1,7 +1,9 @@
 package health
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -177,20 +179,31 @@ func hourIncrease[S any](now time.Time, ss []S, at func(S) time.Time, val func(S
 	return sum, ok
 }
 
+// sortedBy returns xs in the order of cmp, stable: xs itself when it is
+// already in that order (the monitor hands its evidence over grouped and
+// in time order, so a pass over 10,000 nodes copies nothing), else a
+// sorted copy. xs is never changed.
+func sortedBy[T any](xs []T, cmp func(a, b T) int) []T {
+	if slices.IsSortedFunc(xs, cmp) {
+		return xs
+	}
+	xs = slices.Clone(xs)
+	slices.SortStableFunc(xs, cmp)
+	return xs
+}
+
 func sampleFindings(now time.Time, samples []telemetry.GPUSample, t Thresholds) []Finding {
-	byGPU := make(map[int][]telemetry.GPUSample)
-	for _, s := range samples {
-		byGPU[s.Index] = append(byGPU[s.Index], s)
-	}
-	idx := make([]int, 0, len(byGPU))
-	for i := range byGPU {
-		idx = append(idx, i)
-	}
-	sort.Ints(idx)
+	samples = sortedBy(samples, func(a, b telemetry.GPUSample) int {
+		return cmp.Or(cmp.Compare(a.Index, b.Index), a.Time.Compare(b.Time))
+	})
 	var fs []Finding
-	for _, i := range idx {
-		ss := byGPU[i]
-		sort.SliceStable(ss, func(a, b int) bool { return ss[a].Time.Before(ss[b].Time) })
+	for len(samples) > 0 {
+		n := 1
+		for n < len(samples) && samples[n].Index == samples[0].Index {
+			n++
+		}
+		ss, i := samples[:n], samples[0].Index
+		samples = samples[n:]
 		comp := fmt.Sprintf("gpu%d", i)
 		last := ss[len(ss)-1]
 		add := func(rule string, v Verdict, a Action, format string, args ...any) {
@@ -246,26 +259,18 @@ func ibFindings(now time.Time, ports []telemetry.IBPortSample, t Thresholds) []F
 		dev  string
 		port int
 	}
-	byPort := make(map[portKey][]telemetry.IBPortSample)
-	for _, p := range ports {
-		k := portKey{p.Device, p.Port}
-		byPort[k] = append(byPort[k], p)
-	}
-	keys := make([]portKey, 0, len(byPort))
-	for k := range byPort {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].dev != keys[j].dev {
-			return keys[i].dev < keys[j].dev
-		}
-		return keys[i].port < keys[j].port
+	ports = sortedBy(ports, func(a, b telemetry.IBPortSample) int {
+		return cmp.Or(strings.Compare(a.Device, b.Device), cmp.Compare(a.Port, b.Port), a.Time.Compare(b.Time))
 	})
 	cutoff := now.Add(-time.Hour)
 	var fs []Finding
-	for _, k := range keys {
-		ss := byPort[k]
-		sort.SliceStable(ss, func(a, b int) bool { return ss[a].Time.Before(ss[b].Time) })
+	for len(ports) > 0 {
+		n := 1
+		for n < len(ports) && ports[n].Device == ports[0].Device && ports[n].Port == ports[0].Port {
+			n++
+		}
+		ss, k := ports[:n], portKey{ports[0].Device, ports[0].Port}
+		ports = ports[n:]
 		comp := fmt.Sprintf("ib:%s/%d", k.dev, k.port)
 		add := func(rule string, v Verdict, a Action, format string, args ...any) {
 			fs = append(fs, Finding{Component: comp, Rule: rule, Verdict: v, Action: a, Reason: comp + ": " + fmt.Sprintf(format, args...)})

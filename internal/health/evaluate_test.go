@@ -555,3 +555,57 @@ func TestVerdictAndActionStrings(t *testing.T) {
 		t.Error("verdict order")
 	}
 }
+
+// Evaluate reads samples in any order, judges them as if sorted by
+// component and time, and never reorders the caller's slices (the
+// monitor hands over its evidence sorted, and then nothing is copied).
+func TestEvaluateOrderIndependentAndReadOnly(t *testing.T) {
+	th := h100(t)
+	e := healthyNode()
+	// GPU 2's newest sample reports a hardware slowdown, its older ones
+	// none (judged by the newest, so time order matters); GPU 0 is fine.
+	// Port 1 of mlx5_0 counts buffer overruns (any increase is a finding,
+	// so order matters again), port 1 of mlx5_1 is quiet.
+	for _, gpu := range []int{0, 2} {
+		for i := range 6 {
+			reasons := uint64(0)
+			if gpu == 2 && i == 5 {
+				reasons = 0x40
+			}
+			e.GPUSamples = append(e.GPUSamples, sample(gpu, time.Duration(5-i)*time.Minute, func(s *telemetry.GPUSample) { s.ThrottleReasons = p(reasons) }))
+		}
+	}
+	for _, dev := range []string{"mlx5_0", "mlx5_1"} {
+		for i := range 6 {
+			c := telemetry.IBCounters{}
+			if dev == "mlx5_0" {
+				c.ExcessiveBufferOverrunErrors = uint64(i)
+			}
+			s := port(time.Duration(5-i)*time.Minute, "ACTIVE", c)
+			s.Device = dev
+			e.IBPorts = append(e.IBPorts, s)
+		}
+	}
+	sorted := Evaluate(now, e, th)
+	if len(sorted.Findings) != 2 {
+		t.Fatalf("evidence judged with findings %v; the test needs two (gpu2, ib:mlx5_0/1)", sorted.Findings)
+	}
+	// Reverse both slices: the newest sample first.
+	rev := e
+	rev.GPUSamples = append([]telemetry.GPUSample(nil), e.GPUSamples...)
+	rev.IBPorts = append([]telemetry.IBPortSample(nil), e.IBPorts...)
+	for i, j := 0, len(rev.GPUSamples)-1; i < j; i, j = i+1, j-1 {
+		rev.GPUSamples[i], rev.GPUSamples[j] = rev.GPUSamples[j], rev.GPUSamples[i]
+	}
+	for i, j := 0, len(rev.IBPorts)-1; i < j; i, j = i+1, j-1 {
+		rev.IBPorts[i], rev.IBPorts[j] = rev.IBPorts[j], rev.IBPorts[i]
+	}
+	firstGPU, firstPort := rev.GPUSamples[0], rev.IBPorts[0]
+	got := Evaluate(now, rev, th)
+	if fmt.Sprint(got) != fmt.Sprint(sorted) {
+		t.Errorf("reversed evidence judged\n%v\nwant\n%v", got, sorted)
+	}
+	if rev.GPUSamples[0].Time != firstGPU.Time || rev.GPUSamples[0].Index != firstGPU.Index || rev.IBPorts[0] != firstPort {
+		t.Error("Evaluate reordered the caller's samples")
+	}
+}

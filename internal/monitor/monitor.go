@@ -1,10 +1,13 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/sopilot/sopilot/internal/health"
 	"github.com/sopilot/sopilot/internal/remediation"
 	"github.com/sopilot/sopilot/internal/store"
+	"github.com/sopilot/sopilot/internal/telemetry"
 	"github.com/sopilot/sopilot/pkg/agentpb"
 )
 
@@ -142,6 +146,17 @@ type Monitor struct {
 
 	wake  chan struct{}
 	tasks *tasks
+
+	// scratch is the evidence handed to health.Evaluate, refilled for
+	// every node under mu: a pass over 10,000 nodes allocates none.
+	scratch evalScratch
+}
+
+type evalScratch struct {
+	gpus []telemetry.GPUSample
+	ib   []telemetry.IBPortSample
+	idx  []int32
+	keys []ibKey
 }
 
 // New builds a monitor. engine and runs may be nil (no remediation, no run
@@ -201,17 +216,38 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 	if i > 0 {
 		e.events = append(e.events[:0], e.events[i:]...)
 	}
-	ev := health.Evidence{Node: name, LastReport: e.lastReport, ExpectedGPUs: e.expected, ObservedGPUs: e.observed, Events: e.events}
-	for _, h := range e.gpus {
-		ev.GPUSamples = append(ev.GPUSamples, h.kept...)
+	// By GPU and port, each in time order, as health.Evaluate groups them
+	// (it copies nothing then).
+	sc := &m.scratch
+	sc.idx = sc.idx[:0]
+	for i := range e.gpus {
+		sc.idx = append(sc.idx, i)
+	}
+	slices.Sort(sc.idx)
+	sc.gpus = sc.gpus[:0]
+	for _, i := range sc.idx {
+		h := e.gpus[i]
+		sc.gpus = append(sc.gpus, h.kept...)
 		if h.hasLatest {
-			ev.GPUSamples = append(ev.GPUSamples, h.latest)
+			sc.gpus = append(sc.gpus, h.latest)
 		}
 	}
-	for _, ss := range e.ib {
-		ev.IBPorts = append(ev.IBPorts, ss...)
+	sc.keys = sc.keys[:0]
+	for k := range e.ib {
+		sc.keys = append(sc.keys, k)
 	}
+	slices.SortFunc(sc.keys, func(a, b ibKey) int {
+		return cmp.Or(strings.Compare(a.device, b.device), cmp.Compare(a.port, b.port))
+	})
+	sc.ib = sc.ib[:0]
+	for _, k := range sc.keys {
+		sc.ib = append(sc.ib, e.ib[k]...)
+	}
+	ev := health.Evidence{Node: name, LastReport: e.lastReport, ExpectedGPUs: e.expected, ObservedGPUs: e.observed, Events: e.events,
+		GPUSamples: sc.gpus, IBPorts: sc.ib}
 	res := health.Evaluate(now, ev, m.cfg.Thresholds)
+	clear(sc.gpus) // no pointers into old samples kept alive
+	clear(sc.ib)
 	e.result = res
 	e.dirty = false
 	e.lastEval = now
