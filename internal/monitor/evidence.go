@@ -26,7 +26,7 @@ type runProgress struct {
 // evidence is what the monitor remembers about one node.
 type evidence struct {
 	gpus         map[int32]*gpuHistory
-	ib           map[ibKey][]telemetry.IBPortSample
+	ib           map[ibKey]*ibHistory
 	events       []health.Event
 	lastReport   time.Time
 	expected     int
@@ -38,15 +38,6 @@ type evidence struct {
 	lastEval     time.Time
 }
 
-// gpuHistory is one GPU's evidence: an hour of compact samples, one per
-// SampleEvery, holding only what the rate rules read, and the newest
-// sample as it arrived.
-type gpuHistory struct {
-	kept      []telemetry.GPUSample
-	latest    telemetry.GPUSample
-	hasLatest bool
-}
-
 type ibKey struct {
 	device string
 	port   int32
@@ -55,7 +46,7 @@ type ibKey struct {
 func (m *Monitor) node(name string) *evidence {
 	e := m.nodes[name]
 	if e == nil {
-		e = &evidence{gpus: map[int32]*gpuHistory{}, ib: map[ibKey][]telemetry.IBPortSample{}}
+		e = &evidence{gpus: map[int32]*gpuHistory{}, ib: map[ibKey]*ibHistory{}}
 		m.nodes[name] = e
 	}
 	return e
@@ -82,23 +73,16 @@ func (m *Monitor) ObserveBatch(node string, expectedGPUs int, b *telemetry.Batch
 			h = &gpuHistory{}
 			e.gpus[int32(g.Index)] = h
 		}
-		if h.hasLatest {
-			if t := h.latest.Time; len(h.kept) == 0 || t.Sub(h.kept[len(h.kept)-1].Time) >= m.cfg.SampleEvery {
-				h.kept = append(h.kept, h.latest.Compact())
-				i := 0
-				for i < len(h.kept)-1 && now.Sub(h.kept[i].Time) > time.Hour {
-					i++
-				}
-				if i > 0 {
-					h.kept = append(h.kept[:0], h.kept[i:]...)
-				}
-			}
-		}
-		h.latest, h.hasLatest = g, true
+		h.observe(g, gpuTime, compactGPU, now, m.cfg.SampleEvery)
 	}
 	for _, p := range b.IBSamples {
 		k := ibKey{p.Device, int32(p.Port)}
-		e.ib[k] = keep(e.ib[k], p, now, m.cfg.SampleEvery, func(x telemetry.IBPortSample) time.Time { return x.Time })
+		h := e.ib[k]
+		if h == nil {
+			h = &ibHistory{}
+			e.ib[k] = h
+		}
+		h.observe(p, ibTime, compactIB, now, m.cfg.SampleEvery)
 	}
 	for _, p := range b.Progress {
 		rp := m.progress[p.RunID]
@@ -112,25 +96,6 @@ func (m *Monitor) ObserveBatch(node string, expectedGPUs int, b *telemetry.Batch
 		}
 	}
 	e.dirty = true
-}
-
-// keep appends s to an hour of samples thinned to one per every, always
-// keeping the newest one (the last entry is replaced while it is younger
-// than every).
-func keep[S any](ss []S, s S, now time.Time, every time.Duration, at func(S) time.Time) []S {
-	if n := len(ss); n >= 2 && at(s).Sub(at(ss[n-2])) < every {
-		ss[n-1] = s
-	} else {
-		ss = append(ss, s)
-	}
-	i := 0
-	for i < len(ss)-2 && now.Sub(at(ss[i])) > time.Hour {
-		i++
-	}
-	if i > 0 {
-		ss = append(ss[:0], ss[i:]...)
-	}
-	return ss
 }
 
 // RecordEvents keeps health events as evidence, evaluates the node at once

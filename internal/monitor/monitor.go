@@ -226,11 +226,7 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 	slices.Sort(sc.idx)
 	sc.gpus = sc.gpus[:0]
 	for _, i := range sc.idx {
-		h := e.gpus[i]
-		sc.gpus = append(sc.gpus, h.kept...)
-		if h.hasLatest {
-			sc.gpus = append(sc.gpus, h.latest)
-		}
+		sc.gpus = appendGPU(sc.gpus, int(i), e.gpus[i])
 	}
 	sc.keys = sc.keys[:0]
 	for k := range e.ib {
@@ -241,7 +237,7 @@ func (m *Monitor) evaluateLocked(now time.Time, name string, e *evidence, counts
 	})
 	sc.ib = sc.ib[:0]
 	for _, k := range sc.keys {
-		sc.ib = append(sc.ib, e.ib[k]...)
+		sc.ib = appendIB(sc.ib, k, e.ib[k])
 	}
 	ev := health.Evidence{Node: name, LastReport: e.lastReport, ExpectedGPUs: e.expected, ObservedGPUs: e.observed, Events: e.events,
 		GPUSamples: sc.gpus, IBPorts: sc.ib}
