@@ -72,26 +72,6 @@ func MarshalInventory(inv Inventory) ([]byte, error) {
 	return proto.Marshal(out)
 }
 
-// Compact keeps what the hourly rate rules read of a sample (the counters
-// whose increase they judge), as copies, so the wire message it came from
-// can be collected.
-func (g GPUSample) Compact() GPUSample {
-	s := GPUSample{Time: g.Time, Index: g.Index}
-	if g.ECCVolatileCorrected != nil {
-		v := *g.ECCVolatileCorrected
-		s.ECCVolatileCorrected = &v
-	}
-	if g.PCIeReplayCount != nil {
-		v := *g.PCIeReplayCount
-		s.PCIeReplayCount = &v
-	}
-	if g.NVLinkErrorCount != nil {
-		v := *g.NVLinkErrorCount
-		s.NVLinkErrorCount = &v
-	}
-	return s
-}
-
 // ToProto is the wire form of s (RecoveryAction is not on the wire; the
 // Slurm job is one process of it).
 func (s GPUSample) ToProto() *agentpb.GpuSample {
