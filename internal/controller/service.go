@@ -330,8 +330,10 @@ func (s *Service) Create(ctx context.Context, spec run.Spec, requestID string) (
 
 	job, err := jobSpec(r, deps)
 	if err != nil {
-		// Validation passed, so this is a bug; record the run and fail
-		// it rather than leave the caller without an answer it can see.
+		// Validation passed, so this is a bug. Record the run and fail
+		// it without starting sbatch, as happened when the job spec was
+		// built after the commit: the failure stays in the run's
+		// history and the request_id is released.
 		stored, created, rerr := s.store.CreateRun(ctx, r)
 		if done, out, derr := s.recorded(stored, created, rerr, spec, requestID); done {
 			return out, derr
@@ -376,8 +378,9 @@ func (s *Service) recorded(stored *run.Run, created bool, err error, spec run.Sp
 	case err != nil:
 		return true, nil, fmt.Errorf("record run: %w", err)
 	case stored == nil:
-		// The backend broke SubmitAfter's contract: no gate call.
-		return true, nil, errors.New("record run: the scheduler backend submitted without recording the run first")
+		// The backend broke SubmitAfter's contract: it returned
+		// without calling the gate.
+		return true, nil, errors.New("record run: the scheduler backend never let the run be recorded")
 	case created:
 		return false, nil, nil
 	case !sameSpec(stored.Spec, spec):
