@@ -15,7 +15,10 @@ type instrumented struct {
 	m *metrics.Controller
 }
 
-var _ scheduler.Backend = (*instrumented)(nil)
+var (
+	_ scheduler.Backend        = (*instrumented)(nil)
+	_ scheduler.GatedSubmitter = (*instrumented)(nil)
+)
 
 func (b *instrumented) observe(op string, start time.Time, err error) {
 	result := "ok"
@@ -35,6 +38,33 @@ func (b *instrumented) Submit(ctx context.Context, job scheduler.JobSpec) (strin
 	start := time.Now()
 	id, err := b.Backend.Submit(ctx, job)
 	b.observe("submit", start, err)
+	return id, err
+}
+
+// SubmitGated keeps the inner backend's gated submission visible through
+// the wrapper (scheduler.SubmitAfter looks for it on the outermost value).
+// "submit" is observed only when the gate opened: after a refused gate
+// nothing was asked of Slurm. It is timed as the backend's whole call,
+// which holds the gate's time where it overlaps; without a gated inner
+// backend the gate runs first, outside the timing, as before.
+func (b *instrumented) SubmitGated(ctx context.Context, job scheduler.JobSpec, gate func() error) (string, error) {
+	g, ok := b.Backend.(scheduler.GatedSubmitter)
+	if !ok {
+		if err := gate(); err != nil {
+			return "", err
+		}
+		return b.Submit(ctx, job)
+	}
+	start := time.Now()
+	opened := false
+	id, err := g.SubmitGated(ctx, job, func() error {
+		err := gate()
+		opened = err == nil
+		return err
+	})
+	if opened {
+		b.observe("submit", start, err)
+	}
 	return id, err
 }
 

@@ -7,7 +7,11 @@
 //
 //  1. CreateRun commits the run (state PENDING, no Slurm job id) and its
 //     request_id to the store before anything reaches Slurm.
-//  2. The job is submitted with the comment "sopilot:run=<run id>".
+//  2. The job is submitted with the comment "sopilot:run=<run id>". With
+//     the CLI backend, sbatch is started during step 1 and sent its script
+//     only once the commit is durable (scheduler.SubmitAfter): a failed
+//     commit, a request_id seen before or a crash leaves sbatch an empty
+//     script, which it refuses, so no job exists without its run.
 //  3. The Slurm job id is committed to the run. CreateRun answers before
 //     this commit (the id is held in memory and shown in every read, see
 //     jobIDs), and the tracker writes it within flushInterval, so a
@@ -324,20 +328,67 @@ func (s *Service) Create(ctx context.Context, spec run.Spec, requestID string) (
 	s.markInflight(r.ID, true)
 	defer s.markInflight(r.ID, false)
 
-	stored, created, err := s.store.CreateRun(ctx, r)
+	job, err := jobSpec(r, deps)
 	if err != nil {
-		return nil, fmt.Errorf("record run: %w", err)
-	}
-	if !created {
-		if !sameSpec(stored.Spec, spec) {
-			s.countCreate("rejected")
-			return nil, fmt.Errorf("request_id %q belongs to run %s: %w", requestID, stored.ID, ErrRequestIDReused)
+		// Validation passed, so this is a bug. Record the run and fail
+		// it without starting sbatch, as happened when the job spec was
+		// built after the commit: the failure stays in the run's
+		// history and the request_id is released.
+		stored, created, rerr := s.store.CreateRun(ctx, r)
+		if done, out, derr := s.recorded(stored, created, rerr, spec, requestID); done {
+			return out, derr
 		}
-		s.countCreate("deduplicated")
-		return stored, nil
+		return s.failSubmit(ctx, stored, err)
+	}
+	// The run's record must be durable before a Slurm job can exist, so
+	// that a crash never leaves a job no run owns and a retry with the
+	// same request_id never makes a second job. SubmitAfter keeps that
+	// order while overlapping the commit with sbatch's start-up: the gate
+	// commits the run, and the script reaches sbatch only if it returns
+	// nil (see slurmcli's SubmitGated).
+	var (
+		stored  *run.Run
+		created bool
+		recErr  error
+	)
+	jobID, err := scheduler.SubmitAfter(ctx, s.backend, job, func() error {
+		stored, created, recErr = s.store.CreateRun(ctx, r)
+		if recErr == nil && !created {
+			return errAlreadyRecorded
+		}
+		return recErr
+	})
+	if done, out, derr := s.recorded(stored, created, recErr, spec, requestID); done {
+		return out, derr
 	}
 	s.log.Info("run recorded", "run_id", r.ID, "request_id", requestID, "job_name", spec.JobName)
-	return s.submit(ctx, stored, deps)
+	return s.submitted(ctx, stored, jobID, err)
+}
+
+// errAlreadyRecorded withdraws Create's submission when its request_id was
+// recorded before: the run of that request is the answer, not a new job.
+var errAlreadyRecorded = errors.New("request_id already recorded")
+
+// recorded handles the outcome of Create's recording commit. done means
+// Create is over and returns (out, err): the commit failed, or the
+// request_id was recorded before (then out is that run if the spec is the
+// same). Otherwise the run was recorded now and Create goes on.
+func (s *Service) recorded(stored *run.Run, created bool, err error, spec run.Spec, requestID string) (done bool, out *run.Run, _ error) {
+	switch {
+	case err != nil:
+		return true, nil, fmt.Errorf("record run: %w", err)
+	case stored == nil:
+		// The backend broke SubmitAfter's contract: it returned
+		// without calling the gate.
+		return true, nil, errors.New("record run: the scheduler backend never let the run be recorded")
+	case created:
+		return false, nil, nil
+	case !sameSpec(stored.Spec, spec):
+		s.countCreate("rejected")
+		return true, nil, fmt.Errorf("request_id %q belongs to run %s: %w", requestID, stored.ID, ErrRequestIDReused)
+	}
+	s.countCreate("deduplicated")
+	return true, stored, nil
 }
 
 // submit sends a recorded run to Slurm and records the outcome.
@@ -348,6 +399,11 @@ func (s *Service) submit(ctx context.Context, r *run.Run, deps []string) (*run.R
 		return s.failSubmit(ctx, r, err)
 	}
 	jobID, err := s.backend.Submit(ctx, job)
+	return s.submitted(ctx, r, jobID, err)
+}
+
+// submitted records the outcome of submitting a recorded run.
+func (s *Service) submitted(ctx context.Context, r *run.Run, jobID string, err error) (*run.Run, error) {
 	if err == nil && r.Attempt() > 1 && s.cfg.Failpoint != nil {
 		s.cfg.Failpoint(FailpointRetrySubmitted)
 	}

@@ -14,7 +14,10 @@ import (
 	"github.com/sopilot/sopilot/internal/scheduler/slurmjson"
 )
 
-var _ scheduler.Backend = (*Backend)(nil)
+var (
+	_ scheduler.Backend        = (*Backend)(nil)
+	_ scheduler.GatedSubmitter = (*Backend)(nil)
+)
 
 // DefaultTimeout is the per-command time limit when Config.Timeout is zero.
 // With slurmctld down, sbatch, squeue and scancel give up after about 9 s
@@ -132,6 +135,76 @@ func (b *Backend) Submit(ctx context.Context, job scheduler.JobSpec) (string, er
 	}
 	c := command{path: b.cfg.Sbatch, args: args, env: sbatchEnv(b.base, job), stdin: job.Script}
 	res, err := b.run(ctx, "sbatch", c)
+	return b.submitted(job, res, err)
+}
+
+// SubmitGated implements scheduler.GatedSubmitter: it starts sbatch with
+// its arguments at once, calls gate while sbatch starts up (sbatch reads
+// its script only after loading libslurm and slurm.conf, 40-55 % into its
+// run, and submits only once stdin ends), and sends the script only if
+// gate returned nil. Otherwise sbatch's stdin ends empty, sbatch refuses
+// the empty script and no job exists. Where the script cannot be sent in
+// one write, or the runner cannot hold stdin back, gate is called before
+// sbatch starts.
+func (b *Backend) SubmitGated(ctx context.Context, job scheduler.JobSpec, gate func() error) (string, error) {
+	called := false
+	var gateErr error
+	once := func() error {
+		called = true
+		gateErr = gate()
+		return gateErr
+	}
+	args, err := sbatchArgs(job)
+	if err != nil {
+		if once() != nil {
+			return "", withdrawn(gateErr)
+		}
+		return "", fmt.Errorf("sbatch: %w", err)
+	}
+	c := command{path: b.cfg.Sbatch, args: args, env: sbatchEnv(b.base, job), stdin: job.Script}
+	gr, ok := b.runner.(gatedRunner)
+	if !ok {
+		if once() != nil {
+			return "", withdrawn(gateErr)
+		}
+		res, err := b.run(ctx, "sbatch", c)
+		return b.submitted(job, res, err)
+	}
+	res, err := b.runWith(ctx, "sbatch", c, func(ctx context.Context, c command) (result, error) {
+		return gr.runGated(ctx, c, once)
+	})
+	if !called {
+		// sbatch could not be started: nothing reached Slurm.
+		if once() != nil {
+			return "", withdrawn(gateErr)
+		}
+		if err == nil {
+			err = errors.New("sbatch: not run, for no reason given")
+		}
+		return "", err
+	}
+	if gateErr == nil {
+		return b.submitted(job, res, err)
+	}
+	// sbatch got an empty script, or never started: it cannot have made a
+	// job. If it says it did, a job exists that no caller knows of.
+	if id, perr := parseSbatch(res.stdout); err == nil && res.exitCode == 0 && perr == nil {
+		b.log.Error("sbatch reported a job although it was sent no script; nothing owns that job, cancel it by hand",
+			"job_id", id, "comment", job.Comment, "stderr", truncate(strings.TrimSpace(string(res.stderr)), 1024))
+		return "", fmt.Errorf("sbatch: job %s created although no script was sent: %w", id, withdrawn(gateErr))
+	}
+	b.log.Debug("sbatch withdrawn before its script was sent", "comment", job.Comment, "gate", gateErr,
+		"exit", res.exitCode, "stderr", truncate(strings.TrimSpace(string(res.stderr)), 256))
+	return "", withdrawn(gateErr)
+}
+
+// withdrawn is SubmitGated's error when gate refused the submission.
+func withdrawn(gateErr error) error {
+	return fmt.Errorf("sbatch: submission withdrawn before the script was sent: %w", gateErr)
+}
+
+// submitted reads sbatch's answer to a submission.
+func (b *Backend) submitted(job scheduler.JobSpec, res result, err error) (string, error) {
 	if err != nil {
 		return "", err
 	}
@@ -327,10 +400,15 @@ func (b *Backend) Ping(ctx context.Context) error {
 // timeout and a kill are ErrUnavailable; the caller's own cancellation is
 // returned as such.
 func (b *Backend) run(ctx context.Context, tool string, c command) (result, error) {
+	return b.runWith(ctx, tool, c, b.runner.run)
+}
+
+// runWith is run with the command run by do.
+func (b *Backend) runWith(ctx context.Context, tool string, c command, do func(context.Context, command) (result, error)) (result, error) {
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	res, err := b.runner.run(cctx, c)
+	res, err := do(cctx, c)
 	took := time.Since(start)
 	b.log.Debug("slurm command", "tool", tool, "args", len(c.args), "exit", res.exitCode, "took", took, "error", err)
 	if err == nil {
