@@ -131,6 +131,15 @@ func (t *timedBackend) Submit(ctx context.Context, job scheduler.JobSpec) (strin
 	return id, err
 }
 
+// SubmitGated keeps the backend's gated submission (Create's path) visible
+// through the wrapper; the time includes the overlapped commit.
+func (t *timedBackend) SubmitGated(ctx context.Context, job scheduler.JobSpec, gate func() error) (string, error) {
+	t0 := time.Now()
+	id, err := scheduler.SubmitAfter(ctx, t.Backend, job, gate)
+	*t.d = append(*t.d, time.Since(t0))
+	return id, err
+}
+
 type timedStore struct {
 	*store.Store
 	d *[]time.Duration

@@ -26,7 +26,7 @@ import (
 // viewsFleet is a fleet of reporting nodes for the monitor's pass.
 type viewsFleet struct{ views []fleet.NodeView }
 
-func (f *viewsFleet) Summaries() []fleet.NodeView     { return f.views }
+func (f *viewsFleet) Summaries() []fleet.NodeView      { return f.views }
 func (f *viewsFleet) SetVerdict(string, fleet.Verdict) {}
 func (f *viewsFleet) RunCommand(context.Context, string, string, map[string]string) (*agentpb.CommandResult, error) {
 	return nil, errors.New("no agents here")

@@ -42,10 +42,11 @@ type runner interface {
 // until gate allows it. A runner that is not one (the tests' fakes) makes
 // SubmitGated call the gate before it runs sbatch at all.
 type gatedRunner interface {
-	// runGated runs c as run does, calling gate at most once: c.stdin
-	// reaches the command only if gate was called and returned nil; else
-	// the command's stdin ends empty. When runGated returns without having
-	// called gate, the command could not be started.
+	// runGated runs c as run does, calling gate at most once (and once
+	// whenever the pipe could be made): c.stdin reaches the command only if
+	// gate was called and returned nil; else the command's stdin ends
+	// empty. When runGated returns without having called gate, the command
+	// could not be started.
 	runGated(ctx context.Context, c command, gate func() error) (result, error)
 }
 
@@ -132,14 +133,24 @@ func (r execRunner) runGated(ctx context.Context, c command, gate func() error) 
 	// goroutine copies into it, so what the child reads is exactly what
 	// the write below puts there.
 	cmd.Stdin = pr
+	// The gate runs while the command starts: Start alone (fork, exec,
+	// and waiting to hear that exec succeeded) takes about as long as a
+	// commit, and the command reads its stdin soon after.
+	var gateErr error
+	gated := make(chan struct{})
+	if early {
+		close(gated)
+	} else {
+		go func() {
+			defer close(gated)
+			gateErr = gate()
+		}()
+	}
 	err = cmd.Start()
 	pr.Close() // the child has its own copy; ours would hide EOF from it
+	<-gated
 	if err != nil {
 		return result{exitCode: -1}, fmt.Errorf("run %s: %w", c.path, err)
-	}
-	var gateErr error
-	if !early {
-		gateErr = gate()
 	}
 	var werr error
 	if gateErr == nil {
