@@ -11,7 +11,8 @@
 # the end of the window: controller-N-rep.heap); SERVER_GOGC: the
 # controller's GOGC (default 100, Go's default); SERVER_GOMEMLIMIT: its
 # soft memory limit (default off; the controller binary sets 90 % of its
-# container's limit, 922MiB under the chart's 1Gi); IB_COUNTERS=false: batches
+# container's limit, 922MiB under the chart's 1Gi); SERVER_GODEBUG: its GODEBUG;
+# IB_COUNTERS=false: batches
 # without InfiniBand counters; MONITOR=false: the fleet without the health
 # monitor attached; TLS=1: mTLS as in production (a test CA, a client
 # certificate per agent; see -tls-dir); PIN=1: the controller on CPU 0 and
