@@ -3,7 +3,10 @@ package fleet_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
@@ -11,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/fleet"
 	"github.com/sopilot/sopilot/internal/testwait"
 	"github.com/sopilot/sopilot/pkg/agentpb"
@@ -80,4 +86,46 @@ func TestOneGoroutinePerAgentStream(t *testing.T) {
 	if got != agents {
 		t.Errorf("%d agents hold %d goroutines serving their streams, want %d", agents, got, agents)
 	}
+}
+
+// failingStream is an agent's stream whose hello arrives and whose every
+// send fails, as when the agent goes away right after its hello.
+type failingStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	recv chan *agentpb.ConnectRequest
+}
+
+func (s *failingStream) Context() context.Context { return s.ctx }
+func (s *failingStream) Send(*agentpb.ConnectResponse) error {
+	return errors.New("connection reset")
+}
+func (s *failingStream) Recv() (*agentpb.ConnectRequest, error) {
+	m, ok := <-s.recv
+	if !ok {
+		return nil, io.EOF
+	}
+	return m, nil
+}
+
+// A stream whose handshake cannot be sent ends at once with the send's
+// error (the handler held the session's flush until then, and must give
+// it up before it waits for sends under way).
+func TestConnectEndsWhenTheHandshakeCannotBeSent(t *testing.T) {
+	ev := &events{codes: map[string][]int64{}}
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{}, nil)
+	s := &failingStream{ctx: auth.NewContext(context.Background(), auth.Identity{Kind: auth.KindInsecure}),
+		recv: make(chan *agentpb.ConnectRequest, 1)}
+	s.recv <- hello("worker-0")
+	done := make(chan error, 1)
+	go func() { done <- c.fleet.Connect(s) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "connection reset") {
+			t.Errorf("Connect = %v, want the handshake's send error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Connect still running 10 s after its handshake failed")
+	}
+	close(s.recv)
 }

@@ -289,6 +289,9 @@ func (f *Fleet) Connect(stream agentpb.AgentService_ConnectServer) error {
 	// first, before anything queued for the stream (this goroutine holds
 	// the session's flush until then), so the agent can renumber.
 	if err := stream.Send(&agentpb.ConnectResponse{Message: &agentpb.ConnectResponse_Ack{Ack: &agentpb.Ack{Sequence: durable, MinSampleInterval: f.overload.hint()}}}); err != nil {
+		s.mu.Lock()
+		s.closed = true
+		s.endFlush() // give up the flush this goroutine held, or close waits for it forever
 		return err
 	}
 	// Persist the hello (new boot, inventory) with the next commit.
