@@ -174,7 +174,9 @@ func (b *Backend) SubmitGated(ctx context.Context, job scheduler.JobSpec, gate f
 		return gr.runGated(ctx, c, once)
 	})
 	if !called {
-		// sbatch could not be started: nothing reached Slurm.
+		// runGated gave up before the gate (its pipe could not be made,
+		// or, with the gate first, sbatch could not be started):
+		// nothing reached Slurm.
 		if once() != nil {
 			return "", withdrawn(gateErr)
 		}
