@@ -419,8 +419,11 @@ start_slurmrestd() {
 	# their data_parser plugins through the openapi/slurmctld plugin.
 	local root=()
 	in_chroot && root=(chroot "$ROOT")
+	# In /, not the caller's directory: slurmrestd calls getcwd for every
+	# job it submits and dies if its directory was deleted since (a
+	# worktree or temporary directory the cluster was started from).
 	setsid "${root[@]}" setpriv --reuid="$REST_USER" --regid="$REST_USER" --init-groups \
-		env SLURM_JWT=daemon SLURM_CONF="$CONF" \
+		env --chdir=/ SLURM_JWT=daemon SLURM_CONF="$CONF" \
 		slurmrestd -s "$REST_PLUGINS" -a rest_auth/jwt "127.0.0.1:$REST_PORT" \
 		</dev/null >>"$LOG/slurmrestd.log" 2>&1 8>&- 9>&- &
 	echo $! >"$RUN/slurmrestd.pid"
