@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,6 +50,13 @@ func TestAPIDocExamples(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script)
 	cmd.Dir = root
+	// On the timeout, kill the whole process group: bash's EXIT trap does
+	// not run under SIGKILL, and a controller the examples started in the
+	// background would hold the output pipe open, so that the test hung
+	// until the package's own timeout instead of failing with the output.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		log, _ := os.ReadFile("/tmp/sopilot-api-doc.log")
