@@ -66,12 +66,27 @@ func TestSlurmctldOutageExclusive(t *testing.T) {
 func outage(t *testing.T, env slurmtest.Env, stateDir string, ctls map[string]*proc, sig syscall.Signal) {
 	ctx := context.Background()
 	tag := fmt.Sprintf("outage-%d", time.Now().UnixNano())
+	// The jobs wait for a file the test writes once slurmctld is gone, so
+	// that "ends in the outage" holds however slowly the runs started and
+	// slurmctld saved its state (on a loaded machine a job that slept a
+	// fixed 20 s could end before the kill). They give up waiting after
+	// 5 minutes, and end then as they would have.
+	goDir, err := os.MkdirTemp(env.WorkDir, "outage-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(goDir) })
+	if err := os.Chmod(goDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	goFile := filepath.Join(goDir, "go")
+	afterKill := fmt.Sprintf("i=0\nwhile [ ! -e %s ] && [ $i -lt 1500 ]; do sleep 0.2; i=$((i+1)); done\n", goFile)
 	var runs []*outageRun
 	for name, p := range ctls {
 		runs = append(runs,
-			&outageRun{ctl: p, ctlName: name, name: "ends-in-outage", script: "sleep 20\n", want: apipb.RunState_RUN_STATE_COMPLETED},
-			&outageRun{ctl: p, ctlName: name, name: "fails-in-outage", script: "sleep 20\nexit 3\n", want: apipb.RunState_RUN_STATE_FAILED, exitCode: 3},
-			&outageRun{ctl: p, ctlName: name, name: "outlives-outage", script: "sleep 80\n", want: apipb.RunState_RUN_STATE_COMPLETED},
+			&outageRun{ctl: p, ctlName: name, name: "ends-in-outage", script: afterKill + "sleep 5\n", want: apipb.RunState_RUN_STATE_COMPLETED},
+			&outageRun{ctl: p, ctlName: name, name: "fails-in-outage", script: afterKill + "sleep 5\nexit 3\n", want: apipb.RunState_RUN_STATE_FAILED, exitCode: 3},
+			&outageRun{ctl: p, ctlName: name, name: "outlives-outage", script: afterKill + "sleep 75\n", want: apipb.RunState_RUN_STATE_COMPLETED},
 		)
 	}
 	for _, r := range runs {
@@ -85,8 +100,20 @@ func outage(t *testing.T, env slurmtest.Env, stateDir string, ctls map[string]*p
 	// out again (and drains the nodes that still run the old ones).
 	waitStateSaved(t, stateDir, time.Now())
 
+	for _, r := range runs { // still RUNNING: their jobs wait for goFile
+		got, err := r.ctl.runs.GetRun(ctx, &apipb.GetRunRequest{RunId: r.id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := got.GetRun().GetState(); st != apipb.RunState_RUN_STATE_RUNNING {
+			t.Fatalf("%s/%s before the outage: %v (%s), want RUNNING", r.ctlName, r.name, st, got.GetRun().GetReason())
+		}
+	}
 	killed := time.Now()
 	killSlurmctld(t, stateDir, sig)
+	if err := os.WriteFile(goFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("slurmctld killed with %s; %d runs RUNNING", sig, len(runs))
 
 	// A run created during the outage, on each controller: recorded and
