@@ -304,10 +304,10 @@ func (b *Backend) listJSON(ctx context.Context) ([]scheduler.JobStatus, error) {
 		}
 		return nil, toolError("squeue", res, nil)
 	}
-	if err := documentErrors("squeue", res.stdout); err != nil {
-		return nil, err
+	jobs, errs, err := slurmjson.ParseJobList(res.stdout)
+	if len(errs) > 0 {
+		return nil, unavailable("squeue", errs)
 	}
-	jobs, err := slurmjson.ParseJobs(res.stdout)
 	if err != nil {
 		return nil, fmt.Errorf("squeue --json: %w (output starts %q)", err, truncate(string(res.stdout), 120))
 	}
@@ -328,6 +328,11 @@ func documentErrors(tool string, stdout []byte) error {
 	if len(errs) == 0 {
 		return nil
 	}
+	return unavailable(tool, errs)
+}
+
+// unavailable is documentErrors' error for the errors a document carried.
+func unavailable(tool string, errs []slurmjson.Error) error {
 	msgs := make([]string, len(errs))
 	for i, e := range errs {
 		msgs[i] = e.String()

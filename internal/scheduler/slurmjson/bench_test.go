@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"testing"
+
+	"github.com/sopilot/sopilot/internal/scheduler"
 )
 
 // largeListing builds a job listing of n copies of the first job of a real
@@ -50,6 +52,38 @@ func BenchmarkParseJobs(b *testing.B) {
 				jobs, err := ParseJobs(data)
 				if err != nil || len(jobs) != 500 {
 					b.Fatalf("got %d jobs, %v", len(jobs), err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReadListing is what the CLI backend does with each squeue --json
+// listing it polls: look for Slurm's errors in the document, then read the
+// jobs (500 copies of a real 24.11 job, 13.7 MB): ParseJobList, and the two
+// calls it stands for. Figures in docs/benchmarks.md.
+func BenchmarkReadListing(b *testing.B) {
+	data := largeListing(b, filepath.Join(cliTestdata, "..", "slurm-24.11", "squeue-json-states.stdout"), 500)
+	for _, bc := range []struct {
+		name string
+		read func() ([]Error, []scheduler.JobStatus, error)
+	}{
+		{"ParseJobList", func() ([]Error, []scheduler.JobStatus, error) {
+			jobs, errs, err := ParseJobList(data)
+			return errs, jobs, err
+		}},
+		{"ParseErrors+ParseJobs", func() ([]Error, []scheduler.JobStatus, error) {
+			errs, _ := ParseErrors(data)
+			jobs, err := ParseJobs(data)
+			return errs, jobs, err
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if errs, jobs, err := bc.read(); len(errs) != 0 || err != nil || len(jobs) != 500 {
+					b.Fatalf("errors %v, %d jobs, %v", errs, len(jobs), err)
 				}
 			}
 		})

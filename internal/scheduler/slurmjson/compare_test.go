@@ -19,6 +19,22 @@ func sameResult(t *testing.T, data []byte) {
 	if (got == nil) != (want == nil) || !reflect.DeepEqual(got, want) {
 		t.Fatalf("input %q:\n got %+v\nwant %+v", truncate(data), got, want)
 	}
+	// ParseErrors reads what decoding the whole document read, and
+	// ParseJobList says what ParseErrors and then ParseJobs say.
+	gotErrs, gotObject := ParseErrors(data)
+	wantErrs, wantObject := parseErrorsReference(data)
+	if gotObject != wantObject || !reflect.DeepEqual(gotErrs, wantErrs) {
+		t.Fatalf("ParseErrors(%q) = %+v, %v; want %+v, %v", truncate(data), gotErrs, gotObject, wantErrs, wantObject)
+	}
+	listJobs, listErrs, listErr := ParseJobList(data)
+	switch {
+	case len(gotErrs) > 0:
+		if !reflect.DeepEqual(listErrs, gotErrs) || listJobs != nil || listErr != nil {
+			t.Fatalf("ParseJobList(%q) = %+v, %+v, %v; want the errors %+v alone", truncate(data), listJobs, listErrs, listErr, gotErrs)
+		}
+	case listErrs != nil || (listErr == nil) != (err == nil) || (err != nil && listErr.Error() != err.Error()) || !reflect.DeepEqual(listJobs, got):
+		t.Fatalf("ParseJobList(%q) = %+v, %+v, %v; want ParseJobs' %+v, %v", truncate(data), listJobs, listErrs, listErr, got, err)
+	}
 	// String is also compared with its slow path on every input.
 	if g, w := String(json.RawMessage(data)), stringReference(data); g != w {
 		t.Fatalf("String(%q) = %q, want %q", truncate(data), g, w)
@@ -50,6 +66,10 @@ func TestParseJobs_SameAsReference(t *testing.T) {
 // map-based one: case-folded and escaped keys, duplicates, whitespace,
 // odd values, invalid documents.
 var referenceCases = []string{
+	`{"errors":[{"error_number":1007,"error":"Unable to contact slurm controller (connect failure)","source":"slurm_load_jobs"}],"jobs":[]}`,
+	`{"errors":[],"jobs":[{"job_id":1}]}`, `{"errors":null,"jobs":[]}`, `{"errors":"down","jobs":[]}`, `{"ERRORS":[{"error":"x"}],"jobs":[]}`,
+	`{"errors":[{"error":"x"}],"errors":[],"jobs":[]}`, `{"errors":[],"errors":[{"errno":5}]}`, `{"errors":["plain text",1,null,{}],"jobs":[]}`,
+	`{"errors":[{"error":"x"}],"jobs":7}`, `{"errors":[{"error":"x"}]`, `{"errors":[{"error_code":3,"description":"d"}]} x`,
 	``, ` `, `null`, ` null `, `[]`, `"x"`, `1`, `true`, `{}`, `{"jobs":1}`, `{"jobs":"x"}`, `{"jobs":true}`,
 	`{"jobs":{}}`, `{"jobs":null}`, `{"jobs":[]}`, ` { "jobs" : [ ] } `, `{"jobs":[]} x`, `{"jobs":[],}`,
 	`{"jobs":[1,]}`, `{"jobs":[{"job_id":1}`, `{"JOBS":[{"job_id":1}]}`, `{"Jobs":[{"job_id":1}]}`,

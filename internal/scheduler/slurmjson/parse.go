@@ -44,6 +44,27 @@ func ParseJobs(data []byte) ([]scheduler.JobStatus, error) {
 	if !json.Valid(data) {
 		return nil, decodeError(data, new(map[string]json.RawMessage), "")
 	}
+	return parseJobs(data)
+}
+
+// ParseJobList reads a listing that may carry Slurm's errors instead of
+// jobs (squeue --json with slurmctld down prints an empty list and an
+// error): errs when the document has any (see ParseErrors), else its jobs
+// as ParseJobs reads them. What ParseErrors then ParseJobs would say, with
+// the document validated once instead of twice.
+func ParseJobList(data []byte) (jobs []scheduler.JobStatus, errs []Error, err error) {
+	if !json.Valid(data) {
+		return nil, nil, decodeError(data, new(map[string]json.RawMessage), "")
+	}
+	if errs, _ = errorsOf(data); len(errs) > 0 {
+		return nil, errs, nil
+	}
+	jobs, err = parseJobs(data)
+	return jobs, nil, err
+}
+
+// parseJobs is ParseJobs on a document json.Valid accepted.
+func parseJobs(data []byte) ([]scheduler.JobStatus, error) {
 	i := jsonscan.SkipSpace(data, 0)
 	if i >= len(data) {
 		return nil, errMalformed

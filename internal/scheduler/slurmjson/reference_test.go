@@ -95,3 +95,18 @@ func stringReference(raw json.RawMessage) string {
 		return string(raw)
 	}
 }
+
+// parseErrorsReference is ParseErrors as it was before it walked the
+// document: the whole of it decoded into a map[string]json.RawMessage to
+// reach "errors". sameResult compares the two.
+func parseErrorsReference(data []byte) (errs []Error, isObject bool) {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(data, &doc) != nil || doc == nil {
+		return nil, false
+	}
+	var items []json.RawMessage
+	if raw, ok := doc["errors"]; !ok || json.Unmarshal(raw, &items) != nil {
+		return nil, true
+	}
+	return parseErrorItems(items), true
+}

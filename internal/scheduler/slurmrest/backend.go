@@ -192,8 +192,10 @@ func (b *Backend) doPath(ctx context.Context, method, display string, body []byt
 		"status", resp.StatusCode, "duration", time.Since(start), "bytes", len(data))
 
 	entries, isJSON := parseErrors(data)
-	for _, w := range parseWarnings(data) {
-		b.logger.Warn("slurmrest: slurmrestd warning", "method", method, "path", display, "warning", w)
+	if isJSON {
+		for _, w := range parseWarnings(data) {
+			b.logger.Warn("slurmrest: slurmrestd warning", "method", method, "path", display, "warning", w)
+		}
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 && len(entries) == 0 {
 		if !isJSON {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/sopilot/sopilot/internal/jsonscan"
 	"github.com/sopilot/sopilot/internal/scheduler/slurmjson"
 )
 
@@ -18,14 +19,18 @@ func parseErrors(data []byte) ([]APIErrorEntry, bool) { return slurmjson.ParseEr
 
 // parseWarnings returns the descriptions in the "warnings" array (v0.0.39+).
 func parseWarnings(data []byte) []string {
-	var doc struct {
-		Warnings []json.RawMessage `json:"warnings"`
+	// Validate, then walk the top level to "warnings": decoding a job
+	// listing of megabytes to reach it cost more than reading its jobs.
+	if !json.Valid(data) {
+		return nil
 	}
-	if json.Unmarshal(data, &doc) != nil {
+	raw, found, ok := jsonscan.Field(data, "warnings")
+	var warnings []json.RawMessage
+	if !ok || !found || json.Unmarshal(raw, &warnings) != nil {
 		return nil
 	}
 	var out []string
-	for _, w := range doc.Warnings {
+	for _, w := range warnings {
 		var f map[string]json.RawMessage
 		if json.Unmarshal(w, &f) == nil && f != nil {
 			if s := slurmjson.String(f["description"]); s != "" {
