@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,11 +14,8 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sopilot/sopilot/internal/controller"
@@ -120,33 +116,7 @@ func serveResultsWith(t testing.TB, o resultsServerOptions) resultsServer {
 	srv, _ := server.NewGRPC(logger, m)
 	apipb.RegisterRunServiceServer(srv, NewRunServer(r, logger))
 	apipb.RegisterComparisonServiceServer(srv, NewComparisonServer(svc, logger))
-	var lis net.Listener
-	target := "passthrough:///bufconn"
-	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	if o.tcp {
-		if lis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		target = lis.Addr().String()
-	} else {
-		bl := bufconn.Listen(1 << 20)
-		lis = bl
-		dialOpts = append(dialOpts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return bl.DialContext(ctx) }))
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	conn, err := grpc.NewClient(target, dialOpts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := conn.Close(); err != nil {
-			t.Errorf("close client: %v", err)
-		}
-		srv.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+	t.Cleanup(func() { // after the server stops
 		if err := st.Check(); err != nil {
 			t.Errorf("store check: %v", err)
 		}
@@ -154,6 +124,7 @@ func serveResultsWith(t testing.TB, o resultsServerOptions) resultsServer {
 			t.Errorf("close store: %v", err)
 		}
 	})
+	conn := dialGRPC(t, srv, o.tcp)
 	return resultsServer{client: apipb.NewRunServiceClient(conn), compare: apipb.NewComparisonServiceClient(conn), svc: svc, store: st, slurm: sl}
 }
 
