@@ -158,6 +158,25 @@ func (rs resultsServer) send(t *testing.T, chunks ...*apipb.ReportRunResultsRequ
 	return stream.CloseAndRecv()
 }
 
+// checkStored fails the test unless the results stored for run id are
+// the results file wantJSONL.
+func (rs resultsServer) checkStored(t *testing.T, id, wantJSONL string) {
+	t.Helper()
+	got, err := rs.svc.Results(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := results.Parse(strings.NewReader(wantJSONL), results.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(want) {
+		var b strings.Builder
+		_ = got.WriteJSONL(&b)
+		t.Errorf("stored:\n%s", b.String())
+	}
+}
+
 func rec(id string, kv ...any) *apipb.ResultRecord {
 	r := &apipb.ResultRecord{SampleId: id, Values: map[string]float64{}}
 	for i := 0; i < len(kv); i += 2 {
@@ -202,24 +221,12 @@ func TestReportRunResultsStoresAValidStream(t *testing.T) {
 	if resp.GetSampleCount() != 4 {
 		t.Errorf("sample_count = %d, want 4", resp.GetSampleCount())
 	}
-	got, err := rs.svc.Results(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := results.Parse(strings.NewReader(`{"sample_id": "img-0001", "correct": 1, "loss": 0.25}
+	rs.checkStored(t, id, `{"sample_id": "img-0001", "correct": 1, "loss": 0.25}
 {"sample_id": "img-0002", "correct": 0, "loss": 1.5}
 {"sample_id": "img-0003", "correct": 1, "loss": 0.125}
 {"sample_id": "img-0004", "correct": 1}
 {"run_metrics": {"accuracy": 0.75}}
-`), results.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Equal(want) {
-		var b strings.Builder
-		_ = got.WriteJSONL(&b)
-		t.Errorf("stored:\n%s", b.String())
-	}
+`)
 
 	// A second stream replaces the results.
 	if resp, err := rs.send(t, &apipb.ReportRunResultsRequest{RunId: id, Records: []*apipb.ResultRecord{rec("only", "loss", 2.0)}}); err != nil || resp.GetSampleCount() != 1 {
@@ -474,25 +481,13 @@ func TestReportRunResultsColumns(t *testing.T) {
 	if resp.GetSampleCount() != 5 {
 		t.Errorf("sample_count = %d, want 5", resp.GetSampleCount())
 	}
-	got, err := rs.svc.Results(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := results.Parse(strings.NewReader(`{"sample_id": "img-0001", "correct": 1, "loss": 0.25}
+	rs.checkStored(t, id, `{"sample_id": "img-0001", "correct": 1, "loss": 0.25}
 {"sample_id": "img-0002", "correct": 0, "loss": 1.5, "score": 0.5}
 {"sample_id": "img-0003", "correct": 1, "loss": 0.125}
 {"sample_id": "img-0004", "correct": 1, "loss": 2}
 {"sample_id": "img-0005", "correct": 1}
 {"run_metrics": {"accuracy": 0.8}}
-`), results.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Equal(want) {
-		var b strings.Builder
-		_ = got.WriteJSONL(&b)
-		t.Errorf("stored:\n%s", b.String())
-	}
+`)
 }
 
 // TestReportWireSize: the handler's own count of a message's bytes is
