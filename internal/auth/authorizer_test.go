@@ -241,19 +241,9 @@ func TestAgentNodeBinding(t *testing.T) {
 	foreign := tlstest.NewCA(t).Agent(t, "worker-0")
 
 	hello := func(client *tlstest.Pair, node string) error {
-		conn := dial(t, addr, ca, client)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		stream, err := agentpb.NewAgentServiceClient(conn).Connect(ctx)
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&agentpb.ConnectRequest{Message: &agentpb.ConnectRequest_Hello{Hello: &agentpb.Hello{NodeName: node}}}); err != nil {
-			_, err = stream.Recv()
-			return err
-		}
-		_, err = stream.Recv()
-		return err
+		return sendHello(ctx, dial(t, addr, ca, client), node)
 	}
 	if err := hello(&nodeA, "worker-0"); status.Code(err) != codes.OK && err.Error() != "EOF" {
 		t.Errorf("node A as node A: %v; want the stream to end cleanly", err)
