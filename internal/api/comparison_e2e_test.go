@@ -8,18 +8,14 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/sopilot/sopilot/internal/controller"
 	"github.com/sopilot/sopilot/internal/metrics"
@@ -49,28 +45,12 @@ func serveComparison(t *testing.T) compareServer {
 	srv, _ := server.NewGRPC(logger, metrics.NewController())
 	h := NewComparisonServer(svc, logger)
 	apipb.RegisterComparisonServiceServer(srv, h)
-	lis := bufconn.Listen(1 << 20)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := conn.Close(); err != nil {
-			t.Errorf("close client: %v", err)
-		}
-		srv.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+	t.Cleanup(func() { // after the server stops
 		if err := st.Close(); err != nil {
 			t.Errorf("close store: %v", err)
 		}
 	})
+	conn := dialGRPC(t, srv, false)
 	return compareServer{client: apipb.NewComparisonServiceClient(conn), handler: h, svc: svc}
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,22 +128,11 @@ func serveOwnership(t *testing.T) ownershipServer {
 	}
 	srv, _ := server.NewGRPC(logger, metrics.NewController(), append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(sc))}, a.ServerOptions()...)...)
 	apipb.RegisterRunServiceServer(srv, NewRunServer(svc, logger))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	addr, _ := startGRPC(t, srv, true)
 
 	s := ownershipServer{svc: svc, slurm: slurm, as: map[string]apipb.RunServiceClient{}}
 	connect := func(opts ...grpc.DialOption) apipb.RunServiceClient {
-		conn, err := grpc.NewClient(lis.Addr().String(), opts...)
+		conn, err := grpc.NewClient(addr, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}

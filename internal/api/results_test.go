@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,11 +14,8 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sopilot/sopilot/internal/controller"
@@ -120,33 +116,7 @@ func serveResultsWith(t testing.TB, o resultsServerOptions) resultsServer {
 	srv, _ := server.NewGRPC(logger, m)
 	apipb.RegisterRunServiceServer(srv, NewRunServer(r, logger))
 	apipb.RegisterComparisonServiceServer(srv, NewComparisonServer(svc, logger))
-	var lis net.Listener
-	target := "passthrough:///bufconn"
-	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	if o.tcp {
-		if lis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		target = lis.Addr().String()
-	} else {
-		bl := bufconn.Listen(1 << 20)
-		lis = bl
-		dialOpts = append(dialOpts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return bl.DialContext(ctx) }))
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	conn, err := grpc.NewClient(target, dialOpts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := conn.Close(); err != nil {
-			t.Errorf("close client: %v", err)
-		}
-		srv.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+	t.Cleanup(func() { // after the server stops
 		if err := st.Check(); err != nil {
 			t.Errorf("store check: %v", err)
 		}
@@ -154,6 +124,7 @@ func serveResultsWith(t testing.TB, o resultsServerOptions) resultsServer {
 			t.Errorf("close store: %v", err)
 		}
 	})
+	conn := dialGRPC(t, srv, o.tcp)
 	return resultsServer{client: apipb.NewRunServiceClient(conn), compare: apipb.NewComparisonServiceClient(conn), svc: svc, store: st, slurm: sl}
 }
 
@@ -185,6 +156,25 @@ func (rs resultsServer) send(t *testing.T, chunks ...*apipb.ReportRunResultsRequ
 		}
 	}
 	return stream.CloseAndRecv()
+}
+
+// checkStored fails the test unless the results stored for run id are
+// the results file wantJSONL.
+func (rs resultsServer) checkStored(t *testing.T, id, wantJSONL string) {
+	t.Helper()
+	got, err := rs.svc.Results(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := results.Parse(strings.NewReader(wantJSONL), results.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(want) {
+		var b strings.Builder
+		_ = got.WriteJSONL(&b)
+		t.Errorf("stored:\n%s", b.String())
+	}
 }
 
 func rec(id string, kv ...any) *apipb.ResultRecord {
@@ -231,24 +221,12 @@ func TestReportRunResultsStoresAValidStream(t *testing.T) {
 	if resp.GetSampleCount() != 4 {
 		t.Errorf("sample_count = %d, want 4", resp.GetSampleCount())
 	}
-	got, err := rs.svc.Results(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := results.Parse(strings.NewReader(`{"sample_id": "img-0001", "correct": 1, "loss": 0.25}
+	rs.checkStored(t, id, `{"sample_id": "img-0001", "correct": 1, "loss": 0.25}
 {"sample_id": "img-0002", "correct": 0, "loss": 1.5}
 {"sample_id": "img-0003", "correct": 1, "loss": 0.125}
 {"sample_id": "img-0004", "correct": 1}
 {"run_metrics": {"accuracy": 0.75}}
-`), results.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Equal(want) {
-		var b strings.Builder
-		_ = got.WriteJSONL(&b)
-		t.Errorf("stored:\n%s", b.String())
-	}
+`)
 
 	// A second stream replaces the results.
 	if resp, err := rs.send(t, &apipb.ReportRunResultsRequest{RunId: id, Records: []*apipb.ResultRecord{rec("only", "loss", 2.0)}}); err != nil || resp.GetSampleCount() != 1 {
@@ -503,25 +481,13 @@ func TestReportRunResultsColumns(t *testing.T) {
 	if resp.GetSampleCount() != 5 {
 		t.Errorf("sample_count = %d, want 5", resp.GetSampleCount())
 	}
-	got, err := rs.svc.Results(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := results.Parse(strings.NewReader(`{"sample_id": "img-0001", "correct": 1, "loss": 0.25}
+	rs.checkStored(t, id, `{"sample_id": "img-0001", "correct": 1, "loss": 0.25}
 {"sample_id": "img-0002", "correct": 0, "loss": 1.5, "score": 0.5}
 {"sample_id": "img-0003", "correct": 1, "loss": 0.125}
 {"sample_id": "img-0004", "correct": 1, "loss": 2}
 {"sample_id": "img-0005", "correct": 1}
 {"run_metrics": {"accuracy": 0.8}}
-`), results.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Equal(want) {
-		var b strings.Builder
-		_ = got.WriteJSONL(&b)
-		t.Errorf("stored:\n%s", b.String())
-	}
+`)
 }
 
 // TestReportWireSize: the handler's own count of a message's bytes is

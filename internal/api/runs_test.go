@@ -37,6 +37,53 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// startGRPC serves srv on a loopback TCP socket (tcp) or on bufconn, and
+// stops it when the test ends, failing the test if Serve failed. It
+// returns the target to dial and, for bufconn, the dialer option.
+func startGRPC(t testing.TB, srv *grpc.Server, tcp bool) (string, []grpc.DialOption) {
+	t.Helper()
+	var lis net.Listener
+	target := "passthrough:///bufconn"
+	var opts []grpc.DialOption
+	if tcp {
+		var err error
+		if lis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		target = lis.Addr().String()
+	} else {
+		bl := bufconn.Listen(1 << 20)
+		lis = bl
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return bl.DialContext(ctx) }))
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	t.Cleanup(func() {
+		srv.Stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return target, opts
+}
+
+// dialGRPC serves srv as startGRPC does and returns a plaintext client
+// connection to it, closed (before the server stops) when the test ends.
+func dialGRPC(t testing.TB, srv *grpc.Server, tcp bool) *grpc.ClientConn {
+	t.Helper()
+	target, opts := startGRPC(t, srv, tcp)
+	conn, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := conn.Close(); err != nil {
+			t.Errorf("close client: %v", err)
+		}
+	})
+	return conn
+}
+
 // fakeRuns is a hand-written Runs: it records every call and its arguments
 // and answers with what the test set.
 type fakeRuns struct {
@@ -149,26 +196,7 @@ func serve(t *testing.T, runs Runs) clients {
 	apipb.RegisterComparisonServiceServer(srv, &ComparisonServer{})
 	agentpb.RegisterAgentServiceServer(srv, &AgentServer{})
 	m.GRPC.InitializeMetrics(srv)
-
-	lis := bufconn.Listen(1 << 20)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufconn",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := conn.Close(); err != nil {
-			t.Errorf("close client: %v", err)
-		}
-		srv.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	conn := dialGRPC(t, srv, false)
 	return clients{
 		runs:    apipb.NewRunServiceClient(conn),
 		nodes:   apipb.NewNodeServiceClient(conn),

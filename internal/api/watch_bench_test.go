@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,22 +48,13 @@ func serveWatch(t testing.TB, runs int) watchServer {
 	svc := controller.New(controller.Config{DefaultWorkDir: "/work"}, st, &resultsSlurm{}, logger, nil)
 	srv, _ := server.NewGRPC(logger, metrics.NewController())
 	apipb.RegisterRunServiceServer(srv, NewRunServer(svc, logger))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+	t.Cleanup(func() { // after the server stops
 		if err := st.Close(); err != nil {
 			t.Errorf("close store: %v", err)
 		}
 	})
-	ws := watchServer{addr: lis.Addr().String(), svc: svc}
+	addr, _ := startGRPC(t, srv, true)
+	ws := watchServer{addr: addr, svc: svc}
 	for i := range runs {
 		r, err := svc.Create(context.Background(), run.Spec{JobName: fmt.Sprintf("train-%d", i), Nodes: 2, TasksPerNode: 8, GPUsPerNode: 8,
 			TimeLimit: time.Hour, Argv: []string{"torchrun", "train.py"}, Labels: map[string]string{"team": "research"}}, "")

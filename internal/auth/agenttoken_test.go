@@ -20,7 +20,6 @@ import (
 
 	"github.com/sopilot/sopilot/internal/auth"
 	"github.com/sopilot/sopilot/internal/tlsutil/tlstest"
-	"github.com/sopilot/sopilot/pkg/agentpb"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
 
@@ -197,18 +196,7 @@ func TestAgentTokenOnConnect(t *testing.T) {
 		t.Cleanup(cancel)
 		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 	}
-	hello := func(tok, node string) error {
-		stream, err := agentpb.NewAgentServiceClient(conn).Connect(with(tok))
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&agentpb.ConnectRequest{Message: &agentpb.ConnectRequest_Hello{Hello: &agentpb.Hello{NodeName: node}}}); err != nil {
-			_, err = stream.Recv()
-			return err
-		}
-		_, err = stream.Recv()
-		return err
-	}
+	hello := func(tok, node string) error { return sendHello(with(tok), conn, node) }
 	if err := hello("agent-a1", "gpu-node-a1"); status.Code(err) != codes.OK && err.Error() != "EOF" {
 		t.Errorf("agent of gpu-node-a1 as gpu-node-a1: %v; want the stream to end cleanly", err)
 	}

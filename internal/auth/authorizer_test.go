@@ -133,11 +133,8 @@ func TestAuthorizeEdgeCases(t *testing.T) {
 	if err != nil {
 		t.Fatalf("lower-case scheme: %v", err)
 	}
-	if id, ok := auth.FromContext(ctx); !ok || id.Name != "admin-user" || id.Role != auth.RoleAdmin {
+	if id, ok := auth.FromContext(ctx); !ok || id.Name != "admin-user" || id.Role != auth.RoleAdmin || id.Kind == auth.KindAgent {
 		t.Fatalf("identity %+v, %v", id, ok)
-	}
-	if _, ok := auth.AgentNode(ctx); ok {
-		t.Fatal("a user is an agent")
 	}
 	for _, v := range []string{"Bearer", "Bearer ", "Token " + admin, admin} {
 		md := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", v))
@@ -244,19 +241,9 @@ func TestAgentNodeBinding(t *testing.T) {
 	foreign := tlstest.NewCA(t).Agent(t, "worker-0")
 
 	hello := func(client *tlstest.Pair, node string) error {
-		conn := dial(t, addr, ca, client)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		stream, err := agentpb.NewAgentServiceClient(conn).Connect(ctx)
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&agentpb.ConnectRequest{Message: &agentpb.ConnectRequest_Hello{Hello: &agentpb.Hello{NodeName: node}}}); err != nil {
-			_, err = stream.Recv()
-			return err
-		}
-		_, err = stream.Recv()
-		return err
+		return sendHello(ctx, dial(t, addr, ca, client), node)
 	}
 	if err := hello(&nodeA, "worker-0"); status.Code(err) != codes.OK && err.Error() != "EOF" {
 		t.Errorf("node A as node A: %v; want the stream to end cleanly", err)
@@ -285,7 +272,10 @@ func TestCheckAgentNodeWithoutAgent(t *testing.T) {
 		t.Errorf("nobody: %v", err)
 	}
 	agent := auth.NewContext(context.Background(), auth.Identity{Name: "agent:worker-0", Kind: auth.KindAgent, Node: "worker-0"})
-	if n, ok := auth.AgentNode(agent); !ok || n != "worker-0" {
-		t.Errorf("AgentNode = %q, %v", n, ok)
+	if err := auth.CheckAgentNode(agent, "worker-0"); err != nil {
+		t.Errorf("agent for its own node: %v", err)
+	}
+	if err := auth.CheckAgentNode(agent, "worker-1"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("agent for another node: %v", err)
 	}
 }

@@ -24,9 +24,9 @@
 // node, is refused with an error saying why. Hosts outside Kubernetes
 // present a client certificate instead (mutual TLS; see package tlsutil
 // for the TLS configuration and the naming scheme: URI SAN
-// spiffe://sopilot/agent/<node>). Either way AgentNode returns the node the
-// credential is bound to and CheckAgentNode refuses a Hello for any other
-// node. A bearer token, when sent, takes precedence over a client
+// spiffe://sopilot/agent/<node>). Either way the Identity's Node is the
+// node the credential is bound to and CheckAgentNode refuses a Hello for
+// any other node. A bearer token, when sent, takes precedence over a client
 // certificate.
 //
 // Why a bound service account token rather than a certificate per node:

@@ -109,6 +109,21 @@ func startServer(t *testing.T, a *auth.Authorizer, ca *tlstest.CA, s stubs) stri
 }
 
 // dial connects to addr trusting ca, presenting client (if non-nil).
+// sendHello opens Connect on conn, sends a Hello for node and returns
+// how the stream ended.
+func sendHello(ctx context.Context, conn *grpc.ClientConn, node string) error {
+	stream, err := agentpb.NewAgentServiceClient(conn).Connect(ctx)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&agentpb.ConnectRequest{Message: &agentpb.ConnectRequest_Hello{Hello: &agentpb.Hello{NodeName: node}}}); err != nil {
+		_, err = stream.Recv()
+		return err
+	}
+	_, err = stream.Recv()
+	return err
+}
+
 func dial(t *testing.T, addr string, ca *tlstest.CA, client *tlstest.Pair) *grpc.ClientConn {
 	t.Helper()
 	var certFile, keyFile string

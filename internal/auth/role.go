@@ -116,18 +116,6 @@ func FromContext(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
-// AgentNode returns the node the credential of the agent making the call
-// is bound to (its verified client certificate, or its pod's reviewed
-// service account token), and false when the caller is not an agent
-// (including in insecure mode).
-func AgentNode(ctx context.Context) (string, bool) {
-	id, ok := FromContext(ctx)
-	if !ok || id.Kind != KindAgent || id.Node == "" {
-		return "", false
-	}
-	return id.Node, true
-}
-
 // CheckAgentNode is the node binding of AgentService: it returns nil when
 // the caller may speak for node (its certificate names node, its pod's
 // token is bound to Kubernetes node node, or the server is in insecure

@@ -188,14 +188,6 @@ func (f *TokenFile) read() (os.FileInfo, []TokenEntry, error) {
 	return info, entries, nil
 }
 
-// Len returns the number of tokens in force.
-func (f *TokenFile) Len() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.maybeReloadLocked()
-	return len(f.entries)
-}
-
 // Authenticate returns the identity token belongs to, and false when the
 // file does not list it.
 func (f *TokenFile) Authenticate(token string) (Identity, bool) {

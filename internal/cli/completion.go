@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
 
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
@@ -174,20 +175,28 @@ func completionClient(cmd *cobra.Command, env *Env) (*clientOptions, error) {
 	return o, nil
 }
 
+// completionDial connects as completionClient says, for completionTimeout;
+// done closes the connection.
+func completionDial(cmd *cobra.Command, env *Env) (conn *grpc.ClientConn, ctx context.Context, done func(), err error) {
+	o, err := completionClient(cmd, env)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if conn, err = o.dial(); err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+	return conn, ctx, func() { cancel(); _ = conn.Close() }, nil
+}
+
 // completeRuns offers the newest runs' ids whose id or name starts with
 // prefix, each with its name and state.
 func completeRuns(cmd *cobra.Command, env *Env, prefix string) ([]string, cobra.ShellCompDirective) {
-	o, err := completionClient(cmd, env)
+	conn, ctx, done, err := completionDial(cmd, env)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
 	}
-	conn, err := o.dial()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
-	defer cancel()
+	defer done()
 	resp, err := apipb.NewRunServiceClient(conn).ListRuns(ctx, &apipb.ListRunsRequest{PageSize: 200})
 	if err != nil {
 		cobra.CompDebugln("list runs: "+err.Error(), false)
@@ -205,17 +214,11 @@ func completeRuns(cmd *cobra.Command, env *Env, prefix string) ([]string, cobra.
 // completeNodes offers the nodes whose name starts with prefix, each with
 // its Slurm state and health.
 func completeNodes(cmd *cobra.Command, env *Env, prefix string) ([]string, cobra.ShellCompDirective) {
-	o, err := completionClient(cmd, env)
+	conn, ctx, done, err := completionDial(cmd, env)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
 	}
-	conn, err := o.dial()
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
-	defer cancel()
+	defer done()
 	c := apipb.NewNodeServiceClient(conn)
 	req := &apipb.ListNodesRequest{View: apipb.NodeView_NODE_VIEW_BASIC, PageSize: maxNodesPage}
 	var nodes []*apipb.Node

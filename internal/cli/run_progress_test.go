@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sopilot/sopilot/pkg/apipb"
@@ -192,22 +189,13 @@ func (s *progressServer) ListNodes(context.Context, *apipb.ListNodesRequest) (*a
 
 func TestWatchRunShowsNodeUtilization(t *testing.T) {
 	srv := &progressServer{listed: make(chan struct{}, 1)}
-	lis := bufconn.Listen(1 << 20)
-	s := grpc.NewServer()
-	apipb.RegisterRunServiceServer(s, srv)
-	apipb.RegisterNodeServiceServer(s, srv)
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialFake(t, func(s *grpc.Server) {
+		apipb.RegisterRunServiceServer(s, srv)
+		apipb.RegisterNodeServiceServer(s, srv)
+	})
 	var out bytes.Buffer
 	a := &app{env: Env{Stdout: &out, IsTerminal: func(io.Writer) bool { return false }}, root: rootOptions{output: "table"}}
-	err = watchRun(context.Background(), a, &clientOptions{controller: "bufnet", timeout: time.Second},
+	err := watchRun(context.Background(), a, &clientOptions{controller: "bufnet", timeout: time.Second},
 		apipb.NewRunServiceClient(conn), apipb.NewNodeServiceClient(conn), "r-1")
 	if err != nil {
 		t.Fatal(err)

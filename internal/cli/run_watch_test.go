@@ -39,11 +39,13 @@ func (s *watchServer) WatchRun(req *apipb.WatchRunRequest, stream grpc.ServerStr
 	return s.end
 }
 
-func watchClient(t *testing.T, srv apipb.RunServiceServer) apipb.RunServiceClient {
+// dialFake serves the services register adds on bufconn and returns a
+// client connection to them; both end with the test.
+func dialFake(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	s := grpc.NewServer()
-	apipb.RegisterRunServiceServer(s, srv)
+	register(s)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",
@@ -53,7 +55,12 @@ func watchClient(t *testing.T, srv apipb.RunServiceServer) apipb.RunServiceClien
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return apipb.NewRunServiceClient(conn)
+	return conn
+}
+
+func watchClient(t *testing.T, srv apipb.RunServiceServer) apipb.RunServiceClient {
+	t.Helper()
+	return apipb.NewRunServiceClient(dialFake(t, func(s *grpc.Server) { apipb.RegisterRunServiceServer(s, srv) }))
 }
 
 // fastFollow reconnects at once and gives up after 300ms.
@@ -158,24 +165,13 @@ func (blockingServer) WatchRun(req *apipb.WatchRunRequest, stream grpc.ServerStr
 }
 
 func TestWatchRunInterrupted(t *testing.T) {
-	lis := bufconn.Listen(1 << 20)
-	s := grpc.NewServer()
-	apipb.RegisterRunServiceServer(s, blockingServer{})
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	client := watchClient(t, blockingServer{})
 	var out bytes.Buffer
 	a := &app{env: Env{Stdout: &out, IsTerminal: func(io.Writer) bool { return false }}, root: rootOptions{output: "table"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	time.AfterFunc(200*time.Millisecond, cancel) // Ctrl-C
-	err = watchRun(ctx, a, &clientOptions{controller: "bufnet", timeout: time.Second}, apipb.NewRunServiceClient(conn), nil, "r-1")
+	err := watchRun(ctx, a, &clientOptions{controller: "bufnet", timeout: time.Second}, client, nil, "r-1")
 	if err == nil || out.String() != "r-1  RUNNING  -\n" {
 		t.Errorf("err = %v, stdout %q; want an error after the RUNNING line", err, out.String())
 	}

@@ -40,7 +40,7 @@ func TestDependantsOfAFailedRunAreCancelled(t *testing.T) {
 	if err := fx.svc.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := fx.state(t, d.ID); got.State != run.StatePending {
+	if got := fx.get(t, d.ID); got.State != run.StatePending {
 		t.Fatalf("d after e COMPLETED: %s (%s), want PENDING", got.State, got.Reason)
 	}
 
@@ -57,7 +57,7 @@ func TestDependantsOfAFailedRunAreCancelled(t *testing.T) {
 		{c, "dependency failed: " + b.ID + " ended CANCELLED"},
 		{d, "dependency failed: " + a.ID + " ended FAILED"},
 	} {
-		got := fx.state(t, tc.r.ID)
+		got := fx.get(t, tc.r.ID)
 		if got.State != run.StateCancelled || got.SlurmState != "CANCELLED" || got.Reason != tc.reason || got.EndTime.IsZero() {
 			t.Errorf("run %s: %s %q (end %v); want CANCELLED %q", tc.r.ID, got.State, got.Reason, got.EndTime, tc.reason)
 		}

@@ -138,15 +138,6 @@ func (fx *fixture) pollFor(t *testing.T, d time.Duration) {
 	}
 }
 
-func (fx *fixture) state(t *testing.T, id string) *run.Run {
-	t.Helper()
-	r, err := fx.svc.Get(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 func (fx *fixture) startRunning(t *testing.T, keys ...string) []*run.Run {
 	t.Helper()
 	var out []*run.Run
@@ -162,7 +153,7 @@ func (fx *fixture) startRunning(t *testing.T, keys ...string) []*run.Run {
 		t.Fatal(err)
 	}
 	for _, r := range out {
-		if got := fx.state(t, r.ID); got.State != run.StateRunning {
+		if got := fx.get(t, r.ID); got.State != run.StateRunning {
 			t.Fatalf("run %s = %s, want RUNNING", r.ID, got.State)
 		}
 	}
@@ -192,7 +183,7 @@ func TestSlurmctldOutageWithEmptyListingsChangesNoRun(t *testing.T) {
 			}
 			fx.pollFor(t, tc.outage)
 			for _, r := range runs {
-				if got := fx.state(t, r.ID); got.State != run.StateRunning {
+				if got := fx.get(t, r.ID); got.State != run.StateRunning {
 					t.Fatalf("during the outage run %s became %s (%q)", r.ID, got.State, got.Reason)
 				}
 			}
@@ -207,12 +198,12 @@ func TestSlurmctldOutageWithEmptyListingsChangesNoRun(t *testing.T) {
 			fx.pollFor(t, 5*time.Second)
 			want := []run.State{run.StateCompleted, run.StateFailed, run.StateRunning}
 			for i, r := range runs {
-				got := fx.state(t, r.ID)
+				got := fx.get(t, r.ID)
 				if got.State != want[i] {
 					t.Errorf("after the outage run %d = %s, want %s", i, got.State, want[i])
 				}
 			}
-			if got := fx.state(t, runs[1].ID); got.ExitCode != 2 {
+			if got := fx.get(t, runs[1].ID); got.ExitCode != 2 {
 				t.Errorf("failed run exit code %d, want 2", got.ExitCode)
 			}
 		})
@@ -230,28 +221,28 @@ func TestForgottenJobIsLostOnlyByTheRule(t *testing.T) {
 	// Other jobs are listed, so these listings are trusted, but the job was
 	// listed less than MinJobAge ago: Slurm cannot have forgotten it yet.
 	fx.pollFor(t, 295*time.Second)
-	if got := fx.state(t, runs[1].ID); got.State != run.StateRunning {
+	if got := fx.get(t, runs[1].ID); got.State != run.StateRunning {
 		t.Fatalf("after 295 s without the job: %s, want RUNNING", got.State)
 	}
 	// Past MinJobAge, but slurmctld does not answer the probe: still not.
 	probe.set(errCtldDown)
 	fx.pollFor(t, 30*time.Second)
-	if got := fx.state(t, runs[1].ID); got.State != run.StateRunning {
+	if got := fx.get(t, runs[1].ID); got.State != run.StateRunning {
 		t.Fatalf("with the probe failing: %s, want RUNNING", got.State)
 	}
 	// The probe succeeds again: the streak starts over (3 polls, 15 s).
 	probe.set(nil)
 	fx.svc.ready.Probe(context.Background())
 	fx.pollFor(t, 10*time.Second)
-	if got := fx.state(t, runs[1].ID); got.State != run.StateRunning {
+	if got := fx.get(t, runs[1].ID); got.State != run.StateRunning {
 		t.Fatalf("2 trusted polls after the probe recovered: %s, want RUNNING", got.State)
 	}
 	fx.pollFor(t, 5*time.Second)
-	got := fx.state(t, runs[1].ID)
+	got := fx.get(t, runs[1].ID)
 	if got.State != run.StateLost || !strings.Contains(got.Reason, "has not listed job "+runs[1].SlurmJobID) {
 		t.Fatalf("after 3 trusted polls: %s %q, want LOST", got.State, got.Reason)
 	}
-	if kept := fx.state(t, runs[0].ID); kept.State != run.StateRunning {
+	if kept := fx.get(t, runs[0].ID); kept.State != run.StateRunning {
 		t.Errorf("the listed run became %s", kept.State)
 	}
 	if n := metricValue(t, m.Registry, "sopilot_run_state_transitions_total", "state", "LOST"); n != 1 {
@@ -269,14 +260,14 @@ func TestListingLackingEveryRecentJobIsNotTrusted(t *testing.T) {
 	runs := fx.startRunning(t, "only")
 	fx.slurm.forget(runs[0].SlurmJobID)
 	fx.pollFor(t, 295*time.Second)
-	if got := fx.state(t, runs[0].ID); got.State != run.StateRunning {
+	if got := fx.get(t, runs[0].ID); got.State != run.StateRunning {
 		t.Fatalf("%s, want RUNNING", got.State)
 	}
 	if n := metricValue(t, m.Registry, "sopilot_tracker_untrusted_listings_total"); n < 50 {
 		t.Errorf("untrusted listings counted: %v, want every poll (59)", n)
 	}
 	fx.pollFor(t, 20*time.Second)
-	if got := fx.state(t, runs[0].ID); got.State != run.StateLost {
+	if got := fx.get(t, runs[0].ID); got.State != run.StateLost {
 		t.Fatalf("%s, want LOST once MinJobAge passed and 3 trusted listings lacked the job", got.State)
 	}
 }
@@ -293,7 +284,7 @@ func TestLostRunTakesItsTrueStateWhenSlurmListsTheJobAgain(t *testing.T) {
 	}
 	fx.pollFor(t, 330*time.Second)
 	for _, r := range runs {
-		if got := fx.state(t, r.ID); got.State != run.StateLost {
+		if got := fx.get(t, r.ID); got.State != run.StateLost {
 			t.Fatalf("run %s = %s, want LOST", r.ID, got.State)
 		}
 	}
@@ -319,16 +310,16 @@ func TestLostRunTakesItsTrueStateWhenSlurmListsTheJobAgain(t *testing.T) {
 	if fx.slurm.jobsCalls != calls+1 {
 		t.Errorf("poll made %d Jobs calls, want 1", fx.slurm.jobsCalls-calls)
 	}
-	if got := fx.state(t, runs[0].ID); got.State != run.StateCompleted || got.ExitCode != 0 || got.Usage == nil {
+	if got := fx.get(t, runs[0].ID); got.State != run.StateCompleted || got.ExitCode != 0 || got.Usage == nil {
 		t.Errorf("run 0 = %s exit %d usage %v, want COMPLETED 0 with usage", got.State, got.ExitCode, got.Usage)
 	}
 	if usage.finals[runs[0].ID] != 1 {
 		t.Errorf("usage finalised %d times for the completed run, want 1", usage.finals[runs[0].ID])
 	}
-	if got := fx.state(t, runs[1].ID); got.State != run.StateRunning {
+	if got := fx.get(t, runs[1].ID); got.State != run.StateRunning {
 		t.Errorf("run 1 = %s, want RUNNING again", got.State)
 	}
-	if got := fx.state(t, runs[2].ID); got.State != run.StateLost {
+	if got := fx.get(t, runs[2].ID); got.State != run.StateLost {
 		t.Errorf("run with a reused job id = %s, want LOST", got.State)
 	}
 	select {
@@ -352,7 +343,7 @@ func TestLostRunTakesItsTrueStateWhenSlurmListsTheJobAgain(t *testing.T) {
 	// The revived running run is tracked normally again.
 	fx.slurm.set(runs[1].SlurmJobID, func(j *scheduler.JobStatus) { j.State, j.ExitCode = "COMPLETED", 0 })
 	fx.pollFor(t, 5*time.Second)
-	if got := fx.state(t, runs[1].ID); got.State != run.StateCompleted {
+	if got := fx.get(t, runs[1].ID); got.State != run.StateCompleted {
 		t.Errorf("revived run = %s, want COMPLETED", got.State)
 	}
 }
@@ -364,7 +355,7 @@ func TestLostRunsAreRecheckedAfterRestartWithinTheWindow(t *testing.T) {
 	runs := fx.startRunning(t, "a")
 	fx.slurm.forget(runs[0].SlurmJobID)
 	fx.pollFor(t, 330*time.Second)
-	if got := fx.state(t, runs[0].ID); got.State != run.StateLost {
+	if got := fx.get(t, runs[0].ID); got.State != run.StateLost {
 		t.Fatalf("%s, want LOST", got.State)
 	}
 	restart := func() {
@@ -410,7 +401,7 @@ func TestAdoptionNeverActsOnAnUntrustedListing(t *testing.T) {
 	if len(fx.slurm.submitted) != submitted {
 		t.Fatalf("%d submissions during the outage", len(fx.slurm.submitted)-submitted)
 	}
-	if got := fx.state(t, orphan.ID); got.State != run.StatePending || got.Submitted() {
+	if got := fx.get(t, orphan.ID); got.State != run.StatePending || got.Submitted() {
 		t.Fatalf("orphan during the outage = %s job %q", got.State, got.SlurmJobID)
 	}
 	// Even with the probe fooled, an empty listing while a job was listed
@@ -418,13 +409,13 @@ func TestAdoptionNeverActsOnAnUntrustedListing(t *testing.T) {
 	probe.set(nil)
 	fx.svc.ready.Probe(ctx)
 	fx.pollFor(t, 10*time.Second)
-	if len(fx.slurm.submitted) != submitted || fx.state(t, orphan.ID).State != run.StatePending {
+	if len(fx.slurm.submitted) != submitted || fx.get(t, orphan.ID).State != run.StatePending {
 		t.Fatalf("acted on an empty listing while run %s was listed recently", running.ID)
 	}
 	// Back: the orphan's job is adopted, nothing is submitted twice.
 	fx.slurm.down(false)
 	fx.pollFor(t, 5*time.Second)
-	if got := fx.state(t, orphan.ID); got.SlurmJobID != orphanJob {
+	if got := fx.get(t, orphan.ID); got.SlurmJobID != orphanJob {
 		t.Errorf("orphan = job %q, want adopted %s", got.SlurmJobID, orphanJob)
 	}
 	if len(fx.slurm.submitted) != submitted {
@@ -453,7 +444,7 @@ func TestUnconfirmedRunResubmittedOnlyWhenSlurmctldIsConfirmed(t *testing.T) {
 	probe.set(nil)
 	fx.svc.ready.Probe(context.Background())
 	fx.pollFor(t, 15*time.Second)
-	got := fx.state(t, r.ID)
+	got := fx.get(t, r.ID)
 	if !got.Submitted() || len(fx.slurm.submitted) != 1 {
 		t.Fatalf("after slurmctld came back: run %+v, %d submissions; want exactly 1", got, len(fx.slurm.submitted))
 	}
@@ -552,14 +543,14 @@ func TestReusedJobIDIsNotTakenForTheRunsJob(t *testing.T) {
 		j.State, j.ExitCode, j.Comment = "FAILED", 1, CommentPrefix+"r-a-newer-run"
 	})
 	fx.pollFor(t, 5*time.Second)
-	if got := fx.state(t, runs[0].ID); got.State != run.StateRunning {
+	if got := fx.get(t, runs[0].ID); got.State != run.StateRunning {
 		t.Fatalf("run took the state of another job with its old id: %s", got.State)
 	}
 	fx.pollFor(t, 320*time.Second)
-	if got := fx.state(t, runs[0].ID); got.State != run.StateLost {
+	if got := fx.get(t, runs[0].ID); got.State != run.StateLost {
 		t.Errorf("run whose job id now names another job = %s, want LOST", got.State)
 	}
-	if got := fx.state(t, runs[1].ID); got.State != run.StateRunning {
+	if got := fx.get(t, runs[1].ID); got.State != run.StateRunning {
 		t.Errorf("other run = %s, want RUNNING", got.State)
 	}
 }

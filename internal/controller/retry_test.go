@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -13,10 +14,16 @@ import (
 	"github.com/sopilot/sopilot/internal/scheduler"
 )
 
-func retrySpec(p *run.RetryPolicy) run.Spec {
-	s := seedSpec()
-	s.Retry = p
-	return s
+// createRetrying creates a seed run with retry policy p.
+func (fx *fixture) createRetrying(t *testing.T, p *run.RetryPolicy) *run.Run {
+	t.Helper()
+	spec := seedSpec()
+	spec.Retry = p
+	r, err := fx.svc.Create(context.Background(), spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // startJob makes the fake job of run r run on nodes and polls.
@@ -50,6 +57,13 @@ func (fx *fixture) lastSubmitted() scheduler.JobSpec {
 	return fx.slurm.submitted[len(fx.slurm.submitted)-1]
 }
 
+// cancelledJobs returns the jobs cancelled in the fake Slurm so far.
+func (fx *fixture) cancelledJobs() []string {
+	fx.slurm.mu.Lock()
+	defer fx.slurm.mu.Unlock()
+	return slices.Clone(fx.slurm.cancelled)
+}
+
 func (fx *fixture) submittedCount() int {
 	fx.slurm.mu.Lock()
 	defer fx.slurm.mu.Unlock()
@@ -59,10 +73,7 @@ func (fx *fixture) submittedCount() int {
 func TestNodeFailStartsTheNextAttemptAwayFromTheNodes(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	r, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 2}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 2})
 	fx.startJob(t, r.SlurmJobID, "worker-[0-1]")
 	// The job reports a checkpoint, then its node fails.
 	fx.advance(10 * time.Minute)
@@ -104,10 +115,7 @@ func TestNodeFailStartsTheNextAttemptAwayFromTheNodes(t *testing.T) {
 func TestOwnFailureIsNeverRetriedAsHardware(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	r, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 3}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 3})
 	fx.startJob(t, r.SlurmJobID, "worker-0")
 	fx.slurm.set(r.SlurmJobID, func(j *scheduler.JobStatus) { j.State, j.ExitCode, j.EndTime = "FAILED", 1, fx.clock() })
 	fx.poll(t)
@@ -118,10 +126,7 @@ func TestOwnFailureIsNeverRetriedAsHardware(t *testing.T) {
 
 	// The same exit with an incident on its node while it ran is the
 	// hardware's doing.
-	r2, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 3}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r2 := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 3})
 	fx.startJob(t, r2.SlurmJobID, "worker-1")
 	if err := fx.svc.AttachIncident(ctx, []string{r2.ID}, "inc-xid79"); err != nil {
 		t.Fatal(err)
@@ -134,10 +139,7 @@ func TestOwnFailureIsNeverRetriedAsHardware(t *testing.T) {
 	}
 
 	// Asked for, the job's own failure is retried as what it is.
-	r3, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 2, Causes: []run.Cause{run.CauseExitCode}}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r3 := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 2, Causes: []run.Cause{run.CauseExitCode}})
 	fx.startJob(t, r3.SlurmJobID, "worker-0")
 	fx.slurm.set(r3.SlurmJobID, func(j *scheduler.JobStatus) { j.State, j.ExitCode, j.EndTime = "FAILED", 2, fx.clock() })
 	fx.poll(t)
@@ -149,10 +151,7 @@ func TestOwnFailureIsNeverRetriedAsHardware(t *testing.T) {
 func TestNodeFaultCancelsAndResubmitsExcludingTheNode(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	with, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 2, Backoff: 30 * time.Second}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	with := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 2, Backoff: 30 * time.Second})
 	without, err := fx.svc.Create(ctx, seedSpec(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -166,9 +165,7 @@ func TestNodeFaultCancelsAndResubmitsExcludingTheNode(t *testing.T) {
 	if got.Attempt() != 2 || got.Attempts[0].Cause != run.CauseHardware || got.Attempts[0].IncidentID != "inc-1" || got.Attempts[0].CancelPending {
 		t.Fatalf("after the fault: attempt %d %+v", got.Attempt(), got.Attempts)
 	}
-	fx.slurm.mu.Lock()
-	cancelled := slices.Clone(fx.slurm.cancelled)
-	fx.slurm.mu.Unlock()
+	cancelled := fx.cancelledJobs()
 	if !slices.Equal(cancelled, []string{with.SlurmJobID}) {
 		t.Fatalf("cancelled %v, want only %s (the run without a policy runs on)", cancelled, with.SlurmJobID)
 	}
@@ -193,10 +190,7 @@ func TestRetryBreakerStopsMassRetries(t *testing.T) {
 	ctx := context.Background()
 	var runs []*run.Run
 	for i := range 2 {
-		r, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 3}), "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 3})
 		fx.startJob(t, r.SlurmJobID, []string{"worker-0", "worker-1"}[i])
 		runs = append(runs, r)
 	}
@@ -220,10 +214,7 @@ func TestRetryBreakerStopsMassRetries(t *testing.T) {
 	// The gate of the remediation breaker refuses too.
 	fx.svc.cfg.RetryBreaker.MaxRetries = 100
 	fx.svc.SetRetryGate(pausedGate{})
-	r, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 3}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 3})
 	fx.startJob(t, r.SlurmJobID, "worker-3")
 	if err := fx.svc.NodeFault(ctx, "worker-3", "inc-9"); err != nil {
 		t.Fatal(err)
@@ -242,10 +233,7 @@ func (pausedGate) RetriesPaused() (bool, string) { return true, "5 drains in 10m
 func TestRetryCrashAfterSubmitAdoptsOneJob(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	r, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 2}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 2})
 	fx.startJob(t, r.SlurmJobID, "worker-0")
 	type crash struct{}
 	fx.svc.cfg.Failpoint = func(name string) {
@@ -288,29 +276,13 @@ func TestRetryCrashAfterSubmitAdoptsOneJob(t *testing.T) {
 func (fx *fixture) lastSubmittedID() string {
 	fx.slurm.mu.Lock()
 	defer fx.slurm.mu.Unlock()
-	return fmtID(fx.slurm.next)
-}
-
-func fmtID(n int) string { return itoa(n) }
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
+	return fmt.Sprint(fx.slurm.next) // as the fake Slurm numbers its jobs
 }
 
 func TestDependantsWaitForTheNextAttempt(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	a, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 2}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 2})
 	spec := seedSpec()
 	spec.DependsOn = []string{a.ID}
 	b, err := fx.svc.Create(ctx, spec, "")
@@ -334,9 +306,7 @@ func TestDependantsWaitForTheNextAttempt(t *testing.T) {
 	if deps := fx.lastSubmitted().Dependencies; !slices.Equal(deps, []string{a2.SlurmJobID}) {
 		t.Fatalf("b's new job waits on %v, want a's new job %s", deps, a2.SlurmJobID)
 	}
-	fx.slurm.mu.Lock()
-	cancelled := slices.Clone(fx.slurm.cancelled)
-	fx.slurm.mu.Unlock()
+	cancelled := fx.cancelledJobs()
 	if !slices.Contains(cancelled, b.SlurmJobID) {
 		t.Fatalf("b's old job %s not cancelled (%v)", b.SlurmJobID, cancelled)
 	}
@@ -353,10 +323,7 @@ func near(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
 func TestCheckpointNeverGoesBack(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	r, err := fx.svc.Create(ctx, retrySpec(&run.RetryPolicy{MaxAttempts: 2}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := fx.createRetrying(t, &run.RetryPolicy{MaxAttempts: 2})
 	fx.startJob(t, r.SlurmJobID, "worker-0")
 	apply := func(step int64, ck *run.Checkpoint) {
 		t.Helper()

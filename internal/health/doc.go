@@ -5,8 +5,7 @@
 //
 // The package is pure: no I/O, no gRPC, no Slurm, nothing of the agent's;
 // evidence is in telemetry's vocabulary. Evaluate is a function of
-// its arguments; Thresholds are loaded from JSON bytes by the caller;
-// Incidents collapses repeated identical events in memory.
+// its arguments; Thresholds are loaded from JSON bytes by the caller.
 //
 // The rules follow the product brief ("Facts for the health side"): XID
 // classes are ClassifyXID's (the only XID table); row-remap pending drains after the

@@ -20,7 +20,7 @@
 //
 // The map is rebuilt from every node listing, so a Slurm node that moves to
 // another machine (Soperator replaced its Kubernetes node) follows at the
-// next poll; Replaced says which nodes moved, so that their live health
+// next poll; ReplacedSince says which nodes moved, so that their live health
 // state can start fresh.
 package identity
 
@@ -111,18 +111,6 @@ func (m *Map) Instances() map[string]string {
 		}
 	}
 	return out
-}
-
-// Replaced lists the Slurm nodes whose instance id changed from prev to
-// next, by name. Only a change from one instance id to another counts: a
-// node that had none, or has none now (its slurmd re-registering, Slurm
-// without instance ids), has not been shown to be on a new machine. A nil
-// prev (the first listing) replaces nothing.
-func Replaced(prev, next *Map) []Replacement {
-	if prev == nil {
-		return nil
-	}
-	return ReplacedSince(prev.Instances(), next)
 }
 
 // ReplacedSince lists the Slurm nodes of next whose instance id differs

@@ -79,9 +79,6 @@ func TestMap_Nil(t *testing.T) {
 	if got, ok := m.Machine("n1"); got != "n1" || !ok {
 		t.Errorf("Machine = %q, %v", got, ok)
 	}
-	if r := Replaced(nil, New(nil)); r != nil {
-		t.Errorf("Replaced from nothing = %+v", r)
-	}
 }
 
 func TestReplaced(t *testing.T) {
@@ -98,8 +95,8 @@ func TestReplaced(t *testing.T) {
 		node("new", "gpu-node-6"),      // not in the previous listing
 	})
 	want := []Replacement{{"worker-1", "gpu-node-1", "gpu-node-9"}, {"worker-4", "gpu-node-4", "gpu-node-1"}}
-	if got := Replaced(prev, next); !reflect.DeepEqual(got, want) {
-		t.Errorf("Replaced = %+v, want %+v", got, want)
+	if got := ReplacedSince(prev.Instances(), next); !reflect.DeepEqual(got, want) {
+		t.Errorf("ReplacedSince = %+v, want %+v", got, want)
 	}
 	if got := next.SlurmNodes("gpu-node-1"); !reflect.DeepEqual(got, []string{"worker-4"}) {
 		t.Errorf("the old machine now holds %q, want worker-4", got)

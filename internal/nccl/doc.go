@@ -18,10 +18,10 @@
 //
 // # Judging
 //
-// Evaluate fails a run that printed failure lines, wrong values or out of
-// bounds values, whatever its bandwidth, and one cut short before its
-// footer, and otherwise compares
-// Result.BusBandwidthAt(messageBytes) with the floor. The bandwidth of a
+// Measure and Judge fail a run that printed failure lines, wrong values or
+// out of bounds values, whatever its bandwidth, and one cut short before
+// its footer, and otherwise compare Result.BusBandwidthAt(messageBytes)
+// with the floor. The bandwidth of a
 // message size is the mean of its out-of-place and in-place busbw.
 //
 // # Running

@@ -126,11 +126,6 @@ func Judge(m Reading, minBusBW float64) Verdict {
 	return v
 }
 
-// Evaluate is Judge(Measure(res, messageBytes), minBusBW).
-func Evaluate(res Result, minBusBW float64, messageBytes int64) Verdict {
-	return Judge(Measure(res, messageBytes), minBusBW)
-}
-
 func wrongValues(rows []Row) (int64, Row) {
 	var total int64
 	var first Row

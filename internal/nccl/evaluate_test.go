@@ -61,9 +61,9 @@ func TestEvaluateRecorded(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			res := parseFile(t, tc.file)
-			v := Evaluate(res, tc.min, 16*gib)
+			v := Judge(Measure(res, 16*gib), tc.min)
 			if v.Passed != tc.pass || v.Summary != tc.summary {
-				t.Errorf("Evaluate = %v %q, want %v %q", v.Passed, v.Summary, tc.pass, tc.summary)
+				t.Errorf("verdict = %v %q, want %v %q", v.Passed, v.Summary, tc.pass, tc.summary)
 			}
 			if tc.bw != 0 && !near2(v.BusBWGBps, tc.bw) {
 				t.Errorf("busbw %v, want %v", v.BusBWGBps, tc.bw)
@@ -80,27 +80,27 @@ func TestEvaluateEdges(t *testing.T) {
 		OutOfBounds: &zero, OutOfBoundsOK: true}
 	cut := ok
 	cut.OutOfBounds = nil
-	if v := Evaluate(cut, 460, 16<<30); v.Passed || v.Summary != `incomplete run: no "Out of bounds values" footer (busbw 470.0 GB/s at 16 GiB)` || v.BusBWGBps != 470 {
+	if v := Judge(Measure(cut, 16<<30), 460); v.Passed || v.Summary != `incomplete run: no "Out of bounds values" footer (busbw 470.0 GB/s at 16 GiB)` || v.BusBWGBps != 470 {
 		t.Errorf("no footer: %+v", v)
 	}
-	if v := Evaluate(ok, 470, 16<<30); !v.Passed || v.Summary != "busbw 470.0 GB/s at 16 GiB ≥ 470 (ok)" {
+	if v := Judge(Measure(ok, 16<<30), 470); !v.Passed || v.Summary != "busbw 470.0 GB/s at 16 GiB ≥ 470 (ok)" {
 		t.Errorf("equal to floor: %+v", v)
 	}
-	if v := Evaluate(ok, 430.5, 16<<30); !v.Passed || !strings.HasSuffix(v.Summary, "≥ 430.5 (ok)") {
+	if v := Judge(Measure(ok, 16<<30), 430.5); !v.Passed || !strings.HasSuffix(v.Summary, "≥ 430.5 (ok)") {
 		t.Errorf("fractional floor: %+v", v)
 	}
-	if v := Evaluate(Result{}, 0, 16<<30); v.Passed || v.Summary != "no results in all_reduce_perf output" {
+	if v := Judge(Measure(Result{}, 16<<30), 0); v.Passed || v.Summary != "no results in all_reduce_perf output" {
 		t.Errorf("empty: %+v", v)
 	}
 	oob := ok
 	n := int64(0)
 	oob.OutOfBounds, oob.OutOfBoundsOK = &n, false // "0 FAILED" cannot happen, but is not ok
-	if v := Evaluate(oob, 0, 16<<30); v.Passed || v.Summary != "out of bounds values: 0 FAILED" {
+	if v := Judge(Measure(oob, 16<<30), 0); v.Passed || v.Summary != "out of bounds values: 0 FAILED" {
 		t.Errorf("out of bounds: %+v", v)
 	}
 	small := Result{Rows: []Row{{SizeBytes: 32 << 30, OutOfPlace: Measurement{BusBWGBps: 480}, InPlace: Measurement{BusBWGBps: 480}}},
 		OutOfBounds: &zero, OutOfBoundsOK: true}
-	if v := Evaluate(small, 460, 16<<30); !v.Passed || v.Summary != "busbw 480.0 GB/s at 32 GiB (smallest run, above 16 GiB) ≥ 460 (ok)" || v.SizeBytes != 32<<30 {
+	if v := Judge(Measure(small, 16<<30), 460); !v.Passed || v.Summary != "busbw 480.0 GB/s at 32 GiB (smallest run, above 16 GiB) ≥ 460 (ok)" || v.SizeBytes != 32<<30 {
 		t.Errorf("above target: %+v", v)
 	}
 }
@@ -110,7 +110,7 @@ func TestEvaluateWrongSaturates(t *testing.T) {
 	r := Result{Rows: []Row{
 		{SizeBytes: 1, OutOfPlace: Measurement{Wrong: &big}, InPlace: Measurement{Wrong: &big}},
 	}}
-	if v := Evaluate(r, 0, 1); v.Passed || !strings.HasPrefix(v.Summary, "9223372036854775807 wrong values") {
+	if v := Judge(Measure(r, 1), 0); v.Passed || !strings.HasPrefix(v.Summary, "9223372036854775807 wrong values") {
 		t.Errorf("%+v", v)
 	}
 }

@@ -186,7 +186,7 @@ var (
 // field.
 //
 // Parse does not judge the run: a result with failures and no rows is not
-// an error here (see Evaluate).
+// an error here (see Measure).
 func Parse(r io.Reader) (Result, error) {
 	var res Result
 	sc := bufio.NewScanner(r)

@@ -316,9 +316,9 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("bad row %+v", r)
 			}
 		}
-		// Evaluate must not panic on anything Parse accepts, and never
-		// passes a run with failures or wrong values.
-		v := Evaluate(res, 0, 16<<30)
+		// Measure and Judge must not panic on anything Parse accepts, and
+		// never pass a run with failures or wrong values.
+		v := Judge(Measure(res, 16<<30), 0)
 		if v.Passed {
 			if len(res.Failures) > 0 || res.OutOfBounds == nil || !res.OutOfBoundsOK || len(res.Rows) == 0 {
 				t.Fatalf("passed: %+v for %+v", v, res)

@@ -48,7 +48,7 @@ func TestRunSuccess(t *testing.T) {
 	if len(res.Rows) != 32 || len(res.Devices) != 8 {
 		t.Errorf("%d rows %d devices", len(res.Rows), len(res.Devices))
 	}
-	if v := Evaluate(res, 460, 16<<30); !v.Passed {
+	if v := Judge(Measure(res, 16<<30), 460); !v.Passed {
 		t.Errorf("verdict %+v", v)
 	}
 	args, _ := os.ReadFile(argsFile)
@@ -92,7 +92,7 @@ func TestRunNonZeroExit(t *testing.T) {
 	if !bytes.Contains(raw, []byte("extra stderr line")) {
 		t.Error("stderr not captured")
 	}
-	if v := Evaluate(res, 460, 16<<30); v.Passed {
+	if v := Judge(Measure(res, 16<<30), 460); v.Passed {
 		t.Errorf("verdict %+v", v)
 	}
 }
@@ -103,7 +103,7 @@ func TestRunFailureOutput(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "status 3") || !strings.Contains(err.Error(), "Test failure common.cu:1100") {
 		t.Errorf("error %v", err)
 	}
-	if v := Evaluate(res, 460, 16<<30); v.Passed || !strings.HasPrefix(v.Summary, "nccl error: unhandled cuda error") {
+	if v := Judge(Measure(res, 16<<30), 460); v.Passed || !strings.HasPrefix(v.Summary, "nccl error: unhandled cuda error") {
 		t.Errorf("verdict %+v", v)
 	}
 }

@@ -58,7 +58,7 @@ func TestSimulatedOutputRoundTrip(t *testing.T) {
 		if avg := sum / 64; avg-*res.AvgBusBandwidthGBps > 0.01 || *res.AvgBusBandwidthGBps-avg > 0.01 {
 			t.Errorf("avg footer %v, rows average %v", *res.AvgBusBandwidthGBps, avg)
 		}
-		v := Evaluate(res, tc.min, 16<<30)
+		v := Judge(Measure(res, 16<<30), tc.min)
 		if v.Passed != tc.pass || !strings.Contains(v.Summary, "at 16 GiB") {
 			t.Errorf("%v GB/s vs %v: %+v", tc.peak, tc.min, v)
 		}

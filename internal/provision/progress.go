@@ -98,11 +98,11 @@ type ProgressOptions struct {
 	OnEvent func(Event)
 }
 
-// Progress is an io.Writer for terraform-exec's PlanJSON/ApplyJSON/
-// DestroyJSON: it parses the JSON UI stream line by line, keeps count of
-// resources done against resources planned, and prints one human line per
-// event that matters, prefixed with the count: "[ 3/12] addr: Creation
-// complete after 2s". It keeps the diagnostics for the caller.
+// Progress is an io.Writer for terraform-exec's PlanJSON/ApplyJSON: it
+// parses the JSON UI stream line by line, keeps count of resources done
+// against resources planned, and prints one human line per event that
+// matters, prefixed with the count: "[ 3/12] addr: Creation complete after
+// 2s". It keeps the diagnostics for the caller.
 type Progress struct {
 	out  io.Writer
 	opts ProgressOptions

@@ -1,9 +1,9 @@
 // Package provision drives a Soperator Terraform installation (the seed's
 // soperator/installations/<name> directory) through
 // github.com/hashicorp/terraform-exec: it finds the terraform binary, and
-// runs init (with bounded retries on network failures), validate, plan to a
-// file, show of that plan as JSON, apply of exactly that file, destroy,
-// output, import and state rm. Plan, apply and destroy run with Terraform's
+// runs init (with bounded retries on network failures), plan to a file
+// (a destroy plan too), show of that plan as JSON, apply of exactly that
+// file, output, import and state rm. Plan and apply run with Terraform's
 // machine-readable UI (-json), which Progress turns into counted progress
 // lines and diagnostics.
 //
@@ -249,12 +249,6 @@ func firstLine(s string) string {
 	return strings.TrimSpace(s)
 }
 
-// Validate runs `terraform validate -json`.
-func (r *Runner) Validate(ctx context.Context) (*tfjson.ValidateOutput, error) {
-	out, err := r.tf.Validate(ctx)
-	return out, r.wrap(ctx, "validate", err)
-}
-
 // PlanRequest says what to plan.
 type PlanRequest struct {
 	// Out is where the plan file goes; required (apply takes exactly it).
@@ -327,20 +321,6 @@ func (r *Runner) Apply(ctx context.Context, planFile string, w io.Writer) error 
 	err = r.tf.ApplyJSON(ctx, orDiscard(w), tfexec.DirOrPlan(abs))
 	r.tf.SetStdout(nil) // ApplyJSON leaves w set for every later command
 	return r.wrap(ctx, "apply", err)
-}
-
-// Destroy runs `terraform destroy -json -auto-approve` (terraform-exec
-// approves automatically). The CLI prefers a destroy plan and Apply, so
-// that the user confirms exactly what is destroyed.
-func (r *Runner) Destroy(ctx context.Context, varFiles []string, w io.Writer) error {
-	var opts []tfexec.DestroyOption
-	for _, f := range varFiles {
-		opts = append(opts, tfexec.VarFile(f))
-	}
-	r.log.Info("terraform destroy")
-	err := r.tf.DestroyJSON(ctx, orDiscard(w), opts...)
-	r.tf.SetStdout(nil) // DestroyJSON leaves w set for every later command
-	return r.wrap(ctx, "destroy", err)
 }
 
 // Output is one root module output.

@@ -82,10 +82,9 @@ func stateID(t *testing.T, r *provision.Runner, addr string) string {
 	return id
 }
 
-// The whole life of an installation on the real binary: init, validate,
-// plan to a file, apply exactly that file, output, the seed's shrink
-// refused and its recovery path carried out, import after lost state,
-// destroy.
+// The whole life of an installation on the real binary: init, plan to a
+// file, apply exactly that file, output, the seed's shrink refused and its
+// recovery path carried out, import after lost state, destroy.
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	r, dir := newRunner(t, "roundtrip")
@@ -100,9 +99,6 @@ func TestRoundTrip(t *testing.T) {
 	var initOut bytes.Buffer
 	if err := r.Init(ctx, &initOut); err != nil {
 		t.Fatalf("init: %v\n%s", err, initOut.String())
-	}
-	if vo, err := r.Validate(ctx); err != nil || !vo.Valid {
-		t.Fatalf("validate: %v %+v", err, vo)
 	}
 
 	// plan -out, show -json
@@ -235,30 +231,6 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if got := stateAddresses(t, r); len(got) != 0 {
 		t.Errorf("after destroy the state holds %v", got)
-	}
-}
-
-// Runner.Destroy (terraform destroy) on its own.
-func TestDestroyDirect(t *testing.T) {
-	t.Parallel()
-	r, dir := newRunner(t, "roundtrip")
-	ctx := context.Background()
-	if err := r.Init(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, err := r.Plan(ctx, provision.PlanRequest{Out: filepath.Join(dir, "p")}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Apply(ctx, p.Path, nil); err != nil {
-		t.Fatal(err)
-	}
-	prog := provision.NewProgress(&bytes.Buffer{}, provision.ProgressOptions{})
-	if err := r.Destroy(ctx, nil, prog); err != nil {
-		t.Fatal(err)
-	}
-	if s, _ := prog.Summary(); s.Remove != 4 || s.Operation != "destroy" {
-		t.Errorf("summary %+v", s)
 	}
 }
 
@@ -496,9 +468,6 @@ func TestMissingModulesAndStubs(t *testing.T) {
 	var out bytes.Buffer
 	if err := r.Init(ctx, &out); err != nil {
 		t.Fatalf("init with stubs: %v\n%s", err, out.String())
-	}
-	if vo, err := r.Validate(ctx); err != nil || !vo.Valid {
-		t.Fatalf("validate with stubs: %v %+v", err, vo)
 	}
 	if _, err := r.Plan(ctx, provision.PlanRequest{Out: filepath.Join(dir, "p"), VarFiles: []string{noGPU}}, nil); err != nil {
 		t.Fatalf("plan with stubs: %v", err)

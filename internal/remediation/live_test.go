@@ -28,7 +28,8 @@ func slurmCmd(t *testing.T, env slurmtest.Env, name string, args ...string) (str
 }
 
 // liveBackend is the real Slurm CLI backend of env and a reader of its
-// nodes by name; the test is Unavailable when liveNode is already drained.
+// nodes by name; the test is Unavailable when liveNode is already drained,
+// and otherwise resumes liveNode when it ends.
 func liveBackend(ctx context.Context, t *testing.T, env slurmtest.Env) (*slurmcli.Backend, func() map[string]scheduler.NodeStatus) {
 	t.Helper()
 	backend := slurmcli.New(slurmcli.Config{SlurmConf: env.SlurmConf, Timeout: time.Minute}, nil)
@@ -47,7 +48,29 @@ func liveBackend(ctx context.Context, t *testing.T, env slurmtest.Env) (*slurmcl
 	if n := current()[liveNode]; n.Drained() || n.Reason != "" {
 		slurmtest.Unavailable(t, "%s is in use (%s, reason %q)", liveNode, n.StateString(), n.Reason)
 	}
+	t.Cleanup(func() {
+		if out, err := slurmCmd(t, env, "scontrol", "update", "NodeName="+liveNode, "State=RESUME"); err != nil && !strings.Contains(out, "Invalid node state") {
+			t.Errorf("cleanup: resume: %v: %s", err, out)
+		}
+	})
 	return backend, current
+}
+
+// liveInputs returns the engine's inputs over current()'s nodes: each
+// healthy for an hour by now(), except liveNode, which has result r,
+// healthy since since, and incident.
+func liveInputs(current func() map[string]scheduler.NodeStatus, now func() time.Time, incident string) func(r health.Result, since time.Time) []remediation.NodeInput {
+	return func(r health.Result, since time.Time) []remediation.NodeInput {
+		var in []remediation.NodeInput
+		for name, st := range current() {
+			ni := remediation.NodeInput{Name: name, Result: healthy(), Slurm: st, HealthySince: now().Add(-time.Hour)}
+			if name == liveNode {
+				ni.Result, ni.HealthySince, ni.IncidentID = r, since, incident
+			}
+			in = append(in, ni)
+		}
+		return in
+	}
 }
 
 // TestExclusiveLiveEngine runs the engine over the real Slurm CLI backend: an
@@ -58,14 +81,11 @@ func TestExclusiveLiveEngine(t *testing.T) {
 	ctx := context.Background()
 	backend, current := liveBackend(ctx, t, env)
 	var job string
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before liveBackend's resume
 		if job != "" {
 			if out, err := slurmCmd(t, env, "scancel", job); err != nil {
 				t.Errorf("cleanup: scancel %s: %v: %s", job, err, out)
 			}
-		}
-		if out, err := slurmCmd(t, env, "scontrol", "update", "NodeName="+liveNode, "State=RESUME"); err != nil && !strings.Contains(out, "Invalid node state") {
-			t.Errorf("cleanup: resume: %v: %s", err, out)
 		}
 	})
 	out, err := slurmCmd(t, env, "sbatch", "--parsable", "-w", liveNode, "--gres=gpu:8", "--time=3", "--job-name=remediation-live",
@@ -90,17 +110,7 @@ func TestExclusiveLiveEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inputs := func(r health.Result, since time.Time) []remediation.NodeInput {
-		var in []remediation.NodeInput
-		for name, st := range current() {
-			ni := remediation.NodeInput{Name: name, Result: healthy(), Slurm: st, HealthySince: clock.Now().Add(-time.Hour)}
-			if name == liveNode {
-				ni.Result, ni.HealthySince, ni.IncidentID = r, since, "01JLIVETEST"
-			}
-			in = append(in, ni)
-		}
-		return in
-	}
+	inputs := liveInputs(current, clock.Now, "01JLIVETEST")
 
 	// Automatic drain with the job running: the job keeps running.
 	ds := eng.Step(ctx, inputs(xid79(3), time.Time{}))
@@ -177,11 +187,6 @@ func TestExclusiveLiveHandoff(t *testing.T) {
 	env := slurmtest.RequireExclusive(t)
 	ctx := context.Background()
 	backend, current := liveBackend(ctx, t, env)
-	t.Cleanup(func() {
-		if out, err := slurmCmd(t, env, "scontrol", "update", "NodeName="+liveNode, "State=RESUME"); err != nil && !strings.Contains(out, "Invalid node state") {
-			t.Errorf("cleanup: resume: %v: %s", err, out)
-		}
-	})
 
 	clock := testclock.New(time.Now())
 	verifier := &fakeVerifier{}
@@ -189,17 +194,7 @@ func TestExclusiveLiveHandoff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inputs := func(r health.Result, since time.Time) []remediation.NodeInput {
-		var in []remediation.NodeInput
-		for name, st := range current() {
-			ni := remediation.NodeInput{Name: name, Result: healthy(), Slurm: st, HealthySince: clock.Now().Add(-time.Hour)}
-			if name == liveNode {
-				ni.Result, ni.HealthySince, ni.IncidentID = r, since, "01JLIVEHANDOFF"
-			}
-			in = append(in, ni)
-		}
-		return in
-	}
+	inputs := liveInputs(current, clock.Now, "01JLIVEHANDOFF")
 
 	ds := eng.Step(ctx, inputs(xid79(3), time.Time{}))
 	want := "[node_problem] sopilot: xid 79 (drain) on gpu3 incident=01JLIVEHANDOFF"

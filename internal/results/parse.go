@@ -196,9 +196,6 @@ func (r *Reader) batch() Batch {
 	return out
 }
 
-// Line is the number of lines read so far.
-func (r *Reader) Line() int { return r.line }
-
 // Finish reads the rest of the input and returns the whole Set, as Parse
 // would have; after an error it returns that error.
 func (r *Reader) Finish() (*Set, error) {

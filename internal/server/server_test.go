@@ -757,6 +757,36 @@ func TestServeHTTP(t *testing.T) {
 	}
 }
 
+// serveOneRequest runs ServeHTTP(ctx, srv, grace) on a loopback socket,
+// sends it GET /metrics and returns once srv's handler has closed entered:
+// served then yields ServeHTTP's result, got the client's error once the
+// GET has returned.
+func serveOneRequest(t *testing.T, ctx context.Context, srv *http.Server, grace time.Duration, entered <-chan struct{}) (served, got <-chan error) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servedc, gotc := make(chan error, 1), make(chan error, 1)
+	go func() { servedc <- ServeHTTP(ctx, srv, lis, grace) }()
+	transport := &http.Transport{}
+	t.Cleanup(transport.CloseIdleConnections)
+	go func() {
+		resp, err := (&http.Client{Transport: transport}).Get("http://" + lis.Addr().String() + "/metrics")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+		}
+		gotc <- err
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler never called")
+	}
+	return servedc, gotc
+}
+
 func TestServeHTTPGraceBoundsShutdown(t *testing.T) {
 	srv := NewMetricsHTTP(metrics.NewController(), nil)
 	entered := make(chan struct{})
@@ -765,32 +795,10 @@ func TestServeHTTPGraceBoundsShutdown(t *testing.T) {
 		close(entered)
 		<-unblock
 	})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const grace = 200 * time.Millisecond
-	served := make(chan error, 1)
-	go func() { served <- ServeHTTP(ctx, srv, lis, grace) }()
-
-	transport := &http.Transport{}
-	defer transport.CloseIdleConnections()
-	got := make(chan error, 1)
-	go func() {
-		resp, err := (&http.Client{Transport: transport}).Get("http://" + lis.Addr().String() + "/metrics")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-		}
-		got <- err
-	}()
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("handler never called")
-	}
+	served, got := serveOneRequest(t, ctx, srv, grace, entered)
 	begin := time.Now()
 	cancel()
 	select {
@@ -842,34 +850,13 @@ func TestServeHTTPClosesConnectionsAfterGrace(t *testing.T) {
 		case <-release:
 		}
 	})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	served := make(chan error, 1)
-	go func() { served <- ServeHTTP(ctx, srv, lis, 100*time.Millisecond) }()
-	transport := &http.Transport{}
-	defer transport.CloseIdleConnections()
-	clientDone := make(chan struct{})
+	served, clientDone := serveOneRequest(t, ctx, srv, 100*time.Millisecond, entered)
 	defer func() {
 		close(release)
 		<-clientDone
 	}()
-	go func() {
-		defer close(clientDone)
-		resp, err := (&http.Client{Transport: transport}).Get("http://" + lis.Addr().String() + "/metrics")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-		}
-	}()
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("handler never called")
-	}
 	cancel()
 	select {
 	case <-served:

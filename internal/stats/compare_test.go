@@ -372,14 +372,14 @@ func TestInputErrors(t *testing.T) {
 			_, err := CompareGroups(context.Background(), []float64{math.NaN(), 1}, ok, HigherIsBetter, Options{})
 			return err
 		}, ErrNonFinite, "baseline run means[0] is NaN", 0, "baseline run means"},
-		{"NaN summarised", func() error { _, err := Summarize([]float64{0, math.NaN()}); return err },
+		{"NaN summarised", func() error { _, err := summarize("x", []float64{0, math.NaN()}); return err },
 			ErrNonFinite, "x[1] is NaN", 1, "x"},
 		{"empty baseline", func() error {
 			_, err := ComparePaired(context.Background(), nil, nil, HigherIsBetter, Options{})
 			return err
 		},
 			ErrEmpty, "baseline", 0, ""},
-		{"empty summary", func() error { _, err := Summarize(nil); return err }, ErrEmpty, "x", 0, ""},
+		{"empty summary", func() error { _, err := summarize("x", nil); return err }, ErrEmpty, "x", 0, ""},
 		{"length mismatch", func() error {
 			_, err := ComparePaired(context.Background(), ok, ok[:2], HigherIsBetter, Options{})
 			return err
@@ -516,14 +516,15 @@ func TestCompareGroups(t *testing.T) {
 }
 
 func TestEfficiency(t *testing.T) {
-	speedup, eff, err := ScalingEfficiency(8, 10*time.Hour, 16, 5*time.Hour+30*time.Minute)
+	// No work reported: speedup is the wall-time ratio.
+	e, err := CompareEfficiency(Workload{GPUs: 8, Wall: 10 * time.Hour}, Workload{GPUs: 16, Wall: 5*time.Hour + 30*time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkNear(t, "speedup", speedup, 10/5.5, 1e-15, 0)
-	checkNear(t, "efficiency", eff, 10/5.5/2, 1e-15, 0)
+	checkNear(t, "speedup", e.Speedup, 10/5.5, 1e-15, 0)
+	checkNear(t, "efficiency", e.ScalingEfficiency, 10/5.5/2, 1e-15, 0)
 
-	e, err := CompareEfficiency(
+	e, err = CompareEfficiency(
 		Workload{GPUs: 8, Wall: 2 * time.Hour, Work: 7.2e6},
 		Workload{GPUs: 16, Wall: 90 * time.Minute, Work: 9.0e6})
 	if err != nil {

@@ -87,13 +87,3 @@ func cost(w Workload) WorkloadCost {
 	}
 	return c
 }
-
-// ScalingEfficiency returns speedup = baseWall/candWall and efficiency =
-// speedup / (candGPUs/baseGPUs) for two runs that did the same work.
-func ScalingEfficiency(baseGPUs int, baseWall time.Duration, candGPUs int, candWall time.Duration) (speedup, efficiency float64, err error) {
-	e, err := CompareEfficiency(Workload{GPUs: baseGPUs, Wall: baseWall}, Workload{GPUs: candGPUs, Wall: candWall})
-	if err != nil {
-		return 0, 0, err
-	}
-	return e.Speedup, e.ScalingEfficiency, nil
-}

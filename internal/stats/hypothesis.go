@@ -122,23 +122,6 @@ func welchCI(nb int, vb float64, nc int, vc float64, diff, level float64, df flo
 	return diff - q*se, diff + q*se
 }
 
-// wilcoxon is the Wilcoxon signed-rank test of d, with Wilcoxon's
-// treatment of zeros (dropped before ranking, as in R and scipy's default)
-// and average ranks for ties. With at most wilcoxonExactMax nonzero deltas
-// the p-value is exact: the permutation distribution of W⁺ given the
-// observed (tied) ranks, computed by dynamic programming over doubled
-// ranks, so it stays exact with ties and zeros (scipy falls back to the
-// normal approximation there). Beyond that, the normal approximation with
-// the tie correction Var = n(n+1)(2n+1)/24 − Σ(t³−t)/48 and no continuity
-// correction.
-//
-// |d| values within tol of the smallest value of their group are ties
-// (tol is the comparison's noise tolerance; 0 means exact equality).
-func wilcoxon(d []float64, tol float64) TestResult {
-	pos, neg := signedMagnitudes(d)
-	return wilcoxonRanks(pos, neg, tol)
-}
-
 // signedMagnitudes returns the positive values of d and the magnitudes of
 // its negative ones, each sorted ascending (zeros are in neither). They are
 // the deltas sorted, in two halves: ComparePaired takes the deltas'
@@ -165,7 +148,19 @@ func signedMagnitudes(d []float64) (pos, neg []float64) {
 	return pos, neg
 }
 
-// wilcoxonRanks is wilcoxon on signedMagnitudes' halves.
+// wilcoxonRanks is the Wilcoxon signed-rank test of the deltas d whose
+// signedMagnitudes are pos and neg, with Wilcoxon's treatment of zeros
+// (dropped before ranking, as in R and scipy's default) and average ranks
+// for ties. With at most wilcoxonExactMax nonzero deltas the p-value is
+// exact: the permutation distribution of W⁺ given the
+// observed (tied) ranks, computed by dynamic programming over doubled
+// ranks, so it stays exact with ties and zeros (scipy falls back to the
+// normal approximation there). Beyond that, the normal approximation with
+// the tie correction Var = n(n+1)(2n+1)/24 − Σ(t³−t)/48 and no continuity
+// correction.
+//
+// |d| values within tol of the smallest value of their group are ties
+// (tol is the comparison's noise tolerance; 0 means exact equality).
 func wilcoxonRanks(pos, neg []float64, tol float64) TestResult {
 	n := len(pos) + len(neg)
 	if n == 0 {

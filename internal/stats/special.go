@@ -187,11 +187,6 @@ func normalTwoSided(z float64) float64 {
 	return math.Erfc(math.Abs(z) / math.Sqrt2)
 }
 
-// normalQuantile returns z with P(Z ≤ z) = q for q in (0, 1).
-func normalQuantile(q float64) float64 {
-	return -math.Sqrt2 * math.Erfcinv(2*q)
-}
-
 // chiSquare1SF returns P(X ≥ x) for X ~ χ² with one degree of freedom:
 // X = Z², so P(X ≥ x) = P(|Z| ≥ √x) = erfc(√(x/2)).
 func chiSquare1SF(x float64) float64 {

@@ -20,13 +20,9 @@ type Summary struct {
 	Max  float64
 }
 
-// Summarize describes x. It fails on an empty x, on NaN or ±Inf (a
-// *NonFiniteError naming input "x"), and with ErrOverflow on values so far
+// summarize describes x. It fails on an empty x, on NaN or ±Inf (a
+// *NonFiniteError naming input), and with ErrOverflow on values so far
 // apart (≳ 1e154) that their variance overflows float64.
-func Summarize(x []float64) (Summary, error) {
-	return summarize("x", x)
-}
-
 func summarize(input string, x []float64) (Summary, error) {
 	if err := checkFinite(input, x); err != nil {
 		return Summary{}, err

@@ -52,6 +52,37 @@ func openTestStore(t testing.TB, path string) *Store {
 	return s
 }
 
+// writeOldStore writes a closed store file at path as schema version v
+// left it (the first v migrations), holding runs.
+func writeOldStore(t *testing.T, path string, v int, runs ...*run.Run) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := migrate(tx, migrations()[:v]); err != nil {
+			return err
+		}
+		b, err := bucketsOf(tx)
+		if err != nil {
+			return err
+		}
+		for _, r := range runs {
+			if _, err := b.insert(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // checkBolt runs tx.Check and reports every error it finds.
 func checkBolt(t testing.TB, s *Store) {
 	t.Helper()

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Instance ids survive a reopen; later puts change only the nodes they name.
@@ -59,17 +57,7 @@ func TestPutSlurmInstancesRefusesEmpty(t *testing.T) {
 // bucket appears, what was stored stays.
 func TestOpenUpgradesV3ToSlurmInstances(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.db")
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error { return migrate(tx, migrations()[:3]) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeOldStore(t, path, 3)
 	s := openTestStore(t, path)
 	ctx := context.Background()
 	if err := s.PutNodes(ctx, []NodeRecord{{Name: "gpu-node-0", BootID: "b"}}); err != nil {

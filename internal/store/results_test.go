@@ -453,32 +453,12 @@ func TestResultsErrors(t *testing.T) {
 func TestOpenUpgradesV1ToResults(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "runs.db")
 	// A file as version 1 left it: the v1 buckets, a run, version 1.
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	old := testRun(1, run.StateCompleted)
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := migrate(tx, migrations()[:1]); err != nil {
-			return err
-		}
-		b, err := bucketsOf(tx)
-		if err != nil {
-			return err
-		}
-		_, err = b.insert(old)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeOldStore(t, path, 1, old)
 
 	s := openTestStore(t, path)
 	ctx := context.Background()
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchemaVersion)); v != uint64(len(migrations())) {
 			t.Errorf("schema version after Open = %d, want %d", v, len(migrations()))
 		}

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/sopilot/sopilot/internal/run"
 )
 
@@ -37,28 +35,8 @@ func TestRetries(t *testing.T) {
 // attempt, and retries can be logged.
 func TestMigrateV4ToV5(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v4.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
 	old := testRun(1, run.StateRunning)
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := migrate(tx, migrations()[:4]); err != nil {
-			return err
-		}
-		b, err := bucketsOf(tx)
-		if err != nil {
-			return err
-		}
-		_, err = b.insert(old)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeOldStore(t, path, 4, old)
 	s := openTestStore(t, path)
 	ctx := context.Background()
 	got, err := s.GetRun(ctx, old.ID)

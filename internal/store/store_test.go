@@ -634,9 +634,17 @@ func TestReopenKeepsEverything(t *testing.T) {
 	checkIndexes(t, s)
 }
 
-// setVersion writes a schema version into a closed store file.
-func setVersion(t *testing.T, path string, v []byte) {
+// storeWithVersion makes a store file at path and writes schema version v
+// into it.
+func storeWithVersion(t *testing.T, path string, v []byte) {
 	t.Helper()
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -656,28 +664,14 @@ func TestOpenRefusesUnknownSchema(t *testing.T) {
 		{
 			name: "newer version",
 			prepare: func(t *testing.T, path string) {
-				s, err := Open(path, Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := s.Close(); err != nil {
-					t.Fatal(err)
-				}
-				setVersion(t, path, seqKey(uint64(len(migrations())+1)))
+				storeWithVersion(t, path, seqKey(uint64(len(migrations())+1)))
 			},
 			wantMsg: fmt.Sprintf("database schema version is %d, this build knows up to %d", len(migrations())+1, len(migrations())),
 		},
 		{
 			name: "malformed version",
 			prepare: func(t *testing.T, path string) {
-				s, err := Open(path, Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := s.Close(); err != nil {
-					t.Fatal(err)
-				}
-				setVersion(t, path, []byte{1})
+				storeWithVersion(t, path, []byte{1})
 			},
 			wantMsg: "schema version key is 1 bytes",
 		},

@@ -240,15 +240,10 @@ func loadVars(root *Module, dir string, extra []string) (map[string]cty.Value, [
 	return vars, files, origins, nil
 }
 
-// ReadTfvars reads a .tfvars (HCL) or .tfvars.json file. Values that are
-// not literals (they call functions or reference something) are skipped:
-// Terraform does not allow them in tfvars either.
-func ReadTfvars(path string) (map[string]cty.Value, error) {
-	vals, _, err := readTfvars(path)
-	return vals, err
-}
-
-// readTfvars is ReadTfvars that also gives the line of each variable.
+// readTfvars reads a .tfvars (HCL) or .tfvars.json file and gives the
+// line of each variable. Values that are not literals (they call functions
+// or reference something) are skipped: Terraform does not allow them in
+// tfvars either.
 func readTfvars(path string) (map[string]cty.Value, map[string]int, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
@@ -258,11 +253,6 @@ func readTfvars(path string) (map[string]cty.Value, map[string]int, error) {
 		return nil, nil, fmt.Errorf("read variable file: %w", err)
 	}
 	return parseTfvarsLines(src, path)
-}
-
-func parseTfvars(src []byte, name string) (map[string]cty.Value, error) {
-	vals, _, err := parseTfvarsLines(src, name)
-	return vals, err
 }
 
 func parseTfvarsLines(src []byte, name string) (map[string]cty.Value, map[string]int, error) {

@@ -271,7 +271,7 @@ func FuzzParseTfvars(f *testing.F) {
 	f.Add(`filestore_jail_submounts = [{ spec = { size_gibibytes = 1e400 } }]`)
 	rules := DefaultRules()
 	f.Fuzz(func(t *testing.T, src string) {
-		vars, err := parseTfvars([]byte(src), "fuzz.tfvars")
+		vars, _, err := parseTfvarsLines([]byte(src), "fuzz.tfvars")
 		if err != nil {
 			return
 		}

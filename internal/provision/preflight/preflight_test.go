@@ -380,7 +380,7 @@ filestore_accounting = { spec = { size_gibibytes = 512 } }`, nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			vars, err := parseTfvars([]byte(tt.tfvars), "t.tfvars")
+			vars, _, err := parseTfvarsLines([]byte(tt.tfvars), "t.tfvars")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -52,6 +52,20 @@ func newFakeREST(t *testing.T, status int, body []byte) *fakeREST {
 	return f
 }
 
+// newFakeRESTCase is a table case's fake: fixture (under fixtures2205),
+// its status overridden when status is set, or else status and body.
+func newFakeRESTCase(t *testing.T, fixture string, status int, body string) *fakeREST {
+	t.Helper()
+	if fixture == "" {
+		return newFakeREST(t, status, []byte(body))
+	}
+	f := newFakeRESTFixture(t, filepath.Join(fixtures2205, fixture))
+	if status != 0 {
+		f.status = status
+	}
+	return f
+}
+
 // newFakeRESTFixture answers with a captured or written fixture and the
 // status recorded next to it (NAME.status; 200 when absent).
 func newFakeRESTFixture(t *testing.T, path string) *fakeREST {
@@ -475,15 +489,7 @@ func TestErrorMapping(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var f *fakeREST
-			if tt.fixture != "" {
-				f = newFakeRESTFixture(t, filepath.Join(fixtures2205, tt.fixture))
-				if tt.status != 0 {
-					f.status = tt.status
-				}
-			} else {
-				f = newFakeREST(t, tt.status, []byte(tt.body))
-			}
+			f := newFakeRESTCase(t, tt.fixture, tt.status, tt.body)
 			b := newTestBackend(t, Config{BaseURL: f.srv.URL})
 			var err error
 			switch tt.op {
@@ -725,15 +731,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var f *fakeREST
-			if tt.fixture != "" {
-				f = newFakeRESTFixture(t, filepath.Join(fixtures2205, tt.fixture))
-				if tt.status != 0 {
-					f.status = tt.status
-				}
-			} else {
-				f = newFakeREST(t, tt.status, []byte(tt.body))
-			}
+			f := newFakeRESTCase(t, tt.fixture, tt.status, tt.body)
 			b := newTestBackend(t, Config{BaseURL: f.srv.URL})
 			err := b.Check(context.Background())
 			if got := sentinel(err); got != tt.want {

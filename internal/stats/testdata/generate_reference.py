@@ -198,7 +198,6 @@ out["t_quantile"] = [{"q": q, "df": df, "t": mp_t_quantile(q, df)}
 out["inc_beta"] = [{"a": a, "b": bb, "x": x, "value": float(special.betainc(a, bb, x))}
                    for a, bb in [(0.5, 0.5), (1, 3), (2.5, 7), (10, 0.5), (50, 50), (500, 0.5), (5e5, 0.5), (30, 2000)]
                    for x in [0.001, 0.1, 0.5, 0.9, 0.999]]
-out["normal_quantile"] = [{"q": q, "z": float(stats.norm.ppf(q))} for q in [0.5, 0.8, 0.95, 0.975, 0.995, 0.9995]]
 
 json.dump(out, sys.stdout, indent=1)
 sys.stdout.write("\n")
