@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,8 +85,13 @@ type controller struct {
 	close  func() // the store, once the fleet stopped
 }
 
+// startController serves a fleet on addr over the store at dbPath; its
+// events go to ev, or to a new recorder when ev is nil (c.events either way).
 func startController(t *testing.T, dbPath, addr string, ev *events, opts fleet.Options, as fleet.AssignmentSource) *controller {
 	t.Helper()
+	if ev == nil {
+		ev = &events{codes: map[string][]int64{}}
+	}
 	st, err := store.Open(dbPath, store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -186,27 +193,14 @@ func seqs(n int64) []int64 {
 	return out
 }
 
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestStreamDeliversInOrderAndAcks(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
-	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{}, nil)
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", nil, fleet.Options{}, nil)
 	a := startAgent(t, c.addr, "worker-0", uplink.BufferOptions{})
 	for range 50 {
 		a.add(50, "")
 	}
 	testwait.For(t, "50 batches acked", func() bool { return a.buf.Acked() == 50 })
-	if got := ev.get("worker-0"); !equal(got, seqs(50)) {
+	if got := c.events.get("worker-0"); !slices.Equal(got, seqs(50)) {
 		t.Fatalf("durable events = %v, want 1..50 once each", got)
 	}
 	v, ok := c.fleet.Snapshot("worker-0")
@@ -224,9 +218,8 @@ func TestStreamDeliversInOrderAndAcks(t *testing.T) {
 // A controller restart mid-stream: the agent keeps producing, reconnects,
 // resends; the controller ends up with every sequence exactly once.
 func TestControllerRestartNoGapNoDuplicate(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
 	db := filepath.Join(t.TempDir(), "db")
-	c := startController(t, db, "127.0.0.1:0", ev, fleet.Options{}, nil)
+	c := startController(t, db, "127.0.0.1:0", nil, fleet.Options{}, nil)
 	addr := c.addr
 	agents := []*agent{startAgent(t, addr, "worker-0", uplink.BufferOptions{}), startAgent(t, addr, "worker-1", uplink.BufferOptions{})}
 	produce := func(n int) {
@@ -240,13 +233,13 @@ func TestControllerRestartNoGapNoDuplicate(t *testing.T) {
 	produce(30)
 	c.stop()
 	produce(40) // while the controller is down
-	c2 := startController(t, db, addr, ev, fleet.Options{}, nil)
+	c2 := startController(t, db, addr, c.events, fleet.Options{}, nil)
 	produce(30)
 	for _, a := range agents {
 		testwait.For(t, "all 100 batches acked", func() bool { return a.buf.Acked() == 100 })
 	}
 	for _, node := range []string{"worker-0", "worker-1"} {
-		if got := ev.get(node); !equal(got, seqs(100)) {
+		if got := c.events.get(node); !slices.Equal(got, seqs(100)) {
 			t.Errorf("%s: durable sequences = %v, want 1..100 exactly once", node, got)
 		}
 		v, _ := c2.fleet.Snapshot(node)
@@ -262,9 +255,8 @@ func TestControllerRestartNoGapNoDuplicate(t *testing.T) {
 // A partition longer than the buffer: the oldest telemetry is dropped and
 // counted, every health event arrives, the sequence has no hole.
 func TestPartitionLongerThanBuffer(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
 	db := filepath.Join(t.TempDir(), "db")
-	c := startController(t, db, "127.0.0.1:0", ev, fleet.Options{}, nil)
+	c := startController(t, db, "127.0.0.1:0", nil, fleet.Options{}, nil)
 	addr := c.addr
 	a := startAgent(t, addr, "worker-0", uplink.BufferOptions{MaxTelemetryBatches: 10})
 	a.add(10, "")
@@ -279,9 +271,9 @@ func TestPartitionLongerThanBuffer(t *testing.T) {
 	if st.DroppedSamples != 50 || st.DroppedHealthEvents != 0 || st.BufferedEvents != 60 {
 		t.Fatalf("buffer during partition = %+v, want 50 samples dropped, 60 events kept", st)
 	}
-	c2 := startController(t, db, addr, ev, fleet.Options{}, nil)
+	c2 := startController(t, db, addr, c.events, fleet.Options{}, nil)
 	testwait.For(t, "all 61 acked", func() bool { return a.buf.Acked() == 61 })
-	if got := ev.get("worker-0"); !equal(got, seqs(61)) {
+	if got := c.events.get("worker-0"); !slices.Equal(got, seqs(61)) {
 		t.Errorf("health events = %v, want 1..61", got)
 	}
 	if got := value(c2.m.AgentDropped); got != 50 {
@@ -320,8 +312,7 @@ func hello(node string) *agentpb.ConnectRequest {
 }
 
 func TestBadMessagesEndOnlyThatStream(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
-	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{MaxGPUs: 8}, nil)
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", nil, fleet.Options{MaxGPUs: 8}, nil)
 	good := startAgent(t, c.addr, "worker-0", uplink.BufferOptions{})
 	good.add(1, "")
 	testwait.For(t, "good agent acked", func() bool { return good.buf.Acked() == 1 })
@@ -362,7 +353,7 @@ func TestBadMessagesEndOnlyThatStream(t *testing.T) {
 				}
 			}
 			err := recvErr(s)
-			if status.Code(err) != tc.code || !contains(status.Convert(err).Message(), tc.msg) {
+			if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.msg) {
 				t.Errorf("stream ended with %v, want %v containing %q", err, tc.code, tc.msg)
 			}
 		})
@@ -413,21 +404,9 @@ func TestConnectWithoutAnIdentityIsRefused(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool {
-	return len(sub) == 0 || len(s) >= len(sub) && (func() bool {
-		for i := 0; i+len(sub) <= len(s); i++ {
-			if s[i:i+len(sub)] == sub {
-				return true
-			}
-		}
-		return false
-	})()
-}
-
 // Resending a batch already applied is dropped and re-acked.
 func TestDuplicateBatchDropped(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
-	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{}, nil)
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", nil, fleet.Options{}, nil)
 	s := raw(t, c.addr)
 	if err := s.Send(hello("worker-0")); err != nil {
 		t.Fatal(err)
@@ -449,7 +428,7 @@ func TestDuplicateBatchDropped(t *testing.T) {
 		m, err := s.Recv()
 		return err == nil && m.GetAck().GetSequence() == 3
 	})
-	if got := ev.get("worker-0"); !equal(got, []int64{1, 2, 3}) {
+	if got := c.events.get("worker-0"); !slices.Equal(got, []int64{1, 2, 3}) {
 		t.Errorf("durable = %v, want [1 2 3]", got)
 	}
 	if got := value(c.m.Batches.WithLabelValues("duplicate")); got != 2 {
@@ -458,11 +437,10 @@ func TestDuplicateBatchDropped(t *testing.T) {
 }
 
 func TestSilentNodeIsUnknownNotUnhealthy(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
 	var mu sync.Mutex
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{Silence: 30 * time.Second, Now: clock}, nil)
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", nil, fleet.Options{Silence: 30 * time.Second, Now: clock}, nil)
 	a := startAgent(t, c.addr, "worker-0", uplink.BufferOptions{})
 	a.add(5, "")
 	testwait.For(t, "ack", func() bool { return a.buf.Acked() == 1 })
@@ -475,15 +453,14 @@ func TestSilentNodeIsUnknownNotUnhealthy(t *testing.T) {
 	now = now.Add(31 * time.Second)
 	mu.Unlock()
 	v, _ := c.fleet.Snapshot("worker-0")
-	if v.Verdict.Verdict != "UNKNOWN" || len(v.Verdict.Reasons) != 1 || !contains(v.Verdict.Reasons[0], "no report for more than 30s") {
+	if v.Verdict.Verdict != "UNKNOWN" || len(v.Verdict.Reasons) != 1 || !strings.Contains(v.Verdict.Reasons[0], "no report for more than 30s") {
 		t.Errorf("silent node verdict = %+v, want UNKNOWN with the reason", v.Verdict)
 	}
 }
 
 func TestUsageProgressAndAssignments(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
 	as := staticAssignments{{RunID: "r-1", JobID: "77", Nodes: []string{"worker-0", "worker-1"}, ProgressPath: "/out/r-1.progress.jsonl", GPUsPerNode: 8}}
-	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{AssignmentInterval: 20 * time.Millisecond}, as)
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", nil, fleet.Options{AssignmentInterval: 20 * time.Millisecond}, as)
 	a := startAgent(t, c.addr, "worker-0", uplink.BufferOptions{})
 	b := startAgent(t, c.addr, "worker-1", uplink.BufferOptions{})
 	testwait.For(t, "assignments", func() bool {
@@ -585,9 +562,8 @@ func (a *agent) addTelemetry() {
 // controller restart then takes the agent's own acked count as the
 // baseline, so nothing is counted as lost and nothing is applied twice.
 func TestTelemetryAckedWhenAppliedSurvivesRestart(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
 	db := filepath.Join(t.TempDir(), "db")
-	c := startController(t, db, "127.0.0.1:0", ev, fleet.Options{PersistEvery: time.Hour}, nil)
+	c := startController(t, db, "127.0.0.1:0", nil, fleet.Options{PersistEvery: time.Hour}, nil)
 	addr := c.addr
 	a := startAgent(t, addr, "worker-0", uplink.BufferOptions{})
 	for range 40 {
@@ -595,7 +571,7 @@ func TestTelemetryAckedWhenAppliedSurvivesRestart(t *testing.T) {
 	}
 	testwait.For(t, "40 acked", func() bool { return a.buf.Acked() == 40 })
 	c.stop()
-	c2 := startController(t, db, addr, ev, fleet.Options{PersistEvery: time.Hour}, nil)
+	c2 := startController(t, db, addr, c.events, fleet.Options{PersistEvery: time.Hour}, nil)
 	for range 10 {
 		a.addTelemetry()
 	}
@@ -617,7 +593,7 @@ func TestTelemetryAckedWhenAppliedSurvivesRestart(t *testing.T) {
 	// cumulative ack never passes it before it is durable.
 	a.add(1, "")
 	testwait.For(t, "event acked", func() bool { return a.buf.Acked() == 51 })
-	if got := ev.get("worker-0"); len(got) != 1 || got[0] != 51 {
+	if got := c.events.get("worker-0"); len(got) != 1 || got[0] != 51 {
 		t.Errorf("durable events = %v, want [51]", got)
 	}
 }

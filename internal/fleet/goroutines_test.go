@@ -54,8 +54,7 @@ func streamGoroutines(t *testing.T) int {
 // batches, sent from the commit loop's side, use short-lived flushes that
 // end once sent.
 func TestOneGoroutinePerAgentStream(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
-	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{}, nil)
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", nil, fleet.Options{}, nil)
 	before := streamGoroutines(t)
 	const agents = 20
 	for i := range agents {
@@ -112,8 +111,7 @@ func (s *failingStream) Recv() (*agentpb.ConnectRequest, error) {
 // error (the handler held the session's flush until then, and must give
 // it up before it waits for sends under way).
 func TestConnectEndsWhenTheHandshakeCannotBeSent(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
-	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{}, nil)
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", nil, fleet.Options{}, nil)
 	s := &failingStream{ctx: auth.NewContext(context.Background(), auth.Identity{Kind: auth.KindInsecure}),
 		recv: make(chan *agentpb.ConnectRequest, 1)}
 	s.recv <- hello("worker-0")

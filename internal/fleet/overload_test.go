@@ -25,9 +25,8 @@ func (o *countingObserver) ObserveBatch(_ string, _ int, b *telemetry.Batch, _ [
 // every batch is still acked; when the overload ends, the acks stop
 // asking.
 func TestOverloadSlowsAgentsKeepsEvents(t *testing.T) {
-	ev := &events{codes: map[string][]int64{}}
 	obs := &countingObserver{}
-	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{Observer: obs}, nil)
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", nil, fleet.Options{Observer: obs}, nil)
 	a := startAgent(t, c.addr, "worker-0", uplink.BufferOptions{})
 	testwait.For(t, "agent connected", a.client.Connected)
 	if d := a.client.MinSampleInterval(); d != 0 {
@@ -57,7 +56,7 @@ func TestOverloadSlowsAgentsKeepsEvents(t *testing.T) {
 	if got := obs.events.Load(); got != 3 {
 		t.Errorf("monitor saw %d of 3 health events while overloaded", got)
 	}
-	if got := len(ev.get("worker-0")); got != 3 {
+	if got := len(c.events.get("worker-0")); got != 3 {
 		t.Errorf("%d of 3 health events recorded while overloaded", got)
 	}
 

@@ -24,8 +24,7 @@ func TestMisbehavingAgentSlowedOthersNot(t *testing.T) {
 		burst   = 10
 		batches = 110 // 2 s of reading at the limit after the burst
 	)
-	ev := &events{codes: map[string][]int64{}}
-	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", ev, fleet.Options{MaxBatchRate: rate, MaxBatchBurst: burst}, nil)
+	c := startController(t, filepath.Join(t.TempDir(), "db"), "127.0.0.1:0", nil, fleet.Options{MaxBatchRate: rate, MaxBatchBurst: burst}, nil)
 	good := startAgent(t, c.addr, "worker-good", uplink.BufferOptions{})
 	testwait.For(t, "good agent connected", good.client.Connected)
 

@@ -2,6 +2,7 @@ package health
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -592,14 +593,9 @@ func TestEvaluateOrderIndependentAndReadOnly(t *testing.T) {
 	}
 	// Reverse both slices: the newest sample first.
 	rev := e
-	rev.GPUSamples = append([]telemetry.GPUSample(nil), e.GPUSamples...)
-	rev.IBPorts = append([]telemetry.IBPortSample(nil), e.IBPorts...)
-	for i, j := 0, len(rev.GPUSamples)-1; i < j; i, j = i+1, j-1 {
-		rev.GPUSamples[i], rev.GPUSamples[j] = rev.GPUSamples[j], rev.GPUSamples[i]
-	}
-	for i, j := 0, len(rev.IBPorts)-1; i < j; i, j = i+1, j-1 {
-		rev.IBPorts[i], rev.IBPorts[j] = rev.IBPorts[j], rev.IBPorts[i]
-	}
+	rev.GPUSamples, rev.IBPorts = slices.Clone(e.GPUSamples), slices.Clone(e.IBPorts)
+	slices.Reverse(rev.GPUSamples)
+	slices.Reverse(rev.IBPorts)
 	firstGPU, firstPort := rev.GPUSamples[0], rev.IBPorts[0]
 	got := Evaluate(now, rev, th)
 	if fmt.Sprint(got) != fmt.Sprint(sorted) {

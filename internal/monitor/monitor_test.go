@@ -463,6 +463,15 @@ func dump(incs []*store.Incident) string {
 	return b.String()
 }
 
+// setSlurm changes the node as Slurm reports it and hands the fleet the
+// new listing.
+func (e *env) setSlurm(node string, change func(*scheduler.NodeStatus)) {
+	e.slurm.mu.Lock()
+	change(e.slurm.nodes[node])
+	e.slurm.mu.Unlock()
+	e.fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
+}
+
 func (e *env) drains(node string) []call {
 	var out []call
 	for _, c := range e.slurm.ops() {
@@ -753,8 +762,7 @@ func TestSilentNodeUnknownNeverDrainedIncidentsKept(t *testing.T) {
 	// Back: the old evidence no longer holds.
 	b := e.agent("worker-0")
 	b.healthy()
-	e.clock.Advance(10 * time.Second)
-	b.healthy()
+	b.run(10 * time.Second)
 	got := e.waitIncident("worker-0", "xid_application", func(i *store.Incident) bool { return !i.Open() })
 	if got.ResolvedBy != "evidence cleared" {
 		t.Errorf("resolved = %+v", *got)
@@ -849,10 +857,7 @@ func TestNCCLCheck(t *testing.T) {
 		t.Errorf("after a second failure = %+v", *inc)
 	}
 	// Healthy telemetry does not clear a failed check.
-	e.clock.Advance(10 * time.Second)
-	a.healthy()
-	e.clock.Advance(10 * time.Second)
-	a.healthy()
+	a.run(20 * time.Second)
 	e.settle()
 	if inc := e.only("worker-0", "nccl_busbw"); !inc.Open() {
 		t.Fatalf("telemetry resolved a failed check: %+v", *inc)
@@ -937,14 +942,7 @@ func TestVerificationFailureKeepsDrained(t *testing.T) {
 	e.waitIncident("worker-0", "xid_drain", func(i *store.Incident) bool { return !i.Open() })
 	a.run(2*time.Minute + 10*time.Second)
 	testwait.For(t, "verification", func() bool { return a.h.count() == 1 })
-	testwait.For(t, "nccl incident", func() bool {
-		for _, i := range e.incidents(store.IncidentQuery{Node: "worker-0"}) {
-			if i.Rule == "nccl_busbw" && i.Open() {
-				return true
-			}
-		}
-		return false
-	})
+	e.waitIncident("worker-0", "nccl_busbw", open)
 	want := "[sopilot] verify failed: busbw 200.0 GB/s at 16 GiB < 460 incident=" + inc.ID
 	testwait.For(t, "reason updated", func() bool { return e.slurm.node("worker-0").Reason == want })
 	if n := e.slurm.node("worker-0"); !n.Drained() {
@@ -1039,10 +1037,7 @@ func TestScheduledChecks(t *testing.T) {
 		t.Errorf("incident = %+v", *inc)
 	}
 	// A busy node is not checked.
-	e.slurm.mu.Lock()
-	e.slurm.nodes["worker-0"].State = "ALLOCATED"
-	e.slurm.mu.Unlock()
-	e.fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
+	e.setSlurm("worker-0", func(n *scheduler.NodeStatus) { n.State = "ALLOCATED" })
 	a.run(20 * time.Minute)
 	e.settle()
 	if n := a.h.count(); n != 2 {
@@ -1086,10 +1081,7 @@ func TestRemediationDisabled(t *testing.T) {
 // worker-0.
 func TestReplacedNodeStartsFresh(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "db"), testclock.New(t0))
-	e.slurm.mu.Lock()
-	e.slurm.nodes["worker-0"].InstanceID = "gpu-node-0"
-	e.slurm.mu.Unlock()
-	e.fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
+	e.setSlurm("worker-0", func(n *scheduler.NodeStatus) { n.InstanceID = "gpu-node-0" })
 	old := e.agent("gpu-node-0")
 	old.healthy()
 	old.events("gpu1", "xid", 79, 1)
@@ -1103,10 +1095,7 @@ func TestReplacedNodeStartsFresh(t *testing.T) {
 		t.Errorf("incidents under the machine's name: %+v", got)
 	}
 
-	e.slurm.mu.Lock()
-	e.slurm.nodes["worker-0"].InstanceID = "gpu-node-9"
-	e.slurm.mu.Unlock()
-	e.fl.SetSlurmNodes(context.Background(), e.slurm.snapshot())
+	e.setSlurm("worker-0", func(n *scheduler.NodeStatus) { n.InstanceID = "gpu-node-9" })
 	fresh := e.agent("gpu-node-9")
 	fresh.healthy()
 

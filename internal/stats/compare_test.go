@@ -51,10 +51,7 @@ func TestComparePairedVerdicts(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cmp, err := ComparePaired(context.Background(), c.baseline, c.candidate, c.dir, c.opt)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cmp := mustPaired(t, c.baseline, c.candidate, c.dir, c.opt)
 			if cmp.Verdict != c.want || !strings.Contains(cmp.VerdictReason, c.reason) {
 				t.Errorf("verdict %v (%s), want %v containing %q", cmp.Verdict, cmp.VerdictReason, c.want, c.reason)
 			}
@@ -73,14 +70,8 @@ func TestPairingIsMoreSensitive(t *testing.T) {
 	// spread (sd 1) swamps a 0.05 shift; paired, it cancels.
 	hard := normals(20, 400, 0.5, 1)
 	cand := shifted(hard, 0.05, 21, 0.1)
-	p, err := ComparePaired(context.Background(), hard, cand, HigherIsBetter, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := CompareUnpaired(context.Background(), hard, cand, HigherIsBetter, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustPaired(t, hard, cand, HigherIsBetter, Options{})
+	u := mustUnpaired(t, hard, cand, HigherIsBetter, Options{})
 	if p.Verdict != Improved || u.Verdict != NoSignificantChange {
 		t.Errorf("paired %v (%s), unpaired %v (%s)", p.Verdict, p.VerdictReason, u.Verdict, u.VerdictReason)
 	}
@@ -107,10 +98,7 @@ func TestIdenticalRuns(t *testing.T) {
 		}
 	}
 	for _, data := range [][]float64{x, bin} {
-		cmp, err := ComparePaired(context.Background(), data, data, HigherIsBetter, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		cmp := mustPaired(t, data, data, HigherIsBetter, Options{})
 		if cmp.Verdict != NoSignificantChange {
 			t.Errorf("verdict %v: %s", cmp.Verdict, cmp.VerdictReason)
 		}
@@ -131,10 +119,7 @@ func TestIdenticalRuns(t *testing.T) {
 		if cmp.Bootstrap.Parts[0].Method != ResampleConstant {
 			t.Errorf("bootstrap %+v", cmp.Bootstrap)
 		}
-		u, err := CompareUnpaired(context.Background(), data, data, HigherIsBetter, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		u := mustUnpaired(t, data, data, HigherIsBetter, Options{})
 		if u.Verdict != NoSignificantChange || u.Test.PValue != 1 {
 			t.Errorf("unpaired: %v, p = %v", u.Verdict, u.Test.PValue)
 		}
@@ -151,10 +136,7 @@ func TestConstantShift(t *testing.T) {
 			b[i] = float64(i)
 			c[i] = float64(i) + 1
 		}
-		cmp, err := ComparePaired(context.Background(), b, c, HigherIsBetter, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		cmp := mustPaired(t, b, c, HigherIsBetter, Options{})
 		want := math.Min(1, math.Exp2(1-float64(n)))
 		if cmp.Test.Name != TestSignFlip || cmp.Test.PValue != want {
 			t.Errorf("n=%d: %+v, want p = %v", n, cmp.Test, want)
@@ -174,10 +156,7 @@ func TestConstantShift(t *testing.T) {
 	}
 	// Unpaired, both runs constant and different: exact permutation test,
 	// 2/C(n_b+n_c, n_b).
-	u, err := CompareUnpaired(context.Background(), []float64{3, 3, 3}, []float64{4, 4, 4, 4}, HigherIsBetter, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := mustUnpaired(t, []float64{3, 3, 3}, []float64{4, 4, 4, 4}, HigherIsBetter, Options{})
 	if u.Test.Name != TestPermutation || !near(u.Test.PValue, 2.0/35, 1e-12, 0) || u.Verdict != Inconclusive {
 		t.Errorf("constant unpaired: %+v, verdict %v", u.Test, u.Verdict)
 	}
@@ -202,10 +181,7 @@ func TestRelativeChangeGuard(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cand := shifted(c.baseline, 0.5, 42, 0.1)
-			cmp, err := ComparePaired(context.Background(), c.baseline, cand, HigherIsBetter, c.opt)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cmp := mustPaired(t, c.baseline, cand, HigherIsBetter, c.opt)
 			r := cmp.Relative
 			if r.OK != c.ok || !strings.Contains(r.Reason, c.reason) {
 				t.Errorf("relative %+v, want ok=%v reason ~ %q", r, c.ok, c.reason)
@@ -224,10 +200,7 @@ func TestRelativeChangeGuard(t *testing.T) {
 	}
 	// With MinRelativeImprovement set, an omitted relative change blocks
 	// the verdict rather than passing silently.
-	cmp, err := ComparePaired(context.Background(), zeros, shifted(zeros, 0.5, 43, 0.1), HigherIsBetter, Options{MinRelativeImprovement: 0.01})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmp := mustPaired(t, zeros, shifted(zeros, 0.5, 43, 0.1), HigherIsBetter, Options{MinRelativeImprovement: 0.01})
 	if cmp.Verdict != NoSignificantChange || !strings.Contains(cmp.VerdictReason, "relative change is omitted") {
 		t.Errorf("verdict %v: %s", cmp.Verdict, cmp.VerdictReason)
 	}
@@ -239,10 +212,7 @@ func TestKnownEffectRecovered(t *testing.T) {
 	const trueDelta = -0.25
 	base := normals(50, 2000, 3, 1)
 	cand := shifted(base, trueDelta, 51, 1)
-	cmp, err := ComparePaired(context.Background(), base, cand, LowerIsBetter, Options{Seed: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmp := mustPaired(t, base, cand, LowerIsBetter, Options{Seed: 7})
 	if !(cmp.CILow <= trueDelta && trueDelta <= cmp.CIHigh) {
 		t.Errorf("95%% CI [%v, %v] misses the true delta %v", cmp.CILow, cmp.CIHigh, trueDelta)
 	}
@@ -269,10 +239,7 @@ func TestWinsTiesLosses(t *testing.T) {
 		{HigherIsBetter, 2, 3, 2},
 		{LowerIsBetter, 2, 3, 2},
 	} {
-		cmp, err := ComparePaired(context.Background(), b, c, tc.dir, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		cmp := mustPaired(t, b, c, tc.dir, Options{})
 		if cmp.Wins != tc.wins || cmp.Ties != tc.ties || cmp.Losses != tc.losses {
 			t.Errorf("%v: %d/%d/%d", tc.dir, cmp.Wins, cmp.Ties, cmp.Losses)
 		}
@@ -310,10 +277,7 @@ func TestMcNemarOnBinaryMetric(t *testing.T) {
 	if !IsBinary(b) || !IsBinary(c) || IsBinary([]float64{0, 1, 0.5}) || IsBinary(nil) {
 		t.Fatal("IsBinary")
 	}
-	cmp, err := ComparePaired(context.Background(), b, c, HigherIsBetter, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmp := mustPaired(t, b, c, HigherIsBetter, Options{})
 	want := mcnemar(4, 16)
 	if cmp.Test != want || want.Method != "exact binomial" || want.Statistic != 4 {
 		t.Errorf("test %+v, want %+v", cmp.Test, want)
@@ -337,107 +301,64 @@ func TestMcNemarOnBinaryMetric(t *testing.T) {
 	for i := range b {
 		eb[i], ec[i] = 1-b[i], 1-c[i]
 	}
-	e, err := ComparePaired(context.Background(), eb, ec, LowerIsBetter, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := mustPaired(t, eb, ec, LowerIsBetter, Options{})
 	if e.Verdict != Improved || e.Test.PValue != cmp.Test.PValue {
 		t.Errorf("error metric: %v, p = %v", e.Verdict, e.Test.PValue)
 	}
 }
 
 func TestInputErrors(t *testing.T) {
-	ok := []float64{1, 2, 3}
+	ctx, ok := context.Background(), []float64{1, 2, 3}
 	cases := []struct {
 		name       string
-		call       func() error
+		err        error // what the call returned
 		want       error
 		message    string
 		index      int // for ErrNonFinite
 		inputLabel string
 	}{
-		{"NaN in candidate", func() error {
-			_, err := ComparePaired(context.Background(), ok, []float64{1, math.NaN(), 3}, HigherIsBetter, Options{})
-			return err
-		}, ErrNonFinite, "candidate[1] is NaN", 1, "candidate"},
-		{"+Inf in baseline", func() error {
-			_, err := ComparePaired(context.Background(), []float64{1, 2, math.Inf(1)}, ok, HigherIsBetter, Options{})
-			return err
-		}, ErrNonFinite, "baseline[2] is +Inf", 2, "baseline"},
-		{"−Inf unpaired", func() error {
-			_, err := CompareUnpaired(context.Background(), ok, []float64{0, math.Inf(-1)}, HigherIsBetter, Options{})
-			return err
-		}, ErrNonFinite, "candidate[1] is -Inf", 1, "candidate"},
-		{"NaN in a run mean", func() error {
-			_, err := CompareGroups(context.Background(), []float64{math.NaN(), 1}, ok, HigherIsBetter, Options{})
-			return err
-		}, ErrNonFinite, "baseline run means[0] is NaN", 0, "baseline run means"},
-		{"NaN summarised", func() error { _, err := summarize("x", []float64{0, math.NaN()}); return err },
+		{"NaN in candidate", errOf(ComparePaired(ctx, ok, []float64{1, math.NaN(), 3}, HigherIsBetter, Options{})),
+			ErrNonFinite, "candidate[1] is NaN", 1, "candidate"},
+		{"+Inf in baseline", errOf(ComparePaired(ctx, []float64{1, 2, math.Inf(1)}, ok, HigherIsBetter, Options{})),
+			ErrNonFinite, "baseline[2] is +Inf", 2, "baseline"},
+		{"−Inf unpaired", errOf(CompareUnpaired(ctx, ok, []float64{0, math.Inf(-1)}, HigherIsBetter, Options{})),
+			ErrNonFinite, "candidate[1] is -Inf", 1, "candidate"},
+		{"NaN in a run mean", errOf(CompareGroups(ctx, []float64{math.NaN(), 1}, ok, HigherIsBetter, Options{})),
+			ErrNonFinite, "baseline run means[0] is NaN", 0, "baseline run means"},
+		{"NaN summarised", errOf(summarize("x", []float64{0, math.NaN()})),
 			ErrNonFinite, "x[1] is NaN", 1, "x"},
-		{"empty baseline", func() error {
-			_, err := ComparePaired(context.Background(), nil, nil, HigherIsBetter, Options{})
-			return err
-		},
+		{"empty baseline", errOf(ComparePaired(ctx, nil, nil, HigherIsBetter, Options{})),
 			ErrEmpty, "baseline", 0, ""},
-		{"empty summary", func() error { _, err := summarize("x", nil); return err }, ErrEmpty, "x", 0, ""},
-		{"length mismatch", func() error {
-			_, err := ComparePaired(context.Background(), ok, ok[:2], HigherIsBetter, Options{})
-			return err
-		},
+		{"empty summary", errOf(summarize("x", nil)),
+			ErrEmpty, "x", 0, ""},
+		{"length mismatch", errOf(ComparePaired(ctx, ok, ok[:2], HigherIsBetter, Options{})),
 			ErrLengthMismatch, "baseline has 3 values, candidate 2", 0, ""},
-		{"one pair", func() error {
-			_, err := ComparePaired(context.Background(), ok[:1], ok[:1], HigherIsBetter, Options{})
-			return err
-		},
+		{"one pair", errOf(ComparePaired(ctx, ok[:1], ok[:1], HigherIsBetter, Options{})),
 			ErrTooFewSamples, "1 sample", 0, ""},
-		{"one unpaired value", func() error {
-			_, err := CompareUnpaired(context.Background(), ok, ok[:1], HigherIsBetter, Options{})
-			return err
-		},
+		{"one unpaired value", errOf(CompareUnpaired(ctx, ok, ok[:1], HigherIsBetter, Options{})),
 			ErrTooFewSamples, "candidate has 1 value", 0, ""},
-		{"one run", func() error {
-			_, err := CompareGroups(context.Background(), ok[:1], ok, HigherIsBetter, Options{})
-			return err
-		},
+		{"one run", errOf(CompareGroups(ctx, ok[:1], ok, HigherIsBetter, Options{})),
 			ErrTooFewSamples, "baseline run means has 1 value", 0, ""},
-		{"no direction", func() error {
-			_, err := ComparePaired(context.Background(), ok, ok, DirectionUnspecified, Options{})
-			return err
-		},
+		{"no direction", errOf(ComparePaired(ctx, ok, ok, DirectionUnspecified, Options{})),
 			ErrDirection, "Direction(0)", 0, ""},
-		{"bad direction", func() error {
-			_, err := CompareUnpaired(context.Background(), ok, ok, Direction(7), Options{})
-			return err
-		},
+		{"bad direction", errOf(CompareUnpaired(ctx, ok, ok, Direction(7), Options{})),
 			ErrDirection, "Direction(7)", 0, ""},
-		{"confidence level 1", func() error {
-			_, err := ComparePaired(context.Background(), ok, ok, HigherIsBetter, Options{ConfidenceLevel: 1})
-			return err
-		}, ErrOptions, "ConfidenceLevel", 0, ""},
-		{"alpha NaN", func() error {
-			_, err := ComparePaired(context.Background(), ok, ok, HigherIsBetter, Options{Alpha: math.NaN()})
-			return err
-		}, ErrOptions, "Alpha", 0, ""},
-		{"too few resamples", func() error {
-			_, err := ComparePaired(context.Background(), ok, ok, HigherIsBetter, Options{Resamples: 10})
-			return err
-		}, ErrOptions, "Resamples", 0, ""},
-		{"negative threshold", func() error {
-			_, err := ComparePaired(context.Background(), ok, ok, HigherIsBetter, Options{MinAbsoluteImprovement: -1})
-			return err
-		}, ErrOptions, "MinAbsoluteImprovement", 0, ""},
-		{"overflowing deltas", func() error {
-			_, err := ComparePaired(context.Background(), []float64{-1e308, 0}, []float64{1e308, 0}, HigherIsBetter, Options{})
-			return err
-		}, ErrOverflow, "candidate[0] − baseline[0]", 0, ""},
-		{"overflowing variance", func() error {
-			_, err := CompareUnpaired(context.Background(), []float64{-1e308, 1e308}, ok, HigherIsBetter, Options{})
-			return err
-		}, ErrOverflow, "baseline", 0, ""},
+		{"confidence level 1", errOf(ComparePaired(ctx, ok, ok, HigherIsBetter, Options{ConfidenceLevel: 1})),
+			ErrOptions, "ConfidenceLevel", 0, ""},
+		{"alpha NaN", errOf(ComparePaired(ctx, ok, ok, HigherIsBetter, Options{Alpha: math.NaN()})),
+			ErrOptions, "Alpha", 0, ""},
+		{"too few resamples", errOf(ComparePaired(ctx, ok, ok, HigherIsBetter, Options{Resamples: 10})),
+			ErrOptions, "Resamples", 0, ""},
+		{"negative threshold", errOf(ComparePaired(ctx, ok, ok, HigherIsBetter, Options{MinAbsoluteImprovement: -1})),
+			ErrOptions, "MinAbsoluteImprovement", 0, ""},
+		{"overflowing deltas", errOf(ComparePaired(ctx, []float64{-1e308, 0}, []float64{1e308, 0}, HigherIsBetter, Options{})),
+			ErrOverflow, "candidate[0] − baseline[0]", 0, ""},
+		{"overflowing variance", errOf(CompareUnpaired(ctx, []float64{-1e308, 1e308}, ok, HigherIsBetter, Options{})),
+			ErrOverflow, "baseline", 0, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := c.call()
+			err := c.err
 			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.message) {
 				t.Fatalf("err = %v, want %v containing %q", err, c.want, c.message)
 			}
@@ -461,10 +382,7 @@ func TestCompareGroups(t *testing.T) {
 			want.p, want.lo, want.hi = w.PValue, w.CI95[0], w.CI95[1]
 		}
 	}
-	g, err := CompareGroups(context.Background(), runs34.b, runs34.c, HigherIsBetter, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := mustGroups(t, runs34.b, runs34.c, HigherIsBetter, Options{})
 	checkNear(t, "Welch p", g.Test.PValue, want.p, 1e-9, 0)
 	checkNear(t, "Welch CI low", g.CILow, want.lo, 1e-9, 0)
 	checkNear(t, "Welch CI high", g.CIHigh, want.hi, 1e-9, 0)
@@ -485,18 +403,12 @@ func TestCompareGroups(t *testing.T) {
 		t.Errorf("lower is better: %v", g2.Verdict)
 	}
 	// Two runs each, overlapping: no significant change.
-	g3, err := CompareGroups(context.Background(), []float64{2.31, 2.35}, []float64{2.21, 2.28}, LowerIsBetter, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g3 := mustGroups(t, []float64{2.31, 2.35}, []float64{2.21, 2.28}, LowerIsBetter, Options{})
 	if g3.Verdict != NoSignificantChange || !strings.Contains(g3.VerdictReason, "≥ α") {
 		t.Errorf("2 vs 2: %v (%s)", g3.Verdict, g3.VerdictReason)
 	}
 	// Deterministic runs (every seed gives the same value): p = 2/C(5,2).
-	g4, err := CompareGroups(context.Background(), []float64{1, 1}, []float64{2, 2, 2}, HigherIsBetter, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g4 := mustGroups(t, []float64{1, 1}, []float64{2, 2, 2}, HigherIsBetter, Options{})
 	if g4.Test.Name != TestPermutation || !near(g4.Test.PValue, 0.2, 1e-12, 0) || g4.CILow != 1 || g4.CIHigh != 1 {
 		t.Errorf("constant groups: %+v CI [%v, %v]", g4.Test, g4.CILow, g4.CIHigh)
 	}
@@ -506,10 +418,7 @@ func TestCompareGroups(t *testing.T) {
 		t.Errorf("constant 2 vs 3: %v (%s), want Inconclusive", g4.Verdict, g4.VerdictReason)
 	}
 	// Enough constant runs (4 vs 4: smallest p 2/70) reject.
-	g5, err := CompareGroups(context.Background(), []float64{1, 1, 1, 1}, []float64{2, 2, 2, 2}, HigherIsBetter, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g5 := mustGroups(t, []float64{1, 1, 1, 1}, []float64{2, 2, 2, 2}, HigherIsBetter, Options{})
 	if g5.Test.Name != TestPermutation || g5.Verdict != Improved {
 		t.Errorf("constant 4 vs 4: %+v %v (%s), want Improved", g5.Test, g5.Verdict, g5.VerdictReason)
 	}
@@ -560,10 +469,7 @@ func TestEfficiency(t *testing.T) {
 func TestMillionSamples(t *testing.T) {
 	const n = 1_000_000
 	base, cand := benchData(n, benchContinuous)
-	cmp, err := ComparePaired(context.Background(), base, cand, HigherIsBetter, Options{Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmp := mustPaired(t, base, cand, HigherIsBetter, Options{Seed: 1})
 	part := cmp.Bootstrap.Parts[0]
 	if part.Method != ResampleBinned || part.VarianceShare > binVarianceShare || part.VarianceShare == 0 {
 		t.Errorf("bootstrap %+v", part)
@@ -577,14 +483,43 @@ func TestMillionSamples(t *testing.T) {
 	}
 
 	bb, bc := benchData(n, benchBinary)
-	bin, err := ComparePaired(context.Background(), bb, bc, HigherIsBetter, Options{Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := mustPaired(t, bb, bc, HigherIsBetter, Options{Seed: 1})
 	if p := bin.Bootstrap.Parts[0]; p.Method != ResampleBinned || p.Bins != 3 || p.VarianceShare != 0 {
 		t.Errorf("0/1 bootstrap %+v", p)
 	}
 	if bin.Test.Name != TestMcNemarChiSq || bin.Test.Method != "chi-square with continuity correction" {
 		t.Errorf("0/1 test %+v", bin.Test)
 	}
+}
+
+// errOf is the error of a call that also returns a value.
+func errOf[T any](_ T, err error) error { return err }
+
+// mustPaired, mustUnpaired and mustGroups run a comparison and fail the
+// test on an error.
+func mustPaired(t *testing.T, b, c []float64, dir Direction, opt Options) Comparison {
+	t.Helper()
+	cmp, err := ComparePaired(context.Background(), b, c, dir, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmp
+}
+
+func mustUnpaired(t *testing.T, b, c []float64, dir Direction, opt Options) Comparison {
+	t.Helper()
+	cmp, err := CompareUnpaired(context.Background(), b, c, dir, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmp
+}
+
+func mustGroups(t *testing.T, b, c []float64, dir Direction, opt Options) GroupComparison {
+	t.Helper()
+	g, err := CompareGroups(context.Background(), b, c, dir, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }

@@ -262,3 +262,13 @@ func ids(runs []*run.Run) []string {
 	}
 	return out
 }
+
+// mustGet returns the stored run id.
+func mustGet(t testing.TB, s *Store, id string) *run.Run {
+	t.Helper()
+	r, err := s.GetRun(context.Background(), id)
+	if err != nil {
+		t.Fatalf("GetRun(%s): %v", id, err)
+	}
+	return r
+}

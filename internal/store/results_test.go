@@ -171,11 +171,7 @@ func TestPutGetResults(t *testing.T) {
 				t.Errorf("StoredBytes = %d, want %d", info.StoredBytes, want)
 			}
 			// The run record itself is untouched.
-			if after, err := s.GetRun(ctx, r.ID); err != nil {
-				t.Fatal(err)
-			} else {
-				sameRun(t, "run after PutResults", after, r)
-			}
+			sameRun(t, "run after PutResults", mustGet(t, s, r.ID), r)
 			checkResults(t, s)
 		})
 	}
@@ -470,11 +466,7 @@ func TestOpenUpgradesV1ToResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.GetRun(ctx, old.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameRun(t, "run kept across the upgrade", got, old)
+	sameRun(t, "run kept across the upgrade", mustGet(t, s, old.ID), old)
 	if _, err := s.GetResults(ctx, old.ID); !errors.Is(err, ErrNoResults) {
 		t.Errorf("GetResults after upgrade: %v, want ErrNoResults", err)
 	}

@@ -39,10 +39,7 @@ func TestMigrateV4ToV5(t *testing.T) {
 	writeOldStore(t, path, 4, old)
 	s := openTestStore(t, path)
 	ctx := context.Background()
-	got, err := s.GetRun(ctx, old.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := mustGet(t, s, old.ID)
 	if got.Attempt() != 1 || len(got.AllAttempts()) != 1 || got.AllAttempts()[0].SlurmJobID != old.SlurmJobID {
 		t.Fatalf("v4 run after the upgrade: attempt %d, %+v", got.Attempt(), got.AllAttempts())
 	}

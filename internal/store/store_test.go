@@ -99,11 +99,7 @@ func TestCreateRun(t *testing.T) {
 				return
 			}
 			sameRun(t, "returned run", got, tt.in)
-			byID, err := s.GetRun(ctx, tt.in.ID)
-			if err != nil {
-				t.Fatalf("GetRun: %v", err)
-			}
-			sameRun(t, "GetRun", byID, got)
+			sameRun(t, "GetRun", mustGet(t, s, tt.in.ID), got)
 			byReq, err := s.GetRunByRequestID(ctx, tt.in.RequestID)
 			if err != nil {
 				t.Fatalf("GetRunByRequestID: %v", err)
@@ -133,21 +129,13 @@ func seqAndCount(t testing.TB, s *Store) (seq uint64, n int) {
 }
 
 func TestCreateRunReturnsCopies(t *testing.T) {
-	ctx := context.Background()
 	s, _ := newTestStore(t)
 	stored := mustCreate(t, s, testRun(1, run.StatePending))
 	stored.Spec.Labels["team"] = "changed"
 	stored.Spec.Argv[0] = "changed"
-	got, err := s.GetRun(ctx, stored.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := mustGet(t, s, stored.ID)
 	got.Spec.Labels["team"] = "changed again"
-	again, err := s.GetRun(ctx, stored.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameRun(t, "stored run after callers changed their copies", again, testRun(1, run.StatePending))
+	sameRun(t, "stored run after callers changed their copies", mustGet(t, s, stored.ID), testRun(1, run.StatePending))
 }
 
 func TestGetNotFound(t *testing.T) {
@@ -281,10 +269,7 @@ func TestUpdateRun(t *testing.T) {
 			} else if err != nil {
 				t.Fatalf("UpdateRun: %v", err)
 			}
-			stored, err := s.GetRun(ctx, orig.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
+			stored := mustGet(t, s, orig.ID)
 			if tt.wantErr == nil {
 				sameRun(t, "returned run vs stored", got, stored)
 			}
@@ -314,11 +299,7 @@ func TestUpdateRunFnGetsCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	kept.Spec.Labels["team"] = "changed after the tx"
-	got, err := s.GetRun(ctx, orig.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameRun(t, "stored run", got, orig)
+	sameRun(t, "stored run", mustGet(t, s, orig.ID), orig)
 }
 
 func TestUpdateRuns(t *testing.T) {
@@ -408,11 +389,7 @@ func TestUpdateRuns(t *testing.T) {
 					t.Fatalf("UpdateRuns error = %v, want %v", err, tt.wantErr)
 				}
 				for _, r := range runs {
-					got, err := s.GetRun(ctx, r.ID)
-					if err != nil {
-						t.Fatal(err)
-					}
-					sameRun(t, "run after failed UpdateRuns", got, r)
+					sameRun(t, "run after failed UpdateRuns", mustGet(t, s, r.ID), r)
 				}
 				checkIndexes(t, s)
 				return
@@ -428,11 +405,7 @@ func TestUpdateRuns(t *testing.T) {
 			var got []int
 			for _, r := range changed {
 				got = append(got, index[r.ID])
-				stored, err := s.GetRun(ctx, r.ID)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sameRun(t, "changed run vs stored", r, stored)
+				sameRun(t, "changed run vs stored", r, mustGet(t, s, r.ID))
 			}
 			if !slices.Equal(got, tt.wantChanged) {
 				t.Errorf("changed = %v, want %v", got, tt.wantChanged)
@@ -442,11 +415,7 @@ func TestUpdateRuns(t *testing.T) {
 				if slices.Contains(tt.wantChanged, i) {
 					continue
 				}
-				stored, err := s.GetRun(ctx, r.ID)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sameRun(t, "unchanged run", stored, r)
+				sameRun(t, "unchanged run", mustGet(t, s, r.ID), r)
 			}
 			checkIndexes(t, s)
 			assertActive(t, s)
@@ -607,11 +576,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	}
 	for i := range before {
 		sameRun(t, "run after reopen", after[i], before[i])
-		got, err := s.GetRun(ctx, before[i].ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sameRun(t, "GetRun after reopen", got, before[i])
+		sameRun(t, "GetRun after reopen", mustGet(t, s, before[i].ID), before[i])
 	}
 	activeAfter, err := s.ActiveRuns(ctx)
 	if err != nil {
@@ -1094,11 +1059,7 @@ func TestCreateRunsIsOneTransactionAndSkipsKnownRequests(t *testing.T) {
 		t.Fatalf("run 0: %v, %v", got, err)
 	}
 	for _, r := range runs[1:] {
-		got, err := s.GetRun(ctx, r.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sameRun(t, r.ID, got, r)
+		sameRun(t, r.ID, mustGet(t, s, r.ID), r)
 	}
 	checkIndexes(t, s)
 	bad := []*run.Run{testRun(3, run.StatePending), {ID: "r-x", RequestID: "", State: run.StatePending}}

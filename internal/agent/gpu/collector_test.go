@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -169,7 +170,7 @@ func TestInventory(t *testing.T) {
 			for _, fe := range inv.FieldErrors {
 				fields = append(fields, fe.Field)
 			}
-			if !equal(fields, tt.wantFieldErrors) {
+			if !slices.Equal(fields, tt.wantFieldErrors) {
 				t.Errorf("FieldErrors = %v, want fields %v", inv.FieldErrors, tt.wantFieldErrors)
 			}
 			if len(inv.GPUs) != 8 {
@@ -286,7 +287,7 @@ func TestSample(t *testing.T) {
 					fields = append(fields, fe.Field)
 				}
 				want := []string{"utilization", "ecc_aggregate_corrected", "ecc_aggregate_uncorrected", "pcie_replay_count"}
-				if !equal(fields, want) {
+				if !slices.Equal(fields, want) {
 					t.Fatalf("FieldErrors fields = %v, want %v", fields, want)
 				}
 				if !errors.Is(g.FieldErrors[1].Err, nvml.ERROR_NO_PERMISSION) || !errors.Is(g.FieldErrors[3].Err, nvml.ERROR_UNKNOWN) {
@@ -759,18 +760,6 @@ func checkVal[T comparable](t *testing.T, name string, got *T, want T) {
 	if *got != want {
 		t.Errorf("%s = %v, want %v", name, *got, want)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestCloseStopsRunEvents(t *testing.T) {

@@ -3,10 +3,11 @@ package ib
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,24 +58,6 @@ var (
 		"hw_rx_read_requests", "hw_rx_write_requests"}
 )
 
-func keys(m map[string]uint64) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func sorted(l ...[]string) []string {
-	var out []string
-	for _, x := range l {
-		out = append(out, x...)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func TestInventoryHealthy(t *testing.T) {
 	inv, err := New("testdata/healthy").Inventory()
 	if err != nil {
@@ -115,7 +98,7 @@ func TestSampleHealthy(t *testing.T) {
 		if len(s.FieldErrors) != 0 {
 			t.Errorf("%s: FieldErrors %v", s.Device, s.FieldErrors)
 		}
-		if got, want := keys(s.Counters), sorted(ibCounterNames, ibHWNames); !reflect.DeepEqual(got, want) {
+		if got, want := slices.Sorted(maps.Keys(s.Counters)), slices.Sorted(slices.Values(slices.Concat(ibCounterNames, ibHWNames))); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: counters %v\nwant %v", s.Device, got, want)
 		}
 		if !s.HealthComplete() {
