@@ -80,6 +80,13 @@ func outage(t *testing.T, env slurmtest.Env, stateDir string, ctls map[string]*p
 		t.Fatal(err)
 	}
 	goFile := filepath.Join(goDir, "go")
+	t.Cleanup(func() {
+		// However the test ended, no job of it is left to hold a node
+		// for the next test (cleanups run last first: before goDir goes).
+		_ = os.WriteFile(goFile, nil, 0o644)
+		scancelByName(t, env, "e2e-ends-in-outage", "e2e-fails-in-outage", "e2e-outlives-outage",
+			"e2e-created-in-outage", "e2e-outage-save")
+	})
 	afterKill := fmt.Sprintf("i=0\nwhile [ ! -e %s ] && [ $i -lt 1500 ]; do sleep 0.2; i=$((i+1)); done\n", goFile)
 	var runs []*outageRun
 	for name, p := range ctls {
@@ -97,8 +104,13 @@ func outage(t *testing.T, env slurmtest.Env, stateDir string, ctls map[string]*p
 	}
 	// An outage, not a loss of Slurm's state: a slurmctld killed before it
 	// saved its state forgets the jobs submitted since and hands their ids
-	// out again (and drains the nodes that still run the old ones).
-	waitStateSaved(t, stateDir, time.Now())
+	// out again (and drains the nodes that still run the old ones). With
+	// every job running and waiting, nothing changes that would make
+	// slurmctld save, so a held job is submitted to make it (it saves
+	// within milliseconds of a submission).
+	saveFrom := time.Now()
+	submitHeld(t, env, "e2e-outage-save")
+	waitStateSaved(t, stateDir, saveFrom)
 
 	for _, r := range runs { // still RUNNING: their jobs wait for goFile
 		got, err := r.ctl.runs.GetRun(ctx, &apipb.GetRunRequest{RunId: r.id})
@@ -236,6 +248,17 @@ func waitHealth(t *testing.T, p *proc, name string, want healthpb.HealthCheckRes
 	resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("%s: overall health %v (%v), want SERVING", name, resp.GetStatus(), err)
+	}
+}
+
+// submitHeld submits a job that stays held (scancelByName removes it).
+func submitHeld(t *testing.T, env slurmtest.Env, name string) {
+	t.Helper()
+	cmd := exec.Command("sbatch", "--parsable", "--hold", "--job-name="+name, "--time=1",
+		"--chdir="+env.WorkDir, "--output=/dev/null", "--wrap", "true")
+	cmd.Env = env.Environ()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sbatch --hold: %v: %s", err, out)
 	}
 }
 
