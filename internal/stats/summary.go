@@ -21,7 +21,7 @@ type Summary struct {
 }
 
 // summarize describes x. It fails on an empty x, on NaN or ±Inf (a
-// *NonFiniteError naming input), and with ErrOverflow on values so far
+// *NonFiniteError naming the input), and with ErrOverflow on values so far
 // apart (≳ 1e154) that their variance overflows float64.
 func summarize(input string, x []float64) (Summary, error) {
 	if err := checkFinite(input, x); err != nil {

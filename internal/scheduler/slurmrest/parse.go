@@ -17,14 +17,12 @@ import (
 // (slurmjson.ParseErrors).
 func parseErrors(data []byte) ([]APIErrorEntry, bool) { return slurmjson.ParseErrors(data) }
 
-// parseWarnings returns the descriptions in the "warnings" array (v0.0.39+).
-func parseWarnings(data []byte) []string {
-	// Validate, then walk the top level to "warnings": decoding a job
-	// listing of megabytes to reach it cost more than reading its jobs.
-	if !json.Valid(data) {
-		return nil
-	}
-	raw, found, ok := jsonscan.Field(data, "warnings")
+// parseWarnings returns the descriptions in the "warnings" array (v0.0.39+)
+// of an answer parseErrors found to be a JSON object (so valid: this walks
+// the top level without validating it again, and decoding a job listing of
+// megabytes to reach "warnings" cost more than reading its jobs).
+func parseWarnings(object []byte) []string {
+	raw, found, ok := jsonscan.Field(object, "warnings")
 	var warnings []json.RawMessage
 	if !ok || !found || json.Unmarshal(raw, &warnings) != nil {
 		return nil

@@ -131,10 +131,13 @@ func FuzzParseAnswers(f *testing.F) {
 	f.Add([]byte(`{"status":[{"error":{"string":"Invalid job id specified","code":2017}},{"error":{"code":0}},{"error":"x"},1],"errors":[]}`))
 	f.Add([]byte(`{"paths":{"/slurm/v0.0.42/jobs":{},"/slurm/v0.0.40/ping":{},"/slurm/v0.0.42/ping":{},"/slurmdb/v0.0.42/x":{}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if entries, isJSON := parseErrors(data); !isJSON && entries != nil {
+		entries, isJSON := parseErrors(data)
+		if !isJSON && entries != nil {
 			t.Fatalf("entries %+v from a body that is not a JSON object", entries)
 		}
-		parseWarnings(data)
+		if isJSON {
+			parseWarnings(data)
+		}
 		if id, ok := parseSubmit(data); ok != (id != "") {
 			t.Fatalf("parseSubmit = %q, %v", id, ok)
 		}
@@ -154,4 +157,24 @@ func FuzzParseAnswers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// parseWarnings keeps each warning's description, in order, and reads
+// "warnings" as decoding into a map would: the exact key, the last of
+// duplicates.
+func TestParseWarnings(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want []string
+	}{
+		{`{"warnings":[{"description":"a","source":"x"},{"description":""},1,null,{"description":"b"}],"jobs":[]}`, []string{"a", "b"}},
+		{`{"warnings":[{"description":"old"}],"warnings":[{"description":"new"}]}`, []string{"new"}},
+		{`{"Warnings":[{"description":"a"}]}`, nil},
+		{`{"warnings":"none"}`, nil},
+		{`{"jobs":[]}`, nil},
+	} {
+		if got := parseWarnings([]byte(tc.body)); !slices.Equal(got, tc.want) {
+			t.Errorf("parseWarnings(%s) = %q, want %q", tc.body, got, tc.want)
+		}
+	}
 }
