@@ -7,10 +7,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +22,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sopilot/sopilot/internal/scheduler"
+	"github.com/sopilot/sopilot/internal/scheduler/slurmrest"
 	"github.com/sopilot/sopilot/internal/slurmtest"
 	"github.com/sopilot/sopilot/pkg/apipb"
 )
@@ -27,11 +32,12 @@ const benchScript = "#!/bin/bash\ntrue\n"
 
 // createAndSbatch starts a controller on the local cluster and returns two
 // calls to time against each other: a bare sbatch with the options the
-// controller passes, and a CreateRun of the same job through it.
-func createAndSbatch(tb testing.TB) (sbatch func(), create func(i int)) {
+// controller passes, and a CreateRun of the same job through it. extra are
+// the controller's arguments beyond the defaults (e.g. restArgs).
+func createAndSbatch(tb testing.TB, extra ...string) (sbatch func(), create func(i int)) {
 	env := slurmtest.Require(tb)
 	dir := tb.TempDir()
-	p := startController(tb, env, filepath.Join(dir, "bench.db"), "--poll-interval", "5s")
+	p := startController(tb, env, filepath.Join(dir, "bench.db"), append([]string{"--poll-interval", "5s"}, extra...)...)
 	ctx := context.Background()
 	spec := &apipb.RunSpec{JobName: "bench-create", Nodes: 1, TimeLimit: durationpb.New(time.Minute), Script: benchScript,
 		WorkingDirectory: dir, OutputDirectory: dir}
@@ -51,10 +57,32 @@ func createAndSbatch(tb testing.TB) (sbatch func(), create func(i int)) {
 			tb.Fatal(err)
 		}
 	}
-	tb.Cleanup(func() { scancelByName(tb, env, "bench-create", "bench-sbatch") })
+	tb.Cleanup(func() { scancelByName(tb, env, "bench-create", "bench-sbatch", "bench-rest") })
 	sbatch() // warm up both paths
 	create(-1)
 	return sbatch, create
+}
+
+// bareRESTSubmit returns one submission of the same job straight to
+// slurmrestd: the REST backend's Submit alone (one POST /job/submit with
+// the token it mints), without the controller around it.
+func bareRESTSubmit(tb testing.TB, env slurmtest.Env) func() {
+	be, err := slurmrest.New(slurmrest.Config{BaseURL: env.RESTURL, APIVersion: slurmrest.APIVersionAuto,
+		UserName: env.JWTUser, JWTKeyFile: env.JWTKeyFile}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	job := scheduler.JobSpec{Name: "bench-rest", Nodes: 1, TasksPerNode: 1, TimeLimit: time.Minute, WorkDir: dir,
+		OutputPath: dir + "/bench-rest-%j.out", Comment: "bench", Script: benchScript,
+		Environment: map[string]string{"PATH": os.Getenv("PATH"), "LANG": "C.UTF-8"}}
+	submit := func() {
+		if _, err := be.Submit(context.Background(), job); err != nil {
+			tb.Fatalf("bare REST submission: %v", err)
+		}
+	}
+	submit() // negotiates the API version and opens the connection
+	return submit
 }
 
 // TestCreateRunIsNotOrdersSlowerThanSbatch is the short version of
@@ -78,32 +106,60 @@ func TestCreateRunIsNotOrdersSlowerThanSbatch(t *testing.T) {
 }
 
 // BenchmarkCreateRunVsSbatch times a CreateRun call (gRPC over loopback,
-// validation, one fsynced bbolt transaction, sbatch) against the bare
-// sbatch call it makes, alternating the two so machine noise hits both.
-// The ratio CreateRun/sbatch is reported as a metric.
+// validation, one fsynced bbolt transaction, the submission) against the
+// bare sbatch call the cli backend makes, alternating the two so machine
+// noise hits both. The ratio CreateRun/sbatch is reported as a metric.
+//
+// cli is the controller with --scheduler=cli (it runs sbatch, prestarted),
+// cli-cold the same with --sbatch-prestart=false (each submission starts
+// its own sbatch); rest is the controller with --scheduler=rest (the Helm
+// chart's default), timed against both the bare sbatch and the bare REST
+// submission it makes (ratio-vs-rest: what the controller adds to its own
+// Slurm call).
 func BenchmarkCreateRunVsSbatch(b *testing.B) {
-	sbatch, create := createAndSbatch(b)
+	for _, cli := range []struct {
+		name string
+		args []string
+	}{{"cli", nil}, {"cli-cold", []string{"--sbatch-prestart=false"}}} {
+		b.Run(cli.name, func(b *testing.B) {
+			sbatch, create := createAndSbatch(b, cli.args...)
+			benchAlternating(b, map[string]func(i int){"sbatch": func(int) { sbatch() }, "createrun": create})
+		})
+	}
+	b.Run("rest", func(b *testing.B) {
+		env := slurmtest.Require(b)
+		sbatch, create := createAndSbatch(b, restArgs(b, env)...)
+		rest := bareRESTSubmit(b, env)
+		benchAlternating(b, map[string]func(i int){"sbatch": func(int) { sbatch() }, "createrun": create, "rest-submit": func(int) { rest() }})
+	})
+}
 
-	var tSbatch, tCreate []time.Duration
+// benchAlternating calls each of calls once per iteration, rotating which
+// goes first (right after a submission slurmctld is busy starting that
+// job, which slows whichever call comes next), and reports each one's
+// median and createrun's ratio to sbatch (and to rest-submit if timed).
+func benchAlternating(b *testing.B, calls map[string]func(i int)) {
+	names := slices.Sorted(maps.Keys(calls))
+	times := map[string][]time.Duration{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		// Alternate which goes first: right after a submission slurmctld
-		// is busy starting that job, which slows whichever call comes next.
-		timed := func(f func()) time.Duration { t0 := time.Now(); f(); return time.Since(t0) }
-		if i%2 == 0 {
-			tSbatch = append(tSbatch, timed(sbatch))
-			tCreate = append(tCreate, timed(func() { create(i) }))
-		} else {
-			tCreate = append(tCreate, timed(func() { create(i) }))
-			tSbatch = append(tSbatch, timed(sbatch))
+		for k := range names {
+			name := names[(i+k)%len(names)]
+			t0 := time.Now()
+			calls[name](i)
+			times[name] = append(times[name], time.Since(t0))
 		}
-		time.Sleep(20 * time.Millisecond) // let slurmctld settle between pairs
+		time.Sleep(20 * time.Millisecond) // let slurmctld settle between rounds
 	}
 	b.StopTimer()
-	ms, mc := median(tSbatch), median(tCreate)
-	b.ReportMetric(float64(ms.Microseconds())/1000, "sbatch-median-ms")
-	b.ReportMetric(float64(mc.Microseconds())/1000, "createrun-median-ms")
-	b.ReportMetric(float64(mc)/float64(ms), "ratio")
+	for _, name := range names {
+		b.ReportMetric(float64(median(times[name]).Microseconds())/1000, name+"-median-ms")
+	}
+	mc := median(times["createrun"])
+	b.ReportMetric(float64(mc)/float64(median(times["sbatch"])), "ratio")
+	if t, ok := times["rest-submit"]; ok {
+		b.ReportMetric(float64(mc)/float64(median(t)), "ratio-vs-rest")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -24,9 +24,16 @@ import (
 // the next process. At the end every acknowledged run exists exactly once,
 // with the Slurm job its acknowledgement named (CreateRun answers before
 // the job id is written: the restarted tracker must adopt that very job),
-// and every Slurm job of the test belongs to exactly one run.
+// and every Slurm job of the test belongs to exactly one run. Once with
+// each backend: cli overlaps the commit with sbatch's start-up (the
+// script reaches sbatch only after it), rest commits before its POST.
 func TestKill9AtRandomPointsOfConcurrentCreates(t *testing.T) {
 	env := slurmtest.Require(t)
+	t.Run("cli", func(t *testing.T) { kill9Creates(t, env) })
+	t.Run("rest", func(t *testing.T) { kill9Creates(t, env, restArgs(t, env)...) })
+}
+
+func kill9Creates(t *testing.T, env slurmtest.Env, extra ...string) {
 	db := filepath.Join(t.TempDir(), "c.db")
 	jobName := fmt.Sprintf("e2e-k9r-%d", time.Now().UnixNano()%1_000_000_000)
 	label := jobName
@@ -56,7 +63,7 @@ func TestKill9AtRandomPointsOfConcurrentCreates(t *testing.T) {
 	adoptedAfterKill := map[string]bool{} // run ids
 	const rounds, workers = 4, 8
 	for round := range rounds {
-		p := startController(t, env, db)
+		p := startController(t, env, db, extra...)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for range workers {
@@ -134,7 +141,7 @@ func TestKill9AtRandomPointsOfConcurrentCreates(t *testing.T) {
 		t.Logf("round %d: %d acknowledged so far, %d calls to retry, %d acknowledged job ids not yet written at the kill", round, len(acked), len(retries), unwritten)
 	}
 
-	p := startController(t, env, db)
+	p := startController(t, env, db, extra...)
 	ctx := context.Background()
 	for _, key := range retries { // the callers' last retries
 		resp, err := p.runs.CreateRun(ctx, &apipb.CreateRunRequest{RequestId: key, Spec: spec})

@@ -73,6 +73,7 @@ func exitCode(err error) int {
 type options struct {
 	grpcAddr, metricsAddr, db                 string
 	scheduler, slurmConf, slurmQuery          string
+	sbatchPrestart                            bool
 	restURL, restVersion, restUser, restToken string
 	restKeyFile                               string
 	pollInterval, minJobAge, shutdownGrace    time.Duration
@@ -104,6 +105,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&o.scheduler, "scheduler", "cli", `how to reach Slurm: "cli" (sbatch/squeue/scancel) or "rest" (slurmrestd)`)
 	fs.StringVar(&o.slurmConf, "slurm-conf", "", "slurm.conf for the cli scheduler (sets SLURM_CONF for the Slurm tools); empty: Slurm's default")
 	fs.StringVar(&o.slurmQuery, "slurm-query", "auto", `how the cli scheduler lists jobs: "json" (squeue --json: 1 slurmctld RPC per poll), "format" (squeue --Format: 2 RPCs, less CPU), or "auto" (json, falling back to format where squeue cannot print JSON)`)
+	fs.BoolVar(&o.sbatchPrestart, "sbatch-prestart", true, "cli scheduler: keep one sbatch started ahead, waiting for the next job, so a submission skips sbatch's start-up (2-3 ms); it is replaced every 30 s and exits without a job when unused")
 	fs.DurationVar(&o.slurmTimeout, "slurm-timeout", 30*time.Second, "time limit of one request to Slurm")
 	fs.StringVar(&o.restURL, "slurmrestd-url", "", "slurmrestd address for --scheduler=rest: http://host:port or unix:///path")
 	fs.StringVar(&o.restVersion, "slurmrestd-api-version", "auto", `slurmrestd OpenAPI version: "auto" (the newest that slurmrestd serves and sopilot speaks, read at start; shown in /readyz and sopilot_slurm_backend_info) or a fixed one from v0.0.38 (Slurm 22.05) to v0.0.45 (26.05)`)
@@ -247,7 +249,7 @@ func assemblyConfig(o *options) (controlplane.Config, error) {
 		MetricsAddr: o.metricsAddr,
 		DBPath:      o.db,
 		Scheduler:   o.scheduler,
-		SlurmCLI:    slurmcli.Config{SlurmConf: o.slurmConf, Timeout: o.slurmTimeout, Query: o.slurmQuery},
+		SlurmCLI:    slurmcli.Config{SlurmConf: o.slurmConf, Timeout: o.slurmTimeout, Query: o.slurmQuery, Prestart: o.sbatchPrestart},
 		SlurmREST: slurmrest.Config{
 			BaseURL:    o.restURL,
 			APIVersion: o.restVersion,

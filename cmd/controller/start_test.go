@@ -78,6 +78,17 @@ func startController(t testing.TB, env slurmtest.Env, db string, extra ...string
 	return p
 }
 
+// restArgs are the controller's arguments for the local cluster's
+// slurmrestd, with tokens minted from Slurm's JWT key.
+func restArgs(t testing.TB, env slurmtest.Env) []string {
+	t.Helper()
+	if env.RESTURL == "" || env.JWTKeyFile == "" {
+		t.Fatal("the local cluster gave no slurmrestd URL or JWT key (hack/slurm/cluster.sh env)")
+	}
+	return []string{"--scheduler", "rest", "--slurmrestd-url", env.RESTURL, "--slurmrestd-api-version", "auto",
+		"--slurm-user", env.JWTUser, "--slurm-jwt-key-file", env.JWTKeyFile}
+}
+
 func (p *proc) kill9(t testing.TB) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {

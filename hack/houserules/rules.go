@@ -7,15 +7,16 @@ package main
 // execAllowed are the non-test files that may import os/exec, each with the
 // reason (test files and hack/ may always).
 var execAllowed = map[string]string{
-	"internal/scheduler/slurmcli/exec.go": "runs the Slurm CLI (sbatch, squeue, scontrol, ...)",
-	"internal/nccl/runner.go":             "runs nccl-tests' all_reduce_perf",
-	"internal/nccl/proc_unix.go":          "the NCCL runner's process group",
-	"internal/nccl/proc_other.go":         "the NCCL runner's process group",
-	"internal/provision/tftest/":          "test helper: finds the real terraform binary",
-	"internal/cli/root.go":                "exec.LookPath only: finds the tools a command needs",
-	"internal/testbin/":                   "test helper: builds and starts the project's binaries",
-	"internal/slurmtest/":                 "test helper: asks hack/slurm/cluster.sh for the cluster",
-	"hack/":                               "developer and CI programs",
+	"internal/scheduler/slurmcli/exec.go":     "runs the Slurm CLI (sbatch, squeue, scontrol, ...)",
+	"internal/scheduler/slurmcli/prestart.go": "starts sbatch ahead of its job (Config.Prestart)",
+	"internal/nccl/runner.go":                 "runs nccl-tests' all_reduce_perf",
+	"internal/nccl/proc_unix.go":              "the NCCL runner's process group",
+	"internal/nccl/proc_other.go":             "the NCCL runner's process group",
+	"internal/provision/tftest/":              "test helper: finds the real terraform binary",
+	"internal/cli/root.go":                    "exec.LookPath only: finds the tools a command needs",
+	"internal/testbin/":                       "test helper: builds and starts the project's binaries",
+	"internal/slurmtest/":                     "test helper: asks hack/slurm/cluster.sh for the cluster",
+	"hack/":                                   "developer and CI programs",
 }
 
 // protoImporters are the edge packages whose non-test files may import the

@@ -38,6 +38,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -452,6 +453,11 @@ func (c *Controller) Close() error {
 		}
 		if c.store != nil {
 			errs = append(errs, c.store.Close())
+		}
+		// The cli backend's prestarted sbatch, if one is waiting, exits
+		// without a job.
+		if cl, ok := c.backend.(io.Closer); ok && c.cfg.Backend == nil {
+			errs = append(errs, cl.Close())
 		}
 		c.closeErr = errors.Join(errs...)
 	})

@@ -174,7 +174,7 @@ func checkJob(job JobSpec) error {
 		{"OutputPath", job.OutputPath},
 		{"Comment", job.Comment},
 	} {
-		if problem := directiveValueProblem(f.value); problem != "" {
+		if problem := DirectiveValueProblem(f.value); problem != "" {
 			return bad(f.name, "%q cannot go into an #SBATCH line: %s", f.value, problem)
 		}
 	}
@@ -186,12 +186,12 @@ func checkJob(job JobSpec) error {
 	return nil
 }
 
-// directiveValueProblem says why v cannot be written as the value of an
+// DirectiveValueProblem says why v cannot be written as the value of an
 // #SBATCH option, or returns "". sbatch splits a directive line at white
 // space, strips quotes and backslashes and ends it at '#'; a line break would
 // end the directive and start a new line. Anything outside printable ASCII is
 // refused too: the values come from validated fields that never hold it.
-func directiveValueProblem(v string) string {
+func DirectiveValueProblem(v string) string {
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; {
 		case c == 0:

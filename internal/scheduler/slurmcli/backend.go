@@ -57,6 +57,10 @@ type Config struct {
 	// QueryFormat; see the package comment. Any other value is logged and
 	// treated as QueryAuto.
 	Query string
+	// Prestart keeps one sbatch started ahead of the next submission,
+	// waiting for its job (see prestart.go): a submission then skips
+	// sbatch's start-up. Off, every submission starts its own sbatch.
+	Prestart bool
 }
 
 // Backend runs Slurm's command-line tools. It is safe for concurrent use.
@@ -74,6 +78,9 @@ type Backend struct {
 	// versions: the tools' and slurmctld's Slurm releases, from the last
 	// check after a successful Ping (nil before).
 	versions atomic.Pointer[versions]
+	// prestart holds the prestarted sbatch; nil when Config.Prestart is
+	// off or the runner does not run real processes.
+	prestart *prestarter
 }
 
 // New returns a Backend; it runs nothing until called.
@@ -121,7 +128,25 @@ func newBackend(cfg Config, logger *slog.Logger, r runner, getenv func(string) s
 	if base.home == "" {
 		base.home = "/"
 	}
-	return &Backend{cfg: cfg, base: base, runner: r, log: logger}
+	b := &Backend{cfg: cfg, base: base, runner: r, log: logger}
+	if _, real := r.(execRunner); real && cfg.Prestart {
+		b.prestart = &prestarter{
+			start:  func() (*prestarted, error) { return startSbatch(cfg.Sbatch, prestartEnv(base)) },
+			log:    logger,
+			maxAge: prestartMaxAge,
+		}
+	}
+	return b
+}
+
+// Close retires the prestarted sbatch, if one is waiting (it exits without
+// making a job), and prestarts no more. Submissions after Close start
+// their own sbatch.
+func (b *Backend) Close() error {
+	if b.prestart != nil {
+		b.prestart.close()
+	}
+	return nil
 }
 
 // Name implements scheduler.Backend.
@@ -145,7 +170,9 @@ func (b *Backend) Submit(ctx context.Context, job scheduler.JobSpec) (string, er
 // gate returned nil. Otherwise sbatch's stdin ends empty, sbatch refuses
 // the empty script and no job exists. Where the script cannot be sent in
 // one write, or the runner cannot hold stdin back, gate is called before
-// sbatch starts.
+// sbatch starts. With Config.Prestart, a prestarted sbatch, already past
+// its start-up, takes the job the same way (gate, then its input) where
+// the job allows it (prestart.go).
 func (b *Backend) SubmitGated(ctx context.Context, job scheduler.JobSpec, gate func() error) (string, error) {
 	called := false
 	var gateErr error
@@ -162,17 +189,23 @@ func (b *Backend) SubmitGated(ctx context.Context, job scheduler.JobSpec, gate f
 		return "", fmt.Errorf("sbatch: %w", err)
 	}
 	c := command{path: b.cfg.Sbatch, args: args, env: sbatchEnv(b.base, job), stdin: job.Script}
-	gr, ok := b.runner.(gatedRunner)
-	if !ok {
+	var do func(context.Context, command) (result, error)
+	if p, env := b.takePrestarted(job, c); p != nil {
+		c.args = prestartArgs
+		do = func(ctx context.Context, c command) (result, error) { return p.submit(ctx, c, env, once) }
+	} else if gr, ok := b.runner.(gatedRunner); ok {
+		do = func(ctx context.Context, c command) (result, error) { return gr.runGated(ctx, c, once) }
+	} else {
 		if once() != nil {
 			return "", withdrawn(gateErr)
 		}
 		res, err := b.run(ctx, "sbatch", c)
 		return b.submitted(job, res, err)
 	}
-	res, err := b.runWith(ctx, "sbatch", c, func(ctx context.Context, c command) (result, error) {
-		return gr.runGated(ctx, c, once)
-	})
+	res, err := b.runWith(ctx, "sbatch", c, do)
+	if b.prestart != nil {
+		time.AfterFunc(prestartDelay, b.prestart.refill)
+	}
 	if !called {
 		// runGated gave up before the gate (its pipe could not be made,
 		// or, with the gate first, sbatch could not be started):
