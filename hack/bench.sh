@@ -13,16 +13,18 @@ eval "$(hack/slurm/cluster.sh env)"
 
 echo "== ListRuns over 100,000 stored runs; CreateRun and a 500-run poll update in the store"
 go test -run XXX -bench . -benchtime 2s -count 5 -benchmem ./internal/store/
-echo "== CreateRun through the controller (pinned to CPU 0) vs bare sbatch (CPU 1) on 22.05 and 24.11 (5 x 60 pairs each), and where Create's time goes"
+echo "== CreateRun through the controller (pinned to CPU 0) vs bare sbatch (CPU 1): cli (prestarted sbatch), cli-cold, rest; on 22.05, 24.11 and 26.05 (5 x 60 each), and where Create's time goes"
 go test -c -o "$tmp/controller.test" ./cmd/controller/
 go test -c -o "$tmp/controller-pkg.test" ./internal/controller/
 go test -c -o "$tmp/api.test" ./internal/api/
-for v in 22.05 24.11; do
-  hack/slurm/cluster.sh --slurm "$v" status >/dev/null 2>&1 || hack/slurm/cluster.sh --slurm "$v" up >/dev/null
+for v in 22.05 24.11 26.05; do
+  up_here=0
+  if ! hack/slurm/cluster.sh --slurm "$v" status >/dev/null 2>&1; then up_here=1; hack/slurm/cluster.sh --slurm "$v" up >/dev/null; fi
   (eval "$(hack/slurm/cluster.sh --slurm "$v" env)"
    echo "-- Slurm $v, load average $(cut -d' ' -f1-3 /proc/loadavg)"
    cd cmd/controller && SOPILOT_BENCH_CONTROLLER_CPUS=0 taskset -c 1 "$tmp/controller.test" -test.run XXX \
      -test.bench BenchmarkCreateRunVsSbatch -test.benchtime 60x -test.count 5 | grep -E '^Benchmark')
+  if [ "$up_here" = 1 ] && [ "$v" = 26.05 ]; then hack/slurm/cluster.sh --slurm "$v" down >/dev/null; fi
 done
 (cd internal/controller && "$tmp/controller-pkg.test" -test.run XXX -test.bench BenchmarkCreateBreakdown -test.benchtime 40x -test.count 5 | grep -E '^Benchmark')
 echo "== controller start on 100,000 runs and 10,000 nodes (pinned to CPU 0), against a 50-run store, load average $(cut -d' ' -f1-3 /proc/loadavg)"
