@@ -190,7 +190,8 @@ func (b *Backend) SubmitGated(ctx context.Context, job scheduler.JobSpec, gate f
 	}
 	c := command{path: b.cfg.Sbatch, args: args, env: sbatchEnv(b.base, job), stdin: job.Script}
 	var do func(context.Context, command) (result, error)
-	if p, env := b.takePrestarted(job, c); p != nil {
+	warmable := b.prestart != nil && prestartable(job)
+	if p, env := b.takePrestarted(warmable, job, c); p != nil {
 		c.args = prestartArgs
 		do = func(ctx context.Context, c command) (result, error) { return p.submit(ctx, c, env, once) }
 	} else if gr, ok := b.runner.(gatedRunner); ok {
@@ -203,7 +204,7 @@ func (b *Backend) SubmitGated(ctx context.Context, job scheduler.JobSpec, gate f
 		return b.submitted(job, res, err)
 	}
 	res, err := b.runWith(ctx, "sbatch", c, do)
-	if b.prestart != nil {
+	if warmable {
 		time.AfterFunc(prestartDelay, b.prestart.refill)
 	}
 	if !called {

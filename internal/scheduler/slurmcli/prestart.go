@@ -52,6 +52,11 @@ const (
 	prestartDelay = 5 * time.Millisecond
 )
 
+// retireGrace: a retired sbatch that has not exited this long after its
+// input ended (stuck before reading it: a hung file system, an unreachable
+// slurmctld in configless mode) is killed. A variable for the tests.
+var retireGrace = 10 * time.Second
+
 // prestartArgs are a prestarted sbatch's arguments: the job's environment
 // is read from descriptor 3 (exec.Cmd.ExtraFiles[0]). Given an export
 // file, sbatch passes the job that file's variables and its own SLURM_*
@@ -114,10 +119,16 @@ func (p *prestarted) exited() bool {
 }
 
 // retire ends its input: sbatch reads whatever was written (nothing, if
-// retired unused, and refuses the empty script) and exits.
+// retired unused, and refuses the empty script) and exits; if it has not
+// within retireGrace, it is killed. Retiring twice is harmless.
 func (p *prestarted) retire() {
 	p.env.Close()
 	p.script.Close()
+	time.AfterFunc(retireGrace, func() {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+		}
+	})
 }
 
 // fits says whether env and script each fit in their pipe, growing the
@@ -137,6 +148,7 @@ func (p *prestarted) fits(env, script string) bool {
 func (p *prestarted) submit(ctx context.Context, c command, env string, gate func() error) (result, error) {
 	stop := context.AfterFunc(ctx, func() { _ = p.cmd.Process.Kill() })
 	defer stop()
+	defer p.retire() // should gate panic
 	var werr error
 	if gate() == nil {
 		// The environment first: dying between the two writes leaves
@@ -241,6 +253,9 @@ type prestarter struct {
 	starting bool
 	closed   bool
 	lastUse  time.Time
+	// running counts the sbatch processes started and not yet reaped;
+	// close waits for them. Add happens under mu while not closed.
+	running sync.WaitGroup
 }
 
 // take returns the waiting sbatch, or nil if there is none fit to use
@@ -255,6 +270,7 @@ func (ps *prestarter) take() *prestarted {
 		return nil
 	}
 	if p.exited() {
+		p.retire() // its pipes
 		ps.log.Warn("a prestarted sbatch exited before it was used; submitting cold",
 			"stderr", truncate(strings.TrimSpace(p.stderr.String()), 512), "error", p.waitErr)
 		return nil
@@ -275,8 +291,17 @@ func (ps *prestarter) refill() {
 		return
 	}
 	ps.starting = true
+	ps.running.Add(1)
 	ps.mu.Unlock()
 	p, err := ps.start()
+	if err != nil {
+		ps.running.Done()
+	} else {
+		go func() {
+			<-p.done
+			ps.running.Done()
+		}()
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.starting = false
@@ -310,7 +335,8 @@ func (ps *prestarter) expire(p *prestarted) {
 	}
 }
 
-// close retires the waiting sbatch and starts no more.
+// close retires the waiting sbatch, starts no more, and waits until every
+// sbatch it started has exited (at most retireGrace, then killed).
 func (ps *prestarter) close() {
 	ps.mu.Lock()
 	p := ps.ready
@@ -318,8 +344,8 @@ func (ps *prestarter) close() {
 	ps.mu.Unlock()
 	if p != nil {
 		p.retire()
-		<-p.done
 	}
+	ps.running.Wait()
 }
 
 // prestartEnv is a prestarted sbatch's own environment: SLURM_CONF alone,
@@ -333,10 +359,11 @@ func prestartEnv(base baseEnv) []string {
 }
 
 // takePrestarted returns a prestarted sbatch ready for job, with c's
-// environment in export-file form, or nil: prestarting is off, job is not
-// prestartable, none is waiting, or its pipes cannot hold the job.
-func (b *Backend) takePrestarted(job scheduler.JobSpec, c command) (*prestarted, string) {
-	if b.prestart == nil || !prestartable(job) {
+// environment in export-file form, or nil: ok is false (prestarting is
+// off, or job is not prestartable), none is waiting, or its pipes cannot
+// hold the job.
+func (b *Backend) takePrestarted(ok bool, job scheduler.JobSpec, c command) (*prestarted, string) {
+	if !ok {
 		return nil, ""
 	}
 	p := b.prestart.take()

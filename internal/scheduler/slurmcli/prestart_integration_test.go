@@ -77,8 +77,10 @@ func TestLivePrestartedMakesTheSameJob(t *testing.T) {
 			t.Fatalf("%s: %v", how, err)
 		}
 		t.Cleanup(func() { _ = b.Cancel(context.Background(), id) })
-		if waiting != nil && !waiting.exited() {
-			t.Fatal("the prestarted sbatch did not take the job")
+		// The very process that was waiting printed this job's id (not
+		// one retired meanwhile and replaced by a cold submission).
+		if waiting != nil && (!waiting.exited() || strings.TrimSpace(waiting.stdout.String()) != id) {
+			t.Fatalf("job %s was not submitted by the prestarted sbatch (exited %v, printed %q)", id, waiting.exited(), waiting.stdout.String())
 		}
 		ids[how] = id
 		// One after the other, so that both get the node's first GPU.

@@ -243,6 +243,30 @@ func TestCloseRetiresThePrestartedSbatch(t *testing.T) {
 	}
 }
 
+func TestCloseKillsAStuckPrestartedSbatch(t *testing.T) {
+	defer func(g time.Duration) { retireGrace = g }(retireGrace)
+	retireGrace = 300 * time.Millisecond
+	// An sbatch stuck before it reads its input (a hung file system):
+	// ending its input does not end it.
+	dir := t.TempDir()
+	sbatch := filepath.Join(dir, "sbatch")
+	if err := os.WriteFile(sbatch, []byte("#!/bin/sh\ncase \"$*\" in *--export-file*) exec sleep 60 ;; esac\ncat >/dev/null\necho 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := prestartBackend(sbatch)
+	if _, err := b.SubmitGated(context.Background(), renderedJob(t), func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := waitPrestarted(t, b, nil)
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); !p.exited() || took > 5*time.Second {
+		t.Fatalf("Close returned after %s, the stuck sbatch exited: %v; want it killed after the grace", took, p.exited())
+	}
+}
+
 func TestPrestartable(t *testing.T) {
 	job := renderedJob(t)
 	with := func(f func(*scheduler.JobSpec)) scheduler.JobSpec {
