@@ -37,6 +37,10 @@ func TestLivePrestartedMakesTheSameJob(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	// The first submission of warmB starts cold and prestarts the next.
 	first := liveJob(t, env, "#!/bin/sh\ntrue\n")
+	first.Script, err = scheduler.RenderScript(first, nil, first.Script)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var firstID string
 	firstID, err = warmB.SubmitGated(ctx, first, open)
 	if err != nil {

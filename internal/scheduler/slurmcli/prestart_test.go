@@ -197,6 +197,23 @@ func TestPrestartedSbatchLeftForJobsItCannotCarry(t *testing.T) {
 	}
 }
 
+func TestNoSbatchPrestartedForJobsItCouldNotCarry(t *testing.T) {
+	sbatch, _ := fakePrestartSbatch(t)
+	b := prestartBackend(sbatch)
+	t.Cleanup(func() { b.Close() })
+	plain := renderedJob(t)
+	plain.Script = "#!/bin/sh\ntrue\n"
+	if _, err := b.SubmitGated(context.Background(), plain, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * prestartDelay)
+	b.prestart.mu.Lock()
+	defer b.prestart.mu.Unlock()
+	if b.prestart.ready != nil || b.prestart.starting {
+		t.Error("a sbatch was prestarted after a job no prestarted sbatch could take")
+	}
+}
+
 func TestPrestartedSbatchIsReplacedWhenOld(t *testing.T) {
 	sbatch, dir := fakePrestartSbatch(t)
 	b := prestartBackend(sbatch)
