@@ -21,11 +21,10 @@ cd "$(dirname "$0")/.."
 t_start=$(date +%s)
 [ "$(id -u)" = 0 ] || { echo "make demo-resilience starts a local Slurm cluster and needs root" >&2; exit 1; }
 
+source hack/demo-lib.sh
 work=$(mktemp -d /tmp/sopilot-demo-resilience.XXXXXX)
 chmod 755 "$work"
-started_cluster=0
 ctl_pid=
-agent_pids=()
 runs=()
 drained=()   # nodes to undrain at the end
 export SOPILOT_SLURM_VERSION=${SOPILOT_SLURM_VERSION:-24.11}
@@ -53,26 +52,9 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 fail() { echo "$*" >&2; exit 1; }
 
 step "tools and the local Slurm $SOPILOT_SLURM_VERSION cluster"
-py=/usr/bin/python3
-pkgs=()
-command -v jq >/dev/null || pkgs+=(jq)
-command -v curl >/dev/null || pkgs+=(curl)
-[ -x $py ] || pkgs+=(python3)
-if [ ${#pkgs[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
-make --no-print-directory tools build >/dev/null
-job_pkgs="python3 python3-torch python3-sklearn"
-if ! hack/slurm/cluster.sh status >/dev/null 2>&1; then
-  started_cluster=1; hack/slurm/cluster.sh --packages "$job_pkgs" up >/dev/null
-else
-  hack/slurm/cluster.sh --packages "$job_pkgs" packages
-fi
-eval "$(hack/slurm/cluster.sh env)"
-sinfo
+demo_cluster curl
 [ -z "$(sinfo -h -t drain,drng,down -o %N)" ] || fail "a node is drained or down; the demo needs both nodes idle: sinfo -R"
 
-free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 addr=127.0.0.1:$(free_port)
 export SOPILOT_CONTROLLER=$addr SOPILOT_INSECURE=true
 step "controller with remediation on (log: $work/controller.log)"
@@ -89,25 +71,7 @@ for _ in $(seq 50); do
 done
 
 step "one node agent per Slurm node (GPUs SIMULATED; faults injected through each agent's admin API)"
-machine_of() {
-  local pair
-  for pair in ${SOPILOT_SLURM_INSTANCES//,/ }; do
-    [ "${pair%%=*}" = "$1" ] && { echo "${pair#*=}"; return; }
-  done
-  echo "$1"
-}
-declare -A admin   # Slurm node -> its agent's admin address
-for n in $(sinfo -h -N -o %N | sort -u); do
-  m=$(machine_of "$n")
-  admin[$n]=127.0.0.1:$(free_port)
-  bin/node-agent --insecure --controller "$addr" --node-name "$m" --nvml sim --ib sim --nccl sim \
-    --admin-addr "${admin[$n]}" --state-dir "$work/agent-$m" >/dev/null 2>>"$work/agent-$m.log" &
-  agent_pids+=($!)
-done
-for _ in $(seq 50); do
-  [ "$(bin/grpcurl -plaintext -d '{}' "$addr" sopilot.api.v1.NodeService/ListNodes | jq '[.nodes[]? | select(.agentConnected)] | length')" = "${#agent_pids[@]}" ] && break
-  sleep 0.2
-done
+start_agents "$addr" "$work"   # admin[node]: each agent's admin address
 bin/sopilot nodes
 
 ex=$PWD/examples/finetune

@@ -27,11 +27,10 @@ cd "$(dirname "$0")/.."
 t_start=$(date +%s)
 [ "$(id -u)" = 0 ] || { echo "make demo starts a local Slurm cluster and needs root" >&2; exit 1; }
 
+source hack/demo-lib.sh
 work=$(mktemp -d /tmp/sopilot-demo.XXXXXX)
 chmod 755 "$work"
-started_cluster=0
 ctl_pid=
-agent_pids=()
 runs=()   # runs submitted in part 2: cancelled if the demo stops early
 keep=${DEMO_KEEP:-0}
 state_file=/tmp/sopilot-demo.state   # what make demo-down stops
@@ -65,30 +64,8 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "tools and the local Slurm $SOPILOT_SLURM_VERSION cluster"
-py=/usr/bin/python3   # Debian's python3, where python3-torch and python3-sklearn install
-pkgs=()
-command -v jq >/dev/null || pkgs+=(jq)
-[ -x $py ] || pkgs+=(python3)   # the host's python3 finds free ports
-if [ ${#pkgs[@]} -gt 0 ]; then
-  echo "installing ${pkgs[*]} on the host"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
-make --no-print-directory tools build >/dev/null
-# What the jobs run, installed where they run (the chroot on 24.11/26.05, the
-# host on 22.05); python3-torch is large: the first time takes minutes.
-job_pkgs="python3 python3-torch python3-sklearn"
-if ! hack/slurm/cluster.sh status >/dev/null 2>&1; then
-  started_cluster=1; hack/slurm/cluster.sh --packages "$job_pkgs" up >/dev/null
-else
-  # Already up (and left up at the end): only the packages, no daemon touched.
-  hack/slurm/cluster.sh --packages "$job_pkgs" packages
-fi
-eval "$(hack/slurm/cluster.sh env)"
-sinfo
+demo_cluster
 
-# Free ports, so that a controller someone else runs on 50051 is neither in the
-# way nor mistaken for ours.
-free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 addr=127.0.0.1:$(free_port)
 metrics_addr=127.0.0.1:$(free_port)
 export SOPILOT_CONTROLLER=$addr
@@ -111,26 +88,9 @@ start_controller
 bin/grpcurl -plaintext "$addr" list
 
 step "one node agent per Slurm node (GPUs and InfiniBand SIMULATED: no GPU here)"
-# Each agent names its machine, as on Soperator: the Slurm node's instance id
-# (slurmd --instance-id, Slurm 24.11+: worker-N runs on gpu-node-N), else the
-# node's own name (22.05, a plain host). The controller maps them back.
-machine_of() {
-  local pair
-  for pair in ${SOPILOT_SLURM_INSTANCES//,/ }; do
-    [ "${pair%%=*}" = "$1" ] && { echo "${pair#*=}"; return; }
-  done
-  echo "$1"
-}
-for n in $(sinfo -h -N -o %N | sort -u); do
-  m=$(machine_of "$n")
-  bin/node-agent --insecure --controller "$addr" --node-name "$m" --nvml sim --ib sim --nccl sim \
-    --admin-addr "127.0.0.1:$(free_port)" --state-dir "$work/agent-$m" >/dev/null 2>>"$work/agent-$m.log" &
-  agent_pids+=($!)
-done
-for _ in $(seq 50); do
-  [ "$(bin/grpcurl -plaintext -d '{}' "$addr" sopilot.api.v1.NodeService/ListNodes | jq '[.nodes[]? | select(.agentConnected)] | length')" = "${#agent_pids[@]}" ] && break
-  sleep 0.2
-done
+# Each agent names its machine as on Soperator (machine_of); the controller
+# maps them back.
+start_agents "$addr" "$work"
 bin/sopilot nodes
 if [ -n "$SOPILOT_SLURM_INSTANCES" ]; then
   echo "-- Slurm's record of worker-0 (slurmd --instance-id, as Soperator starts it) and sopilot's view of it:"
