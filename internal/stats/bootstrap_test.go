@@ -191,7 +191,7 @@ func TestBootstrapCoverage(t *testing.T) {
 		for i := range c {
 			c[i] = b[i] + d[i]
 		}
-		cmp := mustPaired(t, b, c, HigherIsBetter, Options{Resamples: 1000, Seed: s})
+		cmp := mustCompare(t, ComparePaired, b, c, HigherIsBetter, Options{Resamples: 1000, Seed: s})
 		if cmp.CILow <= 0.3 && 0.3 <= cmp.CIHigh {
 			covered++
 		}

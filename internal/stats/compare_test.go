@@ -51,7 +51,7 @@ func TestComparePairedVerdicts(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cmp := mustPaired(t, c.baseline, c.candidate, c.dir, c.opt)
+			cmp := mustCompare(t, ComparePaired, c.baseline, c.candidate, c.dir, c.opt)
 			if cmp.Verdict != c.want || !strings.Contains(cmp.VerdictReason, c.reason) {
 				t.Errorf("verdict %v (%s), want %v containing %q", cmp.Verdict, cmp.VerdictReason, c.want, c.reason)
 			}
@@ -70,8 +70,8 @@ func TestPairingIsMoreSensitive(t *testing.T) {
 	// spread (sd 1) swamps a 0.05 shift; paired, it cancels.
 	hard := normals(20, 400, 0.5, 1)
 	cand := shifted(hard, 0.05, 21, 0.1)
-	p := mustPaired(t, hard, cand, HigherIsBetter, Options{})
-	u := mustUnpaired(t, hard, cand, HigherIsBetter, Options{})
+	p := mustCompare(t, ComparePaired, hard, cand, HigherIsBetter, Options{})
+	u := mustCompare(t, CompareUnpaired, hard, cand, HigherIsBetter, Options{})
 	if p.Verdict != Improved || u.Verdict != NoSignificantChange {
 		t.Errorf("paired %v (%s), unpaired %v (%s)", p.Verdict, p.VerdictReason, u.Verdict, u.VerdictReason)
 	}
@@ -98,7 +98,7 @@ func TestIdenticalRuns(t *testing.T) {
 		}
 	}
 	for _, data := range [][]float64{x, bin} {
-		cmp := mustPaired(t, data, data, HigherIsBetter, Options{})
+		cmp := mustCompare(t, ComparePaired, data, data, HigherIsBetter, Options{})
 		if cmp.Verdict != NoSignificantChange {
 			t.Errorf("verdict %v: %s", cmp.Verdict, cmp.VerdictReason)
 		}
@@ -119,7 +119,7 @@ func TestIdenticalRuns(t *testing.T) {
 		if cmp.Bootstrap.Parts[0].Method != ResampleConstant {
 			t.Errorf("bootstrap %+v", cmp.Bootstrap)
 		}
-		u := mustUnpaired(t, data, data, HigherIsBetter, Options{})
+		u := mustCompare(t, CompareUnpaired, data, data, HigherIsBetter, Options{})
 		if u.Verdict != NoSignificantChange || u.Test.PValue != 1 {
 			t.Errorf("unpaired: %v, p = %v", u.Verdict, u.Test.PValue)
 		}
@@ -136,7 +136,7 @@ func TestConstantShift(t *testing.T) {
 			b[i] = float64(i)
 			c[i] = float64(i) + 1
 		}
-		cmp := mustPaired(t, b, c, HigherIsBetter, Options{})
+		cmp := mustCompare(t, ComparePaired, b, c, HigherIsBetter, Options{})
 		want := math.Min(1, math.Exp2(1-float64(n)))
 		if cmp.Test.Name != TestSignFlip || cmp.Test.PValue != want {
 			t.Errorf("n=%d: %+v, want p = %v", n, cmp.Test, want)
@@ -156,7 +156,7 @@ func TestConstantShift(t *testing.T) {
 	}
 	// Unpaired, both runs constant and different: exact permutation test,
 	// 2/C(n_b+n_c, n_b).
-	u := mustUnpaired(t, []float64{3, 3, 3}, []float64{4, 4, 4, 4}, HigherIsBetter, Options{})
+	u := mustCompare(t, CompareUnpaired, []float64{3, 3, 3}, []float64{4, 4, 4, 4}, HigherIsBetter, Options{})
 	if u.Test.Name != TestPermutation || !near(u.Test.PValue, 2.0/35, 1e-12, 0) || u.Verdict != Inconclusive {
 		t.Errorf("constant unpaired: %+v, verdict %v", u.Test, u.Verdict)
 	}
@@ -181,7 +181,7 @@ func TestRelativeChangeGuard(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cand := shifted(c.baseline, 0.5, 42, 0.1)
-			cmp := mustPaired(t, c.baseline, cand, HigherIsBetter, c.opt)
+			cmp := mustCompare(t, ComparePaired, c.baseline, cand, HigherIsBetter, c.opt)
 			r := cmp.Relative
 			if r.OK != c.ok || !strings.Contains(r.Reason, c.reason) {
 				t.Errorf("relative %+v, want ok=%v reason ~ %q", r, c.ok, c.reason)
@@ -200,7 +200,7 @@ func TestRelativeChangeGuard(t *testing.T) {
 	}
 	// With MinRelativeImprovement set, an omitted relative change blocks
 	// the verdict rather than passing silently.
-	cmp := mustPaired(t, zeros, shifted(zeros, 0.5, 43, 0.1), HigherIsBetter, Options{MinRelativeImprovement: 0.01})
+	cmp := mustCompare(t, ComparePaired, zeros, shifted(zeros, 0.5, 43, 0.1), HigherIsBetter, Options{MinRelativeImprovement: 0.01})
 	if cmp.Verdict != NoSignificantChange || !strings.Contains(cmp.VerdictReason, "relative change is omitted") {
 		t.Errorf("verdict %v: %s", cmp.Verdict, cmp.VerdictReason)
 	}
@@ -212,7 +212,7 @@ func TestKnownEffectRecovered(t *testing.T) {
 	const trueDelta = -0.25
 	base := normals(50, 2000, 3, 1)
 	cand := shifted(base, trueDelta, 51, 1)
-	cmp := mustPaired(t, base, cand, LowerIsBetter, Options{Seed: 7})
+	cmp := mustCompare(t, ComparePaired, base, cand, LowerIsBetter, Options{Seed: 7})
 	if !(cmp.CILow <= trueDelta && trueDelta <= cmp.CIHigh) {
 		t.Errorf("95%% CI [%v, %v] misses the true delta %v", cmp.CILow, cmp.CIHigh, trueDelta)
 	}
@@ -239,7 +239,7 @@ func TestWinsTiesLosses(t *testing.T) {
 		{HigherIsBetter, 2, 3, 2},
 		{LowerIsBetter, 2, 3, 2},
 	} {
-		cmp := mustPaired(t, b, c, tc.dir, Options{})
+		cmp := mustCompare(t, ComparePaired, b, c, tc.dir, Options{})
 		if cmp.Wins != tc.wins || cmp.Ties != tc.ties || cmp.Losses != tc.losses {
 			t.Errorf("%v: %d/%d/%d", tc.dir, cmp.Wins, cmp.Ties, cmp.Losses)
 		}
@@ -277,7 +277,7 @@ func TestMcNemarOnBinaryMetric(t *testing.T) {
 	if !IsBinary(b) || !IsBinary(c) || IsBinary([]float64{0, 1, 0.5}) || IsBinary(nil) {
 		t.Fatal("IsBinary")
 	}
-	cmp := mustPaired(t, b, c, HigherIsBetter, Options{})
+	cmp := mustCompare(t, ComparePaired, b, c, HigherIsBetter, Options{})
 	want := mcnemar(4, 16)
 	if cmp.Test != want || want.Method != "exact binomial" || want.Statistic != 4 {
 		t.Errorf("test %+v, want %+v", cmp.Test, want)
@@ -301,7 +301,7 @@ func TestMcNemarOnBinaryMetric(t *testing.T) {
 	for i := range b {
 		eb[i], ec[i] = 1-b[i], 1-c[i]
 	}
-	e := mustPaired(t, eb, ec, LowerIsBetter, Options{})
+	e := mustCompare(t, ComparePaired, eb, ec, LowerIsBetter, Options{})
 	if e.Verdict != Improved || e.Test.PValue != cmp.Test.PValue {
 		t.Errorf("error metric: %v, p = %v", e.Verdict, e.Test.PValue)
 	}
@@ -382,7 +382,7 @@ func TestCompareGroups(t *testing.T) {
 			want.p, want.lo, want.hi = w.PValue, w.CI95[0], w.CI95[1]
 		}
 	}
-	g := mustGroups(t, runs34.b, runs34.c, HigherIsBetter, Options{})
+	g := mustCompare(t, CompareGroups, runs34.b, runs34.c, HigherIsBetter, Options{})
 	checkNear(t, "Welch p", g.Test.PValue, want.p, 1e-9, 0)
 	checkNear(t, "Welch CI low", g.CILow, want.lo, 1e-9, 0)
 	checkNear(t, "Welch CI high", g.CIHigh, want.hi, 1e-9, 0)
@@ -403,12 +403,12 @@ func TestCompareGroups(t *testing.T) {
 		t.Errorf("lower is better: %v", g2.Verdict)
 	}
 	// Two runs each, overlapping: no significant change.
-	g3 := mustGroups(t, []float64{2.31, 2.35}, []float64{2.21, 2.28}, LowerIsBetter, Options{})
+	g3 := mustCompare(t, CompareGroups, []float64{2.31, 2.35}, []float64{2.21, 2.28}, LowerIsBetter, Options{})
 	if g3.Verdict != NoSignificantChange || !strings.Contains(g3.VerdictReason, "≥ α") {
 		t.Errorf("2 vs 2: %v (%s)", g3.Verdict, g3.VerdictReason)
 	}
 	// Deterministic runs (every seed gives the same value): p = 2/C(5,2).
-	g4 := mustGroups(t, []float64{1, 1}, []float64{2, 2, 2}, HigherIsBetter, Options{})
+	g4 := mustCompare(t, CompareGroups, []float64{1, 1}, []float64{2, 2, 2}, HigherIsBetter, Options{})
 	if g4.Test.Name != TestPermutation || !near(g4.Test.PValue, 0.2, 1e-12, 0) || g4.CILow != 1 || g4.CIHigh != 1 {
 		t.Errorf("constant groups: %+v CI [%v, %v]", g4.Test, g4.CILow, g4.CIHigh)
 	}
@@ -418,7 +418,7 @@ func TestCompareGroups(t *testing.T) {
 		t.Errorf("constant 2 vs 3: %v (%s), want Inconclusive", g4.Verdict, g4.VerdictReason)
 	}
 	// Enough constant runs (4 vs 4: smallest p 2/70) reject.
-	g5 := mustGroups(t, []float64{1, 1, 1, 1}, []float64{2, 2, 2, 2}, HigherIsBetter, Options{})
+	g5 := mustCompare(t, CompareGroups, []float64{1, 1, 1, 1}, []float64{2, 2, 2, 2}, HigherIsBetter, Options{})
 	if g5.Test.Name != TestPermutation || g5.Verdict != Improved {
 		t.Errorf("constant 4 vs 4: %+v %v (%s), want Improved", g5.Test, g5.Verdict, g5.VerdictReason)
 	}
@@ -469,7 +469,7 @@ func TestEfficiency(t *testing.T) {
 func TestMillionSamples(t *testing.T) {
 	const n = 1_000_000
 	base, cand := benchData(n, benchContinuous)
-	cmp := mustPaired(t, base, cand, HigherIsBetter, Options{Seed: 1})
+	cmp := mustCompare(t, ComparePaired, base, cand, HigherIsBetter, Options{Seed: 1})
 	part := cmp.Bootstrap.Parts[0]
 	if part.Method != ResampleBinned || part.VarianceShare > binVarianceShare || part.VarianceShare == 0 {
 		t.Errorf("bootstrap %+v", part)
@@ -483,7 +483,7 @@ func TestMillionSamples(t *testing.T) {
 	}
 
 	bb, bc := benchData(n, benchBinary)
-	bin := mustPaired(t, bb, bc, HigherIsBetter, Options{Seed: 1})
+	bin := mustCompare(t, ComparePaired, bb, bc, HigherIsBetter, Options{Seed: 1})
 	if p := bin.Bootstrap.Parts[0]; p.Method != ResampleBinned || p.Bins != 3 || p.VarianceShare != 0 {
 		t.Errorf("0/1 bootstrap %+v", p)
 	}
@@ -495,31 +495,14 @@ func TestMillionSamples(t *testing.T) {
 // errOf is the error of a call that also returns a value.
 func errOf[T any](_ T, err error) error { return err }
 
-// mustPaired, mustUnpaired and mustGroups run a comparison and fail the
-// test on an error.
-func mustPaired(t *testing.T, b, c []float64, dir Direction, opt Options) Comparison {
+// mustCompare runs one of the comparisons (ComparePaired, CompareUnpaired,
+// CompareGroups) and fails the test on an error.
+func mustCompare[T any](t *testing.T, compare func(context.Context, []float64, []float64, Direction, Options) (T, error),
+	b, c []float64, dir Direction, opt Options) T {
 	t.Helper()
-	cmp, err := ComparePaired(context.Background(), b, c, dir, opt)
+	out, err := compare(context.Background(), b, c, dir, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cmp
-}
-
-func mustUnpaired(t *testing.T, b, c []float64, dir Direction, opt Options) Comparison {
-	t.Helper()
-	cmp, err := CompareUnpaired(context.Background(), b, c, dir, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cmp
-}
-
-func mustGroups(t *testing.T, b, c []float64, dir Direction, opt Options) GroupComparison {
-	t.Helper()
-	g, err := CompareGroups(context.Background(), b, c, dir, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
+	return out
 }

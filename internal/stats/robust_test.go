@@ -27,8 +27,8 @@ func TestDecimalShiftIsOneDelta(t *testing.T) {
 		if !noisy {
 			t.Fatalf("n=%d: the decimal shift left no rounding noise; the test needs some", n)
 		}
-		e := mustPaired(t, base, exact, HigherIsBetter, Options{Resamples: 200})
-		d := mustPaired(t, base, decimal, HigherIsBetter, Options{Resamples: 200})
+		e := mustCompare(t, ComparePaired, base, exact, HigherIsBetter, Options{Resamples: 200})
+		d := mustCompare(t, ComparePaired, base, decimal, HigherIsBetter, Options{Resamples: 200})
 		wantP := math.Exp2(1 - float64(n))
 		for name, c := range map[string]Comparison{"exact": e, "decimal": d} {
 			if c.Test.Name != TestSignFlip || c.Test.PValue != wantP || c.Deltas.Std != 0 {
@@ -53,7 +53,7 @@ func TestToleranceTies(t *testing.T) {
 		cand[i] = v*3/3 + 0.7 - 0.7 // the same values, through rounding
 	}
 	cand[7] = 0.9
-	c := mustPaired(t, base, cand, HigherIsBetter, Options{Resamples: 200})
+	c := mustCompare(t, ComparePaired, base, cand, HigherIsBetter, Options{Resamples: 200})
 	if c.Wins != 1 || c.Ties != 7 || c.Losses != 0 {
 		t.Errorf("wins/ties/losses = %d/%d/%d, want 1/7/0", c.Wins, c.Ties, c.Losses)
 	}
@@ -66,11 +66,11 @@ func TestToleranceTies(t *testing.T) {
 // always excludes 0 and the t test can give a small p; neither is a basis
 // for a verdict.
 func TestTinySamplesAreInconclusive(t *testing.T) {
-	c := mustPaired(t, []float64{1, 2}, []float64{1.5, 2.51}, HigherIsBetter, Options{Resamples: 200})
+	c := mustCompare(t, ComparePaired, []float64{1, 2}, []float64{1.5, 2.51}, HigherIsBetter, Options{Resamples: 200})
 	if c.Verdict != Inconclusive || c.CILow <= 0 {
 		t.Errorf("two pairs: verdict %v (%s), interval [%v, %v]", c.Verdict, c.VerdictReason, c.CILow, c.CIHigh)
 	}
-	u := mustUnpaired(t, []float64{1, 1.1, 0.9}, []float64{5, 5.2, 4.9}, HigherIsBetter, Options{Resamples: 200})
+	u := mustCompare(t, CompareUnpaired, []float64{1, 1.1, 0.9}, []float64{5, 5.2, 4.9}, HigherIsBetter, Options{Resamples: 200})
 	if u.Verdict != Inconclusive {
 		t.Errorf("3 against 3 values: verdict %v (%s), want inconclusive (2/C(6,3) = 0.1)", u.Verdict, u.VerdictReason)
 	}
@@ -109,7 +109,7 @@ func TestMannWhitneyAgainstScipy(t *testing.T) {
 			if got.Name != TestMannWhitneyU || got.Statistic != tt.u || !near(got.PValue, tt.p, tol, 0) {
 				t.Errorf("got %+v, want U = %v, p = %v", got, tt.u, tt.p)
 			}
-			c := mustUnpaired(t, tt.b, tt.c, HigherIsBetter, Options{Resamples: 200})
+			c := mustCompare(t, CompareUnpaired, tt.b, tt.c, HigherIsBetter, Options{Resamples: 200})
 			if len(c.Tests) != 2 || c.Tests[1] != got {
 				t.Errorf("CompareUnpaired tests = %+v", c.Tests)
 			}
