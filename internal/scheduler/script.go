@@ -57,16 +57,7 @@ func RenderScript(job JobSpec, argv []string, script string) (string, error) {
 
 	var b strings.Builder
 	b.WriteString("#!/bin/bash\n")
-	directive := func(opt, value string) {
-		b.WriteString("#SBATCH --")
-		b.WriteString(opt)
-		b.WriteByte('=')
-		b.WriteString(value)
-		b.WriteByte('\n')
-	}
-	for _, o := range job.Options() {
-		directive(o.Name, o.Value)
-	}
+	b.WriteString(Directives(job))
 	b.WriteString(headerComment)
 	b.WriteString(":\n")
 
@@ -184,6 +175,16 @@ func checkJob(job JobSpec) error {
 		}
 	}
 	return nil
+}
+
+// Directives are job's options as #SBATCH lines, one per option in
+// Options' order: what RenderScript writes right after the #! line.
+func Directives(job JobSpec) string {
+	var b strings.Builder
+	for _, o := range job.Options() {
+		b.WriteString("#SBATCH --" + o.Name + "=" + o.Value + "\n")
+	}
+	return b.String()
 }
 
 // DirectiveValueProblem says why v cannot be written as the value of an

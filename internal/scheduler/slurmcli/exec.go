@@ -165,11 +165,7 @@ func (r execRunner) runGated(ctx context.Context, c command, gate func() error) 
 		// sbatch then refuses ("Batch script is empty!") and creates no
 		// job; dying after it leaves the whole script, a job and its
 		// durable run.
-		var n int
-		n, werr = io.WriteString(pw, c.stdin)
-		if werr == nil && n != len(c.stdin) {
-			werr = io.ErrShortWrite
-		}
+		werr = writeOnce(pw, c.stdin)
 	}
 	if err := pw.Close(); werr == nil {
 		werr = err
@@ -181,4 +177,14 @@ func (r execRunner) runGated(ctx context.Context, c command, gate func() error) 
 		return res, fmt.Errorf("run %s: write stdin: %w", c.path, werr)
 	}
 	return res, err
+}
+
+// writeOnce writes s to a pipe with one write(2), which a signal cannot
+// cut when the pipe has room for all of s (see runGated).
+func writeOnce(f *os.File, s string) error {
+	n, err := io.WriteString(f, s)
+	if err == nil && n != len(s) {
+		err = io.ErrShortWrite
+	}
+	return err
 }

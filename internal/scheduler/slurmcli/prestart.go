@@ -29,7 +29,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -67,8 +66,9 @@ var prestartArgs = []string{"--parsable", "--export=ALL", "--export-file=3"}
 type prestarted struct {
 	cmd            *exec.Cmd
 	script, env    *os.File // write ends of its stdin and its descriptor 3
-	stdout, stderr bytes.Buffer
+	stdout, stderr *bytes.Buffer
 	born           time.Time
+	retired        sync.Once
 	done           chan struct{} // closed once it has exited and been reaped
 	waitErr        error         // cmd.Wait's, set before done is closed
 }
@@ -86,12 +86,12 @@ func startSbatch(path string, env []string) (*prestarted, error) {
 		return nil, err
 	}
 	p := &prestarted{script: sw, env: ew, born: time.Now(), done: make(chan struct{})}
-	cmd := exec.Command(path, prestartArgs...)
-	cmd.Env = env
+	// No context: it outlives the call that started it; submit kills it
+	// when its caller's context ends.
+	cmd, stdout, stderr := newCmd(context.Background(), command{path: path, args: prestartArgs, env: env})
+	p.stdout, p.stderr = stdout, stderr
 	cmd.Stdin = sr
 	cmd.ExtraFiles = []*os.File{er}
-	cmd.Stdout, cmd.Stderr = &p.stdout, &p.stderr
-	cmd.WaitDelay = 2 * time.Second
 	err = cmd.Start()
 	// The child has its own copies; ours would hide EOF from it.
 	sr.Close()
@@ -120,14 +120,16 @@ func (p *prestarted) exited() bool {
 
 // retire ends its input: sbatch reads whatever was written (nothing, if
 // retired unused, and refuses the empty script) and exits; if it has not
-// within retireGrace, it is killed. Retiring twice is harmless.
+// within retireGrace, it is killed. Only the first call does anything.
 func (p *prestarted) retire() {
-	p.env.Close()
-	p.script.Close()
-	time.AfterFunc(retireGrace, func() {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-		}
+	p.retired.Do(func() {
+		p.env.Close()
+		p.script.Close()
+		time.AfterFunc(retireGrace, func() {
+			if !p.exited() {
+				_ = p.cmd.Process.Kill()
+			}
+		})
 	})
 }
 
@@ -162,20 +164,11 @@ func (p *prestarted) submit(ctx context.Context, c command, env string, gate fun
 	}
 	p.retire()
 	<-p.done
-	res, err := exitResult(c, &p.stdout, &p.stderr, p.waitErr)
+	res, err := exitResult(c, p.stdout, p.stderr, p.waitErr)
 	if err == nil && werr != nil && res.exitCode == 0 {
 		return res, fmt.Errorf("run %s: write its input: %w", c.path, werr)
 	}
 	return res, err
-}
-
-// writeOnce writes s with one write(2); see runGated for why that matters.
-func writeOnce(f *os.File, s string) error {
-	n, err := io.WriteString(f, s)
-	if err == nil && n != len(s) {
-		err = io.ErrShortWrite
-	}
-	return err
 }
 
 // optionEnv is what sbatch adds to the job's environment for options on
@@ -212,20 +205,19 @@ func exportFile(env []string) string {
 // #SBATCH line follows (on the command line the options would override
 // it; in the script it would override them).
 func prestartable(job scheduler.JobSpec) bool {
-	var d strings.Builder
 	for _, o := range job.Options() {
 		if scheduler.DirectiveValueProblem(o.Value) != "" {
 			return false
 		}
-		d.WriteString("#SBATCH --" + o.Name + "=" + o.Value + "\n")
 	}
+	d := scheduler.Directives(job)
 	first, rest, ok := strings.Cut(job.Script, "\n")
-	if !ok || !strings.HasPrefix(first, "#!") || !strings.HasPrefix(rest, d.String()) {
+	if !ok || !strings.HasPrefix(first, "#!") || !strings.HasPrefix(rest, d) {
 		return false
 	}
 	// sbatch reads #SBATCH lines up to the first line that is neither
 	// blank nor a comment.
-	for rest = rest[d.Len():]; rest != ""; {
+	for rest = rest[len(d):]; rest != ""; {
 		var line string
 		line, rest, _ = strings.Cut(rest, "\n")
 		t := strings.TrimSpace(line)
